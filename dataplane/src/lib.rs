@@ -1,0 +1,81 @@
+//! The director's dataplane: a safe layer over DPDK and the packet pipeline.
+//!
+//! `control` (dpvsd) starts it with [`Dataplane::start`], hands it configuration
+//! descriptions with [`Dataplane::apply`] (compiled into an immutable snapshot the
+//! workers load once per burst), and reads counters and connections back.
+//! Packet logic lives in `wire` (views over bytes) and is unit-tested without EAL.
+
+pub mod config;
+pub mod stats;
+
+use std::fmt;
+
+pub use config::{
+    AddrSpec, ConfigDesc, DestSpec, ForwardMode, Persistence, Proto, RouteSpec, ServiceKey,
+    ServiceSpec,
+};
+pub use stats::{ConnEntry, DestStats, DropReason, PortStats, ServiceStats, Stats, TrafficStats};
+
+/// One DPDK port as the config file names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// Name used by addresses and routes (`dpdk0`).
+    pub name: String,
+    /// vdev spec (`net_af_packet0,iface=lb0`) or PCI address (`0000:03:00.0`).
+    pub device: String,
+    /// rx/tx queues; must be >= the number of workers (one pair per worker).
+    pub queues: u16,
+    pub mtu: u16,
+}
+
+/// What it takes to bring the dataplane up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataplaneSpec {
+    /// EAL arguments (without argv[0]).
+    pub eal_args: Vec<String>,
+    pub ports: Vec<PortSpec>,
+    /// Worker lcore ids. Must be enabled in the EAL core list; must not be the main lcore.
+    pub worker_cores: Vec<u32>,
+    /// mbufs in the pool (per socket).
+    pub mbufs: u32,
+    /// Connections per worker table.
+    pub conn_capacity: u32,
+}
+
+impl Default for DataplaneSpec {
+    fn default() -> Self {
+        DataplaneSpec {
+            eal_args: Vec::new(),
+            ports: Vec::new(),
+            worker_cores: vec![1],
+            mbufs: 8191,
+            conn_capacity: 1 << 20,
+        }
+    }
+}
+
+/// A problem bringing the dataplane up or applying configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataplaneError {
+    /// EAL initialisation failed (message says why: hugepages, core list, ...).
+    Eal(String),
+    /// A port could not be created, configured or started.
+    Port { port: String, reason: String },
+    /// Worker lcores invalid.
+    Workers(String),
+    /// Configuration rejected; names the item and the problem.
+    Config(String),
+}
+
+impl fmt::Display for DataplaneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataplaneError::Eal(m) => write!(f, "EAL initialisation failed: {m}"),
+            DataplaneError::Port { port, reason } => write!(f, "port {port}: {reason}"),
+            DataplaneError::Workers(m) => write!(f, "workers: {m}"),
+            DataplaneError::Config(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for DataplaneError {}

@@ -1,0 +1,195 @@
+//! Counters as the control plane reads them: summed over workers.
+//!
+//! Workers keep their own counters (single writer, no contention); these are the
+//! plain values a read produces. `DropReason` lists every reason a packet is not
+//! forwarded: each dropped packet increments exactly one of them.
+
+use std::net::IpAddr;
+
+use crate::config::{ForwardMode, Proto, ServiceKey};
+
+/// Why a packet was not forwarded. Each variant is one counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Frame shorter than an Ethernet header.
+    Truncated,
+    /// EtherType we do not handle (not ARP/IPv4/IPv6).
+    UnknownEtherType,
+    /// ARP frame that is malformed or not for us.
+    BadArp,
+    /// IPv4 header invalid (version, IHL, length, checksum).
+    BadIpv4,
+    /// IPv6 header invalid.
+    BadIpv6,
+    /// TCP/UDP header truncated or invalid.
+    BadL4,
+    /// IP fragment (not reassembled).
+    Fragment,
+    /// L4 protocol not served (not TCP/UDP/ICMP).
+    UnknownL4,
+    /// Destination is ours but no service matches (VIP:port unknown).
+    NoService,
+    /// Destination is not ours and matches no connection.
+    NotForUs,
+    /// Service found but the scheduler had no usable dest.
+    NoDest,
+    /// A non-SYN TCP segment that matches no connection.
+    NoConnection,
+    /// Connection table full: new connection refused.
+    ConnTableFull,
+    /// No route to the destination.
+    NoRoute,
+    /// Next hop MAC unknown and the pending queue is full.
+    NeighQueueFull,
+    /// Next hop never answered ARP.
+    NeighUnresolved,
+    /// TTL/hop limit expired.
+    TtlExceeded,
+    /// ICMP we do not answer or translate.
+    IcmpIgnored,
+    /// Forwarding mode not supported for this packet.
+    Unsupported,
+    /// No mbuf to build a reply or copy.
+    NoMbuf,
+    /// tx queue full: the NIC did not take the packet.
+    TxFull,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 21] = [
+        DropReason::Truncated,
+        DropReason::UnknownEtherType,
+        DropReason::BadArp,
+        DropReason::BadIpv4,
+        DropReason::BadIpv6,
+        DropReason::BadL4,
+        DropReason::Fragment,
+        DropReason::UnknownL4,
+        DropReason::NoService,
+        DropReason::NotForUs,
+        DropReason::NoDest,
+        DropReason::NoConnection,
+        DropReason::ConnTableFull,
+        DropReason::NoRoute,
+        DropReason::NeighQueueFull,
+        DropReason::NeighUnresolved,
+        DropReason::TtlExceeded,
+        DropReason::IcmpIgnored,
+        DropReason::Unsupported,
+        DropReason::NoMbuf,
+        DropReason::TxFull,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// snake_case name used in `dpvsctl` output and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::UnknownEtherType => "unknown_ethertype",
+            DropReason::BadArp => "bad_arp",
+            DropReason::BadIpv4 => "bad_ipv4",
+            DropReason::BadIpv6 => "bad_ipv6",
+            DropReason::BadL4 => "bad_l4",
+            DropReason::Fragment => "fragment",
+            DropReason::UnknownL4 => "unknown_l4",
+            DropReason::NoService => "no_service",
+            DropReason::NotForUs => "not_for_us",
+            DropReason::NoDest => "no_dest",
+            DropReason::NoConnection => "no_connection",
+            DropReason::ConnTableFull => "conn_table_full",
+            DropReason::NoRoute => "no_route",
+            DropReason::NeighQueueFull => "neigh_queue_full",
+            DropReason::NeighUnresolved => "neigh_unresolved",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::IcmpIgnored => "icmp_ignored",
+            DropReason::Unsupported => "unsupported",
+            DropReason::NoMbuf => "no_mbuf",
+            DropReason::TxFull => "tx_full",
+        }
+    }
+}
+
+/// Traffic counters in ipvsadm's `--stats` sense.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrafficStats {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets client -> real server.
+    pub inpkts: u64,
+    /// Packets real server -> client (through the director).
+    pub outpkts: u64,
+    pub inbytes: u64,
+    pub outbytes: u64,
+}
+
+impl TrafficStats {
+    pub fn add(&mut self, o: &TrafficStats) {
+        self.conns += o.conns;
+        self.inpkts += o.inpkts;
+        self.outpkts += o.outpkts;
+        self.inbytes += o.inbytes;
+        self.outbytes += o.outbytes;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestStats {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub mode: ForwardMode,
+    pub weight: u32,
+    pub active_conns: u32,
+    pub inactive_conns: u32,
+    pub traffic: TrafficStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStats {
+    pub key: ServiceKey,
+    pub traffic: TrafficStats,
+    pub dests: Vec<DestStats>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortStats {
+    pub name: String,
+    pub mac: [u8; 6],
+    pub link_up: bool,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_missed: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+}
+
+/// Everything `dpvsctl --stats` and metrics show.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub services: Vec<ServiceStats>,
+    /// (reason, packets), every reason listed, zero included.
+    pub drops: Vec<(DropReason, u64)>,
+    pub ports: Vec<PortStats>,
+    /// Packets received by workers, summed.
+    pub rx_packets: u64,
+    /// Packets forwarded (transmitted) by workers, summed.
+    pub tx_packets: u64,
+}
+
+/// One tracked connection as `ipvsadm -Lnc` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnEntry {
+    pub proto: Proto,
+    pub client: (IpAddr, u16),
+    pub virt: (IpAddr, u16),
+    /// FULLNAT local address; `None` for other modes.
+    pub local: Option<(IpAddr, u16)>,
+    pub dest: (IpAddr, u16),
+    /// State name as ipvsadm prints it (`ESTABLISHED`, `TIME_WAIT`, `UDP`, ...).
+    pub state: String,
+    /// Seconds until expiry.
+    pub expires_s: u32,
+    pub worker: u32,
+}
