@@ -12,6 +12,7 @@ const MIN_DPDK: &str = "22.11";
 
 fn main() {
     println!("cargo:rerun-if-changed=src/dpdk.h");
+    println!("cargo:rerun-if-changed=src/shim.c");
     println!("cargo:rerun-if-changed=build.rs");
 
     let lib = match pkg_config::Config::new()
@@ -57,6 +58,7 @@ fn main() {
         .allowlist_var("RING_F_.*")
         .allowlist_var("SOCKET_ID_ANY")
         .allowlist_var("LCORE_ID_ANY")
+        .allowlist_function("dpvs_.*")
         // Packed + aligned structs that Rust cannot represent: keep them opaque.
         .opaque_type("rte_arp_hdr")
         .opaque_type("rte_arp_ipv4")
@@ -80,6 +82,7 @@ fn main() {
     // Compile the wrappers generated for static inline functions.
     let mut cc = cc::Build::new();
     cc.file(wrappers.with_extension("c"))
+        .file("src/shim.c")
         .include(env::current_dir().unwrap())
         .define("ALLOW_EXPERIMENTAL_API", None)
         .flag_if_supported("-Wno-deprecated-declarations")

@@ -6,7 +6,21 @@
 //! Packet logic lives in `wire` (views over bytes) and is unit-tested without EAL.
 
 pub mod config;
+pub mod core;
+pub mod counters;
+pub mod dpdk;
+pub mod host;
+pub mod neigh;
+pub mod route;
+pub mod snapshot;
 pub mod stats;
+pub mod wire;
+pub mod worker;
+pub mod xmit;
+
+mod dataplane;
+
+pub use dataplane::Dataplane;
 
 use std::fmt;
 
@@ -40,6 +54,8 @@ pub struct DataplaneSpec {
     pub mbufs: u32,
     /// Connections per worker table.
     pub conn_capacity: u32,
+    /// Back off with short pauses after a run of empty polls (shared hosts).
+    pub adaptive_poll: bool,
 }
 
 impl Default for DataplaneSpec {
@@ -50,6 +66,7 @@ impl Default for DataplaneSpec {
             worker_cores: vec![1],
             mbufs: 8191,
             conn_capacity: 1 << 20,
+            adaptive_poll: false,
         }
     }
 }

@@ -1,1 +1,14 @@
-//! placeholder
+//! The `dpvs.v1` gRPC API: protobuf messages and the tonic client and server
+//! generated from `dpvs.proto`.
+//!
+//! Only generated code and tiny helpers live here; validation and the mapping to
+//! the dataplane's configuration types belong to `control`.
+
+#![allow(clippy::all)]
+
+/// Generated from `proto/dpvs.proto` (package `dpvs.v1`).
+pub mod v1 {
+    tonic::include_proto!("dpvs.v1");
+}
+
+pub use v1::*;

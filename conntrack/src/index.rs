@@ -1,0 +1,261 @@
+//! The hash index: a bucketized cuckoo table of `(tag, value)` pairs, no keys.
+//!
+//! Each bucket is one 64-byte cache line with 8 slots; an entry lives in one of two
+//! buckets, the primary from the high half of the keyed hash and the alternate
+//! `(T(tag) - b) mod n`, an involution, so an entry can be moved to its other bucket
+//! knowing only its 32-bit tag. Lookups touch at most two cache lines and deletions
+//! leave no tombstones. Values are opaque `u32`s (the table stores
+//! `conn index << 1 | direction`); the caller confirms a tag hit against the full
+//! key. Sized once for a maximum entry count at load <= 0.8; never reallocates.
+//! This module owns no keys, no conns and no time.
+
+/// Slots per bucket: 8 x (u32 tag + u32 value) = one cache line.
+pub(crate) const SLOTS: usize = 8;
+/// The value marking an empty slot.
+pub(crate) const EMPTY: u32 = u32::MAX;
+/// Slots provisioned per maximum entry, as a fraction: 5/4 means load <= 0.8.
+const SLACK_NUM: usize = 5;
+const SLACK_DEN: usize = 4;
+/// Bounded displacement walk: beyond it an insert fails (never seen at load 0.8).
+const MAX_KICKS: usize = 128;
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Bucket {
+    tags: [u32; SLOTS],
+    vals: [u32; SLOTS],
+}
+
+const EMPTY_BUCKET: Bucket = Bucket {
+    tags: [0; SLOTS],
+    vals: [EMPTY; SLOTS],
+};
+
+pub(crate) struct Index {
+    buckets: Box<[Bucket]>,
+    len: usize,
+    rng: u64,
+}
+
+impl Index {
+    /// Number of buckets needed for `max_entries` at load <= 0.8.
+    pub(crate) fn buckets_for(max_entries: usize) -> usize {
+        (max_entries.saturating_mul(SLACK_NUM) / SLACK_DEN)
+            .div_ceil(SLOTS)
+            .max(2)
+    }
+
+    /// Bytes of index provisioned per entry (rounded up).
+    pub(crate) const fn bytes_per_entry() -> usize {
+        (core::mem::size_of::<Bucket>() * SLACK_NUM).div_ceil(SLOTS * SLACK_DEN)
+    }
+
+    pub(crate) fn new(max_entries: usize, seed: u64) -> Index {
+        let nb = Index::buckets_for(max_entries);
+        Index {
+            buckets: vec![EMPTY_BUCKET; nb].into_boxed_slice(),
+            len: 0,
+            rng: seed | 1,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.buckets.len() * core::mem::size_of::<Bucket>()
+    }
+
+    #[inline]
+    fn next_rand(&mut self) -> u64 {
+        // xorshift64*: only breaks ties in the displacement walk.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    #[inline]
+    fn alt(&self, b: usize, tag: u32) -> usize {
+        let nb = self.buckets.len();
+        let t = ((u64::from(tag.wrapping_mul(0x9e37_79b9)) * nb as u64) >> 32) as usize;
+        let s = t + nb - b;
+        if s >= nb {
+            s - nb
+        } else {
+            s
+        }
+    }
+
+    /// (primary bucket, alternate bucket, tag) of a hash.
+    #[inline]
+    fn place(&self, h: u64) -> (usize, usize, u32) {
+        let nb = self.buckets.len() as u64;
+        let tag = h as u32;
+        let b1 = (((h >> 32) * nb) >> 32) as usize;
+        (b1, self.alt(b1, tag), tag)
+    }
+
+    #[inline]
+    fn scan_bucket(b: &Bucket, tag: u32, eq: &mut impl FnMut(u32) -> bool) -> Option<u32> {
+        let mut m: u32 = 0;
+        for i in 0..SLOTS {
+            m |= u32::from(b.tags[i] == tag) << i;
+        }
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let v = b.vals[i];
+            if v != EMPTY && eq(v) {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// The first value under `h` that `eq` accepts.
+    #[inline]
+    pub(crate) fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let (b1, b2, tag) = self.place(h);
+        if let Some(v) = Index::scan_bucket(&self.buckets[b1], tag, &mut eq) {
+            return Some(v);
+        }
+        if b2 != b1 {
+            return Index::scan_bucket(&self.buckets[b2], tag, &mut eq);
+        }
+        None
+    }
+
+    /// Touch both candidate buckets of `h` so a later `find` hits cache; used to
+    /// overlap the memory latency of a burst of lookups (safe code, no intrinsics).
+    #[inline]
+    pub(crate) fn touch(&self, h: u64) -> u32 {
+        let (b1, b2, _) = self.place(h);
+        self.buckets[b1].vals[0] ^ self.buckets[b2].vals[0]
+    }
+
+    fn put(&mut self, b: usize, tag: u32, val: u32) -> bool {
+        let bk = &mut self.buckets[b];
+        for i in 0..SLOTS {
+            if bk.vals[i] == EMPTY {
+                bk.tags[i] = tag;
+                bk.vals[i] = val;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Insert `val` under `h`. False (and nothing changed) if no room was found.
+    pub(crate) fn insert(&mut self, h: u64, val: u32) -> bool {
+        debug_assert!(val != EMPTY);
+        let (b1, b2, tag) = self.place(h);
+        if self.put(b1, tag, val) || self.put(b2, tag, val) {
+            self.len += 1;
+            return true;
+        }
+        // Displacement walk, recorded so a failure can be undone exactly.
+        let mut path = [(0u32, 0u8); MAX_KICKS];
+        let mut n = 0;
+        let (mut ctag, mut cval) = (tag, val);
+        let mut b = if self.next_rand() & 1 == 0 { b1 } else { b2 };
+        while n < MAX_KICKS {
+            let slot = (self.next_rand() % SLOTS as u64) as usize;
+            let bk = &mut self.buckets[b];
+            core::mem::swap(&mut ctag, &mut bk.tags[slot]);
+            core::mem::swap(&mut cval, &mut bk.vals[slot]);
+            path[n] = (b as u32, slot as u8);
+            n += 1;
+            let nb = self.alt(b, ctag);
+            if self.put(nb, ctag, cval) {
+                self.len += 1;
+                return true;
+            }
+            b = nb;
+        }
+        while n > 0 {
+            n -= 1;
+            let (b, slot) = path[n];
+            let bk = &mut self.buckets[b as usize];
+            core::mem::swap(&mut ctag, &mut bk.tags[slot as usize]);
+            core::mem::swap(&mut cval, &mut bk.vals[slot as usize]);
+        }
+        false
+    }
+
+    /// Remove the entry holding exactly `val` under `h`. False if absent.
+    pub(crate) fn remove(&mut self, h: u64, val: u32) -> bool {
+        let (b1, b2, _) = self.place(h);
+        for b in [b1, b2] {
+            let bk = &mut self.buckets[b];
+            for i in 0..SLOTS {
+                if bk.vals[i] == val {
+                    bk.vals[i] = EMPTY;
+                    bk.tags[i] = 0;
+                    self.len -= 1;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mix(x: u64) -> u64 {
+        let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    #[test]
+    fn alt_is_an_involution() {
+        let ix = Index::new(1000, 1);
+        for h in 0..10_000u64 {
+            let (b1, b2, tag) = ix.place(mix(h));
+            assert_eq!(ix.alt(b2, tag), b1);
+        }
+    }
+
+    #[test]
+    fn fills_to_provisioned_load_then_removes_all() {
+        let n = 50_000;
+        let mut ix = Index::new(n, 7);
+        for i in 0..n as u32 {
+            assert!(ix.insert(mix(u64::from(i)), i), "insert {i} failed");
+        }
+        assert_eq!(ix.len(), n);
+        for i in 0..n as u32 {
+            assert_eq!(ix.find(mix(u64::from(i)), |v| v == i), Some(i));
+        }
+        for i in 0..n as u32 {
+            assert!(ix.remove(mix(u64::from(i)), i));
+        }
+        assert_eq!(ix.len(), 0);
+        assert_eq!(ix.find(mix(3), |_| true), None);
+    }
+
+    #[test]
+    fn failed_insert_changes_nothing() {
+        // A tiny index (2 buckets = 16 slots) overfilled: failures must undo cleanly.
+        let mut ix = Index::new(1, 3);
+        let mut ok = Vec::new();
+        for i in 0..40u32 {
+            if ix.insert(mix(u64::from(i)), i) {
+                ok.push(i);
+            }
+        }
+        assert_eq!(ok.len(), ix.len());
+        assert!(ok.len() <= 16);
+        for &i in &ok {
+            assert_eq!(ix.find(mix(u64::from(i)), |v| v == i), Some(i));
+        }
+    }
+}

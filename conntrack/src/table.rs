@@ -1,0 +1,634 @@
+//! The per-worker connection table: a preallocated slab of [`Conn`]s, the cuckoo
+//! index over both directions of every conn, and the timer wheel threaded through
+//! the slab.
+//!
+//! One `ConnTable` belongs to one worker lcore and is called on every packet, so it
+//! allocates nothing after `new`, takes no locks, reads no clock (`now_ms` is passed
+//! in) and bounds the work of every call. It decides nothing about services or
+//! destinations: `service`, `dest` and `flags` are opaque numbers for the dataplane.
+
+use core::fmt;
+
+use crate::index::Index;
+use crate::tcp::{self, TcpDir, TcpFlags, TcpState};
+use crate::timeouts::Timeouts;
+use crate::timer::{Link, TimerNode, Wheel, NIL};
+use crate::tuple::{random_state, unpack_addr, Direction, Key, Tuple, FAM_DST_V6, FAM_SRC_V6, PROTO_TCP};
+
+/// Largest supported capacity: index values are `conn index << 1 | direction`.
+pub const MAX_CAPACITY: u32 = (1 << 31) - 2;
+
+/// Handle of a conn in its table: the slab index. Valid until the conn is removed or
+/// expires; the slot is then reused, so do not keep ids across those events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u32);
+
+/// The table has no free slot (or, never in practice, no index room): the new conn
+/// is refused and every existing conn is untouched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableFull;
+
+impl fmt::Display for TableFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("connection table full")
+    }
+}
+
+impl std::error::Error for TableFull {}
+
+/// Why [`ConnTable::try_insert`] refused a conn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    Full,
+    /// One of the new conn's tuples already belongs to this conn, in this direction.
+    Exists(ConnId, Direction),
+}
+
+impl fmt::Display for InsertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InsertError::Full => f.write_str("connection table full"),
+            InsertError::Exists(id, d) => write!(f, "tuple already tracked by conn {} ({d:?})", id.0),
+        }
+    }
+}
+
+impl std::error::Error for InsertError {}
+
+impl From<TableFull> for InsertError {
+    fn from(_: TableFull) -> InsertError {
+        InsertError::Full
+    }
+}
+
+/// What the dataplane gives to create a conn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewConn {
+    /// The request as it arrives: CIP:cport -> VIP:vport.
+    pub original: Tuple,
+    /// The reply as it arrives: RIP:rport -> CIP:cport (NAT) or -> LIP:lport
+    /// (FULLNAT). DR/TUN replies never come back; set it anyway.
+    pub reply: Tuple,
+    pub service: u32,
+    pub dest: u32,
+    /// Opaque to this crate (forward mode etc.).
+    pub flags: u8,
+    /// Per-service `--conn-timeout`: replaces the ESTABLISHED and UDP timeouts.
+    /// `Some(0)` is treated as `None`.
+    pub timeout_override_s: Option<u32>,
+}
+
+/// What a packet did to its conn, so the dataplane can keep per-dest
+/// ActiveConn/InActConn right: move one count when `was_active != is_active`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub was_active: bool,
+    pub is_active: bool,
+    pub state: TcpState,
+}
+
+const BIT_O_SRC6: u8 = 1 << 0;
+const BIT_O_DST6: u8 = 1 << 1;
+const BIT_R_SRC6: u8 = 1 << 2;
+const BIT_R_DST6: u8 = 1 << 3;
+const BIT_INPUT_ONLY: u8 = 1 << 4;
+const BIT_LIVE: u8 = 1 << 7;
+
+/// One tracked connection: 112 bytes. Addresses are stored as 16-byte arrays (IPv4
+/// in the first 4) with a family bit each, so v4, v6 and NAT64-style mixes share
+/// one layout.
+#[derive(Clone)]
+pub struct Conn {
+    o_src: [u8; 16],
+    o_dst: [u8; 16],
+    r_src: [u8; 16],
+    r_dst: [u8; 16],
+    o_sport: u16,
+    o_dport: u16,
+    r_sport: u16,
+    r_dport: u16,
+    /// Scratch for the dataplane (e.g. TCP sequence offsets); starts at 0.
+    pub user: u64,
+    expires_at_ms: u64,
+    link: Link,
+    service: u32,
+    dest: u32,
+    /// Seconds; 0 = none.
+    timeout_override_s: u32,
+    proto: u8,
+    flags: u8,
+    state: TcpState,
+    bits: u8,
+}
+
+impl Conn {
+    const FREE: Conn = Conn {
+        o_src: [0; 16],
+        o_dst: [0; 16],
+        r_src: [0; 16],
+        r_dst: [0; 16],
+        o_sport: 0,
+        o_dport: 0,
+        r_sport: 0,
+        r_dport: 0,
+        user: 0,
+        expires_at_ms: 0,
+        link: Link::UNLINKED,
+        service: 0,
+        dest: 0,
+        timeout_override_s: 0,
+        proto: 0,
+        flags: 0,
+        state: TcpState::None,
+        bits: 0,
+    };
+
+    fn is_live(&self) -> bool {
+        self.bits & BIT_LIVE != 0
+    }
+
+    /// The request tuple as it arrives (CIP:cport -> VIP:vport).
+    pub fn original(&self) -> Tuple {
+        self.key(Direction::Original).to_tuple()
+    }
+
+    /// The reply tuple as it arrives (RIP:rport -> CIP:cport or LIP:lport).
+    pub fn reply(&self) -> Tuple {
+        self.key(Direction::Reply).to_tuple()
+    }
+
+    /// The tuple of one direction.
+    pub fn tuple(&self, dir: Direction) -> Tuple {
+        self.key(dir).to_tuple()
+    }
+
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+    pub fn service(&self) -> u32 {
+        self.service
+    }
+    pub fn dest(&self) -> u32 {
+        self.dest
+    }
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+    /// TCP state, or `TcpState::Udp` for every non-TCP conn.
+    pub fn state(&self) -> TcpState {
+        self.state
+    }
+    /// When the conn expires unless more packets come (virtual ms).
+    pub fn expires_at_ms(&self) -> u64 {
+        self.expires_at_ms
+    }
+    /// IPVS ActiveConn (true) vs InActConn (false): ESTABLISHED TCP only.
+    pub fn is_active(&self) -> bool {
+        self.state.is_active()
+    }
+    pub fn timeout_override_s(&self) -> Option<u32> {
+        match self.timeout_override_s {
+            0 => None,
+            s => Some(s),
+        }
+    }
+    /// True while the conn uses the INPUT-ONLY rows (director sees no replies).
+    pub fn is_input_only(&self) -> bool {
+        self.bits & BIT_INPUT_ONLY != 0
+    }
+
+    fn key(&self, dir: Direction) -> Key {
+        match dir {
+            Direction::Original => Key {
+                src: self.o_src,
+                dst: self.o_dst,
+                sport: self.o_sport,
+                dport: self.o_dport,
+                proto: self.proto,
+                fam: self.bits & (BIT_O_SRC6 | BIT_O_DST6),
+            },
+            Direction::Reply => Key {
+                src: self.r_src,
+                dst: self.r_dst,
+                sport: self.r_sport,
+                dport: self.r_dport,
+                proto: self.proto,
+                fam: (self.bits & (BIT_R_SRC6 | BIT_R_DST6)) >> 2,
+            },
+        }
+    }
+
+    #[inline]
+    fn matches(&self, k: &Key, dir: Direction) -> bool {
+        match dir {
+            Direction::Original => {
+                self.o_sport == k.sport
+                    && self.o_dport == k.dport
+                    && self.proto == k.proto
+                    && self.o_src == k.src
+                    && self.o_dst == k.dst
+                    && self.bits & (BIT_O_SRC6 | BIT_O_DST6) == k.fam
+            }
+            Direction::Reply => {
+                self.r_sport == k.sport
+                    && self.r_dport == k.dport
+                    && self.proto == k.proto
+                    && self.r_src == k.src
+                    && self.r_dst == k.dst
+                    && (self.bits & (BIT_R_SRC6 | BIT_R_DST6)) >> 2 == k.fam
+            }
+        }
+    }
+
+    fn timeout_s(&self, t: &Timeouts) -> u32 {
+        match self.state {
+            TcpState::Established | TcpState::Udp if self.timeout_override_s != 0 => self.timeout_override_s,
+            s => t.for_state(s),
+        }
+    }
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = self.key(Direction::Original);
+        let r = self.key(Direction::Reply);
+        let a = |b: &[u8; 16], v6: bool| unpack_addr(b, v6);
+        f.debug_struct("Conn")
+            .field("proto", &self.proto)
+            .field(
+                "original",
+                &format_args!(
+                    "{}:{} -> {}:{}",
+                    a(&o.src, o.fam & FAM_SRC_V6 != 0),
+                    o.sport,
+                    a(&o.dst, o.fam & FAM_DST_V6 != 0),
+                    o.dport
+                ),
+            )
+            .field(
+                "reply",
+                &format_args!(
+                    "{}:{} -> {}:{}",
+                    a(&r.src, r.fam & FAM_SRC_V6 != 0),
+                    r.sport,
+                    a(&r.dst, r.fam & FAM_DST_V6 != 0),
+                    r.dport
+                ),
+            )
+            .field("state", &self.state)
+            .field("service", &self.service)
+            .field("dest", &self.dest)
+            .field("flags", &self.flags)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+impl TimerNode for Conn {
+    fn link(&self) -> Link {
+        self.link
+    }
+    fn link_mut(&mut self) -> &mut Link {
+        &mut self.link
+    }
+    fn expires_at_ms(&self) -> u64 {
+        self.expires_at_ms
+    }
+}
+
+fn timeout_ms(now_ms: u64, s: u32) -> u64 {
+    now_ms.saturating_add(u64::from(s) * 1000)
+}
+
+/// Per-worker connection table. See the module docs.
+pub struct ConnTable {
+    slab: Box<[Conn]>,
+    /// Free slots chained through `link.next`.
+    free_head: u32,
+    len: u32,
+    index: Index,
+    wheel: Wheel,
+    hasher: ahash::RandomState,
+    timeouts: Timeouts,
+    secure_tcp: bool,
+}
+
+impl ConnTable {
+    /// A table for `capacity` conns (clamped to [`MAX_CAPACITY`]), everything
+    /// allocated now. `hash_seed` must be random per process.
+    pub fn new(capacity: u32, hash_seed: u64, timeouts: Timeouts) -> ConnTable {
+        let cap = capacity.min(MAX_CAPACITY);
+        let mut slab = vec![Conn::FREE; cap as usize].into_boxed_slice();
+        for (i, c) in slab.iter_mut().enumerate() {
+            c.link.next = if i + 1 < cap as usize { i as u32 + 1 } else { NIL };
+        }
+        ConnTable {
+            slab,
+            free_head: if cap > 0 { 0 } else { NIL },
+            len: 0,
+            index: Index::new(2 * cap as usize, hash_seed.rotate_left(29)),
+            wheel: Wheel::new(),
+            hasher: random_state(hash_seed),
+            timeouts,
+            secure_tcp: false,
+        }
+    }
+
+    /// Memory per conn slot, including both direction entries of the index at its
+    /// provisioned load (0.8): `size_of::<Conn>() + 2 * index bytes per entry`.
+    pub const fn bytes_per_conn() -> usize {
+        core::mem::size_of::<Conn>() + 2 * Index::bytes_per_entry()
+    }
+
+    /// Bytes this table holds (slab + index + wheel).
+    pub fn memory_bytes(&self) -> usize {
+        core::mem::size_of_val(&*self.slab) + self.index.memory_bytes() + self.wheel.memory_bytes()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn capacity(&self) -> usize {
+        self.slab.len()
+    }
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+    /// New timeouts apply to each conn at its next packet (as in IPVS).
+    pub fn set_timeouts(&mut self, t: Timeouts) {
+        self.timeouts = t;
+    }
+    /// IPVS `secure_tcp` defense: use the kernel's `tcp_states_dos` table.
+    pub fn set_secure_tcp(&mut self, on: bool) {
+        self.secure_tcp = on;
+    }
+    pub fn secure_tcp(&self) -> bool {
+        self.secure_tcp
+    }
+
+    #[inline]
+    fn hash(&self, k: &Key) -> u64 {
+        k.hash(&self.hasher)
+    }
+
+    fn live(&self, id: ConnId) -> Option<&Conn> {
+        self.slab.get(id.0 as usize).filter(|c| c.is_live())
+    }
+
+    /// Find the conn a packet belongs to, in either direction.
+    #[inline]
+    pub fn lookup(&self, t: &Tuple) -> Option<(ConnId, Direction)> {
+        let k = Key::from_tuple(t);
+        self.lookup_key(&k, self.hash(&k))
+    }
+
+    #[inline]
+    fn lookup_key(&self, k: &Key, h: u64) -> Option<(ConnId, Direction)> {
+        let slab = &self.slab;
+        self.index
+            .find(h, |v| slab[(v >> 1) as usize].matches(k, Direction::from_bit(v)))
+            .map(|v| (ConnId(v >> 1), Direction::from_bit(v)))
+    }
+
+    /// Look up a burst of tuples (the dataplane's batch of up to 32), overlapping
+    /// their memory latency: all index buckets are touched before any is searched.
+    /// `out[i]` gets the answer for `tuples[i]`; extra entries of either are ignored.
+    pub fn lookup_burst(&self, tuples: &[Tuple], out: &mut [Option<(ConnId, Direction)>]) {
+        const MAX: usize = 32;
+        for (tc, oc) in tuples.chunks(MAX).zip(out.chunks_mut(MAX)) {
+            let mut keys = [Key::EMPTY; MAX];
+            let mut hs = [0u64; MAX];
+            let mut acc = 0u32;
+            for (j, t) in tc.iter().enumerate() {
+                keys[j] = Key::from_tuple(t);
+                hs[j] = self.hash(&keys[j]);
+                acc ^= self.index.touch(hs[j]);
+            }
+            core::hint::black_box(acc);
+            for (j, o) in oc.iter_mut().enumerate().take(tc.len()) {
+                *o = self.lookup_key(&keys[j], hs[j]);
+            }
+        }
+    }
+
+    /// Track a new conn: both tuples indexed, timer armed with the state's timeout
+    /// (TCP starts in NONE: call [`ConnTable::on_packet`] with the first segment
+    /// right after; other protocols start in `Udp`). The new conn is inactive.
+    ///
+    /// No duplicate check (the dataplane inserts after a lookup miss): a second conn
+    /// with an already tracked tuple is stored, and lookups of that tuple return one
+    /// of the two. Use [`ConnTable::try_insert`] to refuse duplicates.
+    pub fn insert(&mut self, c: NewConn, now_ms: u64) -> Result<ConnId, TableFull> {
+        let i = self.free_head;
+        if i == NIL {
+            return Err(TableFull);
+        }
+        let ok = Key::from_tuple(&c.original);
+        let rk = Key::from_tuple(&c.reply);
+        let oh = self.hash(&ok);
+        let rh = self.hash(&rk);
+        if !self.index.insert(oh, i << 1) {
+            return Err(TableFull);
+        }
+        if !self.index.insert(rh, i << 1 | 1) {
+            self.index.remove(oh, i << 1);
+            return Err(TableFull);
+        }
+        let state = if c.original.proto == PROTO_TCP {
+            TcpState::None
+        } else {
+            TcpState::Udp
+        };
+        let slot = &mut self.slab[i as usize];
+        self.free_head = slot.link.next;
+        *slot = Conn {
+            o_src: ok.src,
+            o_dst: ok.dst,
+            r_src: rk.src,
+            r_dst: rk.dst,
+            o_sport: ok.sport,
+            o_dport: ok.dport,
+            r_sport: rk.sport,
+            r_dport: rk.dport,
+            user: 0,
+            expires_at_ms: 0,
+            link: Link::UNLINKED,
+            service: c.service,
+            dest: c.dest,
+            timeout_override_s: c.timeout_override_s.unwrap_or(0),
+            proto: c.original.proto,
+            flags: c.flags,
+            state,
+            bits: BIT_LIVE | ok.fam | (rk.fam << 2),
+        };
+        slot.expires_at_ms = timeout_ms(now_ms, slot.timeout_s(&self.timeouts));
+        self.wheel.arm(&mut self.slab, i);
+        self.len += 1;
+        Ok(ConnId(i))
+    }
+
+    /// [`ConnTable::insert`], but refuse a conn whose original or reply tuple is
+    /// already tracked (in either direction).
+    pub fn try_insert(&mut self, c: NewConn, now_ms: u64) -> Result<ConnId, InsertError> {
+        for t in [&c.original, &c.reply] {
+            if let Some((id, d)) = self.lookup(t) {
+                return Err(InsertError::Exists(id, d));
+            }
+        }
+        Ok(self.insert(c, now_ms)?)
+    }
+
+    pub fn get(&self, id: ConnId) -> Option<&Conn> {
+        self.live(id)
+    }
+
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.slab.get_mut(id.0 as usize).filter(|c| c.is_live())
+    }
+
+    /// Mark a conn as one whose replies bypass the director (DR/TUN; IPVS
+    /// `IP_VS_CONN_F_NOOUTPUT`): its client segments then use the INPUT-ONLY rows.
+    /// As in the kernel, a reply seen later clears the mark. Call after `insert`,
+    /// before the first `on_packet`.
+    pub fn set_input_only(&mut self, id: ConnId, on: bool) {
+        if let Some(c) = self.get_mut(id) {
+            if on {
+                c.bits |= BIT_INPUT_ONLY;
+            } else {
+                c.bits &= !BIT_INPUT_ONLY;
+            }
+        }
+    }
+
+    /// A packet of conn `id` seen in `dir`: run the state machine (TCP) and re-arm
+    /// the timer with the resulting state's timeout. `flags` is ignored for non-TCP
+    /// conns. An unknown or freed id changes nothing and reports an inactive NONE.
+    #[inline]
+    pub fn on_packet(&mut self, id: ConnId, dir: Direction, flags: TcpFlags, now_ms: u64) -> Transition {
+        let secure = self.secure_tcp;
+        let timeouts = self.timeouts;
+        let Some(c) = self.get_mut(id) else {
+            return Transition {
+                was_active: false,
+                is_active: false,
+                state: TcpState::None,
+            };
+        };
+        let was = c.state;
+        if c.proto == PROTO_TCP {
+            let tdir = match dir {
+                Direction::Reply => {
+                    c.bits &= !BIT_INPUT_ONLY;
+                    TcpDir::Output
+                }
+                Direction::Original if c.bits & BIT_INPUT_ONLY != 0 => TcpDir::InputOnly,
+                Direction::Original => TcpDir::Input,
+            };
+            c.state = tcp::next_state(secure, tdir, flags, was);
+        }
+        let old_exp = c.expires_at_ms;
+        c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(&timeouts));
+        let state = c.state;
+        self.wheel.rearm(&mut self.slab, id.0, old_exp);
+        Transition {
+            was_active: was.is_active(),
+            is_active: state.is_active(),
+            state,
+        }
+    }
+
+    fn free(&mut self, i: u32) -> Conn {
+        self.wheel.cancel(&mut self.slab, i);
+        let (ok, rk) = {
+            let c = &self.slab[i as usize];
+            (c.key(Direction::Original), c.key(Direction::Reply))
+        };
+        let (oh, rh) = (self.hash(&ok), self.hash(&rk));
+        self.index.remove(oh, i << 1);
+        self.index.remove(rh, i << 1 | 1);
+        let slot = &mut self.slab[i as usize];
+        let old = core::mem::replace(slot, Conn::FREE);
+        slot.link.next = self.free_head;
+        self.free_head = i;
+        self.len -= 1;
+        old
+    }
+
+    /// Forget a conn now (both directions); `None` if `id` is not a live conn.
+    pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
+        self.live(id)?;
+        Some(self.free(id.0))
+    }
+
+    /// Expire conns whose timer fired by `now_ms`, at most `budget` of them, calling
+    /// `f` with each just before it is freed (decrement dest counters there; use
+    /// `is_active()` to pick which). Examines at most `8 * budget` timer entries
+    /// (entries pushed later by traffic are moved, not expired), so the work per call
+    /// is bounded; the rest is found by later calls. Returns the number expired.
+    pub fn expire(&mut self, now_ms: u64, budget: usize, mut f: impl FnMut(&Conn)) -> usize {
+        let mut work = budget.saturating_mul(8);
+        let mut n = 0;
+        while n < budget {
+            let Some(i) = self.wheel.next_expired(&mut self.slab, now_ms, &mut work) else {
+                break;
+            };
+            f(&self.slab[i as usize]);
+            self.free(i);
+            n += 1;
+        }
+        n
+    }
+
+    /// Incremental listing that never stalls the worker: visit up to `max` live conns
+    /// (at least 1) from slot `cursor`, examining at most `16 * max` slots; returns
+    /// the cursor to continue from, or `None` when the end of the slab is reached.
+    /// Conns inserted or removed between calls may or may not be visited.
+    pub fn scan(&self, cursor: u32, max: usize, mut f: impl FnMut(ConnId, &Conn)) -> Option<u32> {
+        let max = max.max(1);
+        let limit = max.saturating_mul(16);
+        let mut visited = 0;
+        let mut i = cursor as usize;
+        let end = self.slab.len();
+        let mut examined = 0;
+        while i < end && visited < max && examined < limit {
+            let c = &self.slab[i];
+            if c.is_live() {
+                f(ConnId(i as u32), c);
+                visited += 1;
+            }
+            examined += 1;
+            i += 1;
+        }
+        if i < end {
+            Some(i as u32)
+        } else {
+            None
+        }
+    }
+}
+
+impl Key {
+    const EMPTY: Key = Key {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: 0,
+        dport: 0,
+        proto: 0,
+        fam: 0,
+    };
+}
+
+impl fmt::Debug for ConnTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnTable")
+            .field("len", &self.len)
+            .field("capacity", &self.slab.len())
+            .field("timeouts", &self.timeouts)
+            .field("secure_tcp", &self.secure_tcp)
+            .finish()
+    }
+}

@@ -1,0 +1,231 @@
+//! Connection tuples as the dataplane sees them on the wire, and their packed form.
+//!
+//! A [`Tuple`] is one packet's five-tuple as received (ports in host order). The
+//! table never stores `Tuple`s: it stores [`Key`]s, the same fields packed into
+//! fixed 16-byte address arrays plus a family bit per address, so IPv4 and IPv6
+//! share one layout and comparisons are plain byte compares. This module owns
+//! that packing and the keyed hash; it knows nothing about tables or time.
+
+use core::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// IP protocol number of TCP.
+pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const PROTO_UDP: u8 = 17;
+
+/// One direction of a connection, exactly as a packet carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    /// IP protocol: 6 TCP, 17 UDP (others are tracked with UDP semantics).
+    pub proto: u8,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+}
+
+impl Tuple {
+    pub fn new(proto: u8, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Tuple {
+        Tuple {
+            proto,
+            src,
+            sport,
+            dst,
+            dport,
+        }
+    }
+
+    pub fn tcp(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Tuple {
+        Tuple::new(PROTO_TCP, src, sport, dst, dport)
+    }
+
+    pub fn udp(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Tuple {
+        Tuple::new(PROTO_UDP, src, sport, dst, dport)
+    }
+
+    /// The same flow seen from the other end (source and destination swapped).
+    pub fn reversed(&self) -> Tuple {
+        Tuple::new(self.proto, self.dst, self.dport, self.src, self.sport)
+    }
+}
+
+/// Which way a packet travels relative to the connection that matched it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Client -> director, as received (CIP:cport -> VIP:vport).
+    Original,
+    /// Real server -> director, as received (RIP:rport -> CIP:cport or LIP:lport).
+    Reply,
+}
+
+impl Direction {
+    pub(crate) fn bit(self) -> u32 {
+        match self {
+            Direction::Original => 0,
+            Direction::Reply => 1,
+        }
+    }
+
+    pub(crate) fn from_bit(b: u32) -> Direction {
+        if b & 1 == 0 {
+            Direction::Original
+        } else {
+            Direction::Reply
+        }
+    }
+}
+
+/// Family bits of a packed tuple: bit 0 set if src is IPv6, bit 1 if dst is.
+pub(crate) const FAM_SRC_V6: u8 = 1;
+pub(crate) const FAM_DST_V6: u8 = 2;
+
+/// A tuple packed for storage and hashing: 40 bytes, no enum tags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    pub(crate) src: [u8; 16],
+    pub(crate) dst: [u8; 16],
+    pub(crate) sport: u16,
+    pub(crate) dport: u16,
+    pub(crate) proto: u8,
+    pub(crate) fam: u8,
+}
+
+pub(crate) fn pack_addr(a: IpAddr) -> ([u8; 16], bool) {
+    match a {
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            (b, false)
+        }
+        IpAddr::V6(v6) => (v6.octets(), true),
+    }
+}
+
+pub(crate) fn unpack_addr(b: &[u8; 16], v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(*b))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    }
+}
+
+impl Key {
+    pub(crate) fn from_tuple(t: &Tuple) -> Key {
+        let (src, s6) = pack_addr(t.src);
+        let (dst, d6) = pack_addr(t.dst);
+        let mut fam = 0;
+        if s6 {
+            fam |= FAM_SRC_V6;
+        }
+        if d6 {
+            fam |= FAM_DST_V6;
+        }
+        Key {
+            src,
+            dst,
+            sport: t.sport,
+            dport: t.dport,
+            proto: t.proto,
+            fam,
+        }
+    }
+
+    pub(crate) fn to_tuple(self) -> Tuple {
+        Tuple {
+            proto: self.proto,
+            src: unpack_addr(&self.src, self.fam & FAM_SRC_V6 != 0),
+            sport: self.sport,
+            dst: unpack_addr(&self.dst, self.fam & FAM_DST_V6 != 0),
+            dport: self.dport,
+        }
+    }
+
+    /// Keyed hash: the seed is per process, so a remote sender cannot aim
+    /// many flows at one bucket (the table faces the internet).
+    #[inline]
+    pub(crate) fn hash(&self, rs: &ahash::RandomState) -> u64 {
+        let mut h = rs.build_hasher();
+        h.write_u128(u128::from_ne_bytes(self.src));
+        h.write_u128(u128::from_ne_bytes(self.dst));
+        h.write_u64(
+            (u64::from(self.sport) << 32)
+                | (u64::from(self.dport) << 16)
+                | (u64::from(self.proto) << 8)
+                | u64::from(self.fam),
+        );
+        h.finish()
+    }
+}
+
+/// Derive the four ahash keys from the one per-process seed.
+pub(crate) fn random_state(seed: u64) -> ahash::RandomState {
+    let mix = |x: u64, k: u64| {
+        let mut z = x ^ k;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    ahash::RandomState::with_seeds(
+        mix(seed, 0x243f_6a88_85a3_08d3),
+        mix(seed, 0x1319_8a2e_0370_7344),
+        mix(seed, 0xa409_3822_299f_31d0),
+        mix(seed, 0x082e_fa98_ec4e_6c89),
+    )
+}
+
+/// Keep the first `prefix_len` bits of `addr` (ipvsadm `-M netmask` for persistence).
+/// Lengths beyond the family's width keep the whole address.
+pub fn mask_addr(addr: IpAddr, prefix_len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let p = u32::from(prefix_len.min(32));
+            let m = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
+        }
+        IpAddr::V6(a) => {
+            let p = u32::from(prefix_len.min(128));
+            let m = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_round_trips_both_families() {
+        let v4 = Tuple::tcp("10.0.0.1".parse().unwrap(), 1234, "192.0.2.1".parse().unwrap(), 80);
+        let v6 = Tuple::udp("2001:db8::1".parse().unwrap(), 53, "2001:db8::2".parse().unwrap(), 5353);
+        let mixed = Tuple::tcp("10.0.0.1".parse().unwrap(), 1, "::1".parse().unwrap(), 2);
+        for t in [v4, v6, mixed] {
+            assert_eq!(Key::from_tuple(&t).to_tuple(), t);
+        }
+        // An IPv4 address and its IPv4-mapped IPv6 form are different flows.
+        let mapped = Tuple::tcp("::ffff:10.0.0.1".parse().unwrap(), 1234, "::ffff:192.0.2.1".parse().unwrap(), 80);
+        assert_ne!(Key::from_tuple(&v4), Key::from_tuple(&mapped));
+    }
+
+    #[test]
+    fn mask_addr_keeps_prefix() {
+        assert_eq!(mask_addr("10.1.2.3".parse().unwrap(), 24), "10.1.2.0".parse::<IpAddr>().unwrap());
+        assert_eq!(mask_addr("10.1.2.3".parse().unwrap(), 0), "0.0.0.0".parse::<IpAddr>().unwrap());
+        assert_eq!(mask_addr("10.1.2.3".parse().unwrap(), 200), "10.1.2.3".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            mask_addr("2001:db8:1:2::5".parse().unwrap(), 48),
+            "2001:db8:1::".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(mask_addr("2001:db8::5".parse().unwrap(), 128), "2001:db8::5".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn seeded_hash_depends_on_seed() {
+        let k = Key::from_tuple(&Tuple::tcp("10.0.0.1".parse().unwrap(), 1, "10.0.0.2".parse().unwrap(), 2));
+        let a = random_state(1);
+        let b = random_state(2);
+        assert_eq!(k.hash(&a), k.hash(&random_state(1)));
+        assert_ne!(k.hash(&a), k.hash(&b));
+    }
+}

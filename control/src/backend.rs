@@ -1,0 +1,104 @@
+//! What the control plane needs from a dataplane, as a trait.
+//!
+//! `dpvsd` implements it with the real DPDK [`dataplane::Dataplane`]; tests use
+//! [`FakeBackend`], which records every configuration it is given, so the whole
+//! gRPC and `dpvsctl` path runs without EAL. Nothing here validates: the store does.
+
+use std::sync::Mutex;
+
+use dataplane::{ConfigDesc, ConnEntry, Stats};
+
+/// A dataplane as the control plane drives it.
+pub trait Backend: Send + Sync + 'static {
+    /// Publishes a full configuration; an error leaves the previous one in force.
+    fn apply(&self, desc: &ConfigDesc) -> Result<(), String>;
+    /// Counters summed over workers; may take a few milliseconds.
+    fn stats(&self) -> Stats;
+    /// Every tracked connection; may take ~100 ms (call from a blocking thread).
+    fn connections(&self) -> Vec<ConnEntry>;
+    /// Port names in config order.
+    fn port_names(&self) -> Vec<String>;
+}
+
+#[cfg(feature = "dataplane")]
+impl Backend for dataplane::Dataplane {
+    fn apply(&self, desc: &ConfigDesc) -> Result<(), String> {
+        dataplane::Dataplane::apply(self, desc).map_err(|e| e.to_string())
+    }
+    fn stats(&self) -> Stats {
+        dataplane::Dataplane::stats(self)
+    }
+    fn connections(&self) -> Vec<ConnEntry> {
+        dataplane::Dataplane::connections(self)
+    }
+    fn port_names(&self) -> Vec<String> {
+        dataplane::Dataplane::port_names(self)
+    }
+}
+
+/// A dataplane stand-in for tests: remembers what it was given, returns canned
+/// counters and connections, and can be told to refuse the next `apply`.
+#[derive(Debug, Default)]
+pub struct FakeBackend {
+    ports: Vec<String>,
+    applied: Mutex<Vec<ConfigDesc>>,
+    fail_next: Mutex<Option<String>>,
+    stats: Mutex<Stats>,
+    conns: Mutex<Vec<ConnEntry>>,
+}
+
+impl FakeBackend {
+    pub fn new(ports: &[&str]) -> FakeBackend {
+        FakeBackend {
+            ports: ports.iter().map(|p| p.to_string()).collect(),
+            ..FakeBackend::default()
+        }
+    }
+
+    /// Every configuration applied so far, oldest first.
+    pub fn applied(&self) -> Vec<ConfigDesc> {
+        lock(&self.applied).clone()
+    }
+
+    /// The configuration in force (the last one applied), if any.
+    pub fn current(&self) -> Option<ConfigDesc> {
+        lock(&self.applied).last().cloned()
+    }
+
+    /// Makes the next `apply` fail with `reason`.
+    pub fn fail_next_apply(&self, reason: &str) {
+        *lock(&self.fail_next) = Some(reason.to_string());
+    }
+
+    pub fn set_stats(&self, stats: Stats) {
+        *lock(&self.stats) = stats;
+    }
+
+    pub fn set_connections(&self, conns: Vec<ConnEntry>) {
+        *lock(&self.conns) = conns;
+    }
+}
+
+/// Locks ignoring poisoning: the fake's data stays usable after a failed test thread.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Backend for FakeBackend {
+    fn apply(&self, desc: &ConfigDesc) -> Result<(), String> {
+        if let Some(reason) = lock(&self.fail_next).take() {
+            return Err(reason);
+        }
+        lock(&self.applied).push(desc.clone());
+        Ok(())
+    }
+    fn stats(&self) -> Stats {
+        lock(&self.stats).clone()
+    }
+    fn connections(&self) -> Vec<ConnEntry> {
+        lock(&self.conns).clone()
+    }
+    fn port_names(&self) -> Vec<String> {
+        self.ports.clone()
+    }
+}

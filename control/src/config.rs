@@ -1,0 +1,606 @@
+//! `dpvs.toml`: the daemon's configuration file.
+//!
+//! Parsed with serde (`deny_unknown_fields`, so a typo is an error) and validated
+//! into what `dpvsd` needs: the [`DataplaneSpec`] to start the dataplane, the
+//! initial [`Store`] (addresses, routes, services, timeouts) and the control
+//! listener. Every error is one line naming the key and the problem, e.g.
+//! `port[1].addresses[0]: invalid address "10.0.0.300/24"`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use dataplane::{
+    AddrSpec, DataplaneSpec, DestSpec, ForwardMode, Persistence, PortSpec, Proto, RouteSpec,
+    ServiceKey, ServiceSpec,
+};
+use serde::Deserialize;
+
+use crate::addr::{parse_ip, parse_netmask, parse_prefix};
+use crate::scheduler::DEFAULT_SCHEDULER;
+use crate::store::{Store, Timeouts, DEFAULT_PERSISTENCE_S};
+
+/// Default control socket.
+pub const DEFAULT_LISTEN: &str = "unix:/run/dpvs/dpvs.sock";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub eal: EalConf,
+    pub workers: WorkersConf,
+    #[serde(default)]
+    pub dataplane: DataplaneConf,
+    #[serde(default)]
+    pub port: Vec<PortConf>,
+    #[serde(default)]
+    pub route: Vec<RouteConf>,
+    #[serde(default)]
+    pub service: Vec<ServiceConf>,
+    #[serde(default)]
+    pub timeouts: Option<TimeoutsConf>,
+    #[serde(default)]
+    pub control: ControlConf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EalConf {
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersConf {
+    pub cores: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConf {
+    pub mbufs: Option<u32>,
+    pub conn_capacity: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConf {
+    pub name: String,
+    pub device: String,
+    pub queues: Option<u16>,
+    pub mtu: Option<u16>,
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConf {
+    pub prefix: String,
+    pub via: Option<String>,
+    pub port: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConf {
+    /// "tcp" or "udp".
+    pub proto: String,
+    pub vip: String,
+    pub vport: u16,
+    pub scheduler: Option<String>,
+    #[serde(default)]
+    pub sched_flags: Vec<String>,
+    /// Persistence timeout in seconds; absent = not persistent.
+    pub persistent: Option<u32>,
+    /// Persistence netmask (`255.255.255.0` or a prefix length); needs `persistent`.
+    pub netmask: Option<String>,
+    pub conn_timeout: Option<u32>,
+    #[serde(default)]
+    pub dest: Vec<DestConf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestConf {
+    pub addr: String,
+    /// Absent = the virtual port.
+    pub port: Option<u16>,
+    pub weight: Option<u32>,
+    /// "nat", "fullnat", "dr" (default) or "tun".
+    pub mode: Option<String>,
+    pub u_threshold: Option<u32>,
+    pub l_threshold: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConf {
+    pub tcp: Option<u32>,
+    pub tcpfin: Option<u32>,
+    pub udp: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConf {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for ControlConf {
+    fn default() -> Self {
+        ControlConf {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_string()
+}
+
+/// Where the gRPC server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Unix(PathBuf),
+    Tcp(std::net::SocketAddr),
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+            Listen::Tcp(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// Parses `unix:/path` or `host:port`. TCP is accepted on loopback addresses only:
+/// the API has no authentication, and TLS is not implemented yet.
+pub fn parse_listen(s: &str) -> Result<Listen, String> {
+    if let Some(path) = s.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(format!("invalid listen address \"{s}\": empty socket path"));
+        }
+        return Ok(Listen::Unix(PathBuf::from(path)));
+    }
+    let addr: std::net::SocketAddr = s.parse().map_err(|_| {
+        format!("invalid listen address \"{s}\" (unix:/path or host:port)")
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "listen address \"{s}\" is not loopback: TCP is allowed on loopback only (no TLS yet)"
+        ));
+    }
+    Ok(Listen::Tcp(addr))
+}
+
+/// A validated configuration: everything `dpvsd` starts from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dataplane: DataplaneSpec,
+    pub store: Store,
+    pub listen: Listen,
+}
+
+/// Reads and validates a config file; errors are `FILE: key: problem`.
+pub fn load(path: &Path) -> Result<Config, String> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{name}: {e}"))
+}
+
+/// Parses and validates config text; errors are `key: problem`.
+pub fn parse(text: &str) -> Result<Config, String> {
+    let de = toml::Deserializer::new(text);
+    let file: ConfigFile = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.inner().message().trim().replace('\n', " ");
+        if path.is_empty() || path == "." {
+            msg
+        } else {
+            format!("{path}: {msg}")
+        }
+    })?;
+    file.validate()
+}
+
+fn proto_of(s: &str) -> Option<Proto> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Some(Proto::Tcp),
+        "udp" => Some(Proto::Udp),
+        _ => None,
+    }
+}
+
+/// Parses a forwarding mode name (`nat`, `fullnat`, `dr`, `tun`, and ipvsadm's words).
+pub fn parse_mode(s: &str) -> Option<ForwardMode> {
+    match s.to_ascii_lowercase().as_str() {
+        "nat" | "masq" | "masquerading" => Some(ForwardMode::Nat),
+        "fullnat" | "fnat" => Some(ForwardMode::FullNat),
+        "dr" | "route" | "gatewaying" => Some(ForwardMode::Dr),
+        "tun" | "tunnel" | "ipip" => Some(ForwardMode::Tun),
+        _ => None,
+    }
+}
+
+impl ConfigFile {
+    /// Checks everything and builds the [`Config`].
+    pub fn validate(&self) -> Result<Config, String> {
+        // workers
+        if self.workers.cores.is_empty() {
+            return Err("workers.cores: empty".into());
+        }
+        let mut seen = BTreeSet::new();
+        for (i, c) in self.workers.cores.iter().enumerate() {
+            if !seen.insert(*c) {
+                return Err(format!("workers.cores[{i}]: core {c} listed twice"));
+            }
+        }
+        let nworkers = self.workers.cores.len();
+        let queues_default = u16::try_from(nworkers).unwrap_or(u16::MAX);
+
+        // ports
+        if self.port.is_empty() {
+            return Err("port: at least one [[port]] is needed".into());
+        }
+        let mut ports = Vec::new();
+        let mut names = BTreeSet::new();
+        for (i, p) in self.port.iter().enumerate() {
+            if p.name.is_empty() {
+                return Err(format!("port[{i}].name: empty"));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(format!("port[{i}].name: duplicate port name \"{}\"", p.name));
+            }
+            if p.device.is_empty() {
+                return Err(format!("port[{i}].device: empty"));
+            }
+            let queues = p.queues.unwrap_or(queues_default);
+            if queues == 0 || usize::from(queues) < nworkers {
+                return Err(format!(
+                    "port[{i}].queues: {queues} is fewer than the {nworkers} workers (one queue pair per worker)"
+                ));
+            }
+            let mtu = p.mtu.unwrap_or(1500);
+            if !(68..=9600).contains(&mtu) {
+                return Err(format!("port[{i}].mtu: {mtu} out of range 68..9600"));
+            }
+            ports.push(PortSpec {
+                name: p.name.clone(),
+                device: p.device.clone(),
+                queues,
+                mtu,
+            });
+        }
+        let mut store = Store::new(ports.iter().map(|p| p.name.clone()).collect());
+
+        for (i, p) in self.port.iter().enumerate() {
+            for (j, a) in p.addresses.iter().enumerate() {
+                let key = format!("port[{i}].addresses[{j}]");
+                let (addr, prefix_len) = parse_prefix(a, true).map_err(|e| {
+                    if e.starts_with("invalid prefix length") {
+                        format!("{key}: {e}")
+                    } else {
+                        format!("{key}: invalid address \"{a}\"")
+                    }
+                })?;
+                store
+                    .add_addr(AddrSpec {
+                        port: p.name.clone(),
+                        addr,
+                        prefix_len,
+                    })
+                    .map_err(|e| format!("{key}: {e}"))?;
+            }
+        }
+
+        for (i, r) in self.route.iter().enumerate() {
+            let (prefix, prefix_len) = parse_prefix(&r.prefix, false)
+                .map_err(|e| format!("route[{i}].prefix: {e}"))?;
+            let via = match &r.via {
+                Some(v) => Some(parse_ip(v).map_err(|e| format!("route[{i}].via: {e}"))?),
+                None => None,
+            };
+            if !names.contains(r.port.as_str()) {
+                return Err(format!("route[{i}].port: unknown port \"{}\"", r.port));
+            }
+            store
+                .add_route(RouteSpec {
+                    prefix,
+                    prefix_len,
+                    via,
+                    port: r.port.clone(),
+                })
+                .map_err(|e| {
+                    let field = if e.to_string().contains("next hop") {
+                        "via"
+                    } else {
+                        "prefix"
+                    };
+                    format!("route[{i}].{field}: {e}")
+                })?;
+        }
+
+        for (i, s) in self.service.iter().enumerate() {
+            let spec = service_spec(i, s)?;
+            store
+                .add_service(spec)
+                .map_err(|e| format!("service[{i}]: {e}"))?;
+        }
+
+        if let Some(t) = self.timeouts {
+            for (k, v) in [("tcp", t.tcp), ("tcpfin", t.tcpfin), ("udp", t.udp)] {
+                if v == Some(0) {
+                    return Err(format!("timeouts.{k}: must be at least 1 second"));
+                }
+            }
+            store.set_timeouts(Timeouts {
+                tcp_s: t.tcp.unwrap_or(0),
+                tcp_fin_s: t.tcpfin.unwrap_or(0),
+                udp_s: t.udp.unwrap_or(0),
+            });
+        }
+
+        let listen = parse_listen(&self.control.listen).map_err(|e| format!("control.listen: {e}"))?;
+
+        let defaults = DataplaneSpec::default();
+        let eal_args = eal_args_with_cores(&self.eal.args, &self.workers.cores)
+            .map_err(|e| format!("workers.cores: {e}"))?;
+        let dataplane = DataplaneSpec {
+            eal_args,
+            ports,
+            worker_cores: self.workers.cores.clone(),
+            mbufs: self.dataplane.mbufs.unwrap_or(defaults.mbufs),
+            conn_capacity: self.dataplane.conn_capacity.unwrap_or(defaults.conn_capacity),
+        };
+        if dataplane.mbufs == 0 {
+            return Err("dataplane.mbufs: must be positive".into());
+        }
+        if dataplane.conn_capacity == 0 {
+            return Err("dataplane.conn_capacity: must be positive".into());
+        }
+        Ok(Config {
+            dataplane,
+            store,
+            listen,
+        })
+    }
+}
+
+fn service_spec(i: usize, s: &ServiceConf) -> Result<ServiceSpec, String> {
+    let proto = proto_of(&s.proto).ok_or_else(|| {
+        format!("service[{i}].proto: unknown protocol \"{}\" (tcp or udp)", s.proto)
+    })?;
+    let vip = parse_ip(&s.vip).map_err(|e| format!("service[{i}].vip: {e}"))?;
+    let key = ServiceKey {
+        proto,
+        vip,
+        vport: s.vport,
+    };
+    let persistence = match (s.persistent, &s.netmask) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(format!("service[{i}].netmask: needs `persistent`"));
+        }
+        (Some(t), m) => {
+            let netmask_len = match m {
+                Some(m) => parse_netmask(m).map_err(|e| format!("service[{i}].netmask: {e}"))?,
+                None => crate::addr::max_prefix(&vip),
+            };
+            Some(Persistence {
+                timeout_s: if t == 0 { DEFAULT_PERSISTENCE_S } else { t },
+                netmask_len,
+            })
+        }
+    };
+    let scheduler = s
+        .scheduler
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SCHEDULER.to_string());
+    crate::scheduler::check_scheduler(&scheduler)
+        .map_err(|e| format!("service[{i}].scheduler: {e}"))?;
+    let mut dests = Vec::new();
+    for (j, d) in s.dest.iter().enumerate() {
+        let addr = parse_ip(&d.addr).map_err(|e| format!("service[{i}].dest[{j}].addr: {e}"))?;
+        let mode = match &d.mode {
+            Some(m) => parse_mode(m).ok_or_else(|| {
+                format!(
+                    "service[{i}].dest[{j}].mode: unknown forward mode \"{m}\" (nat, fullnat, dr, tun)"
+                )
+            })?,
+            None => ForwardMode::Dr,
+        };
+        dests.push(DestSpec {
+            addr,
+            port: d.port.unwrap_or(s.vport),
+            weight: d.weight.unwrap_or(1),
+            mode,
+            u_threshold: d.u_threshold.unwrap_or(0),
+            l_threshold: d.l_threshold.unwrap_or(0),
+            inhibited: false,
+        });
+    }
+    Ok(ServiceSpec {
+        key,
+        scheduler,
+        sched_flags: s.sched_flags.clone(),
+        persistence,
+        conn_timeout_s: s.conn_timeout,
+        dests,
+    })
+}
+
+/// The EAL needs the worker lcores enabled. If `args` has no core list
+/// (`-l`, `--lcores`, `-c`), add `-l MAIN,WORKERS...` where MAIN is the lowest
+/// core that is not a worker.
+pub fn eal_args_with_cores(args: &[String], workers: &[u32]) -> Result<Vec<String>, String> {
+    let has_cores = args.iter().any(|a| {
+        a == "-l"
+            || a == "-c"
+            || a.starts_with("--lcores")
+            || (a.starts_with("-l") && !a.starts_with("--"))
+            || (a.starts_with("-c") && !a.starts_with("--"))
+    });
+    let mut out = args.to_vec();
+    if has_cores {
+        return Ok(out);
+    }
+    let main = main_core(workers);
+    let mut list = vec![main.to_string()];
+    list.extend(workers.iter().map(|c| c.to_string()));
+    out.push("-l".into());
+    out.push(list.join(","));
+    Ok(out)
+}
+
+/// The lowest core id that is not a worker: where EAL's main lcore goes.
+pub fn main_core(workers: &[u32]) -> u32 {
+    (0..).find(|c| !workers.contains(c)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const EXAMPLE: &str = r#"
+[eal]
+args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "lb1"]
+[workers]
+cores = [1]                      # worker lcores; the control plane runs elsewhere
+[[port]]
+name = "dpdk0"
+device = "net_af_packet0,iface=lb0"   # vdev spec or PCI address
+queues = 1
+addresses = ["10.0.0.1/24"]
+[[port]]
+name = "dpdk1"
+device = "net_af_packet1,iface=lb1"
+addresses = ["192.168.0.1/24"]
+[[route]]
+prefix = "0.0.0.0/0"
+via = "10.0.0.254"
+port = "dpdk0"
+[control]
+listen = "unix:/run/dpvs/dpvs.sock"
+"#;
+
+    #[test]
+    fn example_parses() {
+        let c = parse(EXAMPLE).unwrap();
+        assert_eq!(
+            c.dataplane.eal_args,
+            ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "lb1", "-l", "0,1"]
+        );
+        assert_eq!(c.dataplane.worker_cores, vec![1]);
+        assert_eq!(c.dataplane.ports.len(), 2);
+        assert_eq!(c.dataplane.ports[1].queues, 1);
+        assert_eq!(c.dataplane.ports[1].mtu, 1500);
+        let d = c.store.desc();
+        assert_eq!(d.addrs.len(), 2);
+        assert_eq!(d.addrs[1].port, "dpdk1");
+        assert_eq!(d.routes[0].via, Some("10.0.0.254".parse().unwrap()));
+        assert_eq!(c.listen, Listen::Unix("/run/dpvs/dpvs.sock".into()));
+    }
+
+    #[test]
+    fn services_in_config() {
+        let text = format!(
+            "{EXAMPLE}\n[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nscheduler = \"rr\"\n\
+             [[service.dest]]\naddr = \"192.168.0.11\"\nmode = \"nat\"\nweight = 2\n\
+             [[service.dest]]\naddr = \"192.168.0.12\"\nport = 8080\nmode = \"fullnat\"\n\
+             [timeouts]\ntcp = 600\n"
+        );
+        let c = parse(&text).unwrap();
+        let d = c.store.desc();
+        assert_eq!(d.services.len(), 1);
+        assert_eq!(d.services[0].dests[0].port, 80);
+        assert_eq!(d.services[0].dests[0].weight, 2);
+        assert_eq!(d.services[0].dests[1].mode, ForwardMode::FullNat);
+        // The VIP was put on dpdk0, whose prefix contains it.
+        assert!(d
+            .addrs
+            .iter()
+            .any(|a| a.addr.to_string() == "10.0.0.100" && a.port == "dpdk0" && a.prefix_len == 32));
+        assert_eq!(c.store.timeouts().tcp_s, 600);
+        assert_eq!(c.store.timeouts().udp_s, 300);
+    }
+
+    #[test]
+    fn eal_core_list() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            eal_args_with_cores(&a(&["--no-huge"]), &[0, 2]).unwrap(),
+            a(&["--no-huge", "-l", "1,0,2"])
+        );
+        assert_eq!(
+            eal_args_with_cores(&a(&["-l", "0-1"]), &[1]).unwrap(),
+            a(&["-l", "0-1"])
+        );
+        assert_eq!(
+            eal_args_with_cores(&a(&["--lcores=0,1"]), &[1]).unwrap(),
+            a(&["--lcores=0,1"])
+        );
+    }
+
+    #[test]
+    fn invalid_configs_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("10.0.0.1/24\"]", "10.0.0.300/24\"]", "port[0].addresses[0]: invalid address \"10.0.0.300/24\""),
+            ("\"192.168.0.1/24\"]", "\"192.168.0.1/24\", \"bogus\"]", "port[1].addresses[1]: invalid address \"bogus\""),
+            ("10.0.0.1/24\"]", "10.0.0.1/33\"]", "port[0].addresses[0]: invalid prefix length /33"),
+            ("port = \"dpdk0\"", "port = \"dpdk9\"", "route[0].port: unknown port \"dpdk9\""),
+            ("cores = [1]", "cores = []", "workers.cores: empty"),
+            ("cores = [1]", "cores = [1, 1]", "workers.cores[1]: core 1 listed twice"),
+            ("name = \"dpdk1\"", "name = \"dpdk0\"", "port[1].name: duplicate port name \"dpdk0\""),
+            ("prefix = \"0.0.0.0/0\"", "prefix = \"0.0.0.0/40\"", "route[0].prefix: invalid prefix length /40"),
+            ("prefix = \"0.0.0.0/0\"", "prefix = \"10.0.0.1/8\"", "route[0].prefix: invalid prefix 10.0.0.1/8: host bits set"),
+            ("via = \"10.0.0.254\"", "via = \"10.0.0\"", "route[0].via: invalid address \"10.0.0\""),
+            ("queues = 1", "queues = 1\nspeed = 10", "port[0]: unknown field `speed`"),
+            ("queues = 1", "queues = \"one\"", "port[0].queues: invalid type: string \"one\", expected u16"),
+            ("listen = \"unix:/run/dpvs/dpvs.sock\"", "listen = \"10.0.0.1:5000\"", "control.listen: listen address \"10.0.0.1:5000\" is not loopback"),
+            ("listen = \"unix:/run/dpvs/dpvs.sock\"", "listen = \"nowhere\"", "control.listen: invalid listen address \"nowhere\""),
+            ("[workers]", "[workerz]", "unknown field `workerz`"),
+        ];
+        for (from, to, want) in cases {
+            assert!(EXAMPLE.contains(from), "case {from}");
+            let text = EXAMPLE.replacen(from, to, 1);
+            let err = parse(&text).expect_err(want);
+            assert!(
+                err.starts_with(want),
+                "for {to:?}: got {err:?}, want prefix {want:?}"
+            );
+            assert!(!err.contains('\n'), "multi-line error {err:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_service_configs() {
+        let svc = |body: &str| format!("{EXAMPLE}\n[[service]]\n{body}\n");
+        let cases: &[(&str, &str)] = &[
+            ("proto = \"sctp\"\nvip = \"10.0.0.100\"\nvport = 80", "service[0].proto: unknown protocol \"sctp\""),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nscheduler = \"xx\"", "service[0].scheduler: unknown scheduler \"xx\""),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\nport = 8080", "service[0]: DR and TUN forward to the virtual port: real server port 8080 != 80"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\nmode = \"magic\"", "service[0].dest[0].mode: unknown forward mode \"magic\""),
+        ];
+        for (body, want) in cases {
+            let err = parse(&svc(body)).expect_err(want);
+            assert!(err.starts_with(want), "got {err:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn load_prefixes_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dpvs.toml");
+        std::fs::write(&p, EXAMPLE.replace("10.0.0.1/24", "10.0.0.300/24")).unwrap();
+        assert_eq!(
+            load(&p).unwrap_err(),
+            "dpvs.toml: port[0].addresses[0]: invalid address \"10.0.0.300/24\""
+        );
+    }
+}

@@ -1,0 +1,311 @@
+//! Conversions between the `dpvs.v1` messages and the dataplane's configuration
+//! and counter types.
+//!
+//! Incoming messages are untrusted: every conversion from the wire returns a
+//! one-line error naming the field and the bad value (mapped to INVALID_ARGUMENT)
+//! and applies ipvsadm's defaults (scheduler wlc, persistence 300 s, dest port =
+//! virtual port, forward mode DR).
+
+use std::net::IpAddr;
+
+use dataplane::{
+    AddrSpec, ConnEntry, DestSpec, DestStats, ForwardMode, Persistence, PortStats, Proto,
+    RouteSpec, ServiceKey, ServiceSpec, TrafficStats,
+};
+use proto::v1 as pb;
+
+use crate::addr::{max_prefix, parse_ip};
+use crate::scheduler::DEFAULT_SCHEDULER;
+use crate::store::{Timeouts, DEFAULT_PERSISTENCE_S};
+
+fn ip(field: &str, s: &str) -> Result<IpAddr, String> {
+    parse_ip(s).map_err(|e| format!("{field}: {e}"))
+}
+
+fn port16(field: &str, p: u32) -> Result<u16, String> {
+    u16::try_from(p).map_err(|_| format!("{field}: invalid port {p}"))
+}
+
+fn len8(field: &str, l: u32, addr: &IpAddr) -> Result<u8, String> {
+    match u8::try_from(l) {
+        Ok(l) if l <= max_prefix(addr) => Ok(l),
+        _ => Err(format!("{field}: invalid prefix length /{l} for {addr}")),
+    }
+}
+
+pub fn proto_from_pb(p: i32) -> Result<Proto, String> {
+    match pb::Protocol::try_from(p) {
+        Ok(pb::Protocol::Tcp) => Ok(Proto::Tcp),
+        Ok(pb::Protocol::Udp) => Ok(Proto::Udp),
+        _ => Err(format!("protocol: unknown protocol {p} (TCP or UDP)")),
+    }
+}
+
+pub fn proto_to_pb(p: Proto) -> pb::Protocol {
+    match p {
+        Proto::Tcp => pb::Protocol::Tcp,
+        Proto::Udp => pb::Protocol::Udp,
+    }
+}
+
+pub fn mode_from_pb(m: i32) -> Result<ForwardMode, String> {
+    match pb::ForwardMode::try_from(m) {
+        Ok(pb::ForwardMode::Unspecified) | Ok(pb::ForwardMode::Dr) => Ok(ForwardMode::Dr),
+        Ok(pb::ForwardMode::Nat) => Ok(ForwardMode::Nat),
+        Ok(pb::ForwardMode::Fullnat) => Ok(ForwardMode::FullNat),
+        Ok(pb::ForwardMode::Tun) => Ok(ForwardMode::Tun),
+        Err(_) => Err(format!("mode: unknown forward mode {m}")),
+    }
+}
+
+pub fn mode_to_pb(m: ForwardMode) -> pb::ForwardMode {
+    match m {
+        ForwardMode::Nat => pb::ForwardMode::Nat,
+        ForwardMode::FullNat => pb::ForwardMode::Fullnat,
+        ForwardMode::Dr => pb::ForwardMode::Dr,
+        ForwardMode::Tun => pb::ForwardMode::Tun,
+    }
+}
+
+pub fn key_from_pb(k: Option<&pb::ServiceKey>) -> Result<ServiceKey, String> {
+    let k = k.ok_or("service key missing")?;
+    Ok(ServiceKey {
+        proto: proto_from_pb(k.protocol)?,
+        vip: ip("vip", &k.vip)?,
+        vport: port16("vport", k.vport)?,
+    })
+}
+
+pub fn key_to_pb(k: &ServiceKey) -> pb::ServiceKey {
+    pb::ServiceKey {
+        protocol: proto_to_pb(k.proto) as i32,
+        vip: k.vip.to_string(),
+        vport: u32::from(k.vport),
+    }
+}
+
+/// A dest for service `key`: port 0 becomes the virtual port.
+pub fn dest_from_pb(key: &ServiceKey, d: Option<&pb::Dest>) -> Result<DestSpec, String> {
+    let d = d.ok_or("dest missing")?;
+    let port = port16("port", d.port)?;
+    Ok(DestSpec {
+        addr: ip("addr", &d.addr)?,
+        port: if port == 0 { key.vport } else { port },
+        weight: d.weight,
+        mode: mode_from_pb(d.mode)?,
+        u_threshold: d.u_threshold,
+        l_threshold: d.l_threshold,
+        inhibited: false,
+    })
+}
+
+pub fn dest_to_pb(d: &DestSpec) -> pb::Dest {
+    pb::Dest {
+        addr: d.addr.to_string(),
+        port: u32::from(d.port),
+        weight: d.weight,
+        mode: mode_to_pb(d.mode) as i32,
+        u_threshold: d.u_threshold,
+        l_threshold: d.l_threshold,
+        inhibited: d.inhibited,
+    }
+}
+
+pub fn service_from_pb(s: Option<&pb::Service>) -> Result<ServiceSpec, String> {
+    let s = s.ok_or("service missing")?;
+    let key = key_from_pb(s.key.as_ref())?;
+    let persistence = match &s.persistence {
+        None => None,
+        Some(p) => Some(Persistence {
+            timeout_s: if p.timeout_s == 0 {
+                DEFAULT_PERSISTENCE_S
+            } else {
+                p.timeout_s
+            },
+            netmask_len: if p.netmask_len == 0 {
+                max_prefix(&key.vip)
+            } else {
+                len8("netmask", p.netmask_len, &key.vip)?
+            },
+        }),
+    };
+    let dests = s
+        .dests
+        .iter()
+        .map(|d| dest_from_pb(&key, Some(d)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ServiceSpec {
+        key,
+        scheduler: if s.scheduler.is_empty() {
+            DEFAULT_SCHEDULER.to_string()
+        } else {
+            s.scheduler.clone()
+        },
+        sched_flags: s.sched_flags.clone(),
+        persistence,
+        conn_timeout_s: s.conn_timeout_s,
+        dests,
+    })
+}
+
+/// Service attributes without dests (they travel in `ServiceStatus.dests`).
+pub fn service_to_pb(s: &ServiceSpec, with_dests: bool) -> pb::Service {
+    pb::Service {
+        key: Some(key_to_pb(&s.key)),
+        scheduler: s.scheduler.clone(),
+        sched_flags: s.sched_flags.clone(),
+        persistence: s.persistence.map(|p| pb::Persistence {
+            timeout_s: p.timeout_s,
+            netmask_len: u32::from(p.netmask_len),
+        }),
+        conn_timeout_s: s.conn_timeout_s,
+        dests: if with_dests {
+            s.dests.iter().map(dest_to_pb).collect()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+pub fn traffic_to_pb(t: &TrafficStats) -> pb::Traffic {
+    pb::Traffic {
+        conns: t.conns,
+        inpkts: t.inpkts,
+        outpkts: t.outpkts,
+        inbytes: t.inbytes,
+        outbytes: t.outbytes,
+    }
+}
+
+/// Configured service merged with its counters (zeros when the dataplane has none).
+pub fn service_status(
+    s: &ServiceSpec,
+    stats: Option<&dataplane::ServiceStats>,
+) -> pb::ServiceStatus {
+    let mut dests: Vec<&DestSpec> = s.dests.iter().collect();
+    dests.sort_by_key(|d| (d.addr, d.port));
+    let find = |d: &DestSpec| -> Option<&DestStats> {
+        stats.and_then(|st| {
+            st.dests
+                .iter()
+                .find(|x| x.addr == d.addr && x.port == d.port)
+        })
+    };
+    pb::ServiceStatus {
+        service: Some(service_to_pb(s, false)),
+        traffic: Some(traffic_to_pb(
+            &stats.map(|st| st.traffic).unwrap_or_default(),
+        )),
+        dests: dests
+            .into_iter()
+            .map(|d| {
+                let ds = find(d);
+                pb::DestStatus {
+                    dest: Some(dest_to_pb(d)),
+                    active_conns: ds.map(|x| x.active_conns).unwrap_or(0),
+                    inactive_conns: ds.map(|x| x.inactive_conns).unwrap_or(0),
+                    traffic: Some(traffic_to_pb(&ds.map(|x| x.traffic).unwrap_or_default())),
+                }
+            })
+            .collect(),
+    }
+}
+
+pub fn addr_from_pb(a: Option<&pb::Addr>) -> Result<AddrSpec, String> {
+    let a = a.ok_or("addr missing")?;
+    let addr = ip("addr", &a.addr)?;
+    Ok(AddrSpec {
+        port: a.port.clone(),
+        addr,
+        prefix_len: if a.prefix_len == 0 {
+            max_prefix(&addr)
+        } else {
+            len8("prefix_len", a.prefix_len, &addr)?
+        },
+    })
+}
+
+pub fn addr_to_pb(a: &AddrSpec) -> pb::Addr {
+    pb::Addr {
+        port: a.port.clone(),
+        addr: a.addr.to_string(),
+        prefix_len: u32::from(a.prefix_len),
+    }
+}
+
+pub fn route_from_pb(r: Option<&pb::Route>) -> Result<RouteSpec, String> {
+    let r = r.ok_or("route missing")?;
+    let prefix = ip("prefix", &r.prefix)?;
+    Ok(RouteSpec {
+        prefix,
+        prefix_len: len8("prefix_len", r.prefix_len, &prefix)?,
+        via: if r.via.is_empty() {
+            None
+        } else {
+            Some(ip("via", &r.via)?)
+        },
+        port: r.port.clone(),
+    })
+}
+
+pub fn route_to_pb(r: &RouteSpec, connected: bool) -> pb::Route {
+    pb::Route {
+        prefix: r.prefix.to_string(),
+        prefix_len: u32::from(r.prefix_len),
+        via: r.via.map(|v| v.to_string()).unwrap_or_default(),
+        port: r.port.clone(),
+        connected,
+    }
+}
+
+pub fn conn_to_pb(c: &ConnEntry) -> pb::Connection {
+    pb::Connection {
+        protocol: proto_to_pb(c.proto) as i32,
+        client_addr: c.client.0.to_string(),
+        client_port: u32::from(c.client.1),
+        virtual_addr: c.virt.0.to_string(),
+        virtual_port: u32::from(c.virt.1),
+        local_addr: c.local.map(|l| l.0.to_string()).unwrap_or_default(),
+        local_port: c.local.map(|l| u32::from(l.1)).unwrap_or(0),
+        dest_addr: c.dest.0.to_string(),
+        dest_port: u32::from(c.dest.1),
+        state: c.state.clone(),
+        expires_s: c.expires_s,
+        worker: c.worker,
+    }
+}
+
+pub fn port_stats_to_pb(p: &PortStats) -> pb::PortStats {
+    let m = p.mac;
+    pb::PortStats {
+        name: p.name.clone(),
+        mac: format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        ),
+        link_up: p.link_up,
+        rx_packets: p.rx_packets,
+        tx_packets: p.tx_packets,
+        rx_bytes: p.rx_bytes,
+        tx_bytes: p.tx_bytes,
+        rx_missed: p.rx_missed,
+        rx_errors: p.rx_errors,
+        tx_errors: p.tx_errors,
+    }
+}
+
+pub fn timeouts_to_pb(t: Timeouts) -> pb::Timeouts {
+    pb::Timeouts {
+        tcp_s: t.tcp_s,
+        tcp_fin_s: t.tcp_fin_s,
+        udp_s: t.udp_s,
+    }
+}
+
+pub fn timeouts_from_pb(t: &pb::Timeouts) -> Timeouts {
+    Timeouts {
+        tcp_s: t.tcp_s,
+        tcp_fin_s: t.tcp_fin_s,
+        udp_s: t.udp_s,
+    }
+}

@@ -1,0 +1,420 @@
+//! The `dpvs.v1` gRPC service: the [`Store`] in front of a [`Backend`].
+//!
+//! Every mutation runs on a copy of the store: validate, change, hand the full
+//! new description to `Backend::apply`, and only then keep the copy. When the
+//! dataplane refuses, the old store stays and the call fails, so the store always
+//! describes what the dataplane runs. Reads of counters and connections run on a
+//! blocking thread (they may take up to ~100 ms) and never hold the store lock.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use proto::v1 as pb;
+use proto::v1::dpvs_server::{Dpvs, DpvsServer};
+use tonic::{Request, Response, Status};
+
+use crate::backend::Backend;
+use crate::config::Listen;
+use crate::convert;
+use crate::store::{Store, StoreError};
+
+/// ipvsadm's `size=` in the listing header (IPVS's default conn table bits = 12).
+pub const DEFAULT_TABLE_SIZE: u32 = 4096;
+
+/// The gRPC service over a store and a backend.
+pub struct DpvsService {
+    store: Mutex<Store>,
+    backend: Arc<dyn Backend>,
+    table_size: u32,
+}
+
+impl DpvsService {
+    /// `store` must already be in force in `backend` (dpvsd starts the dataplane
+    /// with `store.desc()`).
+    pub fn new(store: Store, backend: Arc<dyn Backend>) -> DpvsService {
+        DpvsService {
+            store: Mutex::new(store),
+            backend,
+            table_size: DEFAULT_TABLE_SIZE,
+        }
+    }
+
+    /// A snapshot of the current store.
+    pub fn store(&self) -> Store {
+        self.lock().clone()
+    }
+
+    pub fn into_server(self) -> DpvsServer<DpvsService> {
+        DpvsServer::new(self)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock cannot leave a half-made change: changes
+        // are made on a copy and swapped in whole.
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Validate + change a copy, apply it, keep it only if the dataplane took it.
+    fn mutate<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, Status> {
+        let mut guard = self.lock();
+        let mut next = guard.clone();
+        let out = f(&mut next).map_err(store_status)?;
+        let before = guard.desc();
+        let after = next.desc();
+        if before != after {
+            self.backend.apply(&after).map_err(|e| {
+                Status::failed_precondition(format!("dataplane rejected the change: {e}"))
+            })?;
+        }
+        *guard = next;
+        Ok(out)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Backend) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        let b = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || f(b.as_ref()))
+            .await
+            .map_err(|e| Status::internal(format!("dataplane query failed: {e}")))
+    }
+}
+
+/// NOT_FOUND / ALREADY_EXISTS / INVALID_ARGUMENT with the store's message.
+pub fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::NotFound(m) => Status::not_found(m),
+        StoreError::AlreadyExists(m) => Status::already_exists(m),
+        StoreError::Invalid(m) => Status::invalid_argument(m),
+    }
+}
+
+fn bad(m: String) -> Status {
+    Status::invalid_argument(m)
+}
+
+fn empty() -> Result<Response<pb::Empty>, Status> {
+    Ok(Response::new(pb::Empty {}))
+}
+
+#[tonic::async_trait]
+impl Dpvs for DpvsService {
+    async fn add_service(
+        &self,
+        req: Request<pb::AddServiceRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let spec = convert::service_from_pb(req.get_ref().service.as_ref()).map_err(bad)?;
+        self.mutate(|s| s.add_service(spec))?;
+        empty()
+    }
+
+    async fn edit_service(
+        &self,
+        req: Request<pb::EditServiceRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let spec = convert::service_from_pb(req.get_ref().service.as_ref()).map_err(bad)?;
+        self.mutate(|s| s.edit_service(spec))?;
+        empty()
+    }
+
+    async fn delete_service(
+        &self,
+        req: Request<pb::DeleteServiceRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let key = convert::key_from_pb(req.get_ref().key.as_ref()).map_err(bad)?;
+        self.mutate(|s| s.delete_service(&key))?;
+        empty()
+    }
+
+    async fn clear_services(
+        &self,
+        _req: Request<pb::Empty>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.mutate(|s| {
+            s.clear_services();
+            Ok(())
+        })?;
+        empty()
+    }
+
+    async fn list_services(
+        &self,
+        req: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        let only = match &req.get_ref().key {
+            Some(k) => Some(convert::key_from_pb(Some(k)).map_err(bad)?),
+            None => None,
+        };
+        let store = self.store();
+        if let Some(k) = &only {
+            if store.service(k).is_none() {
+                return Err(store_status(StoreError::NotFound(format!(
+                    "no such service {}",
+                    crate::store::service_name(k)
+                ))));
+            }
+        }
+        let stats = self.blocking(|b| b.stats()).await?;
+        let services = store
+            .services()
+            .filter(|s| only.is_none_or(|k| s.key == k))
+            .map(|s| {
+                let st = stats.services.iter().find(|x| x.key == s.key);
+                convert::service_status(s, st)
+            })
+            .collect();
+        Ok(Response::new(pb::ListServicesResponse {
+            services,
+            table_size: self.table_size,
+        }))
+    }
+
+    async fn add_dest(&self, req: Request<pb::DestRequest>) -> Result<Response<pb::Empty>, Status> {
+        let r = req.get_ref();
+        let key = convert::key_from_pb(r.service.as_ref()).map_err(bad)?;
+        let dest = convert::dest_from_pb(&key, r.dest.as_ref()).map_err(bad)?;
+        self.mutate(|s| s.add_dest(&key, dest))?;
+        empty()
+    }
+
+    async fn edit_dest(
+        &self,
+        req: Request<pb::DestRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = req.get_ref();
+        let key = convert::key_from_pb(r.service.as_ref()).map_err(bad)?;
+        let dest = convert::dest_from_pb(&key, r.dest.as_ref()).map_err(bad)?;
+        self.mutate(|s| s.edit_dest(&key, dest))?;
+        empty()
+    }
+
+    async fn delete_dest(
+        &self,
+        req: Request<pb::DeleteDestRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = req.get_ref();
+        let key = convert::key_from_pb(r.service.as_ref()).map_err(bad)?;
+        let addr = crate::addr::parse_ip(&r.addr).map_err(|e| bad(format!("addr: {e}")))?;
+        let port = u16::try_from(r.port).map_err(|_| bad(format!("port: invalid port {}", r.port)))?;
+        let port = if port == 0 { key.vport } else { port };
+        self.mutate(|s| s.delete_dest(&key, &addr, port))?;
+        empty()
+    }
+
+    async fn add_addr(&self, req: Request<pb::AddrRequest>) -> Result<Response<pb::Empty>, Status> {
+        let a = convert::addr_from_pb(req.get_ref().addr.as_ref()).map_err(bad)?;
+        self.mutate(|s| s.add_addr(a))?;
+        empty()
+    }
+
+    async fn delete_addr(
+        &self,
+        req: Request<pb::AddrRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let a = convert::addr_from_pb(req.get_ref().addr.as_ref()).map_err(bad)?;
+        self.mutate(|s| s.delete_addr(&a.port, &a.addr))?;
+        empty()
+    }
+
+    async fn list_addrs(
+        &self,
+        req: Request<pb::ListAddrsRequest>,
+    ) -> Result<Response<pb::ListAddrsResponse>, Status> {
+        let port = &req.get_ref().port;
+        let store = self.store();
+        if !port.is_empty() && !store.ports().iter().any(|p| p == port) {
+            return Err(bad(format!("unknown port \"{port}\"")));
+        }
+        let addrs = store
+            .addrs()
+            .iter()
+            .filter(|a| port.is_empty() || &a.port == port)
+            .map(convert::addr_to_pb)
+            .collect();
+        Ok(Response::new(pb::ListAddrsResponse {
+            addrs,
+            ports: store.ports().to_vec(),
+        }))
+    }
+
+    async fn add_route(
+        &self,
+        req: Request<pb::RouteRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = convert::route_from_pb(req.get_ref().route.as_ref()).map_err(bad)?;
+        self.mutate(|s| s.add_route(r))?;
+        empty()
+    }
+
+    async fn delete_route(
+        &self,
+        req: Request<pb::RouteRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = convert::route_from_pb(req.get_ref().route.as_ref()).map_err(bad)?;
+        self.mutate(|s| s.delete_route(&r.prefix, r.prefix_len))?;
+        empty()
+    }
+
+    async fn list_routes(
+        &self,
+        _req: Request<pb::Empty>,
+    ) -> Result<Response<pb::ListRoutesResponse>, Status> {
+        let store = self.store();
+        let mut routes: Vec<pb::Route> = store
+            .addrs()
+            .iter()
+            .map(|a| {
+                let (prefix, len) = crate::addr::network_of(&a.addr, a.prefix_len);
+                convert::route_to_pb(
+                    &dataplane::RouteSpec {
+                        prefix,
+                        prefix_len: len,
+                        via: None,
+                        port: a.port.clone(),
+                    },
+                    true,
+                )
+            })
+            .collect();
+        routes.extend(store.routes().iter().map(|r| convert::route_to_pb(r, false)));
+        Ok(Response::new(pb::ListRoutesResponse { routes }))
+    }
+
+    async fn list_connections(
+        &self,
+        _req: Request<pb::Empty>,
+    ) -> Result<Response<pb::ListConnectionsResponse>, Status> {
+        let conns = self.blocking(|b| b.connections()).await?;
+        Ok(Response::new(pb::ListConnectionsResponse {
+            connections: conns.iter().map(convert::conn_to_pb).collect(),
+        }))
+    }
+
+    async fn get_stats(
+        &self,
+        _req: Request<pb::Empty>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        let store = self.store();
+        let stats = self.blocking(|b| b.stats()).await?;
+        let services = store
+            .services()
+            .map(|s| {
+                let st = stats.services.iter().find(|x| x.key == s.key);
+                convert::service_status(s, st)
+            })
+            .collect();
+        Ok(Response::new(pb::StatsResponse {
+            services,
+            drops: stats
+                .drops
+                .iter()
+                .map(|(r, n)| pb::DropCounter {
+                    reason: r.name().to_string(),
+                    packets: *n,
+                })
+                .collect(),
+            ports: stats.ports.iter().map(convert::port_stats_to_pb).collect(),
+            rx_packets: stats.rx_packets,
+            tx_packets: stats.tx_packets,
+        }))
+    }
+
+    async fn get_timeouts(
+        &self,
+        _req: Request<pb::Empty>,
+    ) -> Result<Response<pb::Timeouts>, Status> {
+        Ok(Response::new(convert::timeouts_to_pb(self.lock().timeouts())))
+    }
+
+    async fn set_timeouts(
+        &self,
+        req: Request<pb::Timeouts>,
+    ) -> Result<Response<pb::Timeouts>, Status> {
+        let t = convert::timeouts_from_pb(req.get_ref());
+        // TODO: hand the timeouts to the dataplane once ConfigDesc carries them.
+        let mut g = self.lock();
+        g.set_timeouts(t);
+        Ok(Response::new(convert::timeouts_to_pb(g.timeouts())))
+    }
+}
+
+/// A bound listener, ready to serve.
+pub enum Bound {
+    Unix(tokio::net::UnixListener, SocketFile),
+    Tcp(tokio::net::TcpListener),
+}
+
+/// Removes the socket file when dropped (dpvsd exit, test end).
+pub struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Binds `listen`. For a unix socket: creates the parent directory and replaces a
+/// stale socket file (but refuses when a live server answers on it, or when the
+/// path is not a socket).
+pub async fn bind(listen: &Listen) -> Result<Bound, String> {
+    match listen {
+        Listen::Unix(path) => {
+            bind_unix(path).map(|(l, f)| Bound::Unix(l, f))
+        }
+        Listen::Tcp(addr) => tokio::net::TcpListener::bind(addr)
+            .await
+            .map(Bound::Tcp)
+            .map_err(|e| format!("cannot listen on {addr}: {e}")),
+    }
+}
+
+fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, SocketFile), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let shown = path.display();
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(format!("{shown} exists and is not a socket"));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!("{shown} is in use: is another dpvsd running?"));
+        }
+        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale {shown}: {e}"))?;
+    }
+    let l = tokio::net::UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on unix:{shown}: {e}"))?;
+    Ok((l, SocketFile(path.to_path_buf())))
+}
+
+/// Serves `svc` on `bound` until `shutdown` completes; then stops accepting,
+/// finishes in-flight calls and removes the socket file.
+pub async fn serve(
+    bound: Bound,
+    svc: DpvsService,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), String> {
+    let router = tonic::transport::Server::builder().add_service(svc.into_server());
+    let r = match bound {
+        Bound::Unix(l, file) => {
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
+            let r = router.serve_with_incoming_shutdown(incoming, shutdown).await;
+            drop(file);
+            r
+        }
+        Bound::Tcp(l) => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+            router.serve_with_incoming_shutdown(incoming, shutdown).await
+        }
+    };
+    r.map_err(|e| format!("gRPC server failed: {e}"))
+}

@@ -1,0 +1,676 @@
+//! The configuration state of the director with IPVS semantics: services keyed by
+//! (protocol, VIP, port), dests keyed by (address, port) within a service,
+//! addresses on ports, static routes, and the idle timeouts.
+//!
+//! Every mutation validates first and changes nothing when it fails; the store is
+//! `Clone` so the server can try a change on a copy and keep the original when the
+//! dataplane refuses it. It never talks to the dataplane itself: [`Store::desc`]
+//! is the full description handed to `Backend::apply`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use dataplane::{AddrSpec, ConfigDesc, DestSpec, ForwardMode, RouteSpec, ServiceKey, ServiceSpec};
+
+use crate::addr::{fmt_addr_port, max_prefix, prefix_contains};
+use crate::scheduler::{check_sched_flags, check_scheduler};
+
+/// Persistence timeout when `-p` is given without a value (ipvsadm).
+pub const DEFAULT_PERSISTENCE_S: u32 = 300;
+/// Largest dest weight IPVS accepts.
+pub const MAX_WEIGHT: u32 = 65535;
+
+/// Why a change was refused; maps onto gRPC NOT_FOUND / ALREADY_EXISTS / INVALID_ARGUMENT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    NotFound(String),
+    AlreadyExists(String),
+    Invalid(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotFound(m) | StoreError::AlreadyExists(m) | StoreError::Invalid(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn invalid(m: impl Into<String>) -> StoreError {
+    StoreError::Invalid(m.into())
+}
+
+/// `TCP 10.0.0.100:80`, as messages name a service.
+pub fn service_name(key: &ServiceKey) -> String {
+    format!("{} {}", key.proto, fmt_addr_port(&key.vip, key.vport))
+}
+
+/// ipvsadm's connection idle timeouts (`--set tcp tcpfin udp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp_s: u32,
+    pub tcp_fin_s: u32,
+    pub udp_s: u32,
+}
+
+impl Default for Timeouts {
+    /// The IPVS defaults: 900 120 300.
+    fn default() -> Self {
+        Timeouts {
+            tcp_s: 900,
+            tcp_fin_s: 120,
+            udp_s: 300,
+        }
+    }
+}
+
+/// Services, addresses, routes and timeouts, validated.
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    ports: Vec<String>,
+    services: BTreeMap<ServiceKey, ServiceSpec>,
+    addrs: Vec<AddrSpec>,
+    routes: Vec<RouteSpec>,
+    /// VIP host addresses added by `add_service`, removed with the last service using them.
+    auto_addrs: BTreeSet<IpAddr>,
+    timeouts: Timeouts,
+}
+
+impl Store {
+    /// An empty store for a director with these ports.
+    pub fn new(ports: Vec<String>) -> Store {
+        Store {
+            ports,
+            ..Store::default()
+        }
+    }
+
+    /// The full description for the dataplane; services sorted by key.
+    pub fn desc(&self) -> ConfigDesc {
+        ConfigDesc {
+            services: self.services.values().cloned().collect(),
+            addrs: self.addrs.clone(),
+            routes: self.routes.clone(),
+        }
+    }
+
+    pub fn ports(&self) -> &[String] {
+        &self.ports
+    }
+    pub fn services(&self) -> impl Iterator<Item = &ServiceSpec> {
+        self.services.values()
+    }
+    pub fn service(&self, key: &ServiceKey) -> Option<&ServiceSpec> {
+        self.services.get(key)
+    }
+    pub fn addrs(&self) -> &[AddrSpec] {
+        &self.addrs
+    }
+    pub fn routes(&self) -> &[RouteSpec] {
+        &self.routes
+    }
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// `--set tcp tcpfin udp`: a 0 leaves that value unchanged (as ipvsadm).
+    pub fn set_timeouts(&mut self, t: Timeouts) {
+        if t.tcp_s != 0 {
+            self.timeouts.tcp_s = t.tcp_s;
+        }
+        if t.tcp_fin_s != 0 {
+            self.timeouts.tcp_fin_s = t.tcp_fin_s;
+        }
+        if t.udp_s != 0 {
+            self.timeouts.udp_s = t.udp_s;
+        }
+    }
+
+    // ---- services (ipvsadm -A -E -D -C) ----
+
+    /// `-A`: adds a service (with any dests it carries). Puts the VIP on a port
+    /// when no address equals it yet (see [`Store::ensure_vip`]).
+    pub fn add_service(&mut self, spec: ServiceSpec) -> Result<(), StoreError> {
+        if self.services.contains_key(&spec.key) {
+            return Err(StoreError::AlreadyExists(format!(
+                "service already exists: {}",
+                service_name(&spec.key)
+            )));
+        }
+        check_service_attrs(&spec)?;
+        let mut seen = BTreeSet::new();
+        for d in &spec.dests {
+            check_dest(&spec.key, d)?;
+            if !seen.insert((d.addr, d.port)) {
+                return Err(StoreError::AlreadyExists(format!(
+                    "real server already exists: {} in {}",
+                    fmt_addr_port(&d.addr, d.port),
+                    service_name(&spec.key)
+                )));
+            }
+        }
+        let vip = spec.key.vip;
+        let mut next = self.clone();
+        next.services.insert(spec.key, spec);
+        next.ensure_vip(vip)?;
+        *self = next;
+        Ok(())
+    }
+
+    /// `-E`: replaces scheduler, flags, persistence and conn timeout; keeps dests.
+    pub fn edit_service(&mut self, spec: ServiceSpec) -> Result<(), StoreError> {
+        check_service_attrs(&spec)?;
+        let cur = self.service_mut(&spec.key)?;
+        cur.scheduler = spec.scheduler;
+        cur.sched_flags = spec.sched_flags;
+        cur.persistence = spec.persistence;
+        cur.conn_timeout_s = spec.conn_timeout_s;
+        Ok(())
+    }
+
+    /// `-D`.
+    pub fn delete_service(&mut self, key: &ServiceKey) -> Result<(), StoreError> {
+        if self.services.remove(key).is_none() {
+            return Err(not_found(key));
+        }
+        self.drop_unused_auto_addrs();
+        Ok(())
+    }
+
+    /// `-C`: every service goes (addresses and routes stay, except VIPs added for services).
+    pub fn clear_services(&mut self) {
+        self.services.clear();
+        self.drop_unused_auto_addrs();
+    }
+
+    fn service_mut(&mut self, key: &ServiceKey) -> Result<&mut ServiceSpec, StoreError> {
+        self.services.get_mut(key).ok_or_else(|| not_found(key))
+    }
+
+    // ---- dests (ipvsadm -a -e -d) ----
+
+    /// `-a`. The dest port must already be resolved (ipvsadm: no port = the virtual port).
+    pub fn add_dest(&mut self, key: &ServiceKey, dest: DestSpec) -> Result<(), StoreError> {
+        check_dest(key, &dest)?;
+        let svc = self.service_mut(key)?;
+        if svc
+            .dests
+            .iter()
+            .any(|d| d.addr == dest.addr && d.port == dest.port)
+        {
+            return Err(StoreError::AlreadyExists(format!(
+                "real server already exists: {} in {}",
+                fmt_addr_port(&dest.addr, dest.port),
+                service_name(key)
+            )));
+        }
+        svc.dests.push(dest);
+        Ok(())
+    }
+
+    /// `-e`: replaces weight, mode and thresholds; keeps the health-check state.
+    pub fn edit_dest(&mut self, key: &ServiceKey, dest: DestSpec) -> Result<(), StoreError> {
+        check_dest(key, &dest)?;
+        let svc = self.service_mut(key)?;
+        let cur = svc
+            .dests
+            .iter_mut()
+            .find(|d| d.addr == dest.addr && d.port == dest.port)
+            .ok_or_else(|| dest_not_found(key, &dest.addr, dest.port))?;
+        let inhibited = cur.inhibited;
+        *cur = DestSpec { inhibited, ..dest };
+        Ok(())
+    }
+
+    /// `-d`.
+    pub fn delete_dest(
+        &mut self,
+        key: &ServiceKey,
+        addr: &IpAddr,
+        port: u16,
+    ) -> Result<(), StoreError> {
+        let svc = self.service_mut(key)?;
+        let before = svc.dests.len();
+        svc.dests.retain(|d| !(d.addr == *addr && d.port == port));
+        if svc.dests.len() == before {
+            return Err(dest_not_found(key, addr, port));
+        }
+        Ok(())
+    }
+
+    // ---- addresses (dpip addr) ----
+
+    /// Adds an address on a port. An address lives on one port only.
+    pub fn add_addr(&mut self, a: AddrSpec) -> Result<(), StoreError> {
+        self.check_port(&a.port)?;
+        if a.prefix_len > max_prefix(&a.addr) {
+            return Err(invalid(format!(
+                "invalid prefix length /{} for {}",
+                a.prefix_len, a.addr
+            )));
+        }
+        if a.addr.is_unspecified() || a.addr.is_multicast() {
+            return Err(invalid(format!("address {} cannot be assigned", a.addr)));
+        }
+        if let Some(cur) = self.addrs.iter().find(|x| x.addr == a.addr) {
+            if self.auto_addrs.contains(&a.addr) && cur.port == a.port {
+                // The user now owns an address a service had put there.
+                self.auto_addrs.remove(&a.addr);
+                let i = self.addrs.iter().position(|x| x.addr == a.addr);
+                if let Some(i) = i {
+                    self.addrs[i] = a;
+                }
+                return Ok(());
+            }
+            return Err(StoreError::AlreadyExists(format!(
+                "address {} already exists on {}",
+                a.addr, cur.port
+            )));
+        }
+        self.addrs.push(a);
+        Ok(())
+    }
+
+    /// Deletes an address from a port (the prefix length is not compared).
+    pub fn delete_addr(&mut self, port: &str, addr: &IpAddr) -> Result<(), StoreError> {
+        self.check_port(port)?;
+        let before = self.addrs.len();
+        self.addrs.retain(|x| !(x.port == port && x.addr == *addr));
+        if self.addrs.len() == before {
+            return Err(StoreError::NotFound(format!(
+                "no such address {addr} on {port}"
+            )));
+        }
+        self.auto_addrs.remove(addr);
+        Ok(())
+    }
+
+    /// DPVS answers for a VIP only when it is an address on a port: when no address
+    /// equals `vip`, add it as a host address (/32, /128) on the port whose
+    /// connected prefix contains it, else on the first port.
+    fn ensure_vip(&mut self, vip: IpAddr) -> Result<(), StoreError> {
+        if self.addrs.iter().any(|a| a.addr == vip) {
+            return Ok(());
+        }
+        let port = self
+            .addrs
+            .iter()
+            .find(|a| prefix_contains(&a.addr, a.prefix_len, &vip))
+            .map(|a| a.port.clone())
+            .or_else(|| self.ports.first().cloned())
+            .ok_or_else(|| invalid(format!("no port to put VIP {vip} on")))?;
+        self.addrs.push(AddrSpec {
+            port,
+            addr: vip,
+            prefix_len: max_prefix(&vip),
+        });
+        self.auto_addrs.insert(vip);
+        Ok(())
+    }
+
+    fn drop_unused_auto_addrs(&mut self) {
+        let used: BTreeSet<IpAddr> = self.services.keys().map(|k| k.vip).collect();
+        let unused: Vec<IpAddr> = self.auto_addrs.difference(&used).copied().collect();
+        for vip in unused {
+            self.auto_addrs.remove(&vip);
+            self.addrs.retain(|a| a.addr != vip);
+        }
+    }
+
+    // ---- routes (dpip route) ----
+
+    pub fn add_route(&mut self, r: RouteSpec) -> Result<(), StoreError> {
+        self.check_port(&r.port)?;
+        check_route_prefix(&r.prefix, r.prefix_len)?;
+        if let Some(via) = &r.via {
+            if via.is_ipv4() != r.prefix.is_ipv4() {
+                return Err(invalid(format!(
+                    "next hop {via} and prefix {}/{} differ in address family",
+                    r.prefix, r.prefix_len
+                )));
+            }
+            if via.is_unspecified() || via.is_multicast() {
+                return Err(invalid(format!("invalid next hop {via}")));
+            }
+        }
+        if self
+            .routes
+            .iter()
+            .any(|x| x.prefix == r.prefix && x.prefix_len == r.prefix_len)
+        {
+            return Err(StoreError::AlreadyExists(format!(
+                "route {}/{} already exists",
+                r.prefix, r.prefix_len
+            )));
+        }
+        self.routes.push(r);
+        Ok(())
+    }
+
+    pub fn delete_route(&mut self, prefix: &IpAddr, prefix_len: u8) -> Result<(), StoreError> {
+        let before = self.routes.len();
+        self.routes
+            .retain(|x| !(x.prefix == *prefix && x.prefix_len == prefix_len));
+        if self.routes.len() == before {
+            return Err(StoreError::NotFound(format!(
+                "no such route {prefix}/{prefix_len}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_port(&self, port: &str) -> Result<(), StoreError> {
+        if self.ports.iter().any(|p| p == port) {
+            Ok(())
+        } else {
+            Err(invalid(format!("unknown port \"{port}\"")))
+        }
+    }
+}
+
+fn not_found(key: &ServiceKey) -> StoreError {
+    StoreError::NotFound(format!("no such service {}", service_name(key)))
+}
+
+fn dest_not_found(key: &ServiceKey, addr: &IpAddr, port: u16) -> StoreError {
+    StoreError::NotFound(format!(
+        "no such real server {} in {}",
+        fmt_addr_port(addr, port),
+        service_name(key)
+    ))
+}
+
+/// A route prefix must have no host bits set (as `ip route` insists).
+pub fn check_route_prefix(prefix: &IpAddr, len: u8) -> Result<(), StoreError> {
+    if len > max_prefix(prefix) {
+        return Err(invalid(format!("invalid prefix length /{len} for {prefix}")));
+    }
+    let network_ok = match prefix {
+        IpAddr::V4(p) => {
+            let l = u32::from(len);
+            let host = if l >= 32 { 0 } else { u32::MAX >> l };
+            u32::from(*p) & host == 0
+        }
+        IpAddr::V6(p) => {
+            let l = u32::from(len);
+            let host = if l >= 128 { 0 } else { u128::MAX >> l };
+            u128::from(*p) & host == 0
+        }
+    };
+    if network_ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid prefix {prefix}/{len}: host bits set"
+        )))
+    }
+}
+
+fn check_service_attrs(s: &ServiceSpec) -> Result<(), StoreError> {
+    let vip = &s.key.vip;
+    if vip.is_unspecified() || vip.is_multicast() {
+        return Err(invalid(format!("invalid virtual address {vip}")));
+    }
+    check_scheduler(&s.scheduler).map_err(invalid)?;
+    check_sched_flags(&s.scheduler, &s.sched_flags).map_err(invalid)?;
+    match &s.persistence {
+        Some(p) => {
+            if p.timeout_s == 0 {
+                return Err(invalid("persistence timeout must be at least 1 second"));
+            }
+            if p.netmask_len > max_prefix(vip) {
+                return Err(invalid(format!(
+                    "invalid persistence netmask /{} for {vip}",
+                    p.netmask_len
+                )));
+            }
+        }
+        None if s.key.vport == 0 => {
+            return Err(invalid("zero port specified for non-persistent service"));
+        }
+        None => {}
+    }
+    if s.conn_timeout_s == Some(0) {
+        return Err(invalid("connection timeout must be at least 1 second"));
+    }
+    Ok(())
+}
+
+fn check_dest(key: &ServiceKey, d: &DestSpec) -> Result<(), StoreError> {
+    if d.addr.is_unspecified() || d.addr.is_multicast() {
+        return Err(invalid(format!("invalid real server address {}", d.addr)));
+    }
+    if d.addr.is_ipv4() != key.vip.is_ipv4() {
+        return Err(invalid(format!(
+            "real server {} and virtual service {} differ in address family",
+            d.addr, key.vip
+        )));
+    }
+    if d.weight > MAX_WEIGHT {
+        return Err(invalid(format!(
+            "invalid weight {}: must be 0..{MAX_WEIGHT}",
+            d.weight
+        )));
+    }
+    if d.l_threshold > d.u_threshold && d.u_threshold != 0 {
+        return Err(invalid(format!(
+            "lower threshold {} is above upper threshold {}",
+            d.l_threshold, d.u_threshold
+        )));
+    }
+    if matches!(d.mode, ForwardMode::Dr | ForwardMode::Tun) && d.port != key.vport {
+        return Err(invalid(format!(
+            "DR and TUN forward to the virtual port: real server port {} != {}",
+            d.port, key.vport
+        )));
+    }
+    if d.port == 0 && key.vport != 0 {
+        return Err(invalid("real server port 0 is only valid for a port-0 service"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::{Persistence, Proto};
+
+    fn key(vip: &str, port: u16) -> ServiceKey {
+        ServiceKey {
+            proto: Proto::Tcp,
+            vip: vip.parse().unwrap(),
+            vport: port,
+        }
+    }
+
+    fn svc(vip: &str, port: u16) -> ServiceSpec {
+        ServiceSpec {
+            key: key(vip, port),
+            scheduler: "rr".into(),
+            sched_flags: vec![],
+            persistence: None,
+            conn_timeout_s: None,
+            dests: vec![],
+        }
+    }
+
+    fn dest(addr: &str, port: u16, mode: ForwardMode) -> DestSpec {
+        DestSpec {
+            addr: addr.parse().unwrap(),
+            port,
+            weight: 1,
+            mode,
+            u_threshold: 0,
+            l_threshold: 0,
+            inhibited: false,
+        }
+    }
+
+    fn store() -> Store {
+        let mut s = Store::new(vec!["dpdk0".into(), "dpdk1".into()]);
+        s.add_addr(AddrSpec {
+            port: "dpdk0".into(),
+            addr: "10.0.0.1".parse().unwrap(),
+            prefix_len: 24,
+        })
+        .unwrap();
+        s.add_addr(AddrSpec {
+            port: "dpdk1".into(),
+            addr: "192.168.0.1".parse().unwrap(),
+            prefix_len: 24,
+        })
+        .unwrap();
+        s
+    }
+
+    #[test]
+    fn service_lifecycle_and_errors() {
+        let mut s = store();
+        s.add_service(svc("10.0.0.100", 80)).unwrap();
+        assert_eq!(
+            s.add_service(svc("10.0.0.100", 80)),
+            Err(StoreError::AlreadyExists(
+                "service already exists: TCP 10.0.0.100:80".into()
+            ))
+        );
+        assert_eq!(
+            s.delete_service(&key("10.0.0.101", 80)),
+            Err(StoreError::NotFound("no such service TCP 10.0.0.101:80".into()))
+        );
+        let mut e = svc("10.0.0.100", 80);
+        e.scheduler = "nope".into();
+        assert!(matches!(s.edit_service(e), Err(StoreError::Invalid(m)) if m.starts_with("unknown scheduler \"nope\"")));
+        let mut e = svc("10.0.0.100", 80);
+        e.scheduler = "wrr".into();
+        e.persistence = Some(Persistence {
+            timeout_s: 300,
+            netmask_len: 24,
+        });
+        s.edit_service(e).unwrap();
+        assert_eq!(s.desc().services[0].scheduler, "wrr");
+        s.delete_service(&key("10.0.0.100", 80)).unwrap();
+        assert!(s.desc().services.is_empty());
+    }
+
+    #[test]
+    fn vip_is_put_on_the_connected_port_and_removed_with_its_service() {
+        let mut s = store();
+        s.add_service(svc("192.168.0.100", 80)).unwrap();
+        let a = s
+            .addrs()
+            .iter()
+            .find(|a| a.addr == "192.168.0.100".parse::<IpAddr>().unwrap())
+            .unwrap();
+        assert_eq!((a.port.as_str(), a.prefix_len), ("dpdk1", 32));
+        s.add_service(svc("172.16.0.1", 80)).unwrap();
+        let a = s.addrs().last().unwrap();
+        assert_eq!((a.port.as_str(), a.prefix_len), ("dpdk0", 32));
+        s.clear_services();
+        assert_eq!(s.addrs().len(), 2);
+    }
+
+    #[test]
+    fn dest_rules() {
+        let mut s = store();
+        let k = key("10.0.0.100", 80);
+        s.add_service(svc("10.0.0.100", 80)).unwrap();
+        s.add_dest(&k, dest("192.168.0.11", 8080, ForwardMode::Nat))
+            .unwrap();
+        assert!(matches!(
+            s.add_dest(&k, dest("192.168.0.11", 8080, ForwardMode::Nat)),
+            Err(StoreError::AlreadyExists(_))
+        ));
+        assert_eq!(
+            s.add_dest(&k, dest("192.168.0.12", 8080, ForwardMode::Dr)),
+            Err(StoreError::Invalid(
+                "DR and TUN forward to the virtual port: real server port 8080 != 80".into()
+            ))
+        );
+        let mut heavy = dest("192.168.0.12", 80, ForwardMode::Dr);
+        heavy.weight = 70000;
+        assert!(matches!(s.add_dest(&k, heavy), Err(StoreError::Invalid(_))));
+        let mut th = dest("192.168.0.12", 80, ForwardMode::Dr);
+        th.u_threshold = 5;
+        th.l_threshold = 10;
+        assert!(matches!(s.add_dest(&k, th), Err(StoreError::Invalid(_))));
+        let mut w = dest("192.168.0.11", 8080, ForwardMode::FullNat);
+        w.weight = 5;
+        s.edit_dest(&k, w).unwrap();
+        assert_eq!(s.service(&k).unwrap().dests[0].weight, 5);
+        assert_eq!(
+            s.delete_dest(&k, &"192.168.0.99".parse().unwrap(), 80),
+            Err(StoreError::NotFound(
+                "no such real server 192.168.0.99:80 in TCP 10.0.0.100:80".into()
+            ))
+        );
+        s.delete_dest(&k, &"192.168.0.11".parse().unwrap(), 8080)
+            .unwrap();
+        assert!(s.service(&k).unwrap().dests.is_empty());
+    }
+
+    #[test]
+    fn addrs_and_routes() {
+        let mut s = store();
+        assert_eq!(
+            s.add_addr(AddrSpec {
+                port: "dpdk9".into(),
+                addr: "10.0.0.5".parse().unwrap(),
+                prefix_len: 32
+            }),
+            Err(StoreError::Invalid("unknown port \"dpdk9\"".into()))
+        );
+        assert!(matches!(
+            s.add_addr(AddrSpec {
+                port: "dpdk1".into(),
+                addr: "10.0.0.1".parse().unwrap(),
+                prefix_len: 32
+            }),
+            Err(StoreError::AlreadyExists(_))
+        ));
+        let r = RouteSpec {
+            prefix: "0.0.0.0".parse().unwrap(),
+            prefix_len: 0,
+            via: Some("10.0.0.254".parse().unwrap()),
+            port: "dpdk0".into(),
+        };
+        s.add_route(r.clone()).unwrap();
+        assert!(matches!(s.add_route(r), Err(StoreError::AlreadyExists(_))));
+        assert!(matches!(
+            s.add_route(RouteSpec {
+                prefix: "10.1.0.1".parse().unwrap(),
+                prefix_len: 16,
+                via: None,
+                port: "dpdk0".into()
+            }),
+            Err(StoreError::Invalid(m)) if m.contains("host bits")
+        ));
+        s.delete_route(&"0.0.0.0".parse().unwrap(), 0).unwrap();
+        assert!(matches!(
+            s.delete_route(&"0.0.0.0".parse().unwrap(), 0),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn timeouts_zero_keeps_value() {
+        let mut s = store();
+        s.set_timeouts(Timeouts {
+            tcp_s: 600,
+            tcp_fin_s: 0,
+            udp_s: 60,
+        });
+        assert_eq!(
+            s.timeouts(),
+            Timeouts {
+                tcp_s: 600,
+                tcp_fin_s: 120,
+                udp_s: 60
+            }
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! The IPVS core of a worker: classify, connection lookup, scheduling of new
+//! connections, persistence (what `ip_vs_core.c` and `ip_vs_conn.c` do).
+//!
+//! Forwarding itself (rewrites, route, neighbour, tx) is in `xmit`; ARP and
+//! ICMP for the director's own addresses are in `host`.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use conntrack::{Direction, NewConn, Transition, Tuple};
+
+use crate::config::ForwardMode;
+use crate::dpdk::mbuf::Mbuf;
+use crate::route::mask;
+use crate::snapshot::{Service, Snapshot};
+use crate::stats::{ConnEntry, DropReason};
+use crate::wire::{classify, ip_proto, IpMeta, Packet, PacketBuf};
+use crate::worker::Worker;
+
+/// TCP flag bits as they sit in the header.
+pub mod tcp_flag {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
+}
+
+/// Forward mode stored in a connection's opaque flags.
+pub fn mode_to_flags(m: ForwardMode) -> u8 {
+    match m {
+        ForwardMode::Nat => 0,
+        ForwardMode::FullNat => 1,
+        ForwardMode::Dr => 2,
+        ForwardMode::Tun => 3,
+    }
+}
+
+pub fn mode_from_flags(f: u8) -> ForwardMode {
+    match f & 0x3 {
+        1 => ForwardMode::FullNat,
+        2 => ForwardMode::Dr,
+        3 => ForwardMode::Tun,
+        _ => ForwardMode::Nat,
+    }
+}
+
+impl Worker {
+    /// One received frame on port index `in_port`.
+    #[inline]
+    pub fn handle(&mut self, snap: &Snapshot, m: Mbuf, in_port: usize) {
+        let pkt = match classify(m.data()) {
+            Ok(p) => p,
+            Err(r) => return self.count_drop(r),
+        };
+        match pkt {
+            Packet::Arp => self.handle_arp(snap, m, in_port),
+            Packet::Ip(meta) => self.handle_ip(snap, m, in_port, meta),
+            Packet::Other(_) => self.count_drop(DropReason::UnknownEtherType),
+        }
+    }
+
+    fn handle_ip(&mut self, snap: &Snapshot, m: Mbuf, in_port: usize, meta: IpMeta) {
+        match meta.proto {
+            ip_proto::TCP | ip_proto::UDP => {}
+            ip_proto::ICMP | ip_proto::ICMPV6 => return self.handle_icmp(snap, m, in_port, meta),
+            _ => {
+                let r = if snap.is_local(meta.dst) { DropReason::UnknownL4 } else { DropReason::NotForUs };
+                return self.count_drop(r);
+            }
+        }
+        let tuple = Tuple { proto: meta.proto, src: meta.src, sport: meta.sport, dst: meta.dst, dport: meta.dport };
+        if let Some((id, dir)) = self.conns.lookup(&tuple) {
+            let tr = self.conns.on_packet(id, dir, conntrack_flags(meta.tcp_flags), self.now_ms);
+            let (dest_id, service_id, flags, peer) = match self.conns.get(id) {
+                Some(c) => {
+                    let peer = match dir {
+                        Direction::Original => (c.reply().src, c.reply().sport),
+                        Direction::Reply => (c.original().dst, c.original().dport),
+                    };
+                    (c.dest(), c.service(), c.flags(), peer)
+                }
+                None => return self.count_drop(DropReason::NoConnection),
+            };
+            self.account_transition(snap, dest_id, tr);
+            return self.xmit(snap, m, meta, dir, mode_from_flags(flags), peer, dest_id, service_id);
+        }
+        let Some(svc) = snap.service(meta.proto, meta.dst, meta.dport).cloned() else {
+            let r = if snap.is_local(meta.dst) { DropReason::NoService } else { DropReason::NotForUs };
+            return self.count_drop(r);
+        };
+        self.new_conn(snap, m, meta, tuple, &svc);
+    }
+
+    /// Schedule a new connection to `svc` and forward its first packet.
+    fn new_conn(&mut self, snap: &Snapshot, m: Mbuf, meta: IpMeta, tuple: Tuple, svc: &Arc<Service>) {
+        // As IPVS without sloppy_tcp: only a SYN opens a TCP connection.
+        if meta.proto == ip_proto::TCP && (meta.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST)) != tcp_flag::SYN {
+            return self.count_drop(DropReason::NoConnection);
+        }
+        let Some(idx) = self.pick_dest(snap.generation, svc, &meta) else {
+            return self.count_drop(DropReason::NoDest);
+        };
+        let dest = &svc.dests[idx];
+        let dm = &svc.meta[idx];
+        let new = NewConn {
+            original: tuple,
+            reply: Tuple { proto: meta.proto, src: dest.addr, sport: dest.port, dst: meta.src, dport: meta.sport },
+            service: svc.id,
+            dest: dm.id,
+            flags: mode_to_flags(dm.mode),
+            timeout_override_s: svc.conn_timeout_s,
+        };
+        let id = match self.conns.insert(new, self.now_ms) {
+            Ok(id) => id,
+            Err(_) => return self.count_drop(DropReason::ConnTableFull),
+        };
+        dest.counters.inactive.fetch_add(1, Ordering::Relaxed);
+        let tr = self.conns.on_packet(id, Direction::Original, conntrack_flags(meta.tcp_flags), self.now_ms);
+        self.account_transition(snap, dm.id, tr);
+        svc.traffic.conn(self.index);
+        dm.traffic.conn(self.index);
+        let peer = (dest.addr, dest.port);
+        self.xmit(snap, m, meta, Direction::Original, dm.mode, peer, dm.id, svc.id);
+    }
+
+    /// Persistence template first, then the service's scheduler.
+    fn pick_dest(&mut self, gen: u64, svc: &Arc<Service>, meta: &IpMeta) -> Option<usize> {
+        let client_key = svc.persistence.map(|p| mask(meta.src, p.netmask_len));
+        if let (Some(p), Some(ck)) = (svc.persistence, client_key) {
+            if let Some(dest_id) = self.persist.lookup(svc.id, ck, self.now_ms) {
+                if let Some(i) = svc.meta.iter().position(|d| d.id == dest_id) {
+                    if svc.dests[i].effective_weight() > 0 || svc.dests[i].active_conns() > 0 {
+                        let _ = self.persist.insert_or_refresh(svc.id, ck, dest_id, p.timeout_s, self.now_ms);
+                        return Some(i);
+                    }
+                }
+            }
+        }
+        let key = sched::FlowKey::new(meta.proto, meta.src, meta.sport, meta.dst, meta.dport);
+        let entry = self.scheds.entry(svc.id).or_insert_with(|| {
+            let s = sched::build(&svc.scheduler, &svc.sched_flags, &svc.dests)
+                .unwrap_or_else(|_| sched::build("rr", &sched::SchedFlags::default(), &svc.dests).expect("rr exists"));
+            (gen, s)
+        });
+        if entry.0 != gen {
+            // The service changed (new snapshot): same scheduler updates its
+            // tables, a different one is rebuilt.
+            if entry.1.name() == svc.scheduler {
+                entry.1.update(&svc.dests);
+            } else if let Ok(s) = sched::build(&svc.scheduler, &svc.sched_flags, &svc.dests) {
+                entry.1 = s;
+            }
+            entry.0 = gen;
+        }
+        let idx = entry.1.schedule(&svc.dests, &key)?;
+        if let (Some(p), Some(ck)) = (svc.persistence, client_key) {
+            let _ = self.persist.insert_or_refresh(svc.id, ck, svc.meta[idx].id, p.timeout_s, self.now_ms);
+        }
+        Some(idx)
+    }
+
+    /// Keep ipvsadm's ActiveConn / InActConn in step with the TCP state.
+    fn account_transition(&self, snap: &Snapshot, dest_id: u32, tr: Transition) {
+        if tr.was_active == tr.is_active {
+            return;
+        }
+        if let Some(d) = snap.dests.get(&dest_id) {
+            let (from, to) = if tr.is_active {
+                (&d.counters.inactive, &d.counters.active)
+            } else {
+                (&d.counters.active, &d.counters.inactive)
+            };
+            let _ = from.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+            to.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// This worker's connections as `ipvsadm -Lnc` lists them.
+    pub fn list_conns(&self, snap: &Snapshot) -> Vec<ConnEntry> {
+        let mut out = Vec::with_capacity(self.conns.len());
+        let mut cursor = Some(0u32);
+        while let Some(c) = cursor {
+            cursor = self.conns.scan(c, 4096, |_, conn| {
+                let o = conn.original();
+                let r = conn.reply();
+                let mode = mode_from_flags(conn.flags());
+                let proto = crate::config::Proto::from_number(o.proto).unwrap_or(crate::config::Proto::Tcp);
+                out.push(ConnEntry {
+                    proto,
+                    client: (o.src, o.sport),
+                    virt: (o.dst, o.dport),
+                    local: (mode == ForwardMode::FullNat).then_some((r.dst, r.dport)),
+                    dest: (r.src, r.sport),
+                    state: if o.proto == ip_proto::UDP { "UDP".to_string() } else { conn.state().name().to_string() },
+                    expires_s: (conn.expires_at_ms().saturating_sub(self.now_ms) / 1000) as u32,
+                    worker: self.index as u32,
+                });
+            });
+        }
+        let _ = snap;
+        out
+    }
+}
+
+/// Header flag bits to conntrack's flag set (same bit positions).
+#[inline]
+pub fn conntrack_flags(f: u8) -> conntrack::TcpFlags {
+    conntrack::TcpFlags::from_bits(f)
+}
+
+/// Whether `a` is in the same family as `b`.
+#[inline]
+pub fn same_family(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
+}

@@ -1,0 +1,133 @@
+//! Per-worker counters, summed when read.
+//!
+//! Each worker writes only its own slot (a relaxed load + store, which compiles
+//! to a plain add: no lock prefix, no shared cache line); the control plane sums
+//! the slots. Slots are cache-line aligned so workers never false-share.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::stats::{DropReason, TrafficStats};
+
+/// Upper bound on worker lcores per dataplane.
+pub const MAX_WORKERS: usize = 32;
+
+#[derive(Default)]
+#[repr(align(64))]
+struct TrafficSlot {
+    conns: AtomicU64,
+    inpkts: AtomicU64,
+    outpkts: AtomicU64,
+    inbytes: AtomicU64,
+    outbytes: AtomicU64,
+}
+
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+/// ipvsadm `--stats` counters of one service or dest, one slot per worker.
+pub struct Traffic {
+    slots: Box<[TrafficSlot]>,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic { slots: (0..MAX_WORKERS).map(|_| TrafficSlot::default()).collect() }
+    }
+}
+
+impl Traffic {
+    #[inline]
+    pub fn conn(&self, worker: usize) {
+        bump(&self.slots[worker % MAX_WORKERS].conns, 1);
+    }
+    #[inline]
+    pub fn inbound(&self, worker: usize, bytes: usize) {
+        let s = &self.slots[worker % MAX_WORKERS];
+        bump(&s.inpkts, 1);
+        bump(&s.inbytes, bytes as u64);
+    }
+    #[inline]
+    pub fn outbound(&self, worker: usize, bytes: usize) {
+        let s = &self.slots[worker % MAX_WORKERS];
+        bump(&s.outpkts, 1);
+        bump(&s.outbytes, bytes as u64);
+    }
+    pub fn sum(&self) -> TrafficStats {
+        let mut t = TrafficStats::default();
+        for s in self.slots.iter() {
+            t.conns += s.conns.load(Ordering::Relaxed);
+            t.inpkts += s.inpkts.load(Ordering::Relaxed);
+            t.outpkts += s.outpkts.load(Ordering::Relaxed);
+            t.inbytes += s.inbytes.load(Ordering::Relaxed);
+            t.outbytes += s.outbytes.load(Ordering::Relaxed);
+        }
+        t
+    }
+}
+
+/// Worker-wide counters: drops by reason, rx and tx.
+#[repr(align(64))]
+pub struct WorkerCounters {
+    drops: [AtomicU64; DropReason::COUNT],
+    pub rx: AtomicU64,
+    pub tx: AtomicU64,
+    pub conns: AtomicU64,
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        WorkerCounters {
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            rx: AtomicU64::new(0),
+            tx: AtomicU64::new(0),
+            conns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl WorkerCounters {
+    #[inline]
+    pub fn drop(&self, r: DropReason) {
+        bump(&self.drops[r as usize], 1);
+    }
+    #[inline]
+    pub fn drop_n(&self, r: DropReason, n: u64) {
+        bump(&self.drops[r as usize], n);
+    }
+    #[inline]
+    pub fn add(c: &AtomicU64, n: u64) {
+        bump(c, n);
+    }
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.drops[r as usize].load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traffic_sums_worker_slots() {
+        let t = Traffic::default();
+        t.conn(0);
+        t.conn(3);
+        t.inbound(0, 60);
+        t.inbound(1, 40);
+        t.outbound(2, 1500);
+        let s = t.sum();
+        assert_eq!((s.conns, s.inpkts, s.inbytes, s.outpkts, s.outbytes), (2, 2, 100, 1, 1500));
+    }
+
+    #[test]
+    fn drops_count_by_reason() {
+        let w = WorkerCounters::default();
+        w.drop(DropReason::NoService);
+        w.drop_n(DropReason::BadIpv4, 3);
+        assert_eq!(w.drops(DropReason::NoService), 1);
+        assert_eq!(w.drops(DropReason::BadIpv4), 3);
+        assert_eq!(w.drops(DropReason::Truncated), 0);
+    }
+}

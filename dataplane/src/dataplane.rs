@@ -1,0 +1,326 @@
+//! Bringing the dataplane up and down, and the control plane's handle on it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use crossbeam::channel::{bounded, unbounded, Sender};
+
+use crate::config::ConfigDesc;
+use crate::counters::{WorkerCounters, MAX_WORKERS};
+use crate::dpdk::eal::Eal;
+use crate::dpdk::mempool::Mempool;
+use crate::dpdk::port::{port_by_name, Port};
+use crate::dpdk::lcore;
+use crate::neigh::NeighTable;
+use crate::snapshot::{Compiler, PortInfo};
+use crate::stats::{ConnEntry, DestStats, DropReason, PortStats, ServiceStats, Stats};
+use crate::worker::{Request, Shared, Worker, WorkerConfig};
+use crate::{DataplaneError, DataplaneSpec};
+
+/// The running dataplane. Dropping it stops workers, ports and EAL.
+pub struct Dataplane {
+    shared: Arc<Shared>,
+    compiler: Mutex<Compiler>,
+    lcores: Vec<u32>,
+    requests: Vec<Sender<Request>>,
+    ports: Vec<Port>,
+    port_infos: Vec<PortInfo>,
+    pool: Option<Arc<Mempool>>,
+    eal: Option<Eal>,
+    stopped: AtomicBool,
+}
+
+/// Whether a device string is a PCI address (`0000:03:00.0` or `03:00.0`).
+fn is_pci(dev: &str) -> bool {
+    let parts: Vec<&str> = dev.split(':').collect();
+    (parts.len() == 2 || parts.len() == 3)
+        && parts.last().is_some_and(|l| l.contains('.'))
+        && dev.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+}
+
+/// EAL arguments for `spec`: the user's plus PCI allow-list entries, and a
+/// core list (main + workers) when the user gave none.
+pub fn eal_args(spec: &DataplaneSpec) -> Vec<String> {
+    let mut args = spec.eal_args.clone();
+    let has_cores = args.iter().any(|a| a == "-l" || a == "-c" || a.starts_with("--lcores") || a.starts_with("-l") && a.len() > 2);
+    if !has_cores {
+        let main = (0..).find(|c| !spec.worker_cores.contains(c)).unwrap_or(0);
+        let mut cores = vec![main];
+        cores.extend(spec.worker_cores.iter().copied());
+        args.push("-l".into());
+        args.push(cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","));
+    }
+    for p in &spec.ports {
+        if is_pci(&p.device) {
+            args.push("-a".into());
+            args.push(p.device.clone());
+        }
+    }
+    args
+}
+
+fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        return t.as_nanos() as u64 ^ u64::from(std::process::id());
+    }
+    u64::from_ne_bytes(b)
+}
+
+impl Dataplane {
+    /// Initialise EAL from `spec.eal_args`, bring up ports and launch workers.
+    pub fn start(spec: &DataplaneSpec, initial: &ConfigDesc) -> Result<Dataplane, DataplaneError> {
+        let eal = Eal::init(&eal_args(spec)).map_err(DataplaneError::Eal)?;
+        let mut dp = Self::start_with_eal(spec, initial)?;
+        dp.eal = Some(eal);
+        Ok(dp)
+    }
+
+    /// Bring up ports and workers on an EAL the caller initialised (tests,
+    /// benchmarks). Devices are vdev specs (hot-plugged here) or names of
+    /// existing ethdevs (PCI addresses, ring ports).
+    pub fn start_with_eal(spec: &DataplaneSpec, initial: &ConfigDesc) -> Result<Dataplane, DataplaneError> {
+        if spec.worker_cores.is_empty() {
+            return Err(DataplaneError::Workers("no worker cores".into()));
+        }
+        if spec.worker_cores.len() > MAX_WORKERS {
+            return Err(DataplaneError::Workers(format!("at most {MAX_WORKERS} workers")));
+        }
+        // SAFETY-free queries through the safe layer.
+        // SAFETY note: the EAL is initialised (by start or by the caller).
+        for &c in &spec.worker_cores {
+            // SAFETY: see dpdk::eal; plain query.
+            let enabled = unsafe { dpdk_sys::rte_lcore_is_enabled(c) } != 0;
+            // SAFETY: plain query.
+            let main = unsafe { dpdk_sys::rte_get_main_lcore() };
+            if !enabled {
+                return Err(DataplaneError::Workers(format!("lcore {c} is not in the EAL core list")));
+            }
+            if c == main {
+                return Err(DataplaneError::Workers(format!("lcore {c} is the main lcore; workers need their own cores")));
+            }
+        }
+        let nworkers = spec.worker_cores.len() as u16;
+        let pool = Arc::new(
+            Mempool::new(&format!("dpvs_pool_{}", random_seed() % 100000), spec.mbufs.max(1023), 256, -1)
+                .map_err(|e| DataplaneError::Port { port: "mempool".into(), reason: e })?,
+        );
+        let mut ports = Vec::new();
+        let mut port_infos = Vec::new();
+        for p in &spec.ports {
+            let devname = p.device.split(',').next().unwrap_or("").trim().to_string();
+            let existing = port_by_name(&devname);
+            let id = match existing {
+                Some(id) => id,
+                None if !is_pci(&p.device) => {
+                    crate::dpdk::port::vdev_init(&p.device)
+                        .map_err(|e| DataplaneError::Port { port: p.name.clone(), reason: e })?;
+                    port_by_name(&devname).ok_or_else(|| DataplaneError::Port {
+                        port: p.name.clone(),
+                        reason: format!("device {devname} created but no ethdev of that name"),
+                    })?
+                }
+                None => {
+                    return Err(DataplaneError::Port {
+                        port: p.name.clone(),
+                        reason: format!("no device {devname} (is it bound to vfio-pci and allowed with -a?)"),
+                    })
+                }
+            };
+            let queues = p.queues.max(nworkers);
+            let mut port = Port::start(id, &p.name, queues, p.mtu, &pool)
+                .map_err(|e| DataplaneError::Port { port: p.name.clone(), reason: e })?;
+            // Ports the caller made (ring ports in tests) stay open for reuse.
+            port.close_on_stop = existing.is_none() || is_pci(&p.device);
+            port_infos.push(PortInfo { name: p.name.clone(), id, mac: port.mac });
+            ports.push(port);
+        }
+        let mut compiler = Compiler::default();
+        let snap = compiler.compile(initial, &port_infos).map_err(DataplaneError::Config)?;
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snap),
+            neigh: NeighTable::default(),
+            stop: AtomicBool::new(false),
+            counters: (0..spec.worker_cores.len()).map(|_| WorkerCounters::default()).collect(),
+        });
+        let seed = random_seed();
+        let mut requests = Vec::new();
+        let mut launched = Vec::new();
+        for (i, &lc) in spec.worker_cores.iter().enumerate() {
+            let (tx, rx) = unbounded();
+            requests.push(tx);
+            let cfg = WorkerConfig {
+                index: i,
+                queue: i as u16,
+                port_ids: port_infos.iter().map(|p| p.id).collect(),
+                conn_capacity: spec.conn_capacity.max(1024),
+                hash_seed: seed,
+                adaptive_poll: spec.adaptive_poll,
+            };
+            let (sh, pl) = (shared.clone(), pool.clone());
+            let res = lcore::launch(lc, move || {
+                let mut w = Worker::new(cfg, sh, pl, rx);
+                w.run();
+                0
+            });
+            if let Err(e) = res {
+                shared.stop.store(true, Ordering::SeqCst);
+                for &l in &launched {
+                    lcore::wait(l);
+                }
+                return Err(DataplaneError::Workers(e));
+            }
+            launched.push(lc);
+        }
+        Ok(Dataplane {
+            shared,
+            compiler: Mutex::new(compiler),
+            lcores: launched,
+            requests,
+            ports,
+            port_infos,
+            pool: Some(pool),
+            eal: None,
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// Compile `desc` and publish it to the workers.
+    pub fn apply(&self, desc: &ConfigDesc) -> Result<(), DataplaneError> {
+        let snap = {
+            let mut c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());
+            c.compile(desc, &self.port_infos).map_err(DataplaneError::Config)?
+        };
+        // The old snapshot is dropped here, on the control thread.
+        let old = self.shared.snapshot.swap(Arc::new(snap));
+        drop(old);
+        Ok(())
+    }
+
+    pub fn port_names(&self) -> Vec<String> {
+        self.port_infos.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// Counters summed over workers.
+    pub fn stats(&self) -> Stats {
+        let snap = self.shared.snapshot.load();
+        let mut services: Vec<ServiceStats> = snap
+            .services
+            .values()
+            .map(|s| ServiceStats {
+                key: s.key,
+                traffic: s.traffic.sum(),
+                dests: s
+                    .dests
+                    .iter()
+                    .zip(&s.meta)
+                    .map(|(d, m)| DestStats {
+                        addr: d.addr,
+                        port: d.port,
+                        mode: m.mode,
+                        weight: d.weight,
+                        active_conns: d.active_conns(),
+                        inactive_conns: d.inactive_conns(),
+                        traffic: m.traffic.sum(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        services.sort_by(|a, b| a.key.cmp(&b.key));
+        let drops = DropReason::ALL
+            .iter()
+            .map(|&r| (r, self.shared.counters.iter().map(|c| c.drops(r)).sum()))
+            .collect();
+        let ports = self
+            .ports
+            .iter()
+            .map(|p| {
+                let c = p.counters();
+                PortStats {
+                    name: p.name.clone(),
+                    mac: p.mac,
+                    link_up: p.link_up(),
+                    rx_packets: c.ipackets,
+                    tx_packets: c.opackets,
+                    rx_bytes: c.ibytes,
+                    tx_bytes: c.obytes,
+                    rx_missed: c.imissed,
+                    rx_errors: c.ierrors,
+                    tx_errors: c.oerrors,
+                }
+            })
+            .collect();
+        Stats {
+            services,
+            drops,
+            ports,
+            rx_packets: self.shared.counters.iter().map(|c| c.rx.load(Ordering::Relaxed)).sum(),
+            tx_packets: self.shared.counters.iter().map(|c| c.tx.load(Ordering::Relaxed)).sum(),
+        }
+    }
+
+    /// Every worker's connections (each worker answers between bursts).
+    pub fn connections(&self) -> Vec<ConnEntry> {
+        let mut out = Vec::new();
+        let mut replies = Vec::new();
+        for r in &self.requests {
+            let (tx, rx) = bounded(1);
+            if r.send(Request::Conns(tx)).is_ok() {
+                replies.push(rx);
+            }
+        }
+        for rx in replies {
+            if let Ok(mut v) = rx.recv_timeout(Duration::from_secs(2)) {
+                out.append(&mut v);
+            }
+        }
+        out
+    }
+
+    /// Replace the global connection timeouts on every worker.
+    pub fn set_timeouts(&self, t: conntrack::Timeouts) {
+        for r in &self.requests {
+            let _ = r.send(Request::SetTimeouts(t));
+        }
+    }
+
+    /// Neighbour entries learned so far: (address, MAC, port name).
+    pub fn neighbours(&self) -> Vec<(std::net::IpAddr, [u8; 6], String)> {
+        self.shared
+            .neigh
+            .entries()
+            .into_iter()
+            .map(|(ip, n)| (ip, n.mac, self.port_infos.get(n.port).map(|p| p.name.clone()).unwrap_or_default()))
+            .collect()
+    }
+
+    /// Stop workers, ports, free the pool and clean up EAL (if we initialised it).
+    pub fn stop(self) {
+        drop(self)
+    }
+
+    fn shutdown(&mut self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for &l in &self.lcores {
+            lcore::wait(l);
+        }
+        for p in &mut self.ports {
+            p.stop();
+        }
+        self.ports.clear();
+        self.pool.take();
+        self.eal.take();
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

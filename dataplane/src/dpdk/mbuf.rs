@@ -1,0 +1,132 @@
+//! An owned packet buffer.
+//!
+//! `Mbuf` owns one `rte_mbuf` (single segment: the dataplane never chains) and
+//! frees it on drop. Ownership passes to the NIC with [`Mbuf::into_raw`].
+
+use std::ptr::NonNull;
+
+use crate::wire::PacketBuf;
+
+#[repr(transparent)]
+pub struct Mbuf {
+    raw: NonNull<dpdk_sys::rte_mbuf>,
+}
+
+// SAFETY: an Mbuf is exclusively owned; moving it to another lcore (hand-over
+// ring) transfers that ownership.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Take ownership of a raw mbuf.
+    ///
+    /// # Safety
+    /// `raw` must be a valid mbuf that nothing else will free or use.
+    #[inline]
+    pub unsafe fn from_raw(raw: NonNull<dpdk_sys::rte_mbuf>) -> Mbuf {
+        Mbuf { raw }
+    }
+
+    /// Give up ownership (to tx_burst or a ring).
+    #[inline]
+    pub fn into_raw(self) -> *mut dpdk_sys::rte_mbuf {
+        let p = self.raw.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+
+    #[inline]
+    fn m(&self) -> &dpdk_sys::rte_mbuf {
+        // SAFETY: we own a valid mbuf for our whole life.
+        unsafe { self.raw.as_ref() }
+    }
+
+    /// Port the mbuf was received on.
+    #[inline]
+    pub fn port(&self) -> u16 {
+        self.m().port
+    }
+
+    /// Copy `bytes` into a fresh (empty) mbuf. False if it does not fit.
+    pub fn write_from(&mut self, bytes: &[u8]) -> bool {
+        if !self.trim(self.len()) {
+            return false;
+        }
+        match self.append(bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl PacketBuf for Mbuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        let m = self.m();
+        // SAFETY: for a single-segment mbuf, buf_addr + data_off is the start of
+        // data_len initialised bytes inside the buffer we own.
+        unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
+    }
+
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        let m = self.m();
+        let (addr, off, len) = (m.buf_addr as *mut u8, m.data_off as usize, m.data_len as usize);
+        // SAFETY: as in data(); &mut self guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) }
+    }
+
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        let n16 = u16::try_from(n).ok()?;
+        // SAFETY: valid owned mbuf; returns NULL when headroom is insufficient.
+        let p = unsafe { dpdk_sys::rte_pktmbuf_prepend(self.raw.as_ptr(), n16) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: DPDK moved data_off back by n; those n bytes are ours.
+        Some(unsafe { std::slice::from_raw_parts_mut(p as *mut u8, n) })
+    }
+
+    fn adj(&mut self, n: usize) -> bool {
+        let Ok(n16) = u16::try_from(n) else { return false };
+        // SAFETY: valid owned mbuf; returns NULL when n > data_len.
+        !unsafe { dpdk_sys::rte_pktmbuf_adj(self.raw.as_ptr(), n16) }.is_null()
+    }
+
+    fn append(&mut self, n: usize) -> Option<&mut [u8]> {
+        let n16 = u16::try_from(n).ok()?;
+        // SAFETY: valid owned mbuf; returns NULL when tailroom is insufficient.
+        let p = unsafe { dpdk_sys::rte_pktmbuf_append(self.raw.as_ptr(), n16) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: the n bytes at p were just added to the data area.
+        Some(unsafe { std::slice::from_raw_parts_mut(p as *mut u8, n) })
+    }
+
+    fn trim(&mut self, n: usize) -> bool {
+        let Ok(n16) = u16::try_from(n) else { return false };
+        // SAFETY: valid owned mbuf; returns -1 when n > data_len.
+        unsafe { dpdk_sys::rte_pktmbuf_trim(self.raw.as_ptr(), n16) == 0 }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.m().data_len as usize
+    }
+}
+
+impl Drop for Mbuf {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf; it goes back to its pool.
+        unsafe { dpdk_sys::rte_pktmbuf_free(self.raw.as_ptr()) }
+    }
+}

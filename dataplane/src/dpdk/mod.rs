@@ -1,0 +1,46 @@
+//! The safe layer over DPDK: EAL, mempools, mbufs, ports, rings and lcores.
+//!
+//! Every `unsafe` block of the project lives under this module, each with a
+//! `// SAFETY:` line. Above it, the dataplane speaks in owned `Mbuf`s, port ids
+//! and queue numbers.
+
+pub mod eal;
+pub mod lcore;
+pub mod mbuf;
+pub mod mempool;
+pub mod port;
+pub mod ring;
+
+use std::ffi::CStr;
+
+/// The message DPDK gives for an errno value (positive or negative).
+pub fn strerror(errno: i32) -> String {
+    // SAFETY: rte_strerror returns a pointer to a static or per-lcore buffer
+    // holding a NUL-terminated string; we copy it out immediately.
+    unsafe {
+        let p = dpdk_sys::rte_strerror(errno.abs());
+        if p.is_null() {
+            return format!("error {errno}");
+        }
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+/// The calling thread's `rte_errno`.
+pub fn last_errno() -> i32 {
+    // SAFETY: reads a thread-local int through the C shim; no preconditions.
+    unsafe { dpdk_sys::dpvs_rte_errno() }
+}
+
+/// TSC cycles, the worker loop's clock.
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: reads the time stamp counter; no memory is touched.
+    unsafe { dpdk_sys::rte_rdtsc() }
+}
+
+/// TSC frequency in Hz (valid after EAL init).
+pub fn tsc_hz() -> u64 {
+    // SAFETY: returns a value computed at EAL init; no preconditions.
+    unsafe { dpdk_sys::rte_get_tsc_hz() }
+}

@@ -1,0 +1,116 @@
+//! The neighbour table (ARP; NDP comes with IPv6 forwarding).
+//!
+//! Resolved entries are shared by all workers: learning is rare, so the table
+//! is a copy-on-write map behind an `ArcSwap` (lock-free reads on the packet
+//! path). Each worker keeps its own small bounded queue of packets waiting for
+//! resolution and its own request pacing, so no worker waits on another.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use arc_swap::ArcSwap;
+use arrayvec::ArrayVec;
+
+use crate::dpdk::mbuf::Mbuf;
+
+/// Packets waiting for ARP, per worker.
+pub const PENDING_MAX: usize = 64;
+/// How long a packet may wait for its neighbour, ms.
+pub const PENDING_TIMEOUT_MS: u64 = 1000;
+/// Minimum gap between two requests for the same address, ms.
+pub const REQUEST_GAP_MS: u64 = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbour {
+    pub mac: [u8; 6],
+    pub port: usize,
+    pub learned_ms: u64,
+}
+
+/// Shared resolved neighbours: (port index, address) -> MAC.
+#[derive(Default)]
+pub struct NeighTable {
+    map: ArcSwap<HashMap<(usize, IpAddr), Neighbour>>,
+}
+
+impl NeighTable {
+    #[inline]
+    pub fn lookup(&self, port: usize, addr: IpAddr) -> Option<[u8; 6]> {
+        self.map.load().get(&(port, addr)).map(|n| n.mac)
+    }
+
+    /// Learn or refresh an entry; copies the map only when something changed.
+    pub fn learn(&self, port: usize, addr: IpAddr, mac: [u8; 6], now_ms: u64) {
+        if self.map.load().get(&(port, addr)).is_some_and(|n| n.mac == mac) {
+            return;
+        }
+        self.map.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            m.insert((port, addr), Neighbour { mac, port, learned_ms: now_ms });
+            m
+        });
+    }
+
+    pub fn entries(&self) -> Vec<(IpAddr, Neighbour)> {
+        self.map.load().iter().map(|(k, v)| (k.1, *v)).collect()
+    }
+}
+
+/// A packet waiting for its next hop's MAC.
+pub struct Pending {
+    pub mbuf: Mbuf,
+    pub port: usize,
+    pub gateway: IpAddr,
+    pub since_ms: u64,
+}
+
+/// One worker's waiting packets and request pacing.
+#[derive(Default)]
+pub struct PendingQueue {
+    pub queue: ArrayVec<Pending, PENDING_MAX>,
+    last_request: HashMap<IpAddr, u64>,
+}
+
+impl PendingQueue {
+    /// Queue a packet; gives it back when the queue is full.
+    pub fn push(&mut self, p: Pending) -> Result<(), Pending> {
+        self.queue.try_push(p).map_err(|e| e.element())
+    }
+
+    /// Whether a request for `addr` should go out now (paced).
+    pub fn should_request(&mut self, addr: IpAddr, now_ms: u64) -> bool {
+        match self.last_request.get(&addr) {
+            Some(&t) if now_ms.saturating_sub(t) < REQUEST_GAP_MS => false,
+            _ => {
+                if self.last_request.len() > 4 * PENDING_MAX {
+                    self.last_request.clear();
+                }
+                self.last_request.insert(addr, now_ms);
+                true
+            }
+        }
+    }
+
+    /// Remove the packets whose neighbour is now known or that timed out.
+    /// `resolve` gives the MAC if known. Returns (ready, expired).
+    pub fn drain(
+        &mut self,
+        now_ms: u64,
+        mut resolve: impl FnMut(usize, IpAddr) -> Option<[u8; 6]>,
+    ) -> (Vec<(Pending, [u8; 6])>, Vec<Pending>) {
+        let mut ready = Vec::new();
+        let mut expired = Vec::new();
+        let mut keep = ArrayVec::<Pending, PENDING_MAX>::new();
+        for p in self.queue.drain(..) {
+            if let Some(mac) = resolve(p.port, p.gateway) {
+                ready.push((p, mac));
+            } else if now_ms.saturating_sub(p.since_ms) > PENDING_TIMEOUT_MS {
+                expired.push(p);
+            } else {
+                keep.push(p);
+            }
+        }
+        self.queue = keep;
+        (ready, expired)
+    }
+}

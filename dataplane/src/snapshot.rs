@@ -1,0 +1,243 @@
+//! The immutable configuration snapshot workers read, and how it is compiled.
+//!
+//! `control` hands over a [`ConfigDesc`]; [`Compiler`] validates it, gives every
+//! service and dest a stable id (so counters and connections survive edits) and
+//! builds a [`Snapshot`]. Workers load the current snapshot once per burst
+//! through an `ArcSwap`; writers never block them.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::config::{ConfigDesc, ForwardMode, Persistence, Proto, ServiceKey};
+use crate::counters::Traffic;
+use crate::route::{Route, RouteTable};
+
+pub type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// One port as workers see it.
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    pub name: String,
+    pub id: u16,
+    pub mac: [u8; 6],
+}
+
+/// A dest's forwarding data beside the scheduler's view of it.
+pub struct DestMeta {
+    pub id: u32,
+    pub mode: ForwardMode,
+    pub traffic: Arc<Traffic>,
+}
+
+/// A compiled virtual service.
+pub struct Service {
+    pub id: u32,
+    pub key: ServiceKey,
+    pub scheduler: String,
+    pub sched_flags: sched::SchedFlags,
+    pub persistence: Option<Persistence>,
+    pub conn_timeout_s: Option<u32>,
+    /// What schedulers see (weights, thresholds, shared conn counters).
+    pub dests: Vec<sched::Dest>,
+    /// Parallel to `dests`.
+    pub meta: Vec<DestMeta>,
+    pub traffic: Arc<Traffic>,
+}
+
+/// An address the director owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddr {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+    pub port: usize,
+}
+
+/// Counters of a dest that outlive snapshots (and so connection expiry can
+/// reach them by id).
+#[derive(Clone)]
+pub struct DestRef {
+    pub counters: Arc<sched::DestCounters>,
+    pub traffic: Arc<Traffic>,
+    pub service: u32,
+}
+
+/// Everything a worker needs, immutable.
+pub struct Snapshot {
+    pub generation: u64,
+    pub ports: Vec<PortInfo>,
+    pub services: FastMap<(u8, IpAddr, u16), Arc<Service>>,
+    pub services_by_id: FastMap<u32, Arc<Service>>,
+    pub local: FastMap<IpAddr, LocalAddr>,
+    pub routes: RouteTable,
+    pub dests: FastMap<u32, DestRef>,
+    pub desc: ConfigDesc,
+}
+
+impl Snapshot {
+    #[inline]
+    pub fn service(&self, proto: u8, vip: IpAddr, vport: u16) -> Option<&Arc<Service>> {
+        self.services.get(&(proto, vip, vport))
+    }
+    #[inline]
+    pub fn is_local(&self, addr: IpAddr) -> bool {
+        self.local.contains_key(&addr)
+    }
+    pub fn empty(ports: Vec<PortInfo>) -> Snapshot {
+        Snapshot {
+            generation: 0,
+            ports,
+            services: FastMap::default(),
+            services_by_id: FastMap::default(),
+            local: FastMap::default(),
+            routes: RouteTable::default(),
+            dests: FastMap::default(),
+            desc: ConfigDesc::default(),
+        }
+    }
+}
+
+struct DestEntry {
+    id: u32,
+    counters: Arc<sched::DestCounters>,
+    traffic: Arc<Traffic>,
+}
+
+/// Keeps ids and counters stable across applies. Lives on the control side.
+#[derive(Default)]
+pub struct Compiler {
+    next_id: u32,
+    generation: u64,
+    services: HashMap<ServiceKey, (u32, Arc<Traffic>)>,
+    dests: HashMap<(ServiceKey, IpAddr, u16), DestEntry>,
+}
+
+impl Compiler {
+    fn id(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Validate and compile `desc`. Errors name the item and the problem.
+    pub fn compile(&mut self, desc: &ConfigDesc, ports: &[PortInfo]) -> Result<Snapshot, String> {
+        let port_idx = |name: &str| ports.iter().position(|p| p.name == name);
+
+        let mut local = FastMap::default();
+        let mut routes = Vec::new();
+        for a in &desc.addrs {
+            let port = port_idx(&a.port).ok_or_else(|| format!("address {}: unknown port {:?}", a.addr, a.port))?;
+            let max = if a.addr.is_ipv4() { 32 } else { 128 };
+            if a.prefix_len > max {
+                return Err(format!("address {}/{}: prefix length over {max}", a.addr, a.prefix_len));
+            }
+            local.insert(a.addr, crate::snapshot::LocalAddr { addr: a.addr, prefix_len: a.prefix_len, port });
+            if a.prefix_len < max {
+                routes.push(Route { prefix: a.addr, prefix_len: a.prefix_len, via: None, port });
+            }
+        }
+        for r in &desc.routes {
+            let port = port_idx(&r.port).ok_or_else(|| format!("route {}/{}: unknown port {:?}", r.prefix, r.prefix_len, r.port))?;
+            let max = if r.prefix.is_ipv4() { 32 } else { 128 };
+            if r.prefix_len > max {
+                return Err(format!("route {}/{}: prefix length over {max}", r.prefix, r.prefix_len));
+            }
+            if let Some(via) = r.via {
+                if via.is_ipv4() != r.prefix.is_ipv4() {
+                    return Err(format!("route {}/{}: gateway {via} is of the other address family", r.prefix, r.prefix_len));
+                }
+            }
+            routes.push(Route { prefix: r.prefix, prefix_len: r.prefix_len, via: r.via, port });
+        }
+
+        let mut services = FastMap::default();
+        let mut services_by_id = FastMap::default();
+        let mut dest_refs = FastMap::default();
+        let mut live_services = std::collections::HashSet::new();
+        let mut live_dests = std::collections::HashSet::new();
+        for s in &desc.services {
+            let name = s.scheduler.as_str();
+            let flags = sched::SchedFlags::parse(&s.sched_flags).map_err(|e| format!("service {} {}:{}: {e}", s.key.proto, s.key.vip, s.key.vport))?;
+            if !sched::SCHEDULERS.contains(&name) {
+                return Err(format!(
+                    "service {} {}:{}: unknown scheduler {name:?} (known: {})",
+                    s.key.proto,
+                    s.key.vip,
+                    s.key.vport,
+                    sched::SCHEDULERS.join(", ")
+                ));
+            }
+            let (sid, straffic) = match self.services.get(&s.key) {
+                Some((id, t)) => (*id, t.clone()),
+                None => {
+                    let id = self.id();
+                    let t = Arc::new(Traffic::default());
+                    self.services.insert(s.key, (id, t.clone()));
+                    (id, t)
+                }
+            };
+            live_services.insert(s.key);
+            let mut dests = Vec::with_capacity(s.dests.len());
+            let mut meta = Vec::with_capacity(s.dests.len());
+            for d in &s.dests {
+                if d.addr.is_ipv4() != s.key.vip.is_ipv4() && d.mode != ForwardMode::FullNat {
+                    return Err(format!(
+                        "dest {} of service {}:{}: address family differs from the VIP (only FULLNAT translates families)",
+                        d.addr, s.key.vip, s.key.vport
+                    ));
+                }
+                let k = (s.key, d.addr, d.port);
+                if !self.dests.contains_key(&k) {
+                    let id = self.id();
+                    self.dests.insert(
+                        k,
+                        DestEntry { id, counters: Arc::new(sched::DestCounters::default()), traffic: Arc::new(Traffic::default()) },
+                    );
+                }
+                let e = &self.dests[&k];
+                live_dests.insert(k);
+                let mut sd = sched::Dest::new(d.addr, d.port, d.weight);
+                sd.u_threshold = d.u_threshold;
+                sd.l_threshold = d.l_threshold;
+                sd.inhibited = d.inhibited;
+                sd.counters = e.counters.clone();
+                dests.push(sd);
+                meta.push(DestMeta { id: e.id, mode: d.mode, traffic: e.traffic.clone() });
+                dest_refs.insert(e.id, DestRef { counters: e.counters.clone(), traffic: e.traffic.clone(), service: sid });
+            }
+            let svc = Arc::new(Service {
+                id: sid,
+                key: s.key,
+                scheduler: s.scheduler.clone(),
+                sched_flags: flags,
+                persistence: s.persistence,
+                conn_timeout_s: s.conn_timeout_s,
+                dests,
+                meta,
+                traffic: straffic,
+            });
+            let proto = match s.key.proto {
+                Proto::Tcp => 6,
+                Proto::Udp => 17,
+            };
+            if services.insert((proto, s.key.vip, s.key.vport), svc.clone()).is_some() {
+                return Err(format!("service {} {}:{} listed twice", s.key.proto, s.key.vip, s.key.vport));
+            }
+            services_by_id.insert(sid, svc);
+        }
+        // Forget counters of what no longer exists (a re-added service starts at zero, as in IPVS).
+        self.services.retain(|k, _| live_services.contains(k));
+        self.dests.retain(|k, _| live_dests.contains(k));
+
+        self.generation += 1;
+        Ok(Snapshot {
+            generation: self.generation,
+            ports: ports.to_vec(),
+            services,
+            services_by_id,
+            local,
+            routes: RouteTable::new(routes),
+            dests: dest_refs,
+            desc: desc.clone(),
+        })
+    }
+}

@@ -1,0 +1,454 @@
+//! First look at a received frame: which protocol it is, and for IP the metadata
+//! the pipeline needs (offsets, addresses, ports, flags), each layer validated once.
+//!
+//! Classification decides nothing about forwarding: a valid packet of any L4
+//! protocol comes back with `proto` set and the pipeline chooses. Every rejection is
+//! one `DropReason`. Lengths come from the IP header, never the frame, because
+//! short frames carry Ethernet padding.
+
+use std::net::IpAddr;
+
+use super::ethernet::{self, EtherType, EthernetFrame};
+use super::icmp::Icmpv4Packet;
+use super::icmpv6::Icmpv6Packet;
+use super::ip_proto;
+use super::ipv4::Ipv4Packet;
+use super::ipv6::{self, Ipv6Packet};
+use super::tcp::TcpPacket;
+use super::udp::UdpPacket;
+use super::ArpPacket;
+use crate::stats::DropReason;
+
+/// IP version of a classified packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpFamily {
+    V4,
+    V6,
+}
+
+/// What the pipeline needs of an IP packet, found by [`classify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpMeta {
+    /// Offset of the IP header in the frame.
+    pub l3_off: usize,
+    /// Offset of the L4 header in the frame (after IPv4 options / IPv6 extensions).
+    pub l4_off: usize,
+    /// L4 header and payload length (to the IP end, padding excluded).
+    pub l4_len: usize,
+    pub family: IpFamily,
+    /// L4 protocol (IPv6: after extension headers).
+    pub proto: u8,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// TCP/UDP ports; 0 for other protocols.
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags byte; 0 for other protocols.
+    pub tcp_flags: u8,
+    /// ICMP/ICMPv6 type and code; 0 for other protocols.
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// TTL (IPv4) or hop limit (IPv6).
+    pub ttl: u8,
+}
+
+impl IpMeta {
+    /// End of the IP packet in the frame (`l4_off + l4_len`); bytes after it are
+    /// Ethernet padding.
+    pub fn l3_end(&self) -> usize {
+        self.l4_off + self.l4_len
+    }
+
+    /// IP header(s) and payload length.
+    pub fn ip_len(&self) -> usize {
+        self.l3_end() - self.l3_off
+    }
+
+    /// Offset of the L4 header from the start of the IP header.
+    pub fn l4_rel(&self) -> usize {
+        self.l4_off - self.l3_off
+    }
+}
+
+/// A received frame, classified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packet {
+    /// A well-formed Ethernet/IPv4 ARP packet at offset 14.
+    Arp,
+    /// A valid IPv4 or IPv6 packet, unfragmented, with a valid TCP/UDP/ICMP header
+    /// when it is one of those.
+    Ip(IpMeta),
+    /// Reserved for EtherTypes the pipeline wants to see (LLDP, slow protocols);
+    /// `classify` does not return it today: unknown EtherTypes (VLAN tags
+    /// included) are `Err(UnknownEtherType)`.
+    Other(EtherType),
+}
+
+/// Classifies an Ethernet frame. See the module doc and [`Packet`].
+pub fn classify(frame: &[u8]) -> Result<Packet, DropReason> {
+    let eth = EthernetFrame::new_checked(frame)?;
+    match eth.ethertype() {
+        EtherType::ARP => {
+            ArpPacket::new_checked(eth.payload())?;
+            Ok(Packet::Arp)
+        }
+        EtherType::IPV4 => classify_v4(frame, ethernet::HEADER_LEN).map(Packet::Ip),
+        EtherType::IPV6 => classify_v6(frame, ethernet::HEADER_LEN).map(Packet::Ip),
+        _ => Err(DropReason::UnknownEtherType),
+    }
+}
+
+/// Classifies the IP packet at `l3_off` in `frame` (also for a decapsulated inner
+/// packet). Same checks as [`classify`].
+pub fn classify_ip(frame: &[u8], l3_off: usize) -> Result<IpMeta, DropReason> {
+    match frame.get(l3_off).map(|b| b >> 4) {
+        Some(4) => classify_v4(frame, l3_off),
+        Some(6) => classify_v6(frame, l3_off),
+        _ => Err(DropReason::Truncated),
+    }
+}
+
+fn classify_v4(frame: &[u8], l3_off: usize) -> Result<IpMeta, DropReason> {
+    let ip = Ipv4Packet::new_checked(frame.get(l3_off..).ok_or(DropReason::BadIpv4)?)?;
+    if ip.is_fragment() {
+        return Err(DropReason::Fragment);
+    }
+    let mut meta = IpMeta {
+        l3_off,
+        l4_off: l3_off + ip.header_len(),
+        l4_len: ip.payload().len(),
+        family: IpFamily::V4,
+        proto: ip.proto(),
+        src: IpAddr::V4(ip.src()),
+        dst: IpAddr::V4(ip.dst()),
+        sport: 0,
+        dport: 0,
+        tcp_flags: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        ttl: ip.ttl(),
+    };
+    l4(&mut meta, ip.payload())?;
+    Ok(meta)
+}
+
+fn classify_v6(frame: &[u8], l3_off: usize) -> Result<IpMeta, DropReason> {
+    let packet = frame.get(l3_off..).ok_or(DropReason::BadIpv6)?;
+    let ip = Ipv6Packet::new_checked(packet)?;
+    let end = ip.total_len();
+    let upper = ipv6::skip_ext_headers(&packet[..end])?;
+    if upper.is_fragment {
+        return Err(DropReason::Fragment);
+    }
+    let mut meta = IpMeta {
+        l3_off,
+        l4_off: l3_off + upper.l4_off,
+        l4_len: end - upper.l4_off,
+        family: IpFamily::V6,
+        proto: upper.next_header,
+        src: IpAddr::V6(ip.src()),
+        dst: IpAddr::V6(ip.dst()),
+        sport: 0,
+        dport: 0,
+        tcp_flags: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        ttl: ip.hop_limit(),
+    };
+    l4(&mut meta, &packet[upper.l4_off..end])?;
+    Ok(meta)
+}
+
+fn l4(meta: &mut IpMeta, seg: &[u8]) -> Result<(), DropReason> {
+    match (meta.proto, meta.family) {
+        (ip_proto::TCP, _) => {
+            let t = TcpPacket::new_checked(seg)?;
+            meta.sport = t.src_port();
+            meta.dport = t.dst_port();
+            meta.tcp_flags = t.flags();
+        }
+        (ip_proto::UDP, _) => {
+            let u = UdpPacket::new_checked(seg)?;
+            meta.sport = u.src_port();
+            meta.dport = u.dst_port();
+        }
+        (ip_proto::ICMP, IpFamily::V4) => {
+            let i = Icmpv4Packet::new_checked(seg)?;
+            meta.icmp_type = i.msg_type();
+            meta.icmp_code = i.msg_code();
+        }
+        (ip_proto::ICMPV6, IpFamily::V6) => {
+            let i = Icmpv6Packet::new_checked(seg)?;
+            meta.icmp_type = i.msg_type();
+            meta.icmp_code = i.msg_code();
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const V6A: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xa];
+    const V6B: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xb];
+
+    fn tcp_v4(payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+            .tcp(40000, 80, 1, 1024)
+            .syn()
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    }
+
+    fn udp_v4(payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+            .udp(5353, 53)
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    }
+
+    fn tcp_v6(payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6(V6A, V6B, 33)
+            .tcp(40000, 443, 1, 1024)
+            .syn()
+            .ack(5)
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    }
+
+    fn icmp_v4() -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+            .icmpv4_echo_request(1, 2)
+            .write(&mut v, b"ping")
+            .unwrap();
+        v
+    }
+
+    fn refix_v4(f: &mut [u8]) {
+        Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+    }
+
+    fn arp() -> Vec<u8> {
+        let mut b = vec![0u8; 60];
+        super::super::arp::build_request(
+            &mut b,
+            super::super::MacAddr(MAC_A),
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 1),
+        );
+        b
+    }
+
+    #[test]
+    fn classifies_tcp_v4_with_padding() {
+        let mut f = tcp_v4(b"");
+        f.extend_from_slice(&[0xee; 6]); // 54 -> 60 bytes of Ethernet padding
+        let Packet::Ip(m) = classify(&f).unwrap() else {
+            panic!("not IP")
+        };
+        assert_eq!(m.family, IpFamily::V4);
+        assert_eq!((m.l3_off, m.l4_off, m.l4_len), (14, 34, 20));
+        assert_eq!(m.proto, ip_proto::TCP);
+        assert_eq!(m.src, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
+        assert_eq!(m.dst, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!((m.sport, m.dport), (40000, 80));
+        assert_eq!(m.tcp_flags, super::super::tcp::flags::SYN);
+        assert_eq!(m.ttl, 64);
+        assert_eq!((m.l3_end(), m.ip_len(), m.l4_rel()), (54, 40, 20));
+    }
+
+    #[test]
+    fn classifies_udp_icmp_arp_v6() {
+        let Packet::Ip(m) = classify(&udp_v4(b"abc")).unwrap() else {
+            panic!()
+        };
+        assert_eq!((m.proto, m.sport, m.dport, m.l4_len), (ip_proto::UDP, 5353, 53, 11));
+
+        let Packet::Ip(m) = classify(&icmp_v4()).unwrap() else {
+            panic!()
+        };
+        assert_eq!((m.proto, m.sport, m.dport, m.icmp_type), (ip_proto::ICMP, 0, 0, 8));
+
+        assert_eq!(classify(&arp()), Ok(Packet::Arp));
+
+        let Packet::Ip(m) = classify(&tcp_v6(b"x")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.family, IpFamily::V6);
+        assert_eq!((m.l3_off, m.l4_off, m.l4_len), (14, 54, 21));
+        assert_eq!(m.src, IpAddr::V6(Ipv6Addr::from(V6A)));
+        assert_eq!((m.sport, m.dport, m.ttl), (40000, 443, 33));
+        assert_eq!(m.tcp_flags, 0x12);
+
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6(V6A, V6B, 33)
+            .icmpv6_echo_request(7, 8)
+            .write(&mut v, b"ping6")
+            .unwrap();
+        let Packet::Ip(m) = classify(&v).unwrap() else {
+            panic!()
+        };
+        assert_eq!((m.proto, m.icmp_type, m.icmp_code), (ip_proto::ICMPV6, 128, 0));
+    }
+
+    #[test]
+    fn other_l4_passes_with_proto() {
+        let mut f = udp_v4(b"");
+        f[14 + 9] = 47; // GRE
+        refix_v4(&mut f);
+        let Packet::Ip(m) = classify(&f).unwrap() else {
+            panic!()
+        };
+        assert_eq!((m.proto, m.sport, m.dport), (47, 0, 0));
+    }
+
+    #[test]
+    fn every_drop_reason() {
+        // Truncated: shorter than an Ethernet header
+        assert_eq!(classify(&tcp_v4(b"")[..13]), Err(DropReason::Truncated));
+        assert_eq!(classify(&[]), Err(DropReason::Truncated));
+
+        // UnknownEtherType: VLAN-tagged and LLDP
+        let mut f = tcp_v4(b"");
+        f[12..14].copy_from_slice(&[0x81, 0x00]);
+        assert_eq!(classify(&f), Err(DropReason::UnknownEtherType));
+        f[12..14].copy_from_slice(&[0x88, 0xcc]);
+        assert_eq!(classify(&f), Err(DropReason::UnknownEtherType));
+
+        // BadArp: truncated, and a non-Ethernet hardware type
+        assert_eq!(classify(&arp()[..41]), Err(DropReason::BadArp));
+        let mut a = arp();
+        a[15] = 6;
+        assert_eq!(classify(&a), Err(DropReason::BadArp));
+
+        // BadIpv4: checksum, version, IHL, total length beyond the frame, truncated
+        let good = tcp_v4(b"");
+        let mut f = good.clone();
+        f[14 + 11] ^= 0xff;
+        assert_eq!(classify(&f), Err(DropReason::BadIpv4));
+        let mut f = good.clone();
+        f[14] = 0x55;
+        assert_eq!(classify(&f), Err(DropReason::BadIpv4));
+        let mut f = good.clone();
+        f[14] = 0x43;
+        refix_v4(&mut f);
+        assert_eq!(classify(&f), Err(DropReason::BadIpv4));
+        assert_eq!(classify(&good[..53]), Err(DropReason::BadIpv4));
+        assert_eq!(classify(&good[..20]), Err(DropReason::BadIpv4));
+
+        // BadIpv6: wrong version, payload beyond frame, ext header beyond payload
+        let g6 = tcp_v6(b"");
+        let mut f = g6.clone();
+        f[14] = 0x40;
+        assert_eq!(classify(&f), Err(DropReason::BadIpv6));
+        assert_eq!(classify(&g6[..g6.len() - 1]), Err(DropReason::BadIpv6));
+        assert_eq!(classify(&g6[..30]), Err(DropReason::BadIpv6));
+        let mut f = g6.clone();
+        f[14 + 6] = ip_proto::IPV6_OPTS;
+        f[54 + 1] = 9; // 80-byte option header in a 20-byte payload
+        assert_eq!(classify(&f), Err(DropReason::BadIpv6));
+
+        // BadL4: TCP header truncated (IP length cut), data offset beyond segment,
+        // UDP length beyond the datagram, ICMP shorter than 8
+        let mut f = good.clone();
+        f[14 + 3] = 39; // total length 39: 19 bytes of TCP
+        refix_v4(&mut f);
+        assert_eq!(classify(&f), Err(DropReason::BadL4));
+        let mut f = good.clone();
+        f[34 + 12] = 0x60; // data offset 24 > 20
+        assert_eq!(classify(&f), Err(DropReason::BadL4));
+        let mut f = udp_v4(b"abc");
+        f[34 + 5] = 12; // UDP length 12 > 11
+        assert_eq!(classify(&f), Err(DropReason::BadL4));
+        let mut f = icmp_v4();
+        f[14 + 3] = 20 + 7;
+        refix_v4(&mut f);
+        assert_eq!(classify(&f), Err(DropReason::BadL4));
+        let mut f = g6.clone();
+        f[54 + 12] = 0xf0;
+        assert_eq!(classify(&f), Err(DropReason::BadL4));
+
+        // Fragment: IPv4 MF, IPv4 offset, IPv6 fragment header
+        for flags in [[0x20, 0x00], [0x00, 0x10]] {
+            let mut f = good.clone();
+            f[14 + 6..14 + 8].copy_from_slice(&flags);
+            refix_v4(&mut f);
+            assert_eq!(classify(&f), Err(DropReason::Fragment));
+        }
+        let mut f6 = g6[..54].to_vec();
+        f6[14 + 5] += 8;
+        f6[14 + 6] = ip_proto::IPV6_FRAG;
+        f6.extend_from_slice(&[ip_proto::TCP, 0, 0, 1, 0, 0, 0, 9]);
+        f6.extend_from_slice(&g6[54..]);
+        assert_eq!(classify(&f6), Err(DropReason::Fragment));
+    }
+
+    #[test]
+    fn classify_ip_on_inner_packet() {
+        let f = tcp_v4(b"q");
+        let m = classify_ip(&f, 14).unwrap();
+        assert_eq!((m.l3_off, m.dport), (14, 80));
+        assert_eq!(classify_ip(&f, 100), Err(DropReason::Truncated));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_random_bytes(b in proptest::collection::vec(any::<u8>(), 0..200),
+                                        et in prop_oneof![Just([8u8, 0]), Just([0x86, 0xdd]), Just([8, 6])]) {
+            let mut f = b;
+            if f.len() >= 14 {
+                f[12..14].copy_from_slice(&et);
+            }
+            let _ = classify(&f);
+            if f.len() > 14 {
+                // make a random IPv4/IPv6 header plausible so deeper layers are reached
+                f[14] = if et == [0x86, 0xdd] { 0x60 } else { 0x45 };
+                let _ = classify(&f);
+                if f.len() >= 34 && et == [8, 0] {
+                    refix_v4(&mut f);
+                    let _ = classify(&f);
+                }
+            }
+        }
+
+        #[test]
+        fn truncations_and_bitflips_never_panic(which in 0usize..5, cut in 0usize..120,
+                                                flip in 0usize..120, bit in 0u8..8,
+                                                payload in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let f = match which {
+                0 => tcp_v4(&payload),
+                1 => udp_v4(&payload),
+                2 => tcp_v6(&payload),
+                3 => icmp_v4(),
+                _ => arp(),
+            };
+            let full = classify(&f);
+            prop_assert!(full.is_ok());
+            let cut = cut.min(f.len());
+            let _ = classify(&f[..cut]);
+            let mut g = f.clone();
+            let i = flip % g.len();
+            g[i] ^= 1 << bit;
+            let _ = classify(&g);
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Wire formats: zero-copy views over packet bytes and the in-place rewrites the
+//! forwarding methods need (ARP reply, ICMP echo reply, NAT address/port rewrites).
+//!
+//! Everything here works on plain byte slices, so it is unit-tested without EAL.
+//! Each protocol view checks lengths once in `new_checked`; after that no accessor
+//! can index out of bounds. Nothing here allocates, logs or panics on packet content,
+//! and there is no `unsafe`: the DPDK `Mbuf` reaches this code through [`PacketBuf`].
+
+pub mod arp;
+pub mod checksum;
+pub mod classify;
+pub mod ethernet;
+pub mod icmp;
+pub mod icmpv6;
+pub mod ipv4;
+pub mod ipv6;
+pub mod nat;
+pub mod tcp;
+pub mod udp;
+
+pub use arp::ArpPacket;
+pub use classify::{classify, IpFamily, IpMeta, Packet};
+pub use ethernet::{EtherType, EthernetFrame, MacAddr};
+pub use icmp::Icmpv4Packet;
+pub use icmpv6::Icmpv6Packet;
+pub use ipv4::Ipv4Packet;
+pub use ipv6::Ipv6Packet;
+pub use tcp::TcpPacket;
+pub use udp::UdpPacket;
+
+/// IANA protocol numbers the dataplane looks at.
+pub mod ip_proto {
+    pub const HOPOPT: u8 = 0;
+    pub const ICMP: u8 = 1;
+    pub const IPIP: u8 = 4;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const IPV6: u8 = 41;
+    pub const IPV6_ROUTE: u8 = 43;
+    pub const IPV6_FRAG: u8 = 44;
+    pub const ESP: u8 = 50;
+    pub const AH: u8 = 51;
+    pub const ICMPV6: u8 = 58;
+    pub const IPV6_NONXT: u8 = 59;
+    pub const IPV6_OPTS: u8 = 60;
+}
+
+/// A packet buffer whose front and back can grow and shrink: what the packet path
+/// needs from an mbuf (prepend an outer header for TUN, strip one, pad or trim).
+///
+/// Implemented by the DPDK `Mbuf` and by [`VecBuf`] for tests.
+pub trait PacketBuf {
+    /// The packet bytes.
+    fn data(&self) -> &[u8];
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Grows the packet by `n` bytes at the front; returns the new front bytes
+    /// (uninitialised content), or `None` if the headroom is too small.
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]>;
+    /// Strips `n` bytes from the front; `false` (and unchanged) if shorter than `n`.
+    fn adj(&mut self, n: usize) -> bool;
+    /// Grows the packet by `n` bytes at the end; returns the new tail bytes, or
+    /// `None` if the tailroom is too small.
+    fn append(&mut self, n: usize) -> Option<&mut [u8]>;
+    /// Strips `n` bytes from the end; `false` (and unchanged) if shorter than `n`.
+    fn trim(&mut self, n: usize) -> bool;
+    /// Packet length in bytes.
+    fn len(&self) -> usize {
+        self.data().len()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A `Vec<u8>` packet buffer with headroom, standing in for an mbuf in tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VecBuf {
+    buf: Vec<u8>,
+    head: usize,
+}
+
+impl VecBuf {
+    /// Same headroom as a DPDK mbuf (`RTE_PKTMBUF_HEADROOM`).
+    pub const DEFAULT_HEADROOM: usize = 128;
+
+    pub fn new(data: &[u8]) -> VecBuf {
+        VecBuf::with_headroom(data, Self::DEFAULT_HEADROOM)
+    }
+
+    pub fn with_headroom(data: &[u8], headroom: usize) -> VecBuf {
+        let mut buf = vec![0u8; headroom];
+        buf.extend_from_slice(data);
+        VecBuf {
+            buf,
+            head: headroom,
+        }
+    }
+
+    /// Bytes still free in front of the packet.
+    pub fn headroom(&self) -> usize {
+        self.head
+    }
+}
+
+impl PacketBuf for VecBuf {
+    fn data(&self) -> &[u8] {
+        &self.buf[self.head..]
+    }
+
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.head..]
+    }
+
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        let new_head = self.head.checked_sub(n)?;
+        let old_head = self.head;
+        self.head = new_head;
+        self.buf.get_mut(new_head..old_head)
+    }
+
+    fn adj(&mut self, n: usize) -> bool {
+        if n > self.len() {
+            return false;
+        }
+        self.head += n;
+        true
+    }
+
+    fn append(&mut self, n: usize) -> Option<&mut [u8]> {
+        let old_end = self.buf.len();
+        self.buf.resize(old_end.checked_add(n)?, 0);
+        self.buf.get_mut(old_end..)
+    }
+
+    fn trim(&mut self, n: usize) -> bool {
+        if n > self.len() {
+            return false;
+        }
+        self.buf.truncate(self.buf.len() - n);
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len() - self.head
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vecbuf_grows_and_shrinks_at_both_ends() {
+        let mut b = VecBuf::with_headroom(&[1, 2, 3], 4);
+        assert_eq!(b.data(), &[1, 2, 3]);
+        b.prepend(2).unwrap().copy_from_slice(&[9, 8]);
+        assert_eq!(b.data(), &[9, 8, 1, 2, 3]);
+        assert!(b.prepend(3).is_none());
+        assert_eq!(b.headroom(), 2);
+        b.append(1).unwrap()[0] = 7;
+        assert_eq!(b.data(), &[9, 8, 1, 2, 3, 7]);
+        assert!(b.adj(2));
+        assert!(b.trim(1));
+        assert_eq!(b.data(), &[1, 2, 3]);
+        assert!(!b.adj(4));
+        assert!(!b.trim(4));
+        assert!(b.trim(3));
+        assert!(b.is_empty());
+    }
+}

@@ -1,0 +1,218 @@
+//! One worker lcore: the poll loop.
+//!
+//! Each worker owns an rx/tx queue pair on every port, its own connection table,
+//! persistence templates and scheduler state: nothing on the packet path is
+//! shared with a lock. It loads the configuration snapshot once per burst,
+//! counts every packet it does not forward under exactly one `DropReason`, and
+//! answers control requests (connection listing, timeouts) between bursts.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Cache};
+use arrayvec::ArrayVec;
+use conntrack::{ConnTable, PersistTable, Timeouts};
+use crossbeam::channel::{Receiver, Sender};
+
+use crate::counters::WorkerCounters;
+use crate::dpdk::mbuf::Mbuf;
+use crate::dpdk::mempool::Mempool;
+use crate::dpdk::port::{rx_burst, tx_burst};
+use crate::neigh::{NeighTable, PendingQueue};
+use crate::snapshot::{FastMap, Snapshot};
+use crate::stats::{ConnEntry, DropReason};
+
+/// Packets per rx/tx burst.
+pub const BURST: usize = 32;
+/// Expired connections handled per loop at most: a mass expiry never stalls forwarding.
+const EXPIRE_BUDGET: usize = 128;
+/// Control requests are polled every this many loops.
+const CONTROL_EVERY: u32 = 64;
+
+/// A control-plane request served between bursts.
+pub enum Request {
+    /// List this worker's connections.
+    Conns(Sender<Vec<ConnEntry>>),
+    /// Replace the global timeouts.
+    SetTimeouts(Timeouts),
+}
+
+/// What every worker and the control plane share.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub neigh: NeighTable,
+    pub stop: AtomicBool,
+    pub counters: Vec<WorkerCounters>,
+}
+
+/// Where a worker's packets go out: a tx buffer per port.
+pub struct TxQueues {
+    pub queue: u16,
+    pub ports: Vec<u16>,
+    pub bufs: Vec<ArrayVec<Mbuf, BURST>>,
+    pub sent: u64,
+    pub dropped: u64,
+}
+
+impl TxQueues {
+    #[inline]
+    pub fn push(&mut self, port: usize, m: Mbuf) {
+        if self.bufs[port].is_full() {
+            self.flush_port(port);
+        }
+        self.bufs[port].push(m);
+    }
+
+    fn flush_port(&mut self, port: usize) {
+        let (s, d) = tx_burst(self.ports[port], self.queue, &mut self.bufs[port]);
+        self.sent += s as u64;
+        self.dropped += d as u64;
+    }
+
+    pub fn flush(&mut self) {
+        for p in 0..self.bufs.len() {
+            if !self.bufs[p].is_empty() {
+                self.flush_port(p);
+            }
+        }
+    }
+}
+
+/// Settings of one worker.
+pub struct WorkerConfig {
+    pub index: usize,
+    pub queue: u16,
+    pub port_ids: Vec<u16>,
+    pub conn_capacity: u32,
+    pub hash_seed: u64,
+    pub adaptive_poll: bool,
+}
+
+/// A worker's private state.
+pub struct Worker {
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    pub pool: Arc<Mempool>,
+    pub conns: ConnTable,
+    pub persist: PersistTable,
+    pub scheds: FastMap<u32, (u64, Box<dyn sched::Scheduler>)>,
+    pub pending: PendingQueue,
+    pub tx: TxQueues,
+    pub now_ms: u64,
+    /// Addresses this worker has announced with gratuitous ARP (worker 0 only).
+    pub announced: Vec<IpAddr>,
+    rx_ports: Vec<u16>,
+    requests: Receiver<Request>,
+    adaptive_poll: bool,
+}
+
+impl Worker {
+    pub fn new(cfg: WorkerConfig, shared: Arc<Shared>, pool: Arc<Mempool>, requests: Receiver<Request>) -> Worker {
+        let nports = cfg.port_ids.len();
+        Worker {
+            index: cfg.index,
+            shared,
+            pool,
+            conns: ConnTable::new(cfg.conn_capacity, cfg.hash_seed, Timeouts::default()),
+            persist: PersistTable::new((cfg.conn_capacity / 4).max(1024), cfg.hash_seed ^ 0x5bd1_e995),
+            scheds: FastMap::default(),
+            pending: PendingQueue::default(),
+            tx: TxQueues {
+                queue: cfg.queue,
+                ports: cfg.port_ids.clone(),
+                bufs: (0..nports).map(|_| ArrayVec::new()).collect(),
+                sent: 0,
+                dropped: 0,
+            },
+            now_ms: 0,
+            announced: Vec::new(),
+            rx_ports: cfg.port_ids,
+            requests,
+            adaptive_poll: cfg.adaptive_poll,
+        }
+    }
+
+    #[inline]
+    pub fn count_drop(&self, r: DropReason) {
+        self.shared.counters[self.index].drop(r);
+    }
+
+    /// The poll loop; returns when `shared.stop` is set.
+    pub fn run(&mut self) {
+        let hz_ms = (crate::dpdk::tsc_hz() / 1000).max(1);
+        let shared = self.shared.clone();
+        let mut cache = Cache::new(&shared.snapshot);
+        let mut loops: u32 = 0;
+        let mut idle: u32 = 0;
+        let mut rx: ArrayVec<Mbuf, BURST> = ArrayVec::new();
+        while !shared.stop.load(Ordering::Relaxed) {
+            self.now_ms = crate::dpdk::rdtsc() / hz_ms;
+            let snap = cache.load().clone();
+            if self.index == 0 && snap.generation != 0 {
+                self.announce(&snap);
+            }
+            let mut got = 0;
+            for pi in 0..self.rx_ports.len() {
+                let n = rx_burst(self.rx_ports[pi], self.tx.queue, &mut rx);
+                if n == 0 {
+                    continue;
+                }
+                got += n;
+                WorkerCounters::add(&shared.counters[self.index].rx, n as u64);
+                for m in rx.drain(..) {
+                    self.handle(&snap, m, pi);
+                }
+            }
+            if !self.pending.queue.is_empty() {
+                self.flush_pending(&snap);
+            }
+            let before = self.tx.sent;
+            let dropped_before = self.tx.dropped;
+            self.tx.flush();
+            WorkerCounters::add(&shared.counters[self.index].tx, self.tx.sent - before);
+            if self.tx.dropped != dropped_before {
+                self.shared.counters[self.index].drop_n(DropReason::TxFull, self.tx.dropped - dropped_before);
+            }
+            self.expire();
+            loops = loops.wrapping_add(1);
+            if loops % CONTROL_EVERY == 0 {
+                self.serve_control(&snap);
+            }
+            if got == 0 {
+                idle = idle.saturating_add(1);
+                // Adaptive polling: after a run of empty polls, pause briefly so a
+                // shared host gets its core back; traffic resumes within ~50 us.
+                if self.adaptive_poll && idle > 256 {
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+            } else {
+                idle = 0;
+            }
+        }
+        self.tx.flush();
+    }
+
+    fn expire(&mut self) {
+        let snap = self.shared.snapshot.load();
+        let now = self.now_ms;
+        self.conns.expire(now, EXPIRE_BUDGET, |c| {
+            if let Some(d) = snap.dests.get(&c.dest()) {
+                let ctr = if c.is_active() { &d.counters.active } else { &d.counters.inactive };
+                let _ = ctr.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+            }
+        });
+        self.persist.expire(now, EXPIRE_BUDGET);
+    }
+
+    fn serve_control(&mut self, snap: &Snapshot) {
+        while let Ok(req) = self.requests.try_recv() {
+            match req {
+                Request::Conns(reply) => {
+                    let _ = reply.send(self.list_conns(snap));
+                }
+                Request::SetTimeouts(t) => self.conns.set_timeouts(t),
+            }
+        }
+    }
+}
