@@ -40,6 +40,12 @@ fn main() {
         .map(str::to_owned)
         .collect();
 
+    // Driver libraries whose API we call directly (pkg-config lists only the
+    // core libraries; the PMDs are otherwise loaded as plugins).
+    for drv in ["rte_bus_vdev", "rte_net_ring"] {
+        println!("cargo:rustc-link-lib=dylib={drv}");
+    }
+
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let wrappers = out.join("dpdk_static_wrappers");
 

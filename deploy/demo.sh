@@ -112,7 +112,7 @@ ctl -Ln
 say "$REQUESTS HTTP requests from the client (10.0.0.2) to http://10.0.0.100/"
 declare -A count=()
 for i in $(seq "$REQUESTS"); do
-  body=$(ip netns exec "${P}cli" curl -s --max-time 2 http://10.0.0.100/ || true)
+  body=$(ip netns exec "${P}cli" curl -s --noproxy "*" --max-time 2 http://10.0.0.100/ || true)
   body=${body:-"(no answer)"}
   printf '  request %2d -> %s\n' "$i" "$body"
   count[$body]=$(( ${count[$body]:-0} + 1 ))

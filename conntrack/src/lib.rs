@@ -21,8 +21,12 @@ mod timer;
 mod tuple;
 
 pub use persist::{PersistTable, Template};
-pub use table::{Conn, ConnId, ConnTable, InsertError, NewConn, TableFull, Transition, MAX_CAPACITY};
-pub use tcp::{flag_row, next_state, ConnState, TcpDir, TcpFlags, TcpState, TCP_STATES, TCP_STATES_DOS};
+pub use table::{
+    Conn, ConnId, ConnTable, InsertError, NewConn, TableFull, Transition, MAX_CAPACITY,
+};
+pub use tcp::{
+    flag_row, next_state, ConnState, TcpDir, TcpFlags, TcpState, TCP_STATES, TCP_STATES_DOS,
+};
 pub use timeouts::Timeouts;
 pub use timer::{TICK_MS, WHEEL_SLOTS};
 pub use tuple::{mask_addr, Direction, Tuple, PROTO_TCP, PROTO_UDP};

@@ -93,7 +93,11 @@ impl PersistTable {
         let cap = capacity.min(crate::table::MAX_CAPACITY);
         let mut slab = vec![Template::FREE; cap as usize].into_boxed_slice();
         for (i, t) in slab.iter_mut().enumerate() {
-            t.link.next = if i + 1 < cap as usize { i as u32 + 1 } else { NIL };
+            t.link.next = if i + 1 < cap as usize {
+                i as u32 + 1
+            } else {
+                NIL
+            };
         }
         PersistTable {
             slab,

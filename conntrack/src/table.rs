@@ -13,7 +13,9 @@ use crate::index::Index;
 use crate::tcp::{self, TcpDir, TcpFlags, TcpState};
 use crate::timeouts::Timeouts;
 use crate::timer::{Link, TimerNode, Wheel, NIL};
-use crate::tuple::{random_state, unpack_addr, Direction, Key, Tuple, FAM_DST_V6, FAM_SRC_V6, PROTO_TCP};
+use crate::tuple::{
+    random_state, unpack_addr, Direction, Key, Tuple, FAM_DST_V6, FAM_SRC_V6, PROTO_TCP,
+};
 
 /// Largest supported capacity: index values are `conn index << 1 | direction`.
 pub const MAX_CAPACITY: u32 = (1 << 31) - 2;
@@ -48,7 +50,9 @@ impl fmt::Display for InsertError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InsertError::Full => f.write_str("connection table full"),
-            InsertError::Exists(id, d) => write!(f, "tuple already tracked by conn {} ({d:?})", id.0),
+            InsertError::Exists(id, d) => {
+                write!(f, "tuple already tracked by conn {} ({d:?})", id.0)
+            }
         }
     }
 }
@@ -242,7 +246,9 @@ impl Conn {
 
     fn timeout_s(&self, t: &Timeouts) -> u32 {
         match self.state {
-            TcpState::Established | TcpState::Udp if self.timeout_override_s != 0 => self.timeout_override_s,
+            TcpState::Established | TcpState::Udp if self.timeout_override_s != 0 => {
+                self.timeout_override_s
+            }
             s => t.for_state(s),
         }
     }
@@ -321,7 +327,11 @@ impl ConnTable {
         let cap = capacity.min(MAX_CAPACITY);
         let mut slab = vec![Conn::FREE; cap as usize].into_boxed_slice();
         for (i, c) in slab.iter_mut().enumerate() {
-            c.link.next = if i + 1 < cap as usize { i as u32 + 1 } else { NIL };
+            c.link.next = if i + 1 < cap as usize {
+                i as u32 + 1
+            } else {
+                NIL
+            };
         }
         ConnTable {
             slab,
@@ -390,7 +400,9 @@ impl ConnTable {
     fn lookup_key(&self, k: &Key, h: u64) -> Option<(ConnId, Direction)> {
         let slab = &self.slab;
         self.index
-            .find(h, |v| slab[(v >> 1) as usize].matches(k, Direction::from_bit(v)))
+            .find(h, |v| {
+                slab[(v >> 1) as usize].matches(k, Direction::from_bit(v))
+            })
             .map(|v| (ConnId(v >> 1), Direction::from_bit(v)))
     }
 
@@ -508,7 +520,13 @@ impl ConnTable {
     /// the timer with the resulting state's timeout. `flags` is ignored for non-TCP
     /// conns. An unknown or freed id changes nothing and reports an inactive NONE.
     #[inline]
-    pub fn on_packet(&mut self, id: ConnId, dir: Direction, flags: TcpFlags, now_ms: u64) -> Transition {
+    pub fn on_packet(
+        &mut self,
+        id: ConnId,
+        dir: Direction,
+        flags: TcpFlags,
+        now_ms: u64,
+    ) -> Transition {
         let secure = self.secure_tcp;
         let timeouts = self.timeouts;
         let Some(c) = self.get_mut(id) else {
@@ -539,6 +557,28 @@ impl ConnTable {
             is_active: state.is_active(),
             state,
         }
+    }
+
+    /// Put a conn in `state` directly, with that state's timeout from `now_ms`, as
+    /// the kernel's `ip_vs_tcp_conn_listen` does for LISTEN; for conn sync and
+    /// tests. `Udp` is refused for TCP conns and only `Udp` is accepted for others
+    /// (returns `None` then, as for an unknown id).
+    pub fn force_state(&mut self, id: ConnId, state: TcpState, now_ms: u64) -> Option<Transition> {
+        let timeouts = self.timeouts;
+        let c = self.get_mut(id)?;
+        if (c.proto == PROTO_TCP) == (state == TcpState::Udp) {
+            return None;
+        }
+        let was = c.state;
+        c.state = state;
+        let old_exp = c.expires_at_ms;
+        c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(&timeouts));
+        self.wheel.rearm(&mut self.slab, id.0, old_exp);
+        Some(Transition {
+            was_active: was.is_active(),
+            is_active: state.is_active(),
+            state,
+        })
     }
 
     fn free(&mut self, i: u32) -> Conn {

@@ -134,7 +134,6 @@ pub enum TcpDir {
     InputOnly,
 }
 
-const NO: TcpState = TcpState::None;
 const ES: TcpState = TcpState::Established;
 const SS: TcpState = TcpState::SynSent;
 const SR: TcpState = TcpState::SynRecv;
@@ -266,7 +265,10 @@ mod tests {
     fn flag_priority_is_rst_syn_fin_ack() {
         let all = TcpFlags::RST | TcpFlags::SYN | TcpFlags::FIN | TcpFlags::ACK;
         assert_eq!(flag_row(all), Some(3));
-        assert_eq!(flag_row(TcpFlags::SYN | TcpFlags::FIN | TcpFlags::ACK), Some(0));
+        assert_eq!(
+            flag_row(TcpFlags::SYN | TcpFlags::FIN | TcpFlags::ACK),
+            Some(0)
+        );
         assert_eq!(flag_row(TcpFlags::FIN | TcpFlags::ACK), Some(1));
         assert_eq!(flag_row(TcpFlags::ACK | TcpFlags::PSH), Some(2));
         assert_eq!(flag_row(TcpFlags::PSH), None);

@@ -201,8 +201,9 @@ mod tests {
         }
         assert!(drain(&mut w, &mut ns, 999).is_empty());
         assert_eq!(drain(&mut w, &mut ns, 1_000), vec![0]);
-        assert!(drain(&mut w, &mut ns, 1_049).is_empty());
-        assert_eq!(drain(&mut w, &mut ns, 1_050), vec![1]);
+        // Not on a tick boundary: fires at the next boundary, never before.
+        assert!(drain(&mut w, &mut ns, 1_099).is_empty());
+        assert_eq!(drain(&mut w, &mut ns, 1_100), vec![1]);
         // Several revolutions away: survives every round, then fires.
         assert!(drain(&mut w, &mut ns, 4_999_999).is_empty());
         assert_eq!(drain(&mut w, &mut ns, 5_000_000), vec![2]);

@@ -60,13 +60,6 @@ pub enum Direction {
 }
 
 impl Direction {
-    pub(crate) fn bit(self) -> u32 {
-        match self {
-            Direction::Original => 0,
-            Direction::Reply => 1,
-        }
-    }
-
     pub(crate) fn from_bit(b: u32) -> Direction {
         if b & 1 == 0 {
             Direction::Original
@@ -197,32 +190,64 @@ mod tests {
 
     #[test]
     fn pack_round_trips_both_families() {
-        let v4 = Tuple::tcp("10.0.0.1".parse().unwrap(), 1234, "192.0.2.1".parse().unwrap(), 80);
-        let v6 = Tuple::udp("2001:db8::1".parse().unwrap(), 53, "2001:db8::2".parse().unwrap(), 5353);
+        let v4 = Tuple::tcp(
+            "10.0.0.1".parse().unwrap(),
+            1234,
+            "192.0.2.1".parse().unwrap(),
+            80,
+        );
+        let v6 = Tuple::udp(
+            "2001:db8::1".parse().unwrap(),
+            53,
+            "2001:db8::2".parse().unwrap(),
+            5353,
+        );
         let mixed = Tuple::tcp("10.0.0.1".parse().unwrap(), 1, "::1".parse().unwrap(), 2);
         for t in [v4, v6, mixed] {
             assert_eq!(Key::from_tuple(&t).to_tuple(), t);
         }
         // An IPv4 address and its IPv4-mapped IPv6 form are different flows.
-        let mapped = Tuple::tcp("::ffff:10.0.0.1".parse().unwrap(), 1234, "::ffff:192.0.2.1".parse().unwrap(), 80);
+        let mapped = Tuple::tcp(
+            "::ffff:10.0.0.1".parse().unwrap(),
+            1234,
+            "::ffff:192.0.2.1".parse().unwrap(),
+            80,
+        );
         assert_ne!(Key::from_tuple(&v4), Key::from_tuple(&mapped));
     }
 
     #[test]
     fn mask_addr_keeps_prefix() {
-        assert_eq!(mask_addr("10.1.2.3".parse().unwrap(), 24), "10.1.2.0".parse::<IpAddr>().unwrap());
-        assert_eq!(mask_addr("10.1.2.3".parse().unwrap(), 0), "0.0.0.0".parse::<IpAddr>().unwrap());
-        assert_eq!(mask_addr("10.1.2.3".parse().unwrap(), 200), "10.1.2.3".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            mask_addr("10.1.2.3".parse().unwrap(), 24),
+            "10.1.2.0".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            mask_addr("10.1.2.3".parse().unwrap(), 0),
+            "0.0.0.0".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            mask_addr("10.1.2.3".parse().unwrap(), 200),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(
             mask_addr("2001:db8:1:2::5".parse().unwrap(), 48),
             "2001:db8:1::".parse::<IpAddr>().unwrap()
         );
-        assert_eq!(mask_addr("2001:db8::5".parse().unwrap(), 128), "2001:db8::5".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            mask_addr("2001:db8::5".parse().unwrap(), 128),
+            "2001:db8::5".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn seeded_hash_depends_on_seed() {
-        let k = Key::from_tuple(&Tuple::tcp("10.0.0.1".parse().unwrap(), 1, "10.0.0.2".parse().unwrap(), 2));
+        let k = Key::from_tuple(&Tuple::tcp(
+            "10.0.0.1".parse().unwrap(),
+            1,
+            "10.0.0.2".parse().unwrap(),
+            2,
+        ));
         let a = random_state(1);
         let b = random_state(2);
         assert_eq!(k.hash(&a), k.hash(&random_state(1)));

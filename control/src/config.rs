@@ -60,6 +60,8 @@ pub struct WorkersConf {
 pub struct DataplaneConf {
     pub mbufs: Option<u32>,
     pub conn_capacity: Option<u32>,
+    /// Workers pause briefly after a run of empty polls (for shared hosts, tests).
+    pub adaptive_poll: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -357,6 +359,8 @@ impl ConfigFile {
             worker_cores: self.workers.cores.clone(),
             mbufs: self.dataplane.mbufs.unwrap_or(defaults.mbufs),
             conn_capacity: self.dataplane.conn_capacity.unwrap_or(defaults.conn_capacity),
+            adaptive_poll: self.dataplane.adaptive_poll.unwrap_or(defaults.adaptive_poll),
+            ..defaults.clone()
         };
         if dataplane.mbufs == 0 {
             return Err("dataplane.mbufs: must be positive".into());
@@ -560,11 +564,11 @@ listen = "unix:/run/dpvs/dpvs.sock"
             ("prefix = \"0.0.0.0/0\"", "prefix = \"0.0.0.0/40\"", "route[0].prefix: invalid prefix length /40"),
             ("prefix = \"0.0.0.0/0\"", "prefix = \"10.0.0.1/8\"", "route[0].prefix: invalid prefix 10.0.0.1/8: host bits set"),
             ("via = \"10.0.0.254\"", "via = \"10.0.0\"", "route[0].via: invalid address \"10.0.0\""),
-            ("queues = 1", "queues = 1\nspeed = 10", "port[0]: unknown field `speed`"),
+            ("queues = 1", "queues = 1\nspeed = 10", "port[0].speed: unknown field `speed`"),
             ("queues = 1", "queues = \"one\"", "port[0].queues: invalid type: string \"one\", expected u16"),
             ("listen = \"unix:/run/dpvs/dpvs.sock\"", "listen = \"10.0.0.1:5000\"", "control.listen: listen address \"10.0.0.1:5000\" is not loopback"),
             ("listen = \"unix:/run/dpvs/dpvs.sock\"", "listen = \"nowhere\"", "control.listen: invalid listen address \"nowhere\""),
-            ("[workers]", "[workerz]", "unknown field `workerz`"),
+            ("[workers]", "[workerz]", "workerz: unknown field `workerz`"),
         ];
         for (from, to, want) in cases {
             assert!(EXAMPLE.contains(from), "case {from}");

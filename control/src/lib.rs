@@ -1,1 +1,21 @@
-//! placeholder
+//! The control plane of the director: `dpvsd` (configuration, gRPC server, the
+//! dataplane's owner) and `dpvsctl` (ipvsadm-compatible CLI).
+//!
+//! Layout by concern: [`config`] reads `dpvs.toml`; [`store`] holds the
+//! configuration with IPVS semantics and validation; [`server`] is the gRPC
+//! service that applies store changes to a [`backend::Backend`]; [`ctl`] is the
+//! CLI (argument parsing, client, ipvsadm's output layouts). No packet ever
+//! passes through here.
+
+#![forbid(unsafe_code)]
+
+pub mod addr;
+pub mod backend;
+pub mod config;
+pub mod convert;
+pub mod ctl;
+pub mod scheduler;
+pub mod server;
+pub mod store;
+
+pub use backend::{Backend, FakeBackend};

@@ -1,4 +1,4 @@
-//! DPDK in-process: EAL with `--no-huge --no-pci --in-memory`, two ring-backed
+//! DPDK in-process: EAL with `--no-huge --no-pci`, two ring-backed
 //! ports, one worker lcore running the real pipeline. Frames go into a port's
 //! rx ring; what the worker transmits is read back from the tx rings and
 //! checked with etherparse.
@@ -31,7 +31,7 @@ fn env() -> &'static Mutex<Env> {
     static ENV: OnceLock<Mutex<Env>> = OnceLock::new();
     ENV.get_or_init(|| {
         let prefix = format!("dpvs-rings-{}", std::process::id());
-        let args: Vec<String> = ["--no-huge", "--no-pci", "--in-memory", "-m", "256", "-l", "0,1", "--file-prefix", &prefix, "--log-level", "3"]
+        let args: Vec<String> = ["--no-huge", "--no-pci", "-m", "256", "-l", "0,1", "--file-prefix", &prefix, "--log-level", "3"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -41,7 +41,8 @@ fn env() -> &'static Mutex<Env> {
         for i in 0..2 {
             let rx = Ring::new(&format!("t_rx{i}"), 1024).unwrap();
             let tx = Ring::new(&format!("t_tx{i}"), 1024).unwrap();
-            port_from_rings(&format!("ringport{i}"), &rx, &tx).unwrap();
+            // The ethdev is named net_ring_t{i}.
+            port_from_rings(&format!("t{i}"), &rx, &tx).unwrap();
             rings.push((rx, tx));
         }
         let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
@@ -53,7 +54,7 @@ fn spec() -> DataplaneSpec {
     DataplaneSpec {
         eal_args: vec![],
         ports: (0..2)
-            .map(|i| PortSpec { name: format!("dpdk{i}"), device: format!("ringport{i}"), queues: 1, mtu: 0 })
+            .map(|i| PortSpec { name: format!("dpdk{i}"), device: format!("net_ring_t{i}"), queues: 1, mtu: 0 })
             .collect(),
         worker_cores: vec![1],
         mbufs: 4095,

@@ -46,7 +46,9 @@ impl HashTarget {
         match self {
             HashTarget::SourceAddr => addr_port_hash(KEY1, &key.src, 0, 0),
             HashTarget::SourceAddrPort => addr_port_hash(KEY1, &key.src, key.sport, 0),
-            HashTarget::FiveTuple => five_tuple_hash(KEY1, key.proto, &key.src, key.sport, &key.dst, key.dport),
+            HashTarget::FiveTuple => {
+                five_tuple_hash(KEY1, key.proto, &key.src, key.sport, &key.dst, key.dport)
+            }
         }
     }
 }
@@ -79,7 +81,11 @@ impl Scheduler for ConHash {
 
     fn update(&mut self, dests: &[Dest]) {
         self.ring.clear();
-        let g = dests.iter().map(|d| u64::from(d.weight)).filter(|&w| w > 0).fold(0, gcd);
+        let g = dests
+            .iter()
+            .map(|d| u64::from(d.weight))
+            .filter(|&w| w > 0)
+            .fold(0, gcd);
         if g == 0 || dests.len() > u32::MAX as usize {
             return;
         }
@@ -92,7 +98,8 @@ impl Scheduler for ConHash {
             }
             let nodes = ((u64::from(d.weight) / g).saturating_mul(per_unit)).clamp(1, MAX_RING);
             for r in 0..nodes {
-                self.ring.push((addr_port_hash(KEY2, &d.addr, d.port, r as u32), i as u32));
+                self.ring
+                    .push((addr_port_hash(KEY2, &d.addr, d.port, r as u32), i as u32));
             }
         }
         self.ring.sort_unstable();

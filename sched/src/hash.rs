@@ -123,7 +123,14 @@ pub fn addr_port_hash(key: SipKey, addr: &IpAddr, port: u16, extra: u32) -> u64 
 }
 
 /// SipHash-2-4 of a whole 5-tuple: proto, src, sport, dst, dport.
-pub fn five_tuple_hash(key: SipKey, proto: u8, src: &IpAddr, sport: u16, dst: &IpAddr, dport: u16) -> u64 {
+pub fn five_tuple_hash(
+    key: SipKey,
+    proto: u8,
+    src: &IpAddr,
+    sport: u16,
+    dst: &IpAddr,
+    dport: u16,
+) -> u64 {
     let mut buf = [0u8; 45];
     let mut a = [0u8; 22];
     let n1 = addr_port_bytes(src, sport, 0, &mut a);

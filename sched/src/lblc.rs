@@ -180,7 +180,11 @@ mod tests {
         dests[0].counters.set(11, 0);
         assert_eq!(s.schedule(&dests, &to(1)), Some(1));
         dests[0].counters.set(0, 0);
-        assert_eq!(s.schedule(&dests, &to(1)), Some(1), "the new binding sticks");
+        assert_eq!(
+            s.schedule(&dests, &to(1)),
+            Some(1),
+            "the new binding sticks"
+        );
         // Over weight but nobody at half load: stays.
         dests[1].counters.set(11, 0);
         dests[0].counters.set(5, 0);

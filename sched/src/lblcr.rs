@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::lblc::{
-    evict_half, find_dest, lblc_overloaded, Clock, CHECK_PERIOD_SECS, ENTRY_TIMEOUT_SECS, HARD_MAX, TABLE_MAX,
+    evict_half, find_dest, lblc_overloaded, Clock, CHECK_PERIOD_SECS, ENTRY_TIMEOUT_SECS, HARD_MAX,
+    TABLE_MAX,
 };
 use crate::{least_weighted, Dest, FlowKey, Scheduler};
 
@@ -52,7 +53,10 @@ impl Lblcr {
     /// The dest indexes bound to `daddr`, in join order.
     pub fn set_of(&self, dests: &[Dest], daddr: &IpAddr) -> Vec<usize> {
         self.table.get(daddr).map_or_else(Vec::new, |e| {
-            e.set.iter().filter_map(|&(id, h)| find_dest(dests, id, h)).collect()
+            e.set
+                .iter()
+                .filter_map(|&(id, h)| find_dest(dests, id, h))
+                .collect()
         })
     }
 }
@@ -66,7 +70,9 @@ fn set_min(dests: &[Dest], members: &[usize]) -> Option<usize> {
             continue;
         }
         let (doh, dw) = (d.conn_overhead(), u64::from(d.effective_weight()));
-        if least.is_none_or(|(_, loh, lw)| u128::from(loh) * u128::from(dw) > u128::from(doh) * u128::from(lw)) {
+        if least.is_none_or(|(_, loh, lw)| {
+            u128::from(loh) * u128::from(dw) > u128::from(doh) * u128::from(lw)
+        }) {
             least = Some((i, doh, dw));
         }
     }
@@ -83,7 +89,9 @@ fn set_max(dests: &[Dest], members: &[usize]) -> Option<usize> {
             continue;
         }
         let doh = d.conn_overhead();
-        if most.is_none_or(|(_, moh, mw)| u128::from(moh) * u128::from(dw) < u128::from(doh) * u128::from(mw)) {
+        if most.is_none_or(|(_, moh, mw)| {
+            u128::from(moh) * u128::from(dw) < u128::from(doh) * u128::from(mw)
+        }) {
             most = Some((i, doh, dw));
         }
     }
@@ -192,8 +200,16 @@ mod tests {
         // After the expiration the most loaded member (1) leaves the set.
         dests[1].counters.set(8, 0);
         s.advance(EXPIRATION_SECS / 2);
-        assert_eq!(s.schedule(&dests, &to(1)), Some(0), "a use keeps the entry alive");
-        assert_eq!(s.set_of(&dests, &to(1).dst), vec![0, 1], "set not expired yet");
+        assert_eq!(
+            s.schedule(&dests, &to(1)),
+            Some(0),
+            "a use keeps the entry alive"
+        );
+        assert_eq!(
+            s.set_of(&dests, &to(1).dst),
+            vec![0, 1],
+            "set not expired yet"
+        );
         s.advance(EXPIRATION_SECS + 1);
         assert_eq!(s.schedule(&dests, &to(1)), Some(0));
         assert_eq!(s.set_of(&dests, &to(1).dst), vec![0]);

@@ -236,7 +236,11 @@ pub const SCHEDULERS: &[&str] = &[
 pub const DEFAULT_SCHEDULER: &str = "wlc";
 
 /// Build the scheduler `name` with `flags` for `dests` (calls `update` once).
-pub fn build(name: &str, flags: &SchedFlags, dests: &[Dest]) -> Result<Box<dyn Scheduler>, SchedError> {
+pub fn build(
+    name: &str,
+    flags: &SchedFlags,
+    dests: &[Dest],
+) -> Result<Box<dyn Scheduler>, SchedError> {
     let mut s: Box<dyn Scheduler> = match name {
         "rr" => Box::new(rr::RoundRobin::new()),
         "wrr" => Box::new(wrr::WeightedRoundRobin::new()),
@@ -249,7 +253,9 @@ pub fn build(name: &str, flags: &SchedFlags, dests: &[Dest]) -> Result<Box<dyn S
         "dh" => Box::new(dh::DestHash::new()),
         "sh" => Box::new(sh::SourceHash::new(flags.sh_fallback, flags.sh_port)),
         "mh" => Box::new(mh::MaglevHash::new(flags.mh_fallback, flags.mh_port)),
-        "conhash" => Box::new(conhash::ConHash::new(conhash::HashTarget::from_flags(flags))),
+        "conhash" => Box::new(conhash::ConHash::new(conhash::HashTarget::from_flags(
+            flags,
+        ))),
         "fo" => Box::new(fo::WeightedFailover),
         other => return Err(SchedError::Unknown(other.to_string())),
     };
@@ -292,7 +298,10 @@ mod tests {
         let err = build("foo", &SchedFlags::default(), &[]).err().unwrap();
         assert_eq!(err, SchedError::Unknown("foo".into()));
         let msg = err.to_string();
-        assert!(msg.starts_with("unknown scheduler 'foo' (known: rr, wrr, lc,"), "{msg}");
+        assert!(
+            msg.starts_with("unknown scheduler 'foo' (known: rr, wrr, lc,"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -319,7 +328,13 @@ pub(crate) mod tests_util {
         weights
             .iter()
             .enumerate()
-            .map(|(i, &w)| Dest::new(IpAddr::V4(Ipv4Addr::new(10, 0, (i / 256) as u8, (i % 256) as u8)), 80, w))
+            .map(|(i, &w)| {
+                Dest::new(
+                    IpAddr::V4(Ipv4Addr::new(10, 0, (i / 256) as u8, (i % 256) as u8)),
+                    80,
+                    w,
+                )
+            })
             .collect()
     }
 

@@ -24,7 +24,9 @@ impl Scheduler for NeverQueue {
                 return Some(i);
             }
             let (doh, dw) = (sed_overhead(d), u64::from(d.effective_weight()));
-            if least.is_none_or(|(_, loh, lw)| u128::from(loh) * u128::from(dw) > u128::from(doh) * u128::from(lw)) {
+            if least.is_none_or(|(_, loh, lw)| {
+                u128::from(loh) * u128::from(dw) > u128::from(doh) * u128::from(lw)
+            }) {
                 least = Some((i, doh, dw));
             }
         }

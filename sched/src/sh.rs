@@ -62,7 +62,8 @@ impl Scheduler for SourceHash {
     fn schedule(&mut self, dests: &[Dest], key: &FlowKey) -> Option<usize> {
         let fold = addr_fold(&key.src);
         let port = if self.port { key.sport } else { 0 };
-        let usable = |b: usize| self.buckets[b].filter(|&i| dests.get(i).is_some_and(Dest::is_available));
+        let usable =
+            |b: usize| self.buckets[b].filter(|&i| dests.get(i).is_some_and(Dest::is_available));
         let ihash = Self::bucket(fold, port, 0);
         self.buckets[ihash]?;
         if let Some(i) = usable(ihash) {
@@ -71,7 +72,8 @@ impl Scheduler for SourceHash {
         if !self.fallback {
             return None;
         }
-        (0..TAB_SIZE).find_map(|offset| usable(Self::bucket(fold, port, (offset + ihash) % TAB_SIZE)))
+        (0..TAB_SIZE)
+            .find_map(|offset| usable(Self::bucket(fold, port, (offset + ihash) % TAB_SIZE)))
     }
 }
 

@@ -48,7 +48,11 @@ impl Scheduler for WeightedRoundRobin {
             .map(|d| u64::from(d.effective_weight()))
             .filter(|&w| w > 0)
             .fold(0, gcd);
-        let max = dests.iter().map(|d| i64::from(d.effective_weight())).max().unwrap_or(0);
+        let max = dests
+            .iter()
+            .map(|d| i64::from(d.effective_weight()))
+            .max()
+            .unwrap_or(0);
         self.di = if g == 0 { 1 } else { g as i64 };
         self.mw = max - (self.di - 1);
         self.cl = None;
@@ -114,7 +118,9 @@ mod tests {
         let dests = dests_with_weights(&[4, 3, 2]);
         let mut s = WeightedRoundRobin::new();
         s.update(&dests);
-        let seq: Vec<usize> = (0..9).map(|_| s.schedule(&dests, &key(0)).unwrap()).collect();
+        let seq: Vec<usize> = (0..9)
+            .map(|_| s.schedule(&dests, &key(0)).unwrap())
+            .collect();
         assert_eq!(seq, vec![0, 0, 1, 0, 1, 2, 0, 1, 2]);
     }
 
@@ -125,7 +131,9 @@ mod tests {
         dests[0].counters.set(5, 0);
         let mut s = WeightedRoundRobin::new();
         s.update(&dests);
-        let seq: Vec<usize> = (0..6).map(|_| s.schedule(&dests, &key(0)).unwrap()).collect();
+        let seq: Vec<usize> = (0..6)
+            .map(|_| s.schedule(&dests, &key(0)).unwrap())
+            .collect();
         assert!(seq.iter().all(|&i| i != 0));
         assert_eq!(seq.iter().filter(|&&i| i == 2).count(), 4);
     }

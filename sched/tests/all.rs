@@ -25,7 +25,7 @@ fn state() -> impl Strategy<Value = State> {
 }
 
 fn make(i: usize, weight: u32, st: State, active: u32, inactive: u32) -> Dest {
-    let addr = if i % 2 == 0 {
+    let addr = if i.is_multiple_of(2) {
         IpAddr::V4(Ipv4Addr::new(10, 1, 0, i as u8))
     } else {
         IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i as u16))
@@ -46,7 +46,7 @@ fn make(i: usize, weight: u32, st: State, active: u32, inactive: u32) -> Dest {
 
 fn flow(x: u32) -> FlowKey {
     FlowKey::new(
-        if x % 3 == 0 { 17 } else { 6 },
+        if x.is_multiple_of(3) { 17 } else { 6 },
         IpAddr::V4(Ipv4Addr::from(x.wrapping_mul(2_654_435_761))),
         (x % 60000) as u16 + 1024,
         IpAddr::V4(Ipv4Addr::new(1, 1, 1, (x % 4) as u8)),
@@ -80,12 +80,13 @@ proptest! {
                     if let Some(i) = got {
                         prop_assert!(i < dests.len(), "{} returned {} of {}", name, i, dests.len());
                         prop_assert!(dests[i].is_available(), "{} picked unusable dest {} {:?}", name, i, spec[i]);
-                    } else if !matches!(*name, "dh" | "sh" | "mh") || flags.sh_fallback {
-                        // Only the hash tables without fallback may refuse while
-                        // something is usable (dh has no fallback at all).
-                        if !(*name == "dh" || (*name == "sh" && !flags.sh_fallback) || (*name == "mh" && !flags.mh_fallback)) {
-                            prop_assert!(!any_usable, "{} returned None with a usable dest", name);
-                        }
+                    } else {
+                        // Only hash tables without fallback may refuse while something
+                        // is usable (dh has no fallback at all).
+                        let may_refuse = *name == "dh"
+                            || (*name == "sh" && !flags.sh_fallback)
+                            || (*name == "mh" && !flags.mh_fallback);
+                        prop_assert!(may_refuse || !any_usable, "{} returned None with a usable dest", name);
                     }
                 }
             }

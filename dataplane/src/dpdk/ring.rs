@@ -79,7 +79,7 @@ impl Drop for Ring {
     }
 }
 
-/// Create an ethdev named `name` whose queue 0 receives from `rx` and transmits into `tx`.
+/// Create an ethdev named `net_ring_<name>` whose queue 0 receives from `rx` and transmits into `tx`.
 pub fn port_from_rings(name: &str, rx: &Ring, tx: &Ring) -> Result<u16, String> {
     let c = CString::new(name).map_err(|_| "port name contains NUL".to_string())?;
     let rxs = [rx.as_ptr()];

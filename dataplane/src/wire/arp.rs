@@ -274,15 +274,27 @@ mod tests {
         );
         assert_eq!(n, 42);
         assert_eq!(b[..42], REQUEST[..42]);
-        assert_eq!(build_request(&mut b[..41], OUR_MAC, Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST), 0);
+        assert_eq!(
+            build_request(
+                &mut b[..41],
+                OUR_MAC,
+                Ipv4Addr::LOCALHOST,
+                Ipv4Addr::LOCALHOST
+            ),
+            0
+        );
     }
 
     #[test]
     fn gratuitous_bytes_exact() {
         let mut b = [0u8; 42];
-        assert_eq!(build_gratuitous(&mut b, OUR_MAC, Ipv4Addr::new(192, 168, 1, 10)), 42);
+        assert_eq!(
+            build_gratuitous(&mut b, OUR_MAC, Ipv4Addr::new(192, 168, 1, 10)),
+            42
+        );
         let expect: [u8; 42] = [
-            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x08, 0x06, //
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x08,
+            0x06, //
             0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, //
             0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 192, 168, 1, 10, //
             0, 0, 0, 0, 0, 0, 192, 168, 1, 10,

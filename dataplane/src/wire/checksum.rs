@@ -122,12 +122,17 @@ mod tests {
         let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(sum(&d)), 0xddf2);
         assert_eq!(checksum(&d), !0xddf2);
-        assert_eq!(fold(sum(&d[..7])), fold(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0])));
+        assert_eq!(
+            fold(sum(&d[..7])),
+            fold(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0]))
+        );
     }
 
     #[test]
     fn incremental_matches_full_recompute() {
-        let mut d = [0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let mut d = [
+            0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
         let c = checksum(&d);
         d[10..12].copy_from_slice(&c.to_be_bytes());
         assert!(verify(&d));

@@ -280,12 +280,18 @@ mod tests {
         let Packet::Ip(m) = classify(&udp_v4(b"abc")).unwrap() else {
             panic!()
         };
-        assert_eq!((m.proto, m.sport, m.dport, m.l4_len), (ip_proto::UDP, 5353, 53, 11));
+        assert_eq!(
+            (m.proto, m.sport, m.dport, m.l4_len),
+            (ip_proto::UDP, 5353, 53, 11)
+        );
 
         let Packet::Ip(m) = classify(&icmp_v4()).unwrap() else {
             panic!()
         };
-        assert_eq!((m.proto, m.sport, m.dport, m.icmp_type), (ip_proto::ICMP, 0, 0, 8));
+        assert_eq!(
+            (m.proto, m.sport, m.dport, m.icmp_type),
+            (ip_proto::ICMP, 0, 0, 8)
+        );
 
         assert_eq!(classify(&arp()), Ok(Packet::Arp));
 
@@ -307,7 +313,10 @@ mod tests {
         let Packet::Ip(m) = classify(&v).unwrap() else {
             panic!()
         };
-        assert_eq!((m.proto, m.icmp_type, m.icmp_code), (ip_proto::ICMPV6, 128, 0));
+        assert_eq!(
+            (m.proto, m.icmp_type, m.icmp_code),
+            (ip_proto::ICMPV6, 128, 0)
+        );
     }
 
     #[test]

@@ -193,8 +193,18 @@ mod tests {
     #[test]
     fn writes_header() {
         let mut b = [0u8; 14];
-        assert!(write_header(&mut b, MacAddr([1, 2, 3, 4, 5, 6]), MacAddr::ZERO, EtherType::IPV6));
+        assert!(write_header(
+            &mut b,
+            MacAddr([1, 2, 3, 4, 5, 6]),
+            MacAddr::ZERO,
+            EtherType::IPV6
+        ));
         assert_eq!(b, [1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 0, 0x86, 0xdd]);
-        assert!(!write_header(&mut b[..13], MacAddr::ZERO, MacAddr::ZERO, EtherType::IPV4));
+        assert!(!write_header(
+            &mut b[..13],
+            MacAddr::ZERO,
+            MacAddr::ZERO,
+            EtherType::IPV4
+        ));
     }
 }

@@ -207,12 +207,18 @@ mod tests {
             etherparse::Icmpv4Type::EchoReply(etherparse::IcmpEchoHeader { id: 0x1234, seq: 1 })
         );
         assert_eq!(icmp.payload(), b"abcdefgh");
-        assert!(Icmpv4Packet::new_checked(&rest[..16]).unwrap().verify_checksum());
+        assert!(Icmpv4Packet::new_checked(&rest[..16])
+            .unwrap()
+            .verify_checksum());
         let hdr = icmp.header();
         assert_eq!(hdr.checksum, hdr.icmp_type.calc_checksum(icmp.payload()));
         // only type, checksum, addresses, ttl and IP checksum changed
         let diff: Vec<usize> = (0..p.len()).filter(|&i| p[i] != req[i]).collect();
-        assert!(diff.iter().all(|&i| matches!(i, 8 | 10 | 11 | 12..=19 | 20 | 22 | 23)), "{diff:?}");
+        assert!(
+            diff.iter()
+                .all(|&i| matches!(i, 8 | 10 | 11 | 12..=19 | 20 | 22 | 23)),
+            "{diff:?}"
+        );
         let ip = Ipv4Packet::new_checked(&p[..]).unwrap();
         assert_eq!(ip.src(), Ipv4Addr::new(10, 0, 0, 1));
     }

@@ -98,7 +98,10 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
         let Ok(len) = u32::try_from(b.len()) else {
             return false;
         };
-        checksum::l4_checksum(checksum::pseudo_header_v6(src, dst, ip_proto::ICMPV6, len), b) == 0
+        checksum::l4_checksum(
+            checksum::pseudo_header_v6(src, dst, ip_proto::ICMPV6, len),
+            b,
+        ) == 0
     }
 }
 
@@ -127,7 +130,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
         self.set_checksum(0);
         let b = self.buffer.as_ref();
         let len = u32::try_from(b.len()).unwrap_or(u32::MAX);
-        let c = checksum::l4_checksum(checksum::pseudo_header_v6(src, dst, ip_proto::ICMPV6, len), b);
+        let c = checksum::l4_checksum(
+            checksum::pseudo_header_v6(src, dst, ip_proto::ICMPV6, len),
+            b,
+        );
         self.set_checksum(c);
     }
 }

@@ -308,8 +308,8 @@ mod tests {
 
     // 10.0.0.2 -> 10.0.0.1, TCP, ttl 64, DF, total length 40, ident 0x1c46.
     static HEADER: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x28, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x06, 0x0a, 0x88, 10, 0, 0, 2, 10,
-        0, 0, 1,
+        0x45, 0x00, 0x00, 0x28, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x06, 0x0a, 0x88, 10, 0, 0, 2, 10, 0,
+        0, 1,
     ];
 
     fn packet() -> [u8; 40] {
@@ -319,7 +319,9 @@ mod tests {
     }
 
     fn etherparse_checksum_ok(b: &[u8]) -> bool {
-        let h = etherparse::Ipv4HeaderSlice::from_slice(b).unwrap().to_header();
+        let h = etherparse::Ipv4HeaderSlice::from_slice(b)
+            .unwrap()
+            .to_header();
         h.calc_header_checksum() == h.header_checksum
     }
 
@@ -360,12 +362,20 @@ mod tests {
         // padding after total length is fine
         let mut long = [0u8; 60];
         long[..40].copy_from_slice(&b);
-        assert_eq!(Ipv4Packet::new_checked(&long[..]).unwrap().payload().len(), 20);
+        assert_eq!(
+            Ipv4Packet::new_checked(&long[..]).unwrap().payload().len(),
+            20
+        );
     }
 
     #[test]
     fn fragments() {
-        for (w, frag) in [(0x4000u16, false), (0x2000, true), (0x0001, true), (0, false)] {
+        for (w, frag) in [
+            (0x4000u16, false),
+            (0x2000, true),
+            (0x0001, true),
+            (0, false),
+        ] {
             let mut b = packet();
             let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
             p.set_u16(field::FLG_OFF, w);

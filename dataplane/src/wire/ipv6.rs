@@ -267,19 +267,32 @@ mod tests {
         assert_eq!(p.payload().len(), 10);
         assert_eq!(
             skip_ext_headers(&v[..p.total_len()]),
-            Ok(UpperLayer { next_header: ip_proto::UDP, l4_off: 40, is_fragment: false })
+            Ok(UpperLayer {
+                next_header: ip_proto::UDP,
+                l4_off: 40,
+                is_fragment: false
+            })
         );
     }
 
     #[test]
     fn rejects_bad_headers() {
         let v = header(ip_proto::TCP, 0);
-        assert_eq!(Ipv6Packet::new_checked(&v[..39]).err(), Some(DropReason::BadIpv6));
+        assert_eq!(
+            Ipv6Packet::new_checked(&v[..39]).err(),
+            Some(DropReason::BadIpv6)
+        );
         let mut w = v.clone();
         w[0] = 0x40;
-        assert_eq!(Ipv6Packet::new_checked(&w[..]).err(), Some(DropReason::BadIpv6));
+        assert_eq!(
+            Ipv6Packet::new_checked(&w[..]).err(),
+            Some(DropReason::BadIpv6)
+        );
         let w = header(ip_proto::TCP, 1);
-        assert_eq!(Ipv6Packet::new_checked(&w[..]).err(), Some(DropReason::BadIpv6));
+        assert_eq!(
+            Ipv6Packet::new_checked(&w[..]).err(),
+            Some(DropReason::BadIpv6)
+        );
     }
 
     #[test]
@@ -292,7 +305,14 @@ mod tests {
         v.extend_from_slice(&[ip_proto::TCP, 0, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef]);
         v.extend_from_slice(&[0; 20]);
         let u = skip_ext_headers(&v).unwrap();
-        assert_eq!(u, UpperLayer { next_header: ip_proto::TCP, l4_off: 72, is_fragment: true });
+        assert_eq!(
+            u,
+            UpperLayer {
+                next_header: ip_proto::TCP,
+                l4_off: 72,
+                is_fragment: true
+            }
+        );
 
         // a non-first fragment stops at the fragment header
         let mut nf = v.clone();
@@ -321,15 +341,26 @@ mod tests {
         let n = MAX_EXT_HEADERS + 1;
         let mut v = header(ip_proto::IPV6_OPTS, (n * 8) as u16);
         for i in 0..n {
-            let next = if i + 1 == n { ip_proto::TCP } else { ip_proto::IPV6_OPTS };
+            let next = if i + 1 == n {
+                ip_proto::TCP
+            } else {
+                ip_proto::IPV6_OPTS
+            };
             v.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
         }
         assert_eq!(skip_ext_headers(&v), Err(DropReason::BadIpv6));
         let mut ok = header(ip_proto::IPV6_OPTS, (MAX_EXT_HEADERS * 8) as u16);
         for i in 0..MAX_EXT_HEADERS {
-            let next = if i + 1 == MAX_EXT_HEADERS { ip_proto::TCP } else { ip_proto::IPV6_OPTS };
+            let next = if i + 1 == MAX_EXT_HEADERS {
+                ip_proto::TCP
+            } else {
+                ip_proto::IPV6_OPTS
+            };
             ok.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
         }
-        assert_eq!(skip_ext_headers(&ok).unwrap().l4_off, 40 + MAX_EXT_HEADERS * 8);
+        assert_eq!(
+            skip_ext_headers(&ok).unwrap().l4_off,
+            40 + MAX_EXT_HEADERS * 8
+        );
     }
 }

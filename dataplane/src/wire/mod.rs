@@ -12,6 +12,7 @@ pub mod classify;
 pub mod ethernet;
 pub mod icmp;
 pub mod icmpv6;
+pub mod ipip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod nat;

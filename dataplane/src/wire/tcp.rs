@@ -321,14 +321,26 @@ mod tests {
     #[test]
     fn rejects_bad_headers() {
         let s = syn_segment();
-        assert_eq!(TcpPacket::new_checked(&s[..19]).err(), Some(DropReason::BadL4));
+        assert_eq!(
+            TcpPacket::new_checked(&s[..19]).err(),
+            Some(DropReason::BadL4)
+        );
         // data offset 6 words but only 20 bytes
-        assert_eq!(TcpPacket::new_checked(&s[..23]).err(), Some(DropReason::BadL4));
+        assert_eq!(
+            TcpPacket::new_checked(&s[..23]).err(),
+            Some(DropReason::BadL4)
+        );
         let mut d = s.clone();
         d[12] = 0x40; // data offset 4
-        assert_eq!(TcpPacket::new_checked(&d[..]).err(), Some(DropReason::BadL4));
+        assert_eq!(
+            TcpPacket::new_checked(&d[..]).err(),
+            Some(DropReason::BadL4)
+        );
         d[12] = 0xf0; // 60 bytes > 29
-        assert_eq!(TcpPacket::new_checked(&d[..]).err(), Some(DropReason::BadL4));
+        assert_eq!(
+            TcpPacket::new_checked(&d[..]).err(),
+            Some(DropReason::BadL4)
+        );
     }
 
     #[test]
@@ -346,6 +358,10 @@ mod tests {
         let c = t.checksum();
         t.fill_checksum_v4(SRC, new_dst);
         assert!(t.verify_checksum_v4(SRC, new_dst));
-        assert!(c == t.checksum() || (c, t.checksum()) == (0, 0xffff) || (c, t.checksum()) == (0xffff, 0));
+        assert!(
+            c == t.checksum()
+                || (c, t.checksum()) == (0, 0xffff)
+                || (c, t.checksum()) == (0xffff, 0)
+        );
     }
 }

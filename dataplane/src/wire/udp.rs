@@ -218,11 +218,20 @@ mod tests {
     #[test]
     fn rejects_bad_lengths() {
         let d = datagram(b"query");
-        assert_eq!(UdpPacket::new_checked(&d[..7]).err(), Some(DropReason::BadL4));
-        assert_eq!(UdpPacket::new_checked(&d[..12]).err(), Some(DropReason::BadL4));
+        assert_eq!(
+            UdpPacket::new_checked(&d[..7]).err(),
+            Some(DropReason::BadL4)
+        );
+        assert_eq!(
+            UdpPacket::new_checked(&d[..12]).err(),
+            Some(DropReason::BadL4)
+        );
         let mut s = d.clone();
         s[5] = 7;
-        assert_eq!(UdpPacket::new_checked(&s[..]).err(), Some(DropReason::BadL4));
+        assert_eq!(
+            UdpPacket::new_checked(&s[..]).err(),
+            Some(DropReason::BadL4)
+        );
     }
 
     #[test]

@@ -1,0 +1,52 @@
+# Entry points. Quick start on a fresh Debian 12 machine, as root:
+#   make demo    # a NAT director in network namespaces, end to end
+#   make test    # fmt, clippy, unit + DPDK + netns end-to-end tests
+# Both install what they need first (make deps), only when it is missing.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: all deps build demo test e2e bench fmt lint clean
+
+all: build
+
+deps:
+	@bash deploy/deps.sh
+
+build: deps
+	$(CARGO) build --release -p dpvs-control
+
+demo: deps
+	bash deploy/demo.sh
+
+# e2e_* tests need root; they skip with a printed reason without it, and fail
+# under CI=true instead.
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace
+
+# Only the network-namespace end-to-end tests.
+e2e: deps
+	$(CARGO) test -p dpvs-control --test 'e2e_*'
+
+bench: deps
+	@if [[ ! -f bench/src/main.rs && ! -d bench/src/bin ]]; then \
+	  echo "bench: the dpvs-bench binary does not exist yet (bench/ has no main.rs); nothing to run."; \
+	  exit 1; \
+	fi
+	$(CARGO) run --release -p dpvs-bench -- $(ARGS)
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@if command -v shellcheck >/dev/null; then \
+	  shellcheck deploy/*.sh deploy/netns/*.sh .ci/run && echo "shellcheck: ok"; \
+	else echo "shellcheck not installed: skipped shell lint"; fi
+
+clean:
+	-bash deploy/netns/topology.sh down dpvsdemo- >/dev/null 2>&1
+	$(CARGO) clean

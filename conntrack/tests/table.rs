@@ -1,0 +1,319 @@
+//! Table behaviour the dataplane relies on: lookups both ways, removal, duplicates,
+//! timers in virtual time, bounded expiry, a full table, scanning, memory per conn.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use conntrack::{
+    ConnId, ConnTable, Direction, InsertError, NewConn, TableFull, TcpFlags, TcpState, Timeouts,
+    Tuple,
+};
+
+fn v4(n: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(n))
+}
+
+/// NAT conn number `n`: client 100.64.x.y:port -> VIP 192.0.2.10:80, RS 10.0.0.5:8080.
+fn nat(n: u32) -> NewConn {
+    let cip = v4(0x6440_0000 | (n >> 16));
+    let cport = (n & 0xffff) as u16;
+    NewConn {
+        original: Tuple::tcp(cip, cport, v4(0xc000_020a), 80),
+        reply: Tuple::tcp(v4(0x0a00_0005), 8080, cip, cport),
+        service: 1,
+        dest: n % 7,
+        flags: 0,
+        timeout_override_s: None,
+    }
+}
+
+fn establish(ct: &mut ConnTable, id: ConnId, now: u64) {
+    ct.on_packet(id, Direction::Original, TcpFlags::SYN, now);
+    ct.on_packet(id, Direction::Reply, TcpFlags::SYN | TcpFlags::ACK, now);
+    ct.on_packet(id, Direction::Original, TcpFlags::ACK, now);
+}
+
+#[test]
+fn lookup_both_directions_and_remove_removes_both() {
+    let mut ct = ConnTable::new(16, 9, Timeouts::default());
+    let c = nat(1);
+    let id = ct.insert(c, 0).unwrap();
+    assert_eq!(ct.lookup(&c.original), Some((id, Direction::Original)));
+    assert_eq!(ct.lookup(&c.reply), Some((id, Direction::Reply)));
+    // The reverse of a tuple is a different flow.
+    assert_eq!(ct.lookup(&c.original.reversed()), None);
+    let conn = ct.get(id).unwrap();
+    assert_eq!((conn.original(), conn.reply()), (c.original, c.reply));
+    assert_eq!((conn.service(), conn.dest(), conn.flags()), (1, 1, 0));
+
+    let gone = ct.remove(id).unwrap();
+    assert_eq!(gone.original(), c.original);
+    assert_eq!(ct.lookup(&c.original), None);
+    assert_eq!(ct.lookup(&c.reply), None);
+    assert!(ct.get(id).is_none());
+    assert!(ct.remove(id).is_none(), "double remove");
+    assert_eq!(ct.len(), 0);
+}
+
+#[test]
+fn ipv6_and_fullnat_tuples() {
+    let mut ct = ConnTable::new(16, 9, Timeouts::default());
+    let cip = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7));
+    let vip = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10));
+    // FULLNAT v6 client -> v4 RS via a local address (NAT64).
+    let c = NewConn {
+        original: Tuple::tcp(cip, 5555, vip, 443),
+        reply: Tuple::tcp(v4(0x0a00_0005), 443, v4(0x0a00_0101), 61000),
+        service: 3,
+        dest: 2,
+        flags: 4,
+        timeout_override_s: None,
+    };
+    let id = ct.insert(c, 0).unwrap();
+    assert_eq!(ct.lookup(&c.original), Some((id, Direction::Original)));
+    assert_eq!(ct.lookup(&c.reply), Some((id, Direction::Reply)));
+    assert_eq!(ct.get(id).unwrap().original(), c.original);
+    assert_eq!(ct.get(id).unwrap().reply(), c.reply);
+    // Same numbers as v4-mapped v6 are not the same flow.
+    let mapped = Tuple::tcp(
+        IpAddr::V6(Ipv4Addr::new(10, 0, 0, 5).to_ipv6_mapped()),
+        443,
+        IpAddr::V6(Ipv4Addr::new(10, 0, 1, 1).to_ipv6_mapped()),
+        61000,
+    );
+    assert_eq!(ct.lookup(&mapped), None);
+}
+
+#[test]
+fn duplicate_original_refused_by_try_insert_documented_for_insert() {
+    let mut ct = ConnTable::new(16, 9, Timeouts::default());
+    let c = nat(2);
+    let id = ct.try_insert(c, 0).unwrap();
+    assert_eq!(
+        ct.try_insert(c, 0),
+        Err(InsertError::Exists(id, Direction::Original))
+    );
+    // A conn whose reply tuple collides (NAT ambiguity) is refused too.
+    let mut other = nat(3);
+    other.reply = c.reply;
+    assert_eq!(
+        ct.try_insert(other, 0),
+        Err(InsertError::Exists(id, Direction::Reply))
+    );
+    assert_eq!(ct.len(), 1);
+    // Unchecked insert stores a second conn; removing either leaves the other found.
+    let id2 = ct.insert(c, 0).unwrap();
+    assert_ne!(id, id2);
+    assert!(ct.lookup(&c.original).is_some());
+    ct.remove(id).unwrap();
+    assert_eq!(ct.lookup(&c.original), Some((id2, Direction::Original)));
+    assert_eq!(ct.lookup(&c.reply), Some((id2, Direction::Reply)));
+}
+
+#[test]
+fn established_expires_at_900s_not_before() {
+    let mut ct = ConnTable::new(16, 9, Timeouts::default());
+    let t0 = 5_000;
+    let id = ct.insert(nat(4), t0).unwrap();
+    establish(&mut ct, id, t0);
+    assert_eq!(ct.expire(t0 + 899_999, 64, |_| panic!("expired early")), 0);
+    assert!(ct.get(id).is_some());
+    let mut seen = Vec::new();
+    assert_eq!(
+        ct.expire(t0 + 900_000, 64, |c| seen.push((
+            c.dest(),
+            c.is_active(),
+            c.state()
+        ))),
+        1
+    );
+    assert_eq!(seen, vec![(4, true, TcpState::Established)]);
+    assert!(ct.get(id).is_none());
+    assert_eq!(ct.lookup(&nat(4).original), None);
+    assert_eq!(ct.len(), 0);
+}
+
+#[test]
+fn a_rearmed_conn_does_not_expire() {
+    let mut ct = ConnTable::new(16, 9, Timeouts::default());
+    let id = ct.insert(nat(5), 0).unwrap();
+    establish(&mut ct, id, 0);
+    let quiet = ct.insert(nat(6), 0).unwrap();
+    establish(&mut ct, quiet, 0);
+    // Traffic every 600 s for an hour keeps conn 5; conn 6 goes at 900 s.
+    let mut now = 0;
+    while now < 3_600_000 {
+        now += 600_000;
+        ct.on_packet(id, Direction::Reply, TcpFlags::ACK, now);
+        ct.expire(now, 64, |_| {});
+        ct.expire(now + 100, 64, |_| {});
+    }
+    assert!(ct.get(id).is_some());
+    assert!(ct.get(quiet).is_none());
+    // Then silence: gone 900 s after the last packet.
+    assert_eq!(ct.expire(now + 899_900, 64, |_| {}), 0);
+    assert_eq!(ct.expire(now + 900_000, 64, |_| {}), 1);
+}
+
+#[test]
+fn shorter_timeout_after_state_change_fires_early() {
+    let mut ct = ConnTable::new(16, 9, Timeouts::default());
+    let id = ct.insert(nat(7), 0).unwrap();
+    establish(&mut ct, id, 0);
+    ct.on_packet(id, Direction::Original, TcpFlags::RST, 1_000);
+    assert_eq!(ct.expire(10_999, 64, |_| {}), 0);
+    assert_eq!(
+        ct.expire(11_000, 64, |c| assert_eq!(c.state(), TcpState::Close)),
+        1
+    );
+}
+
+#[test]
+fn expire_respects_budget_and_finishes_later() {
+    let mut ct = ConnTable::new(1000, 9, Timeouts::default());
+    for n in 0..1000 {
+        let id = ct.insert(nat(n), 0).unwrap();
+        ct.on_packet(id, Direction::Original, TcpFlags::SYN, 0); // SYN_RECV: 30 s
+    }
+    let now = 30_000;
+    let mut total = 0;
+    let mut calls = 0;
+    loop {
+        let n = ct.expire(now, 32, |c| assert_eq!(c.state(), TcpState::SynRecv));
+        assert!(n <= 32);
+        total += n;
+        calls += 1;
+        if n == 0 {
+            break;
+        }
+    }
+    assert_eq!(total, 1000);
+    assert!(calls > 1000 / 32);
+    assert!(ct.is_empty());
+    assert_eq!(ct.expire(now, 0, |_| {}), 0);
+}
+
+#[test]
+fn table_full_refuses_new_conns_existing_continue() {
+    let mut ct = ConnTable::new(100, 9, Timeouts::default());
+    let ids: Vec<ConnId> = (0..100).map(|n| ct.insert(nat(n), 0).unwrap()).collect();
+    assert_eq!(ct.insert(nat(100), 0), Err(TableFull));
+    assert_eq!(ct.try_insert(nat(101), 0), Err(InsertError::Full));
+    assert_eq!(ct.lookup(&nat(100).original), None);
+    for (n, &id) in ids.iter().enumerate() {
+        assert_eq!(
+            ct.lookup(&nat(n as u32).original),
+            Some((id, Direction::Original))
+        );
+        assert_eq!(
+            ct.lookup(&nat(n as u32).reply),
+            Some((id, Direction::Reply))
+        );
+        establish(&mut ct, id, 10);
+        assert_eq!(ct.get(id).unwrap().state(), TcpState::Established);
+    }
+    // One leaves, one more fits.
+    ct.remove(ids[42]).unwrap();
+    let id = ct.insert(nat(100), 20).unwrap();
+    assert_eq!(
+        ct.lookup(&nat(100).original),
+        Some((id, Direction::Original))
+    );
+    assert_eq!(ct.insert(nat(101), 0), Err(TableFull));
+}
+
+#[test]
+fn zero_capacity_and_bad_ids_do_not_panic() {
+    let mut ct = ConnTable::new(0, 9, Timeouts::default());
+    assert_eq!(ct.insert(nat(1), 0), Err(TableFull));
+    assert_eq!(ct.lookup(&nat(1).original), None);
+    let tr = ct.on_packet(ConnId(12345), Direction::Original, TcpFlags::SYN, 0);
+    assert!(!tr.is_active);
+    assert!(ct.get(ConnId(u32::MAX)).is_none());
+    assert!(ct.remove(ConnId(0)).is_none());
+    assert_eq!(ct.expire(u64::MAX, 10, |_| {}), 0);
+    assert_eq!(ct.scan(0, 10, |_, _| {}), None);
+}
+
+#[test]
+fn scan_visits_every_conn_in_bounded_steps() {
+    let mut ct = ConnTable::new(5000, 9, Timeouts::default());
+    let ids: Vec<ConnId> = (0..3000).map(|n| ct.insert(nat(n), 0).unwrap()).collect();
+    for id in ids.iter().step_by(3) {
+        ct.remove(*id).unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = Some(0);
+    let mut calls = 0;
+    while let Some(c) = cursor {
+        let mut k = 0;
+        cursor = ct.scan(c, 64, |id, conn| {
+            assert_eq!(ct.lookup(&conn.original()), Some((id, Direction::Original)));
+            assert!(seen.insert(id));
+            k += 1;
+        });
+        assert!(k <= 64);
+        calls += 1;
+    }
+    assert_eq!(seen.len(), ct.len());
+    assert!(calls >= ct.len() / 64);
+}
+
+#[test]
+fn user_scratch_and_timeouts_setting() {
+    let mut ct = ConnTable::new(4, 9, Timeouts::default());
+    let id = ct.insert(nat(1), 0).unwrap();
+    ct.get_mut(id).unwrap().user = 0xdead_beef;
+    assert_eq!(ct.get(id).unwrap().user, 0xdead_beef);
+    ct.set_timeouts(Timeouts::default().with_ipvsadm(60, 0, 0));
+    assert_eq!(ct.timeouts().ipvsadm(), (60, 120, 300));
+    establish(&mut ct, id, 0);
+    assert_eq!(ct.get(id).unwrap().expires_at_ms(), 60_000);
+    // Freed and reused slots start clean.
+    ct.remove(id).unwrap();
+    let id2 = ct.insert(nat(2), 0).unwrap();
+    assert_eq!(ct.get(id2).unwrap().user, 0);
+}
+
+#[test]
+fn bytes_per_conn_within_budget() {
+    const { assert!(ConnTable::bytes_per_conn() <= 160) };
+    assert!(
+        ConnTable::bytes_per_conn() <= 160,
+        "{}",
+        ConnTable::bytes_per_conn()
+    );
+    assert!(std::mem::size_of::<conntrack::Conn>() <= 112);
+    let ct = ConnTable::new(100_000, 1, Timeouts::default());
+    let per = ct.memory_bytes() as f64 / 100_000.0;
+    assert!(per <= 161.0, "measured {per} bytes per conn");
+}
+
+#[test]
+fn fill_100k_all_found_both_ways() {
+    let n = 100_000;
+    let mut ct = ConnTable::new(n, 0x5eed, Timeouts::default());
+    let ids: Vec<ConnId> = (0..n).map(|i| ct.insert(nat(i), 0).unwrap()).collect();
+    assert_eq!(ct.len(), n as usize);
+    for i in 0..n {
+        let c = nat(i);
+        assert_eq!(
+            ct.lookup(&c.original),
+            Some((ids[i as usize], Direction::Original))
+        );
+        assert_eq!(
+            ct.lookup(&c.reply),
+            Some((ids[i as usize], Direction::Reply))
+        );
+    }
+    // Burst lookups agree, misses included.
+    let tuples: Vec<Tuple> = (0..64)
+        .map(|i| nat(i * 1500 + 1).original)
+        .chain((0..8).map(|i| nat(n + i).original))
+        .collect();
+    let mut out = vec![None; tuples.len()];
+    ct.lookup_burst(&tuples, &mut out);
+    for (t, o) in tuples.iter().zip(&out) {
+        assert_eq!(*o, ct.lookup(t));
+    }
+    assert!(out[64..].iter().all(Option::is_none));
+}

@@ -1,0 +1,130 @@
+//! `dpvsd`: reads dpvs.toml, starts the DPDK dataplane, serves the `dpvs.v1`
+//! gRPC API until SIGINT/SIGTERM, then stops the dataplane and removes its socket.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The director daemon.
+#[derive(Parser, Debug)]
+#[command(name = "dpvsd", version, about = "DPDK L4 load balancer daemon (LVS/DPVS style)")]
+struct Args {
+    /// Configuration file.
+    #[arg(long, short = 'c', default_value = "/etc/dpvs/dpvs.toml")]
+    config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = match control::config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dpvsd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if args.check {
+        println!("dpvsd: {}: ok", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    match run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dpvsd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(feature = "dataplane")]
+fn run(cfg: control::config::Config) -> Result<(), String> {
+    use std::sync::Arc;
+
+    use control::backend::Backend;
+    use control::server::{bind, serve, DpvsService};
+
+    // EAL init pins this (main) thread to the main lcore, which is not a worker.
+    let dp = dataplane::Dataplane::start(&cfg.dataplane, &cfg.store.desc())
+        .map_err(|e| e.to_string())?;
+    let dp = Arc::new(dp);
+    let ports = dp.port_names();
+    let configured: Vec<String> = cfg.store.ports().to_vec();
+    if ports != configured {
+        eprintln!("dpvsd: warning: dataplane ports {ports:?} differ from config {configured:?}");
+    }
+    eprintln!(
+        "dpvsd: dataplane running: {} worker(s) on cores {:?}, ports {}",
+        cfg.dataplane.worker_cores.len(),
+        cfg.dataplane.worker_cores,
+        ports.join(" ")
+    );
+
+    let rt = control_runtime(&cfg.dataplane.worker_cores)?;
+    let backend: Arc<dyn Backend> = dp.clone();
+    let svc = DpvsService::new(cfg.store.clone(), backend);
+    let listen = cfg.listen.clone();
+    let served = rt.block_on(async move {
+        let bound = bind(&listen).await?;
+        eprintln!("dpvsd: listening on {listen}");
+        serve(bound, svc, shutdown_signal()).await
+    });
+    drop(rt);
+    eprintln!("dpvsd: stopping");
+    match Arc::try_unwrap(dp) {
+        Ok(dp) => dp.stop(),
+        Err(dp) => drop(dp), // last reference stops it on drop
+    }
+    served
+}
+
+#[cfg(not(feature = "dataplane"))]
+fn run(_cfg: control::config::Config) -> Result<(), String> {
+    Err("built without the dataplane feature".into())
+}
+
+/// A small tokio runtime whose threads never run on a worker core.
+#[cfg(feature = "dataplane")]
+fn control_runtime(workers: &[u32]) -> Result<tokio::runtime::Runtime, String> {
+    let free: Vec<core_affinity::CoreId> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| u32::try_from(c.id).is_ok_and(|id| !workers.contains(&id)))
+        .collect();
+    if free.is_empty() {
+        eprintln!("dpvsd: warning: every core runs a worker; the control runtime is not pinned");
+    }
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.worker_threads(1).max_blocking_threads(4).enable_all();
+    if !free.is_empty() {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        b.on_thread_start(move || {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            core_affinity::set_for_current(free[i % free.len()]);
+        });
+    }
+    b.build()
+        .map_err(|e| format!("cannot start the control runtime: {e}"))
+}
+
+#[cfg(feature = "dataplane")]
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    eprintln!("dpvsd: signal received, shutting down");
+}

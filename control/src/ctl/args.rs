@@ -1,0 +1,1075 @@
+//! `dpvsctl` command lines: ipvsadm's syntax (`-A -t VIP:PORT -s rr`, `-Ln`, ...)
+//! and dpip-style subcommands (`addr add`, `route show`, `stats`).
+//!
+//! Hand-written because ipvsadm's options change meaning with the command letter
+//! (`-b` is sched-flags after `-A/-E` and fullnat after `-a/-e`, as in DPVS) and
+//! `-p` takes an optional value. Only syntax is checked here (addresses, numbers,
+//! option combinations); what the daemon must decide (unknown scheduler, missing
+//! service) comes back from it. Errors are one line, exit status 2.
+
+use std::net::IpAddr;
+
+use dataplane::{ForwardMode, Proto, ServiceKey};
+
+use crate::addr::{parse_addr_port, parse_ip, parse_netmask, parse_prefix};
+use crate::scheduler::split_sched_flags;
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// `--server` (else `$DPVS_SERVER`, else the default socket).
+    pub server: Option<String>,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    AddService(ServiceOpts),
+    EditService(ServiceOpts),
+    DeleteService(ServiceKey),
+    Clear,
+    AddDest(DestOpts),
+    EditDest(DestOpts),
+    DeleteDest {
+        service: ServiceKey,
+        addr: IpAddr,
+        /// `None`: the virtual port.
+        port: Option<u16>,
+    },
+    List(ListOpts),
+    SetTimeouts {
+        tcp: u32,
+        tcpfin: u32,
+        udp: u32,
+    },
+    AddrAdd {
+        addr: IpAddr,
+        prefix_len: u8,
+        dev: String,
+    },
+    AddrDel {
+        addr: IpAddr,
+        prefix_len: u8,
+        dev: String,
+    },
+    AddrShow {
+        dev: Option<String>,
+    },
+    RouteAdd {
+        prefix: IpAddr,
+        prefix_len: u8,
+        via: Option<IpAddr>,
+        dev: String,
+    },
+    RouteDel {
+        prefix: IpAddr,
+        prefix_len: u8,
+    },
+    RouteShow,
+    Stats,
+    Help,
+    Version,
+}
+
+/// `-A/-E` options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceOpts {
+    pub key: ServiceKey,
+    /// `None`: the default (wlc).
+    pub scheduler: Option<String>,
+    /// `-p [timeout]`: `Some(0)` means `-p` without a value (300 s).
+    pub persistent: Option<u32>,
+    /// `-M` as a prefix length.
+    pub netmask: Option<u8>,
+    pub sched_flags: Vec<String>,
+    pub conn_timeout: Option<u32>,
+}
+
+/// `-a/-e` options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestOpts {
+    pub service: ServiceKey,
+    pub addr: IpAddr,
+    /// `None`: the virtual port.
+    pub port: Option<u16>,
+    /// `None`: DR (`-g`, ipvsadm's default).
+    pub mode: Option<ForwardMode>,
+    /// `None`: 1.
+    pub weight: Option<u32>,
+    pub u_threshold: Option<u32>,
+    pub l_threshold: Option<u32>,
+}
+
+/// `-L` options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOpts {
+    pub service: Option<ServiceKey>,
+    pub numeric: bool,
+    pub connections: bool,
+    pub stats: bool,
+    pub exact: bool,
+    pub timeout: bool,
+    pub thresholds: bool,
+}
+
+/// A usage error: one line for stderr; dpvsctl exits 2 like ipvsadm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgError(pub String);
+
+impl std::fmt::Display for ArgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err<T>(m: impl Into<String>) -> Result<T, ArgError> {
+    Err(ArgError(m.into()))
+}
+
+/// Every ipvsadm option dpvsctl knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Opt {
+    // commands
+    AddService,
+    EditService,
+    DeleteService,
+    Clear,
+    AddServer,
+    EditServer,
+    DeleteServer,
+    List,
+    Set,
+    Help,
+    Version,
+    // options
+    Tcp,
+    Udp,
+    Scheduler,
+    Persistent,
+    Netmask,
+    /// `-b`: sched-flags (-A/-E) or fullnat (-a/-e).
+    B,
+    SchedFlags,
+    FullNat,
+    RealServer,
+    Gatewaying,
+    Ipip,
+    Masquerading,
+    Weight,
+    UThreshold,
+    LThreshold,
+    Numeric,
+    Connection,
+    Timeout,
+    Stats,
+    Exact,
+    Thresholds,
+    ConnTimeout,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arg {
+    No,
+    Required,
+    Optional,
+}
+
+/// (short, long, option, argument)
+const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
+    (Some('A'), "add-service", Opt::AddService, Arg::No),
+    (Some('E'), "edit-service", Opt::EditService, Arg::No),
+    (Some('D'), "delete-service", Opt::DeleteService, Arg::No),
+    (Some('C'), "clear", Opt::Clear, Arg::No),
+    (Some('a'), "add-server", Opt::AddServer, Arg::No),
+    (Some('e'), "edit-server", Opt::EditServer, Arg::No),
+    (Some('d'), "delete-server", Opt::DeleteServer, Arg::No),
+    (Some('L'), "list", Opt::List, Arg::No),
+    (Some('l'), "list", Opt::List, Arg::No),
+    (None, "set", Opt::Set, Arg::No),
+    (Some('h'), "help", Opt::Help, Arg::No),
+    (Some('v'), "version", Opt::Version, Arg::No),
+    (Some('t'), "tcp-service", Opt::Tcp, Arg::Required),
+    (Some('u'), "udp-service", Opt::Udp, Arg::Required),
+    (Some('s'), "scheduler", Opt::Scheduler, Arg::Required),
+    (Some('p'), "persistent", Opt::Persistent, Arg::Optional),
+    (Some('M'), "netmask", Opt::Netmask, Arg::Required),
+    (Some('b'), "", Opt::B, Arg::Required),
+    (None, "sched-flags", Opt::SchedFlags, Arg::Required),
+    (None, "fullnat", Opt::FullNat, Arg::No),
+    (Some('r'), "real-server", Opt::RealServer, Arg::Required),
+    (Some('g'), "gatewaying", Opt::Gatewaying, Arg::No),
+    (Some('i'), "ipip", Opt::Ipip, Arg::No),
+    (Some('m'), "masquerading", Opt::Masquerading, Arg::No),
+    (Some('w'), "weight", Opt::Weight, Arg::Required),
+    (Some('x'), "u-threshold", Opt::UThreshold, Arg::Required),
+    (Some('y'), "l-threshold", Opt::LThreshold, Arg::Required),
+    (Some('n'), "numeric", Opt::Numeric, Arg::No),
+    (Some('c'), "connection", Opt::Connection, Arg::No),
+    (None, "timeout", Opt::Timeout, Arg::No),
+    (None, "stats", Opt::Stats, Arg::No),
+    (None, "exact", Opt::Exact, Arg::No),
+    (None, "thresholds", Opt::Thresholds, Arg::No),
+    (None, "conn-timeout", Opt::ConnTimeout, Arg::Required),
+];
+
+fn opt_name(o: Opt) -> String {
+    match OPTS.iter().find(|x| x.2 == o) {
+        Some((_, long, _, _)) if !long.is_empty() => format!("--{long}"),
+        Some((Some(c), _, _, _)) => format!("-{c}"),
+        _ => format!("{o:?}"),
+    }
+}
+
+const COMMANDS: &[Opt] = &[
+    Opt::AddService,
+    Opt::EditService,
+    Opt::DeleteService,
+    Opt::Clear,
+    Opt::AddServer,
+    Opt::EditServer,
+    Opt::DeleteServer,
+    Opt::List,
+    Opt::Set,
+    Opt::Help,
+    Opt::Version,
+];
+
+/// Options each command accepts (besides the command itself).
+fn allowed(cmd: Opt) -> &'static [Opt] {
+    use Opt::*;
+    match cmd {
+        AddService | EditService => &[
+            Tcp,
+            Udp,
+            Scheduler,
+            Persistent,
+            Netmask,
+            B,
+            SchedFlags,
+            ConnTimeout,
+        ],
+        DeleteService => &[Tcp, Udp],
+        AddServer | EditServer => &[
+            Tcp,
+            Udp,
+            RealServer,
+            Gatewaying,
+            Ipip,
+            Masquerading,
+            B,
+            FullNat,
+            Weight,
+            UThreshold,
+            LThreshold,
+        ],
+        DeleteServer => &[Tcp, Udp, RealServer],
+        List => &[
+            Tcp,
+            Udp,
+            Numeric,
+            Connection,
+            Timeout,
+            Stats,
+            Exact,
+            Thresholds,
+        ],
+        _ => &[],
+    }
+}
+
+/// Parses `argv` without the program name.
+pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
+    let mut server = None;
+    let mut rest = Vec::new();
+    let mut i = 0;
+    while i < argv.len() {
+        let a = &argv[i];
+        if a == "--server" {
+            let v = argv
+                .get(i + 1)
+                .ok_or_else(|| ArgError("option '--server' needs a value".into()))?;
+            server = Some(v.clone());
+            i += 2;
+            continue;
+        }
+        if let Some(v) = a.strip_prefix("--server=") {
+            server = Some(v.to_string());
+        } else {
+            rest.push(a.clone());
+        }
+        i += 1;
+    }
+    let command = match rest.first().map(String::as_str) {
+        None => return err("no command specified (try 'dpvsctl --help')"),
+        Some("addr") => parse_addr(&rest[1..])?,
+        Some("route") => parse_route(&rest[1..])?,
+        Some("stats") => {
+            if rest.len() > 1 {
+                return err(format!("unexpected argument '{}' after 'stats'", rest[1]));
+            }
+            Command::Stats
+        }
+        Some("help") => Command::Help,
+        Some(_) => parse_ipvsadm(&rest)?,
+    };
+    Ok(Invocation { server, command })
+}
+
+fn lookup_long(name: &str) -> Option<(Opt, Arg)> {
+    OPTS.iter()
+        .find(|x| !x.1.is_empty() && x.1 == name)
+        .map(|x| (x.2, x.3))
+}
+
+fn lookup_short(c: char, dest_context: bool) -> Option<(Opt, Arg)> {
+    if c == 'b' && dest_context {
+        return Some((Opt::FullNat, Arg::No));
+    }
+    OPTS.iter()
+        .find(|x| x.0 == Some(c))
+        .map(|x| (x.2, x.3))
+}
+
+/// Whether this command line adds or edits a real server: there `-b` is fullnat.
+fn is_dest_context(args: &[String]) -> bool {
+    args.iter().any(|a| {
+        a == "--add-server"
+            || a == "--edit-server"
+            || (a.starts_with('-')
+                && !a.starts_with("--")
+                && matches!(a.chars().nth(1), Some('a') | Some('e')))
+    })
+}
+
+fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
+    let dest_context = is_dest_context(args);
+    let mut opts: Vec<(Opt, Option<String>)> = Vec::new();
+    let mut positionals: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        i += 1;
+        if let Some(long) = a.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            let (o, kind) =
+                lookup_long(name).ok_or_else(|| ArgError(format!("unknown option '--{name}'")))?;
+            let v = match kind {
+                Arg::No => {
+                    if inline.is_some() {
+                        return err(format!("option '--{name}' takes no value"));
+                    }
+                    None
+                }
+                Arg::Required => match inline {
+                    Some(v) => Some(v),
+                    None => {
+                        let v = args
+                            .get(i)
+                            .ok_or_else(|| ArgError(format!("option '--{name}' needs a value")))?;
+                        i += 1;
+                        Some(v.clone())
+                    }
+                },
+                Arg::Optional => match inline {
+                    Some(v) => Some(v),
+                    None => match args.get(i) {
+                        Some(v) if !v.starts_with('-') => {
+                            i += 1;
+                            Some(v.clone())
+                        }
+                        _ => None,
+                    },
+                },
+            };
+            opts.push((o, v));
+        } else if a.len() > 1 && a.starts_with('-') {
+            let chars: Vec<char> = a.chars().skip(1).collect();
+            let mut k = 0;
+            while k < chars.len() {
+                let c = chars[k];
+                k += 1;
+                let (o, kind) = lookup_short(c, dest_context)
+                    .ok_or_else(|| ArgError(format!("unknown option '-{c}'")))?;
+                let tail: String = chars[k..].iter().collect();
+                let v = match kind {
+                    Arg::No => None,
+                    Arg::Required => {
+                        k = chars.len();
+                        if !tail.is_empty() {
+                            Some(tail)
+                        } else {
+                            let v = args
+                                .get(i)
+                                .ok_or_else(|| ArgError(format!("option '-{c}' needs a value")))?;
+                            i += 1;
+                            Some(v.clone())
+                        }
+                    }
+                    Arg::Optional => {
+                        k = chars.len();
+                        if !tail.is_empty() {
+                            Some(tail)
+                        } else {
+                            match args.get(i) {
+                                Some(v) if !v.starts_with('-') => {
+                                    i += 1;
+                                    Some(v.clone())
+                                }
+                                _ => None,
+                            }
+                        }
+                    }
+                };
+                opts.push((o, v));
+            }
+        } else {
+            positionals.push(a.clone());
+        }
+    }
+
+    // Exactly one command.
+    let cmds: Vec<Opt> = opts
+        .iter()
+        .map(|(o, _)| *o)
+        .filter(|o| COMMANDS.contains(o))
+        .collect();
+    let cmd = match cmds.as_slice() {
+        [] => return err("no command specified (try 'dpvsctl --help')"),
+        [c] => *c,
+        [a, b, ..] if a == b => return err(format!("multiple '{}' options specified", opt_name(*a))),
+        _ => return err("multiple commands specified"),
+    };
+    if cmd == Opt::Help {
+        return Ok(Command::Help);
+    }
+    if cmd == Opt::Version {
+        return Ok(Command::Version);
+    }
+
+    // Options legal with the command, each at most once.
+    let mut seen: Vec<Opt> = Vec::new();
+    for (o, _) in &opts {
+        if *o == cmd {
+            continue;
+        }
+        let canon = if *o == Opt::B {
+            Opt::SchedFlags
+        } else {
+            *o
+        };
+        if !allowed(cmd).contains(o) {
+            let shown = if *o == Opt::B { "-b".to_string() } else { opt_name(*o) };
+            return err(format!(
+                "illegal '{shown}' option with the '{}' command",
+                opt_name(cmd)
+            ));
+        }
+        if seen.contains(&canon) {
+            return err(format!("multiple '{}' options specified", opt_name(canon)));
+        }
+        seen.push(canon);
+    }
+    if cmd != Opt::Set && !positionals.is_empty() {
+        return err(format!("unexpected argument '{}'", positionals[0]));
+    }
+    let get = |o: Opt| opts.iter().find(|(x, _)| *x == o).map(|(_, v)| v.clone());
+    let has = |o: Opt| opts.iter().any(|(x, _)| *x == o);
+
+    let service = |required: bool| -> Result<Option<ServiceKey>, ArgError> {
+        let t = get(Opt::Tcp).flatten();
+        let u = get(Opt::Udp).flatten();
+        let (proto, v) = match (t, u) {
+            (Some(_), Some(_)) => {
+                return err("the option '--udp-service' conflicts with the '--tcp-service' option")
+            }
+            (Some(v), None) => (Proto::Tcp, v),
+            (None, Some(v)) => (Proto::Udp, v),
+            (None, None) if required => {
+                return err(format!(
+                    "the '{}' command needs a service: -t|-u VIP:PORT",
+                    opt_name(cmd)
+                ))
+            }
+            (None, None) => return Ok(None),
+        };
+        let (vip, port) = parse_addr_port(&v, true).map_err(ArgError)?;
+        Ok(Some(ServiceKey {
+            proto,
+            vip,
+            vport: port.unwrap_or(0),
+        }))
+    };
+
+    let number = |o: Opt, what: &str, max: u32| -> Result<Option<u32>, ArgError> {
+        match get(o).flatten() {
+            None => Ok(None),
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n <= max => Ok(Some(n)),
+                _ => err(format!("illegal {what} \"{v}\" (0..{max})")),
+            },
+        }
+    };
+
+    match cmd {
+        Opt::AddService | Opt::EditService => {
+            let key = service(true)?.ok_or_else(|| ArgError("missing service".into()))?;
+            let persistent = if has(Opt::Persistent) {
+                match get(Opt::Persistent).flatten() {
+                    None => Some(0),
+                    Some(v) => match v.parse::<u32>() {
+                        Ok(n) if n > 0 => Some(n),
+                        _ => return err(format!("illegal timeout \"{v}\" for persistent service")),
+                    },
+                }
+            } else {
+                None
+            };
+            let netmask = match get(Opt::Netmask).flatten() {
+                Some(m) => Some(parse_netmask(&m).map_err(ArgError)?),
+                None => None,
+            };
+            if netmask.is_some() && persistent.is_none() {
+                return err("the '--netmask' option needs '--persistent'");
+            }
+            let flags = get(Opt::B)
+                .flatten()
+                .or_else(|| get(Opt::SchedFlags).flatten())
+                .map(|v| split_sched_flags(&v))
+                .unwrap_or_default();
+            let opts = ServiceOpts {
+                key,
+                scheduler: get(Opt::Scheduler).flatten(),
+                persistent,
+                netmask,
+                sched_flags: flags,
+                conn_timeout: number(Opt::ConnTimeout, "connection timeout", u32::MAX)?,
+            };
+            Ok(if cmd == Opt::AddService {
+                Command::AddService(opts)
+            } else {
+                Command::EditService(opts)
+            })
+        }
+        Opt::DeleteService => Ok(Command::DeleteService(
+            service(true)?.ok_or_else(|| ArgError("missing service".into()))?,
+        )),
+        Opt::Clear => Ok(Command::Clear),
+        Opt::AddServer | Opt::EditServer | Opt::DeleteServer => {
+            let svc = service(true)?.ok_or_else(|| ArgError("missing service".into()))?;
+            let r = get(Opt::RealServer).flatten().ok_or_else(|| {
+                ArgError(format!(
+                    "the '{}' command needs a real server: -r RIP[:PORT]",
+                    opt_name(cmd)
+                ))
+            })?;
+            let (addr, port) = parse_addr_port(&r, true).map_err(ArgError)?;
+            if cmd == Opt::DeleteServer {
+                return Ok(Command::DeleteDest {
+                    service: svc,
+                    addr,
+                    port,
+                });
+            }
+            let modes: Vec<ForwardMode> = [
+                (Opt::Gatewaying, ForwardMode::Dr),
+                (Opt::Ipip, ForwardMode::Tun),
+                (Opt::Masquerading, ForwardMode::Nat),
+                (Opt::FullNat, ForwardMode::FullNat),
+            ]
+            .iter()
+            .filter(|(o, _)| has(*o))
+            .map(|(_, m)| *m)
+            .collect();
+            if modes.len() > 1 {
+                return err("multiple forwarding methods specified (-g, -i, -m, -b)");
+            }
+            let weight = number(Opt::Weight, "weight", 65535)?;
+            let u = number(Opt::UThreshold, "upper threshold", u32::MAX)?;
+            let l = number(Opt::LThreshold, "lower threshold", u32::MAX)?;
+            let opts = DestOpts {
+                service: svc,
+                addr,
+                port,
+                mode: modes.first().copied(),
+                weight,
+                u_threshold: u,
+                l_threshold: l,
+            };
+            Ok(if cmd == Opt::AddServer {
+                Command::AddDest(opts)
+            } else {
+                Command::EditDest(opts)
+            })
+        }
+        Opt::List => Ok(Command::List(ListOpts {
+            service: service(false)?,
+            numeric: has(Opt::Numeric),
+            connections: has(Opt::Connection),
+            stats: has(Opt::Stats),
+            exact: has(Opt::Exact),
+            timeout: has(Opt::Timeout),
+            thresholds: has(Opt::Thresholds),
+        })),
+        Opt::Set => {
+            if positionals.len() != 3 {
+                return err("--set needs three values: tcp tcpfin udp");
+            }
+            let n = |s: &str| -> Result<u32, ArgError> {
+                s.parse::<u32>()
+                    .map_err(|_| ArgError(format!("illegal timeout \"{s}\"")))
+            };
+            Ok(Command::SetTimeouts {
+                tcp: n(&positionals[0])?,
+                tcpfin: n(&positionals[1])?,
+                udp: n(&positionals[2])?,
+            })
+        }
+        _ => err("no command specified"),
+    }
+}
+
+/// `KEY VALUE` pairs after the positional argument of dpip-style commands.
+fn keywords<'a>(
+    args: &'a [String],
+    allowed: &[&str],
+    what: &str,
+) -> Result<Vec<(&'a str, &'a str)>, ArgError> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let k = args[i].as_str();
+        if !allowed.contains(&k) {
+            return err(format!("unexpected argument '{k}' in '{what}'"));
+        }
+        let v = args
+            .get(i + 1)
+            .ok_or_else(|| ArgError(format!("'{k}' needs a value in '{what}'")))?;
+        if out.iter().any(|(x, _)| *x == k) {
+            return err(format!("'{k}' given twice in '{what}'"));
+        }
+        out.push((k, v.as_str()));
+        i += 2;
+    }
+    Ok(out)
+}
+
+fn parse_addr(args: &[String]) -> Result<Command, ArgError> {
+    let verb = args.first().map(String::as_str).unwrap_or("show");
+    match verb {
+        "add" | "del" | "delete" => {
+            let what = format!("addr {verb}");
+            let a = args
+                .get(1)
+                .ok_or_else(|| ArgError(format!("'{what}' needs an address: ADDR[/LEN] dev PORT")))?;
+            let (addr, prefix_len) = parse_prefix(a, true).map_err(ArgError)?;
+            let kw = keywords(&args[2..], &["dev"], &what)?;
+            let dev = kw
+                .iter()
+                .find(|(k, _)| *k == "dev")
+                .map(|(_, v)| v.to_string())
+                .ok_or_else(|| ArgError(format!("'{what}' needs 'dev PORT'")))?;
+            Ok(if verb == "add" {
+                Command::AddrAdd {
+                    addr,
+                    prefix_len,
+                    dev,
+                }
+            } else {
+                Command::AddrDel {
+                    addr,
+                    prefix_len,
+                    dev,
+                }
+            })
+        }
+        "show" | "list" | "ls" => {
+            let kw = keywords(args.get(1..).unwrap_or(&[]), &["dev"], "addr show")?;
+            Ok(Command::AddrShow {
+                dev: kw.first().map(|(_, v)| v.to_string()),
+            })
+        }
+        other => err(format!(
+            "unknown addr command '{other}' (add, del, show)"
+        )),
+    }
+}
+
+fn parse_route(args: &[String]) -> Result<Command, ArgError> {
+    let verb = args.first().map(String::as_str).unwrap_or("show");
+    match verb {
+        "add" | "del" | "delete" => {
+            let what = format!("route {verb}");
+            let p = args.get(1).ok_or_else(|| {
+                ArgError(format!("'{what}' needs a prefix: PREFIX/LEN [via GW] dev PORT"))
+            })?;
+            let (prefix, prefix_len) = if p == "default" {
+                (IpAddr::from([0u8, 0, 0, 0]), 0)
+            } else {
+                parse_prefix(p, true).map_err(ArgError)?
+            };
+            let kw = keywords(&args[2..], &["via", "dev"], &what)?;
+            let via = match kw.iter().find(|(k, _)| *k == "via") {
+                Some((_, v)) => Some(parse_ip(v).map_err(ArgError)?),
+                None => None,
+            };
+            let dev = kw
+                .iter()
+                .find(|(k, _)| *k == "dev")
+                .map(|(_, v)| v.to_string());
+            if verb == "add" {
+                let dev = dev.ok_or_else(|| ArgError(format!("'{what}' needs 'dev PORT'")))?;
+                Ok(Command::RouteAdd {
+                    prefix,
+                    prefix_len,
+                    via,
+                    dev,
+                })
+            } else {
+                Ok(Command::RouteDel { prefix, prefix_len })
+            }
+        }
+        "show" | "list" | "ls" => {
+            if args.len() > 1 {
+                return err(format!("unexpected argument '{}' in 'route show'", args[1]));
+            }
+            Ok(Command::RouteShow)
+        }
+        other => err(format!(
+            "unknown route command '{other}' (add, del, show)"
+        )),
+    }
+}
+
+/// `dpvsctl --help`.
+pub const USAGE: &str = "\
+dpvsctl: control dpvsd, ipvsadm style
+
+Usage:
+  dpvsctl -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags] [--conn-timeout secs]
+  dpvsctl -D -t|u service-address
+  dpvsctl -C
+  dpvsctl -a|e -t|u service-address -r server-address [-g|-i|-m|-b] [-w weight] [-x upper] [-y lower]
+  dpvsctl -d -t|u service-address -r server-address
+  dpvsctl -L|l [-n] [-c] [--stats] [--exact] [--thresholds] [--timeout] [-t|u service-address]
+  dpvsctl --set tcp tcpfin udp
+  dpvsctl addr add|del ADDR[/LEN] dev PORT
+  dpvsctl addr show [dev PORT]
+  dpvsctl route add PREFIX/LEN [via GATEWAY] dev PORT
+  dpvsctl route del PREFIX/LEN
+  dpvsctl route show
+  dpvsctl stats
+  dpvsctl -h|--help
+
+Commands:
+  --add-service     -A        add virtual service with options
+  --edit-service    -E        edit virtual service with options
+  --delete-service  -D        delete virtual service
+  --clear           -C        clear the whole table
+  --add-server      -a        add real server with options
+  --edit-server     -e        edit real server with options
+  --delete-server   -d        delete real server
+  --list            -L|-l     list the table
+  --set tcp tcpfin udp        set connection timeout values (0 = unchanged)
+
+Options:
+  --tcp-service  -t service-address   service-address is host:port ([v6]:port)
+  --udp-service  -u service-address   service-address is host:port ([v6]:port)
+  --scheduler    -s scheduler         rr wrr lc wlc sed nq lblc lblcr dh sh mh conhash fo (default wlc)
+  --persistent   -p [timeout]         persistent service (default 300 s)
+  --netmask      -M netmask           persistent granularity mask
+  --sched-flags  -b flags             scheduler flags, comma separated (with -A/-E)
+  --conn-timeout secs                 idle timeout of established connections
+  --real-server  -r server-address    server-address is host[:port] (default: the virtual port)
+  --gatewaying   -g                   gatewaying (direct routing) (default)
+  --ipip         -i                   ipip encapsulation (tunneling)
+  --masquerading -m                   masquerading (NAT)
+  --fullnat      -b                   full NAT (with -a/-e, as in DPVS)
+  --weight       -w weight            capacity of real server (0..65535, default 1)
+  --u-threshold  -x uthreshold        upper threshold of connections
+  --l-threshold  -y lthreshold        lower threshold of connections
+  --numeric      -n                   numeric output (always numeric)
+  --connection   -c                   list current connections
+  --timeout                           list timeouts (tcp tcpfin udp)
+  --stats                             list counters
+  --exact                             expand numbers (with --stats)
+  --thresholds                        list thresholds
+  --server unix:PATH|HOST:PORT        dpvsd to talk to (default $DPVS_SERVER, else unix:/run/dpvs/dpvs.sock)
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Command, ArgError> {
+        let v: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+        parse(&v).map(|i| i.command)
+    }
+
+    fn key(proto: Proto, vip: &str, port: u16) -> ServiceKey {
+        ServiceKey {
+            proto,
+            vip: vip.parse().unwrap(),
+            vport: port,
+        }
+    }
+
+    #[test]
+    fn add_edit_delete_service() {
+        assert_eq!(
+            p("-A -t 10.0.0.100:80 -s rr").unwrap(),
+            Command::AddService(ServiceOpts {
+                key: key(Proto::Tcp, "10.0.0.100", 80),
+                scheduler: Some("rr".into()),
+                persistent: None,
+                netmask: None,
+                sched_flags: vec![],
+                conn_timeout: None,
+            })
+        );
+        assert_eq!(
+            p("--add-service --udp-service [2001:db8::1]:53 -p -M 64").unwrap(),
+            Command::AddService(ServiceOpts {
+                key: key(Proto::Udp, "2001:db8::1", 53),
+                scheduler: None,
+                persistent: Some(0),
+                netmask: Some(64),
+                sched_flags: vec![],
+                conn_timeout: None,
+            })
+        );
+        match p("-E -t 10.0.0.100:80 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port").unwrap() {
+            Command::EditService(o) => {
+                assert_eq!(o.persistent, Some(600));
+                assert_eq!(o.netmask, Some(24));
+                assert_eq!(o.sched_flags, vec!["sh-fallback", "sh-port"]);
+            }
+            c => panic!("{c:?}"),
+        }
+        assert_eq!(
+            p("-D -u 10.0.0.100:53").unwrap(),
+            Command::DeleteService(key(Proto::Udp, "10.0.0.100", 53))
+        );
+        assert_eq!(p("-C").unwrap(), Command::Clear);
+        assert_eq!(p("--clear").unwrap(), Command::Clear);
+        match p("-A -t 10.0.0.100:80 --conn-timeout=60 --persistent=30").unwrap() {
+            Command::AddService(o) => {
+                assert_eq!(o.conn_timeout, Some(60));
+                assert_eq!(o.persistent, Some(30));
+            }
+            c => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
+    fn add_edit_delete_dest() {
+        assert_eq!(
+            p("-a -t 10.0.0.100:80 -r 192.168.0.11:8080 -m -w 3").unwrap(),
+            Command::AddDest(DestOpts {
+                service: key(Proto::Tcp, "10.0.0.100", 80),
+                addr: "192.168.0.11".parse().unwrap(),
+                port: Some(8080),
+                mode: Some(ForwardMode::Nat),
+                weight: Some(3),
+                u_threshold: None,
+                l_threshold: None,
+            })
+        );
+        match p("-a -t 10.0.0.100:80 -r 192.168.0.11 -b -x 100 -y 10").unwrap() {
+            Command::AddDest(o) => {
+                assert_eq!(o.mode, Some(ForwardMode::FullNat));
+                assert_eq!(o.port, None);
+                assert_eq!((o.u_threshold, o.l_threshold), (Some(100), Some(10)));
+            }
+            c => panic!("{c:?}"),
+        }
+        match p("--edit-server -t [2001:db8::1]:80 --real-server [2001:db8::11]:80 -i").unwrap() {
+            Command::EditDest(o) => assert_eq!(o.mode, Some(ForwardMode::Tun)),
+            c => panic!("{c:?}"),
+        }
+        match p("-e -u 10.0.0.100:53 -r 192.168.0.11 -g --weight 0").unwrap() {
+            Command::EditDest(o) => {
+                assert_eq!(o.mode, Some(ForwardMode::Dr));
+                assert_eq!(o.weight, Some(0));
+            }
+            c => panic!("{c:?}"),
+        }
+        assert_eq!(
+            p("-d -t 10.0.0.100:80 -r 192.168.0.11:80").unwrap(),
+            Command::DeleteDest {
+                service: key(Proto::Tcp, "10.0.0.100", 80),
+                addr: "192.168.0.11".parse().unwrap(),
+                port: Some(80)
+            }
+        );
+    }
+
+    #[test]
+    fn list_forms() {
+        assert_eq!(
+            p("-Ln").unwrap(),
+            Command::List(ListOpts {
+                numeric: true,
+                ..ListOpts::default()
+            })
+        );
+        assert_eq!(
+            p("-Lnc").unwrap(),
+            Command::List(ListOpts {
+                numeric: true,
+                connections: true,
+                ..ListOpts::default()
+            })
+        );
+        assert_eq!(
+            p("-l -n --stats --exact -t 10.0.0.100:80").unwrap(),
+            Command::List(ListOpts {
+                service: Some(key(Proto::Tcp, "10.0.0.100", 80)),
+                numeric: true,
+                stats: true,
+                exact: true,
+                ..ListOpts::default()
+            })
+        );
+        assert_eq!(
+            p("-L --timeout").unwrap(),
+            Command::List(ListOpts {
+                timeout: true,
+                ..ListOpts::default()
+            })
+        );
+        assert_eq!(
+            p("--list --numeric --thresholds").unwrap(),
+            Command::List(ListOpts {
+                numeric: true,
+                thresholds: true,
+                ..ListOpts::default()
+            })
+        );
+    }
+
+    #[test]
+    fn set_and_dpip_forms() {
+        assert_eq!(
+            p("--set 900 120 300").unwrap(),
+            Command::SetTimeouts {
+                tcp: 900,
+                tcpfin: 120,
+                udp: 300
+            }
+        );
+        assert_eq!(
+            p("addr add 10.0.0.100/32 dev dpdk0").unwrap(),
+            Command::AddrAdd {
+                addr: "10.0.0.100".parse().unwrap(),
+                prefix_len: 32,
+                dev: "dpdk0".into()
+            }
+        );
+        assert_eq!(
+            p("addr del 10.0.0.100 dev dpdk0").unwrap(),
+            Command::AddrDel {
+                addr: "10.0.0.100".parse().unwrap(),
+                prefix_len: 32,
+                dev: "dpdk0".into()
+            }
+        );
+        assert_eq!(p("addr show").unwrap(), Command::AddrShow { dev: None });
+        assert_eq!(
+            p("addr show dev dpdk1").unwrap(),
+            Command::AddrShow {
+                dev: Some("dpdk1".into())
+            }
+        );
+        assert_eq!(
+            p("route add 0.0.0.0/0 via 10.0.0.254 dev dpdk0").unwrap(),
+            Command::RouteAdd {
+                prefix: "0.0.0.0".parse().unwrap(),
+                prefix_len: 0,
+                via: Some("10.0.0.254".parse().unwrap()),
+                dev: "dpdk0".into()
+            }
+        );
+        assert_eq!(
+            p("route add 192.168.5.0/24 dev dpdk1").unwrap(),
+            Command::RouteAdd {
+                prefix: "192.168.5.0".parse().unwrap(),
+                prefix_len: 24,
+                via: None,
+                dev: "dpdk1".into()
+            }
+        );
+        assert_eq!(
+            p("route del 192.168.5.0/24 dev dpdk1").unwrap(),
+            Command::RouteDel {
+                prefix: "192.168.5.0".parse().unwrap(),
+                prefix_len: 24
+            }
+        );
+        assert_eq!(p("route show").unwrap(), Command::RouteShow);
+        assert_eq!(p("stats").unwrap(), Command::Stats);
+        assert_eq!(p("-h").unwrap(), Command::Help);
+        assert_eq!(p("--help").unwrap(), Command::Help);
+    }
+
+    #[test]
+    fn server_option() {
+        let v: Vec<String> = "--server unix:/tmp/x.sock -Ln"
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let inv = parse(&v).unwrap();
+        assert_eq!(inv.server.as_deref(), Some("unix:/tmp/x.sock"));
+        let v: Vec<String> = vec!["-C".into(), "--server=127.0.0.1:5000".into()];
+        assert_eq!(
+            parse(&v).unwrap().server.as_deref(),
+            Some("127.0.0.1:5000")
+        );
+    }
+
+    #[test]
+    fn malformed_inputs() {
+        let cases: &[(&str, &str)] = &[
+            ("", "no command specified (try 'dpvsctl --help')"),
+            ("-n", "no command specified (try 'dpvsctl --help')"),
+            ("-A -D -t 10.0.0.1:80", "multiple commands specified"),
+            ("-A", "the '--add-service' command needs a service: -t|-u VIP:PORT"),
+            ("-A -t 10.0.0.300:80", "invalid address \"10.0.0.300:80\""),
+            ("-A -t 10.0.0.1:http", "invalid port \"http\""),
+            ("-A -t 10.0.0.1:80 -u 10.0.0.1:80", "the option '--udp-service' conflicts with the '--tcp-service' option"),
+            ("-A -t 10.0.0.1:80 -r 10.0.0.2", "illegal '--real-server' option with the '--add-service' command"),
+            ("-A -t 10.0.0.1:80 -s rr -s wrr", "multiple '--scheduler' options specified"),
+            ("-A -t 10.0.0.1:80 -p abc", "illegal timeout \"abc\" for persistent service"),
+            ("-C extra", "unexpected argument 'extra'"),
+            ("-A -t 10.0.0.1:80 -p 0", "illegal timeout \"0\" for persistent service"),
+            ("-A -t 10.0.0.1:80 -p -M 255.0.255.0", "invalid netmask \"255.0.255.0\": not contiguous"),
+            ("-A -t 10.0.0.1:80 -M 255.255.255.0", "the '--netmask' option needs '--persistent'"),
+            ("-a -t 10.0.0.1:80", "the '--add-server' command needs a real server: -r RIP[:PORT]"),
+            ("-a -t 10.0.0.1:80 -r 192.168.0.1 -w 70000", "illegal weight \"70000\" (0..65535)"),
+            ("-a -t 10.0.0.1:80 -r 192.168.0.1 -w -1", "illegal weight \"-1\" (0..65535)"),
+            ("-a -t 10.0.0.1:80 -r 192.168.0.1 -m -g", "multiple forwarding methods specified (-g, -i, -m, -b)"),
+            ("-a -t 10.0.0.1:80 -r 192.168.0.1 -s rr", "illegal '--scheduler' option with the '--add-server' command"),
+            ("-a -t 10.0.0.1:80 -r bogus", "invalid address \"bogus\""),
+            ("-d -t 10.0.0.1:80 -r 192.168.0.1 -w 1", "illegal '--weight' option with the '--delete-server' command"),
+            ("-L -s rr", "illegal '--scheduler' option with the '--list' command"),
+            ("-Lq", "unknown option '-q'"),
+            ("--rate", "unknown option '--rate'"),
+            ("-A -t", "option '-t' needs a value"),
+            ("--set 900 120", "--set needs three values: tcp tcpfin udp"),
+            ("--set 900 x 300", "illegal timeout \"x\""),
+            ("addr add 10.0.0.1/40 dev dpdk0", "invalid prefix length /40 in \"10.0.0.1/40\" (at most /32)"),
+            ("addr add 10.0.0.1/32", "'addr add' needs 'dev PORT'"),
+            ("addr add 10.0.0.1/32 dev", "'dev' needs a value in 'addr add'"),
+            ("addr flush", "unknown addr command 'flush' (add, del, show)"),
+            ("route add 10.0.0.0/8 via nowhere dev dpdk0", "invalid address \"nowhere\""),
+            ("route add 10.0.0.0/8 via 10.0.0.1", "'route add' needs 'dev PORT'"),
+            ("route add 10.0.0.0/8 metric 5 dev dpdk0", "unexpected argument 'metric' in 'route add'"),
+            ("stats now", "unexpected argument 'now' after 'stats'"),
+        ];
+        for (line, want) in cases {
+            assert_eq!(p(line), Err(ArgError(want.to_string())), "for {line:?}");
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! ipvsadm's output layouts, byte for byte: `-Ln`, `-Ln --stats [--exact]`,
+//! `-Ln --thresholds`, `-Lnc`, `--timeout`; plus dpip-like `addr show`,
+//! `route show` and `stats` listings.
+//!
+//! Pure functions from `dpvs.v1` messages to text, so every layout is a golden
+//! string test. Addresses are always numeric (dpvsctl never resolves names).
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use proto::v1 as pb;
+
+use crate::addr::{fmt_addr_port, v4_netmask};
+
+/// What `-L` prints besides the plain table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListFormat {
+    pub stats: bool,
+    pub exact: bool,
+    pub thresholds: bool,
+}
+
+fn proto_name(p: i32) -> &'static str {
+    match pb::Protocol::try_from(p) {
+        Ok(pb::Protocol::Udp) => "UDP",
+        Ok(pb::Protocol::Tcp) => "TCP",
+        _ => "?",
+    }
+}
+
+fn fwd_name(m: i32) -> &'static str {
+    match pb::ForwardMode::try_from(m) {
+        Ok(pb::ForwardMode::Nat) => "Masq",
+        Ok(pb::ForwardMode::Fullnat) => "FullNat",
+        Ok(pb::ForwardMode::Tun) => "Tunnel",
+        _ => "Route",
+    }
+}
+
+/// `addr:port` with IPv6 in brackets; unparsable text is shown as is.
+fn addr_port(addr: &str, port: u32) -> String {
+    match addr.parse::<IpAddr>() {
+        Ok(ip) => fmt_addr_port(&ip, u16::try_from(port).unwrap_or(0)),
+        Err(_) => format!("{addr}:{port}"),
+    }
+}
+
+fn is_v6(addr: &str) -> bool {
+    addr.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6())
+}
+
+fn truncate(s: &mut String, n: usize) {
+    if s.len() > n {
+        s.truncate(n);
+    }
+}
+
+/// ipvsadm's `print_largenum`: 9 columns, K/M/G/T above 100 million unless exact.
+fn largenum(out: &mut String, i: u64, exact: bool) {
+    if exact {
+        let len = i.to_string().len();
+        let w = if len <= 8 { 9 } else { len + 1 };
+        let _ = write!(out, "{i:>w$}");
+    } else if i < 100_000_000 {
+        let _ = write!(out, "{i:>9}");
+    } else if i < 1_000_000_000 {
+        let _ = write!(out, "{:>8}K", i / 1000);
+    } else if i < 100_000_000_000 {
+        let _ = write!(out, "{:>8}M", i / 1_000_000);
+    } else if i < 100_000_000_000_000 {
+        let _ = write!(out, "{:>8}G", i / 1_000_000_000);
+    } else {
+        let _ = write!(out, "{:>8}T", i / 1_000_000_000_000);
+    }
+}
+
+fn traffic(out: &mut String, t: Option<&pb::Traffic>, exact: bool) {
+    let t = t.cloned().unwrap_or_default();
+    for v in [t.conns, t.inpkts, t.outpkts, t.inbytes, t.outbytes] {
+        largenum(out, v, exact);
+    }
+}
+
+/// `ipvsadm -Ln` and its variants. `all`: the whole table (prints the version
+/// line, as ipvsadm does only when no service is named).
+pub fn services(resp: &pb::ListServicesResponse, all: bool, f: ListFormat) -> String {
+    let mut out = String::new();
+    if all {
+        let _ = writeln!(
+            out,
+            "IP Virtual Server version 1.2.1 (size={})",
+            resp.table_size
+        );
+    }
+    if f.stats {
+        let _ = write!(
+            out,
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+        );
+    } else if f.thresholds {
+        let _ = write!(
+            out,
+            "{:<33} {:<10} {:<10} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+        );
+    } else {
+        out.push_str(
+            "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+        );
+    }
+    for st in &resp.services {
+        let Some(svc) = &st.service else { continue };
+        let key = svc.key.clone().unwrap_or_default();
+        let v6 = is_v6(&key.vip);
+        let mut name = format!(
+            "{}  {}",
+            proto_name(key.protocol),
+            addr_port(&key.vip, key.vport)
+        );
+        if !v6 {
+            truncate(&mut name, 33);
+        }
+        if f.stats {
+            let _ = write!(out, "{name:<33}");
+            traffic(&mut out, st.traffic.as_ref(), f.exact);
+            out.push('\n');
+        } else {
+            let _ = write!(out, "{name} {}", svc.scheduler);
+            if !svc.sched_flags.is_empty() {
+                let _ = write!(out, " ({})", svc.sched_flags.join(","));
+            }
+            if let Some(p) = &svc.persistence {
+                let _ = write!(out, " persistent {}", p.timeout_s);
+                let len = u8::try_from(p.netmask_len).unwrap_or(0);
+                if !v6 && len != 32 {
+                    let _ = write!(out, " mask {}", v4_netmask(len));
+                }
+                if v6 && len != 128 {
+                    let _ = write!(out, " mask {len}");
+                }
+            }
+            if let Some(t) = svc.conn_timeout_s {
+                let _ = write!(out, " conn_timeout {t}");
+            }
+            out.push('\n');
+        }
+        for ds in &st.dests {
+            let Some(d) = &ds.dest else { continue };
+            let mut dname = addr_port(&d.addr, d.port);
+            if !v6 {
+                truncate(&mut dname, 28);
+            }
+            if f.stats {
+                let _ = write!(out, "  -> {dname:<28}");
+                traffic(&mut out, ds.traffic.as_ref(), f.exact);
+                out.push('\n');
+            } else if f.thresholds {
+                let _ = writeln!(
+                    out,
+                    "  -> {dname:<28} {:<10} {:<10} {:<10} {:<10}",
+                    d.u_threshold, d.l_threshold, ds.active_conns, ds.inactive_conns
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
+                    fwd_name(d.mode),
+                    d.weight,
+                    ds.active_conns,
+                    ds.inactive_conns
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `ipvsadm -Lnc`. When any connection has a FULLNAT local address, a `local`
+/// column (DPVS) is added before `destination`, `-` for the others.
+pub fn connections(conns: &[pb::Connection]) -> String {
+    let with_local = conns.iter().any(|c| !c.local_addr.is_empty());
+    let mut out = String::from("IPVS connection entries\n");
+    if with_local {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} {:<18} {}",
+            "state", "source", "virtual", "local", "destination"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} {}",
+            "state", "source", "virtual", "destination"
+        );
+    }
+    for c in conns {
+        let expire = format!("{:02}:{:02}", c.expires_s / 60, c.expires_s % 60);
+        let src = addr_port(&c.client_addr, c.client_port);
+        let virt = addr_port(&c.virtual_addr, c.virtual_port);
+        let dst = addr_port(&c.dest_addr, c.dest_port);
+        let proto = proto_name(c.protocol);
+        if with_local {
+            let local = if c.local_addr.is_empty() {
+                "-".to_string()
+            } else {
+                addr_port(&c.local_addr, c.local_port)
+            };
+            let _ = writeln!(
+                out,
+                "{proto:<3} {expire:<6} {:<11} {src:<18} {virt:<18} {local:<18} {dst}",
+                c.state
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "{proto:<3} {expire:<6} {:<11} {src:<18} {virt:<18} {dst}",
+                c.state
+            );
+        }
+    }
+    out
+}
+
+/// `ipvsadm -L --timeout`.
+pub fn timeouts(t: &pb::Timeouts) -> String {
+    format!(
+        "Timeout (tcp tcpfin udp): {} {} {}\n",
+        t.tcp_s, t.tcp_fin_s, t.udp_s
+    )
+}
+
+fn family(addr: &str) -> &'static str {
+    if is_v6(addr) {
+        "inet6"
+    } else {
+        "inet"
+    }
+}
+
+/// `dpvsctl addr show`: `inet 10.0.0.1/24 dev dpdk0`, one per line.
+pub fn addrs(resp: &pb::ListAddrsResponse) -> String {
+    let mut out = String::new();
+    for a in &resp.addrs {
+        let _ = writeln!(
+            out,
+            "{} {}/{} dev {}",
+            family(&a.addr),
+            a.addr,
+            a.prefix_len,
+            a.port
+        );
+    }
+    out
+}
+
+/// `dpvsctl route show`, `ip route` style; connected routes say `scope link`.
+pub fn routes(resp: &pb::ListRoutesResponse) -> String {
+    let mut out = String::new();
+    for r in &resp.routes {
+        let _ = write!(out, "{} {}/{}", family(&r.prefix), r.prefix, r.prefix_len);
+        if !r.via.is_empty() {
+            let _ = write!(out, " via {}", r.via);
+        }
+        let _ = write!(out, " dev {}", r.port);
+        if r.connected {
+            out.push_str(" scope link");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `dpvsctl stats`: one `name value` per line.
+pub fn stats(s: &pb::StatsResponse) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "rx_packets {}", s.rx_packets);
+    let _ = writeln!(out, "tx_packets {}", s.tx_packets);
+    for d in &s.drops {
+        let _ = writeln!(out, "drop.{} {}", d.reason, d.packets);
+    }
+    for p in &s.ports {
+        let n = &p.name;
+        let _ = writeln!(out, "port.{n}.link_up {}", u8::from(p.link_up));
+        let _ = writeln!(out, "port.{n}.mac {}", p.mac);
+        for (k, v) in [
+            ("rx_packets", p.rx_packets),
+            ("tx_packets", p.tx_packets),
+            ("rx_bytes", p.rx_bytes),
+            ("tx_bytes", p.tx_bytes),
+            ("rx_missed", p.rx_missed),
+            ("rx_errors", p.rx_errors),
+            ("tx_errors", p.tx_errors),
+        ] {
+            let _ = writeln!(out, "port.{n}.{k} {v}");
+        }
+    }
+    out
+}

@@ -1,0 +1,392 @@
+//! dpvsctl -> gRPC -> dpvsd's service -> backend, in one process: the tonic server
+//! on a temporary unix socket over a `FakeBackend`, driven by the same
+//! `run_args` that the `dpvsctl` binary calls.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use control::backend::FakeBackend;
+use control::config::Listen;
+use control::ctl::{run_args, CtlError};
+use control::server::{bind, serve, DpvsService};
+use control::store::Store;
+use dataplane::{ConnEntry, DestStats, ForwardMode, Proto, ServiceKey, ServiceStats, Stats, TrafficStats};
+use tokio::sync::oneshot;
+
+struct Daemon {
+    server: String,
+    backend: Arc<FakeBackend>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    async fn start() -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/dpvs.sock");
+        let backend = Arc::new(FakeBackend::new(&["dpdk0", "dpdk1"]));
+        let cfg = control::config::parse(
+            r#"
+[workers]
+cores = [1]
+[[port]]
+name = "dpdk0"
+device = "net_null0"
+addresses = ["10.0.0.1/24"]
+[[port]]
+name = "dpdk1"
+device = "net_null1"
+addresses = ["192.168.0.1/24"]
+"#,
+        )
+        .unwrap();
+        let store: Store = cfg.store;
+        let svc = DpvsService::new(store, backend.clone());
+        let bound = bind(&Listen::Unix(path.clone())).await.unwrap();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(serve(bound, svc, async {
+            let _ = rx.await;
+        }));
+        Daemon {
+            server: format!("unix:{}", path.display()),
+            backend,
+            stop: Some(tx),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    async fn ctl(&self, line: &str) -> Result<String, CtlError> {
+        let mut argv: Vec<String> = vec!["--server".into(), self.server.clone()];
+        argv.extend(line.split_whitespace().map(str::to_string));
+        let mut out = String::new();
+        run_args(&argv, None, &mut out).await.map(|()| out)
+    }
+
+    async fn ok(&self, line: &str) -> String {
+        match self.ctl(line).await {
+            Ok(o) => o,
+            Err(e) => panic!("dpvsctl {line}: {e:?}"),
+        }
+    }
+
+    async fn err(&self, line: &str) -> CtlError {
+        match self.ctl(line).await {
+            Ok(o) => panic!("dpvsctl {line} succeeded: {o}"),
+            Err(e) => e,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn services_and_dests_reach_the_backend_and_list_like_ipvsadm() {
+    let d = Daemon::start().await;
+    d.ok("-A -t 10.0.0.100:80 -s rr").await;
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11:80 -m").await;
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.12:8080 -b -w 3").await;
+    d.ok("-A -u 10.0.0.100:53 -p -M 255.255.255.0").await;
+    d.ok("-a -u 10.0.0.100:53 -r 192.168.0.13").await;
+
+    let desc = d.backend.current().unwrap();
+    assert_eq!(desc.services.len(), 2);
+    let tcp = desc
+        .services
+        .iter()
+        .find(|s| s.key.proto == Proto::Tcp)
+        .unwrap();
+    assert_eq!(tcp.scheduler, "rr");
+    assert_eq!(tcp.dests.len(), 2);
+    assert_eq!(tcp.dests[0].mode, ForwardMode::Nat);
+    assert_eq!((tcp.dests[1].port, tcp.dests[1].weight), (8080, 3));
+    assert_eq!(tcp.dests[1].mode, ForwardMode::FullNat);
+    let udp = desc
+        .services
+        .iter()
+        .find(|s| s.key.proto == Proto::Udp)
+        .unwrap();
+    assert_eq!(udp.scheduler, "wlc");
+    let p = udp.persistence.unwrap();
+    assert_eq!((p.timeout_s, p.netmask_len), (300, 24));
+    // No port on -r: the virtual port; no -g/-m/-i/-b: DR.
+    assert_eq!((udp.dests[0].port, udp.dests[0].mode), (53, ForwardMode::Dr));
+    // The VIP was put on dpdk0 as a host address.
+    assert!(desc
+        .addrs
+        .iter()
+        .any(|a| a.addr == ip("10.0.0.100") && a.port == "dpdk0" && a.prefix_len == 32));
+
+    // Counters from the dataplane show up in the listing.
+    let key = ServiceKey {
+        proto: Proto::Tcp,
+        vip: ip("10.0.0.100"),
+        vport: 80,
+    };
+    d.backend.set_stats(Stats {
+        services: vec![ServiceStats {
+            key,
+            traffic: TrafficStats {
+                conns: 5,
+                inpkts: 50,
+                outpkts: 40,
+                inbytes: 5000,
+                outbytes: 4000,
+            },
+            dests: vec![DestStats {
+                addr: ip("192.168.0.11"),
+                port: 80,
+                mode: ForwardMode::Nat,
+                weight: 1,
+                active_conns: 2,
+                inactive_conns: 3,
+                traffic: TrafficStats {
+                    conns: 5,
+                    inpkts: 50,
+                    outpkts: 40,
+                    inbytes: 5000,
+                    outbytes: 4000,
+                },
+            }],
+        }],
+        ..Stats::default()
+    });
+
+    let out = d.ok("-Ln").await;
+    assert_eq!(
+        out,
+        "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.0.0.100:80 rr
+  -> 192.168.0.11:80              Masq    1      2          3         
+  -> 192.168.0.12:8080            FullNat 3      0          0         
+UDP  10.0.0.100:53 wlc persistent 300 mask 255.255.255.0
+  -> 192.168.0.13:53              Route   1      0          0         
+"
+    );
+
+    let out = d.ok("-L -n --stats -t 10.0.0.100:80").await;
+    assert_eq!(
+        out,
+        "\
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  10.0.0.100:80                       5       50       40     5000     4000
+  -> 192.168.0.11:80                     5       50       40     5000     4000
+  -> 192.168.0.12:8080                   0        0        0        0        0
+"
+    );
+
+    // Edit and delete.
+    d.ok("-E -t 10.0.0.100:80 -s wrr").await;
+    d.ok("-e -t 10.0.0.100:80 -r 192.168.0.11:80 -m -w 7").await;
+    d.ok("-d -t 10.0.0.100:80 -r 192.168.0.12:8080").await;
+    let tcp = d.backend.current().unwrap().services[0].clone();
+    assert_eq!(tcp.scheduler, "wrr");
+    assert_eq!(tcp.dests.len(), 1);
+    assert_eq!(tcp.dests[0].weight, 7);
+
+    d.ok("-D -u 10.0.0.100:53").await;
+    assert_eq!(d.backend.current().unwrap().services.len(), 1);
+    d.ok("-C").await;
+    let desc = d.backend.current().unwrap();
+    assert!(desc.services.is_empty());
+    // The auto-added VIP went with the last service using it.
+    assert!(!desc.addrs.iter().any(|a| a.addr == ip("10.0.0.100")));
+    assert_eq!(
+        d.ok("-Ln").await,
+        "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn errors_are_one_line_and_change_nothing() {
+    let d = Daemon::start().await;
+    d.ok("-A -t 10.0.0.100:80 -s rr").await;
+    let applied = d.backend.applied().len();
+
+    let cases: &[(&str, i32, &str)] = &[
+        ("-A -t 10.0.0.100:80 -s rr", 1, "service already exists: TCP 10.0.0.100:80"),
+        ("-D -t 10.0.0.101:80", 1, "no such service TCP 10.0.0.101:80"),
+        ("-E -t 10.0.0.101:80 -s rr", 1, "no such service TCP 10.0.0.101:80"),
+        ("-a -t 10.0.0.101:80 -r 192.168.0.11", 1, "no such service TCP 10.0.0.101:80"),
+        ("-L -t 10.0.0.101:80", 1, "no such service TCP 10.0.0.101:80"),
+        ("-A -t 10.0.0.102:80 -s fastest", 1, "unknown scheduler \"fastest\" (one of rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, conhash, fo)"),
+        ("-A -t 10.0.0.300:80", 2, "invalid address \"10.0.0.300:80\""),
+        ("-a -t 10.0.0.100:80 -r 192.168.0.11:8080 -g", 1, "DR and TUN forward to the virtual port: real server port 8080 != 80"),
+        ("-d -t 10.0.0.100:80 -r 192.168.0.99", 1, "no such real server 192.168.0.99:80 in TCP 10.0.0.100:80"),
+        ("addr add 10.0.0.5/32 dev dpdk9", 1, "unknown port \"dpdk9\""),
+        ("addr del 10.0.0.5 dev dpdk0", 1, "no such address 10.0.0.5 on dpdk0"),
+        ("route del 10.9.0.0/16", 1, "no such route 10.9.0.0/16"),
+        ("-Lq", 2, "unknown option '-q'"),
+    ];
+    for (line, code, msg) in cases {
+        let e = d.err(line).await;
+        assert_eq!((e.code, e.message.as_str()), (*code, *msg), "dpvsctl {line}");
+    }
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11 -m").await;
+    let e = d.err("-a -t 10.0.0.100:80 -r 192.168.0.11:80").await;
+    assert_eq!(
+        e.message,
+        "real server already exists: 192.168.0.11:80 in TCP 10.0.0.100:80"
+    );
+    assert_eq!(d.backend.applied().len(), applied + 1);
+
+    // The dataplane refusing a change leaves the old configuration in force.
+    d.backend.fail_next_apply("out of memory");
+    let e = d.err("-a -t 10.0.0.100:80 -r 192.168.0.12 -m").await;
+    assert_eq!(
+        e.message,
+        "dataplane rejected the change: out of memory"
+    );
+    let out = d.ok("-Ln").await;
+    assert!(!out.contains("192.168.0.12"), "{out}");
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.12 -m").await;
+    assert!(d.ok("-Ln").await.contains("192.168.0.12:80"));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn unreachable_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("none.sock");
+    let argv: Vec<String> = vec![
+        "--server".into(),
+        format!("unix:{}", sock.display()),
+        "-Ln".into(),
+    ];
+    let mut out = String::new();
+    let e = run_args(&argv, None, &mut out).await.unwrap_err();
+    assert_eq!(e.code, 1);
+    assert_eq!(
+        e.message,
+        format!(
+            "cannot reach dpvsd at unix:{}: No such file or directory (os error 2)",
+            sock.display()
+        )
+    );
+    // $DPVS_SERVER is used when --server is absent.
+    let e = run_args(&["-Ln".to_string()], Some(format!("unix:{}", sock.display())), &mut out)
+        .await
+        .unwrap_err();
+    assert!(e.message.starts_with("cannot reach dpvsd at unix:"), "{e:?}");
+}
+
+#[tokio::test]
+async fn addrs_routes_timeouts_connections_stats() {
+    let d = Daemon::start().await;
+    d.ok("addr add 10.0.0.100/32 dev dpdk0").await;
+    d.ok("route add 0.0.0.0/0 via 10.0.0.254 dev dpdk0").await;
+    d.ok("route add 192.168.5.0/24 dev dpdk1").await;
+    let desc = d.backend.current().unwrap();
+    assert!(desc
+        .addrs
+        .iter()
+        .any(|a| a.addr == ip("10.0.0.100") && a.prefix_len == 32 && a.port == "dpdk0"));
+    assert_eq!(desc.routes.len(), 2);
+    assert_eq!(desc.routes[0].via, Some(ip("10.0.0.254")));
+    assert_eq!(desc.routes[1].via, None);
+
+    assert_eq!(
+        d.ok("addr show").await,
+        "inet 10.0.0.1/24 dev dpdk0\ninet 192.168.0.1/24 dev dpdk1\ninet 10.0.0.100/32 dev dpdk0\n"
+    );
+    assert_eq!(
+        d.ok("addr show dev dpdk1").await,
+        "inet 192.168.0.1/24 dev dpdk1\n"
+    );
+    assert_eq!(
+        d.ok("route show").await,
+        "\
+inet 10.0.0.0/24 dev dpdk0 scope link
+inet 192.168.0.0/24 dev dpdk1 scope link
+inet 10.0.0.100/32 dev dpdk0 scope link
+inet 0.0.0.0/0 via 10.0.0.254 dev dpdk0
+inet 192.168.5.0/24 dev dpdk1
+"
+    );
+    d.ok("route del 192.168.5.0/24").await;
+    d.ok("addr del 10.0.0.100/32 dev dpdk0").await;
+    let desc = d.backend.current().unwrap();
+    assert_eq!(desc.routes.len(), 1);
+    assert_eq!(desc.addrs.len(), 2);
+
+    assert_eq!(
+        d.ok("-L --timeout").await,
+        "Timeout (tcp tcpfin udp): 900 120 300\n"
+    );
+    d.ok("--set 600 0 60").await;
+    assert_eq!(
+        d.ok("-Ln --timeout").await,
+        "Timeout (tcp tcpfin udp): 600 120 60\n"
+    );
+
+    d.backend.set_connections(vec![ConnEntry {
+        proto: Proto::Tcp,
+        client: (ip("172.16.0.5"), 40000),
+        virt: (ip("10.0.0.100"), 80),
+        local: None,
+        dest: (ip("192.168.0.11"), 80),
+        state: "ESTABLISHED".into(),
+        expires_s: 899,
+        worker: 0,
+    }]);
+    assert_eq!(
+        d.ok("-Lnc").await,
+        "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 14:59  ESTABLISHED 172.16.0.5:40000   10.0.0.100:80      192.168.0.11:80
+"
+    );
+
+    let mut stats = Stats {
+        rx_packets: 10,
+        tx_packets: 8,
+        ..Stats::default()
+    };
+    stats.drops = dataplane::DropReason::ALL.iter().map(|r| (*r, 0)).collect();
+    stats.drops[0].1 = 2;
+    stats.ports.push(dataplane::PortStats {
+        name: "dpdk0".into(),
+        mac: [2, 0, 0, 0, 0, 1],
+        link_up: true,
+        rx_packets: 10,
+        ..Default::default()
+    });
+    d.backend.set_stats(stats);
+    let out = d.ok("stats").await;
+    assert!(out.starts_with("rx_packets 10\ntx_packets 8\ndrop.truncated 2\ndrop.unknown_ethertype 0\n"), "{out}");
+    assert!(out.contains("\nport.dpdk0.link_up 1\nport.dpdk0.mac 02:00:00:00:00:01\nport.dpdk0.rx_packets 10\n"), "{out}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn socket_file_is_removed_on_shutdown() {
+    let d = Daemon::start().await;
+    let path = d.server.trim_start_matches("unix:").to_string();
+    assert!(std::path::Path::new(&path).exists());
+    d.ok("-C").await;
+    let dir = tempfile::tempdir().unwrap();
+    // A second server on the same live socket is refused.
+    let e = bind(&Listen::Unix(path.clone().into())).await.err().unwrap();
+    assert!(e.contains("is in use"), "{e}");
+    drop(dir);
+    d.stop().await;
+    assert!(!std::path::Path::new(&path).exists());
+}

@@ -1,0 +1,170 @@
+//! IP-in-IP encapsulation for the TUN forwarding method (RFC 2003, and IPv6 in
+//! IPv4 as protocol 41): an outer IPv4 header DIP -> RIP in front of the untouched
+//! client packet.
+//!
+//! Owns only the byte shuffle on a [`PacketBuf`]; choosing DIP/RIP, the MTU check
+//! (the outer packet is 20 bytes longer) and the next-hop MAC are the caller's.
+
+use std::net::Ipv4Addr;
+
+use super::classify::{IpFamily, IpMeta};
+use super::ethernet::{EtherType, EthernetFrame, HEADER_LEN as ETH_LEN};
+use super::ip_proto;
+use super::ipv4::{self, Ipv4Packet, Ipv4Repr};
+use super::PacketBuf;
+use crate::stats::DropReason;
+
+/// Bytes an encapsulation adds.
+pub const OVERHEAD: usize = ipv4::MIN_HEADER_LEN;
+
+/// Wraps the IP packet `meta` describes (Ethernet frame in `buf`, IP at
+/// `meta.l3_off`) in an outer IPv4 header `outer_src -> outer_dst`, keeping the
+/// link header in front (EtherType set to IPv4; the caller rewrites the MACs).
+/// Ethernet padding after the inner packet is dropped. The outer header copies
+/// DSCP/ECN and DF from an inner IPv4 header, has TTL 64 and identification `ident`.
+///
+/// After it, the outer IP header is at `meta.l3_off` and the inner at
+/// `meta.l3_off + 20`. `Unsupported` if the outer packet would exceed 65535 bytes,
+/// `NoMbuf` if the buffer has no headroom for 20 bytes; the frame is unchanged then.
+pub fn encap_ipip<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    meta: &IpMeta,
+    outer_src: Ipv4Addr,
+    outer_dst: Ipv4Addr,
+    ident: u16,
+) -> Result<(), DropReason> {
+    let end = meta.l3_end();
+    let (l3, len) = (meta.l3_off, buf.len());
+    if l3 < ETH_LEN || end > len || l3 > end {
+        return Err(DropReason::Truncated);
+    }
+    let inner_len = end - l3;
+    let payload_len = u16::try_from(inner_len)
+        .ok()
+        .filter(|&n| usize::from(n) + OVERHEAD <= usize::from(u16::MAX))
+        .ok_or(DropReason::Unsupported)?;
+    let (proto, dscp_ecn, dont_frag) = match meta.family {
+        IpFamily::V4 => {
+            if inner_len < ipv4::MIN_HEADER_LEN {
+                return Err(DropReason::BadIpv4);
+            }
+            let ip = Ipv4Packet::new_unchecked(&buf.data()[l3..end]);
+            (ip_proto::IPIP, ip.dscp_ecn(), ip.dont_frag())
+        }
+        IpFamily::V6 => (ip_proto::IPV6, 0, false),
+    };
+    if buf.prepend(OVERHEAD).is_none() {
+        return Err(DropReason::NoMbuf);
+    }
+    // Drop the padding only once nothing can fail any more.
+    let _ = buf.trim(len - end);
+    let data = buf.data_mut();
+    data.copy_within(OVERHEAD..OVERHEAD + l3, 0);
+    EthernetFrame::new_unchecked(&mut data[..ETH_LEN]).set_ethertype(EtherType::IPV4);
+    let repr = Ipv4Repr {
+        src: outer_src,
+        dst: outer_dst,
+        proto,
+        ttl: ipv4::DEFAULT_TTL,
+        ident,
+        dont_frag,
+        dscp_ecn,
+        payload_len,
+    };
+    repr.emit(&mut data[l3..]);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::classify::{classify, classify_ip, Packet};
+    use crate::wire::VecBuf;
+    use etherparse::{NetHeaders, PacketBuilder, PacketHeaders};
+
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
+    const DIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+    const RIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 21);
+
+    fn meta(f: &[u8]) -> IpMeta {
+        match classify(f) {
+            Ok(Packet::Ip(m)) => m,
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn encaps_ipv4_keeping_inner_bytes() {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv4([198, 51, 100, 7], [203, 0, 113, 10], 60)
+            .tcp(40000, 80, 1, 1000)
+            .syn()
+            .write(&mut f, b"")
+            .unwrap();
+        let inner = f[14..].to_vec();
+        f.extend_from_slice(&[0xee; 6]); // padding to 60
+        let m = meta(&f);
+        let mut b = VecBuf::new(&f);
+        encap_ipip(&mut b, &m, DIP, RIP, 7).unwrap();
+        let out = b.data();
+        assert_eq!(out.len(), 14 + 20 + inner.len());
+        assert_eq!(&out[..12], &f[..12]);
+        assert_eq!(&out[34..], &inner[..]);
+
+        let h = PacketHeaders::from_ethernet_slice(out).unwrap();
+        let Some(NetHeaders::Ipv4(ip, _)) = h.net else {
+            panic!()
+        };
+        assert_eq!((ip.source, ip.destination), (DIP.octets(), RIP.octets()));
+        assert_eq!(ip.protocol, etherparse::IpNumber::IPV4);
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+        assert_eq!(
+            (ip.time_to_live, ip.identification, ip.dont_fragment),
+            (64, 7, true)
+        );
+
+        let outer = meta(out);
+        assert_eq!(
+            (outer.proto, outer.l4_off, outer.l4_len),
+            (ip_proto::IPIP, 34, 40)
+        );
+        let mut again = classify_ip(out, 34).unwrap();
+        again.l3_off -= 20;
+        again.l4_off -= 20;
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn encaps_ipv6_as_proto_41() {
+        let a = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv6(a, a, 60)
+            .udp(1, 2)
+            .write(&mut f, b"six")
+            .unwrap();
+        let m = meta(&f);
+        let mut b = VecBuf::new(&f);
+        encap_ipip(&mut b, &m, DIP, RIP, 0).unwrap();
+        let outer = meta(b.data());
+        assert_eq!((outer.family, outer.proto), (IpFamily::V4, ip_proto::IPV6));
+        assert_eq!(&b.data()[12..14], &[0x08, 0x00]);
+        assert_eq!(&b.data()[34..], &f[14..]);
+    }
+
+    #[test]
+    fn no_headroom_leaves_frame_unchanged() {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv4([1, 1, 1, 1], [2, 2, 2, 2], 60)
+            .udp(1, 2)
+            .write(&mut f, b"")
+            .unwrap();
+        f.extend_from_slice(&[0; 18]);
+        let m = meta(&f);
+        let mut b = VecBuf::with_headroom(&f, 10);
+        assert_eq!(encap_ipip(&mut b, &m, DIP, RIP, 0), Err(DropReason::NoMbuf));
+        assert_eq!(b.data(), &f[..]);
+    }
+}

@@ -1,0 +1,535 @@
+//! The address and port rewrites of the NAT and FULLNAT forwarding methods, done in
+//! place with incremental checksum updates (RFC 1624): the IPv4 header checksum and
+//! the TCP/UDP (and ICMPv6) checksum, whose pseudo header covers the addresses.
+//!
+//! Works on the IP packet as [`classify`](super::classify) described it; picking
+//! the new addresses is the connection table's job. Address families must match
+//! (no NAT64 here). ICMPv4 has no pseudo header, so only the IP header changes for
+//! it; the port arguments are ignored for protocols without ports.
+
+use std::net::IpAddr;
+
+use super::classify::{IpFamily, IpMeta};
+use super::icmpv6::Icmpv6Packet;
+use super::ip_proto;
+use super::ipv4::{self, Ipv4Packet};
+use super::ipv6::{self, Ipv6Packet};
+use super::tcp::TcpPacket;
+use super::udp::UdpPacket;
+use crate::stats::DropReason;
+
+/// Which end of the packet a rewrite changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Src,
+    Dst,
+}
+
+/// Request side of NAT: `dst VIP:vport -> RIP:rport`.
+///
+/// `ip_packet` starts at the IP header (`&mut frame[meta.l3_off..]`; padding after
+/// the IP end is allowed). `Unsupported` if `new_dst` is of the other family.
+pub fn rewrite_dst(
+    ip_packet: &mut [u8],
+    meta: &IpMeta,
+    new_dst: IpAddr,
+    new_dport: u16,
+) -> Result<(), DropReason> {
+    rewrite(ip_packet, meta, &[(End::Dst, new_dst, new_dport)])
+}
+
+/// Reply side of NAT: `src RIP:rport -> VIP:vport`. See [`rewrite_dst`].
+pub fn rewrite_src(
+    ip_packet: &mut [u8],
+    meta: &IpMeta,
+    new_src: IpAddr,
+    new_sport: u16,
+) -> Result<(), DropReason> {
+    rewrite(ip_packet, meta, &[(End::Src, new_src, new_sport)])
+}
+
+/// Both ends at once (FULLNAT: `CIP:cport -> LIP:lport` and `VIP:vport ->
+/// RIP:rport` on requests, the reverse on replies). See [`rewrite_dst`].
+pub fn rewrite_both(
+    ip_packet: &mut [u8],
+    meta: &IpMeta,
+    new_src: IpAddr,
+    new_sport: u16,
+    new_dst: IpAddr,
+    new_dport: u16,
+) -> Result<(), DropReason> {
+    rewrite(
+        ip_packet,
+        meta,
+        &[
+            (End::Src, new_src, new_sport),
+            (End::Dst, new_dst, new_dport),
+        ],
+    )
+}
+
+/// Decrements the IPv4 TTL (with the header checksum) or the IPv6 hop limit.
+/// `TtlExceeded` (packet unchanged) if it arrived with 0 or 1.
+pub fn dec_ttl(ip_packet: &mut [u8], meta: &IpMeta) -> Result<(), DropReason> {
+    let ok = match meta.family {
+        IpFamily::V4 => {
+            if ip_packet.len() < ipv4::MIN_HEADER_LEN {
+                return Err(DropReason::BadIpv4);
+            }
+            Ipv4Packet::new_unchecked(ip_packet).dec_ttl()
+        }
+        IpFamily::V6 => {
+            if ip_packet.len() < ipv6::HEADER_LEN {
+                return Err(DropReason::BadIpv6);
+            }
+            Ipv6Packet::new_unchecked(ip_packet).dec_hop_limit()
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DropReason::TtlExceeded)
+    }
+}
+
+/// Splits the IP packet into (IP header(s), L4 segment) as `meta` says, checking
+/// every length so a meta that does not fit the bytes is an error, not a panic.
+fn split<'a>(
+    ip_packet: &'a mut [u8],
+    meta: &IpMeta,
+) -> Result<(&'a mut [u8], &'a mut [u8]), DropReason> {
+    let (bad_ip, min_hdr) = match meta.family {
+        IpFamily::V4 => (DropReason::BadIpv4, ipv4::MIN_HEADER_LEN),
+        IpFamily::V6 => (DropReason::BadIpv6, ipv6::HEADER_LEN),
+    };
+    let l4_rel = meta.l4_off.checked_sub(meta.l3_off).ok_or(bad_ip)?;
+    if l4_rel < min_hdr || l4_rel > ip_packet.len() {
+        return Err(bad_ip);
+    }
+    let (hdr, rest) = ip_packet.split_at_mut(l4_rel);
+    let l4 = rest.get_mut(..meta.l4_len).ok_or(DropReason::BadL4)?;
+    Ok((hdr, l4))
+}
+
+fn rewrite(
+    ip_packet: &mut [u8],
+    meta: &IpMeta,
+    changes: &[(End, IpAddr, u16)],
+) -> Result<(), DropReason> {
+    if changes
+        .iter()
+        .any(|(_, a, _)| a.is_ipv4() != (meta.family == IpFamily::V4))
+    {
+        return Err(DropReason::Unsupported);
+    }
+    let (hdr, seg) = split(ip_packet, meta)?;
+    // Validate the L4 header before touching anything, so an error leaves the
+    // packet as it was.
+    let mut l4 = L4::new(meta.proto, meta.family, seg)?;
+    for &(end, addr, port) in changes {
+        let (old, new): ([u8; 16], [u8; 16]);
+        let n = match (meta.family, addr) {
+            (IpFamily::V4, IpAddr::V4(a)) => {
+                let mut ip = Ipv4Packet::new_unchecked(&mut *hdr);
+                let o = match end {
+                    End::Src => ip.src(),
+                    End::Dst => ip.dst(),
+                };
+                match end {
+                    End::Src => ip.set_src_incr(a),
+                    End::Dst => ip.set_dst_incr(a),
+                }
+                old = to16(&o.octets());
+                new = to16(&a.octets());
+                4
+            }
+            (IpFamily::V6, IpAddr::V6(a)) => {
+                let mut ip = Ipv6Packet::new_unchecked(&mut *hdr);
+                let o = match end {
+                    End::Src => ip.src(),
+                    End::Dst => ip.dst(),
+                };
+                match end {
+                    End::Src => ip.set_src(a),
+                    End::Dst => ip.set_dst(a),
+                }
+                old = o.octets();
+                new = a.octets();
+                16
+            }
+            _ => return Err(DropReason::Unsupported),
+        };
+        l4.update(end, &old[..n], &new[..n], port);
+    }
+    Ok(())
+}
+
+fn to16(a: &[u8; 4]) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(a);
+    b
+}
+
+/// The L4 header whose checksum a rewrite must follow.
+enum L4<'a> {
+    Tcp(TcpPacket<&'a mut [u8]>),
+    Udp(UdpPacket<&'a mut [u8]>),
+    Icmpv6(Icmpv6Packet<&'a mut [u8]>),
+    /// ICMPv4 and protocols we do not know: nothing covers the addresses.
+    None,
+}
+
+impl<'a> L4<'a> {
+    fn new(proto: u8, family: IpFamily, seg: &'a mut [u8]) -> Result<L4<'a>, DropReason> {
+        Ok(match (proto, family) {
+            (ip_proto::TCP, _) => L4::Tcp(TcpPacket::new_checked(seg)?),
+            (ip_proto::UDP, _) => L4::Udp(UdpPacket::new_checked(seg)?),
+            (ip_proto::ICMPV6, IpFamily::V6) => L4::Icmpv6(Icmpv6Packet::new_checked(seg)?),
+            _ => L4::None,
+        })
+    }
+
+    fn update(&mut self, end: End, old: &[u8], new: &[u8], port: u16) {
+        match self {
+            L4::Tcp(t) => {
+                t.update_checksum_addr(old, new);
+                match end {
+                    End::Src => t.set_src_port_incr(port),
+                    End::Dst => t.set_dst_port_incr(port),
+                }
+            }
+            L4::Udp(u) => {
+                u.update_checksum_addr(old, new);
+                match end {
+                    End::Src => u.set_src_port_incr(port),
+                    End::Dst => u.set_dst_port_incr(port),
+                }
+            }
+            L4::Icmpv6(i) => i.update_checksum_addr(old, new),
+            L4::None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::classify::{classify, Packet};
+    use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+    #[derive(Debug, Clone, Copy)]
+    enum L4Kind {
+        Tcp,
+        Udp,
+    }
+
+    fn build(
+        kind: L4Kind,
+        src: IpAddr,
+        dst: IpAddr,
+        sport: u16,
+        dport: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut v = Vec::new();
+        let eth = PacketBuilder::ethernet2(MAC, MAC);
+        let ip = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+            _ => unreachable!(),
+        };
+        match kind {
+            L4Kind::Tcp => ip
+                .tcp(sport, dport, 0x1122_3344, 4096)
+                .ack(0x5566_7788)
+                .psh()
+                .write(&mut v, payload),
+            L4Kind::Udp => ip.udp(sport, dport).write(&mut v, payload),
+        }
+        .unwrap();
+        v
+    }
+
+    fn meta_of(f: &[u8]) -> IpMeta {
+        match classify(f) {
+            Ok(Packet::Ip(m)) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Re-parses with etherparse and checks addresses, ports, and that every
+    /// checksum equals etherparse's own computation.
+    fn check(f: &[u8], src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) {
+        let h = PacketHeaders::from_ethernet_slice(f).unwrap();
+        let pl = h.payload.slice();
+        assert_eq!(pl, payload);
+        let t = h.transport.unwrap();
+        match h.net.unwrap() {
+            NetHeaders::Ipv4(ip, _) => {
+                assert_eq!(IpAddr::V4(Ipv4Addr::from(ip.source)), src);
+                assert_eq!(IpAddr::V4(Ipv4Addr::from(ip.destination)), dst);
+                assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+                match t {
+                    TransportHeader::Tcp(t) => {
+                        assert_eq!((t.source_port, t.destination_port), (sport, dport));
+                        assert_eq!(t.checksum, t.calc_checksum_ipv4(&ip, pl).unwrap());
+                    }
+                    TransportHeader::Udp(u) => {
+                        assert_eq!((u.source_port, u.destination_port), (sport, dport));
+                        assert_eq!(u.checksum, u.calc_checksum_ipv4(&ip, pl).unwrap());
+                    }
+                    _ => unreachable!(),
+                }
+            }
+            NetHeaders::Ipv6(ip, _) => {
+                assert_eq!(IpAddr::V6(Ipv6Addr::from(ip.source)), src);
+                assert_eq!(IpAddr::V6(Ipv6Addr::from(ip.destination)), dst);
+                match t {
+                    TransportHeader::Tcp(t) => {
+                        assert_eq!((t.source_port, t.destination_port), (sport, dport));
+                        assert_eq!(t.checksum, t.calc_checksum_ipv6(&ip, pl).unwrap());
+                    }
+                    TransportHeader::Udp(u) => {
+                        assert_eq!((u.source_port, u.destination_port), (sport, dport));
+                        assert_eq!(u.checksum, u.calc_checksum_ipv6(&ip, pl).unwrap());
+                    }
+                    _ => unreachable!(),
+                }
+            }
+        }
+    }
+
+    fn v4(a: [u8; 4]) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(a))
+    }
+
+    fn v6(a: [u8; 16]) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::from(a))
+    }
+
+    const CIP: [u8; 4] = [198, 51, 100, 7];
+    const VIP: [u8; 4] = [203, 0, 113, 10];
+    const RIP: [u8; 4] = [10, 1, 0, 21];
+
+    #[test]
+    fn nat_v4_tcp_and_udp_both_directions() {
+        for kind in [L4Kind::Tcp, L4Kind::Udp] {
+            // request: CIP:40000 -> VIP:80 becomes CIP:40000 -> RIP:8080
+            let mut f = build(kind, v4(CIP), v4(VIP), 40000, 80, b"GET / HTTP/1.0\r\n\r\n");
+            let m = meta_of(&f);
+            rewrite_dst(&mut f[m.l3_off..], &m, v4(RIP), 8080).unwrap();
+            check(&f, v4(CIP), v4(RIP), 40000, 8080, b"GET / HTTP/1.0\r\n\r\n");
+            assert_eq!(meta_of(&f).dport, 8080);
+
+            // reply: RIP:8080 -> CIP:40000 becomes VIP:80 -> CIP:40000
+            let mut f = build(kind, v4(RIP), v4(CIP), 8080, 40000, b"HTTP/1.0 200 OK");
+            let m = meta_of(&f);
+            rewrite_src(&mut f[m.l3_off..], &m, v4(VIP), 80).unwrap();
+            check(&f, v4(VIP), v4(CIP), 80, 40000, b"HTTP/1.0 200 OK");
+
+            // fullnat: CIP:40000 -> VIP:80 becomes LIP:5000 -> RIP:8080
+            let lip = [10, 1, 0, 1];
+            let mut f = build(kind, v4(CIP), v4(VIP), 40000, 80, b"x");
+            let m = meta_of(&f);
+            rewrite_both(&mut f[m.l3_off..], &m, v4(lip), 5000, v4(RIP), 8080).unwrap();
+            check(&f, v4(lip), v4(RIP), 5000, 8080, b"x");
+        }
+    }
+
+    #[test]
+    fn nat_v6_tcp_and_udp() {
+        let c = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+        let vip = [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
+        let rip = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x21];
+        for kind in [L4Kind::Tcp, L4Kind::Udp] {
+            let mut f = build(kind, v6(c), v6(vip), 40000, 443, b"hello");
+            let m = meta_of(&f);
+            rewrite_dst(&mut f[m.l3_off..], &m, v6(rip), 8443).unwrap();
+            check(&f, v6(c), v6(rip), 40000, 8443, b"hello");
+            let m = meta_of(&f);
+            rewrite_src(&mut f[m.l3_off..], &m, v6(vip), 443).unwrap();
+            check(&f, v6(vip), v6(rip), 443, 8443, b"hello");
+        }
+    }
+
+    #[test]
+    fn udp_without_checksum_keeps_zero() {
+        let mut f = build(L4Kind::Udp, v4(CIP), v4(VIP), 5353, 53, b"q");
+        f[14 + 20 + 6] = 0;
+        f[14 + 20 + 7] = 0;
+        let m = meta_of(&f);
+        rewrite_dst(&mut f[m.l3_off..], &m, v4(RIP), 5300).unwrap();
+        let u = UdpPacket::new_checked(&f[34..]).unwrap();
+        assert_eq!((u.checksum(), u.dst_port()), (0, 5300));
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!(ip.dst(), Ipv4Addr::from(RIP));
+    }
+
+    #[test]
+    fn padding_after_ip_end_is_untouched() {
+        let mut f = build(L4Kind::Tcp, v4(CIP), v4(VIP), 1, 2, b"");
+        f.extend_from_slice(&[0xa5; 6]);
+        let m = meta_of(&f);
+        rewrite_dst(&mut f[m.l3_off..], &m, v4(RIP), 3).unwrap();
+        assert_eq!(&f[54..], &[0xa5; 6]);
+        f.truncate(54);
+        check(&f, v4(CIP), v4(RIP), 1, 3, b"");
+    }
+
+    #[test]
+    fn icmp_rewrite_changes_only_ip() {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv4(CIP, VIP, 64)
+            .icmpv4_echo_request(1, 1)
+            .write(&mut f, b"abc")
+            .unwrap();
+        let before = f.clone();
+        let m = meta_of(&f);
+        rewrite_dst(&mut f[m.l3_off..], &m, v4(RIP), 999).unwrap();
+        assert_eq!(f[34..], before[34..]);
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!(ip.dst(), Ipv4Addr::from(RIP));
+    }
+
+    #[test]
+    fn errors() {
+        let mut f = build(L4Kind::Tcp, v4(CIP), v4(VIP), 1, 2, b"abc");
+        let m = meta_of(&f);
+        let before = f.clone();
+        let six = v6([0; 16]);
+        assert_eq!(
+            rewrite_dst(&mut f[14..], &m, six, 1),
+            Err(DropReason::Unsupported)
+        );
+        assert_eq!(
+            rewrite_dst(&mut f[14..50], &m, v4(RIP), 1),
+            Err(DropReason::BadL4)
+        );
+        assert_eq!(
+            rewrite_dst(&mut f[14..30], &m, v4(RIP), 1),
+            Err(DropReason::BadIpv4)
+        );
+        let mut bad = m;
+        bad.l4_off = 20;
+        assert_eq!(
+            rewrite_src(&mut f[14..], &bad, v4(RIP), 1),
+            Err(DropReason::BadIpv4)
+        );
+        assert_eq!(f, before);
+
+        let mut g = f.clone();
+        let mut m1 = m;
+        m1.ttl = 1;
+        Ipv4Packet::new_unchecked(&mut g[14..]).set_ttl_incr(1);
+        let g_before = g.clone();
+        assert_eq!(dec_ttl(&mut g[14..], &m1), Err(DropReason::TtlExceeded));
+        assert_eq!(g, g_before);
+        dec_ttl(&mut f[14..], &m).unwrap();
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!(ip.ttl(), 63);
+
+        let c6 = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let mut h = build(L4Kind::Udp, v6(c6), v6(c6), 1, 2, b"");
+        let m6 = meta_of(&h);
+        dec_ttl(&mut h[14..], &m6).unwrap();
+        assert_eq!(Ipv6Packet::new_checked(&h[14..]).unwrap().hop_limit(), 63);
+        h[14 + 7] = 1;
+        assert_eq!(dec_ttl(&mut h[14..], &m6), Err(DropReason::TtlExceeded));
+    }
+
+    fn arb_v4() -> impl Strategy<Value = IpAddr> + Clone {
+        any::<[u8; 4]>().prop_map(v4)
+    }
+
+    fn arb_v6() -> impl Strategy<Value = IpAddr> + Clone {
+        any::<[u8; 16]>().prop_map(v6)
+    }
+
+    fn arb_case(
+        addr: impl Strategy<Value = IpAddr> + Clone,
+    ) -> impl Strategy<Value = (bool, [IpAddr; 4], [u16; 4], Vec<u8>, u8)> {
+        (
+            any::<bool>(),
+            [addr.clone(), addr.clone(), addr.clone(), addr],
+            any::<[u16; 4]>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            0u8..3,
+        )
+    }
+
+    fn run_case(tcp: bool, a: [IpAddr; 4], p: [u16; 4], payload: &[u8], which: u8) {
+        let kind = if tcp { L4Kind::Tcp } else { L4Kind::Udp };
+        let mut f = build(kind, a[0], a[1], p[0], p[1], payload);
+        let m = meta_of(&f);
+        let ip = &mut f[m.l3_off..];
+        let (s, sp, d, dp) = match which {
+            0 => {
+                rewrite_dst(ip, &m, a[3], p[3]).unwrap();
+                (a[0], p[0], a[3], p[3])
+            }
+            1 => {
+                rewrite_src(ip, &m, a[2], p[2]).unwrap();
+                (a[2], p[2], a[1], p[1])
+            }
+            _ => {
+                rewrite_both(ip, &m, a[2], p[2], a[3], p[3]).unwrap();
+                (a[2], p[2], a[3], p[3])
+            }
+        };
+        check(&f, s, d, sp, dp, payload);
+        // and our own verifiers agree
+        let m2 = meta_of(&f);
+        let seg = &f[m2.l4_off..m2.l3_end()];
+        match (s, d, tcp) {
+            (IpAddr::V4(s), IpAddr::V4(d), true) => assert!(TcpPacket::new_checked(seg)
+                .unwrap()
+                .verify_checksum_v4(s, d)),
+            (IpAddr::V4(s), IpAddr::V4(d), false) => assert!(UdpPacket::new_checked(seg)
+                .unwrap()
+                .verify_checksum_v4(s, d)),
+            (IpAddr::V6(s), IpAddr::V6(d), true) => assert!(TcpPacket::new_checked(seg)
+                .unwrap()
+                .verify_checksum_v6(s, d)),
+            (IpAddr::V6(s), IpAddr::V6(d), false) => assert!(UdpPacket::new_checked(seg)
+                .unwrap()
+                .verify_checksum_v6(s, d)),
+            _ => unreachable!(),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn inconsistent_meta_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..120),
+                                          l3 in 0usize..80, l4 in 0usize..140, len in 0usize..140,
+                                          proto in prop_oneof![Just(6u8), Just(17), Just(58), Just(1)],
+                                          six in any::<bool>(), which in 0u8..4) {
+            let (family, a) = if six { (IpFamily::V6, v6([1; 16])) } else { (IpFamily::V4, v4([1; 4])) };
+            let m = IpMeta {
+                l3_off: l3, l4_off: l4, l4_len: len, family, proto, src: a, dst: a,
+                sport: 0, dport: 0, tcp_flags: 0, icmp_type: 0, icmp_code: 0, ttl: 0,
+            };
+            let mut b = bytes;
+            let _ = match which {
+                0 => rewrite_dst(&mut b, &m, a, 1),
+                1 => rewrite_src(&mut b, &m, a, 1),
+                2 => rewrite_both(&mut b, &m, a, 1, a, 2),
+                _ => dec_ttl(&mut b, &m),
+            };
+        }
+
+        #[test]
+        fn random_v4_rewrites_verify((tcp, a, p, payload, which) in arb_case(arb_v4())) {
+            run_case(tcp, a, p, &payload, which);
+        }
+
+        #[test]
+        fn random_v6_rewrites_verify((tcp, a, p, payload, which) in arb_case(arb_v6())) {
+            run_case(tcp, a, p, &payload, which);
+        }
+    }
+}
