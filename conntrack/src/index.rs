@@ -138,6 +138,12 @@ impl Index {
         self.buckets[b1].vals[0] ^ self.buckets[b2].vals[0]
     }
 
+    /// The first value whose tag matches `h`, unverified: a prefetch hint.
+    #[inline]
+    pub(crate) fn first_tag_match(&self, h: u64) -> Option<u32> {
+        self.find(h, |_| true)
+    }
+
     fn put(&mut self, b: usize, tag: u32, val: u32) -> bool {
         let bk = &mut self.buckets[b];
         for i in 0..SLOTS {

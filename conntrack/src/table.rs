@@ -101,28 +101,32 @@ const BIT_LIVE: u8 = 1 << 7;
 /// One tracked connection: 112 bytes. Addresses are stored as 16-byte arrays (IPv4
 /// in the first 4) with a family bit each, so v4, v6 and NAT64-style mixes share
 /// one layout.
+///
+/// Field order is fixed (`repr(C)`) so a lookup's compare reads bytes 0..48
+/// (original) or 0..12 + 48..80 (reply), not the whole struct.
 #[derive(Clone)]
+#[repr(C)]
 pub struct Conn {
-    o_src: [u8; 16],
-    o_dst: [u8; 16],
-    r_src: [u8; 16],
-    r_dst: [u8; 16],
+    proto: u8,
+    bits: u8,
+    flags: u8,
+    state: TcpState,
     o_sport: u16,
     o_dport: u16,
     r_sport: u16,
     r_dport: u16,
+    service: u32,
+    o_src: [u8; 16],
+    o_dst: [u8; 16],
+    r_src: [u8; 16],
+    r_dst: [u8; 16],
     /// Scratch for the dataplane (e.g. TCP sequence offsets); starts at 0.
     pub user: u64,
     expires_at_ms: u64,
     link: Link,
-    service: u32,
     dest: u32,
     /// Seconds; 0 = none.
     timeout_override_s: u32,
-    proto: u8,
-    flags: u8,
-    state: TcpState,
-    bits: u8,
 }
 
 impl Conn {
@@ -407,24 +411,41 @@ impl ConnTable {
     }
 
     /// Look up a burst of tuples (the dataplane's batch of up to 32), overlapping
-    /// their memory latency: all index buckets are touched before any is searched.
-    /// `out[i]` gets the answer for `tuples[i]`; extra entries of either are ignored.
+    /// their memory latency in stages: hash all, touch all index buckets, touch all
+    /// candidate conns, then answer. `out[i]` gets the answer for `tuples[i]`; extra
+    /// entries of either are ignored. Same answers as [`ConnTable::lookup`].
     pub fn lookup_burst(&self, tuples: &[Tuple], out: &mut [Option<(ConnId, Direction)>]) {
         const MAX: usize = 32;
         for (tc, oc) in tuples.chunks(MAX).zip(out.chunks_mut(MAX)) {
+            let n = tc.len().min(oc.len());
             let mut keys = [Key::EMPTY; MAX];
             let mut hs = [0u64; MAX];
-            let mut acc = 0u32;
-            for (j, t) in tc.iter().enumerate() {
-                keys[j] = Key::from_tuple(t);
+            for j in 0..n {
+                keys[j] = Key::from_tuple(&tc[j]);
                 hs[j] = self.hash(&keys[j]);
-                acc ^= self.index.touch(hs[j]);
+            }
+            let mut acc = 0u32;
+            for &h in &hs[..n] {
+                acc ^= self.index.touch(h);
+            }
+            for &h in &hs[..n] {
+                if let Some(v) = self.index.first_tag_match(h) {
+                    acc ^= self.touch_conn(v);
+                }
             }
             core::hint::black_box(acc);
-            for (j, o) in oc.iter_mut().enumerate().take(tc.len()) {
-                *o = self.lookup_key(&keys[j], hs[j]);
+            for j in 0..n {
+                oc[j] = self.lookup_key(&keys[j], hs[j]);
             }
         }
+    }
+
+    /// Read the cache lines a lookup compare will read for index value `v`.
+    #[inline]
+    fn touch_conn(&self, v: u32) -> u32 {
+        let c = &self.slab[(v >> 1) as usize];
+        let far = if v & 1 == 0 { c.o_dst[15] } else { c.r_dst[15] };
+        u32::from(c.proto ^ far)
     }
 
     /// Track a new conn: both tuples indexed, timer armed with the state's timeout

@@ -65,13 +65,25 @@ impl Worker {
             ip_proto::TCP | ip_proto::UDP => {}
             ip_proto::ICMP | ip_proto::ICMPV6 => return self.handle_icmp(snap, m, in_port, meta),
             _ => {
-                let r = if snap.is_local(meta.dst) { DropReason::UnknownL4 } else { DropReason::NotForUs };
+                let r = if snap.is_local(meta.dst) {
+                    DropReason::UnknownL4
+                } else {
+                    DropReason::NotForUs
+                };
                 return self.count_drop(r);
             }
         }
-        let tuple = Tuple { proto: meta.proto, src: meta.src, sport: meta.sport, dst: meta.dst, dport: meta.dport };
+        let tuple = Tuple {
+            proto: meta.proto,
+            src: meta.src,
+            sport: meta.sport,
+            dst: meta.dst,
+            dport: meta.dport,
+        };
         if let Some((id, dir)) = self.conns.lookup(&tuple) {
-            let tr = self.conns.on_packet(id, dir, conntrack_flags(meta.tcp_flags), self.now_ms);
+            let tr = self
+                .conns
+                .on_packet(id, dir, conntrack_flags(meta.tcp_flags), self.now_ms);
             let (dest_id, service_id, flags, peer) = match self.conns.get(id) {
                 Some(c) => {
                     let peer = match dir {
@@ -83,19 +95,41 @@ impl Worker {
                 None => return self.count_drop(DropReason::NoConnection),
             };
             self.account_transition(snap, dest_id, tr);
-            return self.xmit(snap, m, meta, dir, mode_from_flags(flags), peer, dest_id, service_id);
+            return self.xmit(
+                snap,
+                m,
+                meta,
+                dir,
+                mode_from_flags(flags),
+                peer,
+                dest_id,
+                service_id,
+            );
         }
         let Some(svc) = snap.service(meta.proto, meta.dst, meta.dport).cloned() else {
-            let r = if snap.is_local(meta.dst) { DropReason::NoService } else { DropReason::NotForUs };
+            let r = if snap.is_local(meta.dst) {
+                DropReason::NoService
+            } else {
+                DropReason::NotForUs
+            };
             return self.count_drop(r);
         };
         self.new_conn(snap, m, meta, tuple, &svc);
     }
 
     /// Schedule a new connection to `svc` and forward its first packet.
-    fn new_conn(&mut self, snap: &Snapshot, m: Mbuf, meta: IpMeta, tuple: Tuple, svc: &Arc<Service>) {
+    fn new_conn(
+        &mut self,
+        snap: &Snapshot,
+        m: Mbuf,
+        meta: IpMeta,
+        tuple: Tuple,
+        svc: &Arc<Service>,
+    ) {
         // As IPVS without sloppy_tcp: only a SYN opens a TCP connection.
-        if meta.proto == ip_proto::TCP && (meta.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST)) != tcp_flag::SYN {
+        if meta.proto == ip_proto::TCP
+            && (meta.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST)) != tcp_flag::SYN
+        {
             return self.count_drop(DropReason::NoConnection);
         }
         let Some(idx) = self.pick_dest(snap.generation, svc, &meta) else {
@@ -105,7 +139,13 @@ impl Worker {
         let dm = &svc.meta[idx];
         let new = NewConn {
             original: tuple,
-            reply: Tuple { proto: meta.proto, src: dest.addr, sport: dest.port, dst: meta.src, dport: meta.sport },
+            reply: Tuple {
+                proto: meta.proto,
+                src: dest.addr,
+                sport: dest.port,
+                dst: meta.src,
+                dport: meta.sport,
+            },
             service: svc.id,
             dest: dm.id,
             flags: mode_to_flags(dm.mode),
@@ -116,12 +156,26 @@ impl Worker {
             Err(_) => return self.count_drop(DropReason::ConnTableFull),
         };
         dest.counters.inactive.fetch_add(1, Ordering::Relaxed);
-        let tr = self.conns.on_packet(id, Direction::Original, conntrack_flags(meta.tcp_flags), self.now_ms);
+        let tr = self.conns.on_packet(
+            id,
+            Direction::Original,
+            conntrack_flags(meta.tcp_flags),
+            self.now_ms,
+        );
         self.account_transition(snap, dm.id, tr);
         svc.traffic.conn(self.index);
         dm.traffic.conn(self.index);
         let peer = (dest.addr, dest.port);
-        self.xmit(snap, m, meta, Direction::Original, dm.mode, peer, dm.id, svc.id);
+        self.xmit(
+            snap,
+            m,
+            meta,
+            Direction::Original,
+            dm.mode,
+            peer,
+            dm.id,
+            svc.id,
+        );
     }
 
     /// Persistence template first, then the service's scheduler.
@@ -131,7 +185,13 @@ impl Worker {
             if let Some(dest_id) = self.persist.lookup(svc.id, ck, self.now_ms) {
                 if let Some(i) = svc.meta.iter().position(|d| d.id == dest_id) {
                     if svc.dests[i].effective_weight() > 0 || svc.dests[i].active_conns() > 0 {
-                        let _ = self.persist.insert_or_refresh(svc.id, ck, dest_id, p.timeout_s, self.now_ms);
+                        let _ = self.persist.insert_or_refresh(
+                            svc.id,
+                            ck,
+                            dest_id,
+                            p.timeout_s,
+                            self.now_ms,
+                        );
                         return Some(i);
                     }
                 }
@@ -139,8 +199,11 @@ impl Worker {
         }
         let key = sched::FlowKey::new(meta.proto, meta.src, meta.sport, meta.dst, meta.dport);
         let entry = self.scheds.entry(svc.id).or_insert_with(|| {
-            let s = sched::build(&svc.scheduler, &svc.sched_flags, &svc.dests)
-                .unwrap_or_else(|_| sched::build("rr", &sched::SchedFlags::default(), &svc.dests).expect("rr exists"));
+            let s =
+                sched::build(&svc.scheduler, &svc.sched_flags, &svc.dests).unwrap_or_else(|_| {
+                    sched::build("rr", &sched::SchedFlags::default(), &svc.dests)
+                        .expect("rr exists")
+                });
             (gen, s)
         });
         if entry.0 != gen {
@@ -155,7 +218,13 @@ impl Worker {
         }
         let idx = entry.1.schedule(&svc.dests, &key)?;
         if let (Some(p), Some(ck)) = (svc.persistence, client_key) {
-            let _ = self.persist.insert_or_refresh(svc.id, ck, svc.meta[idx].id, p.timeout_s, self.now_ms);
+            let _ = self.persist.insert_or_refresh(
+                svc.id,
+                ck,
+                svc.meta[idx].id,
+                p.timeout_s,
+                self.now_ms,
+            );
         }
         Some(idx)
     }
@@ -171,7 +240,9 @@ impl Worker {
             } else {
                 (&d.counters.active, &d.counters.inactive)
             };
-            let _ = from.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+            let _ = from.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
             to.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -185,14 +256,19 @@ impl Worker {
                 let o = conn.original();
                 let r = conn.reply();
                 let mode = mode_from_flags(conn.flags());
-                let proto = crate::config::Proto::from_number(o.proto).unwrap_or(crate::config::Proto::Tcp);
+                let proto =
+                    crate::config::Proto::from_number(o.proto).unwrap_or(crate::config::Proto::Tcp);
                 out.push(ConnEntry {
                     proto,
                     client: (o.src, o.sport),
                     virt: (o.dst, o.dport),
                     local: (mode == ForwardMode::FullNat).then_some((r.dst, r.dport)),
                     dest: (r.src, r.sport),
-                    state: if o.proto == ip_proto::UDP { "UDP".to_string() } else { conn.state().name().to_string() },
+                    state: if o.proto == ip_proto::UDP {
+                        "UDP".to_string()
+                    } else {
+                        conn.state().name().to_string()
+                    },
                     expires_s: (conn.expires_at_ms().saturating_sub(self.now_ms) / 1000) as u32,
                     worker: self.index as u32,
                 });

@@ -33,7 +33,9 @@ pub struct Traffic {
 
 impl Default for Traffic {
     fn default() -> Self {
-        Traffic { slots: (0..MAX_WORKERS).map(|_| TrafficSlot::default()).collect() }
+        Traffic {
+            slots: (0..MAX_WORKERS).map(|_| TrafficSlot::default()).collect(),
+        }
     }
 }
 
@@ -118,7 +120,10 @@ mod tests {
         t.inbound(1, 40);
         t.outbound(2, 1500);
         let s = t.sum();
-        assert_eq!((s.conns, s.inpkts, s.inbytes, s.outpkts, s.outbytes), (2, 2, 100, 1, 1500));
+        assert_eq!(
+            (s.conns, s.inpkts, s.inbytes, s.outpkts, s.outbytes),
+            (2, 2, 100, 1, 1500)
+        );
     }
 
     #[test]

@@ -10,9 +10,9 @@ use crossbeam::channel::{bounded, unbounded, Sender};
 use crate::config::ConfigDesc;
 use crate::counters::{WorkerCounters, MAX_WORKERS};
 use crate::dpdk::eal::Eal;
+use crate::dpdk::lcore;
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::port::{port_by_name, Port};
-use crate::dpdk::lcore;
 use crate::neigh::NeighTable;
 use crate::snapshot::{Compiler, PortInfo};
 use crate::stats::{ConnEntry, DestStats, DropReason, PortStats, ServiceStats, Stats};
@@ -37,20 +37,30 @@ fn is_pci(dev: &str) -> bool {
     let parts: Vec<&str> = dev.split(':').collect();
     (parts.len() == 2 || parts.len() == 3)
         && parts.last().is_some_and(|l| l.contains('.'))
-        && dev.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        && dev
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
 }
 
 /// EAL arguments for `spec`: the user's plus PCI allow-list entries, and a
 /// core list (main + workers) when the user gave none.
 pub fn eal_args(spec: &DataplaneSpec) -> Vec<String> {
     let mut args = spec.eal_args.clone();
-    let has_cores = args.iter().any(|a| a == "-l" || a == "-c" || a.starts_with("--lcores") || a.starts_with("-l") && a.len() > 2);
+    let has_cores = args.iter().any(|a| {
+        a == "-l" || a == "-c" || a.starts_with("--lcores") || a.starts_with("-l") && a.len() > 2
+    });
     if !has_cores {
         let main = (0..).find(|c| !spec.worker_cores.contains(c)).unwrap_or(0);
         let mut cores = vec![main];
         cores.extend(spec.worker_cores.iter().copied());
         args.push("-l".into());
-        args.push(cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","));
+        args.push(
+            cores
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     }
     for p in &spec.ports {
         if is_pci(&p.device) {
@@ -63,8 +73,13 @@ pub fn eal_args(spec: &DataplaneSpec) -> Vec<String> {
 
 fn random_seed() -> u64 {
     let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         return t.as_nanos() as u64 ^ u64::from(std::process::id());
     }
     u64::from_ne_bytes(b)
@@ -82,12 +97,17 @@ impl Dataplane {
     /// Bring up ports and workers on an EAL the caller initialised (tests,
     /// benchmarks). Devices are vdev specs (hot-plugged here) or names of
     /// existing ethdevs (PCI addresses, ring ports).
-    pub fn start_with_eal(spec: &DataplaneSpec, initial: &ConfigDesc) -> Result<Dataplane, DataplaneError> {
+    pub fn start_with_eal(
+        spec: &DataplaneSpec,
+        initial: &ConfigDesc,
+    ) -> Result<Dataplane, DataplaneError> {
         if spec.worker_cores.is_empty() {
             return Err(DataplaneError::Workers("no worker cores".into()));
         }
         if spec.worker_cores.len() > MAX_WORKERS {
-            return Err(DataplaneError::Workers(format!("at most {MAX_WORKERS} workers")));
+            return Err(DataplaneError::Workers(format!(
+                "at most {MAX_WORKERS} workers"
+            )));
         }
         // SAFETY-free queries through the safe layer.
         // SAFETY note: the EAL is initialised (by start or by the caller).
@@ -97,16 +117,28 @@ impl Dataplane {
             // SAFETY: plain query.
             let main = unsafe { dpdk_sys::rte_get_main_lcore() };
             if !enabled {
-                return Err(DataplaneError::Workers(format!("lcore {c} is not in the EAL core list")));
+                return Err(DataplaneError::Workers(format!(
+                    "lcore {c} is not in the EAL core list"
+                )));
             }
             if c == main {
-                return Err(DataplaneError::Workers(format!("lcore {c} is the main lcore; workers need their own cores")));
+                return Err(DataplaneError::Workers(format!(
+                    "lcore {c} is the main lcore; workers need their own cores"
+                )));
             }
         }
         let nworkers = spec.worker_cores.len() as u16;
         let pool = Arc::new(
-            Mempool::new(&format!("dpvs_pool_{}", random_seed() % 100000), spec.mbufs.max(1023), 256, -1)
-                .map_err(|e| DataplaneError::Port { port: "mempool".into(), reason: e })?,
+            Mempool::new(
+                &format!("dpvs_pool_{}", random_seed() % 100000),
+                spec.mbufs.max(1023),
+                256,
+                -1,
+            )
+            .map_err(|e| DataplaneError::Port {
+                port: "mempool".into(),
+                reason: e,
+            })?,
         );
         let mut ports = Vec::new();
         let mut port_infos = Vec::new();
@@ -116,8 +148,10 @@ impl Dataplane {
             let id = match existing {
                 Some(id) => id,
                 None if !is_pci(&p.device) => {
-                    crate::dpdk::port::vdev_init(&p.device)
-                        .map_err(|e| DataplaneError::Port { port: p.name.clone(), reason: e })?;
+                    crate::dpdk::port::vdev_init(&p.device).map_err(|e| DataplaneError::Port {
+                        port: p.name.clone(),
+                        reason: e,
+                    })?;
                     port_by_name(&devname).ok_or_else(|| DataplaneError::Port {
                         port: p.name.clone(),
                         reason: format!("device {devname} created but no ethdev of that name"),
@@ -126,25 +160,39 @@ impl Dataplane {
                 None => {
                     return Err(DataplaneError::Port {
                         port: p.name.clone(),
-                        reason: format!("no device {devname} (is it bound to vfio-pci and allowed with -a?)"),
+                        reason: format!(
+                            "no device {devname} (is it bound to vfio-pci and allowed with -a?)"
+                        ),
                     })
                 }
             };
             let queues = p.queues.max(nworkers);
-            let mut port = Port::start(id, &p.name, queues, p.mtu, &pool)
-                .map_err(|e| DataplaneError::Port { port: p.name.clone(), reason: e })?;
+            let mut port = Port::start(id, &p.name, queues, p.mtu, &pool).map_err(|e| {
+                DataplaneError::Port {
+                    port: p.name.clone(),
+                    reason: e,
+                }
+            })?;
             // Ports the caller made (ring ports in tests) stay open for reuse.
             port.close_on_stop = existing.is_none() || is_pci(&p.device);
-            port_infos.push(PortInfo { name: p.name.clone(), id, mac: port.mac });
+            port_infos.push(PortInfo {
+                name: p.name.clone(),
+                id,
+                mac: port.mac,
+            });
             ports.push(port);
         }
         let mut compiler = Compiler::default();
-        let snap = compiler.compile(initial, &port_infos).map_err(DataplaneError::Config)?;
+        let snap = compiler
+            .compile(initial, &port_infos)
+            .map_err(DataplaneError::Config)?;
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snap),
             neigh: NeighTable::default(),
             stop: AtomicBool::new(false),
-            counters: (0..spec.worker_cores.len()).map(|_| WorkerCounters::default()).collect(),
+            counters: (0..spec.worker_cores.len())
+                .map(|_| WorkerCounters::default())
+                .collect(),
         });
         let seed = random_seed();
         let mut requests = Vec::new();
@@ -192,7 +240,8 @@ impl Dataplane {
     pub fn apply(&self, desc: &ConfigDesc) -> Result<(), DataplaneError> {
         let snap = {
             let mut c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());
-            c.compile(desc, &self.port_infos).map_err(DataplaneError::Config)?
+            c.compile(desc, &self.port_infos)
+                .map_err(DataplaneError::Config)?
         };
         // The old snapshot is dropped here, on the control thread.
         let old = self.shared.snapshot.swap(Arc::new(snap));
@@ -229,7 +278,7 @@ impl Dataplane {
                     .collect(),
             })
             .collect();
-        services.sort_by(|a, b| a.key.cmp(&b.key));
+        services.sort_by_key(|s| s.key);
         let drops = DropReason::ALL
             .iter()
             .map(|&r| (r, self.shared.counters.iter().map(|c| c.drops(r)).sum()))
@@ -257,8 +306,18 @@ impl Dataplane {
             services,
             drops,
             ports,
-            rx_packets: self.shared.counters.iter().map(|c| c.rx.load(Ordering::Relaxed)).sum(),
-            tx_packets: self.shared.counters.iter().map(|c| c.tx.load(Ordering::Relaxed)).sum(),
+            rx_packets: self
+                .shared
+                .counters
+                .iter()
+                .map(|c| c.rx.load(Ordering::Relaxed))
+                .sum(),
+            tx_packets: self
+                .shared
+                .counters
+                .iter()
+                .map(|c| c.tx.load(Ordering::Relaxed))
+                .sum(),
         }
     }
 
@@ -293,7 +352,16 @@ impl Dataplane {
             .neigh
             .entries()
             .into_iter()
-            .map(|(ip, n)| (ip, n.mac, self.port_infos.get(n.port).map(|p| p.name.clone()).unwrap_or_default()))
+            .map(|(ip, n)| {
+                (
+                    ip,
+                    n.mac,
+                    self.port_infos
+                        .get(n.port)
+                        .map(|p| p.name.clone())
+                        .unwrap_or_default(),
+                )
+            })
             .collect()
     }
 

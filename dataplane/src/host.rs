@@ -23,13 +23,21 @@ impl Worker {
             let Ok(a) = ArpPacket::new_checked(payload) else {
                 return self.count_drop(DropReason::BadArp);
             };
-            (a.is_request(), a.is_reply(), a.sender_ip(), a.sender_mac(), a.target_ip())
+            (
+                a.is_request(),
+                a.is_reply(),
+                a.sender_ip(),
+                a.sender_mac(),
+                a.target_ip(),
+            )
         };
         let target = IpAddr::V4(target_ip);
         let ours = snap.local.get(&target).is_some_and(|l| l.port == in_port);
         // Learn the sender when it talks to us, answers us, or announces itself.
         if !sender_ip.is_unspecified() && (ours || is_reply || sender_ip == target_ip) {
-            self.shared.neigh.learn(in_port, IpAddr::V4(sender_ip), sender_mac.0, self.now_ms);
+            self.shared
+                .neigh
+                .learn(in_port, IpAddr::V4(sender_ip), sender_mac.0, self.now_ms);
         }
         if is_request && ours {
             let mac = MacAddr(snap.ports[in_port].mac);
@@ -74,14 +82,23 @@ impl Worker {
 
     /// Worker 0 announces every newly configured IPv4 address once.
     pub(crate) fn announce(&mut self, snap: &Snapshot) {
-        if snap.local.len() == self.announced.len() && snap.local.keys().all(|a| self.announced.contains(a)) {
+        if snap.local.len() == self.announced.len()
+            && snap.local.keys().all(|a| self.announced.contains(a))
+        {
             return;
         }
-        let fresh: Vec<_> = snap.local.values().filter(|l| !self.announced.contains(&l.addr)).copied().collect();
+        let fresh: Vec<_> = snap
+            .local
+            .values()
+            .filter(|l| !self.announced.contains(&l.addr))
+            .copied()
+            .collect();
         self.announced = snap.local.keys().copied().collect();
         for l in fresh {
             let IpAddr::V4(a) = l.addr else { continue };
-            let Some(mut m) = self.pool.alloc() else { return };
+            let Some(mut m) = self.pool.alloc() else {
+                return;
+            };
             let mut frame = [0u8; ETH_MIN];
             let n = arp::build_gratuitous(&mut frame, MacAddr(snap.ports[l.port].mac), a);
             if n > 0 && m.write_from(&frame[..ETH_MIN.max(n)]) {
@@ -92,7 +109,13 @@ impl Worker {
 
     /// Echo requests to our own addresses are answered; other ICMP is not ours
     /// to handle yet (error translation comes with the modes work).
-    pub(crate) fn handle_icmp(&mut self, snap: &Snapshot, mut m: Mbuf, in_port: usize, meta: IpMeta) {
+    pub(crate) fn handle_icmp(
+        &mut self,
+        snap: &Snapshot,
+        mut m: Mbuf,
+        in_port: usize,
+        meta: IpMeta,
+    ) {
         if !snap.is_local(meta.dst) {
             return self.count_drop(DropReason::NotForUs);
         }

@@ -41,12 +41,24 @@ impl NeighTable {
 
     /// Learn or refresh an entry; copies the map only when something changed.
     pub fn learn(&self, port: usize, addr: IpAddr, mac: [u8; 6], now_ms: u64) {
-        if self.map.load().get(&(port, addr)).is_some_and(|n| n.mac == mac) {
+        if self
+            .map
+            .load()
+            .get(&(port, addr))
+            .is_some_and(|n| n.mac == mac)
+        {
             return;
         }
         self.map.rcu(|m| {
             let mut m = HashMap::clone(m);
-            m.insert((port, addr), Neighbour { mac, port, learned_ms: now_ms });
+            m.insert(
+                (port, addr),
+                Neighbour {
+                    mac,
+                    port,
+                    learned_ms: now_ms,
+                },
+            );
             m
         });
     }

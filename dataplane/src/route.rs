@@ -29,12 +29,20 @@ pub fn mask(addr: IpAddr, len: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
             let bits = u32::from(a);
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
             IpAddr::V4((bits & m).into())
         }
         IpAddr::V6(a) => {
             let bits = u128::from(a);
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len.min(128)))
+            };
             IpAddr::V6((bits & m).into())
         }
     }
@@ -56,7 +64,7 @@ impl RouteTable {
         for r in &mut routes {
             r.prefix = mask(r.prefix, r.prefix_len);
         }
-        routes.sort_by(|a, b| b.prefix_len.cmp(&a.prefix_len));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix_len));
         RouteTable { routes }
     }
 
@@ -64,7 +72,10 @@ impl RouteTable {
         self.routes
             .iter()
             .find(|r| contains(r.prefix, r.prefix_len, dst))
-            .map(|r| NextHop { port: r.port, gateway: r.via.unwrap_or(dst) })
+            .map(|r| NextHop {
+                port: r.port,
+                gateway: r.via.unwrap_or(dst),
+            })
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -83,13 +94,46 @@ mod tests {
     #[test]
     fn longest_prefix_wins() {
         let t = RouteTable::new(vec![
-            Route { prefix: ip("0.0.0.0"), prefix_len: 0, via: Some(ip("10.0.0.254")), port: 0 },
-            Route { prefix: ip("192.168.0.0"), prefix_len: 24, via: None, port: 1 },
-            Route { prefix: ip("10.0.0.0"), prefix_len: 24, via: None, port: 0 },
+            Route {
+                prefix: ip("0.0.0.0"),
+                prefix_len: 0,
+                via: Some(ip("10.0.0.254")),
+                port: 0,
+            },
+            Route {
+                prefix: ip("192.168.0.0"),
+                prefix_len: 24,
+                via: None,
+                port: 1,
+            },
+            Route {
+                prefix: ip("10.0.0.0"),
+                prefix_len: 24,
+                via: None,
+                port: 0,
+            },
         ]);
-        assert_eq!(t.lookup(ip("192.168.0.11")), Some(NextHop { port: 1, gateway: ip("192.168.0.11") }));
-        assert_eq!(t.lookup(ip("8.8.8.8")), Some(NextHop { port: 0, gateway: ip("10.0.0.254") }));
-        assert_eq!(t.lookup(ip("10.0.0.7")), Some(NextHop { port: 0, gateway: ip("10.0.0.7") }));
+        assert_eq!(
+            t.lookup(ip("192.168.0.11")),
+            Some(NextHop {
+                port: 1,
+                gateway: ip("192.168.0.11")
+            })
+        );
+        assert_eq!(
+            t.lookup(ip("8.8.8.8")),
+            Some(NextHop {
+                port: 0,
+                gateway: ip("10.0.0.254")
+            })
+        );
+        assert_eq!(
+            t.lookup(ip("10.0.0.7")),
+            Some(NextHop {
+                port: 0,
+                gateway: ip("10.0.0.7")
+            })
+        );
         assert_eq!(t.lookup(ip("2001:db8::1")), None);
     }
 

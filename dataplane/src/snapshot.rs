@@ -125,28 +125,60 @@ impl Compiler {
         let mut local = FastMap::default();
         let mut routes = Vec::new();
         for a in &desc.addrs {
-            let port = port_idx(&a.port).ok_or_else(|| format!("address {}: unknown port {:?}", a.addr, a.port))?;
+            let port = port_idx(&a.port)
+                .ok_or_else(|| format!("address {}: unknown port {:?}", a.addr, a.port))?;
             let max = if a.addr.is_ipv4() { 32 } else { 128 };
             if a.prefix_len > max {
-                return Err(format!("address {}/{}: prefix length over {max}", a.addr, a.prefix_len));
+                return Err(format!(
+                    "address {}/{}: prefix length over {max}",
+                    a.addr, a.prefix_len
+                ));
             }
-            local.insert(a.addr, crate::snapshot::LocalAddr { addr: a.addr, prefix_len: a.prefix_len, port });
+            local.insert(
+                a.addr,
+                crate::snapshot::LocalAddr {
+                    addr: a.addr,
+                    prefix_len: a.prefix_len,
+                    port,
+                },
+            );
             if a.prefix_len < max {
-                routes.push(Route { prefix: a.addr, prefix_len: a.prefix_len, via: None, port });
+                routes.push(Route {
+                    prefix: a.addr,
+                    prefix_len: a.prefix_len,
+                    via: None,
+                    port,
+                });
             }
         }
         for r in &desc.routes {
-            let port = port_idx(&r.port).ok_or_else(|| format!("route {}/{}: unknown port {:?}", r.prefix, r.prefix_len, r.port))?;
+            let port = port_idx(&r.port).ok_or_else(|| {
+                format!(
+                    "route {}/{}: unknown port {:?}",
+                    r.prefix, r.prefix_len, r.port
+                )
+            })?;
             let max = if r.prefix.is_ipv4() { 32 } else { 128 };
             if r.prefix_len > max {
-                return Err(format!("route {}/{}: prefix length over {max}", r.prefix, r.prefix_len));
+                return Err(format!(
+                    "route {}/{}: prefix length over {max}",
+                    r.prefix, r.prefix_len
+                ));
             }
             if let Some(via) = r.via {
                 if via.is_ipv4() != r.prefix.is_ipv4() {
-                    return Err(format!("route {}/{}: gateway {via} is of the other address family", r.prefix, r.prefix_len));
+                    return Err(format!(
+                        "route {}/{}: gateway {via} is of the other address family",
+                        r.prefix, r.prefix_len
+                    ));
                 }
             }
-            routes.push(Route { prefix: r.prefix, prefix_len: r.prefix_len, via: r.via, port });
+            routes.push(Route {
+                prefix: r.prefix,
+                prefix_len: r.prefix_len,
+                via: r.via,
+                port,
+            });
         }
 
         let mut services = FastMap::default();
@@ -156,7 +188,9 @@ impl Compiler {
         let mut live_dests = std::collections::HashSet::new();
         for s in &desc.services {
             let name = s.scheduler.as_str();
-            let flags = sched::SchedFlags::parse(&s.sched_flags).map_err(|e| format!("service {} {}:{}: {e}", s.key.proto, s.key.vip, s.key.vport))?;
+            let flags = sched::SchedFlags::parse(&s.sched_flags).map_err(|e| {
+                format!("service {} {}:{}: {e}", s.key.proto, s.key.vip, s.key.vport)
+            })?;
             if !sched::SCHEDULERS.contains(&name) {
                 return Err(format!(
                     "service {} {}:{}: unknown scheduler {name:?} (known: {})",
@@ -190,7 +224,11 @@ impl Compiler {
                     let id = self.id();
                     self.dests.insert(
                         k,
-                        DestEntry { id, counters: Arc::new(sched::DestCounters::default()), traffic: Arc::new(Traffic::default()) },
+                        DestEntry {
+                            id,
+                            counters: Arc::new(sched::DestCounters::default()),
+                            traffic: Arc::new(Traffic::default()),
+                        },
                     );
                 }
                 let e = &self.dests[&k];
@@ -201,8 +239,19 @@ impl Compiler {
                 sd.inhibited = d.inhibited;
                 sd.counters = e.counters.clone();
                 dests.push(sd);
-                meta.push(DestMeta { id: e.id, mode: d.mode, traffic: e.traffic.clone() });
-                dest_refs.insert(e.id, DestRef { counters: e.counters.clone(), traffic: e.traffic.clone(), service: sid });
+                meta.push(DestMeta {
+                    id: e.id,
+                    mode: d.mode,
+                    traffic: e.traffic.clone(),
+                });
+                dest_refs.insert(
+                    e.id,
+                    DestRef {
+                        counters: e.counters.clone(),
+                        traffic: e.traffic.clone(),
+                        service: sid,
+                    },
+                );
             }
             let svc = Arc::new(Service {
                 id: sid,
@@ -219,8 +268,14 @@ impl Compiler {
                 Proto::Tcp => 6,
                 Proto::Udp => 17,
             };
-            if services.insert((proto, s.key.vip, s.key.vport), svc.clone()).is_some() {
-                return Err(format!("service {} {}:{} listed twice", s.key.proto, s.key.vip, s.key.vport));
+            if services
+                .insert((proto, s.key.vip, s.key.vport), svc.clone())
+                .is_some()
+            {
+                return Err(format!(
+                    "service {} {}:{} listed twice",
+                    s.key.proto, s.key.vip, s.key.vport
+                ));
             }
             services_by_id.insert(sid, svc);
         }

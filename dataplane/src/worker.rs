@@ -108,14 +108,22 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(cfg: WorkerConfig, shared: Arc<Shared>, pool: Arc<Mempool>, requests: Receiver<Request>) -> Worker {
+    pub fn new(
+        cfg: WorkerConfig,
+        shared: Arc<Shared>,
+        pool: Arc<Mempool>,
+        requests: Receiver<Request>,
+    ) -> Worker {
         let nports = cfg.port_ids.len();
         Worker {
             index: cfg.index,
             shared,
             pool,
             conns: ConnTable::new(cfg.conn_capacity, cfg.hash_seed, Timeouts::default()),
-            persist: PersistTable::new((cfg.conn_capacity / 4).max(1024), cfg.hash_seed ^ 0x5bd1_e995),
+            persist: PersistTable::new(
+                (cfg.conn_capacity / 4).max(1024),
+                cfg.hash_seed ^ 0x5bd1_e995,
+            ),
             scheds: FastMap::default(),
             pending: PendingQueue::default(),
             tx: TxQueues {
@@ -172,11 +180,12 @@ impl Worker {
             self.tx.flush();
             WorkerCounters::add(&shared.counters[self.index].tx, self.tx.sent - before);
             if self.tx.dropped != dropped_before {
-                self.shared.counters[self.index].drop_n(DropReason::TxFull, self.tx.dropped - dropped_before);
+                self.shared.counters[self.index]
+                    .drop_n(DropReason::TxFull, self.tx.dropped - dropped_before);
             }
             self.expire();
             loops = loops.wrapping_add(1);
-            if loops % CONTROL_EVERY == 0 {
+            if loops.is_multiple_of(CONTROL_EVERY) {
                 self.serve_control(&snap);
             }
             if got == 0 {
@@ -198,8 +207,14 @@ impl Worker {
         let now = self.now_ms;
         self.conns.expire(now, EXPIRE_BUDGET, |c| {
             if let Some(d) = snap.dests.get(&c.dest()) {
-                let ctr = if c.is_active() { &d.counters.active } else { &d.counters.inactive };
-                let _ = ctr.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+                let ctr = if c.is_active() {
+                    &d.counters.active
+                } else {
+                    &d.counters.inactive
+                };
+                let _ = ctr.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(1))
+                });
             }
         });
         self.persist.expire(now, EXPIRE_BUDGET);

@@ -87,7 +87,12 @@ impl Worker {
         match self.shared.neigh.lookup(hop.port, hop.gateway) {
             Some(mac) => self.send_to(snap, m, hop.port, mac),
             None => {
-                let p = Pending { mbuf: m, port: hop.port, gateway: hop.gateway, since_ms: self.now_ms };
+                let p = Pending {
+                    mbuf: m,
+                    port: hop.port,
+                    gateway: hop.gateway,
+                    since_ms: self.now_ms,
+                };
                 if self.pending.push(p).is_err() {
                     self.count_drop(DropReason::NeighQueueFull);
                 }
@@ -111,7 +116,9 @@ impl Worker {
     /// Send parked packets whose neighbour answered; drop the ones that waited too long.
     pub(crate) fn flush_pending(&mut self, snap: &Snapshot) {
         let neigh = &self.shared.neigh;
-        let (ready, expired) = self.pending.drain(self.now_ms, |port, ip| neigh.lookup(port, ip));
+        let (ready, expired) = self
+            .pending
+            .drain(self.now_ms, |port, ip| neigh.lookup(port, ip));
         for (p, mac) in ready {
             self.send_to(snap, p.mbuf, p.port, mac);
         }

@@ -3,7 +3,7 @@
 //! rx ring; what the worker transmits is read back from the tx rings and
 //! checked with etherparse.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,6 @@ use dataplane::wire::PacketBuf;
 use dataplane::*;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
-const LB0_MAC: [u8; 6] = [0, 0, 0, 0, 0, 0]; // ring ports report a zero-based MAC; read at runtime
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const RS1_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x11];
 const RS2_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x12];
@@ -31,10 +30,21 @@ fn env() -> &'static Mutex<Env> {
     static ENV: OnceLock<Mutex<Env>> = OnceLock::new();
     ENV.get_or_init(|| {
         let prefix = format!("dpvs-rings-{}", std::process::id());
-        let args: Vec<String> = ["--no-huge", "--no-pci", "-m", "256", "-l", "0,1", "--file-prefix", &prefix, "--log-level", "3"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let args: Vec<String> = [
+            "--no-huge",
+            "--no-pci",
+            "-m",
+            "256",
+            "-l",
+            "0,1",
+            "--file-prefix",
+            &prefix,
+            "--log-level",
+            "3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let eal = Eal::init(&args).expect("EAL init");
         let pool = Mempool::new("test_pool", 4095, 0, -1).expect("pool");
         let mut rings = Vec::new();
@@ -46,7 +56,11 @@ fn env() -> &'static Mutex<Env> {
             rings.push((rx, tx));
         }
         let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
-        Mutex::new(Env { _eal: eal, pool, rings })
+        Mutex::new(Env {
+            _eal: eal,
+            pool,
+            rings,
+        })
     })
 }
 
@@ -54,7 +68,12 @@ fn spec() -> DataplaneSpec {
     DataplaneSpec {
         eal_args: vec![],
         ports: (0..2)
-            .map(|i| PortSpec { name: format!("dpdk{i}"), device: format!("net_ring_t{i}"), queues: 1, mtu: 0 })
+            .map(|i| PortSpec {
+                name: format!("dpdk{i}"),
+                device: format!("net_ring_t{i}"),
+                queues: 1,
+                mtu: 0,
+            })
             .collect(),
         worker_cores: vec![1],
         mbufs: 4095,
@@ -79,7 +98,11 @@ fn config(sched: &str) -> ConfigDesc {
     };
     ConfigDesc {
         services: vec![ServiceSpec {
-            key: ServiceKey { proto: Proto::Tcp, vip: ip("10.0.0.100"), vport: 80 },
+            key: ServiceKey {
+                proto: Proto::Tcp,
+                vip: ip("10.0.0.100"),
+                vport: 80,
+            },
             scheduler: sched.into(),
             sched_flags: vec![],
             persistence: None,
@@ -87,9 +110,21 @@ fn config(sched: &str) -> ConfigDesc {
             dests: vec![dest("192.168.0.11"), dest("192.168.0.12")],
         }],
         addrs: vec![
-            AddrSpec { port: "dpdk0".into(), addr: ip("10.0.0.1"), prefix_len: 24 },
-            AddrSpec { port: "dpdk0".into(), addr: ip("10.0.0.100"), prefix_len: 32 },
-            AddrSpec { port: "dpdk1".into(), addr: ip("192.168.0.1"), prefix_len: 24 },
+            AddrSpec {
+                port: "dpdk0".into(),
+                addr: ip("10.0.0.1"),
+                prefix_len: 24,
+            },
+            AddrSpec {
+                port: "dpdk0".into(),
+                addr: ip("10.0.0.100"),
+                prefix_len: 32,
+            },
+            AddrSpec {
+                port: "dpdk1".into(),
+                addr: ip("192.168.0.1"),
+                prefix_len: 24,
+            },
         ],
         routes: vec![],
     }
@@ -109,8 +144,21 @@ fn arp(op: u16, smac: [u8; 6], sip: [u8; 4], tmac: [u8; 6], tip: [u8; 4], dst: [
     f
 }
 
-fn tcp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, syn: bool, ack: bool, payload: &[u8]) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, 64).tcp(sport, dport, 1000, 64000);
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    syn: bool,
+    ack: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1000, 64000);
     if syn {
         b = b.syn();
     }
@@ -153,7 +201,12 @@ fn drain(env: &Env) {
 }
 
 fn drops(dp: &Dataplane, r: DropReason) -> u64 {
-    dp.stats().drops.iter().find(|(x, _)| *x == r).map(|(_, n)| *n).unwrap()
+    dp.stats()
+        .drops
+        .iter()
+        .find(|(x, _)| *x == r)
+        .map(|(_, n)| *n)
+        .unwrap()
 }
 
 #[test]
@@ -162,9 +215,20 @@ fn arp_for_own_address_is_answered_and_unknown_frames_counted() {
     drain(&env);
     let dp = Dataplane::start_with_eal(&spec(), &config("rr")).expect("start");
     let mac0 = dp.stats().ports[0].mac;
-    let _ = LB0_MAC;
+
     drain(&env); // gratuitous ARPs
-    inject(&env, 0, &[arp(1, CLIENT_MAC, [10, 0, 0, 2], [0; 6], [10, 0, 0, 100], [0xff; 6])]);
+    inject(
+        &env,
+        0,
+        &[arp(
+            1,
+            CLIENT_MAC,
+            [10, 0, 0, 2],
+            [0; 6],
+            [10, 0, 0, 100],
+            [0xff; 6],
+        )],
+    );
     let out = collect(&env, 0, 1);
     assert_eq!(out.len(), 1, "one ARP reply");
     let r = &out[0];
@@ -184,7 +248,25 @@ fn arp_for_own_address_is_answered_and_unknown_frames_counted() {
     let mut unknown = vec![0u8; 60];
     unknown[12] = 0x88;
     unknown[13] = 0xb5;
-    inject(&env, 0, &[vec![1, 2, 3], unknown, tcp(CLIENT_MAC, mac0, [10, 0, 0, 2], 5555, [10, 0, 0, 100], 81, true, false, b"")]);
+    inject(
+        &env,
+        0,
+        &[
+            vec![1, 2, 3],
+            unknown,
+            tcp(
+                CLIENT_MAC,
+                mac0,
+                [10, 0, 0, 2],
+                5555,
+                [10, 0, 0, 100],
+                81,
+                true,
+                false,
+                b"",
+            ),
+        ],
+    );
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(drops(&dp, DropReason::Truncated), before_trunc + 1);
     assert_eq!(drops(&dp, DropReason::UnknownEtherType), before_et + 1);
@@ -202,33 +284,81 @@ fn nat_syn_is_rewritten_to_a_real_server_and_the_reply_back_to_the_vip() {
     let (mac0, mac1) = (st.ports[0].mac, st.ports[1].mac);
     drain(&env);
     // The client resolves the VIP first (the director learns the client's MAC).
-    inject(&env, 0, &[arp(1, CLIENT_MAC, [10, 0, 0, 2], [0; 6], [10, 0, 0, 100], [0xff; 6])]);
+    inject(
+        &env,
+        0,
+        &[arp(
+            1,
+            CLIENT_MAC,
+            [10, 0, 0, 2],
+            [0; 6],
+            [10, 0, 0, 100],
+            [0xff; 6],
+        )],
+    );
     assert_eq!(collect(&env, 0, 1).len(), 1);
 
     // SYN to the VIP: the RS's MAC is unknown, so an ARP request goes out first.
-    inject(&env, 0, &[tcp(CLIENT_MAC, mac0, [10, 0, 0, 2], 40000, [10, 0, 0, 100], 80, true, false, b"")]);
+    inject(
+        &env,
+        0,
+        &[tcp(
+            CLIENT_MAC,
+            mac0,
+            [10, 0, 0, 2],
+            40000,
+            [10, 0, 0, 100],
+            80,
+            true,
+            false,
+            b"",
+        )],
+    );
     let req = collect(&env, 1, 1);
     assert_eq!(req.len(), 1, "ARP request toward the server LAN");
     assert_eq!(&req[0][12..14], &[0x08, 0x06]);
     assert_eq!(&req[0][20..22], &[0, 1]);
     assert_eq!(&req[0][28..32], &[192, 168, 0, 1], "asked from the DIP");
     let target: [u8; 4] = req[0][38..42].try_into().unwrap();
-    let rs_mac = if target == [192, 168, 0, 11] { RS1_MAC } else { RS2_MAC };
-    inject(&env, 1, &[arp(2, rs_mac, target, mac1, [192, 168, 0, 1], mac1)]);
+    let rs_mac = if target == [192, 168, 0, 11] {
+        RS1_MAC
+    } else {
+        RS2_MAC
+    };
+    inject(
+        &env,
+        1,
+        &[arp(2, rs_mac, target, mac1, [192, 168, 0, 1], mac1)],
+    );
     let fwd = collect(&env, 1, 1);
     assert_eq!(fwd.len(), 1, "the parked SYN leaves once the RS answered");
     let p = SlicedPacket::from_ethernet(&fwd[0]).expect("parses");
     let eth = p.link.as_ref().unwrap().to_header().unwrap();
-    let eth = match eth { etherparse::LinkHeader::Ethernet2(e) => e, _ => panic!() };
+    let eth = match eth {
+        etherparse::LinkHeader::Ethernet2(e) => e,
+        _ => panic!(),
+    };
     assert_eq!(eth.destination, rs_mac);
     assert_eq!(eth.source, mac1);
-    let Some(NetSlice::Ipv4(ip4)) = &p.net else { panic!("ipv4") };
-    assert_eq!(ip4.header().source(), [10, 0, 0, 2], "NAT keeps the client address");
+    let Some(NetSlice::Ipv4(ip4)) = &p.net else {
+        panic!("ipv4")
+    };
+    assert_eq!(
+        ip4.header().source(),
+        [10, 0, 0, 2],
+        "NAT keeps the client address"
+    );
     assert_eq!(ip4.header().destination(), target, "to the scheduled RS");
     assert_eq!(ip4.header().ttl(), 63);
     let h = ip4.header().to_header();
-    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IP checksum valid");
-    let Some(TransportSlice::Tcp(t)) = &p.transport else { panic!("tcp") };
+    assert_eq!(
+        h.header_checksum,
+        h.calc_header_checksum(),
+        "IP checksum valid"
+    );
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("tcp")
+    };
     assert_eq!(t.destination_port(), 8080, "port mapping 80 -> 8080");
     assert_eq!(t.source_port(), 40000);
     let th = t.to_header();
@@ -236,18 +366,43 @@ fn nat_syn_is_rewritten_to_a_real_server_and_the_reply_back_to_the_vip() {
     assert_eq!(th.checksum, csum, "TCP checksum valid");
 
     // SYN-ACK from the RS comes back with the VIP as source, to the client's MAC.
-    inject(&env, 1, &[tcp(rs_mac, mac1, target, 8080, [10, 0, 0, 2], 40000, true, true, b"")]);
+    inject(
+        &env,
+        1,
+        &[tcp(
+            rs_mac,
+            mac1,
+            target,
+            8080,
+            [10, 0, 0, 2],
+            40000,
+            true,
+            true,
+            b"",
+        )],
+    );
     let back = collect(&env, 0, 1);
     assert_eq!(back.len(), 1);
     let p = SlicedPacket::from_ethernet(&back[0]).unwrap();
     assert_eq!(&back[0][0..6], &CLIENT_MAC);
-    let Some(NetSlice::Ipv4(ip4)) = &p.net else { panic!() };
-    assert_eq!(ip4.header().source(), [10, 0, 0, 100], "reply source is the VIP");
+    let Some(NetSlice::Ipv4(ip4)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(
+        ip4.header().source(),
+        [10, 0, 0, 100],
+        "reply source is the VIP"
+    );
     assert_eq!(ip4.header().destination(), [10, 0, 0, 2]);
     let h = ip4.header().to_header();
-    let Some(TransportSlice::Tcp(t)) = &p.transport else { panic!() };
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!()
+    };
     assert_eq!(t.source_port(), 80);
-    assert_eq!(t.to_header().checksum, t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap());
+    assert_eq!(
+        t.to_header().checksum,
+        t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap()
+    );
 
     let st = dp.stats();
     let svc = &st.services[0];
@@ -276,12 +431,19 @@ fn icmp_echo_to_own_address_is_answered() {
     let out = collect(&env, 0, 1);
     assert_eq!(out.len(), 1);
     let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
-    let Some(NetSlice::Ipv4(ip4)) = &p.net else { panic!() };
+    let Some(NetSlice::Ipv4(ip4)) = &p.net else {
+        panic!()
+    };
     assert_eq!(ip4.header().source(), [10, 0, 0, 1]);
     assert_eq!(ip4.header().destination(), [10, 0, 0, 2]);
-    let Some(TransportSlice::Icmpv4(i)) = &p.transport else { panic!() };
-    assert!(matches!(i.icmp_type(), etherparse::Icmpv4Type::EchoReply(_)));
+    let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+        panic!()
+    };
+    assert!(matches!(
+        i.icmp_type(),
+        etherparse::Icmpv4Type::EchoReply(_)
+    ));
     assert_eq!(i.payload(), b"ping!");
-    let _ = Ipv4Addr::LOCALHOST;
+
     dp.stop();
 }

@@ -216,8 +216,9 @@ pub trait Scheduler: Send {
     fn update(&mut self, dests: &[Dest]);
 
     /// Pick an index into `dests` for a new connection, or `None` if no dest is
-    /// usable. `dests` must be the slice last given to `update` (a changed length
-    /// is detected and resynchronised; other changes need `update`).
+    /// usable. `dests` should be the slice last given to `update`; if it is not,
+    /// no index out of range is returned and nothing panics, but picks follow the
+    /// old tables until `update` is called.
     fn schedule(&mut self, dests: &[Dest], key: &FlowKey) -> Option<usize>;
 
     /// Tell time-aware schedulers the time, in seconds from any fixed origin. Only

@@ -22,10 +22,14 @@ impl Eal {
         let mut owned: Vec<CString> = Vec::with_capacity(args.len() + 1);
         owned.push(CString::new("dpvsd").unwrap_or_default());
         for a in args {
-            owned.push(CString::new(a.as_str()).map_err(|_| format!("EAL argument {a:?} contains NUL"))?);
+            owned.push(
+                CString::new(a.as_str()).map_err(|_| format!("EAL argument {a:?} contains NUL"))?,
+            );
         }
-        let mut argv: Vec<*mut libc::c_char> =
-            owned.iter().map(|c| c.as_ptr() as *mut libc::c_char).collect();
+        let mut argv: Vec<*mut libc::c_char> = owned
+            .iter()
+            .map(|c| c.as_ptr() as *mut libc::c_char)
+            .collect();
         argv.push(std::ptr::null_mut());
         // SAFETY: argv is a NULL-terminated array of valid C strings that outlive
         // the call (EAL may permute the pointers but keeps no reference past init

@@ -7,10 +7,8 @@ type Job = Box<dyn FnOnce() -> i32 + Send + 'static>;
 unsafe extern "C" fn trampoline(arg: *mut c_void) -> i32 {
     // SAFETY: arg is the Box<Job> leaked by `launch`, consumed exactly once here.
     let job: Box<Job> = unsafe { Box::from_raw(arg as *mut Job) };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
-        Ok(rc) => rc,
-        Err(_) => -1,
-    }
+    // A panic must not unwind into C: report it as a failed job.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or(-1)
 }
 
 /// Run `f` on worker lcore `lcore`. It must be idle (waiting for work).
@@ -23,7 +21,10 @@ pub fn launch(lcore: u32, f: impl FnOnce() -> i32 + Send + 'static) -> Result<()
     if rc != 0 {
         // SAFETY: the launch failed, so the trampoline never ran; reclaim the box.
         drop(unsafe { Box::from_raw(arg as *mut Job) });
-        return Err(format!("cannot launch on lcore {lcore}: {}", super::strerror(rc)));
+        return Err(format!(
+            "cannot launch on lcore {lcore}: {}",
+            super::strerror(rc)
+        ));
     }
     Ok(())
 }

@@ -78,7 +78,11 @@ impl PacketBuf for Mbuf {
     #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         let m = self.m();
-        let (addr, off, len) = (m.buf_addr as *mut u8, m.data_off as usize, m.data_len as usize);
+        let (addr, off, len) = (
+            m.buf_addr as *mut u8,
+            m.data_off as usize,
+            m.data_len as usize,
+        );
         // SAFETY: as in data(); &mut self guarantees exclusive access.
         unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) }
     }
@@ -95,7 +99,9 @@ impl PacketBuf for Mbuf {
     }
 
     fn adj(&mut self, n: usize) -> bool {
-        let Ok(n16) = u16::try_from(n) else { return false };
+        let Ok(n16) = u16::try_from(n) else {
+            return false;
+        };
         // SAFETY: valid owned mbuf; returns NULL when n > data_len.
         !unsafe { dpdk_sys::rte_pktmbuf_adj(self.raw.as_ptr(), n16) }.is_null()
     }
@@ -112,7 +118,9 @@ impl PacketBuf for Mbuf {
     }
 
     fn trim(&mut self, n: usize) -> bool {
-        let Ok(n16) = u16::try_from(n) else { return false };
+        let Ok(n16) = u16::try_from(n) else {
+            return false;
+        };
         // SAFETY: valid owned mbuf; returns -1 when n > data_len.
         unsafe { dpdk_sys::rte_pktmbuf_trim(self.raw.as_ptr(), n16) == 0 }
     }

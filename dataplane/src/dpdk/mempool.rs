@@ -26,11 +26,21 @@ impl Mempool {
         let cname = CString::new(name).map_err(|_| "mempool name contains NUL".to_string())?;
         // SAFETY: cname is a valid C string; DPDK copies the name.
         let p = unsafe {
-            dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, DEFAULT_DATA_ROOM, socket)
+            dpdk_sys::rte_pktmbuf_pool_create(
+                cname.as_ptr(),
+                n,
+                cache,
+                0,
+                DEFAULT_DATA_ROOM,
+                socket,
+            )
         };
         NonNull::new(p).map(|raw| Mempool { raw }).ok_or_else(|| {
             let e = super::last_errno();
-            format!("cannot create mempool {name} of {n} mbufs: {}", super::strerror(e))
+            format!(
+                "cannot create mempool {name} of {n} mbufs: {}",
+                super::strerror(e)
+            )
         })
     }
 

@@ -58,7 +58,13 @@ pub fn port_by_name(devname: &str) -> Option<u16> {
 
 impl Port {
     /// Configure `queues` rx/tx pairs on `id` and start it.
-    pub fn start(id: u16, name: &str, queues: u16, mtu: u16, pool: &Mempool) -> Result<Port, String> {
+    pub fn start(
+        id: u16,
+        name: &str,
+        queues: u16,
+        mtu: u16,
+        pool: &Mempool,
+    ) -> Result<Port, String> {
         let queues = queues.max(1);
         let mut info: dpdk_sys::rte_eth_dev_info = Default::default();
         // SAFETY: info is a valid out struct; id validity is checked by DPDK.
@@ -82,7 +88,10 @@ impl Port {
         // SAFETY: conf is a fully initialised rte_eth_conf.
         let rc = unsafe { dpdk_sys::rte_eth_dev_configure(id, queues, queues, &conf) };
         if rc != 0 {
-            return Err(format!("configure {queues} queues: {}", super::strerror(rc)));
+            return Err(format!(
+                "configure {queues} queues: {}",
+                super::strerror(rc)
+            ));
         }
         let (mut nrx, mut ntx) = (RX_DESC, TX_DESC);
         // SAFETY: valid out pointers.
@@ -94,13 +103,21 @@ impl Port {
             // SAFETY: null rxconf/txconf selects the driver defaults; the pool
             // outlives the port (the owner drops ports first).
             let rc = unsafe {
-                dpdk_sys::rte_eth_rx_queue_setup(id, q, nrx, socket, std::ptr::null(), pool.as_ptr())
+                dpdk_sys::rte_eth_rx_queue_setup(
+                    id,
+                    q,
+                    nrx,
+                    socket,
+                    std::ptr::null(),
+                    pool.as_ptr(),
+                )
             };
             if rc != 0 {
                 return Err(format!("rx queue {q}: {}", super::strerror(rc)));
             }
             // SAFETY: as above.
-            let rc = unsafe { dpdk_sys::rte_eth_tx_queue_setup(id, q, ntx, socket, std::ptr::null()) };
+            let rc =
+                unsafe { dpdk_sys::rte_eth_tx_queue_setup(id, q, ntx, socket, std::ptr::null()) };
             if rc != 0 {
                 return Err(format!("tx queue {q}: {}", super::strerror(rc)));
             }
@@ -175,7 +192,11 @@ impl Drop for Port {
 
 /// Receive up to `out.capacity() - out.len()` packets into `out`.
 #[inline]
-pub fn rx_burst<const N: usize>(port: u16, queue: u16, out: &mut arrayvec::ArrayVec<Mbuf, N>) -> usize {
+pub fn rx_burst<const N: usize>(
+    port: u16,
+    queue: u16,
+    out: &mut arrayvec::ArrayVec<Mbuf, N>,
+) -> usize {
     let room = out.capacity() - out.len();
     if room == 0 {
         return 0;
@@ -183,7 +204,8 @@ pub fn rx_burst<const N: usize>(port: u16, queue: u16, out: &mut arrayvec::Array
     let mut raw: [*mut dpdk_sys::rte_mbuf; N] = [std::ptr::null_mut(); N];
     // SAFETY: raw has room for `room` <= N pointers; the queue belongs to the
     // calling worker alone (one queue pair per worker).
-    let n = unsafe { dpdk_sys::rte_eth_rx_burst(port, queue, raw.as_mut_ptr(), room as u16) } as usize;
+    let n =
+        unsafe { dpdk_sys::rte_eth_rx_burst(port, queue, raw.as_mut_ptr(), room as u16) } as usize;
     for &p in &raw[..n] {
         // SAFETY: the driver handed us ownership of n valid mbufs.
         out.push(unsafe { Mbuf::from_raw(std::ptr::NonNull::new_unchecked(p)) });
@@ -193,7 +215,11 @@ pub fn rx_burst<const N: usize>(port: u16, queue: u16, out: &mut arrayvec::Array
 
 /// Transmit `pkts`; the ones the NIC did not take are freed. Returns (sent, dropped).
 #[inline]
-pub fn tx_burst<const N: usize>(port: u16, queue: u16, pkts: &mut arrayvec::ArrayVec<Mbuf, N>) -> (usize, usize) {
+pub fn tx_burst<const N: usize>(
+    port: u16,
+    queue: u16,
+    pkts: &mut arrayvec::ArrayVec<Mbuf, N>,
+) -> (usize, usize) {
     let total = pkts.len();
     if total == 0 {
         return (0, 0);
@@ -204,7 +230,8 @@ pub fn tx_burst<const N: usize>(port: u16, queue: u16, pkts: &mut arrayvec::Arra
     }
     // SAFETY: raw[..total] are valid mbufs we own; the tx queue belongs to the
     // calling worker alone. The driver takes ownership of the first `sent`.
-    let sent = unsafe { dpdk_sys::rte_eth_tx_burst(port, queue, raw.as_mut_ptr(), total as u16) } as usize;
+    let sent =
+        unsafe { dpdk_sys::rte_eth_tx_burst(port, queue, raw.as_mut_ptr(), total as u16) } as usize;
     for &p in &raw[sent..total] {
         // SAFETY: the driver did not take these; they are still ours to free.
         drop(unsafe { Mbuf::from_raw(std::ptr::NonNull::new_unchecked(p)) });
@@ -222,7 +249,10 @@ pub fn vdev_init(spec: &str) -> Result<(), String> {
     // SAFETY: both are valid C strings; DPDK copies them.
     let rc = unsafe { dpdk_sys::rte_vdev_init(cname.as_ptr(), cargs.as_ptr()) };
     if rc != 0 {
-        return Err(format!("cannot create device {spec:?}: {}", super::strerror(rc)));
+        return Err(format!(
+            "cannot create device {spec:?}: {}",
+            super::strerror(rc)
+        ));
     }
     Ok(())
 }

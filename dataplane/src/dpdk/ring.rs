@@ -25,9 +25,12 @@ impl Ring {
         let flags = dpdk_sys::RING_F_SP_ENQ | dpdk_sys::RING_F_SC_DEQ;
         // SAFETY: valid C string; DPDK copies it.
         let p = unsafe { dpdk_sys::rte_ring_create(c.as_ptr(), size, 0, flags) };
-        NonNull::new(p)
-            .map(|raw| Ring { raw })
-            .ok_or_else(|| format!("cannot create ring {name}: {}", super::strerror(super::last_errno())))
+        NonNull::new(p).map(|raw| Ring { raw }).ok_or_else(|| {
+            format!(
+                "cannot create ring {name}: {}",
+                super::strerror(super::last_errno())
+            )
+        })
     }
 
     pub fn as_ptr(&self) -> *mut dpdk_sys::rte_ring {
@@ -59,12 +62,19 @@ impl Ring {
         let mut raw: Vec<*mut libc::c_void> = vec![std::ptr::null_mut(); max];
         // SAFETY: raw has room for max pointers.
         let n = unsafe {
-            dpdk_sys::rte_ring_dequeue_burst(self.raw.as_ptr(), raw.as_mut_ptr(), max as u32, std::ptr::null_mut())
+            dpdk_sys::rte_ring_dequeue_burst(
+                self.raw.as_ptr(),
+                raw.as_mut_ptr(),
+                max as u32,
+                std::ptr::null_mut(),
+            )
         } as usize;
         raw[..n]
             .iter()
             // SAFETY: only mbufs are ever enqueued on these rings; dequeued ones are ours.
-            .map(|&p| unsafe { Mbuf::from_raw(NonNull::new_unchecked(p as *mut dpdk_sys::rte_mbuf)) })
+            .map(|&p| unsafe {
+                Mbuf::from_raw(NonNull::new_unchecked(p as *mut dpdk_sys::rte_mbuf))
+            })
             .collect()
     }
 }
@@ -85,9 +95,13 @@ pub fn port_from_rings(name: &str, rx: &Ring, tx: &Ring) -> Result<u16, String> 
     let rxs = [rx.as_ptr()];
     let txs = [tx.as_ptr()];
     // SAFETY: the ring arrays hold valid rings that outlive the port.
-    let rc = unsafe { dpdk_sys::rte_eth_from_rings(c.as_ptr(), rxs.as_ptr(), 1, txs.as_ptr(), 1, 0) };
+    let rc =
+        unsafe { dpdk_sys::rte_eth_from_rings(c.as_ptr(), rxs.as_ptr(), 1, txs.as_ptr(), 1, 0) };
     if rc < 0 {
-        return Err(format!("rte_eth_from_rings({name}): {}", super::strerror(super::last_errno())));
+        return Err(format!(
+            "rte_eth_from_rings({name}): {}",
+            super::strerror(super::last_errno())
+        ));
     }
     Ok(rc as u16)
 }
