@@ -55,7 +55,8 @@ pub fn parse_addr_port(s: &str, port_optional: bool) -> Result<(IpAddr, Option<u
 
 /// Parses a port number 0..=65535.
 pub fn parse_port(s: &str) -> Result<u16, String> {
-    s.parse::<u16>().map_err(|_| format!("invalid port \"{s}\""))
+    s.parse::<u16>()
+        .map_err(|_| format!("invalid port \"{s}\""))
 }
 
 /// Parses `ADDR/LEN`; without `/LEN` the host length (32 or 128) when `len_optional`.
@@ -91,7 +92,11 @@ pub fn prefix_contains(prefix: &IpAddr, len: u8, addr: &IpAddr) -> bool {
         }
         (IpAddr::V6(p), IpAddr::V6(a)) => {
             let len = u32::from(len.min(128));
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             u128::from(*p) & mask == u128::from(*a) & mask
         }
         _ => false,
@@ -104,12 +109,18 @@ pub fn network_of(addr: &IpAddr, len: u8) -> (IpAddr, u8) {
         IpAddr::V4(a) => {
             let l = u32::from(len.min(32));
             let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
-            (IpAddr::V4(Ipv4Addr::from(u32::from(*a) & mask)), len.min(32))
+            (
+                IpAddr::V4(Ipv4Addr::from(u32::from(*a) & mask)),
+                len.min(32),
+            )
         }
         IpAddr::V6(a) => {
             let l = u32::from(len.min(128));
             let mask = if l == 0 { 0 } else { u128::MAX << (128 - l) };
-            (IpAddr::V6(Ipv6Addr::from(u128::from(*a) & mask)), len.min(128))
+            (
+                IpAddr::V6(Ipv6Addr::from(u128::from(*a) & mask)),
+                len.min(128),
+            )
         }
     }
 }
@@ -130,9 +141,7 @@ pub fn parse_netmask(s: &str) -> Result<u8, String> {
             return Ok(len);
         }
     }
-    let mask: Ipv4Addr = s
-        .parse()
-        .map_err(|_| format!("invalid netmask \"{s}\""))?;
+    let mask: Ipv4Addr = s.parse().map_err(|_| format!("invalid netmask \"{s}\""))?;
     let bits = u32::from(mask);
     let len = bits.leading_ones();
     if bits.checked_shl(len).unwrap_or(0) != 0 {

@@ -8,6 +8,8 @@ use std::sync::Mutex;
 
 use dataplane::{ConfigDesc, ConnEntry, Stats};
 
+use crate::store::Timeouts;
+
 /// A dataplane as the control plane drives it.
 pub trait Backend: Send + Sync + 'static {
     /// Publishes a full configuration; an error leaves the previous one in force.
@@ -18,6 +20,8 @@ pub trait Backend: Send + Sync + 'static {
     fn connections(&self) -> Vec<ConnEntry>;
     /// Port names in config order.
     fn port_names(&self) -> Vec<String>;
+    /// Connection idle timeouts (ipvsadm `--set`), full values (no zeros).
+    fn set_timeouts(&self, t: Timeouts);
 }
 
 #[cfg(feature = "dataplane")]
@@ -34,6 +38,11 @@ impl Backend for dataplane::Dataplane {
     fn port_names(&self) -> Vec<String> {
         dataplane::Dataplane::port_names(self)
     }
+    fn set_timeouts(&self, t: Timeouts) {
+        let mut ct = conntrack::Timeouts::default();
+        ct.set_ipvsadm(t.tcp_s, t.tcp_fin_s, t.udp_s);
+        dataplane::Dataplane::set_timeouts(self, ct);
+    }
 }
 
 /// A dataplane stand-in for tests: remembers what it was given, returns canned
@@ -45,6 +54,7 @@ pub struct FakeBackend {
     fail_next: Mutex<Option<String>>,
     stats: Mutex<Stats>,
     conns: Mutex<Vec<ConnEntry>>,
+    timeouts: Mutex<Option<Timeouts>>,
 }
 
 impl FakeBackend {
@@ -68,6 +78,11 @@ impl FakeBackend {
     /// Makes the next `apply` fail with `reason`.
     pub fn fail_next_apply(&self, reason: &str) {
         *lock(&self.fail_next) = Some(reason.to_string());
+    }
+
+    /// The last timeouts set, if any.
+    pub fn timeouts(&self) -> Option<Timeouts> {
+        *lock(&self.timeouts)
     }
 
     pub fn set_stats(&self, stats: Stats) {
@@ -100,5 +115,8 @@ impl Backend for FakeBackend {
     }
     fn port_names(&self) -> Vec<String> {
         self.ports.clone()
+    }
+    fn set_timeouts(&self, t: Timeouts) {
+        *lock(&self.timeouts) = Some(t);
     }
 }

@@ -167,9 +167,9 @@ pub fn parse_listen(s: &str) -> Result<Listen, String> {
         }
         return Ok(Listen::Unix(PathBuf::from(path)));
     }
-    let addr: std::net::SocketAddr = s.parse().map_err(|_| {
-        format!("invalid listen address \"{s}\" (unix:/path or host:port)")
-    })?;
+    let addr: std::net::SocketAddr = s
+        .parse()
+        .map_err(|_| format!("invalid listen address \"{s}\" (unix:/path or host:port)"))?;
     if !addr.ip().is_loopback() {
         return Err(format!(
             "listen address \"{s}\" is not loopback: TCP is allowed on loopback only (no TLS yet)"
@@ -257,7 +257,10 @@ impl ConfigFile {
                 return Err(format!("port[{i}].name: empty"));
             }
             if !names.insert(p.name.as_str()) {
-                return Err(format!("port[{i}].name: duplicate port name \"{}\"", p.name));
+                return Err(format!(
+                    "port[{i}].name: duplicate port name \"{}\"",
+                    p.name
+                ));
             }
             if p.device.is_empty() {
                 return Err(format!("port[{i}].device: empty"));
@@ -302,8 +305,8 @@ impl ConfigFile {
         }
 
         for (i, r) in self.route.iter().enumerate() {
-            let (prefix, prefix_len) = parse_prefix(&r.prefix, false)
-                .map_err(|e| format!("route[{i}].prefix: {e}"))?;
+            let (prefix, prefix_len) =
+                parse_prefix(&r.prefix, false).map_err(|e| format!("route[{i}].prefix: {e}"))?;
             let via = match &r.via {
                 Some(v) => Some(parse_ip(v).map_err(|e| format!("route[{i}].via: {e}"))?),
                 None => None,
@@ -348,7 +351,8 @@ impl ConfigFile {
             });
         }
 
-        let listen = parse_listen(&self.control.listen).map_err(|e| format!("control.listen: {e}"))?;
+        let listen =
+            parse_listen(&self.control.listen).map_err(|e| format!("control.listen: {e}"))?;
 
         let defaults = DataplaneSpec::default();
         let eal_args = eal_args_with_cores(&self.eal.args, &self.workers.cores)
@@ -358,8 +362,14 @@ impl ConfigFile {
             ports,
             worker_cores: self.workers.cores.clone(),
             mbufs: self.dataplane.mbufs.unwrap_or(defaults.mbufs),
-            conn_capacity: self.dataplane.conn_capacity.unwrap_or(defaults.conn_capacity),
-            adaptive_poll: self.dataplane.adaptive_poll.unwrap_or(defaults.adaptive_poll),
+            conn_capacity: self
+                .dataplane
+                .conn_capacity
+                .unwrap_or(defaults.conn_capacity),
+            adaptive_poll: self
+                .dataplane
+                .adaptive_poll
+                .unwrap_or(defaults.adaptive_poll),
             ..defaults.clone()
         };
         if dataplane.mbufs == 0 {
@@ -378,7 +388,10 @@ impl ConfigFile {
 
 fn service_spec(i: usize, s: &ServiceConf) -> Result<ServiceSpec, String> {
     let proto = proto_of(&s.proto).ok_or_else(|| {
-        format!("service[{i}].proto: unknown protocol \"{}\" (tcp or udp)", s.proto)
+        format!(
+            "service[{i}].proto: unknown protocol \"{}\" (tcp or udp)",
+            s.proto
+        )
     })?;
     let vip = parse_ip(&s.vip).map_err(|e| format!("service[{i}].vip: {e}"))?;
     let key = ServiceKey {
@@ -498,7 +511,16 @@ listen = "unix:/run/dpvs/dpvs.sock"
         let c = parse(EXAMPLE).unwrap();
         assert_eq!(
             c.dataplane.eal_args,
-            ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "lb1", "-l", "0,1"]
+            [
+                "--no-huge",
+                "-m",
+                "512",
+                "--no-pci",
+                "--file-prefix",
+                "lb1",
+                "-l",
+                "0,1"
+            ]
         );
         assert_eq!(c.dataplane.worker_cores, vec![1]);
         assert_eq!(c.dataplane.ports.len(), 2);
@@ -526,10 +548,9 @@ listen = "unix:/run/dpvs/dpvs.sock"
         assert_eq!(d.services[0].dests[0].weight, 2);
         assert_eq!(d.services[0].dests[1].mode, ForwardMode::FullNat);
         // The VIP was put on dpdk0, whose prefix contains it.
-        assert!(d
-            .addrs
-            .iter()
-            .any(|a| a.addr.to_string() == "10.0.0.100" && a.port == "dpdk0" && a.prefix_len == 32));
+        assert!(d.addrs.iter().any(|a| a.addr.to_string() == "10.0.0.100"
+            && a.port == "dpdk0"
+            && a.prefix_len == 32));
         assert_eq!(c.store.timeouts().tcp_s, 600);
         assert_eq!(c.store.timeouts().udp_s, 300);
     }
@@ -554,20 +575,72 @@ listen = "unix:/run/dpvs/dpvs.sock"
     #[test]
     fn invalid_configs_name_the_key() {
         let cases: &[(&str, &str, &str)] = &[
-            ("10.0.0.1/24\"]", "10.0.0.300/24\"]", "port[0].addresses[0]: invalid address \"10.0.0.300/24\""),
-            ("\"192.168.0.1/24\"]", "\"192.168.0.1/24\", \"bogus\"]", "port[1].addresses[1]: invalid address \"bogus\""),
-            ("10.0.0.1/24\"]", "10.0.0.1/33\"]", "port[0].addresses[0]: invalid prefix length /33"),
-            ("port = \"dpdk0\"", "port = \"dpdk9\"", "route[0].port: unknown port \"dpdk9\""),
+            (
+                "10.0.0.1/24\"]",
+                "10.0.0.300/24\"]",
+                "port[0].addresses[0]: invalid address \"10.0.0.300/24\"",
+            ),
+            (
+                "\"192.168.0.1/24\"]",
+                "\"192.168.0.1/24\", \"bogus\"]",
+                "port[1].addresses[1]: invalid address \"bogus\"",
+            ),
+            (
+                "10.0.0.1/24\"]",
+                "10.0.0.1/33\"]",
+                "port[0].addresses[0]: invalid prefix length /33",
+            ),
+            (
+                "port = \"dpdk0\"",
+                "port = \"dpdk9\"",
+                "route[0].port: unknown port \"dpdk9\"",
+            ),
             ("cores = [1]", "cores = []", "workers.cores: empty"),
-            ("cores = [1]", "cores = [1, 1]", "workers.cores[1]: core 1 listed twice"),
-            ("name = \"dpdk1\"", "name = \"dpdk0\"", "port[1].name: duplicate port name \"dpdk0\""),
-            ("prefix = \"0.0.0.0/0\"", "prefix = \"0.0.0.0/40\"", "route[0].prefix: invalid prefix length /40"),
-            ("prefix = \"0.0.0.0/0\"", "prefix = \"10.0.0.1/8\"", "route[0].prefix: invalid prefix 10.0.0.1/8: host bits set"),
-            ("via = \"10.0.0.254\"", "via = \"10.0.0\"", "route[0].via: invalid address \"10.0.0\""),
-            ("queues = 1", "queues = 1\nspeed = 10", "port[0].speed: unknown field `speed`"),
-            ("queues = 1", "queues = \"one\"", "port[0].queues: invalid type: string \"one\", expected u16"),
-            ("listen = \"unix:/run/dpvs/dpvs.sock\"", "listen = \"10.0.0.1:5000\"", "control.listen: listen address \"10.0.0.1:5000\" is not loopback"),
-            ("listen = \"unix:/run/dpvs/dpvs.sock\"", "listen = \"nowhere\"", "control.listen: invalid listen address \"nowhere\""),
+            (
+                "cores = [1]",
+                "cores = [1, 1]",
+                "workers.cores[1]: core 1 listed twice",
+            ),
+            (
+                "name = \"dpdk1\"",
+                "name = \"dpdk0\"",
+                "port[1].name: duplicate port name \"dpdk0\"",
+            ),
+            (
+                "prefix = \"0.0.0.0/0\"",
+                "prefix = \"0.0.0.0/40\"",
+                "route[0].prefix: invalid prefix length /40",
+            ),
+            (
+                "prefix = \"0.0.0.0/0\"",
+                "prefix = \"10.0.0.1/8\"",
+                "route[0].prefix: invalid prefix 10.0.0.1/8: host bits set",
+            ),
+            (
+                "via = \"10.0.0.254\"",
+                "via = \"10.0.0\"",
+                "route[0].via: invalid address \"10.0.0\"",
+            ),
+            (
+                "queues = 1",
+                "queues = 1\nspeed = 10",
+                "port[0].speed: unknown field `speed`",
+            ),
+            (
+                "queues = 1",
+                "queues = \"one\"",
+                "port[0].queues: invalid type: string \"one\", expected u16",
+            ),
+            (
+                "listen = \"unix:/run/dpvs/dpvs.sock\"",
+                "listen = \"10.0.0.1:5000\"",
+                "control.listen: listen address \"10.0.0.1:5000\" is not loopback",
+            ),
+            (
+                "listen = \"unix:/run/dpvs/dpvs.sock\"",
+                "listen = \"nowhere\"",
+                "control.listen: invalid listen address \"nowhere\"",
+            ),
             ("[workers]", "[workerz]", "workerz: unknown field `workerz`"),
         ];
         for (from, to, want) in cases {

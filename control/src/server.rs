@@ -56,10 +56,7 @@ impl DpvsService {
     }
 
     /// Validate + change a copy, apply it, keep it only if the dataplane took it.
-    fn mutate<T>(
-        &self,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
-    ) -> Result<T, Status> {
+    fn mutate<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, StoreError>) -> Result<T, Status> {
         let mut guard = self.lock();
         let mut next = guard.clone();
         let out = f(&mut next).map_err(store_status)?;
@@ -200,7 +197,8 @@ impl Dpvs for DpvsService {
         let r = req.get_ref();
         let key = convert::key_from_pb(r.service.as_ref()).map_err(bad)?;
         let addr = crate::addr::parse_ip(&r.addr).map_err(|e| bad(format!("addr: {e}")))?;
-        let port = u16::try_from(r.port).map_err(|_| bad(format!("port: invalid port {}", r.port)))?;
+        let port =
+            u16::try_from(r.port).map_err(|_| bad(format!("port: invalid port {}", r.port)))?;
         let port = if port == 0 { key.vport } else { port };
         self.mutate(|s| s.delete_dest(&key, &addr, port))?;
         empty()
@@ -268,6 +266,7 @@ impl Dpvs for DpvsService {
         let mut routes: Vec<pb::Route> = store
             .addrs()
             .iter()
+            .filter(|a| a.prefix_len < crate::addr::max_prefix(&a.addr))
             .map(|a| {
                 let (prefix, len) = crate::addr::network_of(&a.addr, a.prefix_len);
                 convert::route_to_pb(
@@ -281,7 +280,12 @@ impl Dpvs for DpvsService {
                 )
             })
             .collect();
-        routes.extend(store.routes().iter().map(|r| convert::route_to_pb(r, false)));
+        routes.extend(
+            store
+                .routes()
+                .iter()
+                .map(|r| convert::route_to_pb(r, false)),
+        );
         Ok(Response::new(pb::ListRoutesResponse { routes }))
     }
 
@@ -328,7 +332,9 @@ impl Dpvs for DpvsService {
         &self,
         _req: Request<pb::Empty>,
     ) -> Result<Response<pb::Timeouts>, Status> {
-        Ok(Response::new(convert::timeouts_to_pb(self.lock().timeouts())))
+        Ok(Response::new(convert::timeouts_to_pb(
+            self.lock().timeouts(),
+        )))
     }
 
     async fn set_timeouts(
@@ -336,9 +342,9 @@ impl Dpvs for DpvsService {
         req: Request<pb::Timeouts>,
     ) -> Result<Response<pb::Timeouts>, Status> {
         let t = convert::timeouts_from_pb(req.get_ref());
-        // TODO: hand the timeouts to the dataplane once ConfigDesc carries them.
         let mut g = self.lock();
         g.set_timeouts(t);
+        self.backend.set_timeouts(g.timeouts());
         Ok(Response::new(convert::timeouts_to_pb(g.timeouts())))
     }
 }
@@ -363,9 +369,7 @@ impl Drop for SocketFile {
 /// path is not a socket).
 pub async fn bind(listen: &Listen) -> Result<Bound, String> {
     match listen {
-        Listen::Unix(path) => {
-            bind_unix(path).map(|(l, f)| Bound::Unix(l, f))
-        }
+        Listen::Unix(path) => bind_unix(path).map(|(l, f)| Bound::Unix(l, f)),
         Listen::Tcp(addr) => tokio::net::TcpListener::bind(addr)
             .await
             .map(Bound::Tcp)
@@ -407,13 +411,17 @@ pub async fn serve(
     let r = match bound {
         Bound::Unix(l, file) => {
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
-            let r = router.serve_with_incoming_shutdown(incoming, shutdown).await;
+            let r = router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await;
             drop(file);
             r
         }
         Bound::Tcp(l) => {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
-            router.serve_with_incoming_shutdown(incoming, shutdown).await
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
         }
     };
     r.map_err(|e| format!("gRPC server failed: {e}"))

@@ -388,7 +388,9 @@ fn dest_not_found(key: &ServiceKey, addr: &IpAddr, port: u16) -> StoreError {
 /// A route prefix must have no host bits set (as `ip route` insists).
 pub fn check_route_prefix(prefix: &IpAddr, len: u8) -> Result<(), StoreError> {
     if len > max_prefix(prefix) {
-        return Err(invalid(format!("invalid prefix length /{len} for {prefix}")));
+        return Err(invalid(format!(
+            "invalid prefix length /{len} for {prefix}"
+        )));
     }
     let network_ok = match prefix {
         IpAddr::V4(p) => {
@@ -470,7 +472,9 @@ fn check_dest(key: &ServiceKey, d: &DestSpec) -> Result<(), StoreError> {
         )));
     }
     if d.port == 0 && key.vport != 0 {
-        return Err(invalid("real server port 0 is only valid for a port-0 service"));
+        return Err(invalid(
+            "real server port 0 is only valid for a port-0 service",
+        ));
     }
     Ok(())
 }
@@ -540,11 +544,15 @@ mod tests {
         );
         assert_eq!(
             s.delete_service(&key("10.0.0.101", 80)),
-            Err(StoreError::NotFound("no such service TCP 10.0.0.101:80".into()))
+            Err(StoreError::NotFound(
+                "no such service TCP 10.0.0.101:80".into()
+            ))
         );
         let mut e = svc("10.0.0.100", 80);
         e.scheduler = "nope".into();
-        assert!(matches!(s.edit_service(e), Err(StoreError::Invalid(m)) if m.starts_with("unknown scheduler \"nope\"")));
+        assert!(
+            matches!(s.edit_service(e), Err(StoreError::Invalid(m)) if m.starts_with("unknown scheduler \"nope\""))
+        );
         let mut e = svc("10.0.0.100", 80);
         e.scheduler = "wrr".into();
         e.persistence = Some(Persistence {

@@ -10,7 +10,9 @@ use control::config::Listen;
 use control::ctl::{run_args, CtlError};
 use control::server::{bind, serve, DpvsService};
 use control::store::Store;
-use dataplane::{ConnEntry, DestStats, ForwardMode, Proto, ServiceKey, ServiceStats, Stats, TrafficStats};
+use dataplane::{
+    ConnEntry, DestStats, ForwardMode, Proto, ServiceKey, ServiceStats, Stats, TrafficStats,
+};
 use tokio::sync::oneshot;
 
 struct Daemon {
@@ -97,7 +99,8 @@ async fn services_and_dests_reach_the_backend_and_list_like_ipvsadm() {
     let d = Daemon::start().await;
     d.ok("-A -t 10.0.0.100:80 -s rr").await;
     d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11:80 -m").await;
-    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.12:8080 -b -w 3").await;
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.12:8080 -b -w 3")
+        .await;
     d.ok("-A -u 10.0.0.100:53 -p -M 255.255.255.0").await;
     d.ok("-a -u 10.0.0.100:53 -r 192.168.0.13").await;
 
@@ -122,7 +125,10 @@ async fn services_and_dests_reach_the_backend_and_list_like_ipvsadm() {
     let p = udp.persistence.unwrap();
     assert_eq!((p.timeout_s, p.netmask_len), (300, 24));
     // No port on -r: the virtual port; no -g/-m/-i/-b: DR.
-    assert_eq!((udp.dests[0].port, udp.dests[0].mode), (53, ForwardMode::Dr));
+    assert_eq!(
+        (udp.dests[0].port, udp.dests[0].mode),
+        (53, ForwardMode::Dr)
+    );
     // The VIP was put on dpdk0 as a host address.
     assert!(desc
         .addrs
@@ -237,7 +243,11 @@ async fn errors_are_one_line_and_change_nothing() {
     ];
     for (line, code, msg) in cases {
         let e = d.err(line).await;
-        assert_eq!((e.code, e.message.as_str()), (*code, *msg), "dpvsctl {line}");
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (*code, *msg),
+            "dpvsctl {line}"
+        );
     }
     d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11 -m").await;
     let e = d.err("-a -t 10.0.0.100:80 -r 192.168.0.11:80").await;
@@ -250,10 +260,7 @@ async fn errors_are_one_line_and_change_nothing() {
     // The dataplane refusing a change leaves the old configuration in force.
     d.backend.fail_next_apply("out of memory");
     let e = d.err("-a -t 10.0.0.100:80 -r 192.168.0.12 -m").await;
-    assert_eq!(
-        e.message,
-        "dataplane rejected the change: out of memory"
-    );
+    assert_eq!(e.message, "dataplane rejected the change: out of memory");
     let out = d.ok("-Ln").await;
     assert!(!out.contains("192.168.0.12"), "{out}");
     d.ok("-a -t 10.0.0.100:80 -r 192.168.0.12 -m").await;
@@ -281,10 +288,17 @@ async fn unreachable_daemon() {
         )
     );
     // $DPVS_SERVER is used when --server is absent.
-    let e = run_args(&["-Ln".to_string()], Some(format!("unix:{}", sock.display())), &mut out)
-        .await
-        .unwrap_err();
-    assert!(e.message.starts_with("cannot reach dpvsd at unix:"), "{e:?}");
+    let e = run_args(
+        &["-Ln".to_string()],
+        Some(format!("unix:{}", sock.display())),
+        &mut out,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.message.starts_with("cannot reach dpvsd at unix:"),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -315,7 +329,6 @@ async fn addrs_routes_timeouts_connections_stats() {
         "\
 inet 10.0.0.0/24 dev dpdk0 scope link
 inet 192.168.0.0/24 dev dpdk1 scope link
-inet 10.0.0.100/32 dev dpdk0 scope link
 inet 0.0.0.0/0 via 10.0.0.254 dev dpdk0
 inet 192.168.5.0/24 dev dpdk1
 "
@@ -335,6 +348,8 @@ inet 192.168.5.0/24 dev dpdk1
         d.ok("-Ln --timeout").await,
         "Timeout (tcp tcpfin udp): 600 120 60\n"
     );
+    let t = d.backend.timeouts().unwrap();
+    assert_eq!((t.tcp_s, t.tcp_fin_s, t.udp_s), (600, 120, 60));
 
     d.backend.set_connections(vec![ConnEntry {
         proto: Proto::Tcp,
@@ -371,8 +386,18 @@ TCP 14:59  ESTABLISHED 172.16.0.5:40000   10.0.0.100:80      192.168.0.11:80
     });
     d.backend.set_stats(stats);
     let out = d.ok("stats").await;
-    assert!(out.starts_with("rx_packets 10\ntx_packets 8\ndrop.truncated 2\ndrop.unknown_ethertype 0\n"), "{out}");
-    assert!(out.contains("\nport.dpdk0.link_up 1\nport.dpdk0.mac 02:00:00:00:00:01\nport.dpdk0.rx_packets 10\n"), "{out}");
+    assert!(
+        out.starts_with(
+            "rx_packets 10\ntx_packets 8\ndrop.truncated 2\ndrop.unknown_ethertype 0\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "\nport.dpdk0.link_up 1\nport.dpdk0.mac 02:00:00:00:00:01\nport.dpdk0.rx_packets 10\n"
+        ),
+        "{out}"
+    );
     d.stop().await;
 }
 
@@ -384,7 +409,10 @@ async fn socket_file_is_removed_on_shutdown() {
     d.ok("-C").await;
     let dir = tempfile::tempdir().unwrap();
     // A second server on the same live socket is refused.
-    let e = bind(&Listen::Unix(path.clone().into())).await.err().unwrap();
+    let e = bind(&Listen::Unix(path.clone().into()))
+        .await
+        .err()
+        .unwrap();
     assert!(e.contains("is in use"), "{e}");
     drop(dir);
     d.stop().await;

@@ -11,7 +11,14 @@ fn key(p: pb::Protocol, vip: &str, port: u32) -> Option<pb::ServiceKey> {
     })
 }
 
-fn dest(addr: &str, port: u32, mode: pb::ForwardMode, w: u32, act: u32, inact: u32) -> pb::DestStatus {
+fn dest(
+    addr: &str,
+    port: u32,
+    mode: pb::ForwardMode,
+    w: u32,
+    act: u32,
+    inact: u32,
+) -> pb::DestStatus {
     pb::DestStatus {
         dest: Some(pb::Dest {
             addr: addr.into(),

@@ -63,7 +63,8 @@ fn all_flags() -> Vec<SchedFlags> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    // Each case builds every scheduler, mh's 65537-slot table included: keep it lean.
+    #![proptest_config(ProptestConfig::with_cases(40))]
 
     /// No scheduler ever hands a new connection to a quiescent, inhibited or
     /// overloaded dest, and all return None when every dest is such.
@@ -110,6 +111,11 @@ proptest! {
             }
         }
     }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// lc, wlc, sed, nq and fo pick what a brute-force reading of their formula picks
     /// (the first of equals).

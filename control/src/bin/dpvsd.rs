@@ -8,7 +8,11 @@ use clap::Parser;
 
 /// The director daemon.
 #[derive(Parser, Debug)]
-#[command(name = "dpvsd", version, about = "DPDK L4 load balancer daemon (LVS/DPVS style)")]
+#[command(
+    name = "dpvsd",
+    version,
+    about = "DPDK L4 load balancer daemon (LVS/DPVS style)"
+)]
 struct Args {
     /// Configuration file.
     #[arg(long, short = 'c', default_value = "/etc/dpvs/dpvs.toml")]
@@ -51,6 +55,9 @@ fn run(cfg: control::config::Config) -> Result<(), String> {
     let dp = dataplane::Dataplane::start(&cfg.dataplane, &cfg.store.desc())
         .map_err(|e| e.to_string())?;
     let dp = Arc::new(dp);
+    if cfg.store.timeouts() != control::store::Timeouts::default() {
+        Backend::set_timeouts(dp.as_ref(), cfg.store.timeouts());
+    }
     let ports = dp.port_names();
     let configured: Vec<String> = cfg.store.ports().to_vec();
     if ports != configured {

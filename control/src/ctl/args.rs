@@ -264,14 +264,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
         ],
         DeleteServer => &[Tcp, Udp, RealServer],
         List => &[
-            Tcp,
-            Udp,
-            Numeric,
-            Connection,
-            Timeout,
-            Stats,
-            Exact,
-            Thresholds,
+            Tcp, Udp, Numeric, Connection, Timeout, Stats, Exact, Thresholds,
         ],
         _ => &[],
     }
@@ -325,9 +318,7 @@ fn lookup_short(c: char, dest_context: bool) -> Option<(Opt, Arg)> {
     if c == 'b' && dest_context {
         return Some((Opt::FullNat, Arg::No));
     }
-    OPTS.iter()
-        .find(|x| x.0 == Some(c))
-        .map(|x| (x.2, x.3))
+    OPTS.iter().find(|x| x.0 == Some(c)).map(|x| (x.2, x.3))
 }
 
 /// Whether this command line adds or edits a real server: there `-b` is fullnat.
@@ -439,7 +430,9 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
     let cmd = match cmds.as_slice() {
         [] => return err("no command specified (try 'dpvsctl --help')"),
         [c] => *c,
-        [a, b, ..] if a == b => return err(format!("multiple '{}' options specified", opt_name(*a))),
+        [a, b, ..] if a == b => {
+            return err(format!("multiple '{}' options specified", opt_name(*a)))
+        }
         _ => return err("multiple commands specified"),
     };
     if cmd == Opt::Help {
@@ -455,13 +448,13 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
         if *o == cmd {
             continue;
         }
-        let canon = if *o == Opt::B {
-            Opt::SchedFlags
-        } else {
-            *o
-        };
+        let canon = if *o == Opt::B { Opt::SchedFlags } else { *o };
         if !allowed(cmd).contains(o) {
-            let shown = if *o == Opt::B { "-b".to_string() } else { opt_name(*o) };
+            let shown = if *o == Opt::B {
+                "-b".to_string()
+            } else {
+                opt_name(*o)
+            };
             return err(format!(
                 "illegal '{shown}' option with the '{}' command",
                 opt_name(cmd)
@@ -661,9 +654,9 @@ fn parse_addr(args: &[String]) -> Result<Command, ArgError> {
     match verb {
         "add" | "del" | "delete" => {
             let what = format!("addr {verb}");
-            let a = args
-                .get(1)
-                .ok_or_else(|| ArgError(format!("'{what}' needs an address: ADDR[/LEN] dev PORT")))?;
+            let a = args.get(1).ok_or_else(|| {
+                ArgError(format!("'{what}' needs an address: ADDR[/LEN] dev PORT"))
+            })?;
             let (addr, prefix_len) = parse_prefix(a, true).map_err(ArgError)?;
             let kw = keywords(&args[2..], &["dev"], &what)?;
             let dev = kw
@@ -691,9 +684,7 @@ fn parse_addr(args: &[String]) -> Result<Command, ArgError> {
                 dev: kw.first().map(|(_, v)| v.to_string()),
             })
         }
-        other => err(format!(
-            "unknown addr command '{other}' (add, del, show)"
-        )),
+        other => err(format!("unknown addr command '{other}' (add, del, show)")),
     }
 }
 
@@ -703,7 +694,9 @@ fn parse_route(args: &[String]) -> Result<Command, ArgError> {
         "add" | "del" | "delete" => {
             let what = format!("route {verb}");
             let p = args.get(1).ok_or_else(|| {
-                ArgError(format!("'{what}' needs a prefix: PREFIX/LEN [via GW] dev PORT"))
+                ArgError(format!(
+                    "'{what}' needs a prefix: PREFIX/LEN [via GW] dev PORT"
+                ))
             })?;
             let (prefix, prefix_len) = if p == "default" {
                 (IpAddr::from([0u8, 0, 0, 0]), 0)
@@ -737,9 +730,7 @@ fn parse_route(args: &[String]) -> Result<Command, ArgError> {
             }
             Ok(Command::RouteShow)
         }
-        other => err(format!(
-            "unknown route command '{other}' (add, del, show)"
-        )),
+        other => err(format!("unknown route command '{other}' (add, del, show)")),
     }
 }
 
@@ -840,7 +831,8 @@ mod tests {
                 conn_timeout: None,
             })
         );
-        match p("-E -t 10.0.0.100:80 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port").unwrap() {
+        match p("-E -t 10.0.0.100:80 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port").unwrap()
+        {
             Command::EditService(o) => {
                 assert_eq!(o.persistent, Some(600));
                 assert_eq!(o.netmask, Some(24));
@@ -1023,10 +1015,7 @@ mod tests {
         let inv = parse(&v).unwrap();
         assert_eq!(inv.server.as_deref(), Some("unix:/tmp/x.sock"));
         let v: Vec<String> = vec!["-C".into(), "--server=127.0.0.1:5000".into()];
-        assert_eq!(
-            parse(&v).unwrap().server.as_deref(),
-            Some("127.0.0.1:5000")
-        );
+        assert_eq!(parse(&v).unwrap().server.as_deref(), Some("127.0.0.1:5000"));
     }
 
     #[test]
@@ -1035,37 +1024,100 @@ mod tests {
             ("", "no command specified (try 'dpvsctl --help')"),
             ("-n", "no command specified (try 'dpvsctl --help')"),
             ("-A -D -t 10.0.0.1:80", "multiple commands specified"),
-            ("-A", "the '--add-service' command needs a service: -t|-u VIP:PORT"),
+            (
+                "-A",
+                "the '--add-service' command needs a service: -t|-u VIP:PORT",
+            ),
             ("-A -t 10.0.0.300:80", "invalid address \"10.0.0.300:80\""),
             ("-A -t 10.0.0.1:http", "invalid port \"http\""),
-            ("-A -t 10.0.0.1:80 -u 10.0.0.1:80", "the option '--udp-service' conflicts with the '--tcp-service' option"),
-            ("-A -t 10.0.0.1:80 -r 10.0.0.2", "illegal '--real-server' option with the '--add-service' command"),
-            ("-A -t 10.0.0.1:80 -s rr -s wrr", "multiple '--scheduler' options specified"),
-            ("-A -t 10.0.0.1:80 -p abc", "illegal timeout \"abc\" for persistent service"),
+            (
+                "-A -t 10.0.0.1:80 -u 10.0.0.1:80",
+                "the option '--udp-service' conflicts with the '--tcp-service' option",
+            ),
+            (
+                "-A -t 10.0.0.1:80 -r 10.0.0.2",
+                "illegal '--real-server' option with the '--add-service' command",
+            ),
+            (
+                "-A -t 10.0.0.1:80 -s rr -s wrr",
+                "multiple '--scheduler' options specified",
+            ),
+            (
+                "-A -t 10.0.0.1:80 -p abc",
+                "illegal timeout \"abc\" for persistent service",
+            ),
             ("-C extra", "unexpected argument 'extra'"),
-            ("-A -t 10.0.0.1:80 -p 0", "illegal timeout \"0\" for persistent service"),
-            ("-A -t 10.0.0.1:80 -p -M 255.0.255.0", "invalid netmask \"255.0.255.0\": not contiguous"),
-            ("-A -t 10.0.0.1:80 -M 255.255.255.0", "the '--netmask' option needs '--persistent'"),
-            ("-a -t 10.0.0.1:80", "the '--add-server' command needs a real server: -r RIP[:PORT]"),
-            ("-a -t 10.0.0.1:80 -r 192.168.0.1 -w 70000", "illegal weight \"70000\" (0..65535)"),
-            ("-a -t 10.0.0.1:80 -r 192.168.0.1 -w -1", "illegal weight \"-1\" (0..65535)"),
-            ("-a -t 10.0.0.1:80 -r 192.168.0.1 -m -g", "multiple forwarding methods specified (-g, -i, -m, -b)"),
-            ("-a -t 10.0.0.1:80 -r 192.168.0.1 -s rr", "illegal '--scheduler' option with the '--add-server' command"),
+            (
+                "-A -t 10.0.0.1:80 -p 0",
+                "illegal timeout \"0\" for persistent service",
+            ),
+            (
+                "-A -t 10.0.0.1:80 -p -M 255.0.255.0",
+                "invalid netmask \"255.0.255.0\": not contiguous",
+            ),
+            (
+                "-A -t 10.0.0.1:80 -M 255.255.255.0",
+                "the '--netmask' option needs '--persistent'",
+            ),
+            (
+                "-a -t 10.0.0.1:80",
+                "the '--add-server' command needs a real server: -r RIP[:PORT]",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r 192.168.0.1 -w 70000",
+                "illegal weight \"70000\" (0..65535)",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r 192.168.0.1 -w -1",
+                "illegal weight \"-1\" (0..65535)",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r 192.168.0.1 -m -g",
+                "multiple forwarding methods specified (-g, -i, -m, -b)",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r 192.168.0.1 -s rr",
+                "illegal '--scheduler' option with the '--add-server' command",
+            ),
             ("-a -t 10.0.0.1:80 -r bogus", "invalid address \"bogus\""),
-            ("-d -t 10.0.0.1:80 -r 192.168.0.1 -w 1", "illegal '--weight' option with the '--delete-server' command"),
-            ("-L -s rr", "illegal '--scheduler' option with the '--list' command"),
+            (
+                "-d -t 10.0.0.1:80 -r 192.168.0.1 -w 1",
+                "illegal '--weight' option with the '--delete-server' command",
+            ),
+            (
+                "-L -s rr",
+                "illegal '--scheduler' option with the '--list' command",
+            ),
             ("-Lq", "unknown option '-q'"),
             ("--rate", "unknown option '--rate'"),
             ("-A -t", "option '-t' needs a value"),
             ("--set 900 120", "--set needs three values: tcp tcpfin udp"),
             ("--set 900 x 300", "illegal timeout \"x\""),
-            ("addr add 10.0.0.1/40 dev dpdk0", "invalid prefix length /40 in \"10.0.0.1/40\" (at most /32)"),
+            (
+                "addr add 10.0.0.1/40 dev dpdk0",
+                "invalid prefix length /40 in \"10.0.0.1/40\" (at most /32)",
+            ),
             ("addr add 10.0.0.1/32", "'addr add' needs 'dev PORT'"),
-            ("addr add 10.0.0.1/32 dev", "'dev' needs a value in 'addr add'"),
-            ("addr flush", "unknown addr command 'flush' (add, del, show)"),
-            ("route add 10.0.0.0/8 via nowhere dev dpdk0", "invalid address \"nowhere\""),
-            ("route add 10.0.0.0/8 via 10.0.0.1", "'route add' needs 'dev PORT'"),
-            ("route add 10.0.0.0/8 metric 5 dev dpdk0", "unexpected argument 'metric' in 'route add'"),
+            (
+                "addr add 10.0.0.1/32 dev",
+                "'dev' needs a value in 'addr add'",
+            ),
+            (
+                "addr flush",
+                "unknown addr command 'flush' (add, del, show)",
+            ),
+            (
+                "route add 10.0.0.0/8 via nowhere dev dpdk0",
+                "invalid address \"nowhere\"",
+            ),
+            (
+                "route add 10.0.0.0/8 via 10.0.0.1",
+                "'route add' needs 'dev PORT'",
+            ),
+            (
+                "route add 10.0.0.0/8 metric 5 dev dpdk0",
+                "unexpected argument 'metric' in 'route add'",
+            ),
             ("stats now", "unexpected argument 'now' after 'stats'"),
         ];
         for (line, want) in cases {

@@ -15,10 +15,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connects to `unix:PATH` or `host:port` (an `http://` prefix is accepted).
 pub async fn connect(server: &str) -> Result<DpvsClient<Channel>, CtlError> {
     let unreachable = |e: &dyn std::error::Error| {
-        CtlError::failed(format!(
-            "cannot reach dpvsd at {server}: {}",
-            innermost(e)
-        ))
+        CtlError::failed(format!("cannot reach dpvsd at {server}: {}", innermost(e)))
     };
     let channel = if let Some(path) = server.strip_prefix("unix:") {
         let path = path.to_string();
@@ -71,10 +68,9 @@ pub fn status_error(server: &str, s: tonic::Status) -> CtlError {
                 .unwrap_or_else(|| s.message().to_string());
             CtlError::failed(format!("cannot reach dpvsd at {server}: {detail}"))
         }
-        Code::Unavailable => CtlError::failed(format!(
-            "cannot reach dpvsd at {server}: {}",
-            s.message()
-        )),
+        Code::Unavailable => {
+            CtlError::failed(format!("cannot reach dpvsd at {server}: {}", s.message()))
+        }
         _ => CtlError::failed(s.message().replace('\n', " ")),
     }
 }
