@@ -357,6 +357,8 @@ impl ConfigFile {
         let defaults = DataplaneSpec::default();
         let eal_args = eal_args_with_cores(&self.eal.args, &self.workers.cores)
             .map_err(|e| format!("workers.cores: {e}"))?;
+        // `..defaults`: fields the dataplane adds later get their defaults here.
+        #[allow(clippy::needless_update)]
         let dataplane = DataplaneSpec {
             eal_args,
             ports,

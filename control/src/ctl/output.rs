@@ -184,14 +184,14 @@ pub fn connections(conns: &[pb::Connection]) -> String {
     if with_local {
         let _ = writeln!(
             out,
-            "pro expire {:<11} {:<18} {:<18} {:<18} {}",
-            "state", "source", "virtual", "local", "destination"
+            "pro expire {:<11} {:<18} {:<18} {:<18} destination",
+            "state", "source", "virtual", "local"
         );
     } else {
         let _ = writeln!(
             out,
-            "pro expire {:<11} {:<18} {:<18} {}",
-            "state", "source", "virtual", "destination"
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
         );
     }
     for c in conns {
