@@ -12,6 +12,8 @@
 //! state table of `ip_vs_proto_tcp.c`, `persist.rs` is the template half of
 //! `ip_vs_conn.c`/`ip_vs_core.c` (`ip_vs_sched_persist`).
 
+#![forbid(unsafe_code)]
+
 mod index;
 mod persist;
 mod table;

@@ -155,6 +155,10 @@ impl Worker {
             Ok(id) => id,
             Err(_) => return self.count_drop(DropReason::ConnTableFull),
         };
+        if matches!(dm.mode, ForwardMode::Dr | ForwardMode::Tun) {
+            // Replies bypass the director: IPVS's INPUT-ONLY state rows.
+            self.conns.set_input_only(id, true);
+        }
         dest.counters.inactive.fetch_add(1, Ordering::Relaxed);
         let tr = self.conns.on_packet(
             id,
