@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all deps build demo test e2e bench fmt lint clean
+.PHONY: all deps build demo test e2e bench bench-quick bench-tools fmt lint clean
 
 all: build
 
@@ -30,12 +30,18 @@ test: deps
 e2e: deps
 	$(CARGO) test -p dpvs-control --test 'e2e_*'
 
-bench: deps
-	@if [[ ! -f bench/src/main.rs && ! -d bench/src/bin ]]; then \
-	  echo "bench: the dpvs-bench binary does not exist yet (bench/ has no main.rs); nothing to run."; \
-	  exit 1; \
-	fi
-	$(CARGO) run --release -p dpvs-bench -- $(ARGS)
+# Benchmarks (docs/benchmarks.md). The testpmd baseline needs dpdk-testpmd
+# (Debian dpdk-dev); it is installed here when missing.
+bench-tools:
+	@command -v dpdk-testpmd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y dpdk-dev >/dev/null
+
+# Everything, a few minutes; writes docs/bench/bench.json and bench.md.
+bench: deps bench-tools
+	$(CARGO) run --release -p dpvs-bench -- run --out docs/bench $(ARGS)
+
+# Under two minutes; prints the table and ends with one `bench:` line.
+bench-quick: deps bench-tools
+	$(CARGO) run --release -p dpvs-bench -- run --quick $(ARGS)
 
 fmt:
 	$(CARGO) fmt --all

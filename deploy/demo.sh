@@ -85,7 +85,7 @@ TOML
 say "dpvsd in ${P}lb (config $RUNDIR/dpvs.toml, log $RUNDIR/dpvsd.log)"
 ip netns exec "${P}lb" "$DPVSD" --config "$RUNDIR/dpvs.toml" </dev/null >"$RUNDIR/dpvsd.log" 2>&1 &
 DPVSD_PID=$!
-ctl() { "$DPVSCTL" --server "unix:$SOCK" "$@"; }
+ctl() { timeout 10 "$DPVSCTL" --server "unix:$SOCK" "$@"; }
 ready=
 for _ in $(seq 150); do   # 30 s
   kill -0 "$DPVSD_PID" 2>/dev/null || { tail -n 30 "$RUNDIR/dpvsd.log" >&2; die "dpvsd exited during start-up"; }
@@ -118,6 +118,7 @@ for i in $(seq "$REQUESTS"); do
   count[$body]=$(( ${count[$body]:-0} + 1 ))
 done
 for k in "${!count[@]}"; do printf '  %-12s %d\n' "$k" "${count[$k]}"; done
+unanswered=${count["(no answer)"]:-0}
 
 say "UDP datagrams to 10.0.0.100:9000"
 for i in 1 2 3 4; do
@@ -136,4 +137,9 @@ say "dpvsctl -Lnc (connections)"
 ctl -Lnc
 say "dpvsctl stats (drops by reason)"
 ctl stats || true
+if ((unanswered > 0)); then
+  echo "demo: $unanswered of $REQUESTS HTTP requests got no answer; the end of the dpvsd log:" >&2
+  tail -n 20 "$RUNDIR/dpvsd.log" >&2 || true
+  exit 1
+fi
 say "done; tearing down"

@@ -36,12 +36,10 @@ pub mod flag {
 
 /// Real server `i` (0-based): address and MAC.
 pub fn rs(i: usize) -> ([u8; 4], [u8; 6]) {
-    ([192, 168, 0, 11 + i as u8], [0x02, 0, 0, 0, 1, 0x11 + i as u8])
-}
-
-/// Index of the real server with address `ip`, if it is one of `n`.
-pub fn rs_index(ip: [u8; 4], n: usize) -> Option<usize> {
-    (0..n).find(|&i| rs(i).0 == ip)
+    (
+        [192, 168, 0, 11 + i as u8],
+        [0x02, 0, 0, 0, 1, 0x11 + i as u8],
+    )
 }
 
 /// Client address and port of flow `i`.
@@ -164,10 +162,6 @@ impl Frames {
         self.buf.len() / self.flen.max(1)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
     #[inline]
     pub fn get(&self, i: usize) -> &[u8] {
         &self.buf[i * self.flen..(i + 1) * self.flen]
@@ -235,7 +229,10 @@ pub struct Expect {
 pub fn check(f: &[u8], e: &Expect) -> Result<(), String> {
     if let Some(m) = e.dst_mac {
         if f.get(0..6) != Some(&m[..]) {
-            return Err(format!("dst MAC {:02x?}, want {m:02x?}", &f[..6.min(f.len())]));
+            return Err(format!(
+                "dst MAC {:02x?}, want {m:02x?}",
+                &f[..6.min(f.len())]
+            ));
         }
     }
     if let Some(m) = e.src_mac {

@@ -1,27 +1,14 @@
 //! Scheduler names and flags as the control plane validates them.
 //!
-//! One place to ask "is this a scheduler?", so that switching to the `sched`
-//! crate's own list (`sched::SCHEDULERS`, `sched::SchedFlags::parse`) is a change
-//! here only. TODO: use `sched::SCHEDULERS` / `sched::SchedFlags` once they land.
+//! One place to ask "is this a scheduler?"; the answer comes from the `sched`
+//! crate (its list of names and its flag parser), so the control plane accepts
+//! exactly what the dataplane can build.
 
 /// Schedulers the dataplane implements, as ipvsadm spells them.
-pub const SCHEDULERS: &[&str] = &[
-    "rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "dh", "sh", "mh", "conhash", "fo",
-];
+pub use sched::SCHEDULERS;
 
 /// ipvsadm's default scheduler (`-s` not given).
-pub const DEFAULT_SCHEDULER: &str = "wlc";
-
-/// Scheduler flags accepted by `-b` on `-A/-E` (ipvsadm names).
-const SCHED_FLAGS: &[&str] = &[
-    "flag-1",
-    "flag-2",
-    "flag-3",
-    "sh-fallback",
-    "sh-port",
-    "mh-fallback",
-    "mh-port",
-];
+pub use sched::DEFAULT_SCHEDULER;
 
 /// Checks a scheduler name; the error lists the known ones.
 pub fn check_scheduler(name: &str) -> Result<(), String> {
@@ -35,23 +22,12 @@ pub fn check_scheduler(name: &str) -> Result<(), String> {
     }
 }
 
-/// Checks scheduler flags for a scheduler.
-pub fn check_sched_flags(scheduler: &str, flags: &[String]) -> Result<(), String> {
-    for f in flags {
-        if !SCHED_FLAGS.contains(&f.as_str()) {
-            return Err(format!(
-                "unknown scheduler flag \"{f}\" (one of {})",
-                SCHED_FLAGS.join(", ")
-            ));
-        }
-        let family = f.split('-').next().unwrap_or("");
-        if (family == "sh" || family == "mh") && family != scheduler {
-            return Err(format!(
-                "scheduler flag \"{f}\" applies to the {family} scheduler only"
-            ));
-        }
-    }
-    Ok(())
+/// Checks scheduler flags (`-b`). Flags that do not apply to the scheduler are
+/// accepted and ignored, as IPVS does.
+pub fn check_sched_flags(_scheduler: &str, flags: &[String]) -> Result<(), String> {
+    sched::SchedFlags::parse(flags)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Splits ipvsadm's `-b flag,flag` argument.
@@ -61,4 +37,22 @@ pub fn split_sched_flags(arg: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_flags() {
+        assert!(check_scheduler("wlc").is_ok());
+        assert!(check_scheduler("conhash").is_ok());
+        assert!(check_scheduler("best")
+            .unwrap_err()
+            .starts_with("unknown scheduler \"best\" (one of rr, wrr"));
+        assert!(check_sched_flags("sh", &split_sched_flags("sh-fallback,sh-port")).is_ok());
+        assert!(check_sched_flags("sh", &split_sched_flags("sh-magic"))
+            .unwrap_err()
+            .contains("sh-magic"));
+    }
 }

@@ -61,15 +61,12 @@ fn innermost(e: &dyn std::error::Error) -> String {
 pub fn status_error(server: &str, s: tonic::Status) -> CtlError {
     use tonic::Code;
     match s.code() {
-        Code::Unavailable | Code::Unknown if s.message().is_empty() || s.source().is_some() => {
+        Code::Unavailable => {
             let detail = s
                 .source()
                 .map(innermost)
                 .unwrap_or_else(|| s.message().to_string());
             CtlError::failed(format!("cannot reach dpvsd at {server}: {detail}"))
-        }
-        Code::Unavailable => {
-            CtlError::failed(format!("cannot reach dpvsd at {server}: {}", s.message()))
         }
         _ => CtlError::failed(s.message().replace('\n', " ")),
     }

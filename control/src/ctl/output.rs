@@ -277,7 +277,7 @@ pub fn stats(s: &pb::StatsResponse) -> String {
     let _ = writeln!(out, "rx_packets {}", s.rx_packets);
     let _ = writeln!(out, "tx_packets {}", s.tx_packets);
     for d in &s.drops {
-        let _ = writeln!(out, "drop.{} {}", d.reason, d.packets);
+        let _ = writeln!(out, "{} {}", d.reason, d.packets);
     }
     for p in &s.ports {
         let n = &p.name;

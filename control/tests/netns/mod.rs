@@ -47,6 +47,8 @@ pub const UDP_ECHO_PORT: u16 = 9000;
 const DPVSD_START_TIMEOUT: Duration = Duration::from_secs(30);
 const CTL_TIMEOUT: Duration = Duration::from_secs(10);
 const CMD_TIMEOUT: Duration = Duration::from_secs(20);
+/// Waiting for other processes' e2e tests (each takes seconds; a whole run minutes).
+const E2E_LOCK_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 static SERIAL: Mutex<()> = Mutex::new(());
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -54,7 +56,7 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// Serializes e2e tests (2 cores: one busy-polling dpvsd at a time) and decides
 /// whether this machine can run them. `None` means skip: the reason is printed.
 /// Under `CI=true` a machine that cannot run them is a failure, never a skip.
-pub fn begin(test: &str) -> Option<MutexGuard<'static, ()>> {
+pub fn begin(test: &str) -> Option<Serial> {
     let ci = std::env::var("CI")
         .map(|v| v == "true" || v == "1")
         .unwrap_or(false);
@@ -75,7 +77,40 @@ pub fn begin(test: &str) -> Option<MutexGuard<'static, ()>> {
         return None;
     }
     // A test that panicked while holding the lock poisons it; the next one may run.
-    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+    let in_process = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    Some(Serial {
+        _across_processes: lock_across_processes(test),
+        _in_process: in_process,
+    })
+}
+
+/// Held for the length of one e2e test: one at a time in this process (threads)
+/// and on this machine (other test binaries, other people's `cargo test`).
+pub struct Serial {
+    _across_processes: fs::File,
+    _in_process: MutexGuard<'static, ()>,
+}
+
+/// An advisory lock on a file: released by the kernel when the holder exits,
+/// however it exits, so a crashed run never blocks the next one.
+fn lock_across_processes(test: &str) -> fs::File {
+    let path = "/tmp/dpvs-e2e.lock";
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    let deadline = Instant::now() + E2E_LOCK_TIMEOUT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return file,
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("{test}: e2e lock {path} not acquired in {E2E_LOCK_TIMEOUT:?}: {e}"),
+        }
+    }
 }
 
 fn is_root() -> bool {
@@ -196,9 +231,21 @@ impl Topology {
     /// Creates the whole topology with its real servers running. Panics (after
     /// removing what it created) if that fails.
     pub fn new(name: &str) -> Topology {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
         // Short and unique per process and test: namespace names are `<prefix>cli`...
-        let prefix = format!("dpvs{}{}-", std::process::id() % 10000, n);
+        // Another process (another developer's test run) may hold a similar name:
+        // never touch it, take the next one.
+        let existing = run_bounded(Command::new("ip").args(["netns", "list"]), CMD_TIMEOUT);
+        let existing = stdout(&existing);
+        let prefix = (0..100)
+            .map(|_| {
+                let n = NEXT.fetch_add(1, Ordering::SeqCst);
+                format!("dpvs{}{}-", std::process::id() % 10000, n)
+            })
+            .find(|p| {
+                !existing.lines().any(|l| l.starts_with(p.as_str()))
+                    && !Path::new(&format!("/tmp/dpvs-{p}")).exists()
+            })
+            .expect("a free topology prefix");
         let run_dir = PathBuf::from(format!("/tmp/dpvs-{prefix}"));
         let topo = Topology {
             name: name.to_string(),
@@ -207,9 +254,16 @@ impl Topology {
             socket: Mutex::new(None),
             spawned: Mutex::new(Vec::new()),
         };
-        // Leftovers of a killed run that had the same PID.
-        topo.script("down");
         let out = topo.script("up");
+        if String::from_utf8_lossy(&out.stderr).contains("exists; run") {
+            // Someone else's namespace took the name meanwhile: not ours to remove.
+            std::mem::forget(topo);
+            panic!(
+                "topology prefix taken by another process:\n{}",
+                describe(&out)
+            );
+        }
+        // On any other failure the script removed what it made; Drop makes sure.
         assert!(
             out.status.success(),
             "topology.sh up {} failed:\n{}",
@@ -676,6 +730,7 @@ pub fn parse_num(w: &str) -> Option<u64> {
         'K' => (&w[..w.len() - 1], 1_000),
         'M' => (&w[..w.len() - 1], 1_000_000),
         'G' => (&w[..w.len() - 1], 1_000_000_000),
+        'T' => (&w[..w.len() - 1], 1_000_000_000_000),
         _ => (w, 1),
     };
     digits.parse::<u64>().ok().map(|n| n * mult)

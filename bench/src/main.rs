@@ -1,0 +1,216 @@
+//! `dpvs-bench`: pktgen-style benchmark runs of the director.
+//!
+//! `run` does everything (testpmd baseline, memory, Maglev, the in-process
+//! pipeline) and prints the table and one `bench:` line for scripts; `--out`
+//! also writes JSON and markdown. The other subcommands run one part.
+
+mod baseline;
+mod env;
+mod frames;
+mod memory;
+mod pipeline;
+mod report;
+
+use clap::{Parser, Subcommand};
+use dataplane::ForwardMode;
+
+use report::Report;
+
+#[derive(Parser)]
+#[command(name = "dpvs-bench", about = "Benchmarks of the dpvs director")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Everything: baseline, memory, Maglev and the pipeline scenarios.
+    Run {
+        /// Short runs (under two minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Directory for bench.json and bench.md (e.g. docs/bench).
+        #[arg(long)]
+        out: Option<String>,
+    },
+    /// Only the in-process pipeline scenarios.
+    Pipeline {
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Only the dpdk-testpmd baseline.
+    Testpmd {
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+    },
+    /// Memory per connection (the parent spawns `--child N`).
+    Memory {
+        #[arg(long)]
+        child: Option<u64>,
+        #[arg(long, default_value = "1000000")]
+        conns: Vec<u64>,
+    },
+    /// Maglev table build time.
+    Maglev {
+        #[arg(long, default_value_t = 1000)]
+        dests: usize,
+        #[arg(long, default_value_t = 65537)]
+        size: u32,
+    },
+}
+
+/// How long and how often each scenario runs.
+#[derive(Clone, Copy)]
+pub struct Plan {
+    pub quick: bool,
+    pub packets: u64,
+    pub repeats: usize,
+    pub big_flows: u32,
+    pub cps_conns: u32,
+    pub cps_repeats: usize,
+    pub churn_seconds: f64,
+    pub idle_samples: usize,
+    pub testpmd_seconds: u32,
+    pub memory_conns: &'static [u64],
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                quick,
+                packets: 4_000_000,
+                repeats: 3,
+                big_flows: 1_000_000,
+                cps_conns: 40_960,
+                cps_repeats: 2,
+                churn_seconds: 2.0,
+                idle_samples: 200,
+                testpmd_seconds: 4,
+                memory_conns: &[1_000_000],
+            }
+        } else {
+            Plan {
+                quick,
+                packets: 15_000_000,
+                repeats: 5,
+                big_flows: 1_000_000,
+                cps_conns: 204_800,
+                cps_repeats: 3,
+                churn_seconds: 5.0,
+                idle_samples: 1000,
+                testpmd_seconds: 7,
+                memory_conns: &[1_000_000, 10_000_000],
+            }
+        }
+    }
+}
+
+fn pipeline(plan: &Plan, rep: &mut Report) -> Result<(), String> {
+    let mut env = env::Env::init()?;
+    let modes = [
+        ForwardMode::Nat,
+        ForwardMode::FullNat,
+        ForwardMode::Dr,
+        ForwardMode::Tun,
+    ];
+    for mode in modes {
+        for flows in [1000, plan.big_flows] {
+            eprintln!(
+                "pipeline: {} established, {flows} flows",
+                pipeline::mode_name(mode)
+            );
+            let r = pipeline::established(&mut env, mode, flows, plan.packets, plan.repeats)?;
+            let unsupported = r.mpps.is_none();
+            rep.established.push(r);
+            if unsupported {
+                break;
+            }
+        }
+    }
+    for mode in [ForwardMode::Nat, ForwardMode::FullNat] {
+        eprintln!(
+            "pipeline: {} connections per second",
+            pipeline::mode_name(mode)
+        );
+        rep.cps.push(pipeline::cps(
+            &mut env,
+            mode,
+            plan.cps_conns,
+            plan.cps_repeats,
+        )?);
+    }
+    eprintln!("pipeline: configuration churn");
+    rep.churn = Some(pipeline::churn(&mut env, 1000, plan.churn_seconds)?);
+    for adaptive in [false, true] {
+        eprintln!("pipeline: idle behaviour, adaptive_poll={adaptive}");
+        rep.idle
+            .push(pipeline::idle(&mut env, adaptive, plan.idle_samples)?);
+    }
+    Ok(())
+}
+
+fn run(quick: bool, out: Option<String>, only_pipeline: bool) -> Result<(), String> {
+    let plan = Plan::new(quick);
+    let mut rep = Report::new(quick);
+    if !only_pipeline {
+        for mode in ["5tswap", "macswap"] {
+            eprintln!("baseline: dpdk-testpmd {mode}");
+            rep.testpmd.push(baseline::run(mode, plan.testpmd_seconds));
+        }
+        for &n in plan.memory_conns {
+            eprintln!("memory: {n} connections");
+            rep.memory.push(memory::measure(n)?);
+        }
+        eprintln!("maglev: build 1000 dests, M=65537");
+        rep.maglev = Some(memory::maglev(1000, 65537, if quick { 5 } else { 10 }));
+    }
+    let res = pipeline(&plan, &mut rep);
+    if let Err(e) = &res {
+        rep.errors.push(e.clone());
+    }
+    println!("{}", rep.markdown());
+    if let Some(dir) = out {
+        rep.write(&dir)?;
+        eprintln!("wrote {dir}/bench.json and {dir}/bench.md");
+    }
+    println!("{}", rep.line());
+    res
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Run { quick, out } => run(quick, out, false),
+        Cmd::Pipeline { quick } => run(quick, None, true),
+        Cmd::Testpmd { seconds } => {
+            for mode in ["5tswap", "macswap"] {
+                let r = baseline::run(mode, seconds);
+                println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            }
+            Ok(())
+        }
+        Cmd::Memory { child, conns } => match child {
+            Some(n) => {
+                let m = memory::child(n);
+                println!("{}", serde_json::to_string(&m).unwrap_or_default());
+                Ok(())
+            }
+            None => conns.iter().try_for_each(|&n| {
+                let m = memory::measure(n)?;
+                println!("{}", serde_json::to_string(&m).unwrap_or_default());
+                Ok(())
+            }),
+        },
+        Cmd::Maglev { dests, size } => {
+            let m = memory::maglev(dests, size, 10);
+            println!("{}", serde_json::to_string(&m).unwrap_or_default());
+            Ok(())
+        }
+    };
+    if let Err(e) = res {
+        eprintln!("dpvs-bench: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,799 @@
+//! `dpvs-bench pipeline`: the real worker on lcore 1, fed through ring ports by
+//! the generator on the main lcore. Scenarios: established flows (1 k, 1 M),
+//! whole TCP connections per second, configuration churn, idle behaviour.
+//!
+//! Each scenario starts a fresh `Dataplane` (empty connection table), resolves
+//! the neighbours first with injected ARP replies (the run measures forwarding,
+//! not ARP), and checks a sample of what comes out.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataplane::*;
+use serde::Serialize;
+
+use crate::env::{Env, Pumped, CLIENT, SERVER};
+use crate::frames::{self, flag, Expect, Frames, Seg};
+
+/// Real servers behind the service under test.
+pub const NRS: usize = 4;
+
+fn v4(a: [u8; 4]) -> IpAddr {
+    IpAddr::from(a)
+}
+
+pub fn mode_name(m: ForwardMode) -> &'static str {
+    match m {
+        ForwardMode::Nat => "nat",
+        ForwardMode::FullNat => "fullnat",
+        ForwardMode::Dr => "dr",
+        ForwardMode::Tun => "tun",
+    }
+}
+
+fn dest(addr: [u8; 4], port: u16, mode: ForwardMode, weight: u32) -> DestSpec {
+    DestSpec {
+        addr: v4(addr),
+        port,
+        weight,
+        mode,
+        u_threshold: 0,
+        l_threshold: 0,
+        inhibited: false,
+    }
+}
+
+fn service(vport: u16, sched: &str, dests: Vec<DestSpec>) -> ServiceSpec {
+    ServiceSpec {
+        key: ServiceKey {
+            proto: Proto::Tcp,
+            vip: v4(frames::VIP),
+            vport,
+        },
+        scheduler: sched.into(),
+        sched_flags: vec![],
+        persistence: None,
+        conn_timeout_s: None,
+        dests,
+    }
+}
+
+/// The service under test (VIP:80 -> NRS real servers) plus `extra` services.
+pub fn config(mode: ForwardMode, extra: Vec<ServiceSpec>) -> ConfigDesc {
+    let rport = if matches!(mode, ForwardMode::Dr | ForwardMode::Tun) {
+        frames::VPORT
+    } else {
+        frames::RPORT
+    };
+    let mut services = vec![service(
+        frames::VPORT,
+        "rr",
+        (0..NRS)
+            .map(|i| dest(frames::rs(i).0, rport, mode, 1))
+            .collect(),
+    )];
+    services.extend(extra);
+    let addr = |port: &str, a: [u8; 4], len: u8| AddrSpec {
+        port: port.into(),
+        addr: v4(a),
+        prefix_len: len,
+    };
+    ConfigDesc {
+        services,
+        addrs: vec![
+            addr("dpdk0", frames::DIP_CLIENT, 24),
+            addr("dpdk0", frames::VIP, 32),
+            addr("dpdk1", frames::DIP_SERVER, 24),
+            addr("dpdk1", frames::LIP, 32),
+        ],
+        routes: vec![RouteSpec {
+            prefix: v4([0, 0, 0, 0]),
+            prefix_len: 0,
+            via: Some(v4(frames::GW_IP)),
+            port: "dpdk0".into(),
+        }],
+    }
+}
+
+fn arp_reply(smac: [u8; 6], sip: [u8; 4], tmac: [u8; 6], tip: [u8; 4]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&tmac);
+    f.extend_from_slice(&smac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+    f.extend_from_slice(&smac);
+    f.extend_from_slice(&sip);
+    f.extend_from_slice(&tmac);
+    f.extend_from_slice(&tip);
+    f.resize(60, 0);
+    f
+}
+
+/// A started dataplane with its neighbours resolved.
+pub struct Running {
+    pub dp: Dataplane,
+    pub mac: [[u8; 6]; 2],
+    pub mode: ForwardMode,
+}
+
+pub fn start(
+    env: &mut Env,
+    mode: ForwardMode,
+    capacity: u32,
+    adaptive: bool,
+) -> Result<Running, String> {
+    env.drain();
+    let dp = Dataplane::start_with_eal(&env.spec(capacity, adaptive), &config(mode, vec![]))
+        .map_err(|e| e.to_string())?;
+    let st = dp.stats();
+    let mac = [st.ports[0].mac, st.ports[1].mac];
+    std::thread::sleep(Duration::from_millis(20));
+    env.drain(); // gratuitous ARPs
+    env.inject(
+        CLIENT,
+        &[arp_reply(
+            frames::GW_MAC,
+            frames::GW_IP,
+            mac[0],
+            frames::DIP_CLIENT,
+        )],
+    )?;
+    let rs: Vec<Vec<u8>> = (0..NRS)
+        .map(|i| {
+            let (ip, m) = frames::rs(i);
+            arp_reply(m, ip, mac[1], frames::DIP_SERVER)
+        })
+        .collect();
+    env.inject(SERVER, &rs)?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while dp.neighbours().len() < NRS + 1 {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "neighbours not learned: {:?}",
+                dp.neighbours().len()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    env.drain();
+    Ok(Running { dp, mac, mode })
+}
+
+fn client_seg(r: &Running, i: u32, flags: u8, seq: u32, ack: u32, payload: usize) -> Seg {
+    let (cip, cport) = frames::client(i);
+    Seg {
+        src_mac: frames::GW_MAC,
+        dst_mac: r.mac[0],
+        src: cip,
+        sport: cport,
+        dst: frames::VIP,
+        dport: frames::VPORT,
+        flags,
+        seq,
+        ack,
+        payload,
+    }
+}
+
+/// What a request (client -> RS) must look like after the director.
+fn expect_request(r: &Running) -> Expect {
+    let rips: Vec<[u8; 4]> = (0..NRS).map(|i| frames::rs(i).0).collect();
+    let base = Expect {
+        dst_mac: None,
+        src_mac: Some(r.mac[1]),
+        dst_ips: rips.clone(),
+        dport: Some(frames::RPORT),
+        src_is_client: true,
+        src_ip: None,
+        sport: None,
+        ttl: Some(frames::TTL - 1),
+        ipip: false,
+        toa: false,
+    };
+    match r.mode {
+        ForwardMode::Nat => base,
+        ForwardMode::FullNat => Expect {
+            src_is_client: false,
+            ..base
+        },
+        ForwardMode::Dr => Expect {
+            dst_ips: vec![frames::VIP],
+            dport: Some(frames::VPORT),
+            ttl: Some(frames::TTL),
+            ..base
+        },
+        ForwardMode::Tun => Expect {
+            dport: Some(frames::VPORT),
+            ttl: None,
+            ipip: true,
+            ..base
+        },
+    }
+}
+
+/// Checks a sample of outputs: bytes, and that a flow always reaches the same RS.
+struct Sampler {
+    every: u64,
+    expect: Expect,
+    rs_mac: HashMap<[u8; 6], usize>,
+    flow_rs: HashMap<u32, usize>,
+    checked: u64,
+    errors: Vec<String>,
+}
+
+impl Sampler {
+    fn new(r: &Running, every: u64) -> Sampler {
+        Sampler {
+            every,
+            expect: expect_request(r),
+            rs_mac: (0..NRS).map(|i| (frames::rs(i).1, i)).collect(),
+            flow_rs: HashMap::new(),
+            checked: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    fn see(&mut self, i: u64, f: &[u8]) {
+        if !i.is_multiple_of(self.every) {
+            return;
+        }
+        self.checked += 1;
+        let mut err = frames::check(f, &self.expect).err();
+        if err.is_none() {
+            let mac: [u8; 6] = f[0..6].try_into().unwrap_or_default();
+            match (self.rs_mac.get(&mac), frames::quick(f)) {
+                (None, _) => err = Some(format!("dst MAC {mac:02x?} is no real server")),
+                (Some(&rs), Some(q)) => {
+                    if let Some(flow) = frames::flow_of(q.src, q.sport) {
+                        let prev = *self.flow_rs.entry(flow).or_insert(rs);
+                        if prev != rs {
+                            err = Some(format!("flow {flow} moved from RS {prev} to {rs}"));
+                        }
+                    }
+                }
+                (Some(_), None) => err = Some("unparsable".into()),
+            }
+        }
+        if let Some(e) = err {
+            if self.errors.len() < 5 {
+                self.errors.push(e);
+            }
+        }
+    }
+}
+
+/// Drop counters that are not zero.
+pub fn nonzero_drops(dp: &Dataplane) -> Vec<(String, u64)> {
+    dp.stats()
+        .drops
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| (format!("{r:?}"), *n))
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Established {
+    pub mode: String,
+    pub flows: u32,
+    /// None when the mode is not supported by the dataplane.
+    pub mpps: Option<f64>,
+    pub ns_per_packet: Option<f64>,
+    /// New connections per second of the SYN phase (first packets only).
+    pub syn_rate: Option<f64>,
+    pub runs: Vec<f64>,
+    pub sampled: u64,
+    pub note: String,
+}
+
+/// Whether `mode` forwards at all: one SYN in, one frame out.
+pub fn probe(env: &mut Env, mode: ForwardMode) -> Result<Option<String>, String> {
+    let r = start(env, mode, 4096, false)?;
+    let f = Frames::build(1, |_| client_seg(&r, 4_000_000, flag::SYN, 1000, 0, 0));
+    env.inject(CLIENT, &[f.get(0).to_vec()])?;
+    let out = env.collect(SERVER, 1, Duration::from_millis(300));
+    let drops = nonzero_drops(&r.dp);
+    drop(r);
+    if out.is_empty() {
+        return Ok(Some(format!("unsupported: no output; drops {drops:?}")));
+    }
+    Ok(None)
+}
+
+/// Established flows: SYNs create `flows` connections, then ACKs cycle over them.
+pub fn established(
+    env: &mut Env,
+    mode: ForwardMode,
+    flows: u32,
+    packets: u64,
+    repeats: usize,
+) -> Result<Established, String> {
+    let mut res = Established {
+        mode: mode_name(mode).into(),
+        flows,
+        ..Default::default()
+    };
+    if let Some(why) = probe(env, mode)? {
+        res.note = why;
+        return Ok(res);
+    }
+    let cap = flows + flows / 2 + 4096;
+    let r = start(env, mode, cap, false)?;
+    let syn = Frames::build(flows as usize, |i| {
+        client_seg(&r, i as u32, flag::SYN, 1000, 0, 0)
+    });
+    let mut s = Sampler::new(&r, 61);
+    s.expect.toa = mode == ForwardMode::FullNat;
+    let p = env.pump(
+        &syn,
+        0,
+        CLIENT,
+        SERVER,
+        u64::from(flows),
+        Duration::from_secs(20),
+        Duration::from_millis(300),
+        |i, f| s.see(i, f),
+    );
+    if p.recv != u64::from(flows) {
+        return Err(format!(
+            "{} SYN phase: {} of {} forwarded; drops {:?}",
+            res.mode,
+            p.recv,
+            flows,
+            nonzero_drops(&r.dp)
+        ));
+    }
+    // A rate over a few thousand packets is mostly start-up: report large runs only.
+    if flows >= 100_000 {
+        res.syn_rate = Some(p.recv as f64 / p.elapsed.as_secs_f64());
+    }
+    let ack = Frames::build(flows as usize, |i| {
+        client_seg(&r, i as u32, flag::ACK, 1001, 5001, 0)
+    });
+    s.expect.toa = false;
+    s.every = 1021;
+    // Warm-up pass (caches, branch predictors), then timed runs.
+    let warm = env.pump(
+        &ack,
+        0,
+        CLIENT,
+        SERVER,
+        u64::from(flows).clamp(100_000, 2_000_000),
+        Duration::from_secs(5),
+        Duration::from_millis(300),
+        |i, f| s.see(i, f),
+    );
+    check_loss(&r, "warm-up", &warm)?;
+    for _ in 0..repeats {
+        let p = env.pump(
+            &ack,
+            0,
+            CLIENT,
+            SERVER,
+            packets,
+            Duration::from_secs(4),
+            Duration::from_millis(300),
+            |i, f| s.see(i, f),
+        );
+        check_loss(&r, &res.mode, &p)?;
+        res.runs.push(p.mpps());
+    }
+    if !s.errors.is_empty() {
+        return Err(format!(
+            "{} {} flows: wrong output: {:?}",
+            res.mode, flows, s.errors
+        ));
+    }
+    let best = res.runs.iter().cloned().fold(0.0, f64::max);
+    res.mpps = Some(best);
+    res.ns_per_packet = Some(1000.0 / best);
+    res.sampled = s.checked;
+    Ok(res)
+}
+
+fn check_loss(r: &Running, what: &str, p: &Pumped) -> Result<(), String> {
+    if p.recv < p.sent {
+        return Err(format!(
+            "{what}: {} sent, {} forwarded in {:?}; drops {:?}",
+            p.sent,
+            p.recv,
+            p.elapsed,
+            nonzero_drops(&r.dp)
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Cps {
+    pub mode: String,
+    pub conns: u32,
+    pub packets_per_conn: u32,
+    pub cps: Option<f64>,
+    pub runs: Vec<f64>,
+    pub note: String,
+}
+
+/// Whole TCP connections: SYN, SYN-ACK, ACK, request, reply, FIN, FIN, ACK,
+/// in waves; the real-server side answers what it received, so the run works
+/// for any rewrite of the server-side addresses (NAT and FULLNAT).
+pub fn cps(env: &mut Env, mode: ForwardMode, conns: u32, repeats: usize) -> Result<Cps, String> {
+    let mut res = Cps {
+        mode: mode_name(mode).into(),
+        conns,
+        packets_per_conn: 8,
+        ..Default::default()
+    };
+    if matches!(mode, ForwardMode::Dr | ForwardMode::Tun) {
+        res.note = "replies bypass the director in this mode".into();
+        return Ok(res);
+    }
+    if let Some(why) = probe(env, mode)? {
+        res.note = why;
+        return Ok(res);
+    }
+    for rep in 0..repeats {
+        let r = start(env, mode, conns + conns / 2 + 4096, false)?;
+        let t0 = Instant::now();
+        let wave = 2048u32;
+        let mut base = 0u32;
+        while base < conns {
+            let n = wave.min(conns - base);
+            one_wave(env, &r, base, n).map_err(|e| {
+                format!(
+                    "{} cps wave at {base}: {e}; drops {:?}",
+                    res.mode,
+                    nonzero_drops(&r.dp)
+                )
+            })?;
+            base += n;
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        res.runs.push(f64::from(conns) / secs);
+        let st = r.dp.stats();
+        let created = st.services.first().map(|s| s.traffic.conns).unwrap_or(0);
+        if created != u64::from(conns) {
+            return Err(format!(
+                "cps run {rep}: {created} connections created, {conns} expected"
+            ));
+        }
+    }
+    res.cps = Some(res.runs.iter().cloned().fold(0.0, f64::max));
+    Ok(res)
+}
+
+/// Server view of one connection: (RS ip, RS port, peer ip, peer port, RS MAC).
+type ServerView = ([u8; 4], u16, [u8; 4], u16, [u8; 6]);
+
+fn one_wave(env: &mut Env, r: &Running, base: u32, n: u32) -> Result<(), String> {
+    const REQ: usize = 16;
+    let c = |i: usize, flags, seq, ack, pl| client_seg(r, base + i as u32, flags, seq, ack, pl);
+    let step = |env: &mut Env,
+                frames: &Frames,
+                in_port: usize,
+                out_port: usize,
+                f: &mut dyn FnMut(&[u8]) -> Result<(), String>|
+     -> Result<(), String> {
+        let mut err = None;
+        let p = env.pump(
+            frames,
+            0,
+            in_port,
+            out_port,
+            u64::from(n),
+            Duration::from_secs(5),
+            Duration::from_millis(300),
+            |_, b| {
+                if err.is_none() {
+                    err = f(b).err();
+                }
+            },
+        );
+        if let Some(e) = err {
+            return Err(e);
+        }
+        if p.recv != u64::from(n) {
+            return Err(format!("{} of {} came out", p.recv, n));
+        }
+        Ok(())
+    };
+    let n_us = n as usize;
+    let expect_req = expect_request(r);
+    let vip_expect = Expect {
+        dst_mac: Some(frames::GW_MAC),
+        src_mac: Some(r.mac[0]),
+        dst_ips: vec![],
+        dport: None,
+        src_is_client: false,
+        src_ip: Some(frames::VIP),
+        sport: Some(frames::VPORT),
+        ttl: Some(frames::TTL - 1),
+        ipip: false,
+        toa: false,
+    };
+    // 1. SYN: learn each connection's server view from what the RS receives.
+    let mut views: Vec<Option<ServerView>> = vec![None; n_us];
+    let mac_of: HashMap<[u8; 4], [u8; 6]> = (0..NRS).map(|i| frames::rs(i)).collect();
+    let fullnat = r.mode == ForwardMode::FullNat;
+    let syn = Frames::build(n_us, |i| c(i, flag::SYN, 1000, 0, 0));
+    let mut checked = 0u32;
+    step(env, &syn, CLIENT, SERVER, &mut |b| {
+        let q = frames::quick(b).ok_or("SYN out: not TCP/IPv4")?;
+        let (cip, cport) = if fullnat {
+            frames::toa(b).ok_or("FULLNAT SYN without TOA")?
+        } else {
+            (q.src, q.sport)
+        };
+        let flow = frames::flow_of(cip, cport).ok_or("SYN out: unknown client")?;
+        let idx = flow
+            .checked_sub(base)
+            .ok_or("SYN out: flow of another wave")? as usize;
+        if checked < 8 {
+            frames::check(b, &expect_req)?;
+            checked += 1;
+        }
+        let mac = *mac_of.get(&q.dst).ok_or("SYN out: not to a real server")?;
+        *views.get_mut(idx).ok_or("SYN out: flow out of range")? =
+            Some((q.dst, q.dport, q.src, q.sport, mac));
+        Ok(())
+    })?;
+    let views: Vec<ServerView> = views
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or("a SYN came out twice, another never")?;
+    let s = |i: usize, flags, seq, ack, pl| {
+        let (rip, rport, pip, pport, mac) = views[i];
+        Seg {
+            src_mac: mac,
+            dst_mac: r.mac[1],
+            src: rip,
+            sport: rport,
+            dst: pip,
+            dport: pport,
+            flags,
+            seq,
+            ack,
+            payload: pl,
+        }
+    };
+    let check_some = |every: u32, e: &Expect| {
+        let mut k = 0u32;
+        let e = e.clone();
+        move |b: &[u8]| {
+            k += 1;
+            if k % every == 1 {
+                frames::check(b, &e)
+            } else {
+                Ok(())
+            }
+        }
+    };
+    // 2. SYN-ACK from the RS, back to the client from the VIP.
+    let f = Frames::build(n_us, |i| s(i, flag::SYN | flag::ACK, 5000, 1001, 0));
+    step(env, &f, SERVER, CLIENT, &mut check_some(97, &vip_expect))?;
+    // 3. ACK, 4. request.
+    let f = Frames::build(n_us, |i| c(i, flag::ACK, 1001, 5001, 0));
+    step(env, &f, CLIENT, SERVER, &mut check_some(97, &expect_req))?;
+    let f = Frames::build(n_us, |i| c(i, flag::PSH | flag::ACK, 1001, 5001, REQ));
+    step(env, &f, CLIENT, SERVER, &mut check_some(97, &expect_req))?;
+    // 5. reply.
+    let f = Frames::build(n_us, |i| s(i, flag::PSH | flag::ACK, 5001, 1017, REQ));
+    step(env, &f, SERVER, CLIENT, &mut check_some(97, &vip_expect))?;
+    // 6. client FIN, 7. server FIN, 8. last ACK.
+    let f = Frames::build(n_us, |i| c(i, flag::FIN | flag::ACK, 1017, 5017, 0));
+    step(env, &f, CLIENT, SERVER, &mut check_some(97, &expect_req))?;
+    let f = Frames::build(n_us, |i| s(i, flag::FIN | flag::ACK, 5017, 1018, 0));
+    step(env, &f, SERVER, CLIENT, &mut check_some(97, &vip_expect))?;
+    let f = Frames::build(n_us, |i| c(i, flag::ACK, 1018, 5018, 0));
+    step(env, &f, CLIENT, SERVER, &mut check_some(97, &expect_req))?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Churn {
+    pub applies: u64,
+    pub seconds: f64,
+    pub sent: u64,
+    pub forwarded: u64,
+    pub lost: u64,
+    pub mpps: f64,
+    pub apply_errors: u64,
+}
+
+/// Established NAT traffic while another thread applies a new configuration
+/// 100 times a second: other services come and go, the one under test stays.
+pub fn churn(env: &mut Env, flows: u32, seconds: f64) -> Result<Churn, String> {
+    let r = Arc::new(start(env, ForwardMode::Nat, flows * 2 + 4096, false)?);
+    let syn = Frames::build(flows as usize, |i| {
+        client_seg(&r, i as u32, flag::SYN, 1000, 0, 0)
+    });
+    let p = env.pump(
+        &syn,
+        0,
+        CLIENT,
+        SERVER,
+        u64::from(flows),
+        Duration::from_secs(10),
+        Duration::from_millis(300),
+        |_, _| {},
+    );
+    check_loss(&r, "churn SYN phase", &p)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let applies = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let th = {
+        let (r, stop, applies, errors) = (r.clone(), stop.clone(), applies.clone(), errors.clone());
+        std::thread::spawn(move || {
+            let mut k = 0u32;
+            let period = Duration::from_millis(10);
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let extra = (0..12u16)
+                    .filter(|j| (u32::from(*j) + k) % 3 != 0)
+                    .map(|j| {
+                        let w = 1 + (k + u32::from(j)) % 5;
+                        let mut d =
+                            vec![dest([192, 168, 0, 50 + j as u8], 9000, ForwardMode::Nat, w)];
+                        if k % 2 == 0 {
+                            d.push(dest([192, 168, 0, 80 + j as u8], 9000, ForwardMode::Nat, 1));
+                        }
+                        service(1000 + j, if k % 2 == 0 { "wrr" } else { "rr" }, d)
+                    })
+                    .collect();
+                if r.dp.apply(&config(ForwardMode::Nat, extra)).is_err() {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                applies.fetch_add(1, Ordering::Relaxed);
+                k = k.wrapping_add(1);
+                next += period;
+                let now = Instant::now();
+                if next > now {
+                    std::thread::sleep(next - now);
+                }
+            }
+        })
+    };
+    let ack = Frames::build(flows as usize, |i| {
+        client_seg(&r, i as u32, flag::ACK, 1001, 5001, 0)
+    });
+    let mut s = Sampler::new(&r, 509);
+    let t0 = Instant::now();
+    let p = env.pump(
+        &ack,
+        0,
+        CLIENT,
+        SERVER,
+        u64::MAX / 2,
+        Duration::from_secs_f64(seconds),
+        Duration::from_millis(300),
+        |i, f| s.see(i, f),
+    );
+    // Whatever is still in flight comes out now.
+    let tail = env.drain_outputs(SERVER, Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let _ = th.join();
+    let secs = t0.elapsed().as_secs_f64();
+    if !s.errors.is_empty() {
+        return Err(format!("churn: wrong output: {:?}", s.errors));
+    }
+    let forwarded = p.recv + tail;
+    Ok(Churn {
+        applies: applies.load(Ordering::Relaxed),
+        seconds: secs,
+        sent: p.sent,
+        forwarded,
+        lost: p.sent.saturating_sub(forwarded),
+        mpps: p.mpps(),
+        apply_errors: errors.load(Ordering::Relaxed),
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Idle {
+    pub adaptive: bool,
+    pub rtt_p50_ns: f64,
+    pub rtt_p99_ns: f64,
+    pub idle_cpu_pct: Option<f64>,
+    pub loaded_mpps: f64,
+}
+
+/// CPU time (user + system, clock ticks) of the worker lcore thread.
+fn worker_ticks() -> Option<u64> {
+    let dir = std::fs::read_dir("/proc/self/task").ok()?;
+    for e in dir.flatten() {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if comm.contains("worker") {
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ut: u64 = f.get(11)?.parse().ok()?;
+            let st: u64 = f.get(12)?.parse().ok()?;
+            return Some(ut + st);
+        }
+    }
+    None
+}
+
+/// Single-packet round trips after idle gaps, idle CPU of the worker, and
+/// loaded throughput, with adaptive polling on or off.
+pub fn idle(env: &mut Env, adaptive: bool, samples: usize) -> Result<Idle, String> {
+    let flows = 1000u32;
+    let r = start(env, ForwardMode::Nat, 1 << 16, adaptive)?;
+    let syn = Frames::build(flows as usize, |i| {
+        client_seg(&r, i as u32, flag::SYN, 1000, 0, 0)
+    });
+    let p = env.pump(
+        &syn,
+        0,
+        CLIENT,
+        SERVER,
+        u64::from(flows),
+        Duration::from_secs(5),
+        Duration::from_millis(300),
+        |_, _| {},
+    );
+    check_loss(&r, "idle SYN phase", &p)?;
+    let ack = Frames::build(flows as usize, |i| {
+        client_seg(&r, i as u32, flag::ACK, 1001, 5001, 0)
+    });
+    let mut rtts = Vec::with_capacity(samples);
+    for k in 0..samples {
+        // Long enough for the worker to fall into its back-off.
+        std::thread::sleep(Duration::from_micros(500));
+        let p = env.pump(
+            &ack,
+            k,
+            CLIENT,
+            SERVER,
+            1,
+            Duration::from_millis(100),
+            Duration::from_millis(50),
+            |_, _| {},
+        );
+        if p.recv == 1 {
+            rtts.push(p.elapsed.as_nanos() as f64);
+        }
+    }
+    if rtts.len() < samples / 2 {
+        return Err(format!(
+            "idle: only {} of {samples} round trips",
+            rtts.len()
+        ));
+    }
+    rtts.sort_by(f64::total_cmp);
+    let pct = |q: f64| rtts[((rtts.len() - 1) as f64 * q) as usize];
+    let idle_cpu_pct = {
+        let hz = 100.0; // USER_HZ on Linux
+        let a = worker_ticks();
+        std::thread::sleep(Duration::from_secs(1));
+        let b = worker_ticks();
+        match (a, b) {
+            (Some(a), Some(b)) => Some((b - a) as f64 / hz * 100.0),
+            _ => None,
+        }
+    };
+    let mut best = 0.0f64;
+    for _ in 0..2 {
+        let p = env.pump(
+            &ack,
+            0,
+            CLIENT,
+            SERVER,
+            3_000_000,
+            Duration::from_secs(3),
+            Duration::from_millis(300),
+            |_, _| {},
+        );
+        check_loss(&r, "idle loaded", &p)?;
+        best = best.max(p.mpps());
+    }
+    Ok(Idle {
+        adaptive,
+        rtt_p50_ns: pct(0.5),
+        rtt_p99_ns: pct(0.99),
+        idle_cpu_pct,
+        loaded_mpps: best,
+    })
+}
