@@ -515,7 +515,7 @@ fn one_wave(env: &mut Env, r: &Running, base: u32, n: u32) -> Result<(), String>
     };
     // 1. SYN: learn each connection's server view from what the RS receives.
     let mut views: Vec<Option<ServerView>> = vec![None; n_us];
-    let mac_of: HashMap<[u8; 4], [u8; 6]> = (0..NRS).map(|i| frames::rs(i)).collect();
+    let mac_of: HashMap<[u8; 4], [u8; 6]> = (0..NRS).map(frames::rs).collect();
     let fullnat = r.mode == ForwardMode::FullNat;
     let syn = Frames::build(n_us, |i| c(i, flag::SYN, 1000, 0, 0));
     let mut checked = 0u32;
@@ -631,15 +631,15 @@ pub fn churn(env: &mut Env, flows: u32, seconds: f64) -> Result<Churn, String> {
             let mut next = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 let extra = (0..12u16)
-                    .filter(|j| (u32::from(*j) + k) % 3 != 0)
+                    .filter(|j| !(u32::from(*j) + k).is_multiple_of(3))
                     .map(|j| {
                         let w = 1 + (k + u32::from(j)) % 5;
                         let mut d =
                             vec![dest([192, 168, 0, 50 + j as u8], 9000, ForwardMode::Nat, w)];
-                        if k % 2 == 0 {
+                        if k.is_multiple_of(2) {
                             d.push(dest([192, 168, 0, 80 + j as u8], 9000, ForwardMode::Nat, 1));
                         }
-                        service(1000 + j, if k % 2 == 0 { "wrr" } else { "rr" }, d)
+                        service(1000 + j, if k.is_multiple_of(2) { "wrr" } else { "rr" }, d)
                     })
                     .collect();
                 if r.dp.apply(&config(ForwardMode::Nat, extra)).is_err() {

@@ -60,6 +60,29 @@ fn persistent_service_keeps_each_client_on_one_server() {
         2,
         "three clients' templates spread by rr: {servers:?}"
     );
+
+    // The templates: one per client in -Lnc (state NONE, client port 0), and
+    // counted per dest in the PersistConn column.
+    let templates: Vec<_> = d
+        .conns()
+        .into_iter()
+        .filter(|c| c.state == "NONE")
+        .collect();
+    assert_eq!(templates.len(), 3, "one template per client: {templates:?}");
+    assert!(templates.iter().all(|t| t.source.ends_with(":0")));
+    let pc = d.ctl_ok(&["-Ln", "--persistent-conn"]);
+    assert!(pc.contains("PersistConn"), "{pc}");
+    let persist: u64 = pc
+        .lines()
+        .filter(|l| l.starts_with("  -> ") && !l.contains("RemoteAddress"))
+        .map(|l| {
+            l.split_whitespace()
+                .nth(4)
+                .and_then(|w| w.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(persist, 3, "PersistConn sums to the three clients:\n{pc}");
 }
 
 #[test]

@@ -219,6 +219,12 @@ impl Compiler {
                         d.addr, s.key.vip, s.key.vport
                     ));
                 }
+                if matches!(d.mode, ForwardMode::Dr | ForwardMode::Tun) && d.port != s.key.vport {
+                    return Err(format!(
+                        "dest {}:{} of service {}:{}: DR and TUN forward to the virtual port (real server port must be {})",
+                        d.addr, d.port, s.key.vip, s.key.vport, s.key.vport
+                    ));
+                }
                 let k = (s.key, d.addr, d.port);
                 if !self.dests.contains_key(&k) {
                     let id = self.id();

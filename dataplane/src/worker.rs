@@ -224,10 +224,38 @@ impl Worker {
         while let Ok(req) = self.requests.try_recv() {
             match req {
                 Request::Conns(reply) => {
-                    let _ = reply.send(self.list_conns(snap));
+                    let mut v = self.list_conns(snap);
+                    self.list_templates(snap, &mut v);
+                    let _ = reply.send(v);
                 }
                 Request::SetTimeouts(t) => self.conns.set_timeouts(t),
             }
+        }
+    }
+
+    /// Persistence templates as IPVS lists them among connections: state
+    /// `NONE`, client port 0 (the template matches any port of the client).
+    fn list_templates(&self, snap: &Snapshot, out: &mut Vec<ConnEntry>) {
+        let mut cursor = Some(0u32);
+        while let Some(c) = cursor {
+            cursor = self.persist.scan(c, 4096, |t| {
+                let Some(svc) = snap.services_by_id.get(&t.service()) else {
+                    return;
+                };
+                let Some(i) = svc.meta.iter().position(|m| m.id == t.dest()) else {
+                    return;
+                };
+                out.push(ConnEntry {
+                    proto: svc.key.proto,
+                    client: (t.client(), 0),
+                    virt: (svc.key.vip, svc.key.vport),
+                    local: None,
+                    dest: (svc.dests[i].addr, svc.dests[i].port),
+                    state: "NONE".to_string(),
+                    expires_s: (t.expires_at_ms().saturating_sub(self.now_ms) / 1000) as u32,
+                    worker: self.index as u32,
+                });
+            });
         }
     }
 }

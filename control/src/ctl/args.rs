@@ -110,6 +110,8 @@ pub struct ListOpts {
     pub exact: bool,
     pub timeout: bool,
     pub thresholds: bool,
+    /// `--persistent-conn`: a PersistConn column (persistence templates per dest).
+    pub persistent_conn: bool,
 }
 
 /// A usage error: one line for stderr; dpvsctl exits 2 like ipvsadm.
@@ -164,6 +166,7 @@ enum Opt {
     Stats,
     Exact,
     Thresholds,
+    PersistentConn,
     ConnTimeout,
 }
 
@@ -209,6 +212,7 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "stats", Opt::Stats, Arg::No),
     (None, "exact", Opt::Exact, Arg::No),
     (None, "thresholds", Opt::Thresholds, Arg::No),
+    (None, "persistent-conn", Opt::PersistentConn, Arg::No),
     (None, "conn-timeout", Opt::ConnTimeout, Arg::Required),
 ];
 
@@ -264,7 +268,15 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
         ],
         DeleteServer => &[Tcp, Udp, RealServer],
         List => &[
-            Tcp, Udp, Numeric, Connection, Timeout, Stats, Exact, Thresholds,
+            Tcp,
+            Udp,
+            Numeric,
+            Connection,
+            Timeout,
+            Stats,
+            Exact,
+            Thresholds,
+            PersistentConn,
         ],
         _ => &[],
     }
@@ -605,6 +617,7 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
             exact: has(Opt::Exact),
             timeout: has(Opt::Timeout),
             thresholds: has(Opt::Thresholds),
+            persistent_conn: has(Opt::PersistentConn),
         })),
         Opt::Set => {
             if positionals.len() != 3 {
@@ -787,6 +800,7 @@ Options:
   --stats                             list counters
   --exact                             expand numbers (with --stats)
   --thresholds                        list thresholds
+  --persistent-conn                   list persistent connections (templates) per dest
   --server unix:PATH|HOST:PORT        dpvsd to talk to (default $DPVS_SERVER, else unix:/run/dpvs/dpvs.sock)
 ";
 

@@ -254,6 +254,15 @@ async fn list(
             key: o.service.as_ref().map(key_to_pb),
         })
         .await?;
+    if o.persistent_conn {
+        let conns = c.list_connections(pb::Empty {}).await?;
+        out.push_str(&output::services_persistent(
+            r.get_ref(),
+            o.service.is_none(),
+            &conns.get_ref().connections,
+        ));
+        return Ok(());
+    }
     out.push_str(&output::services(
         r.get_ref(),
         o.service.is_none(),

@@ -176,6 +176,64 @@ pub fn services(resp: &pb::ListServicesResponse, all: bool, f: ListFormat) -> St
     out
 }
 
+/// `ipvsadm -Ln --persistent-conn`: the PersistConn column counts the
+/// persistence templates (listed among connections as state `NONE`, client
+/// port 0) that point at each dest.
+pub fn services_persistent(
+    resp: &pb::ListServicesResponse,
+    all: bool,
+    conns: &[pb::Connection],
+) -> String {
+    let mut out = String::new();
+    if all {
+        let _ = writeln!(
+            out,
+            "IP Virtual Server version 1.2.1 (size={})",
+            resp.table_size
+        );
+    }
+    out.push_str(
+        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight PersistConn ActiveConn InActConn\n",
+    );
+    let plain = services(resp, false, ListFormat::default());
+    let mut cur_service: Option<pb::ServiceKey> = None;
+    let mut svc_iter = resp.services.iter();
+    for line in plain.lines().skip(2) {
+        if let Some(rest) = line.strip_prefix("  -> ") {
+            let (dname, tail) = rest.split_at(28.min(rest.len()));
+            let mut cols = tail.split_whitespace();
+            let fwd = cols.next().unwrap_or("");
+            let weight = cols.next().unwrap_or("0");
+            let active = cols.next().unwrap_or("0");
+            let inact = cols.next().unwrap_or("0");
+            let key = cur_service.clone().unwrap_or_default();
+            let dest = dname.trim();
+            let persist = conns
+                .iter()
+                .filter(|c| {
+                    c.state == "NONE"
+                        && c.client_port == 0
+                        && c.protocol == key.protocol
+                        && c.virtual_addr == key.vip
+                        && c.virtual_port == key.vport
+                        && addr_port(&c.dest_addr, c.dest_port) == dest
+                })
+                .count();
+            let _ = writeln!(
+                out,
+                "  -> {dname:<28} {fwd:<7} {weight:<6} {persist:<11} {active:<10} {inact:<10}"
+            );
+        } else {
+            cur_service = svc_iter
+                .next()
+                .and_then(|s| s.service.as_ref())
+                .and_then(|s| s.key.clone());
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    out
+}
+
 /// `ipvsadm -Lnc`. When any connection has a FULLNAT local address, a `local`
 /// column (DPVS) is added before `destination`, `-` for the others.
 pub fn connections(conns: &[pb::Connection]) -> String {

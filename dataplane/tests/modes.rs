@@ -1,0 +1,280 @@
+//! Forwarding modes in-process (DPDK on ring ports, one worker lcore): DR, TUN
+//! and FULLNAT as a user sees them on the wire, re-parsed with etherparse.
+//!
+//! Same harness as `rings.rs` (its own process, so its own EAL and rings): frames
+//! go into a port's rx ring, what the worker sends is read from the tx rings.
+
+use std::net::IpAddr;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use dataplane::dpdk::eal::Eal;
+use dataplane::dpdk::mbuf::Mbuf;
+use dataplane::dpdk::mempool::Mempool;
+use dataplane::dpdk::ring::{port_from_rings, Ring};
+use dataplane::wire::PacketBuf;
+use dataplane::*;
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+const RS1_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x11];
+const CIP: [u8; 4] = [10, 0, 0, 2];
+const VIP: [u8; 4] = [10, 0, 0, 100];
+const DIP: [u8; 4] = [192, 168, 0, 1];
+const RIP: [u8; 4] = [192, 168, 0, 11];
+
+struct Env {
+    _eal: Eal,
+    pool: Mempool,
+    rings: Vec<(Ring, Ring)>, // (rx, tx) per port
+}
+
+fn env() -> &'static Mutex<Env> {
+    static ENV: OnceLock<Mutex<Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let prefix = format!("dpvs-modes-{}", std::process::id());
+        let args: Vec<String> = [
+            "--no-huge",
+            "--no-pci",
+            "-m",
+            "256",
+            "-l",
+            "0,1",
+            "--file-prefix",
+            &prefix,
+            "--log-level",
+            "3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let eal = Eal::init(&args).expect("EAL init");
+        let pool = Mempool::new("modes_pool", 4095, 0, -1).expect("pool");
+        let mut rings = Vec::new();
+        for i in 0..2 {
+            let rx = Ring::new(&format!("m_rx{i}"), 1024).unwrap();
+            let tx = Ring::new(&format!("m_tx{i}"), 1024).unwrap();
+            port_from_rings(&format!("m{i}"), &rx, &tx).unwrap();
+            rings.push((rx, tx));
+        }
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+        Mutex::new(Env {
+            _eal: eal,
+            pool,
+            rings,
+        })
+    })
+}
+
+fn spec() -> DataplaneSpec {
+    DataplaneSpec {
+        eal_args: vec![],
+        ports: (0..2)
+            .map(|i| PortSpec {
+                name: format!("dpdk{i}"),
+                device: format!("net_ring_m{i}"),
+                queues: 1,
+                mtu: 0,
+            })
+            .collect(),
+        worker_cores: vec![1],
+        mbufs: 4095,
+        conn_capacity: 4096,
+        adaptive_poll: false,
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn dest(addr: &str, port: u16, mode: ForwardMode) -> DestSpec {
+    DestSpec {
+        addr: ip(addr),
+        port,
+        weight: 1,
+        mode,
+        u_threshold: 0,
+        l_threshold: 0,
+        inhibited: false,
+    }
+}
+
+fn config(proto: Proto, dests: Vec<DestSpec>) -> ConfigDesc {
+    ConfigDesc {
+        services: vec![ServiceSpec {
+            key: ServiceKey {
+                proto,
+                vip: ip("10.0.0.100"),
+                vport: 80,
+            },
+            scheduler: "rr".into(),
+            sched_flags: vec![],
+            persistence: None,
+            conn_timeout_s: None,
+            dests,
+        }],
+        addrs: vec![
+            AddrSpec {
+                port: "dpdk0".into(),
+                addr: ip("10.0.0.1"),
+                prefix_len: 24,
+            },
+            AddrSpec {
+                port: "dpdk0".into(),
+                addr: ip("10.0.0.100"),
+                prefix_len: 32,
+            },
+            AddrSpec {
+                port: "dpdk1".into(),
+                addr: ip("192.168.0.1"),
+                prefix_len: 24,
+            },
+        ],
+        routes: vec![],
+    }
+}
+
+fn arp(op: u16, smac: [u8; 6], sip: [u8; 4], tmac: [u8; 6], tip: [u8; 4], dst: [u8; 6]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&smac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4]);
+    f.extend_from_slice(&op.to_be_bytes());
+    f.extend_from_slice(&smac);
+    f.extend_from_slice(&sip);
+    f.extend_from_slice(&tmac);
+    f.extend_from_slice(&tip);
+    f.resize(60, 0);
+    f
+}
+
+fn syn(dst_mac: [u8; 6], sport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, dst_mac)
+        .ipv4(CIP, VIP, 64)
+        .tcp(sport, 80, 1000, 64000)
+        .syn()
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+fn inject(env: &Env, port: usize, frames: &[Vec<u8>]) {
+    let mut v = Vec::new();
+    for f in frames {
+        let mut m: Mbuf = env.pool.alloc().expect("mbuf");
+        assert!(m.write_from(f));
+        v.push(m);
+    }
+    assert!(env.rings[port].0.enqueue(v).is_empty());
+}
+
+/// Wait until `n` frames came out of `port` (or 2 s passed).
+fn collect(env: &Env, port: usize, n: usize) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        for m in env.rings[port].1.dequeue(64) {
+            out.push(m.data().to_vec());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    out
+}
+
+fn drain(env: &Env) {
+    std::thread::sleep(Duration::from_millis(20));
+    for (_, tx) in &env.rings {
+        drop(tx.dequeue(1024));
+    }
+}
+
+fn drops(dp: &Dataplane, r: DropReason) -> u64 {
+    dp.stats()
+        .drops
+        .iter()
+        .find(|(x, _)| *x == r)
+        .map(|(_, n)| *n)
+        .unwrap()
+}
+
+/// Starts the dataplane, lets the client resolve the VIP and the director
+/// resolve RS1 (answering its ARP request), so forwarding is immediate after.
+/// Returns the dataplane and the two port MACs.
+fn start(env: &Env, desc: &ConfigDesc) -> (Dataplane, [u8; 6], [u8; 6]) {
+    drain(env);
+    let dp = Dataplane::start_with_eal(&spec(), desc).expect("start");
+    let st = dp.stats();
+    let (mac0, mac1) = (st.ports[0].mac, st.ports[1].mac);
+    drain(env);
+    inject(env, 0, &[arp(1, CLIENT_MAC, CIP, [0; 6], VIP, [0xff; 6])]);
+    assert_eq!(collect(env, 0, 1).len(), 1, "ARP reply for the VIP");
+    // RS1 announces itself (gratuitous ARP): the director learns its MAC.
+    inject(env, 1, &[arp(1, RS1_MAC, RIP, [0; 6], RIP, [0xff; 6])]);
+    std::thread::sleep(Duration::from_millis(30));
+    drain(env);
+    (dp, mac0, mac1)
+}
+
+#[test]
+fn dr_changes_only_the_destination_mac_and_counts_requests_only() {
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    let desc = config(Proto::Tcp, vec![dest("192.168.0.11", 80, ForwardMode::Dr)]);
+    let (dp, mac0, mac1) = start(&env, &desc);
+
+    let input = syn(mac0, 40000, b"");
+    inject(&env, 0, std::slice::from_ref(&input));
+    let out = collect(&env, 1, 1);
+    assert_eq!(out.len(), 1, "SYN forwarded to the server LAN");
+    let f = &out[0];
+    assert_eq!(&f[0..6], &RS1_MAC, "to the real server's MAC");
+    assert_eq!(&f[6..12], &mac1, "from the director's server-side port");
+    assert_eq!(
+        &f[12..],
+        &input[12..],
+        "IP packet untouched (VIP destination, TTL, checksums)"
+    );
+    let p = SlicedPacket::from_ethernet(f).unwrap();
+    let Some(NetSlice::Ipv4(ip4)) = &p.net else {
+        panic!("ipv4")
+    };
+    assert_eq!(ip4.header().destination(), VIP);
+    assert_eq!(ip4.header().ttl(), 64, "DR leaves the TTL alone");
+
+    // A data segment of the same connection follows the same way.
+    let mut ack = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, mac0)
+        .ipv4(CIP, VIP, 64)
+        .tcp(40000, 80, 1001, 64000)
+        .ack(5000)
+        .write(&mut ack, b"GET /")
+        .unwrap();
+    inject(&env, 0, &[ack]);
+    assert_eq!(collect(&env, 1, 1).len(), 1);
+
+    let st = dp.stats();
+    let t = st.services[0].traffic;
+    assert_eq!((t.conns, t.inpkts, t.outpkts), (1, 2, 0), "requests only");
+    let conns = dp.connections();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].dest, (ip("192.168.0.11"), 80));
+    dp.stop();
+}
+
+#[test]
+fn dr_dest_on_another_port_number_is_rejected() {
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    drain(&env);
+    let good = config(Proto::Tcp, vec![dest("192.168.0.11", 80, ForwardMode::Dr)]);
+    let dp = Dataplane::start_with_eal(&spec(), &good).expect("start");
+    for mode in [ForwardMode::Dr, ForwardMode::Tun] {
+        let bad = config(Proto::Tcp, vec![dest("192.168.0.11", 8080, mode)]);
+        let err = dp.apply(&bad).expect_err("port mismatch rejected");
+        assert!(
+            err.to_string().contains("virtual port"),
+            "clear error: {err}"
+        );
+    }
+    dp.stop();
+}
