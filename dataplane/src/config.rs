@@ -138,3 +138,46 @@ pub struct ConfigDesc {
     pub addrs: Vec<AddrSpec>,
     pub routes: Vec<RouteSpec>,
 }
+
+/// A FULLNAT local address of a service (DPVS `dpvsctl -P -t VIP:PORT -z LIP -F PORT`).
+/// The director owns it (answers ARP for it) on `port`; connections of the
+/// service leave toward the real servers from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAddrSpec {
+    pub service: ServiceKey,
+    pub addr: IpAddr,
+    /// Port name (`dpdk1`), the side facing the real servers.
+    pub port: String,
+}
+
+/// Proxy Protocol version a FULLNAT service prepends to each TCP stream
+/// (DPVS `--proxy-protocol v1|v2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProxyProtocol {
+    V1,
+    V2,
+}
+
+/// DPVS's settings beyond ipvsadm's, kept apart from [`ConfigDesc`] so that
+/// descriptions built by older code stay valid. `Dataplane::apply` keeps the
+/// last one given to `Dataplane::apply_ext`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtDesc {
+    /// FULLNAT local address pools. A FULLNAT service without one uses the
+    /// director's address on the port facing the real server (the DIP).
+    pub laddrs: Vec<LocalAddrSpec>,
+    /// Services that prepend a Proxy Protocol header (FULLNAT, TCP).
+    pub proxy_protocol: Vec<(ServiceKey, ProxyProtocol)>,
+    /// Local ports FULLNAT takes from each local address, inclusive.
+    pub local_port_range: (u16, u16),
+}
+
+impl Default for ExtDesc {
+    fn default() -> Self {
+        ExtDesc {
+            laddrs: Vec::new(),
+            proxy_protocol: Vec::new(),
+            local_port_range: (1024, 65535),
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::config::{ConfigDesc, ForwardMode, Persistence, Proto, ServiceKey};
+use crate::config::{ConfigDesc, ExtDesc, ForwardMode, Persistence, Proto, ProxyProtocol, ServiceKey};
 use crate::counters::Traffic;
 use crate::route::{Route, RouteTable};
 
@@ -43,6 +43,10 @@ pub struct Service {
     /// Parallel to `dests`.
     pub meta: Vec<DestMeta>,
     pub traffic: Arc<Traffic>,
+    /// FULLNAT local addresses (`-P`); empty: the DIP toward the real server.
+    pub laddrs: Vec<IpAddr>,
+    /// Proxy Protocol prepended to FULLNAT TCP streams.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// An address the director owns.
@@ -72,6 +76,7 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub dests: FastMap<u32, DestRef>,
     pub desc: ConfigDesc,
+    pub ext: ExtDesc,
 }
 
 impl Snapshot {
@@ -93,6 +98,7 @@ impl Snapshot {
             routes: RouteTable::default(),
             dests: FastMap::default(),
             desc: ConfigDesc::default(),
+            ext: ExtDesc::default(),
         }
     }
 }
@@ -110,6 +116,8 @@ pub struct Compiler {
     generation: u64,
     services: HashMap<ServiceKey, (u32, Arc<Traffic>)>,
     dests: HashMap<(ServiceKey, IpAddr, u16), DestEntry>,
+    /// The last DPVS extras given to `compile_ext`; `compile` reuses them.
+    ext: ExtDesc,
 }
 
 impl Compiler {
@@ -118,8 +126,32 @@ impl Compiler {
         self.next_id
     }
 
-    /// Validate and compile `desc`. Errors name the item and the problem.
+    /// Validate and compile `desc` with the extras last given to
+    /// [`Compiler::compile_ext`]. Errors name the item and the problem.
     pub fn compile(&mut self, desc: &ConfigDesc, ports: &[PortInfo]) -> Result<Snapshot, String> {
+        let ext = self.ext.clone();
+        self.compile_with(desc, &ext, ports)
+    }
+
+    /// Validate and compile `desc` and `ext`; `ext` is kept for later `compile`s
+    /// only if this succeeds.
+    pub fn compile_ext(
+        &mut self,
+        desc: &ConfigDesc,
+        ext: &ExtDesc,
+        ports: &[PortInfo],
+    ) -> Result<Snapshot, String> {
+        let snap = self.compile_with(desc, ext, ports)?;
+        self.ext = ext.clone();
+        Ok(snap)
+    }
+
+    fn compile_with(
+        &mut self,
+        desc: &ConfigDesc,
+        ext: &ExtDesc,
+        ports: &[PortInfo],
+    ) -> Result<Snapshot, String> {
         let port_idx = |name: &str| ports.iter().position(|p| p.name == name);
 
         let mut local = FastMap::default();
@@ -181,6 +213,32 @@ impl Compiler {
             });
         }
 
+        let (lo, hi) = ext.local_port_range;
+        if lo == 0 || lo > hi {
+            return Err(format!("local port range {lo}-{hi}: must be 1..=65535, low <= high"));
+        }
+        let mut laddrs: HashMap<ServiceKey, Vec<IpAddr>> = HashMap::new();
+        for l in &ext.laddrs {
+            let port = port_idx(&l.port)
+                .ok_or_else(|| format!("local address {}: unknown port {:?}", l.addr, l.port))?;
+            if !desc.services.iter().any(|s| s.key == l.service) {
+                return Err(format!(
+                    "local address {}: no service {} {}:{}",
+                    l.addr, l.service.proto, l.service.vip, l.service.vport
+                ));
+            }
+            let max = if l.addr.is_ipv4() { 32 } else { 128 };
+            // A LIP is an own address (answers ARP); an explicit address entry wins.
+            local.entry(l.addr).or_insert(crate::snapshot::LocalAddr {
+                addr: l.addr,
+                prefix_len: max,
+                port,
+            });
+            let v = laddrs.entry(l.service).or_default();
+            if !v.contains(&l.addr) {
+                v.push(l.addr);
+            }
+        }
         let mut services = FastMap::default();
         let mut services_by_id = FastMap::default();
         let mut dest_refs = FastMap::default();
@@ -269,6 +327,12 @@ impl Compiler {
                 dests,
                 meta,
                 traffic: straffic,
+                laddrs: laddrs.remove(&s.key).unwrap_or_default(),
+                proxy_protocol: ext
+                    .proxy_protocol
+                    .iter()
+                    .find(|(k, _)| *k == s.key)
+                    .map(|(_, v)| *v),
             });
             let proto = match s.key.proto {
                 Proto::Tcp => 6,
@@ -299,6 +363,7 @@ impl Compiler {
             routes: RouteTable::new(routes),
             dests: dest_refs,
             desc: desc.clone(),
+            ext: ext.clone(),
         })
     }
 }

@@ -54,10 +54,16 @@ pub enum DropReason {
     NoMbuf,
     /// tx queue full: the NIC did not take the packet.
     TxFull,
+    /// FULLNAT: every local address of the service is out of free ports; the
+    /// new connection is refused (existing ones are unaffected).
+    LipExhausted,
+    /// Too big for the egress MTU with DF set (TUN adds a header): an ICMP
+    /// fragmentation-needed / packet-too-big went back to the sender instead.
+    FragNeeded,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Truncated,
         DropReason::UnknownEtherType,
         DropReason::BadArp,
@@ -79,6 +85,8 @@ impl DropReason {
         DropReason::Unsupported,
         DropReason::NoMbuf,
         DropReason::TxFull,
+        DropReason::LipExhausted,
+        DropReason::FragNeeded,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -106,6 +114,8 @@ impl DropReason {
             DropReason::Unsupported => "unsupported",
             DropReason::NoMbuf => "no_mbuf",
             DropReason::TxFull => "tx_full",
+            DropReason::LipExhausted => "lip_exhausted",
+            DropReason::FragNeeded => "frag_needed",
         }
     }
 }

@@ -187,6 +187,11 @@ impl Worker {
             loops = loops.wrapping_add(1);
             if loops.is_multiple_of(CONTROL_EVERY) {
                 self.serve_control(&snap);
+                // lblc/lblcr age their per-destination tables on this clock.
+                let now_s = self.now_ms / 1000;
+                for (_, s) in self.scheds.values_mut() {
+                    s.advance(now_s);
+                }
             }
             if got == 0 {
                 idle = idle.saturating_add(1);
