@@ -249,6 +249,23 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Compile `desc` with DPVS extras `ext` (FULLNAT local addresses, Proxy
+    /// Protocol) and publish; later [`Dataplane::apply`]s keep `ext`.
+    pub fn apply_ext(
+        &self,
+        desc: &ConfigDesc,
+        ext: &crate::config::ExtDesc,
+    ) -> Result<(), DataplaneError> {
+        let snap = {
+            let mut c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());
+            c.compile_ext(desc, ext, &self.port_infos)
+                .map_err(DataplaneError::Config)?
+        };
+        let old = self.shared.snapshot.swap(Arc::new(snap));
+        drop(old);
+        Ok(())
+    }
+
     pub fn port_names(&self) -> Vec<String> {
         self.port_infos.iter().map(|p| p.name.clone()).collect()
     }

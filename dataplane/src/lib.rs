@@ -25,8 +25,8 @@ pub use dataplane::Dataplane;
 use std::fmt;
 
 pub use config::{
-    AddrSpec, ConfigDesc, DestSpec, ForwardMode, Persistence, Proto, RouteSpec, ServiceKey,
-    ServiceSpec,
+    AddrSpec, ConfigDesc, DestSpec, ExtDesc, ForwardMode, LocalAddrSpec, Persistence, Proto,
+    ProxyProtocol, RouteSpec, ServiceKey, ServiceSpec,
 };
 pub use stats::{ConnEntry, DestStats, DropReason, PortStats, ServiceStats, Stats, TrafficStats};
 
