@@ -25,7 +25,10 @@ die() { echo "demo: $*" >&2; exit 1; }
 
 cleanup() {
   local rc=$?
-  trap - EXIT INT TERM
+  # A second Ctrl-C must not cut the teardown short: ignore INT/TERM here and
+  # in the commands below (an ignored signal stays ignored across exec).
+  trap '' INT TERM
+  trap - EXIT
   if [[ -n $DPVSD_PID ]] && kill -0 "$DPVSD_PID" 2>/dev/null; then
     kill -TERM "$DPVSD_PID" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$DPVSD_PID" 2>/dev/null || break; sleep 0.1; done
@@ -85,7 +88,7 @@ TOML
 say "dpvsd in ${P}lb (config $RUNDIR/dpvs.toml, log $RUNDIR/dpvsd.log)"
 ip netns exec "${P}lb" "$DPVSD" --config "$RUNDIR/dpvs.toml" </dev/null >"$RUNDIR/dpvsd.log" 2>&1 &
 DPVSD_PID=$!
-ctl() { timeout 10 "$DPVSCTL" --server "unix:$SOCK" "$@"; }
+ctl() { timeout --foreground 10 "$DPVSCTL" --server "unix:$SOCK" "$@"; }
 ready=
 for _ in $(seq 150); do   # 30 s
   kill -0 "$DPVSD_PID" 2>/dev/null || { tail -n 30 "$RUNDIR/dpvsd.log" >&2; die "dpvsd exited during start-up"; }

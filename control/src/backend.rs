@@ -22,6 +22,12 @@ pub trait Backend: Send + Sync + 'static {
     fn port_names(&self) -> Vec<String>;
     /// Connection idle timeouts (ipvsadm `--set`), full values (no zeros).
     fn set_timeouts(&self, t: Timeouts);
+    /// Publishes a configuration with DPVS extras (FULLNAT local addresses).
+    /// Backends without them ignore `ext`.
+    fn apply_ext(&self, desc: &ConfigDesc, ext: &dataplane::ExtDesc) -> Result<(), String> {
+        let _ = ext;
+        self.apply(desc)
+    }
 }
 
 #[cfg(feature = "dataplane")]
@@ -37,6 +43,9 @@ impl Backend for dataplane::Dataplane {
     }
     fn port_names(&self) -> Vec<String> {
         dataplane::Dataplane::port_names(self)
+    }
+    fn apply_ext(&self, desc: &ConfigDesc, ext: &dataplane::ExtDesc) -> Result<(), String> {
+        dataplane::Dataplane::apply_ext(self, desc, ext).map_err(|e| e.to_string())
     }
     fn set_timeouts(&self, t: Timeouts) {
         let mut ct = conntrack::Timeouts::default();

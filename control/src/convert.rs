@@ -309,3 +309,30 @@ pub fn timeouts_from_pb(t: &pb::Timeouts) -> Timeouts {
         udp_s: t.udp_s,
     }
 }
+
+pub fn laddr_from_pb(l: Option<&pb::LocalAddr>) -> Result<dataplane::LocalAddrSpec, String> {
+    let l = l.ok_or("laddr: missing")?;
+    let service = key_from_pb(l.service.as_ref())?;
+    let addr = l
+        .addr
+        .parse()
+        .map_err(|_| format!("laddr: invalid address {:?}", l.addr))?;
+    if l.port.is_empty() {
+        return Err("laddr: missing port (-F)".into());
+    }
+    Ok(dataplane::LocalAddrSpec {
+        service,
+        addr,
+        port: l.port.clone(),
+    })
+}
+
+pub fn laddr_to_pb(l: &dataplane::LocalAddrSpec, conns: u64) -> pb::LocalAddr {
+    pb::LocalAddr {
+        service: Some(key_to_pb(&l.service)),
+        addr: l.addr.to_string(),
+        port: l.port.clone(),
+        conns,
+        conflicts: 0,
+    }
+}

@@ -60,10 +60,15 @@ impl DpvsService {
         let mut guard = self.lock();
         let mut next = guard.clone();
         let out = f(&mut next).map_err(store_status)?;
-        let before = guard.desc();
-        let after = next.desc();
+        let before = (guard.desc(), guard.ext());
+        let after = (next.desc(), next.ext());
         if before != after {
-            self.backend.apply(&after).map_err(|e| {
+            let r = if after.1 == dataplane::ExtDesc::default() && before.1 == after.1 {
+                self.backend.apply(&after.0)
+            } else {
+                self.backend.apply_ext(&after.0, &after.1)
+            };
+            r.map_err(|e| {
                 Status::failed_precondition(format!("dataplane rejected the change: {e}"))
             })?;
         }
@@ -287,6 +292,67 @@ impl Dpvs for DpvsService {
                 .map(|r| convert::route_to_pb(r, false)),
         );
         Ok(Response::new(pb::ListRoutesResponse { routes }))
+    }
+
+    async fn add_local_addr(
+        &self,
+        req: Request<pb::LocalAddrRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let l = convert::laddr_from_pb(req.get_ref().laddr.as_ref()).map_err(bad)?;
+        self.mutate(|s| s.add_laddr(l))?;
+        empty()
+    }
+
+    async fn delete_local_addr(
+        &self,
+        req: Request<pb::LocalAddrRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let l = req.get_ref().laddr.as_ref();
+        let key = convert::key_from_pb(l.and_then(|l| l.service.as_ref())).map_err(bad)?;
+        let addr: std::net::IpAddr = l
+            .map(|l| l.addr.as_str())
+            .unwrap_or("")
+            .parse()
+            .map_err(|_| bad("laddr: invalid address".into()))?;
+        self.mutate(|s| s.delete_laddr(&key, &addr))?;
+        empty()
+    }
+
+    async fn list_local_addrs(
+        &self,
+        req: Request<pb::ListLocalAddrsRequest>,
+    ) -> Result<Response<pb::ListLocalAddrsResponse>, Status> {
+        let filter = match req.get_ref().service.as_ref() {
+            Some(k) => Some(convert::key_from_pb(Some(k)).map_err(bad)?),
+            None => None,
+        };
+        let store = self.store();
+        if let Some(k) = &filter {
+            if store.service(k).is_none() {
+                return Err(store_status(StoreError::NotFound(format!(
+                    "no such service: {}",
+                    crate::store::service_name(k)
+                ))));
+            }
+        }
+        let conns = self.blocking(|b| b.connections()).await?;
+        let laddrs = store
+            .laddrs()
+            .iter()
+            .filter(|l| filter.as_ref().is_none_or(|k| *k == l.service))
+            .map(|l| {
+                let n = conns
+                    .iter()
+                    .filter(|c| {
+                        c.local.map(|x| x.0) == Some(l.addr)
+                            && c.proto == l.service.proto
+                            && c.virt == (l.service.vip, l.service.vport)
+                    })
+                    .count();
+                convert::laddr_to_pb(l, n as u64)
+            })
+            .collect();
+        Ok(Response::new(pb::ListLocalAddrsResponse { laddrs }))
     }
 
     async fn list_connections(

@@ -11,7 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
-use dataplane::{AddrSpec, ConfigDesc, DestSpec, ForwardMode, RouteSpec, ServiceKey, ServiceSpec};
+use dataplane::{
+    AddrSpec, ConfigDesc, DestSpec, ExtDesc, ForwardMode, LocalAddrSpec, RouteSpec, ServiceKey,
+    ServiceSpec,
+};
 
 use crate::addr::{fmt_addr_port, max_prefix, prefix_contains};
 use crate::scheduler::{check_sched_flags, check_scheduler};
@@ -79,6 +82,8 @@ pub struct Store {
     /// VIP host addresses added by `add_service`, removed with the last service using them.
     auto_addrs: BTreeSet<IpAddr>,
     timeouts: Timeouts,
+    /// FULLNAT local addresses (DPVS `-P`), in the order added.
+    laddrs: Vec<LocalAddrSpec>,
 }
 
 impl Store {
@@ -97,6 +102,62 @@ impl Store {
             addrs: self.addrs.clone(),
             routes: self.routes.clone(),
         }
+    }
+
+    /// DPVS extras for the dataplane (FULLNAT local addresses).
+    pub fn ext(&self) -> ExtDesc {
+        ExtDesc {
+            laddrs: self.laddrs.clone(),
+            ..ExtDesc::default()
+        }
+    }
+
+    pub fn laddrs(&self) -> &[LocalAddrSpec] {
+        &self.laddrs
+    }
+
+    /// `-P -t VIP:PORT -z LIP -F PORT`: a local address for a service.
+    pub fn add_laddr(&mut self, l: LocalAddrSpec) -> Result<(), StoreError> {
+        self.check_port(&l.port)?;
+        if !self.services.contains_key(&l.service) {
+            return Err(not_found(&l.service));
+        }
+        if l.addr.is_unspecified() || l.addr.is_multicast() || l.addr.is_loopback() {
+            return Err(invalid(format!("invalid local address {}", l.addr)));
+        }
+        if self
+            .laddrs
+            .iter()
+            .any(|x| x.service == l.service && x.addr == l.addr)
+        {
+            return Err(StoreError::AlreadyExists(format!(
+                "local address {} already exists in {}",
+                l.addr,
+                service_name(&l.service)
+            )));
+        }
+        if let Some(other) = self.laddrs.iter().find(|x| x.addr == l.addr && x.port != l.port) {
+            return Err(invalid(format!(
+                "local address {} is already on port {}",
+                l.addr, other.port
+            )));
+        }
+        self.laddrs.push(l);
+        Ok(())
+    }
+
+    /// `-Q -t VIP:PORT -z LIP`.
+    pub fn delete_laddr(&mut self, key: &ServiceKey, addr: &IpAddr) -> Result<(), StoreError> {
+        let before = self.laddrs.len();
+        self.laddrs
+            .retain(|x| !(x.service == *key && x.addr == *addr));
+        if self.laddrs.len() == before {
+            return Err(StoreError::NotFound(format!(
+                "no local address {addr} in {}",
+                service_name(key)
+            )));
+        }
+        Ok(())
     }
 
     pub fn ports(&self) -> &[String] {
@@ -178,6 +239,7 @@ impl Store {
         if self.services.remove(key).is_none() {
             return Err(not_found(key));
         }
+        self.laddrs.retain(|l| l.service != *key);
         self.drop_unused_auto_addrs();
         Ok(())
     }
@@ -185,6 +247,7 @@ impl Store {
     /// `-C`: every service goes (addresses and routes stay, except VIPs added for services).
     pub fn clear_services(&mut self) {
         self.services.clear();
+        self.laddrs.clear();
         self.drop_unused_auto_addrs();
     }
 

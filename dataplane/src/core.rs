@@ -84,27 +84,11 @@ impl Worker {
             let tr = self
                 .conns
                 .on_packet(id, dir, conntrack_flags(meta.tcp_flags), self.now_ms);
-            let (dest_id, service_id, flags, peer) = match self.conns.get(id) {
-                Some(c) => {
-                    let peer = match dir {
-                        Direction::Original => (c.reply().src, c.reply().sport),
-                        Direction::Reply => (c.original().dst, c.original().dport),
-                    };
-                    (c.dest(), c.service(), c.flags(), peer)
-                }
-                None => return self.count_drop(DropReason::NoConnection),
+            let Some(dest_id) = self.conns.get(id).map(|c| c.dest()) else {
+                return self.count_drop(DropReason::NoConnection);
             };
             self.account_transition(snap, dest_id, tr);
-            return self.xmit(
-                snap,
-                m,
-                meta,
-                dir,
-                mode_from_flags(flags),
-                peer,
-                dest_id,
-                service_id,
-            );
+            return self.xmit(snap, m, meta, id, dir);
         }
         let Some(svc) = snap.service(meta.proto, meta.dst, meta.dport).cloned() else {
             let r = if snap.is_local(meta.dst) {
@@ -137,14 +121,30 @@ impl Worker {
         };
         let dest = &svc.dests[idx];
         let dm = &svc.meta[idx];
+        // Replies come back to VIP:vport... for NAT, DR and TUN (the client's
+        // own address); FULLNAT replies come to a local address and port of ours.
+        let (reply_dst, reply_dport) = if dm.mode == ForwardMode::FullNat {
+            let range = snap.ext.local_port_range;
+            let got = if svc.laddrs.is_empty() {
+                dip_toward(snap, dest.addr).and_then(|dip| self.lports.alloc(&[dip], range))
+            } else {
+                self.lports.alloc(&svc.laddrs, range)
+            };
+            match got {
+                Some(l) => l,
+                None => return self.count_drop(DropReason::LipExhausted),
+            }
+        } else {
+            (meta.src, meta.sport)
+        };
         let new = NewConn {
             original: tuple,
             reply: Tuple {
                 proto: meta.proto,
                 src: dest.addr,
                 sport: dest.port,
-                dst: meta.src,
-                dport: meta.sport,
+                dst: reply_dst,
+                dport: reply_dport,
             },
             service: svc.id,
             dest: dm.id,
@@ -153,11 +153,30 @@ impl Worker {
         };
         let id = match self.conns.insert(new, self.now_ms) {
             Ok(id) => id,
-            Err(_) => return self.count_drop(DropReason::ConnTableFull),
+            Err(_) => {
+                if dm.mode == ForwardMode::FullNat {
+                    self.lports.release(reply_dst, reply_dport);
+                }
+                return self.count_drop(DropReason::ConnTableFull);
+            }
         };
         if matches!(dm.mode, ForwardMode::Dr | ForwardMode::Tun) {
             // Replies bypass the director: IPVS's INPUT-ONLY state rows.
             self.conns.set_input_only(id, true);
+        }
+        if dm.mode == ForwardMode::FullNat && meta.proto == ip_proto::TCP {
+            // The client's first data sequence number: TOA goes into the segment
+            // that carries it (the handshake's ACK, or the first data).
+            if let Some(seq) = crate::wire::TcpPacket::new_checked(
+                m.data().get(meta.l4_off..meta.l3_end()).unwrap_or(&[]),
+            )
+            .ok()
+            .map(|t| t.seq_number())
+            {
+                if let Some(c) = self.conns.get_mut(id) {
+                    c.user = crate::xmit::fnat_user_init(seq.wrapping_add(1));
+                }
+            }
         }
         dest.counters.inactive.fetch_add(1, Ordering::Relaxed);
         let tr = self.conns.on_packet(
@@ -169,17 +188,7 @@ impl Worker {
         self.account_transition(snap, dm.id, tr);
         svc.traffic.conn(self.index);
         dm.traffic.conn(self.index);
-        let peer = (dest.addr, dest.port);
-        self.xmit(
-            snap,
-            m,
-            meta,
-            Direction::Original,
-            dm.mode,
-            peer,
-            dm.id,
-            svc.id,
-        );
+        self.xmit(snap, m, meta, id, Direction::Original);
     }
 
     /// Persistence template first, then the service's scheduler.
@@ -283,6 +292,22 @@ impl Worker {
     }
 }
 
+/// The director's address on the port that reaches `rip` (the DIP): the
+/// local address of FULLNAT services without a local address pool.
+pub fn dip_toward(snap: &Snapshot, rip: IpAddr) -> Option<IpAddr> {
+    let hop = snap.routes.lookup(rip)?;
+    snap.local
+        .values()
+        .filter(|l| l.port == hop.port && same_family(l.addr, rip))
+        .max_by_key(|l| {
+            (
+                crate::route::contains(l.addr, l.prefix_len, hop.gateway),
+                std::cmp::Reverse(l.addr),
+            )
+        })
+        .map(|l| l.addr)
+}
+
 /// Header flag bits to conntrack's flag set (same bit positions).
 #[inline]
 pub fn conntrack_flags(f: u8) -> conntrack::TcpFlags {
@@ -293,4 +318,12 @@ pub fn conntrack_flags(f: u8) -> conntrack::TcpFlags {
 #[inline]
 pub fn same_family(a: IpAddr, b: IpAddr) -> bool {
     a.is_ipv4() == b.is_ipv4()
+}
+
+/// What a connection gives back when it goes: its FULLNAT local port.
+pub fn release_conn(lports: &mut crate::laddr::LocalPorts, c: &conntrack::Conn) {
+    if mode_from_flags(c.flags()) == ForwardMode::FullNat {
+        let r = c.reply();
+        lports.release(r.dst, r.dport);
+    }
 }

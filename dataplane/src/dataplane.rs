@@ -179,6 +179,7 @@ impl Dataplane {
                 name: p.name.clone(),
                 id,
                 mac: port.mac,
+                mtu: if p.mtu == 0 { 1500 } else { p.mtu },
             });
             ports.push(port);
         }
@@ -192,6 +193,9 @@ impl Dataplane {
             stop: AtomicBool::new(false),
             counters: (0..spec.worker_cores.len())
                 .map(|_| WorkerCounters::default())
+                .collect(),
+            events: (0..spec.worker_cores.len())
+                .map(|_| crate::events::EventCounters::default())
                 .collect(),
         });
         let seed = random_seed();
@@ -336,6 +340,15 @@ impl Dataplane {
                 .map(|c| c.tx.load(Ordering::Relaxed))
                 .sum(),
         }
+    }
+
+    /// Counters of what the modes did to forwarded packets, summed over
+    /// workers: (name, count), every event listed.
+    pub fn events(&self) -> Vec<(&'static str, u64)> {
+        crate::events::Event::ALL
+            .iter()
+            .map(|&e| (e.name(), self.shared.events.iter().map(|c| c.get(e)).sum()))
+            .collect()
     }
 
     /// Every worker's connections (each worker answers between bursts).

@@ -21,6 +21,8 @@ pub struct PortInfo {
     pub name: String,
     pub id: u16,
     pub mac: [u8; 6],
+    /// IP MTU of the port (bytes after the Ethernet header).
+    pub mtu: u16,
 }
 
 /// A dest's forwarding data beside the scheduler's view of it.

@@ -44,6 +44,8 @@ pub struct Shared {
     pub neigh: NeighTable,
     pub stop: AtomicBool,
     pub counters: Vec<WorkerCounters>,
+    /// Per worker: what the modes did to forwarded packets (TOA, MSS, ...).
+    pub events: Vec<crate::events::EventCounters>,
 }
 
 /// Where a worker's packets go out: a tx buffer per port.
@@ -100,6 +102,8 @@ pub struct Worker {
     pub pending: PendingQueue,
     pub tx: TxQueues,
     pub now_ms: u64,
+    /// FULLNAT local ports this worker hands out.
+    pub lports: crate::laddr::LocalPorts,
     /// Addresses this worker has announced with gratuitous ARP (worker 0 only).
     pub announced: Vec<IpAddr>,
     rx_ports: Vec<u16>,
@@ -115,6 +119,7 @@ impl Worker {
         requests: Receiver<Request>,
     ) -> Worker {
         let nports = cfg.port_ids.len();
+        let nworkers = shared.counters.len();
         Worker {
             index: cfg.index,
             shared,
@@ -134,6 +139,7 @@ impl Worker {
                 dropped: 0,
             },
             now_ms: 0,
+            lports: crate::laddr::LocalPorts::new(cfg.index, nworkers),
             announced: Vec::new(),
             rx_ports: cfg.port_ids,
             requests,
@@ -210,7 +216,9 @@ impl Worker {
     fn expire(&mut self) {
         let snap = self.shared.snapshot.load();
         let now = self.now_ms;
+        let lports = &mut self.lports;
         self.conns.expire(now, EXPIRE_BUDGET, |c| {
+            crate::core::release_conn(lports, c);
             if let Some(d) = snap.dests.get(&c.dest()) {
                 let ctr = if c.is_active() {
                     &d.counters.active

@@ -1,77 +1,183 @@
 //! Forwarding methods (what `ip_vs_xmit.c` does) and the output path.
 //!
-//! NAT rewrites the destination of requests and the source of replies; DR only
-//! readdresses the Ethernet frame to the real server. Output looks up the route
-//! and the next hop's MAC; a packet whose neighbour is unknown waits in the
-//! worker's bounded pending queue while an ARP request goes out.
+//! NAT rewrites the destination of requests and the source of replies; FULLNAT
+//! rewrites both ends both ways (client -> LIP, VIP -> RIP) and tells the real
+//! server the client's address in a TOA option; DR only readdresses the
+//! Ethernet frame to the real server; TUN wraps the packet in IPIP from the
+//! DIP to the RIP. Output looks up the route and the next hop's MAC; a packet
+//! whose neighbour is unknown waits in the worker's bounded pending queue while
+//! an ARP request goes out.
 
 use std::net::IpAddr;
 
-use conntrack::Direction;
+use conntrack::{ConnId, Direction};
 
 use crate::config::ForwardMode;
+use crate::core::{mode_from_flags, tcp_flag};
 use crate::dpdk::mbuf::Mbuf;
+use crate::events::Event;
 use crate::neigh::Pending;
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
-use crate::wire::{nat, IpMeta, PacketBuf};
+use crate::wire::{ip_proto, nat, toa, IpMeta, PacketBuf, TcpPacket};
 use crate::worker::Worker;
 
 const ETH_HLEN: usize = 14;
 
+/// `Conn.user` of a FULLNAT TCP connection: bit 63 set once the client's first
+/// data sequence number (low 32 bits) is known.
+const FNAT_SEQ_KNOWN: u64 = 1 << 63;
+
+/// `Conn.user` for a FULLNAT TCP connection whose client ISN + 1 is `seq`.
+pub fn fnat_user_init(seq: u32) -> u64 {
+    FNAT_SEQ_KNOWN | u64::from(seq)
+}
+
+/// What xmit needs of a connection, copied out of the table.
+#[derive(Clone, Copy)]
+struct Flow {
+    orig: conntrack::Tuple,
+    reply: conntrack::Tuple,
+    mode: ForwardMode,
+    dest: u32,
+    service: u32,
+    user: u64,
+}
+
 impl Worker {
-    /// Forward a packet of a tracked connection. `peer` is the address the
-    /// rewrite puts in: RIP:rport for requests, VIP:vport for NAT replies.
-    #[allow(clippy::too_many_arguments)]
+    /// Forward a packet of tracked connection `id` in direction `dir`.
     pub(crate) fn xmit(
         &mut self,
         snap: &Snapshot,
         mut m: Mbuf,
-        meta: IpMeta,
+        mut meta: IpMeta,
+        id: ConnId,
         dir: Direction,
-        mode: ForwardMode,
-        peer: (IpAddr, u16),
-        dest_id: u32,
-        service_id: u32,
     ) {
+        let Some(f) = self.conns.get(id).map(|c| Flow {
+            orig: c.original(),
+            reply: c.reply(),
+            mode: mode_from_flags(c.flags()),
+            dest: c.dest(),
+            service: c.service(),
+            user: c.user,
+        }) else {
+            return self.count_drop(DropReason::NoConnection);
+        };
         let len = m.len();
-        let next_dst = match (mode, dir) {
+        let next_dst = match (f.mode, dir) {
             (ForwardMode::Nat, Direction::Original) => {
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                if let Err(r) = nat::rewrite_dst(ip, &meta, peer.0, peer.1) {
+                if let Err(r) = nat::rewrite_dst(ip, &meta, f.reply.src, f.reply.sport) {
                     return self.count_drop(r);
                 }
-                peer.0
+                f.reply.src
             }
             (ForwardMode::Nat, Direction::Reply) => {
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                if let Err(r) = nat::rewrite_src(ip, &meta, peer.0, peer.1) {
+                if let Err(r) = nat::rewrite_src(ip, &meta, f.orig.dst, f.orig.dport) {
                     return self.count_drop(r);
                 }
                 meta.dst
             }
+            (ForwardMode::FullNat, Direction::Original) => {
+                if meta.proto == ip_proto::TCP {
+                    self.fnat_tcp_in(snap, &mut m, &mut meta, &f);
+                }
+                let ip = &mut m.data_mut()[meta.l3_off..];
+                let (r, l) = (f.reply.src, f.reply.dst);
+                if let Err(e) = nat::rewrite_both(ip, &meta, l, f.reply.dport, r, f.reply.sport)
+                {
+                    return self.count_drop(e);
+                }
+                r
+            }
+            (ForwardMode::FullNat, Direction::Reply) => {
+                if meta.proto == ip_proto::TCP && meta.tcp_flags & tcp_flag::SYN != 0 {
+                    self.clamp_mss(&mut m, &meta);
+                }
+                let ip = &mut m.data_mut()[meta.l3_off..];
+                let (c, v) = (f.orig.src, f.orig.dst);
+                if let Err(e) = nat::rewrite_both(ip, &meta, v, f.orig.dport, c, f.orig.sport) {
+                    return self.count_drop(e);
+                }
+                c
+            }
             // DR: the frame goes to the real server unchanged but for its MAC.
-            (ForwardMode::Dr, Direction::Original) => peer.0,
+            (ForwardMode::Dr, Direction::Original) => f.reply.src,
             _ => return self.count_drop(DropReason::Unsupported),
         };
-        if mode != ForwardMode::Dr {
+        if f.mode != ForwardMode::Dr {
             if let Err(r) = nat::dec_ttl(&mut m.data_mut()[meta.l3_off..], &meta) {
                 return self.count_drop(r);
             }
         }
-        if let Some(d) = snap.dests.get(&dest_id) {
+        self.count_traffic(snap, &f, dir, len - ETH_HLEN);
+        self.output(snap, m, next_dst, f.mode == ForwardMode::Dr);
+    }
+
+    fn count_traffic(&self, snap: &Snapshot, f: &Flow, dir: Direction, bytes: usize) {
+        if let Some(d) = snap.dests.get(&f.dest) {
             match dir {
-                Direction::Original => d.traffic.inbound(self.index, len - ETH_HLEN),
-                Direction::Reply => d.traffic.outbound(self.index, len - ETH_HLEN),
+                Direction::Original => d.traffic.inbound(self.index, bytes),
+                Direction::Reply => d.traffic.outbound(self.index, bytes),
             }
         }
-        if let Some(s) = snap.services_by_id.get(&service_id) {
+        if let Some(s) = snap.services_by_id.get(&f.service) {
             match dir {
-                Direction::Original => s.traffic.inbound(self.index, len - ETH_HLEN),
-                Direction::Reply => s.traffic.outbound(self.index, len - ETH_HLEN),
+                Direction::Original => s.traffic.inbound(self.index, bytes),
+                Direction::Reply => s.traffic.outbound(self.index, bytes),
             }
         }
-        self.output(snap, m, next_dst, mode == ForwardMode::Dr);
+    }
+
+    /// FULLNAT client -> RS TCP extras before the rewrite: MSS clamp in the
+    /// SYN, TOA in the segment carrying the client's first data sequence number
+    /// (the handshake's ACK, its retransmissions, or the first data).
+    fn fnat_tcp_in(&mut self, snap: &Snapshot, m: &mut Mbuf, meta: &mut IpMeta, f: &Flow) {
+        if meta.tcp_flags & tcp_flag::SYN != 0 {
+            self.clamp_mss(m, meta);
+            return;
+        }
+        if meta.tcp_flags & tcp_flag::RST != 0 || f.user & FNAT_SEQ_KNOWN == 0 {
+            return;
+        }
+        let seq = match m.data().get(meta.l4_off..meta.l3_end()) {
+            Some(seg) => match TcpPacket::new_checked(seg) {
+                Ok(t) => t.seq_number(),
+                Err(_) => return,
+            },
+            None => return,
+        };
+        if seq != f.user as u32 {
+            return;
+        }
+        let mtu = snap
+            .routes
+            .lookup(f.reply.src)
+            .and_then(|h| snap.ports.get(h.port))
+            .map_or(1500, |p| usize::from(p.mtu));
+        let ev = match toa::insert(m, meta, f.orig.src, f.orig.sport, mtu) {
+            toa::Outcome::Inserted(_) => Event::ToaInserted,
+            toa::Outcome::NoRoom => Event::ToaNoRoom,
+        };
+        self.shared.events[self.index].bump(ev);
+    }
+
+    /// Lowers the MSS of a FULLNAT SYN / SYN-ACK by the TOA length.
+    fn clamp_mss(&mut self, m: &mut Mbuf, meta: &IpMeta) {
+        let (a, b) = (meta.l4_off, meta.l3_end());
+        let Some(seg) = m.data_mut().get_mut(a..b) else {
+            return;
+        };
+        let by = if meta.src.is_ipv4() {
+            toa::LEN_V4
+        } else {
+            toa::LEN_V6
+        };
+        if toa::clamp_mss(seg, by as u16) {
+            self.shared.events[self.index].bump(Event::MssClamped);
+        }
     }
 
     /// Route `m` (an Ethernet frame) toward `dst` and send it, or park it

@@ -69,6 +69,21 @@ pub enum Command {
     Stats,
     Help,
     Version,
+    /// DPVS `-P -t|-u VIP:PORT -z LIP -F PORT`.
+    AddLaddr {
+        service: ServiceKey,
+        addr: IpAddr,
+        port: String,
+    },
+    /// DPVS `-Q -t|-u VIP:PORT -z LIP`.
+    DelLaddr {
+        service: ServiceKey,
+        addr: IpAddr,
+    },
+    /// DPVS `-G [-t|-u VIP:PORT]`.
+    GetLaddr {
+        service: Option<ServiceKey>,
+    },
 }
 
 /// `-A/-E` options.
@@ -168,6 +183,11 @@ enum Opt {
     Thresholds,
     PersistentConn,
     ConnTimeout,
+    AddLaddr,
+    DelLaddr,
+    GetLaddr,
+    Laddr,
+    Ifname,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -214,6 +234,11 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "thresholds", Opt::Thresholds, Arg::No),
     (None, "persistent-conn", Opt::PersistentConn, Arg::No),
     (None, "conn-timeout", Opt::ConnTimeout, Arg::Required),
+    (Some('P'), "add-laddr", Opt::AddLaddr, Arg::No),
+    (Some('Q'), "del-laddr", Opt::DelLaddr, Arg::No),
+    (Some('G'), "get-laddr", Opt::GetLaddr, Arg::No),
+    (Some('z'), "laddr", Opt::Laddr, Arg::Required),
+    (Some('F'), "ifname", Opt::Ifname, Arg::Required),
 ];
 
 fn opt_name(o: Opt) -> String {
@@ -236,6 +261,9 @@ const COMMANDS: &[Opt] = &[
     Opt::Set,
     Opt::Help,
     Opt::Version,
+    Opt::AddLaddr,
+    Opt::DelLaddr,
+    Opt::GetLaddr,
 ];
 
 /// Options each command accepts (besides the command itself).
@@ -267,6 +295,9 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             LThreshold,
         ],
         DeleteServer => &[Tcp, Udp, RealServer],
+        AddLaddr => &[Tcp, Udp, Laddr, Ifname],
+        DelLaddr => &[Tcp, Udp, Laddr, Ifname],
+        GetLaddr => &[Tcp, Udp, Numeric],
         List => &[
             Tcp,
             Udp,
@@ -633,6 +664,34 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                 udp: n(&positionals[2])?,
             })
         }
+        Opt::AddLaddr | Opt::DelLaddr => {
+            let svc = service(true)?.ok_or_else(|| ArgError("missing service".into()))?;
+            let z = get(Opt::Laddr).flatten().ok_or_else(|| {
+                ArgError(format!(
+                    "the '{}' command needs a local address: -z LIP",
+                    opt_name(cmd)
+                ))
+            })?;
+            let addr: IpAddr = z
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .map_err(|_| ArgError(format!("illegal local address \"{z}\"")))?;
+            if cmd == Opt::DelLaddr {
+                return Ok(Command::DelLaddr { service: svc, addr });
+            }
+            let port = get(Opt::Ifname).flatten().ok_or_else(|| {
+                ArgError("the '--add-laddr' command needs a port: -F PORT".into())
+            })?;
+            Ok(Command::AddLaddr {
+                service: svc,
+                addr,
+                port,
+            })
+        }
+        Opt::GetLaddr => Ok(Command::GetLaddr {
+            service: service(false)?,
+        }),
         _ => err("no command specified"),
     }
 }
@@ -759,6 +818,8 @@ Usage:
   dpvsctl -d -t|u service-address -r server-address
   dpvsctl -L|l [-n] [-c] [--stats] [--exact] [--thresholds] [--timeout] [-t|u service-address]
   dpvsctl --set tcp tcpfin udp
+  dpvsctl -P|Q -t|u service-address -z local-address [-F port]
+  dpvsctl -G [-t|u service-address]
   dpvsctl addr add|del ADDR[/LEN] dev PORT
   dpvsctl addr show [dev PORT]
   dpvsctl route add PREFIX/LEN [via GATEWAY] dev PORT
@@ -777,6 +838,9 @@ Commands:
   --delete-server   -d        delete real server
   --list            -L|-l     list the table
   --set tcp tcpfin udp        set connection timeout values (0 = unchanged)
+  --add-laddr       -P        add a FULLNAT local address to a service (DPVS)
+  --del-laddr       -Q        delete a FULLNAT local address (DPVS)
+  --get-laddr       -G        list FULLNAT local addresses (DPVS)
 
 Options:
   --tcp-service  -t service-address   service-address is host:port ([v6]:port)
@@ -791,6 +855,8 @@ Options:
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
   --fullnat      -b                   full NAT (with -a/-e, as in DPVS)
+  --laddr        -z local-address     FULLNAT local address (with -P/-Q)
+  --ifname       -F port              port that owns the local address (with -P)
   --weight       -w weight            capacity of real server (0..65535, default 1)
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections
@@ -807,6 +873,30 @@ Options:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn laddr_commands() {
+        let k = key(Proto::Tcp, "10.0.0.100", 80);
+        assert_eq!(
+            p("-P -t 10.0.0.100:80 -z 192.168.0.200 -F dpdk1").unwrap(),
+            Command::AddLaddr {
+                service: k,
+                addr: "192.168.0.200".parse().unwrap(),
+                port: "dpdk1".into()
+            }
+        );
+        assert_eq!(
+            p("--del-laddr -t 10.0.0.100:80 --laddr 192.168.0.200").unwrap(),
+            Command::DelLaddr {
+                service: k,
+                addr: "192.168.0.200".parse().unwrap()
+            }
+        );
+        assert_eq!(p("-G").unwrap(), Command::GetLaddr { service: None });
+        assert!(p("-P -t 10.0.0.100:80 -z 192.168.0.200").is_err(), "-F needed");
+        assert!(p("-P -t 10.0.0.100:80 -F dpdk1").is_err(), "-z needed");
+        assert!(p("-G -r 1.2.3.4").is_err());
+    }
 
     fn p(s: &str) -> Result<Command, ArgError> {
         let v: Vec<String> = s.split_whitespace().map(str::to_string).collect();

@@ -229,6 +229,43 @@ pub async fn run(cmd: &Command, server: &str, out: &mut String) -> Result<(), Ct
             let r = c.get_stats(pb::Empty {}).await.map_err(st)?;
             out.push_str(&output::stats(r.get_ref()));
         }
+        Command::AddLaddr {
+            service,
+            addr,
+            port,
+        } => {
+            c.add_local_addr(pb::LocalAddrRequest {
+                laddr: Some(pb::LocalAddr {
+                    service: Some(key_to_pb(service)),
+                    addr: addr.to_string(),
+                    port: port.clone(),
+                    conns: 0,
+                    conflicts: 0,
+                }),
+            })
+            .await
+            .map_err(st)?;
+        }
+        Command::DelLaddr { service, addr } => {
+            c.delete_local_addr(pb::LocalAddrRequest {
+                laddr: Some(pb::LocalAddr {
+                    service: Some(key_to_pb(service)),
+                    addr: addr.to_string(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(st)?;
+        }
+        Command::GetLaddr { service } => {
+            let r = c
+                .list_local_addrs(pb::ListLocalAddrsRequest {
+                    service: service.as_ref().map(key_to_pb),
+                })
+                .await
+                .map_err(st)?;
+            out.push_str(&output::laddrs(&r.get_ref().laddrs));
+        }
         Command::Help | Command::Version => {}
     }
     Ok(())

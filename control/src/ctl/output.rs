@@ -355,3 +355,32 @@ pub fn stats(s: &pb::StatsResponse) -> String {
     }
     out
 }
+
+/// DPVS `ipvsadm -G`: local addresses per service.
+pub fn laddrs(ls: &[pb::LocalAddr]) -> String {
+    let mut out = format!(
+        "{:<20} {:<8} {:<20} {:<10} {:<10}\n",
+        "VIP:VPORT", "TOTAL", "SNAT_IP", "CONFLICTS", "CONNS"
+    );
+    let mut i = 0;
+    while i < ls.len() {
+        let k = ls[i].service.clone().unwrap_or_default();
+        let group: Vec<&pb::LocalAddr> = ls[i..]
+            .iter()
+            .take_while(|l| l.service.as_ref() == Some(&k))
+            .collect();
+        i += group.len().max(1);
+        out.push_str(&format!(
+            "{:<20} {:<8}\n",
+            addr_port(&k.vip, k.vport),
+            group.len()
+        ));
+        for l in group {
+            out.push_str(&format!(
+                "{:<30} {:<20} {:<10} {:<10}\n",
+                "", l.addr, l.conflicts, l.conns
+            ));
+        }
+    }
+    out
+}

@@ -17,6 +17,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod nat;
 pub mod tcp;
+pub mod toa;
 pub mod udp;
 
 pub use arp::ArpPacket;

@@ -1,0 +1,88 @@
+//! Per-worker counters of things the modes did to packets that were still
+//! forwarded (so they are not `DropReason`s): TOA inserted or skipped for lack
+//! of room, MSS clamped, Proxy Protocol headers sent. Same single-writer slots
+//! as the drop counters; summed when read.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A forwarded-packet event. Each variant is one counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Event {
+    /// A TOA option (client address) was inserted.
+    ToaInserted,
+    /// No room for TOA (header full even without NOPs/timestamps, or the
+    /// segment would exceed the MTU): forwarded without it.
+    ToaNoRoom,
+    /// MSS lowered in a SYN or SYN-ACK to leave room for TOA.
+    MssClamped,
+    /// A Proxy Protocol header was prepended to a client stream.
+    ProxyProtocolSent,
+    /// An ICMP error about a tracked connection was translated and forwarded.
+    IcmpTranslated,
+}
+
+impl Event {
+    pub const ALL: [Event; 5] = [
+        Event::ToaInserted,
+        Event::ToaNoRoom,
+        Event::MssClamped,
+        Event::ProxyProtocolSent,
+        Event::IcmpTranslated,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// snake_case name for `dpvsctl` and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::ToaInserted => "toa_inserted",
+            Event::ToaNoRoom => "toa_no_room",
+            Event::MssClamped => "mss_clamped",
+            Event::ProxyProtocolSent => "proxy_protocol_sent",
+            Event::IcmpTranslated => "icmp_translated",
+        }
+    }
+}
+
+/// One worker's event counters (cache-line aligned, single writer).
+#[repr(align(64))]
+pub struct EventCounters {
+    c: [AtomicU64; Event::COUNT],
+}
+
+impl Default for EventCounters {
+    fn default() -> Self {
+        EventCounters {
+            c: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl EventCounters {
+    #[inline]
+    pub fn bump(&self, e: Event) {
+        let c = &self.c[e as usize];
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+    pub fn get(&self, e: Event) -> u64 {
+        self.c[e as usize].load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_event() {
+        let c = EventCounters::default();
+        c.bump(Event::ToaNoRoom);
+        c.bump(Event::ToaNoRoom);
+        assert_eq!(c.get(Event::ToaNoRoom), 2);
+        assert_eq!(c.get(Event::ToaInserted), 0);
+        assert_eq!(Event::ALL.len(), Event::COUNT);
+        for (i, e) in Event::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i);
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! FULLNAT local addresses and ports (what DPVS's `sa_pool.c` does).
+//!
+//! Each worker owns a free list of local ports per local address (LIP): a new
+//! connection pops one, an expired connection pushes it back. No trial and
+//! error: allocation is O(1) and never probes the connection table. Ports are
+//! partitioned between workers by `port % nworkers == worker`, so the worker
+//! owning a reply (RIP:rport -> LIP:lport) is computable from `lport` alone
+//! (what flow steering builds on). Lists are FIFO, so a released port is
+//! reused as late as possible (the real server may still hold it in TIME_WAIT).
+//!
+//! Nothing here touches packets or the configuration snapshot.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+use crate::snapshot::FastMap;
+
+/// The worker that owns local port `port` among `nworkers`.
+#[inline]
+pub fn owner(port: u16, nworkers: usize) -> usize {
+    usize::from(port) % nworkers.max(1)
+}
+
+/// One LIP's ports on one worker.
+struct Pool {
+    range: (u16, u16),
+    free: VecDeque<u16>,
+    /// Bit per port: handed out and not yet returned (guards double release).
+    in_use: Vec<u64>,
+}
+
+impl Pool {
+    fn is_used(&self, p: u16) -> bool {
+        self.in_use[usize::from(p) / 64] & (1 << (p % 64)) != 0
+    }
+    fn set_used(&mut self, p: u16, on: bool) {
+        let w = &mut self.in_use[usize::from(p) / 64];
+        if on {
+            *w |= 1 << (p % 64);
+        } else {
+            *w &= !(1 << (p % 64));
+        }
+    }
+}
+
+/// A worker's local ports, per LIP.
+pub struct LocalPorts {
+    worker: usize,
+    nworkers: usize,
+    pools: FastMap<IpAddr, Pool>,
+    /// Round robin over a service's LIPs.
+    next: usize,
+}
+
+impl LocalPorts {
+    pub fn new(worker: usize, nworkers: usize) -> LocalPorts {
+        LocalPorts {
+            worker,
+            nworkers: nworkers.max(1),
+            pools: FastMap::default(),
+            next: 0,
+        }
+    }
+
+    fn pool(&mut self, lip: IpAddr, range: (u16, u16)) -> &mut Pool {
+        let (worker, n) = (self.worker, self.nworkers);
+        let build = |range: (u16, u16), in_use: Vec<u64>| {
+            let mut p = Pool {
+                range,
+                free: VecDeque::new(),
+                in_use,
+            };
+            let (lo, hi) = range;
+            let free: VecDeque<u16> = (lo..=hi)
+                .filter(|&x| owner(x, n) == worker && !p.is_used(x))
+                .collect();
+            p.free = free;
+            p
+        };
+        let pool = self
+            .pools
+            .entry(lip)
+            .or_insert_with(|| build(range, vec![0; 1024]));
+        if pool.range != range {
+            // New range: ports still held by connections stay out of the list.
+            let in_use = std::mem::take(&mut pool.in_use);
+            *pool = build(range, in_use);
+        }
+        pool
+    }
+
+    /// A free (LIP, port) from `lips`, round robin over the addresses; `None`
+    /// when every address is exhausted.
+    pub fn alloc(&mut self, lips: &[IpAddr], range: (u16, u16)) -> Option<(IpAddr, u16)> {
+        let n = lips.len();
+        for i in 0..n {
+            let lip = lips[(self.next + i) % n];
+            let pool = self.pool(lip, range);
+            if let Some(p) = pool.free.pop_front() {
+                pool.set_used(p, true);
+                self.next = (self.next + i + 1) % n;
+                return Some((lip, p));
+            }
+        }
+        None
+    }
+
+    /// Gives `port` of `lip` back. Ports not handed out here are ignored.
+    pub fn release(&mut self, lip: IpAddr, port: u16) {
+        let Some(pool) = self.pools.get_mut(&lip) else {
+            return;
+        };
+        if !pool.is_used(port) {
+            return;
+        }
+        pool.set_used(port, false);
+        let (lo, hi) = pool.range;
+        if (lo..=hi).contains(&port) {
+            pool.free.push_back(port);
+        }
+    }
+
+    /// Free ports of `lip` on this worker (0 for an address never used).
+    pub fn free(&self, lip: IpAddr) -> usize {
+        self.pools.get(&lip).map_or(0, |p| p.free.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ports_are_partitioned_by_worker() {
+        for w in 0..3 {
+            let mut lp = LocalPorts::new(w, 3);
+            let mut got = Vec::new();
+            while let Some((_, p)) = lp.alloc(&[ip("10.1.0.1")], (1000, 1099)) {
+                got.push(p);
+            }
+            assert!(got.iter().all(|&p| owner(p, 3) == w));
+            assert_eq!(got.len(), (1000..=1099).filter(|p| p % 3 == w as u16).count());
+            let mut u = got.clone();
+            u.sort();
+            u.dedup();
+            assert_eq!(u.len(), got.len(), "no port handed out twice");
+        }
+    }
+
+    #[test]
+    fn exhaustion_release_and_round_robin() {
+        let (a, b) = (ip("10.1.0.1"), ip("10.1.0.2"));
+        let mut lp = LocalPorts::new(0, 1);
+        let r = (2000, 2001);
+        let x = lp.alloc(&[a, b], r).unwrap();
+        let y = lp.alloc(&[a, b], r).unwrap();
+        assert_ne!(x.0, y.0, "round robin over LIPs");
+        let mut all = vec![x, y];
+        all.extend(std::iter::from_fn(|| lp.alloc(&[a, b], r)));
+        assert_eq!(all.len(), 4);
+        assert_eq!(lp.alloc(&[a, b], r), None, "exhausted");
+        lp.release(x.0, x.1);
+        lp.release(x.0, x.1); // double release ignored
+        assert_eq!(lp.free(x.0), 1);
+        assert_eq!(lp.alloc(&[a, b], r), Some(x));
+        assert_eq!(lp.alloc(&[a, b], r), None);
+        lp.release(ip("10.9.9.9"), 5); // unknown: ignored
+        lp.release(a, 3000); // never handed out: ignored
+        assert_eq!(lp.free(a), 0);
+    }
+
+    #[test]
+    fn released_ports_are_reused_last() {
+        let a = ip("10.1.0.1");
+        let mut lp = LocalPorts::new(0, 1);
+        let r = (100, 103);
+        let first = lp.alloc(&[a], r).unwrap().1;
+        lp.release(a, first);
+        let next: Vec<u16> = std::iter::from_fn(|| lp.alloc(&[a], r).map(|x| x.1)).collect();
+        assert_eq!(next, vec![101, 102, 103, 100]);
+    }
+
+    #[test]
+    fn range_change_keeps_held_ports_out() {
+        let a = ip("10.1.0.1");
+        let mut lp = LocalPorts::new(0, 1);
+        let held = lp.alloc(&[a], (100, 101)).unwrap().1;
+        let mut got: Vec<u16> =
+            std::iter::from_fn(|| lp.alloc(&[a], (100, 102)).map(|x| x.1)).collect();
+        got.sort();
+        assert!(!got.contains(&held));
+        assert_eq!(got.len(), 2);
+    }
+}

@@ -1,0 +1,489 @@
+//! TCP Option Address (TOA) and MSS clamping for FULLNAT.
+//!
+//! FULLNAT hides the client's address from the real server; DPVS and the
+//! `toa` kernel module carry it in TCP option kind 254: length 8 with the
+//! client's port and IPv4 address (length 20 with an IPv6 address). The
+//! director inserts it into the client's first ACK / data segment. There must
+//! be room: the TCP header grows by the option (at most 60 bytes), so when it
+//! is full, NOPs are squeezed out and then the timestamp option dropped; if it
+//! still does not fit (or the segment would exceed the MTU) the segment goes on
+//! without TOA. The MSS in SYN and SYN-ACK is lowered by the option's length so
+//! that a full-sized client segment plus TOA still fits the path.
+//!
+//! Works on a whole Ethernet frame in a [`PacketBuf`] (the header bytes are
+//! shifted into the headroom); addresses and ports are not rewritten here.
+
+use std::net::IpAddr;
+
+use super::checksum;
+use super::classify::{IpFamily, IpMeta};
+use super::ip_proto;
+use super::ipv4::Ipv4Packet;
+use super::ipv6::Ipv6Packet;
+use super::tcp::{TcpPacket, MIN_HEADER_LEN};
+use super::PacketBuf;
+
+/// TOA option kind (DPVS `TCPOPT_ADDR`).
+pub const KIND: u8 = 254;
+/// TOA length with an IPv4 client address.
+pub const LEN_V4: usize = 8;
+/// TOA length with an IPv6 client address.
+pub const LEN_V6: usize = 20;
+/// Most option bytes a TCP header holds.
+const MAX_OPTIONS: usize = 40;
+
+const OPT_EOL: u8 = 0;
+const OPT_NOP: u8 = 1;
+const OPT_MSS: u8 = 2;
+const OPT_TIMESTAMP: u8 = 8;
+
+/// What [`insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Inserted; the TCP header (and packet) grew by this many bytes (may be
+    /// less than the option's length, or negative, when options were dropped).
+    Inserted(isize),
+    /// No room (or not a TCP segment we can extend): the frame is unchanged.
+    NoRoom,
+}
+
+/// The TOA option bytes for `client`.
+pub fn option(client: IpAddr, port: u16) -> ([u8; LEN_V6], usize) {
+    let mut o = [0u8; LEN_V6];
+    o[0] = KIND;
+    o[2..4].copy_from_slice(&port.to_be_bytes());
+    let len = match client {
+        IpAddr::V4(a) => {
+            o[4..8].copy_from_slice(&a.octets());
+            LEN_V4
+        }
+        IpAddr::V6(a) => {
+            o[4..20].copy_from_slice(&a.octets());
+            LEN_V6
+        }
+    };
+    o[1] = len as u8;
+    (o, len)
+}
+
+/// The options of `opts` rebuilt with `toa` appended: as they are if that fits,
+/// else without NOPs, else also without the timestamp. Returns the new options
+/// (padded with NOPs to a multiple of 4) and their length, or `None`.
+fn rebuild(opts: &[u8], toa: &[u8], budget: usize) -> Option<([u8; MAX_OPTIONS], usize)> {
+    let mut out = [0u8; MAX_OPTIONS];
+    if opts.len() + toa.len() <= budget {
+        out[..opts.len()].copy_from_slice(opts);
+        out[opts.len()..opts.len() + toa.len()].copy_from_slice(toa);
+        return Some((out, opts.len() + toa.len()));
+    }
+    for drop_ts in [false, true] {
+        let mut n = 0;
+        let mut i = 0;
+        while i < opts.len() {
+            match opts[i] {
+                OPT_EOL => break,
+                OPT_NOP => i += 1,
+                kind => {
+                    let len = usize::from(*opts.get(i + 1)?);
+                    if len < 2 || i + len > opts.len() {
+                        return None; // malformed: leave the segment alone
+                    }
+                    if !(drop_ts && kind == OPT_TIMESTAMP) {
+                        out[n..n + len].copy_from_slice(&opts[i..i + len]);
+                        n += len;
+                    }
+                    i += len;
+                }
+            }
+        }
+        while n % 4 != 0 {
+            out[n] = OPT_NOP;
+            n += 1;
+        }
+        if n + toa.len() <= budget {
+            out[n..n + toa.len()].copy_from_slice(toa);
+            return Some((out, n + toa.len()));
+        }
+    }
+    None
+}
+
+/// Inserts TOA for `client:port` into the TCP segment `meta` describes (frame in
+/// `buf`), keeping the IP packet within `mtu` bytes. Fixes the IP total/payload
+/// length, the IPv4 header checksum, the TCP data offset and the TCP checksum
+/// (incrementally, so a bad checksum stays bad). On success `meta.l4_len` is
+/// updated. Ethernet padding after the IP packet is removed.
+pub fn insert<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    meta: &mut IpMeta,
+    client: IpAddr,
+    port: u16,
+    mtu: usize,
+) -> Outcome {
+    if meta.proto != ip_proto::TCP {
+        return Outcome::NoRoom;
+    }
+    let (l4, end) = (meta.l4_off, meta.l3_end());
+    let Some(seg) = buf.data().get(l4..end) else {
+        return Outcome::NoRoom;
+    };
+    let Ok(t) = TcpPacket::new_checked(seg) else {
+        return Outcome::NoRoom;
+    };
+    let hl = t.header_len();
+    let (toa, toa_len) = option(client, port);
+    let toa = &toa[..toa_len];
+    // The IP packet may grow by at most this much.
+    let room = mtu.saturating_sub(meta.ip_len());
+    let old_opts_len = hl - MIN_HEADER_LEN;
+    let budget = MAX_OPTIONS.min(old_opts_len + room);
+    let Some((new_opts, new_len)) = rebuild(t.options(), toa, budget) else {
+        return Outcome::NoRoom;
+    };
+    let delta = new_len as isize - old_opts_len as isize;
+    let seg_len = meta.l4_len;
+    let new_seg_len = (seg_len as isize + delta) as usize;
+    let Ok(new_seg_len16) = u16::try_from(new_seg_len) else {
+        return Outcome::NoRoom;
+    };
+    let new_ip_len = (meta.ip_len() as isize + delta) as usize;
+    if meta.family == IpFamily::V4 && new_ip_len > usize::from(u16::MAX) {
+        return Outcome::NoRoom;
+    }
+
+    // TCP checksum: options replaced, data offset word changed, pseudo-header
+    // length changed. Options start at an even offset and keep a multiple-of-4
+    // length, so the payload's word alignment is unchanged.
+    let w12_old = u16::from_be_bytes([seg[12], seg[13]]);
+    let w12_new = (((new_len + MIN_HEADER_LEN) / 4) as u16) << 12 | (w12_old & 0x0fff);
+    let mut s = u32::from(!t.checksum());
+    s += u32::from(!checksum::fold(checksum::sum(t.options())));
+    s += checksum::sum(&new_opts[..new_len]);
+    s += u32::from(!w12_old) + u32::from(w12_new);
+    match meta.family {
+        IpFamily::V4 => s += u32::from(!(seg_len as u16)) + u32::from(new_seg_len16),
+        IpFamily::V6 => {
+            // 32-bit upper-layer length in the IPv6 pseudo header; segments here
+            // are below 64 KiB, so only the low word changes.
+            s += u32::from(!(seg_len as u16)) + u32::from(new_seg_len16)
+        }
+    }
+    let new_csum = !checksum::fold(s);
+
+    // Nothing can fail from here on but the headroom.
+    let pad = buf.len() - end;
+    let fixed = l4 + MIN_HEADER_LEN; // Ethernet, IP and the fixed TCP header
+    if delta > 0 {
+        let d = delta as usize;
+        if buf.prepend(d).is_none() {
+            return Outcome::NoRoom;
+        }
+        let _ = buf.trim(pad);
+        let data = buf.data_mut();
+        data.copy_within(d..d + fixed, 0);
+        data[fixed..fixed + new_len].copy_from_slice(&new_opts[..new_len]);
+    } else {
+        let d = (-delta) as usize;
+        let _ = buf.trim(pad);
+        let data = buf.data_mut();
+        data.copy_within(0..fixed, d);
+        data[d + fixed..d + fixed + new_len].copy_from_slice(&new_opts[..new_len]);
+        let _ = buf.adj(d);
+    }
+    let data = buf.data_mut();
+    data[l4 + 12..l4 + 14].copy_from_slice(&w12_new.to_be_bytes());
+    data[l4 + 16..l4 + 18].copy_from_slice(&new_csum.to_be_bytes());
+    let l3 = meta.l3_off;
+    match meta.family {
+        IpFamily::V4 => {
+            let mut ip = Ipv4Packet::new_unchecked(&mut data[l3..]);
+            let old = ip.total_len();
+            let new = new_ip_len as u16;
+            let c = checksum::update16(ip.checksum(), old, new);
+            ip.set_total_len(new);
+            ip.set_checksum(c);
+        }
+        IpFamily::V6 => {
+            let mut ip = Ipv6Packet::new_unchecked(&mut data[l3..]);
+            let pl = (i32::from(ip.payload_len()) + delta as i32) as u16;
+            ip.set_payload_len(pl);
+        }
+    }
+    meta.l4_len = new_seg_len;
+    Outcome::Inserted(delta)
+}
+
+/// Lowers the MSS option of the TCP segment `seg` (exactly the segment) by
+/// `by`, updating the checksum. `true` if an MSS option was found and lowered.
+pub fn clamp_mss(seg: &mut [u8], by: u16) -> bool {
+    let Ok(mut t) = TcpPacket::new_checked(&mut *seg) else {
+        return false;
+    };
+    let mut at = None;
+    {
+        let o = t.options();
+        let mut i = 0;
+        while i < o.len() {
+            match o[i] {
+                OPT_EOL => break,
+                OPT_NOP => i += 1,
+                kind => {
+                    let Some(&len) = o.get(i + 1) else { break };
+                    let len = usize::from(len);
+                    if len < 2 || i + len > o.len() {
+                        break;
+                    }
+                    if kind == OPT_MSS && len == 4 {
+                        at = Some(i);
+                        break;
+                    }
+                    i += len;
+                }
+            }
+        }
+    }
+    let Some(i) = at else { return false };
+    let o = t.options();
+    // The MSS value (option bytes i+2..i+4) in whole 16-bit words of the
+    // header: options start at an even offset, so words start at even `i`.
+    let (lo, hi) = ((i + 2) & !1, (i + 5) & !1);
+    let mut before = [0u8; 6];
+    before[..hi - lo].copy_from_slice(&o[lo..hi]);
+    let mss = u16::from_be_bytes([o[i + 2], o[i + 3]]);
+    let new = mss.saturating_sub(by).max(536);
+    if new >= mss {
+        return false;
+    }
+    let csum = t.checksum();
+    let opts = t.options_mut();
+    opts[i + 2..i + 4].copy_from_slice(&new.to_be_bytes());
+    let mut after = [0u8; 6];
+    after[..hi - lo].copy_from_slice(&opts[lo..hi]);
+    let (before, after) = (&before[..hi - lo], &after[..hi - lo]);
+    t.set_checksum(checksum::update_addr(csum, before, after));
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::classify::{classify, Packet};
+    use crate::wire::VecBuf;
+    use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TcpOptionElement, TransportHeader};
+    use std::net::Ipv4Addr;
+
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const CIP: [u8; 4] = [10, 0, 0, 2];
+    const VIP: [u8; 4] = [10, 0, 0, 100];
+
+    fn frame(opts: &[TcpOptionElement], payload: &[u8], pad_to: usize) -> Vec<u8> {
+        let mut h = etherparse::TcpHeader::new(40000, 80, 1001, 64000);
+        h.ack = true;
+        h.acknowledgment_number = 5001;
+        h.set_options(opts).unwrap();
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv4(CIP, VIP, 64)
+            .tcp_header(h)
+            .write(&mut v, payload)
+            .unwrap();
+        if v.len() < pad_to {
+            v.resize(pad_to, 0xee);
+        }
+        v
+    }
+
+    /// A frame whose TCP options are `raw` (a multiple of 4 bytes) as given.
+    fn raw_frame(raw: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut f = frame(&[], b"", 0)[..54].to_vec();
+        f.extend_from_slice(raw);
+        f.extend_from_slice(payload);
+        let ip_len = (f.len() - 14) as u16;
+        f[14 + 2..14 + 4].copy_from_slice(&ip_len.to_be_bytes());
+        f[14 + 20 + 12] = (((20 + raw.len()) / 4) as u8) << 4;
+        Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+        TcpPacket::new_unchecked(&mut f[34..])
+            .fill_checksum_v4(Ipv4Addr::from(CIP), Ipv4Addr::from(VIP));
+        f
+    }
+
+    fn meta(f: &[u8]) -> IpMeta {
+        match classify(f) {
+            Ok(Packet::Ip(m)) => m,
+            o => panic!("{o:?}"),
+        }
+    }
+
+    /// Every checksum right per etherparse; returns the TCP options and payload.
+    fn verify(f: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let h = PacketHeaders::from_ethernet_slice(f).unwrap();
+        let Some(NetHeaders::Ipv4(ip, _)) = &h.net else {
+            panic!()
+        };
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "IP checksum");
+        assert_eq!(usize::from(ip.total_len), f.len() - 14, "IP length");
+        let Some(TransportHeader::Tcp(t)) = &h.transport else {
+            panic!()
+        };
+        let pl = h.payload.slice();
+        assert_eq!(t.checksum, t.calc_checksum_ipv4(ip, pl).unwrap(), "TCP checksum");
+        (t.options.as_slice().to_vec(), pl.to_vec())
+    }
+
+    const TOA_BYTES: [u8; 8] = [254, 8, 0x9c, 0x40, 10, 0, 0, 2];
+
+    #[test]
+    fn option_bytes_as_the_toa_module_reads_them() {
+        let (o, n) = option(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 40000);
+        assert_eq!(&o[..n], &TOA_BYTES);
+        let (o, n) = option("2001:db8::7".parse().unwrap(), 443);
+        assert_eq!(n, 20);
+        assert_eq!(&o[..4], &[254, 20, 1, 0xbb]);
+        assert_eq!(&o[4..6], &[0x20, 0x01]);
+        assert_eq!(o[19], 7);
+    }
+
+    #[test]
+    fn inserted_into_an_ack_with_timestamps_and_padding() {
+        let ts = TcpOptionElement::Timestamp(0x11223344, 0x55667788);
+        let f = frame(&[TcpOptionElement::Noop, TcpOptionElement::Noop, ts], b"", 60);
+        let mut m = meta(&f);
+        let mut b = VecBuf::new(&f);
+        let out = insert(&mut b, &mut m, IpAddr::V4(CIP.into()), 40000, 1500);
+        assert_eq!(out, Outcome::Inserted(8));
+        let (opts, pl) = verify(b.data());
+        assert_eq!(&opts[..12], &f[54..66], "existing options kept in place");
+        assert_eq!(&opts[12..], &TOA_BYTES);
+        assert!(pl.is_empty());
+        assert_eq!(&b.data()[..14], &f[..14], "Ethernet header moved along");
+        assert_eq!(m.l4_len, 20 + 12 + 8);
+        assert_eq!(meta(b.data()), m);
+    }
+
+    #[test]
+    fn inserted_into_a_data_segment_keeps_the_payload() {
+        let body = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let f = frame(&[], body, 0);
+        let mut m = meta(&f);
+        let mut b = VecBuf::new(&f);
+        assert_eq!(
+            insert(&mut b, &mut m, IpAddr::V4(CIP.into()), 40000, 1500),
+            Outcome::Inserted(8)
+        );
+        let (opts, pl) = verify(b.data());
+        assert_eq!(opts, TOA_BYTES);
+        assert_eq!(pl, body);
+    }
+
+    #[test]
+    fn full_header_drops_nops_then_timestamp() {
+        use TcpOptionElement::*;
+        // 40 option bytes: MSS(4) NOP NOP TS(10) NOP NOP SACKperm(2)... pad to 40 with NOPs
+        let ts = Timestamp(1, 2);
+        let mut opts = vec![MaximumSegmentSize(1460), Noop, Noop, ts.clone()];
+        opts.extend(std::iter::repeat_n(Noop, 24));
+        let f = frame(&opts, b"data", 0);
+        assert_eq!(f[14 + 20 + 12] >> 4, 15, "60-byte TCP header");
+        let mut m = meta(&f);
+        let mut b = VecBuf::new(&f);
+        let out = insert(&mut b, &mut m, IpAddr::V4(CIP.into()), 40000, 1500);
+        // MSS(4) + TS(10) = 14 -> pad 16, + 8 = 24: shrinks by 16
+        assert_eq!(out, Outcome::Inserted(-16));
+        let (o, pl) = verify(b.data());
+        assert_eq!(&o[..4], &[2, 4, 0x05, 0xb4]);
+        assert_eq!(o[4], 8, "timestamp kept");
+        assert_eq!(&o[16..], &TOA_BYTES);
+        assert_eq!(pl, b"data");
+
+        // MSS + TS + a 26-byte unknown option: 40 bytes, no NOPs; only dropping
+        // the timestamp makes room.
+        let mut big = [0u8; 26];
+        big[0] = 99;
+        big[1] = 26;
+        let mut raw = vec![2, 4, 0x05, 0xb4, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+        raw.extend_from_slice(&big);
+        let f2 = raw_frame(&raw, b"");
+        let mut m = meta(&f2);
+        let mut b = VecBuf::new(&f2);
+        let out = insert(&mut b, &mut m, IpAddr::V4(CIP.into()), 40000, 1500);
+        // 4 + 26 = 30 -> pad 32, + 8 = 40: same length
+        assert_eq!(out, Outcome::Inserted(0), "TS dropped");
+        let (o, _) = verify(b.data());
+        assert_eq!(&o[4..30], &big);
+        assert_eq!(&o[o.len() - 8..], &TOA_BYTES);
+    }
+
+    #[test]
+    fn no_room_leaves_the_frame_alone() {
+        // 40 bytes of one unknown option: nothing to drop.
+        let mut opt = vec![99u8, 40];
+        opt.resize(40, 0);
+        let f = raw_frame(&opt, b"");
+        let mut m = meta(&f);
+        let mut b = VecBuf::new(&f);
+        assert_eq!(
+            insert(&mut b, &mut m, IpAddr::V4(CIP.into()), 1, 1500),
+            Outcome::NoRoom
+        );
+        assert_eq!(b.data(), &f[..]);
+
+        // MTU: a full-sized segment has no room for 8 more bytes.
+        let f = frame(&[], &[7u8; 1460], 0);
+        let mut m = meta(&f);
+        let mut b = VecBuf::new(&f);
+        assert_eq!(
+            insert(&mut b, &mut m, IpAddr::V4(CIP.into()), 1, 1500),
+            Outcome::NoRoom
+        );
+        assert_eq!(b.data(), &f[..]);
+
+        // No headroom.
+        let f = frame(&[], b"x", 0);
+        let mut m = meta(&f);
+        let mut b = VecBuf::with_headroom(&f, 4);
+        assert_eq!(
+            insert(&mut b, &mut m, IpAddr::V4(CIP.into()), 1, 1500),
+            Outcome::NoRoom
+        );
+        assert_eq!(b.data(), &f[..]);
+    }
+
+    #[test]
+    fn mss_clamped_with_checksum() {
+        use TcpOptionElement::*;
+        for opts in [
+            vec![MaximumSegmentSize(1460)],
+            vec![Noop, MaximumSegmentSize(1460), Noop, Noop, Noop],
+            vec![Noop, Noop, Timestamp(1, 2), MaximumSegmentSize(1460)],
+        ] {
+            let mut f = frame(&opts, b"", 0);
+            assert!(clamp_mss(&mut f[34..], 8));
+            let (o, _) = verify(&f);
+            let at = o.windows(2).position(|w| w == [2, 4]).unwrap();
+            assert_eq!(&o[at + 2..at + 4], &1452u16.to_be_bytes());
+        }
+        let mut f = frame(&[], b"", 0);
+        assert!(!clamp_mss(&mut f[34..], 8), "no MSS option");
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        use proptest::prelude::*;
+        proptest!(|(opts in proptest::collection::vec(any::<u8>(), 0..=40usize), mtu in 0usize..2000)| {
+            let n = opts.len() / 4 * 4;
+            let f = raw_frame(&opts[..n], b"payload");
+            let mut m = meta(&f);
+            let mut b = VecBuf::new(&f);
+            if let Outcome::Inserted(_) = insert(&mut b, &mut m, IpAddr::V4(CIP.into()), 40000, mtu) {
+                let (o, pl) = verify(b.data());
+                prop_assert_eq!(&o[o.len() - 8..], &TOA_BYTES[..]);
+                prop_assert_eq!(pl, b"payload".to_vec());
+                prop_assert!(b.data().len() - 14 <= mtu);
+            } else {
+                prop_assert_eq!(b.data(), &f[..]);
+            }
+            let mut g = f.clone();
+            let _ = clamp_mss(&mut g[34..], 8);
+        });
+    }
+}
