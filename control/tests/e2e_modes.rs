@@ -94,3 +94,123 @@ fn dr_replies_bypass_the_director() {
         "replies never pass the director: {svc:?}"
     );
 }
+
+/// Prints the first TOA option (kind 254, length 8) seen in a TCP segment from
+/// `argv[1]` on any interface of the namespace, as `TOA ip:port`; exits 1 after
+/// `argv[2]` seconds without one.
+const TOA_SNIFFER: &str = r#"
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.settimeout(0.5)
+lip = socket.inet_aton(sys.argv[1])
+deadline = time.time() + float(sys.argv[2])
+print("ready", flush=True)
+while time.time() < deadline:
+    try:
+        f = s.recv(65535)
+    except socket.timeout:
+        continue
+    if len(f) < 54 or f[12:14] != b"\x08\x00":
+        continue
+    ip = f[14:]
+    ihl = (ip[0] & 15) * 4
+    if ip[9] != 6 or ip[12:16] != lip:
+        continue
+    tcp = ip[ihl:]
+    doff = (tcp[12] >> 4) * 4
+    opts = tcp[20:doff]
+    i = 0
+    while i + 1 < len(opts):
+        k = opts[i]
+        if k == 0:
+            break
+        if k == 1:
+            i += 1
+            continue
+        l = opts[i + 1]
+        if l < 2:
+            break
+        if k == 254 and l == 8:
+            port = struct.unpack("!H", opts[i + 2:i + 4])[0]
+            print("TOA %s:%d" % (socket.inet_ntoa(opts[i + 4:i + 8]), port), flush=True)
+            sys.exit(0)
+        i += l
+sys.exit(1)
+"#;
+
+const LIP: &str = "192.168.0.200";
+
+#[test]
+fn fullnat_hides_the_client_but_tells_it_in_toa() {
+    use std::io::{BufRead, BufReader};
+    let Some(_serial) = netns::begin("fullnat") else {
+        return;
+    };
+    let topo = Topology::new("fullnat");
+    let d = topo.start_dpvsd("");
+    let vs = tcp_service(&d, "-b");
+    d.ctl_ok(&["-P", "-t", &vs, "-z", LIP, "-F", "dpdk1"]);
+    let listed = d.services();
+    assert!(
+        listed[0].dests.iter().all(|x| x.forward == "FullNat"),
+        "{listed:?}"
+    );
+    let g = d.ctl_ok(&["-G"]);
+    let lines: Vec<&str> = g.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["VIP:VPORT", "TOTAL", "SNAT_IP", "CONFLICTS", "CONNS"],
+        "{g}"
+    );
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        [vs.as_str(), "1"]
+    );
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        [LIP, "0", "0"]
+    );
+
+    // Capture on the server LAN while the client talks to the VIP.
+    let mut sniff = topo.spawn_in(
+        "lan",
+        &["timeout", "20", "python3", "-c", TOA_SNIFFER, LIP, "15"],
+    );
+    let mut out = BufReader::new(sniff.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("sniffer starts");
+    assert_eq!(line.trim(), "ready");
+
+    assert_eq!(answers(&topo, 6), all_servers(), "both servers answer");
+
+    line.clear();
+    out.read_line(&mut line).expect("sniffer output");
+    assert!(
+        sniff.wait().expect("sniffer exits").success(),
+        "no TOA seen"
+    );
+    let toa = line
+        .trim()
+        .strip_prefix("TOA ")
+        .expect("TOA line")
+        .to_string();
+    let (toa_ip, toa_port) = toa.split_once(':').unwrap();
+    assert_eq!(
+        toa_ip,
+        netns::CLIENT_IPS[0],
+        "TOA carries the client address"
+    );
+    let port: u16 = toa_port.parse().unwrap();
+    assert!(port >= 1024, "client's ephemeral port: {port}");
+
+    // The real servers saw the LIP as the peer, never the client.
+    for (name, _, _) in REAL_SERVERS {
+        let log = std::fs::read_to_string(topo.run_dir().join(name).join("access.log"))
+            .unwrap_or_default();
+        assert!(log.contains(LIP), "{name} access log shows the LIP:\n{log}");
+        assert!(!log.contains(netns::CLIENT_IPS[0]), "{name}: {log}");
+    }
+    let st = d.stats();
+    let svc = st.iter().find(|s| s.addr == vs).expect("service stats");
+    assert!(svc.total.outpkts > 0, "replies pass the director: {svc:?}");
+}

@@ -30,8 +30,11 @@ pub struct Neighbour {
 /// Shared resolved neighbours: (port index, address) -> MAC.
 #[derive(Default)]
 pub struct NeighTable {
-    map: ArcSwap<HashMap<(usize, IpAddr), Neighbour>>,
+    map: ArcSwap<NeighMap>,
 }
+
+/// ahash: the lookup runs for every forwarded packet.
+type NeighMap = HashMap<(usize, IpAddr), Neighbour, ahash::RandomState>;
 
 impl NeighTable {
     #[inline]
@@ -50,7 +53,7 @@ impl NeighTable {
             return;
         }
         self.map.rcu(|m| {
-            let mut m = HashMap::clone(m);
+            let mut m = NeighMap::clone(m);
             m.insert(
                 (port, addr),
                 Neighbour {
