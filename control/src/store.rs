@@ -136,7 +136,11 @@ impl Store {
                 service_name(&l.service)
             )));
         }
-        if let Some(other) = self.laddrs.iter().find(|x| x.addr == l.addr && x.port != l.port) {
+        if let Some(other) = self
+            .laddrs
+            .iter()
+            .find(|x| x.addr == l.addr && x.port != l.port)
+        {
             return Err(invalid(format!(
                 "local address {} is already on port {}",
                 l.addr, other.port

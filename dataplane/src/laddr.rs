@@ -143,7 +143,10 @@ mod tests {
                 got.push(p);
             }
             assert!(got.iter().all(|&p| owner(p, 3) == w));
-            assert_eq!(got.len(), (1000..=1099).filter(|p| p % 3 == w as u16).count());
+            assert_eq!(
+                got.len(),
+                (1000..=1099).filter(|p| p % 3 == w as u16).count()
+            );
             let mut u = got.clone();
             u.sort();
             u.dedup();

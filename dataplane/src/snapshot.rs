@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::config::{ConfigDesc, ExtDesc, ForwardMode, Persistence, Proto, ProxyProtocol, ServiceKey};
+use crate::config::{
+    ConfigDesc, ExtDesc, ForwardMode, Persistence, Proto, ProxyProtocol, ServiceKey,
+};
 use crate::counters::Traffic;
 use crate::route::{Route, RouteTable};
 
@@ -217,7 +219,9 @@ impl Compiler {
 
         let (lo, hi) = ext.local_port_range;
         if lo == 0 || lo > hi {
-            return Err(format!("local port range {lo}-{hi}: must be 1..=65535, low <= high"));
+            return Err(format!(
+                "local port range {lo}-{hi}: must be 1..=65535, low <= high"
+            ));
         }
         let mut laddrs: HashMap<ServiceKey, Vec<IpAddr>> = HashMap::new();
         for l in &ext.laddrs {

@@ -86,8 +86,7 @@ impl Worker {
                 }
                 let ip = &mut m.data_mut()[meta.l3_off..];
                 let (r, l) = (f.reply.src, f.reply.dst);
-                if let Err(e) = nat::rewrite_both(ip, &meta, l, f.reply.dport, r, f.reply.sport)
-                {
+                if let Err(e) = nat::rewrite_both(ip, &meta, l, f.reply.dport, r, f.reply.sport) {
                     return self.count_drop(e);
                 }
                 r

@@ -893,7 +893,10 @@ mod tests {
             }
         );
         assert_eq!(p("-G").unwrap(), Command::GetLaddr { service: None });
-        assert!(p("-P -t 10.0.0.100:80 -z 192.168.0.200").is_err(), "-F needed");
+        assert!(
+            p("-P -t 10.0.0.100:80 -z 192.168.0.200").is_err(),
+            "-F needed"
+        );
         assert!(p("-P -t 10.0.0.100:80 -F dpdk1").is_err(), "-z needed");
         assert!(p("-G -r 1.2.3.4").is_err());
     }

@@ -326,7 +326,11 @@ mod tests {
             panic!()
         };
         let pl = h.payload.slice();
-        assert_eq!(t.checksum, t.calc_checksum_ipv4(ip, pl).unwrap(), "TCP checksum");
+        assert_eq!(
+            t.checksum,
+            t.calc_checksum_ipv4(ip, pl).unwrap(),
+            "TCP checksum"
+        );
         (t.options.as_slice().to_vec(), pl.to_vec())
     }
 
@@ -346,7 +350,11 @@ mod tests {
     #[test]
     fn inserted_into_an_ack_with_timestamps_and_padding() {
         let ts = TcpOptionElement::Timestamp(0x11223344, 0x55667788);
-        let f = frame(&[TcpOptionElement::Noop, TcpOptionElement::Noop, ts], b"", 60);
+        let f = frame(
+            &[TcpOptionElement::Noop, TcpOptionElement::Noop, ts],
+            b"",
+            60,
+        );
         let mut m = meta(&f);
         let mut b = VecBuf::new(&f);
         let out = insert(&mut b, &mut m, IpAddr::V4(CIP.into()), 40000, 1500);
