@@ -582,6 +582,42 @@ mod tests {
         }
     }
 
+    #[test]
+    fn local_addresses_follow_their_service() {
+        let mut s = store();
+        let k = key("10.0.0.100", 80);
+        let l = |a: &str, port: &str| LocalAddrSpec {
+            service: k,
+            addr: a.parse().unwrap(),
+            port: port.into(),
+        };
+        assert!(matches!(
+            s.add_laddr(l("192.168.0.200", "dpdk1")),
+            Err(StoreError::NotFound(_))
+        ));
+        s.add_service(svc("10.0.0.100", 80)).unwrap();
+        s.add_laddr(l("192.168.0.200", "dpdk1")).unwrap();
+        assert!(matches!(
+            s.add_laddr(l("192.168.0.200", "dpdk1")),
+            Err(StoreError::AlreadyExists(_))
+        ));
+        assert!(
+            s.add_laddr(l("192.168.0.201", "dpdk9")).is_err(),
+            "unknown port"
+        );
+        assert!(s.add_laddr(l("0.0.0.0", "dpdk1")).is_err());
+        s.add_laddr(l("192.168.0.201", "dpdk1")).unwrap();
+        assert_eq!(s.ext().laddrs.len(), 2);
+        s.delete_laddr(&k, &"192.168.0.201".parse().unwrap())
+            .unwrap();
+        assert!(s
+            .delete_laddr(&k, &"192.168.0.201".parse().unwrap())
+            .is_err());
+        s.delete_service(&k).unwrap();
+        assert!(s.laddrs().is_empty(), "gone with the service");
+        assert_eq!(s.ext(), ExtDesc::default());
+    }
+
     fn store() -> Store {
         let mut s = Store::new(vec!["dpdk0".into(), "dpdk1".into()]);
         s.add_addr(AddrSpec {

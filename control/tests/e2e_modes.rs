@@ -214,3 +214,138 @@ fn fullnat_hides_the_client_but_tells_it_in_toa() {
     let svc = st.iter().find(|s| s.addr == vs).expect("service stats");
     assert!(svc.total.outpkts > 0, "replies pass the director: {svc:?}");
 }
+
+/// Sends a `argv[3]`-byte POST to `argv[1]:argv[2]` and prints the body of the
+/// answer (full-sized segments: PMTU discovery must work to get through).
+const BIG_POST: &str = r#"
+import socket, sys
+n = int(sys.argv[3])
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"POST / HTTP/1.0\r\nHost: vip\r\nContent-Length: %d\r\n\r\n" % n + b"a" * n)
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.split(b"\r\n\r\n", 1)[-1].decode().strip(), flush=True)
+"#;
+
+#[test]
+fn tun_reaches_user_space_decapsulating_servers_and_pmtu_works() {
+    let Some(_serial) = netns::begin("tun") else {
+        return;
+    };
+    let topo = Topology::new("tun");
+    bypass(&topo, "tun");
+    let d = topo.start_dpvsd("");
+    let vs = tcp_service(&d, "-i");
+    let listed = d.services();
+    assert!(
+        listed[0].dests.iter().all(|x| x.forward == "Tunnel"),
+        "{listed:?}"
+    );
+    assert_eq!(answers(&topo, 6), all_servers(), "both servers answer");
+    let st = d.stats();
+    let svc = st.iter().find(|s| s.addr == vs).expect("service stats");
+    assert!(svc.total.inpkts >= 18, "{svc:?}");
+    assert_eq!(svc.total.outpkts, 0, "replies bypass the director: {svc:?}");
+
+    // PMTU: full-sized DF segments do not fit in IPIP on a 1500-byte LAN; the
+    // client learns 1480 from the director's ICMP and the upload goes through.
+    let before = d.drop_counter("frag_needed");
+    let port = HTTP_PORT.to_string();
+    let out = topo.exec_in("cli", &["python3", "-c", BIG_POST, VIP, &port, "20000"]);
+    assert!(
+        out.status.success(),
+        "big upload through TUN: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        all_servers().contains(&body),
+        "answered by a server: {body:?}"
+    );
+    assert!(
+        d.drop_counter("frag_needed") > before,
+        "the director refused a too-big packet"
+    );
+    let route = topo.exec_in("cli", &["ip", "route", "get", VIP]);
+    let route = String::from_utf8_lossy(&route.stdout).to_string();
+    assert!(
+        route.contains("mtu 1480"),
+        "the client cached the reduced path MTU: {route}"
+    );
+}
+
+/// UDP from the client to `VIP:port` on a connected socket (so only an answer
+/// from the VIP itself is accepted); the set of server names that answered.
+fn udp_answers(topo: &Topology, port: u16, n: usize) -> BTreeSet<String> {
+    const PY: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2.0)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.send(b"hello")
+print(s.recv(65535).decode())
+"#;
+    let port = port.to_string();
+    (0..n)
+        .map(|i| {
+            let out = topo.exec_in("cli", &["python3", "-c", PY, VIP, &port]);
+            assert!(
+                out.status.success(),
+                "UDP datagram {i} through the VIP got no answer from the VIP: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let (name, echo) = body.split_once(':').expect("name:payload");
+            assert_eq!(echo, "hello");
+            name.to_string()
+        })
+        .collect()
+}
+
+/// A UDP service on VIP:`port` with both real servers in `flag`'s mode.
+fn udp_service(d: &netns::Dpvsd, port: u16, flag: &str) -> String {
+    let vs = format!("{VIP}:{port}");
+    d.ctl_ok(&["-A", "-u", &vs, "-s", "rr"]);
+    for (_, _, rip) in REAL_SERVERS {
+        d.ctl_ok(&["-a", "-u", &vs, "-r", &format!("{rip}:{port}"), flag]);
+    }
+    vs
+}
+
+#[test]
+fn udp_through_dr_tun_and_fullnat() {
+    let Some(_serial) = netns::begin("udp-modes") else {
+        return;
+    };
+    for (mode, flag) in [("dr", "-g"), ("tun", "-i")] {
+        let topo = Topology::new(&format!("udp-{mode}"));
+        bypass(&topo, mode);
+        let d = topo.start_dpvsd("");
+        d.addr_add(&format!("{VIP}/32"), "dpdk0");
+        let vs = udp_service(&d, 9001, flag);
+        assert_eq!(udp_answers(&topo, 9001, 4), all_servers(), "{mode}");
+        let st = d.stats();
+        let svc = st.iter().find(|s| s.addr == vs).expect("stats");
+        assert_eq!(
+            (svc.total.inpkts, svc.total.outpkts),
+            (4, 0),
+            "{mode}: {svc:?}"
+        );
+    }
+    // FULLNAT: the plain topology's echo on 0.0.0.0:9000 answers the LIP.
+    let topo = Topology::new("udp-fullnat");
+    let d = topo.start_dpvsd("");
+    d.addr_add(&format!("{VIP}/32"), "dpdk0");
+    let vs = udp_service(&d, netns::UDP_ECHO_PORT, "-b");
+    d.ctl_ok(&["-P", "-u", &vs, "-z", LIP, "-F", "dpdk1"]);
+    assert_eq!(udp_answers(&topo, netns::UDP_ECHO_PORT, 4), all_servers());
+    let conns = d.conns();
+    assert!(conns.iter().all(|c| c.proto == "UDP"), "{conns:?}");
+    let st = d.stats();
+    let svc = st.iter().find(|s| s.addr == vs).expect("stats");
+    assert_eq!((svc.total.inpkts, svc.total.outpkts), (4, 4), "{svc:?}");
+}

@@ -19,7 +19,7 @@ use crate::events::Event;
 use crate::neigh::Pending;
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
-use crate::wire::{ip_proto, nat, toa, IpMeta, PacketBuf, TcpPacket};
+use crate::wire::{icmp, ip_proto, ipip, nat, toa, IpMeta, PacketBuf, TcpPacket};
 use crate::worker::Worker;
 
 const ETH_HLEN: usize = 14;
@@ -104,6 +104,7 @@ impl Worker {
             }
             // DR: the frame goes to the real server unchanged but for its MAC.
             (ForwardMode::Dr, Direction::Original) => f.reply.src,
+            (ForwardMode::Tun, Direction::Original) => return self.xmit_tun(snap, m, meta, &f),
             _ => return self.count_drop(DropReason::Unsupported),
         };
         if f.mode != ForwardMode::Dr {
@@ -113,6 +114,68 @@ impl Worker {
         }
         self.count_traffic(snap, &f, dir, len - ETH_HLEN);
         self.output(snap, m, next_dst, f.mode == ForwardMode::Dr);
+    }
+
+    /// TUN: IPIP from the DIP toward the RS to the RIP around the untouched
+    /// packet. Too big for the egress MTU with the 20 extra bytes: with DF set
+    /// the client gets ICMP fragmentation-needed with the MTU that fits; either
+    /// way the packet is dropped (`frag_needed`; no fragmentation here).
+    fn xmit_tun(&mut self, snap: &Snapshot, mut m: Mbuf, meta: IpMeta, f: &Flow) {
+        let IpAddr::V4(rip) = f.reply.src else {
+            return self.count_drop(DropReason::Unsupported);
+        };
+        let Some(hop) = snap.routes.lookup(f.reply.src) else {
+            return self.count_drop(DropReason::NoRoute);
+        };
+        let Some(IpAddr::V4(dip)) = crate::core::dip_toward(snap, f.reply.src) else {
+            return self.count_drop(DropReason::NoRoute);
+        };
+        let mtu = snap
+            .ports
+            .get(hop.port)
+            .map_or(1500, |p| usize::from(p.mtu));
+        let (df, ident) = match meta.family {
+            crate::wire::IpFamily::V4 => {
+                let ip = crate::wire::Ipv4Packet::new_unchecked(&m.data()[meta.l3_off..]);
+                (ip.dont_frag(), ip.ident())
+            }
+            crate::wire::IpFamily::V6 => (true, 0),
+        };
+        if meta.ip_len() + ipip::OVERHEAD > mtu {
+            if df {
+                let reduced = (mtu - ipip::OVERHEAD) as u16;
+                self.send_frag_needed(snap, &m, &meta, reduced);
+            }
+            return self.count_drop(DropReason::FragNeeded);
+        }
+        let len = m.len();
+        if let Err(r) = ipip::encap_ipip(&mut m, &meta, dip, rip, ident) {
+            return self.count_drop(r);
+        }
+        self.count_traffic(snap, f, Direction::Original, len - ETH_HLEN);
+        self.output(snap, m, f.reply.src, false);
+    }
+
+    /// ICMP fragmentation-needed from the packet's destination (the VIP) back
+    /// to its source, announcing `mtu`.
+    fn send_frag_needed(&mut self, snap: &Snapshot, m: &Mbuf, meta: &IpMeta, mtu: u16) {
+        let (IpAddr::V4(vip), IpAddr::V4(_)) = (meta.dst, meta.src) else {
+            return; // ICMPv6 packet-too-big comes with IPv6 TUN
+        };
+        let Some(orig) = m.data().get(meta.l3_off..meta.l3_end()) else {
+            return;
+        };
+        let mut frame = [0u8; 14 + icmp::MAX_ERROR_LEN];
+        let n = icmp::build_frag_needed(&mut frame, orig, vip, mtu);
+        if n == 0 {
+            return;
+        }
+        let Some(mut out) = self.pool.alloc() else {
+            return;
+        };
+        if out.write_from(&frame[..n]) {
+            self.output(snap, out, meta.src, false);
+        }
     }
 
     fn count_traffic(&self, snap: &Snapshot, f: &Flow, dir: Direction, bytes: usize) {

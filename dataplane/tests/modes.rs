@@ -443,7 +443,7 @@ fn fullnat_rewrites_both_ends_inserts_toa_and_refuses_when_ports_run_out() {
         &ts,
         b"",
     );
-    inject(&env, 0, &[ack.clone()]);
+    inject(&env, 0, std::slice::from_ref(&ack));
     let out = collect(&env, 1, 1);
     assert_eq!(out.len(), 1);
     let (src, sport, dst, _, _, opts, pl) = parse_tcp(&out[0]);
@@ -580,5 +580,92 @@ fn fullnat_without_a_pool_uses_the_dip() {
     };
     assert_eq!((u.source_port(), u.destination_port()), (80, 5353));
     assert_eq!(u.payload(), b"pong");
+    dp.stop();
+}
+
+/// Sets DF on an Ethernet/IPv4 frame and fixes the header checksum.
+fn set_df(f: &mut [u8]) {
+    f[14 + 6] |= 0x40;
+    f[24] = 0;
+    f[25] = 0;
+    let mut s: u32 = 0;
+    for w in f[14..34].chunks(2) {
+        s += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    f[24..26].copy_from_slice(&(!(s as u16)).to_be_bytes());
+}
+
+#[test]
+fn tun_encapsulates_from_the_dip_and_answers_too_big_with_frag_needed() {
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    let desc = config(Proto::Tcp, vec![dest("192.168.0.11", 80, ForwardMode::Tun)]);
+    let (dp, mac0, mac1) = start(&env, &desc);
+
+    let mut input = syn(mac0, 40000, b"");
+    set_df(&mut input);
+    inject(&env, 0, std::slice::from_ref(&input));
+    let out = collect(&env, 1, 1);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_eq!((&f[0..6], &f[6..12]), (&RS1_MAC[..], &mac1[..]));
+    let p = SlicedPacket::from_ethernet(f).unwrap();
+    let Some(NetSlice::Ipv4(outer)) = &p.net else {
+        panic!()
+    };
+    let h = outer.header().to_header();
+    assert_eq!(
+        (h.source, h.destination),
+        ([192, 168, 0, 1], RIP),
+        "DIP -> RIP"
+    );
+    assert_eq!(h.protocol, etherparse::IpNumber::IPV4, "IPIP");
+    assert!(h.dont_fragment, "DF copied from the inner header");
+    assert_eq!(h.header_checksum, h.calc_header_checksum());
+    assert_eq!(&f[34..], &input[14..], "inner packet untouched");
+
+    // A full-sized DF segment no longer fits once encapsulated: the client
+    // gets fragmentation-needed with MTU 1480, quoting its packet.
+    let mut big = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, mac0)
+        .ipv4(CIP, VIP, 64)
+        .tcp(40000, 80, 1001, 64000)
+        .ack(1)
+        .write(&mut big, &[0x61; 1460])
+        .unwrap();
+    set_df(&mut big);
+    let before = drops(&dp, DropReason::FragNeeded);
+    inject(&env, 0, std::slice::from_ref(&big));
+    let back = collect(&env, 0, 1);
+    assert_eq!(back.len(), 1, "ICMP back to the client");
+    assert_eq!(&back[0][0..6], &CLIENT_MAC);
+    let p = SlicedPacket::from_ethernet(&back[0]).unwrap();
+    let Some(NetSlice::Ipv4(ip4)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(
+        (ip4.header().source(), ip4.header().destination()),
+        (VIP, CIP)
+    );
+    let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+        panic!("icmp")
+    };
+    assert_eq!(
+        i.icmp_type(),
+        etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1480 }
+        )
+    );
+    assert_eq!(
+        &i.payload()[..40],
+        &big[14..54],
+        "quotes the client's headers"
+    );
+    assert_eq!(drops(&dp, DropReason::FragNeeded), before + 1);
+    assert!(collect(&env, 1, 1).is_empty(), "nothing went to the RS");
+    let t = dp.stats().services[0].traffic;
+    assert_eq!((t.inpkts, t.outpkts), (1, 0));
     dp.stop();
 }

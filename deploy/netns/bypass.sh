@@ -7,6 +7,8 @@
 #   bypass.sh tun PREFIX VIP [RUNDIR]   a user-space IPIP decapsulator per RS
 #                                       (raw socket proto 4 -> tun0 holding the VIP)
 #
+# Both also start a UDP echo bound to VIP:9001 on each RS ("rsN:<payload>").
+#
 # The return path: a second leg of the client namespace in the server LAN
 #
 #   ${P}cli  c0 10.0.0.2/24 ── lb0 [director] lb1 ── br0 (${P}lan)
@@ -103,9 +105,36 @@ tun() {
   done
 }
 
+# A UDP echo bound to the VIP on each RS (port 9001): a DR/TUN UDP server must
+# answer from the VIP, which an unconnected socket on 0.0.0.0 does not do.
+vip_udp_echo() {
+  mkdir -p "$RUNDIR"
+  local i=1
+  for ns in "${RS_NS[@]}"; do
+    setsid ip netns exec "$ns" python3 -u -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 9001))
+while True:
+    data, peer = s.recvfrom(65535)
+    s.sendto(sys.argv[2].encode() + b":" + data, peer)
+' "$VIP" "rs$i" </dev/null >"$RUNDIR/rs$i-vip-udp.log" 2>&1 &
+    echo $! >"$RUNDIR/rs$i-vip-udp.pid"
+    i=$((i + 1))
+  done
+  for ns in "${RS_NS[@]}"; do
+    local ok=
+    for _ in $(seq 50); do
+      [[ -n $(nsx "$ns" ss -Hlnu "sport = :9001" 2>/dev/null) ]] && { ok=1; break; }
+      sleep 0.1
+    done
+    [[ -n $ok ]] || { echo "bypass: no UDP echo on $VIP:9001 in $ns" >&2; exit 1; }
+  done
+}
+
 case $MODE in
-  dr) return_path; dr ;;
-  tun) return_path; tun ;;
+  dr) return_path; dr; vip_udp_echo ;;
+  tun) return_path; tun; vip_udp_echo ;;
   *) usage ;;
 esac
 echo "bypass $MODE for $P: replies from $VIP return via $ROUTER_IP (client namespace)"

@@ -174,6 +174,57 @@ pub fn echo_reply_in_place(ip_packet: &mut [u8]) -> bool {
     true
 }
 
+/// Longest ICMP error message the director builds (IP header, ICMP header and
+/// the quoted packet), within the 576 bytes every host accepts (RFC 1812).
+pub const MAX_ERROR_LEN: usize = 576;
+
+/// Builds, into `out` (an Ethernet frame; MACs left zero for the sender to
+/// fill), an ICMP destination-unreachable / fragmentation-needed (type 3 code
+/// 4, RFC 1191) from `src` to the sender of `orig` (the offending IPv4 packet,
+/// from its header; bytes after its total length ignored) announcing
+/// `next_hop_mtu`. Quotes as much of `orig` as fits in 576 bytes. Returns the
+/// frame length, or 0 if `orig` is not a valid IPv4 packet or `out` too short.
+pub fn build_frag_needed(
+    out: &mut [u8],
+    orig: &[u8],
+    src: std::net::Ipv4Addr,
+    next_hop_mtu: u16,
+) -> usize {
+    const ETH: usize = 14;
+    let Ok(ip) = Ipv4Packet::new_checked_no_csum(orig) else {
+        return 0;
+    };
+    let total = usize::from(ip.total_len());
+    let quote = total.min(MAX_ERROR_LEN - ipv4::MIN_HEADER_LEN - HEADER_LEN);
+    let icmp_len = HEADER_LEN + quote;
+    let frame_len = ETH + ipv4::MIN_HEADER_LEN + icmp_len;
+    if out.len() < frame_len {
+        return 0;
+    }
+    out[..12].fill(0);
+    out[12..14].copy_from_slice(&[0x08, 0x00]);
+    let repr = ipv4::Ipv4Repr {
+        src,
+        dst: ip.src(),
+        proto: ip_proto::ICMP,
+        ttl: ipv4::DEFAULT_TTL,
+        ident: 0,
+        dont_frag: false,
+        dscp_ecn: 0,
+        payload_len: icmp_len as u16,
+    };
+    if !repr.emit(&mut out[ETH..]) {
+        return 0;
+    }
+    let m = &mut out[ETH + ipv4::MIN_HEADER_LEN..frame_len];
+    m[..HEADER_LEN].copy_from_slice(&[msg_type::DEST_UNREACH, 4, 0, 0, 0, 0, 0, 0]);
+    m[6..8].copy_from_slice(&next_hop_mtu.to_be_bytes());
+    m[HEADER_LEN..].copy_from_slice(&orig[..quote]);
+    let c = checksum::checksum(m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    frame_len
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +290,51 @@ mod tests {
             assert_eq!(p, before);
         }
         assert!(!echo_reply_in_place(&mut req.clone()[..27]));
+    }
+
+    #[test]
+    fn frag_needed_quotes_the_packet() {
+        let mut orig = Vec::new();
+        etherparse::PacketBuilder::ipv4([10, 0, 0, 2], [10, 0, 0, 100], 64)
+            .tcp(40000, 80, 1, 1000)
+            .write(&mut orig, &[0x55; 1000])
+            .unwrap();
+        let mut out = [0u8; 600];
+        let n = build_frag_needed(&mut out, &orig, Ipv4Addr::new(10, 0, 0, 100), 1480);
+        assert_eq!(n, 14 + 576);
+        let h = etherparse::PacketHeaders::from_ethernet_slice(&out[..n]).unwrap();
+        let Some(etherparse::NetHeaders::Ipv4(ip, _)) = &h.net else {
+            panic!()
+        };
+        assert_eq!(
+            (ip.source, ip.destination),
+            ([10, 0, 0, 100], [10, 0, 0, 2])
+        );
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+        let Some(etherparse::TransportHeader::Icmpv4(i)) = &h.transport else {
+            panic!()
+        };
+        assert_eq!(
+            i.icmp_type,
+            etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1480
+                }
+            )
+        );
+        assert_eq!(i.checksum, i.icmp_type.calc_checksum(h.payload.slice()));
+        assert_eq!(
+            &h.payload.slice()[..28],
+            &orig[..28],
+            "quotes the header and ports"
+        );
+        assert_eq!(
+            build_frag_needed(&mut out[..100], &orig, Ipv4Addr::LOCALHOST, 1),
+            0
+        );
+        assert_eq!(
+            build_frag_needed(&mut out, &orig[..10], Ipv4Addr::LOCALHOST, 1),
+            0
+        );
     }
 }
