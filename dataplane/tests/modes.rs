@@ -4,16 +4,22 @@
 //! Same harness as `rings.rs` (its own process, so its own EAL and rings): frames
 //! go into a port's rx ring, what the worker sends is read from the tx rings.
 
-use std::net::IpAddr;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dataplane::dpdk::eal::Eal;
-use dataplane::dpdk::mbuf::Mbuf;
-use dataplane::dpdk::mempool::Mempool;
-use dataplane::dpdk::ring::{port_from_rings, Ring};
-use dataplane::wire::PacketBuf;
 use dataplane::*;
+
+mod common;
+use common::{arp, collect, drain, drops, inject, ip, Env};
+
+const TAG: &str = "m";
+
+fn env() -> &'static std::sync::Mutex<Env> {
+    common::env(TAG)
+}
+
+fn spec() -> DataplaneSpec {
+    common::spec(TAG)
+}
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -22,71 +28,6 @@ const CIP: [u8; 4] = [10, 0, 0, 2];
 const VIP: [u8; 4] = [10, 0, 0, 100];
 const LIP: [u8; 4] = [192, 168, 0, 200];
 const RIP: [u8; 4] = [192, 168, 0, 11];
-
-struct Env {
-    _eal: Eal,
-    pool: Mempool,
-    rings: Vec<(Ring, Ring)>, // (rx, tx) per port
-}
-
-fn env() -> &'static Mutex<Env> {
-    static ENV: OnceLock<Mutex<Env>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let prefix = format!("dpvs-modes-{}", std::process::id());
-        let args: Vec<String> = [
-            "--no-huge",
-            "--no-pci",
-            "-m",
-            "256",
-            "-l",
-            "0,1",
-            "--file-prefix",
-            &prefix,
-            "--log-level",
-            "3",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let eal = Eal::init(&args).expect("EAL init");
-        let pool = Mempool::new("modes_pool", 4095, 0, -1).expect("pool");
-        let mut rings = Vec::new();
-        for i in 0..2 {
-            let rx = Ring::new(&format!("m_rx{i}"), 1024).unwrap();
-            let tx = Ring::new(&format!("m_tx{i}"), 1024).unwrap();
-            port_from_rings(&format!("m{i}"), &rx, &tx).unwrap();
-            rings.push((rx, tx));
-        }
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
-        Mutex::new(Env {
-            _eal: eal,
-            pool,
-            rings,
-        })
-    })
-}
-
-fn spec() -> DataplaneSpec {
-    DataplaneSpec {
-        eal_args: vec![],
-        ports: (0..2)
-            .map(|i| PortSpec {
-                name: format!("dpdk{i}"),
-                device: format!("net_ring_m{i}"),
-                queues: 1,
-                mtu: 0,
-            })
-            .collect(),
-        worker_cores: vec![1],
-        mbufs: 4095,
-        conn_capacity: 4096,
-        adaptive_poll: false,
-    }
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 fn dest(addr: &str, port: u16, mode: ForwardMode) -> DestSpec {
     DestSpec {
@@ -133,20 +74,6 @@ fn config(proto: Proto, dests: Vec<DestSpec>) -> ConfigDesc {
         ],
         routes: vec![],
     }
-}
-
-fn arp(op: u16, smac: [u8; 6], sip: [u8; 4], tmac: [u8; 6], tip: [u8; 4], dst: [u8; 6]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&smac);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4]);
-    f.extend_from_slice(&op.to_be_bytes());
-    f.extend_from_slice(&smac);
-    f.extend_from_slice(&sip);
-    f.extend_from_slice(&tmac);
-    f.extend_from_slice(&tip);
-    f.resize(60, 0);
-    f
 }
 
 fn syn(dst_mac: [u8; 6], sport: u16, payload: &[u8]) -> Vec<u8> {
@@ -227,45 +154,6 @@ fn event(dp: &Dataplane, name: &str) -> u64 {
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, v)| *v)
-        .unwrap()
-}
-
-fn inject(env: &Env, port: usize, frames: &[Vec<u8>]) {
-    let mut v = Vec::new();
-    for f in frames {
-        let mut m: Mbuf = env.pool.alloc().expect("mbuf");
-        assert!(m.write_from(f));
-        v.push(m);
-    }
-    assert!(env.rings[port].0.enqueue(v).is_empty());
-}
-
-/// Wait until `n` frames came out of `port` (or 2 s passed).
-fn collect(env: &Env, port: usize, n: usize) -> Vec<Vec<u8>> {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut out = Vec::new();
-    while out.len() < n && Instant::now() < deadline {
-        for m in env.rings[port].1.dequeue(64) {
-            out.push(m.data().to_vec());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    out
-}
-
-fn drain(env: &Env) {
-    std::thread::sleep(Duration::from_millis(20));
-    for (_, tx) in &env.rings {
-        drop(tx.dequeue(1024));
-    }
-}
-
-fn drops(dp: &Dataplane, r: DropReason) -> u64 {
-    dp.stats()
-        .drops
-        .iter()
-        .find(|(x, _)| *x == r)
-        .map(|(_, n)| *n)
         .unwrap()
 }
 

@@ -3,88 +3,27 @@
 //! rx ring; what the worker transmits is read back from the tx rings and
 //! checked with etherparse.
 
-use std::net::IpAddr;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dataplane::dpdk::eal::Eal;
-use dataplane::dpdk::mbuf::Mbuf;
-use dataplane::dpdk::mempool::Mempool;
-use dataplane::dpdk::ring::{port_from_rings, Ring};
-use dataplane::wire::PacketBuf;
 use dataplane::*;
+
+mod common;
+use common::{arp, collect, drain, drops, inject, ip, Env};
+
+const TAG: &str = "t";
+
+fn env() -> &'static std::sync::Mutex<Env> {
+    common::env(TAG)
+}
+
+fn spec() -> DataplaneSpec {
+    common::spec(TAG)
+}
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const RS1_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x11];
 const RS2_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x12];
-
-struct Env {
-    _eal: Eal,
-    pool: Mempool,
-    rings: Vec<(Ring, Ring)>, // (rx, tx) per port
-}
-
-// SAFETY-free: the test harness only touches Env under LOCK.
-fn env() -> &'static Mutex<Env> {
-    static ENV: OnceLock<Mutex<Env>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let prefix = format!("dpvs-rings-{}", std::process::id());
-        let args: Vec<String> = [
-            "--no-huge",
-            "--no-pci",
-            "-m",
-            "256",
-            "-l",
-            "0,1",
-            "--file-prefix",
-            &prefix,
-            "--log-level",
-            "3",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let eal = Eal::init(&args).expect("EAL init");
-        let pool = Mempool::new("test_pool", 4095, 0, -1).expect("pool");
-        let mut rings = Vec::new();
-        for i in 0..2 {
-            let rx = Ring::new(&format!("t_rx{i}"), 1024).unwrap();
-            let tx = Ring::new(&format!("t_tx{i}"), 1024).unwrap();
-            // The ethdev is named net_ring_t{i}.
-            port_from_rings(&format!("t{i}"), &rx, &tx).unwrap();
-            rings.push((rx, tx));
-        }
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
-        Mutex::new(Env {
-            _eal: eal,
-            pool,
-            rings,
-        })
-    })
-}
-
-fn spec() -> DataplaneSpec {
-    DataplaneSpec {
-        eal_args: vec![],
-        ports: (0..2)
-            .map(|i| PortSpec {
-                name: format!("dpdk{i}"),
-                device: format!("net_ring_t{i}"),
-                queues: 1,
-                mtu: 0,
-            })
-            .collect(),
-        worker_cores: vec![1],
-        mbufs: 4095,
-        conn_capacity: 4096,
-        adaptive_poll: false,
-    }
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 fn config(sched: &str) -> ConfigDesc {
     let dest = |a: &str| DestSpec {
@@ -130,20 +69,6 @@ fn config(sched: &str) -> ConfigDesc {
     }
 }
 
-fn arp(op: u16, smac: [u8; 6], sip: [u8; 4], tmac: [u8; 6], tip: [u8; 4], dst: [u8; 6]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&smac);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4]);
-    f.extend_from_slice(&op.to_be_bytes());
-    f.extend_from_slice(&smac);
-    f.extend_from_slice(&sip);
-    f.extend_from_slice(&tmac);
-    f.extend_from_slice(&tip);
-    f.resize(60, 0);
-    f
-}
-
 #[allow(clippy::too_many_arguments)]
 fn tcp(
     src_mac: [u8; 6],
@@ -168,45 +93,6 @@ fn tcp(
     let mut v = Vec::new();
     b.write(&mut v, payload).unwrap();
     v
-}
-
-fn inject(env: &Env, port: usize, frames: &[Vec<u8>]) {
-    let mut v = Vec::new();
-    for f in frames {
-        let mut m: Mbuf = env.pool.alloc().expect("mbuf");
-        assert!(m.write_from(f));
-        v.push(m);
-    }
-    assert!(env.rings[port].0.enqueue(v).is_empty());
-}
-
-/// Wait until `n` frames came out of `port` (or 2 s passed).
-fn collect(env: &Env, port: usize, n: usize) -> Vec<Vec<u8>> {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut out = Vec::new();
-    while out.len() < n && Instant::now() < deadline {
-        for m in env.rings[port].1.dequeue(64) {
-            out.push(m.data().to_vec());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    out
-}
-
-fn drain(env: &Env) {
-    std::thread::sleep(Duration::from_millis(20));
-    for (_, tx) in &env.rings {
-        drop(tx.dequeue(1024));
-    }
-}
-
-fn drops(dp: &Dataplane, r: DropReason) -> u64 {
-    dp.stats()
-        .drops
-        .iter()
-        .find(|(x, _)| *x == r)
-        .map(|(_, n)| *n)
-        .unwrap()
 }
 
 #[test]
