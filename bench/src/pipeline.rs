@@ -118,6 +118,9 @@ pub struct Running {
     pub mode: ForwardMode,
 }
 
+/// FULLNAT local addresses per service in the bench (192.168.0.2 ..).
+const LIPS: u8 = 24;
+
 pub fn start(
     env: &mut Env,
     mode: ForwardMode,
@@ -125,8 +128,30 @@ pub fn start(
     adaptive: bool,
 ) -> Result<Running, String> {
     env.drain();
-    let dp = Dataplane::start_with_eal(&env.spec(capacity, adaptive), &config(mode, vec![]))
+    let desc = config(mode, vec![]);
+    let dp = Dataplane::start_with_eal(&env.spec(capacity, adaptive), &desc)
         .map_err(|e| e.to_string())?;
+    if mode == ForwardMode::FullNat {
+        // 1 M flows need more source ports than one LIP has (~64 k): a pool of
+        // LIPS addresses from LIP upward, as a DPVS operator would configure.
+        let svc = desc.services[0].key;
+        let ext = dataplane::config::ExtDesc {
+            laddrs: (0..LIPS)
+                .map(|i| dataplane::config::LocalAddrSpec {
+                    service: svc,
+                    addr: v4([
+                        frames::LIP[0],
+                        frames::LIP[1],
+                        frames::LIP[2],
+                        frames::LIP[3] + i,
+                    ]),
+                    port: "dpdk1".into(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        dp.apply_ext(&desc, &ext).map_err(|e| e.to_string())?;
+    }
     let st = dp.stats();
     let mac = [st.ports[0].mac, st.ports[1].mac];
     std::thread::sleep(Duration::from_millis(20));
@@ -324,8 +349,9 @@ pub fn established(
     let syn = Frames::build(flows as usize, |i| {
         client_seg(&r, i as u32, flag::SYN, 1000, 0, 0)
     });
+    // TOA rides on the client's first ACK/data segment, never on the SYN.
     let mut s = Sampler::new(&r, 61);
-    s.expect.toa = mode == ForwardMode::FullNat;
+    s.expect.toa = false;
     let p = env.pump(
         &syn,
         0,
@@ -352,7 +378,9 @@ pub fn established(
     let ack = Frames::build(flows as usize, |i| {
         client_seg(&r, i as u32, flag::ACK, 1001, 5001, 0)
     });
-    s.expect.toa = false;
+    // These ACKs carry the client's first data sequence number (ISN + 1), so
+    // each one gets the TOA option, as DPVS does until data flows.
+    s.expect.toa = mode == ForwardMode::FullNat;
     s.every = 1021;
     // Warm-up pass (caches, branch predictors), then timed runs.
     let warm = env.pump(
