@@ -547,17 +547,19 @@ fn one_wave(env: &mut Env, r: &Running, base: u32, n: u32) -> Result<(), String>
     let fullnat = r.mode == ForwardMode::FullNat;
     let syn = Frames::build(n_us, |i| c(i, flag::SYN, 1000, 0, 0));
     let mut checked = 0u32;
+    // FULLNAT hides the client (TOA only comes with the first ACK): one worker
+    // forwards in order, so the k-th SYN out is the k-th SYN in.
+    let mut order = 0usize;
     step(env, &syn, CLIENT, SERVER, &mut |b| {
         let q = frames::quick(b).ok_or("SYN out: not TCP/IPv4")?;
-        let (cip, cport) = if fullnat {
-            frames::toa(b).ok_or("FULLNAT SYN without TOA")?
+        let idx = if fullnat {
+            order += 1;
+            order - 1
         } else {
-            (q.src, q.sport)
+            let flow = frames::flow_of(q.src, q.sport).ok_or("SYN out: unknown client")?;
+            flow.checked_sub(base)
+                .ok_or("SYN out: flow of another wave")? as usize
         };
-        let flow = frames::flow_of(cip, cport).ok_or("SYN out: unknown client")?;
-        let idx = flow
-            .checked_sub(base)
-            .ok_or("SYN out: flow of another wave")? as usize;
         if checked < 8 {
             frames::check(b, &expect_req)?;
             checked += 1;
