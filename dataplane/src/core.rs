@@ -90,7 +90,7 @@ impl Worker {
             self.account_transition(snap, dest_id, tr);
             return self.xmit(snap, m, meta, id, dir);
         }
-        let Some(svc) = snap.service(meta.proto, meta.dst, meta.dport).cloned() else {
+        let Some(svc) = snap.service(meta.proto, meta.dst, meta.dport) else {
             let r = if snap.is_local(meta.dst) {
                 DropReason::NoService
             } else {
@@ -98,7 +98,7 @@ impl Worker {
             };
             return self.count_drop(r);
         };
-        self.new_conn(snap, m, meta, tuple, &svc);
+        self.new_conn(snap, m, meta, tuple, svc);
     }
 
     /// Schedule a new connection to `svc` and forward its first packet.

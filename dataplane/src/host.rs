@@ -81,7 +81,9 @@ impl Worker {
     }
 
     /// Worker 0 announces every newly configured IPv4 address once.
+    /// Called when the snapshot generation changed.
     pub(crate) fn announce(&mut self, snap: &Snapshot) {
+        self.announced_gen = snap.generation;
         if snap.local.len() == self.announced.len()
             && snap.local.keys().all(|a| self.announced.contains(a))
         {

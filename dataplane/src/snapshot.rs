@@ -68,6 +68,8 @@ pub struct DestRef {
     pub counters: Arc<sched::DestCounters>,
     pub traffic: Arc<Traffic>,
     pub service: u32,
+    /// The service's counters, so a packet counts both with one lookup.
+    pub service_traffic: Arc<Traffic>,
 }
 
 /// Everything a worker needs, immutable.
@@ -320,6 +322,7 @@ impl Compiler {
                         counters: e.counters.clone(),
                         traffic: e.traffic.clone(),
                         service: sid,
+                        service_traffic: straffic.clone(),
                     },
                 );
             }

@@ -106,6 +106,8 @@ pub struct Worker {
     pub lports: crate::laddr::LocalPorts,
     /// Addresses this worker has announced with gratuitous ARP (worker 0 only).
     pub announced: Vec<IpAddr>,
+    /// Snapshot generation `announced` was brought up to date with.
+    pub announced_gen: u64,
     rx_ports: Vec<u16>,
     requests: Receiver<Request>,
     adaptive_poll: bool,
@@ -141,6 +143,7 @@ impl Worker {
             now_ms: 0,
             lports: crate::laddr::LocalPorts::new(cfg.index, nworkers),
             announced: Vec::new(),
+            announced_gen: 0,
             rx_ports: cfg.port_ids,
             requests,
             adaptive_poll: cfg.adaptive_poll,
@@ -162,9 +165,10 @@ impl Worker {
         let mut rx: ArrayVec<Mbuf, BURST> = ArrayVec::new();
         while !shared.stop.load(Ordering::Relaxed) {
             self.now_ms = crate::dpdk::rdtsc() / hz_ms;
-            let snap = cache.load().clone();
-            if self.index == 0 && snap.generation != 0 {
-                self.announce(&snap);
+            // A borrow of the cached Arc: no refcount traffic per loop.
+            let snap: &Snapshot = cache.load();
+            if self.index == 0 && snap.generation != self.announced_gen {
+                self.announce(snap);
             }
             let mut got = 0;
             for pi in 0..self.rx_ports.len() {
@@ -175,11 +179,11 @@ impl Worker {
                 got += n;
                 WorkerCounters::add(&shared.counters[self.index].rx, n as u64);
                 for m in rx.drain(..) {
-                    self.handle(&snap, m, pi);
+                    self.handle(snap, m, pi);
                 }
             }
             if !self.pending.queue.is_empty() {
-                self.flush_pending(&snap);
+                self.flush_pending(snap);
             }
             let before = self.tx.sent;
             let dropped_before = self.tx.dropped;
@@ -189,10 +193,10 @@ impl Worker {
                 self.shared.counters[self.index]
                     .drop_n(DropReason::TxFull, self.tx.dropped - dropped_before);
             }
-            self.expire();
+            self.expire(snap);
             loops = loops.wrapping_add(1);
             if loops.is_multiple_of(CONTROL_EVERY) {
-                self.serve_control(&snap);
+                self.serve_control(snap);
                 // lblc/lblcr age their per-destination tables on this clock.
                 let now_s = self.now_ms / 1000;
                 for (_, s) in self.scheds.values_mut() {
@@ -213,8 +217,7 @@ impl Worker {
         self.tx.flush();
     }
 
-    fn expire(&mut self) {
-        let snap = self.shared.snapshot.load();
+    fn expire(&mut self, snap: &Snapshot) {
         let now = self.now_ms;
         let lports = &mut self.lports;
         self.conns.expire(now, EXPIRE_BUDGET, |c| {

@@ -178,18 +178,18 @@ impl Worker {
         }
     }
 
+    /// One hash lookup per packet: the dest entry carries its service's
+    /// counters; a conn whose dest was removed still counts on its service.
     fn count_traffic(&self, snap: &Snapshot, f: &Flow, dir: Direction, bytes: usize) {
+        let count = |t: &crate::counters::Traffic| match dir {
+            Direction::Original => t.inbound(self.index, bytes),
+            Direction::Reply => t.outbound(self.index, bytes),
+        };
         if let Some(d) = snap.dests.get(&f.dest) {
-            match dir {
-                Direction::Original => d.traffic.inbound(self.index, bytes),
-                Direction::Reply => d.traffic.outbound(self.index, bytes),
-            }
-        }
-        if let Some(s) = snap.services_by_id.get(&f.service) {
-            match dir {
-                Direction::Original => s.traffic.inbound(self.index, bytes),
-                Direction::Reply => s.traffic.outbound(self.index, bytes),
-            }
+            count(&d.traffic);
+            count(&d.service_traffic);
+        } else if let Some(s) = snap.services_by_id.get(&f.service) {
+            count(&s.traffic);
         }
     }
 
