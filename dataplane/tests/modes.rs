@@ -9,7 +9,7 @@ use std::time::Duration;
 use dataplane::*;
 
 mod common;
-use common::{arp, collect, drain, drops, inject, ip, Env};
+use common::{arp, collect, dest, drain, drops, inject, ip, Env};
 
 const TAG: &str = "m";
 
@@ -29,51 +29,8 @@ const VIP: [u8; 4] = [10, 0, 0, 100];
 const LIP: [u8; 4] = [192, 168, 0, 200];
 const RIP: [u8; 4] = [192, 168, 0, 11];
 
-fn dest(addr: &str, port: u16, mode: ForwardMode) -> DestSpec {
-    DestSpec {
-        addr: ip(addr),
-        port,
-        weight: 1,
-        mode,
-        u_threshold: 0,
-        l_threshold: 0,
-        inhibited: false,
-    }
-}
-
 fn config(proto: Proto, dests: Vec<DestSpec>) -> ConfigDesc {
-    ConfigDesc {
-        services: vec![ServiceSpec {
-            key: ServiceKey {
-                proto,
-                vip: ip("10.0.0.100"),
-                vport: 80,
-            },
-            scheduler: "rr".into(),
-            sched_flags: vec![],
-            persistence: None,
-            conn_timeout_s: None,
-            dests,
-        }],
-        addrs: vec![
-            AddrSpec {
-                port: "dpdk0".into(),
-                addr: ip("10.0.0.1"),
-                prefix_len: 24,
-            },
-            AddrSpec {
-                port: "dpdk0".into(),
-                addr: ip("10.0.0.100"),
-                prefix_len: 32,
-            },
-            AddrSpec {
-                port: "dpdk1".into(),
-                addr: ip("192.168.0.1"),
-                prefix_len: 24,
-            },
-        ],
-        routes: vec![],
-    }
+    common::config(proto, "rr", dests)
 }
 
 fn syn(dst_mac: [u8; 6], sport: u16, payload: &[u8]) -> Vec<u8> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use dataplane::*;
 
 mod common;
-use common::{arp, collect, drain, drops, inject, ip, Env};
+use common::{arp, collect, drain, drops, inject, Env};
 
 const TAG: &str = "t";
 
@@ -26,47 +26,12 @@ const RS1_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x11];
 const RS2_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x12];
 
 fn config(sched: &str) -> ConfigDesc {
-    let dest = |a: &str| DestSpec {
-        addr: ip(a),
-        port: 8080,
-        weight: 1,
-        mode: ForwardMode::Nat,
-        u_threshold: 0,
-        l_threshold: 0,
-        inhibited: false,
-    };
-    ConfigDesc {
-        services: vec![ServiceSpec {
-            key: ServiceKey {
-                proto: Proto::Tcp,
-                vip: ip("10.0.0.100"),
-                vport: 80,
-            },
-            scheduler: sched.into(),
-            sched_flags: vec![],
-            persistence: None,
-            conn_timeout_s: None,
-            dests: vec![dest("192.168.0.11"), dest("192.168.0.12")],
-        }],
-        addrs: vec![
-            AddrSpec {
-                port: "dpdk0".into(),
-                addr: ip("10.0.0.1"),
-                prefix_len: 24,
-            },
-            AddrSpec {
-                port: "dpdk0".into(),
-                addr: ip("10.0.0.100"),
-                prefix_len: 32,
-            },
-            AddrSpec {
-                port: "dpdk1".into(),
-                addr: ip("192.168.0.1"),
-                prefix_len: 24,
-            },
-        ],
-        routes: vec![],
-    }
+    let nat = |a: &str| common::dest(a, 8080, ForwardMode::Nat);
+    common::config(
+        Proto::Tcp,
+        sched,
+        vec![nat("192.168.0.11"), nat("192.168.0.12")],
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -85,6 +85,56 @@ pub fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// A weight-1 dest with no thresholds.
+pub fn dest(addr: &str, port: u16, mode: ForwardMode) -> DestSpec {
+    DestSpec {
+        addr: ip(addr),
+        port,
+        weight: 1,
+        mode,
+        u_threshold: 0,
+        l_threshold: 0,
+        inhibited: false,
+    }
+}
+
+/// One service VIP 10.0.0.100:80 with `dests`, the client-side DIP, the VIP
+/// and the server-side DIP as addresses.
+pub fn config(proto: Proto, sched: &str, dests: Vec<DestSpec>) -> ConfigDesc {
+    ConfigDesc {
+        services: vec![ServiceSpec {
+            key: ServiceKey {
+                proto,
+                vip: ip("10.0.0.100"),
+                vport: 80,
+            },
+            scheduler: sched.into(),
+            sched_flags: vec![],
+            persistence: None,
+            conn_timeout_s: None,
+            dests,
+        }],
+        addrs: vec![
+            AddrSpec {
+                port: "dpdk0".into(),
+                addr: ip("10.0.0.1"),
+                prefix_len: 24,
+            },
+            AddrSpec {
+                port: "dpdk0".into(),
+                addr: ip("10.0.0.100"),
+                prefix_len: 32,
+            },
+            AddrSpec {
+                port: "dpdk1".into(),
+                addr: ip("192.168.0.1"),
+                prefix_len: 24,
+            },
+        ],
+        routes: vec![],
+    }
+}
+
 /// An Ethernet/IPv4 ARP frame, padded to 60 bytes.
 pub fn arp(
     op: u16,
