@@ -454,32 +454,10 @@ fn service_spec(i: usize, s: &ServiceConf) -> Result<ServiceSpec, String> {
     })
 }
 
-/// The EAL needs the worker lcores enabled. If `args` has no core list
-/// (`-l`, `--lcores`, `-c`), add `-l MAIN,WORKERS...` where MAIN is the lowest
-/// core that is not a worker.
+/// The EAL needs the worker lcores enabled: the dataplane's rule for adding a
+/// core list (`-l MAIN,WORKERS...`) when `args` has none.
 pub fn eal_args_with_cores(args: &[String], workers: &[u32]) -> Result<Vec<String>, String> {
-    let has_cores = args.iter().any(|a| {
-        a == "-l"
-            || a == "-c"
-            || a.starts_with("--lcores")
-            || (a.starts_with("-l") && !a.starts_with("--"))
-            || (a.starts_with("-c") && !a.starts_with("--"))
-    });
-    let mut out = args.to_vec();
-    if has_cores {
-        return Ok(out);
-    }
-    let main = main_core(workers);
-    let mut list = vec![main.to_string()];
-    list.extend(workers.iter().map(|c| c.to_string()));
-    out.push("-l".into());
-    out.push(list.join(","));
-    Ok(out)
-}
-
-/// The lowest core id that is not a worker: where EAL's main lcore goes.
-pub fn main_core(workers: &[u32]) -> u32 {
-    (0..).find(|c| !workers.contains(c)).unwrap_or(0)
+    Ok(dataplane::with_core_list(args, workers))
 }
 
 #[cfg(test)]

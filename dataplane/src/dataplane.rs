@@ -42,26 +42,32 @@ fn is_pci(dev: &str) -> bool {
             .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
 }
 
+/// `args` with a core list added when it has none (`-l`, `--lcores`, `-c`):
+/// `-l MAIN,WORKERS...`, MAIN being the lowest core that is not a worker. The
+/// EAL must have the worker lcores enabled.
+pub fn with_core_list(args: &[String], workers: &[u32]) -> Vec<String> {
+    let has_cores = args.iter().any(|a| {
+        a == "-l"
+            || a == "-c"
+            || a.starts_with("--lcores")
+            || (a.starts_with("-l") && !a.starts_with("--"))
+            || (a.starts_with("-c") && !a.starts_with("--"))
+    });
+    let mut out = args.to_vec();
+    if !has_cores {
+        let main = (0..).find(|c| !workers.contains(c)).unwrap_or(0);
+        let mut list = vec![main.to_string()];
+        list.extend(workers.iter().map(|c| c.to_string()));
+        out.push("-l".into());
+        out.push(list.join(","));
+    }
+    out
+}
+
 /// EAL arguments for `spec`: the user's plus PCI allow-list entries, and a
 /// core list (main + workers) when the user gave none.
 pub fn eal_args(spec: &DataplaneSpec) -> Vec<String> {
-    let mut args = spec.eal_args.clone();
-    let has_cores = args.iter().any(|a| {
-        a == "-l" || a == "-c" || a.starts_with("--lcores") || a.starts_with("-l") && a.len() > 2
-    });
-    if !has_cores {
-        let main = (0..).find(|c| !spec.worker_cores.contains(c)).unwrap_or(0);
-        let mut cores = vec![main];
-        cores.extend(spec.worker_cores.iter().copied());
-        args.push("-l".into());
-        args.push(
-            cores
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-    }
+    let mut args = with_core_list(&spec.eal_args, &spec.worker_cores);
     for p in &spec.ports {
         if is_pci(&p.device) {
             args.push("-a".into());

@@ -22,7 +22,7 @@ pub mod xmit;
 
 mod dataplane;
 
-pub use dataplane::Dataplane;
+pub use dataplane::{with_core_list, Dataplane};
 
 use std::fmt;
 
