@@ -514,9 +514,11 @@ fn check_dest(key: &ServiceKey, d: &DestSpec) -> Result<(), StoreError> {
     if d.addr.is_unspecified() || d.addr.is_multicast() {
         return Err(invalid(format!("invalid real server address {}", d.addr)));
     }
-    if d.addr.is_ipv4() != key.vip.is_ipv4() {
+    // FULLNAT64: an IPv6 service may have IPv4 real servers in FULLNAT mode.
+    let fnat64 = d.mode == ForwardMode::FullNat && key.vip.is_ipv6() && d.addr.is_ipv4();
+    if d.addr.is_ipv4() != key.vip.is_ipv4() && !fnat64 {
         return Err(invalid(format!(
-            "real server {} and virtual service {} differ in address family",
+            "real server {} and virtual service {} differ in address family (only FULLNAT (-b) serves an IPv6 service from IPv4 real servers)",
             d.addr, key.vip
         )));
     }

@@ -125,10 +125,9 @@ impl Worker {
         // own address); FULLNAT replies come to a local address and port of ours.
         let (reply_dst, reply_dport) = if dm.mode == ForwardMode::FullNat {
             let range = snap.ext.local_port_range;
-            let got = if svc.laddrs.is_empty() {
-                dip_toward(snap, dest.addr).and_then(|dip| self.lports.alloc(&[dip], range))
-            } else {
-                self.lports.alloc(&svc.laddrs, range)
+            let got = match svc.laddrs_for(dest.addr) {
+                [] => dip_toward(snap, dest.addr).and_then(|dip| self.lports.alloc(&[dip], range)),
+                lips => self.lports.alloc(lips, range),
             };
             match got {
                 Some(l) => l,

@@ -47,8 +47,11 @@ pub struct Service {
     /// Parallel to `dests`.
     pub meta: Vec<DestMeta>,
     pub traffic: Arc<Traffic>,
-    /// FULLNAT local addresses (`-P`); empty: the DIP toward the real server.
+    /// FULLNAT local addresses (`-P`), IPv4 ones first; empty: the DIP toward
+    /// the real server. See [`Service::laddrs_for`].
     pub laddrs: Vec<IpAddr>,
+    /// How many of `laddrs` are IPv4.
+    pub laddrs_v4: usize,
     /// Proxy Protocol prepended to FULLNAT TCP streams.
     pub proxy_protocol: Option<ProxyProtocol>,
 }
@@ -83,6 +86,19 @@ pub struct Snapshot {
     pub dests: FastMap<u32, DestRef>,
     pub desc: ConfigDesc,
     pub ext: ExtDesc,
+}
+
+impl Service {
+    /// The local addresses usable toward real server `rip` (its family: FULLNAT64
+    /// talks IPv4 to the real server whatever the VIP's family).
+    #[inline]
+    pub fn laddrs_for(&self, rip: IpAddr) -> &[IpAddr] {
+        if rip.is_ipv4() {
+            &self.laddrs[..self.laddrs_v4]
+        } else {
+            &self.laddrs[self.laddrs_v4..]
+        }
+    }
 }
 
 impl Snapshot {
@@ -279,9 +295,11 @@ impl Compiler {
             let mut dests = Vec::with_capacity(s.dests.len());
             let mut meta = Vec::with_capacity(s.dests.len());
             for d in &s.dests {
-                if d.addr.is_ipv4() != s.key.vip.is_ipv4() && d.mode != ForwardMode::FullNat {
+                let fnat64 =
+                    d.mode == ForwardMode::FullNat && s.key.vip.is_ipv6() && d.addr.is_ipv4();
+                if d.addr.is_ipv4() != s.key.vip.is_ipv4() && !fnat64 {
                     return Err(format!(
-                        "dest {} of service {}:{}: address family differs from the VIP (only FULLNAT translates families)",
+                        "dest {} of service {}:{}: address family differs from the VIP (only FULLNAT serves an IPv6 VIP from IPv4 real servers)",
                         d.addr, s.key.vip, s.key.vport
                     ));
                 }
@@ -326,6 +344,9 @@ impl Compiler {
                     },
                 );
             }
+            let mut lips = laddrs.remove(&s.key).unwrap_or_default();
+            lips.sort_by_key(|a| a.is_ipv6()); // stable: IPv4 first, order kept
+            let laddrs_v4 = lips.iter().filter(|a| a.is_ipv4()).count();
             let svc = Arc::new(Service {
                 id: sid,
                 key: s.key,
@@ -336,7 +357,8 @@ impl Compiler {
                 dests,
                 meta,
                 traffic: straffic,
-                laddrs: laddrs.remove(&s.key).unwrap_or_default(),
+                laddrs: lips,
+                laddrs_v4,
                 proxy_protocol: ext
                     .proxy_protocol
                     .iter()

@@ -19,7 +19,9 @@ use crate::events::Event;
 use crate::neigh::Pending;
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
-use crate::wire::{icmp, ip_proto, ipip, nat, toa, IpMeta, PacketBuf, TcpPacket};
+use crate::wire::{
+    icmp, ip_proto, ipip, nat, nat64, toa, IpFamily, IpMeta, Ipv4Packet, PacketBuf, TcpPacket,
+};
 use crate::worker::Worker;
 
 const ETH_HLEN: usize = 14;
@@ -84,20 +86,55 @@ impl Worker {
                 if meta.proto == ip_proto::TCP {
                     self.fnat_tcp_in(snap, &mut m, &mut meta, &f);
                 }
-                let ip = &mut m.data_mut()[meta.l3_off..];
                 let (r, l) = (f.reply.src, f.reply.dst);
-                if let Err(e) = nat::rewrite_both(ip, &meta, l, f.reply.dport, r, f.reply.sport) {
+                let done = match (l, r) {
+                    (IpAddr::V4(l4), IpAddr::V4(r4)) if meta.family == IpFamily::V6 => {
+                        // FULLNAT64: the IPv6 request goes to an IPv4 real server.
+                        nat64::v6_to_v4(&mut m, &meta, l4, f.reply.dport, r4, f.reply.sport)
+                            .map(|n| meta = n)
+                    }
+                    _ => {
+                        let ip = &mut m.data_mut()[meta.l3_off..];
+                        nat::rewrite_both(ip, &meta, l, f.reply.dport, r, f.reply.sport)
+                    }
+                };
+                if let Err(e) = done {
                     return self.count_drop(e);
                 }
                 r
             }
             (ForwardMode::FullNat, Direction::Reply) => {
                 if meta.proto == ip_proto::TCP && meta.tcp_flags & tcp_flag::SYN != 0 {
-                    self.clamp_mss(&mut m, &meta);
+                    self.clamp_mss(&mut m, &meta, f.orig.src);
                 }
-                let ip = &mut m.data_mut()[meta.l3_off..];
                 let (c, v) = (f.orig.src, f.orig.dst);
-                if let Err(e) = nat::rewrite_both(ip, &meta, v, f.orig.dport, c, f.orig.sport) {
+                let done = match (v, c) {
+                    (IpAddr::V6(v6), IpAddr::V6(c6)) if meta.family == IpFamily::V4 => {
+                        // FULLNAT64: the IPv4 reply grows by 20 bytes on its way
+                        // to the IPv6 client.
+                        let mtu = self.mtu_toward(snap, c);
+                        if meta.ip_len() + nat64::GROWTH > mtu {
+                            let df =
+                                Ipv4Packet::new_unchecked(&m.data()[meta.l3_off..]).dont_frag();
+                            if df {
+                                self.send_frag_needed(
+                                    snap,
+                                    &m,
+                                    &meta,
+                                    (mtu - nat64::GROWTH) as u16,
+                                );
+                            }
+                            return self.count_drop(DropReason::FragNeeded);
+                        }
+                        nat64::v4_to_v6(&mut m, &meta, v6, f.orig.dport, c6, f.orig.sport)
+                            .map(|n| meta = n)
+                    }
+                    _ => {
+                        let ip = &mut m.data_mut()[meta.l3_off..];
+                        nat::rewrite_both(ip, &meta, v, f.orig.dport, c, f.orig.sport)
+                    }
+                };
+                if let Err(e) = done {
                     return self.count_drop(e);
                 }
                 c
@@ -198,7 +235,7 @@ impl Worker {
     /// (the handshake's ACK, its retransmissions, or the first data).
     fn fnat_tcp_in(&mut self, snap: &Snapshot, m: &mut Mbuf, meta: &mut IpMeta, f: &Flow) {
         if meta.tcp_flags & tcp_flag::SYN != 0 {
-            self.clamp_mss(m, meta);
+            self.clamp_mss(m, meta, f.orig.src);
             return;
         }
         if meta.tcp_flags & tcp_flag::RST != 0 || f.user & FNAT_SEQ_KNOWN == 0 {
@@ -226,13 +263,22 @@ impl Worker {
         self.shared.events[self.index].bump(ev);
     }
 
-    /// Lowers the MSS of a FULLNAT SYN / SYN-ACK by the TOA length.
-    fn clamp_mss(&mut self, m: &mut Mbuf, meta: &IpMeta) {
+    /// IP MTU of the port the route toward `dst` leaves by (1500 without one).
+    fn mtu_toward(&self, snap: &Snapshot, dst: IpAddr) -> usize {
+        snap.routes
+            .lookup(dst)
+            .and_then(|h| snap.ports.get(h.port))
+            .map_or(1500, |p| usize::from(p.mtu))
+    }
+
+    /// Lowers the MSS of a FULLNAT SYN / SYN-ACK by the length of the TOA
+    /// option carrying `client`'s address.
+    fn clamp_mss(&mut self, m: &mut Mbuf, meta: &IpMeta, client: IpAddr) {
         let (a, b) = (meta.l4_off, meta.l3_end());
         let Some(seg) = m.data_mut().get_mut(a..b) else {
             return;
         };
-        let by = if meta.src.is_ipv4() {
+        let by = if client.is_ipv4() {
             toa::LEN_V4
         } else {
             toa::LEN_V6
