@@ -727,6 +727,28 @@ mod tests {
     }
 
     #[test]
+    fn only_fullnat_serves_an_ipv6_service_from_ipv4_servers() {
+        let mut s = store();
+        let k6 = key("fd00:10::100", 80);
+        s.add_service(svc("fd00:10::100", 80)).unwrap();
+        s.add_dest(&k6, dest("192.168.0.11", 80, ForwardMode::FullNat))
+            .unwrap();
+        for mode in [ForwardMode::Nat, ForwardMode::Dr, ForwardMode::Tun] {
+            let err = s.add_dest(&k6, dest("192.168.0.12", 80, mode)).unwrap_err();
+            assert!(
+                err.to_string().contains("differ in address family"),
+                "{mode:?}: {err}"
+            );
+        }
+        // No NAT46: an IPv4 service never gets IPv6 servers.
+        let k4 = key("10.0.0.100", 80);
+        s.add_service(svc("10.0.0.100", 80)).unwrap();
+        assert!(s
+            .add_dest(&k4, dest("fd00:192::11", 80, ForwardMode::FullNat))
+            .is_err());
+    }
+
+    #[test]
     fn addrs_and_routes() {
         let mut s = store();
         assert_eq!(
