@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use conntrack::{Direction, NewConn, Transition, Tuple};
+use arrayvec::ArrayVec;
+use conntrack::{ConnId, Direction, NewConn, Transition, Tuple};
 
 use crate::config::ForwardMode;
 use crate::dpdk::mbuf::Mbuf;
@@ -16,7 +17,7 @@ use crate::route::mask;
 use crate::snapshot::{Service, Snapshot};
 use crate::stats::{ConnEntry, DropReason};
 use crate::wire::{classify, ip_proto, IpMeta, Packet, PacketBuf};
-use crate::worker::Worker;
+use crate::worker::{Worker, BURST};
 
 /// TCP flag bits as they sit in the header.
 pub mod tcp_flag {
@@ -45,22 +46,76 @@ pub fn mode_from_flags(f: u8) -> ForwardMode {
     }
 }
 
+/// A received burst after classification: what each frame is and, for TCP and
+/// UDP, its connection lookup done for the whole burst at once.
+struct Classified {
+    pkt: Result<Packet, DropReason>,
+    /// Index into the burst's tuples (TCP/UDP only).
+    tuple: Option<usize>,
+}
+
 impl Worker {
-    /// One received frame on port index `in_port`.
-    #[inline]
-    pub fn handle(&mut self, snap: &Snapshot, m: Mbuf, in_port: usize) {
-        let pkt = match classify(m.data()) {
-            Ok(p) => p,
-            Err(r) => return self.count_drop(r),
-        };
-        match pkt {
-            Packet::Arp => self.handle_arp(snap, m, in_port),
-            Packet::Ip(meta) => self.handle_ip(snap, m, in_port, meta),
-            Packet::Other(_) => self.count_drop(DropReason::UnknownEtherType),
+    /// A received burst on port index `in_port`: classify every frame, look up
+    /// the connections of all TCP/UDP packets together (`lookup_burst` overlaps
+    /// their cache misses, which is what large tables are bound by), then
+    /// handle the frames in order.
+    pub fn handle_burst(
+        &mut self,
+        snap: &Snapshot,
+        rx: &mut ArrayVec<Mbuf, BURST>,
+        in_port: usize,
+    ) {
+        let mut class: ArrayVec<Classified, BURST> = ArrayVec::new();
+        let mut tuples: ArrayVec<Tuple, BURST> = ArrayVec::new();
+        for m in rx.iter() {
+            let pkt = classify(m.data());
+            let tuple = match &pkt {
+                Ok(Packet::Ip(meta)) if matches!(meta.proto, ip_proto::TCP | ip_proto::UDP) => {
+                    tuples.push(tuple_of(meta));
+                    Some(tuples.len() - 1)
+                }
+                _ => None,
+            };
+            class.push(Classified { pkt, tuple });
+        }
+        let mut found = [None; BURST];
+        self.conns.lookup_burst(&tuples, &mut found[..tuples.len()]);
+        let inserts = self.conns_inserted;
+        for (m, c) in rx.drain(..).zip(class) {
+            let pkt = match c.pkt {
+                Ok(p) => p,
+                Err(r) => {
+                    self.count_drop(r);
+                    continue;
+                }
+            };
+            match pkt {
+                Packet::Arp => self.handle_arp(snap, m, in_port),
+                Packet::Ip(meta) => {
+                    let lookup = match c.tuple {
+                        // A miss is stale once this burst created a conn (its
+                        // next packets may belong to it): look again.
+                        Some(i) if found[i].is_none() && self.conns_inserted != inserts => {
+                            Lookup::Redo
+                        }
+                        Some(i) => Lookup::Done(found[i]),
+                        None => Lookup::Redo,
+                    };
+                    self.handle_ip(snap, m, in_port, meta, lookup)
+                }
+                Packet::Other(_) => self.count_drop(DropReason::UnknownEtherType),
+            }
         }
     }
 
-    fn handle_ip(&mut self, snap: &Snapshot, m: Mbuf, in_port: usize, meta: IpMeta) {
+    fn handle_ip(
+        &mut self,
+        snap: &Snapshot,
+        m: Mbuf,
+        in_port: usize,
+        meta: IpMeta,
+        lookup: Lookup,
+    ) {
         match meta.proto {
             ip_proto::TCP | ip_proto::UDP => {}
             ip_proto::ICMP | ip_proto::ICMPV6 => return self.handle_icmp(snap, m, in_port, meta),
@@ -73,14 +128,12 @@ impl Worker {
                 return self.count_drop(r);
             }
         }
-        let tuple = Tuple {
-            proto: meta.proto,
-            src: meta.src,
-            sport: meta.sport,
-            dst: meta.dst,
-            dport: meta.dport,
+        let tuple = tuple_of(&meta);
+        let hit = match lookup {
+            Lookup::Done(h) => h,
+            Lookup::Redo => self.conns.lookup(&tuple),
         };
-        if let Some((id, dir)) = self.conns.lookup(&tuple) {
+        if let Some((id, dir)) = hit {
             let tr = self
                 .conns
                 .on_packet(id, dir, conntrack_flags(meta.tcp_flags), self.now_ms);
@@ -151,7 +204,10 @@ impl Worker {
             timeout_override_s: svc.conn_timeout_s,
         };
         let id = match self.conns.insert(new, self.now_ms) {
-            Ok(id) => id,
+            Ok(id) => {
+                self.conns_inserted = self.conns_inserted.wrapping_add(1);
+                id
+            }
             Err(_) => {
                 if dm.mode == ForwardMode::FullNat {
                     self.lports.release(reply_dst, reply_dport);
@@ -305,6 +361,25 @@ pub fn dip_toward(snap: &Snapshot, rip: IpAddr) -> Option<IpAddr> {
             )
         })
         .map(|l| l.addr)
+}
+
+/// A packet's connection lookup: done with the burst, or still to do.
+#[derive(Clone, Copy)]
+enum Lookup {
+    Done(Option<(ConnId, Direction)>),
+    Redo,
+}
+
+/// The conntrack tuple of a TCP/UDP packet, as it arrived.
+#[inline]
+fn tuple_of(meta: &IpMeta) -> Tuple {
+    Tuple {
+        proto: meta.proto,
+        src: meta.src,
+        sport: meta.sport,
+        dst: meta.dst,
+        dport: meta.dport,
+    }
 }
 
 /// Header flag bits to conntrack's flag set (same bit positions).

@@ -108,6 +108,9 @@ pub struct Worker {
     pub announced: Vec<IpAddr>,
     /// Snapshot generation `announced` was brought up to date with.
     pub announced_gen: u64,
+    /// Connections this worker created (wrapping): tells a burst whether its
+    /// batched lookups may have gone stale.
+    pub conns_inserted: u64,
     rx_ports: Vec<u16>,
     requests: Receiver<Request>,
     adaptive_poll: bool,
@@ -144,6 +147,7 @@ impl Worker {
             lports: crate::laddr::LocalPorts::new(cfg.index, nworkers),
             announced: Vec::new(),
             announced_gen: 0,
+            conns_inserted: 0,
             rx_ports: cfg.port_ids,
             requests,
             adaptive_poll: cfg.adaptive_poll,
@@ -178,9 +182,7 @@ impl Worker {
                 }
                 got += n;
                 WorkerCounters::add(&shared.counters[self.index].rx, n as u64);
-                for m in rx.drain(..) {
-                    self.handle(snap, m, pi);
-                }
+                self.handle_burst(snap, &mut rx, pi);
             }
             if !self.pending.queue.is_empty() {
                 self.flush_pending(snap);

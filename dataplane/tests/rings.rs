@@ -298,3 +298,71 @@ fn icmp_echo_to_own_address_is_answered() {
 
     dp.stop();
 }
+
+/// Several datagrams of two new UDP flows arrive in one burst: the burst's
+/// batched lookup misses for all of them, yet each flow gets one connection
+/// and all its datagrams reach the same real server (rr would alternate
+/// between the two if every datagram had opened a connection of its own).
+#[test]
+fn a_burst_of_new_flows_opens_one_connection_per_flow() {
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    drain(&env);
+    let nat = |a: &str| common::dest(a, 9000, ForwardMode::Nat);
+    let desc = common::config(
+        Proto::Udp,
+        "rr",
+        vec![nat("192.168.0.11"), nat("192.168.0.12")],
+    );
+    let dp = Dataplane::start_with_eal(&spec(), &desc).expect("start");
+    let st = dp.stats();
+    let (mac0, mac1) = (st.ports[0].mac, st.ports[1].mac);
+    // Both real servers announce themselves (gratuitous ARP): no parking.
+    let ga = |mac, ip| arp(1, mac, ip, [0; 6], ip, [0xff; 6]);
+    inject(
+        &env,
+        1,
+        &[
+            ga(RS1_MAC, [192, 168, 0, 11]),
+            ga(RS2_MAC, [192, 168, 0, 12]),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(30));
+    drain(&env);
+    let udp = |sport: u16, i: u8| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, mac0)
+            .ipv4([10, 0, 0, 2], [10, 0, 0, 100], 64)
+            .udp(sport, 80)
+            .write(&mut v, &[i; 10])
+            .unwrap();
+        v
+    };
+    let frames: Vec<Vec<u8>> = (0..16u8)
+        .map(|i| udp(if i % 2 == 0 { 5000 } else { 5001 }, i))
+        .collect();
+    inject(&env, 0, &frames);
+    let out = collect(&env, 1, 16);
+    assert_eq!(out.len(), 16, "every datagram forwarded");
+    let mut by_flow = std::collections::BTreeMap::<u16, Vec<[u8; 6]>>::new();
+    for f in &out {
+        assert_eq!(&f[6..12], &mac1);
+        let p = SlicedPacket::from_ethernet(f).unwrap();
+        let Some(TransportSlice::Udp(u)) = &p.transport else {
+            panic!("udp")
+        };
+        by_flow
+            .entry(u.source_port())
+            .or_default()
+            .push(f[0..6].try_into().unwrap());
+    }
+    for (port, macs) in &by_flow {
+        assert_eq!(macs.len(), 8, "flow {port}");
+        assert!(
+            macs.iter().all(|m| *m == macs[0]),
+            "flow {port} stayed on one server: {macs:?}"
+        );
+    }
+    assert_ne!(by_flow[&5000][0], by_flow[&5001][0], "rr spread the flows");
+    assert_eq!(dp.connections().len(), 2, "one connection per flow");
+    dp.stop();
+}
