@@ -14,15 +14,17 @@
 //!   as its own reply would have been quoted.
 //!
 //! The error must be addressed to the quoted packet's sender (RFC 792/4443), or
-//! it is `bad_icmp_inner`. Errors matching no connection are `icmp_no_conn`;
-//! DR and TUN connections are `unsupported` (their replies never pass here).
+//! it is `bad_icmp_inner`. Errors matching no connection are `icmp_no_conn`.
+//! For DR and TUN only the client side's errors make sense (the RS sent the
+//! quoted reply itself, from the VIP): they go to the RS unchanged, by the
+//! connection's method, as IPVS does.
 //! The connection's state and timer are not touched, and the MTU of a
 //! fragmentation-needed / packet-too-big is passed on unchanged (see
 //! docs/architecture.md, "ICMP errors").
 
 use std::net::IpAddr;
 
-use conntrack::{Direction, Tuple};
+use conntrack::{ConnId, Direction, Tuple};
 
 use crate::config::ForwardMode;
 use crate::core::mode_from_flags;
@@ -44,7 +46,11 @@ impl Worker {
             return self.count_drop(DropReason::BadIcmpInner);
         }
         let (t, next) = match self.icmp_translation(&e, meta.src) {
-            Ok(x) => x,
+            Ok(Action::Translate(t, next)) => (t, next),
+            // DR/TUN, as IPVS's `ip_vs_icmp_xmit`: the RS sent the quoted reply
+            // from the VIP itself, so the error goes to it unchanged by the
+            // connection's own method.
+            Ok(Action::Forward(id)) => return self.xmit(snap, m, meta, id, Direction::Original),
             Err(r) => return self.count_drop(r),
         };
         let end = meta.l3_end();
@@ -61,11 +67,7 @@ impl Worker {
     }
 
     /// The rewrite of error `e` and where it goes next, from its connection.
-    fn icmp_translation(
-        &self,
-        e: &IcmpError,
-        outer_src: IpAddr,
-    ) -> Result<(Translation, IpAddr), DropReason> {
+    fn icmp_translation(&self, e: &IcmpError, outer_src: IpAddr) -> Result<Action, DropReason> {
         if !matches!(e.proto, ip_proto::TCP | ip_proto::UDP) {
             return Err(DropReason::IcmpNoConn);
         }
@@ -80,7 +82,7 @@ impl Worker {
         let c = self.conns.get(id).ok_or(DropReason::IcmpNoConn)?;
         let (o, r) = (c.original(), c.reply());
         let from_rs = outer_src == r.src;
-        Ok(match (mode_from_flags(c.flags()), dir) {
+        let (t, next) = match (mode_from_flags(c.flags()), dir) {
             // Quote CIP:cport -> RIP:rport: to the client, as from the VIP when
             // the RS itself complains (a router keeps its own address).
             (ForwardMode::Nat, Direction::Reply) => (
@@ -122,7 +124,22 @@ impl Worker {
                 },
                 r.src,
             ),
-            _ => return Err(DropReason::Unsupported),
-        })
+            (ForwardMode::Dr | ForwardMode::Tun, Direction::Original) => {
+                return Ok(Action::Forward(id))
+            }
+            // The director never sends a DR/TUN packet addressed to the RIP.
+            (ForwardMode::Dr | ForwardMode::Tun, Direction::Reply) => {
+                return Err(DropReason::Unsupported)
+            }
+        };
+        Ok(Action::Translate(t, next))
     }
+}
+
+/// What becomes of an ICMP error of a connection.
+enum Action {
+    /// Rewrite as said and send toward the address.
+    Translate(Translation, IpAddr),
+    /// Forward unchanged by the connection's method (DR, TUN).
+    Forward(ConnId),
 }

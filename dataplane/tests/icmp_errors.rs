@@ -372,3 +372,59 @@ fn unmatched_and_malformed_errors_are_counted_not_forwarded() {
     assert_eq!(collect(&env, 0, 1).len(), 1);
     dp.stop();
 }
+
+#[test]
+fn dr_and_tun_pass_client_side_errors_to_the_rs_unchanged() {
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    for mode in [ForwardMode::Dr, ForwardMode::Tun] {
+        let desc = common::config(Proto::Tcp, "rr", vec![dest("192.168.0.11", 80, mode)]);
+        let (dp, mac0, mac1) = start(&env, &desc, None);
+        inject(
+            &env,
+            0,
+            &[eth(CLIENT_MAC, mac0, &syn_ip((CIP, 40000), (VIP, 80), 64))],
+        );
+        assert_eq!(collect(&env, 1, 1).len(), 1, "{mode:?}: SYN forwarded");
+
+        // The RS answered from the VIP directly; the client's side says that
+        // reply could not be delivered. The RS must hear it, quote untouched.
+        let reply = synack_ip((VIP, 80), (CIP, 40000), 64);
+        let err = icmp_err((CLIENT_MAC, mac0), CIP, VIP, 64, frag_needed(1280), &reply);
+        inject(&env, 0, std::slice::from_ref(&err));
+        let got = collect(&env, 1, 1);
+        assert_eq!(got.len(), 1, "{mode:?}: error passed to the RS");
+        let f = &got[0];
+        assert_eq!(&f[0..6], &RS1_MAC, "{mode:?}: to the RS");
+        match mode {
+            ForwardMode::Dr => assert_eq!(&f[12..], &err[12..], "DR: IP packet as it came"),
+            _ => {
+                assert_eq!(f[14 + 9], 4, "TUN: IPIP");
+                assert_eq!(&f[14 + 12..14 + 20], &[192, 168, 0, 1, 192, 168, 0, 11]);
+                assert_eq!(&f[34..], &err[14..], "TUN: the error inside, as it came");
+            }
+        }
+        // Server-side errors about DR/TUN flows are not ours to translate.
+        let before = drops(&dp, DropReason::Unsupported);
+        let about_rs = syn_ip((CIP, 40000), (RIP, 80), 63);
+        inject(
+            &env,
+            1,
+            &[icmp_err(
+                (RS1_MAC, mac1),
+                RIP,
+                CIP,
+                64,
+                port_unreach(),
+                &about_rs,
+            )],
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(collect(&env, 0, 1).is_empty());
+        assert_eq!(
+            drops(&dp, DropReason::Unsupported) - before,
+            1,
+            "{mode:?}: counted"
+        );
+        dp.stop();
+    }
+}
