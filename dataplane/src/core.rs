@@ -2,7 +2,8 @@
 //! connections, persistence (what `ip_vs_core.c` and `ip_vs_conn.c` do).
 //!
 //! Forwarding itself (rewrites, route, neighbour, tx) is in `xmit`; ARP and
-//! ICMP for the director's own addresses are in `host`.
+//! ICMP for the director's own addresses are in `host`; ICMP errors about
+//! tracked connections in `icmp_err`.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -118,7 +119,12 @@ impl Worker {
     ) {
         match meta.proto {
             ip_proto::TCP | ip_proto::UDP => {}
-            ip_proto::ICMP | ip_proto::ICMPV6 => return self.handle_icmp(snap, m, in_port, meta),
+            ip_proto::ICMP | ip_proto::ICMPV6 => {
+                if crate::wire::icmp_err::is_error(meta.family, meta.icmp_type) {
+                    return self.handle_icmp_error(snap, m, meta);
+                }
+                return self.handle_icmp(snap, m, in_port, meta);
+            }
             _ => {
                 let r = if snap.is_local(meta.dst) {
                     DropReason::UnknownL4

@@ -11,6 +11,7 @@ pub mod counters;
 pub mod dpdk;
 pub mod events;
 pub mod host;
+pub mod icmp_err;
 pub mod laddr;
 pub mod neigh;
 pub mod route;

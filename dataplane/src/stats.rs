@@ -60,10 +60,17 @@ pub enum DropReason {
     /// Too big for the egress MTU with DF set (TUN adds a header): an ICMP
     /// fragmentation-needed / packet-too-big went back to the sender instead.
     FragNeeded,
+    /// ICMP error quoting a packet of no tracked NAT/FULLNAT connection (or of
+    /// a protocol the director does not track): not forwarded.
+    IcmpNoConn,
+    /// ICMP error whose quoted packet is unusable: truncated, lying lengths,
+    /// another address family, a non-first fragment (no ports), or not
+    /// addressed to the quoted packet's sender.
+    BadIcmpInner,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::Truncated,
         DropReason::UnknownEtherType,
         DropReason::BadArp,
@@ -87,6 +94,8 @@ impl DropReason {
         DropReason::TxFull,
         DropReason::LipExhausted,
         DropReason::FragNeeded,
+        DropReason::IcmpNoConn,
+        DropReason::BadIcmpInner,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -116,6 +125,8 @@ impl DropReason {
             DropReason::TxFull => "tx_full",
             DropReason::LipExhausted => "lip_exhausted",
             DropReason::FragNeeded => "frag_needed",
+            DropReason::IcmpNoConn => "icmp_no_conn",
+            DropReason::BadIcmpInner => "bad_icmp_inner",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod checksum;
 pub mod classify;
 pub mod ethernet;
 pub mod icmp;
+pub mod icmp_err;
 pub mod icmpv6;
 pub mod ipip;
 pub mod ipv4;

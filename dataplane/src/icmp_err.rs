@@ -1,0 +1,145 @@
+//! ICMP errors about tracked connections (what `ip_vs_out_icmp`,
+//! `ip_vs_in_icmp` and `ip_vs_nat_icmp` do in IPVS, and DPVS's FULLNAT variant):
+//! an unreachable, time exceeded, parameter problem or fragmentation needed /
+//! packet too big that quotes a packet the director forwarded is translated,
+//! quoted packet included, and sent on to the other side of the connection.
+//!
+//! The quoted packet is one the director sent, so its reversed tuple is a
+//! tuple the connection table knows:
+//! - found as the reply tuple: the quote went to the real server (NAT: CIP ->
+//!   RIP, FULLNAT: LIP -> RIP) and the error came from the server side; it goes
+//!   to the client as the client's own packet to the VIP would have been quoted.
+//! - found as the original tuple: the quote was a reply to the client (VIP ->
+//!   CIP) and the error came from the client side; it goes to the real server
+//!   as its own reply would have been quoted.
+//!
+//! The error must be addressed to the quoted packet's sender (RFC 792/4443), or
+//! it is `bad_icmp_inner`. Errors matching no connection are `icmp_no_conn`.
+//! For DR and TUN only the client side's errors make sense (the RS sent the
+//! quoted reply itself, from the VIP): they go to the RS unchanged, by the
+//! connection's method, as IPVS does.
+//! The connection's state and timer are not touched, and the MTU of a
+//! fragmentation-needed / packet-too-big is passed on unchanged (see
+//! docs/architecture.md, "ICMP errors").
+
+use std::net::IpAddr;
+
+use conntrack::{ConnId, Direction, Tuple};
+
+use crate::config::ForwardMode;
+use crate::core::mode_from_flags;
+use crate::dpdk::mbuf::Mbuf;
+use crate::snapshot::Snapshot;
+use crate::stats::DropReason;
+use crate::wire::icmp_err::{self, IcmpError, Translation};
+use crate::wire::{ip_proto, nat, IpMeta, PacketBuf};
+use crate::worker::Worker;
+
+impl Worker {
+    /// An ICMP/ICMPv6 error (`icmp_err::is_error`).
+    pub(crate) fn handle_icmp_error(&mut self, snap: &Snapshot, mut m: Mbuf, meta: IpMeta) {
+        let e = match icmp_err::parse(m.data(), &meta) {
+            Ok(e) => e,
+            Err(r) => return self.count_drop(r),
+        };
+        if e.src != meta.dst {
+            return self.count_drop(DropReason::BadIcmpInner);
+        }
+        let (t, next) = match self.icmp_translation(&e, meta.src) {
+            Ok(Action::Translate(t, next)) => (t, next),
+            // DR/TUN, as IPVS's `ip_vs_icmp_xmit`: the RS sent the quoted reply
+            // from the VIP itself, so the error goes to it unchanged by the
+            // connection's own method.
+            Ok(Action::Forward(id)) => return self.xmit(snap, m, meta, id, Direction::Original),
+            Err(r) => return self.count_drop(r),
+        };
+        let end = meta.l3_end();
+        let Some(frame) = m.data_mut().get_mut(..end) else {
+            return self.count_drop(DropReason::Truncated);
+        };
+        if let Err(r) = icmp_err::translate(frame, &e, &t) {
+            return self.count_drop(r);
+        }
+        if let Err(r) = nat::dec_ttl(&mut m.data_mut()[meta.l3_off..], &meta) {
+            return self.count_drop(r);
+        }
+        self.output(snap, m, next, false);
+    }
+
+    /// The rewrite of error `e` and where it goes next, from its connection.
+    fn icmp_translation(&self, e: &IcmpError, outer_src: IpAddr) -> Result<Action, DropReason> {
+        if !matches!(e.proto, ip_proto::TCP | ip_proto::UDP) {
+            return Err(DropReason::IcmpNoConn);
+        }
+        let reversed = Tuple {
+            proto: e.proto,
+            src: e.dst,
+            sport: e.dport,
+            dst: e.src,
+            dport: e.sport,
+        };
+        let (id, dir) = self.conns.lookup(&reversed).ok_or(DropReason::IcmpNoConn)?;
+        let c = self.conns.get(id).ok_or(DropReason::IcmpNoConn)?;
+        let (o, r) = (c.original(), c.reply());
+        let from_rs = outer_src == r.src;
+        let (t, next) = match (mode_from_flags(c.flags()), dir) {
+            // Quote CIP:cport -> RIP:rport: to the client, as from the VIP when
+            // the RS itself complains (a router keeps its own address).
+            (ForwardMode::Nat, Direction::Reply) => (
+                Translation {
+                    outer_src: from_rs.then_some(o.dst),
+                    inner_dst: Some((o.dst, o.dport)),
+                    ..Default::default()
+                },
+                o.src,
+            ),
+            // Quote LIP:lport -> RIP:rport: the client never saw the LIP, so
+            // both outer addresses change (as DPVS does).
+            (ForwardMode::FullNat, Direction::Reply) => (
+                Translation {
+                    outer_src: Some(o.dst),
+                    outer_dst: Some(o.src),
+                    inner_src: Some((o.src, o.sport)),
+                    inner_dst: Some((o.dst, o.dport)),
+                },
+                o.src,
+            ),
+            // Quote VIP:vport -> CIP:cport (a reply): to the RS, addressed as
+            // its own reply was.
+            (ForwardMode::Nat, Direction::Original) => (
+                Translation {
+                    outer_dst: Some(r.src),
+                    inner_src: Some((r.src, r.sport)),
+                    ..Default::default()
+                },
+                r.src,
+            ),
+            // The RS knows only LIP:lport: the error comes from the LIP.
+            (ForwardMode::FullNat, Direction::Original) => (
+                Translation {
+                    outer_src: Some(r.dst),
+                    outer_dst: Some(r.src),
+                    inner_src: Some((r.src, r.sport)),
+                    inner_dst: Some((r.dst, r.dport)),
+                },
+                r.src,
+            ),
+            (ForwardMode::Dr | ForwardMode::Tun, Direction::Original) => {
+                return Ok(Action::Forward(id))
+            }
+            // The director never sends a DR/TUN packet addressed to the RIP.
+            (ForwardMode::Dr | ForwardMode::Tun, Direction::Reply) => {
+                return Err(DropReason::Unsupported)
+            }
+        };
+        Ok(Action::Translate(t, next))
+    }
+}
+
+/// What becomes of an ICMP error of a connection.
+enum Action {
+    /// Rewrite as said and send toward the address.
+    Translate(Translation, IpAddr),
+    /// Forward unchanged by the connection's method (DR, TUN).
+    Forward(ConnId),
+}
