@@ -7,7 +7,7 @@
 mod netns;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use netns::{run_bounded, wait_for, Topology, CLIENT_IPS, REAL_SERVERS, VIP};
@@ -17,11 +17,30 @@ const LIP: &str = "192.168.0.200";
 const PP_PORT: u16 = 8080;
 const BIG: usize = 300 * 1024;
 
+/// The nginx processes this test started: stopped by their PID and reaped
+/// when dropped (before the topology, which would also stop them).
+struct PpNginx {
+    children: Vec<Child>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Drop for PpNginx {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Starts a second nginx on each real server (its own config and logs under
 /// the topology's run dir, `listen 8080 proxy_protocol`, WebDAV PUT for
-/// uploads, a 300 kB file for downloads). The topology stops it by PID.
-fn start_pp_nginx(topo: &Topology) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
+/// uploads, a 300 kB file for downloads).
+fn start_pp_nginx(topo: &Topology) -> PpNginx {
+    let mut pp = PpNginx {
+        children: Vec::new(),
+        dirs: Vec::new(),
+    };
     for (name, role, _) in REAL_SERVERS {
         let dir = topo.run_dir().join(format!("{name}-pp"));
         std::fs::create_dir_all(dir.join("www")).unwrap();
@@ -57,7 +76,7 @@ http {{
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
         let conf = dir.join("nginx.conf");
-        let _child = topo.spawn_in(
+        let child = topo.spawn_in(
             role,
             &[
                 "nginx",
@@ -69,6 +88,7 @@ http {{
                 &dir.join("error.log").display().to_string(),
             ],
         );
+        pp.children.push(child);
         let filter = format!("sport = :{PP_PORT}");
         let up = wait_for(Duration::from_secs(5), || {
             let out = topo.exec_in(role, &["ss", "-Hltn", &filter]);
@@ -79,9 +99,9 @@ http {{
             "{name}: PP nginx did not listen:\n{}",
             std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
         );
-        dirs.push(dir);
+        pp.dirs.push(dir);
     }
-    dirs
+    pp
 }
 
 /// One keep-alive connection from the client: PUT a `BIG`-byte body, GET it
@@ -136,7 +156,8 @@ fn fullnat_proxy_protocol_v1_and_v2_reach_nginx() {
         return;
     };
     let topo = Topology::new("proxy-protocol");
-    let dirs = start_pp_nginx(&topo);
+    let nginx = start_pp_nginx(&topo);
+    let dirs = &nginx.dirs;
     let d = topo.start_dpvsd("");
     d.addr_add(&format!("{VIP}/32"), "dpdk0");
     let vs = format!("{VIP}:{PP_PORT}");
@@ -209,7 +230,7 @@ fn fullnat_proxy_protocol_v1_and_v2_reach_nginx() {
     }
 
     // nginx read the header: the client's address, not the LIP (the peer).
-    let logs = access_logs(&dirs);
+    let logs = access_logs(dirs);
     assert_eq!(logs.len() as u64, 4 * 2 + 2 * 3 * 2, "{logs:#?}");
     for l in &logs {
         let w: Vec<&str> = l.split_whitespace().collect();

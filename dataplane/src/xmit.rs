@@ -2,9 +2,9 @@
 //!
 //! NAT rewrites the destination of requests and the source of replies; FULLNAT
 //! rewrites both ends both ways (client -> LIP, VIP -> RIP) and tells the real
-//! server the client's address in a TOA option; DR only readdresses the
-//! Ethernet frame to the real server; TUN wraps the packet in IPIP from the
-//! DIP to the RIP. Output looks up the route and the next hop's MAC; a packet
+//! server the client's address in a TOA option or a Proxy Protocol header
+//! (`fnat`); DR only readdresses the Ethernet frame to the real server; TUN
+//! wraps the packet in IPIP from the DIP to the RIP. Output looks up the route and the next hop's MAC; a packet
 //! whose neighbour is unknown waits in the worker's bounded pending queue while
 //! an ARP request goes out.
 
