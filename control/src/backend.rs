@@ -22,6 +22,11 @@ pub trait Backend: Send + Sync + 'static {
     fn port_names(&self) -> Vec<String>;
     /// Connection idle timeouts (ipvsadm `--set`), full values (no zeros).
     fn set_timeouts(&self, t: Timeouts);
+    /// Event counters (`toa_inserted`, `proxy_protocol_sent`, ...) summed over
+    /// workers, every event listed. Backends without events return none.
+    fn events(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
     /// Publishes a configuration with DPVS extras (FULLNAT local addresses).
     /// Backends without them ignore `ext`.
     fn apply_ext(&self, desc: &ConfigDesc, ext: &dataplane::ExtDesc) -> Result<(), String> {
@@ -44,6 +49,9 @@ impl Backend for dataplane::Dataplane {
     fn port_names(&self) -> Vec<String> {
         dataplane::Dataplane::port_names(self)
     }
+    fn events(&self) -> Vec<(&'static str, u64)> {
+        dataplane::Dataplane::events(self)
+    }
     fn apply_ext(&self, desc: &ConfigDesc, ext: &dataplane::ExtDesc) -> Result<(), String> {
         dataplane::Dataplane::apply_ext(self, desc, ext).map_err(|e| e.to_string())
     }
@@ -64,6 +72,8 @@ pub struct FakeBackend {
     stats: Mutex<Stats>,
     conns: Mutex<Vec<ConnEntry>>,
     timeouts: Mutex<Option<Timeouts>>,
+    ext: Mutex<Option<dataplane::ExtDesc>>,
+    events: Mutex<Vec<(&'static str, u64)>>,
 }
 
 impl FakeBackend {
@@ -101,6 +111,15 @@ impl FakeBackend {
     pub fn set_connections(&self, conns: Vec<ConnEntry>) {
         *lock(&self.conns) = conns;
     }
+
+    /// The DPVS extras of the last `apply_ext`, if any.
+    pub fn current_ext(&self) -> Option<dataplane::ExtDesc> {
+        lock(&self.ext).clone()
+    }
+
+    pub fn set_events(&self, events: Vec<(&'static str, u64)>) {
+        *lock(&self.events) = events;
+    }
 }
 
 /// Locks ignoring poisoning: the fake's data stays usable after a failed test thread.
@@ -127,5 +146,13 @@ impl Backend for FakeBackend {
     }
     fn set_timeouts(&self, t: Timeouts) {
         *lock(&self.timeouts) = Some(t);
+    }
+    fn events(&self) -> Vec<(&'static str, u64)> {
+        lock(&self.events).clone()
+    }
+    fn apply_ext(&self, desc: &ConfigDesc, ext: &dataplane::ExtDesc) -> Result<(), String> {
+        self.apply(desc)?;
+        *lock(&self.ext) = Some(ext.clone());
+        Ok(())
     }
 }

@@ -98,6 +98,8 @@ pub struct ServiceConf {
     /// Persistence netmask (`255.255.255.0` or a prefix length); needs `persistent`.
     pub netmask: Option<String>,
     pub conn_timeout: Option<u32>,
+    /// DPVS `--proxy-protocol`: "v1", "v2" or "none" (TCP services only).
+    pub proxy_protocol: Option<String>,
     #[serde(default)]
     pub dest: Vec<DestConf>,
 }
@@ -333,9 +335,25 @@ impl ConfigFile {
 
         for (i, s) in self.service.iter().enumerate() {
             let spec = service_spec(i, s)?;
+            let key = spec.key;
             store
                 .add_service(spec)
                 .map_err(|e| format!("service[{i}]: {e}"))?;
+            if let Some(v) = &s.proxy_protocol {
+                let pp = match v.to_ascii_lowercase().as_str() {
+                    "v1" => Some(dataplane::ProxyProtocol::V1),
+                    "v2" => Some(dataplane::ProxyProtocol::V2),
+                    "none" => None,
+                    _ => {
+                        return Err(format!(
+                            "service[{i}].proxy_protocol: unknown value \"{v}\" (v1, v2 or none)"
+                        ))
+                    }
+                };
+                store
+                    .set_proxy_protocol(&key, pp)
+                    .map_err(|e| format!("service[{i}].proxy_protocol: {e}"))?;
+            }
         }
 
         if let Some(t) = self.timeouts {
@@ -516,7 +534,7 @@ listen = "unix:/run/dpvs/dpvs.sock"
     #[test]
     fn services_in_config() {
         let text = format!(
-            "{EXAMPLE}\n[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nscheduler = \"rr\"\n\
+            "{EXAMPLE}\n[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nscheduler = \"rr\"\nproxy_protocol = \"v2\"\n\
              [[service.dest]]\naddr = \"192.168.0.11\"\nmode = \"nat\"\nweight = 2\n\
              [[service.dest]]\naddr = \"192.168.0.12\"\nport = 8080\nmode = \"fullnat\"\n\
              [timeouts]\ntcp = 600\n"
@@ -531,6 +549,10 @@ listen = "unix:/run/dpvs/dpvs.sock"
         assert!(d.addrs.iter().any(|a| a.addr.to_string() == "10.0.0.100"
             && a.port == "dpdk0"
             && a.prefix_len == 32));
+        assert_eq!(
+            c.store.ext().proxy_protocol,
+            vec![(d.services[0].key, dataplane::ProxyProtocol::V2)]
+        );
         assert_eq!(c.store.timeouts().tcp_s, 600);
         assert_eq!(c.store.timeouts().udp_s, 300);
     }
@@ -641,6 +663,8 @@ listen = "unix:/run/dpvs/dpvs.sock"
         let cases: &[(&str, &str)] = &[
             ("proto = \"sctp\"\nvip = \"10.0.0.100\"\nvport = 80", "service[0].proto: unknown protocol \"sctp\""),
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nscheduler = \"xx\"", "service[0].scheduler: unknown scheduler \"xx\""),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nproxy_protocol = \"v3\"", "service[0].proxy_protocol: unknown value \"v3\" (v1, v2 or none)"),
+            ("proto = \"udp\"\nvip = \"10.0.0.100\"\nvport = 53\nproxy_protocol = \"v2\"", "service[0].proxy_protocol: UDP 10.0.0.100:53: Proxy Protocol is supported for TCP services only"),
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\nport = 8080", "service[0]: DR and TUN forward to the virtual port: real server port 8080 != 80"),
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\nmode = \"magic\"", "service[0].dest[0].mode: unknown forward mode \"magic\""),
         ];

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use dataplane::{
     AddrSpec, ConnEntry, DestSpec, DestStats, ForwardMode, Persistence, PortStats, Proto,
-    RouteSpec, ServiceKey, ServiceSpec, TrafficStats,
+    ProxyProtocol, RouteSpec, ServiceKey, ServiceSpec, TrafficStats,
 };
 use proto::v1 as pb;
 
@@ -148,6 +148,29 @@ pub fn service_from_pb(s: Option<&pb::Service>) -> Result<ServiceSpec, String> {
     })
 }
 
+/// `Service.proxy_protocol`: `None` = not given (AddService: off; EditService:
+/// keep), `Some(None)` = off, `Some(Some(v))` = version `v`.
+#[allow(clippy::option_option)]
+pub fn proxy_protocol_from_pb(p: i32) -> Result<Option<Option<ProxyProtocol>>, String> {
+    match pb::ProxyProtocol::try_from(p) {
+        Ok(pb::ProxyProtocol::Unspecified) => Ok(None),
+        Ok(pb::ProxyProtocol::None) => Ok(Some(None)),
+        Ok(pb::ProxyProtocol::V1) => Ok(Some(Some(ProxyProtocol::V1))),
+        Ok(pb::ProxyProtocol::V2) => Ok(Some(Some(ProxyProtocol::V2))),
+        Err(_) => Err(format!(
+            "proxy_protocol: unknown value {p} (NONE, V1 or V2)"
+        )),
+    }
+}
+
+pub fn proxy_protocol_to_pb(p: Option<ProxyProtocol>) -> pb::ProxyProtocol {
+    match p {
+        None => pb::ProxyProtocol::None,
+        Some(ProxyProtocol::V1) => pb::ProxyProtocol::V1,
+        Some(ProxyProtocol::V2) => pb::ProxyProtocol::V2,
+    }
+}
+
 /// Service attributes without dests (they travel in `ServiceStatus.dests`).
 pub fn service_to_pb(s: &ServiceSpec, with_dests: bool) -> pb::Service {
     pb::Service {
@@ -159,6 +182,8 @@ pub fn service_to_pb(s: &ServiceSpec, with_dests: bool) -> pb::Service {
             netmask_len: u32::from(p.netmask_len),
         }),
         conn_timeout_s: s.conn_timeout_s,
+        // The store keeps it beside the spec; callers that know it fill it in.
+        proxy_protocol: pb::ProxyProtocol::Unspecified as i32,
         dests: if with_dests {
             s.dests.iter().map(dest_to_pb).collect()
         } else {

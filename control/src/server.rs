@@ -100,6 +100,19 @@ fn bad(m: String) -> Status {
     Status::invalid_argument(m)
 }
 
+/// A service with its counters and the store's DPVS extras.
+fn service_status(
+    store: &Store,
+    s: &dataplane::ServiceSpec,
+    st: Option<&dataplane::ServiceStats>,
+) -> pb::ServiceStatus {
+    let mut out = convert::service_status(s, st);
+    if let Some(svc) = out.service.as_mut() {
+        svc.proxy_protocol = convert::proxy_protocol_to_pb(store.proxy_protocol(&s.key)) as i32;
+    }
+    out
+}
+
 fn empty() -> Result<Response<pb::Empty>, Status> {
     Ok(Response::new(pb::Empty {}))
 }
@@ -110,8 +123,18 @@ impl Dpvs for DpvsService {
         &self,
         req: Request<pb::AddServiceRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let spec = convert::service_from_pb(req.get_ref().service.as_ref()).map_err(bad)?;
-        self.mutate(|s| s.add_service(spec))?;
+        let svc = req.get_ref().service.as_ref();
+        let spec = convert::service_from_pb(svc).map_err(bad)?;
+        let pp =
+            convert::proxy_protocol_from_pb(svc.map_or(0, |s| s.proxy_protocol)).map_err(bad)?;
+        let key = spec.key;
+        self.mutate(|s| {
+            s.add_service(spec)?;
+            match pp {
+                Some(Some(v)) => s.set_proxy_protocol(&key, Some(v)),
+                _ => Ok(()),
+            }
+        })?;
         empty()
     }
 
@@ -119,8 +142,18 @@ impl Dpvs for DpvsService {
         &self,
         req: Request<pb::EditServiceRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let spec = convert::service_from_pb(req.get_ref().service.as_ref()).map_err(bad)?;
-        self.mutate(|s| s.edit_service(spec))?;
+        let svc = req.get_ref().service.as_ref();
+        let spec = convert::service_from_pb(svc).map_err(bad)?;
+        let pp =
+            convert::proxy_protocol_from_pb(svc.map_or(0, |s| s.proxy_protocol)).map_err(bad)?;
+        let key = spec.key;
+        self.mutate(|s| {
+            s.edit_service(spec)?;
+            match pp {
+                Some(p) => s.set_proxy_protocol(&key, p),
+                None => Ok(()),
+            }
+        })?;
         empty()
     }
 
@@ -167,7 +200,7 @@ impl Dpvs for DpvsService {
             .filter(|s| only.is_none_or(|k| s.key == k))
             .map(|s| {
                 let st = stats.services.iter().find(|x| x.key == s.key);
-                convert::service_status(s, st)
+                service_status(&store, s, st)
             })
             .collect();
         Ok(Response::new(pb::ListServicesResponse {
@@ -370,12 +403,12 @@ impl Dpvs for DpvsService {
         _req: Request<pb::Empty>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
         let store = self.store();
-        let stats = self.blocking(|b| b.stats()).await?;
+        let (stats, events) = self.blocking(|b| (b.stats(), b.events())).await?;
         let services = store
             .services()
             .map(|s| {
                 let st = stats.services.iter().find(|x| x.key == s.key);
-                convert::service_status(s, st)
+                service_status(&store, s, st)
             })
             .collect();
         Ok(Response::new(pb::StatsResponse {
@@ -391,6 +424,13 @@ impl Dpvs for DpvsService {
             ports: stats.ports.iter().map(convert::port_stats_to_pb).collect(),
             rx_packets: stats.rx_packets,
             tx_packets: stats.tx_packets,
+            events: events
+                .into_iter()
+                .map(|(name, count)| pb::EventCounter {
+                    name: name.to_string(),
+                    count,
+                })
+                .collect(),
         }))
     }
 

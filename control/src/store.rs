@@ -12,8 +12,8 @@ use std::fmt;
 use std::net::IpAddr;
 
 use dataplane::{
-    AddrSpec, ConfigDesc, DestSpec, ExtDesc, ForwardMode, LocalAddrSpec, RouteSpec, ServiceKey,
-    ServiceSpec,
+    AddrSpec, ConfigDesc, DestSpec, ExtDesc, ForwardMode, LocalAddrSpec, Proto, ProxyProtocol,
+    RouteSpec, ServiceKey, ServiceSpec,
 };
 
 use crate::addr::{fmt_addr_port, max_prefix, prefix_contains};
@@ -84,6 +84,8 @@ pub struct Store {
     timeouts: Timeouts,
     /// FULLNAT local addresses (DPVS `-P`), in the order added.
     laddrs: Vec<LocalAddrSpec>,
+    /// Services that send a Proxy Protocol header (DPVS `--proxy-protocol`).
+    proxy_protocol: BTreeMap<ServiceKey, ProxyProtocol>,
 }
 
 impl Store {
@@ -108,7 +110,39 @@ impl Store {
     pub fn ext(&self) -> ExtDesc {
         ExtDesc {
             laddrs: self.laddrs.clone(),
+            proxy_protocol: self.proxy_protocol.iter().map(|(k, v)| (*k, *v)).collect(),
             ..ExtDesc::default()
+        }
+    }
+
+    /// The Proxy Protocol version of a service, if it sends one.
+    pub fn proxy_protocol(&self, key: &ServiceKey) -> Option<ProxyProtocol> {
+        self.proxy_protocol.get(key).copied()
+    }
+
+    /// `-A/-E ... --proxy-protocol v1|v2|none`. TCP services only: a UDP
+    /// service has no stream to prepend to (v2 over UDP is not implemented).
+    pub fn set_proxy_protocol(
+        &mut self,
+        key: &ServiceKey,
+        pp: Option<ProxyProtocol>,
+    ) -> Result<(), StoreError> {
+        if !self.services.contains_key(key) {
+            return Err(not_found(key));
+        }
+        match pp {
+            Some(_) if key.proto != Proto::Tcp => Err(invalid(format!(
+                "{}: Proxy Protocol is supported for TCP services only",
+                service_name(key)
+            ))),
+            Some(v) => {
+                self.proxy_protocol.insert(*key, v);
+                Ok(())
+            }
+            None => {
+                self.proxy_protocol.remove(key);
+                Ok(())
+            }
         }
     }
 
@@ -244,6 +278,7 @@ impl Store {
             return Err(not_found(key));
         }
         self.laddrs.retain(|l| l.service != *key);
+        self.proxy_protocol.remove(key);
         self.drop_unused_auto_addrs();
         Ok(())
     }
@@ -252,6 +287,7 @@ impl Store {
     pub fn clear_services(&mut self) {
         self.services.clear();
         self.laddrs.clear();
+        self.proxy_protocol.clear();
         self.drop_unused_auto_addrs();
     }
 
@@ -582,6 +618,35 @@ mod tests {
             l_threshold: 0,
             inhibited: false,
         }
+    }
+
+    #[test]
+    fn proxy_protocol_per_tcp_service() {
+        let mut s = store();
+        let k = key("10.0.0.100", 80);
+        assert!(matches!(
+            s.set_proxy_protocol(&k, Some(ProxyProtocol::V1)),
+            Err(StoreError::NotFound(_))
+        ));
+        s.add_service(svc("10.0.0.100", 80)).unwrap();
+        s.set_proxy_protocol(&k, Some(ProxyProtocol::V2)).unwrap();
+        assert_eq!(s.proxy_protocol(&k), Some(ProxyProtocol::V2));
+        assert_eq!(s.ext().proxy_protocol, vec![(k, ProxyProtocol::V2)]);
+        s.set_proxy_protocol(&k, None).unwrap();
+        assert_eq!(s.ext(), ExtDesc::default());
+        s.set_proxy_protocol(&k, Some(ProxyProtocol::V1)).unwrap();
+        s.delete_service(&k).unwrap();
+        assert_eq!(s.ext(), ExtDesc::default(), "gone with the service");
+
+        let mut u = svc("10.0.0.100", 53);
+        u.key.proto = Proto::Udp;
+        let uk = u.key;
+        s.add_service(u).unwrap();
+        let e = s
+            .set_proxy_protocol(&uk, Some(ProxyProtocol::V2))
+            .unwrap_err();
+        assert!(e.to_string().contains("TCP services only"), "{e}");
+        assert_eq!(s.proxy_protocol(&uk), None);
     }
 
     #[test]

@@ -416,3 +416,55 @@ async fn socket_file_is_removed_on_shutdown() {
     d.stop().await;
     assert!(!std::path::Path::new(&path).exists());
 }
+
+#[tokio::test]
+async fn proxy_protocol_per_service_and_events_in_stats() {
+    let d = Daemon::start().await;
+    d.ok("-A -t 10.0.0.100:80 -s rr --proxy-protocol v2").await;
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11:80 -b").await;
+    let key = ServiceKey {
+        proto: Proto::Tcp,
+        vip: ip("10.0.0.100"),
+        vport: 80,
+    };
+    let ext = d.backend.current_ext().expect("extras applied");
+    assert_eq!(
+        ext.proxy_protocol,
+        vec![(key, dataplane::ProxyProtocol::V2)]
+    );
+    let list = d.ok("-Ln").await;
+    assert!(list.contains("TCP  10.0.0.100:80 rr ppv2\n"), "{list}");
+
+    // -E without --proxy-protocol keeps it; v1 changes it; none turns it off.
+    d.ok("-E -t 10.0.0.100:80 -s wrr").await;
+    assert!(d.ok("-Ln").await.contains("10.0.0.100:80 wrr ppv2\n"));
+    d.ok("-E -t 10.0.0.100:80 -s wrr --proxy-protocol v1").await;
+    let ext = d.backend.current_ext().unwrap();
+    assert_eq!(
+        ext.proxy_protocol,
+        vec![(key, dataplane::ProxyProtocol::V1)]
+    );
+    d.ok("-E -t 10.0.0.100:80 -s wrr --proxy-protocol none")
+        .await;
+    assert!(d.backend.current_ext().unwrap().proxy_protocol.is_empty());
+    assert!(d.ok("-Ln").await.contains("10.0.0.100:80 wrr\n"));
+
+    // Bad values and UDP: one clear line, nothing changed.
+    let e = d.err("-E -t 10.0.0.100:80 --proxy-protocol v9").await;
+    assert_eq!(e.code, 2);
+    assert!(
+        e.message.contains("invalid proxy protocol \"v9\""),
+        "{}",
+        e.message
+    );
+    d.ok("-A -u 10.0.0.100:53").await;
+    let e = d.err("-E -u 10.0.0.100:53 --proxy-protocol v2").await;
+    assert!(e.message.contains("TCP services only"), "{}", e.message);
+
+    d.backend
+        .set_events(vec![("toa_inserted", 3), ("proxy_protocol_sent", 7)]);
+    let stats = d.ok("stats").await;
+    assert!(stats.contains("\nproxy_protocol_sent 7\n"), "{stats}");
+    assert!(stats.contains("\ntoa_inserted 3\n"), "{stats}");
+    d.stop().await;
+}

@@ -10,6 +10,7 @@ pub mod core;
 pub mod counters;
 pub mod dpdk;
 pub mod events;
+pub mod fnat;
 pub mod host;
 pub mod icmp_err;
 pub mod laddr;

@@ -57,7 +57,8 @@ pub enum DropReason {
     /// FULLNAT: every local address of the service is out of free ports; the
     /// new connection is refused (existing ones are unaffected).
     LipExhausted,
-    /// Too big for the egress MTU with DF set (TUN adds a header): an ICMP
+    /// Too big for the egress MTU with DF set (TUN adds a header, FULLNAT a
+    /// Proxy Protocol header): an ICMP
     /// fragmentation-needed / packet-too-big went back to the sender instead.
     FragNeeded,
     /// ICMP error quoting a packet of no tracked NAT/FULLNAT connection (or of

@@ -2,9 +2,9 @@
 //!
 //! NAT rewrites the destination of requests and the source of replies; FULLNAT
 //! rewrites both ends both ways (client -> LIP, VIP -> RIP) and tells the real
-//! server the client's address in a TOA option; DR only readdresses the
-//! Ethernet frame to the real server; TUN wraps the packet in IPIP from the
-//! DIP to the RIP. Output looks up the route and the next hop's MAC; a packet
+//! server the client's address in a TOA option or a Proxy Protocol header
+//! (`fnat`); DR only readdresses the Ethernet frame to the real server; TUN
+//! wraps the packet in IPIP from the DIP to the RIP. Output looks up the route and the next hop's MAC; a packet
 //! whose neighbour is unknown waits in the worker's bounded pending queue while
 //! an ARP request goes out.
 
@@ -16,6 +16,7 @@ use crate::config::ForwardMode;
 use crate::core::{mode_from_flags, tcp_flag};
 use crate::dpdk::mbuf::Mbuf;
 use crate::events::Event;
+use crate::fnat;
 use crate::neigh::Pending;
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
@@ -28,11 +29,33 @@ const ETH_HLEN: usize = 14;
 
 /// `Conn.user` of a FULLNAT TCP connection: bit 63 set once the client's first
 /// data sequence number (low 32 bits) is known.
-const FNAT_SEQ_KNOWN: u64 = 1 << 63;
+const FNAT_SEQ_KNOWN: u64 = fnat::SEQ_KNOWN;
 
 /// `Conn.user` for a FULLNAT TCP connection whose client ISN + 1 is `seq`.
 pub fn fnat_user_init(seq: u32) -> u64 {
     FNAT_SEQ_KNOWN | u64::from(seq)
+}
+
+/// TOA option length for the client's address family.
+fn toa_len(client: IpAddr) -> usize {
+    if client.is_ipv4() {
+        toa::LEN_V4
+    } else {
+        toa::LEN_V6
+    }
+}
+
+/// MTU of the port toward the real server.
+fn fnat_mtu(snap: &Snapshot, f: &Flow) -> usize {
+    mtu_toward(snap, f.reply.src)
+}
+
+/// IP MTU of the port the route toward `dst` leaves by (1500 without one).
+fn mtu_toward(snap: &Snapshot, dst: IpAddr) -> usize {
+    snap.routes
+        .lookup(dst)
+        .and_then(|h| snap.ports.get(h.port))
+        .map_or(1500, |p| usize::from(p.mtu))
 }
 
 /// What xmit needs of a connection, copied out of the table.
@@ -84,7 +107,9 @@ impl Worker {
             }
             (ForwardMode::FullNat, Direction::Original) => {
                 if meta.proto == ip_proto::TCP {
-                    self.fnat_tcp_in(snap, &mut m, &mut meta, &f);
+                    if let Err(r) = self.fnat_tcp_in(snap, &mut m, &mut meta, &f, id) {
+                        return self.count_drop(r);
+                    }
                 }
                 let (r, l) = (f.reply.src, f.reply.dst);
                 let done = match (l, r) {
@@ -104,15 +129,15 @@ impl Worker {
                 r
             }
             (ForwardMode::FullNat, Direction::Reply) => {
-                if meta.proto == ip_proto::TCP && meta.tcp_flags & tcp_flag::SYN != 0 {
-                    self.clamp_mss(&mut m, &meta, f.orig.src);
+                if meta.proto == ip_proto::TCP {
+                    self.fnat_tcp_out(&mut m, &meta, &f, id);
                 }
                 let (c, v) = (f.orig.src, f.orig.dst);
                 let done = match (v, c) {
                     (IpAddr::V6(v6), IpAddr::V6(c6)) if meta.family == IpFamily::V4 => {
                         // FULLNAT64: the IPv4 reply grows by 20 bytes on its way
                         // to the IPv6 client.
-                        let mtu = self.mtu_toward(snap, c);
+                        let mtu = mtu_toward(snap, c);
                         if meta.ip_len() + nat64::GROWTH > mtu {
                             let df =
                                 Ipv4Packet::new_unchecked(&m.data()[meta.l3_off..]).dont_frag();
@@ -230,58 +255,121 @@ impl Worker {
         }
     }
 
-    /// FULLNAT client -> RS TCP extras before the rewrite: MSS clamp in the
-    /// SYN, TOA in the segment carrying the client's first data sequence number
-    /// (the handshake's ACK, its retransmissions, or the first data).
-    fn fnat_tcp_in(&mut self, snap: &Snapshot, m: &mut Mbuf, meta: &mut IpMeta, f: &Flow) {
+    /// FULLNAT client -> RS TCP extras before the rewrite. SYN: MSS clamp for
+    /// TOA, or the connection marked for Proxy Protocol if its service has it.
+    /// Then either the Proxy Protocol header and sequence shift (`fnat`), or
+    /// TOA in the segment carrying the client's first data sequence number
+    /// (the handshake's ACK, its retransmissions, or the first data); never
+    /// both, as DPVS. `Err`: drop the segment with that reason.
+    fn fnat_tcp_in(
+        &mut self,
+        snap: &Snapshot,
+        m: &mut Mbuf,
+        meta: &mut IpMeta,
+        f: &Flow,
+        id: ConnId,
+    ) -> Result<(), DropReason> {
+        let pp_len = fnat::pp_len(f.user);
         if meta.tcp_flags & tcp_flag::SYN != 0 {
-            self.clamp_mss(m, meta, f.orig.src);
-            return;
+            if pp_len == 0 && f.user & FNAT_SEQ_KNOWN != 0 {
+                let pp = snap
+                    .services_by_id
+                    .get(&f.service)
+                    .and_then(|s| s.proxy_protocol);
+                if let Some(v) = pp {
+                    self.set_user(id, fnat::pp_init(f.user, v, &f.orig));
+                    return Ok(()); // RS -> client segments do not grow: no clamp
+                }
+            }
+            if pp_len == 0 {
+                self.clamp_mss(m, meta, toa_len(f.orig.src));
+            }
+            return Ok(());
+        }
+        if pp_len != 0 {
+            let mtu = fnat_mtu(snap, f);
+            let mut user = f.user;
+            return match fnat::pp_in(m, meta, &mut user, &f.orig, mtu) {
+                Ok(fnat::InOutcome::Inserted { first }) => {
+                    if first {
+                        self.shared.events[self.index].bump(Event::ProxyProtocolSent);
+                        self.set_user(id, user);
+                    }
+                    Ok(())
+                }
+                Ok(_) => Ok(()),
+                Err(DropReason::FragNeeded) => {
+                    // The client resends smaller after ICMP (IPv4, DF set).
+                    let df = meta.family == crate::wire::IpFamily::V4
+                        && crate::wire::Ipv4Packet::new_unchecked(&m.data()[meta.l3_off..])
+                            .dont_frag();
+                    if df {
+                        let room = mtu.saturating_sub(pp_len).clamp(68, usize::from(u16::MAX));
+                        self.send_frag_needed(snap, m, meta, room as u16);
+                    }
+                    Err(DropReason::FragNeeded)
+                }
+                Err(e) => Err(e),
+            };
         }
         if meta.tcp_flags & tcp_flag::RST != 0 || f.user & FNAT_SEQ_KNOWN == 0 {
-            return;
+            return Ok(());
         }
         let seq = match m.data().get(meta.l4_off..meta.l3_end()) {
             Some(seg) => match TcpPacket::new_checked(seg) {
                 Ok(t) => t.seq_number(),
-                Err(_) => return,
+                Err(_) => return Ok(()),
             },
-            None => return,
+            None => return Ok(()),
         };
         if seq != f.user as u32 {
-            return;
+            return Ok(());
         }
-        let mtu = snap
-            .routes
-            .lookup(f.reply.src)
-            .and_then(|h| snap.ports.get(h.port))
-            .map_or(1500, |p| usize::from(p.mtu));
+        let mtu = fnat_mtu(snap, f);
         let ev = match toa::insert(m, meta, f.orig.src, f.orig.sport, mtu) {
             toa::Outcome::Inserted(_) => Event::ToaInserted,
             toa::Outcome::NoRoom => Event::ToaNoRoom,
         };
         self.shared.events[self.index].bump(ev);
+        Ok(())
     }
 
-    /// IP MTU of the port the route toward `dst` leaves by (1500 without one).
-    fn mtu_toward(&self, snap: &Snapshot, dst: IpAddr) -> usize {
-        snap.routes
-            .lookup(dst)
-            .and_then(|h| snap.ports.get(h.port))
-            .map_or(1500, |p| usize::from(p.mtu))
+    /// FULLNAT RS -> client TCP extras before the rewrite: MSS clamp in the
+    /// SYN-ACK (by the TOA or Proxy Protocol header length), and with Proxy
+    /// Protocol the acknowledgement / SACK shift.
+    fn fnat_tcp_out(&mut self, m: &mut Mbuf, meta: &IpMeta, f: &Flow, id: ConnId) {
+        let pp_len = fnat::pp_len(f.user);
+        if meta.tcp_flags & tcp_flag::SYN != 0 {
+            let by = if pp_len != 0 {
+                pp_len
+            } else {
+                toa_len(f.orig.src)
+            };
+            self.clamp_mss(m, meta, by);
+        }
+        if pp_len == 0 {
+            return;
+        }
+        let mut user = f.user;
+        if let Some(seg) = m.data_mut().get_mut(meta.l4_off..meta.l3_end()) {
+            fnat::pp_out(seg, &mut user);
+        }
+        if user != f.user {
+            self.set_user(id, user);
+        }
     }
 
-    /// Lowers the MSS of a FULLNAT SYN / SYN-ACK by the length of the TOA
-    /// option carrying `client`'s address.
-    fn clamp_mss(&mut self, m: &mut Mbuf, meta: &IpMeta, client: IpAddr) {
+    fn set_user(&mut self, id: ConnId, user: u64) {
+        if let Some(c) = self.conns.get_mut(id) {
+            c.user = user;
+        }
+    }
+
+    /// Lowers the MSS of a FULLNAT SYN / SYN-ACK by `by` bytes.
+    fn clamp_mss(&mut self, m: &mut Mbuf, meta: &IpMeta, by: usize) {
         let (a, b) = (meta.l4_off, meta.l3_end());
         let Some(seg) = m.data_mut().get_mut(a..b) else {
             return;
-        };
-        let by = if client.is_ipv4() {
-            toa::LEN_V4
-        } else {
-            toa::LEN_V6
         };
         if toa::clamp_mss(seg, by as u16) {
             self.shared.events[self.index].bump(Event::MssClamped);

@@ -55,6 +55,10 @@ fn run(cfg: control::config::Config) -> Result<(), String> {
     let dp = dataplane::Dataplane::start(&cfg.dataplane, &cfg.store.desc())
         .map_err(|e| e.to_string())?;
     let dp = Arc::new(dp);
+    let ext = cfg.store.ext();
+    if ext != dataplane::ExtDesc::default() {
+        Backend::apply_ext(dp.as_ref(), &cfg.store.desc(), &ext)?;
+    }
     if cfg.store.timeouts() != control::store::Timeouts::default() {
         Backend::set_timeouts(dp.as_ref(), cfg.store.timeouts());
     }

@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use dataplane::{ForwardMode, Proto, ServiceKey};
+use dataplane::{ForwardMode, Proto, ProxyProtocol, ServiceKey};
 
 use crate::addr::{parse_addr_port, parse_ip, parse_netmask, parse_prefix};
 use crate::scheduler::split_sched_flags;
@@ -98,6 +98,9 @@ pub struct ServiceOpts {
     pub netmask: Option<u8>,
     pub sched_flags: Vec<String>,
     pub conn_timeout: Option<u32>,
+    /// DPVS `--proxy-protocol v1|v2|none`: `None` not given (-A: off, -E:
+    /// unchanged), `Some(None)` = none.
+    pub proxy_protocol: Option<Option<ProxyProtocol>>,
 }
 
 /// `-a/-e` options.
@@ -136,6 +139,18 @@ pub struct ArgError(pub String);
 impl std::fmt::Display for ArgError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// `--proxy-protocol` value: `v1`, `v2`, or `none` (DPVS also says `disable`).
+fn parse_proxy_protocol(v: &str) -> Result<Option<ProxyProtocol>, ArgError> {
+    match v.to_ascii_lowercase().as_str() {
+        "v1" => Ok(Some(ProxyProtocol::V1)),
+        "v2" => Ok(Some(ProxyProtocol::V2)),
+        "none" | "disable" => Ok(None),
+        _ => err(format!(
+            "invalid proxy protocol \"{v}\": expected v1, v2 or none"
+        )),
     }
 }
 
@@ -183,6 +198,7 @@ enum Opt {
     Thresholds,
     PersistentConn,
     ConnTimeout,
+    ProxyProto,
     AddLaddr,
     DelLaddr,
     GetLaddr,
@@ -234,6 +250,7 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "thresholds", Opt::Thresholds, Arg::No),
     (None, "persistent-conn", Opt::PersistentConn, Arg::No),
     (None, "conn-timeout", Opt::ConnTimeout, Arg::Required),
+    (None, "proxy-protocol", Opt::ProxyProto, Arg::Required),
     (Some('P'), "add-laddr", Opt::AddLaddr, Arg::No),
     (Some('Q'), "del-laddr", Opt::DelLaddr, Arg::No),
     (Some('G'), "get-laddr", Opt::GetLaddr, Arg::No),
@@ -279,6 +296,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             B,
             SchedFlags,
             ConnTimeout,
+            ProxyProto,
         ],
         DeleteService => &[Tcp, Udp],
         AddServer | EditServer => &[
@@ -582,7 +600,17 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                 netmask,
                 sched_flags: flags,
                 conn_timeout: number(Opt::ConnTimeout, "connection timeout", u32::MAX)?,
+                proxy_protocol: match get(Opt::ProxyProto).flatten() {
+                    Some(v) => Some(parse_proxy_protocol(&v)?),
+                    None => None,
+                },
             };
+            if matches!(opts.proxy_protocol, Some(Some(_))) && key.proto != Proto::Tcp {
+                return err(
+                    "the '--proxy-protocol' option is for TCP services only (-t): \
+                     Proxy Protocol over UDP is not supported",
+                );
+            }
             Ok(if cmd == Opt::AddService {
                 Command::AddService(opts)
             } else {
@@ -850,6 +878,7 @@ Options:
   --netmask      -M netmask           persistent granularity mask
   --sched-flags  -b flags             scheduler flags, comma separated (with -A/-E)
   --conn-timeout secs                 idle timeout of established connections
+  --proxy-protocol v1|v2|none         Proxy Protocol header to FULLNAT real servers (TCP, with -A/-E; DPVS)
   --real-server  -r server-address    server-address is host[:port] (default: the virtual port)
   --gatewaying   -g                   gatewaying (direct routing) (default)
   --ipip         -i                   ipip encapsulation (tunneling)
@@ -873,6 +902,36 @@ Options:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_protocol_option() {
+        let pp = |line: &str| match p(line) {
+            Ok(Command::AddService(o)) | Ok(Command::EditService(o)) => Ok(o.proxy_protocol),
+            Ok(c) => panic!("{c:?}"),
+            Err(e) => Err(e.0),
+        };
+        assert_eq!(pp("-A -t 10.0.0.100:80 -s rr"), Ok(None));
+        assert_eq!(
+            pp("-A -t 10.0.0.100:80 -s rr --proxy-protocol v1"),
+            Ok(Some(Some(ProxyProtocol::V1)))
+        );
+        assert_eq!(
+            pp("-E -t 10.0.0.100:80 --proxy-protocol V2"),
+            Ok(Some(Some(ProxyProtocol::V2)))
+        );
+        assert_eq!(
+            pp("-E -t 10.0.0.100:80 --proxy-protocol none"),
+            Ok(Some(None))
+        );
+        assert_eq!(
+            pp("-A -t 10.0.0.100:80 --proxy-protocol v3"),
+            Err("invalid proxy protocol \"v3\": expected v1, v2 or none".into())
+        );
+        let e = pp("-A -u 10.0.0.100:53 --proxy-protocol v2").unwrap_err();
+        assert!(e.contains("TCP services only"), "{e}");
+        assert!(pp("-A -u 10.0.0.100:53 --proxy-protocol none").is_ok());
+        assert!(p("-a -t 10.0.0.100:80 -r 1.2.3.4 --proxy-protocol v1").is_err());
+    }
 
     #[test]
     fn laddr_commands() {
@@ -925,6 +984,7 @@ mod tests {
                 netmask: None,
                 sched_flags: vec![],
                 conn_timeout: None,
+                proxy_protocol: None,
             })
         );
         assert_eq!(
@@ -936,6 +996,7 @@ mod tests {
                 netmask: Some(64),
                 sched_flags: vec![],
                 conn_timeout: None,
+                proxy_protocol: None,
             })
         );
         match p("-E -t 10.0.0.100:80 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port").unwrap()

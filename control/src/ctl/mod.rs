@@ -93,6 +93,10 @@ pub async fn run(cmd: &Command, server: &str, out: &mut String) -> Result<(), Ct
                 }),
                 conn_timeout_s: o.conn_timeout,
                 dests: vec![],
+                proxy_protocol: match o.proxy_protocol {
+                    None => pb::ProxyProtocol::Unspecified,
+                    Some(p) => crate::convert::proxy_protocol_to_pb(p),
+                } as i32,
             };
             if matches!(cmd, Command::AddService(_)) {
                 c.add_service(pb::AddServiceRequest {

@@ -143,6 +143,12 @@ pub fn services(resp: &pb::ListServicesResponse, all: bool, f: ListFormat) -> St
             if let Some(t) = svc.conn_timeout_s {
                 let _ = write!(out, " conn_timeout {t}");
             }
+            // DPVS ipvsadm: " ppv1" / " ppv2" after the service's options.
+            match pb::ProxyProtocol::try_from(svc.proxy_protocol) {
+                Ok(pb::ProxyProtocol::V1) => out.push_str(" ppv1"),
+                Ok(pb::ProxyProtocol::V2) => out.push_str(" ppv2"),
+                _ => {}
+            }
             out.push('\n');
         }
         for ds in &st.dests {
@@ -336,6 +342,9 @@ pub fn stats(s: &pb::StatsResponse) -> String {
     let _ = writeln!(out, "tx_packets {}", s.tx_packets);
     for d in &s.drops {
         let _ = writeln!(out, "{} {}", d.reason, d.packets);
+    }
+    for e in &s.events {
+        let _ = writeln!(out, "{} {}", e.name, e.count);
     }
     for p in &s.ports {
         let n = &p.name;

@@ -1,0 +1,850 @@
+//! FULLNAT TCP stream edits: the Proxy Protocol header in front of the
+//! client's first byte, and the sequence/acknowledgement shift it causes for
+//! the rest of the connection (DPVS's `fnat_seq.delta`).
+//!
+//! The header takes sequence numbers `S .. S+len` in the real server's view of
+//! the client stream, where `S` is the client's ISN + 1. It rides on every
+//! client segment whose sequence number is `S` until the real server has
+//! acknowledged it: normally the handshake's ACK (so servers that speak first
+//! get it at once), and again on a retransmission of that ACK or on the first
+//! data segment if they pass the director before the server's ACK does. The
+//! bytes and their place are always the same, so a server that got them twice
+//! just sees a duplicate. Every other client segment at or after `S` moves by
+//! `+len`; acknowledgement numbers and SACK blocks from the server move by
+//! `-len` (an acknowledgement inside the header maps to `S`: nothing of the
+//! client's own data is acknowledged yet).
+//!
+//! State lives in the connection's `user` word beside TOA's (bit 63 = client
+//! ISN known, low 32 bits = `S`); this module owns bits 32..=43. Pure byte
+//! work on a [`PacketBuf`]: no allocation, no logging; checksums are updated
+//! incrementally, so a segment that arrived with a bad checksum leaves with a
+//! bad one.
+
+use conntrack::Tuple;
+
+use crate::config::ProxyProtocol;
+use crate::stats::DropReason;
+use crate::wire::proxy_proto::{self, Endpoints, Header, Transport};
+use crate::wire::{checksum, IpFamily, IpMeta, Ipv4Packet, Ipv6Packet, PacketBuf, TcpPacket};
+
+/// Bit 63 of `Conn.user`: the client's first data sequence number (low 32
+/// bits) is known. Set by `xmit::fnat_user_init`.
+pub const SEQ_KNOWN: u64 = 1 << 63;
+const LEN_SHIFT: u32 = 32;
+const LEN_MASK: u64 = 0xff << LEN_SHIFT;
+const VER_SHIFT: u32 = 40;
+const VER_MASK: u64 = 0x3 << VER_SHIFT;
+/// The real server acknowledged the whole header: no more insertions.
+const ACKED: u64 = 1 << 42;
+/// `ProxyProtocolSent` was counted for this connection.
+const COUNTED: u64 = 1 << 43;
+
+#[cfg(test)]
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+const OPT_EOL: u8 = 0;
+const OPT_NOP: u8 = 1;
+const OPT_SACK: u8 = 5;
+
+/// The header a connection whose original direction is `orig` sends.
+pub fn header(version: ProxyProtocol, orig: &Tuple) -> Header {
+    let ep = Endpoints {
+        src: orig.src,
+        sport: orig.sport,
+        dst: orig.dst,
+        dport: orig.dport,
+    };
+    proxy_proto::build(version, Transport::Tcp, &ep)
+}
+
+/// `user` of a FULLNAT TCP connection whose client ISN is known, marked to
+/// carry a `version` header. Idempotent (a retransmitted SYN changes nothing).
+pub fn pp_init(user: u64, version: ProxyProtocol, orig: &Tuple) -> u64 {
+    if user & SEQ_KNOWN == 0 || user & LEN_MASK != 0 {
+        return user;
+    }
+    let len = header(version, orig).len() as u64;
+    let ver = match version {
+        ProxyProtocol::V1 => 1,
+        ProxyProtocol::V2 => 2,
+    };
+    user | (len << LEN_SHIFT) & LEN_MASK | (ver << VER_SHIFT)
+}
+
+/// Header length of the connection; 0 = no Proxy Protocol, no shifting.
+#[inline]
+pub fn pp_len(user: u64) -> usize {
+    if user & SEQ_KNOWN == 0 {
+        return 0;
+    }
+    ((user & LEN_MASK) >> LEN_SHIFT) as usize
+}
+
+/// Version of the connection's header (fixed at its SYN).
+pub fn pp_version(user: u64) -> Option<ProxyProtocol> {
+    match (user & VER_MASK) >> VER_SHIFT {
+        1 => Some(ProxyProtocol::V1),
+        2 => Some(ProxyProtocol::V2),
+        _ => None,
+    }
+}
+
+/// What [`pp_in`] did to a client segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InOutcome {
+    /// Not a segment of the shifted stream (SYN, before `S`, no Proxy Protocol).
+    Untouched,
+    /// Sequence number moved by the header length.
+    Shifted,
+    /// Header inserted in front of the payload; `first`: the first time for
+    /// this connection (count it).
+    Inserted { first: bool },
+}
+
+/// Client -> real server: insert the header or shift the sequence number of
+/// the TCP segment `meta` describes (whole frame in `buf`), before the
+/// FULLNAT address rewrite. `user` is the connection's word (updated on
+/// insertion). The IP packet must stay within `mtu`: if the header does not
+/// fit, `Err(FragNeeded)` and the frame is unchanged.
+pub fn pp_in<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    meta: &mut IpMeta,
+    user: &mut u64,
+    orig: &Tuple,
+    mtu: usize,
+) -> Result<InOutcome, DropReason> {
+    let len = pp_len(*user);
+    let Some(version) = pp_version(*user) else {
+        return Ok(InOutcome::Untouched);
+    };
+    if len == 0 {
+        return Ok(InOutcome::Untouched);
+    }
+    let (l4, end) = (meta.l4_off, meta.l3_end());
+    let seg = buf.data().get(l4..end).ok_or(DropReason::BadL4)?;
+    let t = TcpPacket::new_checked(seg)?;
+    let (seq, flags) = (t.seq_number(), t.flags());
+    let first = *user as u32;
+    let d = seq.wrapping_sub(first) as i32;
+    if flags & SYN != 0 || d < 0 {
+        return Ok(InOutcome::Untouched);
+    }
+    let insert = d == 0 && flags & RST == 0 && flags & ACK != 0 && *user & ACKED == 0;
+    if !insert {
+        let new = seq.wrapping_add(len as u32);
+        let c = checksum::update32(t.checksum(), seq, new);
+        let mut t = TcpPacket::new_unchecked(&mut buf.data_mut()[l4..end]);
+        t.set_seq_number(new);
+        t.set_checksum(c);
+        return Ok(InOutcome::Shifted);
+    }
+    let hdr = header(version, orig);
+    if hdr.len() != len {
+        return Err(DropReason::Unsupported); // cannot happen: same tuple, same bytes
+    }
+    if meta.ip_len() + len > mtu {
+        return Err(DropReason::FragNeeded);
+    }
+    let hl = t.header_len();
+    let seg_len = meta.l4_len;
+    let new_seg_len = seg_len + len;
+    if new_seg_len > usize::from(u16::MAX) {
+        return Err(DropReason::FragNeeded);
+    }
+    // Checksum: pseudo-header length changes; the header's bytes are added at
+    // an even offset (TCP header lengths are multiples of 4); the payload moves
+    // by `len`, which with an odd `len` swaps the bytes of its 16-bit words
+    // (RFC 1071 byte-order independence: its sum is byte-swapped).
+    let mut s = u32::from(!t.checksum());
+    s += u32::from(!(seg_len as u16)) + new_seg_len as u32;
+    s += checksum::sum(hdr.as_bytes());
+    if len % 2 == 1 {
+        let p = checksum::fold(checksum::sum(t.payload()));
+        s += u32::from(!p) + u32::from(p.swap_bytes());
+    }
+    let new_csum = !checksum::fold(s);
+
+    let pad = buf.len() - end;
+    let pl_off = l4 + hl;
+    let _ = buf.trim(pad);
+    if buf.prepend(len).is_some() {
+        let data = buf.data_mut();
+        data.copy_within(len..len + pl_off, 0);
+        data[pl_off..pl_off + len].copy_from_slice(hdr.as_bytes());
+    } else if buf.append(len).is_some() {
+        let data = buf.data_mut();
+        data.copy_within(pl_off..end, pl_off + len);
+        data[pl_off..pl_off + len].copy_from_slice(hdr.as_bytes());
+    } else {
+        return Err(DropReason::NoMbuf);
+    }
+    let data = buf.data_mut();
+    data[l4 + 16..l4 + 18].copy_from_slice(&new_csum.to_be_bytes());
+    let l3 = meta.l3_off;
+    match meta.family {
+        IpFamily::V4 => {
+            let mut ip = Ipv4Packet::new_unchecked(&mut data[l3..]);
+            let old = ip.total_len();
+            let new = old.wrapping_add(len as u16);
+            let c = checksum::update16(ip.checksum(), old, new);
+            ip.set_total_len(new);
+            ip.set_checksum(c);
+        }
+        IpFamily::V6 => {
+            let mut ip = Ipv6Packet::new_unchecked(&mut data[l3..]);
+            let pl = ip.payload_len().wrapping_add(len as u16);
+            ip.set_payload_len(pl);
+        }
+    }
+    meta.l4_len = new_seg_len;
+    let first_time = *user & COUNTED == 0;
+    *user |= COUNTED;
+    Ok(InOutcome::Inserted { first: first_time })
+}
+
+/// Real server -> client: moves the acknowledgement number and SACK blocks
+/// of the TCP segment `seg` (exactly the segment) back by the header length.
+/// Marks the header acknowledged in `user`. `true` if the segment changed.
+pub fn pp_out(seg: &mut [u8], user: &mut u64) -> bool {
+    let len = pp_len(*user) as u32;
+    if len == 0 {
+        return false;
+    }
+    let Ok(t) = TcpPacket::new_checked(&*seg) else {
+        return false;
+    };
+    if t.flags() & ACK == 0 {
+        return false;
+    }
+    let first = *user as u32;
+    let map = |v: u32| -> u32 {
+        let d = v.wrapping_sub(first) as i32;
+        if d <= 0 {
+            v
+        } else if (d as u32) < len {
+            first
+        } else {
+            v.wrapping_sub(len)
+        }
+    };
+    if (t.ack_number().wrapping_sub(first) as i32) >= len as i32 {
+        *user |= ACKED;
+    }
+    let hl = t.header_len();
+    let csum = t.checksum();
+    // Header sum before and after (checksum field as zero); the header starts
+    // at an even offset, so whole-header sums handle options at any alignment.
+    let mut before = [0u8; 60];
+    before[..hl].copy_from_slice(&seg[..hl]);
+    before[16] = 0;
+    before[17] = 0;
+    let mut changed = false;
+    let ack = u32::from_be_bytes([seg[8], seg[9], seg[10], seg[11]]);
+    let na = map(ack);
+    if na != ack {
+        seg[8..12].copy_from_slice(&na.to_be_bytes());
+        changed = true;
+    }
+    let mut i = 20;
+    while i < hl {
+        match seg[i] {
+            OPT_EOL => break,
+            OPT_NOP => i += 1,
+            kind => {
+                let Some(&l) = seg.get(i + 1) else { break };
+                let l = usize::from(l);
+                if l < 2 || i + l > hl {
+                    break;
+                }
+                if kind == OPT_SACK && l >= 10 && (l - 2) % 8 == 0 {
+                    let mut e = i + 2;
+                    while e < i + l {
+                        let v = u32::from_be_bytes([seg[e], seg[e + 1], seg[e + 2], seg[e + 3]]);
+                        let nv = map(v);
+                        if nv != v {
+                            seg[e..e + 4].copy_from_slice(&nv.to_be_bytes());
+                            changed = true;
+                        }
+                        e += 4;
+                    }
+                }
+                i += l;
+            }
+        }
+    }
+    if !changed {
+        return false;
+    }
+    let mut after = [0u8; 60];
+    after[..hl].copy_from_slice(&seg[..hl]);
+    after[16] = 0;
+    after[17] = 0;
+    let s = u32::from(!csum)
+        + u32::from(!checksum::fold(checksum::sum(&before[..hl])))
+        + checksum::sum(&after[..hl]);
+    seg[16..18].copy_from_slice(&(!checksum::fold(s)).to_be_bytes());
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::classify::{classify, Packet};
+    use crate::wire::VecBuf;
+    use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TcpOptionElement, TransportHeader};
+    use std::net::IpAddr;
+
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const CIP: [u8; 4] = [10, 0, 0, 2];
+    const VIP: [u8; 4] = [10, 0, 0, 100];
+    const RIP: [u8; 4] = [192, 168, 100, 2];
+    const LIP: [u8; 4] = [192, 168, 100, 254];
+    const ISN: u32 = 0xffff_ff00; // wraps during the connection
+    const RS_ISN: u32 = 7000;
+
+    fn orig(sport: u16) -> Tuple {
+        Tuple {
+            proto: 6,
+            src: IpAddr::from(CIP),
+            sport,
+            dst: IpAddr::from(VIP),
+            dport: 80,
+        }
+    }
+
+    fn user(version: ProxyProtocol, sport: u16) -> u64 {
+        let u = crate::xmit::fnat_user_init(ISN.wrapping_add(1));
+        pp_init(u, version, &orig(sport))
+    }
+
+    struct Seg<'a> {
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        opts: &'a [TcpOptionElement],
+        payload: &'a [u8],
+    }
+
+    fn tcp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, s: &Seg) -> Vec<u8> {
+        let mut h = etherparse::TcpHeader::new(sport, dport, s.seq, 64000);
+        h.syn = s.flags & SYN != 0;
+        h.ack = s.flags & ACK != 0;
+        h.fin = s.flags & FIN != 0;
+        h.rst = s.flags & RST != 0;
+        h.acknowledgment_number = s.ack;
+        h.set_options(s.opts).unwrap();
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv4(src, dst, 64)
+            .tcp_header(h)
+            .write(&mut v, s.payload)
+            .unwrap();
+        v
+    }
+
+    fn meta(f: &[u8]) -> IpMeta {
+        match classify(f) {
+            Ok(Packet::Ip(m)) => m,
+            o => panic!("{o:?}"),
+        }
+    }
+
+    /// Re-parses with etherparse, checks every checksum; (tcp header, payload).
+    fn verify(f: &[u8]) -> (etherparse::TcpHeader, Vec<u8>) {
+        let h = PacketHeaders::from_ethernet_slice(f).unwrap();
+        let pl = h.payload.slice().to_vec();
+        let tcp = match &h.transport {
+            Some(TransportHeader::Tcp(t)) => t.clone(),
+            o => panic!("{o:?}"),
+        };
+        match &h.net {
+            Some(NetHeaders::Ipv4(ip, _)) => {
+                assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "IP checksum");
+                assert_eq!(usize::from(ip.total_len), f.len() - 14, "IP length");
+                assert_eq!(
+                    tcp.checksum,
+                    tcp.calc_checksum_ipv4(ip, &pl).unwrap(),
+                    "TCP checksum"
+                );
+            }
+            Some(NetHeaders::Ipv6(ip, _)) => {
+                assert_eq!(usize::from(ip.payload_length), f.len() - 54, "IPv6 length");
+                assert_eq!(
+                    tcp.checksum,
+                    tcp.calc_checksum_ipv6(ip, &pl).unwrap(),
+                    "TCP checksum"
+                );
+            }
+            o => panic!("{o:?}"),
+        }
+        (tcp, pl)
+    }
+
+    /// Client -> director segment through `pp_in`.
+    fn client(
+        u: &mut u64,
+        sport: u16,
+        s: &Seg,
+        mtu: usize,
+    ) -> (Result<InOutcome, DropReason>, Vec<u8>) {
+        let f = tcp_frame(CIP, sport, VIP, 80, s);
+        let mut m = meta(&f);
+        let mut b = VecBuf::new(&f);
+        let r = pp_in(&mut b, &mut m, u, &orig(sport), mtu);
+        if r.is_ok() {
+            assert_eq!(meta(b.data()), m, "meta follows the frame");
+        }
+        (r, b.data().to_vec())
+    }
+
+    /// Real server -> director segment through `pp_out`.
+    fn server(u: &mut u64, s: &Seg) -> (bool, Vec<u8>) {
+        let mut f = tcp_frame(RIP, 80, LIP, 5000, s);
+        let changed = pp_out(&mut f[34..], u);
+        (changed, f)
+    }
+
+    fn sack(blocks: &[(u32, u32)]) -> TcpOptionElement {
+        let mut b = [(0u32, 0u32); 3];
+        b[..blocks.len().min(3)].copy_from_slice(&blocks[..blocks.len().min(3)]);
+        TcpOptionElement::SelectiveAcknowledgement(b[0], {
+            let mut rest = [None; 3];
+            for (i, x) in blocks.iter().skip(1).enumerate() {
+                rest[i] = Some(*x);
+            }
+            rest
+        })
+    }
+
+    #[test]
+    fn state_bits_beside_toa() {
+        let u0 = crate::xmit::fnat_user_init(1234);
+        assert_eq!(pp_len(u0), 0);
+        assert_eq!(pp_version(u0), None);
+        let u = pp_init(u0, ProxyProtocol::V2, &orig(40000));
+        assert_eq!(pp_len(u), 28);
+        assert_eq!(pp_version(u), Some(ProxyProtocol::V2));
+        assert_eq!(u as u32, 1234, "TOA's sequence number kept");
+        assert_ne!(u & SEQ_KNOWN, 0);
+        assert_eq!(pp_init(u, ProxyProtocol::V1, &orig(40000)), u, "idempotent");
+        assert_eq!(pp_init(0, ProxyProtocol::V1, &orig(1)), 0, "needs the ISN");
+        let u = pp_init(u0, ProxyProtocol::V1, &orig(40000));
+        assert_eq!(
+            pp_len(u),
+            b"PROXY TCP4 10.0.0.2 10.0.0.100 40000 80\r\n".len()
+        );
+    }
+
+    #[test]
+    fn whole_connection_consistent_both_ways() {
+        for (version, sport) in [
+            (ProxyProtocol::V1, 40000), // odd header length
+            (ProxyProtocol::V1, 4000),  // even
+            (ProxyProtocol::V2, 40000),
+        ] {
+            let mut u = user(version, sport);
+            let hdr = header(version, &orig(sport));
+            let len = hdr.len() as u32;
+            let s = ISN.wrapping_add(1);
+            let r1 = RS_ISN + 1;
+
+            // SYN: untouched.
+            let (r, f) = client(
+                &mut u,
+                sport,
+                &Seg {
+                    seq: ISN,
+                    ack: 0,
+                    flags: SYN,
+                    opts: &[],
+                    payload: b"",
+                },
+                1500,
+            );
+            assert_eq!(r, Ok(InOutcome::Untouched));
+            assert_eq!(verify(&f).0.sequence_number, ISN);
+
+            // SYN-ACK: acks S, unchanged.
+            let (ch, f) = server(
+                &mut u,
+                &Seg {
+                    seq: RS_ISN,
+                    ack: s,
+                    flags: SYN | ACK,
+                    opts: &[],
+                    payload: b"",
+                },
+            );
+            assert!(!ch);
+            assert_eq!(verify(&f).0.acknowledgment_number, s);
+
+            // Handshake ACK: carries the header at S.
+            let ts = [
+                TcpOptionElement::Noop,
+                TcpOptionElement::Noop,
+                TcpOptionElement::Timestamp(1, 2),
+            ];
+            let (r, f) = client(
+                &mut u,
+                sport,
+                &Seg {
+                    seq: s,
+                    ack: r1,
+                    flags: ACK,
+                    opts: &ts,
+                    payload: b"",
+                },
+                1500,
+            );
+            assert_eq!(r, Ok(InOutcome::Inserted { first: true }));
+            let (t, pl) = verify(&f);
+            assert_eq!(t.sequence_number, s);
+            assert_eq!(pl, hdr.as_bytes());
+
+            // First data before the server's ACK: header again, same place.
+            let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n!"; // odd length
+            let (r, f) = client(
+                &mut u,
+                sport,
+                &Seg {
+                    seq: s,
+                    ack: r1,
+                    flags: ACK,
+                    opts: &ts,
+                    payload: get,
+                },
+                1500,
+            );
+            assert_eq!(r, Ok(InOutcome::Inserted { first: false }));
+            let (t, pl) = verify(&f);
+            assert_eq!(t.sequence_number, s);
+            assert_eq!(&pl[..hdr.len()], hdr.as_bytes());
+            assert_eq!(&pl[hdr.len()..], get);
+
+            // Server acks part of the header only: the client sees S.
+            let (_, f) = server(
+                &mut u,
+                &Seg {
+                    seq: r1,
+                    ack: s.wrapping_add(3),
+                    flags: ACK,
+                    opts: &[],
+                    payload: b"",
+                },
+            );
+            assert_eq!(verify(&f).0.acknowledgment_number, s);
+
+            // Server acks the header and 5 request bytes, SACKs 10..20 (and a
+            // D-SACK inside the header, which collapses to an empty block).
+            let blocks = [
+                (s.wrapping_add(len + 10), s.wrapping_add(len + 20)),
+                (s.wrapping_add(1), s.wrapping_add(len)),
+            ];
+            let (ch, f) = server(
+                &mut u,
+                &Seg {
+                    seq: r1,
+                    ack: s.wrapping_add(len + 5),
+                    flags: ACK,
+                    opts: &[sack(&blocks)],
+                    payload: b"HTTP/1.1 200 OK\r\n",
+                },
+            );
+            assert!(ch);
+            let (t, pl) = verify(&f);
+            assert_eq!(t.acknowledgment_number, s.wrapping_add(5));
+            assert_eq!(pl, b"HTTP/1.1 200 OK\r\n", "server data untouched");
+            let o = t.options.as_slice();
+            let at = o.iter().position(|&b| b == OPT_SACK).unwrap();
+            let be = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            assert_eq!(
+                (be(at + 2), be(at + 6)),
+                (s.wrapping_add(10), s.wrapping_add(20))
+            );
+            assert_eq!((be(at + 10), be(at + 14)), (s, s));
+
+            // Retransmission of the first data after the header was acked:
+            // shifted, no header (the server has it).
+            let (r, f) = client(
+                &mut u,
+                sport,
+                &Seg {
+                    seq: s,
+                    ack: r1 + 17,
+                    flags: ACK,
+                    opts: &ts,
+                    payload: get,
+                },
+                1500,
+            );
+            assert_eq!(r, Ok(InOutcome::Shifted));
+            let (t, pl) = verify(&f);
+            assert_eq!(t.sequence_number, s.wrapping_add(len));
+            assert_eq!(pl, get);
+            assert_eq!(
+                t.acknowledgment_number,
+                r1 + 17,
+                "client's ack is not shifted"
+            );
+
+            // A full-sized later segment fits as it is.
+            let big = [b'x'; 1448];
+            let (r, f) = client(
+                &mut u,
+                sport,
+                &Seg {
+                    seq: s.wrapping_add(30),
+                    ack: r1 + 17,
+                    flags: ACK,
+                    opts: &ts,
+                    payload: &big,
+                },
+                1500,
+            );
+            assert_eq!(r, Ok(InOutcome::Shifted));
+            assert_eq!(verify(&f).0.sequence_number, s.wrapping_add(30 + len));
+
+            // Client FIN, server FIN-ACK, client last ACK.
+            let fin_seq = s.wrapping_add(30 + 1448);
+            let (r, f) = client(
+                &mut u,
+                sport,
+                &Seg {
+                    seq: fin_seq,
+                    ack: r1 + 17,
+                    flags: FIN | ACK,
+                    opts: &[],
+                    payload: b"",
+                },
+                1500,
+            );
+            assert_eq!(r, Ok(InOutcome::Shifted));
+            assert_eq!(verify(&f).0.sequence_number, fin_seq.wrapping_add(len));
+            let (_, f) = server(
+                &mut u,
+                &Seg {
+                    seq: r1 + 17,
+                    ack: fin_seq.wrapping_add(len + 1),
+                    flags: FIN | ACK,
+                    opts: &[],
+                    payload: b"",
+                },
+            );
+            assert_eq!(verify(&f).0.acknowledgment_number, fin_seq.wrapping_add(1));
+            let (r, f) = client(
+                &mut u,
+                sport,
+                &Seg {
+                    seq: fin_seq.wrapping_add(1),
+                    ack: r1 + 18,
+                    flags: ACK,
+                    opts: &[],
+                    payload: b"",
+                },
+                1500,
+            );
+            assert_eq!(r, Ok(InOutcome::Shifted));
+            assert_eq!(verify(&f).0.sequence_number, fin_seq.wrapping_add(1 + len));
+        }
+    }
+
+    #[test]
+    fn too_big_for_the_mtu_with_the_header() {
+        let mut u = user(ProxyProtocol::V2, 40000);
+        let s = ISN.wrapping_add(1);
+        let big = [b'x'; 1460];
+        let seg = Seg {
+            seq: s,
+            ack: 1,
+            flags: ACK,
+            opts: &[],
+            payload: &big,
+        };
+        let (r, f) = client(&mut u, 40000, &seg, 1500);
+        assert_eq!(r, Err(DropReason::FragNeeded));
+        assert_eq!(f, tcp_frame(CIP, 40000, VIP, 80, &seg), "unchanged");
+        // With room it goes, and the header was not counted before.
+        let (r, _) = client(&mut u, 40000, &seg, 1600);
+        assert_eq!(r, Ok(InOutcome::Inserted { first: true }));
+    }
+
+    #[test]
+    fn rst_and_keepalive_are_not_given_the_header() {
+        let mut u = user(ProxyProtocol::V1, 40000);
+        let len = pp_len(u) as u32;
+        let s = ISN.wrapping_add(1);
+        let (r, f) = client(
+            &mut u,
+            40000,
+            &Seg {
+                seq: s,
+                ack: 1,
+                flags: RST | ACK,
+                opts: &[],
+                payload: b"",
+            },
+            1500,
+        );
+        assert_eq!(r, Ok(InOutcome::Shifted));
+        assert_eq!(verify(&f).0.sequence_number, s.wrapping_add(len));
+        let (r, _) = client(
+            &mut u,
+            40000,
+            &Seg {
+                seq: ISN,
+                ack: 1,
+                flags: ACK,
+                opts: &[],
+                payload: b"",
+            },
+            1500,
+        );
+        assert_eq!(r, Ok(InOutcome::Untouched), "keepalive probe at S-1");
+    }
+
+    #[test]
+    fn no_headroom_uses_the_tail() {
+        let mut u = user(ProxyProtocol::V1, 40000);
+        let hdr = header(ProxyProtocol::V1, &orig(40000));
+        let s = ISN.wrapping_add(1);
+        let f = tcp_frame(
+            CIP,
+            40000,
+            VIP,
+            80,
+            &Seg {
+                seq: s,
+                ack: 1,
+                flags: ACK,
+                opts: &[],
+                payload: b"abc",
+            },
+        );
+        let mut m = meta(&f);
+        let mut b = VecBuf::with_headroom(&f, 0);
+        let r = pp_in(&mut b, &mut m, &mut u, &orig(40000), 1500);
+        assert_eq!(r, Ok(InOutcome::Inserted { first: true }));
+        let (_, pl) = verify(b.data());
+        assert_eq!(&pl[..hdr.len()], hdr.as_bytes());
+        assert_eq!(&pl[hdr.len()..], b"abc");
+    }
+
+    #[test]
+    fn ipv6_header_inserted_with_checksum() {
+        let c6: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
+        let v6: std::net::Ipv6Addr = "2001:db8::64".parse().unwrap();
+        let o = Tuple {
+            proto: 6,
+            src: c6.into(),
+            sport: 40001,
+            dst: v6.into(),
+            dport: 80,
+        };
+        for version in [ProxyProtocol::V1, ProxyProtocol::V2] {
+            let mut u = pp_init(crate::xmit::fnat_user_init(100), version, &o);
+            let mut h = etherparse::TcpHeader::new(40001, 80, 100, 1000);
+            h.ack = true;
+            let mut f = Vec::new();
+            PacketBuilder::ethernet2(MAC, MAC)
+                .ipv6(c6.octets(), v6.octets(), 64)
+                .tcp_header(h)
+                .write(&mut f, b"hello")
+                .unwrap();
+            let mut m = meta(&f);
+            let mut b = VecBuf::new(&f);
+            assert_eq!(
+                pp_in(&mut b, &mut m, &mut u, &o, 1500),
+                Ok(InOutcome::Inserted { first: true })
+            );
+            let (_, pl) = verify(b.data());
+            let hdr = header(version, &o);
+            assert_eq!(&pl[..hdr.len()], hdr.as_bytes());
+            assert_eq!(&pl[hdr.len()..], b"hello");
+        }
+    }
+
+    #[test]
+    fn not_a_pp_connection_is_left_alone() {
+        let mut u = crate::xmit::fnat_user_init(5);
+        let (r, _) = client(
+            &mut u,
+            1,
+            &Seg {
+                seq: 5,
+                ack: 1,
+                flags: ACK,
+                opts: &[],
+                payload: b"x",
+            },
+            1500,
+        );
+        assert_eq!(r, Ok(InOutcome::Untouched));
+        let (ch, _) = server(
+            &mut u,
+            &Seg {
+                seq: 1,
+                ack: 9,
+                flags: ACK,
+                opts: &[],
+                payload: b"",
+            },
+        );
+        assert!(!ch);
+    }
+
+    /// Any order of client segments (retransmissions, overlaps, reordering)
+    /// and server ACKs: what the server reassembles by sequence number is the
+    /// header followed by the client's bytes, never a conflicting byte, and
+    /// each server ACK maps back to the same point in the client's stream.
+    #[test]
+    fn random_connection_reassembles_consistently() {
+        use proptest::prelude::*;
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 + 3) as u8).collect();
+        proptest!(|(segs in proptest::collection::vec((0usize..3000, 0usize..1400, any::<bool>()), 1..40),
+                    v2 in any::<bool>())| {
+            let version = if v2 { ProxyProtocol::V2 } else { ProxyProtocol::V1 };
+            let mut u = user(version, 40000);
+            let hdr = header(version, &orig(40000));
+            let len = hdr.len();
+            let s = ISN.wrapping_add(1);
+            // Server's view: byte at stream offset i (from S).
+            let mut rs: Vec<Option<u8>> = vec![None; len + data.len()];
+            let mut rcv_nxt = 0usize;
+            // The handshake ACK first, as a client always sends it.
+            let mut all = vec![(0usize, 0usize, false)];
+            all.extend(segs);
+            for (off, n, ack_now) in all {
+                let n = n.min(data.len() - off);
+                let seg = Seg { seq: s.wrapping_add(off as u32), ack: 1, flags: ACK, opts: &[], payload: &data[off..off + n] };
+                let (r, f) = client(&mut u, 40000, &seg, 1500);
+                prop_assert!(r.is_ok());
+                let (t, pl) = verify(&f);
+                let at = t.sequence_number.wrapping_sub(s) as usize;
+                for (i, b) in pl.iter().enumerate() {
+                    let slot = &mut rs[at + i];
+                    prop_assert!(slot.is_none() || *slot == Some(*b), "conflicting byte at {}", at + i);
+                    *slot = Some(*b);
+                }
+                while rcv_nxt < rs.len() && rs[rcv_nxt].is_some() {
+                    rcv_nxt += 1;
+                }
+                if ack_now {
+                    let (_, f) = server(&mut u, &Seg { seq: 1, ack: s.wrapping_add(rcv_nxt as u32), flags: ACK, opts: &[], payload: b"" });
+                    let a = verify(&f).0.acknowledgment_number.wrapping_sub(s) as usize;
+                    prop_assert_eq!(a, rcv_nxt.saturating_sub(len));
+                }
+            }
+            for (i, b) in hdr.as_bytes().iter().enumerate() {
+                prop_assert_eq!(rs[i], Some(*b));
+            }
+            for (i, b) in rs[len..].iter().enumerate() {
+                if let Some(b) = b {
+                    prop_assert_eq!(*b, data[i]);
+                }
+            }
+        });
+    }
+}
