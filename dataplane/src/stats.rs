@@ -60,10 +60,13 @@ pub enum DropReason {
     /// Too big for the egress MTU with DF set (TUN adds a header): an ICMP
     /// fragmentation-needed / packet-too-big went back to the sender instead.
     FragNeeded,
+    /// IPv6 neighbour solicitation/advertisement failing RFC 4861's checks
+    /// (hop limit 255, code 0, checksum, lengths, options).
+    BadNdp,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Truncated,
         DropReason::UnknownEtherType,
         DropReason::BadArp,
@@ -87,6 +90,7 @@ impl DropReason {
         DropReason::TxFull,
         DropReason::LipExhausted,
         DropReason::FragNeeded,
+        DropReason::BadNdp,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -116,6 +120,7 @@ impl DropReason {
             DropReason::TxFull => "tx_full",
             DropReason::LipExhausted => "lip_exhausted",
             DropReason::FragNeeded => "frag_needed",
+            DropReason::BadNdp => "bad_ndp",
         }
     }
 }

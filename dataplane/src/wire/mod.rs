@@ -16,6 +16,7 @@ pub mod ipip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod nat;
+pub mod ndp;
 pub mod tcp;
 pub mod toa;
 pub mod udp;
