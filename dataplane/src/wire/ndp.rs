@@ -484,4 +484,25 @@ mod tests {
         // Truncated ICMPv6 / payload length beyond the buffer
         assert!(parse(&good[14..60], 40).is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever the bytes and the offset, parsing never panics.
+        #[test]
+        fn random_bytes_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            l4 in 0usize..130,
+        ) {
+            let _ = parse(&bytes, l4);
+        }
+
+        /// Any single-bit change of a valid solicitation is either still valid
+        /// NDP, not NDP, or refused with a reason: never a panic.
+        #[test]
+        fn bitflips_of_a_solicitation(at in 0usize..(FRAME_LEN - 14), bit in 0u8..8) {
+            let mut f = [0u8; FRAME_LEN];
+            build_solicit(&mut f, PEER, RIP, DIP);
+            f[14 + at] ^= 1 << bit;
+            let _ = parse(&f[14..], 40);
+        }
+    }
 }
