@@ -1,13 +1,16 @@
-//! Being a host on the director's networks: ARP for own addresses (VIPs, DIPs,
-//! LIPs), learning neighbours, ARP requests for next hops, gratuitous ARP when an
-//! address appears, and ICMP echo replies for own addresses.
+//! Being a host on the director's networks: ARP and IPv6 neighbour discovery
+//! for own addresses (VIPs, DIPs, LIPs), learning neighbours, ARP requests and
+//! neighbour solicitations for next hops, gratuitous ARP / unsolicited
+//! advertisements when an address appears, and ICMP / ICMPv6 echo replies for
+//! own addresses.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use crate::dpdk::mbuf::Mbuf;
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
-use crate::wire::{arp, icmp, ArpPacket, IpMeta, MacAddr, PacketBuf};
+use crate::wire::icmpv6::msg_type;
+use crate::wire::{arp, icmp, icmpv6, ndp, ArpPacket, IpFamily, IpMeta, MacAddr, PacketBuf};
 use crate::worker::Worker;
 
 const ETH_HLEN: usize = 14;
@@ -53,10 +56,12 @@ impl Worker {
         // A reply is consumed by learning; `flush_pending` sends what waited for it.
     }
 
-    /// Ask who has `ip` on `port`, from an address of ours on that port.
+    /// Ask who has `ip` on `port`, from an address of ours on that port: an
+    /// ARP request, or for IPv6 a neighbour solicitation.
     pub(crate) fn send_arp_request(&mut self, snap: &Snapshot, port: usize, ip: IpAddr) {
-        let IpAddr::V4(target) = ip else {
-            return; // NDP comes with IPv6 forwarding
+        let target = match ip {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(a) => return self.send_neigh_solicit(snap, port, a),
         };
         let src = snap
             .local
@@ -97,20 +102,107 @@ impl Worker {
             .collect();
         self.announced = snap.local.keys().copied().collect();
         for l in fresh {
-            let IpAddr::V4(a) = l.addr else { continue };
             let Some(mut m) = self.pool.alloc() else {
                 return;
             };
-            let mut frame = [0u8; ETH_MIN];
-            let n = arp::build_gratuitous(&mut frame, MacAddr(snap.ports[l.port].mac), a);
-            if n > 0 && m.write_from(&frame[..ETH_MIN.max(n)]) {
+            let mac = MacAddr(snap.ports[l.port].mac);
+            let mut frame = [0u8; ndp::FRAME_LEN];
+            let n = match l.addr {
+                IpAddr::V4(a) => match arp::build_gratuitous(&mut frame, mac, a) {
+                    0 => 0,
+                    n => n.max(ETH_MIN),
+                },
+                // Unsolicited advertisement (RFC 4861 7.2.6): override, not solicited.
+                IpAddr::V6(a) => ndp::build_advert(
+                    &mut frame,
+                    mac,
+                    a,
+                    ndp::ALL_NODES,
+                    ndp::multicast_mac(ndp::ALL_NODES),
+                    ndp::flag::OVERRIDE,
+                ),
+            };
+            if n > 0 && m.write_from(&frame[..n]) {
                 self.tx.push(l.port, m);
             }
         }
     }
 
-    /// Echo requests to our own addresses are answered; other ICMP is not ours
-    /// to handle yet (error translation comes with the modes work).
+    /// A neighbour solicitation for `target` to its solicited-node group, from
+    /// our IPv6 address on `port` (one in the target's prefix if there is one).
+    fn send_neigh_solicit(&mut self, snap: &Snapshot, port: usize, target: Ipv6Addr) {
+        let src = snap
+            .local
+            .values()
+            .filter(|l| l.port == port)
+            .filter_map(|l| match l.addr {
+                IpAddr::V6(a) => Some((
+                    a,
+                    crate::route::contains(l.addr, l.prefix_len, IpAddr::V6(target)),
+                )),
+                _ => None,
+            })
+            .max_by_key(|(a, same_net)| (*same_net, std::cmp::Reverse(*a)))
+            .map(|(a, _)| a);
+        let Some(src) = src else { return };
+        let Some(mut m) = self.pool.alloc() else {
+            return self.count_drop(DropReason::NoMbuf);
+        };
+        let mut frame = [0u8; ndp::FRAME_LEN];
+        let n = ndp::build_solicit(&mut frame, MacAddr(snap.ports[port].mac), src, target);
+        if n == 0 || !m.write_from(&frame[..n]) {
+            return self.count_drop(DropReason::NoMbuf);
+        }
+        self.tx.push(port, m);
+    }
+
+    /// Neighbour solicitations and advertisements (RFC 4861): answer a
+    /// solicitation for an address of ours on that port, learn the solicitor's
+    /// and the advertiser's link-layer address. Invalid messages count `BadNdp`.
+    fn handle_ndp(&mut self, snap: &Snapshot, mut m: Mbuf, in_port: usize, meta: IpMeta) {
+        let parsed = match m.data().get(meta.l3_off..) {
+            Some(ip) => ndp::parse(ip, meta.l4_rel()),
+            None => Err(DropReason::Truncated),
+        };
+        let n = match parsed {
+            Ok(Some(n)) => n,
+            Ok(None) => return self.count_drop(DropReason::IcmpIgnored),
+            Err(r) => return self.count_drop(r),
+        };
+        let target = IpAddr::V6(n.target);
+        let ours = snap.local.get(&target).is_some_and(|l| l.port == in_port);
+        match n.kind {
+            ndp::Kind::Solicit => {
+                if !ours {
+                    return self.count_drop(DropReason::NotForUs);
+                }
+                if let (Some(mac), false) = (n.lladdr, n.src.is_unspecified()) {
+                    self.shared
+                        .neigh
+                        .learn(in_port, IpAddr::V6(n.src), mac, self.now_ms);
+                }
+                let eth_src = MacAddr::from_bytes(&m.data()[6..12]).unwrap_or(MacAddr([0; 6]));
+                let mut frame = [0u8; ndp::FRAME_LEN];
+                let k = ndp::build_reply(&mut frame, MacAddr(snap.ports[in_port].mac), &n, eth_src);
+                if k == 0 || !m.write_from(&frame[..k]) {
+                    return self.count_drop(DropReason::NoMbuf);
+                }
+                self.tx.push(in_port, m);
+            }
+            // An advertisement is consumed by learning (like an ARP reply);
+            // `flush_pending` sends what waited for it. Nobody else may claim
+            // an address of ours.
+            ndp::Kind::Advert => {
+                if let (Some(mac), false) = (n.lladdr, snap.is_local(target)) {
+                    self.shared.neigh.learn(in_port, target, mac, self.now_ms);
+                }
+            }
+        }
+    }
+
+    /// Echo requests (ICMP and ICMPv6) to our own addresses are answered and
+    /// IPv6 neighbour discovery is handled; other ICMP is not ours to handle
+    /// here (error translation for tracked flows is dispatched in `core`).
     pub(crate) fn handle_icmp(
         &mut self,
         snap: &Snapshot,
@@ -118,10 +210,24 @@ impl Worker {
         in_port: usize,
         meta: IpMeta,
     ) {
+        if meta.family == IpFamily::V6
+            && matches!(
+                meta.icmp_type,
+                msg_type::NEIGHBOR_SOLICIT | msg_type::NEIGHBOR_ADVERT
+            )
+        {
+            // Solicitations go to multicast groups: before the is-it-ours test.
+            return self.handle_ndp(snap, m, in_port, meta);
+        }
         if !snap.is_local(meta.dst) {
             return self.count_drop(DropReason::NotForUs);
         }
-        if !meta.dst.is_ipv4() || !icmp::echo_reply_in_place(&mut m.data_mut()[meta.l3_off..]) {
+        let ip = &mut m.data_mut()[meta.l3_off..];
+        let answered = match meta.family {
+            IpFamily::V4 => icmp::echo_reply_in_place(ip),
+            IpFamily::V6 => icmpv6::echo_reply_in_place(ip),
+        };
+        if !answered {
             return self.count_drop(DropReason::IcmpIgnored);
         }
         // Back to whoever sent it, on the port it came in.

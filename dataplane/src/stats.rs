@@ -68,10 +68,13 @@ pub enum DropReason {
     /// another address family, a non-first fragment (no ports), or not
     /// addressed to the quoted packet's sender.
     BadIcmpInner,
+    /// IPv6 neighbour solicitation/advertisement failing RFC 4861's checks
+    /// (hop limit 255, code 0, checksum, lengths, options).
+    BadNdp,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::Truncated,
         DropReason::UnknownEtherType,
         DropReason::BadArp,
@@ -97,6 +100,7 @@ impl DropReason {
         DropReason::FragNeeded,
         DropReason::IcmpNoConn,
         DropReason::BadIcmpInner,
+        DropReason::BadNdp,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -128,6 +132,7 @@ impl DropReason {
             DropReason::FragNeeded => "frag_needed",
             DropReason::IcmpNoConn => "icmp_no_conn",
             DropReason::BadIcmpInner => "bad_icmp_inner",
+            DropReason::BadNdp => "bad_ndp",
         }
     }
 }

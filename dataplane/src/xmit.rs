@@ -4,9 +4,10 @@
 //! rewrites both ends both ways (client -> LIP, VIP -> RIP) and tells the real
 //! server the client's address in a TOA option or a Proxy Protocol header
 //! (`fnat`); DR only readdresses the Ethernet frame to the real server; TUN
-//! wraps the packet in IPIP from the DIP to the RIP. Output looks up the route and the next hop's MAC; a packet
-//! whose neighbour is unknown waits in the worker's bounded pending queue while
-//! an ARP request goes out.
+//! wraps the packet in IPIP (or IPv6-in-IPv6) from the DIP to the RIP. Output
+//! looks up the route and the next hop's MAC; a packet whose neighbour is
+//! unknown waits in the worker's bounded pending queue while an ARP request
+//! (IPv6: a neighbour solicitation) goes out.
 
 use std::net::IpAddr;
 
@@ -21,7 +22,8 @@ use crate::neigh::Pending;
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
 use crate::wire::{
-    icmp, ip_proto, ipip, nat, nat64, toa, IpFamily, IpMeta, Ipv4Packet, PacketBuf, TcpPacket,
+    icmp, icmpv6, ip_proto, ipip, nat, nat64, toa, IpFamily, IpMeta, Ipv4Packet, PacketBuf,
+    TcpPacket,
 };
 use crate::worker::Worker;
 
@@ -179,17 +181,16 @@ impl Worker {
     }
 
     /// TUN: IPIP from the DIP toward the RS to the RIP around the untouched
-    /// packet. Too big for the egress MTU with the 20 extra bytes: with DF set
-    /// the client gets ICMP fragmentation-needed with the MTU that fits; either
-    /// way the packet is dropped (`frag_needed`; no fragmentation here).
+    /// packet; for an IPv6 real server IPv6-in-IPv6 (RFC 2473) from the DIP6.
+    /// Too big for the egress MTU with the 20 / 40 extra bytes: with DF set
+    /// (always, for IPv6) the client gets ICMP fragmentation-needed / ICMPv6
+    /// packet-too-big with the MTU that fits; either way the packet is dropped
+    /// (`frag_needed`; no fragmentation here).
     fn xmit_tun(&mut self, snap: &Snapshot, mut m: Mbuf, meta: IpMeta, f: &Flow) {
-        let IpAddr::V4(rip) = f.reply.src else {
-            return self.count_drop(DropReason::Unsupported);
-        };
         let Some(hop) = snap.routes.lookup(f.reply.src) else {
             return self.count_drop(DropReason::NoRoute);
         };
-        let Some(IpAddr::V4(dip)) = crate::core::dip_toward(snap, f.reply.src) else {
+        let Some(dip) = crate::core::dip_toward(snap, f.reply.src) else {
             return self.count_drop(DropReason::NoRoute);
         };
         let mtu = snap
@@ -201,34 +202,46 @@ impl Worker {
                 let ip = crate::wire::Ipv4Packet::new_unchecked(&m.data()[meta.l3_off..]);
                 (ip.dont_frag(), ip.ident())
             }
+            // IPv6 routers never fragment: too big is always an error to the sender.
             crate::wire::IpFamily::V6 => (true, 0),
         };
-        if meta.ip_len() + ipip::OVERHEAD > mtu {
+        let overhead = match f.reply.src {
+            IpAddr::V4(_) => ipip::OVERHEAD,
+            IpAddr::V6(_) => ipip::OVERHEAD_V6,
+        };
+        if meta.ip_len() + overhead > mtu {
             if df {
-                let reduced = (mtu - ipip::OVERHEAD) as u16;
-                self.send_frag_needed(snap, &m, &meta, reduced);
+                self.send_frag_needed(snap, &m, &meta, mtu.saturating_sub(overhead) as u16);
             }
             return self.count_drop(DropReason::FragNeeded);
         }
         let len = m.len();
-        if let Err(r) = ipip::encap_ipip(&mut m, &meta, dip, rip, ident) {
+        let done = match (dip, f.reply.src) {
+            (IpAddr::V4(d), IpAddr::V4(r)) => ipip::encap_ipip(&mut m, &meta, d, r, ident),
+            (IpAddr::V6(d), IpAddr::V6(r)) => ipip::encap_ip6(&mut m, &meta, d, r),
+            _ => Err(DropReason::Unsupported),
+        };
+        if let Err(r) = done {
             return self.count_drop(r);
         }
         self.count_traffic(snap, f, Direction::Original, len - ETH_HLEN);
         self.output(snap, m, f.reply.src, false);
     }
 
-    /// ICMP fragmentation-needed from the packet's destination (the VIP) back
-    /// to its source, announcing `mtu`.
+    /// ICMP fragmentation-needed (IPv4) or ICMPv6 packet-too-big (IPv6) from
+    /// the packet's destination (the VIP) back to its source, announcing `mtu`.
     fn send_frag_needed(&mut self, snap: &Snapshot, m: &Mbuf, meta: &IpMeta, mtu: u16) {
-        let (IpAddr::V4(vip), IpAddr::V4(_)) = (meta.dst, meta.src) else {
-            return; // ICMPv6 packet-too-big comes with IPv6 TUN
-        };
         let Some(orig) = m.data().get(meta.l3_off..meta.l3_end()) else {
             return;
         };
-        let mut frame = [0u8; 14 + icmp::MAX_ERROR_LEN];
-        let n = icmp::build_frag_needed(&mut frame, orig, vip, mtu);
+        let mut frame = [0u8; 14 + icmpv6::MAX_ERROR_LEN];
+        let n = match (meta.dst, meta.src) {
+            (IpAddr::V4(vip), IpAddr::V4(_)) => icmp::build_frag_needed(&mut frame, orig, vip, mtu),
+            (IpAddr::V6(vip), IpAddr::V6(_)) => {
+                icmpv6::build_packet_too_big(&mut frame, orig, vip, u32::from(mtu))
+            }
+            _ => 0,
+        };
         if n == 0 {
             return;
         }

@@ -5,7 +5,13 @@
 #
 #   bypass.sh dr  PREFIX VIP [RUNDIR]   VIP on lo of each RS, arp_ignore/arp_announce
 #   bypass.sh tun PREFIX VIP [RUNDIR]   a user-space IPIP decapsulator per RS
-#                                       (raw socket proto 4 -> tun0 holding the VIP)
+#                                       (raw sockets for IPIP, proto 4 over IPv4,
+#                                       and IPv6-in-IPv6, next header 41 over
+#                                       IPv6 -> tun0 holding the VIP)
+#
+# VIP is an IPv4 or an IPv6 address (fd00:10::100: an IPv6 service). Linux
+# never answers neighbour solicitations on eth0 for an IPv6 address held by lo
+# or tun0, so IPv6 needs no arp_ignore counterpart.
 #
 # Both also start a UDP echo bound to VIP:9001 on each RS ("rsN:<payload>").
 #
@@ -13,7 +19,8 @@
 #
 #   ${P}cli  c0 10.0.0.2/24 ── lb0 [director] lb1 ── br0 (${P}lan)
 #            c1 192.168.0.254/24 ───────────────────┘  │
-#                                          rs1, rs2: default via 192.168.0.254
+#               fd00:192::254/64           rs1, rs2: default via 192.168.0.254
+#                                                    and fd00:192::254
 #
 # so the client namespace doubles as the site router: requests enter through
 # the director (the VIP resolves to it on c0), replies from VIP go straight from
@@ -27,11 +34,18 @@ MODE=$1
 P=$2
 VIP=$3
 [[ $P =~ ^[A-Za-z0-9_-]{1,16}$ ]] || { echo "bad PREFIX '$P'" >&2; exit 2; }
-[[ $VIP =~ ^[0-9.]+$ ]] || { echo "bad VIP '$VIP' (IPv4)" >&2; exit 2; }
+if [[ $VIP =~ ^[0-9.]+$ ]]; then
+  VIP_LEN=32
+elif [[ $VIP =~ ^[0-9a-fA-F:]+$ && $VIP == *:* ]]; then
+  VIP_LEN=128
+else
+  echo "bad VIP '$VIP' (an IPv4 or IPv6 address)" >&2; exit 2
+fi
 RUNDIR=${4:-/tmp/dpvs-${P}}
 NS_CLI=${P}cli NS_LAN=${P}lan
 RS_NS=("${P}rs1" "${P}rs2")
 ROUTER_IP=192.168.0.254
+ROUTER_IP6=fd00:192::254
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 no_offload() { nsx "$1" ethtool -K "$2" tso off gso off gro off tx off rx off >/dev/null 2>&1 || true; }
@@ -43,11 +57,13 @@ return_path() {
   nsx "$NS_LAN" ip link set sw-cli up
   no_offload "$NS_CLI" c1
   nsx "$NS_CLI" ip addr add "$ROUTER_IP/24" dev c1
+  nsx "$NS_CLI" ip -6 addr add "$ROUTER_IP6/64" dev c1 nodad
   nsx "$NS_CLI" ip link set c1 up
   nsx "$NS_CLI" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
     net.ipv4.conf.c0.rp_filter=0 net.ipv4.conf.c1.rp_filter=0
   for ns in "${RS_NS[@]}"; do
     nsx "$ns" ip route replace default via "$ROUTER_IP"
+    nsx "$ns" ip -6 route replace default via "$ROUTER_IP6"
   done
 }
 
@@ -57,30 +73,34 @@ dr() {
     # it as the source of its own ARP requests.
     nsx "$ns" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
       net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2
-    nsx "$ns" ip addr add "$VIP/32" dev lo
+    nsx "$ns" ip addr add "$VIP/$VIP_LEN" dev lo
   done
 }
 
-# IPIP decapsulation in user space (this kernel has no ipip module): read the
-# tunnelled packets from a raw socket, write the inner packet to a tun device
-# whose kernel side holds the VIP.
+# IP-in-IP decapsulation in user space (this kernel has neither ipip nor
+# ip6_tunnel): read the tunnelled packets from raw sockets, write the inner
+# packet to a tun device whose kernel side holds the VIP. An IPv4 raw socket
+# hands over the outer header too; an IPv6 one only what follows it.
 DECAP_PY='
-import fcntl, os, socket, struct, subprocess, sys
-vip = sys.argv[1]
+import fcntl, os, select, socket, struct, subprocess, sys
+vip, vip_len = sys.argv[1], sys.argv[2]
 TUNSETIFF, IFF_TUN, IFF_NO_PI = 0x400454ca, 0x0001, 0x1000
 tun = os.open("/dev/net/tun", os.O_RDWR)
 fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH", b"tun0", IFF_TUN | IFF_NO_PI))
-for cmd in (["ip", "addr", "add", vip + "/32", "dev", "tun0"], ["ip", "link", "set", "tun0", "up"],
+for cmd in (["ip", "addr", "add", vip + "/" + vip_len, "dev", "tun0"] + (["nodad"] if ":" in vip else []),
+            ["ip", "link", "set", "tun0", "up"],
             ["sysctl", "-qw", "net.ipv4.conf.tun0.rp_filter=0"]):
     subprocess.run(cmd, check=True)
-raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+raw4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 41)
 print("decap ready", flush=True)
 while True:
-    pkt = raw.recv(65535)
-    ihl = (pkt[0] & 0x0f) * 4
-    inner = pkt[ihl:]
-    if len(inner) >= 20 and inner[0] >> 4 == 4:
-        os.write(tun, inner)
+    ready, _, _ = select.select([raw4, raw6], [], [])
+    for s in ready:
+        pkt = s.recv(65535)
+        inner = pkt[(pkt[0] & 0x0f) * 4:] if s is raw4 else pkt
+        if len(inner) >= 20 and inner[0] >> 4 == 4 or len(inner) >= 40 and inner[0] >> 4 == 6:
+            os.write(tun, inner)
 '
 
 tun() {
@@ -89,7 +109,7 @@ tun() {
   for ns in "${RS_NS[@]}"; do
     nsx "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
       net.ipv4.conf.eth0.rp_filter=0
-    setsid ip netns exec "$ns" python3 -u -c "$DECAP_PY" "$VIP" </dev/null \
+    setsid ip netns exec "$ns" python3 -u -c "$DECAP_PY" "$VIP" "$VIP_LEN" </dev/null \
       >"$RUNDIR/rs$i-decap.log" 2>&1 &
     echo $! >"$RUNDIR/rs$i-decap.pid"
     i=$((i + 1))
@@ -113,7 +133,7 @@ vip_udp_echo() {
   for ns in "${RS_NS[@]}"; do
     setsid ip netns exec "$ns" python3 -u -c '
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], 9001))
 while True:
     data, peer = s.recvfrom(65535)

@@ -6,6 +6,7 @@
 #   topology.sh show PREFIX            list what exists for PREFIX
 #
 #   ${P}cli  c0  10.0.0.2/24 (+ .3 .4), default via 10.0.0.1
+#            fd00:10::2/64 (+ ::3 ::4), default via fd00:10::1
 #     |
 #   ${P}lb   lb0 (no kernel address)   <- dpvsd owns lb0/lb1 through af_packet vdevs
 #            lb1 (no kernel address)
@@ -13,8 +14,14 @@
 #   ${P}lan  br0 = { sw-lb, sw-rs1, sw-rs2 }       an L2 switch
 #     |            |
 #   ${P}rs1  eth0 192.168.0.11/24     ${P}rs2  eth0 192.168.0.12/24
-#            default via 192.168.0.1 (the DIP), nginx :80 and UDP echo :9000,
-#            each answering with its own name ("rs1\n", "rs1:<payload>").
+#            fd00:192::11/64                   fd00:192::12/64
+#            default via 192.168.0.1 / fd00:192::1 (the DIPs), nginx :80 and
+#            UDP echo :9000 on both families, each answering with its own name
+#            ("rs1\n", "rs1:<payload>").
+#
+# IPv6 (ULA prefixes, no duplicate address detection, no router advertisements)
+# is on only in the client and real-server namespaces; the switch and the
+# director's kernel stay silent (dpvsd answers neighbour discovery itself).
 #
 # Only addresses inside these namespaces are used; nothing touches the host's
 # interfaces. Processes started here are recorded as pid files in RUNDIR and
@@ -41,6 +48,13 @@ ns_exists() { ip netns list | awk '{print $1}' | grep -qxF "$1"; }
 no_offload() { nsx "$1" ethtool -K "$2" tso off gso off gro off tx off rx off >/dev/null 2>&1 || true; }
 
 quiet_ipv6() { nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null 2>&1 || true; }
+# IPv6 on, but only the addresses we give: no DAD delay, no autoconfiguration.
+plain_ipv6() {
+  nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
+    net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+    net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 \
+    net.ipv6.conf.all.autoconf=0 net.ipv6.conf.default.autoconf=0 >/dev/null
+}
 
 wait_listen() { # ns, ss filter args...; bounded: 5 s
   local ns=$1; shift
@@ -79,6 +93,7 @@ http {
     scgi_temp_path $dir/scgi;
     server {
         listen 0.0.0.0:$HTTP_PORT;
+        listen [::]:$HTTP_PORT ipv6only=on;
         default_type text/plain;
         location / { return 200 "$name\n"; }
     }
@@ -87,19 +102,26 @@ CONF
     start_bg "$name-http" "$ns" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
   else
     printf '%s\n' "$name" >"$dir/index.html"
-    start_bg "$name-http" "$ns" python3 -m http.server "$HTTP_PORT" --bind 0.0.0.0 --directory "$dir"
+    start_bg "$name-http" "$ns" python3 -m http.server "$HTTP_PORT" --bind :: --directory "$dir"
   fi
   cat >"$dir/udp_echo.py" <<PY
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", $UDP_PORT))
-while True:
-    data, peer = s.recvfrom(65535)
-    s.sendto(b"$name:" + data, peer)
+import socket, threading
+def serve(family, addr):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((addr, $UDP_PORT))
+    while True:
+        data, peer = s.recvfrom(65535)
+        s.sendto(b"$name:" + data, peer)
+threading.Thread(target=serve, args=(socket.AF_INET6, "::"), daemon=True).start()
+serve(socket.AF_INET, "0.0.0.0")
 PY
   start_bg "$name-udp" "$ns" python3 -u "$dir/udp_echo.py"
   wait_listen "$ns" -t "sport = :$HTTP_PORT"
   wait_listen "$ns" -u "sport = :$UDP_PORT"
+  wait_listen "$ns" -6 -t "sport = :$HTTP_PORT"
+  wait_listen "$ns" -6 -u "sport = :$UDP_PORT"
 }
 
 up() {
@@ -115,8 +137,11 @@ up() {
   mkdir -p "$RUNDIR"
   for ns in "${ALL_NS[@]}"; do
     ip netns add "$ns"
+    case $ns in
+      "$NS_CLI"|"$NS_RS1"|"$NS_RS2") plain_ipv6 "$ns" ;;
+      *) quiet_ipv6 "$ns" ;;
+    esac
     nsx "$ns" ip link set lo up
-    quiet_ipv6 "$ns"
   done
 
   # client <-> director
@@ -126,7 +151,9 @@ up() {
   ip link add eth0 netns "$NS_RS1" type veth peer name sw-rs1 netns "$NS_LAN"
   ip link add eth0 netns "$NS_RS2" type veth peer name sw-rs2 netns "$NS_LAN"
 
-  nsx "$NS_LAN" ip link add br0 type bridge
+  # No MLD snooping: the director never joins multicast groups, and its
+  # solicited-node groups must reach it all the same.
+  nsx "$NS_LAN" ip link add br0 type bridge mcast_snooping 0
   for ifc in sw-lb sw-rs1 sw-rs2; do
     nsx "$NS_LAN" ip link set "$ifc" master br0
     no_offload "$NS_LAN" "$ifc"
@@ -148,6 +175,8 @@ up() {
   nsx "$NS_CLI" ip addr add 10.0.0.3/24 dev c0
   nsx "$NS_CLI" ip addr add 10.0.0.4/24 dev c0
   nsx "$NS_CLI" ip route add default via 10.0.0.1
+  for a in 2 3 4; do nsx "$NS_CLI" ip -6 addr add "fd00:10::$a/64" dev c0 nodad; done
+  nsx "$NS_CLI" ip -6 route add default via fd00:10::1
 
   local i=11
   for ns in "$NS_RS1" "$NS_RS2"; do
@@ -155,6 +184,8 @@ up() {
     nsx "$ns" ip link set eth0 up
     nsx "$ns" ip addr add "192.168.0.$i/24" dev eth0
     nsx "$ns" ip route add default via 192.168.0.1
+    nsx "$ns" ip -6 addr add "fd00:192::$i/64" dev eth0 nodad
+    nsx "$ns" ip -6 route add default via fd00:192::1
     i=$((i + 1))
   done
 

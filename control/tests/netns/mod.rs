@@ -39,6 +39,17 @@ pub const REAL_SERVERS: [(&str, &str, &str); 2] = [
     ("rs1", "rs1", "192.168.0.11"),
     ("rs2", "rs2", "192.168.0.12"),
 ];
+/// The same on IPv6 (ULA prefixes; see deploy/netns/topology.sh): the client's
+/// addresses on `c0`, the director's DIPs, the VIP the tests configure and the
+/// real servers.
+pub const CLIENT_IPS6: [&str; 3] = ["fd00:10::2", "fd00:10::3", "fd00:10::4"];
+pub const DIP6_CLIENT_SIDE: &str = "fd00:10::1";
+pub const DIP6: &str = "fd00:192::1";
+pub const VIP6: &str = "fd00:10::100";
+pub const REAL_SERVERS6: [(&str, &str, &str); 2] = [
+    ("rs1", "rs1", "fd00:192::11"),
+    ("rs2", "rs2", "fd00:192::12"),
+];
 /// nginx on the real servers answers `<name>\n` on this port.
 pub const HTTP_PORT: u16 = 80;
 /// The real servers' UDP echo answers `<name>:<payload>` on this port.
@@ -300,7 +311,8 @@ impl Topology {
     }
 
     /// Starts dpvsd in the `lb` namespace on af_packet vdevs over lb0/lb1 (dpdk0
-    /// 10.0.0.1/24, dpdk1 192.168.0.1/24, worker core 1, no hugepages) and waits
+    /// 10.0.0.1/24 and fd00:10::1/64, dpdk1 192.168.0.1/24 and fd00:192::1/64,
+    /// worker core 1, no hugepages) and waits
     /// until `dpvsctl -Ln` answers. `extra_toml` is appended to the config file:
     /// whole tables only (`[conntrack]\n...`).
     pub fn start_dpvsd(&self, extra_toml: &str) -> Dpvsd {
@@ -320,13 +332,13 @@ cores = [1]
 name = "dpdk0"
 device = "net_af_packet0,iface=lb0"
 queues = 1
-addresses = ["{DIP_CLIENT_SIDE}/24"]
+addresses = ["{DIP_CLIENT_SIDE}/24", "{DIP6_CLIENT_SIDE}/64"]
 
 [[port]]
 name = "dpdk1"
 device = "net_af_packet1,iface=lb1"
 queues = 1
-addresses = ["{DIP}/24"]
+addresses = ["{DIP}/24", "{DIP6}/64"]
 
 [control]
 listen = "unix:{sock}"
@@ -421,13 +433,14 @@ listen = "unix:{sock}"
         self.http_get_from(CLIENT_IPS[0], url)
     }
 
-    /// One HTTP GET from the client namespace with source address `src`.
+    /// One HTTP GET from the client namespace with source address `src`
+    /// (IPv6 literals in the URL in brackets: `http://[fd00:10::100]:80/`).
     pub fn http_get_from(&self, src: &str, url: &str) -> Option<String> {
         let out = self.exec_in(
             "cli",
             &[
                 "curl",
-                "-sf",
+                "-sfg",
                 "--max-time",
                 "2",
                 "--interface",
@@ -450,7 +463,7 @@ listen = "unix:{sock}"
     pub fn udp_echo_from(&self, src: &str, addr: &str, port: u16, payload: &str) -> Option<String> {
         const PY: &str = r#"
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(2.0)
 s.bind((sys.argv[1], 0))
 s.sendto(sys.argv[4].encode(), (sys.argv[2], int(sys.argv[3])))

@@ -133,6 +133,11 @@ impl Port {
         }
         // SAFETY: started port; promiscuous mode is best effort (some vdevs lack it).
         unsafe { dpdk_sys::rte_eth_promiscuous_enable(id) };
+        // IPv6 neighbour solicitations go to solicited-node multicast groups
+        // (33:33:ff:..): where promiscuous mode is refused, all-multicast still
+        // lets them in. Best effort too.
+        // SAFETY: started port, plain setter.
+        unsafe { dpdk_sys::rte_eth_allmulticast_enable(id) };
         let mut mac = dpdk_sys::rte_ether_addr::default();
         // SAFETY: valid out struct.
         unsafe { dpdk_sys::rte_eth_macaddr_get(id, &mut mac) };

@@ -306,7 +306,8 @@ pub fn translate(frame: &mut [u8], e: &IcmpError, t: &Translation) -> Result<(),
             let c = read16(frame, e.inner_off + 10);
             write16(frame, e.inner_off + 10, checksum::update_addr(c, old, new));
         }
-        let old_port = read16(frame, port_at);
+        // Ports only for TCP/UDP: other quotes may end right after the IP header.
+        let old_port = if has_ports { read16(frame, port_at) } else { 0 };
         if let Some((c_at, udp)) = inner_csum_at {
             let c = read16(frame, c_at);
             if !(udp && c == 0) {

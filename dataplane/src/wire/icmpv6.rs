@@ -175,6 +175,52 @@ pub fn echo_reply_in_place(ip_packet: &mut [u8]) -> bool {
     true
 }
 
+/// ICMPv6 errors are at most the IPv6 minimum MTU long (RFC 4443 2.4 (c)).
+pub const MAX_ERROR_LEN: usize = 1280;
+
+/// Builds, into `out` (an Ethernet frame; MACs left zero for the sender to
+/// fill), an ICMPv6 packet-too-big (type 2 code 0, RFC 4443 3.2) from `src` to
+/// the sender of `orig` (the offending IPv6 packet, from its header; bytes after
+/// its payload length ignored) announcing `mtu`. Quotes as much of `orig` as
+/// fits in 1280 bytes. Returns the frame length, or 0 if `orig` is not an IPv6
+/// packet or `out` is too short.
+pub fn build_packet_too_big(out: &mut [u8], orig: &[u8], src: Ipv6Addr, mtu: u32) -> usize {
+    const ETH: usize = 14;
+    let Ok(ip) = Ipv6Packet::new_checked(orig) else {
+        return 0;
+    };
+    let quote = ip
+        .total_len()
+        .min(MAX_ERROR_LEN - ipv6::HEADER_LEN - HEADER_LEN);
+    let icmp_len = HEADER_LEN + quote;
+    let frame_len = ETH + ipv6::HEADER_LEN + icmp_len;
+    let Some(out) = out.get_mut(..frame_len) else {
+        return 0;
+    };
+    let dst = ip.src();
+    out[..12].fill(0);
+    out[12..14].copy_from_slice(&[0x86, 0xdd]);
+    {
+        let mut h = Ipv6Packet::new_unchecked(&mut out[ETH..ETH + ipv6::HEADER_LEN]);
+        h.set_ver_tc_flow(0, 0);
+        h.set_payload_len(icmp_len as u16);
+        h.set_next_header(ip_proto::ICMPV6);
+        h.set_hop_limit(ipv6::DEFAULT_HOP_LIMIT);
+        h.set_src(src);
+        h.set_dst(dst);
+    }
+    let m = &mut out[ETH + ipv6::HEADER_LEN..];
+    m[..4].copy_from_slice(&[msg_type::PACKET_TOO_BIG, 0, 0, 0]);
+    m[4..8].copy_from_slice(&mtu.to_be_bytes());
+    m[HEADER_LEN..].copy_from_slice(&orig[..quote]);
+    let c = checksum::l4_checksum(
+        checksum::pseudo_header_v6(src, dst, ip_proto::ICMPV6, icmp_len as u32),
+        m,
+    );
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    frame_len
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +262,47 @@ mod tests {
         bad[50] ^= 1;
         assert!(!echo_reply_in_place(&mut bad));
         assert!(!echo_reply_in_place(&mut req.clone()[..47]));
+    }
+
+    #[test]
+    fn packet_too_big_quotes_the_packet() {
+        let mut big = Vec::new();
+        etherparse::PacketBuilder::ipv6(A, B, 60)
+            .tcp(40000, 80, 7, 1000)
+            .write(&mut big, &[0x61; 1440])
+            .unwrap();
+        assert_eq!(big.len(), 1500);
+        let vip = Ipv6Addr::from(B);
+        let mut out = [0u8; 14 + MAX_ERROR_LEN];
+        let n = build_packet_too_big(&mut out, &big, vip, 1460);
+        assert_eq!(n, 14 + 1280, "capped at the IPv6 minimum MTU");
+        assert_eq!(&out[12..14], &[0x86, 0xdd]);
+        let h = etherparse::PacketHeaders::from_ethernet_slice(&out[..n]).unwrap();
+        let Some(etherparse::NetHeaders::Ipv6(ip, _)) = h.net else {
+            panic!()
+        };
+        assert_eq!(
+            (ip.source, ip.destination),
+            (B, A),
+            "from the VIP to the client"
+        );
+        assert_eq!(usize::from(ip.payload_length), 1240);
+        let Some(etherparse::TransportHeader::Icmpv6(icmp)) = h.transport else {
+            panic!()
+        };
+        assert_eq!(
+            icmp.icmp_type,
+            etherparse::Icmpv6Type::PacketTooBig { mtu: 1460 }
+        );
+        let quoted = h.payload.slice();
+        assert_eq!(quoted, &big[..1232]);
+        let expect = icmp.icmp_type.calc_checksum(B, A, quoted).unwrap();
+        assert_eq!(icmp.checksum, expect);
+
+        // A small packet is quoted whole; garbage gives nothing.
+        let n = build_packet_too_big(&mut out, &request(), vip, 1280);
+        assert_eq!(n, 14 + 40 + 8 + request().len());
+        assert_eq!(build_packet_too_big(&mut out, &[0x45; 60], vip, 1280), 0);
+        assert_eq!(build_packet_too_big(&mut out[..100], &big, vip, 1280), 0);
     }
 }

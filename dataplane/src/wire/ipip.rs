@@ -1,21 +1,25 @@
-//! IP-in-IP encapsulation for the TUN forwarding method (RFC 2003, and IPv6 in
-//! IPv4 as protocol 41): an outer IPv4 header DIP -> RIP in front of the untouched
-//! client packet.
+//! IP-in-IP encapsulation for the TUN forwarding method: an outer IPv4 header
+//! DIP -> RIP (RFC 2003; IPv6 in IPv4 as protocol 41), or an outer IPv6 header
+//! (RFC 2473; next header 41 for IPv6-in-IPv6, 4 for IPv4 in IPv6), in front of
+//! the untouched client packet.
 //!
 //! Owns only the byte shuffle on a [`PacketBuf`]; choosing DIP/RIP, the MTU check
-//! (the outer packet is 20 bytes longer) and the next-hop MAC are the caller's.
+//! (the outer packet is 20 or 40 bytes longer) and the next-hop MAC are the caller's.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::classify::{IpFamily, IpMeta};
 use super::ethernet::{EtherType, EthernetFrame, HEADER_LEN as ETH_LEN};
 use super::ip_proto;
 use super::ipv4::{self, Ipv4Packet, Ipv4Repr};
+use super::ipv6::{self, Ipv6Packet};
 use super::PacketBuf;
 use crate::stats::DropReason;
 
-/// Bytes an encapsulation adds.
+/// Bytes an encapsulation in IPv4 adds.
 pub const OVERHEAD: usize = ipv4::MIN_HEADER_LEN;
+/// Bytes an encapsulation in IPv6 adds.
+pub const OVERHEAD_V6: usize = ipv6::HEADER_LEN;
 
 /// Wraps the IP packet `meta` describes (Ethernet frame in `buf`, IP at
 /// `meta.l3_off`) in an outer IPv4 header `outer_src -> outer_dst`, keeping the
@@ -72,6 +76,58 @@ pub fn encap_ipip<B: PacketBuf + ?Sized>(
         payload_len,
     };
     repr.emit(&mut data[l3..]);
+    Ok(())
+}
+
+/// Wraps the IP packet `meta` describes in an outer IPv6 header `outer_src ->
+/// outer_dst` (RFC 2473), like [`encap_ipip`]: link header kept in front
+/// (EtherType set to IPv6), padding dropped, next header 41 (IPv6 inner) or 4
+/// (IPv4 inner), hop limit 64, traffic class copied from the inner header, no
+/// flow label. After it the inner packet is at `meta.l3_off + 40`. `Unsupported`
+/// if the inner packet exceeds 65535 bytes, `NoMbuf` without 40 bytes of
+/// headroom; the frame is unchanged then.
+pub fn encap_ip6<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    meta: &IpMeta,
+    outer_src: Ipv6Addr,
+    outer_dst: Ipv6Addr,
+) -> Result<(), DropReason> {
+    let end = meta.l3_end();
+    let (l3, len) = (meta.l3_off, buf.len());
+    if l3 < ETH_LEN || end > len || l3 > end {
+        return Err(DropReason::Truncated);
+    }
+    let payload_len = u16::try_from(end - l3).map_err(|_| DropReason::Unsupported)?;
+    let (proto, tclass) = match meta.family {
+        IpFamily::V4 => {
+            if end - l3 < ipv4::MIN_HEADER_LEN {
+                return Err(DropReason::BadIpv4);
+            }
+            let ip = Ipv4Packet::new_unchecked(&buf.data()[l3..end]);
+            (ip_proto::IPIP, ip.dscp_ecn())
+        }
+        IpFamily::V6 => {
+            if end - l3 < ipv6::HEADER_LEN {
+                return Err(DropReason::BadIpv6);
+            }
+            let ip = Ipv6Packet::new_unchecked(&buf.data()[l3..end]);
+            (ip_proto::IPV6, ip.traffic_class())
+        }
+    };
+    if buf.prepend(OVERHEAD_V6).is_none() {
+        return Err(DropReason::NoMbuf);
+    }
+    let _ = buf.trim(len - end);
+    let data = buf.data_mut();
+    data.copy_within(OVERHEAD_V6..OVERHEAD_V6 + l3, 0);
+    EthernetFrame::new_unchecked(&mut data[..ETH_LEN]).set_ethertype(EtherType::IPV6);
+    let mut ip = Ipv6Packet::new_unchecked(&mut data[l3..l3 + OVERHEAD_V6]);
+    ip.set_ver_tc_flow(tclass, 0);
+    ip.set_payload_len(payload_len);
+    ip.set_next_header(proto);
+    ip.set_hop_limit(ipv6::DEFAULT_HOP_LIMIT);
+    ip.set_src(outer_src);
+    ip.set_dst(outer_dst);
     Ok(())
 }
 
@@ -165,6 +221,73 @@ mod tests {
         let m = meta(&f);
         let mut b = VecBuf::with_headroom(&f, 10);
         assert_eq!(encap_ipip(&mut b, &m, DIP, RIP, 0), Err(DropReason::NoMbuf));
+        assert_eq!(b.data(), &f[..]);
+    }
+
+    #[test]
+    fn encaps_ipv6_in_ipv6() {
+        let c: [u8; 16] = "fd00:10::2".parse::<Ipv6Addr>().unwrap().octets();
+        let v: [u8; 16] = "fd00:10::100".parse::<Ipv6Addr>().unwrap().octets();
+        let dip: Ipv6Addr = "fd00:192::1".parse().unwrap();
+        let rip: Ipv6Addr = "fd00:192::11".parse().unwrap();
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv6(c, v, 60)
+            .tcp(40000, 80, 1, 1000)
+            .syn()
+            .write(&mut f, b"")
+            .unwrap();
+        f[15] = 0xb8; // traffic class 0x0b: copied to the outer header
+        let inner = f[14..].to_vec();
+        f.extend_from_slice(&[0xee; 4]);
+        let m = meta(&f);
+        let mut b = VecBuf::new(&f);
+        encap_ip6(&mut b, &m, dip, rip).unwrap();
+        let out = b.data();
+        assert_eq!(out.len(), 14 + 40 + inner.len());
+        assert_eq!(&out[..12], &f[..12]);
+        assert_eq!(&out[12..14], &[0x86, 0xdd]);
+        assert_eq!(&out[54..], &inner[..], "inner packet untouched");
+
+        let h = PacketHeaders::from_ethernet_slice(out).unwrap();
+        let Some(NetHeaders::Ipv6(ip, _)) = h.net else {
+            panic!()
+        };
+        assert_eq!((ip.source, ip.destination), (dip.octets(), rip.octets()));
+        assert_eq!(ip.next_header, etherparse::IpNumber::IPV6);
+        assert_eq!((ip.hop_limit, ip.traffic_class), (64, 0x0b));
+        assert_eq!(usize::from(ip.payload_length), inner.len());
+        // The inner packet re-parses with a valid TCP checksum.
+        let i = PacketHeaders::from_ip_slice(&out[54..]).unwrap();
+        let (Some(NetHeaders::Ipv6(iip, _)), Some(etherparse::TransportHeader::Tcp(t))) =
+            (i.net, i.transport)
+        else {
+            panic!()
+        };
+        assert_eq!(t.checksum, t.calc_checksum_ipv6(&iip, &[]).unwrap());
+
+        let outer = meta(out);
+        assert_eq!(
+            (outer.family, outer.proto, outer.l4_off),
+            (IpFamily::V6, ip_proto::IPV6, 54)
+        );
+    }
+
+    #[test]
+    fn encaps_ipv4_in_ipv6_and_refuses_without_headroom() {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv4([1, 1, 1, 1], [2, 2, 2, 2], 60)
+            .udp(1, 2)
+            .write(&mut f, b"x")
+            .unwrap();
+        let m = meta(&f);
+        let a: Ipv6Addr = "fd00::1".parse().unwrap();
+        let mut b = VecBuf::new(&f);
+        encap_ip6(&mut b, &m, a, a).unwrap();
+        assert_eq!(meta(b.data()).proto, ip_proto::IPIP);
+        let mut b = VecBuf::with_headroom(&f, 39);
+        assert_eq!(encap_ip6(&mut b, &m, a, a), Err(DropReason::NoMbuf));
         assert_eq!(b.data(), &f[..]);
     }
 }

@@ -18,6 +18,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod nat;
 pub mod nat64;
+pub mod ndp;
 pub mod proxy_proto;
 pub mod tcp;
 pub mod toa;

@@ -494,4 +494,44 @@ mod tests {
             let _ = clamp_mss(&mut g[34..], 8);
         });
     }
+
+    /// FULLNAT66: an IPv6 client gets the 20-byte form (port, 16-byte
+    /// address) in an IPv6 segment, payload length and TCP checksum right.
+    #[test]
+    fn inserted_for_an_ipv6_client_is_twenty_bytes() {
+        let cip: std::net::Ipv6Addr = "fd00:10::2".parse().unwrap();
+        let vip: std::net::Ipv6Addr = "fd00:10::100".parse().unwrap();
+        let mut h = etherparse::TcpHeader::new(40000, 80, 1001, 64000);
+        h.ack = true;
+        h.acknowledgment_number = 5001;
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC, MAC)
+            .ipv6(cip.octets(), vip.octets(), 64)
+            .tcp_header(h)
+            .write(&mut f, b"data")
+            .unwrap();
+        let mut m = meta(&f);
+        let mut b = VecBuf::new(&f);
+        let out = insert(&mut b, &mut m, IpAddr::V6(cip), 40000, 1500);
+        assert_eq!(out, Outcome::Inserted(LEN_V6 as isize));
+        let p = PacketHeaders::from_ethernet_slice(b.data()).unwrap();
+        let Some(NetHeaders::Ipv6(ip, _)) = &p.net else {
+            panic!()
+        };
+        assert_eq!(usize::from(ip.payload_length), 20 + 20 + 4);
+        let Some(TransportHeader::Tcp(t)) = &p.transport else {
+            panic!()
+        };
+        let pl = p.payload.slice();
+        assert_eq!(pl, b"data");
+        assert_eq!(
+            t.checksum,
+            t.calc_checksum_ipv6(ip, pl).unwrap(),
+            "TCP checksum"
+        );
+        let opts = t.options.as_slice();
+        assert_eq!(&opts[..4], &[254, 20, 0x9c, 0x40]);
+        assert_eq!(&opts[4..20], &cip.octets());
+        assert_eq!(meta(b.data()), m);
+    }
 }
