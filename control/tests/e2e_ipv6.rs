@@ -15,8 +15,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use netns::{
-    run_bounded, Dpvsd, Topology, CLIENT_IPS6, DIP6_CLIENT_SIDE, HTTP_PORT, REAL_SERVERS6,
-    UDP_ECHO_PORT, VIP6,
+    run_bounded, Dpvsd, Topology, CLIENT_IPS6, DIP6_CLIENT_SIDE, HTTP_PORT, REAL_SERVERS,
+    REAL_SERVERS6, UDP_ECHO_PORT, VIP6,
 };
 
 /// The FULLNAT66 local address (on dpdk1, in the server LAN's prefix).
@@ -464,4 +464,114 @@ fn tun6_reaches_decapsulating_servers_and_packet_too_big_reaches_the_client() {
         route.contains("mtu 1460"),
         "the client cached the reduced path MTU: {route}"
     );
+}
+
+/// Like `TOA6_SNIFFER`, for IPv4 segments from the LIP `argv[1]` (FULLNAT64:
+/// the real server side is IPv4, the TOA inside carries the IPv6 client).
+const TOA64_SNIFFER: &str = r#"
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.settimeout(0.5)
+lip = socket.inet_aton(sys.argv[1])
+deadline = time.time() + float(sys.argv[2])
+print("ready", flush=True)
+while time.time() < deadline:
+    try:
+        f = s.recv(65535)
+    except socket.timeout:
+        continue
+    if len(f) < 54 or f[12:14] != b"\x08\x00":
+        continue
+    ip = f[14:]
+    if ip[9] != 6 or ip[12:16] != lip:
+        continue
+    tcp = ip[(ip[0] & 15) * 4:]
+    doff = (tcp[12] >> 4) * 4
+    opts = tcp[20:doff]
+    i = 0
+    while i + 1 < len(opts):
+        k = opts[i]
+        if k == 0:
+            break
+        if k == 1:
+            i += 1
+            continue
+        l = opts[i + 1]
+        if l < 2:
+            break
+        if k == 254 and l == 20:
+            port = struct.unpack("!H", opts[i + 2:i + 4])[0]
+            addr = socket.inet_ntop(socket.AF_INET6, opts[i + 4:i + 20])
+            print("TOA [%s]:%d" % (addr, port), flush=True)
+            sys.exit(0)
+        i += l
+sys.exit(1)
+"#;
+
+/// FULLNAT64: an IPv6 client, an IPv6 VIP, IPv4 real servers behind an IPv4
+/// LIP. HTTP and UDP answered by both servers; at the servers the traffic is
+/// IPv4 from the LIP with the client's IPv6 address in TOA (length 20).
+#[test]
+fn fullnat64_serves_an_ipv6_vip_from_ipv4_servers() {
+    const LIP4: &str = "192.168.0.200";
+    let Some(_serial) = netns::begin("fullnat64") else {
+        return;
+    };
+    let topo = Topology::new("fullnat64");
+    let d = topo.start_dpvsd("");
+    d.addr_add(&format!("{VIP6}/128"), "dpdk0");
+    for (proto, port) in [("-t", HTTP_PORT), ("-u", UDP_ECHO_PORT)] {
+        let vs = vs6(port);
+        d.ctl_ok(&["-A", proto, &vs, "-s", "rr"]);
+        for (_, _, rip) in REAL_SERVERS {
+            d.ctl_ok(&["-a", proto, &vs, "-r", &format!("{rip}:{port}"), "-b"]);
+        }
+        d.ctl_ok(&["-P", proto, &vs, "-z", LIP4, "-F", "dpdk1"]);
+    }
+    // Only FULLNAT mixes the families.
+    let out = d.ctl(&["-a", "-t", &vs6(HTTP_PORT), "-r", "192.168.0.13:80", "-m"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("differ in address family"),
+        "NAT to an IPv4 server of an IPv6 service refused: {err}"
+    );
+
+    let mut sniff = topo.spawn_in(
+        "lan",
+        &["timeout", "20", "python3", "-c", TOA64_SNIFFER, LIP4, "15"],
+    );
+    let mut out = BufReader::new(sniff.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("sniffer starts");
+    assert_eq!(line.trim(), "ready");
+
+    assert_eq!(answers(&topo, 6), all_servers(), "both IPv4 servers answer");
+
+    line.clear();
+    out.read_line(&mut line).expect("sniffer output");
+    assert!(
+        sniff.wait().expect("sniffer exits").success(),
+        "no IPv4 segment with a 20-byte TOA seen from {LIP4}"
+    );
+    let toa = line.trim().strip_prefix("TOA [").expect("TOA line");
+    let (toa_ip, _) = toa.split_once("]:").expect("[ip]:port");
+    assert_eq!(toa_ip, CLIENT_IPS6[0], "TOA carries the IPv6 client");
+    for (name, _, _) in REAL_SERVERS {
+        let log = std::fs::read_to_string(topo.run_dir().join(name).join("access.log"))
+            .unwrap_or_default();
+        assert!(log.contains(LIP4), "{name} sees the IPv4 LIP:\n{log}");
+    }
+
+    assert_eq!(udp_answers(&topo, UDP_ECHO_PORT, 4), all_servers());
+    let conns = d.conns();
+    assert!(
+        conns
+            .iter()
+            .any(|c| c.proto == "TCP" && c.dest.starts_with("192.168.0.")),
+        "-Lnc shows IPv4 dests of the IPv6 service: {conns:?}"
+    );
+    let udp = service_stats(&d, &vs6(UDP_ECHO_PORT));
+    assert_eq!((udp.total.inpkts, udp.total.outpkts), (4, 4), "{udp:?}");
+    let http = service_stats(&d, &vs6(HTTP_PORT));
+    assert_eq!(http.total.conns, 6, "{http:?}");
 }
