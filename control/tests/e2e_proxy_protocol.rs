@@ -125,6 +125,36 @@ print("BIG", r.status, hashlib.sha256(got).hexdigest(), flush=True)
 print("SAME_SOCKET", c.sock is sock, flush=True)
 "#;
 
+/// A server that speaks first (like SMTP): on accept it reads the Proxy
+/// Protocol v1 line (without waiting for any client data, which never comes)
+/// and answers `HELLO <the line>`. Prints `ready` once listening.
+const BANNER_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(8)
+print("ready", flush=True)
+for _ in range(int(sys.argv[2])):
+    c, _ = s.accept(); c.settimeout(5)
+    line = b""
+    try:
+        while not line.endswith(b"\r\n") and len(line) < 108:
+            b = c.recv(1)
+            if not b:
+                break
+            line += b
+    except socket.timeout:
+        pass
+    c.sendall(b"HELLO " + line.strip() + b"\n")
+    c.close()
+"#;
+
+/// Connects, sends nothing, prints what the server says first.
+const BANNER_CLIENT: &str = r#"
+import socket, sys
+c = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=8, source_address=(sys.argv[1], 0))
+print(c.recv(200).decode().strip(), c.getsockname()[1], flush=True)
+"#;
+
 fn sha256_of(p: &Path) -> String {
     let out = run_bounded(Command::new("sha256sum").arg(p), Duration::from_secs(10));
     String::from_utf8_lossy(&out.stdout)
@@ -250,9 +280,76 @@ fn fullnat_proxy_protocol_v1_and_v2_reach_nginx() {
     );
     assert_eq!(event(&d, "toa_inserted"), 0, "no TOA with Proxy Protocol");
 
+    // A server that speaks first gets the header right after the handshake
+    // (it rides on the handshake's ACK): the client never sends a byte.
+    let (_, role, rip) = REAL_SERVERS[0];
+    let banner_port = "2525";
+    let mut srv = topo.spawn_in(
+        role,
+        &[
+            "timeout",
+            "20",
+            "python3",
+            "-c",
+            BANNER_SERVER,
+            banner_port,
+            "1",
+        ],
+    );
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let mut out = std::io::BufReader::new(srv.stdout.take().expect("stdout"));
+        out.read_line(&mut line).expect("banner server starts");
+    }
+    assert_eq!(line.trim(), "ready");
+    let bvs = format!("{VIP}:{banner_port}");
+    d.ctl_ok(&["-A", "-t", &bvs, "-s", "rr", "--proxy-protocol", "v1"]);
+    d.ctl_ok(&[
+        "-a",
+        "-t",
+        &bvs,
+        "-r",
+        &format!("{rip}:{banner_port}"),
+        "-b",
+    ]);
+    d.ctl_ok(&["-P", "-t", &bvs, "-z", LIP, "-F", "dpdk1"]);
+    let out = topo.exec_in(
+        "cli",
+        &[
+            "python3",
+            "-c",
+            BANNER_CLIENT,
+            CLIENT_IPS[0],
+            VIP,
+            banner_port,
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let _ = srv.wait();
+    let w: Vec<&str> = said.split_whitespace().collect();
+    assert_eq!(
+        w.len(),
+        8,
+        "server-first: {said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cport = w[7];
+    assert_eq!(
+        w[..7].join(" "),
+        format!(
+            "HELLO PROXY TCP4 {} {VIP} {cport} {banner_port}",
+            CLIENT_IPS[0]
+        ),
+        "the header as the banner server read it"
+    );
+    conns += 1;
+    assert_eq!(event(&d, "proxy_protocol_sent"), conns);
+
     // Turned off: nginx gets a bare request and refuses it (the header matters).
     d.ctl_ok(&["-E", "-t", &vs, "-s", "rr", "--proxy-protocol", "none"]);
-    assert!(!d.ctl_ok(&["-Ln"]).contains("ppv"));
+    let listed = d.ctl_ok(&["-Ln"]);
+    assert!(listed.contains(&format!("{vs} rr\n")), "{listed}");
     assert_eq!(topo.http_get_from_client(&url), None);
     assert_eq!(event(&d, "proxy_protocol_sent"), conns);
 }

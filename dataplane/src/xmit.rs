@@ -284,17 +284,30 @@ impl Worker {
     ) -> Result<(), DropReason> {
         let pp_len = fnat::pp_len(f.user);
         if meta.tcp_flags & tcp_flag::SYN != 0 {
-            if pp_len == 0 && f.user & FNAT_SEQ_KNOWN != 0 {
+            // Every SYN (re)starts the client's sequence space, as DPVS's
+            // tcp_in_init_seq: a retransmission changes nothing, a new
+            // connection reusing a tracked tuple must not keep a stale shift.
+            let isn = m
+                .data()
+                .get(meta.l4_off..meta.l3_end())
+                .and_then(|seg| TcpPacket::new_checked(seg).ok())
+                .map(|t| t.seq_number());
+            let mut user = f.user;
+            if let (Some(isn), 0) = (isn, meta.tcp_flags & tcp_flag::ACK) {
+                user = fnat_user_init(isn.wrapping_add(1));
                 let pp = snap
                     .services_by_id
                     .get(&f.service)
                     .and_then(|s| s.proxy_protocol);
                 if let Some(v) = pp {
-                    self.set_user(id, fnat::pp_init(f.user, v, &f.orig));
-                    return Ok(()); // RS -> client segments do not grow: no clamp
+                    user = fnat::pp_init(user, v, &f.orig);
+                }
+                if user != f.user {
+                    self.set_user(id, user);
                 }
             }
-            if pp_len == 0 {
+            // With Proxy Protocol RS -> client segments do not grow: no clamp.
+            if fnat::pp_len(user) == 0 {
                 self.clamp_mss(m, meta, toa_len(f.orig.src));
             }
             return Ok(());
