@@ -83,6 +83,20 @@ pub fn pp_len(user: u64) -> usize {
     ((user & LEN_MASK) >> LEN_SHIFT) as usize
 }
 
+/// How much the director added to client sequence number `seq` (as the
+/// real server saw it) on the way in: the header length for the bytes after
+/// the first data sequence number `S`, nothing for the SYN's ISN and for `S`
+/// itself (the header is inserted there). For ICMP errors quoting a segment.
+pub fn pp_seq_shift(user: u64, seq: u32) -> u32 {
+    let len = pp_len(user) as u32;
+    let first = user as u32;
+    if len != 0 && (seq.wrapping_sub(first) as i32) > 0 {
+        len
+    } else {
+        0
+    }
+}
+
 /// Version of the connection's header (fixed at its SYN).
 pub fn pp_version(user: u64) -> Option<ProxyProtocol> {
     match (user & VER_MASK) >> VER_SHIFT {
@@ -318,6 +332,27 @@ mod tests {
     fn user(version: ProxyProtocol, sport: u16) -> u64 {
         let u = crate::xmit::fnat_user_init(ISN.wrapping_add(1));
         pp_init(u, version, &orig(sport))
+    }
+
+    #[test]
+    fn seq_shift_for_quoted_segments() {
+        let u = user(ProxyProtocol::V1, 40000);
+        let len = pp_len(u) as u32;
+        assert!(len > 0);
+        let first = ISN.wrapping_add(1);
+        assert_eq!(pp_seq_shift(u, ISN), 0, "the SYN");
+        assert_eq!(pp_seq_shift(u, first), 0, "the segment carrying the header");
+        assert_eq!(pp_seq_shift(u, first.wrapping_add(1 + len)), len);
+        assert_eq!(
+            pp_seq_shift(u, first.wrapping_add(100_000)),
+            len,
+            "across the wrap"
+        );
+        assert_eq!(
+            pp_seq_shift(crate::xmit::fnat_user_init(first), first + 5),
+            0,
+            "no PP"
+        );
     }
 
     struct Seg<'a> {

@@ -45,7 +45,8 @@ impl Worker {
         if e.src != meta.dst {
             return self.count_drop(DropReason::BadIcmpInner);
         }
-        let (t, next) = match self.icmp_translation(&e, meta.src) {
+        let quoted_seq = e.quoted_seq(m.data());
+        let (t, next) = match self.icmp_translation(&e, meta.src, quoted_seq) {
             Ok(Action::Translate(t, next)) => (t, next),
             // DR/TUN, as IPVS's `ip_vs_icmp_xmit`: the RS sent the quoted reply
             // from the VIP itself, so the error goes to it unchanged by the
@@ -67,7 +68,12 @@ impl Worker {
     }
 
     /// The rewrite of error `e` and where it goes next, from its connection.
-    fn icmp_translation(&self, e: &IcmpError, outer_src: IpAddr) -> Result<Action, DropReason> {
+    fn icmp_translation(
+        &self,
+        e: &IcmpError,
+        outer_src: IpAddr,
+        quoted_seq: u32,
+    ) -> Result<Action, DropReason> {
         if !matches!(e.proto, ip_proto::TCP | ip_proto::UDP) {
             return Err(DropReason::IcmpNoConn);
         }
@@ -95,12 +101,14 @@ impl Worker {
             ),
             // Quote LIP:lport -> RIP:rport: the client never saw the LIP, so
             // both outer addresses change (as DPVS does).
+            // With Proxy Protocol the quoted sequence number is shifted back.
             (ForwardMode::FullNat, Direction::Reply) => (
                 Translation {
                     outer_src: Some(o.dst),
                     outer_dst: Some(o.src),
                     inner_src: Some((o.src, o.sport)),
                     inner_dst: Some((o.dst, o.dport)),
+                    inner_seq_sub: crate::fnat::pp_seq_shift(c.user, quoted_seq),
                 },
                 o.src,
             ),
@@ -121,6 +129,7 @@ impl Worker {
                     outer_dst: Some(r.src),
                     inner_src: Some((r.src, r.sport)),
                     inner_dst: Some((r.dst, r.dport)),
+                    ..Default::default()
                 },
                 r.src,
             ),

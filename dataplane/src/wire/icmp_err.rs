@@ -97,6 +97,16 @@ impl IcmpError {
 
     /// The 4-byte rest of the ICMP header of `frame` (MTU of frag-needed /
     /// packet-too-big, pointer of parameter problem).
+    /// The quoted TCP segment's sequence number (0 for other protocols).
+    pub fn quoted_seq(&self, frame: &[u8]) -> u32 {
+        if self.proto != ip_proto::TCP {
+            return 0;
+        }
+        frame
+            .get(self.inner_l4_off + 4..self.inner_l4_off + 8)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
     pub fn rest_of_header(&self, frame: &[u8]) -> u32 {
         frame
             .get(self.icmp_off + 4..self.icmp_off + 8)
@@ -251,6 +261,10 @@ pub struct Translation {
     pub outer_dst: Option<IpAddr>,
     pub inner_src: Option<(IpAddr, u16)>,
     pub inner_dst: Option<(IpAddr, u16)>,
+    /// Subtracted from a quoted TCP sequence number: a FULLNAT connection
+    /// with Proxy Protocol shifts the client's sequence space by the header
+    /// length, and the client only accepts errors quoting its own numbers.
+    pub inner_seq_sub: u32,
 }
 
 /// Rewrites the error `e` found in `frame` by [`parse`] as `t` says, with every
@@ -322,6 +336,17 @@ pub fn translate(frame: &mut [u8], e: &IcmpError, t: &Translation) -> Result<(),
         if has_ports {
             write16(frame, port_at, port);
         }
+    }
+    if e.proto == ip_proto::TCP && t.inner_seq_sub != 0 {
+        // Within the 8 quoted L4 bytes parse guarantees.
+        let at = e.inner_l4_off + 4;
+        let old = u32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
+        let new = old.wrapping_sub(t.inner_seq_sub);
+        if let Some((c_at, false)) = inner_csum_at {
+            let c = read16(frame, c_at);
+            write16(frame, c_at, checksum::update32(c, old, new));
+        }
+        frame[at..at + 4].copy_from_slice(&new.to_be_bytes());
     }
     let after = checksum::fold(checksum::sum(&frame[e.inner_off..changed_end]));
     let icsum_at = e.icmp_off + 2;
@@ -622,6 +647,37 @@ mod tests {
         assert_eq!(s.inner, (a4(CIP), 5353, a4(VIP), 5300));
     }
 
+    /// FULLNAT with Proxy Protocol: the client's numbers were shifted by the
+    /// header length; the quote goes back with the client's own sequence
+    /// number, checksums right with the whole TCP header quoted or only 8 bytes.
+    #[test]
+    fn quoted_sequence_number_is_shifted_back() {
+        for cut in [None, Some(28usize)] {
+            let mut q = inner(L4::Tcp, a4(LIP), a4(RIP), 5000, 80, &[1u8; 40]);
+            // As sent: the client's 1000 shifted by a 100-byte header.
+            q[24..28].copy_from_slice(&1100u32.to_be_bytes());
+            let c = checksum::update32(u16::from_be_bytes([q[36], q[37]]), 1000, 1100);
+            q[36..38].copy_from_slice(&c.to_be_bytes());
+            if let Some(n) = cut {
+                q.truncate(n);
+            }
+            let mut f = frag_needed4(RIP, LIP, 1400, &q);
+            let e = run(
+                &mut f,
+                &Translation {
+                    outer_src: Some(a4(VIP)),
+                    outer_dst: Some(a4(CIP)),
+                    inner_src: Some((a4(CIP), 40000)),
+                    inner_dst: Some((a4(VIP), 80)),
+                    inner_seq_sub: 100,
+                },
+            );
+            let s = check(&f);
+            assert_eq!(s.inner, (a4(CIP), 40000, a4(VIP), 80));
+            assert_eq!(e.quoted_seq(&f), 1000, "cut {cut:?}");
+        }
+    }
+
     #[test]
     fn fullnat_port_unreachable_rewrites_both_ends_inside_and_out() {
         // Sent LIP:5000 -> RIP:9001 on behalf of CIP:40000 -> VIP:9001.
@@ -634,6 +690,7 @@ mod tests {
                 outer_dst: Some(a4(CIP)),
                 inner_src: Some((a4(CIP), 40000)),
                 inner_dst: Some((a4(VIP), 9001)),
+                ..Default::default()
             },
         );
         assert_eq!(
@@ -717,6 +774,7 @@ mod tests {
                     outer_dst: Some(a6(c)),
                     inner_src: Some((a6(c), 40000)),
                     inner_dst: Some((a6(v), 80)),
+                    ..Default::default()
                 },
             );
             assert_eq!(e.family, IpFamily::V6);
@@ -959,6 +1017,7 @@ mod tests {
                     outer_dst: Some(a4(LIP)),
                     inner_src: Some((a4(LIP), 5)),
                     inner_dst: Some((a4(VIP), 6)),
+                    inner_seq_sub: 7,
                 };
                 prop_assert!(translate(&mut f, &e, &t).is_ok());
                 // Still a valid ICMP message: the checksum followed.
