@@ -7,6 +7,9 @@
 mod baseline;
 mod env;
 mod frames;
+mod gen;
+mod genwire;
+mod memif;
 mod memory;
 mod pipeline;
 mod report;
@@ -51,6 +54,21 @@ enum Cmd {
         #[arg(long, default_value = "1000000")]
         conns: Vec<u64>,
     },
+    /// pktgen-style generator on two DPDK ports (client side, real-server side)
+    /// against a director in another process or on another machine.
+    Gen(GenArgs),
+    /// dpvsd on memif ports in its own process, `gen` against it.
+    Memif {
+        #[arg(long = "run", default_values_t = default_memif_runs())]
+        runs: Vec<String>,
+        #[arg(long, default_value_t = 1000)]
+        flows: u32,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// dpvsd binary (default: next to this one).
+        #[arg(long)]
+        dpvsd: Option<String>,
+    },
     /// Maglev table build time.
     Maglev {
         #[arg(long, default_value_t = 1000)]
@@ -58,6 +76,79 @@ enum Cmd {
         #[arg(long, default_value_t = 65537)]
         size: u32,
     },
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    /// Client-side port: vdev spec (net_memif0,role=client,socket=...) or PCI address.
+    #[arg(long)]
+    client: String,
+    /// Real-server-side port: vdev spec or PCI address.
+    #[arg(long)]
+    server: String,
+    /// EAL arguments, space separated (a --file-prefix is added when missing).
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        default_value = "--no-huge --no-pci -m 1024 -l 0 --log-level 3"
+    )]
+    eal: String,
+    /// MODE[:VPORT][@PPS], repeatable: nat, fullnat, dr, tun; PPS 0 = flat out.
+    #[arg(long = "run", default_value = "nat:80")]
+    runs: Vec<String>,
+    /// Packets per second for runs without @PPS (0 = flat out).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Client flows (connections) per run.
+    #[arg(long, default_value_t = 1000)]
+    flows: u32,
+    /// Length of each run's data phase.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Real servers behind each service (192.168.0.11 ..).
+    #[arg(long, default_value_t = 4)]
+    rs: usize,
+    /// One JSON object per run on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn default_memif_runs() -> Vec<String> {
+    let mut v: Vec<String> = memif::SERVICES
+        .iter()
+        .map(|(m, p)| format!("{m}:{p}"))
+        .collect();
+    v.push("nat:80@100000".into());
+    v.push("fullnat:81@100000".into());
+    v
+}
+
+fn gen_cmd(a: GenArgs) -> Result<(), String> {
+    if a.rs == 0 || a.rs > 200 {
+        return Err(format!("--rs {}: must be 1..=200", a.rs));
+    }
+    let opts = gen::GenOpts {
+        client: a.client,
+        server: a.server,
+        eal: a.eal.split_whitespace().map(str::to_string).collect(),
+        runs: a
+            .runs
+            .iter()
+            .map(|r| gen::parse_run(r, a.rate))
+            .collect::<Result<_, _>>()?,
+        flows: a.flows,
+        seconds: a.seconds,
+        nrs: a.rs,
+    };
+    let res = gen::run(&opts)?;
+    for r in &res {
+        if a.json {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        } else {
+            println!("{}", report::gen_line(r));
+        }
+    }
+    Ok(())
 }
 
 /// How long and how often each scenario runs.
@@ -203,6 +294,20 @@ fn main() {
                 Ok(())
             }),
         },
+        Cmd::Gen(a) => gen_cmd(a),
+        Cmd::Memif {
+            runs,
+            flows,
+            seconds,
+            dpvsd,
+        } => memif::run(&runs, flows, seconds, dpvsd.as_deref()).map(|m| {
+            for r in &m.results {
+                println!("{}", report::gen_line(r));
+            }
+            for l in &m.dpvsd_stats {
+                println!("dpvsd: {l}");
+            }
+        }),
         Cmd::Maglev { dests, size } => {
             let m = memory::maglev(dests, size, 10);
             println!("{}", serde_json::to_string(&m).unwrap_or_default());

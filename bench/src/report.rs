@@ -3,8 +3,33 @@
 use serde::Serialize;
 
 use crate::baseline::Testpmd;
+use crate::gen::GenResult;
 use crate::memory::{Maglev, Memory};
 use crate::pipeline::{Churn, Cps, Established, Idle};
+
+/// One line per gen run, for the terminal.
+pub fn gen_line(r: &GenResult) -> String {
+    let us = |v: Option<f64>| opt(v, 1);
+    format!(
+        "gen {} :{} {} flows {}: offered {:.3} Mpps, delivered {:.3} Mpps, loss {} ({:.3} %), {} latency p50/p90/p99/p99.9/max {} / {} / {} / {} / {} us, {} invalid{}",
+        r.mode,
+        r.vport,
+        r.flows,
+        if r.rate_pps > 0.0 { format!("@{:.0} pps", r.rate_pps) } else { "flat out".into() },
+        r.offered_mpps,
+        r.delivered_mpps,
+        r.loss,
+        r.loss_pct,
+        r.latency,
+        us(r.lat_p50_us),
+        us(r.lat_p90_us),
+        us(r.lat_p99_us),
+        us(r.lat_p999_us),
+        us(r.lat_max_us),
+        r.invalid,
+        if r.errors.is_empty() { String::new() } else { format!(": {:?}", r.errors) }
+    )
+}
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Report {
