@@ -12,6 +12,7 @@ mod genwire;
 mod memif;
 mod memory;
 mod pipeline;
+mod plot;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -68,6 +69,12 @@ enum Cmd {
         /// dpvsd binary (default: next to this one).
         #[arg(long)]
         dpvsd: Option<String>,
+    },
+    /// dpvsd NAT vs kernel nftables DNAT in network namespaces
+    /// (deploy/netns/compare.sh: wrk Connection: close, iperf3).
+    Netns {
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
     },
     /// Maglev table build time.
     Maglev {
@@ -261,6 +268,20 @@ fn run(quick: bool, out: Option<String>, only_pipeline: bool) -> Result<(), Stri
     if let Err(e) = &res {
         rep.errors.push(e.clone());
     }
+    if !only_pipeline && !quick {
+        eprintln!("memif: dpvsd in its own process, dpvs-bench gen against it");
+        let runs = default_memif_runs();
+        match memif::run(&runs, 1000, 3.0, None) {
+            Ok(m) => rep.memif = Some(m),
+            Err(e) => rep.errors.push(format!("memif: {e}")),
+        }
+        eprintln!("netns: dpvsd vs kernel nftables DNAT (deploy/netns/compare.sh)");
+        match netns(5) {
+            Ok(n) => rep.netns = Some(n),
+            Err(e) => rep.errors.push(format!("netns: {e}")),
+        }
+    }
+    rep.loadavg_end = report::loadavg();
     println!("{}", rep.markdown());
     if let Some(dir) = out {
         rep.write(&dir)?;
@@ -268,6 +289,30 @@ fn run(quick: bool, out: Option<String>, only_pipeline: bool) -> Result<(), Stri
     }
     println!("{}", rep.line());
     res
+}
+
+/// Run deploy/netns/compare.sh (it takes the e2e lock and cleans up after itself).
+fn netns(seconds: u32) -> Result<report::Netns, String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/netns/compare.sh");
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .ok_or("cannot locate this binary's directory")?;
+    let out = std::process::Command::new("timeout")
+        .args(["-k", "10", "1800", "bash", script, &seconds.to_string()])
+        .env("DPVSD", dir.join("dpvsd"))
+        .env("DPVSCTL", dir.join("dpvsctl"))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{script}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| format!("{script} exited with {} and printed no result", out.status))?;
+    serde_json::from_str(line).map_err(|e| format!("{script}: {e}: {line}"))
 }
 
 fn main() {
@@ -307,6 +352,9 @@ fn main() {
             for l in &m.dpvsd_stats {
                 println!("dpvsd: {l}");
             }
+        }),
+        Cmd::Netns { seconds } => netns(seconds).map(|n| {
+            println!("{}", serde_json::to_string(&n).unwrap_or_default());
         }),
         Cmd::Maglev { dests, size } => {
             let m = memory::maglev(dests, size, 10);
