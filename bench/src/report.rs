@@ -362,7 +362,9 @@ impl Report {
             out.push((
                 "mpps.svg",
                 Chart {
-                    title: "Packets per second, one worker core (64-byte TCP)".into(),
+                    title:
+                        "Packets per second, one worker core (pipeline: 64-byte TCP; gen: 78-byte)"
+                            .into(),
                     unit: "Mpps".into(),
                     log: false,
                     groups,
