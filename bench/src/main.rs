@@ -268,13 +268,26 @@ fn run(quick: bool, out: Option<String>, only_pipeline: bool) -> Result<(), Stri
     if let Err(e) = &res {
         rep.errors.push(e.clone());
     }
-    if !only_pipeline && !quick {
+    if !only_pipeline {
         eprintln!("memif: dpvsd in its own process, dpvs-bench gen against it");
-        let runs = default_memif_runs();
-        match memif::run(&runs, 1000, 3.0, None) {
+        let (runs, seconds) = if quick {
+            (
+                vec![
+                    "nat:80".to_string(),
+                    "fullnat:81".to_string(),
+                    "nat:80@100000".to_string(),
+                ],
+                1.5,
+            )
+        } else {
+            (default_memif_runs(), 3.0)
+        };
+        match memif::run(&runs, 1000, seconds, None) {
             Ok(m) => rep.memif = Some(m),
             Err(e) => rep.errors.push(format!("memif: {e}")),
         }
+    }
+    if !only_pipeline && !quick {
         eprintln!("netns: dpvsd vs kernel nftables DNAT (deploy/netns/compare.sh)");
         match netns(5) {
             Ok(n) => rep.netns = Some(n),

@@ -241,7 +241,7 @@ impl Report {
         }
         if let Some(m) = &self.memif {
             s.push_str(&format!(
-                "\n#### `dpvs-bench gen` against dpvsd over memif (two processes, {} flows per run, {:.0} s each; load {})\n\n",
+                "\n#### `dpvs-bench gen` against dpvsd over memif (two processes, {} flows per run, {:.1} s each; load {})\n\n",
                 m.flows, m.seconds, m.loadavg
             ));
             s.push_str("| run | offered | delivered | ratio to testpmd | loss | latency | p50 | p90 | p99 | p99.9 | max | checked (full) / invalid |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
