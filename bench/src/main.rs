@@ -76,6 +76,12 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         seconds: u32,
     },
+    /// Redraw the plots (and bench.md) of a run from its bench.json.
+    Plot {
+        /// Directory holding bench.json; the plots are written next to it.
+        #[arg(long, default_value = "docs/bench")]
+        dir: String,
+    },
     /// Maglev table build time.
     Maglev {
         #[arg(long, default_value_t = 1000)]
@@ -369,6 +375,12 @@ fn main() {
         Cmd::Netns { seconds } => netns(seconds).map(|n| {
             println!("{}", serde_json::to_string(&n).unwrap_or_default());
         }),
+        Cmd::Plot { dir } => std::fs::read_to_string(format!("{dir}/bench.json"))
+            .map_err(|e| format!("{dir}/bench.json: {e}"))
+            .and_then(|j| {
+                serde_json::from_str::<Report>(&j).map_err(|e| format!("{dir}/bench.json: {e}"))
+            })
+            .and_then(|r| r.write(&dir)),
         Cmd::Maglev { dests, size } => {
             let m = memory::maglev(dests, size, 10);
             println!("{}", serde_json::to_string(&m).unwrap_or_default());

@@ -26,6 +26,19 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// 1, 2 or 5 times a power of ten, at least `raw`.
+fn nice_step(raw: f64) -> f64 {
+    if !(raw > 0.0 && raw.is_finite()) {
+        return 1.0;
+    }
+    let p = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * p)
+}
+
 fn fmt_value(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
@@ -64,10 +77,11 @@ impl Chart {
         } else {
             0.0
         };
+        let step = nice_step(max * 1.1 / 4.0);
         let hi = if self.log {
             max.log10().ceil().max(lo + 1.0)
         } else {
-            max * 1.15
+            (max * 1.1 / step).ceil() * step
         };
         let (left, plot_w, bar_h, gap) = (230.0, 470.0, 16.0, 10.0);
         let legend_h = 22.0 * series.len().div_ceil(4) as f64;
@@ -106,7 +120,9 @@ impl Chart {
         let ticks: Vec<f64> = if self.log {
             (lo as i32..=hi as i32).map(|e| 10f64.powi(e)).collect()
         } else {
-            (0..=4).map(|k| hi / 4.0 * f64::from(k)).collect()
+            (0..=(hi / step).round() as i32)
+                .map(|k| step * f64::from(k))
+                .collect()
         };
         let bottom = height - 40.0;
         for t in ticks {
@@ -208,6 +224,9 @@ mod tests {
         let bars: Vec<f64> = widths.into_iter().filter(|w| *w > 12.0).collect();
         assert_eq!(bars.len(), 2, "{bars:?}");
         assert!((bars[0] / bars[1] - 2.0).abs() < 1e-2, "{bars:?}");
+        assert_eq!(nice_step(3565.0), 5000.0);
+        assert_eq!(nice_step(1.2), 2.0);
+        assert_eq!(nice_step(0.04), 0.05);
         let l = Chart { log: true, ..c };
         let s = l.svg();
         assert!(s.contains("(log scale)"));

@@ -33,7 +33,8 @@ pub fn gen_line(r: &GenResult) -> String {
     )
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Report {
     pub quick: bool,
     pub machine: String,
@@ -512,5 +513,73 @@ impl Report {
                 .map_err(|e| format!("{dir}/{name}: {e}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gen_and_netns_figures_reach_the_table_the_line_and_survive_json() {
+        let mut r = Report::new(false);
+        r.testpmd.push(Testpmd {
+            mode: "5tswap".into(),
+            mpps: Some(20.0),
+            note: String::new(),
+        });
+        r.memif = Some(MemifRun {
+            flows: 1000,
+            seconds: 3.0,
+            results: vec![
+                GenResult {
+                    mode: "nat".into(),
+                    vport: 80,
+                    delivered_mpps: 2.0,
+                    offered_mpps: 2.0,
+                    latency: "round trip".into(),
+                    ..Default::default()
+                },
+                GenResult {
+                    mode: "nat".into(),
+                    vport: 80,
+                    rate_pps: 100_000.0,
+                    lat_p99_us: Some(12.5),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        r.netns = Some(Netns {
+            kernel_cps: Some(8000.0),
+            dpvsd_adapt_cps: Some(12000.0),
+            cps_ratio_adapt: Some(1.5),
+            ..Default::default()
+        });
+        let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        let md = back.markdown();
+        assert!(
+            md.contains("| NAT :80 flat out | 2.000 Mpps | 2.000 Mpps | 0.100 |"),
+            "{md}"
+        );
+        assert!(md.contains("| dpvsd, adaptive_poll | 12000 |"), "{md}");
+        let line = back.line();
+        assert!(line.starts_with("bench: fullnat_1k_ratio="));
+        assert!(line.contains(" memif_nat_mpps=2.00 "), "{line}");
+        assert!(line.contains(" memif_nat_p99_us=12.50 "), "{line}");
+        assert!(
+            line.contains(" netns_cps_ratio=NA netns_cps_ratio_adapt=1.50 "),
+            "{line}"
+        );
+        let names: Vec<&str> = back.plots().iter().map(|p| p.0).collect();
+        assert_eq!(
+            names,
+            [
+                "mpps.svg",
+                "latency.svg",
+                "kernel_cps.svg",
+                "kernel_iperf3.svg"
+            ]
+        );
     }
 }
