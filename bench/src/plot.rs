@@ -84,11 +84,22 @@ impl Chart {
             (max * 1.1 / step).ceil() * step
         };
         let (left, plot_w, bar_h, gap) = (230.0, 470.0, 16.0, 10.0);
-        let legend_h = 22.0 * series.len().div_ceil(4) as f64;
-        let top = 40.0 + legend_h;
+        let width = left + plot_w + 90.0;
+        // Legend items flow left to right (about 7 px per character), wrapping.
+        let mut legend: Vec<(f64, f64)> = Vec::with_capacity(series.len());
+        let (mut lx, mut ly) = (10.0, 34.0);
+        for name in &series {
+            let w = 16.0 + 7.0 * name.chars().count() as f64 + 18.0;
+            if lx + w > width - 10.0 && lx > 10.0 {
+                lx = 10.0;
+                ly += 22.0;
+            }
+            legend.push((lx, ly));
+            lx += w;
+        }
+        let top = ly + 28.0;
         let rows: usize = self.groups.iter().map(|(_, b)| b.len()).sum();
         let height = top + rows as f64 * bar_h + self.groups.len() as f64 * gap + 50.0;
-        let width = left + plot_w + 90.0;
         let x_of = |v: f64| -> f64 {
             if self.log {
                 ((v.max(10f64.powf(lo)).log10() - lo) / (hi - lo)) * plot_w
@@ -105,8 +116,7 @@ impl Chart {
 "#,
             esc(&self.title)
         );
-        for (i, name) in series.iter().enumerate() {
-            let (lx, ly) = (10.0 + (i % 4) as f64 * 190.0, 34.0 + (i / 4) as f64 * 22.0);
+        for (i, (name, &(lx, ly))) in series.iter().zip(&legend).enumerate() {
             let _ = writeln!(
                 s,
                 r#"<rect x="{lx}" y="{ly}" width="12" height="12" fill="{}"/><text x="{}" y="{}">{}</text>"#,

@@ -379,7 +379,7 @@ impl Report {
             .map(|c| {
                 (
                     format!("{} (pipeline)", c.mode.to_uppercase()),
-                    vec![("whole TCP connections / s, 1 core".to_string(), c.cps)],
+                    vec![("measured".to_string(), c.cps)],
                 )
             })
             .collect();
