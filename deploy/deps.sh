@@ -10,6 +10,7 @@ PKGS=(
   protobuf-compiler          # protoc for the dpvs.v1 gRPC code
   iproute2 ethtool nftables  # netns topology; kernel-lb comparison peer
   curl socat iperf3 tcpdump python3  # clients, real servers' helpers, debugging
+  wrk                        # HTTP connections/s in the kernel comparison (make bench)
 )
 
 installed() { [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]; }

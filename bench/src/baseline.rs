@@ -5,11 +5,12 @@
 
 use std::process::{Command, Stdio};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::env::remove_runtime_dir;
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Testpmd {
     pub mode: String,
     /// Packets forwarded per second by the one forwarding core (both ports summed).

@@ -53,7 +53,11 @@ pub fn client(i: u32) -> ([u8; 4], u16) {
 pub fn flow_of(ip: [u8; 4], port: u16) -> Option<u32> {
     let a = u32::from_be_bytes(ip).checked_sub(CLIENT_BASE)?;
     let p = port.checked_sub(CPORT_BASE)? as u32;
-    (p < PORTS_PER_CLIENT).then_some(a * PORTS_PER_CLIENT + p)
+    // Clients are 100.64.0.0/10; anything above is not one.
+    if a >= 1 << 22 || p >= PORTS_PER_CLIENT {
+        return None;
+    }
+    a.checked_mul(PORTS_PER_CLIENT)?.checked_add(p)
 }
 
 /// One IPv4/TCP segment to write.
@@ -79,7 +83,7 @@ pub fn frame_len(s: &Seg) -> usize {
     (54 + s.payload).max(ETH_MIN)
 }
 
-fn csum_add(mut sum: u32, b: &[u8]) -> u32 {
+pub fn csum_add(mut sum: u32, b: &[u8]) -> u32 {
     let mut it = b.chunks_exact(2);
     for w in &mut it {
         sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
@@ -90,7 +94,7 @@ fn csum_add(mut sum: u32, b: &[u8]) -> u32 {
     sum
 }
 
-fn csum_fold(mut sum: u32) -> u16 {
+pub fn csum_fold(mut sum: u32) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -98,7 +102,13 @@ fn csum_fold(mut sum: u32) -> u16 {
 }
 
 /// Write `s` into `out` (at least `frame_len(s)` bytes); returns the length.
+/// The payload is a filler pattern.
 pub fn write(s: &Seg, out: &mut [u8]) -> usize {
+    write_with(s, None, out)
+}
+
+/// Write `s` with the given payload bytes (`payload.len()` must be `s.payload`).
+pub fn write_with(s: &Seg, payload: Option<&[u8]>, out: &mut [u8]) -> usize {
     let len = frame_len(s);
     let f = &mut out[..len];
     f.fill(0);
@@ -127,8 +137,13 @@ pub fn write(s: &Seg, out: &mut [u8]) -> usize {
         tcp[12] = 5 << 4;
         tcp[13] = s.flags;
         tcp[14..16].copy_from_slice(&64000u16.to_be_bytes());
-        for (i, b) in tcp[20..].iter_mut().enumerate() {
-            *b = b'a' + (i % 26) as u8;
+        match payload {
+            Some(p) => tcp[20..].copy_from_slice(p),
+            None => {
+                for (i, b) in tcp[20..].iter_mut().enumerate() {
+                    *b = b'a' + (i % 26) as u8;
+                }
+            }
         }
         let mut sum = csum_add(0, &s.src);
         sum = csum_add(sum, &s.dst);
@@ -376,6 +391,8 @@ mod tests {
         check(&b[..n], &e).unwrap();
         let q = quick(&b[..n]).unwrap();
         assert_eq!(flow_of(q.src, q.sport), Some(123_456));
+        assert_eq!(flow_of(DIP_SERVER, 40_000), None, "no overflow, no client");
+        assert_eq!(flow_of([255; 4], 65_535), None);
         let s2 = Seg { payload: 16, ..s };
         let n = write(&s2, &mut b);
         assert_eq!(n, 70);

@@ -7,8 +7,12 @@
 mod baseline;
 mod env;
 mod frames;
+mod gen;
+mod genwire;
+mod memif;
 mod memory;
 mod pipeline;
+mod plot;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +55,33 @@ enum Cmd {
         #[arg(long, default_value = "1000000")]
         conns: Vec<u64>,
     },
+    /// pktgen-style generator on two DPDK ports (client side, real-server side)
+    /// against a director in another process or on another machine.
+    Gen(GenArgs),
+    /// dpvsd on memif ports in its own process, `gen` against it.
+    Memif {
+        #[arg(long = "run", default_values_t = default_memif_runs())]
+        runs: Vec<String>,
+        #[arg(long, default_value_t = 1000)]
+        flows: u32,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// dpvsd binary (default: next to this one).
+        #[arg(long)]
+        dpvsd: Option<String>,
+    },
+    /// dpvsd NAT vs kernel nftables DNAT in network namespaces
+    /// (deploy/netns/compare.sh: wrk Connection: close, iperf3).
+    Netns {
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+    },
+    /// Redraw the plots (and bench.md) of a run from its bench.json.
+    Plot {
+        /// Directory holding bench.json; the plots are written next to it.
+        #[arg(long, default_value = "docs/bench")]
+        dir: String,
+    },
     /// Maglev table build time.
     Maglev {
         #[arg(long, default_value_t = 1000)]
@@ -58,6 +89,79 @@ enum Cmd {
         #[arg(long, default_value_t = 65537)]
         size: u32,
     },
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    /// Client-side port: vdev spec (net_memif0,role=client,socket=...) or PCI address.
+    #[arg(long)]
+    client: String,
+    /// Real-server-side port: vdev spec or PCI address.
+    #[arg(long)]
+    server: String,
+    /// EAL arguments, space separated (a --file-prefix is added when missing).
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        default_value = "--no-huge --no-pci -m 1024 -l 0 --log-level 3"
+    )]
+    eal: String,
+    /// MODE[:VPORT][@PPS], repeatable: nat, fullnat, dr, tun; PPS 0 = flat out.
+    #[arg(long = "run", default_value = "nat:80")]
+    runs: Vec<String>,
+    /// Packets per second for runs without @PPS (0 = flat out).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Client flows (connections) per run.
+    #[arg(long, default_value_t = 1000)]
+    flows: u32,
+    /// Length of each run's data phase.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Real servers behind each service (192.168.0.11 ..).
+    #[arg(long, default_value_t = 4)]
+    rs: usize,
+    /// One JSON object per run on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn default_memif_runs() -> Vec<String> {
+    let mut v: Vec<String> = memif::SERVICES
+        .iter()
+        .map(|(m, p)| format!("{m}:{p}"))
+        .collect();
+    v.push("nat:80@100000".into());
+    v.push("fullnat:81@100000".into());
+    v
+}
+
+fn gen_cmd(a: GenArgs) -> Result<(), String> {
+    if a.rs == 0 || a.rs > 200 {
+        return Err(format!("--rs {}: must be 1..=200", a.rs));
+    }
+    let opts = gen::GenOpts {
+        client: a.client,
+        server: a.server,
+        eal: a.eal.split_whitespace().map(str::to_string).collect(),
+        runs: a
+            .runs
+            .iter()
+            .map(|r| gen::parse_run(r, a.rate))
+            .collect::<Result<_, _>>()?,
+        flows: a.flows,
+        seconds: a.seconds,
+        nrs: a.rs,
+    };
+    let res = gen::run(&opts)?;
+    for r in &res {
+        if a.json {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        } else {
+            println!("{}", report::gen_line(r));
+        }
+    }
+    Ok(())
 }
 
 /// How long and how often each scenario runs.
@@ -170,6 +274,33 @@ fn run(quick: bool, out: Option<String>, only_pipeline: bool) -> Result<(), Stri
     if let Err(e) = &res {
         rep.errors.push(e.clone());
     }
+    if !only_pipeline {
+        eprintln!("memif: dpvsd in its own process, dpvs-bench gen against it");
+        let (runs, seconds) = if quick {
+            (
+                vec![
+                    "nat:80".to_string(),
+                    "fullnat:81".to_string(),
+                    "nat:80@100000".to_string(),
+                ],
+                1.5,
+            )
+        } else {
+            (default_memif_runs(), 3.0)
+        };
+        match memif::run(&runs, 1000, seconds, None) {
+            Ok(m) => rep.memif = Some(m),
+            Err(e) => rep.errors.push(format!("memif: {e}")),
+        }
+    }
+    if !only_pipeline && !quick {
+        eprintln!("netns: dpvsd vs kernel nftables DNAT (deploy/netns/compare.sh)");
+        match netns(5) {
+            Ok(n) => rep.netns = Some(n),
+            Err(e) => rep.errors.push(format!("netns: {e}")),
+        }
+    }
+    rep.loadavg_end = report::loadavg();
     println!("{}", rep.markdown());
     if let Some(dir) = out {
         rep.write(&dir)?;
@@ -177,6 +308,30 @@ fn run(quick: bool, out: Option<String>, only_pipeline: bool) -> Result<(), Stri
     }
     println!("{}", rep.line());
     res
+}
+
+/// Run deploy/netns/compare.sh (it takes the e2e lock and cleans up after itself).
+fn netns(seconds: u32) -> Result<report::Netns, String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/netns/compare.sh");
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .ok_or("cannot locate this binary's directory")?;
+    let out = std::process::Command::new("timeout")
+        .args(["-k", "10", "1800", "bash", script, &seconds.to_string()])
+        .env("DPVSD", dir.join("dpvsd"))
+        .env("DPVSCTL", dir.join("dpvsctl"))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{script}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| format!("{script} exited with {} and printed no result", out.status))?;
+    serde_json::from_str(line).map_err(|e| format!("{script}: {e}: {line}"))
 }
 
 fn main() {
@@ -203,6 +358,29 @@ fn main() {
                 Ok(())
             }),
         },
+        Cmd::Gen(a) => gen_cmd(a),
+        Cmd::Memif {
+            runs,
+            flows,
+            seconds,
+            dpvsd,
+        } => memif::run(&runs, flows, seconds, dpvsd.as_deref()).map(|m| {
+            for r in &m.results {
+                println!("{}", report::gen_line(r));
+            }
+            for l in &m.dpvsd_stats {
+                println!("dpvsd: {l}");
+            }
+        }),
+        Cmd::Netns { seconds } => netns(seconds).map(|n| {
+            println!("{}", serde_json::to_string(&n).unwrap_or_default());
+        }),
+        Cmd::Plot { dir } => std::fs::read_to_string(format!("{dir}/bench.json"))
+            .map_err(|e| format!("{dir}/bench.json: {e}"))
+            .and_then(|j| {
+                serde_json::from_str::<Report>(&j).map_err(|e| format!("{dir}/bench.json: {e}"))
+            })
+            .and_then(|r| r.write(&dir)),
         Cmd::Maglev { dests, size } => {
             let m = memory::maglev(dests, size, 10);
             println!("{}", serde_json::to_string(&m).unwrap_or_default());

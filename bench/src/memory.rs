@@ -86,7 +86,8 @@ pub fn measure(n: u64) -> Result<Memory, String> {
     serde_json::from_slice(&out.stdout).map_err(|e| format!("memory child output: {e}"))
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Maglev {
     pub dests: usize,
     pub table_size: u32,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataplane::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::env::{Env, Pumped, CLIENT, SERVER};
 use crate::frames::{self, flag, Expect, Frames, Seg};
@@ -299,7 +299,8 @@ pub fn nonzero_drops(dp: &Dataplane) -> Vec<(String, u64)> {
         .collect()
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Established {
     pub mode: String,
     pub flows: u32,
@@ -434,7 +435,8 @@ fn check_loss(r: &Running, what: &str, p: &Pumped) -> Result<(), String> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Cps {
     pub mode: String,
     pub conns: u32,
@@ -621,7 +623,8 @@ fn one_wave(env: &mut Env, r: &Running, base: u32, n: u32) -> Result<(), String>
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Churn {
     pub applies: u64,
     pub seconds: f64,
@@ -720,7 +723,8 @@ pub fn churn(env: &mut Env, flows: u32, seconds: f64) -> Result<Churn, String> {
     })
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Idle {
     pub adaptive: bool,
     pub rtt_p50_ns: f64,

@@ -10,7 +10,8 @@
 # dpvsd owns lb0/lb1: both would answer ARP for the same addresses.
 #
 # Services (same as the demo): TCP 10.0.0.100:80 and UDP 10.0.0.100:9000 ->
-# 192.168.0.11 / 192.168.0.12, alternating per new connection.
+# 192.168.0.11 / 192.168.0.12, alternating per new connection; and TCP
+# 10.0.0.100:5201 -> 192.168.0.11 (iperf3 in compare.sh).
 set -euo pipefail
 
 [[ $# -eq 2 ]] || { echo "usage: $0 up|down PREFIX" >&2; exit 2; }
@@ -35,10 +36,11 @@ table ip $TABLE {
         type nat hook prerouting priority dstnat; policy accept;
         ip daddr $VIP tcp dport 80 dnat to numgen inc mod 2 map { 0 : 192.168.0.11, 1 : 192.168.0.12 }
         ip daddr $VIP udp dport 9000 dnat to numgen inc mod 2 map { 0 : 192.168.0.11, 1 : 192.168.0.12 }
+        ip daddr $VIP tcp dport 5201 dnat to 192.168.0.11
     }
 }
 NFT
-  echo "kernel-lb $P up: $VIP tcp/80 udp/9000 -> 192.168.0.11, 192.168.0.12 (nftables DNAT)"
+  echo "kernel-lb $P up: $VIP tcp/80 udp/9000 -> 192.168.0.11, 192.168.0.12; tcp/5201 -> 192.168.0.11 (nftables DNAT)"
 }
 
 down() {
