@@ -81,34 +81,6 @@ fn answers(topo: &Topology, n: usize) -> BTreeSet<String> {
         .collect()
 }
 
-/// UDP to `[VIP6]:port` on a connected socket (only an answer from the VIP
-/// counts); the set of server names that answered `name:hello`.
-fn udp_answers(topo: &Topology, port: u16, n: usize) -> BTreeSet<String> {
-    const PY: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.settimeout(2.0)
-s.connect((sys.argv[1], int(sys.argv[2])))
-s.send(b"hello")
-print(s.recv(65535).decode())
-"#;
-    let port = port.to_string();
-    (0..n)
-        .map(|i| {
-            let out = topo.exec_in("cli", &["python3", "-c", PY, VIP6, &port]);
-            assert!(
-                out.status.success(),
-                "UDP datagram {i} to [{VIP6}]:{port} got no answer from the VIP: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            let (name, echo) = body.split_once(':').expect("name:payload");
-            assert_eq!(echo, "hello");
-            name.to_string()
-        })
-        .collect()
-}
-
 fn service_stats(d: &Dpvsd, vs: &str) -> netns::ServiceStats {
     d.stats()
         .into_iter()
@@ -251,7 +223,10 @@ fn nat66_tcp_and_udp_reach_both_servers() {
     assert!(tcp.dests.iter().all(|x| x.forward == "Masq"), "{listed:?}");
 
     assert_eq!(answers(&topo, 6), all_servers(), "both servers answer");
-    assert_eq!(udp_answers(&topo, UDP_ECHO_PORT, 4), all_servers());
+    assert_eq!(
+        netns::udp_answers(&topo, VIP6, UDP_ECHO_PORT, 4),
+        all_servers()
+    );
 
     // NAT keeps the client's address: the servers saw it.
     for (name, _, _) in REAL_SERVERS6 {
@@ -269,13 +244,15 @@ fn nat66_tcp_and_udp_reach_both_servers() {
 }
 
 /// Prints the first TOA option of length 20 (an IPv6 client) seen in a TCP
-/// segment from `argv[1]` (IPv6) on any interface of the namespace, as
+/// segment from `argv[1]` (an IPv6 LIP for FULLNAT66, an IPv4 one for
+/// FULLNAT64) on any interface of the namespace, as
 /// `TOA [ip]:port`; exits 1 after `argv[2]` seconds without one.
-const TOA6_SNIFFER: &str = r#"
+const TOA_SNIFFER: &str = r#"
 import socket, struct, sys, time
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
 s.settimeout(0.5)
-lip = socket.inet_pton(socket.AF_INET6, sys.argv[1])
+six = ":" in sys.argv[1]
+lip = socket.inet_pton(socket.AF_INET6 if six else socket.AF_INET, sys.argv[1])
 deadline = time.time() + float(sys.argv[2])
 print("ready", flush=True)
 while time.time() < deadline:
@@ -283,12 +260,15 @@ while time.time() < deadline:
         f = s.recv(65535)
     except socket.timeout:
         continue
-    if len(f) < 74 or f[12:14] != b"\x86\xdd":
-        continue
     ip = f[14:]
-    if ip[6] != 6 or ip[8:24] != lip:
-        continue
-    tcp = ip[40:]
+    if six:
+        if len(f) < 74 or f[12:14] != b"\x86\xdd" or ip[6] != 6 or ip[8:24] != lip:
+            continue
+        tcp = ip[40:]
+    else:
+        if len(f) < 54 or f[12:14] != b"\x08\x00" or ip[9] != 6 or ip[12:16] != lip:
+            continue
+        tcp = ip[(ip[0] & 15) * 4:]
     doff = (tcp[12] >> 4) * 4
     opts = tcp[20:doff]
     i = 0
@@ -311,6 +291,29 @@ while time.time() < deadline:
 sys.exit(1)
 "#;
 
+/// Runs `traffic` while `TOA_SNIFFER` watches the servers' LAN for segments
+/// from `lip`; the TOA it found (client address, port).
+fn toa_seen_at_servers(topo: &Topology, lip: &str, traffic: impl FnOnce()) -> (String, u16) {
+    let mut sniff = topo.spawn_in(
+        "lan",
+        &["timeout", "20", "python3", "-c", TOA_SNIFFER, lip, "15"],
+    );
+    let mut out = BufReader::new(sniff.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("sniffer starts");
+    assert_eq!(line.trim(), "ready");
+    traffic();
+    line.clear();
+    out.read_line(&mut line).expect("sniffer output");
+    assert!(
+        sniff.wait().expect("sniffer exits").success(),
+        "no TCP segment with a 20-byte TOA seen from {lip}"
+    );
+    let toa = line.trim().strip_prefix("TOA [").expect("TOA line");
+    let (ip, port) = toa.split_once("]:").expect("[ip]:port");
+    (ip.to_string(), port.parse().expect("port"))
+}
+
 #[test]
 fn fullnat66_hides_the_client_but_tells_it_in_toa() {
     let Some(_serial) = netns::begin("fullnat66") else {
@@ -324,30 +327,13 @@ fn fullnat66_hides_the_client_but_tells_it_in_toa() {
     let g = d.ctl_ok(&["-G"]);
     assert!(g.contains(LIP6), "-G lists the IPv6 local address:\n{g}");
 
-    let mut sniff = topo.spawn_in(
-        "lan",
-        &["timeout", "20", "python3", "-c", TOA6_SNIFFER, LIP6, "15"],
-    );
-    let mut out = BufReader::new(sniff.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("sniffer starts");
-    assert_eq!(line.trim(), "ready");
-
-    assert_eq!(answers(&topo, 6), all_servers(), "both servers answer");
-
-    line.clear();
-    out.read_line(&mut line).expect("sniffer output");
-    assert!(
-        sniff.wait().expect("sniffer exits").success(),
-        "no TOA of length 20 seen from {LIP6}"
-    );
-    let toa = line.trim().strip_prefix("TOA [").expect("TOA line");
-    let (toa_ip, toa_port) = toa.split_once("]:").expect("[ip]:port");
+    let (toa_ip, port) = toa_seen_at_servers(&topo, LIP6, || {
+        assert_eq!(answers(&topo, 6), all_servers(), "both servers answer");
+    });
     assert_eq!(
         toa_ip, CLIENT_IPS6[0],
         "TOA carries the client's IPv6 address"
     );
-    let port: u16 = toa_port.parse().unwrap();
     assert!(port >= 1024, "client's ephemeral port: {port}");
 
     for (name, _, _) in REAL_SERVERS6 {
@@ -361,7 +347,10 @@ fn fullnat66_hides_the_client_but_tells_it_in_toa() {
     }
 
     // UDP: the echo on [::]:9000 answers the LIP, the director brings it back.
-    assert_eq!(udp_answers(&topo, UDP_ECHO_PORT, 4), all_servers());
+    assert_eq!(
+        netns::udp_answers(&topo, VIP6, UDP_ECHO_PORT, 4),
+        all_servers()
+    );
     let conns = d.conns();
     assert!(
         conns
@@ -388,7 +377,7 @@ fn dr6_replies_bypass_the_director() {
         "-Ln shows Route"
     );
     assert_eq!(answers(&topo, 6), all_servers(), "both servers answer");
-    assert_eq!(udp_answers(&topo, 9001, 4), all_servers());
+    assert_eq!(netns::udp_answers(&topo, VIP6, 9001, 4), all_servers());
 
     let tcp = service_stats(&d, &vs6(HTTP_PORT));
     assert!(tcp.total.inpkts >= 6 * 3, "requests counted: {tcp:?}");
@@ -431,7 +420,7 @@ fn tun6_reaches_decapsulating_servers_and_packet_too_big_reaches_the_client() {
         "-Ln shows Tunnel"
     );
     assert_eq!(answers(&topo, 6), all_servers(), "both servers answer");
-    assert_eq!(udp_answers(&topo, 9001, 4), all_servers());
+    assert_eq!(netns::udp_answers(&topo, VIP6, 9001, 4), all_servers());
     let tcp = service_stats(&d, &vs6(HTTP_PORT));
     assert!(tcp.total.inpkts >= 18, "{tcp:?}");
     assert_eq!(tcp.total.outpkts, 0, "replies bypass the director: {tcp:?}");
@@ -466,48 +455,6 @@ fn tun6_reaches_decapsulating_servers_and_packet_too_big_reaches_the_client() {
     );
 }
 
-/// Like `TOA6_SNIFFER`, for IPv4 segments from the LIP `argv[1]` (FULLNAT64:
-/// the real server side is IPv4, the TOA inside carries the IPv6 client).
-const TOA64_SNIFFER: &str = r#"
-import socket, struct, sys, time
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-s.settimeout(0.5)
-lip = socket.inet_aton(sys.argv[1])
-deadline = time.time() + float(sys.argv[2])
-print("ready", flush=True)
-while time.time() < deadline:
-    try:
-        f = s.recv(65535)
-    except socket.timeout:
-        continue
-    if len(f) < 54 or f[12:14] != b"\x08\x00":
-        continue
-    ip = f[14:]
-    if ip[9] != 6 or ip[12:16] != lip:
-        continue
-    tcp = ip[(ip[0] & 15) * 4:]
-    doff = (tcp[12] >> 4) * 4
-    opts = tcp[20:doff]
-    i = 0
-    while i + 1 < len(opts):
-        k = opts[i]
-        if k == 0:
-            break
-        if k == 1:
-            i += 1
-            continue
-        l = opts[i + 1]
-        if l < 2:
-            break
-        if k == 254 and l == 20:
-            port = struct.unpack("!H", opts[i + 2:i + 4])[0]
-            addr = socket.inet_ntop(socket.AF_INET6, opts[i + 4:i + 20])
-            print("TOA [%s]:%d" % (addr, port), flush=True)
-            sys.exit(0)
-        i += l
-sys.exit(1)
-"#;
-
 /// FULLNAT64: an IPv6 client, an IPv6 VIP, IPv4 real servers behind an IPv4
 /// LIP. HTTP and UDP answered by both servers; at the servers the traffic is
 /// IPv4 from the LIP with the client's IPv6 address in TOA (length 20).
@@ -536,25 +483,9 @@ fn fullnat64_serves_an_ipv6_vip_from_ipv4_servers() {
         "NAT to an IPv4 server of an IPv6 service refused: {err}"
     );
 
-    let mut sniff = topo.spawn_in(
-        "lan",
-        &["timeout", "20", "python3", "-c", TOA64_SNIFFER, LIP4, "15"],
-    );
-    let mut out = BufReader::new(sniff.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("sniffer starts");
-    assert_eq!(line.trim(), "ready");
-
-    assert_eq!(answers(&topo, 6), all_servers(), "both IPv4 servers answer");
-
-    line.clear();
-    out.read_line(&mut line).expect("sniffer output");
-    assert!(
-        sniff.wait().expect("sniffer exits").success(),
-        "no IPv4 segment with a 20-byte TOA seen from {LIP4}"
-    );
-    let toa = line.trim().strip_prefix("TOA [").expect("TOA line");
-    let (toa_ip, _) = toa.split_once("]:").expect("[ip]:port");
+    let (toa_ip, _) = toa_seen_at_servers(&topo, LIP4, || {
+        assert_eq!(answers(&topo, 6), all_servers(), "both IPv4 servers answer");
+    });
     assert_eq!(toa_ip, CLIENT_IPS6[0], "TOA carries the IPv6 client");
     for (name, _, _) in REAL_SERVERS {
         let log = std::fs::read_to_string(topo.run_dir().join(name).join("access.log"))
@@ -562,7 +493,10 @@ fn fullnat64_serves_an_ipv6_vip_from_ipv4_servers() {
         assert!(log.contains(LIP4), "{name} sees the IPv4 LIP:\n{log}");
     }
 
-    assert_eq!(udp_answers(&topo, UDP_ECHO_PORT, 4), all_servers());
+    assert_eq!(
+        netns::udp_answers(&topo, VIP6, UDP_ECHO_PORT, 4),
+        all_servers()
+    );
     let conns = d.conns();
     assert!(
         conns

@@ -278,34 +278,6 @@ fn tun_reaches_user_space_decapsulating_servers_and_pmtu_works() {
     );
 }
 
-/// UDP from the client to `VIP:port` on a connected socket (so only an answer
-/// from the VIP itself is accepted); the set of server names that answered.
-fn udp_answers(topo: &Topology, port: u16, n: usize) -> BTreeSet<String> {
-    const PY: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(2.0)
-s.connect((sys.argv[1], int(sys.argv[2])))
-s.send(b"hello")
-print(s.recv(65535).decode())
-"#;
-    let port = port.to_string();
-    (0..n)
-        .map(|i| {
-            let out = topo.exec_in("cli", &["python3", "-c", PY, VIP, &port]);
-            assert!(
-                out.status.success(),
-                "UDP datagram {i} through the VIP got no answer from the VIP: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            let (name, echo) = body.split_once(':').expect("name:payload");
-            assert_eq!(echo, "hello");
-            name.to_string()
-        })
-        .collect()
-}
-
 /// A UDP service on VIP:`port` with both real servers in `flag`'s mode.
 fn udp_service(d: &netns::Dpvsd, port: u16, flag: &str) -> String {
     let vs = format!("{VIP}:{port}");
@@ -327,7 +299,11 @@ fn udp_through_dr_tun_and_fullnat() {
         let d = topo.start_dpvsd("");
         d.addr_add(&format!("{VIP}/32"), "dpdk0");
         let vs = udp_service(&d, 9001, flag);
-        assert_eq!(udp_answers(&topo, 9001, 4), all_servers(), "{mode}");
+        assert_eq!(
+            netns::udp_answers(&topo, VIP, 9001, 4),
+            all_servers(),
+            "{mode}"
+        );
         let st = d.stats();
         let svc = st.iter().find(|s| s.addr == vs).expect("stats");
         assert_eq!(
@@ -342,7 +318,10 @@ fn udp_through_dr_tun_and_fullnat() {
     d.addr_add(&format!("{VIP}/32"), "dpdk0");
     let vs = udp_service(&d, netns::UDP_ECHO_PORT, "-b");
     d.ctl_ok(&["-P", "-u", &vs, "-z", LIP, "-F", "dpdk1"]);
-    assert_eq!(udp_answers(&topo, netns::UDP_ECHO_PORT, 4), all_servers());
+    assert_eq!(
+        netns::udp_answers(&topo, VIP, netns::UDP_ECHO_PORT, 4),
+        all_servers()
+    );
     let conns = d.conns();
     assert!(conns.iter().all(|c| c.proto == "UDP"), "{conns:?}");
     let st = d.stats();

@@ -238,6 +238,41 @@ pub struct Topology {
     spawned: Mutex<Vec<(u32, String)>>,
 }
 
+/// UDP from the client namespace to `vip:port` on a connected socket (so only
+/// an answer from the VIP itself is accepted), `n` times; the set of server
+/// names that answered `<name>:hello`. The family follows `vip`.
+pub fn udp_answers(
+    topo: &Topology,
+    vip: &str,
+    port: u16,
+    n: usize,
+) -> std::collections::BTreeSet<String> {
+    const PY: &str = r#"
+import socket, sys
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+s.settimeout(2.0)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.send(b"hello")
+print(s.recv(65535).decode())
+"#;
+    let port = port.to_string();
+    (0..n)
+        .map(|i| {
+            let out = topo.exec_in("cli", &["python3", "-c", PY, vip, &port]);
+            assert!(
+                out.status.success(),
+                "UDP datagram {i} to {vip} port {port} got no answer from the VIP: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let (name, echo) = body.split_once(':').expect("name:payload");
+            assert_eq!(echo, "hello");
+            name.to_string()
+        })
+        .collect()
+}
+
 impl Topology {
     /// Creates the whole topology with its real servers running. Panics (after
     /// removing what it created) if that fails.
