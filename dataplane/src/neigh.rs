@@ -1,4 +1,4 @@
-//! The neighbour table (ARP; NDP comes with IPv6 forwarding).
+//! The neighbour table (IPv4 by ARP, IPv6 by NDP; both handled in `host.rs`).
 //!
 //! Resolved entries are shared by all workers: learning is rare, so the table
 //! is a copy-on-write map behind an `ArcSwap` (lock-free reads on the packet
