@@ -225,20 +225,6 @@ impl Worker {
             // Replies bypass the director: IPVS's INPUT-ONLY state rows.
             self.conns.set_input_only(id, true);
         }
-        if dm.mode == ForwardMode::FullNat && meta.proto == ip_proto::TCP {
-            // The client's first data sequence number: TOA goes into the segment
-            // that carries it (the handshake's ACK, or the first data).
-            if let Some(seq) = crate::wire::TcpPacket::new_checked(
-                m.data().get(meta.l4_off..meta.l3_end()).unwrap_or(&[]),
-            )
-            .ok()
-            .map(|t| t.seq_number())
-            {
-                if let Some(c) = self.conns.get_mut(id) {
-                    c.user = crate::xmit::fnat_user_init(seq.wrapping_add(1));
-                }
-            }
-        }
         dest.counters.inactive.fetch_add(1, Ordering::Relaxed);
         let tr = self.conns.on_packet(
             id,
@@ -356,7 +342,11 @@ impl Worker {
 /// The director's address on the port that reaches `rip` (the DIP): the
 /// local address of FULLNAT services without a local address pool.
 pub fn dip_toward(snap: &Snapshot, rip: IpAddr) -> Option<IpAddr> {
-    let hop = snap.routes.lookup(rip)?;
+    dip_via(snap, snap.routes.lookup(rip)?, rip)
+}
+
+/// [`dip_toward`] when the route to `rip` is already known.
+pub fn dip_via(snap: &Snapshot, hop: crate::route::NextHop, rip: IpAddr) -> Option<IpAddr> {
     snap.local
         .values()
         .filter(|l| l.port == hop.port && same_family(l.addr, rip))

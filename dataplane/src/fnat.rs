@@ -121,14 +121,15 @@ pub enum InOutcome {
 /// Client -> real server: insert the header or shift the sequence number of
 /// the TCP segment `meta` describes (whole frame in `buf`), before the
 /// FULLNAT address rewrite. `user` is the connection's word (updated on
-/// insertion). The IP packet must stay within `mtu`: if the header does not
-/// fit, `Err(FragNeeded)` and the frame is unchanged.
+/// insertion). The IP packet must stay within `mtu()` (asked only when the
+/// header goes in): if the header does not fit, `Err(FragNeeded)` and the frame
+/// is unchanged.
 pub fn pp_in<B: PacketBuf + ?Sized>(
     buf: &mut B,
     meta: &mut IpMeta,
     user: &mut u64,
     orig: &Tuple,
-    mtu: usize,
+    mtu: impl FnOnce() -> usize,
 ) -> Result<InOutcome, DropReason> {
     let len = pp_len(*user);
     let Some(version) = pp_version(*user) else {
@@ -159,7 +160,7 @@ pub fn pp_in<B: PacketBuf + ?Sized>(
     if hdr.len() != len {
         return Err(DropReason::Unsupported); // cannot happen: same tuple, same bytes
     }
-    if meta.ip_len() + len > mtu {
+    if meta.ip_len() + len > mtu() {
         return Err(DropReason::FragNeeded);
     }
     let hl = t.header_len();
@@ -428,7 +429,7 @@ mod tests {
         let f = tcp_frame(CIP, sport, VIP, 80, s);
         let mut m = meta(&f);
         let mut b = VecBuf::new(&f);
-        let r = pp_in(&mut b, &mut m, u, &orig(sport), mtu);
+        let r = pp_in(&mut b, &mut m, u, &orig(sport), || mtu);
         if r.is_ok() {
             assert_eq!(meta(b.data()), m, "meta follows the frame");
         }
@@ -760,7 +761,7 @@ mod tests {
         );
         let mut m = meta(&f);
         let mut b = VecBuf::with_headroom(&f, 0);
-        let r = pp_in(&mut b, &mut m, &mut u, &orig(40000), 1500);
+        let r = pp_in(&mut b, &mut m, &mut u, &orig(40000), || 1500);
         assert_eq!(r, Ok(InOutcome::Inserted { first: true }));
         let (_, pl) = verify(b.data());
         assert_eq!(&pl[..hdr.len()], hdr.as_bytes());
@@ -791,7 +792,7 @@ mod tests {
             let mut m = meta(&f);
             let mut b = VecBuf::new(&f);
             assert_eq!(
-                pp_in(&mut b, &mut m, &mut u, &o, 1500),
+                pp_in(&mut b, &mut m, &mut u, &o, || 1500),
                 Ok(InOutcome::Inserted { first: true })
             );
             let (_, pl) = verify(b.data());

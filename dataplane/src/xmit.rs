@@ -19,6 +19,7 @@ use crate::dpdk::mbuf::Mbuf;
 use crate::events::Event;
 use crate::fnat;
 use crate::neigh::Pending;
+use crate::route::NextHop;
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
 use crate::wire::{
@@ -190,7 +191,7 @@ impl Worker {
         let Some(hop) = snap.routes.lookup(f.reply.src) else {
             return self.count_drop(DropReason::NoRoute);
         };
-        let Some(dip) = crate::core::dip_toward(snap, f.reply.src) else {
+        let Some(dip) = crate::core::dip_via(snap, hop, f.reply.src) else {
             return self.count_drop(DropReason::NoRoute);
         };
         let mtu = snap
@@ -225,7 +226,7 @@ impl Worker {
             return self.count_drop(r);
         }
         self.count_traffic(snap, f, Direction::Original, len - ETH_HLEN);
-        self.output(snap, m, f.reply.src, false);
+        self.output_via(snap, m, hop);
     }
 
     /// ICMP fragmentation-needed (IPv4) or ICMPv6 packet-too-big (IPv6) from
@@ -313,9 +314,9 @@ impl Worker {
             return Ok(());
         }
         if pp_len != 0 {
-            let mtu = fnat_mtu(snap, f);
             let mut user = f.user;
-            return match fnat::pp_in(m, meta, &mut user, &f.orig, mtu) {
+            // The route toward the RS is looked up only when the header goes in.
+            return match fnat::pp_in(m, meta, &mut user, &f.orig, || fnat_mtu(snap, f)) {
                 Ok(fnat::InOutcome::Inserted { first }) => {
                     if first {
                         self.shared.events[self.index].bump(Event::ProxyProtocolSent);
@@ -330,7 +331,9 @@ impl Worker {
                         && crate::wire::Ipv4Packet::new_unchecked(&m.data()[meta.l3_off..])
                             .dont_frag();
                     if df {
-                        let room = mtu.saturating_sub(pp_len).clamp(68, usize::from(u16::MAX));
+                        let room = fnat_mtu(snap, f)
+                            .saturating_sub(pp_len)
+                            .clamp(68, usize::from(u16::MAX));
                         self.send_frag_needed(snap, m, meta, room as u16);
                     }
                     Err(DropReason::FragNeeded)
@@ -412,6 +415,11 @@ impl Worker {
         if connected_only && hop.gateway != dst {
             return self.count_drop(DropReason::NoRoute);
         }
+        self.output_via(snap, m, hop);
+    }
+
+    /// [`Worker::output`] when the route is already known.
+    pub(crate) fn output_via(&mut self, snap: &Snapshot, m: Mbuf, hop: NextHop) {
         match self.shared.neigh.lookup(hop.port, hop.gateway) {
             Some(mac) => self.send_to(snap, m, hop.port, mac),
             None => {
