@@ -11,12 +11,11 @@ mod netns;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::process::Command;
 use std::time::Duration;
 
 use netns::{
-    run_bounded, Dpvsd, Topology, CLIENT_IPS6, DIP6_CLIENT_SIDE, HTTP_PORT, REAL_SERVERS,
-    REAL_SERVERS6, UDP_ECHO_PORT, VIP6,
+    Dpvsd, Topology, CLIENT_IPS6, DIP6_CLIENT_SIDE, HTTP_PORT, REAL_SERVERS, REAL_SERVERS6,
+    UDP_ECHO_PORT, VIP6,
 };
 
 /// The FULLNAT66 local address (on dpdk1, in the server LAN's prefix).
@@ -31,25 +30,6 @@ fn all_servers() -> BTreeSet<String> {
         .iter()
         .map(|(n, _, _)| n.to_string())
         .collect()
-}
-
-fn bypass(topo: &Topology, mode: &str) {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/netns/bypass.sh");
-    let out = run_bounded(
-        Command::new("bash")
-            .arg(script)
-            .arg(mode)
-            .arg(topo.prefix())
-            .arg(VIP6)
-            .arg(topo.run_dir()),
-        Duration::from_secs(30),
-    );
-    assert!(
-        out.status.success(),
-        "bypass.sh {mode} {VIP6} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A dpvsd with VIP6 on dpdk0 and a TCP service `[VIP6]:80` plus a UDP service
@@ -368,7 +348,7 @@ fn dr6_replies_bypass_the_director() {
         return;
     };
     let topo = Topology::new("dr6");
-    bypass(&topo, "dr");
+    netns::bypass(&topo, "dr", VIP6);
     let d = director(&topo, "-g", 9001);
     assert!(
         d.services()
@@ -389,29 +369,13 @@ fn dr6_replies_bypass_the_director() {
     assert_eq!((udp.total.inpkts, udp.total.outpkts), (4, 0), "{udp:?}");
 }
 
-/// Sends a `argv[3]`-byte POST to `[argv[1]]:argv[2]` and prints the body of
-/// the answer (full-sized segments: PMTU discovery must work to get through).
-const BIG_POST: &str = r#"
-import socket, sys
-n = int(sys.argv[3])
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-s.sendall(b"POST / HTTP/1.0\r\nHost: vip\r\nContent-Length: %d\r\n\r\n" % n + b"a" * n)
-data = b""
-while True:
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    data += chunk
-print(data.split(b"\r\n\r\n", 1)[-1].decode().strip(), flush=True)
-"#;
-
 #[test]
 fn tun6_reaches_decapsulating_servers_and_packet_too_big_reaches_the_client() {
     let Some(_serial) = netns::begin("tun6") else {
         return;
     };
     let topo = Topology::new("tun6");
-    bypass(&topo, "tun");
+    netns::bypass(&topo, "tun", VIP6);
     let d = director(&topo, "-i", 9001);
     assert!(
         d.services()
@@ -432,7 +396,10 @@ fn tun6_reaches_decapsulating_servers_and_packet_too_big_reaches_the_client() {
     // packet-too-big and the upload goes through.
     let before = d.drop_counter("frag_needed");
     let port = HTTP_PORT.to_string();
-    let out = topo.exec_in("cli", &["python3", "-c", BIG_POST, VIP6, &port, "20000"]);
+    let out = topo.exec_in(
+        "cli",
+        &["python3", "-c", netns::BIG_POST, VIP6, &port, "20000"],
+    );
     assert!(
         out.status.success(),
         "big upload through TUN6: {}",

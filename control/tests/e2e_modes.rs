@@ -8,29 +8,8 @@
 mod netns;
 
 use std::collections::BTreeSet;
-use std::process::Command;
-use std::time::Duration;
 
-use netns::{run_bounded, Topology, HTTP_PORT, REAL_SERVERS, VIP};
-
-fn bypass(topo: &Topology, mode: &str) {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/netns/bypass.sh");
-    let out = run_bounded(
-        Command::new("bash")
-            .arg(script)
-            .arg(mode)
-            .arg(topo.prefix())
-            .arg(VIP)
-            .arg(topo.run_dir()),
-        Duration::from_secs(30),
-    );
-    assert!(
-        out.status.success(),
-        "bypass.sh {mode} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use netns::{Topology, HTTP_PORT, REAL_SERVERS, VIP};
 
 /// Curls the VIP `n` times; the set of server names that answered.
 fn answers(topo: &Topology, n: usize) -> BTreeSet<String> {
@@ -66,7 +45,7 @@ fn dr_replies_bypass_the_director() {
         return;
     };
     let topo = Topology::new("dr");
-    bypass(&topo, "dr");
+    netns::bypass(&topo, "dr", VIP);
     let d = topo.start_dpvsd("");
     let vs = tcp_service(&d, "-g");
     let listed = d.services();
@@ -215,29 +194,13 @@ fn fullnat_hides_the_client_but_tells_it_in_toa() {
     assert!(svc.total.outpkts > 0, "replies pass the director: {svc:?}");
 }
 
-/// Sends a `argv[3]`-byte POST to `argv[1]:argv[2]` and prints the body of the
-/// answer (full-sized segments: PMTU discovery must work to get through).
-const BIG_POST: &str = r#"
-import socket, sys
-n = int(sys.argv[3])
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-s.sendall(b"POST / HTTP/1.0\r\nHost: vip\r\nContent-Length: %d\r\n\r\n" % n + b"a" * n)
-data = b""
-while True:
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    data += chunk
-print(data.split(b"\r\n\r\n", 1)[-1].decode().strip(), flush=True)
-"#;
-
 #[test]
 fn tun_reaches_user_space_decapsulating_servers_and_pmtu_works() {
     let Some(_serial) = netns::begin("tun") else {
         return;
     };
     let topo = Topology::new("tun");
-    bypass(&topo, "tun");
+    netns::bypass(&topo, "tun", VIP);
     let d = topo.start_dpvsd("");
     let vs = tcp_service(&d, "-i");
     let listed = d.services();
@@ -255,7 +218,10 @@ fn tun_reaches_user_space_decapsulating_servers_and_pmtu_works() {
     // client learns 1480 from the director's ICMP and the upload goes through.
     let before = d.drop_counter("frag_needed");
     let port = HTTP_PORT.to_string();
-    let out = topo.exec_in("cli", &["python3", "-c", BIG_POST, VIP, &port, "20000"]);
+    let out = topo.exec_in(
+        "cli",
+        &["python3", "-c", netns::BIG_POST, VIP, &port, "20000"],
+    );
     assert!(
         out.status.success(),
         "big upload through TUN: {}",
@@ -295,7 +261,7 @@ fn udp_through_dr_tun_and_fullnat() {
     };
     for (mode, flag) in [("dr", "-g"), ("tun", "-i")] {
         let topo = Topology::new(&format!("udp-{mode}"));
-        bypass(&topo, mode);
+        netns::bypass(&topo, mode, VIP);
         let d = topo.start_dpvsd("");
         d.addr_add(&format!("{VIP}/32"), "dpdk0");
         let vs = udp_service(&d, 9001, flag);

@@ -238,6 +238,43 @@ pub struct Topology {
     spawned: Mutex<Vec<(u32, String)>>,
 }
 
+/// `deploy/netns/bypass.sh MODE` for `vip`: the DR/TUN topology on top of the
+/// demo one (replies from the real servers to the client bypass the director).
+pub fn bypass(topo: &Topology, mode: &str, vip: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/netns/bypass.sh");
+    let out = run_bounded(
+        Command::new("bash")
+            .arg(script)
+            .arg(mode)
+            .arg(topo.prefix())
+            .arg(vip)
+            .arg(topo.run_dir()),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "bypass.sh {mode} {vip} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sends a `argv[3]`-byte POST to `argv[1]` port `argv[2]` and prints the body
+/// of the answer (full-sized segments: PMTU discovery must work to get through).
+pub const BIG_POST: &str = r#"
+import socket, sys
+n = int(sys.argv[3])
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"POST / HTTP/1.0\r\nHost: vip\r\nContent-Length: %d\r\n\r\n" % n + b"a" * n)
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.split(b"\r\n\r\n", 1)[-1].decode().strip(), flush=True)
+"#;
+
 /// UDP from the client namespace to `vip:port` on a connected socket (so only
 /// an answer from the VIP itself is accepted), `n` times; the set of server
 /// names that answered `<name>:hello`. The family follows `vip`.
