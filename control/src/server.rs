@@ -100,6 +100,20 @@ fn bad(m: String) -> Status {
     Status::invalid_argument(m)
 }
 
+/// The service a list request is limited to, if any: a key the store does not
+/// have is `NotFound`, as for the calls that change a service.
+fn service_filter(
+    store: &Store,
+    key: Option<&pb::ServiceKey>,
+) -> Result<Option<dataplane::ServiceKey>, Status> {
+    let Some(k) = key else { return Ok(None) };
+    let k = convert::key_from_pb(Some(k)).map_err(bad)?;
+    if store.service(&k).is_none() {
+        return Err(store_status(crate::store::not_found(&k)));
+    }
+    Ok(Some(k))
+}
+
 /// A service with its counters and the store's DPVS extras.
 fn service_status(
     store: &Store,
@@ -181,19 +195,8 @@ impl Dpvs for DpvsService {
         &self,
         req: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
-        let only = match &req.get_ref().key {
-            Some(k) => Some(convert::key_from_pb(Some(k)).map_err(bad)?),
-            None => None,
-        };
         let store = self.store();
-        if let Some(k) = &only {
-            if store.service(k).is_none() {
-                return Err(store_status(StoreError::NotFound(format!(
-                    "no such service {}",
-                    crate::store::service_name(k)
-                ))));
-            }
-        }
+        let only = service_filter(&store, req.get_ref().key.as_ref())?;
         let stats = self.blocking(|b| b.stats()).await?;
         let services = store
             .services()
@@ -355,19 +358,8 @@ impl Dpvs for DpvsService {
         &self,
         req: Request<pb::ListLocalAddrsRequest>,
     ) -> Result<Response<pb::ListLocalAddrsResponse>, Status> {
-        let filter = match req.get_ref().service.as_ref() {
-            Some(k) => Some(convert::key_from_pb(Some(k)).map_err(bad)?),
-            None => None,
-        };
         let store = self.store();
-        if let Some(k) = &filter {
-            if store.service(k).is_none() {
-                return Err(store_status(StoreError::NotFound(format!(
-                    "no such service: {}",
-                    crate::store::service_name(k)
-                ))));
-            }
-        }
+        let filter = service_filter(&store, req.get_ref().service.as_ref())?;
         let conns = self.blocking(|b| b.connections()).await?;
         let laddrs = store
             .laddrs()

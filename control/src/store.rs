@@ -476,7 +476,8 @@ impl Store {
     }
 }
 
-fn not_found(key: &ServiceKey) -> StoreError {
+/// The error for a service the store does not have.
+pub fn not_found(key: &ServiceKey) -> StoreError {
     StoreError::NotFound(format!("no such service {}", service_name(key)))
 }
 
