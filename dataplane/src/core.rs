@@ -56,15 +56,16 @@ struct Classified {
 }
 
 impl Worker {
-    /// A received burst on port index `in_port`: classify every frame, look up
+    /// A burst received on port index `in_port` (`None`: handed over by other
+    /// workers, each mbuf carrying its port): classify every frame, look up
     /// the connections of all TCP/UDP packets together (`lookup_burst` overlaps
     /// their cache misses, which is what large tables are bound by), then
-    /// handle the frames in order.
+    /// handle the frames in order. Handed-over packets are never handed on.
     pub fn handle_burst(
         &mut self,
         snap: &Snapshot,
         rx: &mut ArrayVec<Mbuf, BURST>,
-        in_port: usize,
+        in_port: Option<usize>,
     ) {
         let mut class: ArrayVec<Classified, BURST> = ArrayVec::new();
         let mut tuples: ArrayVec<Tuple, BURST> = ArrayVec::new();
@@ -82,6 +83,10 @@ impl Worker {
         let mut found = [None; BURST];
         self.conns.lookup_burst(&tuples, &mut found[..tuples.len()]);
         let inserts = self.conns_inserted;
+        let from = match in_port {
+            Some(p) => Source::Port(p),
+            None => Source::Handover,
+        };
         for (m, c) in rx.drain(..).zip(class) {
             let pkt = match c.pkt {
                 Ok(p) => p,
@@ -90,8 +95,12 @@ impl Worker {
                     continue;
                 }
             };
+            let at = match from {
+                Source::Port(p) => Rx::Nic(p),
+                Source::Handover => Rx::Handed(self.port_index(m.port())),
+            };
             match pkt {
-                Packet::Arp => self.handle_arp(snap, m, in_port),
+                Packet::Arp => self.handle_arp(snap, m, at.port()),
                 Packet::Ip(meta) => {
                     let lookup = match c.tuple {
                         // A miss is stale once this burst created a conn (its
@@ -102,28 +111,45 @@ impl Worker {
                         Some(i) => Lookup::Done(found[i]),
                         None => Lookup::Redo,
                     };
-                    self.handle_ip(snap, m, in_port, meta, lookup)
+                    self.handle_ip(snap, m, at, meta, lookup)
                 }
                 Packet::Other(_) => self.count_drop(DropReason::UnknownEtherType),
             }
         }
     }
 
-    fn handle_ip(
+    /// A packet that missed this worker's table: `Ok` if it belongs to another
+    /// worker and was handed over, else the packet back to handle here (it is
+    /// new, ours, or was handed over already).
+    pub(crate) fn handed_to_owner(
         &mut self,
         snap: &Snapshot,
         m: Mbuf,
-        in_port: usize,
-        meta: IpMeta,
-        lookup: Lookup,
-    ) {
+        at: Rx,
+        t: &Tuple,
+    ) -> Result<(), Mbuf> {
+        let Rx::Nic(port) = at else {
+            return Err(m);
+        };
+        if self.nworkers() == 1 {
+            return Err(m);
+        }
+        let owner = self.shared.owners.of_tuple(snap, port, t);
+        if owner == self.index {
+            return Err(m);
+        }
+        self.hand_over(owner, m, port);
+        Ok(())
+    }
+
+    fn handle_ip(&mut self, snap: &Snapshot, m: Mbuf, at: Rx, meta: IpMeta, lookup: Lookup) {
         match meta.proto {
             ip_proto::TCP | ip_proto::UDP => {}
             ip_proto::ICMP | ip_proto::ICMPV6 => {
                 if crate::wire::icmp_err::is_error(meta.family, meta.icmp_type) {
-                    return self.handle_icmp_error(snap, m, meta);
+                    return self.handle_icmp_error(snap, m, at, meta);
                 }
-                return self.handle_icmp(snap, m, in_port, meta);
+                return self.handle_icmp(snap, m, at.port(), meta);
             }
             _ => {
                 let r = if snap.is_local(meta.dst) {
@@ -149,6 +175,9 @@ impl Worker {
             self.account_transition(snap, dest_id, tr);
             return self.xmit(snap, m, meta, id, dir);
         }
+        let Err(m) = self.handed_to_owner(snap, m, at, &tuple) else {
+            return;
+        };
         let Some(svc) = snap.service(meta.proto, meta.dst, meta.dport) else {
             let r = if snap.is_local(meta.dst) {
                 DropReason::NoService
@@ -357,6 +386,31 @@ pub fn dip_via(snap: &Snapshot, hop: crate::route::NextHop, rip: IpAddr) -> Opti
             )
         })
         .map(|l| l.addr)
+}
+
+/// Where a burst came from.
+#[derive(Clone, Copy)]
+enum Source {
+    Port(usize),
+    Handover,
+}
+
+/// Where a packet came from: a NIC queue of this worker, or another worker
+/// (which received it on that port index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rx {
+    Nic(usize),
+    Handed(usize),
+}
+
+impl Rx {
+    /// The index of the port the packet arrived on.
+    #[inline]
+    pub fn port(self) -> usize {
+        match self {
+            Rx::Nic(p) | Rx::Handed(p) => p,
+        }
+    }
 }
 
 /// A packet's connection lookup: done with the burst, or still to do.

@@ -69,13 +69,20 @@ impl Traffic {
     }
 }
 
-/// Worker-wide counters: drops by reason, rx and tx.
+/// Worker-wide counters: drops by reason, rx and tx, hand-over.
 #[repr(align(64))]
 pub struct WorkerCounters {
     drops: [AtomicU64; DropReason::COUNT],
+    /// Packets received from the NIC queues.
     pub rx: AtomicU64,
+    /// Packets the NIC took for transmission.
     pub tx: AtomicU64,
+    /// Connections in this worker's table (a gauge, refreshed every few loops).
     pub conns: AtomicU64,
+    /// Packets passed to their owner worker.
+    pub handed_over: AtomicU64,
+    /// Packets other workers passed to this one.
+    pub handover_in: AtomicU64,
 }
 
 impl Default for WorkerCounters {
@@ -85,6 +92,8 @@ impl Default for WorkerCounters {
             rx: AtomicU64::new(0),
             tx: AtomicU64::new(0),
             conns: AtomicU64::new(0),
+            handed_over: AtomicU64::new(0),
+            handover_in: AtomicU64::new(0),
         }
     }
 }

@@ -14,8 +14,9 @@ use crate::dpdk::lcore;
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::port::{port_by_name, Port};
 use crate::neigh::NeighTable;
+use crate::owner::{LportSteer, Owners};
 use crate::snapshot::{Compiler, PortInfo};
-use crate::stats::{ConnEntry, DestStats, DropReason, PortStats, ServiceStats, Stats};
+use crate::stats::{ConnEntry, DestStats, DropReason, PortStats, ServiceStats, Stats, WorkerStats};
 use crate::worker::{Request, Shared, Worker, WorkerConfig};
 use crate::{DataplaneError, DataplaneSpec};
 
@@ -172,7 +173,16 @@ impl Dataplane {
                     })
                 }
             };
-            let queues = p.queues.max(nworkers);
+            if p.queues < nworkers {
+                return Err(DataplaneError::Port {
+                    port: p.name.clone(),
+                    reason: format!(
+                        "{} queue(s) for {nworkers} workers: every worker needs its own rx/tx queue pair",
+                        p.queues
+                    ),
+                });
+            }
+            let queues = nworkers;
             let mut port = Port::start(id, &p.name, queues, p.mtu, &pool).map_err(|e| {
                 DataplaneError::Port {
                     port: p.name.clone(),
@@ -189,6 +199,25 @@ impl Dataplane {
             });
             ports.push(port);
         }
+        let owners = Owners::new(
+            usize::from(nworkers),
+            ports.iter().map(|_| LportSteer::Partition).collect(),
+        );
+        for (p, s) in ports.iter().zip(&owners.ports) {
+            if nworkers > 1 {
+                eprintln!(
+                    "dataplane: port {}: {} queues, FULLNAT reply steering: {}",
+                    p.name,
+                    p.queues,
+                    s.name()
+                );
+            }
+        }
+        let rings = crate::handover::Rings::new(
+            usize::from(nworkers),
+            &format!("{}", random_seed() % 100000),
+        )
+        .map_err(DataplaneError::Workers)?;
         let mut compiler = Compiler::default();
         let snap = compiler
             .compile(initial, &port_infos)
@@ -203,6 +232,8 @@ impl Dataplane {
             events: (0..spec.worker_cores.len())
                 .map(|_| crate::events::EventCounters::default())
                 .collect(),
+            owners,
+            rings,
         });
         let seed = random_seed();
         let mut requests = Vec::new();
@@ -329,22 +360,26 @@ impl Dataplane {
                 }
             })
             .collect();
+        let workers: Vec<WorkerStats> = self
+            .shared
+            .counters
+            .iter()
+            .map(|c| WorkerStats {
+                rx_packets: c.rx.load(Ordering::Relaxed),
+                tx_packets: c.tx.load(Ordering::Relaxed),
+                drops: DropReason::ALL.iter().map(|&r| c.drops(r)).sum(),
+                handed_over: c.handed_over.load(Ordering::Relaxed),
+                handover_in: c.handover_in.load(Ordering::Relaxed),
+                conns: c.conns.load(Ordering::Relaxed),
+            })
+            .collect();
         Stats {
             services,
             drops,
             ports,
-            rx_packets: self
-                .shared
-                .counters
-                .iter()
-                .map(|c| c.rx.load(Ordering::Relaxed))
-                .sum(),
-            tx_packets: self
-                .shared
-                .counters
-                .iter()
-                .map(|c| c.tx.load(Ordering::Relaxed))
-                .sum(),
+            rx_packets: workers.iter().map(|w| w.rx_packets).sum(),
+            tx_packets: workers.iter().map(|w| w.tx_packets).sum(),
+            workers,
         }
     }
 
@@ -414,6 +449,8 @@ impl Dataplane {
         for &l in &self.lcores {
             lcore::wait(l);
         }
+        // Mbufs still on hand-over rings go back to the pool while it exists.
+        self.shared.rings.drain();
         for p in &mut self.ports {
             p.stop();
         }

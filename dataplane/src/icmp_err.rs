@@ -27,17 +27,19 @@ use std::net::IpAddr;
 use conntrack::{ConnId, Direction, Tuple};
 
 use crate::config::ForwardMode;
-use crate::core::mode_from_flags;
+use crate::core::{mode_from_flags, Rx};
 use crate::dpdk::mbuf::Mbuf;
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
-use crate::wire::icmp_err::{self, IcmpError, Translation};
+use crate::wire::icmp_err::{self, Translation};
 use crate::wire::{ip_proto, nat, IpMeta, PacketBuf};
 use crate::worker::Worker;
 
 impl Worker {
     /// An ICMP/ICMPv6 error (`icmp_err::is_error`).
-    pub(crate) fn handle_icmp_error(&mut self, snap: &Snapshot, mut m: Mbuf, meta: IpMeta) {
+    /// The connection is looked up by the quoted packet, reversed; a miss whose
+    /// owner is another worker is handed to it.
+    pub(crate) fn handle_icmp_error(&mut self, snap: &Snapshot, mut m: Mbuf, at: Rx, meta: IpMeta) {
         let e = match icmp_err::parse(m.data(), &meta) {
             Ok(e) => e,
             Err(r) => return self.count_drop(r),
@@ -45,8 +47,24 @@ impl Worker {
         if e.src != meta.dst {
             return self.count_drop(DropReason::BadIcmpInner);
         }
+        if !matches!(e.proto, ip_proto::TCP | ip_proto::UDP) {
+            return self.count_drop(DropReason::IcmpNoConn);
+        }
+        let reversed = Tuple {
+            proto: e.proto,
+            src: e.dst,
+            sport: e.dport,
+            dst: e.src,
+            dport: e.sport,
+        };
+        let Some((id, dir)) = self.conns.lookup(&reversed) else {
+            if let Err(_m) = self.handed_to_owner(snap, m, at, &reversed) {
+                self.count_drop(DropReason::IcmpNoConn);
+            }
+            return;
+        };
         let quoted_seq = e.quoted_seq(m.data());
-        let (t, next) = match self.icmp_translation(&e, meta.src, quoted_seq) {
+        let (t, next) = match self.icmp_translation(id, dir, meta.src, quoted_seq) {
             Ok(Action::Translate(t, next)) => (t, next),
             // DR/TUN, as IPVS's `ip_vs_icmp_xmit`: the RS sent the quoted reply
             // from the VIP itself, so the error goes to it unchanged by the
@@ -67,24 +85,15 @@ impl Worker {
         self.output(snap, m, next, false);
     }
 
-    /// The rewrite of error `e` and where it goes next, from its connection.
+    /// The rewrite of an error about connection `id` (the quote matched its
+    /// `dir` tuple) and where it goes next.
     fn icmp_translation(
         &self,
-        e: &IcmpError,
+        id: ConnId,
+        dir: Direction,
         outer_src: IpAddr,
         quoted_seq: u32,
     ) -> Result<Action, DropReason> {
-        if !matches!(e.proto, ip_proto::TCP | ip_proto::UDP) {
-            return Err(DropReason::IcmpNoConn);
-        }
-        let reversed = Tuple {
-            proto: e.proto,
-            src: e.dst,
-            sport: e.dport,
-            dst: e.src,
-            dport: e.sport,
-        };
-        let (id, dir) = self.conns.lookup(&reversed).ok_or(DropReason::IcmpNoConn)?;
         let c = self.conns.get(id).ok_or(DropReason::IcmpNoConn)?;
         let (o, r) = (c.original(), c.reply());
         let from_rs = outer_src == r.src;

@@ -11,10 +11,12 @@ pub mod counters;
 pub mod dpdk;
 pub mod events;
 pub mod fnat;
+pub mod handover;
 pub mod host;
 pub mod icmp_err;
 pub mod laddr;
 pub mod neigh;
+pub mod owner;
 pub mod route;
 pub mod snapshot;
 pub mod stats;
@@ -32,7 +34,9 @@ pub use config::{
     AddrSpec, ConfigDesc, DestSpec, ExtDesc, ForwardMode, LocalAddrSpec, Persistence, Proto,
     ProxyProtocol, RouteSpec, ServiceKey, ServiceSpec,
 };
-pub use stats::{ConnEntry, DestStats, DropReason, PortStats, ServiceStats, Stats, TrafficStats};
+pub use stats::{
+    ConnEntry, DestStats, DropReason, PortStats, ServiceStats, Stats, TrafficStats, WorkerStats,
+};
 
 /// One DPDK port as the config file names it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use crate::config::{
     ConfigDesc, ExtDesc, ForwardMode, Persistence, Proto, ProxyProtocol, ServiceKey,
 };
 use crate::counters::Traffic;
+use crate::owner::OwnerKey;
 use crate::route::{Route, RouteTable};
 
 pub type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -54,6 +55,8 @@ pub struct Service {
     pub laddrs_v4: usize,
     /// Proxy Protocol prepended to FULLNAT TCP streams.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// How its connections are keyed to a worker (`crate::owner`).
+    pub owner_key: OwnerKey,
 }
 
 /// An address the director owns.
@@ -84,6 +87,10 @@ pub struct Snapshot {
     pub local: FastMap<IpAddr, LocalAddr>,
     pub routes: RouteTable,
     pub dests: FastMap<u32, DestRef>,
+    /// NAT real servers (proto, RIP, rport) whose services key connections
+    /// by the client's net (persistence): what a NAT reply's owner is keyed
+    /// by. Absent: by client address and port.
+    pub nat_owner_keys: NatOwnerKeys,
     pub desc: ConfigDesc,
     pub ext: ExtDesc,
 }
@@ -119,6 +126,7 @@ impl Snapshot {
             local: FastMap::default(),
             routes: RouteTable::default(),
             dests: FastMap::default(),
+            nat_owner_keys: FastMap::default(),
             desc: ConfigDesc::default(),
             ext: ExtDesc::default(),
         }
@@ -263,6 +271,7 @@ impl Compiler {
                 v.push(l.addr);
             }
         }
+        let (owner_keys, nat_owner_keys) = owner_keys(desc);
         let mut services = FastMap::default();
         let mut services_by_id = FastMap::default();
         let mut dest_refs = FastMap::default();
@@ -364,11 +373,9 @@ impl Compiler {
                     .iter()
                     .find(|(k, _)| *k == s.key)
                     .map(|(_, v)| *v),
+                owner_key: owner_keys[&s.key],
             });
-            let proto = match s.key.proto {
-                Proto::Tcp => 6,
-                Proto::Udp => 17,
-            };
+            let proto = proto_number(s.key.proto);
             if services
                 .insert((proto, s.key.vip, s.key.vport), svc.clone())
                 .is_some()
@@ -393,8 +400,72 @@ impl Compiler {
             local,
             routes: RouteTable::new(routes),
             dests: dest_refs,
+            nat_owner_keys,
             desc: desc.clone(),
             ext: ext.clone(),
         })
     }
+}
+
+fn proto_number(p: Proto) -> u8 {
+    match p {
+        Proto::Tcp => 6,
+        Proto::Udp => 17,
+    }
+}
+
+/// NAT real server (proto, RIP, rport) -> how its replies find their owner.
+pub type NatOwnerKeys = FastMap<(u8, IpAddr, u16), OwnerKey>;
+
+/// Each service's [`OwnerKey`], and the keys NAT replies are owned by.
+///
+/// A persistent service keys by its client net. A NAT reply names only its
+/// real server, so services sharing a NAT real server (same proto, RIP and
+/// rport) form a group that must key alike: a group with a persistent member
+/// keys by the coarsest (shortest) persistence mask in it; other groups by
+/// client address and port.
+fn owner_keys(desc: &ConfigDesc) -> (HashMap<ServiceKey, OwnerKey>, NatOwnerKeys) {
+    let n = desc.services.len();
+    // Union-find over service indices.
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn root(p: &mut [usize], mut i: usize) -> usize {
+        while p[i] != i {
+            p[i] = p[p[i]];
+            i = p[i];
+        }
+        i
+    }
+    let mut first_user: HashMap<(u8, IpAddr, u16), usize> = HashMap::new();
+    for (i, s) in desc.services.iter().enumerate() {
+        for d in s.dests.iter().filter(|d| d.mode == ForwardMode::Nat) {
+            let k = (proto_number(s.key.proto), d.addr, d.port);
+            let j = *first_user.entry(k).or_insert(i);
+            let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+            parent[a] = b;
+        }
+    }
+    let mut group_mask: HashMap<usize, u8> = HashMap::new();
+    for (i, s) in desc.services.iter().enumerate() {
+        if let Some(p) = s.persistence {
+            let r = root(&mut parent, i);
+            let m = group_mask.entry(r).or_insert(p.netmask_len);
+            *m = (*m).min(p.netmask_len);
+        }
+    }
+    let mut keys = HashMap::new();
+    for (i, s) in desc.services.iter().enumerate() {
+        let r = root(&mut parent, i);
+        let key = group_mask
+            .get(&r)
+            .map_or(OwnerKey::ClientPort, |&m| OwnerKey::ClientNet(m));
+        keys.insert(s.key, key);
+    }
+    let mut nat = FastMap::default();
+    for (k, i) in first_user {
+        let key = keys[&desc.services[i].key];
+        if key != OwnerKey::ClientPort {
+            nat.insert(k, key);
+        }
+    }
+    (keys, nat)
 }

@@ -71,10 +71,12 @@ pub enum DropReason {
     /// IPv6 neighbour solicitation/advertisement failing RFC 4861's checks
     /// (hop limit 255, code 0, checksum, lengths, options).
     BadNdp,
+    /// The hand-over ring to the connection's owner worker was full.
+    HandoverFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 26] = [
+    pub const ALL: [DropReason; 27] = [
         DropReason::Truncated,
         DropReason::UnknownEtherType,
         DropReason::BadArp,
@@ -101,6 +103,7 @@ impl DropReason {
         DropReason::IcmpNoConn,
         DropReason::BadIcmpInner,
         DropReason::BadNdp,
+        DropReason::HandoverFull,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -133,6 +136,7 @@ impl DropReason {
             DropReason::IcmpNoConn => "icmp_no_conn",
             DropReason::BadIcmpInner => "bad_icmp_inner",
             DropReason::BadNdp => "bad_ndp",
+            DropReason::HandoverFull => "handover_full",
         }
     }
 }
@@ -192,6 +196,23 @@ pub struct PortStats {
     pub tx_errors: u64,
 }
 
+/// One worker's share of the work.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Packets received from its NIC queues.
+    pub rx_packets: u64,
+    /// Packets it transmitted.
+    pub tx_packets: u64,
+    /// Packets it dropped, all reasons.
+    pub drops: u64,
+    /// Packets it passed to their connection's owner.
+    pub handed_over: u64,
+    /// Packets other workers passed to it.
+    pub handover_in: u64,
+    /// Connections in its table.
+    pub conns: u64,
+}
+
 /// Everything `dpvsctl --stats` and metrics show.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -203,6 +224,8 @@ pub struct Stats {
     pub rx_packets: u64,
     /// Packets forwarded (transmitted) by workers, summed.
     pub tx_packets: u64,
+    /// Per worker, by worker index.
+    pub workers: Vec<WorkerStats>,
 }
 
 /// One tracked connection as `ipvsadm -Lnc` lists it.

@@ -1,10 +1,12 @@
 //! One worker lcore: the poll loop.
 //!
 //! Each worker owns an rx/tx queue pair on every port, its own connection table,
-//! persistence templates and scheduler state: nothing on the packet path is
-//! shared with a lock. It loads the configuration snapshot once per burst,
-//! counts every packet it does not forward under exactly one `DropReason`, and
-//! answers control requests (connection listing, timeouts) between bursts.
+//! persistence templates and scheduler cursors: nothing on the packet path is
+//! shared with a lock. Packets of connections another worker owns go to it on
+//! the hand-over rings (`handover`), and the worker drains the rings the others
+//! fill for it. It loads the configuration snapshot once per loop, counts every
+//! packet it does not forward under exactly one `DropReason`, and answers
+//! control requests (connection listing, timeouts) between bursts.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +21,9 @@ use crate::counters::WorkerCounters;
 use crate::dpdk::mbuf::Mbuf;
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::port::{rx_burst, tx_burst};
+use crate::handover::{Flushed, Outbox, Rings};
 use crate::neigh::{NeighTable, PendingQueue};
+use crate::owner::Owners;
 use crate::snapshot::{FastMap, Snapshot};
 use crate::stats::{ConnEntry, DropReason};
 
@@ -46,6 +50,10 @@ pub struct Shared {
     pub counters: Vec<WorkerCounters>,
     /// Per worker: what the modes did to forwarded packets (TOA, MSS, ...).
     pub events: Vec<crate::events::EventCounters>,
+    /// Which worker owns a packet's connection.
+    pub owners: Owners,
+    /// Hand-over rings between workers.
+    pub rings: Rings,
 }
 
 /// Where a worker's packets go out: a tx buffer per port.
@@ -111,6 +119,8 @@ pub struct Worker {
     /// Connections this worker created (wrapping): tells a burst whether its
     /// batched lookups may have gone stale.
     pub conns_inserted: u64,
+    /// Bursts waiting to be handed to other workers.
+    pub outbox: Outbox,
     rx_ports: Vec<u16>,
     requests: Receiver<Request>,
     adaptive_poll: bool,
@@ -148,6 +158,7 @@ impl Worker {
             announced: Vec::new(),
             announced_gen: 0,
             conns_inserted: 0,
+            outbox: Outbox::new(cfg.index, nworkers),
             rx_ports: cfg.port_ids,
             requests,
             adaptive_poll: cfg.adaptive_poll,
@@ -157,6 +168,54 @@ impl Worker {
     #[inline]
     pub fn count_drop(&self, r: DropReason) {
         self.shared.counters[self.index].drop(r);
+    }
+
+    /// Number of workers of the dataplane.
+    #[inline]
+    pub fn nworkers(&self) -> usize {
+        self.shared.counters.len()
+    }
+
+    /// The index of the port with ethdev id `id` (0 if unknown).
+    #[inline]
+    pub fn port_index(&self, id: u16) -> usize {
+        self.rx_ports.iter().position(|&p| p == id).unwrap_or(0)
+    }
+
+    /// Pass `m`, received on port index `in_port`, to worker `to`.
+    pub fn hand_over(&mut self, to: usize, mut m: Mbuf, in_port: usize) {
+        m.set_port(self.rx_ports[in_port]);
+        let f = self.outbox.push(&self.shared.rings, to, m);
+        self.count_handed(f);
+    }
+
+    fn count_handed(&self, f: Flushed) {
+        let c = &self.shared.counters[self.index];
+        if f.sent != 0 {
+            WorkerCounters::add(&c.handed_over, f.sent);
+        }
+        if f.dropped != 0 {
+            c.drop_n(DropReason::HandoverFull, f.dropped);
+        }
+    }
+
+    /// Handle what other workers handed over; returns the packet count.
+    fn drain_handover(&mut self, snap: &Snapshot, rx: &mut ArrayVec<Mbuf, BURST>) -> usize {
+        let shared = self.shared.clone();
+        let mut got = 0;
+        for from in 0..self.nworkers() {
+            let Some(ring) = shared.rings.ring(from, self.index) else {
+                continue;
+            };
+            let n = ring.dequeue_burst(rx);
+            if n == 0 {
+                continue;
+            }
+            got += n;
+            WorkerCounters::add(&shared.counters[self.index].handover_in, n as u64);
+            self.handle_burst(snap, rx, None);
+        }
+        got
     }
 
     /// The poll loop; returns when `shared.stop` is set.
@@ -182,7 +241,12 @@ impl Worker {
                 }
                 got += n;
                 WorkerCounters::add(&shared.counters[self.index].rx, n as u64);
-                self.handle_burst(snap, &mut rx, pi);
+                self.handle_burst(snap, &mut rx, Some(pi));
+            }
+            if self.nworkers() > 1 {
+                got += self.drain_handover(snap, &mut rx);
+                let f = self.outbox.flush(&shared.rings);
+                self.count_handed(f);
             }
             if !self.pending.queue.is_empty() {
                 self.flush_pending(snap);
@@ -199,6 +263,9 @@ impl Worker {
             loops = loops.wrapping_add(1);
             if loops.is_multiple_of(CONTROL_EVERY) {
                 self.serve_control(snap);
+                shared.counters[self.index]
+                    .conns
+                    .store(self.conns.len() as u64, Ordering::Relaxed);
                 // lblc/lblcr age their per-destination tables on this clock.
                 let now_s = self.now_ms / 1000;
                 for (_, s) in self.scheds.values_mut() {
@@ -216,6 +283,8 @@ impl Worker {
                 idle = 0;
             }
         }
+        let f = self.outbox.flush(&shared.rings);
+        self.count_handed(f);
         self.tx.flush();
     }
 

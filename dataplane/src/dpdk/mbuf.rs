@@ -34,6 +34,12 @@ impl Mbuf {
         p
     }
 
+    /// The raw pointer, ownership kept.
+    #[inline]
+    pub fn as_raw(&self) -> *mut dpdk_sys::rte_mbuf {
+        self.raw.as_ptr()
+    }
+
     #[inline]
     fn m(&self) -> &dpdk_sys::rte_mbuf {
         // SAFETY: we own a valid mbuf for our whole life.
@@ -44,6 +50,14 @@ impl Mbuf {
     #[inline]
     pub fn port(&self) -> u16 {
         self.m().port
+    }
+
+    /// Record the ethdev port the frame arrived on (the hand-over keeps it
+    /// with the packet, since not every PMD sets it).
+    #[inline]
+    pub fn set_port(&mut self, port: u16) {
+        // SAFETY: we own the mbuf exclusively; `port` is a plain field.
+        unsafe { self.raw.as_mut().port = port }
     }
 
     /// Copy `bytes` into a fresh (empty) mbuf. False if it does not fit.

@@ -1,7 +1,9 @@
 //! rte_ring of mbufs, and ring-backed ports (`rte_eth_from_rings`).
 //!
-//! Used by in-process tests and the benchmark generator: a test pushes frames
-//! into a port's rx ring and reads what the worker transmitted from its tx ring.
+//! Workers pass packets to each other on single-producer/single-consumer rings
+//! (the hand-over, `crate::handover`) with the allocation-free burst calls;
+//! in-process tests and the benchmark generator push frames into a ring port's
+//! rx ring and read what the worker transmitted from its tx ring.
 
 use std::ffi::CString;
 use std::ptr::NonNull;
@@ -35,6 +37,71 @@ impl Ring {
 
     pub fn as_ptr(&self) -> *mut dpdk_sys::rte_ring {
         self.raw.as_ptr()
+    }
+
+    /// Move as many mbufs of `pkts` as fit into the ring, from the front, in
+    /// order; what did not fit stays in `pkts`. Returns how many went in. No
+    /// allocation: the hand-over's hot path.
+    #[inline]
+    pub fn enqueue_burst<const N: usize>(&self, pkts: &mut arrayvec::ArrayVec<Mbuf, N>) -> usize {
+        let total = pkts.len();
+        if total == 0 {
+            return 0;
+        }
+        let mut raw: [*mut libc::c_void; N] = [std::ptr::null_mut(); N];
+        for (slot, m) in raw.iter_mut().zip(pkts.iter()) {
+            *slot = m.as_raw() as *mut libc::c_void;
+        }
+        // SAFETY: raw[..total] are valid mbufs owned by `pkts`; the ring stores
+        // void pointers. With RING_F_SP_ENQ only one thread (the owning worker)
+        // ever enqueues on this ring.
+        let done = unsafe {
+            dpdk_sys::rte_ring_enqueue_burst(
+                self.raw.as_ptr(),
+                raw.as_ptr(),
+                total as u32,
+                std::ptr::null_mut(),
+            )
+        } as usize;
+        // The first `done` now belong to the ring: forget them without freeing.
+        for m in pkts.drain(..done) {
+            let _ = m.into_raw();
+        }
+        done
+    }
+
+    /// Dequeue into `out` as many mbufs as it has room for. Returns how many.
+    #[inline]
+    pub fn dequeue_burst<const N: usize>(&self, out: &mut arrayvec::ArrayVec<Mbuf, N>) -> usize {
+        let room = out.capacity() - out.len();
+        if room == 0 {
+            return 0;
+        }
+        let mut raw: [*mut libc::c_void; N] = [std::ptr::null_mut(); N];
+        // SAFETY: raw has room for `room` <= N pointers. With RING_F_SC_DEQ
+        // only one thread (the owning worker) ever dequeues from this ring.
+        let n = unsafe {
+            dpdk_sys::rte_ring_dequeue_burst(
+                self.raw.as_ptr(),
+                raw.as_mut_ptr(),
+                room as u32,
+                std::ptr::null_mut(),
+            )
+        } as usize;
+        for &p in &raw[..n] {
+            // SAFETY: only mbufs are ever enqueued on these rings; dequeued
+            // ones are ours alone.
+            out.push(unsafe {
+                Mbuf::from_raw(NonNull::new_unchecked(p as *mut dpdk_sys::rte_mbuf))
+            });
+        }
+        n
+    }
+
+    /// Mbufs in the ring now.
+    pub fn count(&self) -> usize {
+        // SAFETY: valid ring; a plain read of its head and tail.
+        unsafe { dpdk_sys::rte_ring_count(self.raw.as_ptr()) as usize }
     }
 
     /// Enqueue mbufs; those that did not fit are returned.
@@ -91,12 +158,28 @@ impl Drop for Ring {
 
 /// Create an ethdev named `net_ring_<name>` whose queue 0 receives from `rx` and transmits into `tx`.
 pub fn port_from_rings(name: &str, rx: &Ring, tx: &Ring) -> Result<u16, String> {
+    port_from_ring_queues(name, &[rx], &[tx])
+}
+
+/// Create an ethdev named `net_ring_<name>` whose rx queue i receives from
+/// `rx[i]` and tx queue i transmits into `tx[i]` (a multi-queue port whose
+/// "RSS" is whoever fills the rings: tests and the benchmark generator).
+pub fn port_from_ring_queues(name: &str, rx: &[&Ring], tx: &[&Ring]) -> Result<u16, String> {
     let c = CString::new(name).map_err(|_| "port name contains NUL".to_string())?;
-    let rxs = [rx.as_ptr()];
-    let txs = [tx.as_ptr()];
-    // SAFETY: the ring arrays hold valid rings that outlive the port.
-    let rc =
-        unsafe { dpdk_sys::rte_eth_from_rings(c.as_ptr(), rxs.as_ptr(), 1, txs.as_ptr(), 1, 0) };
+    let rxs: Vec<*mut dpdk_sys::rte_ring> = rx.iter().map(|r| r.as_ptr()).collect();
+    let txs: Vec<*mut dpdk_sys::rte_ring> = tx.iter().map(|r| r.as_ptr()).collect();
+    // SAFETY: the ring arrays hold valid rings that outlive the port; DPDK
+    // copies the pointer arrays.
+    let rc = unsafe {
+        dpdk_sys::rte_eth_from_rings(
+            c.as_ptr(),
+            rxs.as_ptr(),
+            rxs.len() as u32,
+            txs.as_ptr(),
+            txs.len() as u32,
+            0,
+        )
+    };
     if rc < 0 {
         return Err(format!(
             "rte_eth_from_rings({name}): {}",

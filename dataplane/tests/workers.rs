@@ -1,0 +1,403 @@
+//! DPDK in-process, two workers: ring ports with two rx/tx queue pairs each,
+//! where the test plays the NIC's RSS by choosing the rx queue of every frame.
+//! Requests all go to queue 0 and replies all to queue 1, so about half of
+//! each direction reaches a worker that does not own the connection: every
+//! connection must still work, each owned by one worker in both directions,
+//! with the hand-over counted.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use dataplane::dpdk::eal::Eal;
+use dataplane::dpdk::mbuf::Mbuf;
+use dataplane::dpdk::mempool::Mempool;
+use dataplane::dpdk::ring::{port_from_ring_queues, Ring};
+use dataplane::wire::PacketBuf;
+use dataplane::*;
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+
+mod common;
+use common::{arp, dest, ip};
+
+const TAG: &str = "w";
+const QUEUES: usize = 2;
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+const RS_MACS: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 1, 0x11], [0x02, 0, 0, 0, 1, 0x12]];
+const RS_IPS: [[u8; 4]; 2] = [[192, 168, 0, 11], [192, 168, 0, 12]];
+
+struct Env {
+    _eal: Eal,
+    pool: Mempool,
+    /// Per port: (rx rings, tx rings), one per queue.
+    rings: Vec<(Vec<Ring>, Vec<Ring>)>,
+}
+
+fn env() -> &'static Mutex<Env> {
+    static ENV: OnceLock<Mutex<Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let prefix = format!("dpvs-{TAG}-{}", std::process::id());
+        let args: Vec<String> = [
+            "--no-huge",
+            "--no-pci",
+            "-m",
+            "256",
+            "--lcores",
+            "0@0,1@0,2@1",
+            "--file-prefix",
+            &prefix,
+            "--log-level",
+            "3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let eal = Eal::init(&args).expect("EAL init");
+        let pool = Mempool::new(&format!("{TAG}_pool"), 8191, 0, -1).expect("pool");
+        let mut rings = Vec::new();
+        for p in 0..2 {
+            let rx: Vec<Ring> = (0..QUEUES)
+                .map(|q| Ring::new(&format!("{TAG}_rx{p}_{q}"), 1024).unwrap())
+                .collect();
+            let tx: Vec<Ring> = (0..QUEUES)
+                .map(|q| Ring::new(&format!("{TAG}_tx{p}_{q}"), 1024).unwrap())
+                .collect();
+            let rxr: Vec<&Ring> = rx.iter().collect();
+            let txr: Vec<&Ring> = tx.iter().collect();
+            port_from_ring_queues(&format!("{TAG}{p}"), &rxr, &txr).unwrap();
+            rings.push((rx, tx));
+        }
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+        Mutex::new(Env {
+            _eal: eal,
+            pool,
+            rings,
+        })
+    })
+}
+
+fn spec() -> DataplaneSpec {
+    let mut s = common::spec(TAG);
+    s.worker_cores = vec![1, 2];
+    s.adaptive_poll = true;
+    s.mbufs = 8191;
+    for p in &mut s.ports {
+        p.queues = QUEUES as u16;
+    }
+    s
+}
+
+fn inject(env: &Env, port: usize, queue: usize, frames: &[Vec<u8>]) {
+    for chunk in frames.chunks(256) {
+        let v: Vec<Mbuf> = chunk
+            .iter()
+            .map(|f| {
+                let mut m = env.pool.alloc().expect("mbuf");
+                assert!(m.write_from(f));
+                m
+            })
+            .collect();
+        let mut left = v;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !left.is_empty() && Instant::now() < deadline {
+            left = env.rings[port].0[queue].enqueue(left);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(left.is_empty(), "rx ring stays full");
+    }
+}
+
+/// Frames transmitted on `port` (any queue) until `n` came or 3 s passed.
+fn collect(env: &Env, port: usize, n: usize) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        for tx in &env.rings[port].1 {
+            for m in tx.dequeue(256) {
+                out.push(m.data().to_vec());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    out
+}
+
+fn drain(env: &Env) {
+    std::thread::sleep(Duration::from_millis(30));
+    for (rx, tx) in &env.rings {
+        for r in rx.iter().chain(tx) {
+            drop(r.dequeue(4096));
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    syn: bool,
+    ack: bool,
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1000, 64000);
+    if syn {
+        b = b.syn();
+    }
+    if ack {
+        b = b.ack(1);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, b"").unwrap();
+    v
+}
+
+/// (src, sport, dst, dport) of an IPv4 TCP frame, checksums checked.
+fn tuple(f: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
+    let p = SlicedPacket::from_ethernet(f).expect("parses");
+    let Some(NetSlice::Ipv4(ip4)) = &p.net else {
+        panic!("ipv4")
+    };
+    let h = ip4.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IP checksum");
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("tcp")
+    };
+    let th = t.to_header();
+    assert_eq!(
+        th.checksum,
+        th.calc_checksum_ipv4(&h, t.payload()).unwrap(),
+        "TCP checksum"
+    );
+    (
+        ip4.header().source(),
+        t.source_port(),
+        ip4.header().destination(),
+        t.destination_port(),
+    )
+}
+
+/// Start two workers and teach the director every neighbour's MAC.
+fn start(env: &Env, desc: &ConfigDesc, ext: Option<&ExtDesc>) -> (Dataplane, [u8; 6], [u8; 6]) {
+    drain(env);
+    let dp = Dataplane::start_with_eal(&spec(), desc).expect("start");
+    if let Some(ext) = ext {
+        dp.apply_ext(desc, ext).expect("ext");
+    }
+    let st = dp.stats();
+    assert_eq!(st.workers.len(), 2);
+    let (mac0, mac1) = (st.ports[0].mac, st.ports[1].mac);
+    drain(env);
+    inject(
+        env,
+        0,
+        0,
+        &[arp(
+            1,
+            CLIENT_MAC,
+            [10, 0, 0, 2],
+            [0; 6],
+            [10, 0, 0, 1],
+            [0xff; 6],
+        )],
+    );
+    for (mac, rip) in RS_MACS.iter().zip(RS_IPS) {
+        inject(
+            env,
+            1,
+            1,
+            &[arp(1, *mac, rip, [0; 6], [192, 168, 0, 1], [0xff; 6])],
+        );
+    }
+    assert_eq!(
+        collect(env, 0, 1).len(),
+        1,
+        "ARP answered on the client side"
+    );
+    assert_eq!(
+        collect(env, 1, 2).len(),
+        2,
+        "ARP answered on the server side"
+    );
+    (dp, mac0, mac1)
+}
+
+fn worker_of_conns(dp: &Dataplane) -> HashMap<u16, u32> {
+    dp.connections()
+        .into_iter()
+        .map(|c| (c.client.1, c.worker))
+        .collect()
+}
+
+const N: u16 = 64;
+
+#[test]
+fn nat_connections_work_whichever_queue_each_direction_lands_on() {
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    let nat = |a: &str| dest(a, 8080, ForwardMode::Nat);
+    let desc = common::config(
+        Proto::Tcp,
+        "rr",
+        vec![nat("192.168.0.11"), nat("192.168.0.12")],
+    );
+    let (dp, mac0, mac1) = start(&env, &desc, None);
+
+    let syns: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            tcp(
+                CLIENT_MAC,
+                mac0,
+                [10, 0, 0, 2],
+                40000 + i,
+                [10, 0, 0, 100],
+                80,
+                true,
+                false,
+            )
+        })
+        .collect();
+    inject(&env, 0, 0, &syns);
+    let fwd = collect(&env, 1, N.into());
+    assert_eq!(fwd.len(), usize::from(N), "every SYN reaches a real server");
+    let mut rs_of = HashMap::new();
+    for f in &fwd {
+        let (src, sport, dst, dport) = tuple(f);
+        assert_eq!((src, dport), ([10, 0, 0, 2], 8080));
+        assert!(RS_IPS.contains(&dst));
+        assert!(
+            rs_of.insert(sport, dst).is_none(),
+            "one SYN per client port"
+        );
+    }
+
+    // Every SYN-ACK arrives on queue 1, whoever owns its connection.
+    let acks: Vec<Vec<u8>> = rs_of
+        .iter()
+        .map(|(&cport, &rip)| {
+            let mac = RS_MACS[RS_IPS.iter().position(|r| *r == rip).unwrap()];
+            tcp(mac, mac1, rip, 8080, [10, 0, 0, 2], cport, true, true)
+        })
+        .collect();
+    inject(&env, 1, 1, &acks);
+    let back = collect(&env, 0, N.into());
+    assert_eq!(
+        back.len(),
+        usize::from(N),
+        "every SYN-ACK reaches the client"
+    );
+    let mut ports = HashSet::new();
+    for f in &back {
+        let (src, sport, dst, dport) = tuple(f);
+        assert_eq!((src, sport, dst), ([10, 0, 0, 100], 80, [10, 0, 0, 2]));
+        assert!(ports.insert(dport));
+    }
+    assert_eq!(ports.len(), usize::from(N));
+
+    // One entry per connection, spread over both workers; both handed over.
+    let owners = worker_of_conns(&dp);
+    assert_eq!(owners.len(), usize::from(N), "no duplicate connections");
+    let on0 = owners.values().filter(|&&w| w == 0).count();
+    assert!(
+        on0 > 0 && on0 < usize::from(N),
+        "both workers own some: {on0}"
+    );
+    let st = dp.stats();
+    for (i, w) in st.workers.iter().enumerate() {
+        assert!(w.handed_over > 0, "worker {i} handed over: {w:?}");
+        assert!(w.handover_in > 0, "worker {i} received: {w:?}");
+    }
+    assert_eq!(
+        st.workers.iter().map(|w| w.handed_over).sum::<u64>(),
+        st.workers.iter().map(|w| w.handover_in).sum::<u64>()
+    );
+    assert_eq!(common::drops(&dp, DropReason::HandoverFull), 0);
+    assert_eq!(common::drops(&dp, DropReason::NoConnection), 0);
+    dp.stop();
+}
+
+#[test]
+fn fullnat_replies_reach_the_worker_that_chose_the_local_port() {
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    let fnat = |a: &str| dest(a, 8080, ForwardMode::FullNat);
+    let desc = common::config(
+        Proto::Tcp,
+        "rr",
+        vec![fnat("192.168.0.11"), fnat("192.168.0.12")],
+    );
+    let ext = ExtDesc {
+        laddrs: vec![LocalAddrSpec {
+            service: desc.services[0].key,
+            addr: ip("192.168.0.200"),
+            port: "dpdk1".into(),
+        }],
+        ..Default::default()
+    };
+    let (dp, mac0, mac1) = start(&env, &desc, Some(&ext));
+
+    let syns: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            tcp(
+                CLIENT_MAC,
+                mac0,
+                [10, 0, 0, 2],
+                41000 + i,
+                [10, 0, 0, 100],
+                80,
+                true,
+                false,
+            )
+        })
+        .collect();
+    inject(&env, 0, 0, &syns);
+    let fwd = collect(&env, 1, N.into());
+    assert_eq!(fwd.len(), usize::from(N), "every SYN reaches a real server");
+    // (lport, rip) of each connection as the real server sees it.
+    let mut seen = Vec::new();
+    for f in &fwd {
+        let (src, lport, dst, dport) = tuple(f);
+        assert_eq!((src, dport), ([192, 168, 0, 200], 8080), "from the LIP");
+        seen.push((lport, dst));
+    }
+    let acks: Vec<Vec<u8>> = seen
+        .iter()
+        .map(|&(lport, rip)| {
+            let mac = RS_MACS[RS_IPS.iter().position(|r| *r == rip).unwrap()];
+            tcp(mac, mac1, rip, 8080, [192, 168, 0, 200], lport, true, true)
+        })
+        .collect();
+    inject(&env, 1, 1, &acks);
+    let back = collect(&env, 0, N.into());
+    assert_eq!(
+        back.len(),
+        usize::from(N),
+        "every SYN-ACK reaches the client"
+    );
+    let mut cports = HashSet::new();
+    for f in &back {
+        let (src, sport, dst, dport) = tuple(f);
+        assert_eq!((src, sport, dst), ([10, 0, 0, 100], 80, [10, 0, 0, 2]));
+        cports.insert(dport);
+    }
+    assert_eq!(cports, (41000..41000 + N).collect());
+
+    let conns = dp.connections();
+    assert_eq!(conns.len(), usize::from(N));
+    for c in &conns {
+        let (_, lport) = c.local.expect("FULLNAT lists its local address");
+        assert_eq!(
+            usize::from(lport) % 2,
+            c.worker as usize,
+            "a worker hands out only the local ports it owns"
+        );
+    }
+    let st = dp.stats();
+    for (i, w) in st.workers.iter().enumerate() {
+        assert!(w.handed_over > 0, "worker {i} handed over: {w:?}");
+    }
+    assert_eq!(common::drops(&dp, DropReason::HandoverFull), 0);
+    dp.stop();
+}
