@@ -16,6 +16,7 @@ pub mod icmp_err;
 pub mod laddr;
 pub mod neigh;
 pub mod route;
+pub mod rss;
 pub mod snapshot;
 pub mod stats;
 pub mod wire;
