@@ -14,6 +14,7 @@
 #include <rte_flow.h>
 #include <rte_pause.h>
 #include <rte_eth_ring.h>
+#include <rte_thash.h>
 
 /* What bindgen cannot reach: rte_errno is a per-lcore (thread-local) variable. */
 int dpvs_rte_errno(void);

@@ -18,6 +18,7 @@ pub mod laddr;
 pub mod neigh;
 pub mod owner;
 pub mod route;
+pub mod rss;
 pub mod snapshot;
 pub mod stats;
 pub mod wire;

@@ -10,6 +10,7 @@ pub mod mbuf;
 pub mod mempool;
 pub mod port;
 pub mod ring;
+pub mod rss;
 
 use std::ffi::CStr;
 
