@@ -97,6 +97,7 @@ impl Env {
                     device: format!("net_ring_b{i}"),
                     queues: 1,
                     mtu: 0,
+                    steering: dataplane::Steering::default(),
                 })
                 .collect(),
             worker_cores: vec![1],

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use dataplane::{
     AddrSpec, DataplaneSpec, DestSpec, ForwardMode, Persistence, PortSpec, Proto, RouteSpec,
-    ServiceKey, ServiceSpec,
+    ServiceKey, ServiceSpec, Steering,
 };
 use serde::Deserialize;
 
@@ -71,6 +71,9 @@ pub struct PortConf {
     pub device: String,
     pub queues: Option<u16>,
     pub mtu: Option<u16>,
+    /// How connections' packets reach their owner worker: "auto" (default),
+    /// "rss" (RSS pre-calculation or refuse to start), "handover".
+    pub steering: Option<String>,
     #[serde(default)]
     pub addresses: Vec<String>,
 }
@@ -277,11 +280,22 @@ impl ConfigFile {
             if !(68..=9600).contains(&mtu) {
                 return Err(format!("port[{i}].mtu: {mtu} out of range 68..9600"));
             }
+            let steering = match p.steering.as_deref().unwrap_or("auto") {
+                "auto" => Steering::Auto,
+                "rss" => Steering::Rss,
+                "handover" => Steering::Handover,
+                other => {
+                    return Err(format!(
+                        "port[{i}].steering: unknown steering \"{other}\" (auto, rss, handover)"
+                    ))
+                }
+            };
             ports.push(PortSpec {
                 name: p.name.clone(),
                 device: p.device.clone(),
                 queues,
                 mtu,
+                steering,
             });
         }
         let mut store = Store::new(ports.iter().map(|p| p.name.clone()).collect());

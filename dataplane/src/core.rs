@@ -213,9 +213,17 @@ impl Worker {
         // own address); FULLNAT replies come to a local address and port of ours.
         let (reply_dst, reply_dport) = if dm.mode == ForwardMode::FullNat {
             let range = snap.ext.local_port_range;
+            let (me, owners) = (self.index, &self.shared.owners);
+            // The replies arrive on the LIP's port: pick a local port they
+            // reach this worker by.
+            let filter = |lip: IpAddr| {
+                let port = snap.local.get(&lip).map_or(0, |l| l.port);
+                owners.lport_filter(me, port, dest.addr, dest.port, lip)
+            };
             let got = match svc.laddrs_for(dest.addr) {
-                [] => dip_toward(snap, dest.addr).and_then(|dip| self.lports.alloc(&[dip], range)),
-                lips => self.lports.alloc(lips, range),
+                [] => dip_toward(snap, dest.addr)
+                    .and_then(|dip| self.lports.alloc(&[dip], range, filter)),
+                lips => self.lports.alloc(lips, range, filter),
             };
             match got {
                 Some(l) => l,

@@ -15,10 +15,11 @@ use crate::dpdk::mempool::Mempool;
 use crate::dpdk::port::{port_by_name, Port};
 use crate::neigh::NeighTable;
 use crate::owner::{LportSteer, Owners};
+use crate::rss::{Reta, RssSteer, Toeplitz};
 use crate::snapshot::{Compiler, PortInfo};
 use crate::stats::{ConnEntry, DestStats, DropReason, PortStats, ServiceStats, Stats, WorkerStats};
 use crate::worker::{Request, Shared, Worker, WorkerConfig};
-use crate::{DataplaneError, DataplaneSpec};
+use crate::{DataplaneError, DataplaneSpec, PortSpec, Steering};
 
 /// The running dataplane. Dropping it stops workers, ports and EAL.
 pub struct Dataplane {
@@ -76,6 +77,42 @@ pub fn eal_args(spec: &DataplaneSpec) -> Vec<String> {
         }
     }
     args
+}
+
+/// How FULLNAT replies reach their worker on `port` (see [`Steering`]).
+fn lport_steer(spec: &PortSpec, port: &Port, nworkers: u16) -> Result<LportSteer, String> {
+    let rss = match &spec.steering {
+        Steering::Handover => return Ok(LportSteer::Partition),
+        Steering::SoftRss { key, reta } => {
+            let t = Toeplitz::new(key).map_err(|e| format!("soft RSS: {e}"))?;
+            let r = Reta::new(reta.clone()).map_err(|e| format!("soft RSS: {e}"))?;
+            if let Some(q) = reta.iter().find(|&&q| q >= nworkers) {
+                return Err(format!(
+                    "soft RSS: the redirection table names queue {q}, beyond the {nworkers} workers"
+                ));
+            }
+            if let Some(w) = (0..nworkers).find(|w| !reta.contains(w)) {
+                return Err(format!(
+                    "soft RSS: the redirection table never names queue {w}"
+                ));
+            }
+            return Ok(LportSteer::Rss(Arc::new(RssSteer::new(t, r))));
+        }
+        Steering::Auto | Steering::Rss if nworkers == 1 => return Ok(LportSteer::Partition),
+        Steering::Auto | Steering::Rss => port.rss_steer(),
+    };
+    match (rss, &spec.steering) {
+        (Ok(s), _) if (0..nworkers).all(|w| s.reta().entries().contains(&w)) => {
+            Ok(LportSteer::Rss(Arc::new(s)))
+        }
+        (Ok(_), Steering::Rss) => Err(
+            "steering = \"rss\" is not possible: the redirection table leaves a worker's queue out"
+                .into(),
+        ),
+        (Ok(_), _) => Ok(LportSteer::Partition),
+        (Err(e), Steering::Rss) => Err(format!("steering = \"rss\" is not possible: {e}")),
+        (Err(_), _) => Ok(LportSteer::Partition),
+    }
 }
 
 fn random_seed() -> u64 {
@@ -199,20 +236,24 @@ impl Dataplane {
             });
             ports.push(port);
         }
-        let owners = Owners::new(
-            usize::from(nworkers),
-            ports.iter().map(|_| LportSteer::Partition).collect(),
-        );
-        for (p, s) in ports.iter().zip(&owners.ports) {
+        let mut steers = Vec::new();
+        for (p, port) in spec.ports.iter().zip(&ports) {
+            let s = lport_steer(p, port, nworkers).map_err(|reason| DataplaneError::Port {
+                port: p.name.clone(),
+                reason,
+            })?;
             if nworkers > 1 {
                 eprintln!(
-                    "dataplane: port {}: {} queues, FULLNAT reply steering: {}",
+                    "dataplane: port {}: {} queues, steering {}: {}",
                     p.name,
-                    p.queues,
+                    port.queues,
+                    p.steering.name(),
                     s.name()
                 );
             }
+            steers.push(s);
         }
+        let owners = Owners::new(usize::from(nworkers), steers);
         let rings = crate::handover::Rings::new(
             usize::from(nworkers),
             &format!("{}", random_seed() % 100000),

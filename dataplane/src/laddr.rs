@@ -1,19 +1,49 @@
 //! FULLNAT local addresses and ports (what DPVS's `sa_pool.c` does).
 //!
 //! Each worker owns a free list of local ports per local address (LIP): a new
-//! connection pops one, an expired connection pushes it back. No trial and
-//! error: allocation is O(1) and never probes the connection table. Ports are
-//! partitioned between workers by `port % nworkers == worker`, so the worker
-//! owning a reply (RIP:rport -> LIP:lport) is computable from `lport` alone
-//! (what flow steering builds on). Lists are FIFO, so a released port is
-//! reused as late as possible (the real server may still hold it in TIME_WAIT).
+//! connection pops one, an expired connection pushes it back; allocation
+//! never probes the connection table. Which ports a worker may hand out
+//! depends on how replies reach it on the LIP's port ([`Filter`]):
+//!
+//! - partitioned: `port % nworkers == worker`, so the worker owning a reply
+//!   (RIP:rport -> LIP:lport) is computable from `lport` alone and the
+//!   hand-over brings the reply to it. O(1).
+//! - RSS pre-calculation: the NIC's Toeplitz hash of the reply tuple, through
+//!   its redirection table, must land on the worker's own queue. Every worker
+//!   keeps every port of the range (two workers may hold the same LIP:lport
+//!   toward different real servers: the reply tuples differ, and each lands
+//!   on its holder's queue); a pick walks the free list until a port fits,
+//!   about `nworkers` tries with an even table.
+//!
+//! Lists are FIFO, so a released port is reused as late as possible (the
+//! real server may still hold it in TIME_WAIT).
 //!
 //! Nothing here touches packets or the configuration snapshot.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
+use crate::rss::{ReplyBase, RssSteer};
 use crate::snapshot::FastMap;
+
+/// Free-list entries a pick examines at most per LIP under RSS
+/// pre-calculation (times the worker count): bounds the work when a skewed
+/// redirection table leaves a worker few ports.
+const PROBES_PER_WORKER: usize = 32;
+
+/// Which of a LIP's ports this worker may hand out.
+#[derive(Clone, Copy)]
+pub enum Filter<'a> {
+    /// `port % nworkers == worker`.
+    Partition,
+    /// Replies hashed by the NIC to `queue`: the reply tuple's hash so far
+    /// (everything but the local port), and the port's RSS.
+    Rss {
+        steer: &'a RssSteer,
+        base: ReplyBase,
+        queue: u16,
+    },
+}
 
 /// The worker that owns local port `port` among `nworkers`.
 #[inline]
@@ -24,6 +54,8 @@ pub fn owner(port: u16, nworkers: usize) -> usize {
 /// One LIP's ports on one worker.
 struct Pool {
     range: (u16, u16),
+    /// Holds only this worker's partition (else every port of the range).
+    partitioned: bool,
     free: VecDeque<u16>,
     /// Bit per port: handed out and not yet returned (guards double release).
     in_use: Vec<u64>,
@@ -62,17 +94,18 @@ impl LocalPorts {
         }
     }
 
-    fn pool(&mut self, lip: IpAddr, range: (u16, u16)) -> &mut Pool {
+    fn pool(&mut self, lip: IpAddr, range: (u16, u16), partitioned: bool) -> &mut Pool {
         let (worker, n) = (self.worker, self.nworkers);
-        let build = |range: (u16, u16), in_use: Vec<u64>| {
+        let build = |in_use: Vec<u64>| {
             let mut p = Pool {
                 range,
+                partitioned,
                 free: VecDeque::new(),
                 in_use,
             };
             let (lo, hi) = range;
             let free: VecDeque<u16> = (lo..=hi)
-                .filter(|&x| owner(x, n) == worker && !p.is_used(x))
+                .filter(|&x| (!partitioned || owner(x, n) == worker) && !p.is_used(x))
                 .collect();
             p.free = free;
             p
@@ -80,23 +113,50 @@ impl LocalPorts {
         let pool = self
             .pools
             .entry(lip)
-            .or_insert_with(|| build(range, vec![0; 1024]));
-        if pool.range != range {
+            .or_insert_with(|| build(vec![0; 1024]));
+        if pool.range != range || pool.partitioned != partitioned {
             // New range: ports still held by connections stay out of the list.
             let in_use = std::mem::take(&mut pool.in_use);
-            *pool = build(range, in_use);
+            *pool = build(in_use);
         }
         pool
     }
 
-    /// A free (LIP, port) from `lips`, round robin over the addresses; `None`
-    /// when every address is exhausted.
-    pub fn alloc(&mut self, lips: &[IpAddr], range: (u16, u16)) -> Option<(IpAddr, u16)> {
+    /// A free (LIP, port) from `lips`, round robin over the addresses, that
+    /// `filter` (per LIP) lets this worker hand out; `None` when no address
+    /// has one.
+    pub fn alloc<'a>(
+        &mut self,
+        lips: &[IpAddr],
+        range: (u16, u16),
+        mut filter: impl FnMut(IpAddr) -> Filter<'a>,
+    ) -> Option<(IpAddr, u16)> {
         let n = lips.len();
+        let probes = PROBES_PER_WORKER * self.nworkers;
         for i in 0..n {
             let lip = lips[(self.next + i) % n];
-            let pool = self.pool(lip, range);
-            if let Some(p) = pool.free.pop_front() {
+            let f = filter(lip);
+            let pool = self.pool(lip, range, matches!(f, Filter::Partition));
+            let got = match f {
+                Filter::Partition => pool.free.pop_front(),
+                Filter::Rss { steer, base, queue } => {
+                    // Ports that do not fit go to the back: another reply
+                    // tuple (other RIP) may take them.
+                    let mut found = None;
+                    for _ in 0..probes.min(pool.free.len()) {
+                        let Some(p) = pool.free.pop_front() else {
+                            break;
+                        };
+                        if steer.lport_ok(base, p, queue) {
+                            found = Some(p);
+                            break;
+                        }
+                        pool.free.push_back(p);
+                    }
+                    found
+                }
+            };
+            if let Some(p) = got {
                 pool.set_used(p, true);
                 self.next = (self.next + i + 1) % n;
                 return Some((lip, p));
@@ -134,12 +194,16 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn part(_: IpAddr) -> Filter<'static> {
+        Filter::Partition
+    }
+
     #[test]
     fn ports_are_partitioned_by_worker() {
         for w in 0..3 {
             let mut lp = LocalPorts::new(w, 3);
             let mut got = Vec::new();
-            while let Some((_, p)) = lp.alloc(&[ip("10.1.0.1")], (1000, 1099)) {
+            while let Some((_, p)) = lp.alloc(&[ip("10.1.0.1")], (1000, 1099), part) {
                 got.push(p);
             }
             assert!(got.iter().all(|&p| owner(p, 3) == w));
@@ -159,18 +223,18 @@ mod tests {
         let (a, b) = (ip("10.1.0.1"), ip("10.1.0.2"));
         let mut lp = LocalPorts::new(0, 1);
         let r = (2000, 2001);
-        let x = lp.alloc(&[a, b], r).unwrap();
-        let y = lp.alloc(&[a, b], r).unwrap();
+        let x = lp.alloc(&[a, b], r, part).unwrap();
+        let y = lp.alloc(&[a, b], r, part).unwrap();
         assert_ne!(x.0, y.0, "round robin over LIPs");
         let mut all = vec![x, y];
-        all.extend(std::iter::from_fn(|| lp.alloc(&[a, b], r)));
+        all.extend(std::iter::from_fn(|| lp.alloc(&[a, b], r, part)));
         assert_eq!(all.len(), 4);
-        assert_eq!(lp.alloc(&[a, b], r), None, "exhausted");
+        assert_eq!(lp.alloc(&[a, b], r, part), None, "exhausted");
         lp.release(x.0, x.1);
         lp.release(x.0, x.1); // double release ignored
         assert_eq!(lp.free(x.0), 1);
-        assert_eq!(lp.alloc(&[a, b], r), Some(x));
-        assert_eq!(lp.alloc(&[a, b], r), None);
+        assert_eq!(lp.alloc(&[a, b], r, part), Some(x));
+        assert_eq!(lp.alloc(&[a, b], r, part), None);
         lp.release(ip("10.9.9.9"), 5); // unknown: ignored
         lp.release(a, 3000); // never handed out: ignored
         assert_eq!(lp.free(a), 0);
@@ -181,9 +245,9 @@ mod tests {
         let a = ip("10.1.0.1");
         let mut lp = LocalPorts::new(0, 1);
         let r = (100, 103);
-        let first = lp.alloc(&[a], r).unwrap().1;
+        let first = lp.alloc(&[a], r, part).unwrap().1;
         lp.release(a, first);
-        let next: Vec<u16> = std::iter::from_fn(|| lp.alloc(&[a], r).map(|x| x.1)).collect();
+        let next: Vec<u16> = std::iter::from_fn(|| lp.alloc(&[a], r, part).map(|x| x.1)).collect();
         assert_eq!(next, vec![101, 102, 103, 100]);
     }
 
@@ -191,11 +255,43 @@ mod tests {
     fn range_change_keeps_held_ports_out() {
         let a = ip("10.1.0.1");
         let mut lp = LocalPorts::new(0, 1);
-        let held = lp.alloc(&[a], (100, 101)).unwrap().1;
+        let held = lp.alloc(&[a], (100, 101), part).unwrap().1;
         let mut got: Vec<u16> =
-            std::iter::from_fn(|| lp.alloc(&[a], (100, 102)).map(|x| x.1)).collect();
+            std::iter::from_fn(|| lp.alloc(&[a], (100, 102), part).map(|x| x.1)).collect();
         got.sort();
         assert!(!got.contains(&held));
         assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn rss_picks_only_ports_whose_reply_lands_on_the_worker_queue() {
+        use crate::rss::{vectors, Reta, Toeplitz};
+        let steer = RssSteer::new(
+            Toeplitz::new(&vectors::KEY).unwrap(),
+            Reta::round_robin(128, 4).unwrap(),
+        );
+        let (lip, rip) = (ip("10.1.0.1"), ip("192.168.0.11"));
+        let base = steer.reply_base(rip, 8080, lip).unwrap();
+        let mut taken = std::collections::HashSet::new();
+        for w in 0..4u16 {
+            let mut lp = LocalPorts::new(usize::from(w), 4);
+            let rss = |_| Filter::Rss {
+                steer: &steer,
+                base,
+                queue: w,
+            };
+            let got: Vec<u16> =
+                std::iter::from_fn(|| lp.alloc(&[lip], (2000, 2999), rss).map(|x| x.1)).collect();
+            assert!(got.len() > 150, "about a quarter of 1000: {}", got.len());
+            for p in &got {
+                assert_eq!(steer.reply_queue(rip, 8080, lip, *p), Some(w));
+                assert!(taken.insert(*p), "two workers never share a reply tuple");
+            }
+        }
+        assert_eq!(
+            taken.len(),
+            1000,
+            "every port of the range is some worker's"
+        );
     }
 }

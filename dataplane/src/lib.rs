@@ -49,6 +49,39 @@ pub struct PortSpec {
     /// rx/tx queues; must be >= the number of workers (one pair per worker).
     pub queues: u16,
     pub mtu: u16,
+    /// How replies find their worker on this port.
+    pub steering: Steering,
+}
+
+/// How packets of a connection reach the worker that owns it, on one port
+/// (docs/architecture.md, "Ownership and steering"). The hand-over between
+/// workers always backs it up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Steering {
+    /// RSS pre-calculation for FULLNAT replies where the port's RSS is
+    /// readable and hashes TCP/UDP ports; the hand-over otherwise.
+    #[default]
+    Auto,
+    /// RSS pre-calculation, or refuse to start.
+    Rss,
+    /// The hand-over alone.
+    Handover,
+    /// The frames arrive already spread over the port's queues by a Toeplitz
+    /// RSS with this key and redirection table (ring or memif ports fed by a
+    /// software distributor: tests and `dpvs-bench`).
+    SoftRss { key: Vec<u8>, reta: Vec<u16> },
+}
+
+impl Steering {
+    /// The name dpvs.toml uses.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Steering::Auto => "auto",
+            Steering::Rss => "rss",
+            Steering::Handover => "handover",
+            Steering::SoftRss { .. } => "soft-rss",
+        }
+    }
 }
 
 /// What it takes to bring the dataplane up.

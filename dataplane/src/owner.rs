@@ -28,9 +28,13 @@
 //! Nothing here touches packets, tables or another worker: it is arithmetic
 //! over the configuration snapshot.
 
-use conntrack::Tuple;
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use conntrack::Tuple;
+
+use crate::laddr::Filter;
+use crate::rss::RssSteer;
 use crate::snapshot::Snapshot;
 
 /// How a service's connections are keyed to a worker.
@@ -48,12 +52,17 @@ pub enum LportSteer {
     /// Nothing steers: the port's local ports are partitioned,
     /// `lport % nworkers`, and the hand-over brings each reply to its owner.
     Partition,
+    /// The port's RSS is known (read from the NIC, or given for ports fed by
+    /// a software distributor): a worker picks local ports whose reply tuple
+    /// RSS delivers to its own queue (queue i is worker i's).
+    Rss(Arc<RssSteer>),
 }
 
 impl LportSteer {
     pub fn name(&self) -> &'static str {
         match self {
             LportSteer::Partition => "hand-over",
+            LportSteer::Rss(_) => "rss-precalc",
         }
     }
 }
@@ -88,30 +97,36 @@ impl Owners {
     /// `t` (RIP:rport -> LIP:lport) arriving on port index `port`.
     #[inline]
     pub fn of_lport(&self, port: usize, t: &Tuple) -> usize {
-        let _ = port;
+        if let Some(LportSteer::Rss(rss)) = self.ports.get(port) {
+            if let Some(q) = rss.reply_queue(t.src, t.sport, t.dst, t.dport) {
+                return usize::from(q) % self.nworkers;
+            }
+        }
         crate::laddr::owner(t.dport, self.nworkers)
     }
 
-    /// Whether worker `w` may hand out local port `lport` of `lip` for a
-    /// connection to `rip:rport` whose replies arrive on port index `port`.
+    /// Which local ports of `lip` worker `w` may hand out for a connection to
+    /// `rip:rport` whose replies arrive on port index `port`: the inverse of
+    /// [`Owners::of_lport`].
     #[inline]
-    pub fn lport_is_for(
+    pub fn lport_filter(
         &self,
         w: usize,
         port: usize,
         rip: IpAddr,
         rport: u16,
         lip: IpAddr,
-        lport: u16,
-    ) -> bool {
-        let t = Tuple {
-            proto: 0,
-            src: rip,
-            sport: rport,
-            dst: lip,
-            dport: lport,
-        };
-        self.of_lport(port, &t) == w
+    ) -> Filter<'_> {
+        if let Some(LportSteer::Rss(steer)) = self.ports.get(port) {
+            if let Some(base) = steer.reply_base(rip, rport, lip) {
+                return Filter::Rss {
+                    steer,
+                    base,
+                    queue: w as u16,
+                };
+            }
+        }
+        Filter::Partition
     }
 
     /// The owner of the connection a TCP/UDP packet with tuple `t`, arriving on
@@ -158,4 +173,204 @@ fn mix(addr: IpAddr, port: u16) -> u64 {
 #[inline]
 fn reduce(h: u64, n: usize) -> usize {
     (((h >> 32) * n as u64) >> 32) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::*;
+    use crate::laddr::LocalPorts;
+    use crate::rss::{vectors, Reta, Toeplitz};
+    use crate::snapshot::{Compiler, PortInfo};
+    use proptest::prelude::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn key(vport: u16) -> ServiceKey {
+        ServiceKey {
+            proto: Proto::Tcp,
+            vip: ip("10.0.0.100"),
+            vport,
+        }
+    }
+
+    fn dest(addr: &str, port: u16, mode: ForwardMode) -> DestSpec {
+        DestSpec {
+            addr: ip(addr),
+            port,
+            weight: 1,
+            mode,
+            u_threshold: 0,
+            l_threshold: 0,
+            inhibited: false,
+        }
+    }
+
+    fn service(vport: u16, persistence: Option<u8>, dests: Vec<DestSpec>) -> ServiceSpec {
+        ServiceSpec {
+            key: key(vport),
+            scheduler: "rr".into(),
+            sched_flags: vec![],
+            persistence: persistence.map(|m| Persistence {
+                timeout_s: 300,
+                netmask_len: m,
+            }),
+            conn_timeout_s: None,
+            dests,
+        }
+    }
+
+    /// :80 NAT; :443 NAT persistent /24 sharing rs1:8443 with :8443 (not
+    /// persistent itself); :90 FULLNAT through a LIP.
+    fn snapshot() -> Snapshot {
+        let nat = ForwardMode::Nat;
+        let desc = ConfigDesc {
+            services: vec![
+                service(80, None, vec![dest("192.168.0.11", 8080, nat)]),
+                service(443, Some(24), vec![dest("192.168.0.11", 8443, nat)]),
+                service(
+                    8443,
+                    None,
+                    vec![
+                        dest("192.168.0.11", 8443, nat),
+                        dest("192.168.0.12", 8443, nat),
+                    ],
+                ),
+                service(
+                    90,
+                    None,
+                    vec![dest("192.168.0.12", 9090, ForwardMode::FullNat)],
+                ),
+            ],
+            addrs: vec![
+                AddrSpec {
+                    port: "dpdk0".into(),
+                    addr: ip("10.0.0.1"),
+                    prefix_len: 24,
+                },
+                AddrSpec {
+                    port: "dpdk1".into(),
+                    addr: ip("192.168.0.1"),
+                    prefix_len: 24,
+                },
+            ],
+            routes: vec![],
+        };
+        let ext = ExtDesc {
+            laddrs: vec![LocalAddrSpec {
+                service: key(90),
+                addr: ip("192.168.0.200"),
+                port: "dpdk1".into(),
+            }],
+            ..Default::default()
+        };
+        let ports: Vec<PortInfo> = (0..2)
+            .map(|i| PortInfo {
+                name: format!("dpdk{i}"),
+                id: i,
+                mac: [2, 0, 0, 0, 0, i as u8],
+                mtu: 1500,
+            })
+            .collect();
+        Compiler::default()
+            .compile_ext(&desc, &ext, &ports)
+            .unwrap()
+    }
+
+    #[test]
+    fn services_sharing_a_nat_server_with_a_persistent_one_key_by_its_net() {
+        let snap = snapshot();
+        let k = |vport| snap.service(6, ip("10.0.0.100"), vport).unwrap().owner_key;
+        assert_eq!(k(80), OwnerKey::ClientPort);
+        assert_eq!(k(443), OwnerKey::ClientNet(24));
+        assert_eq!(
+            k(8443),
+            OwnerKey::ClientNet(24),
+            "shares rs1:8443 with :443"
+        );
+        assert_eq!(k(90), OwnerKey::ClientPort);
+        assert_eq!(
+            snap.nat_owner_keys.get(&(6, ip("192.168.0.12"), 8443)),
+            Some(&OwnerKey::ClientNet(24))
+        );
+        assert_eq!(
+            snap.nat_owner_keys.get(&(6, ip("192.168.0.11"), 8080)),
+            None
+        );
+    }
+
+    fn tuple(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Tuple {
+        Tuple {
+            proto: 6,
+            src,
+            sport,
+            dst,
+            dport,
+        }
+    }
+
+    proptest! {
+        /// Whoever receives either direction computes the same owner; the
+        /// FULLNAT owner hands out a local port whose reply comes back to it,
+        /// by partition or by RSS; a persistent client net has one owner.
+        #[test]
+        fn both_directions_of_every_connection_have_one_owner(
+            n in 1usize..9,
+            rss in any::<bool>(),
+            reta_seed in any::<u64>(),
+            clients in prop::collection::vec((any::<u32>(), 1024u16..65535), 1..40),
+        ) {
+            let snap = snapshot();
+            let steer = if rss {
+                let mut x = reta_seed | 1;
+                let table: Vec<u16> = (0..128)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        (x % n as u64) as u16
+                    })
+                    .collect();
+                LportSteer::Rss(Arc::new(RssSteer::new(
+                    Toeplitz::new(&vectors::KEY).unwrap(),
+                    Reta::new(table).unwrap(),
+                )))
+            } else {
+                LportSteer::Partition
+            };
+            let owners = Owners::new(n, vec![LportSteer::Partition, steer]);
+            let vip = ip("10.0.0.100");
+            let mut lports: Vec<LocalPorts> = (0..n).map(|w| LocalPorts::new(w, n)).collect();
+            for (a, cport) in clients {
+                let cip = IpAddr::V4(a.into());
+                // NAT: request on the client port (0), reply on the server port (1).
+                for (vport, rip, rport) in [
+                    (80, "192.168.0.11", 8080),
+                    (443, "192.168.0.11", 8443),
+                    (8443, "192.168.0.12", 8443),
+                ] {
+                    let w = owners.of_tuple(&snap, 0, &tuple(cip, cport, vip, vport));
+                    prop_assert!(w < n);
+                    let r = owners.of_tuple(&snap, 1, &tuple(ip(rip), rport, cip, cport));
+                    prop_assert_eq!(w, r, "NAT :{} reply owner", vport);
+                }
+                // Persistence: every port of the client's /24 has one owner.
+                let other = IpAddr::V4((a ^ 0xff).into());
+                prop_assert_eq!(
+                    owners.of_tuple(&snap, 0, &tuple(cip, cport, vip, 443)),
+                    owners.of_tuple(&snap, 0, &tuple(other, cport ^ 0x5555, vip, 443))
+                );
+                // FULLNAT: the owner's local port brings the reply back to it.
+                let w = owners.of_tuple(&snap, 0, &tuple(cip, cport, vip, 90));
+                let (rip, lip) = (ip("192.168.0.12"), ip("192.168.0.200"));
+                let got = lports[w].alloc(&[lip], (1024, 65535), |l| {
+                    owners.lport_filter(w, 1, rip, 9090, l)
+                });
+                let (_, lport) = got.expect("a local port");
+                prop_assert_eq!(owners.of_tuple(&snap, 1, &tuple(rip, 9090, lip, lport)), w);
+            }
+        }
+    }
 }

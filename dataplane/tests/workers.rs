@@ -6,6 +6,7 @@
 //! with the hand-over counted.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -399,5 +400,127 @@ fn fullnat_replies_reach_the_worker_that_chose_the_local_port() {
         assert!(w.handed_over > 0, "worker {i} handed over: {w:?}");
     }
     assert_eq!(common::drops(&dp, DropReason::HandoverFull), 0);
+    dp.stop();
+}
+
+/// The key of Microsoft's RSS verification suite.
+const RSS_KEY: [u8; 40] = [
+    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0,
+    0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c,
+    0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+];
+
+#[test]
+fn fullnat_local_ports_chosen_by_rss_bring_every_reply_to_its_owner_directly() {
+    use dataplane::rss::{Reta, Toeplitz};
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    let fnat = |a: &str| dest(a, 8080, ForwardMode::FullNat);
+    let desc = common::config(
+        Proto::Tcp,
+        "rr",
+        vec![fnat("192.168.0.11"), fnat("192.168.0.12")],
+    );
+    let ext = ExtDesc {
+        laddrs: vec![LocalAddrSpec {
+            service: desc.services[0].key,
+            addr: ip("192.168.0.200"),
+            port: "dpdk1".into(),
+        }],
+        ..Default::default()
+    };
+    // The server-side port is fed by a Toeplitz RSS the test computes itself.
+    let reta: Vec<u16> = (0..128).map(|i| i % 2).collect();
+    let mut spec = spec();
+    spec.ports[1].steering = Steering::SoftRss {
+        key: RSS_KEY.to_vec(),
+        reta: reta.clone(),
+    };
+    let toeplitz = Toeplitz::new(&RSS_KEY).unwrap();
+    let table = Reta::new(reta).unwrap();
+    drain(&env);
+    let dp = Dataplane::start_with_eal(&spec, &desc).expect("start");
+    dp.apply_ext(&desc, &ext).expect("ext");
+    let st = dp.stats();
+    let (mac0, mac1) = (st.ports[0].mac, st.ports[1].mac);
+    drain(&env);
+    inject(
+        &env,
+        0,
+        0,
+        &[arp(
+            1,
+            CLIENT_MAC,
+            [10, 0, 0, 2],
+            [0; 6],
+            [10, 0, 0, 1],
+            [0xff; 6],
+        )],
+    );
+    for (mac, rip) in RS_MACS.iter().zip(RS_IPS) {
+        inject(
+            &env,
+            1,
+            1,
+            &[arp(1, *mac, rip, [0; 6], [192, 168, 0, 1], [0xff; 6])],
+        );
+    }
+    assert_eq!(collect(&env, 0, 1).len() + collect(&env, 1, 2).len(), 3);
+
+    let syns: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            tcp(
+                CLIENT_MAC,
+                mac0,
+                [10, 0, 0, 2],
+                42000 + i,
+                [10, 0, 0, 100],
+                80,
+                true,
+                false,
+            )
+        })
+        .collect();
+    inject(&env, 0, 0, &syns);
+    let fwd = collect(&env, 1, N.into());
+    assert_eq!(fwd.len(), usize::from(N), "every SYN reaches a real server");
+    let handed_before: u64 = dp.stats().workers.iter().map(|w| w.handed_over).sum();
+
+    // Each SYN-ACK goes to the queue RSS picks for it.
+    for f in &fwd {
+        let (_, lport, rip, _) = tuple(f);
+        let mac = RS_MACS[RS_IPS.iter().position(|r| *r == rip).unwrap()];
+        let h = toeplitz.hash_v4(rip.into(), [192, 168, 0, 200].into(), 8080, lport);
+        let q = usize::from(table.queue_of(h));
+        let ack = tcp(mac, mac1, rip, 8080, [192, 168, 0, 200], lport, true, true);
+        inject(&env, 1, q, &[ack]);
+    }
+    let back = collect(&env, 0, N.into());
+    assert_eq!(
+        back.len(),
+        usize::from(N),
+        "every SYN-ACK reaches the client"
+    );
+
+    let st = dp.stats();
+    let handed_after: u64 = st.workers.iter().map(|w| w.handed_over).sum();
+    assert_eq!(
+        handed_after, handed_before,
+        "no reply needed a hand-over: each landed on its owner's queue"
+    );
+    let conns = dp.connections();
+    assert_eq!(conns.len(), usize::from(N));
+    let on0 = conns.iter().filter(|c| c.worker == 0).count();
+    assert!(
+        on0 > 0 && on0 < usize::from(N),
+        "both workers own some: {on0}"
+    );
+    for c in &conns {
+        let (lip, lport) = c.local.unwrap();
+        let (IpAddr::V4(rip), IpAddr::V4(lip)) = (c.dest.0, lip) else {
+            panic!("IPv4")
+        };
+        let h = toeplitz.hash_v4(rip, lip, c.dest.1, lport);
+        assert_eq!(u32::from(table.queue_of(h)), c.worker);
+    }
     dp.stop();
 }

@@ -18,6 +18,8 @@ mod rss {
     pub const NONFRAG_IPV6_UDP: u64 = 1 << 11;
     pub const WANTED: u64 =
         IPV4 | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP | IPV6 | NONFRAG_IPV6_TCP | NONFRAG_IPV6_UDP;
+    /// What RSS pre-calculation needs: TCP and UDP hashed with their ports.
+    pub const L4: u64 = NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP | NONFRAG_IPV6_TCP | NONFRAG_IPV6_UDP;
 }
 
 const RX_DESC: u16 = 1024;
@@ -29,7 +31,8 @@ pub struct Port {
     pub name: String,
     pub queues: u16,
     pub mac: [u8; 6],
-    pub rss: bool,
+    /// RSS hash fields in use (0: no RSS).
+    pub rss_hf: u64,
     started: bool,
     /// Close the device on stop (false for ports the caller created and reuses).
     pub close_on_stop: bool,
@@ -146,10 +149,37 @@ impl Port {
             name: name.to_string(),
             queues,
             mac: mac.addr_bytes,
-            rss: use_rss,
+            rss_hf: if use_rss { rss_hf } else { 0 },
             started: true,
             close_on_stop: true,
         })
+    }
+
+    /// The port's RSS as software can reproduce it, for FULLNAT local port
+    /// pre-calculation: the redirection table is set to spread over the
+    /// port's queues round robin, then key and table are read back. `Err`
+    /// says why the port cannot (no RSS, ports not hashed, unreadable).
+    pub fn rss_steer(&self) -> Result<crate::rss::RssSteer, String> {
+        if self.rss_hf == 0 {
+            return Err("the device offers no RSS over several queues".into());
+        }
+        if self.rss_hf & rss::L4 != rss::L4 {
+            return Err(format!(
+                "RSS does not hash TCP and UDP ports of IPv4 and IPv6 (hash fields {:#x})",
+                self.rss_hf
+            ));
+        }
+        let size = super::rss::reta_size(self.id)?;
+        // Some PMDs refuse to change the table: what it holds is checked below.
+        let _ = super::rss::set_reta_round_robin(self.id, size, self.queues);
+        let steer = super::rss::steer(self.id)?;
+        if let Some(q) = steer.reta().entries().iter().find(|&&q| q >= self.queues) {
+            return Err(format!(
+                "the redirection table names queue {q}, beyond the {} configured",
+                self.queues
+            ));
+        }
+        Ok(steer)
     }
 
     pub fn link_up(&self) -> bool {

@@ -72,6 +72,7 @@ pub fn spec(tag: &str) -> DataplaneSpec {
                 device: format!("net_ring_{tag}{i}"),
                 queues: 1,
                 mtu: 0,
+                steering: Steering::default(),
             })
             .collect(),
         worker_cores: vec![1],
