@@ -2,7 +2,9 @@
 //! [`scenario`], must pick exactly what `golden/picks.txt` records. The file was
 //! recorded from the schedulers as they were before the table/cursor split (each
 //! worker building its own tables with `build` and `update`), so this is the proof
-//! that the split changed who builds the tables, not which dest a flow gets.
+//! that the split changed who builds the tables, not which dest a flow gets: a
+//! cursor (worker 0 of 1) over a compiled table, moved to each new snapshot's
+//! table with `retable`, picks what the old scheduler picked after `update`.
 //!
 //! Regenerate (`SCHED_GOLDEN_WRITE=1 cargo test -p dpvs-sched --test golden`) only
 //! for a deliberate change of picks, and say which in the commit.
@@ -10,13 +12,13 @@
 mod scenario;
 
 use scenario::Step;
-use sched::{build, SchedFlags};
+use sched::{compile, SchedFlags};
 
 /// One run of the workload; returns the picks.
 fn replay(name: &str, flags: &str, seed: u64) -> Vec<Option<usize>> {
     let f = SchedFlags::parse_str(flags).unwrap();
     let (initial, steps) = scenario::run(seed, scenario::PICKS);
-    let mut s = build(name, &f, &initial).unwrap();
+    let mut s = compile(name, &f, &initial).unwrap().cursor(0, 1);
     let mut dests = initial;
     let mut picks = Vec::new();
     for st in steps {
@@ -29,7 +31,8 @@ fn replay(name: &str, flags: &str, seed: u64) -> Vec<Option<usize>> {
                 picks.push(got);
             }
             Step::Config(d) => {
-                s.update(&d);
+                let t = compile(name, &f, &d).unwrap();
+                assert!(s.retable(&t, &d), "{name}: same kind");
                 dests = d;
             }
             Step::Advance(t) => s.advance(t),
@@ -60,6 +63,14 @@ fn picks_match_the_recorded_ones() {
     let recorded: Vec<&str> = recorded.lines().collect();
     assert_eq!(recorded.len(), lines.len(), "runs recorded vs replayed");
     for (want, got) in recorded.iter().zip(&lines) {
-        assert_eq!(got, want);
+        if got != want {
+            let (head, picks) = want.split_once(": ").unwrap_or((want, ""));
+            let (_, got_picks) = got.split_once(": ").unwrap_or((got, ""));
+            let k = picks
+                .split(',')
+                .zip(got_picks.split(','))
+                .position(|(a, b)| a != b);
+            panic!("{head}: first differing pick {k:?}\nrecorded {want}\nreplayed {got}");
+        }
     }
 }
