@@ -1,5 +1,5 @@
 //! Schedulers of the director, one module per algorithm as in LVS (`ip_vs_rr.c`,
-//! `ip_vs_wrr.c`, ...): rr wrr lc wlc sed nq lblc lblcr dh sh mh conhash fo.
+//! `ip_vs_wrr.c`, ...): rr wrr lc wlc sed nq lblc lblcr dh sh mh conhash fo ovf.
 //!
 //! Every scheduler is split in two, so that no worker ever builds a table:
 //!
@@ -44,6 +44,7 @@ pub mod lblcr;
 pub mod lc;
 pub mod mh;
 pub mod nq;
+pub mod ovf;
 pub mod rr;
 pub mod sed;
 pub mod sh;
@@ -284,6 +285,7 @@ pub trait Scheduler: Send {
 /// Every scheduler name [`compile`] accepts, in ipvsadm's spelling.
 pub const SCHEDULERS: &[&str] = &[
     "rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "dh", "sh", "mh", "conhash", "fo",
+    "ovf",
 ];
 
 /// ipvsadm's default scheduler.
@@ -327,6 +329,7 @@ pub fn compile(
             dests,
         )),
         "fo" => Arc::new(fo::WeightedFailover),
+        "ovf" => Arc::new(ovf::WeightedOverflow),
         other => return Err(SchedError::Unknown(other.to_string())),
     };
     TABLES_BUILT.with(|n| n.set(n.get() + 1));

@@ -79,6 +79,8 @@ proptest! {
                             worker in 0usize..4) {
         let dests: Vec<Dest> = spec.iter().enumerate().map(|(i, &(w, st, a, ia))| make(i, w, st, a, ia)).collect();
         let any_usable = dests.iter().any(|d| d.is_available());
+        // ovf refuses when every usable dest is over its budget (active > weight).
+        let any_within_budget = dests.iter().any(|d| d.is_available() && d.active_conns() <= d.weight);
         for flags in all_flags() {
             for name in SCHEDULERS {
                 let mut s = compile(name, &flags, &dests).unwrap().cursor(worker, 4);
@@ -92,7 +94,8 @@ proptest! {
                         // is usable (dh has no fallback at all).
                         let may_refuse = *name == "dh"
                             || (*name == "sh" && !flags.sh_fallback)
-                            || (*name == "mh" && !flags.mh_fallback);
+                            || (*name == "mh" && !flags.mh_fallback)
+                            || (*name == "ovf" && !any_within_budget);
                         prop_assert!(may_refuse || !any_usable, "{} returned None with a usable dest", name);
                     }
                 }
@@ -127,8 +130,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// lc, wlc, sed, nq and fo pick what a brute-force reading of their formula picks
-    /// (the first of equals).
+    /// lc, wlc, sed, nq, fo and ovf pick what a brute-force reading of their
+    /// formula picks (the first of equals).
     #[test]
     fn least_load_matches_reference(spec in prop::collection::vec((0u32..1000, state(), 0u32..50, 0u32..50), 1..12),
                                     huge in any::<bool>()) {
@@ -163,8 +166,12 @@ proptest! {
             Some(b) if w(b) >= w(i) => Some(b),
             _ => Some(i),
         });
+        let ovf = usable.iter().copied().filter(|&i| act(i) <= w(i)).fold(None, |b: Option<usize>, i| match b {
+            Some(b) if w(b) >= w(i) => Some(b),
+            _ => Some(i),
+        });
         let key = flow(1);
-        for (name, expect) in [("lc", lc), ("wlc", wlc), ("sed", sed), ("nq", nq), ("fo", fo)] {
+        for (name, expect) in [("lc", lc), ("wlc", wlc), ("sed", sed), ("nq", nq), ("fo", fo), ("ovf", ovf)] {
             let mut s = build(name, &SchedFlags::default(), &dests);
             prop_assert_eq!(s.schedule(&dests, &key), expect, "{}", name);
         }
