@@ -1,5 +1,6 @@
 //! Schedulers of the director, one module per algorithm as in LVS (`ip_vs_rr.c`,
-//! `ip_vs_wrr.c`, ...): rr wrr lc wlc sed nq lblc lblcr dh sh mh conhash fo ovf.
+//! `ip_vs_wrr.c`, ...): rr wrr lc wlc sed nq lblc lblcr dh sh mh conhash fo ovf
+//! twos.
 //!
 //! Every scheduler is split in two, so that no worker ever builds a table:
 //!
@@ -10,7 +11,8 @@
 //!   immutable and shared by all workers through an `Arc`;
 //! * a **cursor** ([`Scheduler`]), one per worker and service: the small mutable
 //!   state a pick moves (rr's last index, wrr's current weight, lblc/lblcr's
-//!   per-destination-address bindings) plus its `Arc` of the table. [`SchedTable::cursor`] makes one in O(1) (wrr: O(dests)), and
+//!   per-destination-address bindings, twos' random state) plus its `Arc` of the
+//!   table. [`SchedTable::cursor`] makes one in O(1) (wrr: O(dests)), and
 //!   [`Scheduler::retable`] moves it to the next snapshot's table keeping what
 //!   the kernel keeps. [`tables_built_on_this_thread`] counts `compile` calls per
 //!   thread so the dataplane can check that its workers never call it.
@@ -48,6 +50,7 @@ pub mod ovf;
 pub mod rr;
 pub mod sed;
 pub mod sh;
+pub mod twos;
 pub mod wlc;
 pub mod wrr;
 
@@ -254,8 +257,8 @@ impl fmt::Debug for dyn SchedTable {
 }
 
 /// One worker's scheduler for one service: the shared [`SchedTable`] plus this
-/// worker's cursor (rr's last pick, wrr's current weight, lblc/lblcr's
-/// bindings). Only the worker that owns it calls it, with `&mut self`.
+/// worker's cursor (rr's last pick, wrr's current weight, lblc/lblcr's bindings,
+/// twos' random state). Only the worker that owns it calls it, with `&mut self`.
 pub trait Scheduler: Send {
     /// The ipvsadm name ("rr", "wlc", ...).
     fn name(&self) -> &'static str;
@@ -269,8 +272,8 @@ pub trait Scheduler: Send {
     /// Switch to `table`, a new table for the same service (a new configuration
     /// snapshot whose dests are `dests`), keeping what the cursor can keep: rr's
     /// position (clamped as `ip_vs_rr_del_dest`), wrr's current weight (as
-    /// `ip_vs_wrr_dest_changed`), lblc/lblcr's bindings (as the kernel keeps
-    /// them). Returns `false`, leaving the cursor as it was, if
+    /// `ip_vs_wrr_dest_changed`), lblc/lblcr's bindings (as the kernel keeps them),
+    /// twos' random state. Returns `false`, leaving the cursor as it was, if
     /// `table` belongs to another scheduler; the caller then calls
     /// [`SchedTable::cursor`]. Never builds a table.
     fn retable(&mut self, table: &Arc<dyn SchedTable>, dests: &[Dest]) -> bool;
@@ -285,7 +288,7 @@ pub trait Scheduler: Send {
 /// Every scheduler name [`compile`] accepts, in ipvsadm's spelling.
 pub const SCHEDULERS: &[&str] = &[
     "rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "dh", "sh", "mh", "conhash", "fo",
-    "ovf",
+    "ovf", "twos",
 ];
 
 /// ipvsadm's default scheduler.
@@ -330,6 +333,7 @@ pub fn compile(
         )),
         "fo" => Arc::new(fo::WeightedFailover),
         "ovf" => Arc::new(ovf::WeightedOverflow),
+        "twos" => Arc::new(twos::TwosTable),
         other => return Err(SchedError::Unknown(other.to_string())),
     };
     TABLES_BUILT.with(|n| n.set(n.get() + 1));
