@@ -9,10 +9,13 @@
 //! the source address (default, DPVS's `sip`), the source address and port
 //! (`conhash-sport`), or the 5-tuple (`conhash-5tuple`; wins if both flags are set).
 //! The ring is laid out from configured weights, so an inhibited or overloaded dest
-//! keeps its nodes and is only skipped; weight-0 dests have none.
+//! keeps its nodes and is only skipped; weight-0 dests have none. The ring is the
+//! table, shared by all workers; the cursor holds nothing else.
+
+use std::sync::Arc;
 
 use crate::hash::{addr_port_hash, five_tuple_hash, gcd, KEY1, KEY2};
-use crate::{Dest, FlowKey, SchedFlags, Scheduler};
+use crate::{downcast, Dest, FlowKey, SchedFlags, SchedTable, Scheduler};
 
 /// Virtual nodes per unit of (gcd-reduced) weight, as DPVS's `REPLICA`.
 pub const REPLICAS: u64 = 160;
@@ -53,17 +56,18 @@ impl HashTarget {
     }
 }
 
+/// conhash's table: the ring and what flows are keyed by.
 #[derive(Debug, Default)]
-pub struct ConHash {
+pub struct ConHashTable {
     /// (position, dest index), sorted by position.
     ring: Vec<(u64, u32)>,
     target: HashTarget,
 }
 
-impl ConHash {
-    pub fn new(target: HashTarget) -> ConHash {
-        ConHash {
-            ring: Vec::new(),
+impl ConHashTable {
+    pub fn new(target: HashTarget, dests: &[Dest]) -> ConHashTable {
+        ConHashTable {
+            ring: ring(dests),
             target,
         }
     }
@@ -74,47 +78,73 @@ impl ConHash {
     }
 }
 
+/// The sorted ring of virtual nodes for `dests`.
+fn ring(dests: &[Dest]) -> Vec<(u64, u32)> {
+    let mut ring = Vec::new();
+    let g = dests
+        .iter()
+        .map(|d| u64::from(d.weight))
+        .filter(|&w| w > 0)
+        .fold(0, gcd);
+    if g == 0 || dests.len() > u32::MAX as usize {
+        return ring;
+    }
+    let units: u64 = dests.iter().map(|d| u64::from(d.weight) / g).sum();
+    // Scale so units * REPLICAS <= MAX_RING (every weighted dest keeps >= 1 node).
+    let per_unit = (MAX_RING / units.max(1)).clamp(1, REPLICAS);
+    for (i, d) in dests.iter().enumerate() {
+        if d.weight == 0 {
+            continue;
+        }
+        let nodes = ((u64::from(d.weight) / g).saturating_mul(per_unit)).clamp(1, MAX_RING);
+        for r in 0..nodes {
+            ring.push((addr_port_hash(KEY2, &d.addr, d.port, r as u32), i as u32));
+        }
+    }
+    ring.sort_unstable();
+    ring
+}
+
+impl SchedTable for ConHashTable {
+    fn name(&self) -> &'static str {
+        "conhash"
+    }
+
+    fn cursor(self: Arc<Self>, _worker: usize, _nworkers: usize) -> Box<dyn Scheduler> {
+        Box::new(ConHash { table: self })
+    }
+}
+
+/// conhash's per-worker scheduler: just the shared ring.
+#[derive(Debug)]
+pub struct ConHash {
+    table: Arc<ConHashTable>,
+}
+
 impl Scheduler for ConHash {
     fn name(&self) -> &'static str {
         "conhash"
     }
 
-    fn update(&mut self, dests: &[Dest]) {
-        self.ring.clear();
-        let g = dests
-            .iter()
-            .map(|d| u64::from(d.weight))
-            .filter(|&w| w > 0)
-            .fold(0, gcd);
-        if g == 0 || dests.len() > u32::MAX as usize {
-            return;
-        }
-        let units: u64 = dests.iter().map(|d| u64::from(d.weight) / g).sum();
-        // Scale so units * REPLICAS <= MAX_RING (every weighted dest keeps >= 1 node).
-        let per_unit = (MAX_RING / units.max(1)).clamp(1, REPLICAS);
-        for (i, d) in dests.iter().enumerate() {
-            if d.weight == 0 {
-                continue;
-            }
-            let nodes = ((u64::from(d.weight) / g).saturating_mul(per_unit)).clamp(1, MAX_RING);
-            for r in 0..nodes {
-                self.ring
-                    .push((addr_port_hash(KEY2, &d.addr, d.port, r as u32), i as u32));
-            }
-        }
-        self.ring.sort_unstable();
-    }
-
     fn schedule(&mut self, dests: &[Dest], key: &FlowKey) -> Option<usize> {
-        if self.ring.is_empty() || !dests.iter().any(Dest::is_available) {
+        let ring = &self.table.ring;
+        if ring.is_empty() || !dests.iter().any(Dest::is_available) {
             return None;
         }
-        let h = self.target.hash(key);
-        let start = self.ring.partition_point(|&(pos, _)| pos < h);
-        let n = self.ring.len();
+        let h = self.table.target.hash(key);
+        let start = ring.partition_point(|&(pos, _)| pos < h);
+        let n = ring.len();
         (0..n)
-            .map(|k| self.ring[(start + k) % n].1 as usize)
+            .map(|k| ring[(start + k) % n].1 as usize)
             .find(|&i| dests.get(i).is_some_and(Dest::is_available))
+    }
+
+    fn retable(&mut self, table: &Arc<dyn SchedTable>, _dests: &[Dest]) -> bool {
+        let Some(t) = downcast(table) else {
+            return false;
+        };
+        self.table = t;
+        true
     }
 }
 
@@ -127,9 +157,9 @@ mod tests {
     #[test]
     fn nodes_proportional_to_weight() {
         let dests = dests_with_weights(&[2, 4, 0]);
-        let mut s = ConHash::new(HashTarget::SourceAddr);
-        s.update(&dests);
-        assert_eq!(s.ring_len(), 3 * REPLICAS as usize);
+        let t = Arc::new(ConHashTable::new(HashTarget::SourceAddr, &dests));
+        assert_eq!(t.ring_len(), 3 * REPLICAS as usize);
+        let mut s = t.cursor(0, 1);
         let mut c = [0u32; 3];
         for x in 0..30_000 {
             c[s.schedule(&dests, &key(x)).unwrap()] += 1;
@@ -155,8 +185,7 @@ mod tests {
         fn stable_and_minimal_disruption(n in 2usize..10, down in 0usize..10, seeds in prop::collection::vec(any::<u32>(), 1..40)) {
             let down = down % n;
             let mut dests = dests_with_weights(&vec![3; n]);
-            let mut s = ConHash::new(HashTarget::SourceAddr);
-            s.update(&dests);
+            let mut s = Arc::new(ConHashTable::new(HashTarget::SourceAddr, &dests)).cursor(0, 1);
             let before: Vec<usize> = seeds.iter().map(|&x| s.schedule(&dests, &key(x)).unwrap()).collect();
             for (&x, &b) in seeds.iter().zip(&before) {
                 let mut k = key(x);

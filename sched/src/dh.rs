@@ -6,30 +6,47 @@
 //!
 //! Dests with configured weight > 0 share the buckets; an inhibited dest keeps its
 //! buckets (so a health-check flap does not remap other flows) but gets no flows.
+//! The buckets are the table, shared by all workers; the cursor holds nothing else.
+
+use std::sync::Arc;
 
 use crate::hash::{addr_fold, hash_32};
-use crate::{Dest, FlowKey, Scheduler};
+use crate::{downcast, Dest, FlowKey, SchedTable, Scheduler};
 
 pub(crate) const TAB_BITS: u32 = 8;
 pub(crate) const TAB_SIZE: usize = 1 << TAB_BITS;
 
+/// dh's table: bucket -> dest index.
 #[derive(Debug)]
-pub struct DestHash {
+pub struct DestHashTable {
     buckets: Vec<Option<usize>>,
 }
 
-impl Default for DestHash {
-    fn default() -> DestHash {
-        DestHash::new()
+impl DestHashTable {
+    /// `ip_vs_dh_reassign`, over the dests with configured weight > 0.
+    pub fn new(dests: &[Dest]) -> DestHashTable {
+        let members: Vec<usize> = (0..dests.len()).filter(|&i| dests[i].weight > 0).collect();
+        let buckets = (0..TAB_SIZE)
+            .map(|b| (!members.is_empty()).then(|| members[b % members.len()]))
+            .collect();
+        DestHashTable { buckets }
     }
 }
 
-impl DestHash {
-    pub fn new() -> DestHash {
-        DestHash {
-            buckets: vec![None; TAB_SIZE],
-        }
+impl SchedTable for DestHashTable {
+    fn name(&self) -> &'static str {
+        "dh"
     }
+
+    fn cursor(self: Arc<Self>, _worker: usize, _nworkers: usize) -> Box<dyn Scheduler> {
+        Box::new(DestHash { table: self })
+    }
+}
+
+/// dh's per-worker scheduler: just the shared table.
+#[derive(Debug)]
+pub struct DestHash {
+    table: Arc<DestHashTable>,
 }
 
 impl Scheduler for DestHash {
@@ -37,21 +54,18 @@ impl Scheduler for DestHash {
         "dh"
     }
 
-    fn update(&mut self, dests: &[Dest]) {
-        let members: Vec<usize> = (0..dests.len()).filter(|&i| dests[i].weight > 0).collect();
-        for (b, slot) in self.buckets.iter_mut().enumerate() {
-            *slot = if members.is_empty() {
-                None
-            } else {
-                Some(members[b % members.len()])
-            };
-        }
-    }
-
     fn schedule(&mut self, dests: &[Dest], key: &FlowKey) -> Option<usize> {
         let b = hash_32(addr_fold(&key.dst), TAB_BITS) as usize;
-        let i = self.buckets[b]?;
+        let i = (*self.table.buckets.get(b)?)?;
         dests.get(i).filter(|d| d.is_available()).map(|_| i)
+    }
+
+    fn retable(&mut self, table: &Arc<dyn SchedTable>, _dests: &[Dest]) -> bool {
+        let Some(t) = downcast(table) else {
+            return false;
+        };
+        self.table = t;
+        true
     }
 }
 
@@ -69,8 +83,7 @@ mod tests {
         #[test]
         fn same_daddr_same_dest(weights in prop::collection::vec(1u32..5, 1..8), seeds in prop::collection::vec(any::<u32>(), 1..30)) {
             let dests = dests_with_weights(&weights);
-            let mut s = DestHash::new();
-            s.update(&dests);
+            let mut s = Arc::new(DestHashTable::new(&dests)).cursor(0, 1);
             for &seed in &seeds {
                 let mut k = key(seed);
                 k.dst = IpAddr::V4(Ipv4Addr::from(seed));

@@ -13,11 +13,18 @@
 //! Bindings name the dest by address and port, so they survive snapshot reorders;
 //! the kernel also requires a cached dest to be unthrottled, here any unavailable
 //! dest (including over its `-x` threshold) is rebound.
+//!
+//! The bindings are runtime state, not configuration, so they live in each
+//! worker's cursor ([`Lblc`]) and the table ([`LblcTable`]) is empty. A new
+//! configuration snapshot ([`Scheduler::retable`]) keeps every binding, as the
+//! kernel keeps its entries when dests change: one whose dest left the service is
+//! rebound at its next lookup, or ages out.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use crate::{least_weighted, Dest, FlowKey, Scheduler};
+use crate::{is_table, least_weighted, Dest, FlowKey, SchedTable, Scheduler};
 
 pub const EXPIRATION_SECS: u64 = 24 * 60 * 60;
 pub const CHECK_PERIOD_SECS: u64 = 30 * 60;
@@ -79,6 +86,21 @@ struct Entry {
     seq: u64,
 }
 
+/// lblc's table: nothing is a function of the configuration alone.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LblcTable;
+
+impl SchedTable for LblcTable {
+    fn name(&self) -> &'static str {
+        "lblc"
+    }
+
+    fn cursor(self: Arc<Self>, _worker: usize, _nworkers: usize) -> Box<dyn Scheduler> {
+        Box::new(Lblc::new())
+    }
+}
+
+/// lblc's cursor: this worker's destination-address bindings and clock.
 #[derive(Debug, Default)]
 pub struct Lblc {
     table: HashMap<IpAddr, Entry>,
@@ -103,12 +125,6 @@ impl Lblc {
 impl Scheduler for Lblc {
     fn name(&self) -> &'static str {
         "lblc"
-    }
-
-    fn update(&mut self, dests: &[Dest]) {
-        // Drop bindings to dests that left the service (the kernel's trash).
-        self.table
-            .retain(|_, e| find_dest(dests, e.dest, e.hint).is_some());
     }
 
     fn schedule(&mut self, dests: &[Dest], key: &FlowKey) -> Option<usize> {
@@ -138,6 +154,10 @@ impl Scheduler for Lblc {
             },
         );
         Some(i)
+    }
+
+    fn retable(&mut self, table: &Arc<dyn SchedTable>, _dests: &[Dest]) -> bool {
+        is_table::<LblcTable>(table)
     }
 
     fn advance(&mut self, now_secs: u64) {
@@ -171,7 +191,6 @@ mod tests {
     fn sticks_until_overloaded_with_a_half_loaded_peer() {
         let dests = dests_with_weights(&[10, 10]);
         let mut s = Lblc::new();
-        s.update(&dests);
         assert_eq!(s.schedule(&dests, &to(1)), Some(0));
         // Bound dest busier than the other: still sticky (locality first).
         dests[0].counters.set(10, 0);
@@ -195,7 +214,6 @@ mod tests {
     fn expiry_by_advance_and_hard_bound() {
         let dests = dests_with_weights(&[1, 1]);
         let mut s = Lblc::new();
-        s.update(&dests);
         s.schedule(&dests, &to(1));
         s.advance(EXPIRATION_SECS + CHECK_PERIOD_SECS);
         assert!(s.is_empty());
@@ -204,6 +222,31 @@ mod tests {
         }
         assert!(s.len() <= HARD_MAX);
         assert!(s.table.contains_key(&to(HARD_MAX as u32 + 9).dst));
+    }
+
+    #[test]
+    fn retable_keeps_bindings_even_to_departed_dests() {
+        let dests = dests_with_weights(&[10, 10, 10]);
+        let mut s = Lblc::new();
+        assert_eq!(s.schedule(&dests, &to(1)), Some(0));
+        dests[0].counters.set(5, 0);
+        assert_eq!(s.schedule(&dests, &to(2)), Some(1));
+        dests[1].counters.set(5, 0);
+        assert_eq!(s.schedule(&dests, &to(3)), Some(2));
+        // New snapshot: dest 0 leaves, the others swap places.
+        let next = vec![dests[2].clone(), dests[1].clone()];
+        let t = crate::compile("lblc", &crate::SchedFlags::default(), &next).unwrap();
+        assert!(s.retable(&t, &next));
+        assert_eq!(s.len(), 3, "every binding kept");
+        // Bindings follow their dest to its new index, though it is now busier.
+        assert_eq!(s.schedule(&next, &to(2)), Some(1));
+        assert_eq!(s.schedule(&next, &to(3)), Some(0));
+        // The binding to the departed dest is replaced by wlc's pick.
+        next[1].counters.set(9, 0);
+        assert_eq!(s.schedule(&next, &to(1)), Some(0));
+        let wlc = crate::compile("wlc", &crate::SchedFlags::default(), &next).unwrap();
+        assert!(!s.retable(&wlc, &next));
+        assert_eq!(s.len(), 3);
     }
 
     proptest! {
@@ -216,7 +259,6 @@ mod tests {
                                  daddrs in prop::collection::vec(0u32..4, 1..20)) {
             let dests = dests_with_weights(&weights);
             let mut s = Lblc::new();
-            s.update(&dests);
             let mut bound: HashMap<u32, usize> = HashMap::new();
             for (step, &a) in daddrs.iter().enumerate() {
                 for (i, d) in dests.iter().enumerate() {

@@ -8,16 +8,19 @@
 //!
 //! Time comes only through [`Scheduler::advance`], and table ageing and the size
 //! bound are as in [`crate::lblc`]. Set members are named by address and port; a
-//! member that left the service drops out of its sets on `update`.
+//! member that left the service drops out of its set at the set's next lookup.
+//! As in lblc the sets are runtime state in each worker's cursor ([`Lblcr`]), the
+//! table ([`LblcrTable`]) is empty, and a new snapshot keeps every set.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::lblc::{
     evict_half, find_dest, lblc_overloaded, Clock, CHECK_PERIOD_SECS, ENTRY_TIMEOUT_SECS, HARD_MAX,
     TABLE_MAX,
 };
-use crate::{least_weighted, Dest, FlowKey, Scheduler};
+use crate::{is_table, least_weighted, Dest, FlowKey, SchedTable, Scheduler};
 
 pub const EXPIRATION_SECS: u64 = 24 * 60 * 60;
 
@@ -30,6 +33,21 @@ struct Entry {
     seq: u64,
 }
 
+/// lblcr's table: nothing is a function of the configuration alone.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LblcrTable;
+
+impl SchedTable for LblcrTable {
+    fn name(&self) -> &'static str {
+        "lblcr"
+    }
+
+    fn cursor(self: Arc<Self>, _worker: usize, _nworkers: usize) -> Box<dyn Scheduler> {
+        Box::new(Lblcr::new())
+    }
+}
+
+/// lblcr's cursor: this worker's destination-address sets and clock.
 #[derive(Debug, Default)]
 pub struct Lblcr {
     table: HashMap<IpAddr, Entry>,
@@ -103,13 +121,6 @@ impl Scheduler for Lblcr {
         "lblcr"
     }
 
-    fn update(&mut self, dests: &[Dest]) {
-        self.table.retain(|_, e| {
-            e.set.retain(|&(id, h)| find_dest(dests, id, h).is_some());
-            !e.set.is_empty()
-        });
-    }
-
     fn schedule(&mut self, dests: &[Dest], key: &FlowKey) -> Option<usize> {
         let seq = self.clock.tick();
         let now = self.clock.now;
@@ -157,6 +168,10 @@ impl Scheduler for Lblcr {
         Some(i)
     }
 
+    fn retable(&mut self, table: &Arc<dyn SchedTable>, _dests: &[Dest]) -> bool {
+        is_table::<LblcrTable>(table)
+    }
+
     fn advance(&mut self, now_secs: u64) {
         self.clock.now = now_secs;
         if now_secs.saturating_sub(self.clock.last_check) >= CHECK_PERIOD_SECS {
@@ -188,7 +203,6 @@ mod tests {
     fn set_grows_under_overload_and_shrinks_after_expiration() {
         let dests = dests_with_weights(&[10, 10, 10]);
         let mut s = Lblcr::new();
-        s.update(&dests);
         assert_eq!(s.schedule(&dests, &to(1)), Some(0));
         dests[0].counters.set(11, 0); // over weight, peers at half load
         assert_eq!(s.schedule(&dests, &to(1)), Some(1));
@@ -215,6 +229,29 @@ mod tests {
         assert_eq!(s.set_of(&dests, &to(1).dst), vec![0]);
     }
 
+    #[test]
+    fn retable_keeps_sets_and_drops_departed_members_at_lookup() {
+        let dests = dests_with_weights(&[10, 10, 10]);
+        let mut s = Lblcr::new();
+        assert_eq!(s.schedule(&dests, &to(1)), Some(0));
+        dests[0].counters.set(11, 0);
+        assert_eq!(s.schedule(&dests, &to(1)), Some(1));
+        // New snapshot without dest 1 and with dest 0 moved to the end.
+        let next = vec![dests[2].clone(), dests[0].clone()];
+        let t = crate::compile("lblcr", &crate::SchedFlags::default(), &next).unwrap();
+        assert!(s.retable(&t, &next));
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            s.set_of(&next, &to(1).dst),
+            vec![1],
+            "dest 0, at its new index"
+        );
+        dests[0].counters.set(3, 0);
+        assert_eq!(s.schedule(&next, &to(1)), Some(1));
+        let lblc = crate::compile("lblc", &crate::SchedFlags::default(), &next).unwrap();
+        assert!(!s.retable(&lblc, &next));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
         /// The pick is the set's wlc minimum unless that is missing or lblc-overloaded,
@@ -225,7 +262,6 @@ mod tests {
                                  daddrs in prop::collection::vec(0u32..4, 1..20)) {
             let dests = dests_with_weights(&weights);
             let mut s = Lblcr::new();
-            s.update(&dests);
             for (step, &a) in daddrs.iter().enumerate() {
                 for (i, d) in dests.iter().enumerate() {
                     d.counters.set(actives[(i + step) % actives.len()], 0);

@@ -2,17 +2,33 @@
 //! `active * 256 + inactive`; the first one wins ties. Weights only gate
 //! availability (weight 0 gets nothing) and do not scale the load.
 
-use crate::{Dest, FlowKey, Scheduler};
+use std::sync::Arc;
 
-#[derive(Debug, Default)]
+use crate::{is_table, Dest, FlowKey, SchedTable, Scheduler};
+
+/// Both the (empty) table and the cursor: the pick depends only on the dests.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct LeastConn;
+
+/// Nothing to precompute: every pick reads the live counters.
+impl SchedTable for LeastConn {
+    fn name(&self) -> &'static str {
+        "lc"
+    }
+
+    fn cursor(self: Arc<Self>, _worker: usize, _nworkers: usize) -> Box<dyn Scheduler> {
+        Box::new(LeastConn)
+    }
+}
 
 impl Scheduler for LeastConn {
     fn name(&self) -> &'static str {
         "lc"
     }
 
-    fn update(&mut self, _dests: &[Dest]) {}
+    fn retable(&mut self, table: &Arc<dyn SchedTable>, _dests: &[Dest]) -> bool {
+        is_table::<LeastConn>(table)
+    }
 
     fn schedule(&mut self, dests: &[Dest], _key: &FlowKey) -> Option<usize> {
         let mut least: Option<(usize, u64)> = None;

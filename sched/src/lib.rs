@@ -1,20 +1,40 @@
 //! Schedulers of the director, one module per algorithm as in LVS (`ip_vs_rr.c`,
-//! `ip_vs_wrr.c`, ...): rr wrr lc wlc sed nq lblc lblcr dh sh mh conhash fo.
+//! `ip_vs_wrr.c`, ...): rr wrr lc wlc sed nq lblc lblcr dh sh mh conhash fo ovf
+//! twos.
+//!
+//! Every scheduler is split in two, so that no worker ever builds a table:
+//!
+//! * a **table** ([`SchedTable`]): everything that is a pure function of the
+//!   configuration (dests, weights, flags): wrr's gcd and maximum weight, the
+//!   dh/sh buckets, the 65537-slot Maglev table, the conhash ring. [`compile`]
+//!   builds it once per configuration snapshot on the control thread; it is
+//!   immutable and shared by all workers through an `Arc`;
+//! * a **cursor** ([`Scheduler`]), one per worker and service: the small mutable
+//!   state a pick moves (rr's last index, wrr's current weight, lblc/lblcr's
+//!   per-destination-address bindings, twos' random state) plus its `Arc` of the
+//!   table. [`SchedTable::cursor`] makes one in O(1) (wrr: O(dests)), and
+//!   [`Scheduler::retable`] moves it to the next snapshot's table keeping what
+//!   the kernel keeps. [`tables_built_on_this_thread`] counts `compile` calls per
+//!   thread so the dataplane can check that its workers never call it.
 //!
 //! This crate is pure and deterministic: no DPDK, no I/O, no clocks, no threads.
-//! Each worker builds its own scheduler per service ([`build`]) and calls it with
-//! `&mut self`; the only state shared across workers is the per-dest connection
-//! counters ([`DestCounters`], Relaxed atomics). Hashing schedulers use fixed hashes
-//! ([`hash`]) so every worker and every process picks the same dest for a flow.
-//! Semantics follow the Linux kernel's IPVS (net/netfilter/ipvs/ip_vs_*.c); each
-//! module says where it differs. No scheduler gives a new connection to a dest that
-//! is quiescent (weight 0), inhibited (failed health check) or overloaded
+//! Besides the tables, the only state shared across workers is the per-dest
+//! connection counters ([`DestCounters`], Relaxed atomics). Hashing schedulers use
+//! fixed hashes ([`hash`]) so every worker and every process picks the same dest
+//! for a flow; rr and wrr cursors start spread over their cycle, one phase per
+//! worker, and stay fair per worker (bounds in [`rr`] and [`wrr`]). Semantics
+//! follow the Linux kernel's IPVS (net/netfilter/ipvs/ip_vs_*.c); each module says
+//! where it differs. No scheduler gives a new connection to a dest that is
+//! quiescent (weight 0), inhibited (failed health check) or overloaded
 //! (thresholds), and none panics on any input.
 
 #![forbid(unsafe_code)]
 
+use std::any::Any;
+use std::cell::Cell;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 pub mod conhash;
 pub mod dest;
@@ -26,9 +46,11 @@ pub mod lblcr;
 pub mod lc;
 pub mod mh;
 pub mod nq;
+pub mod ovf;
 pub mod rr;
 pub mod sed;
 pub mod sh;
+pub mod twos;
 pub mod wlc;
 pub mod wrr;
 
@@ -206,20 +228,55 @@ impl fmt::Display for SchedError {
 
 impl std::error::Error for SchedError {}
 
-/// One scheduling algorithm's per-worker state for one service.
+/// A scheduler's immutable part for one service: everything that is a pure
+/// function of the configuration (dests, weights, flags), such as wrr's gcd and
+/// maximum weight, the dh/sh buckets, the Maglev table or the conhash ring.
+///
+/// Built by [`compile`] on the control thread, once per configuration snapshot,
+/// and shared by every worker through the `Arc`. [`Any`] (hence `'static`) is a
+/// supertrait so that [`Scheduler::retable`] can tell its own kind of table.
+pub trait SchedTable: Any + Send + Sync {
+    /// The ipvsadm name ("rr", "wlc", ...).
+    fn name(&self) -> &'static str;
+
+    /// A fresh per-worker scheduler over this table for worker `worker` of
+    /// `nworkers` (out-of-range values are taken modulo, 0 workers as 1). Never
+    /// builds a table: O(1), or O(number of dests) for wrr's starting phase. rr
+    /// and wrr cursors of different workers start spread over the cycle (worker
+    /// `w` at phase `w * cycle / nworkers`), so a few connections over many
+    /// workers do not all land on dest 0.
+    fn cursor(self: Arc<Self>, worker: usize, nworkers: usize) -> Box<dyn Scheduler>;
+}
+
+impl fmt::Debug for dyn SchedTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchedTable")
+            .field("name", &self.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One worker's scheduler for one service: the shared [`SchedTable`] plus this
+/// worker's cursor (rr's last pick, wrr's current weight, lblc/lblcr's bindings,
+/// twos' random state). Only the worker that owns it calls it, with `&mut self`.
 pub trait Scheduler: Send {
     /// The ipvsadm name ("rr", "wlc", ...).
     fn name(&self) -> &'static str;
 
-    /// The dest set or a weight changed (a new configuration snapshot). Rebuilds
-    /// tables (wrr gcd/max, dh/sh buckets, mh lookup table, conhash ring).
-    fn update(&mut self, dests: &[Dest]);
-
     /// Pick an index into `dests` for a new connection, or `None` if no dest is
-    /// usable. `dests` should be the slice last given to `update`; if it is not,
-    /// no index out of range is returned and nothing panics, but picks follow the
-    /// old tables until `update` is called.
+    /// usable. `dests` should be the slice the table was compiled from; if it is
+    /// not, no index out of range is returned and nothing panics, but picks follow
+    /// the table.
     fn schedule(&mut self, dests: &[Dest], key: &FlowKey) -> Option<usize>;
+
+    /// Switch to `table`, a new table for the same service (a new configuration
+    /// snapshot whose dests are `dests`), keeping what the cursor can keep: rr's
+    /// position (clamped as `ip_vs_rr_del_dest`), wrr's current weight (as
+    /// `ip_vs_wrr_dest_changed`), lblc/lblcr's bindings (as the kernel keeps them),
+    /// twos' random state. Returns `false`, leaving the cursor as it was, if
+    /// `table` belongs to another scheduler; the caller then calls
+    /// [`SchedTable::cursor`]. Never builds a table.
+    fn retable(&mut self, table: &Arc<dyn SchedTable>, dests: &[Dest]) -> bool;
 
     /// Tell time-aware schedulers the time, in seconds from any fixed origin. Only
     /// lblc and lblcr use it, to expire their per-destination-address tables as the
@@ -228,40 +285,86 @@ pub trait Scheduler: Send {
     fn advance(&mut self, _now_secs: u64) {}
 }
 
-/// Every scheduler name [`build`] accepts, in ipvsadm's spelling.
+/// Every scheduler name [`compile`] accepts, in ipvsadm's spelling.
 pub const SCHEDULERS: &[&str] = &[
     "rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "dh", "sh", "mh", "conhash", "fo",
+    "ovf", "twos",
 ];
 
 /// ipvsadm's default scheduler.
 pub const DEFAULT_SCHEDULER: &str = "wlc";
 
-/// Build the scheduler `name` with `flags` for `dests` (calls `update` once).
-pub fn build(
+thread_local! {
+    /// Tables `compile` built on this thread (see [`tables_built_on_this_thread`]).
+    static TABLES_BUILT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Validate `name` and build its table for `flags` and `dests`: all the work
+/// that depends only on the configuration happens here, on the caller's (the
+/// control) thread. Flags that do not apply to `name` are ignored.
+pub fn compile(
     name: &str,
     flags: &SchedFlags,
     dests: &[Dest],
-) -> Result<Box<dyn Scheduler>, SchedError> {
-    let mut s: Box<dyn Scheduler> = match name {
-        "rr" => Box::new(rr::RoundRobin::new()),
-        "wrr" => Box::new(wrr::WeightedRoundRobin::new()),
-        "lc" => Box::new(lc::LeastConn),
-        "wlc" => Box::new(wlc::WeightedLeastConn),
-        "sed" => Box::new(sed::ShortestExpectedDelay),
-        "nq" => Box::new(nq::NeverQueue),
-        "lblc" => Box::new(lblc::Lblc::new()),
-        "lblcr" => Box::new(lblcr::Lblcr::new()),
-        "dh" => Box::new(dh::DestHash::new()),
-        "sh" => Box::new(sh::SourceHash::new(flags.sh_fallback, flags.sh_port)),
-        "mh" => Box::new(mh::MaglevHash::new(flags.mh_fallback, flags.mh_port)),
-        "conhash" => Box::new(conhash::ConHash::new(conhash::HashTarget::from_flags(
-            flags,
-        ))),
-        "fo" => Box::new(fo::WeightedFailover),
+) -> Result<Arc<dyn SchedTable>, SchedError> {
+    let table: Arc<dyn SchedTable> = match name {
+        "rr" => Arc::new(rr::RoundRobinTable::new(dests)),
+        "wrr" => Arc::new(wrr::WeightedRoundRobinTable::new(dests)),
+        "lc" => Arc::new(lc::LeastConn),
+        "wlc" => Arc::new(wlc::WeightedLeastConn),
+        "sed" => Arc::new(sed::ShortestExpectedDelay),
+        "nq" => Arc::new(nq::NeverQueue),
+        "lblc" => Arc::new(lblc::LblcTable),
+        "lblcr" => Arc::new(lblcr::LblcrTable),
+        "dh" => Arc::new(dh::DestHashTable::new(dests)),
+        "sh" => Arc::new(sh::SourceHashTable::new(
+            flags.sh_fallback,
+            flags.sh_port,
+            dests,
+        )),
+        "mh" => Arc::new(mh::MaglevHashTable::new(
+            flags.mh_fallback,
+            flags.mh_port,
+            dests,
+        )),
+        "conhash" => Arc::new(conhash::ConHashTable::new(
+            conhash::HashTarget::from_flags(flags),
+            dests,
+        )),
+        "fo" => Arc::new(fo::WeightedFailover),
+        "ovf" => Arc::new(ovf::WeightedOverflow),
+        "twos" => Arc::new(twos::TwosTable),
         other => return Err(SchedError::Unknown(other.to_string())),
     };
-    s.update(dests);
-    Ok(s)
+    TABLES_BUILT.with(|n| n.set(n.get() + 1));
+    Ok(table)
+}
+
+/// How many scheduler tables [`compile`] built on the calling thread so far
+/// (a thread-local count), so the dataplane can prove its workers never build one.
+pub fn tables_built_on_this_thread() -> u64 {
+    TABLES_BUILT.with(Cell::get)
+}
+
+/// `table` as the concrete table type `T`, if it is one (for `retable`).
+pub(crate) fn downcast<T: SchedTable>(table: &Arc<dyn SchedTable>) -> Option<Arc<T>> {
+    let any: Arc<dyn Any + Send + Sync> = table.clone();
+    any.downcast::<T>().ok()
+}
+
+/// Whether `table` is of the concrete type `T` (for stateless `retable`).
+pub(crate) fn is_table<T: SchedTable>(table: &Arc<dyn SchedTable>) -> bool {
+    let any: &dyn Any = table.as_ref();
+    any.is::<T>()
+}
+
+/// The starting phase of worker `worker` of `nworkers` in a cycle of `len` picks:
+/// `worker * len / nworkers`, always below `len` (0 when `len` is 0).
+pub(crate) fn spread(worker: usize, nworkers: usize, len: u128) -> u128 {
+    let nw = nworkers.max(1) as u128;
+    let w = worker as u128 % nw;
+    // w < nw <= 2^64 and len fits 96 bits in practice; saturate rather than panic.
+    (w.saturating_mul(len) / nw).min(len.saturating_sub(1))
 }
 
 /// Weighted least-load pick shared by wlc, sed, lblc and lblcr: the first available
@@ -291,18 +394,77 @@ mod tests {
     use super::*;
 
     #[test]
-    fn build_every_name_and_reject_unknown() {
+    fn compile_every_name_and_reject_unknown() {
         for name in SCHEDULERS {
-            let s = build(name, &SchedFlags::default(), &[]).unwrap();
-            assert_eq!(s.name(), *name);
+            let t = compile(name, &SchedFlags::default(), &[]).unwrap();
+            assert_eq!(t.name(), *name);
+            assert_eq!(t.cursor(0, 1).name(), *name);
         }
-        let err = build("foo", &SchedFlags::default(), &[]).err().unwrap();
+        let err = compile("foo", &SchedFlags::default(), &[]).err().unwrap();
         assert_eq!(err, SchedError::Unknown("foo".into()));
         let msg = err.to_string();
         assert!(
             msg.starts_with("unknown scheduler 'foo' (known: rr, wrr, lc,"),
             "{msg}"
         );
+    }
+
+    /// Only `compile` builds tables: cursors, retables, picks and time do not,
+    /// which is what lets the dataplane prove its workers never build one.
+    #[test]
+    fn only_compile_builds_tables() {
+        let dests = tests_util::dests_with_weights(&[1, 2, 3, 0, 5]);
+        let flags = SchedFlags::parse_str("flag-1,flag-2").unwrap();
+        for name in SCHEDULERS {
+            let before = tables_built_on_this_thread();
+            let t = compile(name, &flags, &dests).unwrap();
+            let t2 = compile(name, &flags, &dests[1..]).unwrap();
+            assert_eq!(tables_built_on_this_thread(), before + 2, "{name}");
+            let mut cursors: Vec<Box<dyn Scheduler>> =
+                (0..4).map(|w| t.clone().cursor(w, 4)).collect();
+            for (w, c) in cursors.iter_mut().enumerate() {
+                c.schedule(&dests, &tests_util::key(w as u32));
+                assert!(c.retable(&t2, &dests[1..]), "{name}");
+                c.advance(1_000_000);
+                c.schedule(&dests[1..], &tests_util::key(w as u32));
+                assert!(c.retable(&t, &dests), "{name}");
+            }
+            assert_eq!(tables_built_on_this_thread(), before + 2, "{name}");
+        }
+        assert!(compile("nope", &flags, &dests).is_err());
+        let built = tables_built_on_this_thread();
+        let other = std::thread::spawn(tables_built_on_this_thread)
+            .join()
+            .unwrap();
+        assert_eq!(other, 0, "the count is per thread");
+        assert_eq!(tables_built_on_this_thread(), built);
+    }
+
+    /// A cursor takes a new table of its own kind only; across kinds it refuses
+    /// and stays usable.
+    #[test]
+    fn retable_only_within_a_kind() {
+        let dests = tests_util::dests_with_weights(&[1, 1, 1]);
+        let flags = SchedFlags::default();
+        for a in SCHEDULERS {
+            for b in SCHEDULERS {
+                let mut c = compile(a, &flags, &dests).unwrap().cursor(0, 1);
+                let t = compile(b, &flags, &dests).unwrap();
+                assert_eq!(c.retable(&t, &dests), a == b, "{a} cursor, {b} table");
+                assert_eq!(c.name(), *a);
+                assert!(c.schedule(&dests, &tests_util::key(7)).is_some(), "{a}");
+            }
+        }
+    }
+
+    #[test]
+    fn spread_stays_in_the_cycle() {
+        assert_eq!(spread(0, 4, 10), 0);
+        assert_eq!(spread(3, 4, 10), 7);
+        assert_eq!(spread(5, 4, 10), 2, "worker taken modulo");
+        assert_eq!(spread(0, 0, 10), 0, "no workers counts as one");
+        assert_eq!(spread(1, 2, 0), 0);
+        assert!(spread(usize::MAX - 1, usize::MAX, u128::MAX) < u128::MAX);
     }
 
     #[test]

@@ -17,10 +17,13 @@
 //! weight-0 dests get none.
 //!
 //! Kernel default M is 4093 (`CONFIG_IP_VS_MH_TAB_INDEX` 12); 65537 here gives
-//! finer weight shares at 256 KiB per service and worker.
+//! finer weight shares at 256 KiB per service, built once per configuration on
+//! the control thread and shared by all workers (the cursor holds only the `Arc`).
+
+use std::sync::Arc;
 
 use crate::hash::{addr_port_hash, gcd, mix64, KEY1, KEY2};
-use crate::{Dest, FlowKey, Scheduler};
+use crate::{downcast, Dest, FlowKey, SchedTable, Scheduler};
 
 const EMPTY: u32 = u32::MAX;
 
@@ -194,23 +197,24 @@ impl MaglevTable {
     }
 }
 
-/// The mh scheduler: a [`MaglevTable`] plus the flow-key options.
+/// mh's table: the [`MaglevTable`] plus the flow-key options.
 #[derive(Debug)]
-pub struct MaglevHash {
+pub struct MaglevHashTable {
     table: MaglevTable,
     fallback: bool,
     port: bool,
 }
 
-impl MaglevHash {
-    pub fn new(fallback: bool, port: bool) -> MaglevHash {
-        MaglevHash::with_size(fallback, port, MaglevTable::DEFAULT_SIZE)
+impl MaglevHashTable {
+    /// The table for `dests` with [`MaglevTable::DEFAULT_SIZE`] slots.
+    pub fn new(fallback: bool, port: bool, dests: &[Dest]) -> MaglevHashTable {
+        MaglevHashTable::with_size(fallback, port, dests, MaglevTable::DEFAULT_SIZE)
     }
 
     /// As `new` with another table size (rounded up to a prime).
-    pub fn with_size(fallback: bool, port: bool, size: u32) -> MaglevHash {
-        MaglevHash {
-            table: MaglevTable::build(&[], size),
+    pub fn with_size(fallback: bool, port: bool, dests: &[Dest], size: u32) -> MaglevHashTable {
+        MaglevHashTable {
+            table: MaglevTable::build(dests, size),
             fallback,
             port,
         }
@@ -221,31 +225,56 @@ impl MaglevHash {
     }
 }
 
+impl SchedTable for MaglevHashTable {
+    fn name(&self) -> &'static str {
+        "mh"
+    }
+
+    fn cursor(self: Arc<Self>, _worker: usize, _nworkers: usize) -> Box<dyn Scheduler> {
+        Box::new(MaglevHash { table: self })
+    }
+}
+
+/// mh's per-worker scheduler: just the shared table.
+#[derive(Debug)]
+pub struct MaglevHash {
+    table: Arc<MaglevHashTable>,
+}
+
 impl Scheduler for MaglevHash {
     fn name(&self) -> &'static str {
         "mh"
     }
 
-    fn update(&mut self, dests: &[Dest]) {
-        self.table = MaglevTable::build(dests, self.table.size);
-    }
-
     fn schedule(&mut self, dests: &[Dest], key: &FlowKey) -> Option<usize> {
-        let port = if self.port { key.sport } else { 0 };
+        let MaglevHashTable {
+            table,
+            fallback,
+            port,
+        } = &*self.table;
+        let port = if *port { key.sport } else { 0 };
         let h = addr_port_hash(KEY1, &key.src, port, 0);
         let usable = |slot: u64| {
-            self.table
+            table
                 .slot(slot)
                 .filter(|&i| dests.get(i).is_some_and(Dest::is_available))
         };
-        self.table.slot(h)?;
+        table.slot(h)?;
         if let Some(i) = usable(h) {
             return Some(i);
         }
-        if !self.fallback || !dests.iter().any(Dest::is_available) {
+        if !fallback || !dests.iter().any(Dest::is_available) {
             return None;
         }
-        (1..=u64::from(self.table.size)).find_map(|off| usable(mix64(h.wrapping_add(off))))
+        (1..=u64::from(table.size)).find_map(|off| usable(mix64(h.wrapping_add(off))))
+    }
+
+    fn retable(&mut self, table: &Arc<dyn SchedTable>, _dests: &[Dest]) -> bool {
+        let Some(t) = downcast(table) else {
+            return false;
+        };
+        self.table = t;
+        true
     }
 }
 
@@ -396,8 +425,7 @@ mod tests {
         fn stable_and_fallback(n in 2usize..10, down in 0usize..10, seeds in prop::collection::vec(any::<u32>(), 1..30)) {
             let down = down % n;
             let mut dests = dests_with_weights(&vec![1; n]);
-            let mut s = MaglevHash::with_size(true, false, 4093);
-            s.update(&dests);
+            let mut s = Arc::new(MaglevHashTable::with_size(true, false, &dests, 4093)).cursor(0, 1);
             let before: Vec<usize> = seeds.iter().map(|&x| s.schedule(&dests, &key(x)).unwrap()).collect();
             for (&x, &b) in seeds.iter().zip(&before) {
                 let mut k = key(x);

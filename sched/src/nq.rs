@@ -2,17 +2,33 @@
 //! else shortest expected delay, `(active + 1) / weight`.
 
 use crate::sed::sed_overhead;
-use crate::{Dest, FlowKey, Scheduler};
+use std::sync::Arc;
 
-#[derive(Debug, Default)]
+use crate::{is_table, Dest, FlowKey, SchedTable, Scheduler};
+
+/// Both the (empty) table and the cursor: the pick depends only on the dests.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct NeverQueue;
+
+/// Nothing to precompute: every pick reads the live counters.
+impl SchedTable for NeverQueue {
+    fn name(&self) -> &'static str {
+        "nq"
+    }
+
+    fn cursor(self: Arc<Self>, _worker: usize, _nworkers: usize) -> Box<dyn Scheduler> {
+        Box::new(NeverQueue)
+    }
+}
 
 impl Scheduler for NeverQueue {
     fn name(&self) -> &'static str {
         "nq"
     }
 
-    fn update(&mut self, _dests: &[Dest]) {}
+    fn retable(&mut self, table: &Arc<dyn SchedTable>, _dests: &[Dest]) -> bool {
+        is_table::<NeverQueue>(table)
+    }
 
     fn schedule(&mut self, dests: &[Dest], _key: &FlowKey) -> Option<usize> {
         let mut least: Option<(usize, u64, u64)> = None;

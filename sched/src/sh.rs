@@ -8,23 +8,41 @@
 //! The table is laid out from configured weights; an inhibited or overloaded dest
 //! keeps its buckets (a health-check flap does not remap other sources) and is only
 //! skipped at lookup. Dests with weight 0 get one bucket each, as in the kernel,
-//! where lookups find them unavailable.
+//! where lookups find them unavailable. The buckets and flags are the table,
+//! shared by all workers; the cursor holds nothing else.
+
+use std::sync::Arc;
 
 use crate::dh::{TAB_BITS, TAB_SIZE};
 use crate::hash::{addr_fold, hash_32};
-use crate::{Dest, FlowKey, Scheduler};
+use crate::{downcast, Dest, FlowKey, SchedTable, Scheduler};
 
+/// sh's table: bucket -> dest index, and the flags.
 #[derive(Debug)]
-pub struct SourceHash {
+pub struct SourceHashTable {
     buckets: Vec<Option<usize>>,
     fallback: bool,
     port: bool,
 }
 
-impl SourceHash {
-    pub fn new(fallback: bool, port: bool) -> SourceHash {
-        SourceHash {
-            buckets: vec![None; TAB_SIZE],
+impl SourceHashTable {
+    /// `ip_vs_sh_reassign`.
+    pub fn new(fallback: bool, port: bool, dests: &[Dest]) -> SourceHashTable {
+        let mut buckets = vec![None; TAB_SIZE];
+        let mut p = 0;
+        let mut d_count: u64 = 0;
+        if !dests.is_empty() {
+            for slot in buckets.iter_mut() {
+                *slot = Some(p);
+                d_count += 1;
+                if d_count >= u64::from(dests[p].weight) {
+                    p = (p + 1) % dests.len();
+                    d_count = 0;
+                }
+            }
+        }
+        SourceHashTable {
+            buckets,
             fallback,
             port,
         }
@@ -36,44 +54,56 @@ impl SourceHash {
     }
 }
 
+impl SchedTable for SourceHashTable {
+    fn name(&self) -> &'static str {
+        "sh"
+    }
+
+    fn cursor(self: Arc<Self>, _worker: usize, _nworkers: usize) -> Box<dyn Scheduler> {
+        Box::new(SourceHash { table: self })
+    }
+}
+
+/// sh's per-worker scheduler: just the shared table.
+#[derive(Debug)]
+pub struct SourceHash {
+    table: Arc<SourceHashTable>,
+}
+
 impl Scheduler for SourceHash {
     fn name(&self) -> &'static str {
         "sh"
     }
 
-    /// `ip_vs_sh_reassign`.
-    fn update(&mut self, dests: &[Dest]) {
-        let mut p = 0;
-        let mut d_count: u64 = 0;
-        for slot in self.buckets.iter_mut() {
-            if dests.is_empty() {
-                *slot = None;
-                continue;
-            }
-            *slot = Some(p);
-            d_count += 1;
-            if d_count >= u64::from(dests[p].weight) {
-                p = (p + 1) % dests.len();
-                d_count = 0;
-            }
-        }
-    }
-
     fn schedule(&mut self, dests: &[Dest], key: &FlowKey) -> Option<usize> {
+        let t = &*self.table;
         let fold = addr_fold(&key.src);
-        let port = if self.port { key.sport } else { 0 };
+        let port = if t.port { key.sport } else { 0 };
         let usable =
-            |b: usize| self.buckets[b].filter(|&i| dests.get(i).is_some_and(Dest::is_available));
-        let ihash = Self::bucket(fold, port, 0);
-        self.buckets[ihash]?;
+            |b: usize| t.buckets[b].filter(|&i| dests.get(i).is_some_and(Dest::is_available));
+        let ihash = SourceHashTable::bucket(fold, port, 0);
+        t.buckets[ihash]?;
         if let Some(i) = usable(ihash) {
             return Some(i);
         }
-        if !self.fallback {
+        if !t.fallback {
             return None;
         }
-        (0..TAB_SIZE)
-            .find_map(|offset| usable(Self::bucket(fold, port, (offset + ihash) % TAB_SIZE)))
+        (0..TAB_SIZE).find_map(|offset| {
+            usable(SourceHashTable::bucket(
+                fold,
+                port,
+                (offset + ihash) % TAB_SIZE,
+            ))
+        })
+    }
+
+    fn retable(&mut self, table: &Arc<dyn SchedTable>, _dests: &[Dest]) -> bool {
+        let Some(t) = downcast(table) else {
+            return false;
+        };
+        self.table = t;
+        true
     }
 }
 
@@ -83,12 +113,15 @@ mod tests {
     use crate::tests_util::*;
     use proptest::prelude::*;
 
+    fn sh(fallback: bool, dests: &[Dest]) -> Box<dyn Scheduler> {
+        Arc::new(SourceHashTable::new(fallback, false, dests)).cursor(0, 1)
+    }
+
     #[test]
     fn buckets_follow_weights() {
         let dests = dests_with_weights(&[3, 1]);
-        let mut s = SourceHash::new(false, false);
-        s.update(&dests);
-        let zeros = s.buckets.iter().filter(|b| **b == Some(0)).count();
+        let t = SourceHashTable::new(false, false, &dests);
+        let zeros = t.buckets.iter().filter(|b| **b == Some(0)).count();
         assert_eq!(zeros, 192);
     }
 
@@ -99,8 +132,7 @@ mod tests {
         #[test]
         fn same_source_same_dest(weights in prop::collection::vec(1u32..5, 1..8), seeds in prop::collection::vec(any::<u32>(), 1..30)) {
             let dests = dests_with_weights(&weights);
-            let mut s = SourceHash::new(false, false);
-            s.update(&dests);
+            let mut s = sh(false, &dests);
             for &seed in &seeds {
                 let mut k = key(seed);
                 let first = s.schedule(&dests, &k).unwrap();
@@ -117,10 +149,8 @@ mod tests {
         fn fallback_moves_only_sources_of_the_failed_dest(n in 2usize..8, down in 0usize..8, seeds in prop::collection::vec(any::<u32>(), 1..40)) {
             let down = down % n;
             let mut dests = dests_with_weights(&vec![1; n]);
-            let mut plain = SourceHash::new(false, false);
-            let mut fb = SourceHash::new(true, false);
-            plain.update(&dests);
-            fb.update(&dests);
+            let mut plain = sh(false, &dests);
+            let mut fb = sh(true, &dests);
             let before: Vec<usize> = seeds.iter().map(|&s| fb.schedule(&dests, &key(s)).unwrap()).collect();
             dests[down].inhibited = true;
             for (&s, &b) in seeds.iter().zip(&before) {

@@ -4,7 +4,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
-use sched::{build, Dest, FlowKey, SchedFlags, SCHEDULERS};
+use sched::{compile, Dest, FlowKey, SchedFlags, Scheduler, SCHEDULERS};
+
+/// Worker 0's scheduler `name` over a table compiled for `dests`.
+fn build(name: &str, flags: &SchedFlags, dests: &[Dest]) -> Box<dyn Scheduler> {
+    compile(name, flags, dests).unwrap().cursor(0, 1)
+}
 
 /// How a generated dest is made unusable (or not).
 #[derive(Clone, Copy, Debug)]
@@ -70,12 +75,15 @@ proptest! {
     /// overloaded dest, and all return None when every dest is such.
     #[test]
     fn never_picks_unusable(spec in prop::collection::vec((1u32..10, state(), 0u32..20, 0u32..20), 0..12),
-                            flows in prop::collection::vec(any::<u32>(), 1..24)) {
+                            flows in prop::collection::vec(any::<u32>(), 1..24),
+                            worker in 0usize..4) {
         let dests: Vec<Dest> = spec.iter().enumerate().map(|(i, &(w, st, a, ia))| make(i, w, st, a, ia)).collect();
         let any_usable = dests.iter().any(|d| d.is_available());
+        // ovf refuses when every usable dest is over its budget (active > weight).
+        let any_within_budget = dests.iter().any(|d| d.is_available() && d.active_conns() <= d.weight);
         for flags in all_flags() {
             for name in SCHEDULERS {
-                let mut s = build(name, &flags, &dests).unwrap();
+                let mut s = compile(name, &flags, &dests).unwrap().cursor(worker, 4);
                 for &x in &flows {
                     let got = s.schedule(&dests, &flow(x));
                     if let Some(i) = got {
@@ -86,7 +94,8 @@ proptest! {
                         // is usable (dh has no fallback at all).
                         let may_refuse = *name == "dh"
                             || (*name == "sh" && !flags.sh_fallback)
-                            || (*name == "mh" && !flags.mh_fallback);
+                            || (*name == "mh" && !flags.mh_fallback)
+                            || (*name == "ovf" && !any_within_budget);
                         prop_assert!(may_refuse || !any_usable, "{} returned None with a usable dest", name);
                     }
                 }
@@ -95,19 +104,23 @@ proptest! {
     }
 
     /// The same flow keeps its dest while the set is unchanged (hashing schedulers),
-    /// across independently built instances (as separate workers would).
+    /// across workers of one table and across independently compiled tables (as
+    /// separate processes would).
     #[test]
     fn hashing_is_deterministic_across_instances(weights in prop::collection::vec(1u32..6, 1..10),
                                                  flows in prop::collection::vec(any::<u32>(), 1..24)) {
         let dests: Vec<Dest> = weights.iter().enumerate().map(|(i, &w)| make(i, w, State::Ok, 0, 0)).collect();
         for name in ["dh", "sh", "mh", "conhash"] {
-            let mut a = build(name, &SchedFlags::default(), &dests).unwrap();
-            let mut b = build(name, &SchedFlags::default(), &dests).unwrap();
+            let table = compile(name, &SchedFlags::default(), &dests).unwrap();
+            let mut a = table.clone().cursor(0, 3);
+            let mut b = table.cursor(2, 3);
+            let mut c = build(name, &SchedFlags::default(), &dests);
             for &x in &flows {
                 let first = a.schedule(&dests, &flow(x));
                 prop_assert!(first.is_some());
                 prop_assert_eq!(a.schedule(&dests, &flow(x)), first);
                 prop_assert_eq!(b.schedule(&dests, &flow(x)), first);
+                prop_assert_eq!(c.schedule(&dests, &flow(x)), first);
             }
         }
     }
@@ -117,8 +130,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// lc, wlc, sed, nq and fo pick what a brute-force reading of their formula picks
-    /// (the first of equals).
+    /// lc, wlc, sed, nq, fo and ovf pick what a brute-force reading of their
+    /// formula picks (the first of equals).
     #[test]
     fn least_load_matches_reference(spec in prop::collection::vec((0u32..1000, state(), 0u32..50, 0u32..50), 1..12),
                                     huge in any::<bool>()) {
@@ -153,9 +166,13 @@ proptest! {
             Some(b) if w(b) >= w(i) => Some(b),
             _ => Some(i),
         });
+        let ovf = usable.iter().copied().filter(|&i| act(i) <= w(i)).fold(None, |b: Option<usize>, i| match b {
+            Some(b) if w(b) >= w(i) => Some(b),
+            _ => Some(i),
+        });
         let key = flow(1);
-        for (name, expect) in [("lc", lc), ("wlc", wlc), ("sed", sed), ("nq", nq), ("fo", fo)] {
-            let mut s = build(name, &SchedFlags::default(), &dests).unwrap();
+        for (name, expect) in [("lc", lc), ("wlc", wlc), ("sed", sed), ("nq", nq), ("fo", fo), ("ovf", ovf)] {
+            let mut s = build(name, &SchedFlags::default(), &dests);
             prop_assert_eq!(s.schedule(&dests, &key), expect, "{}", name);
         }
     }
@@ -166,9 +183,9 @@ fn empty_and_all_zero_sets_give_none() {
     let zero: Vec<Dest> = (0..4).map(|i| make(i, 1, State::Quiescent, 0, 0)).collect();
     for name in SCHEDULERS {
         for flags in all_flags() {
-            let mut s = build(name, &flags, &[]).unwrap();
+            let mut s = build(name, &flags, &[]);
             assert_eq!(s.schedule(&[], &flow(1)), None, "{name} on empty set");
-            let mut s = build(name, &flags, &zero).unwrap();
+            let mut s = build(name, &flags, &zero);
             assert_eq!(s.schedule(&zero, &flow(1)), None, "{name} on all-zero set");
             s.advance(1_000_000);
             assert_eq!(s.schedule(&zero, &flow(2)), None, "{name} after advance");
@@ -176,15 +193,25 @@ fn empty_and_all_zero_sets_give_none() {
     }
 }
 
+/// `dests` other than the table's (a caller bug) never give an out-of-range
+/// index or a panic, whichever way they differ and for any worker.
 #[test]
-fn dest_set_change_without_update_does_not_panic() {
+fn dests_other_than_the_tables_do_not_panic() {
     let big: Vec<Dest> = (0..8).map(|i| make(i, 3, State::Ok, 0, 0)).collect();
     let small = &big[..2];
+    let flags = SchedFlags::parse_str("flag-1").unwrap();
     for name in SCHEDULERS {
-        let mut s = build(name, &SchedFlags::parse_str("flag-1").unwrap(), &big).unwrap();
-        for x in 0..50 {
-            if let Some(i) = s.schedule(small, &flow(x)) {
-                assert!(i < small.len(), "{name}");
+        for (compiled, given) in [(&big[..], small), (small, &big[..]), (&[][..], &big[..])] {
+            let table = compile(name, &flags, compiled).unwrap();
+            for w in 0..3 {
+                let mut s = table.clone().cursor(w, 3);
+                for x in 0..50 {
+                    if let Some(i) = s.schedule(given, &flow(x)) {
+                        assert!(i < given.len(), "{name}");
+                    }
+                }
+                assert!(s.retable(&table, given));
+                s.schedule(given, &flow(1));
             }
         }
     }
