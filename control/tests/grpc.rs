@@ -232,7 +232,7 @@ async fn errors_are_one_line_and_change_nothing() {
         ("-E -t 10.0.0.101:80 -s rr", 1, "no such service TCP 10.0.0.101:80"),
         ("-a -t 10.0.0.101:80 -r 192.168.0.11", 1, "no such service TCP 10.0.0.101:80"),
         ("-L -t 10.0.0.101:80", 1, "no such service TCP 10.0.0.101:80"),
-        ("-A -t 10.0.0.102:80 -s fastest", 1, "unknown scheduler \"fastest\" (one of rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, conhash, fo)"),
+        ("-A -t 10.0.0.102:80 -s fastest", 1, "unknown scheduler \"fastest\" (one of rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, conhash, fo, ovf, twos)"),
         ("-A -t 10.0.0.300:80", 2, "invalid address \"10.0.0.300:80\""),
         ("-a -t 10.0.0.100:80 -r 192.168.0.11:8080 -g", 1, "DR and TUN forward to the virtual port: real server port 8080 != 80"),
         ("-d -t 10.0.0.100:80 -r 192.168.0.99", 1, "no such real server 192.168.0.99:80 in TCP 10.0.0.100:80"),

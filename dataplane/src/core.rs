@@ -204,7 +204,7 @@ impl Worker {
         {
             return self.count_drop(DropReason::NoConnection);
         }
-        let Some(idx) = self.pick_dest(snap.generation, svc, &meta) else {
+        let Some(idx) = self.pick_dest(svc, &meta) else {
             return self.count_drop(DropReason::NoDest);
         };
         let dest = &svc.dests[idx];
@@ -276,7 +276,7 @@ impl Worker {
     }
 
     /// Persistence template first, then the service's scheduler.
-    fn pick_dest(&mut self, gen: u64, svc: &Arc<Service>, meta: &IpMeta) -> Option<usize> {
+    fn pick_dest(&mut self, svc: &Arc<Service>, meta: &IpMeta) -> Option<usize> {
         let client_key = svc.persistence.map(|p| mask(meta.src, p.netmask_len));
         if let (Some(p), Some(ck)) = (svc.persistence, client_key) {
             if let Some(dest_id) = self.persist.lookup(svc.id, ck, self.now_ms) {
@@ -295,23 +295,18 @@ impl Worker {
             }
         }
         let key = sched::FlowKey::new(meta.proto, meta.src, meta.sport, meta.dst, meta.dport);
-        let entry = self.scheds.entry(svc.id).or_insert_with(|| {
-            let s =
-                sched::build(&svc.scheduler, &svc.sched_flags, &svc.dests).unwrap_or_else(|_| {
-                    sched::build("rr", &sched::SchedFlags::default(), &svc.dests)
-                        .expect("rr exists")
-                });
-            (gen, s)
-        });
-        if entry.0 != gen {
-            // The service changed (new snapshot): same scheduler updates its
-            // tables, a different one is rebuilt.
-            if entry.1.name() == svc.scheduler {
-                entry.1.update(&svc.dests);
-            } else if let Ok(s) = sched::build(&svc.scheduler, &svc.sched_flags, &svc.dests) {
-                entry.1 = s;
+        let (me, n) = (self.index, self.nworkers());
+        let entry = self
+            .scheds
+            .entry(svc.id)
+            .or_insert_with(|| (svc.sched.clone(), svc.sched.clone().cursor(me, n)));
+        if !same_table(&entry.0, &svc.sched) {
+            // A new snapshot changed the service's scheduling: keep the
+            // cursor where the scheduler allows, else start a new one.
+            if !entry.1.retable(&svc.sched, &svc.dests) {
+                entry.1 = svc.sched.clone().cursor(me, n);
             }
-            entry.0 = gen;
+            entry.0 = svc.sched.clone();
         }
         let idx = entry.1.schedule(&svc.dests, &key)?;
         if let (Some(p), Some(ck)) = (svc.persistence, client_key) {
@@ -444,6 +439,13 @@ fn tuple_of(meta: &IpMeta) -> Tuple {
 #[inline]
 pub fn conntrack_flags(f: u8) -> conntrack::TcpFlags {
     conntrack::TcpFlags::from_bits(f)
+}
+
+/// Whether two scheduler tables are the same one (addresses only: vtables
+/// of one type may differ between codegen units).
+#[inline]
+fn same_table(a: &Arc<dyn sched::SchedTable>, b: &Arc<dyn sched::SchedTable>) -> bool {
+    std::ptr::eq(Arc::as_ptr(a) as *const u8, Arc::as_ptr(b) as *const u8)
 }
 
 /// Whether `a` is in the same family as `b`.

@@ -83,6 +83,9 @@ pub struct WorkerCounters {
     pub handed_over: AtomicU64,
     /// Packets other workers passed to this one.
     pub handover_in: AtomicU64,
+    /// Scheduler tables this worker's thread built: stays 0, tables come
+    /// built in the snapshot (a check for tests and the benchmark).
+    pub sched_tables_built: AtomicU64,
 }
 
 impl Default for WorkerCounters {
@@ -94,6 +97,7 @@ impl Default for WorkerCounters {
             conns: AtomicU64::new(0),
             handed_over: AtomicU64::new(0),
             handover_in: AtomicU64::new(0),
+            sched_tables_built: AtomicU64::new(0),
         }
     }
 }

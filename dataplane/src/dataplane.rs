@@ -412,6 +412,7 @@ impl Dataplane {
                 handed_over: c.handed_over.load(Ordering::Relaxed),
                 handover_in: c.handover_in.load(Ordering::Relaxed),
                 conns: c.conns.load(Ordering::Relaxed),
+                sched_tables_built: c.sched_tables_built.load(Ordering::Relaxed),
             })
             .collect();
         Stats {

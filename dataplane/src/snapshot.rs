@@ -41,6 +41,9 @@ pub struct Service {
     pub key: ServiceKey,
     pub scheduler: String,
     pub sched_flags: sched::SchedFlags,
+    /// The scheduler's tables, built here on the control thread; workers
+    /// keep only their cursors over it.
+    pub sched: Arc<dyn sched::SchedTable>,
     pub persistence: Option<Persistence>,
     pub conn_timeout_s: Option<u32>,
     /// What schedulers see (weights, thresholds, shared conn counters).
@@ -139,12 +142,46 @@ struct DestEntry {
     traffic: Arc<Traffic>,
 }
 
+/// What a scheduler table is a function of: the scheduler, its flags and the
+/// dests as it sees them (counters aside).
+#[derive(Clone, PartialEq)]
+struct SchedInput {
+    name: String,
+    flags: sched::SchedFlags,
+    dests: Vec<(IpAddr, u16, u32, u32, u32, bool)>,
+}
+
+impl SchedInput {
+    fn new(name: &str, flags: &sched::SchedFlags, dests: &[sched::Dest]) -> SchedInput {
+        SchedInput {
+            name: name.to_string(),
+            flags: flags.clone(),
+            dests: dests
+                .iter()
+                .map(|d| {
+                    (
+                        d.addr,
+                        d.port,
+                        d.weight,
+                        d.u_threshold,
+                        d.l_threshold,
+                        d.inhibited,
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Keeps ids and counters stable across applies. Lives on the control side.
 #[derive(Default)]
 pub struct Compiler {
     next_id: u32,
     generation: u64,
     services: HashMap<ServiceKey, (u32, Arc<Traffic>)>,
+    /// Each service's last scheduler table and what it was built from: an
+    /// apply that leaves a service's scheduling alone reuses it.
+    tables: HashMap<ServiceKey, (SchedInput, Arc<dyn sched::SchedTable>)>,
     dests: HashMap<(ServiceKey, IpAddr, u16), DestEntry>,
     /// The last DPVS extras given to `compile_ext`; `compile` reuses them.
     ext: ExtDesc,
@@ -353,6 +390,17 @@ impl Compiler {
                     },
                 );
             }
+            let input = SchedInput::new(name, &flags, &dests);
+            let table = match self.tables.get(&s.key) {
+                Some((i, t)) if *i == input => t.clone(),
+                _ => {
+                    let t = sched::compile(name, &flags, &dests).map_err(|e| {
+                        format!("service {} {}:{}: {e}", s.key.proto, s.key.vip, s.key.vport)
+                    })?;
+                    self.tables.insert(s.key, (input, t.clone()));
+                    t
+                }
+            };
             let mut lips = laddrs.remove(&s.key).unwrap_or_default();
             lips.sort_by_key(|a| a.is_ipv6()); // stable: IPv4 first, order kept
             let laddrs_v4 = lips.iter().filter(|a| a.is_ipv4()).count();
@@ -361,6 +409,7 @@ impl Compiler {
                 key: s.key,
                 scheduler: s.scheduler.clone(),
                 sched_flags: flags,
+                sched: table,
                 persistence: s.persistence,
                 conn_timeout_s: s.conn_timeout_s,
                 dests,
@@ -389,6 +438,7 @@ impl Compiler {
         }
         // Forget counters of what no longer exists (a re-added service starts at zero, as in IPVS).
         self.services.retain(|k, _| live_services.contains(k));
+        self.tables.retain(|k, _| live_services.contains(k));
         self.dests.retain(|k, _| live_dests.contains(k));
 
         self.generation += 1;

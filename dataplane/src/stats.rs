@@ -211,6 +211,8 @@ pub struct WorkerStats {
     pub handover_in: u64,
     /// Connections in its table.
     pub conns: u64,
+    /// Scheduler tables its thread built (0: every table came in the snapshot).
+    pub sched_tables_built: u64,
 }
 
 /// Everything `dpvsctl --stats` and metrics show.

@@ -106,7 +106,10 @@ pub struct Worker {
     pub pool: Arc<Mempool>,
     pub conns: ConnTable,
     pub persist: PersistTable,
-    pub scheds: FastMap<u32, (u64, Box<dyn sched::Scheduler>)>,
+    /// Per service id: the table this worker's cursor runs over, and the cursor.
+    pub scheds: FastMap<u32, (Arc<dyn sched::SchedTable>, Box<dyn sched::Scheduler>)>,
+    /// Snapshot generation `scheds` was pruned at.
+    scheds_gen: u64,
     pub pending: PendingQueue,
     pub tx: TxQueues,
     pub now_ms: u64,
@@ -145,6 +148,7 @@ impl Worker {
                 cfg.hash_seed ^ 0x5bd1_e995,
             ),
             scheds: FastMap::default(),
+            scheds_gen: 0,
             pending: PendingQueue::default(),
             tx: TxQueues {
                 queue: cfg.queue,
@@ -261,8 +265,17 @@ impl Worker {
             }
             self.expire(snap);
             loops = loops.wrapping_add(1);
+            if snap.generation != self.scheds_gen {
+                // Cursors of services that are gone go with them.
+                self.scheds_gen = snap.generation;
+                self.scheds
+                    .retain(|id, _| snap.services_by_id.contains_key(id));
+            }
             if loops.is_multiple_of(CONTROL_EVERY) {
                 self.serve_control(snap);
+                shared.counters[self.index]
+                    .sched_tables_built
+                    .store(sched::tables_built_on_this_thread(), Ordering::Relaxed);
                 shared.counters[self.index]
                     .conns
                     .store(self.conns.len() as u64, Ordering::Relaxed);

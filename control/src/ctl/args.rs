@@ -873,7 +873,7 @@ Commands:
 Options:
   --tcp-service  -t service-address   service-address is host:port ([v6]:port)
   --udp-service  -u service-address   service-address is host:port ([v6]:port)
-  --scheduler    -s scheduler         rr wrr lc wlc sed nq lblc lblcr dh sh mh conhash fo (default wlc)
+  --scheduler    -s scheduler         rr wrr lc wlc sed nq lblc lblcr dh sh mh conhash fo ovf twos (default wlc)
   --persistent   -p [timeout]         persistent service (default 300 s)
   --netmask      -M netmask           persistent granularity mask
   --sched-flags  -b flags             scheduler flags, comma separated (with -A/-E)
