@@ -42,6 +42,10 @@ pub enum Request {
     SetTimeouts(Timeouts),
 }
 
+/// A worker's scheduler of one service: the table its cursor runs over
+/// (from the snapshot) and the cursor.
+pub type SchedCursor = (Arc<dyn sched::SchedTable>, Box<dyn sched::Scheduler>);
+
 /// What every worker and the control plane share.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
@@ -107,7 +111,7 @@ pub struct Worker {
     pub conns: ConnTable,
     pub persist: PersistTable,
     /// Per service id: the table this worker's cursor runs over, and the cursor.
-    pub scheds: FastMap<u32, (Arc<dyn sched::SchedTable>, Box<dyn sched::Scheduler>)>,
+    pub scheds: FastMap<u32, SchedCursor>,
     /// Snapshot generation `scheds` was pruned at.
     scheds_gen: u64,
     pub pending: PendingQueue,
