@@ -658,6 +658,16 @@ listen = "unix:/run/dpvs/dpvs.sock"
                 "control.listen: invalid listen address \"nowhere\"",
             ),
             ("[workers]", "[workerz]", "workerz: unknown field `workerz`"),
+            (
+                "queues = 1",
+                "queues = 1\nsteering = \"fast\"",
+                "port[0].steering: unknown steering \"fast\" (auto, rss, handover)",
+            ),
+            (
+                "cores = [1]",
+                "cores = [1, 2]",
+                "port[0].queues: 1 is fewer than the 2 workers",
+            ),
         ];
         for (from, to, want) in cases {
             assert!(EXAMPLE.contains(from), "case {from}");

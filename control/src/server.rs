@@ -416,6 +416,20 @@ impl Dpvs for DpvsService {
             ports: stats.ports.iter().map(convert::port_stats_to_pb).collect(),
             rx_packets: stats.rx_packets,
             tx_packets: stats.tx_packets,
+            workers: stats
+                .workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| pb::WorkerStats {
+                    worker: i as u32,
+                    rx_packets: w.rx_packets,
+                    tx_packets: w.tx_packets,
+                    drops: w.drops,
+                    handed_over: w.handed_over,
+                    handover_in: w.handover_in,
+                    conns: w.conns,
+                })
+                .collect(),
             events: events
                 .into_iter()
                 .map(|(name, count)| pb::EventCounter {

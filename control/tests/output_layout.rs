@@ -209,7 +209,10 @@ fn conn(state: &str, expires: u32, local: Option<(&str, u32)>) -> pb::Connection
 
 #[test]
 fn list_connections() {
-    let got = output::connections(&[conn("TIME_WAIT", 114, None), conn("ESTABLISHED", 899, None)]);
+    let got = output::connections(
+        &[conn("TIME_WAIT", 114, None), conn("ESTABLISHED", 899, None)],
+        false,
+    );
     let want = "\
 IPVS connection entries
 pro expire state       source             virtual            destination
@@ -218,17 +221,20 @@ TCP 14:59  ESTABLISHED 172.16.0.5:35672   10.0.0.100:80      192.168.0.11:80
 ";
     assert_eq!(got, want);
     assert_eq!(
-        output::connections(&[]),
+        output::connections(&[], false),
         "IPVS connection entries\npro expire state       source             virtual            destination\n"
     );
 }
 
 #[test]
 fn list_connections_fullnat_local_column() {
-    let got = output::connections(&[
-        conn("ESTABLISHED", 60, Some(("192.168.0.1", 1025))),
-        conn("SYN_RECV", 5, None),
-    ]);
+    let got = output::connections(
+        &[
+            conn("ESTABLISHED", 60, Some(("192.168.0.1", 1025))),
+            conn("SYN_RECV", 5, None),
+        ],
+        false,
+    );
     let want = "\
 IPVS connection entries
 pro expire state       source             virtual            local              destination
@@ -236,6 +242,58 @@ TCP 01:00  ESTABLISHED 172.16.0.5:35672   10.0.0.100:80      192.168.0.1:1025   
 TCP 00:05  SYN_RECV    172.16.0.5:35672   10.0.0.100:80      -                  192.168.0.11:80
 ";
     assert_eq!(got, want);
+}
+
+#[test]
+fn list_connections_with_their_worker() {
+    let mut second = conn("SYN_RECV", 5, None);
+    second.worker = 1;
+    let got = output::connections(
+        &[conn("ESTABLISHED", 60, Some(("192.168.0.1", 1025))), second],
+        true,
+    );
+    let want = "\
+IPVS connection entries
+pro expire state       source             virtual            local              destination        worker
+TCP 01:00  ESTABLISHED 172.16.0.5:35672   10.0.0.100:80      192.168.0.1:1025   192.168.0.11:80    0
+TCP 00:05  SYN_RECV    172.16.0.5:35672   10.0.0.100:80      -                  192.168.0.11:80    1
+";
+    assert_eq!(got, want);
+}
+
+#[test]
+fn stats_has_a_section_per_worker() {
+    let s = pb::StatsResponse {
+        rx_packets: 30,
+        workers: vec![
+            pb::WorkerStats {
+                worker: 0,
+                rx_packets: 10,
+                handed_over: 4,
+                conns: 2,
+                ..Default::default()
+            },
+            pb::WorkerStats {
+                worker: 1,
+                rx_packets: 20,
+                handover_in: 4,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let got = output::stats(&s);
+    for line in [
+        "rx_packets 30\n",
+        "worker.0.rx_packets 10\n",
+        "worker.0.handed_over 4\n",
+        "worker.0.conns 2\n",
+        "worker.1.rx_packets 20\n",
+        "worker.1.handover_in 4\n",
+        "worker.1.drops 0\n",
+    ] {
+        assert!(got.contains(line), "{line:?} in\n{got}");
+    }
 }
 
 #[test]

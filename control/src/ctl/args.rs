@@ -130,6 +130,8 @@ pub struct ListOpts {
     pub thresholds: bool,
     /// `--persistent-conn`: a PersistConn column (persistence templates per dest).
     pub persistent_conn: bool,
+    /// `--worker` (with `-c`): a column naming the worker that owns each connection.
+    pub worker: bool,
 }
 
 /// A usage error: one line for stderr; dpvsctl exits 2 like ipvsadm.
@@ -197,6 +199,7 @@ enum Opt {
     Exact,
     Thresholds,
     PersistentConn,
+    Worker,
     ConnTimeout,
     ProxyProto,
     AddLaddr,
@@ -249,6 +252,7 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "exact", Opt::Exact, Arg::No),
     (None, "thresholds", Opt::Thresholds, Arg::No),
     (None, "persistent-conn", Opt::PersistentConn, Arg::No),
+    (None, "worker", Opt::Worker, Arg::No),
     (None, "conn-timeout", Opt::ConnTimeout, Arg::Required),
     (None, "proxy-protocol", Opt::ProxyProto, Arg::Required),
     (Some('P'), "add-laddr", Opt::AddLaddr, Arg::No),
@@ -326,6 +330,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             Exact,
             Thresholds,
             PersistentConn,
+            Worker,
         ],
         _ => &[],
     }
@@ -677,6 +682,7 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
             timeout: has(Opt::Timeout),
             thresholds: has(Opt::Thresholds),
             persistent_conn: has(Opt::PersistentConn),
+            worker: has(Opt::Worker),
         })),
         Opt::Set => {
             if positionals.len() != 3 {
@@ -896,6 +902,7 @@ Options:
   --exact                             expand numbers (with --stats)
   --thresholds                        list thresholds
   --persistent-conn                   list persistent connections (templates) per dest
+  --worker                            with -c: the worker owning each connection
   --server unix:PATH|HOST:PORT        dpvsd to talk to (default $DPVS_SERVER, else unix:/run/dpvs/dpvs.sock)
 ";
 

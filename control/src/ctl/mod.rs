@@ -287,7 +287,7 @@ async fn list(
     }
     if o.connections {
         let r = c.list_connections(pb::Empty {}).await?;
-        out.push_str(&output::connections(&r.get_ref().connections));
+        out.push_str(&output::connections(&r.get_ref().connections, o.worker));
         return Ok(());
     }
     let r = c

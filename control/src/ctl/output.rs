@@ -241,22 +241,23 @@ pub fn services_persistent(
 }
 
 /// `ipvsadm -Lnc`. When any connection has a FULLNAT local address, a `local`
-/// column (DPVS) is added before `destination`, `-` for the others.
-pub fn connections(conns: &[pb::Connection]) -> String {
+/// column (DPVS) is added before `destination`, `-` for the others; with
+/// `worker`, a last column names the worker that owns each connection.
+pub fn connections(conns: &[pb::Connection], worker: bool) -> String {
     let with_local = conns.iter().any(|c| !c.local_addr.is_empty());
     let mut out = String::from("IPVS connection entries\n");
+    let _ = write!(
+        out,
+        "pro expire {:<11} {:<18} {:<18} ",
+        "state", "source", "virtual"
+    );
     if with_local {
-        let _ = writeln!(
-            out,
-            "pro expire {:<11} {:<18} {:<18} {:<18} destination",
-            "state", "source", "virtual", "local"
-        );
+        let _ = write!(out, "{:<18} ", "local");
+    }
+    if worker {
+        let _ = writeln!(out, "{:<18} worker", "destination");
     } else {
-        let _ = writeln!(
-            out,
-            "pro expire {:<11} {:<18} {:<18} destination",
-            "state", "source", "virtual"
-        );
+        out.push_str("destination\n");
     }
     for c in conns {
         let expire = format!("{:02}:{:02}", c.expires_s / 60, c.expires_s % 60);
@@ -264,23 +265,23 @@ pub fn connections(conns: &[pb::Connection]) -> String {
         let virt = addr_port(&c.virtual_addr, c.virtual_port);
         let dst = addr_port(&c.dest_addr, c.dest_port);
         let proto = proto_name(c.protocol);
+        let _ = write!(
+            out,
+            "{proto:<3} {expire:<6} {:<11} {src:<18} {virt:<18} ",
+            c.state
+        );
         if with_local {
             let local = if c.local_addr.is_empty() {
                 "-".to_string()
             } else {
                 addr_port(&c.local_addr, c.local_port)
             };
-            let _ = writeln!(
-                out,
-                "{proto:<3} {expire:<6} {:<11} {src:<18} {virt:<18} {local:<18} {dst}",
-                c.state
-            );
+            let _ = write!(out, "{local:<18} ");
+        }
+        if worker {
+            let _ = writeln!(out, "{dst:<18} {}", c.worker);
         } else {
-            let _ = writeln!(
-                out,
-                "{proto:<3} {expire:<6} {:<11} {src:<18} {virt:<18} {dst}",
-                c.state
-            );
+            let _ = writeln!(out, "{dst}");
         }
     }
     out
@@ -345,6 +346,19 @@ pub fn stats(s: &pb::StatsResponse) -> String {
     }
     for e in &s.events {
         let _ = writeln!(out, "{} {}", e.name, e.count);
+    }
+    for w in &s.workers {
+        let i = w.worker;
+        for (k, v) in [
+            ("rx_packets", w.rx_packets),
+            ("tx_packets", w.tx_packets),
+            ("drops", w.drops),
+            ("handed_over", w.handed_over),
+            ("handover_in", w.handover_in),
+            ("conns", w.conns),
+        ] {
+            let _ = writeln!(out, "worker.{i}.{k} {v}");
+        }
     }
     for p in &s.ports {
         let n = &p.name;
