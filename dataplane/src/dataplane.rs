@@ -275,6 +275,7 @@ impl Dataplane {
                 .collect(),
             owners,
             rings,
+            failure: Mutex::new(None),
         });
         let seed = random_seed();
         let mut requests = Vec::new();
@@ -292,9 +293,25 @@ impl Dataplane {
             };
             let (sh, pl) = (shared.clone(), pool.clone());
             let res = lcore::launch(lc, move || {
-                let mut w = Worker::new(cfg, sh, pl, rx);
-                w.run();
-                0
+                let failed = sh.clone();
+                // A panicking worker must not leave dpvsd limping without it:
+                // record why and stop the dataplane (`Dataplane::failure`).
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    let mut w = Worker::new(cfg, sh, pl, rx);
+                    w.run();
+                }));
+                match run {
+                    Ok(()) => 0,
+                    Err(p) => {
+                        let msg = p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "(no message)".into());
+                        failed.fail(format!("worker {i} (lcore {lc}) panicked: {msg}"));
+                        -1
+                    }
+                }
             });
             if let Err(e) = res {
                 shared.stop.store(true, Ordering::SeqCst);
@@ -456,6 +473,25 @@ impl Dataplane {
     pub fn set_timeouts(&self, t: conntrack::Timeouts) {
         for r in &self.requests {
             let _ = r.send(Request::SetTimeouts(t));
+        }
+    }
+
+    /// Why the dataplane stopped on its own (a worker panicked), if it did:
+    /// the daemon must then exit, since packets of that worker's queues and
+    /// connections are no longer handled.
+    pub fn failure(&self) -> Option<String> {
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Make worker `worker` panic with `msg` between bursts (fault injection
+    /// for tests of the failure path).
+    pub fn inject_worker_panic(&self, worker: usize, msg: &str) {
+        if let Some(r) = self.requests.get(worker) {
+            let _ = r.send(Request::Panic(msg.to_string()));
         }
     }
 

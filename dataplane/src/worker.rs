@@ -40,6 +40,8 @@ pub enum Request {
     Conns(Sender<Vec<ConnEntry>>),
     /// Replace the global timeouts.
     SetTimeouts(Timeouts),
+    /// Panic (fault injection: proves a failing worker stops the dataplane).
+    Panic(String),
 }
 
 /// A worker's scheduler of one service: the table its cursor runs over
@@ -58,6 +60,19 @@ pub struct Shared {
     pub owners: Owners,
     /// Hand-over rings between workers.
     pub rings: Rings,
+    /// Why a worker failed, if one did (then `stop` is set too).
+    pub failure: std::sync::Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Record that a worker failed and stop the others.
+    pub fn fail(&self, why: String) {
+        let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if f.is_none() {
+            *f = Some(why);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Where a worker's packets go out: a tx buffer per port.
@@ -333,6 +348,7 @@ impl Worker {
                     let _ = reply.send(v);
                 }
                 Request::SetTimeouts(t) => self.conns.set_timeouts(t),
+                Request::Panic(msg) => panic!("{msg}"),
             }
         }
     }

@@ -524,3 +524,49 @@ fn fullnat_local_ports_chosen_by_rss_bring_every_reply_to_its_owner_directly() {
     }
     dp.stop();
 }
+
+#[test]
+fn a_panicking_worker_stops_the_dataplane_and_says_which_and_why() {
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    drain(&env);
+    let desc = common::config(Proto::Tcp, "rr", vec![]);
+    let dp = Dataplane::start_with_eal(&spec(), &desc).expect("start");
+    assert_eq!(dp.failure(), None);
+    dp.inject_worker_panic(1, "boom");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while dp.failure().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        dp.failure().as_deref(),
+        Some("worker 1 (lcore 2) panicked: boom")
+    );
+    // The other worker stopped too: nothing is answered any more.
+    drain(&env);
+    inject(
+        &env,
+        0,
+        0,
+        &[arp(
+            1,
+            CLIENT_MAC,
+            [10, 0, 0, 2],
+            [0; 6],
+            [10, 0, 0, 1],
+            [0xff; 6],
+        )],
+    );
+    assert!(collect_for(&env, 0, Duration::from_millis(200)).is_empty());
+    dp.stop();
+    drain(&env);
+}
+
+/// Whatever `port` transmits within `d`.
+fn collect_for(env: &Env, port: usize, d: Duration) -> Vec<Vec<u8>> {
+    std::thread::sleep(d);
+    let mut out = Vec::new();
+    for tx in &env.rings[port].1 {
+        out.extend(tx.dequeue(256).iter().map(|m| m.data().to_vec()));
+    }
+    out
+}

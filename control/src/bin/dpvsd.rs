@@ -78,12 +78,29 @@ fn run(cfg: control::config::Config) -> Result<(), String> {
     let backend: Arc<dyn Backend> = dp.clone();
     let svc = DpvsService::new(cfg.store.clone(), backend);
     let listen = cfg.listen.clone();
+    let watched = dp.clone();
     let served = rt.block_on(async move {
         let bound = bind(&listen).await?;
         eprintln!("dpvsd: listening on {listen}");
-        serve(bound, svc, shutdown_signal()).await
+        if let Some(w) = std::env::var(INJECT_PANIC_ENV)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            watched.inject_worker_panic(w, &format!("injected by {INJECT_PANIC_ENV}"));
+        }
+        let stop = async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = worker_failure(&watched) => {}
+            }
+        };
+        serve(bound, svc, stop).await
     });
     drop(rt);
+    if let Some(why) = dp.failure() {
+        // systemd (Restart=on-failure) or the operator starts a fresh dpvsd.
+        return Err(format!("{why}; stopping"));
+    }
     eprintln!("dpvsd: stopping");
     match Arc::try_unwrap(dp) {
         Ok(dp) => dp.stop(),
@@ -119,6 +136,23 @@ fn control_runtime(workers: &[u32]) -> Result<tokio::runtime::Runtime, String> {
     }
     b.build()
         .map_err(|e| format!("cannot start the control runtime: {e}"))
+}
+
+/// Test hook: a worker index whose worker panics once dpvsd serves, to prove
+/// the failure path (dpvsd exits non-zero naming the worker).
+#[cfg(feature = "dataplane")]
+const INJECT_PANIC_ENV: &str = "DPVSD_INJECT_WORKER_PANIC";
+
+/// Resolves when a worker failed (the dataplane stopped itself).
+#[cfg(feature = "dataplane")]
+async fn worker_failure(dp: &dataplane::Dataplane) {
+    loop {
+        if let Some(why) = dp.failure() {
+            eprintln!("dpvsd: {why}");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[cfg(feature = "dataplane")]
