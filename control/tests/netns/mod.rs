@@ -388,6 +388,29 @@ impl Topology {
     /// until `dpvsctl -Ln` answers. `extra_toml` is appended to the config file:
     /// whole tables only (`[conntrack]\n...`).
     pub fn start_dpvsd(&self, extra_toml: &str) -> Dpvsd {
+        self.start_dpvsd_with(1, extra_toml)
+    }
+
+    /// [`Topology::start_dpvsd`] with two workers on this two-CPU machine:
+    /// EAL `--lcores 0@0,1@0,2@1` (the main lcore and worker 1 share cpu 0,
+    /// worker 2 has cpu 1), af_packet vdevs with `qpairs=2` (the kernel's
+    /// fanout spreads flows over both queues), `adaptive_poll` so the busy
+    /// loops leave the clients and servers some CPU. `extra_toml` must not
+    /// have a `[dataplane]` table.
+    pub fn start_dpvsd_2workers(&self, extra_toml: &str) -> Dpvsd {
+        self.start_dpvsd_with(2, extra_toml)
+    }
+
+    fn start_dpvsd_with(&self, workers: usize, extra_toml: &str) -> Dpvsd {
+        let (lcores, cores, qpairs, dataplane) = match workers {
+            1 => ("", "1", "", ""),
+            _ => (
+                r#", "--lcores", "0@0,1@0,2@1""#,
+                "1, 2",
+                ",qpairs=2",
+                "[dataplane]\nadaptive_poll = true\n",
+            ),
+        };
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let file_prefix = format!("dpvs-e2e-{}-{}", std::process::id(), n);
         let socket = self.run_dir.join(format!("dpvs{n}.sock"));
@@ -395,21 +418,22 @@ impl Topology {
         let log = self.run_dir.join(format!("dpvsd{n}.log"));
         let toml = format!(
             r#"[eal]
-args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{file_prefix}"]
+args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{file_prefix}"{lcores}]
 
 [workers]
-cores = [1]
+cores = [{cores}]
 
+{dataplane}
 [[port]]
 name = "dpdk0"
-device = "net_af_packet0,iface=lb0"
-queues = 1
+device = "net_af_packet0,iface=lb0{qpairs}"
+queues = {workers}
 addresses = ["{DIP_CLIENT_SIDE}/24", "{DIP6_CLIENT_SIDE}/64"]
 
 [[port]]
 name = "dpdk1"
-device = "net_af_packet1,iface=lb1"
-queues = 1
+device = "net_af_packet1,iface=lb1{qpairs}"
+queues = {workers}
 addresses = ["{DIP}/24", "{DIP6}/64"]
 
 [control]
