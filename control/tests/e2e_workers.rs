@@ -143,11 +143,28 @@ fn concurrent_gets(topo: &Topology, host: &str, n: usize) -> BTreeMap<String, us
     seen
 }
 
-/// Starts the upload sink on both real servers.
-fn start_sinks(topo: &Topology) {
-    for (name, role, _) in REAL_SERVERS {
-        topo.spawn_in(role, &["python3", "-c", SINK, name, &SINK_PORT.to_string()]);
+/// The upload sinks; stopped (and reaped) on drop.
+struct Sinks(Vec<std::process::Child>);
+
+impl Drop for Sinks {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
+}
+
+/// Starts the upload sink on both real servers.
+fn start_sinks(topo: &Topology) -> Sinks {
+    let sinks = Sinks(
+        REAL_SERVERS
+            .iter()
+            .map(|(name, role, _)| {
+                topo.spawn_in(role, &["python3", "-c", SINK, name, &SINK_PORT.to_string()])
+            })
+            .collect(),
+    );
     for (_, role, _) in REAL_SERVERS {
         let ok = netns::wait_for(std::time::Duration::from_secs(5), || {
             let o = topo.exec_in(role, &["ss", "-Hltn", &format!("sport = :{SINK_PORT}")]);
@@ -155,6 +172,7 @@ fn start_sinks(topo: &Topology) {
         });
         assert!(ok.is_some(), "upload sink listening on {role}");
     }
+    sinks
 }
 
 /// A 4 MB upload to `vip`:SINK_PORT arrives whole: the sink's byte count and
@@ -231,7 +249,7 @@ fn nat_with_two_workers_answers_every_connection() {
         return;
     };
     let topo = Topology::new("workers-nat");
-    start_sinks(&topo);
+    let _sinks = start_sinks(&topo);
     let d = topo.start_dpvsd_2workers("");
     d.addr_add(&format!("{VIP}/32"), "dpdk0");
     d.addr_add(&format!("{VIP6}/128"), "dpdk0");
@@ -304,7 +322,7 @@ fn fullnat_with_two_workers_answers_every_connection() {
         return;
     };
     let topo = Topology::new("workers-fnat");
-    start_sinks(&topo);
+    let _sinks = start_sinks(&topo);
     let d = topo.start_dpvsd_2workers("");
     d.addr_add(&format!("{VIP}/32"), "dpdk0");
     for port in [HTTP_PORT, SINK_PORT] {
