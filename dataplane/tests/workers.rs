@@ -570,3 +570,132 @@ fn collect_for(env: &Env, port: usize, d: Duration) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// SYNs from `client` ports `ports`, alternating between the two rx queues
+/// of the client-side port; the real server each one was sent to.
+fn syns_over_both_queues(
+    env: &Env,
+    mac0: [u8; 6],
+    client: [u8; 4],
+    ports: std::ops::Range<u16>,
+) -> HashMap<u16, [u8; 4]> {
+    let n = ports.len();
+    for p in ports {
+        let syn = tcp(
+            CLIENT_MAC,
+            mac0,
+            client,
+            p,
+            [10, 0, 0, 100],
+            80,
+            true,
+            false,
+        );
+        inject(env, 0, usize::from(p % 2), &[syn]);
+    }
+    let fwd = collect(env, 1, n);
+    assert_eq!(fwd.len(), n, "every SYN reaches a real server");
+    fwd.iter()
+        .map(|f| {
+            let (_, sport, dst, _) = tuple(f);
+            (sport, dst)
+        })
+        .collect()
+}
+
+#[test]
+fn persistence_holds_whichever_worker_a_connection_lands_on() {
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    let nat = |a: &str| dest(a, 8080, ForwardMode::Nat);
+    let mut desc = common::config(
+        Proto::Tcp,
+        "rr",
+        vec![nat("192.168.0.11"), nat("192.168.0.12")],
+    );
+    desc.services[0].persistence = Some(Persistence {
+        timeout_s: 300,
+        netmask_len: 32,
+    });
+    let (dp, mac0, _) = start(&env, &desc, None);
+    // Two clients, each with 32 connections spread over both queues: each
+    // client sticks to one real server.
+    for client in [[10, 0, 0, 2], [10, 0, 0, 3]] {
+        let got = syns_over_both_queues(&env, mac0, client, 43000..43032);
+        let servers: HashSet<[u8; 4]> = got.values().copied().collect();
+        assert_eq!(servers.len(), 1, "{client:?} went to {servers:?}");
+    }
+    // All of a client's connections live on one worker (its template's).
+    let conns = dp.connections();
+    for client in ["10.0.0.2", "10.0.0.3"] {
+        let workers: HashSet<u32> = conns
+            .iter()
+            .filter(|c| c.client.0 == ip(client) && c.state != "NONE")
+            .map(|c| c.worker)
+            .collect();
+        assert_eq!(workers.len(), 1, "{client}: {workers:?}");
+    }
+    assert!(dp.stats().workers.iter().any(|w| w.handed_over > 0));
+    dp.stop();
+}
+
+#[test]
+fn round_robin_stays_fair_across_workers_and_workers_build_no_tables() {
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    let nat = |a: &str| dest(a, 8080, ForwardMode::Nat);
+    let desc = common::config(
+        Proto::Tcp,
+        "rr",
+        vec![nat("192.168.0.11"), nat("192.168.0.12")],
+    );
+    let (dp, mac0, _) = start(&env, &desc, None);
+    let got = syns_over_both_queues(&env, mac0, [10, 0, 0, 2], 44000..44064);
+    let to_rs1 = got.values().filter(|&&r| r == RS_IPS[0]).count();
+    // Each worker's cursor alternates on its own: the total is within one
+    // per worker of an even split.
+    assert!((30..=34).contains(&to_rs1), "rs1 got {to_rs1} of 64");
+
+    // A 1000-dest Maglev service applied over and over: the tables come
+    // built in the snapshots, the workers never build one.
+    let mut big = desc.clone();
+    big.services[0].scheduler = "mh".into();
+    big.services[0].dests = (0..1000u32)
+        .map(|i| nat(&format!("172.16.{}.{}", i / 250, i % 250 + 1)))
+        .collect();
+    let built = sched::tables_built_on_this_thread();
+    for i in 0..20u32 {
+        big.services[0].dests[0].weight = 1 + i % 3;
+        dp.apply(&big).expect("apply");
+        // New connections make both workers schedule on the new snapshot.
+        for q in 0..2u16 {
+            let p = 45000 + 2 * i as u16 + q;
+            let syn = tcp(
+                CLIENT_MAC,
+                mac0,
+                [10, 0, 0, 9],
+                p,
+                [10, 0, 0, 100],
+                80,
+                true,
+                false,
+            );
+            inject(&env, 0, usize::from(q), &[syn]);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        sched::tables_built_on_this_thread() - built,
+        20,
+        "the applying thread built each snapshot's table"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let scheduled: u64 = dp.stats().services[0].traffic.conns;
+    assert!(
+        scheduled >= 64 + 40,
+        "the churn's SYNs were scheduled: {scheduled}"
+    );
+    let st = dp.stats();
+    for (i, w) in st.workers.iter().enumerate() {
+        assert_eq!(w.sched_tables_built, 0, "worker {i} built a table");
+    }
+    dp.stop();
+}
