@@ -356,3 +356,23 @@ fn fullnat_with_two_workers_answers_every_connection() {
         "no segment lost its connection"
     );
 }
+
+#[test]
+fn a_worker_panic_stops_dpvsd_with_a_line_naming_it() {
+    let Some(_serial) = netns::begin("workers-panic") else {
+        return;
+    };
+    let topo = Topology::new("workers-panic");
+    let mut d = topo.spawn_dpvsd(2, "", &[("DPVSD_INJECT_WORKER_PANIC", "1")]);
+    let status = d
+        .wait_exit(std::time::Duration::from_secs(30))
+        .expect("dpvsd stops by itself");
+    assert_eq!(status.code(), Some(1), "non-zero exit: {status:?}");
+    let log = d.log();
+    assert!(
+        log.contains(
+            "dpvsd: worker 1 (lcore 2) panicked: injected by DPVSD_INJECT_WORKER_PANIC; stopping"
+        ),
+        "{log}"
+    );
+}

@@ -527,8 +527,13 @@ impl Dataplane {
         for &l in &self.lcores {
             lcore::wait(l);
         }
-        // Mbufs still on hand-over rings go back to the pool while it exists.
+        // Mbufs still on hand-over rings go back to the pool while it exists,
+        // and the rings go before the EAL frees their memory. The workers
+        // have returned, so nothing else holds `shared`.
         self.shared.rings.drain();
+        if let Some(sh) = Arc::get_mut(&mut self.shared) {
+            sh.rings = crate::handover::Rings::none();
+        }
         for p in &mut self.ports {
             p.stop();
         }

@@ -43,6 +43,14 @@ impl Rings {
         Ok(Rings { n, rings })
     }
 
+    /// No rings (what is left after a shutdown freed them).
+    pub fn none() -> Rings {
+        Rings {
+            n: 0,
+            rings: Vec::new(),
+        }
+    }
+
     pub fn workers(&self) -> usize {
         self.n
     }

@@ -147,8 +147,7 @@ const INJECT_PANIC_ENV: &str = "DPVSD_INJECT_WORKER_PANIC";
 #[cfg(feature = "dataplane")]
 async fn worker_failure(dp: &dataplane::Dataplane) {
     loop {
-        if let Some(why) = dp.failure() {
-            eprintln!("dpvsd: {why}");
+        if dp.failure().is_some() {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

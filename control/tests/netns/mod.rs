@@ -402,6 +402,31 @@ impl Topology {
     }
 
     fn start_dpvsd_with(&self, workers: usize, extra_toml: &str) -> Dpvsd {
+        let mut d = self.spawn_dpvsd(workers, extra_toml, &[]);
+        let deadline = Instant::now() + DPVSD_START_TIMEOUT;
+        loop {
+            if !d.is_running() {
+                // Dpvsd's drop prints the log tail.
+                panic!("dpvsd exited during start-up: {:?}", d.child.try_wait());
+            }
+            if d.socket.exists() && d.ctl(&["-Ln"]).status.success() {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "dpvsd did not answer on {} within {DPVSD_START_TIMEOUT:?}",
+                    d.socket.display()
+                );
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        *self.socket.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.socket.clone());
+        d
+    }
+
+    /// Starts dpvsd with `workers` workers (1 or 2, as above) and `env` in its
+    /// environment, without waiting for it to answer.
+    pub fn spawn_dpvsd(&self, workers: usize, extra_toml: &str, env: &[(&str, &str)]) -> Dpvsd {
         let (lcores, cores, qpairs, dataplane) = match workers {
             1 => ("", "1", "", ""),
             _ => (
@@ -450,37 +475,19 @@ listen = "unix:{sock}"
             .arg(bin_path("dpvsd"))
             .arg("--config")
             .arg(&config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("dup log"))
             .stderr(logf)
             .spawn()
             .expect("spawn dpvsd");
-        let mut d = Dpvsd {
+        Dpvsd {
             child,
-            socket: socket.clone(),
+            socket,
             file_prefix,
             log,
             dpvsctl: bin_path("dpvsctl"),
-        };
-        let deadline = Instant::now() + DPVSD_START_TIMEOUT;
-        loop {
-            if !d.is_running() {
-                // Dpvsd's drop prints the log tail.
-                panic!("dpvsd exited during start-up: {:?}", d.child.try_wait());
-            }
-            if socket.exists() && d.ctl(&["-Ln"]).status.success() {
-                break;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "dpvsd did not answer on {} within {DPVSD_START_TIMEOUT:?}",
-                    socket.display()
-                );
-            }
-            thread::sleep(Duration::from_millis(200));
         }
-        *self.socket.lock().unwrap_or_else(|e| e.into_inner()) = Some(socket);
-        d
     }
 
     /// `dpvsctl --server unix:<socket of the last dpvsd started> ARGS`.
@@ -690,6 +697,18 @@ impl Dpvsd {
 
     pub fn file_prefix(&self) -> &str {
         &self.file_prefix
+    }
+
+    /// Stops dpvsd with SIGTERM as systemd does; its exit status (`None` if it
+    /// had to be killed after 10 s).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        kill_pid(self.child.id(), "TERM");
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    /// Waits up to `limit` for dpvsd to exit on its own; its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        wait_for(limit, || self.child.try_wait().ok().flatten())
     }
 
     pub fn is_running(&mut self) -> bool {
