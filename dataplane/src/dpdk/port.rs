@@ -75,6 +75,23 @@ impl Port {
         if rc != 0 {
             return Err(format!("cannot read device info: {}", super::strerror(rc)));
         }
+        // SAFETY: driver_name is a static NUL-terminated string of the PMD (or null).
+        let driver = unsafe { info.driver_name.as_ref() }
+            .map(|p| {
+                // SAFETY: non-null, NUL-terminated, static for the PMD's life.
+                unsafe { std::ffi::CStr::from_ptr(p) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .unwrap_or_default();
+        if driver.contains("af_packet") && info.max_rx_queues > queues {
+            // Its sockets all sit in one fanout group: frames the kernel hands to
+            // a socket no worker polls would be lost.
+            return Err(format!(
+                "net_af_packet spreads frames over its {} queue pairs (qpairs) but {queues} worker(s) poll: set qpairs={queues}",
+                info.max_rx_queues
+            ));
+        }
         if info.max_rx_queues < queues || info.max_tx_queues < queues {
             return Err(format!(
                 "device offers {} rx / {} tx queues, {} needed (one per worker)",
