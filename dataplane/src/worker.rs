@@ -223,8 +223,14 @@ impl Worker {
     }
 
     /// Handle what other workers handed over; returns the packet count.
-    fn drain_handover(&mut self, snap: &Snapshot, rx: &mut ArrayVec<Mbuf, BURST>) -> usize {
-        let shared = self.shared.clone();
+    /// `shared` is the caller's handle on `self.shared` (cloning the Arc here
+    /// would bounce its counter between workers every loop).
+    fn drain_handover(
+        &mut self,
+        shared: &Shared,
+        snap: &Snapshot,
+        rx: &mut ArrayVec<Mbuf, BURST>,
+    ) -> usize {
         let mut got = 0;
         for from in 0..self.nworkers() {
             let Some(ring) = shared.rings.ring(from, self.index) else {
@@ -267,7 +273,7 @@ impl Worker {
                 self.handle_burst(snap, &mut rx, Some(pi));
             }
             if self.nworkers() > 1 {
-                got += self.drain_handover(snap, &mut rx);
+                got += self.drain_handover(&shared, snap, &mut rx);
                 let f = self.outbox.flush(&shared.rings);
                 self.count_handed(f);
             }
