@@ -8,7 +8,7 @@ use std::time::Duration;
 use dataplane::*;
 
 mod common;
-use common::{arp, collect, drain, drops, inject, Env};
+use common::{arp, collect, drain, drops, inject, tcp, Env};
 
 const TAG: &str = "t";
 
@@ -32,32 +32,6 @@ fn config(sched: &str) -> ConfigDesc {
         sched,
         vec![nat("192.168.0.11"), nat("192.168.0.12")],
     )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn tcp(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: [u8; 4],
-    sport: u16,
-    dst: [u8; 4],
-    dport: u16,
-    syn: bool,
-    ack: bool,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, 64)
-        .tcp(sport, dport, 1000, 64000);
-    if syn {
-        b = b.syn();
-    }
-    if ack {
-        b = b.ack(1);
-    }
-    let mut v = Vec::new();
-    b.write(&mut v, payload).unwrap();
-    v
 }
 
 #[test]

@@ -10,128 +10,15 @@ use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use dataplane::dpdk::eal::Eal;
 use dataplane::dpdk::mbuf::Mbuf;
-use dataplane::dpdk::mempool::Mempool;
-use dataplane::dpdk::ring::{port_from_ring_queues, Ring};
 use dataplane::wire::PacketBuf;
 use dataplane::*;
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
 mod common;
-use common::{arp, dest, ip};
+use common::{arp, collect, dest, drain, inject_q as inject, ip, take, Env};
 
-const TAG: &str = "w";
-const QUEUES: usize = 2;
-const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const RS_MACS: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 1, 0x11], [0x02, 0, 0, 0, 1, 0x12]];
-const RS_IPS: [[u8; 4]; 2] = [[192, 168, 0, 11], [192, 168, 0, 12]];
-
-struct Env {
-    _eal: Eal,
-    pool: Mempool,
-    /// Per port: (rx rings, tx rings), one per queue.
-    rings: Vec<(Vec<Ring>, Vec<Ring>)>,
-}
-
-fn env() -> &'static Mutex<Env> {
-    static ENV: OnceLock<Mutex<Env>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let prefix = format!("dpvs-{TAG}-{}", std::process::id());
-        let args: Vec<String> = [
-            "--no-huge",
-            "--no-pci",
-            "-m",
-            "256",
-            "--lcores",
-            "0@0,1@0,2@1",
-            "--file-prefix",
-            &prefix,
-            "--log-level",
-            "3",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let eal = Eal::init(&args).expect("EAL init");
-        let pool = Mempool::new(&format!("{TAG}_pool"), 8191, 0, -1).expect("pool");
-        let mut rings = Vec::new();
-        for p in 0..2 {
-            let rx: Vec<Ring> = (0..QUEUES)
-                .map(|q| Ring::new(&format!("{TAG}_rx{p}_{q}"), 1024).unwrap())
-                .collect();
-            let tx: Vec<Ring> = (0..QUEUES)
-                .map(|q| Ring::new(&format!("{TAG}_tx{p}_{q}"), 1024).unwrap())
-                .collect();
-            let rxr: Vec<&Ring> = rx.iter().collect();
-            let txr: Vec<&Ring> = tx.iter().collect();
-            port_from_ring_queues(&format!("{TAG}{p}"), &rxr, &txr).unwrap();
-            rings.push((rx, tx));
-        }
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
-        Mutex::new(Env {
-            _eal: eal,
-            pool,
-            rings,
-        })
-    })
-}
-
-fn spec() -> DataplaneSpec {
-    let mut s = common::spec(TAG);
-    s.worker_cores = vec![1, 2];
-    s.adaptive_poll = true;
-    s.mbufs = 8191;
-    for p in &mut s.ports {
-        p.queues = QUEUES as u16;
-    }
-    s
-}
-
-fn inject(env: &Env, port: usize, queue: usize, frames: &[Vec<u8>]) {
-    for chunk in frames.chunks(256) {
-        let v: Vec<Mbuf> = chunk
-            .iter()
-            .map(|f| {
-                let mut m = env.pool.alloc().expect("mbuf");
-                assert!(m.write_from(f));
-                m
-            })
-            .collect();
-        let mut left = v;
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while !left.is_empty() && Instant::now() < deadline {
-            left = env.rings[port].0[queue].enqueue(left);
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert!(left.is_empty(), "rx ring stays full");
-    }
-}
-
-/// Frames transmitted on `port` (any queue) until `n` came or 3 s passed.
-fn collect(env: &Env, port: usize, n: usize) -> Vec<Vec<u8>> {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut out = Vec::new();
-    while out.len() < n && Instant::now() < deadline {
-        for tx in &env.rings[port].1 {
-            for m in tx.dequeue(256) {
-                out.push(m.data().to_vec());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    out
-}
-
-fn drain(env: &Env) {
-    std::thread::sleep(Duration::from_millis(30));
-    for (rx, tx) in &env.rings {
-        for r in rx.iter().chain(tx) {
-            drop(r.dequeue(4096));
-        }
-    }
-}
-
+/// A SYN or SYN-ACK without payload.
 #[allow(clippy::too_many_arguments)]
 fn tcp(
     src_mac: [u8; 6],
@@ -143,18 +30,29 @@ fn tcp(
     syn: bool,
     ack: bool,
 ) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, 64)
-        .tcp(sport, dport, 1000, 64000);
-    if syn {
-        b = b.syn();
+    common::tcp(src_mac, dst_mac, src, sport, dst, dport, syn, ack, b"")
+}
+
+const TAG: &str = "w";
+const QUEUES: usize = 2;
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+const RS_MACS: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 1, 0x11], [0x02, 0, 0, 0, 1, 0x12]];
+const RS_IPS: [[u8; 4]; 2] = [[192, 168, 0, 11], [192, 168, 0, 12]];
+
+fn env() -> &'static Mutex<Env> {
+    static ENV: OnceLock<Mutex<Env>> = OnceLock::new();
+    ENV.get_or_init(|| Mutex::new(common::new_env(TAG, "0@0,1@0,2@1", QUEUES)))
+}
+
+fn spec() -> DataplaneSpec {
+    let mut s = common::spec(TAG);
+    s.worker_cores = vec![1, 2];
+    s.adaptive_poll = true;
+    s.mbufs = 8191;
+    for p in &mut s.ports {
+        p.queues = QUEUES as u16;
     }
-    if ack {
-        b = b.ack(1);
-    }
-    let mut v = Vec::new();
-    b.write(&mut v, b"").unwrap();
-    v
+    s
 }
 
 /// (src, sport, dst, dport) of an IPv4 TCP frame, checksums checked.
@@ -564,11 +462,7 @@ fn a_panicking_worker_stops_the_dataplane_and_says_which_and_why() {
 /// Whatever `port` transmits within `d`.
 fn collect_for(env: &Env, port: usize, d: Duration) -> Vec<Vec<u8>> {
     std::thread::sleep(d);
-    let mut out = Vec::new();
-    for tx in &env.rings[port].1 {
-        out.extend(tx.dequeue(256).iter().map(|m| m.data().to_vec()));
-    }
-    out
+    take(env, port)
 }
 
 /// SYNs from `client` ports `ports`, alternating between the two rx queues

@@ -11,55 +11,66 @@ use std::time::{Duration, Instant};
 use dataplane::dpdk::eal::Eal;
 use dataplane::dpdk::mbuf::Mbuf;
 use dataplane::dpdk::mempool::Mempool;
-use dataplane::dpdk::ring::{port_from_rings, Ring};
+use dataplane::dpdk::ring::{port_from_ring_queues, Ring};
 use dataplane::wire::PacketBuf;
 use dataplane::*;
 
 pub struct Env {
     _eal: Eal,
     pub pool: Mempool,
-    /// (rx, tx) per port.
-    pub rings: Vec<(Ring, Ring)>,
+    /// Per port: (rx rings, tx rings), one per queue.
+    pub rings: Vec<(Vec<Ring>, Vec<Ring>)>,
 }
 
-/// The process's EAL and ring ports `net_ring_<tag>0/1`, created on first use.
-/// Tests lock it, so they run one at a time on the one worker lcore.
+/// The process's EAL and ring ports `net_ring_<tag>0/1`, created on first use,
+/// one rx/tx queue pair each. Tests lock it, so they run one at a time on the
+/// one worker lcore.
 pub fn env(tag: &str) -> &'static Mutex<Env> {
     static ENV: OnceLock<Mutex<Env>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let prefix = format!("dpvs-{tag}-{}", std::process::id());
-        let args: Vec<String> = [
-            "--no-huge",
-            "--no-pci",
-            "-m",
-            "256",
-            "-l",
-            "0,1",
-            "--file-prefix",
-            &prefix,
-            "--log-level",
-            "3",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let eal = Eal::init(&args).expect("EAL init");
-        let pool = Mempool::new(&format!("{tag}_pool"), 4095, 0, -1).expect("pool");
-        let mut rings = Vec::new();
-        for i in 0..2 {
-            let rx = Ring::new(&format!("{tag}_rx{i}"), 1024).unwrap();
-            let tx = Ring::new(&format!("{tag}_tx{i}"), 1024).unwrap();
-            // The ethdev is named net_ring_<tag><i>.
-            port_from_rings(&format!("{tag}{i}"), &rx, &tx).unwrap();
-            rings.push((rx, tx));
-        }
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
-        Mutex::new(Env {
-            _eal: eal,
-            pool,
-            rings,
-        })
-    })
+    ENV.get_or_init(|| Mutex::new(new_env(tag, "0,1", 1)))
+}
+
+/// EAL on `lcores` (an `--lcores` list) and two ring ports of `queues` queue
+/// pairs each: the test plays the NIC's RSS by picking each frame's rx ring.
+pub fn new_env(tag: &str, lcores: &str, queues: usize) -> Env {
+    let prefix = format!("dpvs-{tag}-{}", std::process::id());
+    let args: Vec<String> = [
+        "--no-huge",
+        "--no-pci",
+        "-m",
+        "256",
+        "--lcores",
+        lcores,
+        "--file-prefix",
+        &prefix,
+        "--log-level",
+        "3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let eal = Eal::init(&args).expect("EAL init");
+    let pool = Mempool::new(&format!("{tag}_pool"), 8191, 0, -1).expect("pool");
+    let mut rings = Vec::new();
+    for p in 0..2 {
+        let rx: Vec<Ring> = (0..queues)
+            .map(|q| Ring::new(&format!("{tag}_rx{p}_{q}"), 1024).unwrap())
+            .collect();
+        let tx: Vec<Ring> = (0..queues)
+            .map(|q| Ring::new(&format!("{tag}_tx{p}_{q}"), 1024).unwrap())
+            .collect();
+        // The ethdev is named net_ring_<tag><p>.
+        let rxr: Vec<&Ring> = rx.iter().collect();
+        let txr: Vec<&Ring> = tx.iter().collect();
+        port_from_ring_queues(&format!("{tag}{p}"), &rxr, &txr).unwrap();
+        rings.push((rx, tx));
+    }
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+    Env {
+        _eal: eal,
+        pool,
+        rings,
+    }
 }
 
 /// Two ports (`dpdk0` client side, `dpdk1` server side) on the ring ethdevs.
@@ -159,34 +170,86 @@ pub fn arp(
 }
 
 pub fn inject(env: &Env, port: usize, frames: &[Vec<u8>]) {
-    let mut v = Vec::new();
-    for f in frames {
-        let mut m: Mbuf = env.pool.alloc().expect("mbuf");
-        assert!(m.write_from(f));
-        v.push(m);
-    }
-    assert!(env.rings[port].0.enqueue(v).is_empty());
+    inject_q(env, port, 0, frames)
 }
 
-/// Wait until `n` frames came out of `port` (or 2 s passed).
+/// Put `frames` into rx queue `queue` of `port`, waiting while the ring is full.
+pub fn inject_q(env: &Env, port: usize, queue: usize, frames: &[Vec<u8>]) {
+    for chunk in frames.chunks(256) {
+        let mut left: Vec<Mbuf> = chunk
+            .iter()
+            .map(|f| {
+                let mut m: Mbuf = env.pool.alloc().expect("mbuf");
+                assert!(m.write_from(f));
+                m
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !left.is_empty() && Instant::now() < deadline {
+            left = env.rings[port].0[queue].enqueue(left);
+            if !left.is_empty() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        assert!(left.is_empty(), "rx ring stays full");
+    }
+}
+
+/// What `port` transmitted (any queue) until `n` frames came or 2 s passed.
 pub fn collect(env: &Env, port: usize, n: usize) -> Vec<Vec<u8>> {
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut out = Vec::new();
     while out.len() < n && Instant::now() < deadline {
-        for m in env.rings[port].1.dequeue(64) {
-            out.push(m.data().to_vec());
-        }
+        out.extend(take(env, port));
         std::thread::sleep(Duration::from_millis(2));
     }
     out
 }
 
-/// Let the worker settle, then throw away whatever it transmitted.
+/// What `port` has transmitted so far (any queue), without waiting.
+pub fn take(env: &Env, port: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for tx in &env.rings[port].1 {
+        out.extend(tx.dequeue(256).iter().map(|m| m.data().to_vec()));
+    }
+    out
+}
+
+/// Let the worker settle, then throw away whatever is queued either way.
 pub fn drain(env: &Env) {
     std::thread::sleep(Duration::from_millis(20));
-    for (_, tx) in &env.rings {
-        drop(tx.dequeue(1024));
+    for (rx, tx) in &env.rings {
+        for r in rx.iter().chain(tx) {
+            drop(r.dequeue(4096));
+        }
     }
+}
+
+/// An Ethernet/IPv4/TCP frame (sequence number 1000, window 64000).
+#[allow(clippy::too_many_arguments)]
+pub fn tcp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    syn: bool,
+    ack: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1000, 64000);
+    if syn {
+        b = b.syn();
+    }
+    if ack {
+        b = b.ack(1);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
 }
 
 pub fn drops(dp: &Dataplane, r: DropReason) -> u64 {
