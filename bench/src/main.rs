@@ -5,6 +5,7 @@
 //! also writes JSON and markdown. The other subcommands run one part.
 
 mod baseline;
+mod churn;
 mod env;
 mod frames;
 mod gen;
@@ -37,11 +38,18 @@ enum Cmd {
         /// Directory for bench.json and bench.md (e.g. docs/bench).
         #[arg(long)]
         out: Option<String>,
+        /// Workers of the several-worker runs (also run with 1, 2 and the
+        /// powers of two in between); EAL lcore i goes on the i-th CPU this
+        /// process may use (taskset), wrapping around.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=32))]
+        workers: u16,
     },
     /// Only the in-process pipeline scenarios.
     Pipeline {
         #[arg(long)]
         quick: bool,
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=32))]
+        workers: u16,
     },
     /// Only the dpdk-testpmd baseline.
     Testpmd {
@@ -177,10 +185,12 @@ pub struct Plan {
     pub idle_samples: usize,
     pub testpmd_seconds: u32,
     pub memory_conns: &'static [u64],
+    /// Worker lcores the EAL gets (several-worker runs).
+    pub workers: usize,
 }
 
 impl Plan {
-    fn new(quick: bool) -> Plan {
+    fn new(quick: bool, workers: usize) -> Plan {
         if quick {
             Plan {
                 quick,
@@ -193,6 +203,7 @@ impl Plan {
                 idle_samples: 200,
                 testpmd_seconds: 4,
                 memory_conns: &[1_000_000],
+                workers,
             }
         } else {
             Plan {
@@ -206,13 +217,15 @@ impl Plan {
                 idle_samples: 1000,
                 testpmd_seconds: 7,
                 memory_conns: &[1_000_000, 10_000_000],
+                workers,
             }
         }
     }
 }
 
 fn pipeline(plan: &Plan, rep: &mut Report) -> Result<(), String> {
-    let mut env = env::Env::init()?;
+    let mut env = env::Env::init(plan.workers)?;
+    rep.lcores = env.lcores.clone();
     let modes = [
         ForwardMode::Nat,
         ForwardMode::FullNat,
@@ -246,7 +259,11 @@ fn pipeline(plan: &Plan, rep: &mut Report) -> Result<(), String> {
         )?);
     }
     eprintln!("pipeline: configuration churn");
-    rep.churn = Some(pipeline::churn(&mut env, 1000, plan.churn_seconds)?);
+    let one = churn::ChurnOpts {
+        workers: 1,
+        mh_dests: 0,
+    };
+    rep.churn = Some(churn::churn(&mut env, 1000, plan.churn_seconds, one)?);
     for adaptive in [false, true] {
         eprintln!("pipeline: idle behaviour, adaptive_poll={adaptive}");
         rep.idle
@@ -255,8 +272,8 @@ fn pipeline(plan: &Plan, rep: &mut Report) -> Result<(), String> {
     Ok(())
 }
 
-fn run(quick: bool, out: Option<String>, only_pipeline: bool) -> Result<(), String> {
-    let plan = Plan::new(quick);
+fn run(quick: bool, out: Option<String>, only_pipeline: bool, workers: u16) -> Result<(), String> {
+    let plan = Plan::new(quick, usize::from(workers));
     let mut rep = Report::new(quick);
     if !only_pipeline {
         for mode in ["5tswap", "macswap"] {
@@ -337,8 +354,12 @@ fn netns(seconds: u32) -> Result<report::Netns, String> {
 fn main() {
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::Run { quick, out } => run(quick, out, false),
-        Cmd::Pipeline { quick } => run(quick, None, true),
+        Cmd::Run {
+            quick,
+            out,
+            workers,
+        } => run(quick, out, false, workers),
+        Cmd::Pipeline { quick, workers } => run(quick, None, true, workers),
         Cmd::Testpmd { seconds } => {
             for mode in ["5tswap", "macswap"] {
                 let r = baseline::run(mode, seconds);

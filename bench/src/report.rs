@@ -3,10 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::Testpmd;
+use crate::churn::Churn;
 use crate::gen::GenResult;
 use crate::memif::MemifRun;
 use crate::memory::{Maglev, Memory};
-use crate::pipeline::{Churn, Cps, Established, Idle};
+use crate::pipeline::{Cps, Established, Idle};
 use crate::plot::{Bar, Chart};
 
 /// One line per gen run, for the terminal.
@@ -50,6 +51,8 @@ pub struct Report {
     pub memif: Option<MemifRun>,
     /// deploy/netns/compare.sh: dpvsd NAT vs kernel nftables DNAT.
     pub netns: Option<Netns>,
+    /// EAL `--lcores` of the pipeline (lcore@cpu; lcore 0 is the generator).
+    pub lcores: String,
     /// /proc/loadavg when the run started and ended (other work on the machine).
     pub loadavg_start: String,
     pub loadavg_end: String,
@@ -476,7 +479,7 @@ impl Report {
         let r = |v: Option<f64>| opt(v, 2);
         let n = |v: Option<f64>| v.map_or("NA".into(), |x| format!("{x:.0}"));
         let cps = self.cps_of("fullnat").or(self.cps_of("nat"));
-        format!(
+        let line = format!(
             "bench: fullnat_1k_ratio={} fullnat_1m_ratio={} fullnat_1k_mpps={} cps_per_core={} bytes_per_conn={} churn_lost={} nat_1k_ratio={} nat_1m_ratio={} nat_1k_mpps={} nat_1m_mpps={} dr_1k_mpps={} tun_1k_mpps={} nat_cps={} testpmd_5tswap_mpps={} testpmd_macswap_mpps={} memif_nat_mpps={} memif_fullnat_mpps={} memif_nat_p99_us={} netns_cps_ratio={} netns_cps_ratio_adapt={} netns_gbps_ratio={}",
             r(self.ratio("fullnat", false)),
             r(self.ratio("fullnat", true)),
@@ -499,7 +502,8 @@ impl Report {
             r(self.netns.as_ref().and_then(|n| n.cps_ratio)),
             r(self.netns.as_ref().and_then(|n| n.cps_ratio_adapt)),
             r(self.netns.as_ref().and_then(|n| n.gbps_ratio)),
-        )
+        );
+        line
     }
 
     pub fn write(&self, dir: &str) -> Result<(), String> {
