@@ -15,6 +15,7 @@ mod memory;
 mod pipeline;
 mod plot;
 mod report;
+mod workers;
 
 use clap::{Parser, Subcommand};
 use dataplane::ForwardMode;
@@ -46,6 +47,14 @@ enum Cmd {
     },
     /// Only the in-process pipeline scenarios.
     Pipeline {
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=32))]
+        workers: u16,
+    },
+    /// Only the several-worker scenarios of the pipeline (established flows
+    /// through 1, 2 .. N workers, hand-over share, churn with two workers).
+    Workers {
         #[arg(long)]
         quick: bool,
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=32))]
@@ -185,8 +194,10 @@ pub struct Plan {
     pub idle_samples: usize,
     pub testpmd_seconds: u32,
     pub memory_conns: &'static [u64],
-    /// Worker lcores the EAL gets (several-worker runs).
+    /// Several workers: most workers, packets per timed run and repeats.
     pub workers: usize,
+    pub workers_packets: u64,
+    pub workers_repeats: usize,
 }
 
 impl Plan {
@@ -204,6 +215,8 @@ impl Plan {
                 testpmd_seconds: 4,
                 memory_conns: &[1_000_000],
                 workers,
+                workers_packets: 2_000_000,
+                workers_repeats: 2,
             }
         } else {
             Plan {
@@ -218,14 +231,36 @@ impl Plan {
                 testpmd_seconds: 7,
                 memory_conns: &[1_000_000, 10_000_000],
                 workers,
+                workers_packets: 8_000_000,
+                workers_repeats: 4,
             }
         }
     }
+
+    /// Worker counts of the several-worker runs: 1, 2, 4, .. and the most.
+    pub fn worker_counts(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = std::iter::successors(Some(1usize), |n| Some(n * 2))
+            .take_while(|&n| n < self.workers)
+            .collect();
+        v.push(self.workers);
+        v
+    }
 }
 
-fn pipeline(plan: &Plan, rep: &mut Report) -> Result<(), String> {
+/// What a `run` covers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    All,
+    Pipeline,
+    Workers,
+}
+
+fn pipeline(plan: &Plan, rep: &mut Report, part: Part) -> Result<(), String> {
     let mut env = env::Env::init(plan.workers)?;
     rep.lcores = env.lcores.clone();
+    if part == Part::Workers {
+        return several_workers(plan, rep, &mut env);
+    }
     let modes = [
         ForwardMode::Nat,
         ForwardMode::FullNat,
@@ -269,11 +304,31 @@ fn pipeline(plan: &Plan, rep: &mut Report) -> Result<(), String> {
         rep.idle
             .push(pipeline::idle(&mut env, adaptive, plan.idle_samples)?);
     }
+    several_workers(plan, rep, &mut env)
+}
+
+/// The several-worker scenarios (docs/benchmarks.md, "Several workers").
+fn several_workers(plan: &Plan, rep: &mut Report, env: &mut env::Env) -> Result<(), String> {
+    rep.workers = workers::all(
+        env,
+        &plan.worker_counts(),
+        1000,
+        plan.workers_packets,
+        plan.workers_repeats,
+    )?;
+    eprintln!("pipeline: configuration churn, 2 workers, 1000-dest mh service");
+    let two = churn::ChurnOpts {
+        workers: 2,
+        mh_dests: 1000,
+    };
+    rep.churn2 = Some(churn::churn(env, 1000, plan.churn_seconds, two)?);
+    env.use_workers(1)?;
     Ok(())
 }
 
-fn run(quick: bool, out: Option<String>, only_pipeline: bool, workers: u16) -> Result<(), String> {
+fn run(quick: bool, out: Option<String>, part: Part, workers: u16) -> Result<(), String> {
     let plan = Plan::new(quick, usize::from(workers));
+    let only_pipeline = part != Part::All;
     let mut rep = Report::new(quick);
     if !only_pipeline {
         for mode in ["5tswap", "macswap"] {
@@ -287,7 +342,7 @@ fn run(quick: bool, out: Option<String>, only_pipeline: bool, workers: u16) -> R
         eprintln!("maglev: build 1000 dests, M=65537");
         rep.maglev = Some(memory::maglev(1000, 65537, if quick { 5 } else { 10 }));
     }
-    let res = pipeline(&plan, &mut rep);
+    let res = pipeline(&plan, &mut rep, part);
     if let Err(e) = &res {
         rep.errors.push(e.clone());
     }
@@ -358,8 +413,9 @@ fn main() {
             quick,
             out,
             workers,
-        } => run(quick, out, false, workers),
-        Cmd::Pipeline { quick, workers } => run(quick, None, true, workers),
+        } => run(quick, out, Part::All, workers),
+        Cmd::Pipeline { quick, workers } => run(quick, None, Part::Pipeline, workers),
+        Cmd::Workers { quick, workers } => run(quick, None, Part::Workers, workers),
         Cmd::Testpmd { seconds } => {
             for mode in ["5tswap", "macswap"] {
                 let r = baseline::run(mode, seconds);
