@@ -10,6 +10,7 @@ mod env;
 mod frames;
 mod gen;
 mod genwire;
+mod handover;
 mod memif;
 mod memory;
 mod pipeline;
@@ -53,7 +54,8 @@ enum Cmd {
         workers: u16,
     },
     /// Only the several-worker scenarios of the pipeline (established flows
-    /// through 1, 2 .. N workers, hand-over share, churn with two workers).
+    /// through 1, 2 .. N workers, hand-over share and cost, churn with two
+    /// workers).
     Workers {
         #[arg(long)]
         quick: bool,
@@ -198,6 +200,8 @@ pub struct Plan {
     pub workers: usize,
     pub workers_packets: u64,
     pub workers_repeats: usize,
+    /// Packets through the hand-over ring test.
+    pub ring_packets: u64,
 }
 
 impl Plan {
@@ -217,6 +221,7 @@ impl Plan {
                 workers,
                 workers_packets: 2_000_000,
                 workers_repeats: 2,
+                ring_packets: 20_000_000,
             }
         } else {
             Plan {
@@ -233,6 +238,7 @@ impl Plan {
                 workers,
                 workers_packets: 8_000_000,
                 workers_repeats: 4,
+                ring_packets: 100_000_000,
             }
         }
     }
@@ -323,6 +329,19 @@ fn several_workers(plan: &Plan, rep: &mut Report, env: &mut env::Env) -> Result<
     };
     rep.churn2 = Some(churn::churn(env, 1000, plan.churn_seconds, two)?);
     env.use_workers(1)?;
+    eprintln!("hand-over: ring path between two lcores");
+    let mut h = handover::Handover {
+        ring: Some(handover::ring_cost(plan.ring_packets)?),
+        pipeline: None,
+    };
+    eprintln!("hand-over: in the pipeline, 0 % vs 100 %");
+    h.pipeline = Some(handover::pipeline(
+        env,
+        1000,
+        plan.workers_packets,
+        plan.workers_repeats,
+    )?);
+    rep.handover = Some(h);
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::Testpmd;
 use crate::churn::Churn;
 use crate::gen::GenResult;
+use crate::handover::Handover;
 use crate::memif::MemifRun;
 use crate::memory::{Maglev, Memory};
 use crate::pipeline::{Cps, Established, Idle};
@@ -56,6 +57,8 @@ pub struct Report {
     pub lcores: String,
     /// Established flows through one and several workers.
     pub workers: Vec<WorkersRun>,
+    /// What handing a packet to another worker costs.
+    pub handover: Option<Handover>,
     /// Configuration churn with two workers and a churned 1000-dest `mh` service.
     pub churn2: Option<Churn>,
     /// /proc/loadavg when the run started and ended (other work on the machine).
@@ -190,7 +193,7 @@ impl Report {
     }
 
     fn workers_markdown(&self, s: &mut String) {
-        if self.workers.is_empty() && self.churn2.is_none() {
+        if self.workers.is_empty() && self.handover.is_none() && self.churn2.is_none() {
             return;
         }
         let (lcores, cpus) = self.lcore_cpus();
@@ -238,6 +241,24 @@ impl Report {
                 pct(w.predicted_request_share),
                 pct(w.predicted_reply_share),
                 per.join("; ")
+            ));
+        }
+        if let Some(r) = self.handover.as_ref().and_then(|h| h.ring.as_ref()) {
+            s.push_str(&format!(
+                "| hand-over ring path, bursts of {}, lcore {} (CPU time per packet, both sides) | {:.1} ns = enqueue {:.1} + dequeue {:.1} + owner's first touch {:.1}; wall {:.1} ns/pkt | | | |\n",
+                r.burst, r.lcores, r.ns_per_packet, r.enqueue_ns, r.dequeue_ns, r.touch_ns, r.wall_ns_per_packet
+            ));
+        }
+        if let Some(p) = self.handover.as_ref().and_then(|h| h.pipeline.as_ref()) {
+            s.push_str(&format!(
+                "| hand-over in the pipeline: NAT requests, {} flows owned by worker 0, on its own queue vs on worker 1's{} | {:.2} vs {:.2} Mpps: {:+.1} ns/pkt | {} / {} | | |\n",
+                p.flows,
+                if p.adaptive_poll { ", adaptive_poll" } else { "" },
+                p.local_mpps,
+                p.handed_mpps,
+                p.delta_ns,
+                pct(p.local_share),
+                pct(p.handed_share)
             ));
         }
         if let Some(c) = &self.churn2 {
@@ -616,7 +637,7 @@ impl Report {
         );
         let share = |v: Option<f64>| opt(v, 3);
         line.push_str(&format!(
-            " workers1_fullnat_1k_mpps={} workers2_fullnat_1k_mpps={} workers1_nat_1k_mpps={} workers2_nat_1k_mpps={} handover_share_fullnat_rss={} handover_share_fullnat_none={} handover_share_nat={} churn2_lost={}",
+            " workers1_fullnat_1k_mpps={} workers2_fullnat_1k_mpps={} workers1_nat_1k_mpps={} workers2_nat_1k_mpps={} handover_share_fullnat_rss={} handover_share_fullnat_none={} handover_share_nat={} handover_ns={} churn2_lost={}",
             r(self.workers_mpps("fullnat", 1)),
             r(self.workers_mpps("fullnat", 2)),
             r(self.workers_mpps("nat", 1)),
@@ -624,6 +645,7 @@ impl Report {
             share(self.handover_share("fullnat", "soft-rss")),
             share(self.handover_share("fullnat", "handover")),
             share(self.handover_share("nat", "soft-rss")),
+            r(self.handover.as_ref().and_then(Handover::ns)),
             self.churn2.as_ref().map_or("NA".into(), |c| c.lost.to_string()),
         ));
         // Runs with more workers (`--workers N` on a larger machine).
@@ -763,6 +785,25 @@ mod tests {
             run("nat", 2, "soft-rss", 3.75, 0.5),
             run("nat", 4, "soft-rss", 9.0, 0.75),
         ];
+        r.handover = Some(Handover {
+            ring: Some(crate::handover::RingCost {
+                burst: 32,
+                ns_per_packet: 29.5,
+                enqueue_ns: 8.0,
+                dequeue_ns: 3.0,
+                touch_ns: 18.5,
+                lcores: "0 -> 1".into(),
+                ..Default::default()
+            }),
+            pipeline: Some(crate::handover::PipelineCost {
+                flows: 1000,
+                local_mpps: 6.0,
+                handed_mpps: 4.0,
+                handed_share: 1.0,
+                delta_ns: 83.3,
+                ..Default::default()
+            }),
+        });
         r.churn2 = Some(Churn {
             workers: 2,
             mh_dests: 1000,
@@ -780,7 +821,7 @@ mod tests {
             " churn_lost=0 ",
             " workers1_fullnat_1k_mpps=4.00 workers2_fullnat_1k_mpps=2.50 workers1_nat_1k_mpps=5.50 workers2_nat_1k_mpps=3.75 ",
             " handover_share_fullnat_rss=0.260 handover_share_fullnat_none=0.510 handover_share_nat=0.500 ",
-            " handover_share_nat=0.500 churn2_lost=3",
+            " handover_ns=29.50 churn2_lost=3",
             " workers4_fullnat_1k_mpps=NA workers4_nat_1k_mpps=9.00",
         ] {
             assert!(line.contains(key), "{key} in {line}");
@@ -792,6 +833,8 @@ mod tests {
             "| FULLNAT established, 1000 flows, requests + replies, 2 workers, RSS pre-calculation (soft-rss), adaptive_poll | 2.50 Mpps (400 ns/pkt), 0 sampled | 26.0 % | 50.0 % / 0.0 % | w0 10 / 5 / 4 |",
             "| FULLNAT established, 1000 flows, requests + replies, 2 workers, no pre-calculation (steering handover), adaptive_poll | 2.25 Mpps",
             "| NAT established, 1000 flows, requests + replies, 1 worker | 5.50 Mpps (182 ns/pkt)",
+            "| 29.5 ns = enqueue 8.0 + dequeue 3.0 + owner's first touch 18.5;",
+            "| 6.00 vs 4.00 Mpps: +83.3 ns/pkt | 0.0 % / 100.0 % |",
             "| 3 of 100 lost; scheduler tables built by workers [0, 0] | 50.0 % | | w0 60 / 30; w1 40 / 20 |",
         ] {
             assert!(md.contains(row), "{row} in {md}");
@@ -799,8 +842,7 @@ mod tests {
         // A report from before several workers still reads, and says NA.
         let old: Report = serde_json::from_str(r#"{"quick": true, "churn": {"lost": 0}}"#).unwrap();
         assert!(
-            old.line()
-                .ends_with(" handover_share_nat=NA churn2_lost=NA"),
+            old.line().ends_with(" handover_ns=NA churn2_lost=NA"),
             "{}",
             old.line()
         );
