@@ -63,6 +63,8 @@ pub struct RingCost {
     /// Wall time per packet of the whole transfer (the pair's throughput).
     pub wall_ns_per_packet: f64,
     pub lcores: String,
+    /// `ns_per_packet` of every run; the best one is reported.
+    pub runs: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -97,8 +99,26 @@ impl Handover {
 }
 
 /// The ring path between the main lcore and worker lcore 1 (no dataplane
-/// may be running).
-pub fn ring_cost(packets: u64) -> Result<RingCost, String> {
+/// may be running): the least disturbed of `repeats` runs of `packets`.
+pub fn ring_cost(packets: u64, repeats: usize) -> Result<RingCost, String> {
+    let mut best: Option<RingCost> = None;
+    let mut runs = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let r = ring_once(packets)?;
+        runs.push(r.ns_per_packet);
+        if best
+            .as_ref()
+            .is_none_or(|b| r.ns_per_packet < b.ns_per_packet)
+        {
+            best = Some(r);
+        }
+    }
+    let mut best = best.ok_or("hand-over bench: no run")?;
+    best.runs = runs;
+    Ok(best)
+}
+
+fn ring_once(packets: u64) -> Result<RingCost, String> {
     static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let tag = RUNS.fetch_add(1, Ordering::Relaxed);
     let pool = Mempool::new(&format!("hob_pool{tag}"), 2047, 0, -1)?;
@@ -227,6 +247,7 @@ pub fn ring_cost(packets: u64) -> Result<RingCost, String> {
         ns_per_packet: enqueue_ns + dequeue_ns + touch_ns,
         wall_ns_per_packet: wall.as_nanos() as f64 / sent.max(1) as f64,
         lcores: format!("0 -> {OWNER_LCORE}"),
+        runs: Vec::new(),
     })
 }
 

@@ -200,7 +200,7 @@ pub struct Plan {
     pub workers: usize,
     pub workers_packets: u64,
     pub workers_repeats: usize,
-    /// Packets through the hand-over ring test.
+    /// Packets per run of the hand-over ring test (best of `repeats`).
     pub ring_packets: u64,
 }
 
@@ -221,7 +221,7 @@ impl Plan {
                 workers,
                 workers_packets: 2_000_000,
                 workers_repeats: 2,
-                ring_packets: 20_000_000,
+                ring_packets: 10_000_000,
             }
         } else {
             Plan {
@@ -238,7 +238,7 @@ impl Plan {
                 workers,
                 workers_packets: 8_000_000,
                 workers_repeats: 4,
-                ring_packets: 100_000_000,
+                ring_packets: 30_000_000,
             }
         }
     }
@@ -331,7 +331,7 @@ fn several_workers(plan: &Plan, rep: &mut Report, env: &mut env::Env) -> Result<
     env.use_workers(1)?;
     eprintln!("hand-over: ring path between two lcores");
     let mut h = handover::Handover {
-        ring: Some(handover::ring_cost(plan.ring_packets)?),
+        ring: Some(handover::ring_cost(plan.ring_packets, plan.repeats)?),
         pipeline: None,
     };
     eprintln!("hand-over: in the pipeline, 0 % vs 100 %");
