@@ -65,6 +65,10 @@ pub struct RingCost {
     pub lcores: String,
     /// `ns_per_packet` of every run; the best one is reported.
     pub runs: Vec<f64>,
+    /// One cache line from one lcore to the other (half a ping-pong round
+    /// trip), measured before the best run: what every line the hand-over
+    /// moves costs on this pair of CPUs.
+    pub line_ns: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -104,7 +108,11 @@ pub fn ring_cost(packets: u64, repeats: usize) -> Result<RingCost, String> {
     let mut best: Option<RingCost> = None;
     let mut runs = Vec::new();
     for _ in 0..repeats.max(1) {
-        let r = ring_once(packets)?;
+        let line_ns = line_transfer(100_000)?;
+        let r = RingCost {
+            line_ns,
+            ..ring_once(packets)?
+        };
         runs.push(r.ns_per_packet);
         if best
             .as_ref()
@@ -116,6 +124,50 @@ pub fn ring_cost(packets: u64, repeats: usize) -> Result<RingCost, String> {
     let mut best = best.ok_or("hand-over bench: no run")?;
     best.runs = runs;
     Ok(best)
+}
+
+/// Half the round trip of a cache line between the main lcore and the
+/// owner lcore: each side waits for the other's value, then writes its own.
+fn line_transfer(rounds: u64) -> Result<f64, String> {
+    let line = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let (line, stop) = (line.clone(), stop.clone());
+        lcore::launch(OWNER_LCORE, move || {
+            for i in 0..rounds {
+                while line.load(Ordering::Acquire) != 2 * i + 1 {
+                    if stop.load(Ordering::Relaxed) {
+                        return -1;
+                    }
+                    std::hint::spin_loop();
+                }
+                line.store(2 * i + 2, Ordering::Release);
+            }
+            0
+        })?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let t0 = Instant::now();
+    let mut done = 0;
+    'rounds: for i in 0..rounds {
+        line.store(2 * i + 1, Ordering::Release);
+        while line.load(Ordering::Acquire) != 2 * i + 2 {
+            if i % 1024 == 0 && Instant::now() > deadline {
+                break 'rounds;
+            }
+            std::hint::spin_loop();
+        }
+        done += 1;
+    }
+    let elapsed = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    lcore::wait(OWNER_LCORE);
+    if done < rounds {
+        return Err(format!(
+            "hand-over bench: cache-line ping-pong stalled after {done} rounds"
+        ));
+    }
+    Ok(elapsed.as_nanos() as f64 / rounds as f64 / 2.0)
 }
 
 fn ring_once(packets: u64) -> Result<RingCost, String> {
@@ -248,6 +300,7 @@ fn ring_once(packets: u64) -> Result<RingCost, String> {
         wall_ns_per_packet: wall.as_nanos() as f64 / sent.max(1) as f64,
         lcores: format!("0 -> {OWNER_LCORE}"),
         runs: Vec::new(),
+        line_ns: 0.0,
     })
 }
 

@@ -245,8 +245,8 @@ impl Report {
         }
         if let Some(r) = self.handover.as_ref().and_then(|h| h.ring.as_ref()) {
             s.push_str(&format!(
-                "| hand-over ring path, bursts of {}, lcore {} (CPU time per packet, both sides, best of {}) | {:.1} ns = enqueue {:.1} + dequeue {:.1} + owner's first touch {:.1}; wall {:.1} ns/pkt | | | |\n",
-                r.burst, r.lcores, r.runs.len(), r.ns_per_packet, r.enqueue_ns, r.dequeue_ns, r.touch_ns, r.wall_ns_per_packet
+                "| hand-over ring path, bursts of {}, lcore {} (CPU time per packet, both sides, best of {}) | {:.1} ns = enqueue {:.1} + dequeue {:.1} + owner's first touch {:.1}; wall {:.1} ns/pkt; one cache line between these CPUs {:.1} ns | | | |\n",
+                r.burst, r.lcores, r.runs.len(), r.ns_per_packet, r.enqueue_ns, r.dequeue_ns, r.touch_ns, r.wall_ns_per_packet, r.line_ns
             ));
         }
         if let Some(p) = self.handover.as_ref().and_then(|h| h.pipeline.as_ref()) {
@@ -792,6 +792,7 @@ mod tests {
                 enqueue_ns: 8.0,
                 dequeue_ns: 3.0,
                 touch_ns: 18.5,
+                line_ns: 40.0,
                 lcores: "0 -> 1".into(),
                 ..Default::default()
             }),
@@ -834,6 +835,7 @@ mod tests {
             "| FULLNAT established, 1000 flows, requests + replies, 2 workers, no pre-calculation (steering handover), adaptive_poll | 2.25 Mpps",
             "| NAT established, 1000 flows, requests + replies, 1 worker | 5.50 Mpps (182 ns/pkt)",
             "| 29.5 ns = enqueue 8.0 + dequeue 3.0 + owner's first touch 18.5;",
+            "; one cache line between these CPUs 40.0 ns |",
             "| 6.00 vs 4.00 Mpps: +83.3 ns/pkt | 0.0 % / 100.0 % |",
             "| 3 of 100 lost; scheduler tables built by workers [0, 0] | 50.0 % | | w0 60 / 30; w1 40 / 20 |",
         ] {
