@@ -192,6 +192,8 @@ pub struct Quick {
     pub dst: [u8; 4],
     pub dport: u16,
     pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
 }
 
 pub fn quick(f: &[u8]) -> Option<Quick> {
@@ -218,6 +220,8 @@ pub fn quick(f: &[u8]) -> Option<Quick> {
         sport: u16::from_be_bytes([f[l4], f[l4 + 1]]),
         dport: u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]),
         flags: f[l4 + 13],
+        seq: u32::from_be_bytes(f[l4 + 4..l4 + 8].try_into().ok()?),
+        ack: u32::from_be_bytes(f[l4 + 8..l4 + 12].try_into().ok()?),
     })
 }
 

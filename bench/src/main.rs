@@ -5,15 +5,18 @@
 //! also writes JSON and markdown. The other subcommands run one part.
 
 mod baseline;
+mod churn;
 mod env;
 mod frames;
 mod gen;
 mod genwire;
+mod handover;
 mod memif;
 mod memory;
 mod pipeline;
 mod plot;
 mod report;
+mod workers;
 
 use clap::{Parser, Subcommand};
 use dataplane::ForwardMode;
@@ -37,11 +40,27 @@ enum Cmd {
         /// Directory for bench.json and bench.md (e.g. docs/bench).
         #[arg(long)]
         out: Option<String>,
+        /// Workers of the several-worker runs (also run with 1, 2 and the
+        /// powers of two in between); EAL lcore i goes on the i-th CPU this
+        /// process may use (taskset), wrapping around.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=32))]
+        workers: u16,
     },
     /// Only the in-process pipeline scenarios.
     Pipeline {
         #[arg(long)]
         quick: bool,
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=32))]
+        workers: u16,
+    },
+    /// Only the several-worker scenarios of the pipeline (established flows
+    /// through 1, 2 .. N workers, hand-over share and cost, churn with two
+    /// workers).
+    Workers {
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=32))]
+        workers: u16,
     },
     /// Only the dpdk-testpmd baseline.
     Testpmd {
@@ -177,10 +196,16 @@ pub struct Plan {
     pub idle_samples: usize,
     pub testpmd_seconds: u32,
     pub memory_conns: &'static [u64],
+    /// Several workers: most workers, packets per timed run and repeats.
+    pub workers: usize,
+    pub workers_packets: u64,
+    pub workers_repeats: usize,
+    /// Packets per run of the hand-over ring test (best of `repeats`).
+    pub ring_packets: u64,
 }
 
 impl Plan {
-    fn new(quick: bool) -> Plan {
+    fn new(quick: bool, workers: usize) -> Plan {
         if quick {
             Plan {
                 quick,
@@ -193,6 +218,10 @@ impl Plan {
                 idle_samples: 200,
                 testpmd_seconds: 4,
                 memory_conns: &[1_000_000],
+                workers,
+                workers_packets: 2_000_000,
+                workers_repeats: 2,
+                ring_packets: 10_000_000,
             }
         } else {
             Plan {
@@ -206,13 +235,38 @@ impl Plan {
                 idle_samples: 1000,
                 testpmd_seconds: 7,
                 memory_conns: &[1_000_000, 10_000_000],
+                workers,
+                workers_packets: 8_000_000,
+                workers_repeats: 4,
+                ring_packets: 30_000_000,
             }
         }
     }
+
+    /// Worker counts of the several-worker runs: 1, 2, 4, .. and the most.
+    pub fn worker_counts(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = std::iter::successors(Some(1usize), |n| Some(n * 2))
+            .take_while(|&n| n < self.workers)
+            .collect();
+        v.push(self.workers);
+        v
+    }
 }
 
-fn pipeline(plan: &Plan, rep: &mut Report) -> Result<(), String> {
-    let mut env = env::Env::init()?;
+/// What a `run` covers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    All,
+    Pipeline,
+    Workers,
+}
+
+fn pipeline(plan: &Plan, rep: &mut Report, part: Part) -> Result<(), String> {
+    let mut env = env::Env::init(plan.workers)?;
+    rep.lcores = env.lcores.clone();
+    if part == Part::Workers {
+        return several_workers(plan, rep, &mut env);
+    }
     let modes = [
         ForwardMode::Nat,
         ForwardMode::FullNat,
@@ -246,17 +300,54 @@ fn pipeline(plan: &Plan, rep: &mut Report) -> Result<(), String> {
         )?);
     }
     eprintln!("pipeline: configuration churn");
-    rep.churn = Some(pipeline::churn(&mut env, 1000, plan.churn_seconds)?);
+    let one = churn::ChurnOpts {
+        workers: 1,
+        mh_dests: 0,
+    };
+    rep.churn = Some(churn::churn(&mut env, 1000, plan.churn_seconds, one)?);
     for adaptive in [false, true] {
         eprintln!("pipeline: idle behaviour, adaptive_poll={adaptive}");
         rep.idle
             .push(pipeline::idle(&mut env, adaptive, plan.idle_samples)?);
     }
+    several_workers(plan, rep, &mut env)
+}
+
+/// The several-worker scenarios (docs/benchmarks.md, "Several workers").
+fn several_workers(plan: &Plan, rep: &mut Report, env: &mut env::Env) -> Result<(), String> {
+    rep.workers = workers::all(
+        env,
+        &plan.worker_counts(),
+        1000,
+        plan.workers_packets,
+        plan.workers_repeats,
+    )?;
+    eprintln!("pipeline: configuration churn, 2 workers, 1000-dest mh service");
+    let two = churn::ChurnOpts {
+        workers: 2,
+        mh_dests: 1000,
+    };
+    rep.churn2 = Some(churn::churn(env, 1000, plan.churn_seconds, two)?);
+    env.use_workers(1)?;
+    eprintln!("hand-over: ring path between two lcores");
+    let mut h = handover::Handover {
+        ring: Some(handover::ring_cost(plan.ring_packets, plan.repeats)?),
+        pipeline: None,
+    };
+    eprintln!("hand-over: in the pipeline, 0 % vs 100 %");
+    h.pipeline = Some(handover::pipeline(
+        env,
+        1000,
+        plan.workers_packets,
+        plan.workers_repeats,
+    )?);
+    rep.handover = Some(h);
     Ok(())
 }
 
-fn run(quick: bool, out: Option<String>, only_pipeline: bool) -> Result<(), String> {
-    let plan = Plan::new(quick);
+fn run(quick: bool, out: Option<String>, part: Part, workers: u16) -> Result<(), String> {
+    let plan = Plan::new(quick, usize::from(workers));
+    let only_pipeline = part != Part::All;
     let mut rep = Report::new(quick);
     if !only_pipeline {
         for mode in ["5tswap", "macswap"] {
@@ -270,7 +361,7 @@ fn run(quick: bool, out: Option<String>, only_pipeline: bool) -> Result<(), Stri
         eprintln!("maglev: build 1000 dests, M=65537");
         rep.maglev = Some(memory::maglev(1000, 65537, if quick { 5 } else { 10 }));
     }
-    let res = pipeline(&plan, &mut rep);
+    let res = pipeline(&plan, &mut rep, part);
     if let Err(e) = &res {
         rep.errors.push(e.clone());
     }
@@ -337,8 +428,13 @@ fn netns(seconds: u32) -> Result<report::Netns, String> {
 fn main() {
     let cli = Cli::parse();
     let res = match cli.cmd {
-        Cmd::Run { quick, out } => run(quick, out, false),
-        Cmd::Pipeline { quick } => run(quick, None, true),
+        Cmd::Run {
+            quick,
+            out,
+            workers,
+        } => run(quick, out, Part::All, workers),
+        Cmd::Pipeline { quick, workers } => run(quick, None, Part::Pipeline, workers),
+        Cmd::Workers { quick, workers } => run(quick, None, Part::Workers, workers),
         Cmd::Testpmd { seconds } => {
             for mode in ["5tswap", "macswap"] {
                 let r = baseline::run(mode, seconds);

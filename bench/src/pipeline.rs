@@ -1,6 +1,9 @@
 //! `dpvs-bench pipeline`: the real worker on lcore 1, fed through ring ports by
 //! the generator on the main lcore. Scenarios: established flows (1 k, 1 M),
-//! whole TCP connections per second, configuration churn, idle behaviour.
+//! whole TCP connections per second, idle behaviour; the pieces every
+//! scenario shares (configuration, start with neighbours resolved, the
+//! frames and what the director must make of them). Configuration churn is
+//! in `churn`, several workers in `workers`.
 //!
 //! Each scenario starts a fresh `Dataplane` (empty connection table), resolves
 //! the neighbours first with injected ARP replies (the run measures forwarding,
@@ -8,8 +11,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataplane::*;
@@ -21,7 +22,7 @@ use crate::frames::{self, flag, Expect, Frames, Seg};
 /// Real servers behind the service under test.
 pub const NRS: usize = 4;
 
-fn v4(a: [u8; 4]) -> IpAddr {
+pub fn v4(a: [u8; 4]) -> IpAddr {
     IpAddr::from(a)
 }
 
@@ -34,7 +35,7 @@ pub fn mode_name(m: ForwardMode) -> &'static str {
     }
 }
 
-fn dest(addr: [u8; 4], port: u16, mode: ForwardMode, weight: u32) -> DestSpec {
+pub fn dest(addr: [u8; 4], port: u16, mode: ForwardMode, weight: u32) -> DestSpec {
     DestSpec {
         addr: v4(addr),
         port,
@@ -46,7 +47,7 @@ fn dest(addr: [u8; 4], port: u16, mode: ForwardMode, weight: u32) -> DestSpec {
     }
 }
 
-fn service(vport: u16, sched: &str, dests: Vec<DestSpec>) -> ServiceSpec {
+pub fn service(vport: u16, sched: &str, dests: Vec<DestSpec>) -> ServiceSpec {
     ServiceSpec {
         key: ServiceKey {
             proto: Proto::Tcp,
@@ -127,10 +128,20 @@ pub fn start(
     capacity: u32,
     adaptive: bool,
 ) -> Result<Running, String> {
+    let spec = env.spec(capacity, adaptive);
+    start_spec(env, mode, &spec)
+}
+
+/// Start a dataplane with `spec` (workers and steering of the current ports).
+pub fn start_spec(
+    env: &mut Env,
+    mode: ForwardMode,
+    spec: &DataplaneSpec,
+) -> Result<Running, String> {
     env.drain();
+    env.drain_rx();
     let desc = config(mode, vec![]);
-    let dp = Dataplane::start_with_eal(&env.spec(capacity, adaptive), &desc)
-        .map_err(|e| e.to_string())?;
+    let dp = Dataplane::start_with_eal(spec, &desc).map_err(|e| e.to_string())?;
     if mode == ForwardMode::FullNat {
         // 1 M flows need more source ports than one LIP has (~64 k): a pool of
         // LIPS addresses from LIP upward, as a DPVS operator would configure.
@@ -186,7 +197,7 @@ pub fn start(
     Ok(Running { dp, mac, mode })
 }
 
-fn client_seg(r: &Running, i: u32, flags: u8, seq: u32, ack: u32, payload: usize) -> Seg {
+pub fn client_seg(r: &Running, i: u32, flags: u8, seq: u32, ack: u32, payload: usize) -> Seg {
     let (cip, cport) = frames::client(i);
     Seg {
         src_mac: frames::GW_MAC,
@@ -203,7 +214,7 @@ fn client_seg(r: &Running, i: u32, flags: u8, seq: u32, ack: u32, payload: usize
 }
 
 /// What a request (client -> RS) must look like after the director.
-fn expect_request(r: &Running) -> Expect {
+pub fn expect_request(r: &Running) -> Expect {
     let rips: Vec<[u8; 4]> = (0..NRS).map(|i| frames::rs(i).0).collect();
     let base = Expect {
         dst_mac: None,
@@ -238,18 +249,34 @@ fn expect_request(r: &Running) -> Expect {
     }
 }
 
+/// What a reply (RS -> client, NAT or FULLNAT) must look like after the director.
+pub fn expect_reply(r: &Running) -> Expect {
+    Expect {
+        dst_mac: Some(frames::GW_MAC),
+        src_mac: Some(r.mac[0]),
+        dst_ips: vec![],
+        dport: None,
+        src_is_client: false,
+        src_ip: Some(frames::VIP),
+        sport: Some(frames::VPORT),
+        ttl: Some(frames::TTL - 1),
+        ipip: false,
+        toa: false,
+    }
+}
+
 /// Checks a sample of outputs: bytes, and that a flow always reaches the same RS.
-struct Sampler {
-    every: u64,
-    expect: Expect,
+pub struct Sampler {
+    pub every: u64,
+    pub expect: Expect,
     rs_mac: HashMap<[u8; 6], usize>,
     flow_rs: HashMap<u32, usize>,
-    checked: u64,
-    errors: Vec<String>,
+    pub checked: u64,
+    pub errors: Vec<String>,
 }
 
 impl Sampler {
-    fn new(r: &Running, every: u64) -> Sampler {
+    pub fn new(r: &Running, every: u64) -> Sampler {
         Sampler {
             every,
             expect: expect_request(r),
@@ -260,7 +287,7 @@ impl Sampler {
         }
     }
 
-    fn see(&mut self, i: u64, f: &[u8]) {
+    pub fn see(&mut self, i: u64, f: &[u8]) {
         if !i.is_multiple_of(self.every) {
             return;
         }
@@ -422,7 +449,7 @@ pub fn established(
     Ok(res)
 }
 
-fn check_loss(r: &Running, what: &str, p: &Pumped) -> Result<(), String> {
+pub fn check_loss(r: &Running, what: &str, p: &Pumped) -> Result<(), String> {
     if p.recv < p.sent {
         return Err(format!(
             "{what}: {} sent, {} forwarded in {:?}; drops {:?}",
@@ -495,7 +522,7 @@ pub fn cps(env: &mut Env, mode: ForwardMode, conns: u32, repeats: usize) -> Resu
 }
 
 /// Server view of one connection: (RS ip, RS port, peer ip, peer port, RS MAC).
-type ServerView = ([u8; 4], u16, [u8; 4], u16, [u8; 6]);
+pub type ServerView = ([u8; 4], u16, [u8; 4], u16, [u8; 6]);
 
 fn one_wave(env: &mut Env, r: &Running, base: u32, n: u32) -> Result<(), String> {
     const REQ: usize = 16;
@@ -531,18 +558,7 @@ fn one_wave(env: &mut Env, r: &Running, base: u32, n: u32) -> Result<(), String>
     };
     let n_us = n as usize;
     let expect_req = expect_request(r);
-    let vip_expect = Expect {
-        dst_mac: Some(frames::GW_MAC),
-        src_mac: Some(r.mac[0]),
-        dst_ips: vec![],
-        dport: None,
-        src_is_client: false,
-        src_ip: Some(frames::VIP),
-        sport: Some(frames::VPORT),
-        ttl: Some(frames::TTL - 1),
-        ipip: false,
-        toa: false,
-    };
+    let vip_expect = expect_reply(r);
     // 1. SYN: learn each connection's server view from what the RS receives.
     let mut views: Vec<Option<ServerView>> = vec![None; n_us];
     let mac_of: HashMap<[u8; 4], [u8; 6]> = (0..NRS).map(frames::rs).collect();
@@ -621,106 +637,6 @@ fn one_wave(env: &mut Env, r: &Running, base: u32, n: u32) -> Result<(), String>
     let f = Frames::build(n_us, |i| c(i, flag::ACK, 1018, 5018, 0));
     step(env, &f, CLIENT, SERVER, &mut check_some(97, &expect_req))?;
     Ok(())
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct Churn {
-    pub applies: u64,
-    pub seconds: f64,
-    pub sent: u64,
-    pub forwarded: u64,
-    pub lost: u64,
-    pub mpps: f64,
-    pub apply_errors: u64,
-}
-
-/// Established NAT traffic while another thread applies a new configuration
-/// 100 times a second: other services come and go, the one under test stays.
-pub fn churn(env: &mut Env, flows: u32, seconds: f64) -> Result<Churn, String> {
-    let r = Arc::new(start(env, ForwardMode::Nat, flows * 2 + 4096, false)?);
-    let syn = Frames::build(flows as usize, |i| {
-        client_seg(&r, i as u32, flag::SYN, 1000, 0, 0)
-    });
-    let p = env.pump(
-        &syn,
-        0,
-        CLIENT,
-        SERVER,
-        u64::from(flows),
-        Duration::from_secs(10),
-        Duration::from_millis(300),
-        |_, _| {},
-    );
-    check_loss(&r, "churn SYN phase", &p)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let applies = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let th = {
-        let (r, stop, applies, errors) = (r.clone(), stop.clone(), applies.clone(), errors.clone());
-        std::thread::spawn(move || {
-            let mut k = 0u32;
-            let period = Duration::from_millis(10);
-            let mut next = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                let extra = (0..12u16)
-                    .filter(|j| !(u32::from(*j) + k).is_multiple_of(3))
-                    .map(|j| {
-                        let w = 1 + (k + u32::from(j)) % 5;
-                        let mut d =
-                            vec![dest([192, 168, 0, 50 + j as u8], 9000, ForwardMode::Nat, w)];
-                        if k.is_multiple_of(2) {
-                            d.push(dest([192, 168, 0, 80 + j as u8], 9000, ForwardMode::Nat, 1));
-                        }
-                        service(1000 + j, if k.is_multiple_of(2) { "wrr" } else { "rr" }, d)
-                    })
-                    .collect();
-                if r.dp.apply(&config(ForwardMode::Nat, extra)).is_err() {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-                applies.fetch_add(1, Ordering::Relaxed);
-                k = k.wrapping_add(1);
-                next += period;
-                let now = Instant::now();
-                if next > now {
-                    std::thread::sleep(next - now);
-                }
-            }
-        })
-    };
-    let ack = Frames::build(flows as usize, |i| {
-        client_seg(&r, i as u32, flag::ACK, 1001, 5001, 0)
-    });
-    let mut s = Sampler::new(&r, 509);
-    let t0 = Instant::now();
-    let p = env.pump(
-        &ack,
-        0,
-        CLIENT,
-        SERVER,
-        u64::MAX / 2,
-        Duration::from_secs_f64(seconds),
-        Duration::from_millis(300),
-        |i, f| s.see(i, f),
-    );
-    // Whatever is still in flight comes out now.
-    let tail = env.drain_outputs(SERVER, Duration::from_millis(200));
-    stop.store(true, Ordering::Relaxed);
-    let _ = th.join();
-    let secs = t0.elapsed().as_secs_f64();
-    if !s.errors.is_empty() {
-        return Err(format!("churn: wrong output: {:?}", s.errors));
-    }
-    let forwarded = p.recv + tail;
-    Ok(Churn {
-        applies: applies.load(Ordering::Relaxed),
-        seconds: secs,
-        sent: p.sent,
-        forwarded,
-        lost: p.sent.saturating_sub(forwarded),
-        mpps: p.mpps(),
-        apply_errors: errors.load(Ordering::Relaxed),
-    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -3,11 +3,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::Testpmd;
+use crate::churn::Churn;
 use crate::gen::GenResult;
+use crate::handover::Handover;
 use crate::memif::MemifRun;
 use crate::memory::{Maglev, Memory};
-use crate::pipeline::{Churn, Cps, Established, Idle};
+use crate::pipeline::{Cps, Established, Idle};
 use crate::plot::{Bar, Chart};
+use crate::workers::WorkersRun;
 
 /// One line per gen run, for the terminal.
 pub fn gen_line(r: &GenResult) -> String {
@@ -50,6 +53,14 @@ pub struct Report {
     pub memif: Option<MemifRun>,
     /// deploy/netns/compare.sh: dpvsd NAT vs kernel nftables DNAT.
     pub netns: Option<Netns>,
+    /// EAL `--lcores` of the pipeline (lcore@cpu; lcore 0 is the generator).
+    pub lcores: String,
+    /// Established flows through one and several workers.
+    pub workers: Vec<WorkersRun>,
+    /// What handing a packet to another worker costs.
+    pub handover: Option<Handover>,
+    /// Configuration churn with two workers and a churned 1000-dest `mh` service.
+    pub churn2: Option<Churn>,
     /// /proc/loadavg when the run started and ended (other work on the machine).
     pub loadavg_start: String,
     pub loadavg_end: String,
@@ -152,6 +163,129 @@ impl Report {
         self.cps.iter().find(|c| c.mode == mode)?.cps
     }
 
+    /// The several-worker run of `mode` on `n` workers with this server-side
+    /// steering (any with one worker).
+    pub fn workers_run(&self, mode: &str, n: usize, steering: &str) -> Option<&WorkersRun> {
+        self.workers
+            .iter()
+            .find(|w| w.mode == mode && w.workers == n && (n == 1 || w.steering == steering))
+    }
+
+    pub fn workers_mpps(&self, mode: &str, n: usize) -> Option<f64> {
+        self.workers_run(mode, n, "soft-rss")?.mpps
+    }
+
+    pub fn handover_share(&self, mode: &str, steering: &str) -> Option<f64> {
+        self.workers_run(mode, 2, steering)?.handover_share
+    }
+
+    /// Lcores and the distinct CPUs under them, from `lcores` ("0@0,1@1,2@0").
+    fn lcore_cpus(&self) -> (usize, usize) {
+        let mut cpus: Vec<&str> = self
+            .lcores
+            .split(',')
+            .filter_map(|l| l.split_once('@').map(|(_, c)| c))
+            .collect();
+        let lcores = cpus.len();
+        cpus.sort_unstable();
+        cpus.dedup();
+        (lcores, cpus.len())
+    }
+
+    fn workers_markdown(&self, s: &mut String) {
+        if self.workers.is_empty() && self.handover.is_none() && self.churn2.is_none() {
+            return;
+        }
+        let (lcores, cpus) = self.lcore_cpus();
+        s.push_str(&format!(
+            "\n#### Several workers (EAL --lcores {}; lcore 0 is the generator)\n\n",
+            self.lcores
+        ));
+        if cpus < lcores {
+            s.push_str(&format!(
+                "The generator and {} workers share {cpus} CPUs here: figures with more than one worker are not a scaling measurement (a worker shares its CPU with the generator or another worker).\n\n",
+                lcores - 1
+            ));
+        }
+        s.push_str("| run | value | handed over (measured) | predicted: requests / replies | per worker: rx / handed over / taken over |\n|---|---|---|---|---|\n");
+        let pct = |v: f64| format!("{:.1} %", v * 100.0);
+        for w in &self.workers {
+            let steering = match w.steering.as_str() {
+                "" => String::new(),
+                "soft-rss" if w.mode == "fullnat" => ", RSS pre-calculation (soft-rss)".into(),
+                "handover" => ", no pre-calculation (steering handover)".into(),
+                other => format!(", steering {other}"),
+            };
+            let value = match w.mpps {
+                Some(m) => format!(
+                    "{m:.2} Mpps ({:.0} ns/pkt), {} sampled",
+                    w.ns_per_packet.unwrap_or(0.0),
+                    w.sampled
+                ),
+                None => "NA".into(),
+            };
+            let per: Vec<String> = w
+                .per_worker
+                .iter()
+                .enumerate()
+                .map(|(i, d)| format!("w{i} {} / {} / {}", d.rx, d.handed_over, d.handover_in))
+                .collect();
+            s.push_str(&format!(
+                "| {} established, {} flows, requests + replies, {} worker{}{steering}{} | {value} | {} | {} / {} | {} |\n",
+                w.mode.to_uppercase(),
+                w.flows,
+                w.workers,
+                if w.workers == 1 { "" } else { "s" },
+                if w.adaptive_poll { ", adaptive_poll" } else { "" },
+                w.handover_share.map_or("NA".into(), pct),
+                pct(w.predicted_request_share),
+                pct(w.predicted_reply_share),
+                per.join("; ")
+            ));
+        }
+        if let Some(r) = self.handover.as_ref().and_then(|h| h.ring.as_ref()) {
+            s.push_str(&format!(
+                "| hand-over ring path, bursts of {}, lcore {} (CPU time per packet, both sides, best of {}) | {:.1} ns = enqueue {:.1} + dequeue {:.1} + owner's first touch {:.1}; wall {:.1} ns/pkt; one cache line between these CPUs {:.1} ns | | | |\n",
+                r.burst, r.lcores, r.runs.len(), r.ns_per_packet, r.enqueue_ns, r.dequeue_ns, r.touch_ns, r.wall_ns_per_packet, r.line_ns
+            ));
+        }
+        if let Some(p) = self.handover.as_ref().and_then(|h| h.pipeline.as_ref()) {
+            s.push_str(&format!(
+                "| hand-over in the pipeline: NAT requests, {} flows owned by worker 0, on its own queue vs on worker 1's{} | {:.2} vs {:.2} Mpps: {:+.1} ns/pkt | {} / {} | | |\n",
+                p.flows,
+                if p.adaptive_poll { ", adaptive_poll" } else { "" },
+                p.local_mpps,
+                p.handed_mpps,
+                p.delta_ns,
+                pct(p.local_share),
+                pct(p.handed_share)
+            ));
+        }
+        if let Some(c) = &self.churn2 {
+            s.push_str(&format!(
+                "| loss under config churn, {} workers{}, {}-dest mh service changed each apply ({} applies in {:.1} s, {:.2} Mpps, {} mh connections) | {} of {} lost; scheduler tables built by workers {:?} | {} | | {} |\n",
+                c.workers,
+                if c.adaptive_poll { ", adaptive_poll" } else { "" },
+                c.mh_dests,
+                c.applies,
+                c.seconds,
+                c.mpps,
+                c.mh_conns,
+                c.lost,
+                c.sent,
+                c.sched_tables_built,
+                pct(c.handed_over.iter().sum::<u64>() as f64 / c.rx.iter().sum::<u64>().max(1) as f64),
+                c.rx
+                    .iter()
+                    .zip(&c.handed_over)
+                    .enumerate()
+                    .map(|(i, (rx, h))| format!("w{i} {rx} / {h}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+    }
+
     pub fn bytes_per_conn(&self) -> Option<f64> {
         let m = self.memory.iter().find(|m| m.conns == 1_000_000)?;
         Some(m.bytes_per_conn_rss.max(m.bytes_per_conn_table))
@@ -240,6 +374,7 @@ impl Report {
                 i.loaded_mpps
             ));
         }
+        self.workers_markdown(&mut s);
         if let Some(m) = &self.memif {
             s.push_str(&format!(
                 "\n#### `dpvs-bench gen` against dpvsd over memif (two processes, {} flows per run, {:.1} s each; load {})\n\n",
@@ -476,7 +611,7 @@ impl Report {
         let r = |v: Option<f64>| opt(v, 2);
         let n = |v: Option<f64>| v.map_or("NA".into(), |x| format!("{x:.0}"));
         let cps = self.cps_of("fullnat").or(self.cps_of("nat"));
-        format!(
+        let mut line = format!(
             "bench: fullnat_1k_ratio={} fullnat_1m_ratio={} fullnat_1k_mpps={} cps_per_core={} bytes_per_conn={} churn_lost={} nat_1k_ratio={} nat_1m_ratio={} nat_1k_mpps={} nat_1m_mpps={} dr_1k_mpps={} tun_1k_mpps={} nat_cps={} testpmd_5tswap_mpps={} testpmd_macswap_mpps={} memif_nat_mpps={} memif_fullnat_mpps={} memif_nat_p99_us={} netns_cps_ratio={} netns_cps_ratio_adapt={} netns_gbps_ratio={}",
             r(self.ratio("fullnat", false)),
             r(self.ratio("fullnat", true)),
@@ -499,7 +634,37 @@ impl Report {
             r(self.netns.as_ref().and_then(|n| n.cps_ratio)),
             r(self.netns.as_ref().and_then(|n| n.cps_ratio_adapt)),
             r(self.netns.as_ref().and_then(|n| n.gbps_ratio)),
-        )
+        );
+        let share = |v: Option<f64>| opt(v, 3);
+        line.push_str(&format!(
+            " workers1_fullnat_1k_mpps={} workers2_fullnat_1k_mpps={} workers1_nat_1k_mpps={} workers2_nat_1k_mpps={} handover_share_fullnat_rss={} handover_share_fullnat_none={} handover_share_nat={} handover_ns={} churn2_lost={}",
+            r(self.workers_mpps("fullnat", 1)),
+            r(self.workers_mpps("fullnat", 2)),
+            r(self.workers_mpps("nat", 1)),
+            r(self.workers_mpps("nat", 2)),
+            share(self.handover_share("fullnat", "soft-rss")),
+            share(self.handover_share("fullnat", "handover")),
+            share(self.handover_share("nat", "soft-rss")),
+            r(self.handover.as_ref().and_then(Handover::ns)),
+            self.churn2.as_ref().map_or("NA".into(), |c| c.lost.to_string()),
+        ));
+        // Runs with more workers (`--workers N` on a larger machine).
+        let mut more: Vec<usize> = self
+            .workers
+            .iter()
+            .map(|w| w.workers)
+            .filter(|&n| n > 2)
+            .collect();
+        more.dedup();
+        for n in more {
+            for mode in ["fullnat", "nat"] {
+                line.push_str(&format!(
+                    " workers{n}_{mode}_1k_mpps={}",
+                    r(self.workers_mpps(mode, n))
+                ));
+            }
+        }
+        line
     }
 
     pub fn write(&self, dir: &str) -> Result<(), String> {
@@ -581,5 +746,108 @@ mod tests {
                 "kernel_iperf3.svg"
             ]
         );
+    }
+
+    fn run(mode: &str, n: usize, steering: &str, mpps: f64, share: f64) -> WorkersRun {
+        WorkersRun {
+            mode: mode.into(),
+            workers: n,
+            steering: steering.into(),
+            flows: 1000,
+            mpps: Some(mpps),
+            ns_per_packet: Some(1000.0 / mpps),
+            handover_share: Some(share),
+            predicted_request_share: 0.5,
+            per_worker: vec![crate::workers::WorkerDelta {
+                rx: 10,
+                handed_over: 5,
+                handover_in: 4,
+                ..Default::default()
+            }],
+            adaptive_poll: n > 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn several_worker_figures_reach_the_table_the_line_and_survive_json() {
+        let mut r = Report::new(true);
+        r.lcores = "0@0,1@1,2@0".into();
+        r.churn = Some(Churn {
+            lost: 0,
+            ..Default::default()
+        });
+        r.workers = vec![
+            run("fullnat", 1, "", 4.0, 0.0),
+            run("fullnat", 2, "soft-rss", 2.5, 0.26),
+            run("fullnat", 2, "handover", 2.25, 0.51),
+            run("nat", 1, "", 5.5, 0.0),
+            run("nat", 2, "soft-rss", 3.75, 0.5),
+            run("nat", 4, "soft-rss", 9.0, 0.75),
+        ];
+        r.handover = Some(Handover {
+            ring: Some(crate::handover::RingCost {
+                burst: 32,
+                ns_per_packet: 29.5,
+                enqueue_ns: 8.0,
+                dequeue_ns: 3.0,
+                touch_ns: 18.5,
+                line_ns: 40.0,
+                lcores: "0 -> 1".into(),
+                ..Default::default()
+            }),
+            pipeline: Some(crate::handover::PipelineCost {
+                flows: 1000,
+                local_mpps: 6.0,
+                handed_mpps: 4.0,
+                handed_share: 1.0,
+                delta_ns: 83.3,
+                ..Default::default()
+            }),
+        });
+        r.churn2 = Some(Churn {
+            workers: 2,
+            mh_dests: 1000,
+            lost: 3,
+            sent: 100,
+            mh_conns: 7,
+            sched_tables_built: vec![0, 0],
+            rx: vec![60, 40],
+            handed_over: vec![30, 20],
+            ..Default::default()
+        });
+        let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        let line = back.line();
+        for key in [
+            " churn_lost=0 ",
+            " workers1_fullnat_1k_mpps=4.00 workers2_fullnat_1k_mpps=2.50 workers1_nat_1k_mpps=5.50 workers2_nat_1k_mpps=3.75 ",
+            " handover_share_fullnat_rss=0.260 handover_share_fullnat_none=0.510 handover_share_nat=0.500 ",
+            " handover_ns=29.50 churn2_lost=3",
+            " workers4_fullnat_1k_mpps=NA workers4_nat_1k_mpps=9.00",
+        ] {
+            assert!(line.contains(key), "{key} in {line}");
+        }
+        assert!(line.starts_with("bench: fullnat_1k_ratio="), "{line}");
+        let md = back.markdown();
+        for row in [
+            "The generator and 2 workers share 2 CPUs here: figures with more than one worker are not a scaling measurement",
+            "| FULLNAT established, 1000 flows, requests + replies, 2 workers, RSS pre-calculation (soft-rss), adaptive_poll | 2.50 Mpps (400 ns/pkt), 0 sampled | 26.0 % | 50.0 % / 0.0 % | w0 10 / 5 / 4 |",
+            "| FULLNAT established, 1000 flows, requests + replies, 2 workers, no pre-calculation (steering handover), adaptive_poll | 2.25 Mpps",
+            "| NAT established, 1000 flows, requests + replies, 1 worker | 5.50 Mpps (182 ns/pkt)",
+            "| 29.5 ns = enqueue 8.0 + dequeue 3.0 + owner's first touch 18.5;",
+            "; one cache line between these CPUs 40.0 ns |",
+            "| 6.00 vs 4.00 Mpps: +83.3 ns/pkt | 0.0 % / 100.0 % |",
+            "| 3 of 100 lost; scheduler tables built by workers [0, 0] | 50.0 % | | w0 60 / 30; w1 40 / 20 |",
+        ] {
+            assert!(md.contains(row), "{row} in {md}");
+        }
+        // A report from before several workers still reads, and says NA.
+        let old: Report = serde_json::from_str(r#"{"quick": true, "churn": {"lost": 0}}"#).unwrap();
+        assert!(
+            old.line().ends_with(" handover_ns=NA churn2_lost=NA"),
+            "{}",
+            old.line()
+        );
+        assert!(!old.markdown().contains("Several workers"));
     }
 }
