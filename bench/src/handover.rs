@@ -31,7 +31,7 @@ use dataplane::dpdk::mbuf::Mbuf;
 use dataplane::dpdk::mempool::Mempool;
 use dataplane::dpdk::ring::Ring;
 use dataplane::dpdk::{rdtsc, tsc_hz};
-use dataplane::owner::{LportSteer, OwnerKey, Owners};
+use dataplane::owner::{OwnerKey, Owners, PortSteer};
 use dataplane::wire::PacketBuf;
 use dataplane::ForwardMode;
 use serde::{Deserialize, Serialize};
@@ -316,7 +316,7 @@ pub fn pipeline(
     // 0 with worker 1 on a 2-CPU machine).
     const OWNER: usize = 0;
     env.use_workers(2)?;
-    let owners = Owners::new(2, vec![LportSteer::Partition, LportSteer::Partition]);
+    let owners = Owners::new(2, vec![PortSteer::Handover, PortSteer::Handover]);
     let mine: Vec<u32> = (0u32..)
         .filter(|&i| {
             let (ip, port) = frames::client(i);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conntrack::Tuple;
-use dataplane::owner::{LportSteer, OwnerKey, Owners};
+use dataplane::owner::{OwnerKey, Owners, PortSteer};
 use dataplane::rss::{Reta, RssSteer, Toeplitz};
 use dataplane::{ForwardMode, Steering, WorkerStats};
 use serde::{Deserialize, Serialize};
@@ -179,15 +179,15 @@ fn server_seg(r: &Running, v: &ServerView, flags: u8, seq: u32, ack: u32) -> Seg
 
 /// The owner function of a dataplane with `n` workers and this steering,
 /// as `dataplane::owner` defines it (port 0 client side, 1 server side).
-fn owners(n: usize, mode: ForwardMode, steer: Steer) -> Result<Owners, String> {
-    let server = if mode == ForwardMode::FullNat && steer == Steer::Rss && n > 1 {
+fn owners(n: usize, steer: Steer) -> Result<Owners, String> {
+    let port = if steer == Steer::Rss && n > 1 {
         let t = Toeplitz::new(&RSS_KEY).map_err(|e| e.to_string())?;
         let reta = Reta::round_robin(RETA_SIZE, n as u16).map_err(|e| e.to_string())?;
-        LportSteer::Rss(Arc::new(RssSteer::new(t, reta)))
+        PortSteer::Rss(Arc::new(RssSteer::new(t, reta)))
     } else {
-        LportSteer::Partition
+        PortSteer::Handover
     };
-    Ok(Owners::new(n, vec![LportSteer::Partition, server]))
+    Ok(Owners::new(n, vec![port.clone(), port]))
 }
 
 /// Fraction of `frames` (on `port`) whose RSS queue is not their owner's.
@@ -389,13 +389,19 @@ pub fn established(
     res.ns_per_packet = Some(1000.0 / best);
     res.sampled = s.checked + rc.checked;
     // What RSS and the owner function imply.
-    let own = owners(n, mode, steer)?;
-    let client_owner =
-        |ip: [u8; 4], port: u16| own.of_client(OwnerKey::ClientPort, IpAddr::from(ip), port);
-    res.predicted_request_share = predicted(env.rss(), &req, |q| client_owner(q.src, q.sport));
+    let own = owners(n, steer)?;
+    // The service's key as the snapshot compiler gives it: services without
+    // NAT real servers are keyed by their flow.
+    let key = match mode {
+        ForwardMode::Nat => OwnerKey::ClientPort,
+        _ => OwnerKey::Flow,
+    };
+    res.predicted_request_share = predicted(env.rss(), &req, |q| {
+        own.of_request(CLIENT, key, &tuple(q.src, q.sport, q.dst, q.dport))
+    });
     res.predicted_reply_share = predicted(env.rss(), &rep, |q| match mode {
         ForwardMode::FullNat => own.of_lport(SERVER, &tuple(q.src, q.sport, q.dst, q.dport)),
-        _ => client_owner(q.dst, q.dport),
+        _ => own.of_client(key, IpAddr::from(q.dst), q.dport),
     });
     Ok(res)
 }

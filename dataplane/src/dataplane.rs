@@ -14,7 +14,7 @@ use crate::dpdk::lcore;
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::port::{port_by_name, Port};
 use crate::neigh::NeighTable;
-use crate::owner::{LportSteer, Owners};
+use crate::owner::{Owners, PortSteer};
 use crate::rss::{Reta, RssSteer, Toeplitz};
 use crate::snapshot::{Compiler, PortInfo};
 use crate::stats::{ConnEntry, DestStats, DropReason, PortStats, ServiceStats, Stats, WorkerStats};
@@ -80,9 +80,9 @@ pub fn eal_args(spec: &DataplaneSpec) -> Vec<String> {
 }
 
 /// How FULLNAT replies reach their worker on `port` (see [`Steering`]).
-fn lport_steer(spec: &PortSpec, port: &Port, nworkers: u16) -> Result<LportSteer, String> {
+fn port_steer(spec: &PortSpec, port: &Port, nworkers: u16) -> Result<PortSteer, String> {
     let rss = match &spec.steering {
-        Steering::Handover => return Ok(LportSteer::Partition),
+        Steering::Handover => return Ok(PortSteer::Handover),
         Steering::SoftRss { key, reta } => {
             let t = Toeplitz::new(key).map_err(|e| format!("soft RSS: {e}"))?;
             let r = Reta::new(reta.clone()).map_err(|e| format!("soft RSS: {e}"))?;
@@ -96,22 +96,22 @@ fn lport_steer(spec: &PortSpec, port: &Port, nworkers: u16) -> Result<LportSteer
                     "soft RSS: the redirection table never names queue {w}"
                 ));
             }
-            return Ok(LportSteer::Rss(Arc::new(RssSteer::new(t, r))));
+            return Ok(PortSteer::Rss(Arc::new(RssSteer::new(t, r))));
         }
-        Steering::Auto | Steering::Rss if nworkers == 1 => return Ok(LportSteer::Partition),
+        Steering::Auto | Steering::Rss if nworkers == 1 => return Ok(PortSteer::Handover),
         Steering::Auto | Steering::Rss => port.rss_steer(),
     };
     match (rss, &spec.steering) {
         (Ok(s), _) if (0..nworkers).all(|w| s.reta().entries().contains(&w)) => {
-            Ok(LportSteer::Rss(Arc::new(s)))
+            Ok(PortSteer::Rss(Arc::new(s)))
         }
         (Ok(_), Steering::Rss) => Err(
             "steering = \"rss\" is not possible: the redirection table leaves a worker's queue out"
                 .into(),
         ),
-        (Ok(_), _) => Ok(LportSteer::Partition),
+        (Ok(_), _) => Ok(PortSteer::Handover),
         (Err(e), Steering::Rss) => Err(format!("steering = \"rss\" is not possible: {e}")),
-        (Err(_), _) => Ok(LportSteer::Partition),
+        (Err(_), _) => Ok(PortSteer::Handover),
     }
 }
 
@@ -238,7 +238,7 @@ impl Dataplane {
         }
         let mut steers = Vec::new();
         for (p, port) in spec.ports.iter().zip(&ports) {
-            let s = lport_steer(p, port, nworkers).map_err(|reason| DataplaneError::Port {
+            let s = port_steer(p, port, nworkers).map_err(|reason| DataplaneError::Port {
                 port: p.name.clone(),
                 reason,
             })?;

@@ -8,7 +8,8 @@
 //!
 //! | packet | owner by |
 //! |---|---|
-//! | to a service (VIP:vport), any mode | the client: CIP:cport, or the client's persistence net |
+//! | to a service (VIP:vport) with NAT real servers | the client: CIP:cport, or the client's persistence net |
+//! | to a service without NAT real servers (FULLNAT, DR, TUN) | its own flow: the queue the port's RSS gives it where that is known, else the client as above |
 //! | a NAT reply, RIP:rport -> CIP:cport (not to an address of ours) | the client, keyed as its service keys it |
 //! | a FULLNAT reply, RIP:rport -> LIP:lport (to an address of ours) | the local port: the worker that handed it out |
 //!
@@ -16,7 +17,11 @@
 //! port with software-visible RSS (the NIC's Toeplitz key and redirection
 //! table are known) the worker whose queue RSS delivers the reply to, so the
 //! reply needs no hand-over at all; elsewhere `lport % nworkers`
-//! ([`crate::laddr::owner`]).
+//! ([`crate::laddr::owner`]). A request of a service without NAT real servers
+//! is owned, on such a port, by the worker whose queue RSS delivers it to, so
+//! with RSS FULLNAT, DR and TUN need no hand-over in either direction. NAT
+//! cannot: its reply does not carry the VIP, so both directions key on the
+//! client endpoint, which RSS does not hash alone.
 //!
 //! Persistence: every connection of a persistent service's client net is owned
 //! by one worker (keyed by the masked client address), so that worker's
@@ -40,29 +45,34 @@ use crate::snapshot::Snapshot;
 /// How a service's connections are keyed to a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OwnerKey {
+    /// The request's own flow: the queue the ingress port's RSS gives it
+    /// where known, else as `ClientPort` (services without NAT real servers
+    /// nor persistence: nothing but the request direction needs the key).
+    Flow,
     /// The client address and port (spreads one client's connections).
     ClientPort,
     /// The client address masked to this prefix length (persistence).
     ClientNet(u8),
 }
 
-/// How replies to FULLNAT local ports reach their worker on one port.
+/// How packets reach the worker owning their connection on one port.
 #[derive(Clone)]
-pub enum LportSteer {
-    /// Nothing steers: the port's local ports are partitioned,
-    /// `lport % nworkers`, and the hand-over brings each reply to its owner.
-    Partition,
+pub enum PortSteer {
+    /// Nothing steers: local ports are partitioned, `lport % nworkers`, and
+    /// the hand-over brings each packet to its owner.
+    Handover,
     /// The port's RSS is known (read from the NIC, or given for ports fed by
-    /// a software distributor): a worker picks local ports whose reply tuple
-    /// RSS delivers to its own queue (queue i is worker i's).
+    /// a software distributor; queue i is worker i's): a worker picks local
+    /// ports whose reply tuple RSS delivers to its own queue, and requests
+    /// keyed by their flow are owned by the queue RSS gives them.
     Rss(Arc<RssSteer>),
 }
 
-impl LportSteer {
+impl PortSteer {
     pub fn name(&self) -> &'static str {
         match self {
-            LportSteer::Partition => "hand-over",
-            LportSteer::Rss(_) => "rss-precalc",
+            PortSteer::Handover => "hand-over",
+            PortSteer::Rss(_) => "rss-precalc",
         }
     }
 }
@@ -72,32 +82,46 @@ impl LportSteer {
 pub struct Owners {
     pub nworkers: usize,
     /// By port index.
-    pub ports: Vec<LportSteer>,
+    pub ports: Vec<PortSteer>,
 }
 
 impl Owners {
-    pub fn new(nworkers: usize, ports: Vec<LportSteer>) -> Owners {
+    pub fn new(nworkers: usize, ports: Vec<PortSteer>) -> Owners {
         Owners {
             nworkers: nworkers.max(1),
             ports,
         }
     }
 
-    /// The worker of a client endpoint under `key`.
+    /// The worker of a client endpoint under `key` (`Flow` as `ClientPort`).
     #[inline]
     pub fn of_client(&self, key: OwnerKey, addr: IpAddr, port: u16) -> usize {
         let h = match key {
-            OwnerKey::ClientPort => mix(addr, port),
+            OwnerKey::Flow | OwnerKey::ClientPort => mix(addr, port),
             OwnerKey::ClientNet(len) => mix(crate::route::mask(addr, len), 0),
         };
         reduce(h, self.nworkers)
+    }
+
+    /// The owner of a request `t` (CIP:cport -> VIP:vport) to a service keyed
+    /// by `key`, arriving on port index `port`.
+    #[inline]
+    pub fn of_request(&self, port: usize, key: OwnerKey, t: &Tuple) -> usize {
+        if key == OwnerKey::Flow {
+            if let Some(PortSteer::Rss(rss)) = self.ports.get(port) {
+                if let Some(q) = rss.reply_queue(t.src, t.sport, t.dst, t.dport) {
+                    return usize::from(q) % self.nworkers;
+                }
+            }
+        }
+        self.of_client(key, t.src, t.sport)
     }
 
     /// The worker that handed out the local port of a FULLNAT reply
     /// `t` (RIP:rport -> LIP:lport) arriving on port index `port`.
     #[inline]
     pub fn of_lport(&self, port: usize, t: &Tuple) -> usize {
-        if let Some(LportSteer::Rss(rss)) = self.ports.get(port) {
+        if let Some(PortSteer::Rss(rss)) = self.ports.get(port) {
             if let Some(q) = rss.reply_queue(t.src, t.sport, t.dst, t.dport) {
                 return usize::from(q) % self.nworkers;
             }
@@ -117,7 +141,7 @@ impl Owners {
         rport: u16,
         lip: IpAddr,
     ) -> Filter<'_> {
-        if let Some(LportSteer::Rss(steer)) = self.ports.get(port) {
+        if let Some(PortSteer::Rss(steer)) = self.ports.get(port) {
             if let Some(base) = steer.reply_base(rip, rport, lip) {
                 return Filter::Rss {
                     steer,
@@ -136,7 +160,7 @@ impl Owners {
             return 0;
         }
         if let Some(svc) = snap.service(t.proto, t.dst, t.dport) {
-            return self.of_client(svc.owner_key, t.src, t.sport);
+            return self.of_request(port, svc.owner_key, t);
         }
         if snap.is_local(t.dst) {
             return self.of_lport(port, t);
@@ -290,7 +314,7 @@ mod tests {
             OwnerKey::ClientNet(24),
             "shares rs1:8443 with :443"
         );
-        assert_eq!(k(90), OwnerKey::ClientPort);
+        assert_eq!(k(90), OwnerKey::Flow, "FULLNAT only: keyed by its flow");
         assert_eq!(
             snap.nat_owner_keys.get(&(6, ip("192.168.0.12"), 8443)),
             Some(&OwnerKey::ClientNet(24))
@@ -333,14 +357,14 @@ mod tests {
                         (x % n as u64) as u16
                     })
                     .collect();
-                LportSteer::Rss(Arc::new(RssSteer::new(
+                PortSteer::Rss(Arc::new(RssSteer::new(
                     Toeplitz::new(&vectors::KEY).unwrap(),
                     Reta::new(table).unwrap(),
                 )))
             } else {
-                LportSteer::Partition
+                PortSteer::Handover
             };
-            let owners = Owners::new(n, vec![LportSteer::Partition, steer]);
+            let owners = Owners::new(n, vec![steer.clone(), steer]);
             let vip = ip("10.0.0.100");
             let mut lports: Vec<LocalPorts> = (0..n).map(|w| LocalPorts::new(w, n)).collect();
             for (a, cport) in clients {
@@ -362,8 +386,14 @@ mod tests {
                     owners.of_tuple(&snap, 0, &tuple(cip, cport, vip, 443)),
                     owners.of_tuple(&snap, 0, &tuple(other, cport ^ 0x5555, vip, 443))
                 );
-                // FULLNAT: the owner's local port brings the reply back to it.
+                // FULLNAT: keyed by the request's flow (its RSS queue where
+                // the port's RSS is known); the owner's local port brings the
+                // reply back to it.
                 let w = owners.of_tuple(&snap, 0, &tuple(cip, cport, vip, 90));
+                if let PortSteer::Rss(rss) = &owners.ports[0] {
+                    let q = rss.reply_queue(cip, cport, vip, 90).unwrap();
+                    prop_assert_eq!(w, usize::from(q) % n, "the queue RSS gives the request");
+                }
                 let (rip, lip) = (ip("192.168.0.12"), ip("192.168.0.200"));
                 let got = lports[w].alloc(&[lip], (1024, 65535), |l| {
                     owners.lport_filter(w, 1, rip, 9090, l)

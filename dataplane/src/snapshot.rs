@@ -472,8 +472,9 @@ pub type NatOwnerKeys = FastMap<(u8, IpAddr, u16), OwnerKey>;
 /// A persistent service keys by its client net. A NAT reply names only its
 /// real server, so services sharing a NAT real server (same proto, RIP and
 /// rport) form a group that must key alike: a group with a persistent member
-/// keys by the coarsest (shortest) persistence mask in it; other groups by
-/// client address and port.
+/// keys by the coarsest (shortest) persistence mask in it; other services
+/// with NAT real servers by client address and port; the rest (FULLNAT, DR,
+/// TUN) by the request's own flow.
 fn owner_keys(desc: &ConfigDesc) -> (HashMap<ServiceKey, OwnerKey>, NatOwnerKeys) {
     let n = desc.services.len();
     // Union-find over service indices.
@@ -505,9 +506,12 @@ fn owner_keys(desc: &ConfigDesc) -> (HashMap<ServiceKey, OwnerKey>, NatOwnerKeys
     let mut keys = HashMap::new();
     for (i, s) in desc.services.iter().enumerate() {
         let r = root(&mut parent, i);
-        let key = group_mask
-            .get(&r)
-            .map_or(OwnerKey::ClientPort, |&m| OwnerKey::ClientNet(m));
+        let nat = s.dests.iter().any(|d| d.mode == ForwardMode::Nat);
+        let key = match group_mask.get(&r) {
+            Some(&m) => OwnerKey::ClientNet(m),
+            None if nat => OwnerKey::ClientPort,
+            None => OwnerKey::Flow,
+        };
         keys.insert(s.key, key);
     }
     let mut nat = FastMap::default();

@@ -129,6 +129,9 @@ pub struct Worker {
     pub scheds: FastMap<u32, SchedCursor>,
     /// Snapshot generation `scheds` was pruned at.
     scheds_gen: u64,
+    /// Scheduler tables this lcore's thread had built before this worker
+    /// started (EAL threads outlive a dataplane).
+    tables_built_before: u64,
     pub pending: PendingQueue,
     pub tx: TxQueues,
     pub now_ms: u64,
@@ -168,6 +171,7 @@ impl Worker {
             ),
             scheds: FastMap::default(),
             scheds_gen: 0,
+            tables_built_before: sched::tables_built_on_this_thread(),
             pending: PendingQueue::default(),
             tx: TxQueues {
                 queue: cfg.queue,
@@ -298,9 +302,10 @@ impl Worker {
             }
             if loops.is_multiple_of(CONTROL_EVERY) {
                 self.serve_control(snap);
-                shared.counters[self.index]
-                    .sched_tables_built
-                    .store(sched::tables_built_on_this_thread(), Ordering::Relaxed);
+                shared.counters[self.index].sched_tables_built.store(
+                    sched::tables_built_on_this_thread() - self.tables_built_before,
+                    Ordering::Relaxed,
+                );
                 shared.counters[self.index]
                     .conns
                     .store(self.conns.len() as u64, Ordering::Relaxed);
