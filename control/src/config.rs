@@ -72,7 +72,8 @@ pub struct PortConf {
     pub queues: Option<u16>,
     pub mtu: Option<u16>,
     /// How connections' packets reach their owner worker: "auto" (default),
-    /// "rss" (RSS pre-calculation or refuse to start), "handover".
+    /// "rss" (RSS pre-calculation or refuse to start), "flow" (rte_flow rules
+    /// or refuse to start), "handover".
     pub steering: Option<String>,
     #[serde(default)]
     pub addresses: Vec<String>,
@@ -283,12 +284,11 @@ impl ConfigFile {
             let steering = match p.steering.as_deref().unwrap_or("auto") {
                 "auto" => Steering::Auto,
                 "rss" => Steering::Rss,
+                "flow" => Steering::Flow,
                 "handover" => Steering::Handover,
-                other => {
-                    return Err(format!(
-                        "port[{i}].steering: unknown steering \"{other}\" (auto, rss, handover)"
-                    ))
-                }
+                other => return Err(format!(
+                    "port[{i}].steering: unknown steering \"{other}\" (auto, rss, flow, handover)"
+                )),
             };
             ports.push(PortSpec {
                 name: p.name.clone(),
@@ -661,7 +661,7 @@ listen = "unix:/run/dpvs/dpvs.sock"
             (
                 "queues = 1",
                 "queues = 1\nsteering = \"fast\"",
-                "port[0].steering: unknown steering \"fast\" (auto, rss, handover)",
+                "port[0].steering: unknown steering \"fast\" (auto, rss, flow, handover)",
             ),
             (
                 "cores = [1]",

@@ -1,5 +1,6 @@
 //! Bringing the dataplane up and down, and the control plane's handle on it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use crate::dpdk::eal::Eal;
 use crate::dpdk::lcore;
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::port::{port_by_name, Port};
+use crate::flowrules::FlowRule;
 use crate::neigh::NeighTable;
 use crate::owner::{Owners, PortSteer};
 use crate::rss::{Reta, RssSteer, Toeplitz};
@@ -25,6 +27,8 @@ use crate::{DataplaneError, DataplaneSpec, PortSpec, Steering};
 pub struct Dataplane {
     shared: Arc<Shared>,
     compiler: Mutex<Compiler>,
+    /// rte_flow rules installed on `PortSteer::Flow` ports, by port index.
+    flows: Mutex<HashMap<(usize, FlowRule), crate::dpdk::flow::Flow>>,
     lcores: Vec<u32>,
     requests: Vec<Sender<Request>>,
     ports: Vec<Port>,
@@ -79,39 +83,56 @@ pub fn eal_args(spec: &DataplaneSpec) -> Vec<String> {
     args
 }
 
-/// How FULLNAT replies reach their worker on `port` (see [`Steering`]).
+/// How packets reach their owner on `port` (see [`Steering`]): the first of
+/// RSS pre-calculation, rte_flow, hand-over that the port can do and the
+/// configuration allows.
 fn port_steer(spec: &PortSpec, port: &Port, nworkers: u16) -> Result<PortSteer, String> {
-    let rss = match &spec.steering {
-        Steering::Handover => return Ok(PortSteer::Handover),
-        Steering::SoftRss { key, reta } => {
-            let t = Toeplitz::new(key).map_err(|e| format!("soft RSS: {e}"))?;
-            let r = Reta::new(reta.clone()).map_err(|e| format!("soft RSS: {e}"))?;
-            if let Some(q) = reta.iter().find(|&&q| q >= nworkers) {
-                return Err(format!(
-                    "soft RSS: the redirection table names queue {q}, beyond the {nworkers} workers"
-                ));
-            }
-            if let Some(w) = (0..nworkers).find(|w| !reta.contains(w)) {
-                return Err(format!(
-                    "soft RSS: the redirection table never names queue {w}"
-                ));
-            }
-            return Ok(PortSteer::Rss(Arc::new(RssSteer::new(t, r))));
+    let n = usize::from(nworkers);
+    if n == 1 && !matches!(spec.steering, Steering::SoftRss { .. }) {
+        // One worker owns everything: nothing to steer.
+        return Ok(PortSteer::Handover);
+    }
+    let rss = || -> Result<RssSteer, String> {
+        let s = match &spec.steering {
+            Steering::SoftRss { key, reta } => RssSteer::new(
+                Toeplitz::new(key).map_err(|e| format!("soft RSS: {e}"))?,
+                Reta::new(reta.clone()).map_err(|e| format!("soft RSS: {e}"))?,
+            ),
+            _ => port.rss_steer()?,
+        };
+        let entries = s.reta().entries();
+        if let Some(q) = entries.iter().find(|&&q| q >= nworkers) {
+            return Err(format!(
+                "the redirection table names queue {q}, beyond the {nworkers} workers"
+            ));
         }
-        Steering::Auto | Steering::Rss if nworkers == 1 => return Ok(PortSteer::Handover),
-        Steering::Auto | Steering::Rss => port.rss_steer(),
+        if let Some(w) = (0..nworkers).find(|w| !entries.contains(w)) {
+            return Err(format!("the redirection table never names queue {w}"));
+        }
+        Ok(s)
     };
-    match (rss, &spec.steering) {
-        (Ok(s), _) if (0..nworkers).all(|w| s.reta().entries().contains(&w)) => {
-            Ok(PortSteer::Rss(Arc::new(s)))
+    let flow = || -> Result<(), String> {
+        if !crate::flowrules::maskable(n) {
+            return Err(format!(
+                "{n} workers: rte_flow steering needs a power-of-two worker count"
+            ));
         }
-        (Ok(_), Steering::Rss) => Err(
-            "steering = \"rss\" is not possible: the redirection table leaves a worker's queue out"
-                .into(),
-        ),
-        (Ok(_), _) => Ok(PortSteer::Handover),
-        (Err(e), Steering::Rss) => Err(format!("steering = \"rss\" is not possible: {e}")),
-        (Err(_), _) => Ok(PortSteer::Handover),
+        crate::dpdk::flow::validate(port.id, &crate::flowrules::probe(n))
+    };
+    match &spec.steering {
+        Steering::Handover => Ok(PortSteer::Handover),
+        Steering::SoftRss { .. } => rss().map(|s| PortSteer::Rss(Arc::new(s))),
+        Steering::Rss => rss()
+            .map(|s| PortSteer::Rss(Arc::new(s)))
+            .map_err(|e| format!("steering = \"rss\" is not possible: {e}")),
+        Steering::Flow => flow()
+            .map(|()| PortSteer::Flow)
+            .map_err(|e| format!("steering = \"flow\" is not possible: {e}")),
+        Steering::Auto => Ok(match rss() {
+            Ok(s) => PortSteer::Rss(Arc::new(s)),
+            Err(_) if flow().is_ok() => PortSteer::Flow,
+            Err(_) => PortSteer::Handover,
+        }),
     }
 }
 
@@ -322,9 +343,10 @@ impl Dataplane {
             }
             launched.push(lc);
         }
-        Ok(Dataplane {
+        let dp = Dataplane {
             shared,
             compiler: Mutex::new(compiler),
+            flows: Mutex::new(HashMap::new()),
             lcores: launched,
             requests,
             ports,
@@ -332,7 +354,51 @@ impl Dataplane {
             pool: Some(pool),
             eal: None,
             stopped: AtomicBool::new(false),
-        })
+        };
+        dp.sync_flows();
+        Ok(dp)
+    }
+
+    /// Install and remove rte_flow rules so that each `PortSteer::Flow` port
+    /// has exactly what the current snapshot wants (`crate::flowrules`). A
+    /// rule the NIC refuses is logged; its replies are handed over instead.
+    fn sync_flows(&self) {
+        let owners = &self.shared.owners;
+        if !owners.ports.iter().any(|p| matches!(p, PortSteer::Flow)) {
+            return;
+        }
+        let snap = self.shared.snapshot.load();
+        let mut installed = self.flows.lock().unwrap_or_else(|e| e.into_inner());
+        for (pi, steer) in owners.ports.iter().enumerate() {
+            if !matches!(steer, PortSteer::Flow) {
+                continue;
+            }
+            let (id, name) = (self.port_infos[pi].id, &self.port_infos[pi].name);
+            let want = crate::flowrules::wanted(&snap, pi, owners.nworkers);
+            let stale: Vec<(usize, FlowRule)> = installed
+                .keys()
+                .filter(|(p, r)| *p == pi && !want.contains(r))
+                .copied()
+                .collect();
+            for k in stale {
+                if let Some(Err(e)) = installed.remove(&k).map(|f| f.destroy()) {
+                    eprintln!("dataplane: port {name}: removing {:?}: {e}", k.1);
+                }
+            }
+            for r in want {
+                if installed.contains_key(&(pi, r)) {
+                    continue;
+                }
+                match crate::dpdk::flow::create(id, &r) {
+                    Ok(f) => {
+                        installed.insert((pi, r), f);
+                    }
+                    Err(e) => eprintln!(
+                        "dataplane: port {name}: {r:?} refused ({e}); those replies are handed over"
+                    ),
+                }
+            }
+        }
     }
 
     /// Compile `desc` and publish it to the workers.
@@ -345,6 +411,7 @@ impl Dataplane {
         // The old snapshot is dropped here, on the control thread.
         let old = self.shared.snapshot.swap(Arc::new(snap));
         drop(old);
+        self.sync_flows();
         Ok(())
     }
 
@@ -362,6 +429,7 @@ impl Dataplane {
         };
         let old = self.shared.snapshot.swap(Arc::new(snap));
         drop(old);
+        self.sync_flows();
         Ok(())
     }
 
@@ -533,6 +601,10 @@ impl Dataplane {
         self.shared.rings.drain();
         if let Some(sh) = Arc::get_mut(&mut self.shared) {
             sh.rings = crate::handover::Rings::none();
+        }
+        let flows = std::mem::take(&mut *self.flows.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, f) in flows {
+            let _ = f.destroy();
         }
         for p in &mut self.ports {
             p.stop();

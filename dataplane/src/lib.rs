@@ -10,6 +10,7 @@ pub mod core;
 pub mod counters;
 pub mod dpdk;
 pub mod events;
+pub mod flowrules;
 pub mod fnat;
 pub mod handover;
 pub mod host;
@@ -58,12 +59,16 @@ pub struct PortSpec {
 /// workers always backs it up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Steering {
-    /// RSS pre-calculation for FULLNAT replies where the port's RSS is
-    /// readable and hashes TCP/UDP ports; the hand-over otherwise.
+    /// RSS pre-calculation where the port's RSS is readable and hashes
+    /// TCP/UDP ports; else rte_flow rules where the PMD validates them (and
+    /// the worker count is a power of two); else the hand-over alone.
     #[default]
     Auto,
     /// RSS pre-calculation, or refuse to start.
     Rss,
+    /// rte_flow rules sending each worker's slice of local ports to its
+    /// queue, or refuse to start.
+    Flow,
     /// The hand-over alone.
     Handover,
     /// The frames arrive already spread over the port's queues by a Toeplitz
@@ -78,6 +83,7 @@ impl Steering {
         match self {
             Steering::Auto => "auto",
             Steering::Rss => "rss",
+            Steering::Flow => "flow",
             Steering::Handover => "handover",
             Steering::SoftRss { .. } => "soft-rss",
         }

@@ -66,6 +66,9 @@ pub enum PortSteer {
     /// ports whose reply tuple RSS delivers to its own queue, and requests
     /// keyed by their flow are owned by the queue RSS gives them.
     Rss(Arc<RssSteer>),
+    /// rte_flow rules send each worker's slice of local ports (the hand-over's
+    /// partition) to its queue (`crate::flowrules`); requests as `Handover`.
+    Flow,
 }
 
 impl PortSteer {
@@ -73,6 +76,7 @@ impl PortSteer {
         match self {
             PortSteer::Handover => "hand-over",
             PortSteer::Rss(_) => "rss-precalc",
+            PortSteer::Flow => "rte-flow",
         }
     }
 }

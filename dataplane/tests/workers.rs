@@ -680,3 +680,48 @@ mod ring_property {
         }
     }
 }
+
+#[test]
+fn configuration_that_cannot_work_is_refused_with_one_clear_line() {
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    drain(&env);
+    let desc = common::config(Proto::Tcp, "rr", vec![]);
+    let refused = |spec: &DataplaneSpec| match Dataplane::start_with_eal(spec, &desc) {
+        Ok(dp) => {
+            dp.stop();
+            panic!("started: {spec:?}")
+        }
+        Err(e) => e.to_string(),
+    };
+    let mut s = spec();
+    s.ports[0].queues = 1;
+    assert_eq!(
+        refused(&s),
+        "port dpdk0: 1 queue(s) for 2 workers: every worker needs its own rx/tx queue pair"
+    );
+    let mut s = spec();
+    s.worker_cores = vec![0, 1];
+    assert_eq!(
+        refused(&s),
+        "workers: lcore 0 is the main lcore; workers need their own cores"
+    );
+    let mut s = spec();
+    s.ports[1].steering = Steering::Rss;
+    let e = refused(&s);
+    assert!(
+        e.starts_with("port dpdk1: steering = \"rss\" is not possible: the device offers no RSS"),
+        "{e}"
+    );
+    let mut s = spec();
+    s.ports[1].steering = Steering::Flow;
+    let e = refused(&s);
+    assert!(
+        e.starts_with("port dpdk1: steering = \"flow\" is not possible: rte_flow: "),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
+    // The default picks what the ring ports can do: the hand-over.
+    let dp = Dataplane::start_with_eal(&spec(), &desc).expect("auto starts");
+    dp.stop();
+    drain(&env);
+}

@@ -5,6 +5,7 @@
 //! and queue numbers.
 
 pub mod eal;
+pub mod flow;
 pub mod lcore;
 pub mod mbuf;
 pub mod mempool;
