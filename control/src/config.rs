@@ -286,9 +286,11 @@ impl ConfigFile {
                 "rss" => Steering::Rss,
                 "flow" => Steering::Flow,
                 "handover" => Steering::Handover,
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "port[{i}].steering: unknown steering \"{other}\" (auto, rss, flow, handover)"
-                )),
+                ))
+                }
             };
             ports.push(PortSpec {
                 name: p.name.clone(),
