@@ -14,8 +14,10 @@
 //! `-len` (an acknowledgement inside the header maps to `S`: nothing of the
 //! client's own data is acknowledged yet).
 //!
-//! State lives in the connection's `user` word beside TOA's (bit 63 = client
-//! ISN known, low 32 bits = `S`); this module owns bits 32..=43. Pure byte
+//! The per-connection state is a [`SeqState`], which this module alone lays
+//! out in the connection's opaque `user` word (conntrack keeps it for us):
+//! the client's first data sequence number `S` (what TOA is inserted at, too)
+//! and the Proxy Protocol header's length, version and progress. Pure byte
 //! work on a [`PacketBuf`]: no allocation, no logging; checksums are updated
 //! incrementally, so a segment that arrived with a bad checksum leaves with a
 //! bad one.
@@ -27,9 +29,8 @@ use crate::stats::DropReason;
 use crate::wire::proxy_proto::{self, Endpoints, Header, Transport};
 use crate::wire::{checksum, IpFamily, IpMeta, Ipv4Packet, Ipv6Packet, PacketBuf, TcpPacket};
 
-/// Bit 63 of `Conn.user`: the client's first data sequence number (low 32
-/// bits) is known. Set by `xmit::fnat_user_init`.
-pub const SEQ_KNOWN: u64 = 1 << 63;
+/// Bit 63: the client's first data sequence number (low 32 bits) is known.
+const SEQ_KNOWN: u64 = 1 << 63;
 const LEN_SHIFT: u32 = 32;
 const LEN_MASK: u64 = 0xff << LEN_SHIFT;
 const VER_SHIFT: u32 = 40;
@@ -38,6 +39,92 @@ const VER_MASK: u64 = 0x3 << VER_SHIFT;
 const ACKED: u64 = 1 << 42;
 /// `ProxyProtocolSent` was counted for this connection.
 const COUNTED: u64 = 1 << 43;
+
+/// A FULLNAT TCP connection's sequence state: the client's first data
+/// sequence number (ISN + 1) once its SYN was seen, and the Proxy Protocol
+/// header the connection carries, if any. Stored in `Conn.user`
+/// ([`SeqState::from_user`], [`SeqState::user`]); 0 is "nothing known yet".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeqState(u64);
+
+impl SeqState {
+    /// The state kept in a connection's `user` word.
+    #[inline]
+    pub fn from_user(user: u64) -> SeqState {
+        SeqState(user)
+    }
+
+    /// The word to keep in the connection's `user`.
+    #[inline]
+    pub fn user(self) -> u64 {
+        self.0
+    }
+
+    /// The state a client SYN with initial sequence number `isn` starts
+    /// (every SYN restarts it, as DPVS's `tcp_in_init_seq`), carrying a
+    /// `pp` header for connection `orig` if the service has one.
+    pub fn on_client_syn(isn: u32, pp: Option<ProxyProtocol>, orig: &Tuple) -> SeqState {
+        let s = SeqState(SEQ_KNOWN | u64::from(isn.wrapping_add(1)));
+        match pp {
+            Some(v) => s.with_proxy_protocol(v, orig),
+            None => s,
+        }
+    }
+
+    /// Marked to carry a `version` header. Idempotent; needs the first
+    /// sequence number.
+    pub fn with_proxy_protocol(self, version: ProxyProtocol, orig: &Tuple) -> SeqState {
+        let user = self.0;
+        if user & SEQ_KNOWN == 0 || user & LEN_MASK != 0 {
+            return self;
+        }
+        let len = header(version, orig).len() as u64;
+        let ver = match version {
+            ProxyProtocol::V1 => 1,
+            ProxyProtocol::V2 => 2,
+        };
+        SeqState(user | (len << LEN_SHIFT) & LEN_MASK | (ver << VER_SHIFT))
+    }
+
+    /// The client's first data sequence number `S`, once its SYN was seen.
+    #[inline]
+    pub fn first_seq(self) -> Option<u32> {
+        (self.0 & SEQ_KNOWN != 0).then_some(self.0 as u32)
+    }
+
+    /// Header length of the connection; 0 = no Proxy Protocol, no shifting.
+    #[inline]
+    pub fn pp_len(self) -> usize {
+        if self.0 & SEQ_KNOWN == 0 {
+            return 0;
+        }
+        ((self.0 & LEN_MASK) >> LEN_SHIFT) as usize
+    }
+
+    /// Version of the connection's header (fixed at its SYN).
+    pub fn pp_version(self) -> Option<ProxyProtocol> {
+        match (self.0 & VER_MASK) >> VER_SHIFT {
+            1 => Some(ProxyProtocol::V1),
+            2 => Some(ProxyProtocol::V2),
+            _ => None,
+        }
+    }
+
+    /// How much the director added to client sequence number `seq` (as the
+    /// real server saw it) on the way in: the header length for the bytes
+    /// after the first data sequence number `S`, nothing for the SYN's ISN and
+    /// for `S` itself (the header is inserted there). For ICMP errors quoting
+    /// a segment.
+    pub fn seq_shift(self, seq: u32) -> u32 {
+        let len = self.pp_len() as u32;
+        let first = self.0 as u32;
+        if len != 0 && (seq.wrapping_sub(first) as i32) > 0 {
+            len
+        } else {
+            0
+        }
+    }
+}
 
 #[cfg(test)]
 const FIN: u8 = 0x01;
@@ -60,52 +147,6 @@ pub fn header(version: ProxyProtocol, orig: &Tuple) -> Header {
     proxy_proto::build(version, Transport::Tcp, &ep)
 }
 
-/// `user` of a FULLNAT TCP connection whose client ISN is known, marked to
-/// carry a `version` header. Idempotent (a retransmitted SYN changes nothing).
-pub fn pp_init(user: u64, version: ProxyProtocol, orig: &Tuple) -> u64 {
-    if user & SEQ_KNOWN == 0 || user & LEN_MASK != 0 {
-        return user;
-    }
-    let len = header(version, orig).len() as u64;
-    let ver = match version {
-        ProxyProtocol::V1 => 1,
-        ProxyProtocol::V2 => 2,
-    };
-    user | (len << LEN_SHIFT) & LEN_MASK | (ver << VER_SHIFT)
-}
-
-/// Header length of the connection; 0 = no Proxy Protocol, no shifting.
-#[inline]
-pub fn pp_len(user: u64) -> usize {
-    if user & SEQ_KNOWN == 0 {
-        return 0;
-    }
-    ((user & LEN_MASK) >> LEN_SHIFT) as usize
-}
-
-/// How much the director added to client sequence number `seq` (as the
-/// real server saw it) on the way in: the header length for the bytes after
-/// the first data sequence number `S`, nothing for the SYN's ISN and for `S`
-/// itself (the header is inserted there). For ICMP errors quoting a segment.
-pub fn pp_seq_shift(user: u64, seq: u32) -> u32 {
-    let len = pp_len(user) as u32;
-    let first = user as u32;
-    if len != 0 && (seq.wrapping_sub(first) as i32) > 0 {
-        len
-    } else {
-        0
-    }
-}
-
-/// Version of the connection's header (fixed at its SYN).
-pub fn pp_version(user: u64) -> Option<ProxyProtocol> {
-    match (user & VER_MASK) >> VER_SHIFT {
-        1 => Some(ProxyProtocol::V1),
-        2 => Some(ProxyProtocol::V2),
-        _ => None,
-    }
-}
-
 /// What [`pp_in`] did to a client segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InOutcome {
@@ -120,19 +161,19 @@ pub enum InOutcome {
 
 /// Client -> real server: insert the header or shift the sequence number of
 /// the TCP segment `meta` describes (whole frame in `buf`), before the
-/// FULLNAT address rewrite. `user` is the connection's word (updated on
+/// FULLNAT address rewrite. `st` is the connection's state (updated on
 /// insertion). The IP packet must stay within `mtu()` (asked only when the
 /// header goes in): if the header does not fit, `Err(FragNeeded)` and the frame
 /// is unchanged.
 pub fn pp_in<B: PacketBuf + ?Sized>(
     buf: &mut B,
     meta: &mut IpMeta,
-    user: &mut u64,
+    st: &mut SeqState,
     orig: &Tuple,
     mtu: impl FnOnce() -> usize,
 ) -> Result<InOutcome, DropReason> {
-    let len = pp_len(*user);
-    let Some(version) = pp_version(*user) else {
+    let len = st.pp_len();
+    let Some(version) = st.pp_version() else {
         return Ok(InOutcome::Untouched);
     };
     if len == 0 {
@@ -142,12 +183,12 @@ pub fn pp_in<B: PacketBuf + ?Sized>(
     let seg = buf.data().get(l4..end).ok_or(DropReason::BadL4)?;
     let t = TcpPacket::new_checked(seg)?;
     let (seq, flags) = (t.seq_number(), t.flags());
-    let first = *user as u32;
+    let first = st.0 as u32;
     let d = seq.wrapping_sub(first) as i32;
     if flags & SYN != 0 || d < 0 {
         return Ok(InOutcome::Untouched);
     }
-    let insert = d == 0 && flags & RST == 0 && flags & ACK != 0 && *user & ACKED == 0;
+    let insert = d == 0 && flags & RST == 0 && flags & ACK != 0 && st.0 & ACKED == 0;
     if !insert {
         let new = seq.wrapping_add(len as u32);
         let c = checksum::update32(t.checksum(), seq, new);
@@ -215,16 +256,16 @@ pub fn pp_in<B: PacketBuf + ?Sized>(
         }
     }
     meta.l4_len = new_seg_len;
-    let first_time = *user & COUNTED == 0;
-    *user |= COUNTED;
+    let first_time = st.0 & COUNTED == 0;
+    st.0 |= COUNTED;
     Ok(InOutcome::Inserted { first: first_time })
 }
 
 /// Real server -> client: moves the acknowledgement number and SACK blocks
 /// of the TCP segment `seg` (exactly the segment) back by the header length.
-/// Marks the header acknowledged in `user`. `true` if the segment changed.
-pub fn pp_out(seg: &mut [u8], user: &mut u64) -> bool {
-    let len = pp_len(*user) as u32;
+/// Marks the header acknowledged in `st`. `true` if the segment changed.
+pub fn pp_out(seg: &mut [u8], st: &mut SeqState) -> bool {
+    let len = st.pp_len() as u32;
     if len == 0 {
         return false;
     }
@@ -234,7 +275,7 @@ pub fn pp_out(seg: &mut [u8], user: &mut u64) -> bool {
     if t.flags() & ACK == 0 {
         return false;
     }
-    let first = *user as u32;
+    let first = st.0 as u32;
     let map = |v: u32| -> u32 {
         let d = v.wrapping_sub(first) as i32;
         if d <= 0 {
@@ -246,7 +287,7 @@ pub fn pp_out(seg: &mut [u8], user: &mut u64) -> bool {
         }
     };
     if (t.ack_number().wrapping_sub(first) as i32) >= len as i32 {
-        *user |= ACKED;
+        st.0 |= ACKED;
     }
     let hl = t.header_len();
     let csum = t.checksum();
@@ -330,30 +371,30 @@ mod tests {
         }
     }
 
-    fn user(version: ProxyProtocol, sport: u16) -> u64 {
-        let u = crate::xmit::fnat_user_init(ISN.wrapping_add(1));
-        pp_init(u, version, &orig(sport))
+    fn user(version: ProxyProtocol, sport: u16) -> SeqState {
+        SeqState::on_client_syn(ISN, Some(version), &orig(sport))
+    }
+
+    /// State with first data sequence number `first` and no Proxy Protocol.
+    fn known(first: u32) -> SeqState {
+        SeqState::on_client_syn(first.wrapping_sub(1), None, &orig(1))
     }
 
     #[test]
     fn seq_shift_for_quoted_segments() {
         let u = user(ProxyProtocol::V1, 40000);
-        let len = pp_len(u) as u32;
+        let len = u.pp_len() as u32;
         assert!(len > 0);
         let first = ISN.wrapping_add(1);
-        assert_eq!(pp_seq_shift(u, ISN), 0, "the SYN");
-        assert_eq!(pp_seq_shift(u, first), 0, "the segment carrying the header");
-        assert_eq!(pp_seq_shift(u, first.wrapping_add(1 + len)), len);
+        assert_eq!(u.seq_shift(ISN), 0, "the SYN");
+        assert_eq!(u.seq_shift(first), 0, "the segment carrying the header");
+        assert_eq!(u.seq_shift(first.wrapping_add(1 + len)), len);
         assert_eq!(
-            pp_seq_shift(u, first.wrapping_add(100_000)),
+            u.seq_shift(first.wrapping_add(100_000)),
             len,
             "across the wrap"
         );
-        assert_eq!(
-            pp_seq_shift(crate::xmit::fnat_user_init(first), first + 5),
-            0,
-            "no PP"
-        );
+        assert_eq!(known(first).seq_shift(first + 5), 0, "no PP");
     }
 
     struct Seg<'a> {
@@ -421,7 +462,7 @@ mod tests {
 
     /// Client -> director segment through `pp_in`.
     fn client(
-        u: &mut u64,
+        u: &mut SeqState,
         sport: u16,
         s: &Seg,
         mtu: usize,
@@ -437,7 +478,7 @@ mod tests {
     }
 
     /// Real server -> director segment through `pp_out`.
-    fn server(u: &mut u64, s: &Seg) -> (bool, Vec<u8>) {
+    fn server(u: &mut SeqState, s: &Seg) -> (bool, Vec<u8>) {
         let mut f = tcp_frame(RIP, 80, LIP, 5000, s);
         let changed = pp_out(&mut f[34..], u);
         (changed, f)
@@ -457,19 +498,31 @@ mod tests {
 
     #[test]
     fn state_bits_beside_toa() {
-        let u0 = crate::xmit::fnat_user_init(1234);
-        assert_eq!(pp_len(u0), 0);
-        assert_eq!(pp_version(u0), None);
-        let u = pp_init(u0, ProxyProtocol::V2, &orig(40000));
-        assert_eq!(pp_len(u), 28);
-        assert_eq!(pp_version(u), Some(ProxyProtocol::V2));
-        assert_eq!(u as u32, 1234, "TOA's sequence number kept");
-        assert_ne!(u & SEQ_KNOWN, 0);
-        assert_eq!(pp_init(u, ProxyProtocol::V1, &orig(40000)), u, "idempotent");
-        assert_eq!(pp_init(0, ProxyProtocol::V1, &orig(1)), 0, "needs the ISN");
-        let u = pp_init(u0, ProxyProtocol::V1, &orig(40000));
+        let u0 = known(1234);
+        assert_eq!(u0.pp_len(), 0);
+        assert_eq!(u0.pp_version(), None);
+        let u = u0.with_proxy_protocol(ProxyProtocol::V2, &orig(40000));
+        assert_eq!(u.pp_len(), 28);
+        assert_eq!(u.pp_version(), Some(ProxyProtocol::V2));
+        assert_eq!(u.first_seq(), Some(1234), "TOA's sequence number kept");
         assert_eq!(
-            pp_len(u),
+            SeqState::from_user(u.user()),
+            u,
+            "round trip through Conn.user"
+        );
+        assert_eq!(
+            u.with_proxy_protocol(ProxyProtocol::V1, &orig(40000)),
+            u,
+            "idempotent"
+        );
+        assert_eq!(
+            SeqState::default().with_proxy_protocol(ProxyProtocol::V1, &orig(1)),
+            SeqState::default(),
+            "needs the ISN"
+        );
+        let u = u0.with_proxy_protocol(ProxyProtocol::V1, &orig(40000));
+        assert_eq!(
+            u.pp_len(),
             b"PROXY TCP4 10.0.0.2 10.0.0.100 40000 80\r\n".len()
         );
     }
@@ -710,7 +763,7 @@ mod tests {
     #[test]
     fn rst_and_keepalive_are_not_given_the_header() {
         let mut u = user(ProxyProtocol::V1, 40000);
-        let len = pp_len(u) as u32;
+        let len = u.pp_len() as u32;
         let s = ISN.wrapping_add(1);
         let (r, f) = client(
             &mut u,
@@ -780,7 +833,7 @@ mod tests {
             dport: 80,
         };
         for version in [ProxyProtocol::V1, ProxyProtocol::V2] {
-            let mut u = pp_init(crate::xmit::fnat_user_init(100), version, &o);
+            let mut u = known(100).with_proxy_protocol(version, &o);
             let mut h = etherparse::TcpHeader::new(40001, 80, 100, 1000);
             h.ack = true;
             let mut f = Vec::new();
@@ -804,7 +857,7 @@ mod tests {
 
     #[test]
     fn not_a_pp_connection_is_left_alone() {
-        let mut u = crate::xmit::fnat_user_init(5);
+        let mut u = known(5);
         let (r, _) = client(
             &mut u,
             1,

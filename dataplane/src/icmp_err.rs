@@ -117,7 +117,7 @@ impl Worker {
                     outer_dst: Some(o.src),
                     inner_src: Some((o.src, o.sport)),
                     inner_dst: Some((o.dst, o.dport)),
-                    inner_seq_sub: crate::fnat::pp_seq_shift(c.user, quoted_seq),
+                    inner_seq_sub: crate::fnat::SeqState::from_user(c.user).seq_shift(quoted_seq),
                 },
                 o.src,
             ),

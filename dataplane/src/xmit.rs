@@ -17,7 +17,7 @@ use crate::config::ForwardMode;
 use crate::core::{mode_from_flags, tcp_flag};
 use crate::dpdk::mbuf::Mbuf;
 use crate::events::Event;
-use crate::fnat;
+use crate::fnat::{self, SeqState};
 use crate::neigh::Pending;
 use crate::route::NextHop;
 use crate::snapshot::Snapshot;
@@ -29,15 +29,6 @@ use crate::wire::{
 use crate::worker::Worker;
 
 const ETH_HLEN: usize = 14;
-
-/// `Conn.user` of a FULLNAT TCP connection: bit 63 set once the client's first
-/// data sequence number (low 32 bits) is known.
-const FNAT_SEQ_KNOWN: u64 = fnat::SEQ_KNOWN;
-
-/// `Conn.user` for a FULLNAT TCP connection whose client ISN + 1 is `seq`.
-pub fn fnat_user_init(seq: u32) -> u64 {
-    FNAT_SEQ_KNOWN | u64::from(seq)
-}
 
 /// TOA option length for the client's address family.
 fn toa_len(client: IpAddr) -> usize {
@@ -69,7 +60,8 @@ struct Flow {
     mode: ForwardMode,
     dest: u32,
     service: u32,
-    user: u64,
+    /// FULLNAT TCP: the sequence state (`fnat`).
+    seq: SeqState,
 }
 
 impl Worker {
@@ -88,7 +80,7 @@ impl Worker {
             mode: mode_from_flags(c.flags()),
             dest: c.dest(),
             service: c.service(),
-            user: c.user,
+            seq: SeqState::from_user(c.user),
         }) else {
             return self.count_drop(DropReason::NoConnection);
         };
@@ -283,7 +275,7 @@ impl Worker {
         f: &Flow,
         id: ConnId,
     ) -> Result<(), DropReason> {
-        let pp_len = fnat::pp_len(f.user);
+        let pp_len = f.seq.pp_len();
         if meta.tcp_flags & tcp_flag::SYN != 0 {
             // Every SYN (re)starts the client's sequence space, as DPVS's
             // tcp_in_init_seq: a retransmission changes nothing, a new
@@ -293,34 +285,31 @@ impl Worker {
                 .get(meta.l4_off..meta.l3_end())
                 .and_then(|seg| TcpPacket::new_checked(seg).ok())
                 .map(|t| t.seq_number());
-            let mut user = f.user;
+            let mut seq = f.seq;
             if let (Some(isn), 0) = (isn, meta.tcp_flags & tcp_flag::ACK) {
-                user = fnat_user_init(isn.wrapping_add(1));
                 let pp = snap
                     .services_by_id
                     .get(&f.service)
                     .and_then(|s| s.proxy_protocol);
-                if let Some(v) = pp {
-                    user = fnat::pp_init(user, v, &f.orig);
-                }
-                if user != f.user {
-                    self.set_user(id, user);
+                seq = SeqState::on_client_syn(isn, pp, &f.orig);
+                if seq != f.seq {
+                    self.set_seq(id, seq);
                 }
             }
             // With Proxy Protocol RS -> client segments do not grow: no clamp.
-            if fnat::pp_len(user) == 0 {
+            if seq.pp_len() == 0 {
                 self.clamp_mss(m, meta, toa_len(f.orig.src));
             }
             return Ok(());
         }
         if pp_len != 0 {
-            let mut user = f.user;
+            let mut seq = f.seq;
             // The route toward the RS is looked up only when the header goes in.
-            return match fnat::pp_in(m, meta, &mut user, &f.orig, || fnat_mtu(snap, f)) {
+            return match fnat::pp_in(m, meta, &mut seq, &f.orig, || fnat_mtu(snap, f)) {
                 Ok(fnat::InOutcome::Inserted { first }) => {
                     if first {
                         self.shared.events[self.index].bump(Event::ProxyProtocolSent);
-                        self.set_user(id, user);
+                        self.set_seq(id, seq);
                     }
                     Ok(())
                 }
@@ -341,7 +330,10 @@ impl Worker {
                 Err(e) => Err(e),
             };
         }
-        if meta.tcp_flags & tcp_flag::RST != 0 || f.user & FNAT_SEQ_KNOWN == 0 {
+        let Some(first) = f.seq.first_seq() else {
+            return Ok(());
+        };
+        if meta.tcp_flags & tcp_flag::RST != 0 {
             return Ok(());
         }
         let seq = match m.data().get(meta.l4_off..meta.l3_end()) {
@@ -351,7 +343,7 @@ impl Worker {
             },
             None => return Ok(()),
         };
-        if seq != f.user as u32 {
+        if seq != first {
             return Ok(());
         }
         let mtu = fnat_mtu(snap, f);
@@ -367,7 +359,7 @@ impl Worker {
     /// SYN-ACK (by the TOA or Proxy Protocol header length), and with Proxy
     /// Protocol the acknowledgement / SACK shift.
     fn fnat_tcp_out(&mut self, m: &mut Mbuf, meta: &IpMeta, f: &Flow, id: ConnId) {
-        let pp_len = fnat::pp_len(f.user);
+        let pp_len = f.seq.pp_len();
         if meta.tcp_flags & tcp_flag::SYN != 0 {
             let by = if pp_len != 0 {
                 pp_len
@@ -379,18 +371,19 @@ impl Worker {
         if pp_len == 0 {
             return;
         }
-        let mut user = f.user;
+        let mut seq = f.seq;
         if let Some(seg) = m.data_mut().get_mut(meta.l4_off..meta.l3_end()) {
-            fnat::pp_out(seg, &mut user);
+            fnat::pp_out(seg, &mut seq);
         }
-        if user != f.user {
-            self.set_user(id, user);
+        if seq != f.seq {
+            self.set_seq(id, seq);
         }
     }
 
-    fn set_user(&mut self, id: ConnId, user: u64) {
+    /// Keep a FULLNAT connection's new sequence state.
+    fn set_seq(&mut self, id: ConnId, seq: SeqState) {
         if let Some(c) = self.conns.get_mut(id) {
-            c.user = user;
+            c.user = seq.user();
         }
     }
 
