@@ -1,24 +1,39 @@
-//! The IPVS core of a worker: classify, connection lookup, scheduling of new
-//! connections, persistence (what `ip_vs_core.c` and `ip_vs_conn.c` do).
+//! The LVS core of a worker: classify, connection lookup, scheduling of new
+//! connections, persistence (what `ip_vs_core.c` and `ip_vs_conn.c` do), and
+//! the worker's LVS state ([`Core`]).
 //!
-//! Forwarding itself (rewrites, route, neighbour, tx) is in `xmit`; ARP and
-//! ICMP for the director's own addresses are in `host`; ICMP errors about
-//! tracked connections in `icmp_err`.
+//! The core is generic over its I/O ([`Io`]: a packet buffer type, send,
+//! alloc, hand-over), so it runs and is tested without EAL on byte buffers;
+//! the worker loop (`worker`: rx, tx, clock, control requests) is a shell
+//! around it. Forwarding itself (rewrites, route, neighbour) is in `xmit`;
+//! ARP, NDP and ICMP echo for the director's own addresses are in `host`;
+//! ICMP errors about tracked connections in `icmp_err`.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrayvec::ArrayVec;
-use conntrack::{ConnId, Direction, NewConn, Transition, Tuple};
+use conntrack::{ConnId, ConnTable, Direction, NewConn, PersistTable, Timeouts, Transition, Tuple};
 
 use crate::config::ForwardMode;
-use crate::dpdk::mbuf::Mbuf;
+use crate::io::Io;
+use crate::laddr::LocalPorts;
+use crate::neigh::PendingQueue;
 use crate::route::mask;
-use crate::snapshot::{Service, Snapshot};
+use crate::shared::Shared;
+use crate::snapshot::{FastMap, Service, Snapshot};
 use crate::stats::{ConnEntry, DropReason};
 use crate::wire::{classify, ip_proto, IpMeta, Packet, PacketBuf};
-use crate::worker::{Worker, BURST};
+
+/// Packets per rx/tx burst.
+pub const BURST: usize = 32;
+/// Expired connections handled per call at most: a mass expiry never stalls forwarding.
+const EXPIRE_BUDGET: usize = 128;
+
+/// A worker's scheduler of one service: the table its cursor runs over
+/// (from the snapshot) and the cursor.
+pub type SchedCursor = (Arc<dyn sched::SchedTable>, Box<dyn sched::Scheduler>);
 
 /// TCP flag bits as they sit in the header.
 pub mod tcp_flag {
@@ -55,17 +70,184 @@ struct Classified {
     tuple: Option<usize>,
 }
 
-impl Worker {
-    /// A burst received on port index `in_port` (`None`: handed over by other
-    /// workers, each mbuf carrying its port): classify every frame, look up
+/// Settings of one worker's core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub index: usize,
+    pub conn_capacity: u32,
+    pub hash_seed: u64,
+}
+
+/// One worker's LVS state: its connection table, persistence templates,
+/// scheduler cursors, FULLNAT local ports and packets waiting for a
+/// neighbour, plus its I/O. Nothing here is shared with another worker but
+/// through `shared` (snapshot, neighbours, counters, owner function).
+pub struct Core<I: Io> {
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    pub io: I,
+    pub conns: ConnTable,
+    pub persist: PersistTable,
+    /// Per service id: the table this worker's cursor runs over, and the cursor.
+    pub scheds: FastMap<u32, SchedCursor>,
+    /// Snapshot generation `scheds` was pruned at.
+    scheds_gen: u64,
+    /// Scheduler tables this thread had built before this core started
+    /// (EAL threads outlive a dataplane).
+    tables_built_before: u64,
+    pub pending: PendingQueue<I::Buf>,
+    /// The worker's clock, ms; the shell sets it once per loop.
+    pub now_ms: u64,
+    /// FULLNAT local ports this worker hands out.
+    pub lports: LocalPorts,
+    /// Addresses this worker has announced with gratuitous ARP (worker 0 only).
+    pub announced: Vec<IpAddr>,
+    /// Snapshot generation `announced` was brought up to date with.
+    pub announced_gen: u64,
+    /// Connections this worker created (wrapping): tells a burst whether its
+    /// batched lookups may have gone stale.
+    pub conns_inserted: u64,
+}
+
+/// Where a burst came from.
+#[derive(Clone, Copy)]
+pub enum Arrival<'a> {
+    /// All received on port index `.0` by this worker.
+    Port(usize),
+    /// Handed over by other workers; the port index each packet arrived on.
+    Handed(&'a [usize]),
+}
+
+impl<I: Io> Core<I> {
+    pub fn new(cfg: CoreConfig, shared: Arc<Shared>, io: I) -> Core<I> {
+        let nworkers = shared.counters.len();
+        Core {
+            index: cfg.index,
+            shared,
+            io,
+            conns: ConnTable::new(cfg.conn_capacity, cfg.hash_seed, Timeouts::default()),
+            persist: PersistTable::new(
+                (cfg.conn_capacity / 4).max(1024),
+                cfg.hash_seed ^ 0x5bd1_e995,
+            ),
+            scheds: FastMap::default(),
+            scheds_gen: 0,
+            tables_built_before: sched::tables_built_on_this_thread(),
+            pending: PendingQueue::default(),
+            now_ms: 0,
+            lports: LocalPorts::new(cfg.index, nworkers),
+            announced: Vec::new(),
+            announced_gen: 0,
+            conns_inserted: 0,
+        }
+    }
+
+    #[inline]
+    pub fn count_drop(&self, r: DropReason) {
+        self.shared.counters[self.index].drop(r);
+    }
+
+    /// Number of workers of the dataplane.
+    #[inline]
+    pub fn nworkers(&self) -> usize {
+        self.shared.counters.len()
+    }
+
+    /// What a new snapshot asks of the worker before its first burst:
+    /// worker 0 announces new addresses; cursors of removed services go.
+    pub fn on_snapshot(&mut self, snap: &Snapshot) {
+        if self.index == 0 && snap.generation != self.announced_gen {
+            self.announce(snap);
+        }
+        if snap.generation != self.scheds_gen {
+            self.scheds_gen = snap.generation;
+            self.scheds
+                .retain(|id, _| snap.services_by_id.contains_key(id));
+        }
+    }
+
+    /// Expire connections and templates due by now (bounded per call).
+    pub fn expire(&mut self, snap: &Snapshot) {
+        let now = self.now_ms;
+        let lports = &mut self.lports;
+        self.conns.expire(now, EXPIRE_BUDGET, |c| {
+            release_conn(lports, c);
+            if let Some(d) = snap.dests.get(&c.dest()) {
+                let ctr = if c.is_active() {
+                    &d.counters.active
+                } else {
+                    &d.counters.inactive
+                };
+                let _ = ctr.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(1))
+                });
+            }
+        });
+        self.persist.expire(now, EXPIRE_BUDGET);
+    }
+
+    /// Now and then: publish the gauges, and let lblc/lblcr age their
+    /// per-destination tables on this clock.
+    pub fn housekeeping(&mut self) {
+        let c = &self.shared.counters[self.index];
+        c.sched_tables_built.store(
+            sched::tables_built_on_this_thread() - self.tables_built_before,
+            Ordering::Relaxed,
+        );
+        c.conns.store(self.conns.len() as u64, Ordering::Relaxed);
+        let now_s = self.now_ms / 1000;
+        for (_, s) in self.scheds.values_mut() {
+            s.advance(now_s);
+        }
+    }
+
+    /// Replace the global timeouts.
+    pub fn set_timeouts(&mut self, t: Timeouts) {
+        self.conns.set_timeouts(t);
+    }
+
+    /// This worker's connections and persistence templates, as `-Lnc` lists them.
+    pub fn entries(&self, snap: &Snapshot) -> Vec<ConnEntry> {
+        let mut v = self.list_conns(snap);
+        self.list_templates(snap, &mut v);
+        v
+    }
+
+    /// Persistence templates as IPVS lists them among connections: state
+    /// `NONE`, client port 0 (the template matches any port of the client).
+    fn list_templates(&self, snap: &Snapshot, out: &mut Vec<ConnEntry>) {
+        let mut cursor = Some(0u32);
+        while let Some(c) = cursor {
+            cursor = self.persist.scan(c, 4096, |t| {
+                let Some(svc) = snap.services_by_id.get(&t.service()) else {
+                    return;
+                };
+                let Some(i) = svc.meta.iter().position(|m| m.id == t.dest()) else {
+                    return;
+                };
+                out.push(ConnEntry {
+                    proto: svc.key.proto,
+                    client: (t.client(), 0),
+                    virt: (svc.key.vip, svc.key.vport),
+                    local: None,
+                    dest: (svc.dests[i].addr, svc.dests[i].port),
+                    state: "NONE".to_string(),
+                    expires_s: (t.expires_at_ms().saturating_sub(self.now_ms) / 1000) as u32,
+                    worker: self.index as u32,
+                });
+            });
+        }
+    }
+
+    /// A burst (`arrival` says from where): classify every frame, look up
     /// the connections of all TCP/UDP packets together (`lookup_burst` overlaps
     /// their cache misses, which is what large tables are bound by), then
     /// handle the frames in order. Handed-over packets are never handed on.
     pub fn handle_burst(
         &mut self,
         snap: &Snapshot,
-        rx: &mut ArrayVec<Mbuf, BURST>,
-        in_port: Option<usize>,
+        rx: &mut ArrayVec<I::Buf, BURST>,
+        arrival: Arrival<'_>,
     ) {
         let mut class: ArrayVec<Classified, BURST> = ArrayVec::new();
         let mut tuples: ArrayVec<Tuple, BURST> = ArrayVec::new();
@@ -83,11 +265,7 @@ impl Worker {
         let mut found = [None; BURST];
         self.conns.lookup_burst(&tuples, &mut found[..tuples.len()]);
         let inserts = self.conns_inserted;
-        let from = match in_port {
-            Some(p) => Source::Port(p),
-            None => Source::Handover,
-        };
-        for (m, c) in rx.drain(..).zip(class) {
+        for (i, (m, c)) in rx.drain(..).zip(class).enumerate() {
             let pkt = match c.pkt {
                 Ok(p) => p,
                 Err(r) => {
@@ -95,9 +273,9 @@ impl Worker {
                     continue;
                 }
             };
-            let at = match from {
-                Source::Port(p) => Rx::Nic(p),
-                Source::Handover => Rx::Handed(self.port_index(m.port())),
+            let at = match arrival {
+                Arrival::Port(p) => Rx::Nic(p),
+                Arrival::Handed(ports) => Rx::Handed(ports.get(i).copied().unwrap_or(0)),
             };
             match pkt {
                 Packet::Arp => self.handle_arp(snap, m, at.port()),
@@ -124,10 +302,10 @@ impl Worker {
     pub(crate) fn handed_to_owner(
         &mut self,
         snap: &Snapshot,
-        m: Mbuf,
+        m: I::Buf,
         at: Rx,
         t: &Tuple,
-    ) -> Result<(), Mbuf> {
+    ) -> Result<(), I::Buf> {
         let Rx::Nic(port) = at else {
             return Err(m);
         };
@@ -138,11 +316,11 @@ impl Worker {
         if owner == self.index {
             return Err(m);
         }
-        self.hand_over(owner, m, port);
+        self.io.hand_over(owner, m, port);
         Ok(())
     }
 
-    fn handle_ip(&mut self, snap: &Snapshot, m: Mbuf, at: Rx, meta: IpMeta, lookup: Lookup) {
+    fn handle_ip(&mut self, snap: &Snapshot, m: I::Buf, at: Rx, meta: IpMeta, lookup: Lookup) {
         match meta.proto {
             ip_proto::TCP | ip_proto::UDP => {}
             ip_proto::ICMP | ip_proto::ICMPV6 => {
@@ -193,7 +371,7 @@ impl Worker {
     fn new_conn(
         &mut self,
         snap: &Snapshot,
-        m: Mbuf,
+        m: I::Buf,
         meta: IpMeta,
         tuple: Tuple,
         svc: &Arc<Service>,
@@ -389,13 +567,6 @@ pub fn dip_via(snap: &Snapshot, hop: crate::route::NextHop, rip: IpAddr) -> Opti
             )
         })
         .map(|l| l.addr)
-}
-
-/// Where a burst came from.
-#[derive(Clone, Copy)]
-enum Source {
-    Port(usize),
-    Handover,
 }
 
 /// Where a packet came from: a NIC queue of this worker, or another worker

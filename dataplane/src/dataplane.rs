@@ -5,28 +5,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use crossbeam::channel::{bounded, unbounded, Sender};
 
 use crate::config::ConfigDesc;
-use crate::counters::{WorkerCounters, MAX_WORKERS};
+use crate::counters::MAX_WORKERS;
 use crate::dpdk::eal::Eal;
 use crate::dpdk::lcore;
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::port::{port_by_name, Port};
 use crate::flowrules::FlowRule;
-use crate::neigh::NeighTable;
+use crate::handover::Rings;
 use crate::owner::{Owners, PortSteer};
 use crate::rss::{Reta, RssSteer, Toeplitz};
+use crate::shared::Shared;
 use crate::snapshot::{Compiler, PortInfo};
 use crate::stats::{ConnEntry, DestStats, DropReason, PortStats, ServiceStats, Stats, WorkerStats};
-use crate::worker::{Request, Shared, Worker, WorkerConfig};
+use crate::worker::{Request, Worker, WorkerConfig};
 use crate::{DataplaneError, DataplaneSpec, PortSpec, Steering};
 
 /// The running dataplane. Dropping it stops workers, ports and EAL.
 pub struct Dataplane {
     shared: Arc<Shared>,
     compiler: Mutex<Compiler>,
+    /// The hand-over rings (freed before the EAL at shutdown).
+    rings: Option<Arc<Rings>>,
     /// rte_flow rules installed on `PortSteer::Flow` ports, by port index.
     flows: Mutex<HashMap<(usize, FlowRule), crate::dpdk::flow::Flow>>,
     lcores: Vec<u32>,
@@ -275,7 +277,7 @@ impl Dataplane {
             steers.push(s);
         }
         let owners = Owners::new(usize::from(nworkers), steers);
-        let rings = crate::handover::Rings::new(
+        let rings = Rings::new(
             usize::from(nworkers),
             &format!("{}", random_seed() % 100000),
         )
@@ -284,20 +286,8 @@ impl Dataplane {
         let snap = compiler
             .compile(initial, &port_infos)
             .map_err(DataplaneError::Config)?;
-        let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(snap),
-            neigh: NeighTable::default(),
-            stop: AtomicBool::new(false),
-            counters: (0..spec.worker_cores.len())
-                .map(|_| WorkerCounters::default())
-                .collect(),
-            events: (0..spec.worker_cores.len())
-                .map(|_| crate::events::EventCounters::default())
-                .collect(),
-            owners,
-            rings,
-            failure: Mutex::new(None),
-        });
+        let shared = Arc::new(Shared::new(snap, owners));
+        let rings = Arc::new(rings);
         let seed = random_seed();
         let mut requests = Vec::new();
         let mut launched = Vec::new();
@@ -312,13 +302,13 @@ impl Dataplane {
                 hash_seed: seed,
                 adaptive_poll: spec.adaptive_poll,
             };
-            let (sh, pl) = (shared.clone(), pool.clone());
+            let (sh, pl, rg) = (shared.clone(), pool.clone(), rings.clone());
             let res = lcore::launch(lc, move || {
                 let failed = sh.clone();
                 // A panicking worker must not leave dpvsd limping without it:
                 // record why and stop the dataplane (`Dataplane::failure`).
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    let mut w = Worker::new(cfg, sh, pl, rx);
+                    let mut w = Worker::new(cfg, sh, pl, rg, rx);
                     w.run();
                 }));
                 match run {
@@ -346,6 +336,7 @@ impl Dataplane {
         let dp = Dataplane {
             shared,
             compiler: Mutex::new(compiler),
+            rings: Some(rings),
             flows: Mutex::new(HashMap::new()),
             lcores: launched,
             requests,
@@ -596,11 +587,10 @@ impl Dataplane {
             lcore::wait(l);
         }
         // Mbufs still on hand-over rings go back to the pool while it exists,
-        // and the rings go before the EAL frees their memory. The workers
-        // have returned, so nothing else holds `shared`.
-        self.shared.rings.drain();
-        if let Some(sh) = Arc::get_mut(&mut self.shared) {
-            sh.rings = crate::handover::Rings::none();
+        // and the rings go before the EAL frees their memory (the workers have
+        // returned, so this is the last reference).
+        if let Some(r) = self.rings.take() {
+            r.drain();
         }
         let flows = std::mem::take(&mut *self.flows.lock().unwrap_or_else(|e| e.into_inner()));
         for (_, f) in flows {

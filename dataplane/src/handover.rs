@@ -14,9 +14,9 @@
 
 use arrayvec::ArrayVec;
 
+use crate::core::BURST;
 use crate::dpdk::mbuf::Mbuf;
 use crate::dpdk::ring::Ring;
-use crate::worker::BURST;
 
 /// Mbufs a hand-over ring holds (per ordered worker pair).
 pub const RING_SIZE: u32 = 1024;

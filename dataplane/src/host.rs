@@ -6,19 +6,19 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use crate::dpdk::mbuf::Mbuf;
+use crate::core::Core;
+use crate::io::Io;
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
 use crate::wire::icmpv6::msg_type;
 use crate::wire::{arp, icmp, icmpv6, ndp, ArpPacket, IpFamily, IpMeta, MacAddr, PacketBuf};
-use crate::worker::Worker;
 
 const ETH_HLEN: usize = 14;
 /// Minimum Ethernet frame without FCS.
 const ETH_MIN: usize = 60;
 
-impl Worker {
-    pub(crate) fn handle_arp(&mut self, snap: &Snapshot, mut m: Mbuf, in_port: usize) {
+impl<I: Io> Core<I> {
+    pub(crate) fn handle_arp(&mut self, snap: &Snapshot, mut m: I::Buf, in_port: usize) {
         let (is_request, is_reply, sender_ip, sender_mac, target_ip) = {
             let Some(payload) = m.data().get(ETH_HLEN..) else {
                 return self.count_drop(DropReason::Truncated);
@@ -45,7 +45,7 @@ impl Worker {
         if is_request && ours {
             let mac = MacAddr(snap.ports[in_port].mac);
             if arp::reply_in_place(m.data_mut(), mac) {
-                self.tx.push(in_port, m);
+                self.io.send(in_port, m);
             } else {
                 self.count_drop(DropReason::BadArp);
             }
@@ -74,7 +74,7 @@ impl Worker {
             .max_by_key(|(_, same_net)| *same_net)
             .map(|(a, _)| a);
         let Some(src) = src else { return };
-        let Some(mut m) = self.pool.alloc() else {
+        let Some(mut m) = self.io.alloc() else {
             return self.count_drop(DropReason::NoMbuf);
         };
         let mut frame = [0u8; ETH_MIN];
@@ -82,7 +82,7 @@ impl Worker {
         if n == 0 || !m.write_from(&frame[..ETH_MIN.max(n)]) {
             return self.count_drop(DropReason::NoMbuf);
         }
-        self.tx.push(port, m);
+        self.io.send(port, m);
     }
 
     /// Worker 0 announces every newly configured IPv4 address once.
@@ -102,7 +102,7 @@ impl Worker {
             .collect();
         self.announced = snap.local.keys().copied().collect();
         for l in fresh {
-            let Some(mut m) = self.pool.alloc() else {
+            let Some(mut m) = self.io.alloc() else {
                 return;
             };
             let mac = MacAddr(snap.ports[l.port].mac);
@@ -123,7 +123,7 @@ impl Worker {
                 ),
             };
             if n > 0 && m.write_from(&frame[..n]) {
-                self.tx.push(l.port, m);
+                self.io.send(l.port, m);
             }
         }
     }
@@ -145,7 +145,7 @@ impl Worker {
             .max_by_key(|(a, same_net)| (*same_net, std::cmp::Reverse(*a)))
             .map(|(a, _)| a);
         let Some(src) = src else { return };
-        let Some(mut m) = self.pool.alloc() else {
+        let Some(mut m) = self.io.alloc() else {
             return self.count_drop(DropReason::NoMbuf);
         };
         let mut frame = [0u8; ndp::FRAME_LEN];
@@ -153,13 +153,13 @@ impl Worker {
         if n == 0 || !m.write_from(&frame[..n]) {
             return self.count_drop(DropReason::NoMbuf);
         }
-        self.tx.push(port, m);
+        self.io.send(port, m);
     }
 
     /// Neighbour solicitations and advertisements (RFC 4861): answer a
     /// solicitation for an address of ours on that port, learn the solicitor's
     /// and the advertiser's link-layer address. Invalid messages count `BadNdp`.
-    fn handle_ndp(&mut self, snap: &Snapshot, mut m: Mbuf, in_port: usize, meta: IpMeta) {
+    fn handle_ndp(&mut self, snap: &Snapshot, mut m: I::Buf, in_port: usize, meta: IpMeta) {
         let parsed = match m.data().get(meta.l3_off..) {
             Some(ip) => ndp::parse(ip, meta.l4_rel()),
             None => Err(DropReason::Truncated),
@@ -187,7 +187,7 @@ impl Worker {
                 if k == 0 || !m.write_from(&frame[..k]) {
                     return self.count_drop(DropReason::NoMbuf);
                 }
-                self.tx.push(in_port, m);
+                self.io.send(in_port, m);
             }
             // An advertisement is consumed by learning (like an ARP reply);
             // `flush_pending` sends what waited for it. Nobody else may claim
@@ -206,7 +206,7 @@ impl Worker {
     pub(crate) fn handle_icmp(
         &mut self,
         snap: &Snapshot,
-        mut m: Mbuf,
+        mut m: I::Buf,
         in_port: usize,
         meta: IpMeta,
     ) {

@@ -27,19 +27,25 @@ use std::net::IpAddr;
 use conntrack::{ConnId, Direction, Tuple};
 
 use crate::config::ForwardMode;
+use crate::core::Core;
 use crate::core::{mode_from_flags, Rx};
-use crate::dpdk::mbuf::Mbuf;
+use crate::io::Io;
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
 use crate::wire::icmp_err::{self, Translation};
 use crate::wire::{ip_proto, nat, IpMeta, PacketBuf};
-use crate::worker::Worker;
 
-impl Worker {
+impl<I: Io> Core<I> {
     /// An ICMP/ICMPv6 error (`icmp_err::is_error`).
     /// The connection is looked up by the quoted packet, reversed; a miss whose
     /// owner is another worker is handed to it.
-    pub(crate) fn handle_icmp_error(&mut self, snap: &Snapshot, mut m: Mbuf, at: Rx, meta: IpMeta) {
+    pub(crate) fn handle_icmp_error(
+        &mut self,
+        snap: &Snapshot,
+        mut m: I::Buf,
+        at: Rx,
+        meta: IpMeta,
+    ) {
         let e = match icmp_err::parse(m.data(), &meta) {
             Ok(e) => e,
             Err(r) => return self.count_drop(r),

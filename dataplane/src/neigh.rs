@@ -11,8 +11,6 @@ use std::net::IpAddr;
 use arc_swap::ArcSwap;
 use arrayvec::ArrayVec;
 
-use crate::dpdk::mbuf::Mbuf;
-
 /// Packets waiting for ARP, per worker.
 pub const PENDING_MAX: usize = 64;
 /// How long a packet may wait for its neighbour, ms.
@@ -72,23 +70,35 @@ impl NeighTable {
 }
 
 /// A packet waiting for its next hop's MAC.
-pub struct Pending {
-    pub mbuf: Mbuf,
+pub struct Pending<B> {
+    pub mbuf: B,
     pub port: usize,
     pub gateway: IpAddr,
     pub since_ms: u64,
 }
 
+/// What [`PendingQueue::drain`] took out: (packets whose neighbour is now
+/// known, with its MAC), (packets that waited too long).
+pub type Drained<B> = (Vec<(Pending<B>, [u8; 6])>, Vec<Pending<B>>);
+
 /// One worker's waiting packets and request pacing.
-#[derive(Default)]
-pub struct PendingQueue {
-    pub queue: ArrayVec<Pending, PENDING_MAX>,
+pub struct PendingQueue<B> {
+    pub queue: ArrayVec<Pending<B>, PENDING_MAX>,
     last_request: HashMap<IpAddr, u64>,
 }
 
-impl PendingQueue {
+impl<B> Default for PendingQueue<B> {
+    fn default() -> Self {
+        PendingQueue {
+            queue: ArrayVec::new(),
+            last_request: HashMap::new(),
+        }
+    }
+}
+
+impl<B> PendingQueue<B> {
     /// Queue a packet; gives it back when the queue is full.
-    pub fn push(&mut self, p: Pending) -> Result<(), Pending> {
+    pub fn push(&mut self, p: Pending<B>) -> Result<(), Pending<B>> {
         self.queue.try_push(p).map_err(|e| e.element())
     }
 
@@ -112,10 +122,10 @@ impl PendingQueue {
         &mut self,
         now_ms: u64,
         mut resolve: impl FnMut(usize, IpAddr) -> Option<[u8; 6]>,
-    ) -> (Vec<(Pending, [u8; 6])>, Vec<Pending>) {
+    ) -> Drained<B> {
         let mut ready = Vec::new();
         let mut expired = Vec::new();
-        let mut keep = ArrayVec::<Pending, PENDING_MAX>::new();
+        let mut keep = ArrayVec::<Pending<B>, PENDING_MAX>::new();
         for p in self.queue.drain(..) {
             if let Some(mac) = resolve(p.port, p.gateway) {
                 ready.push((p, mac));

@@ -14,10 +14,11 @@ use std::net::IpAddr;
 use conntrack::{ConnId, Direction};
 
 use crate::config::ForwardMode;
+use crate::core::Core;
 use crate::core::{mode_from_flags, tcp_flag};
-use crate::dpdk::mbuf::Mbuf;
 use crate::events::Event;
 use crate::fnat::{self, SeqState};
+use crate::io::Io;
 use crate::neigh::Pending;
 use crate::route::NextHop;
 use crate::snapshot::Snapshot;
@@ -26,7 +27,6 @@ use crate::wire::{
     icmp, icmpv6, ip_proto, ipip, nat, nat64, toa, IpFamily, IpMeta, Ipv4Packet, PacketBuf,
     TcpPacket,
 };
-use crate::worker::Worker;
 
 const ETH_HLEN: usize = 14;
 
@@ -64,12 +64,12 @@ struct Flow {
     seq: SeqState,
 }
 
-impl Worker {
+impl<I: Io> Core<I> {
     /// Forward a packet of tracked connection `id` in direction `dir`.
     pub(crate) fn xmit(
         &mut self,
         snap: &Snapshot,
-        mut m: Mbuf,
+        mut m: I::Buf,
         mut meta: IpMeta,
         id: ConnId,
         dir: Direction,
@@ -179,7 +179,7 @@ impl Worker {
     /// (always, for IPv6) the client gets ICMP fragmentation-needed / ICMPv6
     /// packet-too-big with the MTU that fits; either way the packet is dropped
     /// (`frag_needed`; no fragmentation here).
-    fn xmit_tun(&mut self, snap: &Snapshot, mut m: Mbuf, meta: IpMeta, f: &Flow) {
+    fn xmit_tun(&mut self, snap: &Snapshot, mut m: I::Buf, meta: IpMeta, f: &Flow) {
         let Some(hop) = snap.routes.lookup(f.reply.src) else {
             return self.count_drop(DropReason::NoRoute);
         };
@@ -223,7 +223,7 @@ impl Worker {
 
     /// ICMP fragmentation-needed (IPv4) or ICMPv6 packet-too-big (IPv6) from
     /// the packet's destination (the VIP) back to its source, announcing `mtu`.
-    fn send_frag_needed(&mut self, snap: &Snapshot, m: &Mbuf, meta: &IpMeta, mtu: u16) {
+    fn send_frag_needed(&mut self, snap: &Snapshot, m: &I::Buf, meta: &IpMeta, mtu: u16) {
         let Some(orig) = m.data().get(meta.l3_off..meta.l3_end()) else {
             return;
         };
@@ -238,7 +238,7 @@ impl Worker {
         if n == 0 {
             return;
         }
-        let Some(mut out) = self.pool.alloc() else {
+        let Some(mut out) = self.io.alloc() else {
             return;
         };
         if out.write_from(&frame[..n]) {
@@ -270,7 +270,7 @@ impl Worker {
     fn fnat_tcp_in(
         &mut self,
         snap: &Snapshot,
-        m: &mut Mbuf,
+        m: &mut I::Buf,
         meta: &mut IpMeta,
         f: &Flow,
         id: ConnId,
@@ -358,7 +358,7 @@ impl Worker {
     /// FULLNAT RS -> client TCP extras before the rewrite: MSS clamp in the
     /// SYN-ACK (by the TOA or Proxy Protocol header length), and with Proxy
     /// Protocol the acknowledgement / SACK shift.
-    fn fnat_tcp_out(&mut self, m: &mut Mbuf, meta: &IpMeta, f: &Flow, id: ConnId) {
+    fn fnat_tcp_out(&mut self, m: &mut I::Buf, meta: &IpMeta, f: &Flow, id: ConnId) {
         let pp_len = f.seq.pp_len();
         if meta.tcp_flags & tcp_flag::SYN != 0 {
             let by = if pp_len != 0 {
@@ -388,7 +388,7 @@ impl Worker {
     }
 
     /// Lowers the MSS of a FULLNAT SYN / SYN-ACK by `by` bytes.
-    fn clamp_mss(&mut self, m: &mut Mbuf, meta: &IpMeta, by: usize) {
+    fn clamp_mss(&mut self, m: &mut I::Buf, meta: &IpMeta, by: usize) {
         let (a, b) = (meta.l4_off, meta.l3_end());
         let Some(seg) = m.data_mut().get_mut(a..b) else {
             return;
@@ -401,7 +401,7 @@ impl Worker {
     /// Route `m` (an Ethernet frame) toward `dst` and send it, or park it
     /// until the next hop's MAC is known. `connected_only`: the destination
     /// must be on a directly connected network (DR).
-    pub(crate) fn output(&mut self, snap: &Snapshot, m: Mbuf, dst: IpAddr, connected_only: bool) {
+    pub(crate) fn output(&mut self, snap: &Snapshot, m: I::Buf, dst: IpAddr, connected_only: bool) {
         let Some(hop) = snap.routes.lookup(dst) else {
             return self.count_drop(DropReason::NoRoute);
         };
@@ -412,7 +412,7 @@ impl Worker {
     }
 
     /// [`Worker::output`] when the route is already known.
-    pub(crate) fn output_via(&mut self, snap: &Snapshot, m: Mbuf, hop: NextHop) {
+    pub(crate) fn output_via(&mut self, snap: &Snapshot, m: I::Buf, hop: NextHop) {
         match self.shared.neigh.lookup(hop.port, hop.gateway) {
             Some(mac) => self.send_to(snap, m, hop.port, mac),
             None => {
@@ -434,12 +434,12 @@ impl Worker {
 
     /// Address the frame from our port to `mac` and queue it for tx.
     #[inline]
-    pub(crate) fn send_to(&mut self, snap: &Snapshot, mut m: Mbuf, port: usize, mac: [u8; 6]) {
+    pub(crate) fn send_to(&mut self, snap: &Snapshot, mut m: I::Buf, port: usize, mac: [u8; 6]) {
         let our = snap.ports[port].mac;
         let d = m.data_mut();
         d[0..6].copy_from_slice(&mac);
         d[6..12].copy_from_slice(&our);
-        self.tx.push(port, m);
+        self.io.send(port, m);
     }
 
     /// Send parked packets whose neighbour answered; drop the ones that waited too long.

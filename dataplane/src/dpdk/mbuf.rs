@@ -59,20 +59,6 @@ impl Mbuf {
         // SAFETY: we own the mbuf exclusively; `port` is a plain field.
         unsafe { self.raw.as_mut().port = port }
     }
-
-    /// Copy `bytes` into a fresh (empty) mbuf. False if it does not fit.
-    pub fn write_from(&mut self, bytes: &[u8]) -> bool {
-        if !self.trim(self.len()) {
-            return false;
-        }
-        match self.append(bytes.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(bytes);
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 impl PacketBuf for Mbuf {

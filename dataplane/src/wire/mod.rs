@@ -76,6 +76,19 @@ pub trait PacketBuf {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Replace the content with `bytes`. `false` if they do not fit.
+    fn write_from(&mut self, bytes: &[u8]) -> bool {
+        if !self.trim(self.len()) {
+            return false;
+        }
+        match self.append(bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A `Vec<u8>` packet buffer with headroom, standing in for an mbuf in tests.

@@ -1,0 +1,54 @@
+//! What every worker and the control plane share: the configuration snapshot,
+//! the neighbour table, per-worker counters, the owner function, and the stop
+//! and failure flags. No packet buffers and no DPDK objects: the LVS core
+//! (`core`) runs on it with or without EAL.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use arc_swap::ArcSwap;
+
+use crate::counters::WorkerCounters;
+use crate::events::EventCounters;
+use crate::neigh::NeighTable;
+use crate::owner::Owners;
+use crate::snapshot::Snapshot;
+
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub neigh: NeighTable,
+    pub stop: AtomicBool,
+    /// One slot per worker.
+    pub counters: Vec<WorkerCounters>,
+    /// Per worker: what the modes did to forwarded packets (TOA, MSS, ...).
+    pub events: Vec<EventCounters>,
+    /// Which worker owns a packet's connection.
+    pub owners: Owners,
+    /// Why a worker failed, if one did (then `stop` is set too).
+    pub failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// State for `owners.nworkers` workers starting on `snapshot`.
+    pub fn new(snapshot: Snapshot, owners: Owners) -> Shared {
+        let n = owners.nworkers;
+        Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            neigh: NeighTable::default(),
+            stop: AtomicBool::new(false),
+            counters: (0..n).map(|_| WorkerCounters::default()).collect(),
+            events: (0..n).map(|_| EventCounters::default()).collect(),
+            owners,
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// Record that a worker failed and stop the others.
+    pub fn fail(&self, why: String) {
+        let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if f.is_none() {
+            *f = Some(why);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
