@@ -443,7 +443,7 @@ impl<I: Io> Core<I> {
     }
 
     /// Send parked packets whose neighbour answered; drop the ones that waited too long.
-    pub(crate) fn flush_pending(&mut self, snap: &Snapshot) {
+    pub fn flush_pending(&mut self, snap: &Snapshot) {
         let neigh = &self.shared.neigh;
         let (ready, expired) = self
             .pending
