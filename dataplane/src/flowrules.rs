@@ -78,7 +78,6 @@ pub fn wanted(snap: &Snapshot, port: usize, nworkers: usize) -> BTreeSet<FlowRul
 mod tests {
     use super::*;
     use crate::config::*;
-    use crate::snapshot::{Compiler, PortInfo};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -119,17 +118,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let ports: Vec<PortInfo> = (0..2)
-            .map(|i| PortInfo {
-                name: format!("dpdk{i}"),
-                id: i,
-                mac: [2, 0, 0, 0, 0, i as u8],
-                mtu: 1500,
-            })
-            .collect();
-        Compiler::default()
-            .compile_ext(&desc, &ext, &ports)
-            .unwrap()
+        crate::snapshot::compile_for_test(&desc, &ext)
     }
 
     #[test]

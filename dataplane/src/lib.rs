@@ -2,8 +2,10 @@
 //!
 //! `control` (dpvsd) starts it with [`Dataplane::start`], hands it configuration
 //! descriptions with [`Dataplane::apply`] (compiled into an immutable snapshot the
-//! workers load once per burst), and reads counters and connections back.
-//! Packet logic lives in `wire` (views over bytes) and is unit-tested without EAL.
+//! workers load once per loop), and reads counters and connections back.
+//! Packet views live in `wire`; the LVS core (`core`, generic over its `io`)
+//! runs on them; both are unit-tested without EAL. `worker` is the DPDK shell
+//! around the core, `dpdk` the only home of `unsafe`.
 
 pub mod config;
 pub mod core;

@@ -209,7 +209,6 @@ mod tests {
     use crate::config::*;
     use crate::laddr::LocalPorts;
     use crate::rss::{vectors, Reta, Toeplitz};
-    use crate::snapshot::{Compiler, PortInfo};
     use proptest::prelude::*;
 
     fn ip(s: &str) -> IpAddr {
@@ -294,17 +293,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let ports: Vec<PortInfo> = (0..2)
-            .map(|i| PortInfo {
-                name: format!("dpdk{i}"),
-                id: i,
-                mac: [2, 0, 0, 0, 0, i as u8],
-                mtu: 1500,
-            })
-            .collect();
-        Compiler::default()
-            .compile_ext(&desc, &ext, &ports)
-            .unwrap()
+        crate::snapshot::compile_for_test(&desc, &ext)
     }
 
     #[test]

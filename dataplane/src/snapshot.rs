@@ -523,3 +523,19 @@ fn owner_keys(desc: &ConfigDesc) -> (HashMap<ServiceKey, OwnerKey>, NatOwnerKeys
     }
     (keys, nat)
 }
+
+/// Test helper: compile `desc` with `ext` for two ports `dpdk0`, `dpdk1`.
+#[cfg(test)]
+pub(crate) fn compile_for_test(desc: &ConfigDesc, ext: &ExtDesc) -> Snapshot {
+    let ports: Vec<PortInfo> = (0..2)
+        .map(|i| PortInfo {
+            name: format!("dpdk{i}"),
+            id: i,
+            mac: [2, 0, 0, 0, 0, i as u8],
+            mtu: 1500,
+        })
+        .collect();
+    Compiler::default()
+        .compile_ext(desc, ext, &ports)
+        .expect("test configuration compiles")
+}
