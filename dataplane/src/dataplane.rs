@@ -176,14 +176,9 @@ impl Dataplane {
                 "at most {MAX_WORKERS} workers"
             )));
         }
-        // SAFETY-free queries through the safe layer.
-        // SAFETY note: the EAL is initialised (by start or by the caller).
+        let main = lcore::main_lcore();
         for &c in &spec.worker_cores {
-            // SAFETY: see dpdk::eal; plain query.
-            let enabled = unsafe { dpdk_sys::rte_lcore_is_enabled(c) } != 0;
-            // SAFETY: plain query.
-            let main = unsafe { dpdk_sys::rte_get_main_lcore() };
-            if !enabled {
+            if !lcore::is_enabled(c) {
                 return Err(DataplaneError::Workers(format!(
                     "lcore {c} is not in the EAL core list"
                 )));

@@ -34,3 +34,15 @@ pub fn wait(lcore: u32) -> i32 {
     // SAFETY: plain blocking wait on an lcore id.
     unsafe { dpdk_sys::rte_eal_wait_lcore(lcore) }
 }
+
+/// Whether `lcore` is in the EAL core list (the EAL is initialised).
+pub fn is_enabled(lcore: u32) -> bool {
+    // SAFETY: a plain query of EAL's lcore configuration.
+    unsafe { dpdk_sys::rte_lcore_is_enabled(lcore) != 0 }
+}
+
+/// The main lcore (the thread that initialised the EAL).
+pub fn main_lcore() -> u32 {
+    // SAFETY: a plain query of EAL's lcore configuration.
+    unsafe { dpdk_sys::rte_get_main_lcore() }
+}
