@@ -98,7 +98,7 @@ const BIT_R_DST6: u8 = 1 << 3;
 const BIT_INPUT_ONLY: u8 = 1 << 4;
 const BIT_LIVE: u8 = 1 << 7;
 
-/// One tracked connection: 112 bytes. Addresses are stored as 16-byte arrays (IPv4
+/// One tracked connection: 136 bytes. Addresses are stored as 16-byte arrays (IPv4
 /// in the first 4) with a family bit each, so v4, v6 and NAT64-style mixes share
 /// one layout.
 ///
@@ -122,6 +122,12 @@ pub struct Conn {
     r_dst: [u8; 16],
     /// Scratch for the dataplane (e.g. TCP sequence offsets); starts at 0.
     pub user: u64,
+    /// Scratch for the dataplane, one word per direction (original, reply):
+    /// what every packet of that direction needs resolved once (the next
+    /// hop); starts at 0.
+    pub hops: [u64; 2],
+    /// Scratch for the dataplane: when `hops` was filled; starts at 0.
+    pub hops_epoch: u32,
     expires_at_ms: u64,
     link: Link,
     dest: u32,
@@ -140,6 +146,8 @@ impl Conn {
         r_sport: 0,
         r_dport: 0,
         user: 0,
+        hops: [0; 2],
+        hops_epoch: 0,
         expires_at_ms: 0,
         link: Link::UNLINKED,
         service: 0,
@@ -488,6 +496,8 @@ impl ConnTable {
             r_sport: rk.sport,
             r_dport: rk.dport,
             user: 0,
+            hops: [0; 2],
+            hops_epoch: 0,
             expires_at_ms: 0,
             link: Link::UNLINKED,
             service: c.service,

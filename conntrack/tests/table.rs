@@ -282,7 +282,9 @@ fn bytes_per_conn_within_budget() {
         "{}",
         ConnTable::bytes_per_conn()
     );
-    assert!(std::mem::size_of::<conntrack::Conn>() <= 112);
+    // Two cache lines and a little: the tuples, state, and the dataplane's
+    // per-direction next hop.
+    assert!(std::mem::size_of::<conntrack::Conn>() <= 136);
     let ct = ConnTable::new(100_000, 1, Timeouts::default());
     let per = ct.memory_bytes() as f64 / 100_000.0;
     assert!(per <= 161.0, "measured {per} bytes per conn");

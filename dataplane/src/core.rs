@@ -107,6 +107,11 @@ pub struct Core<I: Io> {
     /// Connections this worker created (wrapping): tells a burst whether its
     /// batched lookups may have gone stale.
     pub conns_inserted: u64,
+    /// Next hops cached on connections are valid for this epoch only: it
+    /// moves when the snapshot (routes, ports) or the neighbour table changes.
+    pub hops_epoch: u32,
+    /// Neighbour table generation `hops_epoch` last followed.
+    neigh_gen: u64,
 }
 
 /// Where a burst came from.
@@ -139,6 +144,9 @@ impl<I: Io> Core<I> {
             announced: Vec::new(),
             announced_gen: 0,
             conns_inserted: 0,
+            // 0 is what a new connection carries: never valid.
+            hops_epoch: 1,
+            neigh_gen: 0,
         }
     }
 
@@ -161,9 +169,15 @@ impl<I: Io> Core<I> {
         }
         if snap.generation != self.scheds_gen {
             self.scheds_gen = snap.generation;
+            self.new_hops_epoch();
             self.scheds
                 .retain(|id, _| snap.services_by_id.contains_key(id));
         }
+    }
+
+    /// Routes or neighbours changed: cached next hops are stale.
+    fn new_hops_epoch(&mut self) {
+        self.hops_epoch = self.hops_epoch.wrapping_add(1).max(1);
     }
 
     /// Expire connections and templates due by now (bounded per call).
@@ -249,6 +263,11 @@ impl<I: Io> Core<I> {
         rx: &mut ArrayVec<I::Buf, BURST>,
         arrival: Arrival<'_>,
     ) {
+        let g = self.shared.neigh.generation();
+        if g != self.neigh_gen {
+            self.neigh_gen = g;
+            self.new_hops_epoch();
+        }
         let mut class: ArrayVec<Classified, BURST> = ArrayVec::new();
         let mut tuples: ArrayVec<Tuple, BURST> = ArrayVec::new();
         for m in rx.iter() {

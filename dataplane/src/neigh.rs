@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use arc_swap::ArcSwap;
 use arrayvec::ArrayVec;
 
@@ -29,6 +31,9 @@ pub struct Neighbour {
 #[derive(Default)]
 pub struct NeighTable {
     map: ArcSwap<NeighMap>,
+    /// Bumped whenever an entry appears or changes: next hops cached on
+    /// connections are stale once it moves.
+    generation: AtomicU64,
 }
 
 /// ahash: the lookup runs for every forwarded packet.
@@ -38,6 +43,12 @@ impl NeighTable {
     #[inline]
     pub fn lookup(&self, port: usize, addr: IpAddr) -> Option<[u8; 6]> {
         self.map.load().get(&(port, addr)).map(|n| n.mac)
+    }
+
+    /// Changes so far (see `generation`).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Learn or refresh an entry; copies the map only when something changed.
@@ -62,11 +73,33 @@ impl NeighTable {
             );
             m
         });
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     pub fn entries(&self) -> Vec<(IpAddr, Neighbour)> {
         self.map.load().iter().map(|(k, v)| (k.1, *v)).collect()
     }
+}
+
+/// A resolved next hop (port index < 256, MAC) packed in a connection's
+/// per-direction scratch word: bit 63 set, port in bits 48..56, MAC below.
+#[inline]
+pub fn pack_hop(port: usize, mac: [u8; 6]) -> u64 {
+    let mut b = [0u8; 8];
+    b[2..].copy_from_slice(&mac);
+    1 << 63 | ((port as u64 & 0xff) << 48) | u64::from_be_bytes(b)
+}
+
+/// The next hop [`pack_hop`] stored, if any.
+#[inline]
+pub fn unpack_hop(w: u64) -> Option<(usize, [u8; 6])> {
+    if w >> 63 == 0 {
+        return None;
+    }
+    let b = w.to_be_bytes();
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&b[2..]);
+    Some((((w >> 48) & 0xff) as usize, mac))
 }
 
 /// A packet waiting for its next hop's MAC.
@@ -137,5 +170,31 @@ impl<B> PendingQueue<B> {
         }
         self.queue = keep;
         (ready, expired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hops_pack_and_unpack() {
+        let mac = [0x02, 0xab, 0xcd, 0xef, 0x01, 0xff];
+        assert_eq!(unpack_hop(pack_hop(3, mac)), Some((3, mac)));
+        assert_eq!(unpack_hop(pack_hop(255, [0xff; 6])), Some((255, [0xff; 6])));
+        assert_eq!(unpack_hop(pack_hop(0, [0; 6])), Some((0, [0; 6])));
+        assert_eq!(unpack_hop(0), None, "a fresh connection has none");
+    }
+
+    #[test]
+    fn generation_moves_only_when_an_entry_changes() {
+        let t = NeighTable::default();
+        let a: IpAddr = "10.0.0.2".parse().unwrap();
+        t.learn(0, a, [2; 6], 1);
+        let g = t.generation();
+        t.learn(0, a, [2; 6], 2);
+        assert_eq!(t.generation(), g, "a refresh changes nothing");
+        t.learn(0, a, [3; 6], 3);
+        assert!(t.generation() > g, "a new MAC does");
     }
 }

@@ -19,7 +19,7 @@ use crate::core::{mode_from_flags, tcp_flag};
 use crate::events::Event;
 use crate::fnat::{self, SeqState};
 use crate::io::Io;
-use crate::neigh::Pending;
+use crate::neigh::{pack_hop, unpack_hop, Pending};
 use crate::route::NextHop;
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
@@ -170,7 +170,53 @@ impl<I: Io> Core<I> {
             }
         }
         self.count_traffic(snap, &f, dir, len - ETH_HLEN);
-        self.output(snap, m, next_dst, f.mode == ForwardMode::Dr);
+        self.output_conn(snap, m, next_dst, f.mode == ForwardMode::Dr, id, dir);
+    }
+
+    /// [`Core::output`] for a packet of connection `id` in direction `dir`:
+    /// the next hop (port, MAC) that direction resolved last is reused while
+    /// routes and neighbours are unchanged (`hops_epoch`), so established
+    /// packets skip the route and neighbour lookups.
+    fn output_conn(
+        &mut self,
+        snap: &Snapshot,
+        m: I::Buf,
+        dst: IpAddr,
+        connected_only: bool,
+        id: ConnId,
+        dir: Direction,
+    ) {
+        let d = match dir {
+            Direction::Original => 0,
+            Direction::Reply => 1,
+        };
+        let epoch = self.hops_epoch;
+        let cached = self
+            .conns
+            .get(id)
+            .filter(|c| c.hops_epoch == epoch)
+            .and_then(|c| unpack_hop(c.hops[d]));
+        if let Some((port, mac)) = cached {
+            return self.send_to(snap, m, port, mac);
+        }
+        let Some(hop) = snap.routes.lookup(dst) else {
+            return self.count_drop(DropReason::NoRoute);
+        };
+        if connected_only && hop.gateway != dst {
+            return self.count_drop(DropReason::NoRoute);
+        }
+        let Some(mac) = self.shared.neigh.lookup(hop.port, hop.gateway) else {
+            return self.output_via(snap, m, hop);
+        };
+        if let Some(c) = self.conns.get_mut(id) {
+            if c.hops_epoch != epoch {
+                // Both directions were resolved under an older epoch.
+                c.hops = [0; 2];
+                c.hops_epoch = epoch;
+            }
+            c.hops[d] = pack_hop(hop.port, mac);
+        }
+        self.send_to(snap, m, hop.port, mac)
     }
 
     /// TUN: IPIP from the DIP toward the RS to the RIP around the untouched

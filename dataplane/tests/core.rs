@@ -620,3 +620,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_cached_next_hop_follows_a_neighbour_change() {
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(seen(&out[0].1).dmac, RS_MAC);
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "A", 2, b"")],
+    );
+    assert_eq!(seen(&out[0].1).dmac, RS_MAC, "from the connection's cache");
+    // The real server's MAC changes (a failover, a new NIC): the next packet
+    // of the established connection goes to the new one.
+    let moved = [0x02, 0, 0, 0, 9, 9];
+    lab.core.shared.neigh.learn(1, ip(RIP), moved, 2000);
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "A", 3, b"")],
+    );
+    assert_eq!(seen(&out[0].1).dmac, moved);
+    // And the reply direction resolves its own hop.
+    let out = lab.rx(1, &[tcp(moved, MAC1, RIP, 8080, CIP, 40000, "A", 9, b"")]);
+    assert_eq!((out[0].0, seen(&out[0].1).dmac), (0, CLIENT_MAC));
+}
