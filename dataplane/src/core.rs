@@ -25,6 +25,7 @@ use crate::shared::Shared;
 use crate::snapshot::{FastMap, Service, Snapshot};
 use crate::stats::{ConnEntry, DropReason};
 use crate::wire::{classify, ip_proto, IpMeta, Packet, PacketBuf};
+use crate::xmit::Flow;
 
 /// Packets per rx/tx burst.
 pub const BURST: usize = 32;
@@ -357,21 +358,21 @@ impl<I: Io> Core<I> {
                 return self.count_drop(r);
             }
         }
-        let tuple = tuple_of(&meta);
         let hit = match lookup {
             Lookup::Done(h) => h,
-            Lookup::Redo => self.conns.lookup(&tuple),
+            Lookup::Redo => self.conns.lookup(&tuple_of(&meta)),
         };
         if let Some((id, dir)) = hit {
             let tr = self
                 .conns
                 .on_packet(id, dir, conntrack_flags(meta.tcp_flags), self.now_ms);
-            let Some(dest_id) = self.conns.get(id).map(|c| c.dest()) else {
+            let Some(f) = self.conns.get(id).map(Flow::of) else {
                 return self.count_drop(DropReason::NoConnection);
             };
-            self.account_transition(snap, dest_id, tr);
-            return self.xmit(snap, m, meta, id, dir);
+            self.account_transition(snap, f.dest, tr);
+            return self.xmit(snap, m, meta, id, dir, f);
         }
+        let tuple = tuple_of(&meta);
         let Err(m) = self.handed_to_owner(snap, m, at, &tuple) else {
             return;
         };
@@ -469,7 +470,10 @@ impl<I: Io> Core<I> {
         self.account_transition(snap, dm.id, tr);
         svc.traffic.conn(self.index);
         dm.traffic.conn(self.index);
-        self.xmit(snap, m, meta, id, Direction::Original);
+        let Some(f) = self.conns.get(id).map(Flow::of) else {
+            return self.count_drop(DropReason::NoConnection);
+        };
+        self.xmit(snap, m, meta, id, Direction::Original, f);
     }
 
     /// Persistence template first, then the service's scheduler.

@@ -75,7 +75,12 @@ impl<I: Io> Core<I> {
             // DR/TUN, as IPVS's `ip_vs_icmp_xmit`: the RS sent the quoted reply
             // from the VIP itself, so the error goes to it unchanged by the
             // connection's own method.
-            Ok(Action::Forward(id)) => return self.xmit(snap, m, meta, id, Direction::Original),
+            Ok(Action::Forward(id)) => {
+                let Some(f) = self.conns.get(id).map(crate::xmit::Flow::of) else {
+                    return self.count_drop(DropReason::IcmpNoConn);
+                };
+                return self.xmit(snap, m, meta, id, Direction::Original, f);
+            }
             Err(r) => return self.count_drop(r),
         };
         let end = meta.l3_end();

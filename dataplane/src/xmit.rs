@@ -54,18 +54,39 @@ fn mtu_toward(snap: &Snapshot, dst: IpAddr) -> usize {
 
 /// What xmit needs of a connection, copied out of the table.
 #[derive(Clone, Copy)]
-struct Flow {
+pub(crate) struct Flow {
     orig: conntrack::Tuple,
     reply: conntrack::Tuple,
     mode: ForwardMode,
-    dest: u32,
+    pub(crate) dest: u32,
     service: u32,
     /// FULLNAT TCP: the sequence state (`fnat`).
     seq: SeqState,
+    /// Each direction's next hop, if resolved under `hops_epoch`.
+    hops: [u64; 2],
+    hops_epoch: u32,
+}
+
+impl Flow {
+    /// What xmit needs of connection `c`, read once per packet.
+    #[inline]
+    pub(crate) fn of(c: &conntrack::Conn) -> Flow {
+        Flow {
+            orig: c.original(),
+            reply: c.reply(),
+            mode: mode_from_flags(c.flags()),
+            dest: c.dest(),
+            service: c.service(),
+            seq: SeqState::from_user(c.user),
+            hops: c.hops,
+            hops_epoch: c.hops_epoch,
+        }
+    }
 }
 
 impl<I: Io> Core<I> {
-    /// Forward a packet of tracked connection `id` in direction `dir`.
+    /// Forward a packet of tracked connection `id` in direction `dir`; `f` is
+    /// what the connection holds (`Flow::of`).
     pub(crate) fn xmit(
         &mut self,
         snap: &Snapshot,
@@ -73,17 +94,8 @@ impl<I: Io> Core<I> {
         mut meta: IpMeta,
         id: ConnId,
         dir: Direction,
+        f: Flow,
     ) {
-        let Some(f) = self.conns.get(id).map(|c| Flow {
-            orig: c.original(),
-            reply: c.reply(),
-            mode: mode_from_flags(c.flags()),
-            dest: c.dest(),
-            service: c.service(),
-            seq: SeqState::from_user(c.user),
-        }) else {
-            return self.count_drop(DropReason::NoConnection);
-        };
         let len = m.len();
         let next_dst = match (f.mode, dir) {
             (ForwardMode::Nat, Direction::Original) => {
@@ -170,13 +182,14 @@ impl<I: Io> Core<I> {
             }
         }
         self.count_traffic(snap, &f, dir, len - ETH_HLEN);
-        self.output_conn(snap, m, next_dst, f.mode == ForwardMode::Dr, id, dir);
+        self.output_conn(snap, m, next_dst, f.mode == ForwardMode::Dr, id, dir, &f);
     }
 
     /// [`Core::output`] for a packet of connection `id` in direction `dir`:
     /// the next hop (port, MAC) that direction resolved last is reused while
     /// routes and neighbours are unchanged (`hops_epoch`), so established
     /// packets skip the route and neighbour lookups.
+    #[allow(clippy::too_many_arguments)]
     fn output_conn(
         &mut self,
         snap: &Snapshot,
@@ -185,17 +198,16 @@ impl<I: Io> Core<I> {
         connected_only: bool,
         id: ConnId,
         dir: Direction,
+        f: &Flow,
     ) {
         let d = match dir {
             Direction::Original => 0,
             Direction::Reply => 1,
         };
         let epoch = self.hops_epoch;
-        let cached = self
-            .conns
-            .get(id)
-            .filter(|c| c.hops_epoch == epoch)
-            .and_then(|c| unpack_hop(c.hops[d]));
+        let cached = (f.hops_epoch == epoch)
+            .then(|| unpack_hop(f.hops[d]))
+            .flatten();
         if let Some((port, mac)) = cached {
             return self.send_to(snap, m, port, mac);
         }
