@@ -113,6 +113,8 @@ pub struct Core<I: Io> {
     pub hops_epoch: u32,
     /// Neighbour table generation `hops_epoch` last followed.
     neigh_gen: u64,
+    /// `--stats` traffic of the burst being handled.
+    pub(crate) traffic: crate::counters::TrafficBatch,
 }
 
 /// Where a burst came from.
@@ -148,6 +150,7 @@ impl<I: Io> Core<I> {
             // 0 is what a new connection carries: never valid.
             hops_epoch: 1,
             neigh_gen: 0,
+            traffic: Default::default(),
         }
     }
 
@@ -313,6 +316,9 @@ impl<I: Io> Core<I> {
                 }
                 Packet::Other(_) => self.count_drop(DropReason::UnknownEtherType),
             }
+        }
+        if !self.traffic.is_empty() {
+            self.flush_traffic(snap);
         }
     }
 

@@ -56,6 +56,19 @@ impl Traffic {
         bump(&s.outpkts, 1);
         bump(&s.outbytes, bytes as u64);
     }
+    /// A burst's worth at once (see [`TrafficBatch`]).
+    #[inline]
+    pub fn add(&self, worker: usize, b: &BatchEntry) {
+        let s = &self.slots[worker % MAX_WORKERS];
+        if b.inpkts != 0 {
+            bump(&s.inpkts, b.inpkts);
+            bump(&s.inbytes, b.inbytes);
+        }
+        if b.outpkts != 0 {
+            bump(&s.outpkts, b.outpkts);
+            bump(&s.outbytes, b.outbytes);
+        }
+    }
     pub fn sum(&self) -> TrafficStats {
         let mut t = TrafficStats::default();
         for s in self.slots.iter() {
@@ -66,6 +79,64 @@ impl Traffic {
             t.outbytes += s.outbytes.load(Ordering::Relaxed);
         }
         t
+    }
+}
+
+/// One dest's (and service's) traffic within a burst.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchEntry {
+    pub dest: u32,
+    pub service: u32,
+    pub inpkts: u64,
+    pub inbytes: u64,
+    pub outpkts: u64,
+    pub outbytes: u64,
+}
+
+/// Traffic of one burst per (dest, service), added to the shared `--stats`
+/// counters once per burst and dest instead of once per packet (one hash
+/// lookup per dest, not per packet).
+#[derive(Default)]
+pub struct TrafficBatch {
+    entries: arrayvec::ArrayVec<BatchEntry, 32>,
+}
+
+impl TrafficBatch {
+    /// Count a packet of `bytes` (IP length) in or out. `false` when the
+    /// batch is full of other dests: flush it first.
+    #[inline]
+    pub fn add(&mut self, dest: u32, service: u32, inbound: bool, bytes: usize) -> bool {
+        let e = match self.entries.iter_mut().find(|e| e.dest == dest) {
+            Some(e) => e,
+            None => {
+                let fresh = BatchEntry {
+                    dest,
+                    service,
+                    ..Default::default()
+                };
+                if self.entries.try_push(fresh).is_err() {
+                    return false;
+                }
+                self.entries.last_mut().expect("just pushed")
+            }
+        };
+        if inbound {
+            e.inpkts += 1;
+            e.inbytes += bytes as u64;
+        } else {
+            e.outpkts += 1;
+            e.outbytes += bytes as u64;
+        }
+        true
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Take the burst's entries.
+    pub fn drain(&mut self) -> arrayvec::Drain<'_, BatchEntry, 32> {
+        self.entries.drain(..)
     }
 }
 
@@ -137,6 +208,30 @@ mod tests {
             (s.conns, s.inpkts, s.inbytes, s.outpkts, s.outbytes),
             (2, 2, 100, 1, 1500)
         );
+    }
+
+    #[test]
+    fn a_batch_adds_up_per_dest() {
+        let mut b = TrafficBatch::default();
+        assert!(b.add(7, 1, true, 60));
+        assert!(b.add(7, 1, true, 40));
+        assert!(b.add(7, 1, false, 1500));
+        assert!(b.add(8, 1, true, 60));
+        let t = Traffic::default();
+        for e in b.drain().filter(|e| e.dest == 7) {
+            t.add(2, &e);
+        }
+        let s = t.sum();
+        assert_eq!(
+            (s.inpkts, s.inbytes, s.outpkts, s.outbytes),
+            (2, 100, 1, 1500)
+        );
+        assert!(b.is_empty());
+        for d in 0..32 {
+            assert!(b.add(d, 1, true, 1));
+        }
+        assert!(!b.add(99, 1, true, 1), "full of other dests");
+        assert!(b.add(3, 1, true, 1), "a dest it holds still counts");
     }
 
     #[test]

@@ -304,18 +304,28 @@ impl<I: Io> Core<I> {
         }
     }
 
-    /// One hash lookup per packet: the dest entry carries its service's
-    /// counters; a conn whose dest was removed still counts on its service.
-    fn count_traffic(&self, snap: &Snapshot, f: &Flow, dir: Direction, bytes: usize) {
-        let count = |t: &crate::counters::Traffic| match dir {
-            Direction::Original => t.inbound(self.index, bytes),
-            Direction::Reply => t.outbound(self.index, bytes),
-        };
-        if let Some(d) = snap.dests.get(&f.dest) {
-            count(&d.traffic);
-            count(&d.service_traffic);
-        } else if let Some(s) = snap.services_by_id.get(&f.service) {
-            count(&s.traffic);
+    /// `--stats` traffic, gathered per burst and dest (`flush_traffic`).
+    #[inline]
+    fn count_traffic(&mut self, snap: &Snapshot, f: &Flow, dir: Direction, bytes: usize) {
+        let inbound = dir == Direction::Original;
+        if !self.traffic.add(f.dest, f.service, inbound, bytes) {
+            self.flush_traffic(snap);
+            self.traffic.add(f.dest, f.service, inbound, bytes);
+        }
+    }
+
+    /// Add the burst's traffic to the shared counters: one hash lookup per
+    /// dest; the dest entry carries its service's counters, and a conn whose
+    /// dest was removed still counts on its service.
+    pub(crate) fn flush_traffic(&mut self, snap: &Snapshot) {
+        let w = self.index;
+        for e in self.traffic.drain() {
+            if let Some(d) = snap.dests.get(&e.dest) {
+                d.traffic.add(w, &e);
+                d.service_traffic.add(w, &e);
+            } else if let Some(s) = snap.services_by_id.get(&e.service) {
+                s.traffic.add(w, &e);
+            }
         }
     }
 

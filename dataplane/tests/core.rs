@@ -307,6 +307,12 @@ fn nat_new_and_established_both_ways() {
     assert_eq!(seen(&out[0].1).dst, RIP, "established: same real server");
     assert_eq!(lab.core.conns.len(), 1);
     assert_eq!(lab.all_drops(), 0);
+    // --stats: two packets in (40 + 45 IP bytes), one out (40), on the dest
+    // and its service alike.
+    let d = lab.snap.dests.values().next().expect("one dest");
+    for t in [d.traffic.sum(), d.service_traffic.sum()] {
+        assert_eq!((t.inpkts, t.inbytes, t.outpkts, t.outbytes), (2, 85, 1, 40));
+    }
 }
 
 #[test]
