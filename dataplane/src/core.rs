@@ -115,6 +115,9 @@ pub struct Core<I: Io> {
     neigh_gen: u64,
     /// `--stats` traffic of the burst being handled.
     pub(crate) traffic: crate::counters::TrafficBatch,
+    /// When `expire` last ran, and whether it left due entries behind.
+    expired_at_ms: u64,
+    expire_backlog: bool,
 }
 
 /// Where a burst came from.
@@ -151,6 +154,8 @@ impl<I: Io> Core<I> {
             hops_epoch: 1,
             neigh_gen: 0,
             traffic: Default::default(),
+            expired_at_ms: 0,
+            expire_backlog: false,
         }
     }
 
@@ -184,11 +189,17 @@ impl<I: Io> Core<I> {
         self.hops_epoch = self.hops_epoch.wrapping_add(1).max(1);
     }
 
-    /// Expire connections and templates due by now (bounded per call).
+    /// Expire connections and templates due by now (bounded per call). The
+    /// wheel ticks every 100 ms, so this runs once per millisecond, and every
+    /// loop only while a mass expiry has more to do.
     pub fn expire(&mut self, snap: &Snapshot) {
         let now = self.now_ms;
+        if now == self.expired_at_ms && !self.expire_backlog {
+            return;
+        }
+        self.expired_at_ms = now;
         let lports = &mut self.lports;
-        self.conns.expire(now, EXPIRE_BUDGET, |c| {
+        let n = self.conns.expire(now, EXPIRE_BUDGET, |c| {
             release_conn(lports, c);
             if let Some(d) = snap.dests.get(&c.dest()) {
                 let ctr = if c.is_active() {
@@ -201,7 +212,8 @@ impl<I: Io> Core<I> {
                 });
             }
         });
-        self.persist.expire(now, EXPIRE_BUDGET);
+        let t = self.persist.expire(now, EXPIRE_BUDGET);
+        self.expire_backlog = n >= EXPIRE_BUDGET || t >= EXPIRE_BUDGET;
     }
 
     /// Now and then: publish the gauges, and let lblc/lblcr age their

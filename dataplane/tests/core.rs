@@ -653,3 +653,30 @@ fn a_cached_next_hop_follows_a_neighbour_change() {
     let out = lab.rx(1, &[tcp(moved, MAC1, RIP, 8080, CIP, 40000, "A", 9, b"")]);
     assert_eq!((out[0].0, seen(&out[0].1).dmac), (0, CLIENT_MAC));
 }
+
+#[test]
+fn connections_expire_and_a_mass_expiry_continues_every_loop() {
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Udp);
+    for chunk in 0..10u16 {
+        let frames: Vec<Vec<u8>> = (0..30)
+            .map(|i| udp(CLIENT_MAC, MAC0, CIP, 10000 + chunk * 30 + i, VIP, 80))
+            .collect();
+        lab.rx(0, &frames);
+    }
+    assert_eq!(lab.core.conns.len(), 300);
+    let snap = lab.snap.clone();
+    lab.core.expire(&snap);
+    assert_eq!(lab.core.conns.len(), 300, "none due yet");
+    lab.core.expire(&snap);
+    // UDP's 300 s later, all are due; each call takes at most 128.
+    lab.core.now_ms += 301_000;
+    lab.core.expire(&snap);
+    assert_eq!(lab.core.conns.len(), 300 - 128);
+    lab.core.expire(&snap);
+    lab.core.expire(&snap);
+    assert_eq!(
+        lab.core.conns.len(),
+        0,
+        "the backlog goes on within the same ms"
+    );
+}
