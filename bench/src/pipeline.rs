@@ -524,6 +524,30 @@ pub fn cps(env: &mut Env, mode: ForwardMode, conns: u32, repeats: usize) -> Resu
 /// Server view of one connection: (RS ip, RS port, peer ip, peer port, RS MAC).
 pub type ServerView = ([u8; 4], u16, [u8; 4], u16, [u8; 6]);
 
+/// A segment from the real server of view `v` back through the director.
+pub fn server_seg(
+    r: &Running,
+    v: &ServerView,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: usize,
+) -> Seg {
+    let (rip, rport, pip, pport, mac) = *v;
+    Seg {
+        src_mac: mac,
+        dst_mac: r.mac[1],
+        src: rip,
+        sport: rport,
+        dst: pip,
+        dport: pport,
+        flags,
+        seq,
+        ack,
+        payload,
+    }
+}
+
 fn one_wave(env: &mut Env, r: &Running, base: u32, n: u32) -> Result<(), String> {
     const REQ: usize = 16;
     let c = |i: usize, flags, seq, ack, pl| client_seg(r, base + i as u32, flags, seq, ack, pl);
@@ -591,21 +615,7 @@ fn one_wave(env: &mut Env, r: &Running, base: u32, n: u32) -> Result<(), String>
         .into_iter()
         .collect::<Option<Vec<_>>>()
         .ok_or("a SYN came out twice, another never")?;
-    let s = |i: usize, flags, seq, ack, pl| {
-        let (rip, rport, pip, pport, mac) = views[i];
-        Seg {
-            src_mac: mac,
-            dst_mac: r.mac[1],
-            src: rip,
-            sport: rport,
-            dst: pip,
-            dport: pport,
-            flags,
-            seq,
-            ack,
-            payload: pl,
-        }
-    };
+    let s = |i: usize, flags, seq, ack, pl| server_seg(r, &views[i], flags, seq, ack, pl);
     let check_some = |every: u32, e: &Expect| {
         let mut k = 0u32;
         let e = e.clone();

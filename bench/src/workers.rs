@@ -21,10 +21,10 @@ use dataplane::{ForwardMode, Steering, WorkerStats};
 use serde::{Deserialize, Serialize};
 
 use crate::env::{Env, Load, SoftRss, CLIENT, RETA_SIZE, RSS_KEY, SERVER};
-use crate::frames::{self, flag, Frames, Seg};
+use crate::frames::{self, flag, Frames};
 use crate::pipeline::{
-    check_loss, client_seg, expect_reply, mode_name, nonzero_drops, start_spec, Running, Sampler,
-    ServerView,
+    check_loss, client_seg, expect_reply, mode_name, nonzero_drops, server_seg, start_spec,
+    Sampler, ServerView,
 };
 
 /// Client ISNs: flow i opens with `ISN_BASE + i * ISN_STEP`, so every
@@ -161,22 +161,6 @@ fn server_view(f: &[u8], flows: u32, mode: ForwardMode) -> Result<(u32, ServerVi
     Ok((flow, (q.dst, q.dport, q.src, q.sport, mac)))
 }
 
-fn server_seg(r: &Running, v: &ServerView, flags: u8, seq: u32, ack: u32) -> Seg {
-    let (rip, rport, pip, pport, mac) = *v;
-    Seg {
-        src_mac: mac,
-        dst_mac: r.mac[1],
-        src: rip,
-        sport: rport,
-        dst: pip,
-        dport: pport,
-        flags,
-        seq,
-        ack,
-        payload: 0,
-    }
-}
-
 /// The owner function of a dataplane with `n` workers and this steering,
 /// as `dataplane::owner` defines it (port 0 client side, 1 server side).
 fn owners(n: usize, steer: Steer) -> Result<Owners, String> {
@@ -310,6 +294,7 @@ pub fn established(
             flag::SYN | flag::ACK,
             RS_ISN,
             isn(i as u32) + 1,
+            0,
         )
     });
     let p = env.pump(
@@ -328,7 +313,7 @@ pub fn established(
         client_seg(&r, i as u32, flag::ACK, isn(i as u32) + 1, RS_ISN + 1, 0)
     });
     let rep = Frames::build(flows as usize, |i| {
-        server_seg(&r, &views[i], flag::ACK, RS_ISN + 1, isn(i as u32) + 1)
+        server_seg(&r, &views[i], flag::ACK, RS_ISN + 1, isn(i as u32) + 1, 0)
     });
     let load = Load {
         inputs: vec![(&req, CLIENT), (&rep, SERVER)],
