@@ -155,6 +155,9 @@ pub struct WorkerConfig {
 /// One worker: the LVS core on DPDK I/O, and what the loop needs.
 pub struct Worker {
     core: Core<DpdkIo>,
+    /// The rings others fill for this worker (the same `Arc` as the core's
+    /// I/O holds, kept here so draining needs no clone per loop).
+    rings: Arc<Rings>,
     rx_ports: Vec<u16>,
     queue: u16,
     requests: Receiver<Request>,
@@ -183,7 +186,7 @@ impl Worker {
                 dropped: 0,
             },
             outbox: Outbox::new(cfg.index, nworkers),
-            rings,
+            rings: rings.clone(),
         };
         let core = Core::new(
             CoreConfig {
@@ -196,6 +199,7 @@ impl Worker {
         );
         Worker {
             core,
+            rings,
             rx_ports: cfg.port_ids,
             queue: cfg.queue,
             requests,
@@ -206,10 +210,9 @@ impl Worker {
     /// Handle what other workers handed over; returns the packet count.
     fn drain_handover(&mut self, snap: &Snapshot, rx: &mut ArrayVec<Mbuf, BURST>) -> usize {
         let me = self.core.index;
-        let rings = self.core.io.rings.clone();
         let mut got = 0;
-        for from in 0..rings.workers() {
-            let Some(ring) = rings.ring(from, me) else {
+        for from in 0..self.rings.workers() {
+            let Some(ring) = self.rings.ring(from, me) else {
                 continue;
             };
             let n = ring.dequeue_burst(rx);
