@@ -5,6 +5,7 @@
 //! also writes JSON and markdown. The other subcommands run one part.
 
 mod baseline;
+mod ceiling;
 mod churn;
 mod env;
 mod frames;
@@ -16,6 +17,7 @@ mod memory;
 mod pipeline;
 mod plot;
 mod report;
+mod stages;
 mod workers;
 
 use clap::{Parser, Subcommand};
@@ -61,6 +63,19 @@ enum Cmd {
         quick: bool,
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=32))]
         workers: u16,
+    },
+    /// Only the per-stage figures of the LVS core (no EAL; `output` needs
+    /// the pipeline's figures, so it is NA here).
+    Stages {
+        #[arg(long)]
+        quick: bool,
+        /// Only this mode (nat, fullnat, dr, tun).
+        #[arg(long)]
+        mode: Option<String>,
+        /// Packets per timed run (default: the plan's); small counts suit
+        /// `valgrind --tool=callgrind`, which counts instructions exactly.
+        #[arg(long)]
+        packets: Option<u64>,
     },
     /// Only the dpdk-testpmd baseline.
     Testpmd {
@@ -253,6 +268,37 @@ impl Plan {
     }
 }
 
+const MODES: [ForwardMode; 4] = [
+    ForwardMode::Nat,
+    ForwardMode::FullNat,
+    ForwardMode::Dr,
+    ForwardMode::Tun,
+];
+
+/// The stage figures alone.
+fn stages_only(quick: bool, only: Option<String>, packets: Option<u64>) -> Result<(), String> {
+    let mut plan = Plan::new(quick, 2);
+    if let Some(p) = packets {
+        plan.packets = p.max(32);
+    }
+    if let Some(m) = &only {
+        if !MODES.iter().any(|&x| pipeline::mode_name(x) == m) {
+            return Err(format!("--mode {m}: one of nat, fullnat, dr, tun"));
+        }
+    }
+    for mode in MODES {
+        if only
+            .as_deref()
+            .is_some_and(|m| m != pipeline::mode_name(mode))
+        {
+            continue;
+        }
+        let s = stages::measure(mode, 1000, plan.packets, plan.repeats, None)?;
+        println!("{}", stages::line(&s));
+    }
+    Ok(())
+}
+
 /// What a `run` covers.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Part {
@@ -267,13 +313,12 @@ fn pipeline(plan: &Plan, rep: &mut Report, part: Part) -> Result<(), String> {
     if part == Part::Workers {
         return several_workers(plan, rep, &mut env);
     }
-    let modes = [
-        ForwardMode::Nat,
-        ForwardMode::FullNat,
-        ForwardMode::Dr,
-        ForwardMode::Tun,
-    ];
-    for mode in modes {
+    eprintln!("pipeline: harness ceiling (a worker that only swaps MACs)");
+    match ceiling::measure(&mut env, 1000, plan.packets, plan.repeats) {
+        Ok(c) => rep.ceiling = Some(c),
+        Err(e) => rep.errors.push(e),
+    }
+    for mode in MODES {
         for flows in [1000, plan.big_flows] {
             eprintln!(
                 "pipeline: {} established, {flows} flows",
@@ -286,6 +331,13 @@ fn pipeline(plan: &Plan, rep: &mut Report, part: Part) -> Result<(), String> {
                 break;
             }
         }
+    }
+    for mode in MODES {
+        eprintln!("pipeline: {} stages", pipeline::mode_name(mode));
+        let p = rep.est_ns(pipeline::mode_name(mode), false);
+        let s = stages::measure(mode, 1000, plan.packets, plan.repeats, p)?;
+        eprintln!("{}", stages::line(&s));
+        rep.stages.push(s);
     }
     for mode in [ForwardMode::Nat, ForwardMode::FullNat] {
         eprintln!(
@@ -435,6 +487,11 @@ fn main() {
         } => run(quick, out, Part::All, workers),
         Cmd::Pipeline { quick, workers } => run(quick, None, Part::Pipeline, workers),
         Cmd::Workers { quick, workers } => run(quick, None, Part::Workers, workers),
+        Cmd::Stages {
+            quick,
+            mode,
+            packets,
+        } => stages_only(quick, mode, packets),
         Cmd::Testpmd { seconds } => {
             for mode in ["5tswap", "macswap"] {
                 let r = baseline::run(mode, seconds);

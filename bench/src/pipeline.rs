@@ -132,6 +132,31 @@ pub fn start(
     start_spec(env, mode, &spec)
 }
 
+/// The extensions of `config(mode, ..)`: with FULLNAT, a pool of LIPS local
+/// addresses from LIP upward (1 M flows need more source ports than one LIP
+/// has, ~64 k), as a DPVS operator would configure.
+pub fn ext(desc: &ConfigDesc, mode: ForwardMode) -> dataplane::config::ExtDesc {
+    if mode != ForwardMode::FullNat {
+        return Default::default();
+    }
+    let svc = desc.services[0].key;
+    dataplane::config::ExtDesc {
+        laddrs: (0..LIPS)
+            .map(|i| dataplane::config::LocalAddrSpec {
+                service: svc,
+                addr: v4([
+                    frames::LIP[0],
+                    frames::LIP[1],
+                    frames::LIP[2],
+                    frames::LIP[3] + i,
+                ]),
+                port: "dpdk1".into(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// Start a dataplane with `spec` (workers and steering of the current ports).
 pub fn start_spec(
     env: &mut Env,
@@ -143,25 +168,8 @@ pub fn start_spec(
     let desc = config(mode, vec![]);
     let dp = Dataplane::start_with_eal(spec, &desc).map_err(|e| e.to_string())?;
     if mode == ForwardMode::FullNat {
-        // 1 M flows need more source ports than one LIP has (~64 k): a pool of
-        // LIPS addresses from LIP upward, as a DPVS operator would configure.
-        let svc = desc.services[0].key;
-        let ext = dataplane::config::ExtDesc {
-            laddrs: (0..LIPS)
-                .map(|i| dataplane::config::LocalAddrSpec {
-                    service: svc,
-                    addr: v4([
-                        frames::LIP[0],
-                        frames::LIP[1],
-                        frames::LIP[2],
-                        frames::LIP[3] + i,
-                    ]),
-                    port: "dpdk1".into(),
-                })
-                .collect(),
-            ..Default::default()
-        };
-        dp.apply_ext(&desc, &ext).map_err(|e| e.to_string())?;
+        dp.apply_ext(&desc, &ext(&desc, mode))
+            .map_err(|e| e.to_string())?;
     }
     let st = dp.stats();
     let mac = [st.ports[0].mac, st.ports[1].mac];

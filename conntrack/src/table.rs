@@ -14,7 +14,7 @@ use crate::tcp::{self, TcpDir, TcpFlags, TcpState};
 use crate::timeouts::Timeouts;
 use crate::timer::{Link, TimerNode, Wheel, NIL};
 use crate::tuple::{
-    random_state, unpack_addr, Direction, Key, Tuple, FAM_DST_V6, FAM_SRC_V6, PROTO_TCP,
+    bits_addr, random_state, Direction, Key, Tuple, FAM_DST_V6, FAM_SRC_V6, PROTO_TCP,
 };
 
 /// Largest supported capacity: index values are `conn index << 1 | direction`.
@@ -216,16 +216,16 @@ impl Conn {
     fn key(&self, dir: Direction) -> Key {
         match dir {
             Direction::Original => Key {
-                src: self.o_src,
-                dst: self.o_dst,
+                src: u128::from_le_bytes(self.o_src),
+                dst: u128::from_le_bytes(self.o_dst),
                 sport: self.o_sport,
                 dport: self.o_dport,
                 proto: self.proto,
                 fam: self.bits & (BIT_O_SRC6 | BIT_O_DST6),
             },
             Direction::Reply => Key {
-                src: self.r_src,
-                dst: self.r_dst,
+                src: u128::from_le_bytes(self.r_src),
+                dst: u128::from_le_bytes(self.r_dst),
                 sport: self.r_sport,
                 dport: self.r_dport,
                 proto: self.proto,
@@ -241,16 +241,16 @@ impl Conn {
                 self.o_sport == k.sport
                     && self.o_dport == k.dport
                     && self.proto == k.proto
-                    && self.o_src == k.src
-                    && self.o_dst == k.dst
+                    && u128::from_le_bytes(self.o_src) == k.src
+                    && u128::from_le_bytes(self.o_dst) == k.dst
                     && self.bits & (BIT_O_SRC6 | BIT_O_DST6) == k.fam
             }
             Direction::Reply => {
                 self.r_sport == k.sport
                     && self.r_dport == k.dport
                     && self.proto == k.proto
-                    && self.r_src == k.src
-                    && self.r_dst == k.dst
+                    && u128::from_le_bytes(self.r_src) == k.src
+                    && u128::from_le_bytes(self.r_dst) == k.dst
                     && (self.bits & (BIT_R_SRC6 | BIT_R_DST6)) >> 2 == k.fam
             }
         }
@@ -270,7 +270,7 @@ impl fmt::Debug for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let o = self.key(Direction::Original);
         let r = self.key(Direction::Reply);
-        let a = |b: &[u8; 16], v6: bool| unpack_addr(b, v6);
+        let a = |b: &u128, v6: bool| bits_addr(*b, v6);
         f.debug_struct("Conn")
             .field("proto", &self.proto)
             .field(
@@ -429,8 +429,9 @@ impl ConnTable {
             let mut keys = [Key::EMPTY; MAX];
             let mut hs = [0u64; MAX];
             for j in 0..n {
-                keys[j] = Key::from_tuple(&tc[j]);
-                hs[j] = self.hash(&keys[j]);
+                let k = Key::from_tuple(&tc[j]);
+                hs[j] = self.hash(&k);
+                keys[j] = k;
             }
             let mut acc = 0u32;
             for &h in &hs[..n] {
@@ -487,10 +488,10 @@ impl ConnTable {
         let slot = &mut self.slab[i as usize];
         self.free_head = slot.link.next;
         *slot = Conn {
-            o_src: ok.src,
-            o_dst: ok.dst,
-            r_src: rk.src,
-            r_dst: rk.dst,
+            o_src: ok.src.to_le_bytes(),
+            o_dst: ok.dst.to_le_bytes(),
+            r_src: rk.src.to_le_bytes(),
+            r_dst: rk.dst.to_le_bytes(),
             o_sport: ok.sport,
             o_dport: ok.dport,
             r_sport: rk.sport,
@@ -684,8 +685,8 @@ impl ConnTable {
 
 impl Key {
     const EMPTY: Key = Key {
-        src: [0; 16],
-        dst: [0; 16],
+        src: 0,
+        dst: 0,
         sport: 0,
         dport: 0,
         proto: 0,

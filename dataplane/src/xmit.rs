@@ -39,9 +39,13 @@ fn toa_len(client: IpAddr) -> usize {
     }
 }
 
-/// MTU of the port toward the real server.
-fn fnat_mtu(snap: &Snapshot, f: &Flow) -> usize {
-    mtu_toward(snap, f.reply.src)
+/// MTU of the port toward the real server: that of the next hop the
+/// connection cached under `epoch`, else the route's.
+fn fnat_mtu(snap: &Snapshot, f: &Flow, epoch: u32) -> usize {
+    match f.hop(Direction::Original, epoch) {
+        Some((port, _)) => snap.ports.get(port).map_or(1500, |p| usize::from(p.mtu)),
+        None => mtu_toward(snap, f.reply.src),
+    }
 }
 
 /// IP MTU of the port the route toward `dst` leaves by (1500 without one).
@@ -81,6 +85,16 @@ impl Flow {
             hops: c.hops,
             hops_epoch: c.hops_epoch,
         }
+    }
+
+    /// The next hop (port index, MAC) direction `dir` resolved, if it did
+    /// under `epoch`.
+    #[inline]
+    fn hop(&self, dir: Direction, epoch: u32) -> Option<(usize, [u8; 6])> {
+        if self.hops_epoch != epoch {
+            return None;
+        }
+        unpack_hop(self.hops[dir as usize])
     }
 }
 
@@ -200,15 +214,9 @@ impl<I: Io> Core<I> {
         dir: Direction,
         f: &Flow,
     ) {
-        let d = match dir {
-            Direction::Original => 0,
-            Direction::Reply => 1,
-        };
+        let d = dir as usize;
         let epoch = self.hops_epoch;
-        let cached = (f.hops_epoch == epoch)
-            .then(|| unpack_hop(f.hops[d]))
-            .flatten();
-        if let Some((port, mac)) = cached {
+        if let Some((port, mac)) = f.hop(dir, epoch) {
             return self.send_to(snap, m, port, mac);
         }
         let Some(hop) = snap.routes.lookup(dst) else {
@@ -373,7 +381,9 @@ impl<I: Io> Core<I> {
         if pp_len != 0 {
             let mut seq = f.seq;
             // The route toward the RS is looked up only when the header goes in.
-            return match fnat::pp_in(m, meta, &mut seq, &f.orig, || fnat_mtu(snap, f)) {
+            return match fnat::pp_in(m, meta, &mut seq, &f.orig, || {
+                fnat_mtu(snap, f, self.hops_epoch)
+            }) {
                 Ok(fnat::InOutcome::Inserted { first }) => {
                     if first {
                         self.shared.events[self.index].bump(Event::ProxyProtocolSent);
@@ -388,7 +398,7 @@ impl<I: Io> Core<I> {
                         && crate::wire::Ipv4Packet::new_unchecked(&m.data()[meta.l3_off..])
                             .dont_frag();
                     if df {
-                        let room = fnat_mtu(snap, f)
+                        let room = fnat_mtu(snap, f, self.hops_epoch)
                             .saturating_sub(pp_len)
                             .clamp(68, usize::from(u16::MAX));
                         self.send_frag_needed(snap, m, meta, room as u16);
@@ -414,7 +424,7 @@ impl<I: Io> Core<I> {
         if seq != first {
             return Ok(());
         }
-        let mtu = fnat_mtu(snap, f);
+        let mtu = fnat_mtu(snap, f, self.hops_epoch);
         let ev = match toa::insert(m, meta, f.orig.src, f.orig.sport, mtu) {
             toa::Outcome::Inserted(_) => Event::ToaInserted,
             toa::Outcome::NoRoom => Event::ToaNoRoom,

@@ -119,6 +119,14 @@ impl VecBuf {
     pub fn headroom(&self) -> usize {
         self.head
     }
+
+    /// Make this buffer hold `data` again with the default headroom, reusing
+    /// its allocation (benchmarks recycle buffers this way).
+    pub fn refill(&mut self, data: &[u8]) {
+        self.buf.resize(Self::DEFAULT_HEADROOM, 0);
+        self.buf.extend_from_slice(data);
+        self.head = Self::DEFAULT_HEADROOM;
+    }
 }
 
 impl PacketBuf for VecBuf {

@@ -123,6 +123,9 @@ fn rewrite(
         return Err(DropReason::Unsupported);
     }
     let (hdr, seg) = split(ip_packet, meta)?;
+    if meta.family == IpFamily::V4 && matches!(meta.proto, ip_proto::TCP | ip_proto::UDP) {
+        return rewrite_v4(hdr, seg, meta.proto, changes);
+    }
     // Validate the L4 header before touching anything, so an error leaves the
     // packet as it was.
     let mut l4 = L4::new(meta.proto, meta.family, seg)?;
@@ -161,6 +164,68 @@ fn rewrite(
         };
         l4.update(end, &old[..n], &new[..n], port);
     }
+    Ok(())
+}
+
+/// The IPv4 TCP/UDP case of [`rewrite`] in one pass: every changed address
+/// and port goes into one checksum delta per header (RFC 1624), applied
+/// once to the IP header checksum and once to the L4 checksum. Families
+/// were checked by the caller.
+fn rewrite_v4(
+    hdr: &mut [u8],
+    seg: &mut [u8],
+    proto: u8,
+    changes: &[(End, IpAddr, u16)],
+) -> Result<(), DropReason> {
+    // Validate the L4 header before touching anything.
+    let csum_at = if proto == ip_proto::TCP {
+        TcpPacket::new_checked(&*seg)?;
+        16
+    } else {
+        UdpPacket::new_checked(&*seg)?;
+        6
+    };
+    let word = |b: &[u8], i: usize| u64::from(u16::from_be_bytes([b[i], b[i + 1]]));
+    // Adds `!old + new` of the 16-bit word at `i` of `b` (then written).
+    let swap = |b: &mut [u8], i: usize, new: [u8; 2]| {
+        let d = (!word(b, i) & 0xffff) + u64::from(u16::from_be_bytes(new));
+        b[i..i + 2].copy_from_slice(&new);
+        d
+    };
+    let (mut ip_d, mut l4_d) = (0u64, 0u64);
+    for &(end, addr, port) in changes {
+        let IpAddr::V4(a) = addr else {
+            return Err(DropReason::Unsupported);
+        };
+        let (a_off, p_off) = match end {
+            End::Src => (12, 0),
+            End::Dst => (16, 2),
+        };
+        let o = a.octets();
+        let d = swap(hdr, a_off, [o[0], o[1]]) + swap(hdr, a_off + 2, [o[2], o[3]]);
+        ip_d += d;
+        l4_d += d + swap(seg, p_off, port.to_be_bytes());
+    }
+    let apply = |c: u64, d: u64| {
+        let mut s = (!c & 0xffff) + d;
+        while s >> 16 != 0 {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
+    };
+    let ipc = apply(word(hdr, 10), ip_d);
+    hdr[10..12].copy_from_slice(&ipc.to_be_bytes());
+    let old = word(seg, csum_at);
+    let new = match (proto, old) {
+        // UDP without a checksum keeps none; a computed 0 is sent as all ones.
+        (ip_proto::UDP, 0) => 0,
+        (ip_proto::UDP, _) => match apply(old, l4_d) {
+            0 => 0xffff,
+            c => c,
+        },
+        _ => apply(old, l4_d),
+    };
+    seg[csum_at..csum_at + 2].copy_from_slice(&new.to_be_bytes());
     Ok(())
 }
 
