@@ -76,6 +76,12 @@ impl PacketBuf for Mbuf {
     }
 
     #[inline]
+    fn prefetch(&self) {
+        let m = self.m();
+        super::prefetch((m.buf_addr as *const u8).wrapping_add(usize::from(m.data_off)));
+    }
+
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         let m = self.m();
         let (addr, off, len) = (

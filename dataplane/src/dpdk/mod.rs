@@ -50,6 +50,19 @@ pub fn rdtsc() -> u64 {
     }
 }
 
+/// Start fetching the cache line at `p` (a hint: nothing is read, and no
+/// address faults).
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// TSC frequency in Hz (valid after EAL init).
 pub fn tsc_hz() -> u64 {
     // SAFETY: returns a value computed at EAL init; no preconditions.

@@ -259,6 +259,9 @@ pub fn rx_burst<const N: usize>(
     let n =
         unsafe { dpdk_sys::rte_eth_rx_burst(port, queue, raw.as_mut_ptr(), room as u16) } as usize;
     for &p in &raw[..n] {
+        // The header (data offset and length) is read first thing: fetch all
+        // the burst's headers at once.
+        super::prefetch(p as *const u8);
         // SAFETY: the driver handed us ownership of n valid mbufs.
         out.push(unsafe { Mbuf::from_raw(std::ptr::NonNull::new_unchecked(p)) });
     }

@@ -76,6 +76,11 @@ pub trait PacketBuf {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// A hint that the packet's first bytes are read soon: an mbuf starts
+    /// fetching its data's cache line (the core does this for a whole burst
+    /// before classifying it, so the misses overlap); byte buffers do nothing.
+    #[inline]
+    fn prefetch(&self) {}
     /// Replace the content with `bytes`. `false` if they do not fit.
     fn write_from(&mut self, bytes: &[u8]) -> bool {
         if !self.trim(self.len()) {
