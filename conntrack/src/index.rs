@@ -93,7 +93,7 @@ impl Index {
 
     /// (primary bucket, alternate bucket, tag) of a hash.
     #[inline]
-    fn place(&self, h: u64) -> (usize, usize, u32) {
+    pub(crate) fn place(&self, h: u64) -> (usize, usize, u32) {
         let nb = self.buckets.len() as u64;
         let tag = h as u32;
         let b1 = (((h >> 32) * nb) >> 32) as usize;
@@ -119,8 +119,17 @@ impl Index {
 
     /// The first value under `h` that `eq` accepts.
     #[inline]
-    pub(crate) fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
-        let (b1, b2, tag) = self.place(h);
+    pub(crate) fn find(&self, h: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.find_at(self.place(h), eq)
+    }
+
+    /// [`Index::find`] with the hash's place already worked out.
+    #[inline]
+    pub(crate) fn find_at(
+        &self,
+        (b1, b2, tag): (usize, usize, u32),
+        mut eq: impl FnMut(u32) -> bool,
+    ) -> Option<u32> {
         if let Some(v) = Index::scan_bucket(&self.buckets[b1], tag, &mut eq) {
             return Some(v);
         }
@@ -133,15 +142,15 @@ impl Index {
     /// Touch both candidate buckets of `h` so a later `find` hits cache; used to
     /// overlap the memory latency of a burst of lookups (safe code, no intrinsics).
     #[inline]
-    pub(crate) fn touch(&self, h: u64) -> u32 {
-        let (b1, b2, _) = self.place(h);
+    pub(crate) fn touch_at(&self, (b1, b2, _): (usize, usize, u32)) -> u32 {
         self.buckets[b1].vals[0] ^ self.buckets[b2].vals[0]
     }
 
-    /// The first value whose tag matches `h`, unverified: a prefetch hint.
+    /// The first value in the primary bucket with the place's tag (the usual
+    /// home of an entry), for touching its conn ahead of the compare.
     #[inline]
-    pub(crate) fn first_tag_match(&self, h: u64) -> Option<u32> {
-        self.find(h, |_| true)
+    pub(crate) fn first_in_primary(&self, (b1, _, tag): (usize, usize, u32)) -> Option<u32> {
+        Index::scan_bucket(&self.buckets[b1], tag, &mut |_| true)
     }
 
     fn put(&mut self, b: usize, tag: u32, val: u32) -> bool {

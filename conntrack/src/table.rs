@@ -410,12 +410,7 @@ impl ConnTable {
 
     #[inline]
     fn lookup_key(&self, k: &Key, h: u64) -> Option<(ConnId, Direction)> {
-        let slab = &self.slab;
-        self.index
-            .find(h, |v| {
-                slab[(v >> 1) as usize].matches(k, Direction::from_bit(v))
-            })
-            .map(|v| (ConnId(v >> 1), Direction::from_bit(v)))
+        self.lookup_at(k, self.index.place(h))
     }
 
     /// Look up a burst of tuples (the dataplane's batch of up to 32), overlapping
@@ -427,26 +422,44 @@ impl ConnTable {
         for (tc, oc) in tuples.chunks(MAX).zip(out.chunks_mut(MAX)) {
             let n = tc.len().min(oc.len());
             let mut keys = [Key::EMPTY; MAX];
-            let mut hs = [0u64; MAX];
+            let mut places = [(0usize, 0usize, 0u32); MAX];
+            let mut acc = 0u32;
             for j in 0..n {
                 let k = Key::from_tuple(&tc[j]);
-                hs[j] = self.hash(&k);
+                places[j] = self.index.place(self.hash(&k));
                 keys[j] = k;
+                acc ^= self.index.touch_at(places[j]);
             }
-            let mut acc = 0u32;
-            for &h in &hs[..n] {
-                acc ^= self.index.touch(h);
-            }
-            for &h in &hs[..n] {
-                if let Some(v) = self.index.first_tag_match(h) {
+            // The candidate of the usual case (a tag match in the primary
+            // bucket), its conn touched; the compare confirms it.
+            let mut cand = [None; MAX];
+            for j in 0..n {
+                cand[j] = self.index.first_in_primary(places[j]);
+                if let Some(v) = cand[j] {
                     acc ^= self.touch_conn(v);
                 }
             }
             core::hint::black_box(acc);
             for j in 0..n {
-                oc[j] = self.lookup_key(&keys[j], hs[j]);
+                let k = &keys[j];
+                oc[j] = match cand[j] {
+                    Some(v) if self.slab[(v >> 1) as usize].matches(k, Direction::from_bit(v)) => {
+                        Some((ConnId(v >> 1), Direction::from_bit(v)))
+                    }
+                    _ => self.lookup_at(k, places[j]),
+                };
             }
         }
+    }
+
+    #[inline]
+    fn lookup_at(&self, k: &Key, place: (usize, usize, u32)) -> Option<(ConnId, Direction)> {
+        let slab = &self.slab;
+        self.index
+            .find_at(place, |v| {
+                slab[(v >> 1) as usize].matches(k, Direction::from_bit(v))
+            })
+            .map(|v| (ConnId(v >> 1), Direction::from_bit(v)))
     }
 
     /// Read the cache lines a lookup compare will read for index value `v`.

@@ -311,11 +311,15 @@ fn fill_100k_all_found_both_ways() {
     let tuples: Vec<Tuple> = (0..64)
         .map(|i| nat(i * 1500 + 1).original)
         .chain((0..8).map(|i| nat(n + i).original))
+        .chain((0..24).map(|i| nat(i * 4001 + 7).reply))
         .collect();
     let mut out = vec![None; tuples.len()];
     ct.lookup_burst(&tuples, &mut out);
     for (t, o) in tuples.iter().zip(&out) {
         assert_eq!(*o, ct.lookup(t));
     }
-    assert!(out[64..].iter().all(Option::is_none));
+    assert!(out[64..72].iter().all(Option::is_none));
+    assert!(out[72..]
+        .iter()
+        .all(|o| matches!(o, Some((_, Direction::Reply)))));
 }

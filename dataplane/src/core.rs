@@ -24,7 +24,7 @@ use crate::route::mask;
 use crate::shared::Shared;
 use crate::snapshot::{FastMap, Service, Snapshot};
 use crate::stats::{ConnEntry, DropReason};
-use crate::wire::{classify, ip_proto, IpMeta, Packet, PacketBuf};
+use crate::wire::{classify_rx, ip_proto, IpMeta, Packet, PacketBuf};
 use crate::xmit::Flow;
 
 /// Packets per rx/tx burst.
@@ -292,7 +292,7 @@ impl<I: Io> Core<I> {
         let mut class: ArrayVec<Classified, BURST> = ArrayVec::new();
         let mut tuples: ArrayVec<Tuple, BURST> = ArrayVec::new();
         for m in rx.iter() {
-            let pkt = classify(m.data());
+            let pkt = classify_rx(m.data(), m.ip_csum_good());
             let tuple = match &pkt {
                 Ok(Packet::Ip(meta)) if matches!(meta.proto, ip_proto::TCP | ip_proto::UDP) => {
                     tuples.push(tuple_of(meta));

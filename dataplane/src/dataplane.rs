@@ -256,6 +256,12 @@ impl Dataplane {
         }
         let mut steers = Vec::new();
         for (p, port) in spec.ports.iter().zip(&ports) {
+            if port.rx_ip_csum {
+                eprintln!(
+                    "dataplane: port {}: IPv4 header checksums verified by the NIC (rx offload)",
+                    p.name
+                );
+            }
             let s = port_steer(p, port, nworkers).map_err(|reason| DataplaneError::Port {
                 port: p.name.clone(),
                 reason,

@@ -82,6 +82,13 @@ impl PacketBuf for Mbuf {
     }
 
     #[inline]
+    fn ip_csum_good(&self) -> bool {
+        // Set by PMDs whose port was started with the IPv4 checksum offload.
+        self.m().ol_flags & u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK)
+            == u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD)
+    }
+
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         let m = self.m();
         let (addr, off, len) = (

@@ -86,13 +86,22 @@ pub enum Packet {
 
 /// Classifies an Ethernet frame. See the module doc and [`Packet`].
 pub fn classify(frame: &[u8]) -> Result<Packet, DropReason> {
+    classify_rx(frame, false)
+}
+
+/// [`classify`] of a received frame whose IPv4 header checksum the NIC
+/// verified already when `ip_csum_good` (rx checksum offload): the software
+/// check is skipped, every other check is made.
+pub fn classify_rx(frame: &[u8], ip_csum_good: bool) -> Result<Packet, DropReason> {
     let eth = EthernetFrame::new_checked(frame)?;
     match eth.ethertype() {
         EtherType::ARP => {
             ArpPacket::new_checked(eth.payload())?;
             Ok(Packet::Arp)
         }
-        EtherType::IPV4 => classify_v4(frame, ethernet::HEADER_LEN).map(Packet::Ip),
+        EtherType::IPV4 => {
+            classify_v4_with(frame, ethernet::HEADER_LEN, ip_csum_good).map(Packet::Ip)
+        }
         EtherType::IPV6 => classify_v6(frame, ethernet::HEADER_LEN).map(Packet::Ip),
         _ => Err(DropReason::UnknownEtherType),
     }
@@ -109,7 +118,16 @@ pub fn classify_ip(frame: &[u8], l3_off: usize) -> Result<IpMeta, DropReason> {
 }
 
 fn classify_v4(frame: &[u8], l3_off: usize) -> Result<IpMeta, DropReason> {
-    let ip = Ipv4Packet::new_checked(frame.get(l3_off..).ok_or(DropReason::BadIpv4)?)?;
+    classify_v4_with(frame, l3_off, false)
+}
+
+fn classify_v4_with(frame: &[u8], l3_off: usize, csum_good: bool) -> Result<IpMeta, DropReason> {
+    let bytes = frame.get(l3_off..).ok_or(DropReason::BadIpv4)?;
+    let ip = if csum_good {
+        Ipv4Packet::new_checked_no_csum(bytes)?
+    } else {
+        Ipv4Packet::new_checked(bytes)?
+    };
     if ip.is_fragment() {
         return Err(DropReason::Fragment);
     }
@@ -354,6 +372,11 @@ mod tests {
         let mut f = good.clone();
         f[14 + 11] ^= 0xff;
         assert_eq!(classify(&f), Err(DropReason::BadIpv4));
+        // A NIC that verified the checksum (rx offload) is trusted for it,
+        // and only for it: a header too short is still refused.
+        assert!(matches!(classify_rx(&f, true), Ok(Packet::Ip(_))));
+        assert_eq!(classify_rx(&f, false), Err(DropReason::BadIpv4));
+        assert_eq!(classify_rx(&good[..20], true), Err(DropReason::BadIpv4));
         let mut f = good.clone();
         f[14] = 0x55;
         assert_eq!(classify(&f), Err(DropReason::BadIpv4));

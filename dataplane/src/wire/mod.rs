@@ -25,7 +25,7 @@ pub mod toa;
 pub mod udp;
 
 pub use arp::ArpPacket;
-pub use classify::{classify, IpFamily, IpMeta, Packet};
+pub use classify::{classify, classify_rx, IpFamily, IpMeta, Packet};
 pub use ethernet::{EtherType, EthernetFrame, MacAddr};
 pub use icmp::Icmpv4Packet;
 pub use icmpv6::Icmpv6Packet;
@@ -81,6 +81,13 @@ pub trait PacketBuf {
     /// before classifying it, so the misses overlap); byte buffers do nothing.
     #[inline]
     fn prefetch(&self) {}
+    /// Whether the NIC verified this received frame's IPv4 header checksum
+    /// and found it good (rx checksum offload); `false` when unknown, which
+    /// makes the software check it.
+    #[inline]
+    fn ip_csum_good(&self) -> bool {
+        false
+    }
     /// Replace the content with `bytes`. `false` if they do not fit.
     fn write_from(&mut self, bytes: &[u8]) -> bool {
         if !self.trim(self.len()) {
