@@ -17,7 +17,7 @@ use dataplane::wire::PacketBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::env::{Env, CLIENT, SERVER};
-use crate::frames::{self, flag, Frames, Seg};
+use crate::frames::{flag, Frames};
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -72,20 +72,9 @@ pub fn measure(env: &mut Env, flows: u32, packets: u64, repeats: usize) -> Resul
     let stop = Arc::new(AtomicBool::new(false));
     let flag_ = stop.clone();
     lcore::launch(1, move || macswap(from, to, flag_))?;
+    let mac = ports[CLIENT].mac;
     let ack = Frames::build(flows as usize, |i| {
-        let (cip, cport) = frames::client(i as u32);
-        Seg {
-            src_mac: frames::GW_MAC,
-            dst_mac: ports[CLIENT].mac,
-            src: cip,
-            sport: cport,
-            dst: frames::VIP,
-            dport: frames::VPORT,
-            flags: flag::ACK,
-            seq: 1001,
-            ack: 5001,
-            payload: 0,
-        }
+        crate::pipeline::client_seg_to(mac, i as u32, flag::ACK, 1001, 5001, 0)
     });
     let mut err = None;
     for i in 0..=repeats {

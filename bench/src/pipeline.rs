@@ -206,10 +206,15 @@ pub fn start_spec(
 }
 
 pub fn client_seg(r: &Running, i: u32, flags: u8, seq: u32, ack: u32, payload: usize) -> Seg {
+    client_seg_to(r.mac[0], i, flags, seq, ack, payload)
+}
+
+/// Client flow `i`'s segment to the VIP, sent to the director's MAC `mac`.
+pub fn client_seg_to(mac: [u8; 6], i: u32, flags: u8, seq: u32, ack: u32, payload: usize) -> Seg {
     let (cip, cport) = frames::client(i);
     Seg {
         src_mac: frames::GW_MAC,
-        dst_mac: r.mac[0],
+        dst_mac: mac,
         src: cip,
         sport: cport,
         dst: frames::VIP,

@@ -68,19 +68,7 @@ impl Io for StageIo {
 }
 
 fn seg(i: u32, flags: u8, seq: u32, ack: u32) -> Seg {
-    let (cip, cport) = frames::client(i);
-    Seg {
-        src_mac: frames::GW_MAC,
-        dst_mac: MAC[0],
-        src: cip,
-        sport: cport,
-        dst: frames::VIP,
-        dport: frames::VPORT,
-        flags,
-        seq,
-        ack,
-        payload: 0,
-    }
+    pipeline::client_seg_to(MAC[0], i, flags, seq, ack, 0)
 }
 
 /// A core on the pipeline's configuration for `mode`, neighbours known.
