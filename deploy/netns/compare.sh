@@ -3,12 +3,19 @@
 # topology of topology.sh, with the same client load:
 #   - HTTP connections per second: wrk, one thread, `Connection: close`
 #     (every request a new TCP connection through the director);
+#   - HTTP requests per second on keep-alive connections: wrk, one thread;
 #   - throughput of one TCP stream: iperf3.
 # Load balancers, one after the other on the same topology:
-#   dpvsd        dpvsd on af_packet vdevs, busy polling (adaptive_poll = false)
-#   dpvsd_adapt  the same with adaptive_poll = true (the worker yields when idle,
-#                which matters here: clients, servers and director share 2 cores)
-#   kernel       kernel-lb.sh: nftables DNAT in the lb namespace
+#   dpvsd            dpvsd on af_packet vdevs, busy polling (adaptive_poll = false)
+#   dpvsd_adapt      the same with adaptive_poll = true (the worker yields when
+#                    idle, which matters here: clients, servers and director
+#                    share 2 cores)
+#   dpvsd_xdp        dpvsd on af_xdp vdevs (port-driver.sh), busy polling
+#   dpvsd_xdp_adapt  the same with adaptive_poll = true
+#   kernel           kernel-lb.sh: nftables DNAT in the lb namespace
+# DPVS_PORT_DRIVER=af_packet or af_xdp measures dpvsd on that driver only;
+# auto (default) measures both, af_xdp left null (with the reason on stderr)
+# where it does not start. "driver" in the JSON: what auto would pick.
 #
 #   compare.sh [SECONDS]     default 5 s per measurement
 #
@@ -29,6 +36,9 @@ P=bcmp$$
 P=${P:0:12}-
 RUNDIR=/tmp/dpvs-$P
 PREFIX=dpvs-cmp-$$
+# shellcheck source=deploy/netns/port-driver.sh
+. "$HERE/port-driver.sh"
+DRIVER=$(port_driver_choice) || exit 2
 VIP=10.0.0.100
 IPERF_PORT=5201
 
@@ -92,12 +102,14 @@ check_http() { # the service answers at all (bounded)
   return 1
 }
 
-# wrk: requests (= connections) per second, and failed requests (socket
-# errors + non-2xx), as "RPS ERRORS".
-measure_cps() {
-  local out
+# wrk: requests per second and failed requests (socket errors + non-2xx), as
+# "RPS ERRORS"; with `close`, every request is a new connection (= conn/s),
+# else the 32 connections are kept alive.
+measure_wrk() { # close|keepalive
+  local out hdr=()
+  [[ $1 == close ]] && hdr=(-H 'Connection: close')
   out=$(timeout $((SECS + 20)) ip netns exec "${P}cli" wrk -t1 -c32 -d"${SECS}s" --timeout 2s \
-        -H 'Connection: close' "http://$VIP/" 2>&1) || true
+        "${hdr[@]}" "http://$VIP/" 2>&1) || true
   printf '    %s\n' "${out//$'\n'/$'\n'    }" >&2
   echo "$out" | awk '
     /^Requests\/sec:/ { rps = $2 }
@@ -117,7 +129,7 @@ except Exception:
     print("")' <<<"$out"
 }
 
-start_dpvsd() { # adaptive_poll
+start_dpvsd() { # driver adaptive_poll
   local cfg=$RUNDIR/dpvs.toml
   cat >"$cfg" <<TOML
 [eal]
@@ -125,15 +137,15 @@ args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "$PREFIX", "--log
 [workers]
 cores = [1]
 [dataplane]
-adaptive_poll = $1
+adaptive_poll = $2
 [[port]]
 name = "dpdk0"
-device = "net_af_packet0,iface=lb0"
+device = "$(port_device "$1" 0 lb0)"
 queues = 1
 addresses = ["10.0.0.1/24"]
 [[port]]
 name = "dpdk1"
-device = "net_af_packet1,iface=lb1"
+device = "$(port_device "$1" 1 lb1)"
 queues = 1
 addresses = ["192.168.0.1/24"]
 [control]
@@ -160,10 +172,10 @@ scheduler = "rr"
 addr = "192.168.0.11"
 mode = "nat"
 TOML
-  ip netns exec "${P}lb" "$DPVSD" --config "$cfg" </dev/null >"$RUNDIR/dpvsd.log" 2>&1 &
+  (port_driver_prepare "$1"; exec ip netns exec "${P}lb" "$DPVSD" --config "$cfg") </dev/null >"$RUNDIR/dpvsd.log" 2>&1 &
   DPVSD_PID=$!
   for _ in $(seq 150); do
-    kill -0 "$DPVSD_PID" 2>/dev/null || { log "dpvsd exited: $(tail -3 "$RUNDIR/dpvsd.log")"; return 1; }
+    kill -0 "$DPVSD_PID" 2>/dev/null || { log "dpvsd exited: $(grep -v '^libbpf: elf:' "$RUNDIR/dpvsd.log" | tail -3)"; return 1; }
     timeout 5 "$DPVSCTL" --server "unix:$RUNDIR/dpvs.sock" -Ln >/dev/null 2>&1 && return 0
     sleep 0.2
   done
@@ -171,35 +183,51 @@ TOML
   return 1
 }
 
-declare -A CPS GBPS ERRS
+declare -A CPS RPS GBPS ERRS KERRS
 run_one() { # name
   local name=$1 r
   flush_neigh
-  check_http || { CPS[$name]=; GBPS[$name]=; return 0; }
+  check_http || return 1
   log "$name: wrk ${SECS}s, Connection: close"
-  r=$(measure_cps)
+  r=$(measure_wrk close)
   CPS[$name]=${r%% *}
   ERRS[$name]=${r##* }
+  log "$name: wrk ${SECS}s, keep-alive"
+  r=$(measure_wrk keepalive)
+  RPS[$name]=${r%% *}
+  KERRS[$name]=${r##* }
   log "$name: iperf3 ${SECS}s"
   GBPS[$name]=$(measure_iperf)
-  log "$name: ${CPS[$name]:-NA} conn/s (${ERRS[$name]:-0} failed), ${GBPS[$name]:-NA} Gbit/s"
+  log "$name: ${CPS[$name]:-NA} conn/s (${ERRS[$name]:-0} failed), ${RPS[$name]:-NA} keep-alive req/s (${KERRS[$name]:-0} failed), ${GBPS[$name]:-NA} Gbit/s"
 }
 
-for adaptive in false true; do
-  name=dpvsd; [[ $adaptive == true ]] && name=dpvsd_adapt
-  log "$name: starting dpvsd (adaptive_poll = $adaptive)"
-  if start_dpvsd "$adaptive"; then
-    run_one "$name"
-  else
-    CPS[$name]=; GBPS[$name]=
+drivers=(af_packet af_xdp)
+[[ $DRIVER == auto ]] || drivers=("$DRIVER")
+XDP_WHY=
+PICK=af_packet
+for driver in "${drivers[@]}"; do
+  if [[ $driver == af_xdp ]] && ! XDP_WHY=$(af_xdp_available); then
+    log "af_xdp: not available: $XDP_WHY"
+    continue
   fi
-  stop_pid "$DPVSD_PID"; DPVSD_PID=
-  rm -rf "/var/run/dpdk/$PREFIX"
+  for adaptive in false true; do
+    name=dpvsd; [[ $driver == af_xdp ]] && name=dpvsd_xdp
+    [[ $adaptive == true ]] && name=${name}_adapt
+    log "$name: starting dpvsd on $driver (adaptive_poll = $adaptive)"
+    if start_dpvsd "$driver" "$adaptive" && run_one "$name"; then
+      [[ $driver == af_xdp ]] && PICK=af_xdp
+    elif [[ $driver == af_xdp ]]; then
+      XDP_WHY="dpvsd on af_xdp did not start or answer: $(grep -v '^libbpf: elf:' "$RUNDIR/dpvsd.log" | tail -3 | tr '\n"' ' _')"
+    fi
+    stop_pid "$DPVSD_PID"; DPVSD_PID=
+    rm -rf "/var/run/dpdk/$PREFIX"
+  done
 done
+[[ $DRIVER == auto ]] || PICK=$DRIVER
 
 log "kernel: nftables DNAT (kernel-lb.sh)"
 bash "$HERE/kernel-lb.sh" up "$P" >/dev/null
-run_one kernel
+run_one kernel || true
 bash "$HERE/kernel-lb.sh" down "$P" >/dev/null
 
 num() { [[ -n ${1:-} ]] && echo "$1" || echo null; }
@@ -209,6 +237,35 @@ try:
     print("%.3f" % (float(a) / float(b)))
 except Exception:
     print("null")' "${1:-}" "${2:-}"; }
-cat <<JSON
-{"seconds": $SECS, "loadavg": "$(cut -d' ' -f1-3 /proc/loadavg)", "dpvsd_cps": $(num "${CPS[dpvsd]:-}"), "dpvsd_http_errors": $(num "${ERRS[dpvsd]:-}"), "dpvsd_adapt_http_errors": $(num "${ERRS[dpvsd_adapt]:-}"), "kernel_http_errors": $(num "${ERRS[kernel]:-}"), "dpvsd_gbps": $(num "${GBPS[dpvsd]:-}"), "dpvsd_adapt_cps": $(num "${CPS[dpvsd_adapt]:-}"), "dpvsd_adapt_gbps": $(num "${GBPS[dpvsd_adapt]:-}"), "kernel_cps": $(num "${CPS[kernel]:-}"), "kernel_gbps": $(num "${GBPS[kernel]:-}"), "cps_ratio": $(ratio "${CPS[dpvsd]:-}" "${CPS[kernel]:-}"), "cps_ratio_adapt": $(ratio "${CPS[dpvsd_adapt]:-}" "${CPS[kernel]:-}"), "gbps_ratio": $(ratio "${GBPS[dpvsd]:-}" "${GBPS[kernel]:-}"), "gbps_ratio_adapt": $(ratio "${GBPS[dpvsd_adapt]:-}" "${GBPS[kernel]:-}")}
-JSON
+# Existing keys first (dpvsd = af_packet), then the af_xdp and keep-alive ones.
+json() {
+  local k v out=
+  while [[ $# -ge 2 ]]; do
+    k=$1 v=$2; shift 2
+    out+="${out:+, }\"$k\": $v"
+  done
+  echo "{$out}"
+}
+args=(seconds "$SECS" loadavg "\"$(cut -d' ' -f1-3 /proc/loadavg)\""
+  dpvsd_cps "$(num "${CPS[dpvsd]:-}")" dpvsd_http_errors "$(num "${ERRS[dpvsd]:-}")"
+  dpvsd_adapt_http_errors "$(num "${ERRS[dpvsd_adapt]:-}")" kernel_http_errors "$(num "${ERRS[kernel]:-}")"
+  dpvsd_gbps "$(num "${GBPS[dpvsd]:-}")" dpvsd_adapt_cps "$(num "${CPS[dpvsd_adapt]:-}")"
+  dpvsd_adapt_gbps "$(num "${GBPS[dpvsd_adapt]:-}")" kernel_cps "$(num "${CPS[kernel]:-}")"
+  kernel_gbps "$(num "${GBPS[kernel]:-}")"
+  cps_ratio "$(ratio "${CPS[dpvsd]:-}" "${CPS[kernel]:-}")" cps_ratio_adapt "$(ratio "${CPS[dpvsd_adapt]:-}" "${CPS[kernel]:-}")"
+  gbps_ratio "$(ratio "${GBPS[dpvsd]:-}" "${GBPS[kernel]:-}")" gbps_ratio_adapt "$(ratio "${GBPS[dpvsd_adapt]:-}" "${GBPS[kernel]:-}")"
+  driver "\"$PICK\"" af_xdp_error "$([[ -n $XDP_WHY ]] && echo "\"$XDP_WHY\"" || echo null)"
+  dpvsd_xdp_device "\"$(port_device af_xdp 0 lb0)\"")
+for n in dpvsd_xdp dpvsd_xdp_adapt; do
+  args+=("${n}_cps" "$(num "${CPS[$n]:-}")" "${n}_http_errors" "$(num "${ERRS[$n]:-}")" "${n}_gbps" "$(num "${GBPS[$n]:-}")")
+done
+for n in dpvsd dpvsd_adapt dpvsd_xdp dpvsd_xdp_adapt kernel; do
+  args+=("${n}_rps" "$(num "${RPS[$n]:-}")" "${n}_keepalive_errors" "$(num "${KERRS[$n]:-}")")
+done
+args+=(rps_ratio "$(ratio "${RPS[dpvsd]:-}" "${RPS[kernel]:-}")" rps_ratio_adapt "$(ratio "${RPS[dpvsd_adapt]:-}" "${RPS[kernel]:-}")")
+for s in xdp xdp_adapt; do
+  args+=("cps_ratio_$s" "$(ratio "${CPS[dpvsd_$s]:-}" "${CPS[kernel]:-}")"
+    "rps_ratio_$s" "$(ratio "${RPS[dpvsd_$s]:-}" "${RPS[kernel]:-}")"
+    "gbps_ratio_$s" "$(ratio "${GBPS[dpvsd_$s]:-}" "${GBPS[kernel]:-}")")
+done
+json "${args[@]}"
