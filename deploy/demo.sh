@@ -109,7 +109,7 @@ TOML
   [[ -n $ready ]] || { tail -n 30 "$RUNDIR/dpvsd.log" >&2; echo "demo: dpvsd did not answer on $SOCK within 30 s" >&2; stop_dpvsd; return 1; }
   # Frames pass both ways on the client side: dpvsd answers pings to its address.
   for _ in $(seq 10); do
-    pings_answered "${P}cli" 10.0.0.1 && { echo "dpvsd pid $DPVSD_PID is up on $driver"; return 0; }
+    pings_answered "${P}cli" 10.0.0.1 && { port_driver_tune "$driver" "${P}lb" lb0 lb1; echo "dpvsd pid $DPVSD_PID is up on $driver"; return 0; }
   done
   echo "demo: dpvsd on $driver does not answer pings from the client" >&2
   stop_dpvsd

@@ -18,6 +18,8 @@
 # where it does not start. "driver" in the JSON: what auto would pick.
 #
 #   compare.sh [SECONDS]     default 5 s per measurement
+# COMPARE_ROUNDS=N (default 1, at most 10) runs all load balancers N times,
+# interleaved, and reports the median of each figure.
 #
 # Prints progress on stderr and one JSON object on stdout. Needs root, wrk,
 # iperf3, nginx (deploy/deps.sh) and a built dpvsd/dpvsctl (DPVSD, DPVSCTL, or
@@ -28,6 +30,8 @@ set -euo pipefail
 
 SECS=${1:-5}
 [[ $SECS =~ ^[0-9]+$ && $SECS -ge 1 && $SECS -le 120 ]] || { echo "compare: SECONDS must be 1..120" >&2; exit 2; }
+ROUNDS=${COMPARE_ROUNDS:-1}
+[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 && $ROUNDS -le 10 ]] || { echo "compare: COMPARE_ROUNDS must be 1..10" >&2; exit 2; }
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 DPVSD=${DPVSD:-$ROOT/target/release/dpvsd}
@@ -174,61 +178,93 @@ mode = "nat"
 TOML
   (port_driver_prepare "$1"; exec ip netns exec "${P}lb" "$DPVSD" --config "$cfg") </dev/null >"$RUNDIR/dpvsd.log" 2>&1 &
   DPVSD_PID=$!
+  local up=
   for _ in $(seq 150); do
     kill -0 "$DPVSD_PID" 2>/dev/null || { log "dpvsd exited: $(grep -v '^libbpf: elf:' "$RUNDIR/dpvsd.log" | tail -3)"; return 1; }
-    timeout 5 "$DPVSCTL" --server "unix:$RUNDIR/dpvs.sock" -Ln >/dev/null 2>&1 && return 0
+    timeout 5 "$DPVSCTL" --server "unix:$RUNDIR/dpvs.sock" -Ln >/dev/null 2>&1 && { up=1; break; }
     sleep 0.2
   done
+  if [[ -n $up ]]; then
+    port_driver_tune "$1" "${P}lb" lb0 lb1
+    [[ $1 != af_xdp ]] || log "af_xdp: lb0 $(nsx lb ip -d link show lb0 | grep -o 'prog/xdp.*name [a-z_]*'), threaded NAPI $(nsx lb cat /sys/class/net/lb0/threaded 2>/dev/null)"
+    return 0
+  fi
   log "dpvsd did not answer in 30 s"
   return 1
 }
 
+# Per load balancer: the figures of every round (space-separated), then their
+# median; failed requests summed over the rounds.
 declare -A CPS RPS GBPS ERRS KERRS
+add() { # array-name key value
+  local -n arr=$1
+  arr[$2]="${arr[$2]:-}${arr[$2]:+ }$3"
+}
 run_one() { # name
-  local name=$1 r
+  local name=$1 r c k g ce ke
   flush_neigh
   check_http || return 1
   log "$name: wrk ${SECS}s, Connection: close"
   r=$(measure_wrk close)
-  CPS[$name]=${r%% *}
-  ERRS[$name]=${r##* }
+  c=${r%% *} ce=${r##* }
+  add ERRS "$name" "$ce"
   log "$name: wrk ${SECS}s, keep-alive"
   r=$(measure_wrk keepalive)
-  RPS[$name]=${r%% *}
-  KERRS[$name]=${r##* }
+  k=${r%% *} ke=${r##* }
+  add KERRS "$name" "$ke"
   log "$name: iperf3 ${SECS}s"
-  GBPS[$name]=$(measure_iperf)
-  log "$name: ${CPS[$name]:-NA} conn/s (${ERRS[$name]:-0} failed), ${RPS[$name]:-NA} keep-alive req/s (${KERRS[$name]:-0} failed), ${GBPS[$name]:-NA} Gbit/s"
+  g=$(measure_iperf)
+  [[ -z $c ]] || add CPS "$name" "$c"
+  [[ -z $k ]] || add RPS "$name" "$k"
+  [[ -z $g ]] || add GBPS "$name" "$g"
+  log "$name: ${c:-NA} conn/s ($ce failed), ${k:-NA} keep-alive req/s ($ke failed), ${g:-NA} Gbit/s"
 }
+median() { # values...: their median (mean of the middle two for an even count), or nothing
+  [[ $# -gt 0 ]] || return 0
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); if (NR % 2) print v[m]; else printf "%.3f\n", (v[m] + v[m + 1]) / 2 }'
+}
+total() { [[ $# -gt 0 ]] || return 0; printf '%s\n' "$@" | awk '{ t += $1 } END { print t + 0 }'; }
 
 drivers=(af_packet af_xdp)
 [[ $DRIVER == auto ]] || drivers=("$DRIVER")
 XDP_WHY=
 PICK=af_packet
-for driver in "${drivers[@]}"; do
-  if [[ $driver == af_xdp ]] && ! XDP_WHY=$(af_xdp_available); then
-    log "af_xdp: not available: $XDP_WHY"
-    continue
-  fi
-  for adaptive in false true; do
-    name=dpvsd; [[ $driver == af_xdp ]] && name=dpvsd_xdp
-    [[ $adaptive == true ]] && name=${name}_adapt
-    log "$name: starting dpvsd on $driver (adaptive_poll = $adaptive)"
-    if start_dpvsd "$driver" "$adaptive" && run_one "$name"; then
-      [[ $driver == af_xdp ]] && PICK=af_xdp
-    elif [[ $driver == af_xdp ]]; then
-      XDP_WHY="dpvsd on af_xdp did not start or answer: $(grep -v '^libbpf: elf:' "$RUNDIR/dpvsd.log" | tail -3 | tr '\n"' ' _')"
-    fi
-    stop_pid "$DPVSD_PID"; DPVSD_PID=
-    rm -rf "/var/run/dpdk/$PREFIX"
+if [[ " ${drivers[*]} " == *" af_xdp "* ]] && ! XDP_WHY=$(af_xdp_available); then
+  log "af_xdp: not available: $XDP_WHY"
+  drivers=("${drivers[@]/af_xdp}")
+fi
+# Rounds interleave the load balancers, so that other work on the machine
+# (which comes and goes) weighs on all of them alike.
+for round in $(seq "$ROUNDS"); do
+  [[ $ROUNDS -eq 1 ]] || log "round $round of $ROUNDS"
+  for driver in "${drivers[@]}"; do
+    [[ -n $driver ]] || continue
+    for adaptive in false true; do
+      name=dpvsd; [[ $driver == af_xdp ]] && name=dpvsd_xdp
+      [[ $adaptive == true ]] && name=${name}_adapt
+      log "$name: starting dpvsd on $driver (adaptive_poll = $adaptive)"
+      if start_dpvsd "$driver" "$adaptive" && run_one "$name"; then
+        [[ $driver == af_xdp ]] && PICK=af_xdp
+      elif [[ $driver == af_xdp ]]; then
+        XDP_WHY="dpvsd on af_xdp did not start or answer: $(grep -v '^libbpf: elf:' "$RUNDIR/dpvsd.log" | tail -3 | tr '\n"' ' _')"
+      fi
+      stop_pid "$DPVSD_PID"; DPVSD_PID=
+      rm -rf "/var/run/dpdk/$PREFIX"
+    done
   done
+
+  log "kernel: nftables DNAT (kernel-lb.sh)"
+  bash "$HERE/kernel-lb.sh" up "$P" >/dev/null
+  run_one kernel || true
+  bash "$HERE/kernel-lb.sh" down "$P" >/dev/null
 done
 [[ $DRIVER == auto ]] || PICK=$DRIVER
-
-log "kernel: nftables DNAT (kernel-lb.sh)"
-bash "$HERE/kernel-lb.sh" up "$P" >/dev/null
-run_one kernel || true
-bash "$HERE/kernel-lb.sh" down "$P" >/dev/null
+for n in dpvsd dpvsd_adapt dpvsd_xdp dpvsd_xdp_adapt kernel; do
+  [[ $ROUNDS -eq 1 || -z ${CPS[$n]:-} ]] || log "$n rounds: conn/s ${CPS[$n]}; keep-alive req/s ${RPS[$n]:-}; Gbit/s ${GBPS[$n]:-}"
+  # shellcheck disable=SC2086  # word splitting of the lists is meant
+  { CPS[$n]=$(median ${CPS[$n]:-}); RPS[$n]=$(median ${RPS[$n]:-}); GBPS[$n]=$(median ${GBPS[$n]:-})
+    ERRS[$n]=$(total ${ERRS[$n]:-}); KERRS[$n]=$(total ${KERRS[$n]:-}); }
+done
 
 num() { [[ -n ${1:-} ]] && echo "$1" || echo null; }
 ratio() { python3 -c 'import sys
@@ -246,7 +282,7 @@ json() {
   done
   echo "{$out}"
 }
-args=(seconds "$SECS" loadavg "\"$(cut -d' ' -f1-3 /proc/loadavg)\""
+args=(seconds "$SECS" rounds "$ROUNDS" loadavg "\"$(cut -d' ' -f1-3 /proc/loadavg)\""
   dpvsd_cps "$(num "${CPS[dpvsd]:-}")" dpvsd_http_errors "$(num "${ERRS[dpvsd]:-}")"
   dpvsd_adapt_http_errors "$(num "${ERRS[dpvsd_adapt]:-}")" kernel_http_errors "$(num "${ERRS[kernel]:-}")"
   dpvsd_gbps "$(num "${GBPS[dpvsd]:-}")" dpvsd_adapt_cps "$(num "${CPS[dpvsd_adapt]:-}")"
@@ -254,7 +290,7 @@ args=(seconds "$SECS" loadavg "\"$(cut -d' ' -f1-3 /proc/loadavg)\""
   kernel_gbps "$(num "${GBPS[kernel]:-}")"
   cps_ratio "$(ratio "${CPS[dpvsd]:-}" "${CPS[kernel]:-}")" cps_ratio_adapt "$(ratio "${CPS[dpvsd_adapt]:-}" "${CPS[kernel]:-}")"
   gbps_ratio "$(ratio "${GBPS[dpvsd]:-}" "${GBPS[kernel]:-}")" gbps_ratio_adapt "$(ratio "${GBPS[dpvsd_adapt]:-}" "${GBPS[kernel]:-}")"
-  driver "\"$PICK\"" af_xdp_error "$([[ -n $XDP_WHY ]] && echo "\"$XDP_WHY\"" || echo null)"
+  driver "\"$PICK\"" af_xdp_threaded "$([[ ${DPVS_AF_XDP_THREADED:-0} == 1 ]] && echo true || echo false)" af_xdp_error "$([[ -n $XDP_WHY ]] && echo "\"$XDP_WHY\"" || echo null)"
   dpvsd_xdp_device "\"$(port_device af_xdp 0 lb0)\"")
 for n in dpvsd_xdp dpvsd_xdp_adapt; do
   args+=("${n}_cps" "$(num "${CPS[$n]:-}")" "${n}_http_errors" "$(num "${ERRS[$n]:-}")" "${n}_gbps" "$(num "${GBPS[$n]:-}")")

@@ -45,6 +45,22 @@ port_driver_prepare() { # driver
   ulimit -l unlimited 2>/dev/null || true
 }
 
+# DPVS_AF_XDP_THREADED=1, once dpvsd runs on af_xdp (its XDP program gives the
+# veth a NAPI context): threaded NAPI on the director's veths, so that the XDP
+# receive work (the frame copied into the UMEM) runs in a kernel thread the
+# scheduler can place on either core instead of inline in the sending
+# namespace's softirq. Off by default: measured here it helps one iperf3
+# stream (+0.1 x the kernel) but costs a thread wake-up per burst, and HTTP
+# conn/s and keep-alive req/s fell well below the kernel (docs/benchmarks.md).
+port_driver_tune() { # driver ns iface...
+  local driver=$1 ns=$2 ifc
+  shift 2
+  [[ $driver == af_xdp && ${DPVS_AF_XDP_THREADED:-0} == 1 ]] || return 0
+  for ifc in "$@"; do
+    ip netns exec "$ns" sh -c "echo 1 >/sys/class/net/$ifc/threaded" 2>/dev/null || true
+  done
+}
+
 # The [[port]] device string for one veth. queues: the number of rx/tx queue
 # pairs (= dpvsd workers); af_xdp binds veth queues 0..queues-1, af_packet
 # spreads over that many sockets in one fanout group. DPVS_AF_XDP_ARGS adds
