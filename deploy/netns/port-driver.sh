@@ -4,10 +4,11 @@
 #
 #   DPVS_PORT_DRIVER=auto       (default) net_af_xdp when it can work here and
 #                               dpvsd starts and answers on it, else net_af_packet
-#   DPVS_PORT_DRIVER=af_xdp     net_af_xdp only: an AF_XDP socket per queue on the
-#                               veth, frames land in dpvsd's mbuf pool (the pool is
-#                               the UMEM), the kernel copies each frame once (veth
-#                               has native XDP but no zero-copy XSK support)
+#   DPVS_PORT_DRIVER=af_xdp     net_af_xdp only: an AF_XDP socket on the veth,
+#                               frames land in dpvsd's mbuf pool (the pool is the
+#                               UMEM); the kernel still copies (veth has native XDP
+#                               but no zero-copy XSK: copy mode), but user space
+#                               does not
 #   DPVS_PORT_DRIVER=af_packet  net_af_packet only: a PACKET_MMAP ring per queue,
 #                               every frame copied into the ring and again into an
 #                               mbuf (the former default)
@@ -62,8 +63,9 @@ port_driver_tune() { # driver ns iface...
 }
 
 # The [[port]] device string for one veth. queues: the number of rx/tx queue
-# pairs (= dpvsd workers); af_xdp binds veth queues 0..queues-1, af_packet
-# spreads over that many sockets in one fanout group. DPVS_AF_XDP_ARGS adds
+# pairs (= dpvsd workers); af_xdp binds veth queues 0..queues-1 (DPDK 22.11
+# takes only 1 on a veth: it counts ethtool's combined channels, which veth
+# lacks), af_packet spreads over that many sockets in one fanout group. DPVS_AF_XDP_ARGS adds
 # net_af_xdp devargs (busy_budget=N, force_copy=1, ...) for experiments.
 port_device() { # driver index iface [queues]
   local q=${4:-1}
