@@ -3,7 +3,9 @@
 #
 # Builds dpvsd/dpvsctl (release), brings up deploy/netns/topology.sh (a client,
 # the director, an L2 switch and two real servers running nginx and a UDP echo),
-# starts dpvsd on af_packet vdevs over the director's veths, configures
+# starts dpvsd on DPDK vdevs over the director's veths (af_xdp when it works
+# here, else af_packet; DPVS_PORT_DRIVER=auto|af_xdp|af_packet, see
+# deploy/netns/port-driver.sh), configures
 #   TCP 10.0.0.100:80   rr -> 192.168.0.11:80, 192.168.0.12:80 (masquerading)
 #   UDP 10.0.0.100:9000 rr -> 192.168.0.11:9000, 192.168.0.12:9000
 # with dpvsctl, sends a dozen HTTP requests and a few UDP datagrams from the client
@@ -13,15 +15,28 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-P=dpvsdemo-
+P=${DEMO_PREFIX:-dpvsdemo-}   # namespaces ${P}cli, ${P}lb, ...: another prefix runs a second demo alongside
 RUNDIR=/tmp/dpvs-$P
 TOPO=$ROOT/deploy/netns/topology.sh
 DPDK_PREFIX=dpvsdemo$$
 REQUESTS=${REQUESTS:-12}
 DPVSD_PID=
+# shellcheck source=deploy/netns/port-driver.sh
+. "$ROOT/deploy/netns/port-driver.sh"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() { echo "demo: $*" >&2; exit 1; }
+
+stop_dpvsd() { # by PID, bounded wait, then KILL
+  if [[ -n $DPVSD_PID ]] && kill -0 "$DPVSD_PID" 2>/dev/null; then
+    kill -TERM "$DPVSD_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$DPVSD_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$DPVSD_PID" 2>/dev/null || true
+    wait "$DPVSD_PID" 2>/dev/null || true
+  fi
+  DPVSD_PID=
+  rm -rf "/var/run/dpdk/$DPDK_PREFIX"
+}
 
 cleanup() {
   local rc=$?
@@ -29,13 +44,7 @@ cleanup() {
   # in the commands below (an ignored signal stays ignored across exec).
   trap '' INT TERM
   trap - EXIT
-  if [[ -n $DPVSD_PID ]] && kill -0 "$DPVSD_PID" 2>/dev/null; then
-    kill -TERM "$DPVSD_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$DPVSD_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$DPVSD_PID" 2>/dev/null || true
-    wait "$DPVSD_PID" 2>/dev/null || true
-  fi
-  rm -rf "/var/run/dpdk/$DPDK_PREFIX"
+  stop_dpvsd
   "$TOPO" down "$P" "$RUNDIR" >/dev/null 2>&1 || true
   if ((rc != 0)); then echo "demo: failed (exit $rc); everything it created is removed" >&2; fi
   exit "$rc"
@@ -45,6 +54,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 [[ $(id -u) -eq 0 ]] || die "run as root (network namespaces and DPDK need it)"
+DRIVER=$(port_driver_choice) || exit 2
 
 # DPVS_BIN_DIR=target/debug DEMO_NO_BUILD=1 runs other binaries than the release build.
 BIN_DIR=${DPVS_BIN_DIR:-$ROOT/target/release}
@@ -62,7 +72,10 @@ say "topology: client, director, switch, two real servers"
 "$TOPO" up "$P" "$RUNDIR"
 
 SOCK=$RUNDIR/dpvs.sock
-cat >"$RUNDIR/dpvs.toml" <<TOML
+ctl() { timeout --foreground 10 "$DPVSCTL" --server "unix:$SOCK" "$@"; }
+start_dpvsd() { # driver: start dpvsd on it; fails (dpvsd stopped) when it does not come up
+  local driver=$1 ready=
+  cat >"$RUNDIR/dpvs.toml" <<TOML
 [eal]
 args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "$DPDK_PREFIX"]
 
@@ -71,32 +84,52 @@ cores = [1]
 
 [[port]]
 name = "dpdk0"
-device = "net_af_packet0,iface=lb0"
+device = "$(port_device "$driver" 0 lb0)"
 queues = 1
 addresses = ["10.0.0.1/24"]
 
 [[port]]
 name = "dpdk1"
-device = "net_af_packet1,iface=lb1"
+device = "$(port_device "$driver" 1 lb1)"
 queues = 1
 addresses = ["192.168.0.1/24"]
 
 [control]
 listen = "unix:$SOCK"
 TOML
+  say "dpvsd in ${P}lb on $driver (config $RUNDIR/dpvs.toml, log $RUNDIR/dpvsd.log)"
+  (port_driver_prepare "$driver"; exec ip netns exec "${P}lb" "$DPVSD" --config "$RUNDIR/dpvs.toml") \
+    </dev/null >"$RUNDIR/dpvsd.log" 2>&1 &
+  DPVSD_PID=$!
+  for _ in $(seq 150); do   # 30 s
+    kill -0 "$DPVSD_PID" 2>/dev/null || { tail -n 30 "$RUNDIR/dpvsd.log" >&2; echo "demo: dpvsd exited during start-up" >&2; stop_dpvsd; return 1; }
+    if ctl -Ln >/dev/null 2>&1; then ready=1; break; fi
+    sleep 0.2
+  done
+  [[ -n $ready ]] || { tail -n 30 "$RUNDIR/dpvsd.log" >&2; echo "demo: dpvsd did not answer on $SOCK within 30 s" >&2; stop_dpvsd; return 1; }
+  # Frames pass both ways on the client side: dpvsd answers pings to its address.
+  for _ in $(seq 10); do
+    pings_answered "${P}cli" 10.0.0.1 && { port_driver_tune "$driver" "${P}lb" lb0 lb1; echo "dpvsd pid $DPVSD_PID is up on $driver"; return 0; }
+  done
+  echo "demo: dpvsd on $driver does not answer pings from the client" >&2
+  stop_dpvsd
+  return 1
+}
 
-say "dpvsd in ${P}lb (config $RUNDIR/dpvs.toml, log $RUNDIR/dpvsd.log)"
-ip netns exec "${P}lb" "$DPVSD" --config "$RUNDIR/dpvs.toml" </dev/null >"$RUNDIR/dpvsd.log" 2>&1 &
-DPVSD_PID=$!
-ctl() { timeout --foreground 10 "$DPVSCTL" --server "unix:$SOCK" "$@"; }
-ready=
-for _ in $(seq 150); do   # 30 s
-  kill -0 "$DPVSD_PID" 2>/dev/null || { tail -n 30 "$RUNDIR/dpvsd.log" >&2; die "dpvsd exited during start-up"; }
-  if ctl -Ln >/dev/null 2>&1; then ready=1; break; fi
-  sleep 0.2
-done
-[[ -n $ready ]] || { tail -n 30 "$RUNDIR/dpvsd.log" >&2; die "dpvsd did not answer on $SOCK within 30 s"; }
-echo "dpvsd pid $DPVSD_PID is up"
+case $DRIVER in
+  af_packet) start_dpvsd af_packet || die "dpvsd did not start on af_packet" ;;
+  af_xdp)
+    why=$(af_xdp_available) || die "af_xdp: $why"
+    start_dpvsd af_xdp || die "dpvsd did not start on af_xdp (DPVS_PORT_DRIVER=af_packet to use af_packet)" ;;
+  auto)
+    if ! why=$(af_xdp_available); then
+      echo "demo: af_xdp not available ($why): using af_packet"
+      start_dpvsd af_packet || die "dpvsd did not start on af_packet"
+    elif ! start_dpvsd af_xdp; then
+      echo "demo: af_xdp did not work here: falling back to af_packet"
+      start_dpvsd af_packet || die "dpvsd did not start on af_packet"
+    fi ;;
+esac
 
 say "services (ipvsadm syntax)"
 run() { echo "+ dpvsctl $*"; ctl "$@"; }
