@@ -73,24 +73,49 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-/// What deploy/netns/compare.sh prints.
+/// What deploy/netns/compare.sh prints (dpvsd = on af_packet, dpvsd_xdp = on
+/// af_xdp; `_adapt` with adaptive_poll; `_rps` keep-alive requests/s).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Netns {
     pub seconds: u32,
+    pub rounds: Option<u32>,
     pub loadavg: String,
+    /// The driver `make demo` would pick here (af_xdp or af_packet).
+    pub driver: Option<String>,
+    pub af_xdp_error: Option<String>,
     pub dpvsd_cps: Option<f64>,
     pub dpvsd_gbps: Option<f64>,
+    pub dpvsd_rps: Option<f64>,
     pub dpvsd_http_errors: Option<f64>,
     pub dpvsd_adapt_cps: Option<f64>,
     pub dpvsd_adapt_gbps: Option<f64>,
+    pub dpvsd_adapt_rps: Option<f64>,
     pub dpvsd_adapt_http_errors: Option<f64>,
+    pub dpvsd_xdp_cps: Option<f64>,
+    pub dpvsd_xdp_gbps: Option<f64>,
+    pub dpvsd_xdp_rps: Option<f64>,
+    pub dpvsd_xdp_http_errors: Option<f64>,
+    pub dpvsd_xdp_adapt_cps: Option<f64>,
+    pub dpvsd_xdp_adapt_gbps: Option<f64>,
+    pub dpvsd_xdp_adapt_rps: Option<f64>,
+    pub dpvsd_xdp_adapt_http_errors: Option<f64>,
     pub kernel_cps: Option<f64>,
     pub kernel_gbps: Option<f64>,
+    pub kernel_rps: Option<f64>,
     pub kernel_http_errors: Option<f64>,
     pub cps_ratio: Option<f64>,
     pub cps_ratio_adapt: Option<f64>,
     pub gbps_ratio: Option<f64>,
     pub gbps_ratio_adapt: Option<f64>,
+    pub rps_ratio: Option<f64>,
+    pub rps_ratio_adapt: Option<f64>,
+    pub cps_ratio_xdp: Option<f64>,
+    pub rps_ratio_xdp: Option<f64>,
+    pub gbps_ratio_xdp: Option<f64>,
+    pub cps_ratio_xdp_adapt: Option<f64>,
+    pub rps_ratio_xdp_adapt: Option<f64>,
+    pub gbps_ratio_xdp_adapt: Option<f64>,
 }
 
 pub fn loadavg() -> String {
@@ -458,29 +483,72 @@ impl Report {
                 "\n#### Namespaces: dpvsd NAT vs kernel nftables DNAT (same topology and load, {} s each; load {})\n\n",
                 n.seconds, n.loadavg
             ));
-            s.push_str("| load balancer | HTTP conn/s (wrk -t1 -c32, Connection: close) | failed requests | iperf3, 1 stream | cps ratio to kernel | throughput ratio to kernel |\n|---|---|---|---|---|---|\n");
-            s.push_str(&format!(
-                "| dpvsd, busy polling | {} | {} | {} Gbit/s | {} | {} |\n",
-                v(n.dpvsd_cps, 0),
-                v(n.dpvsd_http_errors, 0),
-                v(n.dpvsd_gbps, 2),
-                v(n.cps_ratio, 2),
-                v(n.gbps_ratio, 2)
-            ));
-            s.push_str(&format!(
-                "| dpvsd, adaptive_poll | {} | {} | {} Gbit/s | {} | {} |\n",
-                v(n.dpvsd_adapt_cps, 0),
-                v(n.dpvsd_adapt_http_errors, 0),
-                v(n.dpvsd_adapt_gbps, 2),
-                v(n.cps_ratio_adapt, 2),
-                v(n.gbps_ratio_adapt, 2)
-            ));
-            s.push_str(&format!(
-                "| kernel nftables DNAT | {} | {} | {} Gbit/s | 1.00 | 1.00 |\n",
-                v(n.kernel_cps, 0),
-                v(n.kernel_http_errors, 0),
-                v(n.kernel_gbps, 2)
-            ));
+            s.push_str("| load balancer | HTTP conn/s (wrk -t1 -c32, Connection: close) | failed requests | keep-alive requests/s | iperf3, 1 stream | ratios to kernel: conn/s, keep-alive, iperf3 |\n|---|---|---|---|---|---|\n");
+            let rows = [
+                (
+                    "dpvsd on af_packet, busy polling",
+                    n.dpvsd_cps,
+                    n.dpvsd_http_errors,
+                    n.dpvsd_rps,
+                    n.dpvsd_gbps,
+                    [n.cps_ratio, n.rps_ratio, n.gbps_ratio],
+                ),
+                (
+                    "dpvsd on af_packet, adaptive_poll",
+                    n.dpvsd_adapt_cps,
+                    n.dpvsd_adapt_http_errors,
+                    n.dpvsd_adapt_rps,
+                    n.dpvsd_adapt_gbps,
+                    [n.cps_ratio_adapt, n.rps_ratio_adapt, n.gbps_ratio_adapt],
+                ),
+                (
+                    "dpvsd on af_xdp, busy polling",
+                    n.dpvsd_xdp_cps,
+                    n.dpvsd_xdp_http_errors,
+                    n.dpvsd_xdp_rps,
+                    n.dpvsd_xdp_gbps,
+                    [n.cps_ratio_xdp, n.rps_ratio_xdp, n.gbps_ratio_xdp],
+                ),
+                (
+                    "dpvsd on af_xdp, adaptive_poll",
+                    n.dpvsd_xdp_adapt_cps,
+                    n.dpvsd_xdp_adapt_http_errors,
+                    n.dpvsd_xdp_adapt_rps,
+                    n.dpvsd_xdp_adapt_gbps,
+                    [
+                        n.cps_ratio_xdp_adapt,
+                        n.rps_ratio_xdp_adapt,
+                        n.gbps_ratio_xdp_adapt,
+                    ],
+                ),
+                (
+                    "kernel nftables DNAT",
+                    n.kernel_cps,
+                    n.kernel_http_errors,
+                    n.kernel_rps,
+                    n.kernel_gbps,
+                    [Some(1.0); 3],
+                ),
+            ];
+            for (name, cps, errs, rps, gbps, r) in rows {
+                // af_xdp rows only where the script measured them.
+                if name.contains("af_xdp") && cps.is_none() && gbps.is_none() {
+                    continue;
+                }
+                s.push_str(&format!(
+                    "| {name} | {} | {} | {} | {} Gbit/s | {} / {} / {} |\n",
+                    v(cps, 0),
+                    v(errs, 0),
+                    v(rps, 0),
+                    v(gbps, 2),
+                    v(r[0], 2),
+                    v(r[1], 2),
+                    v(r[2], 2)
+                ));
+            }
+            if let Some(e) = &n.af_xdp_error {
+                s.push_str(&format!("\naf_xdp did not run here: {e}\n"));
+            }
         }
         s.push_str(&format!(
             "\nMachine load (/proc/loadavg) at start: {}; at end: {}\n",
@@ -677,6 +745,14 @@ impl Report {
             r(self.netns.as_ref().and_then(|n| n.cps_ratio_adapt)),
             r(self.netns.as_ref().and_then(|n| n.gbps_ratio)),
         );
+        let nn = |f: fn(&Netns) -> Option<f64>| r(self.netns.as_ref().and_then(f));
+        line.push_str(&format!(
+            " netns_rps_ratio={} netns_cps_ratio_xdp={} netns_rps_ratio_xdp={} netns_gbps_ratio_xdp={}",
+            nn(|n| n.rps_ratio),
+            nn(|n| n.cps_ratio_xdp),
+            nn(|n| n.rps_ratio_xdp),
+            nn(|n| n.gbps_ratio_xdp),
+        ));
         let share = |v: Option<f64>| opt(v, 3);
         line.push_str(&format!(
             " workers1_fullnat_1k_mpps={} workers2_fullnat_1k_mpps={} workers1_nat_1k_mpps={} workers2_nat_1k_mpps={} handover_share_fullnat_rss={} handover_share_fullnat_none={} handover_share_nat={} handover_ns={} churn2_lost={}",
@@ -776,19 +852,37 @@ mod tests {
             ],
             ..Default::default()
         });
-        r.netns = Some(Netns {
-            kernel_cps: Some(8000.0),
-            dpvsd_adapt_cps: Some(12000.0),
-            cps_ratio_adapt: Some(1.5),
-            ..Default::default()
-        });
+        // As compare.sh prints it (keys it adds later are ignored).
+        let netns: Netns = serde_json::from_str(
+            r#"{"seconds": 5, "kernel_cps": 8000, "dpvsd_adapt_cps": 12000, "cps_ratio_adapt": 1.5,
+                "dpvsd_xdp_cps": 16000, "dpvsd_xdp_rps": 64000, "dpvsd_xdp_gbps": 1.5,
+                "cps_ratio_xdp": 2.0, "rps_ratio_xdp": 1.1, "gbps_ratio_xdp": 0.5,
+                "driver": "af_xdp", "something_new": 1}"#,
+        )
+        .unwrap();
+        r.netns = Some(netns);
         let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         let md = back.markdown();
         assert!(
             md.contains("| NAT :80 flat out | 2.000 Mpps | 2.000 Mpps | 0.100 |"),
             "{md}"
         );
-        assert!(md.contains("| dpvsd, adaptive_poll | 12000 |"), "{md}");
+        assert!(
+            md.contains("| dpvsd on af_packet, adaptive_poll | 12000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| dpvsd on af_xdp, busy polling | 16000 | NA | 64000 | 1.50 Gbit/s | 2.00 / 1.10 / 0.50 |"),
+            "{md}"
+        );
+        assert!(!md.contains("af_xdp, adaptive_poll"), "{md}");
+        assert!(
+            back.line().contains(
+                " netns_cps_ratio_xdp=2.00 netns_rps_ratio_xdp=1.10 netns_gbps_ratio_xdp=0.50"
+            ),
+            "{}",
+            back.line()
+        );
         let line = back.line();
         assert!(line.starts_with("bench: fullnat_1k_ratio="));
         assert!(line.contains(" memif_nat_mpps=2.00 "), "{line}");

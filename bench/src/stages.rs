@@ -94,6 +94,7 @@ fn core(mode: ForwardMode, flows: u32) -> Result<(Core<StageIo>, Arc<Snapshot>),
         index: 0,
         conn_capacity: flows * 2 + 4096,
         hash_seed: 0x9e37_79b9,
+        advise: conntrack::no_advice,
     };
     let snap = shared.snapshot.load_full();
     let mut core = Core::new(cfg, shared, StageIo::default());

@@ -50,10 +50,10 @@ impl Index {
         (core::mem::size_of::<Bucket>() * SLACK_NUM).div_ceil(SLOTS * SLACK_DEN)
     }
 
-    pub(crate) fn new(max_entries: usize, seed: u64) -> Index {
+    pub(crate) fn new(max_entries: usize, seed: u64, advise: crate::mem::Advise) -> Index {
         let nb = Index::buckets_for(max_entries);
         Index {
-            buckets: vec![EMPTY_BUCKET; nb].into_boxed_slice(),
+            buckets: crate::mem::filled(nb, EMPTY_BUCKET, advise),
             len: 0,
             rng: seed | 1,
         }
@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn alt_is_an_involution() {
-        let ix = Index::new(1000, 1);
+        let ix = Index::new(1000, 1, &crate::mem::no_advice);
         for h in 0..10_000u64 {
             let (b1, b2, tag) = ix.place(mix(h));
             assert_eq!(ix.alt(b2, tag), b1);
@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn fills_to_provisioned_load_then_removes_all() {
         let n = 50_000;
-        let mut ix = Index::new(n, 7);
+        let mut ix = Index::new(n, 7, &crate::mem::no_advice);
         for i in 0..n as u32 {
             assert!(ix.insert(mix(u64::from(i)), i), "insert {i} failed");
         }
@@ -261,7 +261,7 @@ mod tests {
     #[test]
     fn failed_insert_changes_nothing() {
         // A tiny index (2 buckets = 16 slots) overfilled: failures must undo cleanly.
-        let mut ix = Index::new(1, 3);
+        let mut ix = Index::new(1, 3, &crate::mem::no_advice);
         let mut ok = Vec::new();
         for i in 0..40u32 {
             if ix.insert(mix(u64::from(i)), i) {

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod index;
+mod mem;
 mod persist;
 mod table;
 mod tcp;
@@ -22,6 +23,7 @@ mod timeouts;
 mod timer;
 mod tuple;
 
+pub use mem::{no_advice, Advise};
 pub use persist::{PersistTable, Template};
 pub use table::{
     Conn, ConnId, ConnTable, InsertError, NewConn, TableFull, Transition, MAX_CAPACITY,

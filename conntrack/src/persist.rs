@@ -90,8 +90,14 @@ pub struct PersistTable {
 
 impl PersistTable {
     pub fn new(capacity: u32, hash_seed: u64) -> PersistTable {
+        PersistTable::new_advised(capacity, hash_seed, &crate::mem::no_advice)
+    }
+
+    /// [`PersistTable::new`], with `advise` called on the slab and the index
+    /// before they are first written (huge pages, see `mem`).
+    pub fn new_advised(capacity: u32, hash_seed: u64, advise: crate::mem::Advise) -> PersistTable {
         let cap = capacity.min(crate::table::MAX_CAPACITY);
-        let mut slab = vec![Template::FREE; cap as usize].into_boxed_slice();
+        let mut slab = crate::mem::filled(cap as usize, Template::FREE, advise);
         for (i, t) in slab.iter_mut().enumerate() {
             t.link.next = if i + 1 < cap as usize {
                 i as u32 + 1
@@ -103,7 +109,7 @@ impl PersistTable {
             slab,
             free_head: if cap > 0 { 0 } else { NIL },
             len: 0,
-            index: Index::new(cap as usize, hash_seed.rotate_left(7)),
+            index: Index::new(cap as usize, hash_seed.rotate_left(7), advise),
             wheel: Wheel::new(),
             hasher: random_state(hash_seed ^ 0x7065_7273_6973_7421),
         }

@@ -336,8 +336,19 @@ impl ConnTable {
     /// A table for `capacity` conns (clamped to [`MAX_CAPACITY`]), everything
     /// allocated now. `hash_seed` must be random per process.
     pub fn new(capacity: u32, hash_seed: u64, timeouts: Timeouts) -> ConnTable {
+        ConnTable::new_advised(capacity, hash_seed, timeouts, &crate::mem::no_advice)
+    }
+
+    /// [`ConnTable::new`], with `advise` called on the slab and the index
+    /// before they are first written (huge pages, see `mem`).
+    pub fn new_advised(
+        capacity: u32,
+        hash_seed: u64,
+        timeouts: Timeouts,
+        advise: crate::mem::Advise,
+    ) -> ConnTable {
         let cap = capacity.min(MAX_CAPACITY);
-        let mut slab = vec![Conn::FREE; cap as usize].into_boxed_slice();
+        let mut slab = crate::mem::filled(cap as usize, Conn::FREE, advise);
         for (i, c) in slab.iter_mut().enumerate() {
             c.link.next = if i + 1 < cap as usize {
                 i as u32 + 1
@@ -349,7 +360,7 @@ impl ConnTable {
             slab,
             free_head: if cap > 0 { 0 } else { NIL },
             len: 0,
-            index: Index::new(2 * cap as usize, hash_seed.rotate_left(29)),
+            index: Index::new(2 * cap as usize, hash_seed.rotate_left(29), advise),
             wheel: Wheel::new(),
             hasher: random_state(hash_seed),
             timeouts,

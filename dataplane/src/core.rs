@@ -77,6 +77,10 @@ pub struct CoreConfig {
     pub index: usize,
     pub conn_capacity: u32,
     pub hash_seed: u64,
+    /// Called on the connection and template tables' arrays before their
+    /// first write: the worker asks for huge pages there
+    /// (`dpdk::advise_hugepages`), tests pass `conntrack::no_advice`.
+    pub advise: fn(*const u8, usize),
 }
 
 /// One worker's LVS state: its connection table, persistence templates,
@@ -136,10 +140,16 @@ impl<I: Io> Core<I> {
             index: cfg.index,
             shared,
             io,
-            conns: ConnTable::new(cfg.conn_capacity, cfg.hash_seed, Timeouts::default()),
-            persist: PersistTable::new(
+            conns: ConnTable::new_advised(
+                cfg.conn_capacity,
+                cfg.hash_seed,
+                Timeouts::default(),
+                &cfg.advise,
+            ),
+            persist: PersistTable::new_advised(
                 (cfg.conn_capacity / 4).max(1024),
                 cfg.hash_seed ^ 0x5bd1_e995,
+                &cfg.advise,
             ),
             scheds: FastMap::default(),
             scheds_gen: 0,
@@ -181,6 +191,21 @@ impl<I: Io> Core<I> {
             self.new_hops_epoch();
             self.scheds
                 .retain(|id, _| snap.services_by_id.contains_key(id));
+            self.prepare_lports(snap);
+        }
+    }
+
+    /// Every FULLNAT local address's port pool built before its first
+    /// connection (a pool is a list of up to 64 k ports: building it on the
+    /// packet path would stall that burst).
+    fn prepare_lports(&mut self, snap: &Snapshot) {
+        let range = snap.ext.local_port_range;
+        for svc in snap.services_by_id.values() {
+            for &lip in &svc.laddrs {
+                let port = snap.local.get(&lip).map_or(0, |l| l.port);
+                let partitioned = !self.shared.owners.lports_by_rss(port);
+                self.lports.prepare(lip, range, partitioned);
+            }
         }
     }
 
@@ -289,6 +314,8 @@ impl<I: Io> Core<I> {
         for m in rx.iter() {
             m.prefetch();
         }
+        // Per frame: what it is and, for TCP/UDP, its index in `tuples`. The
+        // frames' metadata stays here and is lent to the handlers.
         let mut class: ArrayVec<Classified, BURST> = ArrayVec::new();
         let mut tuples: ArrayVec<Tuple, BURST> = ArrayVec::new();
         for m in rx.iter() {
@@ -305,11 +332,12 @@ impl<I: Io> Core<I> {
         let mut found = [None; BURST];
         self.conns.lookup_burst(&tuples, &mut found[..tuples.len()]);
         let inserts = self.conns_inserted;
-        for (i, (m, c)) in rx.drain(..).zip(class).enumerate() {
-            let pkt = match c.pkt {
+        for (i, m) in rx.drain(..).enumerate() {
+            let c = &class[i];
+            let pkt = match &c.pkt {
                 Ok(p) => p,
                 Err(r) => {
-                    self.count_drop(r);
+                    self.count_drop(*r);
                     continue;
                 }
             };
@@ -363,14 +391,14 @@ impl<I: Io> Core<I> {
         Ok(())
     }
 
-    fn handle_ip(&mut self, snap: &Snapshot, m: I::Buf, at: Rx, meta: IpMeta, lookup: Lookup) {
+    fn handle_ip(&mut self, snap: &Snapshot, m: I::Buf, at: Rx, meta: &IpMeta, lookup: Lookup) {
         match meta.proto {
             ip_proto::TCP | ip_proto::UDP => {}
             ip_proto::ICMP | ip_proto::ICMPV6 => {
                 if crate::wire::icmp_err::is_error(meta.family, meta.icmp_type) {
-                    return self.handle_icmp_error(snap, m, at, meta);
+                    return self.handle_icmp_error(snap, m, at, *meta);
                 }
-                return self.handle_icmp(snap, m, at.port(), meta);
+                return self.handle_icmp(snap, m, at.port(), *meta);
             }
             _ => {
                 let r = if snap.is_local(meta.dst) {
@@ -383,7 +411,7 @@ impl<I: Io> Core<I> {
         }
         let hit = match lookup {
             Lookup::Done(h) => h,
-            Lookup::Redo => self.conns.lookup(&tuple_of(&meta)),
+            Lookup::Redo => self.conns.lookup(&tuple_of(meta)),
         };
         if let Some((id, dir)) = hit {
             let tr = self
@@ -393,9 +421,9 @@ impl<I: Io> Core<I> {
                 return self.count_drop(DropReason::NoConnection);
             };
             self.account_transition(snap, f.dest, tr);
-            return self.xmit(snap, m, meta, id, dir, f);
+            return self.xmit(snap, m, *meta, id, dir, f);
         }
-        let tuple = tuple_of(&meta);
+        let tuple = tuple_of(meta);
         let Err(m) = self.handed_to_owner(snap, m, at, &tuple) else {
             return;
         };
@@ -407,7 +435,7 @@ impl<I: Io> Core<I> {
             };
             return self.count_drop(r);
         };
-        self.new_conn(snap, m, meta, tuple, svc);
+        self.new_conn(snap, m, *meta, tuple, svc);
     }
 
     /// Schedule a new connection to `svc` and forward its first packet.

@@ -122,6 +122,12 @@ impl LocalPorts {
         pool
     }
 
+    /// Build `lip`'s pool now (a no-op when it exists with this range and
+    /// kind), so the first connection through it allocates nothing.
+    pub fn prepare(&mut self, lip: IpAddr, range: (u16, u16), partitioned: bool) {
+        self.pool(lip, range, partitioned);
+    }
+
     /// A free (LIP, port) from `lips`, round robin over the addresses, that
     /// `filter` (per LIP) lets this worker hand out; `None` when no address
     /// has one.

@@ -137,6 +137,13 @@ impl Owners {
     /// `rip:rport` whose replies arrive on port index `port`: the inverse of
     /// [`Owners::of_lport`].
     #[inline]
+    /// Whether local ports on port index `port` are picked by its RSS (each
+    /// worker's pool then holds every port of the range) rather than by the
+    /// partition.
+    pub fn lports_by_rss(&self, port: usize) -> bool {
+        matches!(self.ports.get(port), Some(PortSteer::Rss(_)))
+    }
+
     pub fn lport_filter(
         &self,
         w: usize,

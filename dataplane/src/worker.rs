@@ -193,6 +193,7 @@ impl Worker {
                 index: cfg.index,
                 conn_capacity: cfg.conn_capacity,
                 hash_seed: cfg.hash_seed,
+                advise: crate::dpdk::advise_hugepages,
             },
             shared,
             io,

@@ -148,6 +148,7 @@ impl Lab {
             index,
             conn_capacity: 1024,
             hash_seed: 7,
+            advise: conntrack::no_advice,
         };
         let snap = shared.snapshot.load_full();
         let mut core = Core::new(cfg, shared, TestIo::default());
@@ -318,6 +319,13 @@ fn nat_new_and_established_both_ways() {
 #[test]
 fn fullnat_rewrites_both_ends_and_inserts_toa_in_the_first_ack() {
     let mut lab = Lab::new(ForwardMode::FullNat, Proto::Tcp);
+    // The LIP's port pool was built with the snapshot, not by the first SYN.
+    let pool = lab.core.lports.free(ip(LIP));
+    assert_eq!(
+        pool,
+        65535 - 1024 + 1,
+        "default local port range 1024-65535"
+    );
     let out = lab.rx(
         0,
         &[tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "S", 100, b"")],
