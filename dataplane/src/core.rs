@@ -119,6 +119,10 @@ pub struct Core<I: Io> {
     neigh_gen: u64,
     /// `--stats` traffic of the burst being handled.
     pub(crate) traffic: crate::counters::TrafficBatch,
+    /// TUN: per real server, the DIP and the egress MTU toward it, valid for
+    /// `tun_routes_epoch` (the hops epoch); bounded, allocated once.
+    pub(crate) tun_routes: FastMap<IpAddr, (IpAddr, usize)>,
+    pub(crate) tun_routes_epoch: u32,
     /// When `expire` last ran, and whether it left due entries behind.
     expired_at_ms: u64,
     expire_backlog: bool,
@@ -164,6 +168,11 @@ impl<I: Io> Core<I> {
             hops_epoch: 1,
             neigh_gen: 0,
             traffic: Default::default(),
+            tun_routes: FastMap::with_capacity_and_hasher(
+                crate::xmit::TUN_ROUTES_MAX,
+                Default::default(),
+            ),
+            tun_routes_epoch: 0,
             expired_at_ms: 0,
             expire_backlog: false,
         }

@@ -30,6 +30,10 @@ use crate::wire::{
 
 const ETH_HLEN: usize = 14;
 
+/// Real servers whose TUN route a worker keeps (`Core::tun_routes`); the
+/// cache starts over when full.
+pub(crate) const TUN_ROUTES_MAX: usize = 4096;
+
 /// TOA option length for the client's address family.
 fn toa_len(client: IpAddr) -> usize {
     if client.is_ipv4() {
@@ -187,7 +191,7 @@ impl<I: Io> Core<I> {
             }
             // DR: the frame goes to the real server unchanged but for its MAC.
             (ForwardMode::Dr, Direction::Original) => f.reply.src,
-            (ForwardMode::Tun, Direction::Original) => return self.xmit_tun(snap, m, meta, &f),
+            (ForwardMode::Tun, Direction::Original) => return self.xmit_tun(snap, m, meta, id, &f),
             _ => return self.count_drop(DropReason::Unsupported),
         };
         if f.mode != ForwardMode::Dr {
@@ -245,17 +249,10 @@ impl<I: Io> Core<I> {
     /// (always, for IPv6) the client gets ICMP fragmentation-needed / ICMPv6
     /// packet-too-big with the MTU that fits; either way the packet is dropped
     /// (`frag_needed`; no fragmentation here).
-    fn xmit_tun(&mut self, snap: &Snapshot, mut m: I::Buf, meta: IpMeta, f: &Flow) {
-        let Some(hop) = snap.routes.lookup(f.reply.src) else {
+    fn xmit_tun(&mut self, snap: &Snapshot, mut m: I::Buf, meta: IpMeta, id: ConnId, f: &Flow) {
+        let Some((dip, mtu)) = self.tun_route(snap, f.reply.src) else {
             return self.count_drop(DropReason::NoRoute);
         };
-        let Some(dip) = crate::core::dip_via(snap, hop, f.reply.src) else {
-            return self.count_drop(DropReason::NoRoute);
-        };
-        let mtu = snap
-            .ports
-            .get(hop.port)
-            .map_or(1500, |p| usize::from(p.mtu));
         let (df, ident) = match meta.family {
             crate::wire::IpFamily::V4 => {
                 let ip = crate::wire::Ipv4Packet::new_unchecked(&m.data()[meta.l3_off..]);
@@ -284,7 +281,29 @@ impl<I: Io> Core<I> {
             return self.count_drop(r);
         }
         self.count_traffic(snap, f, Direction::Original, len - ETH_HLEN);
-        self.output_via(snap, m, hop);
+        self.output_conn(snap, m, f.reply.src, false, id, Direction::Original, f);
+    }
+
+    /// TUN: the DIP (source of the outer header) and the egress MTU toward
+    /// real server `rip`. Worked out once per real server (a route lookup and
+    /// a scan of the local addresses) and kept while routes, addresses and
+    /// neighbours are unchanged (`hops_epoch`).
+    fn tun_route(&mut self, snap: &Snapshot, rip: IpAddr) -> Option<(IpAddr, usize)> {
+        if self.tun_routes_epoch != self.hops_epoch || self.tun_routes.len() >= TUN_ROUTES_MAX {
+            self.tun_routes.clear();
+            self.tun_routes_epoch = self.hops_epoch;
+        }
+        if let Some(&v) = self.tun_routes.get(&rip) {
+            return Some(v);
+        }
+        let hop = snap.routes.lookup(rip)?;
+        let dip = crate::core::dip_via(snap, hop, rip)?;
+        let mtu = snap
+            .ports
+            .get(hop.port)
+            .map_or(1500, |p| usize::from(p.mtu));
+        self.tun_routes.insert(rip, (dip, mtu));
+        Some((dip, mtu))
     }
 
     /// ICMP fragmentation-needed (IPv4) or ICMPv6 packet-too-big (IPv6) from
