@@ -208,6 +208,7 @@ impl<I: Io> Core<I> {
     /// routes and neighbours are unchanged (`hops_epoch`), so established
     /// packets skip the route and neighbour lookups.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn output_conn(
         &mut self,
         snap: &Snapshot,
@@ -249,6 +250,7 @@ impl<I: Io> Core<I> {
     /// (always, for IPv6) the client gets ICMP fragmentation-needed / ICMPv6
     /// packet-too-big with the MTU that fits; either way the packet is dropped
     /// (`frag_needed`; no fragmentation here).
+    #[inline(never)]
     fn xmit_tun(&mut self, snap: &Snapshot, mut m: I::Buf, meta: IpMeta, id: ConnId, f: &Flow) {
         let Some((dip, mtu)) = self.tun_route(snap, f.reply.src) else {
             return self.count_drop(DropReason::NoRoute);
