@@ -16,7 +16,10 @@ use netns::{Dpvsd, Topology, HTTP_PORT, REAL_SERVERS, UDP_ECHO_PORT, VIP};
 /// The demo's services: TCP VIP:80 and UDP VIP:9000, rr over both real servers,
 /// masquerading, weight 1.
 fn nat_director(topo: &Topology) -> Dpvsd {
-    let d = topo.start_dpvsd("");
+    nat_services(topo.start_dpvsd(""))
+}
+
+fn nat_services(d: Dpvsd) -> Dpvsd {
     d.addr_add(&format!("{VIP}/32"), "dpdk0");
     for (flag, port) in [("-t", HTTP_PORT), ("-u", UDP_ECHO_PORT)] {
         let vs = format!("{VIP}:{port}");
@@ -70,6 +73,28 @@ fn http_through_nat_vip_reaches_both_real_servers_in_rr_order() {
     let seen = http_answers(&topo, 12);
     assert_eq!(seen.get("rs1"), Some(&6), "rr over two servers: {seen:?}");
     assert_eq!(seen.get("rs2"), Some(&6), "rr over two servers: {seen:?}");
+}
+
+/// The ports `make demo` uses when it can: net_af_xdp on the veths. Same
+/// services and checks as on af_packet.
+#[test]
+fn nat_on_af_xdp_ports_serves_http_and_udp() {
+    let Some(_serial) = netns::begin("nat_xdp") else {
+        return;
+    };
+    let topo = Topology::new("nat_xdp");
+    let d = nat_services(topo.start_dpvsd_af_xdp(""));
+    let seen = http_answers(&topo, 8);
+    assert_eq!(seen.get("rs1"), Some(&4), "rr over two servers: {seen:?}");
+    assert_eq!(seen.get("rs2"), Some(&4), "rr over two servers: {seen:?}");
+    for i in 0..4 {
+        let payload = format!("xdp-{i}");
+        let reply = topo
+            .udp_echo_from_client(VIP, UDP_ECHO_PORT, &payload)
+            .unwrap_or_else(|| panic!("datagram {i} to the UDP VIP got no reply"));
+        assert!(reply.ends_with(&format!(":{payload}")), "{reply:?}");
+    }
+    assert_eq!(tcp_service(&d).total.conns, 8, "every request a connection");
 }
 
 #[test]

@@ -401,8 +401,17 @@ impl Topology {
         self.start_dpvsd_with(2, extra_toml)
     }
 
+    /// [`Topology::start_dpvsd`] on net_af_xdp vdevs (an AF_XDP socket on each
+    /// veth, as `make demo` runs when it can) instead of af_packet.
+    pub fn start_dpvsd_af_xdp(&self, extra_toml: &str) -> Dpvsd {
+        self.wait_answering(self.spawn_dpvsd_on(Driver::AfXdp, 1, extra_toml, &[]))
+    }
+
     fn start_dpvsd_with(&self, workers: usize, extra_toml: &str) -> Dpvsd {
-        let mut d = self.spawn_dpvsd(workers, extra_toml, &[]);
+        self.wait_answering(self.spawn_dpvsd(workers, extra_toml, &[]))
+    }
+
+    fn wait_answering(&self, mut d: Dpvsd) -> Dpvsd {
         let deadline = Instant::now() + DPVSD_START_TIMEOUT;
         loop {
             if !d.is_running() {
@@ -427,6 +436,16 @@ impl Topology {
     /// Starts dpvsd with `workers` workers (1 or 2, as above) and `env` in its
     /// environment, without waiting for it to answer.
     pub fn spawn_dpvsd(&self, workers: usize, extra_toml: &str, env: &[(&str, &str)]) -> Dpvsd {
+        self.spawn_dpvsd_on(Driver::AfPacket, workers, extra_toml, env)
+    }
+
+    fn spawn_dpvsd_on(
+        &self,
+        driver: Driver,
+        workers: usize,
+        extra_toml: &str,
+        env: &[(&str, &str)],
+    ) -> Dpvsd {
         let (lcores, cores, qpairs, dataplane) = match workers {
             1 => ("", "1", "", ""),
             _ => (
@@ -451,13 +470,13 @@ cores = [{cores}]
 {dataplane}
 [[port]]
 name = "dpdk0"
-device = "net_af_packet0,iface=lb0{qpairs}"
+device = "{dev0}"
 queues = {workers}
 addresses = ["{DIP_CLIENT_SIDE}/24", "{DIP6_CLIENT_SIDE}/64"]
 
 [[port]]
 name = "dpdk1"
-device = "net_af_packet1,iface=lb1{qpairs}"
+device = "{dev1}"
 queues = {workers}
 addresses = ["{DIP}/24", "{DIP6}/64"]
 
@@ -466,7 +485,9 @@ listen = "unix:{sock}"
 
 {extra_toml}
 "#,
-            sock = socket.display()
+            sock = socket.display(),
+            dev0 = driver.device(0, "lb0", qpairs),
+            dev1 = driver.device(1, "lb1", qpairs),
         );
         fs::write(&config, toml).expect("write dpvs.toml");
         let logf = fs::File::create(&log).expect("create dpvsd log");
@@ -1054,5 +1075,25 @@ UDP 04:59  UDP         10.0.0.2:40000     10.0.0.100:9000    192.168.0.12:9000
     fn macs() {
         assert_eq!(parse_mac("02:fc:00:00:00:01"), Some([2, 0xfc, 0, 0, 0, 1]));
         assert_eq!(parse_mac("02:fc:00"), None);
+    }
+}
+
+/// The DPDK vdev dpvsd's ports run on over the director's veths.
+#[derive(Clone, Copy)]
+enum Driver {
+    AfPacket,
+    /// One queue per veth (DPDK 22.11 counts combined channels, which veth
+    /// does not report), so one worker.
+    AfXdp,
+}
+
+impl Driver {
+    fn device(self, index: usize, iface: &str, af_packet_args: &str) -> String {
+        match self {
+            Driver::AfPacket => format!("net_af_packet{index},iface={iface}{af_packet_args}"),
+            Driver::AfXdp => {
+                format!("net_af_xdp{index},iface={iface},start_queue=0,queue_count=1")
+            }
+        }
     }
 }
