@@ -76,6 +76,12 @@ enum Cmd {
         /// `valgrind --tool=callgrind`, which counts instructions exactly.
         #[arg(long)]
         packets: Option<u64>,
+        /// Only the new-connection figure (SYNs of unseen flows).
+        #[arg(long)]
+        new_only: bool,
+        /// Without the new-connection figure.
+        #[arg(long, conflicts_with = "new_only")]
+        established_only: bool,
     },
     /// Only the dpdk-testpmd baseline.
     Testpmd {
@@ -276,7 +282,13 @@ const MODES: [ForwardMode; 4] = [
 ];
 
 /// The stage figures alone.
-fn stages_only(quick: bool, only: Option<String>, packets: Option<u64>) -> Result<(), String> {
+fn stages_only(
+    quick: bool,
+    only: Option<String>,
+    packets: Option<u64>,
+    new_only: bool,
+    established_only: bool,
+) -> Result<(), String> {
     let mut plan = Plan::new(quick, 2);
     if let Some(p) = packets {
         plan.packets = p.max(32);
@@ -293,7 +305,18 @@ fn stages_only(quick: bool, only: Option<String>, packets: Option<u64>) -> Resul
         {
             continue;
         }
-        let s = stages::measure(mode, 1000, plan.packets, plan.repeats, None)?;
+        if new_only {
+            let ns = stages::new_conns(mode, plan.packets, plan.repeats)?;
+            println!(
+                "stages {}: new connection {ns:.1} ns",
+                pipeline::mode_name(mode)
+            );
+            continue;
+        }
+        let mut s = stages::measure(mode, 1000, plan.packets, plan.repeats, None)?;
+        if !established_only {
+            s.new_conn_ns = Some(stages::new_conns(mode, plan.packets, plan.repeats)?);
+        }
         println!("{}", stages::line(&s));
     }
     Ok(())
@@ -335,7 +358,8 @@ fn pipeline(plan: &Plan, rep: &mut Report, part: Part) -> Result<(), String> {
     for mode in MODES {
         eprintln!("pipeline: {} stages", pipeline::mode_name(mode));
         let p = rep.est_ns(pipeline::mode_name(mode), false);
-        let s = stages::measure(mode, 1000, plan.packets, plan.repeats, p)?;
+        let mut s = stages::measure(mode, 1000, plan.packets, plan.repeats, p)?;
+        s.new_conn_ns = Some(stages::new_conns(mode, plan.packets, plan.repeats)?);
         eprintln!("{}", stages::line(&s));
         rep.stages.push(s);
     }
@@ -491,7 +515,9 @@ fn main() {
             quick,
             mode,
             packets,
-        } => stages_only(quick, mode, packets),
+            new_only,
+            established_only,
+        } => stages_only(quick, mode, packets, new_only, established_only),
         Cmd::Testpmd { seconds } => {
             for mode in ["5tswap", "macswap"] {
                 let r = baseline::run(mode, seconds);

@@ -45,7 +45,38 @@ pub struct Stages {
     /// The pipeline's established figure for the same mode and flows.
     pub pipeline_ns: Option<f64>,
     pub output_ns: Option<f64>,
+    /// A SYN of a flow the table has not seen: scheduled, both tuples
+    /// inserted, forwarded (the core alone, as `core_ns`).
+    pub new_conn_ns: Option<f64>,
     pub note: String,
+}
+
+/// Most new connections one new-connection run opens.
+const NEW_CONN_MAX: u64 = 200_000;
+
+/// ns per SYN of `n` new flows through a fresh core, best of `repeats`.
+pub fn new_conns(mode: ForwardMode, n: u64, repeats: usize) -> Result<f64, String> {
+    let n = n
+        .clamp(BURST as u64, NEW_CONN_MAX)
+        .next_multiple_of(BURST as u64);
+    let syn = Frames::build(n as usize, |i| seg(i as u32, flag::SYN, 1000, 0));
+    let mut best_s = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let (mut core, snap) = core(mode, n as u32)?;
+        let refill = rounds(&mut core, &snap, &syn, n, false);
+        let whole = rounds(&mut core, &snap, &syn, n, true);
+        if core.conns.len() as u64 != n || core.io.sent != n {
+            return Err(format!(
+                "{}: {} SYNs made {} connections and {} packets out",
+                mode_name(mode),
+                n,
+                core.conns.len(),
+                core.io.sent
+            ));
+        }
+        best_s = best_s.min(whole - refill);
+    }
+    Ok(best_s.max(0.0) * 1e9 / n as f64)
 }
 
 /// The core's I/O: forwarded buffers are kept for the next round.
@@ -101,6 +132,7 @@ fn core(mode: ForwardMode, flows: u32) -> Result<(Core<StageIo>, Arc<Snapshot>),
     core.now_ms = 1000;
     core.on_snapshot(&snap);
     core.io.out.clear();
+    core.io.sent = 0; // gratuitous ARPs
     Ok((core, snap))
 }
 
@@ -231,7 +263,7 @@ pub fn measure(
 pub fn line(s: &Stages) -> String {
     let f = |v: Option<f64>| v.map_or("NA".into(), |x| format!("{x:.1}"));
     format!(
-        "stages {} {} flows: classify {} + lookup {} + rewrite {} = core {} ns/pkt; output {} (pipeline {})",
+        "stages {} {} flows: classify {} + lookup {} + rewrite {} = core {} ns/pkt; output {} (pipeline {}); new connection {} ns",
         s.mode,
         s.flows,
         f(s.classify_ns),
@@ -239,6 +271,7 @@ pub fn line(s: &Stages) -> String {
         f(s.rewrite_ns),
         f(s.core_ns),
         f(s.output_ns),
-        f(s.pipeline_ns)
+        f(s.pipeline_ns),
+        f(s.new_conn_ns)
     )
 }

@@ -146,6 +146,20 @@ impl Index {
         self.buckets[b1].vals[0] ^ self.buckets[b2].vals[0]
     }
 
+    /// [`Index::find_at`] in the alternate bucket only (none when it is the
+    /// primary one).
+    #[inline]
+    pub(crate) fn find_in_alt(
+        &self,
+        (b1, b2, tag): (usize, usize, u32),
+        mut eq: impl FnMut(u32) -> bool,
+    ) -> Option<u32> {
+        if b2 == b1 {
+            return None;
+        }
+        Index::scan_bucket(&self.buckets[b2], tag, &mut eq)
+    }
+
     /// The first value in the primary bucket with the place's tag (the usual
     /// home of an entry), for touching its conn ahead of the compare.
     #[inline]

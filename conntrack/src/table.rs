@@ -457,10 +457,24 @@ impl ConnTable {
                     Some(v) if self.slab[(v >> 1) as usize].matches(k, Direction::from_bit(v)) => {
                         Some((ConnId(v >> 1), Direction::from_bit(v)))
                     }
-                    _ => self.lookup_at(k, places[j]),
+                    // No tag of the primary bucket matched: only the
+                    // alternate one can hold the key (a new flow's usual case).
+                    None => self.lookup_alt(k, places[j]),
+                    Some(_) => self.lookup_at(k, places[j]),
                 };
             }
         }
+    }
+
+    /// [`ConnTable::lookup_at`] in the alternate bucket only.
+    #[inline]
+    fn lookup_alt(&self, k: &Key, place: (usize, usize, u32)) -> Option<(ConnId, Direction)> {
+        let slab = &self.slab;
+        self.index
+            .find_in_alt(place, |v| {
+                slab[(v >> 1) as usize].matches(k, Direction::from_bit(v))
+            })
+            .map(|v| (ConnId(v >> 1), Direction::from_bit(v)))
     }
 
     #[inline]

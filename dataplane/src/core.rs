@@ -19,7 +19,7 @@ use conntrack::{ConnId, ConnTable, Direction, NewConn, PersistTable, Timeouts, T
 use crate::config::ForwardMode;
 use crate::io::Io;
 use crate::laddr::LocalPorts;
-use crate::neigh::PendingQueue;
+use crate::neigh::{NeighView, PendingQueue};
 use crate::route::mask;
 use crate::shared::Shared;
 use crate::snapshot::{FastMap, Service, Snapshot};
@@ -101,6 +101,8 @@ pub struct Core<I: Io> {
     /// (EAL threads outlive a dataplane).
     tables_built_before: u64,
     pub pending: PendingQueue<I::Buf>,
+    /// This worker's view of the shared neighbour table.
+    pub(crate) neigh: NeighView,
     /// The worker's clock, ms; the shell sets it once per loop.
     pub now_ms: u64,
     /// FULLNAT local ports this worker hands out.
@@ -159,6 +161,7 @@ impl<I: Io> Core<I> {
             scheds_gen: 0,
             tables_built_before: sched::tables_built_on_this_thread(),
             pending: PendingQueue::default(),
+            neigh: NeighView::default(),
             now_ms: 0,
             lports: LocalPorts::new(cfg.index, nworkers),
             announced: Vec::new(),

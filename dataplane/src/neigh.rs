@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use arrayvec::ArrayVec;
@@ -37,7 +38,40 @@ pub struct NeighTable {
 }
 
 /// ahash: the lookup runs for every forwarded packet.
-type NeighMap = HashMap<(usize, IpAddr), Neighbour, ahash::RandomState>;
+pub type NeighMap = HashMap<(usize, IpAddr), Neighbour, ahash::RandomState>;
+
+/// A worker's view of the neighbour table: the map it loaded last, reloaded
+/// only when the table's generation moved, so a lookup is one hash probe
+/// (no `ArcSwap` load, which costs more than the probe).
+pub struct NeighView {
+    generation: u64,
+    map: Arc<NeighMap>,
+}
+
+impl Default for NeighView {
+    fn default() -> NeighView {
+        NeighView {
+            // Never a table's generation: the first lookup loads.
+            generation: u64::MAX,
+            map: Arc::default(),
+        }
+    }
+}
+
+impl NeighView {
+    /// `table`'s MAC for `addr` on port index `port`, as of now.
+    #[inline]
+    pub fn lookup(&mut self, table: &NeighTable, port: usize, addr: IpAddr) -> Option<[u8; 6]> {
+        let g = table.generation();
+        if g != self.generation {
+            // The map is stored before the generation moves: this one is at
+            // least as new as `g`.
+            self.map = table.map.load_full();
+            self.generation = g;
+        }
+        self.map.get(&(port, addr)).map(|n| n.mac)
+    }
+}
 
 impl NeighTable {
     #[inline]

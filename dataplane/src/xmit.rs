@@ -230,7 +230,7 @@ impl<I: Io> Core<I> {
         if connected_only && hop.gateway != dst {
             return self.count_drop(DropReason::NoRoute);
         }
-        let Some(mac) = self.shared.neigh.lookup(hop.port, hop.gateway) else {
+        let Some(mac) = self.neigh.lookup(&self.shared.neigh, hop.port, hop.gateway) else {
             return self.output_via(snap, m, hop);
         };
         if let Some(c) = self.conns.get_mut(id) {
@@ -512,7 +512,7 @@ impl<I: Io> Core<I> {
 
     /// [`Worker::output`] when the route is already known.
     pub(crate) fn output_via(&mut self, snap: &Snapshot, m: I::Buf, hop: NextHop) {
-        match self.shared.neigh.lookup(hop.port, hop.gateway) {
+        match self.neigh.lookup(&self.shared.neigh, hop.port, hop.gateway) {
             Some(mac) => self.send_to(snap, m, hop.port, mac),
             None => {
                 let p = Pending {
@@ -543,10 +543,10 @@ impl<I: Io> Core<I> {
 
     /// Send parked packets whose neighbour answered; drop the ones that waited too long.
     pub fn flush_pending(&mut self, snap: &Snapshot) {
-        let neigh = &self.shared.neigh;
+        let (table, view) = (&self.shared.neigh, &mut self.neigh);
         let (ready, expired) = self
             .pending
-            .drain(self.now_ms, |port, ip| neigh.lookup(port, ip));
+            .drain(self.now_ms, |port, ip| view.lookup(table, port, ip));
         for (p, mac) in ready {
             self.send_to(snap, p.mbuf, p.port, mac);
         }
