@@ -33,4 +33,4 @@ pub use tcp::{
 };
 pub use timeouts::Timeouts;
 pub use timer::{TICK_MS, WHEEL_SLOTS};
-pub use tuple::{mask_addr, Direction, Tuple, PROTO_TCP, PROTO_UDP};
+pub use tuple::{mask_addr, Direction, Key as FlowKey, Tuple, PROTO_TCP, PROTO_UDP};

@@ -213,7 +213,9 @@ impl Conn {
         self.bits & BIT_INPUT_ONLY != 0
     }
 
-    fn key(&self, dir: Direction) -> Key {
+    /// The key of one direction, in wire form (see [`Key`]).
+    #[inline]
+    pub fn key(&self, dir: Direction) -> Key {
         match dir {
             Direction::Original => Key {
                 src: u128::from_le_bytes(self.o_src),
@@ -431,14 +433,31 @@ impl ConnTable {
     pub fn lookup_burst(&self, tuples: &[Tuple], out: &mut [Option<(ConnId, Direction)>]) {
         const MAX: usize = 32;
         for (tc, oc) in tuples.chunks(MAX).zip(out.chunks_mut(MAX)) {
-            let n = tc.len().min(oc.len());
             let mut keys = [Key::EMPTY; MAX];
+            for (k, t) in keys.iter_mut().zip(tc) {
+                *k = Key::from_tuple(t);
+            }
+            self.lookup_burst_keys(&keys[..tc.len()], oc);
+        }
+    }
+
+    /// [`ConnTable::lookup`] of one key in wire form.
+    #[inline]
+    pub fn lookup_wire(&self, k: &Key) -> Option<(ConnId, Direction)> {
+        self.lookup_key(k, self.hash(k))
+    }
+
+    /// [`ConnTable::lookup_burst`] of keys in wire form (the packet path:
+    /// built from the frames' bytes, no address conversion).
+    pub fn lookup_burst_keys(&self, keys: &[Key], out: &mut [Option<(ConnId, Direction)>]) {
+        const MAX: usize = 32;
+        for (kc, oc) in keys.chunks(MAX).zip(out.chunks_mut(MAX)) {
+            let n = kc.len().min(oc.len());
+            let keys = kc;
             let mut places = [(0usize, 0usize, 0u32); MAX];
             let mut acc = 0u32;
             for j in 0..n {
-                let k = Key::from_tuple(&tc[j]);
-                places[j] = self.index.place(self.hash(&k));
-                keys[j] = k;
+                places[j] = self.index.place(self.hash(&keys[j]));
                 acc ^= self.index.touch_at(places[j]);
             }
             // The candidate of the usual case (a tag match in the primary

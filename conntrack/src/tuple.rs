@@ -73,11 +73,13 @@ impl Direction {
 pub(crate) const FAM_SRC_V6: u8 = 1;
 pub(crate) const FAM_DST_V6: u8 = 2;
 
-/// A tuple packed for storage and hashing: no enum tags, addresses as the
-/// little-endian value of their 16 stored bytes (IPv4 in the first 4), so a
-/// key is built, hashed and compared in registers.
+/// A tuple in wire form, as the table stores, hashes and compares it: no
+/// enum tags, each address the little-endian value of its 16 stored bytes
+/// (IPv4 in the first 4) with a family bit, so a key is built from a frame's
+/// bytes and hashed and compared in registers. The packet path uses it
+/// instead of [`Tuple`]; `Tuple` is the readable form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Key {
+pub struct Key {
     pub(crate) src: u128,
     pub(crate) dst: u128,
     pub(crate) sport: u16,
@@ -115,8 +117,56 @@ pub(crate) fn bits_addr(b: u128, v6: bool) -> IpAddr {
 }
 
 impl Key {
+    /// An IPv4 flow from its addresses as they sit in the header.
     #[inline]
-    pub(crate) fn from_tuple(t: &Tuple) -> Key {
+    pub fn v4(proto: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Key {
+        Key {
+            src: u128::from(u32::from_le_bytes(src)),
+            dst: u128::from(u32::from_le_bytes(dst)),
+            sport,
+            dport,
+            proto,
+            fam: 0,
+        }
+    }
+
+    /// An IPv6 flow from its addresses as they sit in the header.
+    #[inline]
+    pub fn v6(proto: u8, src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16) -> Key {
+        Key {
+            src: u128::from_le_bytes(src),
+            dst: u128::from_le_bytes(dst),
+            sport,
+            dport,
+            proto,
+            fam: FAM_SRC_V6 | FAM_DST_V6,
+        }
+    }
+
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+    pub fn sport(&self) -> u16 {
+        self.sport
+    }
+    pub fn dport(&self) -> u16 {
+        self.dport
+    }
+
+    /// The source address (built on demand: the key holds wire bytes).
+    #[inline]
+    pub fn src(&self) -> IpAddr {
+        bits_addr(self.src, self.fam & FAM_SRC_V6 != 0)
+    }
+
+    /// The destination address.
+    #[inline]
+    pub fn dst(&self) -> IpAddr {
+        bits_addr(self.dst, self.fam & FAM_DST_V6 != 0)
+    }
+
+    #[inline]
+    pub fn from_tuple(t: &Tuple) -> Key {
         let (src, s6) = addr_bits(t.src);
         let (dst, d6) = addr_bits(t.dst);
         let mut fam = 0;
@@ -136,7 +186,7 @@ impl Key {
         }
     }
 
-    pub(crate) fn to_tuple(self) -> Tuple {
+    pub fn to_tuple(self) -> Tuple {
         Tuple {
             proto: self.proto,
             src: bits_addr(self.src, self.fam & FAM_SRC_V6 != 0),
@@ -226,6 +276,29 @@ mod tests {
             80,
         );
         assert_ne!(Key::from_tuple(&v4), Key::from_tuple(&mapped));
+    }
+
+    #[test]
+    fn wire_keys_are_the_tuples_keys() {
+        let t = Tuple::tcp(
+            "10.1.2.3".parse().unwrap(),
+            40000,
+            "192.0.2.9".parse().unwrap(),
+            80,
+        );
+        let k = Key::v4(PROTO_TCP, [10, 1, 2, 3], 40000, [192, 0, 2, 9], 80);
+        assert_eq!(k, Key::from_tuple(&t));
+        assert_eq!(k.to_tuple(), t);
+        assert_eq!(
+            (k.src(), k.dst(), k.sport(), k.dport()),
+            (t.src, t.dst, 40000, 80)
+        );
+        let a: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let b: Ipv6Addr = "2001:db8::2".parse().unwrap();
+        let t6 = Tuple::udp(a.into(), 53, b.into(), 5353);
+        let k6 = Key::v6(PROTO_UDP, a.octets(), 53, b.octets(), 5353);
+        assert_eq!(k6, Key::from_tuple(&t6));
+        assert_eq!(k6.to_tuple(), t6);
     }
 
     #[test]

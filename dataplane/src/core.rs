@@ -14,7 +14,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrayvec::ArrayVec;
-use conntrack::{ConnId, ConnTable, Direction, NewConn, PersistTable, Timeouts, Transition, Tuple};
+use conntrack::{
+    ConnId, ConnTable, Direction, FlowKey, NewConn, PersistTable, Timeouts, Transition, Tuple,
+};
 
 use crate::config::ForwardMode;
 use crate::io::Io;
@@ -24,7 +26,7 @@ use crate::route::mask;
 use crate::shared::Shared;
 use crate::snapshot::{FastMap, Service, Snapshot};
 use crate::stats::{ConnEntry, DropReason};
-use crate::wire::{classify_rx, ip_proto, IpMeta, Packet, PacketBuf};
+use crate::wire::{classify_rx, ip_proto, IpFamily, IpMeta, Packet, PacketBuf};
 use crate::xmit::Flow;
 
 /// Packets per rx/tx burst.
@@ -329,20 +331,21 @@ impl<I: Io> Core<I> {
         // Per frame: what it is and, for TCP/UDP, its index in `tuples`. The
         // frames' metadata stays here and is lent to the handlers.
         let mut class: ArrayVec<Classified, BURST> = ArrayVec::new();
-        let mut tuples: ArrayVec<Tuple, BURST> = ArrayVec::new();
+        let mut keys: ArrayVec<FlowKey, BURST> = ArrayVec::new();
         for m in rx.iter() {
             let pkt = classify_rx(m.data(), m.ip_csum_good());
             let tuple = match &pkt {
                 Ok(Packet::Ip(meta)) if matches!(meta.proto, ip_proto::TCP | ip_proto::UDP) => {
-                    tuples.push(tuple_of(meta));
-                    Some(tuples.len() - 1)
+                    keys.push(key_of(m.data(), meta));
+                    Some(keys.len() - 1)
                 }
                 _ => None,
             };
             class.push(Classified { pkt, tuple });
         }
         let mut found = [None; BURST];
-        self.conns.lookup_burst(&tuples, &mut found[..tuples.len()]);
+        self.conns
+            .lookup_burst_keys(&keys, &mut found[..keys.len()]);
         let inserts = self.conns_inserted;
         for (i, m) in rx.drain(..).enumerate() {
             let c = &class[i];
@@ -423,7 +426,7 @@ impl<I: Io> Core<I> {
         }
         let hit = match lookup {
             Lookup::Done(h) => h,
-            Lookup::Redo => self.conns.lookup(&tuple_of(meta)),
+            Lookup::Redo => self.conns.lookup_wire(&key_of(m.data(), meta)),
         };
         if let Some((id, dir)) = hit {
             let tr = self
@@ -678,6 +681,37 @@ impl Rx {
 enum Lookup {
     Done(Option<(ConnId, Direction)>),
     Redo,
+}
+
+/// The connection key of a TCP/UDP packet, as it arrived, from the frame's
+/// address bytes (wire form: no `IpAddr` on the way).
+#[inline]
+fn key_of(frame: &[u8], meta: &IpMeta) -> FlowKey {
+    let ip = meta.l3_off;
+    match meta.family {
+        IpFamily::V4 => match (
+            frame
+                .get(ip + 12..ip + 16)
+                .and_then(|b| b.first_chunk::<4>()),
+            frame
+                .get(ip + 16..ip + 20)
+                .and_then(|b| b.first_chunk::<4>()),
+        ) {
+            (Some(s), Some(d)) => FlowKey::v4(meta.proto, *s, meta.sport, *d, meta.dport),
+            _ => FlowKey::from_tuple(&tuple_of(meta)),
+        },
+        IpFamily::V6 => match (
+            frame
+                .get(ip + 8..ip + 24)
+                .and_then(|b| b.first_chunk::<16>()),
+            frame
+                .get(ip + 24..ip + 40)
+                .and_then(|b| b.first_chunk::<16>()),
+        ) {
+            (Some(s), Some(d)) => FlowKey::v6(meta.proto, *s, meta.sport, *d, meta.dport),
+            _ => FlowKey::from_tuple(&tuple_of(meta)),
+        },
+    }
 }
 
 /// The conntrack tuple of a TCP/UDP packet, as it arrived.

@@ -48,7 +48,7 @@ fn toa_len(client: IpAddr) -> usize {
 fn fnat_mtu(snap: &Snapshot, f: &Flow, epoch: u32) -> usize {
     match f.hop(Direction::Original, epoch) {
         Some((port, _)) => snap.ports.get(port).map_or(1500, |p| usize::from(p.mtu)),
-        None => mtu_toward(snap, f.reply.src),
+        None => mtu_toward(snap, f.reply.src()),
     }
 }
 
@@ -63,8 +63,10 @@ fn mtu_toward(snap: &Snapshot, dst: IpAddr) -> usize {
 /// What xmit needs of a connection, copied out of the table.
 #[derive(Clone, Copy)]
 pub(crate) struct Flow {
-    orig: conntrack::Tuple,
-    reply: conntrack::Tuple,
+    /// Both directions' keys in wire form: addresses are built only where a
+    /// mode needs them.
+    orig: conntrack::FlowKey,
+    reply: conntrack::FlowKey,
     mode: ForwardMode,
     pub(crate) dest: u32,
     service: u32,
@@ -80,8 +82,8 @@ impl Flow {
     #[inline]
     pub(crate) fn of(c: &conntrack::Conn) -> Flow {
         Flow {
-            orig: c.original(),
-            reply: c.reply(),
+            orig: c.key(Direction::Original),
+            reply: c.key(Direction::Reply),
             mode: mode_from_flags(c.flags()),
             dest: c.dest(),
             service: c.service(),
@@ -118,14 +120,14 @@ impl<I: Io> Core<I> {
         let next_dst = match (f.mode, dir) {
             (ForwardMode::Nat, Direction::Original) => {
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                if let Err(r) = nat::rewrite_dst(ip, &meta, f.reply.src, f.reply.sport) {
+                if let Err(r) = nat::rewrite_dst(ip, &meta, f.reply.src(), f.reply.sport()) {
                     return self.count_drop(r);
                 }
-                f.reply.src
+                f.reply.src()
             }
             (ForwardMode::Nat, Direction::Reply) => {
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                if let Err(r) = nat::rewrite_src(ip, &meta, f.orig.dst, f.orig.dport) {
+                if let Err(r) = nat::rewrite_src(ip, &meta, f.orig.dst(), f.orig.dport()) {
                     return self.count_drop(r);
                 }
                 meta.dst
@@ -136,16 +138,16 @@ impl<I: Io> Core<I> {
                         return self.count_drop(r);
                     }
                 }
-                let (r, l) = (f.reply.src, f.reply.dst);
+                let (r, l) = (f.reply.src(), f.reply.dst());
                 let done = match (l, r) {
                     (IpAddr::V4(l4), IpAddr::V4(r4)) if meta.family == IpFamily::V6 => {
                         // FULLNAT64: the IPv6 request goes to an IPv4 real server.
-                        nat64::v6_to_v4(&mut m, &meta, l4, f.reply.dport, r4, f.reply.sport)
+                        nat64::v6_to_v4(&mut m, &meta, l4, f.reply.dport(), r4, f.reply.sport())
                             .map(|n| meta = n)
                     }
                     _ => {
                         let ip = &mut m.data_mut()[meta.l3_off..];
-                        nat::rewrite_both(ip, &meta, l, f.reply.dport, r, f.reply.sport)
+                        nat::rewrite_both(ip, &meta, l, f.reply.dport(), r, f.reply.sport())
                     }
                 };
                 if let Err(e) = done {
@@ -157,7 +159,7 @@ impl<I: Io> Core<I> {
                 if meta.proto == ip_proto::TCP {
                     self.fnat_tcp_out(&mut m, &meta, &f, id);
                 }
-                let (c, v) = (f.orig.src, f.orig.dst);
+                let (c, v) = (f.orig.src(), f.orig.dst());
                 let done = match (v, c) {
                     (IpAddr::V6(v6), IpAddr::V6(c6)) if meta.family == IpFamily::V4 => {
                         // FULLNAT64: the IPv4 reply grows by 20 bytes on its way
@@ -176,12 +178,12 @@ impl<I: Io> Core<I> {
                             }
                             return self.count_drop(DropReason::FragNeeded);
                         }
-                        nat64::v4_to_v6(&mut m, &meta, v6, f.orig.dport, c6, f.orig.sport)
+                        nat64::v4_to_v6(&mut m, &meta, v6, f.orig.dport(), c6, f.orig.sport())
                             .map(|n| meta = n)
                     }
                     _ => {
                         let ip = &mut m.data_mut()[meta.l3_off..];
-                        nat::rewrite_both(ip, &meta, v, f.orig.dport, c, f.orig.sport)
+                        nat::rewrite_both(ip, &meta, v, f.orig.dport(), c, f.orig.sport())
                     }
                 };
                 if let Err(e) = done {
@@ -190,7 +192,7 @@ impl<I: Io> Core<I> {
                 c
             }
             // DR: the frame goes to the real server unchanged but for its MAC.
-            (ForwardMode::Dr, Direction::Original) => f.reply.src,
+            (ForwardMode::Dr, Direction::Original) => f.reply.src(),
             (ForwardMode::Tun, Direction::Original) => return self.xmit_tun(snap, m, meta, id, &f),
             _ => return self.count_drop(DropReason::Unsupported),
         };
@@ -252,7 +254,7 @@ impl<I: Io> Core<I> {
     /// (`frag_needed`; no fragmentation here).
     #[inline(never)]
     fn xmit_tun(&mut self, snap: &Snapshot, mut m: I::Buf, meta: IpMeta, id: ConnId, f: &Flow) {
-        let Some((dip, mtu)) = self.tun_route(snap, f.reply.src) else {
+        let Some((dip, mtu)) = self.tun_route(snap, f.reply.src()) else {
             return self.count_drop(DropReason::NoRoute);
         };
         let (df, ident) = match meta.family {
@@ -263,7 +265,7 @@ impl<I: Io> Core<I> {
             // IPv6 routers never fragment: too big is always an error to the sender.
             crate::wire::IpFamily::V6 => (true, 0),
         };
-        let overhead = match f.reply.src {
+        let overhead = match f.reply.src() {
             IpAddr::V4(_) => ipip::OVERHEAD,
             IpAddr::V6(_) => ipip::OVERHEAD_V6,
         };
@@ -274,7 +276,7 @@ impl<I: Io> Core<I> {
             return self.count_drop(DropReason::FragNeeded);
         }
         let len = m.len();
-        let done = match (dip, f.reply.src) {
+        let done = match (dip, f.reply.src()) {
             (IpAddr::V4(d), IpAddr::V4(r)) => ipip::encap_ipip(&mut m, &meta, d, r, ident),
             (IpAddr::V6(d), IpAddr::V6(r)) => ipip::encap_ip6(&mut m, &meta, d, r),
             _ => Err(DropReason::Unsupported),
@@ -283,7 +285,7 @@ impl<I: Io> Core<I> {
             return self.count_drop(r);
         }
         self.count_traffic(snap, f, Direction::Original, len - ETH_HLEN);
-        self.output_conn(snap, m, f.reply.src, false, id, Direction::Original, f);
+        self.output_conn(snap, m, f.reply.src(), false, id, Direction::Original, f);
     }
 
     /// TUN: the DIP (source of the outer header) and the egress MTU toward
@@ -388,21 +390,21 @@ impl<I: Io> Core<I> {
                     .services_by_id
                     .get(&f.service)
                     .and_then(|s| s.proxy_protocol);
-                seq = SeqState::on_client_syn(isn, pp, &f.orig);
+                seq = SeqState::on_client_syn(isn, pp, &f.orig.to_tuple());
                 if seq != f.seq {
                     self.set_seq(id, seq);
                 }
             }
             // With Proxy Protocol RS -> client segments do not grow: no clamp.
             if seq.pp_len() == 0 {
-                self.clamp_mss(m, meta, toa_len(f.orig.src));
+                self.clamp_mss(m, meta, toa_len(f.orig.src()));
             }
             return Ok(());
         }
         if pp_len != 0 {
             let mut seq = f.seq;
             // The route toward the RS is looked up only when the header goes in.
-            return match fnat::pp_in(m, meta, &mut seq, &f.orig, || {
+            return match fnat::pp_in(m, meta, &mut seq, &f.orig.to_tuple(), || {
                 fnat_mtu(snap, f, self.hops_epoch)
             }) {
                 Ok(fnat::InOutcome::Inserted { first }) => {
@@ -446,7 +448,7 @@ impl<I: Io> Core<I> {
             return Ok(());
         }
         let mtu = fnat_mtu(snap, f, self.hops_epoch);
-        let ev = match toa::insert(m, meta, f.orig.src, f.orig.sport, mtu) {
+        let ev = match toa::insert(m, meta, f.orig.src(), f.orig.sport(), mtu) {
             toa::Outcome::Inserted(_) => Event::ToaInserted,
             toa::Outcome::NoRoom => Event::ToaNoRoom,
         };
@@ -463,7 +465,7 @@ impl<I: Io> Core<I> {
             let by = if pp_len != 0 {
                 pp_len
             } else {
-                toa_len(f.orig.src)
+                toa_len(f.orig.src())
             };
             self.clamp_mss(m, meta, by);
         }
