@@ -436,7 +436,7 @@ impl<I: Io> Core<I> {
                 return self.count_drop(DropReason::NoConnection);
             };
             self.account_transition(snap, f.dest, tr);
-            return self.xmit(snap, m, *meta, id, dir, f);
+            return self.xmit(snap, m, *meta, id, dir, &f);
         }
         let tuple = tuple_of(meta);
         let Err(m) = self.handed_to_owner(snap, m, at, &tuple) else {
@@ -539,7 +539,7 @@ impl<I: Io> Core<I> {
         let Some(f) = self.conns.get(id).map(Flow::of) else {
             return self.count_drop(DropReason::NoConnection);
         };
-        self.xmit(snap, m, meta, id, Direction::Original, f);
+        self.xmit(snap, m, meta, id, Direction::Original, &f);
     }
 
     /// Persistence template first, then the service's scheduler.

@@ -114,7 +114,7 @@ impl<I: Io> Core<I> {
         mut meta: IpMeta,
         id: ConnId,
         dir: Direction,
-        f: Flow,
+        f: &Flow,
     ) {
         let len = m.len();
         let next_dst = match (f.mode, dir) {
@@ -134,7 +134,7 @@ impl<I: Io> Core<I> {
             }
             (ForwardMode::FullNat, Direction::Original) => {
                 if meta.proto == ip_proto::TCP {
-                    if let Err(r) = self.fnat_tcp_in(snap, &mut m, &mut meta, &f, id) {
+                    if let Err(r) = self.fnat_tcp_in(snap, &mut m, &mut meta, f, id) {
                         return self.count_drop(r);
                     }
                 }
@@ -157,7 +157,7 @@ impl<I: Io> Core<I> {
             }
             (ForwardMode::FullNat, Direction::Reply) => {
                 if meta.proto == ip_proto::TCP {
-                    self.fnat_tcp_out(&mut m, &meta, &f, id);
+                    self.fnat_tcp_out(&mut m, &meta, f, id);
                 }
                 let (c, v) = (f.orig.src(), f.orig.dst());
                 let done = match (v, c) {
@@ -193,7 +193,7 @@ impl<I: Io> Core<I> {
             }
             // DR: the frame goes to the real server unchanged but for its MAC.
             (ForwardMode::Dr, Direction::Original) => f.reply.src(),
-            (ForwardMode::Tun, Direction::Original) => return self.xmit_tun(snap, m, meta, id, &f),
+            (ForwardMode::Tun, Direction::Original) => return self.xmit_tun(snap, m, meta, id, f),
             _ => return self.count_drop(DropReason::Unsupported),
         };
         if f.mode != ForwardMode::Dr {
@@ -201,8 +201,8 @@ impl<I: Io> Core<I> {
                 return self.count_drop(r);
             }
         }
-        self.count_traffic(snap, &f, dir, len - ETH_HLEN);
-        self.output_conn(snap, m, next_dst, f.mode == ForwardMode::Dr, id, dir, &f);
+        self.count_traffic(snap, f, dir, len - ETH_HLEN);
+        self.output_conn(snap, m, next_dst, f.mode == ForwardMode::Dr, id, dir, f);
     }
 
     /// [`Core::output`] for a packet of connection `id` in direction `dir`:

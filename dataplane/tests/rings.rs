@@ -340,3 +340,44 @@ fn a_burst_of_new_flows_opens_one_connection_per_flow() {
     assert_eq!(dp.connections().len(), 2, "one connection per flow");
     dp.stop();
 }
+
+/// The mbuf's own headroom and trimming (prepend/adj in Rust, append/trim
+/// through DPDK) behave as the byte buffer the core is tested on, and as
+/// DPDK's: the packet length follows, a request beyond the room changes nothing.
+#[test]
+fn mbuf_grows_and_shrinks_at_both_ends_like_a_byte_buffer() {
+    use dataplane::wire::{PacketBuf, VecBuf};
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    let frame: Vec<u8> = (0..60u8).collect();
+    let mut m = env.pool.alloc().expect("mbuf");
+    let mut v = VecBuf::new(&frame);
+    assert!(m.write_from(&frame));
+    let headroom = {
+        // Everything the headroom holds, then one byte more: refused, unchanged.
+        let mut probe = env.pool.alloc().expect("mbuf");
+        assert!(probe.write_from(&frame));
+        let mut n = 0;
+        while probe.prepend(1).is_some() {
+            n += 1;
+        }
+        assert_eq!(probe.len(), frame.len() + n);
+        n
+    };
+    assert!(
+        headroom >= 64,
+        "DPDK's default headroom is 128, got {headroom}"
+    );
+    for (pre, cut) in [(8usize, 0usize), (20, 12), (0, 30)] {
+        m.prepend(pre).unwrap().fill(0xaa);
+        v.prepend(pre).unwrap().fill(0xaa);
+        assert!(m.adj(cut));
+        assert!(v.adj(cut));
+        assert_eq!(m.data(), v.data());
+    }
+    let before = m.data().to_vec();
+    assert!(m.prepend(4096).is_none());
+    assert!(!m.adj(m.len() + 1));
+    assert_eq!(m.data(), &before[..], "refused requests change nothing");
+    // The packet length (what tx_burst sends) follows the data length.
+    assert_eq!(m.pkt_len() as usize, m.len());
+}

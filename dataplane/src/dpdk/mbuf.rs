@@ -46,6 +46,12 @@ impl Mbuf {
         unsafe { self.raw.as_ref() }
     }
 
+    /// The packet's length over all segments (one here: the data length).
+    #[inline]
+    pub fn pkt_len(&self) -> u32 {
+        self.m().pkt_len
+    }
+
     /// Port the mbuf was received on.
     #[inline]
     pub fn port(&self) -> u16 {
@@ -100,23 +106,43 @@ impl PacketBuf for Mbuf {
         unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) }
     }
 
+    /// As `rte_pktmbuf_prepend` (single segment), in Rust: it runs for every
+    /// TOA insertion, where DPDK's out-of-line wrapper is a call per packet.
+    #[inline]
     fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
         let n16 = u16::try_from(n).ok()?;
-        // SAFETY: valid owned mbuf; returns NULL when headroom is insufficient.
-        let p = unsafe { dpdk_sys::rte_pktmbuf_prepend(self.raw.as_ptr(), n16) };
-        if p.is_null() {
+        // SAFETY: we own the mbuf exclusively; only its plain length and offset
+        // fields change.
+        let m = unsafe { self.raw.as_mut() };
+        if n16 > m.data_off {
             return None;
         }
-        // SAFETY: DPDK moved data_off back by n; those n bytes are ours.
-        Some(unsafe { std::slice::from_raw_parts_mut(p as *mut u8, n) })
+        m.data_off -= n16;
+        m.data_len += n16;
+        m.pkt_len += u32::from(n16);
+        // SAFETY: data_off stays within the buffer (it was >= n); the n bytes
+        // from it are the headroom just given to the data area, ours alone.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut((m.buf_addr as *mut u8).add(usize::from(m.data_off)), n)
+        })
     }
 
+    /// As `rte_pktmbuf_adj` (single segment), in Rust.
+    #[inline]
     fn adj(&mut self, n: usize) -> bool {
         let Ok(n16) = u16::try_from(n) else {
             return false;
         };
-        // SAFETY: valid owned mbuf; returns NULL when n > data_len.
-        !unsafe { dpdk_sys::rte_pktmbuf_adj(self.raw.as_ptr(), n16) }.is_null()
+        // SAFETY: we own the mbuf exclusively; only its plain length and offset
+        // fields change.
+        let m = unsafe { self.raw.as_mut() };
+        if n16 > m.data_len {
+            return false;
+        }
+        m.data_len -= n16;
+        m.data_off += n16;
+        m.pkt_len -= u32::from(n16);
+        true
     }
 
     fn append(&mut self, n: usize) -> Option<&mut [u8]> {
