@@ -185,13 +185,50 @@ fn rewrite_v4(
         UdpPacket::new_checked(&*seg)?;
         6
     };
-    let word = |b: &[u8], i: usize| u64::from(u16::from_be_bytes([b[i], b[i + 1]]));
-    // Adds `!old + new` of the 16-bit word at `i` of `b` (then written).
-    let swap = |b: &mut [u8], i: usize, new: [u8; 2]| {
-        let d = (!word(b, i) & 0xffff) + u64::from(u16::from_be_bytes(new));
-        b[i..i + 2].copy_from_slice(&new);
-        d
+    // Fixed-size views: the header's 20 bytes, the L4 header up to its
+    // checksum (both checked above), so no index below needs a bounds check.
+    let h: &mut [u8; 20] = hdr.first_chunk_mut().ok_or(DropReason::BadIpv4)?;
+    let l4: &mut [u8; 18] = match seg.first_chunk_mut::<18>() {
+        Some(l4) => l4,
+        // UDP: 8 bytes are enough.
+        None => return rewrite_v4_udp_short(h, seg, changes),
     };
+    let (ip_d, l4_d) = v4_deltas(h, l4, changes)?;
+    let ipc = apply_delta(u16::from_be_bytes([h[10], h[11]]), ip_d);
+    h[10..12].copy_from_slice(&ipc.to_be_bytes());
+    let old = u16::from_be_bytes([l4[csum_at], l4[csum_at + 1]]);
+    let new = l4_csum(proto, old, l4_d);
+    l4[csum_at..csum_at + 2].copy_from_slice(&new.to_be_bytes());
+    Ok(())
+}
+
+/// [`rewrite_v4`] of a UDP datagram shorter than 18 bytes (its header is 8).
+fn rewrite_v4_udp_short(
+    h: &mut [u8; 20],
+    seg: &mut [u8],
+    changes: &[(End, IpAddr, u16)],
+) -> Result<(), DropReason> {
+    let u: &mut [u8; 8] = seg.first_chunk_mut().ok_or(DropReason::BadL4)?;
+    let mut ports = [0u8; 18];
+    ports[..8].copy_from_slice(u);
+    let (ip_d, l4_d) = v4_deltas(h, &mut ports, changes)?;
+    u[..4].copy_from_slice(&ports[..4]);
+    let ipc = apply_delta(u16::from_be_bytes([h[10], h[11]]), ip_d);
+    h[10..12].copy_from_slice(&ipc.to_be_bytes());
+    let old = u16::from_be_bytes([u[6], u[7]]);
+    u[6..8].copy_from_slice(&l4_csum(ip_proto::UDP, old, l4_d).to_be_bytes());
+    Ok(())
+}
+
+/// Writes every change into the header and the ports; the RFC 1624 sums
+/// (`!old + new` of each changed 16-bit word) for the IP header and the L4
+/// checksum.
+#[inline]
+fn v4_deltas(
+    h: &mut [u8; 20],
+    l4: &mut [u8; 18],
+    changes: &[(End, IpAddr, u16)],
+) -> Result<(u64, u64), DropReason> {
     let (mut ip_d, mut l4_d) = (0u64, 0u64);
     for &(end, addr, port) in changes {
         let IpAddr::V4(a) = addr else {
@@ -201,32 +238,43 @@ fn rewrite_v4(
             End::Src => (12, 0),
             End::Dst => (16, 2),
         };
-        let o = a.octets();
-        let d = swap(hdr, a_off, [o[0], o[1]]) + swap(hdr, a_off + 2, [o[2], o[3]]);
+        let old = u32::from_be_bytes([h[a_off], h[a_off + 1], h[a_off + 2], h[a_off + 3]]);
+        let new = u32::from(a);
+        let d = u64::from(!(old >> 16) & 0xffff)
+            + u64::from(!old & 0xffff)
+            + u64::from(new >> 16)
+            + u64::from(new & 0xffff);
+        h[a_off..a_off + 4].copy_from_slice(&a.octets());
+        let old_p = u16::from_be_bytes([l4[p_off], l4[p_off + 1]]);
+        l4[p_off..p_off + 2].copy_from_slice(&port.to_be_bytes());
         ip_d += d;
-        l4_d += d + swap(seg, p_off, port.to_be_bytes());
+        l4_d += d + u64::from(!old_p) + u64::from(port);
     }
-    let apply = |c: u64, d: u64| {
-        let mut s = (!c & 0xffff) + d;
-        while s >> 16 != 0 {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        !(s as u16)
-    };
-    let ipc = apply(word(hdr, 10), ip_d);
-    hdr[10..12].copy_from_slice(&ipc.to_be_bytes());
-    let old = word(seg, csum_at);
-    let new = match (proto, old) {
-        // UDP without a checksum keeps none; a computed 0 is sent as all ones.
+    Ok((ip_d, l4_d))
+}
+
+/// `checksum` with the unfolded RFC 1624 sum `d` applied.
+#[inline]
+fn apply_delta(checksum: u16, d: u64) -> u16 {
+    let mut s = u64::from(!checksum) + d;
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// The new TCP/UDP checksum: UDP without a checksum keeps none, and a
+/// computed 0 is sent as all ones.
+#[inline]
+fn l4_csum(proto: u8, old: u16, d: u64) -> u16 {
+    match (proto, old) {
         (ip_proto::UDP, 0) => 0,
-        (ip_proto::UDP, _) => match apply(old, l4_d) {
+        (ip_proto::UDP, _) => match apply_delta(old, d) {
             0 => 0xffff,
             c => c,
         },
-        _ => apply(old, l4_d),
-    };
-    seg[csum_at..csum_at + 2].copy_from_slice(&new.to_be_bytes());
-    Ok(())
+        _ => apply_delta(old, d),
+    }
 }
 
 fn to16(a: &[u8; 4]) -> [u8; 16] {
