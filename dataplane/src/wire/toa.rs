@@ -131,6 +131,11 @@ pub fn insert<B: PacketBuf + ?Sized>(
         return Outcome::NoRoom;
     };
     let hl = t.header_len();
+    if let (IpFamily::V4, IpAddr::V4(c), MIN_HEADER_LEN) = (meta.family, client, hl) {
+        if meta.ip_len() + LEN_V4 <= mtu.min(usize::from(u16::MAX)) {
+            return insert_v4_plain(buf, meta, c, port);
+        }
+    }
     let (toa, toa_len) = option(client, port);
     let toa = &toa[..toa_len];
     // The IP packet may grow by at most this much.
@@ -211,6 +216,52 @@ pub fn insert<B: PacketBuf + ?Sized>(
     }
     meta.l4_len = new_seg_len;
     Outcome::Inserted(delta)
+}
+
+/// [`insert`]'s common case in one pass: an IPv4 segment without TCP options
+/// (the handshake's ACK from most stacks) and room for the 8-byte option. The
+/// caller checked the family, the header length and the room.
+fn insert_v4_plain<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    meta: &mut IpMeta,
+    client: std::net::Ipv4Addr,
+    port: u16,
+) -> Outcome {
+    const D: usize = LEN_V4;
+    let (l3, l4, end) = (meta.l3_off, meta.l4_off, meta.l3_end());
+    let seg_len = meta.l4_len;
+    let c = client.octets();
+    let p = port.to_be_bytes();
+    let toa: [u8; D] = [KIND, D as u8, p[0], p[1], c[0], c[1], c[2], c[3]];
+    let pad = buf.len() - end;
+    if buf.prepend(D).is_none() {
+        return Outcome::NoRoom;
+    }
+    let _ = buf.trim(pad);
+    let data = buf.data_mut();
+    let fixed = l4 + MIN_HEADER_LEN; // Ethernet, IP and the fixed TCP header
+    data.copy_within(D..D + fixed, 0);
+    data[fixed..fixed + D].copy_from_slice(&toa);
+    // TCP checksum: the option's words, the data offset word, and the
+    // pseudo header's length, each `!old + new` (RFC 1624).
+    let w = |b: &[u8], i: usize| u32::from(u16::from_be_bytes([b[i], b[i + 1]]));
+    let w12_old = w(data, l4 + 12);
+    let w12_new = (((MIN_HEADER_LEN + D) / 4) as u32) << 12 | (w12_old & 0x0fff);
+    let mut sum = u32::from(!(w(data, l4 + 16) as u16));
+    sum += w(&toa, 0) + w(&toa, 2) + w(&toa, 4) + w(&toa, 6);
+    sum += (!w12_old & 0xffff) + w12_new;
+    sum += (!(seg_len as u32) & 0xffff) + (seg_len + D) as u32;
+    let csum = !checksum::fold(sum);
+    data[l4 + 12..l4 + 14].copy_from_slice(&(w12_new as u16).to_be_bytes());
+    data[l4 + 16..l4 + 18].copy_from_slice(&csum.to_be_bytes());
+    let mut ip = Ipv4Packet::new_unchecked(&mut data[l3..]);
+    let old = ip.total_len();
+    let new = old + D as u16;
+    let c = checksum::update16(ip.checksum(), old, new);
+    ip.set_total_len(new);
+    ip.set_checksum(c);
+    meta.l4_len = seg_len + D;
+    Outcome::Inserted(D as isize)
 }
 
 /// Lowers the MSS option of the TCP segment `seg` (exactly the segment) by
@@ -381,6 +432,30 @@ mod tests {
         let (opts, pl) = verify(b.data());
         assert_eq!(opts, TOA_BYTES);
         assert_eq!(pl, body);
+    }
+
+    #[test]
+    fn inserted_into_a_padded_ack_without_options_drops_the_padding() {
+        // The common case (insert_v4_plain): a bare 54-byte ACK padded to the
+        // Ethernet minimum, and the MTU boundary on both sides.
+        let f = frame(&[], b"", 60);
+        assert_eq!(f.len(), 60);
+        for (mtu, fits) in [(48, true), (47, false)] {
+            let mut m = meta(&f);
+            let mut b = VecBuf::new(&f);
+            let got = insert(&mut b, &mut m, IpAddr::V4(CIP.into()), 40000, mtu);
+            if !fits {
+                assert_eq!(got, Outcome::NoRoom);
+                assert_eq!(b.data(), &f[..], "unchanged");
+                continue;
+            }
+            assert_eq!(got, Outcome::Inserted(8));
+            assert_eq!(b.data().len(), 54 + 8, "padding gone");
+            let (opts, pl) = verify(b.data());
+            assert_eq!(opts, TOA_BYTES);
+            assert!(pl.is_empty());
+            assert_eq!(meta(b.data()), m);
+        }
     }
 
     #[test]
