@@ -17,5 +17,6 @@ pub mod ctl;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod zero;
 
 pub use backend::{Backend, FakeBackend};

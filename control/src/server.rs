@@ -27,6 +27,8 @@ pub struct DpvsService {
     store: Mutex<Store>,
     backend: Arc<dyn Backend>,
     table_size: u32,
+    /// `-Z`: what the counters read when they were zeroed.
+    zero: crate::zero::Baselines,
 }
 
 impl DpvsService {
@@ -37,6 +39,7 @@ impl DpvsService {
             store: Mutex::new(store),
             backend,
             table_size: DEFAULT_TABLE_SIZE,
+            zero: Default::default(),
         }
     }
 
@@ -177,6 +180,7 @@ impl Dpvs for DpvsService {
     ) -> Result<Response<pb::Empty>, Status> {
         let key = convert::key_from_pb(req.get_ref().key.as_ref()).map_err(bad)?;
         self.mutate(|s| s.delete_service(&key))?;
+        self.zero.forget_service(&key);
         empty()
     }
 
@@ -188,6 +192,7 @@ impl Dpvs for DpvsService {
             s.clear_services();
             Ok(())
         })?;
+        self.zero.clear();
         empty()
     }
 
@@ -197,7 +202,8 @@ impl Dpvs for DpvsService {
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
         let store = self.store();
         let only = service_filter(&store, req.get_ref().key.as_ref())?;
-        let stats = self.blocking(|b| b.stats()).await?;
+        let mut stats = self.blocking(|b| b.stats()).await?;
+        self.zero.apply(&mut stats);
         let services = store
             .services()
             .filter(|s| only.is_none_or(|k| s.key == k))
@@ -210,6 +216,16 @@ impl Dpvs for DpvsService {
             services,
             table_size: self.table_size,
         }))
+    }
+
+    async fn zero_stats(
+        &self,
+        req: Request<pb::ZeroStatsRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let only = service_filter(&self.store(), req.get_ref().key.as_ref())?;
+        let stats = self.blocking(|b| b.stats()).await?;
+        self.zero.zero(&stats, only);
+        empty()
     }
 
     async fn add_dest(&self, req: Request<pb::DestRequest>) -> Result<Response<pb::Empty>, Status> {
@@ -242,6 +258,7 @@ impl Dpvs for DpvsService {
             u16::try_from(r.port).map_err(|_| bad(format!("port: invalid port {}", r.port)))?;
         let port = if port == 0 { key.vport } else { port };
         self.mutate(|s| s.delete_dest(&key, &addr, port))?;
+        self.zero.forget_dest(&key, addr, port);
         empty()
     }
 
@@ -395,7 +412,8 @@ impl Dpvs for DpvsService {
         _req: Request<pb::Empty>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
         let store = self.store();
-        let (stats, events) = self.blocking(|b| (b.stats(), b.events())).await?;
+        let (mut stats, events) = self.blocking(|b| (b.stats(), b.events())).await?;
+        self.zero.apply(&mut stats);
         let services = store
             .services()
             .map(|s| {

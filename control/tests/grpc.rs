@@ -468,3 +468,94 @@ async fn proxy_protocol_per_service_and_events_in_stats() {
     assert!(stats.contains("\ntoa_inserted 3\n"), "{stats}");
     d.stop().await;
 }
+
+/// Traffic of one service with one real server: `n` connections, 10 packets
+/// and 1000 bytes in each direction per connection.
+fn traffic(key: ServiceKey, rip: &str, n: u64) -> ServiceStats {
+    let t = TrafficStats {
+        conns: n,
+        inpkts: 10 * n,
+        outpkts: 10 * n,
+        inbytes: 1000 * n,
+        outbytes: 1000 * n,
+    };
+    ServiceStats {
+        key,
+        traffic: t,
+        dests: vec![DestStats {
+            addr: ip(rip),
+            port: 80,
+            mode: ForwardMode::Nat,
+            weight: 1,
+            active_conns: 0,
+            inactive_conns: 0,
+            traffic: t,
+        }],
+    }
+}
+
+#[tokio::test]
+async fn zero_resets_what_stats_show_for_one_service_or_all() {
+    let d = Daemon::start().await;
+    let web = ServiceKey {
+        proto: Proto::Tcp,
+        vip: ip("10.0.0.100"),
+        vport: 80,
+    };
+    let api = ServiceKey { vport: 81, ..web };
+    d.ok("-A -t 10.0.0.100:80 -s rr").await;
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11:80 -m").await;
+    d.ok("-A -t 10.0.0.100:81 -s rr").await;
+    d.ok("-a -t 10.0.0.100:81 -r 192.168.0.12:80 -m").await;
+    let set = |w: u64, a: u64| {
+        d.backend.set_stats(Stats {
+            services: vec![
+                traffic(web, "192.168.0.11", w),
+                traffic(api, "192.168.0.12", a),
+            ],
+            ..Stats::default()
+        })
+    };
+    let row = |out: &str, addr: &str| -> Vec<u64> {
+        out.lines()
+            .find(|l| l.contains(addr))
+            .unwrap_or_else(|| panic!("{addr} in {out}"))
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect()
+    };
+    set(5, 7);
+    let out = d.ok("-Ln --stats --exact").await;
+    assert_eq!(row(&out, "10.0.0.100:80"), [5, 50, 50, 5000, 5000]);
+
+    // One service: its counters and its real servers' read zero, the other's not.
+    d.ok("-Z -t 10.0.0.100:80").await;
+    let out = d.ok("-Ln --stats --exact").await;
+    assert_eq!(row(&out, "10.0.0.100:80"), [0, 0, 0, 0, 0]);
+    assert_eq!(row(&out, "192.168.0.11:80"), [0, 0, 0, 0, 0]);
+    assert_eq!(row(&out, "10.0.0.100:81"), [7, 70, 70, 7000, 7000]);
+    // Traffic after zeroing counts from zero.
+    set(8, 9);
+    let out = d.ok("-Ln --stats --exact").await;
+    assert_eq!(row(&out, "10.0.0.100:80"), [3, 30, 30, 3000, 3000]);
+    assert_eq!(row(&out, "192.168.0.11:80"), [3, 30, 30, 3000, 3000]);
+    // All services (long option), and `dpvsctl stats` agrees.
+    d.ok("--zero").await;
+    let out = d.ok("-Ln --stats --exact").await;
+    assert_eq!(row(&out, "10.0.0.100:81"), [0, 0, 0, 0, 0]);
+    assert_eq!(row(&out, "10.0.0.100:80"), [0, 0, 0, 0, 0]);
+    // A real server deleted and added again starts from its new counters.
+    d.ok("-d -t 10.0.0.100:81 -r 192.168.0.12:80").await;
+    d.ok("-a -t 10.0.0.100:81 -r 192.168.0.12:80 -m").await;
+    set(8, 2);
+    let out = d.ok("-Ln --stats --exact").await;
+    assert_eq!(row(&out, "192.168.0.12:80"), [2, 20, 20, 2000, 2000]);
+    // An unknown service: NOT_FOUND, nothing zeroed.
+    let e = d.err("-Z -t 10.0.0.100:99").await;
+    assert!(format!("{e:?}").contains("10.0.0.100:99"), "{e:?}");
+    assert_eq!(
+        row(&d.ok("-Ln --stats --exact").await, "192.168.0.12:80"),
+        [2, 20, 20, 2000, 2000]
+    );
+    d.stop().await;
+}

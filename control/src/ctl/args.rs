@@ -28,6 +28,8 @@ pub enum Command {
     EditService(ServiceOpts),
     DeleteService(ServiceKey),
     Clear,
+    /// `-Z`: zero the counters of one service, or of all.
+    Zero(Option<ServiceKey>),
     AddDest(DestOpts),
     EditDest(DestOpts),
     DeleteDest {
@@ -168,6 +170,7 @@ enum Opt {
     EditService,
     DeleteService,
     Clear,
+    Zero,
     AddServer,
     EditServer,
     DeleteServer,
@@ -222,6 +225,7 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (Some('E'), "edit-service", Opt::EditService, Arg::No),
     (Some('D'), "delete-service", Opt::DeleteService, Arg::No),
     (Some('C'), "clear", Opt::Clear, Arg::No),
+    (Some('Z'), "zero", Opt::Zero, Arg::No),
     (Some('a'), "add-server", Opt::AddServer, Arg::No),
     (Some('e'), "edit-server", Opt::EditServer, Arg::No),
     (Some('d'), "delete-server", Opt::DeleteServer, Arg::No),
@@ -275,6 +279,7 @@ const COMMANDS: &[Opt] = &[
     Opt::EditService,
     Opt::DeleteService,
     Opt::Clear,
+    Opt::Zero,
     Opt::AddServer,
     Opt::EditServer,
     Opt::DeleteServer,
@@ -302,7 +307,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             ConnTimeout,
             ProxyProto,
         ],
-        DeleteService => &[Tcp, Udp],
+        DeleteService | Zero => &[Tcp, Udp],
         AddServer | EditServer => &[
             Tcp,
             Udp,
@@ -626,6 +631,7 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
             service(true)?.ok_or_else(|| ArgError("missing service".into()))?,
         )),
         Opt::Clear => Ok(Command::Clear),
+        Opt::Zero => Ok(Command::Zero(service(false)?)),
         Opt::AddServer | Opt::EditServer | Opt::DeleteServer => {
             let svc = service(true)?.ok_or_else(|| ArgError("missing service".into()))?;
             let r = get(Opt::RealServer).flatten().ok_or_else(|| {
@@ -848,6 +854,7 @@ Usage:
   dpvsctl -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags] [--conn-timeout secs]
   dpvsctl -D -t|u service-address
   dpvsctl -C
+  dpvsctl -Z [-t|u service-address]
   dpvsctl -a|e -t|u service-address -r server-address [-g|-i|-m|-b] [-w weight] [-x upper] [-y lower]
   dpvsctl -d -t|u service-address -r server-address
   dpvsctl -L|l [-n] [-c] [--stats] [--exact] [--thresholds] [--timeout] [-t|u service-address]
@@ -867,6 +874,7 @@ Commands:
   --edit-service    -E        edit virtual service with options
   --delete-service  -D        delete virtual service
   --clear           -C        clear the whole table
+  --zero            -Z        zero counters in a service or all services
   --add-server      -a        add real server with options
   --edit-server     -e        edit real server with options
   --delete-server   -d        delete real server
@@ -1021,6 +1029,16 @@ mod tests {
         );
         assert_eq!(p("-C").unwrap(), Command::Clear);
         assert_eq!(p("--clear").unwrap(), Command::Clear);
+        assert_eq!(p("-Z").unwrap(), Command::Zero(None));
+        assert_eq!(
+            p("--zero -u 10.0.0.1:53").unwrap(),
+            Command::Zero(Some(ServiceKey {
+                proto: Proto::Udp,
+                vip: "10.0.0.1".parse().unwrap(),
+                vport: 53,
+            }))
+        );
+        assert!(p("-Z -s rr").is_err(), "-Z takes a service only");
         match p("-A -t 10.0.0.100:80 --conn-timeout=60 --persistent=30").unwrap() {
             Command::AddService(o) => {
                 assert_eq!(o.conn_timeout, Some(60));

@@ -122,6 +122,13 @@ pub async fn run(cmd: &Command, server: &str, out: &mut String) -> Result<(), Ct
         Command::Clear => {
             c.clear_services(pb::Empty {}).await.map_err(st)?;
         }
+        Command::Zero(k) => {
+            c.zero_stats(pb::ZeroStatsRequest {
+                key: k.as_ref().map(key_to_pb),
+            })
+            .await
+            .map_err(st)?;
+        }
         Command::AddDest(o) | Command::EditDest(o) => {
             let req = pb::DestRequest {
                 service: Some(key_to_pb(&o.service)),
