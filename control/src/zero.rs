@@ -39,9 +39,9 @@ impl Baselines {
             .iter()
             .filter(|s| only.is_none_or(|k| k == s.key))
         {
-            m.insert((s.key, None), s.traffic.clone());
+            m.insert((s.key, None), s.traffic);
             for d in &s.dests {
-                m.insert((s.key, Some((d.addr, d.port))), d.traffic.clone());
+                m.insert((s.key, Some((d.addr, d.port))), d.traffic);
             }
         }
     }
