@@ -254,6 +254,34 @@ fn stats_count_what_the_clients_sent() {
     assert_eq!(udp.total.outpkts, DATAGRAMS);
     assert!(udp.total.inbytes >= DATAGRAMS * PAYLOAD.len() as u64);
     assert!(udp.total.outbytes >= DATAGRAMS * (PAYLOAD.len() as u64 + 4));
+
+    // -Z on the UDP service: its counters read zero, the TCP service's do not;
+    // one more datagram counts from zero.
+    d.ctl_ok(&["-Z", "-u", &vs]);
+    let after = d.stats();
+    let udp = after
+        .iter()
+        .find(|s| s.proto == "UDP" && s.addr == vs)
+        .unwrap();
+    assert_eq!(udp.total, netns::StatsRow::default(), "zeroed: {udp:?}");
+    assert!(udp.dests.values().all(|r| *r == netns::StatsRow::default()));
+    let tcp_vs = format!("{VIP}:{HTTP_PORT}");
+    let tcp = after
+        .iter()
+        .find(|s| s.proto == "TCP" && s.addr == tcp_vs)
+        .unwrap();
+    assert_eq!(tcp.total.conns, N, "the other service keeps its counters");
+    topo.udp_echo_from_client(VIP, UDP_ECHO_PORT, "after-zero")
+        .expect("a datagram after -Z is answered");
+    let udp = d
+        .stats()
+        .into_iter()
+        .find(|s| s.proto == "UDP" && s.addr == vs)
+        .unwrap();
+    assert_eq!(
+        (udp.total.conns, udp.total.inpkts, udp.total.outpkts),
+        (1, 1, 1)
+    );
 }
 
 #[test]
