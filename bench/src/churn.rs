@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::env::{Env, Load, CLIENT, SERVER};
 use crate::frames::{self, flag, Frames};
-use crate::pipeline::{check_loss, client_seg, config, dest, service, start, Sampler, NRS};
+use crate::pipeline::{client_seg, config, dest, open_flows, service, start, Sampler, NRS};
 
 /// The `mh` service's port, and the port base of its dests (each real
 /// server many times over, on ports 9000 + j / NRS).
@@ -96,20 +96,7 @@ pub fn churn(env: &mut Env, flows: u32, seconds: f64, opts: ChurnOpts) -> Result
     let cap = flows * 2 + 4096 + if mh { 2 * MH_FLOWS } else { 0 };
     let adaptive = env.shares_cpus();
     let r = Arc::new(start(env, ForwardMode::Nat, cap, adaptive)?);
-    let syn = Frames::build(flows as usize, |i| {
-        client_seg(&r, i as u32, flag::SYN, 1000, 0, 0)
-    });
-    let p = env.pump(
-        &syn,
-        0,
-        CLIENT,
-        SERVER,
-        u64::from(flows),
-        Duration::from_secs(10),
-        Duration::from_millis(300),
-        |_, _| {},
-    );
-    check_loss(&r, "churn SYN phase", &p)?;
+    open_flows(env, &r, flows, Duration::from_secs(10), "churn")?;
     // The first churned configuration is in place before traffic to it starts.
     r.dp.apply(&config(ForwardMode::Nat, churned(0, opts.mh_dests)))
         .map_err(|e| format!("churn: first apply: {e}"))?;

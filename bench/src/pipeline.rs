@@ -462,6 +462,31 @@ pub fn established(
     Ok(res)
 }
 
+/// A SYN for each of `flows` client flows (opening their connections), every
+/// one forwarded within `cap`.
+pub fn open_flows(
+    env: &mut Env,
+    r: &Running,
+    flows: u32,
+    cap: Duration,
+    what: &str,
+) -> Result<(), String> {
+    let syn = Frames::build(flows as usize, |i| {
+        client_seg(r, i as u32, flag::SYN, 1000, 0, 0)
+    });
+    let p = env.pump(
+        &syn,
+        0,
+        CLIENT,
+        SERVER,
+        u64::from(flows),
+        cap,
+        Duration::from_millis(300),
+        |_, _| {},
+    );
+    check_loss(r, &format!("{what} SYN phase"), &p)
+}
+
 pub fn check_loss(r: &Running, what: &str, p: &Pumped) -> Result<(), String> {
     if p.recv < p.sent {
         return Err(format!(
@@ -694,20 +719,7 @@ fn worker_ticks() -> Option<u64> {
 pub fn idle(env: &mut Env, adaptive: bool, samples: usize) -> Result<Idle, String> {
     let flows = 1000u32;
     let r = start(env, ForwardMode::Nat, 1 << 16, adaptive)?;
-    let syn = Frames::build(flows as usize, |i| {
-        client_seg(&r, i as u32, flag::SYN, 1000, 0, 0)
-    });
-    let p = env.pump(
-        &syn,
-        0,
-        CLIENT,
-        SERVER,
-        u64::from(flows),
-        Duration::from_secs(5),
-        Duration::from_millis(300),
-        |_, _| {},
-    );
-    check_loss(&r, "idle SYN phase", &p)?;
+    open_flows(env, &r, flows, Duration::from_secs(5), "idle")?;
     let ack = Frames::build(flows as usize, |i| {
         client_seg(&r, i as u32, flag::ACK, 1001, 5001, 0)
     });

@@ -74,11 +74,6 @@ impl NeighView {
 }
 
 impl NeighTable {
-    #[inline]
-    pub fn lookup(&self, port: usize, addr: IpAddr) -> Option<[u8; 6]> {
-        self.map.load().get(&(port, addr)).map(|n| n.mac)
-    }
-
     /// Changes so far (see `generation`).
     #[inline]
     pub fn generation(&self) -> u64 {

@@ -119,11 +119,12 @@ impl<I: Io> Core<I> {
         let len = m.len();
         let next_dst = match (f.mode, dir) {
             (ForwardMode::Nat, Direction::Original) => {
+                let rip = f.reply.src();
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                if let Err(r) = nat::rewrite_dst(ip, &meta, f.reply.src(), f.reply.sport()) {
+                if let Err(r) = nat::rewrite_dst(ip, &meta, rip, f.reply.sport()) {
                     return self.count_drop(r);
                 }
-                f.reply.src()
+                rip
             }
             (ForwardMode::Nat, Direction::Reply) => {
                 let ip = &mut m.data_mut()[meta.l3_off..];
@@ -254,7 +255,8 @@ impl<I: Io> Core<I> {
     /// (`frag_needed`; no fragmentation here).
     #[inline(never)]
     fn xmit_tun(&mut self, snap: &Snapshot, mut m: I::Buf, meta: IpMeta, id: ConnId, f: &Flow) {
-        let Some((dip, mtu)) = self.tun_route(snap, f.reply.src()) else {
+        let rip = f.reply.src();
+        let Some((dip, mtu)) = self.tun_route(snap, rip) else {
             return self.count_drop(DropReason::NoRoute);
         };
         let (df, ident) = match meta.family {
@@ -265,7 +267,7 @@ impl<I: Io> Core<I> {
             // IPv6 routers never fragment: too big is always an error to the sender.
             crate::wire::IpFamily::V6 => (true, 0),
         };
-        let overhead = match f.reply.src() {
+        let overhead = match rip {
             IpAddr::V4(_) => ipip::OVERHEAD,
             IpAddr::V6(_) => ipip::OVERHEAD_V6,
         };
@@ -276,7 +278,7 @@ impl<I: Io> Core<I> {
             return self.count_drop(DropReason::FragNeeded);
         }
         let len = m.len();
-        let done = match (dip, f.reply.src()) {
+        let done = match (dip, rip) {
             (IpAddr::V4(d), IpAddr::V4(r)) => ipip::encap_ipip(&mut m, &meta, d, r, ident),
             (IpAddr::V6(d), IpAddr::V6(r)) => ipip::encap_ip6(&mut m, &meta, d, r),
             _ => Err(DropReason::Unsupported),
@@ -285,7 +287,7 @@ impl<I: Io> Core<I> {
             return self.count_drop(r);
         }
         self.count_traffic(snap, f, Direction::Original, len - ETH_HLEN);
-        self.output_conn(snap, m, f.reply.src(), false, id, Direction::Original, f);
+        self.output_conn(snap, m, rip, false, id, Direction::Original, f);
     }
 
     /// TUN: the DIP (source of the outer header) and the egress MTU toward

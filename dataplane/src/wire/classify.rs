@@ -12,7 +12,7 @@ use super::ethernet::{self, EtherType, EthernetFrame};
 use super::icmp::Icmpv4Packet;
 use super::icmpv6::Icmpv6Packet;
 use super::ip_proto;
-use super::ipv4::Ipv4Packet;
+use super::ipv4::{self, Ipv4Packet};
 use super::ipv6::{self, Ipv6Packet};
 use super::tcp::TcpPacket;
 use super::udp::UdpPacket;
@@ -172,15 +172,8 @@ fn fast_v4(frame: &[u8], csum_good: bool) -> Option<IpMeta> {
     if total < 20 || L3 + total > frame.len() || be(L3 + 6) & 0x3fff != 0 {
         return None;
     }
-    if !csum_good {
-        let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-        let mut sum = w(L3) + w(L3 + 4) + w(L3 + 8) + w(L3 + 12) + w(L3 + 16);
-        while sum >> 16 != 0 {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        if sum != 0xffff {
-            return None;
-        }
+    if !csum_good && !h[L3..L4].first_chunk().is_some_and(ipv4::header_sum_ok) {
+        return None;
     }
     let l4_len = total - 20;
     let proto = h[L3 + 9];

@@ -149,19 +149,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// `true` if the header (options included) sums to all ones.
     pub fn verify_checksum(&self) -> bool {
         let b = self.buffer.as_ref();
-        if let Some(h) = b
-            .first_chunk::<MIN_HEADER_LEN>()
-            .filter(|_| self.ihl() == 5)
-        {
-            // The usual header without options: five 32-bit words.
-            let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-            let mut s = w(0) + w(4) + w(8) + w(12) + w(16);
-            while s >> 16 != 0 {
-                s = (s & 0xffff) + (s >> 16);
-            }
-            return s == 0xffff;
+        match b.first_chunk::<MIN_HEADER_LEN>() {
+            Some(h) if self.ihl() == 5 => header_sum_ok(h),
+            _ => checksum::verify(&b[..self.header_len()]),
         }
-        checksum::verify(&b[..self.header_len()])
     }
 
     /// The options bytes (empty for IHL 5).
@@ -173,6 +164,18 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..usize::from(self.total_len())]
     }
+}
+
+/// Whether an option-less IPv4 header's checksum is right: its five 32-bit
+/// words summed at once (the usual header; `checksum::verify` for the rest).
+#[inline]
+pub fn header_sum_ok(h: &[u8; MIN_HEADER_LEN]) -> bool {
+    let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    let mut s = w(0) + w(4) + w(8) + w(12) + w(16);
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s == 0xffff
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {

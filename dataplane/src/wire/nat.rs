@@ -185,38 +185,16 @@ fn rewrite_v4(
         UdpPacket::new_checked(&*seg)?;
         6
     };
-    // Fixed-size views: the header's 20 bytes, the L4 header up to its
-    // checksum (both checked above), so no index below needs a bounds check.
+    // Fixed-size views of the header's 20 bytes and the ports (both checked
+    // above), so no index below needs a bounds check.
     let h: &mut [u8; 20] = hdr.first_chunk_mut().ok_or(DropReason::BadIpv4)?;
-    let l4: &mut [u8; 18] = match seg.first_chunk_mut::<18>() {
-        Some(l4) => l4,
-        // UDP: 8 bytes are enough.
-        None => return rewrite_v4_udp_short(h, seg, changes),
-    };
-    let (ip_d, l4_d) = v4_deltas(h, l4, changes)?;
+    let ports: &mut [u8; 4] = seg.first_chunk_mut().ok_or(DropReason::BadL4)?;
+    let (ip_d, l4_d) = v4_deltas(h, ports, changes)?;
     let ipc = apply_delta(u16::from_be_bytes([h[10], h[11]]), ip_d);
     h[10..12].copy_from_slice(&ipc.to_be_bytes());
-    let old = u16::from_be_bytes([l4[csum_at], l4[csum_at + 1]]);
-    let new = l4_csum(proto, old, l4_d);
-    l4[csum_at..csum_at + 2].copy_from_slice(&new.to_be_bytes());
-    Ok(())
-}
-
-/// [`rewrite_v4`] of a UDP datagram shorter than 18 bytes (its header is 8).
-fn rewrite_v4_udp_short(
-    h: &mut [u8; 20],
-    seg: &mut [u8],
-    changes: &[(End, IpAddr, u16)],
-) -> Result<(), DropReason> {
-    let u: &mut [u8; 8] = seg.first_chunk_mut().ok_or(DropReason::BadL4)?;
-    let mut ports = [0u8; 18];
-    ports[..8].copy_from_slice(u);
-    let (ip_d, l4_d) = v4_deltas(h, &mut ports, changes)?;
-    u[..4].copy_from_slice(&ports[..4]);
-    let ipc = apply_delta(u16::from_be_bytes([h[10], h[11]]), ip_d);
-    h[10..12].copy_from_slice(&ipc.to_be_bytes());
-    let old = u16::from_be_bytes([u[6], u[7]]);
-    u[6..8].copy_from_slice(&l4_csum(ip_proto::UDP, old, l4_d).to_be_bytes());
+    let c = &mut seg[csum_at..csum_at + 2];
+    let new = l4_csum(proto, u16::from_be_bytes([c[0], c[1]]), l4_d);
+    c.copy_from_slice(&new.to_be_bytes());
     Ok(())
 }
 
@@ -226,7 +204,7 @@ fn rewrite_v4_udp_short(
 #[inline]
 fn v4_deltas(
     h: &mut [u8; 20],
-    l4: &mut [u8; 18],
+    l4: &mut [u8; 4],
     changes: &[(End, IpAddr, u16)],
 ) -> Result<(u64, u64), DropReason> {
     let (mut ip_d, mut l4_d) = (0u64, 0u64);

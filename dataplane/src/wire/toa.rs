@@ -195,15 +195,21 @@ pub fn insert<B: PacketBuf + ?Sized>(
         data[d + fixed..d + fixed + new_len].copy_from_slice(&new_opts[..new_len]);
         let _ = buf.adj(d);
     }
-    let data = buf.data_mut();
-    data[l4 + 12..l4 + 14].copy_from_slice(&w12_new.to_be_bytes());
-    data[l4 + 16..l4 + 18].copy_from_slice(&new_csum.to_be_bytes());
-    let l3 = meta.l3_off;
+    finish(buf.data_mut(), meta, w12_new, new_csum, delta)
+}
+
+/// Once the options are in place (the header grew or shrank by `delta`): the
+/// TCP data offset word and checksum, the IP length (with the IPv4 header
+/// checksum), and `meta`.
+fn finish(data: &mut [u8], meta: &mut IpMeta, w12: u16, tcp_csum: u16, delta: isize) -> Outcome {
+    let (l3, l4) = (meta.l3_off, meta.l4_off);
+    data[l4 + 12..l4 + 14].copy_from_slice(&w12.to_be_bytes());
+    data[l4 + 16..l4 + 18].copy_from_slice(&tcp_csum.to_be_bytes());
     match meta.family {
         IpFamily::V4 => {
             let mut ip = Ipv4Packet::new_unchecked(&mut data[l3..]);
             let old = ip.total_len();
-            let new = new_ip_len as u16;
+            let new = (i32::from(old) + delta as i32) as u16;
             let c = checksum::update16(ip.checksum(), old, new);
             ip.set_total_len(new);
             ip.set_checksum(c);
@@ -214,7 +220,7 @@ pub fn insert<B: PacketBuf + ?Sized>(
             ip.set_payload_len(pl);
         }
     }
-    meta.l4_len = new_seg_len;
+    meta.l4_len = (meta.l4_len as isize + delta) as usize;
     Outcome::Inserted(delta)
 }
 
@@ -228,7 +234,7 @@ fn insert_v4_plain<B: PacketBuf + ?Sized>(
     port: u16,
 ) -> Outcome {
     const D: usize = LEN_V4;
-    let (l3, l4, end) = (meta.l3_off, meta.l4_off, meta.l3_end());
+    let (l4, end) = (meta.l4_off, meta.l3_end());
     let seg_len = meta.l4_len;
     let c = client.octets();
     let p = port.to_be_bytes();
@@ -252,16 +258,7 @@ fn insert_v4_plain<B: PacketBuf + ?Sized>(
     sum += (!w12_old & 0xffff) + w12_new;
     sum += (!(seg_len as u32) & 0xffff) + (seg_len + D) as u32;
     let csum = !checksum::fold(sum);
-    data[l4 + 12..l4 + 14].copy_from_slice(&(w12_new as u16).to_be_bytes());
-    data[l4 + 16..l4 + 18].copy_from_slice(&csum.to_be_bytes());
-    let mut ip = Ipv4Packet::new_unchecked(&mut data[l3..]);
-    let old = ip.total_len();
-    let new = old + D as u16;
-    let c = checksum::update16(ip.checksum(), old, new);
-    ip.set_total_len(new);
-    ip.set_checksum(c);
-    meta.l4_len = seg_len + D;
-    Outcome::Inserted(D as isize)
+    finish(data, meta, w12_new as u16, csum, D as isize)
 }
 
 /// Lowers the MSS option of the TCP segment `seg` (exactly the segment) by
