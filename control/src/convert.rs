@@ -122,10 +122,9 @@ pub fn service_from_pb(s: Option<&pb::Service>) -> Result<ServiceSpec, String> {
             } else {
                 p.timeout_s
             },
-            netmask_len: if p.netmask_len == 0 {
-                max_prefix(&key.vip)
-            } else {
-                len8("netmask", p.netmask_len, &key.vip)?
+            netmask_len: match p.netmask_len {
+                None => max_prefix(&key.vip),
+                Some(len) => len8("netmask", len, &key.vip)?,
             },
         }),
     };
@@ -179,7 +178,7 @@ pub fn service_to_pb(s: &ServiceSpec, with_dests: bool) -> pb::Service {
         sched_flags: s.sched_flags.clone(),
         persistence: s.persistence.map(|p| pb::Persistence {
             timeout_s: p.timeout_s,
-            netmask_len: u32::from(p.netmask_len),
+            netmask_len: Some(u32::from(p.netmask_len)),
         }),
         conn_timeout_s: s.conn_timeout_s,
         // The store keeps it beside the spec; callers that know it fill it in.

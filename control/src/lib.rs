@@ -14,6 +14,7 @@ pub mod backend;
 pub mod config;
 pub mod convert;
 pub mod ctl;
+pub mod ops;
 pub mod scheduler;
 pub mod server;
 pub mod store;

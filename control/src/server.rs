@@ -17,7 +17,11 @@ use tonic::{Request, Response, Status};
 use crate::backend::Backend;
 use crate::config::Listen;
 use crate::convert;
+use crate::ops;
 use crate::store::{Store, StoreError};
+
+/// The metadata key of a failed `Batch` naming the operation (0-based) that failed.
+pub const OP_INDEX: &str = "dpvs-op-index";
 
 /// ipvsadm's `size=` in the listing header (IPVS's default conn table bits = 12).
 pub const DEFAULT_TABLE_SIZE: u32 = 4096;
@@ -59,10 +63,10 @@ impl DpvsService {
     }
 
     /// Validate + change a copy, apply it, keep it only if the dataplane took it.
-    fn mutate<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, StoreError>) -> Result<T, Status> {
+    fn mutate<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, Status>) -> Result<T, Status> {
         let mut guard = self.lock();
         let mut next = guard.clone();
-        let out = f(&mut next).map_err(store_status)?;
+        let out = f(&mut next)?;
         let before = (guard.desc(), guard.ext());
         let after = (next.desc(), next.ext());
         if before != after {
@@ -75,8 +79,59 @@ impl DpvsService {
                 Status::failed_precondition(format!("dataplane rejected the change: {e}"))
             })?;
         }
+        if guard.timeouts() != next.timeouts() {
+            self.backend.set_timeouts(next.timeouts());
+        }
         *guard = next;
         Ok(out)
+    }
+
+    /// One change (a single call).
+    fn change(&self, op: pb::op::Op) -> Result<Response<pb::Empty>, Status> {
+        let forget = self.mutate(|s| ops::apply(s, &op))?;
+        self.forget(forget);
+        empty()
+    }
+
+    /// Several changes as one snapshot (`Batch`).
+    fn batch(&self, list: &[pb::Op]) -> Result<(), Status> {
+        let forgets = self.mutate(|s| {
+            let mut forgets = Vec::with_capacity(list.len());
+            for (i, op) in list.iter().enumerate() {
+                let r = match &op.op {
+                    Some(op) => ops::apply(s, op).map_err(|e| {
+                        Status::new(
+                            e.code(),
+                            format!("op {i} ({}): {}", ops::name(op), e.message()),
+                        )
+                    }),
+                    None => Err(bad(format!("op {i}: empty operation"))),
+                };
+                match r {
+                    Ok(f) => forgets.push(f),
+                    Err(mut e) => {
+                        if let Ok(v) = i.to_string().parse() {
+                            e.metadata_mut().insert(OP_INDEX, v);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(forgets)
+        })?;
+        for f in forgets {
+            self.forget(f);
+        }
+        Ok(())
+    }
+
+    fn forget(&self, f: ops::Forget) {
+        match f {
+            ops::Forget::Nothing => {}
+            ops::Forget::Service(k) => self.zero.forget_service(&k),
+            ops::Forget::Dest(k, a, p) => self.zero.forget_dest(&k, a, p),
+            ops::Forget::All => self.zero.clear(),
+        }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -140,60 +195,25 @@ impl Dpvs for DpvsService {
         &self,
         req: Request<pb::AddServiceRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let svc = req.get_ref().service.as_ref();
-        let spec = convert::service_from_pb(svc).map_err(bad)?;
-        let pp =
-            convert::proxy_protocol_from_pb(svc.map_or(0, |s| s.proxy_protocol)).map_err(bad)?;
-        let key = spec.key;
-        self.mutate(|s| {
-            s.add_service(spec)?;
-            match pp {
-                Some(Some(v)) => s.set_proxy_protocol(&key, Some(v)),
-                _ => Ok(()),
-            }
-        })?;
-        empty()
+        self.change(pb::op::Op::AddService(req.into_inner()))
     }
 
     async fn edit_service(
         &self,
         req: Request<pb::EditServiceRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let svc = req.get_ref().service.as_ref();
-        let spec = convert::service_from_pb(svc).map_err(bad)?;
-        let pp =
-            convert::proxy_protocol_from_pb(svc.map_or(0, |s| s.proxy_protocol)).map_err(bad)?;
-        let key = spec.key;
-        self.mutate(|s| {
-            s.edit_service(spec)?;
-            match pp {
-                Some(p) => s.set_proxy_protocol(&key, p),
-                None => Ok(()),
-            }
-        })?;
-        empty()
+        self.change(pb::op::Op::EditService(req.into_inner()))
     }
 
     async fn delete_service(
         &self,
         req: Request<pb::DeleteServiceRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let key = convert::key_from_pb(req.get_ref().key.as_ref()).map_err(bad)?;
-        self.mutate(|s| s.delete_service(&key))?;
-        self.zero.forget_service(&key);
-        empty()
+        self.change(pb::op::Op::DeleteService(req.into_inner()))
     }
 
-    async fn clear_services(
-        &self,
-        _req: Request<pb::Empty>,
-    ) -> Result<Response<pb::Empty>, Status> {
-        self.mutate(|s| {
-            s.clear_services();
-            Ok(())
-        })?;
-        self.zero.clear();
-        empty()
+    async fn clear_services(&self, req: Request<pb::Empty>) -> Result<Response<pb::Empty>, Status> {
+        self.change(pb::op::Op::ClearServices(req.into_inner()))
     }
 
     async fn list_services(
@@ -229,52 +249,32 @@ impl Dpvs for DpvsService {
     }
 
     async fn add_dest(&self, req: Request<pb::DestRequest>) -> Result<Response<pb::Empty>, Status> {
-        let r = req.get_ref();
-        let key = convert::key_from_pb(r.service.as_ref()).map_err(bad)?;
-        let dest = convert::dest_from_pb(&key, r.dest.as_ref()).map_err(bad)?;
-        self.mutate(|s| s.add_dest(&key, dest))?;
-        empty()
+        self.change(pb::op::Op::AddDest(req.into_inner()))
     }
 
     async fn edit_dest(
         &self,
         req: Request<pb::DestRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let r = req.get_ref();
-        let key = convert::key_from_pb(r.service.as_ref()).map_err(bad)?;
-        let dest = convert::dest_from_pb(&key, r.dest.as_ref()).map_err(bad)?;
-        self.mutate(|s| s.edit_dest(&key, dest))?;
-        empty()
+        self.change(pb::op::Op::EditDest(req.into_inner()))
     }
 
     async fn delete_dest(
         &self,
         req: Request<pb::DeleteDestRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let r = req.get_ref();
-        let key = convert::key_from_pb(r.service.as_ref()).map_err(bad)?;
-        let addr = crate::addr::parse_ip(&r.addr).map_err(|e| bad(format!("addr: {e}")))?;
-        let port =
-            u16::try_from(r.port).map_err(|_| bad(format!("port: invalid port {}", r.port)))?;
-        let port = if port == 0 { key.vport } else { port };
-        self.mutate(|s| s.delete_dest(&key, &addr, port))?;
-        self.zero.forget_dest(&key, addr, port);
-        empty()
+        self.change(pb::op::Op::DeleteDest(req.into_inner()))
     }
 
     async fn add_addr(&self, req: Request<pb::AddrRequest>) -> Result<Response<pb::Empty>, Status> {
-        let a = convert::addr_from_pb(req.get_ref().addr.as_ref()).map_err(bad)?;
-        self.mutate(|s| s.add_addr(a))?;
-        empty()
+        self.change(pb::op::Op::AddAddr(req.into_inner()))
     }
 
     async fn delete_addr(
         &self,
         req: Request<pb::AddrRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let a = convert::addr_from_pb(req.get_ref().addr.as_ref()).map_err(bad)?;
-        self.mutate(|s| s.delete_addr(&a.port, &a.addr))?;
-        empty()
+        self.change(pb::op::Op::DeleteAddr(req.into_inner()))
     }
 
     async fn list_addrs(
@@ -302,18 +302,14 @@ impl Dpvs for DpvsService {
         &self,
         req: Request<pb::RouteRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let r = convert::route_from_pb(req.get_ref().route.as_ref()).map_err(bad)?;
-        self.mutate(|s| s.add_route(r))?;
-        empty()
+        self.change(pb::op::Op::AddRoute(req.into_inner()))
     }
 
     async fn delete_route(
         &self,
         req: Request<pb::RouteRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let r = convert::route_from_pb(req.get_ref().route.as_ref()).map_err(bad)?;
-        self.mutate(|s| s.delete_route(&r.prefix, r.prefix_len))?;
-        empty()
+        self.change(pb::op::Op::DeleteRoute(req.into_inner()))
     }
 
     async fn list_routes(
@@ -351,24 +347,14 @@ impl Dpvs for DpvsService {
         &self,
         req: Request<pb::LocalAddrRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let l = convert::laddr_from_pb(req.get_ref().laddr.as_ref()).map_err(bad)?;
-        self.mutate(|s| s.add_laddr(l))?;
-        empty()
+        self.change(pb::op::Op::AddLocalAddr(req.into_inner()))
     }
 
     async fn delete_local_addr(
         &self,
         req: Request<pb::LocalAddrRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let l = req.get_ref().laddr.as_ref();
-        let key = convert::key_from_pb(l.and_then(|l| l.service.as_ref())).map_err(bad)?;
-        let addr: std::net::IpAddr = l
-            .map(|l| l.addr.as_str())
-            .unwrap_or("")
-            .parse()
-            .map_err(|_| bad("laddr: invalid address".into()))?;
-        self.mutate(|s| s.delete_laddr(&key, &addr))?;
-        empty()
+        self.change(pb::op::Op::DeleteLocalAddr(req.into_inner()))
     }
 
     async fn list_local_addrs(
@@ -471,11 +457,15 @@ impl Dpvs for DpvsService {
         &self,
         req: Request<pb::Timeouts>,
     ) -> Result<Response<pb::Timeouts>, Status> {
-        let t = convert::timeouts_from_pb(req.get_ref());
-        let mut g = self.lock();
-        g.set_timeouts(t);
-        self.backend.set_timeouts(g.timeouts());
-        Ok(Response::new(convert::timeouts_to_pb(g.timeouts())))
+        self.change(pb::op::Op::SetTimeouts(req.into_inner()))?;
+        Ok(Response::new(convert::timeouts_to_pb(
+            self.lock().timeouts(),
+        )))
+    }
+
+    async fn batch(&self, req: Request<pb::BatchRequest>) -> Result<Response<pb::Empty>, Status> {
+        DpvsService::batch(self, &req.get_ref().ops)?;
+        empty()
     }
 }
 

@@ -559,3 +559,120 @@ async fn zero_resets_what_stats_show_for_one_service_or_all() {
     );
     d.stop().await;
 }
+
+/// A table in ipvsadm 1.31's `-S -n` format, in its order (IPv4 before IPv6,
+/// TCP before UDP, 192.168.x before 10.x), with every forwarding method,
+/// weights 0..5, persistence with IPv4 and IPv6 masks (and the real mask
+/// 0.0.0.0), scheduler flags, and the DPVS extras.
+const SAVED: &str = "\
+-A -t 192.168.0.80:80 -s wlc -p 600 -M 255.255.255.0
+-a -t 192.168.0.80:80 -r 10.1.0.1:8080 -m -w 0
+-a -t 192.168.0.80:80 -r 10.1.0.2:8080 -m -w 3
+-A -t 10.0.0.10:443 -s sh -b sh-fallback,sh-port
+-a -t 10.0.0.10:443 -r 10.1.0.3:443 -g -w 1
+-a -t 10.0.0.10:443 -r 10.1.0.4:443 -i -w 2 --tun-type ipip
+-A -t 10.0.0.12:80 -s rr --conn-timeout 90 --proxy-protocol v2
+-a -t 10.0.0.12:80 -r 10.1.0.6:80 -b -w 1 -x 100 -y 10
+-P -t 10.0.0.12:80 -z 10.0.0.200 -F dpdk0
+-A -u 10.0.0.10:53 -s rr
+-a -u 10.0.0.10:53 -r 10.1.0.5:53 -m -w 1
+-A -u 10.0.0.11:53 -s rr -p 60 -M 0.0.0.0
+-A -t [2001:db8::10]:80 -s mh -p 300 -M 64 -b mh-port
+-a -t [2001:db8::10]:80 -r [2001:db8:1::1]:80 -g -w 5
+";
+
+async fn restore(d: &Daemon, text: &str) -> Result<(), CtlError> {
+    let mut out = String::new();
+    control::ctl::restore(text, &d.server, &mut out).await
+}
+
+#[tokio::test]
+async fn restore_applies_an_ipvsadm_save_as_one_change_and_saves_it_back() {
+    let d = Daemon::start().await;
+    let applied = d.backend.applied().len();
+    restore(&d, &format!("# from ipvsadm -S -n\n\n{SAVED}"))
+        .await
+        .unwrap();
+    // One snapshot for the whole file.
+    assert_eq!(d.backend.applied().len(), applied + 1);
+    let cur = d.backend.current().unwrap();
+    assert_eq!(cur.services.len(), 6);
+    assert_eq!(d.ok("-S -n").await, SAVED);
+    // The listing in the same order.
+    let list = d.ok("-Ln").await;
+    let firsts: Vec<&str> = list
+        .lines()
+        .filter(|l| l.starts_with("TCP") || l.starts_with("UDP"))
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        firsts,
+        [
+            "192.168.0.80:80",
+            "10.0.0.10:443",
+            "10.0.0.12:80",
+            "10.0.0.10:53",
+            "10.0.0.11:53",
+            "[2001:db8::10]:80"
+        ]
+    );
+    assert!(
+        list.contains("UDP  10.0.0.11:53 rr persistent 60 mask 0.0.0.0\n"),
+        "{list}"
+    );
+    // One service alone.
+    assert_eq!(
+        d.ok("-S -n -u 10.0.0.10:53").await,
+        "-A -u 10.0.0.10:53 -s rr\n-a -u 10.0.0.10:53 -r 10.1.0.5:53 -m -w 1\n"
+    );
+
+    // -S | -C | -R gives the same table back.
+    let saved = d.ok("-S -n").await;
+    d.ok("-C").await;
+    assert_eq!(d.ok("-S -n").await, "");
+    restore(&d, &saved).await.unwrap();
+    assert_eq!(d.ok("-S -n").await, saved);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn restore_names_the_bad_line_and_changes_nothing() {
+    let d = Daemon::start().await;
+    d.ok("-A -t 10.0.0.99:80 -s rr").await;
+    let before = d.ok("-S -n").await;
+    let applied = d.backend.applied().len();
+
+    // Syntax: found before anything is sent (exit 2, as a usage error).
+    let bad = SAVED.replace("-r 10.1.0.5:53 -m -w 1", "-r 10.1.0.5:53 -m -w lots");
+    let e = restore(&d, &bad).await.unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (2, "line 11: illegal weight \"lots\" (0..65535)")
+    );
+    // Meaning: found by dpvsd, reported with the line it came from (exit 1).
+    let bad = format!("{SAVED}-a -t 10.0.0.98:80 -r 10.1.0.9 -m\n");
+    let e = restore(&d, &bad).await.unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (1, "line 15: no such service TCP 10.0.0.98:80")
+    );
+    let bad = format!("-A -t 10.0.0.99:80 -s wrr\n{SAVED}");
+    let e = restore(&d, &bad).await.unwrap_err();
+    assert_eq!(
+        e.message,
+        "line 1: service already exists: TCP 10.0.0.99:80"
+    );
+    let e = restore(&d, "-A -t 10.0.0.97:80\n-Ln\n").await.unwrap_err();
+    assert_eq!(
+        e.message,
+        "line 2: '-Ln' does not change the configuration and cannot be restored"
+    );
+    let e = restore(&d, "-A -t 10.0.0.97:80 -s rr -o\n")
+        .await
+        .unwrap_err();
+    assert_eq!(e.message, "line 1: unknown option '-o'");
+
+    assert_eq!(d.backend.applied().len(), applied);
+    assert_eq!(d.ok("-S -n").await, before);
+    d.stop().await;
+}

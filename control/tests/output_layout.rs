@@ -69,7 +69,7 @@ fn table() -> pb::ListServicesResponse {
                     scheduler: "wlc".into(),
                     persistence: Some(pb::Persistence {
                         timeout_s: 300,
-                        netmask_len: 24,
+                        netmask_len: Some(24),
                     }),
                     ..Default::default()
                 }),
@@ -83,7 +83,7 @@ fn table() -> pb::ListServicesResponse {
                     sched_flags: vec!["sh-fallback".into(), "sh-port".into()],
                     persistence: Some(pb::Persistence {
                         timeout_s: 60,
-                        netmask_len: 128,
+                        netmask_len: Some(128),
                     }),
                     ..Default::default()
                 }),

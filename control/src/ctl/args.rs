@@ -30,6 +30,10 @@ pub enum Command {
     Clear,
     /// `-Z`: zero the counters of one service, or of all.
     Zero(Option<ServiceKey>),
+    /// `-S [-n]`: the table as `-A`/`-a` (and DPVS `-P`) command lines.
+    Save(Option<ServiceKey>),
+    /// `-R`: apply command lines read from stdin, all or nothing.
+    Restore,
     AddDest(DestOpts),
     EditDest(DestOpts),
     DeleteDest {
@@ -171,6 +175,8 @@ enum Opt {
     DeleteService,
     Clear,
     Zero,
+    Save,
+    Restore,
     AddServer,
     EditServer,
     DeleteServer,
@@ -210,6 +216,7 @@ enum Opt {
     GetLaddr,
     Laddr,
     Ifname,
+    TunType,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -226,6 +233,8 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (Some('D'), "delete-service", Opt::DeleteService, Arg::No),
     (Some('C'), "clear", Opt::Clear, Arg::No),
     (Some('Z'), "zero", Opt::Zero, Arg::No),
+    (Some('S'), "save", Opt::Save, Arg::No),
+    (Some('R'), "restore", Opt::Restore, Arg::No),
     (Some('a'), "add-server", Opt::AddServer, Arg::No),
     (Some('e'), "edit-server", Opt::EditServer, Arg::No),
     (Some('d'), "delete-server", Opt::DeleteServer, Arg::No),
@@ -264,6 +273,7 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (Some('G'), "get-laddr", Opt::GetLaddr, Arg::No),
     (Some('z'), "laddr", Opt::Laddr, Arg::Required),
     (Some('F'), "ifname", Opt::Ifname, Arg::Required),
+    (None, "tun-type", Opt::TunType, Arg::Required),
 ];
 
 fn opt_name(o: Opt) -> String {
@@ -280,6 +290,8 @@ const COMMANDS: &[Opt] = &[
     Opt::DeleteService,
     Opt::Clear,
     Opt::Zero,
+    Opt::Save,
+    Opt::Restore,
     Opt::AddServer,
     Opt::EditServer,
     Opt::DeleteServer,
@@ -308,6 +320,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             ProxyProto,
         ],
         DeleteService | Zero => &[Tcp, Udp],
+        Save => &[Tcp, Udp, Numeric],
         AddServer | EditServer => &[
             Tcp,
             Udp,
@@ -320,6 +333,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             Weight,
             UThreshold,
             LThreshold,
+            TunType,
         ],
         DeleteServer => &[Tcp, Udp, RealServer],
         AddLaddr => &[Tcp, Udp, Laddr, Ifname],
@@ -632,6 +646,8 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
         )),
         Opt::Clear => Ok(Command::Clear),
         Opt::Zero => Ok(Command::Zero(service(false)?)),
+        Opt::Save => Ok(Command::Save(service(false)?)),
+        Opt::Restore => Ok(Command::Restore),
         Opt::AddServer | Opt::EditServer | Opt::DeleteServer => {
             let svc = service(true)?.ok_or_else(|| ArgError("missing service".into()))?;
             let r = get(Opt::RealServer).flatten().ok_or_else(|| {
@@ -660,6 +676,18 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
             .collect();
             if modes.len() > 1 {
                 return err("multiple forwarding methods specified (-g, -i, -m, -b)");
+            }
+            // ipvsadm 1.31 saves tunnel dests with `--tun-type ipip`; IPIP is
+            // the only encapsulation here (no GUE, no GRE).
+            if let Some(t) = get(Opt::TunType).flatten() {
+                if modes.first() != Some(&ForwardMode::Tun) {
+                    return err("--tun-type needs the tunneling method (-i)");
+                }
+                if !t.eq_ignore_ascii_case("ipip") {
+                    return err(format!(
+                        "unsupported tunnel type \"{t}\": only ipip is implemented"
+                    ));
+                }
             }
             let weight = number(Opt::Weight, "weight", 65535)?;
             let u = number(Opt::UThreshold, "upper threshold", u32::MAX)?;
@@ -854,6 +882,8 @@ Usage:
   dpvsctl -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags] [--conn-timeout secs]
   dpvsctl -D -t|u service-address
   dpvsctl -C
+  dpvsctl -R
+  dpvsctl -S [-n] [-t|u service-address]
   dpvsctl -Z [-t|u service-address]
   dpvsctl -a|e -t|u service-address -r server-address [-g|-i|-m|-b] [-w weight] [-x upper] [-y lower]
   dpvsctl -d -t|u service-address -r server-address
@@ -874,6 +904,8 @@ Commands:
   --edit-service    -E        edit virtual service with options
   --delete-service  -D        delete virtual service
   --clear           -C        clear the whole table
+  --restore         -R        restore rules from stdin (all or nothing)
+  --save            -S        save rules to stdout
   --zero            -Z        zero counters in a service or all services
   --add-server      -a        add real server with options
   --edit-server     -e        edit real server with options
@@ -897,6 +929,7 @@ Options:
   --gatewaying   -g                   gatewaying (direct routing) (default)
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
+  --tun-type     ipip                 tunnel type (with -i; ipip only)
   --fullnat      -b                   full NAT (with -a/-e, as in DPVS)
   --laddr        -z local-address     FULLNAT local address (with -P/-Q)
   --ifname       -F port              port that owns the local address (with -P)

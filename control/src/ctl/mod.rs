@@ -7,7 +7,9 @@
 
 pub mod args;
 pub mod client;
+pub mod order;
 pub mod output;
+pub mod rules;
 
 use proto::v1 as pb;
 use tonic::transport::Channel;
@@ -79,49 +81,18 @@ pub async fn run(cmd: &Command, server: &str, out: &mut String) -> Result<(), Ct
         }
         _ => {}
     }
+    if matches!(cmd, Command::Restore) {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| CtlError::failed(format!("cannot read rules from stdin: {e}")))?;
+        return restore(&text, server, out).await;
+    }
     let mut c = client::connect(server).await?;
     let st = |e: tonic::Status| client::status_error(server, e);
+    if let Some(op) = command_op(cmd) {
+        return send(&mut c, op).await.map_err(st);
+    }
     match cmd {
-        Command::AddService(o) | Command::EditService(o) => {
-            let service = pb::Service {
-                key: Some(key_to_pb(&o.key)),
-                scheduler: o.scheduler.clone().unwrap_or_default(),
-                sched_flags: o.sched_flags.clone(),
-                persistence: o.persistent.map(|t| pb::Persistence {
-                    timeout_s: t,
-                    netmask_len: o.netmask.map(u32::from).unwrap_or(0),
-                }),
-                conn_timeout_s: o.conn_timeout,
-                dests: vec![],
-                proxy_protocol: match o.proxy_protocol {
-                    None => pb::ProxyProtocol::Unspecified,
-                    Some(p) => crate::convert::proxy_protocol_to_pb(p),
-                } as i32,
-            };
-            if matches!(cmd, Command::AddService(_)) {
-                c.add_service(pb::AddServiceRequest {
-                    service: Some(service),
-                })
-                .await
-                .map_err(st)?;
-            } else {
-                c.edit_service(pb::EditServiceRequest {
-                    service: Some(service),
-                })
-                .await
-                .map_err(st)?;
-            }
-        }
-        Command::DeleteService(k) => {
-            c.delete_service(pb::DeleteServiceRequest {
-                key: Some(key_to_pb(k)),
-            })
-            .await
-            .map_err(st)?;
-        }
-        Command::Clear => {
-            c.clear_services(pb::Empty {}).await.map_err(st)?;
-        }
         Command::Zero(k) => {
             c.zero_stats(pb::ZeroStatsRequest {
                 key: k.as_ref().map(key_to_pb),
@@ -129,6 +100,116 @@ pub async fn run(cmd: &Command, server: &str, out: &mut String) -> Result<(), Ct
             .await
             .map_err(st)?;
         }
+        Command::Save(k) => {
+            let r = c
+                .list_services(pb::ListServicesRequest {
+                    key: k.as_ref().map(key_to_pb),
+                })
+                .await
+                .map_err(st)?;
+            let l = c
+                .list_local_addrs(pb::ListLocalAddrsRequest {
+                    service: k.as_ref().map(key_to_pb),
+                })
+                .await
+                .map_err(st)?;
+            out.push_str(&rules::save(r.get_ref(), &l.get_ref().laddrs));
+        }
+        Command::List(o) => list(&mut c, o, out).await.map_err(st)?,
+        Command::AddrShow { dev } => {
+            let r = c
+                .list_addrs(pb::ListAddrsRequest {
+                    port: dev.clone().unwrap_or_default(),
+                })
+                .await
+                .map_err(st)?;
+            out.push_str(&output::addrs(r.get_ref()));
+        }
+        Command::RouteShow => {
+            let r = c.list_routes(pb::Empty {}).await.map_err(st)?;
+            out.push_str(&output::routes(r.get_ref()));
+        }
+        Command::Stats => {
+            let r = c.get_stats(pb::Empty {}).await.map_err(st)?;
+            out.push_str(&output::stats(r.get_ref()));
+        }
+        Command::GetLaddr { service } => {
+            let r = c
+                .list_local_addrs(pb::ListLocalAddrsRequest {
+                    service: service.as_ref().map(key_to_pb),
+                })
+                .await
+                .map_err(st)?;
+            out.push_str(&output::laddrs(&r.get_ref().laddrs));
+        }
+        // Changes went through `command_op`; help, version and restore above.
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `-R`: every line of `text` (ipvsadm command lines, as `-S` writes them) is
+/// checked, then all go to dpvsd as one `Batch`: either every line is in force
+/// or none is. Errors name the line.
+pub async fn restore(text: &str, server: &str, out: &mut String) -> Result<(), CtlError> {
+    let _ = out;
+    let lines = rules::parse(text).map_err(|e| CtlError::usage(e.to_string()))?;
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut c = client::connect(server).await?;
+    let (numbers, ops): (Vec<usize>, Vec<pb::Op>) = lines
+        .into_iter()
+        .map(|(n, op)| (n, pb::Op { op: Some(op) }))
+        .unzip();
+    c.batch(pb::BatchRequest { ops }).await.map_err(|e| {
+        let line = e
+            .metadata()
+            .get(crate::server::OP_INDEX)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .and_then(|i| numbers.get(i));
+        let mut err = client::status_error(server, e.clone());
+        if let Some(n) = line {
+            // The server says "op I (Call): why"; the user wrote line N.
+            let why = e.message().split_once("): ").map_or(e.message(), |x| x.1);
+            err.message = format!("line {n}: {why}");
+        }
+        err
+    })?;
+    Ok(())
+}
+
+/// The API change a command line makes, if it makes one.
+pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
+    use pb::op::Op;
+    Some(match cmd {
+        Command::AddService(o) | Command::EditService(o) => {
+            let service = Some(pb::Service {
+                key: Some(key_to_pb(&o.key)),
+                scheduler: o.scheduler.clone().unwrap_or_default(),
+                sched_flags: o.sched_flags.clone(),
+                persistence: o.persistent.map(|t| pb::Persistence {
+                    timeout_s: t,
+                    netmask_len: o.netmask.map(u32::from),
+                }),
+                conn_timeout_s: o.conn_timeout,
+                dests: vec![],
+                proxy_protocol: match o.proxy_protocol {
+                    None => pb::ProxyProtocol::Unspecified,
+                    Some(p) => crate::convert::proxy_protocol_to_pb(p),
+                } as i32,
+            });
+            if matches!(cmd, Command::AddService(_)) {
+                Op::AddService(pb::AddServiceRequest { service })
+            } else {
+                Op::EditService(pb::EditServiceRequest { service })
+            }
+        }
+        Command::DeleteService(k) => Op::DeleteService(pb::DeleteServiceRequest {
+            key: Some(key_to_pb(k)),
+        }),
+        Command::Clear => Op::ClearServices(pb::Empty {}),
         Command::AddDest(o) | Command::EditDest(o) => {
             let req = pb::DestRequest {
                 service: Some(key_to_pb(&o.service)),
@@ -143,34 +224,25 @@ pub async fn run(cmd: &Command, server: &str, out: &mut String) -> Result<(), Ct
                 }),
             };
             if matches!(cmd, Command::AddDest(_)) {
-                c.add_dest(req).await.map_err(st)?;
+                Op::AddDest(req)
             } else {
-                c.edit_dest(req).await.map_err(st)?;
+                Op::EditDest(req)
             }
         }
         Command::DeleteDest {
             service,
             addr,
             port,
-        } => {
-            c.delete_dest(pb::DeleteDestRequest {
-                service: Some(key_to_pb(service)),
-                addr: addr.to_string(),
-                port: port.map(u32::from).unwrap_or(0),
-            })
-            .await
-            .map_err(st)?;
-        }
-        Command::List(o) => list(&mut c, o, out).await.map_err(st)?,
-        Command::SetTimeouts { tcp, tcpfin, udp } => {
-            c.set_timeouts(pb::Timeouts {
-                tcp_s: *tcp,
-                tcp_fin_s: *tcpfin,
-                udp_s: *udp,
-            })
-            .await
-            .map_err(st)?;
-        }
+        } => Op::DeleteDest(pb::DeleteDestRequest {
+            service: Some(key_to_pb(service)),
+            addr: addr.to_string(),
+            port: port.map(u32::from).unwrap_or(0),
+        }),
+        Command::SetTimeouts { tcp, tcpfin, udp } => Op::SetTimeouts(pb::Timeouts {
+            tcp_s: *tcp,
+            tcp_fin_s: *tcpfin,
+            udp_s: *udp,
+        }),
         Command::AddrAdd {
             addr,
             prefix_len,
@@ -189,95 +261,77 @@ pub async fn run(cmd: &Command, server: &str, out: &mut String) -> Result<(), Ct
                 }),
             };
             if matches!(cmd, Command::AddrAdd { .. }) {
-                c.add_addr(req).await.map_err(st)?;
+                Op::AddAddr(req)
             } else {
-                c.delete_addr(req).await.map_err(st)?;
+                Op::DeleteAddr(req)
             }
-        }
-        Command::AddrShow { dev } => {
-            let r = c
-                .list_addrs(pb::ListAddrsRequest {
-                    port: dev.clone().unwrap_or_default(),
-                })
-                .await
-                .map_err(st)?;
-            out.push_str(&output::addrs(r.get_ref()));
         }
         Command::RouteAdd {
             prefix,
             prefix_len,
             via,
             dev,
-        } => {
-            c.add_route(pb::RouteRequest {
-                route: Some(pb::Route {
-                    prefix: prefix.to_string(),
-                    prefix_len: u32::from(*prefix_len),
-                    via: via.map(|v| v.to_string()).unwrap_or_default(),
-                    port: dev.clone(),
-                    connected: false,
-                }),
-            })
-            .await
-            .map_err(st)?;
-        }
-        Command::RouteDel { prefix, prefix_len } => {
-            c.delete_route(pb::RouteRequest {
-                route: Some(pb::Route {
-                    prefix: prefix.to_string(),
-                    prefix_len: u32::from(*prefix_len),
-                    ..pb::Route::default()
-                }),
-            })
-            .await
-            .map_err(st)?;
-        }
-        Command::RouteShow => {
-            let r = c.list_routes(pb::Empty {}).await.map_err(st)?;
-            out.push_str(&output::routes(r.get_ref()));
-        }
-        Command::Stats => {
-            let r = c.get_stats(pb::Empty {}).await.map_err(st)?;
-            out.push_str(&output::stats(r.get_ref()));
-        }
+        } => Op::AddRoute(pb::RouteRequest {
+            route: Some(pb::Route {
+                prefix: prefix.to_string(),
+                prefix_len: u32::from(*prefix_len),
+                via: via.map(|v| v.to_string()).unwrap_or_default(),
+                port: dev.clone(),
+                connected: false,
+            }),
+        }),
+        Command::RouteDel { prefix, prefix_len } => Op::DeleteRoute(pb::RouteRequest {
+            route: Some(pb::Route {
+                prefix: prefix.to_string(),
+                prefix_len: u32::from(*prefix_len),
+                ..pb::Route::default()
+            }),
+        }),
         Command::AddLaddr {
             service,
             addr,
             port,
-        } => {
-            c.add_local_addr(pb::LocalAddrRequest {
-                laddr: Some(pb::LocalAddr {
-                    service: Some(key_to_pb(service)),
-                    addr: addr.to_string(),
-                    port: port.clone(),
-                    conns: 0,
-                    conflicts: 0,
-                }),
-            })
-            .await
-            .map_err(st)?;
-        }
-        Command::DelLaddr { service, addr } => {
-            c.delete_local_addr(pb::LocalAddrRequest {
-                laddr: Some(pb::LocalAddr {
-                    service: Some(key_to_pb(service)),
-                    addr: addr.to_string(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .map_err(st)?;
-        }
-        Command::GetLaddr { service } => {
-            let r = c
-                .list_local_addrs(pb::ListLocalAddrsRequest {
-                    service: service.as_ref().map(key_to_pb),
-                })
-                .await
-                .map_err(st)?;
-            out.push_str(&output::laddrs(&r.get_ref().laddrs));
-        }
-        Command::Help | Command::Version => {}
+        } => Op::AddLocalAddr(pb::LocalAddrRequest {
+            laddr: Some(pb::LocalAddr {
+                service: Some(key_to_pb(service)),
+                addr: addr.to_string(),
+                port: port.clone(),
+                conns: 0,
+                conflicts: 0,
+            }),
+        }),
+        Command::DelLaddr { service, addr } => Op::DeleteLocalAddr(pb::LocalAddrRequest {
+            laddr: Some(pb::LocalAddr {
+                service: Some(key_to_pb(service)),
+                addr: addr.to_string(),
+                ..Default::default()
+            }),
+        }),
+        _ => return None,
+    })
+}
+
+/// Makes one change with its own call.
+async fn send(
+    c: &mut pb::dpvs_client::DpvsClient<Channel>,
+    op: pb::op::Op,
+) -> Result<(), tonic::Status> {
+    use pb::op::Op;
+    match op {
+        Op::AddService(r) => drop(c.add_service(r).await?),
+        Op::EditService(r) => drop(c.edit_service(r).await?),
+        Op::DeleteService(r) => drop(c.delete_service(r).await?),
+        Op::ClearServices(r) => drop(c.clear_services(r).await?),
+        Op::AddDest(r) => drop(c.add_dest(r).await?),
+        Op::EditDest(r) => drop(c.edit_dest(r).await?),
+        Op::DeleteDest(r) => drop(c.delete_dest(r).await?),
+        Op::AddLocalAddr(r) => drop(c.add_local_addr(r).await?),
+        Op::DeleteLocalAddr(r) => drop(c.delete_local_addr(r).await?),
+        Op::AddAddr(r) => drop(c.add_addr(r).await?),
+        Op::DeleteAddr(r) => drop(c.delete_addr(r).await?),
+        Op::AddRoute(r) => drop(c.add_route(r).await?),
+        Op::DeleteRoute(r) => drop(c.delete_route(r).await?),
+        Op::SetTimeouts(r) => drop(c.set_timeouts(r).await?),
     }
     Ok(())
 }
@@ -302,17 +356,19 @@ async fn list(
             key: o.service.as_ref().map(key_to_pb),
         })
         .await?;
+    let mut resp = r.into_inner();
+    order::ipvsadm_order(&mut resp.services);
     if o.persistent_conn {
         let conns = c.list_connections(pb::Empty {}).await?;
         out.push_str(&output::services_persistent(
-            r.get_ref(),
+            &resp,
             o.service.is_none(),
             &conns.get_ref().connections,
         ));
         return Ok(());
     }
     out.push_str(&output::services(
-        r.get_ref(),
+        &resp,
         o.service.is_none(),
         output::ListFormat {
             stats: o.stats,

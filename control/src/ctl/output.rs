@@ -38,7 +38,7 @@ fn fwd_name(m: i32) -> &'static str {
 }
 
 /// `addr:port` with IPv6 in brackets; unparsable text is shown as is.
-fn addr_port(addr: &str, port: u32) -> String {
+pub(crate) fn addr_port(addr: &str, port: u32) -> String {
     match addr.parse::<IpAddr>() {
         Ok(ip) => fmt_addr_port(&ip, u16::try_from(port).unwrap_or(0)),
         Err(_) => format!("{addr}:{port}"),
@@ -47,6 +47,15 @@ fn addr_port(addr: &str, port: u32) -> String {
 
 fn is_v6(addr: &str) -> bool {
     addr.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6())
+}
+
+/// The persistence mask as a prefix length (absent: per client).
+fn netmask_len(p: &pb::Persistence, v6: bool) -> u8 {
+    match p.netmask_len {
+        Some(l) => u8::try_from(l).unwrap_or(0),
+        None if v6 => 128,
+        None => 32,
+    }
 }
 
 fn truncate(s: &mut String, n: usize) {
@@ -132,7 +141,7 @@ pub fn services(resp: &pb::ListServicesResponse, all: bool, f: ListFormat) -> St
             }
             if let Some(p) = &svc.persistence {
                 let _ = write!(out, " persistent {}", p.timeout_s);
-                let len = u8::try_from(p.netmask_len).unwrap_or(0);
+                let len = netmask_len(p, v6);
                 if !v6 && len != 32 {
                     let _ = write!(out, " mask {}", v4_netmask(len));
                 }

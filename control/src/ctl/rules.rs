@@ -1,0 +1,187 @@
+//! ipvsadm's rule format: `-S` writes the table as command lines, `-R` reads
+//! them back.
+//!
+//! The lines are ipvsadm 1.31's (`ipvsadm -S -n`), in its order:
+//!
+//! ```text
+//! -A -t 10.0.0.1:80 -s wlc -p 300 -M 255.255.255.0 -b sh-fallback,sh-port
+//! -a -t 10.0.0.1:80 -r 10.1.0.1:80 -m -w 1
+//! -a -t 10.0.0.1:80 -r 10.1.0.2:80 -i -w 1 --tun-type ipip
+//! ```
+//!
+//! plus what the director has beyond kernel IPVS, as DPVS's ipvsadm spells it:
+//! `-b` on a real server (FULLNAT), `--conn-timeout` and `--proxy-protocol` on a
+//! service, `-x`/`-y` thresholds when set, and one `-P -t VIP:PORT -z LIP -F
+//! PORT` line per FULLNAT local address after the service's real servers.
+//! `-R` takes any configuration command line dpvsctl takes (`-A -E -D -C -a -e
+//! -d --set -P -Q`, and `addr`/`route` changes); blank lines and `#` comments
+//! are skipped.
+
+use std::fmt::Write;
+
+use proto::v1 as pb;
+
+use super::args;
+use super::order::ipvsadm_order;
+use super::output::addr_port;
+use crate::addr::v4_netmask;
+
+/// A restore input error, naming the line (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// Reads restore input: each configuration line as the change it makes, with
+/// its line number. Nothing is sent when any line is wrong.
+pub fn parse(text: &str) -> Result<Vec<(usize, pb::op::Op)>, LineError> {
+    let mut ops = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let words: Vec<String> = raw.split_whitespace().map(str::to_string).collect();
+        if words.is_empty() || words[0].starts_with('#') {
+            continue;
+        }
+        let fail = |message: String| LineError { line, message };
+        let inv = args::parse(&words).map_err(|e| fail(e.0))?;
+        if inv.server.is_some() {
+            return Err(fail("--server cannot be given in restore input".into()));
+        }
+        let op = super::command_op(&inv.command).ok_or_else(|| {
+            fail(format!(
+                "'{}' does not change the configuration and cannot be restored",
+                words.join(" ")
+            ))
+        })?;
+        ops.push((line, op));
+    }
+    Ok(ops)
+}
+
+fn proto_flag(p: i32) -> &'static str {
+    match pb::Protocol::try_from(p) {
+        Ok(pb::Protocol::Udp) => "-u",
+        _ => "-t",
+    }
+}
+
+/// ipvsadm's `fwd_switch`, with DPVS's `-b` for FULLNAT.
+fn fwd_switch(m: i32) -> &'static str {
+    match pb::ForwardMode::try_from(m) {
+        Ok(pb::ForwardMode::Nat) => "-m",
+        Ok(pb::ForwardMode::Fullnat) => "-b",
+        Ok(pb::ForwardMode::Tun) => "-i",
+        _ => "-g",
+    }
+}
+
+
+/// Scheduler flags in ipvsadm's canonical spelling and order for `sched`.
+fn sched_flags(sched: &str, flags: &[String]) -> String {
+    match sched::SchedFlags::parse(flags) {
+        Ok(f) => f.names(sched).join(","),
+        Err(_) => flags.join(","),
+    }
+}
+
+/// `-S -n`: the services (ipvsadm's order) with their real servers and local
+/// addresses, as command lines that `-R` (ours, or ipvsadm's for the kernel
+/// part) applies as they are.
+pub fn save(resp: &pb::ListServicesResponse, laddrs: &[pb::LocalAddr]) -> String {
+    let mut services = resp.services.clone();
+    ipvsadm_order(&mut services);
+    let mut out = String::new();
+    for st in &services {
+        let Some(svc) = &st.service else { continue };
+        let key = svc.key.clone().unwrap_or_default();
+        let v6 = key.vip.contains(':');
+        let name = format!(
+            "{} {}",
+            proto_flag(key.protocol),
+            addr_port(&key.vip, key.vport)
+        );
+        let _ = write!(out, "-A {name} -s {}", svc.scheduler);
+        if let Some(p) = &svc.persistence {
+            let _ = write!(out, " -p {}", p.timeout_s);
+            let full = if v6 { 128 } else { 32 };
+            let len = p.netmask_len.unwrap_or(full);
+            if len != full {
+                if v6 {
+                    let _ = write!(out, " -M {len}");
+                } else {
+                    let _ = write!(out, " -M {}", v4_netmask(u8::try_from(len).unwrap_or(0)));
+                }
+            }
+        }
+        let flags = sched_flags(&svc.scheduler, &svc.sched_flags);
+        if !flags.is_empty() {
+            let _ = write!(out, " -b {flags}");
+        }
+        if let Some(t) = svc.conn_timeout_s {
+            let _ = write!(out, " --conn-timeout {t}");
+        }
+        match pb::ProxyProtocol::try_from(svc.proxy_protocol) {
+            Ok(pb::ProxyProtocol::V1) => out.push_str(" --proxy-protocol v1"),
+            Ok(pb::ProxyProtocol::V2) => out.push_str(" --proxy-protocol v2"),
+            _ => {}
+        }
+        out.push('\n');
+        for ds in &st.dests {
+            let Some(d) = &ds.dest else { continue };
+            let _ = write!(
+                out,
+                "-a {name} -r {} {} -w {}",
+                addr_port(&d.addr, d.port),
+                fwd_switch(d.mode),
+                d.weight
+            );
+            if d.mode == pb::ForwardMode::Tun as i32 {
+                out.push_str(" --tun-type ipip");
+            }
+            if d.u_threshold != 0 {
+                let _ = write!(out, " -x {}", d.u_threshold);
+            }
+            if d.l_threshold != 0 {
+                let _ = write!(out, " -y {}", d.l_threshold);
+            }
+            out.push('\n');
+        }
+        for l in laddrs.iter().filter(|l| l.service.as_ref() == Some(&key)) {
+            let _ = writeln!(out, "-P {name} -z {} -F {}", l.addr, l.port);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_names_lines_and_skips_comments() {
+        let ops = parse("# saved\n\n-A -t 10.0.0.1:80 -s rr\n  -a -t 10.0.0.1:80 -r 10.1.0.1 -m\n")
+            .unwrap();
+        assert_eq!(ops.iter().map(|o| o.0).collect::<Vec<_>>(), [3, 4]);
+        assert!(matches!(ops[0].1, pb::op::Op::AddService(_)));
+        assert!(matches!(ops[1].1, pb::op::Op::AddDest(_)));
+    }
+
+    #[test]
+    fn parse_refuses_what_is_not_a_change() {
+        let e = parse("-A -t 10.0.0.1:80\n-Ln\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("-Ln"), "{e}");
+        let e = parse("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.1.0.300\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.to_string().starts_with("line 2: "), "{e}");
+        let e = parse("-a -t 10.0.0.1:80 -r 10.1.0.3 -i --tun-type gue\n").unwrap_err();
+        assert!(e.message.contains("gue"), "{e}");
+    }
+}

@@ -1,0 +1,142 @@
+//! One configuration change as the API names it (`AddService`, `AddDest`, ...),
+//! applied to a [`Store`]. The single calls and `Batch` (ipvsadm `-R`,
+//! `dpvsctl apply`) share this code, so a change means the same in both.
+//!
+//! Request messages are checked here (a malformed field is INVALID_ARGUMENT
+//! naming it); what the change means for the configuration (a missing service,
+//! a duplicate dest) is the store's to decide.
+
+use proto::v1 as pb;
+use tonic::Status;
+
+use crate::convert;
+use crate::server::store_status;
+use crate::store::Store;
+
+/// What a change leaves for the caller to do once the new configuration is in
+/// force: counters baselines (`-Z`) of deleted things are forgotten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forget {
+    Nothing,
+    Service(dataplane::ServiceKey),
+    Dest(dataplane::ServiceKey, std::net::IpAddr, u16),
+    All,
+}
+
+fn bad(m: String) -> Status {
+    Status::invalid_argument(m)
+}
+
+/// Applies one change to `store` (a copy: on error the caller drops it).
+pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
+    use pb::op::Op;
+    match op {
+        Op::AddService(r) => {
+            let svc = r.service.as_ref();
+            let spec = convert::service_from_pb(svc).map_err(bad)?;
+            let pp = convert::proxy_protocol_from_pb(svc.map_or(0, |s| s.proxy_protocol))
+                .map_err(bad)?;
+            let key = spec.key;
+            store.add_service(spec).map_err(store_status)?;
+            if let Some(Some(v)) = pp {
+                store
+                    .set_proxy_protocol(&key, Some(v))
+                    .map_err(store_status)?;
+            }
+        }
+        Op::EditService(r) => {
+            let svc = r.service.as_ref();
+            let spec = convert::service_from_pb(svc).map_err(bad)?;
+            let pp = convert::proxy_protocol_from_pb(svc.map_or(0, |s| s.proxy_protocol))
+                .map_err(bad)?;
+            let key = spec.key;
+            store.edit_service(spec).map_err(store_status)?;
+            if let Some(p) = pp {
+                store.set_proxy_protocol(&key, p).map_err(store_status)?;
+            }
+        }
+        Op::DeleteService(r) => {
+            let key = convert::key_from_pb(r.key.as_ref()).map_err(bad)?;
+            store.delete_service(&key).map_err(store_status)?;
+            return Ok(Forget::Service(key));
+        }
+        Op::ClearServices(_) => {
+            store.clear_services();
+            return Ok(Forget::All);
+        }
+        Op::AddDest(r) | Op::EditDest(r) => {
+            let key = convert::key_from_pb(r.service.as_ref()).map_err(bad)?;
+            let dest = convert::dest_from_pb(&key, r.dest.as_ref()).map_err(bad)?;
+            if matches!(op, Op::AddDest(_)) {
+                store.add_dest(&key, dest)
+            } else {
+                store.edit_dest(&key, dest)
+            }
+            .map_err(store_status)?;
+        }
+        Op::DeleteDest(r) => {
+            let key = convert::key_from_pb(r.service.as_ref()).map_err(bad)?;
+            let addr = crate::addr::parse_ip(&r.addr).map_err(|e| bad(format!("addr: {e}")))?;
+            let port =
+                u16::try_from(r.port).map_err(|_| bad(format!("port: invalid port {}", r.port)))?;
+            let port = if port == 0 { key.vport } else { port };
+            store.delete_dest(&key, &addr, port).map_err(store_status)?;
+            return Ok(Forget::Dest(key, addr, port));
+        }
+        Op::AddLocalAddr(r) => {
+            let l = convert::laddr_from_pb(r.laddr.as_ref()).map_err(bad)?;
+            store.add_laddr(l).map_err(store_status)?;
+        }
+        Op::DeleteLocalAddr(r) => {
+            let l = r.laddr.as_ref();
+            let key = convert::key_from_pb(l.and_then(|l| l.service.as_ref())).map_err(bad)?;
+            let addr: std::net::IpAddr = l
+                .map(|l| l.addr.as_str())
+                .unwrap_or("")
+                .parse()
+                .map_err(|_| bad("laddr: invalid address".into()))?;
+            store.delete_laddr(&key, &addr).map_err(store_status)?;
+        }
+        Op::AddAddr(r) | Op::DeleteAddr(r) => {
+            let a = convert::addr_from_pb(r.addr.as_ref()).map_err(bad)?;
+            if matches!(op, Op::AddAddr(_)) {
+                store.add_addr(a)
+            } else {
+                store.delete_addr(&a.port, &a.addr)
+            }
+            .map_err(store_status)?;
+        }
+        Op::AddRoute(r) | Op::DeleteRoute(r) => {
+            let rt = convert::route_from_pb(r.route.as_ref()).map_err(bad)?;
+            if matches!(op, Op::AddRoute(_)) {
+                store.add_route(rt)
+            } else {
+                store.delete_route(&rt.prefix, rt.prefix_len)
+            }
+            .map_err(store_status)?;
+        }
+        Op::SetTimeouts(t) => store.set_timeouts(convert::timeouts_from_pb(t)),
+    }
+    Ok(Forget::Nothing)
+}
+
+/// The name of a change as the API spells it, for messages.
+pub fn name(op: &pb::op::Op) -> &'static str {
+    use pb::op::Op;
+    match op {
+        Op::AddService(_) => "AddService",
+        Op::EditService(_) => "EditService",
+        Op::DeleteService(_) => "DeleteService",
+        Op::ClearServices(_) => "ClearServices",
+        Op::AddDest(_) => "AddDest",
+        Op::EditDest(_) => "EditDest",
+        Op::DeleteDest(_) => "DeleteDest",
+        Op::AddLocalAddr(_) => "AddLocalAddr",
+        Op::DeleteLocalAddr(_) => "DeleteLocalAddr",
+        Op::AddAddr(_) => "AddAddr",
+        Op::DeleteAddr(_) => "DeleteAddr",
+        Op::AddRoute(_) => "AddRoute",
+        Op::DeleteRoute(_) => "DeleteRoute",
+        Op::SetTimeouts(_) => "SetTimeouts",
+    }
+}
