@@ -106,6 +106,17 @@ pub struct ServiceConf {
     pub proxy_protocol: Option<String>,
     #[serde(default)]
     pub dest: Vec<DestConf>,
+    /// FULLNAT local addresses (DPVS `-P -z LIP -F PORT`).
+    #[serde(default)]
+    pub laddr: Vec<LaddrConf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaddrConf {
+    pub addr: String,
+    /// The port that owns the address (the side facing the real servers).
+    pub port: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,12 +145,16 @@ pub struct TimeoutsConf {
 pub struct ControlConf {
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Where dpvsd keeps the running configuration (services, addresses,
+    /// routes, timeouts) across restarts; absent = not kept.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for ControlConf {
     fn default() -> Self {
         ControlConf {
             listen: default_listen(),
+            state_file: None,
         }
     }
 }
@@ -190,6 +205,8 @@ pub struct Config {
     pub dataplane: DataplaneSpec,
     pub store: Store,
     pub listen: Listen,
+    /// `[control] state_file`.
+    pub state_file: Option<PathBuf>,
 }
 
 /// Reads and validates a config file; errors are `FILE: key: problem`.
@@ -370,6 +387,20 @@ impl ConfigFile {
                     .set_proxy_protocol(&key, pp)
                     .map_err(|e| format!("service[{i}].proxy_protocol: {e}"))?;
             }
+            for (j, l) in s.laddr.iter().enumerate() {
+                let at = format!("service[{i}].laddr[{j}]");
+                let addr = parse_ip(&l.addr).map_err(|e| format!("{at}.addr: {e}"))?;
+                if !names.contains(l.port.as_str()) {
+                    return Err(format!("{at}.port: unknown port \"{}\"", l.port));
+                }
+                store
+                    .add_laddr(dataplane::LocalAddrSpec {
+                        service: key,
+                        addr,
+                        port: l.port.clone(),
+                    })
+                    .map_err(|e| format!("{at}: {e}"))?;
+            }
         }
 
         if let Some(t) = self.timeouts {
@@ -414,10 +445,19 @@ impl ConfigFile {
         if dataplane.conn_capacity == 0 {
             return Err("dataplane.conn_capacity: must be positive".into());
         }
+        if let Some(p) = &self.control.state_file {
+            if p.as_os_str().is_empty() || p.is_dir() {
+                return Err(format!(
+                    "control.state_file: \"{}\" is not a file path",
+                    p.display()
+                ));
+            }
+        }
         Ok(Config {
             dataplane,
             store,
             listen,
+            state_file: self.control.state_file.clone(),
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod ctl;
 pub mod ops;
 pub mod scheduler;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod zero;
 

@@ -33,6 +33,8 @@ pub struct DpvsService {
     table_size: u32,
     /// `-Z`: what the counters read when they were zeroed.
     zero: crate::zero::Baselines,
+    /// `[control] state_file`: rewritten after every change.
+    state_file: Option<PathBuf>,
 }
 
 impl DpvsService {
@@ -44,7 +46,68 @@ impl DpvsService {
             backend,
             table_size: DEFAULT_TABLE_SIZE,
             zero: Default::default(),
+            state_file: None,
         }
+    }
+
+    /// Keeps the running configuration in `path` (written now, and after every
+    /// change).
+    pub fn with_state_file(mut self, path: Option<PathBuf>) -> DpvsService {
+        self.state_file = path;
+        self.save_state(&self.lock());
+        self
+    }
+
+    fn save_state(&self, store: &Store) {
+        let Some(path) = &self.state_file else { return };
+        if let Err(e) = crate::state::write_atomic(path, &crate::state::render(store)) {
+            // The change is in force; only its record failed. Say so loudly.
+            eprintln!("dpvsd: cannot write state file {}: {e}", path.display());
+        }
+    }
+
+    /// Makes `next`'s objects (addresses, routes, services, local addresses,
+    /// timeouts) the running configuration, as one snapshot (`dpvsctl apply`,
+    /// SIGHUP). Returns the lines of the running configuration that go and
+    /// come; `dry_run` only computes them.
+    pub fn replace(
+        &self,
+        next: Store,
+        dry_run: bool,
+    ) -> Result<(Vec<String>, Vec<String>), Status> {
+        if next.ports() != self.lock().ports() {
+            return Err(Status::failed_precondition(format!(
+                "ports {:?} differ from the running ports {:?}: ports change with a restart",
+                next.ports(),
+                self.lock().ports()
+            )));
+        }
+        let lines = |s: &Store| -> Vec<String> {
+            crate::state::render(s)
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_string)
+                .collect()
+        };
+        let (old, new) = (lines(&self.lock()), lines(&next));
+        let removed: Vec<String> = old.iter().filter(|l| !new.contains(l)).cloned().collect();
+        let added: Vec<String> = new.iter().filter(|l| !old.contains(l)).cloned().collect();
+        if dry_run {
+            return Ok((removed, added));
+        }
+        let gone: Vec<dataplane::ServiceKey> = self.mutate(|s| {
+            let gone = s
+                .services()
+                .map(|x| x.key)
+                .filter(|k| next.service(k).is_none())
+                .collect();
+            *s = next;
+            Ok(gone)
+        })?;
+        for k in gone {
+            self.zero.forget_service(&k);
+        }
+        Ok((removed, added))
     }
 
     /// A snapshot of the current store.
@@ -79,10 +142,14 @@ impl DpvsService {
                 Status::failed_precondition(format!("dataplane rejected the change: {e}"))
             })?;
         }
-        if guard.timeouts() != next.timeouts() {
+        let timeouts = guard.timeouts() != next.timeouts();
+        if timeouts {
             self.backend.set_timeouts(next.timeouts());
         }
         *guard = next;
+        if before != after || timeouts {
+            self.save_state(&guard);
+        }
         Ok(out)
     }
 
@@ -173,7 +240,7 @@ fn service_filter(
 }
 
 /// A service with its counters and the store's DPVS extras.
-fn service_status(
+pub(crate) fn service_status(
     store: &Store,
     s: &dataplane::ServiceSpec,
     st: Option<&dataplane::ServiceStats>,
@@ -463,6 +530,16 @@ impl Dpvs for DpvsService {
         )))
     }
 
+    async fn apply_config(
+        &self,
+        req: Request<pb::ApplyConfigRequest>,
+    ) -> Result<Response<pb::ApplyConfigResponse>, Status> {
+        let r = req.get_ref();
+        let cfg = crate::config::parse(&r.toml).map_err(|e| bad(format!("config: {e}")))?;
+        let (removed, added) = self.replace(cfg.store, r.dry_run)?;
+        Ok(Response::new(pb::ApplyConfigResponse { removed, added }))
+    }
+
     async fn batch(&self, req: Request<pb::BatchRequest>) -> Result<Response<pb::Empty>, Status> {
         DpvsService::batch(self, &req.get_ref().ops)?;
         empty()
@@ -524,10 +601,10 @@ fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, SocketFile), Stri
 /// finishes in-flight calls and removes the socket file.
 pub async fn serve(
     bound: Bound,
-    svc: DpvsService,
+    svc: impl Into<Arc<DpvsService>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), String> {
-    let router = tonic::transport::Server::builder().add_service(svc.into_server());
+    let router = tonic::transport::Server::builder().add_service(DpvsServer::from_arc(svc.into()));
     let r = match bound {
         Bound::Unix(l, file) => {
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);

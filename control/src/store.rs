@@ -207,6 +207,14 @@ impl Store {
     pub fn service(&self, key: &ServiceKey) -> Option<&ServiceSpec> {
         self.services.get(key)
     }
+    /// Addresses the operator configured: without the VIP host addresses that
+    /// `add_service` put on ports (those come back with their services).
+    pub fn own_addrs(&self) -> impl Iterator<Item = &AddrSpec> {
+        self.addrs
+            .iter()
+            .filter(|a| !self.auto_addrs.contains(&a.addr))
+    }
+
     pub fn addrs(&self) -> &[AddrSpec] {
         &self.addrs
     }

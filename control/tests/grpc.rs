@@ -23,13 +23,8 @@ struct Daemon {
     _dir: tempfile::TempDir,
 }
 
-impl Daemon {
-    async fn start() -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run/dpvs.sock");
-        let backend = Arc::new(FakeBackend::new(&["dpdk0", "dpdk1"]));
-        let cfg = control::config::parse(
-            r#"
+/// The config the in-process daemon starts from (and `apply -f` tests edit).
+const CONFIG: &str = r#"
 [workers]
 cores = [1]
 [[port]]
@@ -40,11 +35,20 @@ addresses = ["10.0.0.1/24"]
 name = "dpdk1"
 device = "net_null1"
 addresses = ["192.168.0.1/24"]
-"#,
-        )
-        .unwrap();
+"#;
+
+impl Daemon {
+    async fn start() -> Daemon {
+        Daemon::start_with_state(None).await
+    }
+
+    async fn start_with_state(state: Option<std::path::PathBuf>) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/dpvs.sock");
+        let backend = Arc::new(FakeBackend::new(&["dpdk0", "dpdk1"]));
+        let cfg = control::config::parse(CONFIG).unwrap();
         let store: Store = cfg.store;
-        let svc = DpvsService::new(store, backend.clone());
+        let svc = DpvsService::new(store, backend.clone()).with_state_file(state);
         let bound = bind(&Listen::Unix(path.clone())).await.unwrap();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(serve(bound, svc, async {
@@ -673,6 +677,133 @@ async fn restore_names_the_bad_line_and_changes_nothing() {
     assert_eq!(e.message, "line 1: unknown option '-o'");
 
     assert_eq!(d.backend.applied().len(), applied);
+    assert_eq!(d.ok("-S -n").await, before);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn the_state_file_follows_every_change_and_restores_the_same_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/dpvs.state");
+    let d = Daemon::start_with_state(Some(path.clone())).await;
+    let read = || std::fs::read_to_string(&path).unwrap();
+    assert!(read().contains("addr add 10.0.0.1/24 dev dpdk0\n"));
+    assert!(!read().contains("-A "));
+    d.ok("-A -t 10.0.0.100:80 -s rr").await;
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11:8080 -m -w 2")
+        .await;
+    d.ok("-P -t 10.0.0.100:80 -z 192.168.0.200 -F dpdk1").await;
+    d.ok("--set 0 60 0").await;
+    let text = read();
+    assert!(
+        text.ends_with(
+            "--set 900 60 300\n\
+         -A -t 10.0.0.100:80 -s rr\n\
+         -a -t 10.0.0.100:80 -r 192.168.0.11:8080 -m -w 2\n\
+         -P -t 10.0.0.100:80 -z 192.168.0.200 -F dpdk1\n"
+        ),
+        "{text}"
+    );
+    // A refused change is not recorded.
+    d.err("-a -t 10.0.0.100:80 -r 192.168.0.11:8080 -m").await;
+    assert_eq!(read(), text);
+    let saved = d.ok("-S -n").await;
+    d.stop().await;
+
+    // What a restarted dpvsd loads from it is the same table.
+    let store = control::state::load(&["dpdk0".into(), "dpdk1".into()], &text).unwrap();
+    let backend = Arc::new(FakeBackend::new(&["dpdk0", "dpdk1"]));
+    let svc = DpvsService::new(store.clone(), backend);
+    assert_eq!(svc.store().desc(), store.desc());
+    assert_eq!(control::state::render(&store), text);
+    let d2 = Daemon::start_with_state(None).await;
+    let mut out = String::new();
+    control::ctl::restore(
+        &text
+            .replace("addr add 10.0.0.1/24 dev dpdk0\n", "")
+            .replace("addr add 192.168.0.1/24 dev dpdk1\n", ""),
+        &d2.server,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    assert_eq!(d2.ok("-S -n").await, saved);
+    d2.stop().await;
+}
+
+#[tokio::test]
+async fn apply_makes_a_file_the_running_configuration_as_one_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start().await;
+    d.ok("-A -t 10.0.0.100:80 -s rr").await;
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11 -m").await;
+    d.ok("-A -u 10.0.0.100:53 -s rr").await;
+    let file = dir.path().join("dpvs.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{CONFIG}
+[[service]]
+proto = \"tcp\"
+vip = \"10.0.0.100\"
+vport = 80
+scheduler = \"rr\"
+dest = [{{ addr = \"192.168.0.11\", mode = \"nat\" }}, {{ addr = \"192.168.0.12\", mode = \"nat\", weight = 3 }}]
+[[service]]
+proto = \"tcp\"
+vip = \"10.0.0.101\"
+vport = 443
+scheduler = \"wlc\"
+"
+        ),
+    )
+    .unwrap();
+    let f = file.display().to_string();
+    let applied = d.backend.applied().len();
+    let diff = "\
+- -A -u 10.0.0.100:53 -s rr
++ -a -t 10.0.0.100:80 -r 192.168.0.12:80 -m -w 3
++ -A -t 10.0.0.101:443 -s wlc
+";
+    assert_eq!(d.ok(&format!("apply -f {f} --dry-run")).await, diff);
+    assert_eq!(d.backend.applied().len(), applied);
+    assert_eq!(d.ok(&format!("apply -f {f}")).await, diff);
+    assert_eq!(d.backend.applied().len(), applied + 1);
+    assert_eq!(
+        d.ok("-S -n").await,
+        "-A -t 10.0.0.100:80 -s rr\n\
+         -a -t 10.0.0.100:80 -r 192.168.0.11:80 -m -w 1\n\
+         -a -t 10.0.0.100:80 -r 192.168.0.12:80 -m -w 3\n\
+         -A -t 10.0.0.101:443 -s wlc\n"
+    );
+    // Applying it again changes nothing.
+    assert_eq!(d.ok(&format!("apply -f {f}")).await, "");
+
+    // A file that does not validate, or names other ports, changes nothing.
+    let before = d.ok("-S -n").await;
+    std::fs::write(
+        &file,
+        format!("{CONFIG}\n[[service]]\nproto = \"sctp\"\nvip = \"10.0.0.1\"\nvport = 1\n"),
+    )
+    .unwrap();
+    let e = d.err(&format!("apply -f {f}")).await;
+    assert_eq!(
+        e.message,
+        "config: service[0].proto: unknown protocol \"sctp\" (tcp or udp)"
+    );
+    std::fs::write(&file, CONFIG.replace("dpdk1", "dpdk7")).unwrap();
+    let e = d.err(&format!("apply -f {f}")).await;
+    assert!(
+        e.message.contains("ports change with a restart"),
+        "{}",
+        e.message
+    );
+    let e = d.err("apply -f /nonexistent/dpvs.toml").await;
+    assert!(
+        e.message.starts_with("/nonexistent/dpvs.toml: "),
+        "{}",
+        e.message
+    );
     assert_eq!(d.ok("-S -n").await, before);
     d.stop().await;
 }

@@ -1,7 +1,9 @@
 //! `dpvsd`: reads dpvs.toml, starts the DPDK dataplane, serves the `dpvs.v1`
 //! gRPC API until SIGINT/SIGTERM, then stops the dataplane and removes its socket.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use control::store::Store;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
         println!("dpvsd: {}: ok", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(cfg) {
+    match run(cfg, &args.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dpvsd: {e}");
@@ -44,26 +46,91 @@ fn main() -> ExitCode {
     }
 }
 
+/// The configuration to start from: the state file when there is one (the
+/// configuration dpvsd ran with last), else the config file's.
+fn initial_store(cfg: &control::config::Config, config: &Path) -> Result<Store, String> {
+    let Some(path) = &cfg.state_file else {
+        return Ok(cfg.store.clone());
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let store = control::state::load(cfg.store.ports(), &text).map_err(|e| {
+                format!(
+                    "state file {}: {e} (fix it, or remove it to start from {})",
+                    path.display(),
+                    config.display()
+                )
+            })?;
+            eprintln!("dpvsd: configuration restored from {}", path.display());
+            Ok(store)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(cfg.store.clone()),
+        Err(e) => Err(format!("cannot read state file {}: {e}", path.display())),
+    }
+}
+
+/// SIGHUP: the config file's services, addresses, routes and timeouts become
+/// the running ones (the difference is applied as one change and logged). A
+/// file that does not validate changes nothing.
 #[cfg(feature = "dataplane")]
-fn run(cfg: control::config::Config) -> Result<(), String> {
+async fn reload_on_sighup(svc: std::sync::Arc<control::server::DpvsService>, config: PathBuf) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        eprintln!("dpvsd: warning: cannot watch SIGHUP; reload with dpvsctl apply -f");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let shown = config.display();
+        let cfg = match control::config::load(&config) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("dpvsd: SIGHUP: {e}; configuration unchanged");
+                continue;
+            }
+        };
+        match svc.replace(cfg.store, false) {
+            Ok((removed, added)) => {
+                eprintln!(
+                    "dpvsd: SIGHUP: {shown} applied ({} line(s) removed, {} added)",
+                    removed.len(),
+                    added.len()
+                );
+                for l in &removed {
+                    eprintln!("dpvsd:   - {l}");
+                }
+                for l in &added {
+                    eprintln!("dpvsd:   + {l}");
+                }
+            }
+            Err(e) => eprintln!(
+                "dpvsd: SIGHUP: {shown}: {}; configuration unchanged",
+                e.message()
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "dataplane")]
+fn run(cfg: control::config::Config, config: &Path) -> Result<(), String> {
     use std::sync::Arc;
 
     use control::backend::Backend;
     use control::server::{bind, serve, DpvsService};
 
+    let store = initial_store(&cfg, config)?;
     // EAL init pins this (main) thread to the main lcore, which is not a worker.
-    let dp = dataplane::Dataplane::start(&cfg.dataplane, &cfg.store.desc())
-        .map_err(|e| e.to_string())?;
+    let dp =
+        dataplane::Dataplane::start(&cfg.dataplane, &store.desc()).map_err(|e| e.to_string())?;
     let dp = Arc::new(dp);
-    let ext = cfg.store.ext();
+    let ext = store.ext();
     if ext != dataplane::ExtDesc::default() {
-        Backend::apply_ext(dp.as_ref(), &cfg.store.desc(), &ext)?;
+        Backend::apply_ext(dp.as_ref(), &store.desc(), &ext)?;
     }
-    if cfg.store.timeouts() != control::store::Timeouts::default() {
-        Backend::set_timeouts(dp.as_ref(), cfg.store.timeouts());
+    if store.timeouts() != control::store::Timeouts::default() {
+        Backend::set_timeouts(dp.as_ref(), store.timeouts());
     }
     let ports = dp.port_names();
-    let configured: Vec<String> = cfg.store.ports().to_vec();
+    let configured: Vec<String> = store.ports().to_vec();
     if ports != configured {
         eprintln!("dpvsd: warning: dataplane ports {ports:?} differ from config {configured:?}");
     }
@@ -76,7 +143,8 @@ fn run(cfg: control::config::Config) -> Result<(), String> {
 
     let rt = control_runtime(&cfg.dataplane.worker_cores)?;
     let backend: Arc<dyn Backend> = dp.clone();
-    let svc = DpvsService::new(cfg.store.clone(), backend);
+    let svc = Arc::new(DpvsService::new(store, backend).with_state_file(cfg.state_file.clone()));
+    rt.spawn(reload_on_sighup(svc.clone(), config.to_path_buf()));
     let listen = cfg.listen.clone();
     let watched = dp.clone();
     let served = rt.block_on(async move {
@@ -110,7 +178,7 @@ fn run(cfg: control::config::Config) -> Result<(), String> {
 }
 
 #[cfg(not(feature = "dataplane"))]
-fn run(_cfg: control::config::Config) -> Result<(), String> {
+fn run(_cfg: control::config::Config, _config: &Path) -> Result<(), String> {
     Err("built without the dataplane feature".into())
 }
 

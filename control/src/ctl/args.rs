@@ -34,6 +34,12 @@ pub enum Command {
     Save(Option<ServiceKey>),
     /// `-R`: apply command lines read from stdin, all or nothing.
     Restore,
+    /// `apply -f FILE [--dry-run]`: a whole dpvs.toml's objects become the
+    /// running configuration.
+    Apply {
+        file: std::path::PathBuf,
+        dry_run: bool,
+    },
     AddDest(DestOpts),
     EditDest(DestOpts),
     DeleteDest {
@@ -388,6 +394,7 @@ pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
             Command::Stats
         }
         Some("help") => Command::Help,
+        Some("apply") => parse_apply(&rest[1..])?,
         Some(_) => parse_ipvsadm(&rest)?,
     };
     Ok(Invocation { server, command })
@@ -764,6 +771,29 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
     }
 }
 
+/// `apply -f FILE [--dry-run]`.
+fn parse_apply(args: &[String]) -> Result<Command, ArgError> {
+    let mut file = None;
+    let mut dry_run = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-f" | "--file" => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| ArgError("'apply -f' needs a file".into()))?;
+                if file.replace(std::path::PathBuf::from(v)).is_some() {
+                    return err("'apply' takes one file");
+                }
+            }
+            "--dry-run" | "-n" => dry_run = true,
+            other => return err(format!("unexpected argument '{other}' after 'apply'")),
+        }
+    }
+    let file = file.ok_or_else(|| ArgError("'apply' needs -f FILE".into()))?;
+    Ok(Command::Apply { file, dry_run })
+}
+
 /// `KEY VALUE` pairs after the positional argument of dpip-style commands.
 fn keywords<'a>(
     args: &'a [String],
@@ -897,6 +927,7 @@ Usage:
   dpvsctl route del PREFIX/LEN
   dpvsctl route show
   dpvsctl stats
+  dpvsctl apply -f FILE [--dry-run]
   dpvsctl -h|--help
 
 Commands:

@@ -93,6 +93,18 @@ pub async fn run(cmd: &Command, server: &str, out: &mut String) -> Result<(), Ct
         return send(&mut c, op).await.map_err(st);
     }
     match cmd {
+        Command::Apply { file, dry_run } => {
+            let toml = std::fs::read_to_string(file)
+                .map_err(|e| CtlError::failed(format!("{}: {e}", file.display())))?;
+            let r = c
+                .apply_config(pb::ApplyConfigRequest {
+                    toml,
+                    dry_run: *dry_run,
+                })
+                .await
+                .map_err(st)?;
+            out.push_str(&output::config_diff(r.get_ref()));
+        }
         Command::Zero(k) => {
             c.zero_stats(pb::ZeroStatsRequest {
                 key: k.as_ref().map(key_to_pb),

@@ -416,3 +416,15 @@ pub fn laddrs(ls: &[pb::LocalAddr]) -> String {
     }
     out
 }
+
+/// `apply -f`: the running configuration's lines that go (`- `) and come (`+ `).
+pub fn config_diff(r: &pb::ApplyConfigResponse) -> String {
+    let mut out = String::new();
+    for l in &r.removed {
+        let _ = writeln!(out, "- {l}");
+    }
+    for l in &r.added {
+        let _ = writeln!(out, "+ {l}");
+    }
+    out
+}

@@ -82,7 +82,6 @@ fn fwd_switch(m: i32) -> &'static str {
     }
 }
 
-
 /// Scheduler flags in ipvsadm's canonical spelling and order for `sched`.
 fn sched_flags(sched: &str, flags: &[String]) -> String {
     match sched::SchedFlags::parse(flags) {
