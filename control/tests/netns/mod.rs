@@ -385,8 +385,9 @@ impl Topology {
     /// Starts dpvsd in the `lb` namespace on af_packet vdevs over lb0/lb1 (dpdk0
     /// 10.0.0.1/24 and fd00:10::1/64, dpdk1 192.168.0.1/24 and fd00:192::1/64,
     /// worker core 1, no hugepages) and waits
-    /// until `dpvsctl -Ln` answers. `extra_toml` is appended to the config file:
-    /// whole tables only (`[conntrack]\n...`).
+    /// until `dpvsctl -Ln` answers. `extra_toml` is appended to the config file,
+    /// right after `[control] listen`: keys of `[control]` (`state_file = ...`)
+    /// first, then whole tables (`[conntrack]\n...`).
     pub fn start_dpvsd(&self, extra_toml: &str) -> Dpvsd {
         self.start_dpvsd_with(1, extra_toml)
     }
@@ -505,6 +506,7 @@ listen = "unix:{sock}"
         Dpvsd {
             child,
             socket,
+            config,
             file_prefix,
             log,
             dpvsctl: bin_path("dpvsctl"),
@@ -702,6 +704,7 @@ fn ctl_at(dpvsctl: &Path, socket: &Path, args: &[&str]) -> Output {
 pub struct Dpvsd {
     child: Child,
     socket: PathBuf,
+    config: PathBuf,
     file_prefix: String,
     log: PathBuf,
     dpvsctl: PathBuf,
@@ -714,6 +717,16 @@ impl Dpvsd {
 
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// Its config file (dpvs.toml), which a test may edit before a SIGHUP.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// Sends it `sig` (`HUP`, ...) by PID.
+    pub fn signal(&self, sig: &str) {
+        kill_pid(self.child.id(), sig);
     }
 
     pub fn file_prefix(&self) -> &str {
