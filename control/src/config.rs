@@ -148,6 +148,9 @@ pub struct ControlConf {
     /// Where dpvsd keeps the running configuration (services, addresses,
     /// routes, timeouts) across restarts; absent = not kept.
     pub state_file: Option<PathBuf>,
+    /// A group whose members may use the unix socket (mode 0660); absent =
+    /// owner only (0600).
+    pub socket_group: Option<String>,
 }
 
 impl Default for ControlConf {
@@ -155,6 +158,7 @@ impl Default for ControlConf {
         ControlConf {
             listen: default_listen(),
             state_file: None,
+            socket_group: None,
         }
     }
 }
@@ -207,6 +211,8 @@ pub struct Config {
     pub listen: Listen,
     /// `[control] state_file`.
     pub state_file: Option<PathBuf>,
+    /// `[control] socket_group`.
+    pub socket_group: Option<String>,
 }
 
 /// Reads and validates a config file; errors are `FILE: key: problem`.
@@ -445,6 +451,9 @@ impl ConfigFile {
         if dataplane.conn_capacity == 0 {
             return Err("dataplane.conn_capacity: must be positive".into());
         }
+        if self.control.socket_group.is_some() && !matches!(listen, Listen::Unix(_)) {
+            return Err("control.socket_group: needs a unix socket in control.listen".into());
+        }
         if let Some(p) = &self.control.state_file {
             if p.as_os_str().is_empty() || p.is_dir() {
                 return Err(format!(
@@ -458,6 +467,7 @@ impl ConfigFile {
             store,
             listen,
             state_file: self.control.state_file.clone(),
+            socket_group: self.control.socket_group.clone(),
         })
     }
 }

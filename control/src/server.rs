@@ -594,7 +594,38 @@ fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, SocketFile), Stri
     }
     let l = tokio::net::UnixListener::bind(path)
         .map_err(|e| format!("cannot listen on unix:{shown}: {e}"))?;
-    Ok((l, SocketFile(path.to_path_buf())))
+    let file = SocketFile(path.to_path_buf());
+    // The API can reconfigure the director: only its owner may connect.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot restrict unix:{shown} to mode 0600: {e}"))?;
+    Ok((l, file))
+}
+
+/// `[control] socket_group`: the socket becomes mode 0660, group `group`, so
+/// members of that group may drive dpvsd without being root.
+pub fn share_socket(path: &Path, group: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let gid = group_id(
+        group,
+        &std::fs::read_to_string("/etc/group").unwrap_or_default(),
+    )
+    .ok_or_else(|| format!("control.socket_group: no group \"{group}\" in /etc/group"))?;
+    std::os::unix::fs::chown(path, None, Some(gid))
+        .map_err(|e| format!("cannot give {} to group {group}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| format!("cannot set mode 0660 on {}: {e}", path.display()))
+}
+
+/// A group's id from `/etc/group` text (`name:x:gid:members`), or a number.
+pub fn group_id(group: &str, etc_group: &str) -> Option<u32> {
+    if let Ok(n) = group.parse() {
+        return Some(n);
+    }
+    etc_group.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next() == Some(group)).then(|| f.nth(1)?.parse().ok())?
+    })
 }
 
 /// Serves `svc` on `bound` until `shutdown` completes; then stops accepting,
@@ -622,4 +653,19 @@ pub async fn serve(
         }
     };
     r.map_err(|e| format!("gRPC server failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_id;
+
+    #[test]
+    fn group_ids_from_etc_group() {
+        let etc = "root:x:0:\ndpvs:x:998:alice,bob\nwheel:x:10:\n";
+        assert_eq!(group_id("dpvs", etc), Some(998));
+        assert_eq!(group_id("wheel", etc), Some(10));
+        assert_eq!(group_id("1234", etc), Some(1234));
+        assert_eq!(group_id("dp", etc), None);
+        assert_eq!(group_id("nobody", "garbage\n::\n"), None);
+    }
 }

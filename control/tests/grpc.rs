@@ -408,6 +408,28 @@ async fn socket_file_is_removed_on_shutdown() {
     let d = Daemon::start().await;
     let path = d.server.trim_start_matches("unix:").to_string();
     assert!(std::path::Path::new(&path).exists());
+    // Owner only: whoever connects may reconfigure the director.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // socket_group: group members too (mode 0660, that group); chown needs root.
+    let as_root = meta.uid() == 0;
+    let gid = control::server::group_id("daemon", &std::fs::read_to_string("/etc/group").unwrap())
+        .expect("Debian has a daemon group");
+    if as_root {
+        control::server::share_socket(std::path::Path::new(&path), "daemon").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            (meta.permissions().mode() & 0o777, meta.gid()),
+            (0o660, gid)
+        );
+    }
+    let e = control::server::share_socket(std::path::Path::new(&path), "no-such-group-here")
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "control.socket_group: no group \"no-such-group-here\" in /etc/group"
+    );
     d.ok("-C").await;
     let dir = tempfile::tempdir().unwrap();
     // A second server on the same live socket is refused.

@@ -146,9 +146,13 @@ fn run(cfg: control::config::Config, config: &Path) -> Result<(), String> {
     let svc = Arc::new(DpvsService::new(store, backend).with_state_file(cfg.state_file.clone()));
     rt.spawn(reload_on_sighup(svc.clone(), config.to_path_buf()));
     let listen = cfg.listen.clone();
+    let group = cfg.socket_group.clone();
     let watched = dp.clone();
     let served = rt.block_on(async move {
         let bound = bind(&listen).await?;
+        if let (Some(g), control::config::Listen::Unix(path)) = (&group, &listen) {
+            control::server::share_socket(path, g)?;
+        }
         eprintln!("dpvsd: listening on {listen}");
         if let Some(w) = std::env::var(INJECT_PANIC_ENV)
             .ok()
