@@ -229,9 +229,12 @@ pub fn service_status(
                     active_conns: ds.map(|x| x.active_conns).unwrap_or(0),
                     inactive_conns: ds.map(|x| x.inactive_conns).unwrap_or(0),
                     traffic: Some(traffic_to_pb(&ds.map(|x| x.traffic).unwrap_or_default())),
+                    rate: None,
                 }
             })
             .collect(),
+        // The server's estimator fills it in (`--rate`).
+        rate: None,
     }
 }
 

@@ -15,6 +15,7 @@ pub mod config;
 pub mod convert;
 pub mod ctl;
 pub mod ops;
+pub mod rate;
 pub mod scheduler;
 pub mod server;
 pub mod state;

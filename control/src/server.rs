@@ -35,6 +35,8 @@ pub struct DpvsService {
     zero: crate::zero::Baselines,
     /// `[control] state_file`: rewritten after every change.
     state_file: Option<PathBuf>,
+    /// `--rate`: IPVS's estimator over the raw counters.
+    rates: crate::rate::Estimators,
 }
 
 impl DpvsService {
@@ -47,6 +49,7 @@ impl DpvsService {
             table_size: DEFAULT_TABLE_SIZE,
             zero: Default::default(),
             state_file: None,
+            rates: Default::default(),
         }
     }
 
@@ -56,6 +59,49 @@ impl DpvsService {
         self.state_file = path;
         self.save_state(&self.lock());
         self
+    }
+
+    /// One estimator sample (`--rate`); dpvsd calls it every
+    /// [`crate::rate::INTERVAL`] (see [`DpvsService::estimate_forever`]).
+    pub async fn estimate(&self) -> Result<(), Status> {
+        let stats = self.blocking(|b| b.stats()).await?;
+        self.rates.sample(&stats);
+        Ok(())
+    }
+
+    /// Samples the rates every 2 s, for as long as dpvsd runs.
+    pub async fn estimate_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(crate::rate::INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let _ = self.estimate().await;
+        }
+    }
+
+    /// The estimator's rates on a listed service and its dests.
+    fn add_rates(&self, st: &mut pb::ServiceStatus) {
+        let Some(key) = st.service.as_ref().and_then(|s| s.key.as_ref()) else {
+            return;
+        };
+        let Ok(key) = convert::key_from_pb(Some(key)) else {
+            return;
+        };
+        let pb_rate = |r: crate::rate::Rates| pb::Rate {
+            cps: r.cps,
+            inpps: r.inpps,
+            outpps: r.outpps,
+            inbps: r.inbps,
+            outbps: r.outbps,
+        };
+        st.rate = Some(pb_rate(self.rates.service(&key)));
+        for d in &mut st.dests {
+            let Some(dest) = &d.dest else { continue };
+            let (Ok(addr), Ok(port)) = (dest.addr.parse(), u16::try_from(dest.port)) else {
+                continue;
+            };
+            d.rate = Some(pb_rate(self.rates.dest(&key, addr, port)));
+        }
     }
 
     fn save_state(&self, store: &Store) {
@@ -296,7 +342,9 @@ impl Dpvs for DpvsService {
             .filter(|s| only.is_none_or(|k| s.key == k))
             .map(|s| {
                 let st = stats.services.iter().find(|x| x.key == s.key);
-                service_status(&store, s, st)
+                let mut out = service_status(&store, s, st);
+                self.add_rates(&mut out);
+                out
             })
             .collect();
         Ok(Response::new(pb::ListServicesResponse {

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 struct Daemon {
     server: String,
     backend: Arc<FakeBackend>,
+    svc: Arc<DpvsService>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
     _dir: tempfile::TempDir,
@@ -48,15 +49,16 @@ impl Daemon {
         let backend = Arc::new(FakeBackend::new(&["dpdk0", "dpdk1"]));
         let cfg = control::config::parse(CONFIG).unwrap();
         let store: Store = cfg.store;
-        let svc = DpvsService::new(store, backend.clone()).with_state_file(state);
+        let svc = Arc::new(DpvsService::new(store, backend.clone()).with_state_file(state));
         let bound = bind(&Listen::Unix(path.clone())).await.unwrap();
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(serve(bound, svc, async {
+        let task = tokio::spawn(serve(bound, svc.clone(), async {
             let _ = rx.await;
         }));
         Daemon {
             server: format!("unix:{}", path.display()),
             backend,
+            svc,
             stop: Some(tx),
             task: Some(task),
             _dir: dir,
@@ -827,5 +829,63 @@ scheduler = \"wlc\"
         e.message
     );
     assert_eq!(d.ok("-S -n").await, before);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn rate_shows_the_estimated_rates_and_falls_back_to_zero() {
+    let d = Daemon::start().await;
+    d.ok("-A -t 10.0.0.100:80 -s rr").await;
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11 -m").await;
+    let key = ServiceKey {
+        proto: Proto::Tcp,
+        vip: ip("10.0.0.100"),
+        vport: 80,
+    };
+    // 50 connections/s (100 per 2-second sample), 500 packets/s, 50 kB/s.
+    let mut n = 1000;
+    let sample = |n: u64| {
+        d.backend.set_stats(Stats {
+            services: vec![traffic(key, "192.168.0.11", n)],
+            ..Default::default()
+        });
+    };
+    sample(n);
+    d.svc.estimate().await.unwrap();
+    for _ in 0..40 {
+        n += 100;
+        sample(n);
+        d.svc.estimate().await.unwrap();
+    }
+    let rows = |out: &str| -> Vec<Vec<String>> {
+        out.lines()
+            .skip(3)
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect()
+    };
+    let out = d.ok("-Ln --rate").await;
+    assert!(
+        out.contains("CPS    InPPS   OutPPS    InBPS   OutBPS"),
+        "{out}"
+    );
+    let r = rows(&out);
+    assert_eq!(r[0][..3], ["TCP", "10.0.0.100:80", "50"], "{out}");
+    assert_eq!(r[1][..3], ["->", "192.168.0.11:80", "50"], "{out}");
+    let near = |s: &str, want: u64| {
+        let v: u64 = s.parse().unwrap();
+        v <= want && v * 100 >= want * 99
+    };
+    assert!(near(&r[0][3], 500) && near(&r[0][5], 50_000), "{out}");
+    // -Z zeroes the counters, not the rates.
+    d.ok("-Z").await;
+    assert_eq!(rows(&d.ok("-Ln --rate").await)[0][2], "50");
+    // Traffic stops: the rates decay to zero.
+    for _ in 0..60 {
+        d.svc.estimate().await.unwrap();
+    }
+    let out = d.ok("-Ln --rate").await;
+    for row in rows(&out) {
+        assert!(row[2..].iter().all(|v| v == "0"), "{out}");
+    }
     d.stop().await;
 }

@@ -38,6 +38,13 @@ fn dest(
             inbytes: 123_456_789,
             outbytes: 45_678_901_234,
         }),
+        rate: (w == 1 && act == 3).then_some(pb::Rate {
+            cps: 2,
+            inpps: 150,
+            outpps: 120,
+            inbps: 123_456_789,
+            outbps: 45_000,
+        }),
     }
 }
 
@@ -62,6 +69,13 @@ fn table() -> pb::ListServicesResponse {
                     dest("192.168.0.11", 80, pb::ForwardMode::Nat, 1, 3, 7),
                     dest("192.168.0.12", 8080, pb::ForwardMode::Fullnat, 100, 0, 0),
                 ],
+                rate: Some(pb::Rate {
+                    cps: 4,
+                    inpps: 300,
+                    outpps: 240,
+                    inbps: 246_913_578,
+                    outbps: 90_000,
+                }),
             },
             pb::ServiceStatus {
                 service: Some(pb::Service {
@@ -75,6 +89,7 @@ fn table() -> pb::ListServicesResponse {
                 }),
                 traffic: Some(pb::Traffic::default()),
                 dests: vec![dest("192.168.0.13", 53, pb::ForwardMode::Dr, 2, 0, 15)],
+                rate: None,
             },
             pb::ServiceStatus {
                 service: Some(pb::Service {
@@ -89,6 +104,7 @@ fn table() -> pb::ListServicesResponse {
                 }),
                 traffic: None,
                 dests: vec![dest("2001:db8::11", 443, pb::ForwardMode::Tun, 1, 0, 0)],
+                rate: None,
             },
         ],
     }
@@ -306,4 +322,31 @@ fn timeout_line() {
         }),
         "Timeout (tcp tcpfin udp): 900 120 300\n"
     );
+}
+
+#[test]
+fn list_rate() {
+    // ipvsadm's FMT_RATE: the title, "%-33s" + print_largenum x5 per service,
+    // "  -> %-28s %8u %8u %8u" + print_largenum x2 per real server.
+    let got = output::services(
+        &table(),
+        true,
+        ListFormat {
+            rate: true,
+            ..Default::default()
+        },
+    );
+    let want = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS
+  -> RemoteAddress:Port
+TCP  10.0.0.100:80                       4      300      240  246913K    90000
+  -> 192.168.0.11:80                     2      150      120  123456K    45000
+  -> 192.168.0.12:8080                   0        0        0        0        0
+UDP  10.0.0.100:53                       0        0        0        0        0
+  -> 192.168.0.13:53                     0        0        0        0        0
+TCP  [2001:db8::100]:443                 0        0        0        0        0
+  -> [2001:db8::11]:443                  0        0        0        0        0
+";
+    assert_eq!(got, want);
 }

@@ -145,6 +145,7 @@ fn run(cfg: control::config::Config, config: &Path) -> Result<(), String> {
     let backend: Arc<dyn Backend> = dp.clone();
     let svc = Arc::new(DpvsService::new(store, backend).with_state_file(cfg.state_file.clone()));
     rt.spawn(reload_on_sighup(svc.clone(), config.to_path_buf()));
+    rt.spawn(svc.clone().estimate_forever());
     let listen = cfg.listen.clone();
     let group = cfg.socket_group.clone();
     let watched = dp.clone();

@@ -144,6 +144,8 @@ pub struct ListOpts {
     pub persistent_conn: bool,
     /// `--worker` (with `-c`): a column naming the worker that owns each connection.
     pub worker: bool,
+    /// `--rate`: CPS, InPPS, OutPPS, InBPS, OutBPS from the estimator.
+    pub rate: bool,
 }
 
 /// A usage error: one line for stderr; dpvsctl exits 2 like ipvsadm.
@@ -223,6 +225,7 @@ enum Opt {
     Laddr,
     Ifname,
     TunType,
+    Rate,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -268,6 +271,7 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (Some('c'), "connection", Opt::Connection, Arg::No),
     (None, "timeout", Opt::Timeout, Arg::No),
     (None, "stats", Opt::Stats, Arg::No),
+    (None, "rate", Opt::Rate, Arg::No),
     (None, "exact", Opt::Exact, Arg::No),
     (None, "thresholds", Opt::Thresholds, Arg::No),
     (None, "persistent-conn", Opt::PersistentConn, Arg::No),
@@ -356,6 +360,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             Thresholds,
             PersistentConn,
             Worker,
+            Rate,
         ],
         _ => &[],
     }
@@ -724,6 +729,7 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
             thresholds: has(Opt::Thresholds),
             persistent_conn: has(Opt::PersistentConn),
             worker: has(Opt::Worker),
+            rate: has(Opt::Rate),
         })),
         Opt::Set => {
             if positionals.len() != 3 {
@@ -917,7 +923,7 @@ Usage:
   dpvsctl -Z [-t|u service-address]
   dpvsctl -a|e -t|u service-address -r server-address [-g|-i|-m|-b] [-w weight] [-x upper] [-y lower]
   dpvsctl -d -t|u service-address -r server-address
-  dpvsctl -L|l [-n] [-c] [--stats] [--exact] [--thresholds] [--timeout] [-t|u service-address]
+  dpvsctl -L|l [-n] [-c] [--stats|--rate] [--exact] [--thresholds] [--timeout] [-t|u service-address]
   dpvsctl --set tcp tcpfin udp
   dpvsctl -P|Q -t|u service-address -z local-address [-F port]
   dpvsctl -G [-t|u service-address]
@@ -971,6 +977,7 @@ Options:
   --connection   -c                   list current connections
   --timeout                           list timeouts (tcp tcpfin udp)
   --stats                             list counters
+  --rate                              list rates (2 s estimator)
   --exact                             expand numbers (with --stats)
   --thresholds                        list thresholds
   --persistent-conn                   list persistent connections (templates) per dest

@@ -384,6 +384,7 @@ async fn list(
         o.service.is_none(),
         output::ListFormat {
             stats: o.stats,
+            rate: o.rate,
             exact: o.exact,
             thresholds: o.thresholds,
         },

@@ -16,6 +16,7 @@ use crate::addr::{fmt_addr_port, v4_netmask};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ListFormat {
     pub stats: bool,
+    pub rate: bool,
     pub exact: bool,
     pub thresholds: bool,
 }
@@ -107,6 +108,12 @@ pub fn services(resp: &pb::ListServicesResponse, all: bool, f: ListFormat) -> St
             "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
             "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
         );
+    } else if f.rate {
+        let _ = write!(
+            out,
+            "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port\n",
+            "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
+        );
     } else if f.thresholds {
         let _ = write!(
             out,
@@ -133,6 +140,13 @@ pub fn services(resp: &pb::ListServicesResponse, all: bool, f: ListFormat) -> St
         if f.stats {
             let _ = write!(out, "{name:<33}");
             traffic(&mut out, st.traffic.as_ref(), f.exact);
+            out.push('\n');
+        } else if f.rate {
+            let r = st.rate.unwrap_or_default();
+            let _ = write!(out, "{name:<33}");
+            for v in [r.cps, r.inpps, r.outpps, r.inbps, r.outbps] {
+                largenum(&mut out, v, f.exact);
+            }
             out.push('\n');
         } else {
             let _ = write!(out, "{name} {}", svc.scheduler);
@@ -169,6 +183,17 @@ pub fn services(resp: &pb::ListServicesResponse, all: bool, f: ListFormat) -> St
             if f.stats {
                 let _ = write!(out, "  -> {dname:<28}");
                 traffic(&mut out, ds.traffic.as_ref(), f.exact);
+                out.push('\n');
+            } else if f.rate {
+                // ipvsadm: "  -> %-28s %8u %8u %8u" then two print_largenum.
+                let r = ds.rate.unwrap_or_default();
+                let _ = write!(
+                    out,
+                    "  -> {dname:<28} {:>8} {:>8} {:>8}",
+                    r.cps, r.inpps, r.outpps
+                );
+                largenum(&mut out, r.inbps, f.exact);
+                largenum(&mut out, r.outbps, f.exact);
                 out.push('\n');
             } else if f.thresholds {
                 let _ = writeln!(
