@@ -833,6 +833,105 @@ mod tests {
         promtool_accepts(&rendered());
     }
 
+    /// Every `expr` in deploy/grafana/dpvs-dashboard.json.
+    fn dashboard_queries() -> Vec<String> {
+        fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        match (k.as_str(), v.as_str()) {
+                            ("expr", Some(e)) => out.push(e.to_string()),
+                            _ => walk(v, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/grafana/dpvs-dashboard.json");
+        let text = std::fs::read_to_string(&path).expect("the dashboard");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+        let mut out = Vec::new();
+        walk(&json, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_dashboard_queries_metrics_the_endpoint_has() {
+        let have: std::collections::BTreeSet<String> =
+            families(&rendered()).into_iter().map(|(n, _)| n).collect();
+        let queries = dashboard_queries();
+        let mut used = std::collections::BTreeSet::new();
+        for q in &queries {
+            let names: Vec<&str> = q
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("dpvs_"))
+                .collect();
+            assert!(!names.is_empty(), "{q} uses no dpvs metric");
+            for n in names {
+                assert!(
+                    have.contains(n),
+                    "the dashboard queries {n}, which is not served"
+                );
+                used.insert(n.to_string());
+            }
+        }
+        for must in [
+            "dpvs_service_connections_total",
+            "dpvs_service_in_packets_total",
+            "dpvs_service_out_packets_total",
+            "dpvs_service_in_bytes_total",
+            "dpvs_service_out_bytes_total",
+            "dpvs_service_active_connections",
+            "dpvs_worker_drops_total",
+            "dpvs_conn_table_entries",
+            "dpvs_conn_table_capacity",
+        ] {
+            assert!(used.contains(must), "the dashboard does not show {must}");
+        }
+    }
+
+    /// The dashboard's PromQL parses: `promtool check rules` over recording
+    /// rules made of the queries, Grafana's variables given plain values.
+    #[test]
+    fn the_dashboard_queries_parse() {
+        let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+        for (i, q) in dashboard_queries().iter().enumerate() {
+            let q = q
+                .replace("$__rate_interval", "1m")
+                .replace("$instance", ".*")
+                .replace("$vip", ".*");
+            rules.push_str(&format!(
+                "      - record: dashboard:query{i}\n        expr: '{}'\n",
+                q.replace('\'', "''")
+            ));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rules.yml");
+        std::fs::write(&file, &rules).unwrap();
+        let out = match std::process::Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(&file)
+            .output()
+        {
+            Ok(o) => o,
+            Err(e) => {
+                let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+                assert!(!ci, "promtool: {e} (deploy/deps.sh installs it)");
+                eprintln!("SKIPPED dashboard query check: promtool: {e}");
+                return;
+            }
+        };
+        assert!(
+            out.status.success(),
+            "promtool check rules: {}{}\n{rules}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     #[test]
     fn routes() {
         assert_eq!(route(&Method::GET, "/metrics"), Route::Metrics);
