@@ -264,7 +264,9 @@ fn render_families(r: &Reading) -> prometheus::Result<String> {
     }
     for (name, help, field) in worker_gauges {
         let g = gauge(&reg, name, help, &["worker"])?;
-        for (i, w) in &workers {
+        // A capacity of 0: the worker has not built its table yet (the first
+        // moments after start); no sample rather than a fill of +Inf.
+        for (i, w) in workers.iter().filter(|(_, w)| w.conn_capacity > 0) {
             g.get_metric_with_label_values(&[i])?.set(field(w) as f64);
         }
     }
@@ -767,6 +769,25 @@ mod tests {
         assert_eq!(
             documented, rendered,
             "docs/metrics.md's table and the endpoint differ"
+        );
+    }
+
+    #[test]
+    fn a_worker_without_its_table_yet_has_no_table_figures() {
+        let b = fake();
+        let mut st = b.stats();
+        st.workers[1].conn_capacity = 0;
+        b.set_stats(st);
+        let t = render(&Reading::of(&b)).unwrap();
+        assert_eq!(value(&t, r#"dpvs_conn_table_entries{worker="0"}"#), 9.0);
+        assert!(!t.contains(r#"dpvs_conn_table_entries{worker="1"}"#), "{t}");
+        assert!(
+            !t.contains(r#"dpvs_conn_table_capacity{worker="1"}"#),
+            "{t}"
+        );
+        assert_eq!(
+            value(&t, r#"dpvs_worker_rx_packets_total{worker="1"}"#),
+            50.0
         );
     }
 
