@@ -3,8 +3,9 @@
 //! [`render`] turns one [`Reading`] of the dataplane's counters into the text
 //! exposition format, version 0.0.4 (the one Prometheus and `promtool check
 //! metrics` read natively): a pure function, unit-tested on `FakeBackend`
-//! data. [`serve`] answers `GET /metrics` with it on the control runtime
-//! (HTTP/1.1 with hyper) and 404 elsewhere. docs/metrics.md lists every metric.
+//! data. [`http`] serves it (`GET /metrics`, 404 elsewhere) on the control
+//! runtime; dpvsd calls [`bind`] and [`serve`]. docs/metrics.md lists every
+//! metric.
 //!
 //! The counters are the dataplane's raw ones, never the `-Z` view: a
 //! Prometheus counter must only go up (`rate()` reads a decrease as a
@@ -16,28 +17,14 @@
 //! OpenMetrics text, whose counter `# TYPE` lines (without `_total`) a 0.0.4
 //! reader would not apply to the `_total` samples.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::Bytes;
 use dataplane::{PortStats, Proto, Stats, WorkerStats};
-use http_body_util::Full;
-use hyper::{Method, Request, Response, StatusCode};
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 use crate::backend::Backend;
 
-/// The content type of the text exposition format 0.0.4.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub mod http;
 
-/// Connections served at once; more are closed at accept.
-const MAX_CONNECTIONS: usize = 64;
-/// A client must send its request headers within this.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// No connection (however slowly it reads) lives longer than this.
-const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+pub use http::{bind, serve, CONTENT_TYPE};
 
 /// One reading of everything the endpoint shows.
 #[derive(Debug, Clone, Default)]
@@ -369,107 +356,6 @@ fn render_families(r: &Reading) -> prometheus::Result<String> {
     let mut buf = Vec::new();
     TextEncoder::new().encode(&reg.gather(), &mut buf)?;
     String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
-}
-
-/// What a request gets, by method and path alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Metrics,
-    NotFound,
-    MethodNotAllowed,
-}
-
-pub fn route(method: &Method, path: &str) -> Route {
-    match (path, method) {
-        ("/metrics", &Method::GET | &Method::HEAD) => Route::Metrics,
-        ("/metrics", _) => Route::MethodNotAllowed,
-        _ => Route::NotFound,
-    }
-}
-
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-async fn handle<B>(req: Request<B>, backend: Arc<dyn Backend>) -> Response<Full<Bytes>> {
-    match route(req.method(), req.uri().path()) {
-        Route::NotFound => text(StatusCode::NOT_FOUND, "not found: try /metrics\n".into()),
-        Route::MethodNotAllowed => {
-            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
-            r.headers_mut().insert(
-                hyper::header::ALLOW,
-                hyper::header::HeaderValue::from_static("GET, HEAD"),
-            );
-            r
-        }
-        Route::Metrics => {
-            let reading = tokio::task::spawn_blocking(move || Reading::of(backend.as_ref())).await;
-            match reading.map_err(|e| e.to_string()).and_then(|r| render(&r)) {
-                Ok(body) => {
-                    let mut r = text(StatusCode::OK, body);
-                    r.headers_mut().insert(
-                        hyper::header::CONTENT_TYPE,
-                        hyper::header::HeaderValue::from_static(CONTENT_TYPE),
-                    );
-                    r
-                }
-                Err(e) => {
-                    eprintln!("dpvsd: metrics: {e}");
-                    text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
-                }
-            }
-        }
-    }
-}
-
-/// Binds the metrics listener (`[metrics] listen`).
-pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("metrics.listen: cannot listen on {addr}: {e}"))
-}
-
-/// Serves `GET /metrics` on `listener` until the runtime stops. Connections
-/// past [`MAX_CONNECTIONS`] are closed at once; each has bounded time to send
-/// its headers and a bounded life, so slow or broken clients cost little.
-pub async fn serve(listener: tokio::net::TcpListener, backend: Arc<dyn Backend>) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                // Out of file descriptors and the like: wait, do not spin.
-                eprintln!("dpvsd: metrics: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue; // dropping the stream closes it
-        };
-        let backend = backend.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let backend = backend.clone();
-                async move { Ok::<_, Infallible>(handle(req, backend).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), svc);
-            // Errors are the client's (bad request, reset): nothing to do.
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
-            drop(slot);
-        });
-    }
 }
 
 #[cfg(test)]
@@ -953,99 +839,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn routes() {
-        assert_eq!(route(&Method::GET, "/metrics"), Route::Metrics);
-        assert_eq!(route(&Method::HEAD, "/metrics"), Route::Metrics);
-        assert_eq!(route(&Method::POST, "/metrics"), Route::MethodNotAllowed);
-        assert_eq!(route(&Method::GET, "/"), Route::NotFound);
-        assert_eq!(route(&Method::GET, "/metrics/"), Route::NotFound);
-        assert_eq!(route(&Method::GET, "/metricsx"), Route::NotFound);
-    }
-
-    /// One request over a fresh connection: the raw answer.
-    async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
-        exchange_then(addr, request, false).await
-    }
-
-    /// The same, closing the sending side after the request when `eof`.
-    async fn exchange_then(addr: SocketAddr, request: &[u8], eof: bool) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(request).await.unwrap();
-        if eof {
-            s.shutdown().await.unwrap();
-        }
-        let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-            .await
-            .expect("answer within 10 s")
-            .unwrap();
-        String::from_utf8_lossy(&out).into_owned()
-    }
-
-    #[tokio::test]
-    async fn serves_metrics_over_http_and_survives_bad_requests() {
-        let backend: Arc<dyn Backend> = Arc::new(fake());
-        let l = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let server = tokio::spawn(serve(l, backend));
-
-        let ok = exchange(addr, b"GET /metrics HTTP/1.0\r\n\r\n").await;
-        let (head, body) = ok.split_once("\r\n\r\n").expect("head and body");
-        assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
-        assert!(
-            head.to_ascii_lowercase()
-                .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
-            "{head}"
-        );
-        assert_eq!(body, rendered());
-
-        // Query strings do not matter; other paths and methods do.
-        let q = exchange(addr, b"GET /metrics?x=1 HTTP/1.0\r\n\r\n").await;
-        assert!(q.starts_with("HTTP/1.0 200 OK"), "{q}");
-        let nf = exchange(addr, b"GET / HTTP/1.0\r\n\r\n").await;
-        assert!(nf.starts_with("HTTP/1.0 404 Not Found"), "{nf}");
-        let post = exchange(addr, b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n").await;
-        assert!(post.starts_with("HTTP/1.0 405"), "{post}");
-        assert!(
-            post.to_ascii_lowercase().contains("allow: get, head"),
-            "{post}"
-        );
-        let head_only = exchange(addr, b"HEAD /metrics HTTP/1.0\r\n\r\n").await;
-        assert!(head_only.starts_with("HTTP/1.0 200 OK"), "{head_only}");
-        assert!(head_only.ends_with("\r\n\r\n"), "no body: {head_only}");
-
-        // Garbage gets a 400 or a closed connection, never a dead server.
-        for junk in [
-            &b"\x00\x01\x02garbage\r\n\r\n"[..],
-            b"GET /metrics HTTP/9.9\r\n\r\n",
-            b"GET /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\n",
-            b"GET",
-        ] {
-            let a = exchange_then(addr, junk, true).await;
-            assert!(
-                a.is_empty() || a.starts_with("HTTP/1.1 400"),
-                "{junk:?}: {a}"
-            );
-        }
-        let again = exchange(
-            addr,
-            b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        assert!(again.starts_with("HTTP/1.1 200 OK"), "{again}");
-        assert!(!server.is_finished());
-        server.abort();
-    }
-
     /// `-Z` changes what `-Ln --stats` shows, never the endpoint's counters.
     #[tokio::test]
     async fn zeroing_leaves_the_metrics_counters_alone() {
         use proto::v1 as pb;
         use proto::v1::dpvs_server::Dpvs;
 
-        let fake = Arc::new(fake());
+        let fake = std::sync::Arc::new(fake());
         let mut store = crate::store::Store::new(vec!["dpdk0".into(), "dpdk1".into()]);
         store
             .add_service(dataplane::ServiceSpec {
