@@ -11,6 +11,7 @@ PKGS=(
   iproute2 ethtool nftables  # netns topology; kernel-lb comparison peer
   curl socat iperf3 tcpdump python3  # clients, real servers' helpers, debugging
   wrk                        # HTTP connections/s in the kernel comparison (make bench)
+  prometheus                 # promtool and a server the metrics tests scrape dpvsd with
 )
 
 installed() { [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]; }
@@ -32,6 +33,15 @@ if ((${#missing[@]})); then
   fi
   echo "deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # The tests run prometheus and nginx themselves, per namespace: never let the
+  # packages start system-wide services (a policy-rc.d that refuses them, for
+  # the install only, unless the host already has one).
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -40,6 +40,9 @@ pub struct ConfigFile {
     pub timeouts: Option<TimeoutsConf>,
     #[serde(default)]
     pub control: ControlConf,
+    /// Absent: no metrics endpoint.
+    #[serde(default)]
+    pub metrics: Option<MetricsConf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -167,6 +170,26 @@ fn default_listen() -> String {
     DEFAULT_LISTEN.to_string()
 }
 
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConf {
+    /// `IP:PORT` to serve `GET /metrics` on.
+    pub listen: String,
+}
+
+/// Parses `[metrics] listen`: an IP address and a port (`127.0.0.1:9917`,
+/// `[::1]:9917`, `0.0.0.0:9917`); no host names, no port 0.
+pub fn parse_metrics_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = s.parse().map_err(|_| {
+        format!("invalid address \"{s}\" (IP:PORT, e.g. 127.0.0.1:9917 or [::1]:9917)")
+    })?;
+    if addr.port() == 0 {
+        return Err(format!("\"{s}\": port 0 (Prometheus needs a fixed port)"));
+    }
+    Ok(addr)
+}
+
 /// Where the gRPC server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
@@ -213,6 +236,8 @@ pub struct Config {
     pub state_file: Option<PathBuf>,
     /// `[control] socket_group`.
     pub socket_group: Option<String>,
+    /// Where to serve Prometheus metrics; `None`: nowhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Reads and validates a config file; errors are `FILE: key: problem`.
@@ -424,6 +449,19 @@ impl ConfigFile {
 
         let listen =
             parse_listen(&self.control.listen).map_err(|e| format!("control.listen: {e}"))?;
+        let metrics = match &self.metrics {
+            Some(m) => {
+                Some(parse_metrics_listen(&m.listen).map_err(|e| format!("metrics.listen: {e}"))?)
+            }
+            None => None,
+        };
+        if let (Some(m), Listen::Tcp(c)) = (metrics, &listen) {
+            if m == *c {
+                return Err(format!(
+                    "metrics.listen: {m} is also control.listen (give metrics a port of its own)"
+                ));
+            }
+        }
 
         let defaults = DataplaneSpec::default();
         let eal_args = eal_args_with_cores(&self.eal.args, &self.workers.cores)
@@ -468,6 +506,7 @@ impl ConfigFile {
             listen,
             state_file: self.control.state_file.clone(),
             socket_group: self.control.socket_group.clone(),
+            metrics,
         })
     }
 }
@@ -748,6 +787,74 @@ listen = "unix:/run/dpvs/dpvs.sock"
             let err = parse(&svc(body)).expect_err(want);
             assert!(err.starts_with(want), "got {err:?}, want {want:?}");
         }
+    }
+
+    #[test]
+    fn metrics_listen() {
+        assert_eq!(parse(EXAMPLE).unwrap().metrics, None, "absent: no endpoint");
+        for (value, want) in [
+            ("127.0.0.1:9917", "127.0.0.1:9917"),
+            ("[::1]:9917", "[::1]:9917"),
+            ("0.0.0.0:9100", "0.0.0.0:9100"),
+        ] {
+            let c = parse(&format!("{EXAMPLE}\n[metrics]\nlisten = \"{value}\"\n")).unwrap();
+            assert_eq!(c.metrics, Some(want.parse().unwrap()), "{value}");
+        }
+    }
+
+    #[test]
+    fn invalid_metrics_name_the_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "listen = \"nowhere\"",
+                "metrics.listen: invalid address \"nowhere\" (IP:PORT, e.g. 127.0.0.1:9917 or [::1]:9917)",
+            ),
+            (
+                "listen = \"localhost:9917\"",
+                "metrics.listen: invalid address \"localhost:9917\"",
+            ),
+            (
+                "listen = \"127.0.0.1\"",
+                "metrics.listen: invalid address \"127.0.0.1\"",
+            ),
+            (
+                "listen = \"127.0.0.1:70000\"",
+                "metrics.listen: invalid address \"127.0.0.1:70000\"",
+            ),
+            (
+                "listen = \"::1:9917\"",
+                "metrics.listen: invalid address \"::1:9917\"",
+            ),
+            (
+                "listen = \"127.0.0.1:0\"",
+                "metrics.listen: \"127.0.0.1:0\": port 0",
+            ),
+            ("listen = \"\"", "metrics.listen: invalid address \"\""),
+            (
+                "listen = 9917",
+                "metrics.listen: invalid type: integer `9917`, expected a string",
+            ),
+            (
+                "listen = \"127.0.0.1:9917\"\npath = \"/m\"",
+                "metrics.path: unknown field `path`, expected `listen`",
+            ),
+            ("", "metrics: missing field `listen`"),
+        ];
+        for (body, want) in cases {
+            let text = format!("{EXAMPLE}\n[metrics]\n{body}\n");
+            let err = parse(&text).expect_err(want);
+            assert!(
+                err.starts_with(want),
+                "for {body:?}: got {err:?}, want prefix {want:?}"
+            );
+            assert!(!err.contains('\n'), "multi-line error {err:?}");
+        }
+        let same = EXAMPLE.replace("unix:/run/dpvs/dpvs.sock", "127.0.0.1:5000")
+            + "\n[metrics]\nlisten = \"127.0.0.1:5000\"\n";
+        assert_eq!(
+            parse(&same).unwrap_err(),
+            "metrics.listen: 127.0.0.1:5000 is also control.listen (give metrics a port of its own)"
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! Layout by concern: [`config`] reads `dpvs.toml`; [`store`] holds the
 //! configuration with IPVS semantics and validation; [`server`] is the gRPC
 //! service that applies store changes to a [`backend::Backend`]; [`ctl`] is the
-//! CLI (argument parsing, client, ipvsadm's output layouts). No packet ever
-//! passes through here.
+//! CLI (argument parsing, client, ipvsadm's output layouts); [`metrics`] is the
+//! Prometheus endpoint. No packet ever passes through here.
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +14,7 @@ pub mod backend;
 pub mod config;
 pub mod convert;
 pub mod ctl;
+pub mod metrics;
 pub mod ops;
 pub mod rate;
 pub mod scheduler;

@@ -144,7 +144,7 @@ pub enum Arrival<'a> {
 impl<I: Io> Core<I> {
     pub fn new(cfg: CoreConfig, shared: Arc<Shared>, io: I) -> Core<I> {
         let nworkers = shared.counters.len();
-        Core {
+        let core = Core {
             index: cfg.index,
             shared,
             io,
@@ -180,7 +180,11 @@ impl<I: Io> Core<I> {
             tun_routes_epoch: 0,
             expired_at_ms: 0,
             expire_backlog: false,
-        }
+        };
+        let c = &core.shared.counters[core.index];
+        c.conn_capacity
+            .store(core.conns.capacity() as u64, Ordering::Relaxed);
+        core
     }
 
     #[inline]

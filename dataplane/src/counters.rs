@@ -150,6 +150,8 @@ pub struct WorkerCounters {
     pub tx: AtomicU64,
     /// Connections in this worker's table (a gauge, refreshed every few loops).
     pub conns: AtomicU64,
+    /// How many connections its table holds (set once, when the table is made).
+    pub conn_capacity: AtomicU64,
     /// Packets passed to their owner worker.
     pub handed_over: AtomicU64,
     /// Packets other workers passed to this one.
@@ -166,6 +168,7 @@ impl Default for WorkerCounters {
             rx: AtomicU64::new(0),
             tx: AtomicU64::new(0),
             conns: AtomicU64::new(0),
+            conn_capacity: AtomicU64::new(0),
             handed_over: AtomicU64::new(0),
             handover_in: AtomicU64::new(0),
             sched_tables_built: AtomicU64::new(0),

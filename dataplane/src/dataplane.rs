@@ -19,7 +19,9 @@ use crate::owner::{Owners, PortSteer};
 use crate::rss::{Reta, RssSteer, Toeplitz};
 use crate::shared::Shared;
 use crate::snapshot::{Compiler, PortInfo};
-use crate::stats::{ConnEntry, DestStats, DropReason, PortStats, ServiceStats, Stats, WorkerStats};
+use crate::stats::{
+    ConnEntry, DestStats, DropReason, MempoolStats, PortStats, ServiceStats, Stats, WorkerStats,
+};
 use crate::worker::{Request, Worker, WorkerConfig};
 use crate::{DataplaneError, DataplaneSpec, PortSpec, Steering};
 
@@ -486,9 +488,11 @@ impl Dataplane {
                 rx_packets: c.rx.load(Ordering::Relaxed),
                 tx_packets: c.tx.load(Ordering::Relaxed),
                 drops: DropReason::ALL.iter().map(|&r| c.drops(r)).sum(),
+                drops_by_reason: DropReason::ALL.iter().map(|&r| (r, c.drops(r))).collect(),
                 handed_over: c.handed_over.load(Ordering::Relaxed),
                 handover_in: c.handover_in.load(Ordering::Relaxed),
                 conns: c.conns.load(Ordering::Relaxed),
+                conn_capacity: c.conn_capacity.load(Ordering::Relaxed),
                 sched_tables_built: c.sched_tables_built.load(Ordering::Relaxed),
             })
             .collect();
@@ -499,6 +503,10 @@ impl Dataplane {
             rx_packets: workers.iter().map(|w| w.rx_packets).sum(),
             tx_packets: workers.iter().map(|w| w.tx_packets).sum(),
             workers,
+            mempool: self.pool.as_ref().map(|p| MempoolStats {
+                in_use: u64::from(p.in_use()),
+                capacity: u64::from(p.capacity()),
+            }),
         }
     }
 

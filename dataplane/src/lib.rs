@@ -41,7 +41,8 @@ pub use config::{
     ProxyProtocol, RouteSpec, ServiceKey, ServiceSpec,
 };
 pub use stats::{
-    ConnEntry, DestStats, DropReason, PortStats, ServiceStats, Stats, TrafficStats, WorkerStats,
+    ConnEntry, DestStats, DropReason, MempoolStats, PortStats, ServiceStats, Stats, TrafficStats,
+    WorkerStats,
 };
 
 /// One DPDK port as the config file names it.

@@ -205,12 +205,16 @@ pub struct WorkerStats {
     pub tx_packets: u64,
     /// Packets it dropped, all reasons.
     pub drops: u64,
+    /// The same by reason: (reason, packets), every reason listed.
+    pub drops_by_reason: Vec<(DropReason, u64)>,
     /// Packets it passed to their connection's owner.
     pub handed_over: u64,
     /// Packets other workers passed to it.
     pub handover_in: u64,
     /// Connections in its table.
     pub conns: u64,
+    /// Connections its table can hold (`[dataplane] conn_capacity`, at least 1024).
+    pub conn_capacity: u64,
     /// Scheduler tables its thread built (0: every table came in the snapshot).
     pub sched_tables_built: u64,
 }
@@ -228,6 +232,18 @@ pub struct Stats {
     pub tx_packets: u64,
     /// Per worker, by worker index.
     pub workers: Vec<WorkerStats>,
+    /// The packet mbuf pool, when the dataplane has one.
+    pub mempool: Option<MempoolStats>,
+}
+
+/// Fill of the packet mbuf pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MempoolStats {
+    /// Mbufs taken from the pool (in queues, rings, workers' hands and the
+    /// per-lcore caches' complement).
+    pub in_use: u64,
+    /// Mbufs in the pool.
+    pub capacity: u64,
 }
 
 /// One tracked connection as `ipvsadm -Lnc` lists it.

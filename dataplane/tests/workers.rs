@@ -215,6 +215,30 @@ fn nat_connections_work_whichever_queue_each_direction_lands_on() {
     );
     assert_eq!(common::drops(&dp, DropReason::HandoverFull), 0);
     assert_eq!(common::drops(&dp, DropReason::NoConnection), 0);
+    // What metrics read per worker: the table as configured, drops by reason
+    // adding up to each worker's total and, over workers, to the global ones.
+    for (i, w) in st.workers.iter().enumerate() {
+        assert_eq!(
+            w.conn_capacity,
+            u64::from(spec().conn_capacity),
+            "worker {i}"
+        );
+        assert_eq!(w.drops_by_reason.len(), DropReason::COUNT);
+        let by_reason: u64 = w.drops_by_reason.iter().map(|(_, n)| n).sum();
+        assert_eq!(by_reason, w.drops, "worker {i}");
+    }
+    for (r, n) in &st.drops {
+        let per_worker: u64 = st
+            .workers
+            .iter()
+            .flat_map(|w| w.drops_by_reason.iter().filter(|(x, _)| x == r))
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(per_worker, *n, "{r:?}");
+    }
+    let pool = st.mempool.expect("the dataplane's pool");
+    assert_eq!(pool.capacity, u64::from(spec().mbufs));
+    assert!(pool.in_use < pool.capacity, "{pool:?}");
     dp.stop();
 }
 

@@ -1,5 +1,6 @@
 //! `dpvsd`: reads dpvs.toml, starts the DPDK dataplane, serves the `dpvs.v1`
-//! gRPC API until SIGINT/SIGTERM, then stops the dataplane and removes its socket.
+//! gRPC API (and Prometheus metrics when `[metrics] listen` is set) until
+//! SIGINT/SIGTERM, then stops the dataplane and removes its socket.
 
 use std::path::{Path, PathBuf};
 
@@ -143,11 +144,14 @@ fn run(cfg: control::config::Config, config: &Path) -> Result<(), String> {
 
     let rt = control_runtime(&cfg.dataplane.worker_cores)?;
     let backend: Arc<dyn Backend> = dp.clone();
-    let svc = Arc::new(DpvsService::new(store, backend).with_state_file(cfg.state_file.clone()));
+    let svc =
+        Arc::new(DpvsService::new(store, backend.clone()).with_state_file(cfg.state_file.clone()));
     rt.spawn(reload_on_sighup(svc.clone(), config.to_path_buf()));
     rt.spawn(svc.clone().estimate_forever());
     let listen = cfg.listen.clone();
     let group = cfg.socket_group.clone();
+    let metrics = cfg.metrics;
+    let metrics_backend = backend;
     let watched = dp.clone();
     let served = rt.block_on(async move {
         let bound = bind(&listen).await?;
@@ -155,6 +159,12 @@ fn run(cfg: control::config::Config, config: &Path) -> Result<(), String> {
             control::server::share_socket(path, g)?;
         }
         eprintln!("dpvsd: listening on {listen}");
+        if let Some(addr) = metrics {
+            // Served until the runtime is dropped below.
+            let l = control::metrics::bind(addr).await?;
+            eprintln!("dpvsd: metrics on http://{addr}/metrics");
+            tokio::spawn(control::metrics::serve(l, metrics_backend));
+        }
         if let Some(w) = std::env::var(INJECT_PANIC_ENV)
             .ok()
             .and_then(|v| v.parse::<usize>().ok())

@@ -1353,7 +1353,7 @@ mod tests {
                 "illegal '--scheduler' option with the '--list' command",
             ),
             ("-Lq", "unknown option '-q'"),
-            ("--rate", "unknown option '--rate'"),
+            ("--pe sip", "unknown option '--pe'"),
             ("-A -t", "option '-t' needs a value"),
             ("--set 900 120", "--set needs three values: tcp tcpfin udp"),
             ("--set 900 x 300", "illegal timeout \"x\""),

@@ -80,6 +80,21 @@ impl Mempool {
         // SAFETY: read-only statistics call on a valid pool.
         unsafe { dpdk_sys::rte_mempool_avail_count(self.raw.as_ptr()) }
     }
+
+    /// Mbufs taken out of the pool (`size` minus what the ring and the lcore
+    /// caches hold). Walks the per-lcore caches: for the control plane, not
+    /// for the packet path.
+    pub fn in_use(&self) -> u32 {
+        // SAFETY: read-only statistics call on a valid pool.
+        unsafe { dpdk_sys::rte_mempool_in_use_count(self.raw.as_ptr()) }
+    }
+
+    /// Mbufs the pool was created with.
+    pub fn capacity(&self) -> u32 {
+        // SAFETY: the pool pointer is valid for the life of self, and `size`
+        // is set at creation and never written afterwards.
+        unsafe { (*self.raw.as_ptr()).size }
+    }
 }
 
 impl Drop for Mempool {
