@@ -19,9 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use netns::{
-    parse_stats, Dpvsd, ServiceStats, Topology, HTTP_PORT, REAL_SERVERS, UDP_ECHO_PORT, VIP,
-};
+use netns::{parse_stats, Dpvsd, ServiceStats, Topology, HTTP_PORT, UDP_ECHO_PORT, VIP};
 
 /// dpvsd's metrics listener and the Prometheus server, in the lb namespace.
 const METRICS_PORT: u16 = 9917;
@@ -311,15 +309,7 @@ fn metrics_equal_dpvsctl_and_prometheus_scrapes_them() {
         "{}",
         d.log()
     );
-    d.addr_add(&format!("{VIP}/32"), "dpdk0");
-    for (flag, port) in [("-t", HTTP_PORT), ("-u", UDP_ECHO_PORT)] {
-        let vs = format!("{VIP}:{port}");
-        d.ctl_ok(&["-A", flag, &vs, "-s", "rr"]);
-        for (_, _, rip) in REAL_SERVERS {
-            let rs = format!("{rip}:{port}");
-            d.ctl_ok(&["-a", flag, &vs, "-r", &rs, "-m", "-w", "1"]);
-        }
-    }
+    d.add_nat_services();
 
     const HTTP_REQUESTS: u64 = 10;
     const DATAGRAMS: u64 = 3;

@@ -20,15 +20,7 @@ fn nat_director(topo: &Topology) -> Dpvsd {
 }
 
 fn nat_services(d: Dpvsd) -> Dpvsd {
-    d.addr_add(&format!("{VIP}/32"), "dpdk0");
-    for (flag, port) in [("-t", HTTP_PORT), ("-u", UDP_ECHO_PORT)] {
-        let vs = format!("{VIP}:{port}");
-        d.ctl_ok(&["-A", flag, &vs, "-s", "rr"]);
-        for (_, _, rip) in REAL_SERVERS {
-            let rs = format!("{rip}:{port}");
-            d.ctl_ok(&["-a", flag, &vs, "-r", &rs, "-m", "-w", "1"]);
-        }
-    }
+    d.add_nat_services();
     d
 }
 

@@ -770,6 +770,20 @@ impl Dpvsd {
         stdout(&out)
     }
 
+    /// The NAT services most tests use: the VIP on dpdk0, TCP `HTTP_PORT` and
+    /// UDP `UDP_ECHO_PORT`, rr over both real servers (`-m -w 1`).
+    pub fn add_nat_services(&self) {
+        self.addr_add(&format!("{VIP}/32"), "dpdk0");
+        for (flag, port) in [("-t", HTTP_PORT), ("-u", UDP_ECHO_PORT)] {
+            let vs = format!("{VIP}:{port}");
+            self.ctl_ok(&["-A", flag, &vs, "-s", "rr"]);
+            for (_, _, rip) in REAL_SERVERS {
+                let rs = format!("{rip}:{port}");
+                self.ctl_ok(&["-a", flag, &vs, "-r", &rs, "-m", "-w", "1"]);
+            }
+        }
+    }
+
     /// `dpvsctl addr add ADDR dev PORT`; an address that already exists is fine.
     pub fn addr_add(&self, addr: &str, port: &str) {
         let out = self.ctl(&["addr", "add", addr, "dev", port]);
