@@ -242,7 +242,7 @@ impl Store {
 
     /// `-A`: adds a service (with any dests it carries). Puts the VIP on a port
     /// when no address equals it yet (see [`Store::ensure_vip`]).
-    pub fn add_service(&mut self, spec: ServiceSpec) -> Result<(), StoreError> {
+    pub fn add_service(&mut self, mut spec: ServiceSpec) -> Result<(), StoreError> {
         if self.services.contains_key(&spec.key) {
             return Err(StoreError::AlreadyExists(format!(
                 "service already exists: {}",
@@ -250,6 +250,8 @@ impl Store {
             )));
         }
         check_service_attrs(&spec)?;
+        spec.sched_flags =
+            check_sched_flags(&spec.scheduler, &spec.sched_flags).map_err(invalid)?;
         let mut seen = BTreeSet::new();
         for d in &spec.dests {
             check_dest(&spec.key, d)?;
@@ -272,9 +274,10 @@ impl Store {
     /// `-E`: replaces scheduler, flags, persistence and conn timeout; keeps dests.
     pub fn edit_service(&mut self, spec: ServiceSpec) -> Result<(), StoreError> {
         check_service_attrs(&spec)?;
+        let flags = check_sched_flags(&spec.scheduler, &spec.sched_flags).map_err(invalid)?;
         let cur = self.service_mut(&spec.key)?;
         cur.scheduler = spec.scheduler;
-        cur.sched_flags = spec.sched_flags;
+        cur.sched_flags = flags;
         cur.persistence = spec.persistence;
         cur.conn_timeout_s = spec.conn_timeout_s;
         Ok(())
@@ -531,7 +534,6 @@ fn check_service_attrs(s: &ServiceSpec) -> Result<(), StoreError> {
         return Err(invalid(format!("invalid virtual address {vip}")));
     }
     check_scheduler(&s.scheduler).map_err(invalid)?;
-    check_sched_flags(&s.scheduler, &s.sched_flags).map_err(invalid)?;
     match &s.persistence {
         Some(p) => {
             if p.timeout_s == 0 {

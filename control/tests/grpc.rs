@@ -246,6 +246,8 @@ async fn errors_are_one_line_and_change_nothing() {
         ("addr del 10.0.0.5 dev dpdk0", 1, "no such address 10.0.0.5 on dpdk0"),
         ("route del 10.9.0.0/16", 1, "no such route 10.9.0.0/16"),
         ("-Lq", 2, "unknown option '-q'"),
+        ("-A -t 10.0.0.103:80 -s rr -b sh-port", 1, "incompatible scheduler flag \"sh-port\": it is for the sh scheduler, not rr"),
+        ("-A -f 7 -s rr", 2, "fwmark services (-f) are not supported: no netfilter rule marks packets before dpvsd; use -t/-u VIP:PORT services"),
     ];
     for (line, code, msg) in cases {
         let e = d.err(line).await;
@@ -887,5 +889,68 @@ async fn rate_shows_the_estimated_rates_and_falls_back_to_zero() {
     for row in rows(&out) {
         assert!(row[2..].iter().all(|v| v == "0"), "{out}");
     }
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn json_listings_carry_the_same_numbers() {
+    let d = Daemon::start().await;
+    d.ok("-A -t 10.0.0.100:80 -s sh -b sh-port -p 60 -M 255.255.255.0")
+        .await;
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11 -m -w 3").await;
+    d.ok("-A -t 192.168.0.100:80 -s rr").await;
+    let key = ServiceKey {
+        proto: Proto::Tcp,
+        vip: ip("10.0.0.100"),
+        vport: 80,
+    };
+    d.backend.set_stats(Stats {
+        services: vec![traffic(key, "192.168.0.11", 123_456_789)],
+        ..Default::default()
+    });
+    let v: serde_json::Value = serde_json::from_str(&d.ok("-Ln --json").await).unwrap();
+    let svcs = v["services"].as_array().unwrap();
+    // ipvsadm's order: 192.168.x before 10.x.
+    assert_eq!(svcs[0]["vip"], "192.168.0.100");
+    let s = &svcs[1];
+    assert_eq!(
+        (&s["protocol"], &s["vport"], &s["scheduler"]),
+        (&"TCP".into(), &80.into(), &"sh".into())
+    );
+    assert_eq!(s["sched_flags"], serde_json::json!(["sh-port"]));
+    assert_eq!(
+        s["persistent"],
+        serde_json::json!({"timeout": 60, "netmask": 24})
+    );
+    // Exact, where the text listing says 123456K.
+    assert_eq!(s["stats"]["conns"], 123_456_789);
+    assert_eq!(s["dests"][0]["forward"], "Masq");
+    assert_eq!(s["dests"][0]["weight"], 3);
+    assert_eq!(s["dests"][0]["stats"]["inbytes"], 123_456_789_000u64);
+    assert_eq!(svcs[0]["persistent"], serde_json::Value::Null);
+
+    let v: serde_json::Value = serde_json::from_str(&d.ok("-L --timeout --json").await).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"tcp": 900, "tcpfin": 120, "udp": 300})
+    );
+    let v: serde_json::Value = serde_json::from_str(&d.ok("addr show --json").await).unwrap();
+    assert!(v["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["addr"] == "10.0.0.1" && a["prefix_len"] == 24 && a["port"] == "dpdk0"));
+    let v: serde_json::Value = serde_json::from_str(&d.ok("route show --json").await).unwrap();
+    assert!(v["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["connected"] == true));
+    let v: serde_json::Value = serde_json::from_str(&d.ok("stats --json").await).unwrap();
+    assert_eq!(v["services"][1]["stats"]["outpkts"], 1_234_567_890u64);
+    let v: serde_json::Value = serde_json::from_str(&d.ok("-G --json").await).unwrap();
+    assert_eq!(v, serde_json::json!({"laddrs": []}));
+    let v: serde_json::Value = serde_json::from_str(&d.ok("-Lnc --json").await).unwrap();
+    assert_eq!(v, serde_json::json!({"connections": []}));
     d.stop().await;
 }

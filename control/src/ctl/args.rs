@@ -19,6 +19,8 @@ use crate::scheduler::split_sched_flags;
 pub struct Invocation {
     /// `--server` (else `$DPVS_SERVER`, else the default socket).
     pub server: Option<String>,
+    /// `--json` (anywhere on the line): listings as JSON.
+    pub json: bool,
     pub command: Command,
 }
 
@@ -146,6 +148,8 @@ pub struct ListOpts {
     pub worker: bool,
     /// `--rate`: CPS, InPPS, OutPPS, InBPS, OutBPS from the estimator.
     pub rate: bool,
+    /// `--nosort`: dpvsd's order (protocol, VIP, port) instead of ipvsadm's.
+    pub nosort: bool,
 }
 
 /// A usage error: one line for stderr; dpvsctl exits 2 like ipvsadm.
@@ -226,6 +230,9 @@ enum Opt {
     Ifname,
     TunType,
     Rate,
+    Sort,
+    NoSort,
+    Fwmark,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -272,7 +279,10 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "timeout", Opt::Timeout, Arg::No),
     (None, "stats", Opt::Stats, Arg::No),
     (None, "rate", Opt::Rate, Arg::No),
-    (None, "exact", Opt::Exact, Arg::No),
+    (Some('X'), "exact", Opt::Exact, Arg::No),
+    (None, "sort", Opt::Sort, Arg::No),
+    (None, "nosort", Opt::NoSort, Arg::No),
+    (Some('f'), "fwmark-service", Opt::Fwmark, Arg::Required),
     (None, "thresholds", Opt::Thresholds, Arg::No),
     (None, "persistent-conn", Opt::PersistentConn, Arg::No),
     (None, "worker", Opt::Worker, Arg::No),
@@ -361,6 +371,8 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             PersistentConn,
             Worker,
             Rate,
+            Sort,
+            NoSort,
         ],
         _ => &[],
     }
@@ -369,6 +381,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
 /// Parses `argv` without the program name.
 pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
     let mut server = None;
+    let mut json = false;
     let mut rest = Vec::new();
     let mut i = 0;
     while i < argv.len() {
@@ -383,13 +396,16 @@ pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
         }
         if let Some(v) = a.strip_prefix("--server=") {
             server = Some(v.to_string());
+        } else if a == "--json" {
+            json = true;
         } else {
             rest.push(a.clone());
         }
         i += 1;
     }
     let command = match rest.first().map(String::as_str) {
-        None => return err("no command specified (try 'dpvsctl --help')"),
+        // ipvsadm without arguments lists the table.
+        None => Command::List(ListOpts::default()),
         Some("addr") => parse_addr(&rest[1..])?,
         Some("route") => parse_route(&rest[1..])?,
         Some("stats") => {
@@ -402,7 +418,22 @@ pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
         Some("apply") => parse_apply(&rest[1..])?,
         Some(_) => parse_ipvsadm(&rest)?,
     };
-    Ok(Invocation { server, command })
+    let lists = matches!(
+        command,
+        Command::List(_)
+            | Command::GetLaddr { .. }
+            | Command::AddrShow { .. }
+            | Command::RouteShow
+            | Command::Stats
+    );
+    if json && !lists {
+        return err("--json goes with listings (-L, -G, stats, addr show, route show)");
+    }
+    Ok(Invocation {
+        server,
+        json,
+        command,
+    })
 }
 
 fn lookup_long(name: &str) -> Option<(Opt, Arg)> {
@@ -516,6 +547,15 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
         } else {
             positionals.push(a.clone());
         }
+    }
+
+    // Kernel IPVS matches fwmark services on a mark netfilter rules set;
+    // nothing marks packets before dpvsd sees them.
+    if opts.iter().any(|(o, _)| *o == Opt::Fwmark) {
+        return err(
+            "fwmark services (-f) are not supported: no netfilter rule marks packets before \
+             dpvsd; use -t/-u VIP:PORT services",
+        );
     }
 
     // Exactly one command.
@@ -730,6 +770,7 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
             persistent_conn: has(Opt::PersistentConn),
             worker: has(Opt::Worker),
             rate: has(Opt::Rate),
+            nosort: has(Opt::NoSort),
         })),
         Opt::Set => {
             if positionals.len() != 3 {
@@ -977,6 +1018,7 @@ Options:
   --connection   -c                   list current connections
   --timeout                           list timeouts (tcp tcpfin udp)
   --stats                             list counters
+  --json                              listings as JSON (-L, -G, stats, addr show, route show)
   --rate                              list rates (2 s estimator)
   --exact                             expand numbers (with --stats)
   --thresholds                        list thresholds
@@ -1164,6 +1206,29 @@ mod tests {
 
     #[test]
     fn list_forms() {
+        // ipvsadm: no arguments lists the table; -X is --exact; --sort is
+        // accepted and changes nothing; --nosort keeps dpvsd's order.
+        assert_eq!(p("").unwrap(), Command::List(ListOpts::default()));
+        assert_eq!(
+            p("-L --stats -X --sort").unwrap(),
+            Command::List(ListOpts {
+                stats: true,
+                exact: true,
+                ..ListOpts::default()
+            })
+        );
+        assert!(matches!(p("-Ln --nosort").unwrap(), Command::List(o) if o.nosort));
+        assert!(matches!(p("-Ln --rate").unwrap(), Command::List(o) if o.rate));
+        let inv = parse(&["-Lnc".to_string(), "--json".to_string()]).unwrap();
+        assert!(inv.json);
+        assert_eq!(
+            p("-Lnc --json").unwrap(),
+            Command::List(ListOpts {
+                numeric: true,
+                connections: true,
+                ..ListOpts::default()
+            })
+        );
         assert_eq!(
             p("-Ln").unwrap(),
             Command::List(ListOpts {
@@ -1285,7 +1350,14 @@ mod tests {
     #[test]
     fn malformed_inputs() {
         let cases: &[(&str, &str)] = &[
-            ("", "no command specified (try 'dpvsctl --help')"),
+            (
+                "-A -f 1 -s rr",
+                "fwmark services (-f) are not supported: no netfilter rule marks packets before dpvsd; use -t/-u VIP:PORT services",
+            ),
+            (
+                "-A -t 10.0.0.1:80 --json",
+                "--json goes with listings (-L, -G, stats, addr show, route show)",
+            ),
             ("-n", "no command specified (try 'dpvsctl --help')"),
             ("-A -D -t 10.0.0.1:80", "multiple commands specified"),
             (

@@ -82,14 +82,6 @@ fn fwd_switch(m: i32) -> &'static str {
     }
 }
 
-/// Scheduler flags in ipvsadm's canonical spelling and order for `sched`.
-fn sched_flags(sched: &str, flags: &[String]) -> String {
-    match sched::SchedFlags::parse(flags) {
-        Ok(f) => f.names(sched).join(","),
-        Err(_) => flags.join(","),
-    }
-}
-
 /// `-S -n`: the services (ipvsadm's order) with their real servers and local
 /// addresses, as command lines that `-R` (ours, or ipvsadm's for the kernel
 /// part) applies as they are.
@@ -119,9 +111,9 @@ pub fn save(resp: &pb::ListServicesResponse, laddrs: &[pb::LocalAddr]) -> String
                 }
             }
         }
-        let flags = sched_flags(&svc.scheduler, &svc.sched_flags);
-        if !flags.is_empty() {
-            let _ = write!(out, " -b {flags}");
+        // dpvsd keeps them in ipvsadm's spelling and order.
+        if !svc.sched_flags.is_empty() {
+            let _ = write!(out, " -b {}", svc.sched_flags.join(","));
         }
         if let Some(t) = svc.conn_timeout_s {
             let _ = write!(out, " --conn-timeout {t}");
