@@ -105,6 +105,9 @@ pub struct ServiceConf {
     /// Persistence netmask (`255.255.255.0` or a prefix length); needs `persistent`.
     pub netmask: Option<String>,
     pub conn_timeout: Option<u32>,
+    /// ipvsadm `-o`: one-packet scheduling (UDP services).
+    #[serde(default)]
+    pub ops: bool,
     /// DPVS `--proxy-protocol`: "v1", "v2" or "none" (TCP services only).
     pub proxy_protocol: Option<String>,
     #[serde(default)]
@@ -573,6 +576,7 @@ fn service_spec(i: usize, s: &ServiceConf) -> Result<ServiceSpec, String> {
         sched_flags: s.sched_flags.clone(),
         persistence,
         conn_timeout_s: s.conn_timeout,
+        ops: s.ops,
         dests,
     })
 }

@@ -143,6 +143,7 @@ pub fn service_from_pb(s: Option<&pb::Service>) -> Result<ServiceSpec, String> {
         sched_flags: s.sched_flags.clone(),
         persistence,
         conn_timeout_s: s.conn_timeout_s,
+        ops: s.ops,
         dests,
     })
 }
@@ -181,6 +182,7 @@ pub fn service_to_pb(s: &ServiceSpec, with_dests: bool) -> pb::Service {
             netmask_len: Some(u32::from(p.netmask_len)),
         }),
         conn_timeout_s: s.conn_timeout_s,
+        ops: s.ops,
         // The store keeps it beside the spec; callers that know it fill it in.
         proxy_protocol: pb::ProxyProtocol::Unspecified as i32,
         dests: if with_dests {

@@ -279,7 +279,13 @@ impl Store {
         cur.scheduler = spec.scheduler;
         cur.sched_flags = flags;
         cur.persistence = spec.persistence;
+        if spec.ops {
+            if let Some(d) = cur.dests.iter().find(|d| d.mode == ForwardMode::FullNat) {
+                return Err(ops_fullnat(&d.addr, d.port));
+            }
+        }
         cur.conn_timeout_s = spec.conn_timeout_s;
+        cur.ops = spec.ops;
         Ok(())
     }
 
@@ -312,6 +318,9 @@ impl Store {
     pub fn add_dest(&mut self, key: &ServiceKey, dest: DestSpec) -> Result<(), StoreError> {
         check_dest(key, &dest)?;
         let svc = self.service_mut(key)?;
+        if svc.ops && dest.mode == ForwardMode::FullNat {
+            return Err(ops_fullnat(&dest.addr, dest.port));
+        }
         if svc
             .dests
             .iter()
@@ -331,6 +340,9 @@ impl Store {
     pub fn edit_dest(&mut self, key: &ServiceKey, dest: DestSpec) -> Result<(), StoreError> {
         check_dest(key, &dest)?;
         let svc = self.service_mut(key)?;
+        if svc.ops && dest.mode == ForwardMode::FullNat {
+            return Err(ops_fullnat(&dest.addr, dest.port));
+        }
         let cur = svc
             .dests
             .iter_mut()
@@ -551,10 +563,29 @@ fn check_service_attrs(s: &ServiceSpec) -> Result<(), StoreError> {
         }
         None => {}
     }
+    if s.ops && s.key.proto != Proto::Udp {
+        return Err(invalid(
+            "one-packet scheduling (-o) is for UDP services only",
+        ));
+    }
+    if s.ops {
+        if let Some(d) = s.dests.iter().find(|d| d.mode == ForwardMode::FullNat) {
+            return Err(ops_fullnat(&d.addr, d.port));
+        }
+    }
     if s.conn_timeout_s == Some(0) {
         return Err(invalid("connection timeout must be at least 1 second"));
     }
     Ok(())
+}
+
+/// One-packet scheduling keeps no connection; FULLNAT needs one (its local
+/// address and port are how replies find their client).
+fn ops_fullnat(addr: &IpAddr, port: u16) -> StoreError {
+    invalid(format!(
+        "real server {} is FULLNAT: one-packet scheduling (-o) keeps no connection, which FULLNAT needs",
+        fmt_addr_port(addr, port)
+    ))
 }
 
 fn check_dest(key: &ServiceKey, d: &DestSpec) -> Result<(), StoreError> {
@@ -615,6 +646,7 @@ mod tests {
             sched_flags: vec![],
             persistence: None,
             conn_timeout_s: None,
+            ops: false,
             dests: vec![],
         }
     }

@@ -607,6 +607,8 @@ const SAVED: &str = "\
 -A -u 10.0.0.10:53 -s rr
 -a -u 10.0.0.10:53 -r 10.1.0.5:53 -m -w 1
 -A -u 10.0.0.11:53 -s rr -p 60 -M 0.0.0.0
+-A -u 10.0.0.13:53 -s rr -o
+-a -u 10.0.0.13:53 -r 10.1.0.7:53 -g -w 1
 -A -t [2001:db8::10]:80 -s mh -p 300 -M 64 -b mh-port
 -a -t [2001:db8::10]:80 -r [2001:db8:1::1]:80 -g -w 5
 ";
@@ -626,7 +628,8 @@ async fn restore_applies_an_ipvsadm_save_as_one_change_and_saves_it_back() {
     // One snapshot for the whole file.
     assert_eq!(d.backend.applied().len(), applied + 1);
     let cur = d.backend.current().unwrap();
-    assert_eq!(cur.services.len(), 6);
+    assert_eq!(cur.services.len(), 7);
+    assert!(cur.services.iter().any(|s| s.ops && s.key.vport == 53));
     assert_eq!(d.ok("-S -n").await, SAVED);
     // The listing in the same order.
     let list = d.ok("-Ln").await;
@@ -643,6 +646,7 @@ async fn restore_applies_an_ipvsadm_save_as_one_change_and_saves_it_back() {
             "10.0.0.12:80",
             "10.0.0.10:53",
             "10.0.0.11:53",
+            "10.0.0.13:53",
             "[2001:db8::10]:80"
         ]
     );
@@ -684,7 +688,7 @@ async fn restore_names_the_bad_line_and_changes_nothing() {
     let e = restore(&d, &bad).await.unwrap_err();
     assert_eq!(
         (e.code, e.message.as_str()),
-        (1, "line 15: no such service TCP 10.0.0.98:80")
+        (1, "line 17: no such service TCP 10.0.0.98:80")
     );
     let bad = format!("-A -t 10.0.0.99:80 -s wrr\n{SAVED}");
     let e = restore(&d, &bad).await.unwrap_err();
@@ -700,7 +704,24 @@ async fn restore_names_the_bad_line_and_changes_nothing() {
     let e = restore(&d, "-A -t 10.0.0.97:80 -s rr -o\n")
         .await
         .unwrap_err();
-    assert_eq!(e.message, "line 1: unknown option '-o'");
+    assert_eq!(
+        e.message,
+        "line 1: one-packet scheduling (-o) is for UDP services only"
+    );
+    let e = restore(
+        &d,
+        "-A -u 10.0.0.97:53 -s rr -o\n-a -u 10.0.0.97:53 -r 10.1.0.9 -b\n",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "line 2: real server 10.1.0.9:53 is FULLNAT: one-packet scheduling (-o) keeps no connection, which FULLNAT needs"
+    );
+    let e = restore(&d, "-A -t 10.0.0.97:80 --pe sip\n")
+        .await
+        .unwrap_err();
+    assert_eq!(e.message, "line 1: unknown option '--pe'");
 
     assert_eq!(d.backend.applied().len(), applied);
     assert_eq!(d.ok("-S -n").await, before);

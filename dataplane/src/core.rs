@@ -244,19 +244,21 @@ impl<I: Io> Core<I> {
         let lports = &mut self.lports;
         let n = self.conns.expire(now, EXPIRE_BUDGET, |c| {
             release_conn(lports, c);
-            if let Some(d) = snap.dests.get(&c.dest()) {
-                let ctr = if c.is_active() {
-                    &d.counters.active
-                } else {
-                    &d.counters.inactive
-                };
-                let _ = ctr.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                    Some(v.saturating_sub(1))
-                });
-            }
+            uncount(snap, c);
         });
         let t = self.persist.expire(now, EXPIRE_BUDGET);
         self.expire_backlog = n >= EXPIRE_BUDGET || t >= EXPIRE_BUDGET;
+    }
+
+    /// Forgets connection `id` at once (one-packet scheduling), giving back
+    /// what it held; `counted`: it is in its dest's ActiveConn/InActConn.
+    fn forget_conn(&mut self, snap: &Snapshot, id: ConnId, counted: bool) {
+        if let Some(c) = self.conns.remove(id) {
+            release_conn(&mut self.lports, &c);
+            if counted {
+                uncount(snap, &c);
+            }
+        }
     }
 
     /// Now and then: publish the gauges, and let lblc/lblcr age their
@@ -442,6 +444,11 @@ impl<I: Io> Core<I> {
             self.account_transition(snap, f.dest, tr);
             return self.xmit(snap, m, *meta, id, dir, &f);
         }
+        if meta.proto == ip_proto::UDP && !snap.ops_nat.is_empty() {
+            if let Some(&(svc, dest)) = snap.ops_nat.get(&(meta.src, meta.sport)) {
+                return self.ops_nat_reply(snap, m, *meta, svc, dest);
+            }
+        }
         let tuple = tuple_of(meta);
         let Err(m) = self.handed_to_owner(snap, m, at, &tuple) else {
             return;
@@ -544,6 +551,41 @@ impl<I: Io> Core<I> {
             return self.count_drop(DropReason::NoConnection);
         };
         self.xmit(snap, m, meta, id, Direction::Original, &f);
+        if svc.ops {
+            // One-packet scheduling: the datagram is on its way, nothing is
+            // kept; the next one is scheduled on its own.
+            self.forget_conn(snap, id, true);
+        }
+    }
+
+    /// A UDP reply from a NAT real server of a one-packet service: there is no
+    /// connection to find, so one is made for this datagram alone (client ->
+    /// VIP:vport as the original direction), translated back, and forgotten.
+    fn ops_nat_reply(&mut self, snap: &Snapshot, m: I::Buf, meta: IpMeta, svc: u32, dest: u32) {
+        let Some(s) = snap.services_by_id.get(&svc) else {
+            return self.count_drop(DropReason::NoService);
+        };
+        let new = NewConn {
+            original: Tuple {
+                proto: meta.proto,
+                src: meta.dst,
+                sport: meta.dport,
+                dst: s.key.vip,
+                dport: s.key.vport,
+            },
+            reply: tuple_of(&meta),
+            service: svc,
+            dest,
+            flags: mode_to_flags(ForwardMode::Nat),
+            timeout_override_s: s.conn_timeout_s,
+        };
+        let Ok(id) = self.conns.insert(new, self.now_ms) else {
+            return self.count_drop(DropReason::ConnTableFull);
+        };
+        if let Some(f) = self.conns.get(id).map(Flow::of) {
+            self.xmit(snap, m, meta, id, Direction::Reply, &f);
+        }
+        self.forget_conn(snap, id, false);
     }
 
     /// Persistence template first, then the service's scheduler.
@@ -747,6 +789,20 @@ fn same_table(a: &Arc<dyn sched::SchedTable>, b: &Arc<dyn sched::SchedTable>) ->
 #[inline]
 pub fn same_family(a: IpAddr, b: IpAddr) -> bool {
     a.is_ipv4() == b.is_ipv4()
+}
+
+/// Takes a leaving connection out of its dest's ActiveConn / InActConn.
+fn uncount(snap: &Snapshot, c: &conntrack::Conn) {
+    if let Some(d) = snap.dests.get(&c.dest()) {
+        let ctr = if c.is_active() {
+            &d.counters.active
+        } else {
+            &d.counters.inactive
+        };
+        let _ = ctr.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(1))
+        });
+    }
 }
 
 /// What a connection gives back when it goes: its FULLNAT local port.

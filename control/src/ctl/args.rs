@@ -115,6 +115,8 @@ pub struct ServiceOpts {
     /// DPVS `--proxy-protocol v1|v2|none`: `None` not given (-A: off, -E:
     /// unchanged), `Some(None)` = none.
     pub proxy_protocol: Option<Option<ProxyProtocol>>,
+    /// `-o`/`--ops`: one-packet scheduling (UDP).
+    pub ops: bool,
 }
 
 /// `-a/-e` options.
@@ -233,6 +235,7 @@ enum Opt {
     Sort,
     NoSort,
     Fwmark,
+    Ops,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -281,6 +284,7 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "rate", Opt::Rate, Arg::No),
     (Some('X'), "exact", Opt::Exact, Arg::No),
     (None, "sort", Opt::Sort, Arg::No),
+    (Some('o'), "ops", Opt::Ops, Arg::No),
     (None, "nosort", Opt::NoSort, Arg::No),
     (Some('f'), "fwmark-service", Opt::Fwmark, Arg::Required),
     (None, "thresholds", Opt::Thresholds, Arg::No),
@@ -338,6 +342,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             SchedFlags,
             ConnTimeout,
             ProxyProto,
+            Ops,
         ],
         DeleteService | Zero => &[Tcp, Udp],
         Save => &[Tcp, Udp, Numeric],
@@ -680,6 +685,7 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                     Some(v) => Some(parse_proxy_protocol(&v)?),
                     None => None,
                 },
+                ops: has(Opt::Ops),
             };
             if matches!(opts.proxy_protocol, Some(Some(_))) && key.proto != Proto::Tcp {
                 return err(
@@ -1002,6 +1008,7 @@ Options:
   --netmask      -M netmask           persistent granularity mask
   --sched-flags  -b flags             scheduler flags, comma separated (with -A/-E)
   --conn-timeout secs                 idle timeout of established connections
+  --ops          -o                   one-packet scheduling (UDP)
   --proxy-protocol v1|v2|none         Proxy Protocol header to FULLNAT real servers (TCP, with -A/-E; DPVS)
   --real-server  -r server-address    server-address is host[:port] (default: the virtual port)
   --gatewaying   -g                   gatewaying (direct routing) (default)
@@ -1113,10 +1120,11 @@ mod tests {
                 sched_flags: vec![],
                 conn_timeout: None,
                 proxy_protocol: None,
+                ops: false,
             })
         );
         assert_eq!(
-            p("--add-service --udp-service [2001:db8::1]:53 -p -M 64").unwrap(),
+            p("--add-service --udp-service [2001:db8::1]:53 -p -M 64 -o").unwrap(),
             Command::AddService(ServiceOpts {
                 key: key(Proto::Udp, "2001:db8::1", 53),
                 scheduler: None,
@@ -1125,6 +1133,7 @@ mod tests {
                 sched_flags: vec![],
                 conn_timeout: None,
                 proxy_protocol: None,
+                ops: true,
             })
         );
         match p("-E -t 10.0.0.100:80 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port").unwrap()

@@ -73,7 +73,7 @@ fn service(st: &pb::ServiceStatus) -> Value {
     json!({
         "protocol": proto_name(key.protocol), "vip": key.vip, "vport": key.vport,
         "scheduler": svc.scheduler, "sched_flags": svc.sched_flags,
-        "persistent": persistent, "conn_timeout": svc.conn_timeout_s,
+        "persistent": persistent, "conn_timeout": svc.conn_timeout_s, "ops": svc.ops,
         "proxy_protocol": pp,
         "stats": traffic(st.traffic.as_ref()), "rate": rate(st.rate.as_ref()),
         "dests": dests,

@@ -231,6 +231,7 @@ pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
                     netmask_len: o.netmask.map(u32::from),
                 }),
                 conn_timeout_s: o.conn_timeout,
+                ops: o.ops,
                 dests: vec![],
                 proxy_protocol: match o.proxy_protocol {
                     None => pb::ProxyProtocol::Unspecified,

@@ -108,6 +108,9 @@ fn service_flags(out: &mut String, name: &str, svc: &pb::Service, v6: bool) {
             let _ = write!(out, " mask {len}");
         }
     }
+    if svc.ops {
+        out.push_str(" ops");
+    }
     if let Some(t) = svc.conn_timeout_s {
         let _ = write!(out, " conn-timeout {t}");
     }

@@ -111,6 +111,9 @@ pub fn save(resp: &pb::ListServicesResponse, laddrs: &[pb::LocalAddr]) -> String
                 }
             }
         }
+        if svc.ops {
+            out.push_str(" -o");
+        }
         // dpvsd keeps them in ipvsadm's spelling and order.
         if !svc.sched_flags.is_empty() {
             let _ = write!(out, " -b {}", svc.sched_flags.join(","));

@@ -124,6 +124,7 @@ pub fn config(proto: Proto, sched: &str, dests: Vec<DestSpec>) -> ConfigDesc {
             sched_flags: vec![],
             persistence: None,
             conn_timeout_s: None,
+            ops: false,
             dests,
         }],
         addrs: vec![
