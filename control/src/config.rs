@@ -80,6 +80,9 @@ pub struct PortConf {
     pub steering: Option<String>,
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// A kernel interface named after the port (the exception path).
+    #[serde(default)]
+    pub kni: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -349,6 +352,7 @@ impl ConfigFile {
                 queues,
                 mtu,
                 steering,
+                kni: p.kni,
             });
         }
         let mut store = Store::new(ports.iter().map(|p| p.name.clone()).collect());

@@ -192,6 +192,16 @@ impl<I: Io> Core<I> {
         self.shared.counters[self.index].drop(r);
     }
 
+    /// A packet for an own address that the load balancer does not consume:
+    /// up to the kernel interface of the port it came in on, or (no kernel
+    /// interface, or its queue full) dropped as `r`.
+    pub(crate) fn up_or_drop(&mut self, m: I::Buf, port: usize, r: DropReason) {
+        match self.io.to_kernel(port, m) {
+            Ok(()) => self.shared.events[self.index].bump(crate::events::Event::ToKernel),
+            Err(_m) => self.count_drop(r),
+        }
+    }
+
     /// Number of workers of the dataplane.
     #[inline]
     pub fn nworkers(&self) -> usize {
@@ -422,12 +432,10 @@ impl<I: Io> Core<I> {
                 return self.handle_icmp(snap, m, at.port(), *meta);
             }
             _ => {
-                let r = if snap.is_local(meta.dst) {
-                    DropReason::UnknownL4
-                } else {
-                    DropReason::NotForUs
-                };
-                return self.count_drop(r);
+                if snap.is_local(meta.dst) {
+                    return self.up_or_drop(m, at.port(), DropReason::UnknownL4);
+                }
+                return self.count_drop(DropReason::NotForUs);
             }
         }
         let hit = match lookup {
@@ -454,12 +462,11 @@ impl<I: Io> Core<I> {
             return;
         };
         let Some(svc) = snap.service(meta.proto, meta.dst, meta.dport) else {
-            let r = if snap.is_local(meta.dst) {
-                DropReason::NoService
-            } else {
-                DropReason::NotForUs
-            };
-            return self.count_drop(r);
+            if snap.is_local(meta.dst) {
+                // The director's own TCP/UDP (ssh, health checks, BGP).
+                return self.up_or_drop(m, at.port(), DropReason::NoService);
+            }
+            return self.count_drop(DropReason::NotForUs);
         };
         self.new_conn(snap, m, *meta, tuple, svc);
     }

@@ -35,6 +35,8 @@ struct TestIo {
     sent: Vec<(usize, Vec<u8>)>,
     handed: Vec<(usize, Vec<u8>, usize)>,
     no_buffers: bool,
+    /// `Some`: the ports have kernel interfaces; what went up to them.
+    kernel: Option<Vec<(usize, Vec<u8>)>>,
 }
 
 impl Io for TestIo {
@@ -47,6 +49,15 @@ impl Io for TestIo {
     }
     fn hand_over(&mut self, to: usize, m: VecBuf, port: usize) {
         self.handed.push((to, m.data().to_vec(), port));
+    }
+    fn to_kernel(&mut self, port: usize, m: VecBuf) -> Result<(), VecBuf> {
+        match &mut self.kernel {
+            Some(k) => {
+                k.push((port, m.data().to_vec()));
+                Ok(())
+            }
+            None => Err(m),
+        }
     }
 }
 
@@ -442,6 +453,43 @@ fn one_packet_scheduling_keeps_no_connection_and_translates_replies() {
         use std::sync::atomic::Ordering::Relaxed;
         assert_eq!((c.active.load(Relaxed), c.inactive.load(Relaxed)), (0, 0));
     }
+}
+
+#[test]
+fn what_the_balancer_does_not_consume_goes_up_to_the_kernel_interface() {
+    let frames = || {
+        vec![
+            // The kernel's own TCP: a SYN-ACK to the DIP, no service there.
+            tcp(RS_MAC, MAC1, RIP, 80, DIP, 40000, "SA", 1, b""),
+            // A UDP answer to the DIP.
+            udp(RS_MAC, MAC1, RIP, 53, DIP, 33000),
+        ]
+    };
+    // Without a kernel interface: dropped and counted, as before.
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    assert!(lab.rx(1, &frames()).is_empty());
+    assert_eq!(lab.drops(DropReason::NoService), 2);
+    // With one: up, on the port they came in on, unchanged; nothing dropped.
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    lab.core.io.kernel = Some(Vec::new());
+    assert!(lab.rx(1, &frames()).is_empty());
+    let up = lab.core.io.kernel.take().unwrap();
+    assert_eq!(up.len(), 2);
+    assert!(up.iter().all(|(port, _)| *port == 1));
+    assert_eq!(up[0].1, frames()[0]);
+    assert_eq!(lab.all_drops(), 0);
+    assert_eq!(
+        lab.core.shared.events[0].get(dataplane::events::Event::ToKernel),
+        2
+    );
+    // The load-balanced traffic does not go up: a SYN to the VIP is forwarded.
+    lab.core.io.kernel = Some(Vec::new());
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40001, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(out.len(), 1);
+    assert!(lab.core.io.kernel.as_ref().unwrap().is_empty());
 }
 
 #[test]

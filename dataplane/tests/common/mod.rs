@@ -84,6 +84,7 @@ pub fn spec(tag: &str) -> DataplaneSpec {
                 queues: 1,
                 mtu: 0,
                 steering: Steering::default(),
+                kni: false,
             })
             .collect(),
         worker_cores: vec![1],
