@@ -17,6 +17,7 @@ use dataplane::{
 };
 
 use crate::addr::{fmt_addr_port, max_prefix, prefix_contains};
+use crate::health::{CheckSpec, DestId};
 use crate::scheduler::{check_sched_flags, check_scheduler};
 
 /// Persistence timeout when `-p` is given without a value (ipvsadm).
@@ -86,6 +87,8 @@ pub struct Store {
     laddrs: Vec<LocalAddrSpec>,
     /// Services that send a Proxy Protocol header (DPVS `--proxy-protocol`).
     proxy_protocol: BTreeMap<ServiceKey, ProxyProtocol>,
+    /// Health checks of real servers (docs/health.md).
+    checks: BTreeMap<DestId, CheckSpec>,
 }
 
 impl Store {
@@ -296,6 +299,7 @@ impl Store {
         }
         self.laddrs.retain(|l| l.service != *key);
         self.proxy_protocol.remove(key);
+        self.checks.retain(|id, _| id.0 != *key);
         self.drop_unused_auto_addrs();
         Ok(())
     }
@@ -305,6 +309,7 @@ impl Store {
         self.services.clear();
         self.laddrs.clear();
         self.proxy_protocol.clear();
+        self.checks.clear();
         self.drop_unused_auto_addrs();
     }
 
@@ -366,7 +371,76 @@ impl Store {
         if svc.dests.len() == before {
             return Err(dest_not_found(key, addr, port));
         }
+        self.checks.remove(&(*key, *addr, port));
         Ok(())
+    }
+
+    // ---- health checks ----
+
+    /// Sets (or with `None` removes) the health check of a real server.
+    pub fn set_check(
+        &mut self,
+        key: &ServiceKey,
+        addr: &IpAddr,
+        port: u16,
+        check: Option<CheckSpec>,
+    ) -> Result<(), StoreError> {
+        let svc = self.services.get(key).ok_or_else(|| not_found(key))?;
+        if !svc.dests.iter().any(|d| d.addr == *addr && d.port == port) {
+            return Err(dest_not_found(key, addr, port));
+        }
+        match check {
+            Some(c) => {
+                c.validate().map_err(invalid)?;
+                self.checks.insert((*key, *addr, port), c);
+            }
+            None => {
+                self.checks.remove(&(*key, *addr, port));
+                // Without a check nothing keeps it down.
+                self.set_health(key, addr, port, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The health check of a real server, if any.
+    pub fn check(&self, key: &ServiceKey, addr: &IpAddr, port: u16) -> Option<&CheckSpec> {
+        self.checks.get(&(*key, *addr, port))
+    }
+
+    /// Every check, with whether its dest is down now.
+    pub fn checks(&self) -> Vec<(DestId, CheckSpec, bool)> {
+        self.checks
+            .iter()
+            .map(|(id, c)| {
+                let down = self
+                    .services
+                    .get(&id.0)
+                    .and_then(|s| s.dests.iter().find(|d| d.addr == id.1 && d.port == id.2))
+                    .is_some_and(|d| d.inhibited);
+                (*id, c.clone(), down)
+            })
+            .collect()
+    }
+
+    /// A health check's verdict: a down dest is inhibited (no new
+    /// connections; existing ones continue). Returns whether it changed.
+    pub fn set_health(
+        &mut self,
+        key: &ServiceKey,
+        addr: &IpAddr,
+        port: u16,
+        up: bool,
+    ) -> Result<bool, StoreError> {
+        let svc = self.service_mut(key)?;
+        let d = svc
+            .dests
+            .iter_mut()
+            .find(|d| d.addr == *addr && d.port == port)
+            .ok_or_else(|| dest_not_found(key, addr, port))?;
+        let changed = d.inhibited == up;
+        d.inhibited = !up;
+        Ok(changed)
     }
 
     // ---- addresses (dpip addr) ----

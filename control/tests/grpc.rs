@@ -50,6 +50,8 @@ impl Daemon {
         let cfg = control::config::parse(CONFIG).unwrap();
         let store: Store = cfg.store;
         let svc = Arc::new(DpvsService::new(store, backend.clone()).with_state_file(state));
+        tokio::spawn(svc.clone().apply_verdicts_forever());
+        svc.start_checks();
         let bound = bind(&Listen::Unix(path.clone())).await.unwrap();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(serve(bound, svc.clone(), async {
@@ -973,5 +975,95 @@ async fn json_listings_carry_the_same_numbers() {
     assert_eq!(v, serde_json::json!({"laddrs": []}));
     let v: serde_json::Value = serde_json::from_str(&d.ok("-Lnc --json").await).unwrap();
     assert_eq!(v, serde_json::json!({"connections": []}));
+    d.stop().await;
+}
+
+/// Polls `f` every 50 ms for up to 10 s.
+async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_failing_health_check_inhibits_the_dest_and_recovery_restores_it() {
+    let d = Daemon::start().await;
+    // Two "real servers" on loopback: one listening, one whose port we close.
+    let good = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bad = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (gp, bp) = (
+        good.local_addr().unwrap().port(),
+        bad.local_addr().unwrap().port(),
+    );
+    d.ok("-A -t 10.0.0.100:80 -s rr").await;
+    let check =
+        "--check tcp --check-interval 1 --check-timeout 1 --check-retries 2 --check-delay 1";
+    d.ok(&format!(
+        "-a -t 10.0.0.100:80 -r 127.0.0.1:{gp} -m -w 2 {check}"
+    ))
+    .await;
+    d.ok(&format!(
+        "-a -t 10.0.0.100:80 -r 127.0.0.1:{bp} -m -w 3 {check} --on-failure inhibit"
+    ))
+    .await;
+    let inhibited = |port: u16| -> bool {
+        d.backend.current().is_some_and(|c| {
+            c.services[0]
+                .dests
+                .iter()
+                .any(|x| x.port == port && x.inhibited)
+        })
+    };
+    assert!(!inhibited(bp));
+    drop(bad);
+    // Down after two failures a second apart: the dataplane gets it inhibited.
+    assert!(eventually(|| inhibited(bp)).await, "never inhibited");
+    assert!(!inhibited(gp));
+    let list = d.ok("-Ln").await;
+    assert!(
+        list.contains(&format!("  -> 127.0.0.1:{bp}              Masq    0 ")),
+        "an inhibited dest lists with weight 0:\n{list}"
+    );
+    // -S keeps the configured weight and the check.
+    let saved = d.ok("-S -n").await;
+    assert!(
+        saved.contains(&format!(
+            "-a -t 10.0.0.100:80 -r 127.0.0.1:{bp} -m -w 3 --check tcp --check-interval 1 --check-timeout 1 --check-retries 2\n"
+        )),
+        "{saved}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&d.ok("-Ln --json").await).unwrap();
+    let dest = v["services"][0]["dests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["port"] == bp)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (dest["inhibited"].clone(), dest["check"]["type"].clone()),
+        (true.into(), "tcp".into())
+    );
+    // The server comes back: restored.
+    let _back = tokio::net::TcpListener::bind(("127.0.0.1", bp))
+        .await
+        .unwrap();
+    assert!(eventually(|| !inhibited(bp)).await, "never restored");
+    // --on-failure remove: a down dest leaves the listing.
+    d.ok(&format!(
+        "-e -t 10.0.0.100:80 -r 127.0.0.1:{gp} -m -w 2 {check} --on-failure remove --check-port 1"
+    ))
+    .await;
+    assert!(eventually(|| inhibited(gp)).await);
+    let list = d.ok("-Ln").await;
+    assert!(!list.contains(&format!("127.0.0.1:{gp}")), "{list}");
+    // Without a check it is back at once.
+    d.ok(&format!("-e -t 10.0.0.100:80 -r 127.0.0.1:{gp} -m -w 2"))
+        .await;
+    assert!(!inhibited(gp));
     d.stop().await;
 }

@@ -28,6 +28,7 @@ fn dest(
             u_threshold: 100,
             l_threshold: 10,
             inhibited: false,
+            check: None,
         }),
         active_conns: act,
         inactive_conns: inact,

@@ -132,6 +132,8 @@ pub struct DestOpts {
     pub weight: Option<u32>,
     pub u_threshold: Option<u32>,
     pub l_threshold: Option<u32>,
+    /// `--check TYPE` and its `--check-*` options: the dest's health check.
+    pub check: Option<proto::v1::HealthCheck>,
 }
 
 /// `-L` options.
@@ -236,6 +238,19 @@ enum Opt {
     NoSort,
     Fwmark,
     Ops,
+    Check,
+    CheckPort,
+    CheckPath,
+    CheckStatus,
+    CheckDigest,
+    CheckPayload,
+    CheckCommand,
+    CheckInterval,
+    CheckTimeout,
+    CheckRetries,
+    CheckRise,
+    CheckDelay,
+    OnFailure,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -298,6 +313,19 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (Some('z'), "laddr", Opt::Laddr, Arg::Required),
     (Some('F'), "ifname", Opt::Ifname, Arg::Required),
     (None, "tun-type", Opt::TunType, Arg::Required),
+    (None, "check", Opt::Check, Arg::Required),
+    (None, "check-port", Opt::CheckPort, Arg::Required),
+    (None, "check-path", Opt::CheckPath, Arg::Required),
+    (None, "check-status", Opt::CheckStatus, Arg::Required),
+    (None, "check-digest", Opt::CheckDigest, Arg::Required),
+    (None, "check-payload", Opt::CheckPayload, Arg::Required),
+    (None, "check-command", Opt::CheckCommand, Arg::Required),
+    (None, "check-interval", Opt::CheckInterval, Arg::Required),
+    (None, "check-timeout", Opt::CheckTimeout, Arg::Required),
+    (None, "check-retries", Opt::CheckRetries, Arg::Required),
+    (None, "check-rise", Opt::CheckRise, Arg::Required),
+    (None, "check-delay", Opt::CheckDelay, Arg::Required),
+    (None, "on-failure", Opt::OnFailure, Arg::Required),
 ];
 
 fn opt_name(o: Opt) -> String {
@@ -326,6 +354,22 @@ const COMMANDS: &[Opt] = &[
     Opt::AddLaddr,
     Opt::DelLaddr,
     Opt::GetLaddr,
+];
+
+/// The options that only mean something with `--check`.
+const CHECK_OPTS: &[Opt] = &[
+    Opt::CheckPort,
+    Opt::CheckPath,
+    Opt::CheckStatus,
+    Opt::CheckDigest,
+    Opt::CheckPayload,
+    Opt::CheckCommand,
+    Opt::CheckInterval,
+    Opt::CheckTimeout,
+    Opt::CheckRetries,
+    Opt::CheckRise,
+    Opt::CheckDelay,
+    Opt::OnFailure,
 ];
 
 /// Options each command accepts (besides the command itself).
@@ -359,6 +403,19 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             UThreshold,
             LThreshold,
             TunType,
+            Check,
+            CheckPort,
+            CheckPath,
+            CheckStatus,
+            CheckDigest,
+            CheckPayload,
+            CheckCommand,
+            CheckInterval,
+            CheckTimeout,
+            CheckRetries,
+            CheckRise,
+            CheckDelay,
+            OnFailure,
         ],
         DeleteServer => &[Tcp, Udp, RealServer],
         AddLaddr => &[Tcp, Udp, Laddr, Ifname],
@@ -750,6 +807,41 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
             let weight = number(Opt::Weight, "weight", 65535)?;
             let u = number(Opt::UThreshold, "upper threshold", u32::MAX)?;
             let l = number(Opt::LThreshold, "lower threshold", u32::MAX)?;
+            let check = match get(Opt::Check).flatten() {
+                None => {
+                    if let Some((o, _)) = opts.iter().find(|(o, _)| CHECK_OPTS.contains(o)) {
+                        return err(format!("{} needs --check TYPE", opt_name(*o)));
+                    }
+                    None
+                }
+                Some(kind) => {
+                    let text = |o: Opt| get(o).flatten().unwrap_or_default();
+                    let n = |o: Opt, what: &str, max: u32| -> Result<u32, ArgError> {
+                        match get(o).flatten() {
+                            None => Ok(0),
+                            Some(v) => match v.parse::<u32>() {
+                                Ok(x) if (1..=max).contains(&x) => Ok(x),
+                                _ => err(format!("illegal {what} \"{v}\" (1..{max})")),
+                            },
+                        }
+                    };
+                    Some(proto::v1::HealthCheck {
+                        r#type: kind,
+                        port: n(Opt::CheckPort, "check port", 65535)?,
+                        path: text(Opt::CheckPath),
+                        status: n(Opt::CheckStatus, "check status", 599)?,
+                        digest: text(Opt::CheckDigest),
+                        payload: text(Opt::CheckPayload),
+                        command: text(Opt::CheckCommand),
+                        interval_s: n(Opt::CheckInterval, "check interval", 86400)?,
+                        timeout_s: n(Opt::CheckTimeout, "check timeout", 86400)?,
+                        retries: n(Opt::CheckRetries, "check retries", 1000)?,
+                        rise: n(Opt::CheckRise, "check rise", 1000)?,
+                        delay_before_retry_s: n(Opt::CheckDelay, "check delay", 86400)?,
+                        on_failure: text(Opt::OnFailure),
+                    })
+                }
+            };
             let opts = DestOpts {
                 service: svc,
                 addr,
@@ -758,6 +850,7 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                 weight,
                 u_threshold: u,
                 l_threshold: l,
+                check,
             };
             Ok(if cmd == Opt::AddServer {
                 Command::AddDest(opts)
@@ -1015,6 +1108,10 @@ Options:
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
   --tun-type     ipip                 tunnel type (with -i; ipip only)
+  --check        tcp|http|udp|misc    health check of the real server (with -a/-e; docs/health.md)
+  --check-port N --check-path P --check-status N --check-digest MD5 --check-payload S
+  --check-command CMD --check-interval S --check-timeout S --check-retries N
+  --check-rise N --check-delay S --on-failure inhibit|remove
   --fullnat      -b                   full NAT (with -a/-e, as in DPVS)
   --laddr        -z local-address     FULLNAT local address (with -P/-Q)
   --ifname       -F port              port that owns the local address (with -P)
@@ -1182,7 +1279,30 @@ mod tests {
                 weight: Some(3),
                 u_threshold: None,
                 l_threshold: None,
+                check: None,
             })
+        );
+        match p("-a -t 10.0.0.100:80 -r 192.168.0.11 -m --check http --check-path /health --check-interval 2 --on-failure remove").unwrap() {
+            Command::AddDest(o) => {
+                let c = o.check.expect("a check");
+                assert_eq!(
+                    (c.r#type.as_str(), c.path.as_str(), c.interval_s, c.on_failure.as_str()),
+                    ("http", "/health", 2, "remove")
+                );
+            }
+            c => panic!("{c:?}"),
+        }
+        assert_eq!(
+            p("-a -t 10.0.0.100:80 -r 192.168.0.11 --check-path /x")
+                .unwrap_err()
+                .0,
+            "--check-path needs --check TYPE"
+        );
+        assert_eq!(
+            p("-a -t 10.0.0.100:80 -r 192.168.0.11 --check tcp --check-retries 0")
+                .unwrap_err()
+                .0,
+            "illegal check retries \"0\" (1..1000)"
         );
         match p("-a -t 10.0.0.100:80 -r 192.168.0.11 -b -x 100 -y 10").unwrap() {
             Command::AddDest(o) => {

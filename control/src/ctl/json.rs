@@ -65,6 +65,12 @@ fn service(st: &pb::ServiceStatus) -> Value {
                 "addr": d.addr, "port": d.port, "forward": forward(d.mode),
                 "weight": d.weight, "u_threshold": d.u_threshold,
                 "l_threshold": d.l_threshold, "inhibited": d.inhibited,
+                "check": d.check.as_ref().map(|c| json!({
+                    "type": c.r#type, "port": c.port, "path": c.path, "status": c.status,
+                    "interval": c.interval_s, "timeout": c.timeout_s, "retries": c.retries,
+                    "rise": c.rise, "delay_before_retry": c.delay_before_retry_s,
+                    "on_failure": c.on_failure, "command": c.command,
+                })),
                 "active_conns": ds.active_conns, "inactive_conns": ds.inactive_conns,
                 "stats": traffic(ds.traffic.as_ref()), "rate": rate(ds.rate.as_ref()),
             })

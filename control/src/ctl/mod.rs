@@ -259,6 +259,7 @@ pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
                     u_threshold: o.u_threshold.unwrap_or(0),
                     l_threshold: o.l_threshold.unwrap_or(0),
                     inhibited: false,
+                    check: o.check.clone(),
                 }),
             };
             if matches!(cmd, Command::AddDest(_)) {

@@ -50,6 +50,19 @@ fn is_v6(addr: &str) -> bool {
     addr.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6())
 }
 
+/// The weight a listing shows for a real server, as the kernel table would
+/// under keepalived: 0 while a health check has it down (`inhibit`), and not
+/// listed at all while down with `on_failure = remove`.
+fn listed_weight(d: &pb::Dest) -> Option<u32> {
+    if !d.inhibited {
+        return Some(d.weight);
+    }
+    match &d.check {
+        Some(c) if c.on_failure == "remove" => None,
+        _ => Some(0),
+    }
+}
+
 /// The persistence mask as a prefix length (absent: per client).
 fn netmask_len(p: &pb::Persistence, v6: bool) -> u8 {
     match p.netmask_len {
@@ -185,6 +198,9 @@ pub fn services(resp: &pb::ListServicesResponse, all: bool, f: ListFormat) -> St
         }
         for ds in &st.dests {
             let Some(d) = &ds.dest else { continue };
+            let Some(weight) = listed_weight(d) else {
+                continue;
+            };
             let mut dname = addr_port(&d.addr, d.port);
             if !v6 {
                 truncate(&mut dname, 28);
@@ -215,7 +231,7 @@ pub fn services(resp: &pb::ListServicesResponse, all: bool, f: ListFormat) -> St
                     out,
                     "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
                     fwd_name(d.mode),
-                    d.weight,
+                    weight,
                     ds.active_conns,
                     ds.inactive_conns
                 );
@@ -262,6 +278,9 @@ pub fn services_persistent(
         out.push('\n');
         for ds in &st.dests {
             let Some(d) = &ds.dest else { continue };
+            let Some(weight) = listed_weight(d) else {
+                continue;
+            };
             let persist = conns
                 .iter()
                 .filter(|c| {
@@ -281,7 +300,7 @@ pub fn services_persistent(
             let _ = writeln!(
                 out,
                 "  -> {dname:<28} {:<9} {persist:<11} {:<10} {:<10}",
-                d.weight, ds.active_conns, ds.inactive_conns
+                weight, ds.active_conns, ds.inactive_conns
             );
         }
     }
