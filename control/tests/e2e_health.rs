@@ -102,7 +102,7 @@ fn a_dead_real_server_is_taken_out_and_comes_back() {
     let dir = topo.run_dir().join("rs1");
     let conf = dir.join("nginx.conf");
     let err = dir.join("error.log");
-    let _nginx = topo.spawn_in(
+    let mut nginx = topo.spawn_in(
         "rs1",
         &[
             "nginx",
@@ -156,4 +156,6 @@ fn a_dead_real_server_is_taken_out_and_comes_back() {
     wait_weight(&d, rs2, "0", "misc check fails");
     let seen = answers(&topo, 3);
     assert_eq!(seen.get("rs1"), Some(&3), "{seen:?}");
+    let _ = nginx.kill();
+    let _ = nginx.wait();
 }
