@@ -15,7 +15,7 @@ use dataplane::{
 };
 use serde::Deserialize;
 
-use crate::addr::{parse_ip, parse_netmask, parse_prefix};
+use crate::addr::{parse_addr_port, parse_ip, parse_netmask, parse_prefix};
 use crate::scheduler::DEFAULT_SCHEDULER;
 use crate::store::{Store, Timeouts, DEFAULT_PERSISTENCE_S};
 
@@ -118,6 +118,8 @@ pub struct ServiceConf {
     /// FULLNAT local addresses (DPVS `-P -z LIP -F PORT`).
     #[serde(default)]
     pub laddr: Vec<LaddrConf>,
+    /// keepalived's sorry_server: "IP:PORT".
+    pub sorry_server: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -455,6 +457,14 @@ impl ConfigFile {
             store
                 .add_service(spec)
                 .map_err(|e| format!("service[{i}]: {e}"))?;
+            if let Some(v) = &s.sorry_server {
+                let at = format!("service[{i}].sorry_server");
+                let (ip, port) = parse_addr_port(v, false).map_err(|e| format!("{at}: {e}"))?;
+                let port = port.ok_or_else(|| format!("{at}: \"{v}\" needs a port"))?;
+                store
+                    .set_sorry(&key, Some(std::net::SocketAddr::new(ip, port)))
+                    .map_err(|e| format!("{at}: {e}"))?;
+            }
             for (j, (d, (addr, port))) in s.dest.iter().zip(dests).enumerate() {
                 let Some(c) = &d.check else { continue };
                 let at = format!("service[{i}].dest[{j}].check");

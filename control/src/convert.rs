@@ -113,6 +113,7 @@ pub fn dest_to_pb(d: &DestSpec) -> pb::Dest {
         inhibited: d.inhibited,
         // The store keeps checks beside the spec; callers that know fill it in.
         check: None,
+        sorry: false,
     }
 }
 
@@ -275,8 +276,9 @@ pub fn service_to_pb(s: &ServiceSpec, with_dests: bool) -> pb::Service {
         }),
         conn_timeout_s: s.conn_timeout_s,
         ops: s.ops,
-        // The store keeps it beside the spec; callers that know it fill it in.
+        // The store keeps these beside the spec; callers that know fill them in.
         proxy_protocol: pb::ProxyProtocol::Unspecified as i32,
+        sorry_server: String::new(),
         dests: if with_dests {
             s.dests.iter().map(dest_to_pb).collect()
         } else {

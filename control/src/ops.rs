@@ -37,11 +37,15 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             let pp = convert::proxy_protocol_from_pb(svc.map_or(0, |s| s.proxy_protocol))
                 .map_err(bad)?;
             let key = spec.key;
+            let sorry = sorry_from_pb(svc)?;
             store.add_service(spec).map_err(store_status)?;
             if let Some(Some(v)) = pp {
                 store
                     .set_proxy_protocol(&key, Some(v))
                     .map_err(store_status)?;
+            }
+            if let Some(at) = sorry {
+                store.set_sorry(&key, at).map_err(store_status)?;
             }
         }
         Op::EditService(r) => {
@@ -50,9 +54,13 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             let pp = convert::proxy_protocol_from_pb(svc.map_or(0, |s| s.proxy_protocol))
                 .map_err(bad)?;
             let key = spec.key;
+            let sorry = sorry_from_pb(svc)?;
             store.edit_service(spec).map_err(store_status)?;
             if let Some(p) = pp {
                 store.set_proxy_protocol(&key, p).map_err(store_status)?;
+            }
+            if let Some(at) = sorry {
+                store.set_sorry(&key, at).map_err(store_status)?;
             }
         }
         Op::DeleteService(r) => {
@@ -127,6 +135,23 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
         Op::SetTimeouts(t) => store.set_timeouts(convert::timeouts_from_pb(t)),
     }
     Ok(Forget::Nothing)
+}
+
+/// `Service.sorry_server`: `None` not given, `Some(None)` "none", else the address.
+fn sorry_from_pb(
+    svc: Option<&pb::Service>,
+) -> Result<Option<Option<std::net::SocketAddr>>, Status> {
+    let s = svc.map_or("", |s| s.sorry_server.as_str());
+    match s {
+        "" => Ok(None),
+        "none" => Ok(Some(None)),
+        _ => {
+            let (ip, port) = crate::addr::parse_addr_port(s, false)
+                .map_err(|e| bad(format!("sorry_server: {e}")))?;
+            let port = port.ok_or_else(|| bad(format!("sorry_server: \"{s}\" needs a port")))?;
+            Ok(Some(Some(std::net::SocketAddr::new(ip, port))))
+        }
+    }
 }
 
 /// The name of a change as the API spells it, for messages.

@@ -399,9 +399,28 @@ pub(crate) fn service_status(
     s: &dataplane::ServiceSpec,
     st: Option<&dataplane::ServiceStats>,
 ) -> pb::ServiceStatus {
-    let mut out = convert::service_status(s, st);
+    let sorry = store.sorry_in_use(&s.key);
+    let mut out = match &sorry {
+        Some(d) => {
+            let mut with = s.clone();
+            with.dests.push(d.clone());
+            convert::service_status(&with, st)
+        }
+        None => convert::service_status(s, st),
+    };
     if let Some(svc) = out.service.as_mut() {
         svc.proxy_protocol = convert::proxy_protocol_to_pb(store.proxy_protocol(&s.key)) as i32;
+        svc.sorry_server = store
+            .sorry(&s.key)
+            .map(|a| crate::addr::fmt_addr_port(&a.ip(), a.port()))
+            .unwrap_or_default();
+    }
+    if let Some(d) = &sorry {
+        for ds in &mut out.dests {
+            if let Some(x) = ds.dest.as_mut() {
+                x.sorry = x.addr == d.addr.to_string() && x.port == u32::from(d.port);
+            }
+        }
     }
     for ds in &mut out.dests {
         if let Some(d) = ds.dest.as_mut() {

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use dataplane::{
     AddrSpec, ConfigDesc, DestSpec, ExtDesc, ForwardMode, LocalAddrSpec, Proto, ProxyProtocol,
@@ -89,6 +89,9 @@ pub struct Store {
     proxy_protocol: BTreeMap<ServiceKey, ProxyProtocol>,
     /// Health checks of real servers (docs/health.md).
     checks: BTreeMap<DestId, CheckSpec>,
+    /// Sorry servers (keepalived's `sorry_server`): in the dataplane only
+    /// while the service has no usable real server.
+    sorry: BTreeMap<ServiceKey, SocketAddr>,
 }
 
 impl Store {
@@ -100,13 +103,85 @@ impl Store {
         }
     }
 
-    /// The full description for the dataplane; services sorted by key.
+    /// The full description for the dataplane; services sorted by key. A
+    /// service whose real servers are all down (inhibited) or quiescent has
+    /// its sorry server, if it has one, as its only usable real server.
     pub fn desc(&self) -> ConfigDesc {
         ConfigDesc {
-            services: self.services.values().cloned().collect(),
+            services: self
+                .services
+                .values()
+                .map(|s| {
+                    let mut s = s.clone();
+                    if let Some(d) = self.sorry_in_use(&s.key) {
+                        s.dests.push(d);
+                    }
+                    s
+                })
+                .collect(),
             addrs: self.addrs.clone(),
             routes: self.routes.clone(),
         }
+    }
+
+    /// The sorry server of `key` as a real server, when it is in use: no real
+    /// server is usable (weight > 0 and not inhibited). It is forwarded like
+    /// the service's first real server (NAT when it has none).
+    pub fn sorry_in_use(&self, key: &ServiceKey) -> Option<DestSpec> {
+        let at = self.sorry.get(key)?;
+        let s = self.services.get(key)?;
+        if s.dests.iter().any(|d| d.weight > 0 && !d.inhibited) {
+            return None;
+        }
+        if s.dests
+            .iter()
+            .any(|d| d.addr == at.ip() && d.port == at.port())
+        {
+            return None;
+        }
+        Some(DestSpec {
+            addr: at.ip(),
+            port: at.port(),
+            weight: 1,
+            mode: s.dests.first().map_or(ForwardMode::Nat, |d| d.mode),
+            u_threshold: 0,
+            l_threshold: 0,
+            inhibited: false,
+        })
+    }
+
+    /// The sorry server of `key`, if it has one.
+    pub fn sorry(&self, key: &ServiceKey) -> Option<SocketAddr> {
+        self.sorry.get(key).copied()
+    }
+
+    /// Sets (`None`: removes) the sorry server of a service.
+    pub fn set_sorry(
+        &mut self,
+        key: &ServiceKey,
+        at: Option<SocketAddr>,
+    ) -> Result<(), StoreError> {
+        let s = self.services.get(key).ok_or_else(|| not_found(key))?;
+        match at {
+            None => {
+                self.sorry.remove(key);
+            }
+            Some(at) => {
+                let mode = s.dests.first().map_or(ForwardMode::Nat, |d| d.mode);
+                let probe = DestSpec {
+                    addr: at.ip(),
+                    port: at.port(),
+                    weight: 1,
+                    mode,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                    inhibited: false,
+                };
+                check_dest(key, &probe).map_err(|e| invalid(format!("sorry server: {e}")))?;
+                self.sorry.insert(*key, at);
+            }
+        }
+        Ok(())
     }
 
     /// DPVS extras for the dataplane (FULLNAT local addresses).
@@ -300,6 +375,7 @@ impl Store {
         self.laddrs.retain(|l| l.service != *key);
         self.proxy_protocol.remove(key);
         self.checks.retain(|id, _| id.0 != *key);
+        self.sorry.remove(key);
         self.drop_unused_auto_addrs();
         Ok(())
     }
@@ -310,6 +386,7 @@ impl Store {
         self.laddrs.clear();
         self.proxy_protocol.clear();
         self.checks.clear();
+        self.sorry.clear();
         self.drop_unused_auto_addrs();
     }
 

@@ -1053,6 +1053,48 @@ async fn a_failing_health_check_inhibits_the_dest_and_recovery_restores_it() {
         .await
         .unwrap();
     assert!(eventually(|| !inhibited(bp)).await, "never restored");
+    // A sorry server takes over while no real server is usable.
+    d.ok("-E -t 10.0.0.100:80 -s rr --sorry-server 127.0.0.1:9")
+        .await;
+    let has_sorry = || {
+        d.backend
+            .current()
+            .is_some_and(|c| c.services[0].dests.iter().any(|x| x.port == 9))
+    };
+    assert!(!has_sorry(), "real servers are up: no sorry server");
+    d.ok(&format!("-e -t 10.0.0.100:80 -r 127.0.0.1:{gp} -m -w 0"))
+        .await;
+    d.ok(&format!("-e -t 10.0.0.100:80 -r 127.0.0.1:{bp} -m -w 0"))
+        .await;
+    assert!(
+        has_sorry(),
+        "every real server quiescent: the sorry server is in"
+    );
+    let list = d.ok("-Ln").await;
+    assert!(
+        list.contains(&format!("  -> {:<28} Masq    1 ", "127.0.0.1:9")),
+        "{list}"
+    );
+    assert!(
+        d.ok("-S -n")
+            .await
+            .starts_with("-A -t 10.0.0.100:80 -s rr --sorry-server 127.0.0.1:9\n"),
+        "saved on the service line, not as a real server"
+    );
+    assert!(!d.ok("-S -n").await.contains("-r 127.0.0.1:9 "));
+    d.ok(&format!(
+        "-e -t 10.0.0.100:80 -r 127.0.0.1:{gp} -m -w 2 {check}"
+    ))
+    .await;
+    d.ok(&format!(
+        "-e -t 10.0.0.100:80 -r 127.0.0.1:{bp} -m -w 3 {check}"
+    ))
+    .await;
+    assert!(
+        !has_sorry(),
+        "a usable real server again: the sorry server is out"
+    );
+    d.ok("-E -t 10.0.0.100:80 -s rr --sorry-server none").await;
     // --on-failure remove: a down dest leaves the listing.
     d.ok(&format!(
         "-e -t 10.0.0.100:80 -r 127.0.0.1:{gp} -m -w 2 {check} --on-failure remove --check-port 1"

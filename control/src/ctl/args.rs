@@ -117,6 +117,8 @@ pub struct ServiceOpts {
     pub proxy_protocol: Option<Option<ProxyProtocol>>,
     /// `-o`/`--ops`: one-packet scheduling (UDP).
     pub ops: bool,
+    /// `--sorry-server IP:PORT|none` (keepalived's sorry_server).
+    pub sorry_server: Option<String>,
 }
 
 /// `-a/-e` options.
@@ -251,6 +253,7 @@ enum Opt {
     CheckRise,
     CheckDelay,
     OnFailure,
+    SorryServer,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -326,6 +329,7 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "check-rise", Opt::CheckRise, Arg::Required),
     (None, "check-delay", Opt::CheckDelay, Arg::Required),
     (None, "on-failure", Opt::OnFailure, Arg::Required),
+    (None, "sorry-server", Opt::SorryServer, Arg::Required),
 ];
 
 fn opt_name(o: Opt) -> String {
@@ -387,6 +391,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             ConnTimeout,
             ProxyProto,
             Ops,
+            SorryServer,
         ],
         DeleteService | Zero => &[Tcp, Udp],
         Save => &[Tcp, Udp, Numeric],
@@ -743,6 +748,14 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                     None => None,
                 },
                 ops: has(Opt::Ops),
+                sorry_server: match get(Opt::SorryServer).flatten() {
+                    None => None,
+                    Some(v) if v == "none" => Some(v),
+                    Some(v) => match parse_addr_port(&v, false) {
+                        Ok((_, Some(_))) => Some(v),
+                        _ => return err(format!("illegal sorry server \"{v}\" (IP:PORT or none)")),
+                    },
+                },
             };
             if matches!(opts.proxy_protocol, Some(Some(_))) && key.proto != Proto::Tcp {
                 return err(
@@ -1102,6 +1115,7 @@ Options:
   --sched-flags  -b flags             scheduler flags, comma separated (with -A/-E)
   --conn-timeout secs                 idle timeout of established connections
   --ops          -o                   one-packet scheduling (UDP)
+  --sorry-server IP:PORT|none         takes new connections while no real server is usable
   --proxy-protocol v1|v2|none         Proxy Protocol header to FULLNAT real servers (TCP, with -A/-E; DPVS)
   --real-server  -r server-address    server-address is host[:port] (default: the virtual port)
   --gatewaying   -g                   gatewaying (direct routing) (default)
@@ -1218,6 +1232,7 @@ mod tests {
                 conn_timeout: None,
                 proxy_protocol: None,
                 ops: false,
+                sorry_server: None,
             })
         );
         assert_eq!(
@@ -1231,6 +1246,7 @@ mod tests {
                 conn_timeout: None,
                 proxy_protocol: None,
                 ops: true,
+                sorry_server: None,
             })
         );
         match p("-E -t 10.0.0.100:80 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port").unwrap()

@@ -232,6 +232,7 @@ pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
                 }),
                 conn_timeout_s: o.conn_timeout,
                 ops: o.ops,
+                sorry_server: o.sorry_server.clone().unwrap_or_default(),
                 dests: vec![],
                 proxy_protocol: match o.proxy_protocol {
                     None => pb::ProxyProtocol::Unspecified,
@@ -260,6 +261,7 @@ pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
                     l_threshold: o.l_threshold.unwrap_or(0),
                     inhibited: false,
                     check: o.check.clone(),
+                    sorry: false,
                 }),
             };
             if matches!(cmd, Command::AddDest(_)) {
