@@ -120,6 +120,9 @@ pub struct ServiceConf {
     pub laddr: Vec<LaddrConf>,
     /// keepalived's sorry_server: "IP:PORT".
     pub sorry_server: Option<String>,
+    /// The passive health check (docs/health.md).
+    #[serde(default)]
+    pub passive_check: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -457,6 +460,11 @@ impl ConfigFile {
             store
                 .add_service(spec)
                 .map_err(|e| format!("service[{i}]: {e}"))?;
+            if s.passive_check {
+                store
+                    .set_passive_check(&key, true)
+                    .map_err(|e| format!("service[{i}].passive_check: {e}"))?;
+            }
             if let Some(v) = &s.sorry_server {
                 let at = format!("service[{i}].sorry_server");
                 let (ip, port) = parse_addr_port(v, false).map_err(|e| format!("{at}: {e}"))?;

@@ -279,6 +279,7 @@ pub fn service_to_pb(s: &ServiceSpec, with_dests: bool) -> pb::Service {
         // The store keeps these beside the spec; callers that know fill them in.
         proxy_protocol: pb::ProxyProtocol::Unspecified as i32,
         sorry_server: String::new(),
+        passive_check: false,
         dests: if with_dests {
             s.dests.iter().map(dest_to_pb).collect()
         } else {

@@ -409,6 +409,84 @@ async fn check_loop(id: DestId, spec: CheckSpec, up: bool, out: mpsc::UnboundedS
     }
 }
 
+/// How the passive check judges (DPVS's `dest-check internal` defaults):
+/// this many unanswered SYNs with no SYN-ACK in between take a real server
+/// down, first for `PASSIVE_INHIBIT_MIN`, doubling each time it is found dead
+/// again, up to `PASSIVE_INHIBIT_MAX`.
+pub const PASSIVE_FAILURES: u64 = 3;
+pub const PASSIVE_INHIBIT_MIN: Duration = Duration::from_secs(5);
+pub const PASSIVE_INHIBIT_MAX: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Copy)]
+struct PassiveDest {
+    last: (u64, u64),
+    fails: u64,
+    until: Option<std::time::Instant>,
+    backoff: Duration,
+}
+
+/// The passive check's memory between samples of the dataplane's counters.
+#[derive(Debug, Default)]
+pub struct Passive {
+    dests: HashMap<DestId, PassiveDest>,
+}
+
+/// A passive verdict: (dest, down, why).
+pub type PassiveChange = (DestId, bool, String);
+
+impl Passive {
+    /// One sample: `seen` lists each watched real server with its counters
+    /// (unanswered SYNs, SYN-ACKs) and whether the passive check has it down
+    /// now. Returns the changes to make.
+    pub fn sample(
+        &mut self,
+        seen: &[(DestId, (u64, u64), bool)],
+        now: std::time::Instant,
+    ) -> Vec<PassiveChange> {
+        let mut out = Vec::new();
+        let mut next = HashMap::with_capacity(seen.len());
+        for &(id, counts, down) in seen {
+            let mut p = self.dests.remove(&id).unwrap_or(PassiveDest {
+                last: counts,
+                fails: 0,
+                until: None,
+                backoff: PASSIVE_INHIBIT_MIN,
+            });
+            let unanswered = counts.0.saturating_sub(p.last.0);
+            let answered = counts.1.saturating_sub(p.last.1);
+            p.last = counts;
+            if down {
+                if p.until.is_none_or(|u| now >= u) {
+                    p.until = None;
+                    p.fails = 0;
+                    out.push((id, false, "inhibit period over: trying it again".into()));
+                }
+            } else if answered > 0 {
+                p.fails = 0;
+                p.backoff = PASSIVE_INHIBIT_MIN;
+            } else if unanswered > 0 {
+                p.fails += unanswered;
+                if p.fails >= PASSIVE_FAILURES {
+                    out.push((
+                        id,
+                        true,
+                        format!(
+                            "{} new connections without a SYN-ACK; inhibited for {:?}",
+                            p.fails, p.backoff
+                        ),
+                    ));
+                    p.until = Some(now + p.backoff);
+                    p.backoff = (p.backoff * 2).min(PASSIVE_INHIBIT_MAX);
+                    p.fails = 0;
+                }
+            }
+            next.insert(id, p);
+        }
+        self.dests = next;
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,6 +525,57 @@ mod tests {
         assert_eq!(h.observe(true, &s), None);
         assert_eq!(h.observe(true, &s), Some(true));
         assert!(h.up);
+    }
+
+    #[test]
+    fn passive_check_inhibits_on_unanswered_syns_with_a_growing_period() {
+        use std::time::Instant;
+        let id: DestId = (
+            ServiceKey {
+                proto: dataplane::Proto::Tcp,
+                vip: "10.0.0.1".parse().unwrap(),
+                vport: 80,
+            },
+            "10.1.0.1".parse().unwrap(),
+            80,
+        );
+        let t0 = Instant::now();
+        let mut p = Passive::default();
+        assert!(
+            p.sample(&[(id, (0, 5), false)], t0).is_empty(),
+            "first sight"
+        );
+        // Two unanswered, then an answer: no verdict.
+        assert!(p.sample(&[(id, (2, 5), false)], t0).is_empty());
+        assert!(p.sample(&[(id, (2, 6), false)], t0).is_empty());
+        assert!(p.sample(&[(id, (4, 6), false)], t0).is_empty());
+        // A third in a row: down for the first period.
+        let c = p.sample(&[(id, (5, 6), false)], t0);
+        assert_eq!(c.len(), 1);
+        assert!(
+            c[0].1 && c[0].2.contains("3 new connections without a SYN-ACK"),
+            "{c:?}"
+        );
+        // Still within the period: nothing; after it: restored.
+        assert!(p
+            .sample(&[(id, (5, 6), true)], t0 + Duration::from_secs(4))
+            .is_empty());
+        let c = p.sample(&[(id, (5, 6), true)], t0 + Duration::from_secs(5));
+        assert_eq!((c.len(), c[0].1), (1, false));
+        // Dead again at once: twice as long this time.
+        let t1 = t0 + Duration::from_secs(6);
+        let c = p.sample(&[(id, (8, 6), false)], t1);
+        assert!(c[0].1 && c[0].2.contains("10s"), "{c:?}");
+        assert!(p
+            .sample(&[(id, (8, 6), true)], t1 + Duration::from_secs(9))
+            .is_empty());
+        assert!(!p.sample(&[(id, (8, 6), true)], t1 + Duration::from_secs(10))[0].1);
+        // Answering again resets the period.
+        assert!(p
+            .sample(&[(id, (8, 7), false)], t1 + Duration::from_secs(11))
+            .is_empty());
+        let c = p.sample(&[(id, (11, 7), false)], t1 + Duration::from_secs(12));
+        assert!(c[0].2.contains("5s"), "{c:?}");
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             if let Some(at) = sorry {
                 store.set_sorry(&key, at).map_err(store_status)?;
             }
+            let passive = svc.is_some_and(|s| s.passive_check);
+            store
+                .set_passive_check(&key, passive)
+                .map_err(store_status)?;
         }
         Op::EditService(r) => {
             let svc = r.service.as_ref();
@@ -62,6 +66,11 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             if let Some(at) = sorry {
                 store.set_sorry(&key, at).map_err(store_status)?;
             }
+            // As the other -E attributes: replaced (off when not given).
+            let passive = svc.is_some_and(|s| s.passive_check);
+            store
+                .set_passive_check(&key, passive)
+                .map_err(store_status)?;
         }
         Op::DeleteService(r) => {
             let key = convert::key_from_pb(r.key.as_ref()).map_err(bad)?;

@@ -135,6 +135,59 @@ impl DpvsService {
         self.checkers.reconcile(&self.lock().checks());
     }
 
+    /// The passive health check (docs/health.md): every second, the
+    /// dataplane's SYN counters of the real servers of services that have it
+    /// on; a real server that leaves new connections unanswered is inhibited
+    /// for a while, and tried again after.
+    pub async fn passive_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut judge = crate::health::Passive::default();
+        loop {
+            tick.tick().await;
+            let Ok(stats) = self.blocking(|b| b.stats()).await else {
+                continue;
+            };
+            let store = self.store();
+            let mut seen = Vec::new();
+            for s in stats
+                .services
+                .iter()
+                .filter(|s| store.passive_check(&s.key))
+            {
+                let Some(spec) = store.service(&s.key) else {
+                    continue;
+                };
+                for d in &s.dests {
+                    // Configured real servers only (not the sorry server).
+                    if !spec
+                        .dests
+                        .iter()
+                        .any(|x| x.addr == d.addr && x.port == d.port)
+                    {
+                        continue;
+                    }
+                    let id = (s.key, d.addr, d.port);
+                    seen.push((
+                        id,
+                        (d.syn_unanswered, d.syn_answered),
+                        store.passive_down(&id),
+                    ));
+                }
+            }
+            for (id, down, why) in judge.sample(&seen, std::time::Instant::now()) {
+                let changed = self.mutate(|s| Ok(s.set_passive_down(id, down)));
+                if let Ok(true) = changed {
+                    eprintln!(
+                        "dpvsd: passive check: {} real server {} is {} ({why})",
+                        crate::store::service_name(&id.0),
+                        crate::addr::fmt_addr_port(&id.1, id.2),
+                        if down { "DOWN" } else { "UP" },
+                    );
+                }
+            }
+        }
+    }
+
     /// Applies the health checks' verdicts as they come: the dest is
     /// inhibited while down, restored when up, and each change is logged.
     pub async fn apply_verdicts_forever(self: Arc<Self>) {
@@ -400,16 +453,10 @@ pub(crate) fn service_status(
     st: Option<&dataplane::ServiceStats>,
 ) -> pb::ServiceStatus {
     let sorry = store.sorry_in_use(&s.key);
-    let mut out = match &sorry {
-        Some(d) => {
-            let mut with = s.clone();
-            with.dests.push(d.clone());
-            convert::service_status(&with, st)
-        }
-        None => convert::service_status(s, st),
-    };
+    let mut out = convert::service_status(&store.effective(s), st);
     if let Some(svc) = out.service.as_mut() {
         svc.proxy_protocol = convert::proxy_protocol_to_pb(store.proxy_protocol(&s.key)) as i32;
+        svc.passive_check = store.passive_check(&s.key);
         svc.sorry_server = store
             .sorry(&s.key)
             .map(|a| crate::addr::fmt_addr_port(&a.ip(), a.port()))

@@ -92,6 +92,10 @@ pub struct Store {
     /// Sorry servers (keepalived's `sorry_server`): in the dataplane only
     /// while the service has no usable real server.
     sorry: BTreeMap<ServiceKey, SocketAddr>,
+    /// Services with the passive health check on.
+    passive: BTreeSet<ServiceKey>,
+    /// Real servers the passive check has inhibited for now.
+    passive_down: BTreeSet<DestId>,
 }
 
 impl Store {
@@ -108,20 +112,25 @@ impl Store {
     /// its sorry server, if it has one, as its only usable real server.
     pub fn desc(&self) -> ConfigDesc {
         ConfigDesc {
-            services: self
-                .services
-                .values()
-                .map(|s| {
-                    let mut s = s.clone();
-                    if let Some(d) = self.sorry_in_use(&s.key) {
-                        s.dests.push(d);
-                    }
-                    s
-                })
-                .collect(),
+            services: self.services.values().map(|s| self.effective(s)).collect(),
             addrs: self.addrs.clone(),
             routes: self.routes.clone(),
         }
+    }
+
+    /// A service as the dataplane runs it: real servers the passive check
+    /// has down are inhibited too, and the sorry server is in while in use.
+    pub fn effective(&self, s: &ServiceSpec) -> ServiceSpec {
+        let mut s = s.clone();
+        for d in &mut s.dests {
+            if self.passive_down.contains(&(s.key, d.addr, d.port)) {
+                d.inhibited = true;
+            }
+        }
+        if let Some(d) = self.sorry_in_use(&s.key) {
+            s.dests.push(d);
+        }
+        s
     }
 
     /// The sorry server of `key` as a real server, when it is in use: no real
@@ -130,7 +139,9 @@ impl Store {
     pub fn sorry_in_use(&self, key: &ServiceKey) -> Option<DestSpec> {
         let at = self.sorry.get(key)?;
         let s = self.services.get(key)?;
-        if s.dests.iter().any(|d| d.weight > 0 && !d.inhibited) {
+        if s.dests.iter().any(|d| {
+            d.weight > 0 && !d.inhibited && !self.passive_down.contains(&(*key, d.addr, d.port))
+        }) {
             return None;
         }
         if s.dests
@@ -376,6 +387,8 @@ impl Store {
         self.proxy_protocol.remove(key);
         self.checks.retain(|id, _| id.0 != *key);
         self.sorry.remove(key);
+        self.passive.remove(key);
+        self.passive_down.retain(|id| id.0 != *key);
         self.drop_unused_auto_addrs();
         Ok(())
     }
@@ -387,6 +400,8 @@ impl Store {
         self.proxy_protocol.clear();
         self.checks.clear();
         self.sorry.clear();
+        self.passive.clear();
+        self.passive_down.clear();
         self.drop_unused_auto_addrs();
     }
 
@@ -517,7 +532,40 @@ impl Store {
             .ok_or_else(|| dest_not_found(key, addr, port))?;
         let changed = d.inhibited == up;
         d.inhibited = !up;
-        Ok(changed)
+        // An active check that passes ends a passive inhibition too.
+        let passive = up && self.passive_down.remove(&(*key, *addr, port));
+        Ok(changed || passive)
+    }
+
+    /// Turns the passive health check of a service on or off.
+    pub fn set_passive_check(&mut self, key: &ServiceKey, on: bool) -> Result<(), StoreError> {
+        if !self.services.contains_key(key) {
+            return Err(not_found(key));
+        }
+        if on {
+            self.passive.insert(*key);
+        } else {
+            self.passive.remove(key);
+            self.passive_down.retain(|id| id.0 != *key);
+        }
+        Ok(())
+    }
+
+    pub fn passive_check(&self, key: &ServiceKey) -> bool {
+        self.passive.contains(key)
+    }
+
+    /// The passive check's verdict on a real server; whether it changed.
+    pub fn set_passive_down(&mut self, id: DestId, down: bool) -> bool {
+        if down {
+            self.passive_down.insert(id)
+        } else {
+            self.passive_down.remove(&id)
+        }
+    }
+
+    pub fn passive_down(&self, id: &DestId) -> bool {
+        self.passive_down.contains(id)
     }
 
     // ---- addresses (dpip addr) ----

@@ -173,6 +173,8 @@ async fn services_and_dests_reach_the_backend_and_list_like_ipvsadm() {
                     inbytes: 5000,
                     outbytes: 4000,
                 },
+                syn_unanswered: 0,
+                syn_answered: 0,
             }],
         }],
         ..Stats::default()
@@ -522,6 +524,8 @@ fn traffic(key: ServiceKey, rip: &str, n: u64) -> ServiceStats {
             active_conns: 0,
             inactive_conns: 0,
             traffic: t,
+            syn_unanswered: 0,
+            syn_answered: 0,
         }],
     }
 }

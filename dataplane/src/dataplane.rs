@@ -458,6 +458,8 @@ impl Dataplane {
                         active_conns: d.active_conns(),
                         inactive_conns: d.inactive_conns(),
                         traffic: m.traffic.sum(),
+                        syn_unanswered: d.counters.syn_unanswered.load(Ordering::Relaxed),
+                        syn_answered: d.counters.syn_answered.load(Ordering::Relaxed),
                     })
                     .collect(),
             })

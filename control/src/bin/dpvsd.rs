@@ -160,6 +160,7 @@ fn run(cfg: control::config::Config, config: &Path) -> Result<(), String> {
     rt.spawn(reload_on_sighup(svc.clone(), config.to_path_buf()));
     rt.spawn(svc.clone().estimate_forever());
     rt.spawn(svc.clone().apply_verdicts_forever());
+    rt.spawn(svc.clone().passive_forever());
     {
         let _inside = rt.enter();
         svc.start_checks();

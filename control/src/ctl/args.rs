@@ -119,6 +119,8 @@ pub struct ServiceOpts {
     pub ops: bool,
     /// `--sorry-server IP:PORT|none` (keepalived's sorry_server).
     pub sorry_server: Option<String>,
+    /// `--passive-check`: the passive health check (NAT/FULLNAT TCP).
+    pub passive_check: bool,
 }
 
 /// `-a/-e` options.
@@ -254,6 +256,7 @@ enum Opt {
     CheckDelay,
     OnFailure,
     SorryServer,
+    PassiveCheck,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -330,6 +333,7 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "check-delay", Opt::CheckDelay, Arg::Required),
     (None, "on-failure", Opt::OnFailure, Arg::Required),
     (None, "sorry-server", Opt::SorryServer, Arg::Required),
+    (None, "passive-check", Opt::PassiveCheck, Arg::No),
 ];
 
 fn opt_name(o: Opt) -> String {
@@ -392,6 +396,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             ProxyProto,
             Ops,
             SorryServer,
+            PassiveCheck,
         ],
         DeleteService | Zero => &[Tcp, Udp],
         Save => &[Tcp, Udp, Numeric],
@@ -748,6 +753,7 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                     None => None,
                 },
                 ops: has(Opt::Ops),
+                passive_check: has(Opt::PassiveCheck),
                 sorry_server: match get(Opt::SorryServer).flatten() {
                     None => None,
                     Some(v) if v == "none" => Some(v),
@@ -1116,6 +1122,7 @@ Options:
   --conn-timeout secs                 idle timeout of established connections
   --ops          -o                   one-packet scheduling (UDP)
   --sorry-server IP:PORT|none         takes new connections while no real server is usable
+  --passive-check                     inhibit real servers that leave SYNs unanswered (NAT/FULLNAT)
   --proxy-protocol v1|v2|none         Proxy Protocol header to FULLNAT real servers (TCP, with -A/-E; DPVS)
   --real-server  -r server-address    server-address is host[:port] (default: the virtual port)
   --gatewaying   -g                   gatewaying (direct routing) (default)
@@ -1233,6 +1240,7 @@ mod tests {
                 proxy_protocol: None,
                 ops: false,
                 sorry_server: None,
+                passive_check: false,
             })
         );
         assert_eq!(
@@ -1247,6 +1255,7 @@ mod tests {
                 proxy_protocol: None,
                 ops: true,
                 sorry_server: None,
+                passive_check: false,
             })
         );
         match p("-E -t 10.0.0.100:80 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port").unwrap()

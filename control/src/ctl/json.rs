@@ -82,6 +82,7 @@ fn service(st: &pb::ServiceStatus) -> Value {
         "persistent": persistent, "conn_timeout": svc.conn_timeout_s, "ops": svc.ops,
         "proxy_protocol": pp,
         "sorry_server": (!svc.sorry_server.is_empty()).then_some(&svc.sorry_server),
+        "passive_check": svc.passive_check,
         "stats": traffic(st.traffic.as_ref()), "rate": rate(st.rate.as_ref()),
         "dests": dests,
     })

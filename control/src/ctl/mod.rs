@@ -233,6 +233,7 @@ pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
                 conn_timeout_s: o.conn_timeout,
                 ops: o.ops,
                 sorry_server: o.sorry_server.clone().unwrap_or_default(),
+                passive_check: o.passive_check,
                 dests: vec![],
                 proxy_protocol: match o.proxy_protocol {
                     None => pb::ProxyProtocol::Unspecified,

@@ -225,6 +225,9 @@ pub fn save(resp: &pb::ListServicesResponse, laddrs: &[pb::LocalAddr]) -> String
         if !svc.sorry_server.is_empty() {
             let _ = write!(out, " --sorry-server {}", svc.sorry_server);
         }
+        if svc.passive_check {
+            out.push_str(" --passive-check");
+        }
         out.push('\n');
         for ds in &st.dests {
             let Some(d) = &ds.dest else { continue };
