@@ -1,6 +1,8 @@
 //! dpvsctl -> gRPC -> dpvsd's service -> backend, in one process: the tonic server
-//! on a temporary unix socket over a `FakeBackend`, driven by the same
-//! `run_args` that the `dpvsctl` binary calls.
+//! on a temporary unix socket over a `FakeBackend` (`inproc::Daemon`), driven by
+//! the same `run_args` that the `dpvsctl` binary calls.
+
+mod inproc;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -8,93 +10,11 @@ use std::sync::Arc;
 use control::backend::FakeBackend;
 use control::config::Listen;
 use control::ctl::{run_args, CtlError};
-use control::server::{bind, serve, DpvsService};
-use control::store::Store;
+use control::server::{bind, DpvsService};
 use dataplane::{
     ConnEntry, DestStats, ForwardMode, Proto, ServiceKey, ServiceStats, Stats, TrafficStats,
 };
-use tokio::sync::oneshot;
-
-struct Daemon {
-    server: String,
-    backend: Arc<FakeBackend>,
-    svc: Arc<DpvsService>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
-    _dir: tempfile::TempDir,
-}
-
-/// The config the in-process daemon starts from (and `apply -f` tests edit).
-const CONFIG: &str = r#"
-[workers]
-cores = [1]
-[[port]]
-name = "dpdk0"
-device = "net_null0"
-addresses = ["10.0.0.1/24"]
-[[port]]
-name = "dpdk1"
-device = "net_null1"
-addresses = ["192.168.0.1/24"]
-"#;
-
-impl Daemon {
-    async fn start() -> Daemon {
-        Daemon::start_with_state(None).await
-    }
-
-    async fn start_with_state(state: Option<std::path::PathBuf>) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run/dpvs.sock");
-        let backend = Arc::new(FakeBackend::new(&["dpdk0", "dpdk1"]));
-        let cfg = control::config::parse(CONFIG).unwrap();
-        let store: Store = cfg.store;
-        let svc = Arc::new(DpvsService::new(store, backend.clone()).with_state_file(state));
-        let bound = bind(&Listen::Unix(path.clone())).await.unwrap();
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(serve(bound, svc.clone(), async {
-            let _ = rx.await;
-        }));
-        Daemon {
-            server: format!("unix:{}", path.display()),
-            backend,
-            svc,
-            stop: Some(tx),
-            task: Some(task),
-            _dir: dir,
-        }
-    }
-
-    async fn ctl(&self, line: &str) -> Result<String, CtlError> {
-        let mut argv: Vec<String> = vec!["--server".into(), self.server.clone()];
-        argv.extend(line.split_whitespace().map(str::to_string));
-        let mut out = String::new();
-        run_args(&argv, None, &mut out).await.map(|()| out)
-    }
-
-    async fn ok(&self, line: &str) -> String {
-        match self.ctl(line).await {
-            Ok(o) => o,
-            Err(e) => panic!("dpvsctl {line}: {e:?}"),
-        }
-    }
-
-    async fn err(&self, line: &str) -> CtlError {
-        match self.ctl(line).await {
-            Ok(o) => panic!("dpvsctl {line} succeeded: {o}"),
-            Err(e) => e,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.unwrap().unwrap();
-        }
-    }
-}
+use inproc::{Daemon, CONFIG};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -611,7 +531,7 @@ const SAVED: &str = "\
 
 async fn restore(d: &Daemon, text: &str) -> Result<(), CtlError> {
     let mut out = String::new();
-    control::ctl::restore(text, &d.server, &mut out).await
+    control::ctl::restore(text, &d.server.as_str().into(), &mut out).await
 }
 
 #[tokio::test]
@@ -746,7 +666,7 @@ async fn the_state_file_follows_every_change_and_restores_the_same_table() {
         &text
             .replace("addr add 10.0.0.1/24 dev dpdk0\n", "")
             .replace("addr add 192.168.0.1/24 dev dpdk1\n", ""),
-        &d2.server,
+        &d2.server.as_str().into(),
         &mut out,
     )
     .await
