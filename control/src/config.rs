@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::addr::{parse_ip, parse_netmask, parse_prefix};
 use crate::scheduler::DEFAULT_SCHEDULER;
-use crate::store::{Store, Timeouts, DEFAULT_PERSISTENCE_S};
+use crate::store::{Store, StoreError, Timeouts, DEFAULT_PERSISTENCE_S};
 use crate::tls::TlsFiles;
 
 /// Default control socket.
@@ -431,7 +431,7 @@ impl ConfigFile {
                         addr,
                         prefix_len,
                     })
-                    .map_err(|e| format!("{key}: {e}"))?;
+                    .map_err(|e| format!("{key}: {}", e.message()))?;
             }
         }
 
@@ -453,21 +453,32 @@ impl ConfigFile {
                     port: r.port.clone(),
                 })
                 .map_err(|e| {
-                    let field = if e.to_string().contains("next hop") {
-                        "via"
-                    } else {
-                        "prefix"
+                    let key = match &e {
+                        StoreError::Invalid { field: "via", .. } => "via",
+                        StoreError::Invalid { field: "port", .. } => "port",
+                        _ => "prefix",
                     };
-                    format!("route[{i}].{field}: {e}")
+                    format!("route[{i}].{key}: {}", e.message())
                 })?;
         }
 
         for (i, s) in self.service.iter().enumerate() {
             let spec = service_spec(i, s)?;
             let key = spec.key;
-            store
-                .add_service(spec)
-                .map_err(|e| format!("service[{i}]: {e}"))?;
+            for (j, d) in spec.dests.iter().enumerate() {
+                crate::store::check_dest(&key, d).map_err(|e| match e {
+                    StoreError::Invalid { field, message } => {
+                        format!("service[{i}].dest[{j}].{field}: {message}")
+                    }
+                    e => format!("service[{i}].dest[{j}]: {e}"),
+                })?;
+            }
+            store.add_service(spec).map_err(|e| match e {
+                StoreError::Invalid { field, message } => {
+                    format!("service[{i}].{}: {message}", service_key_of(field))
+                }
+                e => format!("service[{i}]: {e}"),
+            })?;
             if let Some(v) = &s.proxy_protocol {
                 let pp = match v.to_ascii_lowercase().as_str() {
                     "v1" => Some(dataplane::ProxyProtocol::V1),
@@ -481,7 +492,7 @@ impl ConfigFile {
                 };
                 store
                     .set_proxy_protocol(&key, pp)
-                    .map_err(|e| format!("service[{i}].proxy_protocol: {e}"))?;
+                    .map_err(|e| format!("service[{i}].proxy_protocol: {}", e.message()))?;
             }
             for (j, l) in s.laddr.iter().enumerate() {
                 let at = format!("service[{i}].laddr[{j}]");
@@ -495,7 +506,12 @@ impl ConfigFile {
                         addr,
                         port: l.port.clone(),
                     })
-                    .map_err(|e| format!("{at}: {e}"))?;
+                    .map_err(|e| match e {
+                        StoreError::Invalid { field, message } => {
+                            format!("{at}.{field}: {message}")
+                        }
+                        e => format!("{at}: {e}"),
+                    })?;
             }
         }
 
@@ -575,6 +591,16 @@ impl ConfigFile {
             tls,
             metrics,
         })
+    }
+}
+
+/// The `[[service]]` key of a field the store names as `dpvs.proto` does.
+fn service_key_of(field: &str) -> &str {
+    match field {
+        "timeout_s" => "persistent",
+        "netmask_len" => "netmask",
+        "conn_timeout_s" => "conn_timeout",
+        f => f,
     }
 }
 
@@ -847,8 +873,14 @@ listen = "unix:/run/dpvs/dpvs.sock"
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nscheduler = \"xx\"", "service[0].scheduler: unknown scheduler \"xx\""),
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nproxy_protocol = \"v3\"", "service[0].proxy_protocol: unknown value \"v3\" (v1, v2 or none)"),
             ("proto = \"udp\"\nvip = \"10.0.0.100\"\nvport = 53\nproxy_protocol = \"v2\"", "service[0].proxy_protocol: UDP 10.0.0.100:53: Proxy Protocol is supported for TCP services only"),
-            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\nport = 8080", "service[0]: DR and TUN forward to the virtual port: real server port 8080 != 80"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\nport = 8080", "service[0].dest[0].port: DR and TUN forward to the virtual port: real server port 8080 != 80"),
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\nmode = \"magic\"", "service[0].dest[0].mode: unknown forward mode \"magic\""),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\nmode = \"nat\"\n[[service.dest]]\naddr = \"192.168.0.12\"\nmode = \"nat\"\nweight = 70000", "service[0].dest[1].weight: invalid weight 70000: must be 0..65535"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"2001:db8::1\"\nmode = \"nat\"", "service[0].dest[0].addr: real server 2001:db8::1 and virtual service 10.0.0.100 differ in address family"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 0", "service[0].vport: zero port specified for non-persistent service"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nconn_timeout = 0", "service[0].conn_timeout: connection timeout must be at least 1 second"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nsched_flags = [\"sh-magic\"]", "service[0].sched_flags: unknown scheduler flag 'sh-magic'"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.laddr]]\naddr = \"127.0.0.1\"\nport = \"dpdk1\"", "service[0].laddr[0].addr: invalid local address 127.0.0.1"),
         ];
         for (body, want) in cases {
             let err = parse(&svc(body)).expect_err(want);

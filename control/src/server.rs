@@ -127,7 +127,7 @@ impl DpvsService {
     ) -> Result<(Vec<String>, Vec<String>), Status> {
         if next.ports() != self.lock().ports() {
             return Err(Status::failed_precondition(format!(
-                "ports {:?} differ from the running ports {:?}: ports change with a restart",
+                "port: ports {:?} differ from the running ports {:?}: ports change with a restart",
                 next.ports(),
                 self.lock().ports()
             )));
@@ -262,12 +262,13 @@ impl DpvsService {
     }
 }
 
-/// NOT_FOUND / ALREADY_EXISTS / INVALID_ARGUMENT with the store's message.
+/// NOT_FOUND / ALREADY_EXISTS / INVALID_ARGUMENT with the store's message
+/// (`field: why` for INVALID_ARGUMENT).
 pub fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::NotFound(m) => Status::not_found(m),
         StoreError::AlreadyExists(m) => Status::already_exists(m),
-        StoreError::Invalid(m) => Status::invalid_argument(m),
+        e @ StoreError::Invalid { .. } => Status::invalid_argument(e.to_string()),
     }
 }
 
@@ -403,7 +404,7 @@ impl Dpvs for DpvsService {
         let port = &req.get_ref().port;
         let store = self.store();
         if !port.is_empty() && !store.ports().iter().any(|p| p == port) {
-            return Err(bad(format!("unknown port \"{port}\"")));
+            return Err(bad(format!("port: unknown port \"{port}\"")));
         }
         let addrs = store
             .addrs()
@@ -587,8 +588,11 @@ impl Dpvs for DpvsService {
         req: Request<pb::ApplyConfigRequest>,
     ) -> Result<Response<pb::ApplyConfigResponse>, Status> {
         let r = req.get_ref();
-        let cfg = crate::config::parse(&r.toml).map_err(|e| bad(format!("config: {e}")))?;
-        let (removed, added) = self.replace(cfg.store, r.dry_run)?;
+        // The request's field, then the key in the file: `toml: service[0].vip: ...`.
+        let cfg = crate::config::parse(&r.toml).map_err(|e| bad(format!("toml: {e}")))?;
+        let (removed, added) = self
+            .replace(cfg.store, r.dry_run)
+            .map_err(|e| Status::new(e.code(), format!("toml: {}", e.message())))?;
         Ok(Response::new(pb::ApplyConfigResponse { removed, added }))
     }
 

@@ -158,11 +158,11 @@ async fn errors_are_one_line_and_change_nothing() {
         ("-E -t 10.0.0.101:80 -s rr", 1, "no such service TCP 10.0.0.101:80"),
         ("-a -t 10.0.0.101:80 -r 192.168.0.11", 1, "no such service TCP 10.0.0.101:80"),
         ("-L -t 10.0.0.101:80", 1, "no such service TCP 10.0.0.101:80"),
-        ("-A -t 10.0.0.102:80 -s fastest", 1, "unknown scheduler \"fastest\" (one of rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, conhash, fo, ovf, twos)"),
+        ("-A -t 10.0.0.102:80 -s fastest", 1, "scheduler: unknown scheduler \"fastest\" (one of rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, conhash, fo, ovf, twos)"),
         ("-A -t 10.0.0.300:80", 2, "invalid address \"10.0.0.300:80\""),
-        ("-a -t 10.0.0.100:80 -r 192.168.0.11:8080 -g", 1, "DR and TUN forward to the virtual port: real server port 8080 != 80"),
+        ("-a -t 10.0.0.100:80 -r 192.168.0.11:8080 -g", 1, "port: DR and TUN forward to the virtual port: real server port 8080 != 80"),
         ("-d -t 10.0.0.100:80 -r 192.168.0.99", 1, "no such real server 192.168.0.99:80 in TCP 10.0.0.100:80"),
-        ("addr add 10.0.0.5/32 dev dpdk9", 1, "unknown port \"dpdk9\""),
+        ("addr add 10.0.0.5/32 dev dpdk9", 1, "port: unknown port \"dpdk9\""),
         ("addr del 10.0.0.5 dev dpdk0", 1, "no such address 10.0.0.5 on dpdk0"),
         ("route del 10.9.0.0/16", 1, "no such route 10.9.0.0/16"),
         ("-Lq", 2, "unknown option '-q'"),
@@ -733,7 +733,7 @@ scheduler = \"wlc\"
     let e = d.err(&format!("apply -f {f}")).await;
     assert_eq!(
         e.message,
-        "config: service[0].proto: unknown protocol \"sctp\" (tcp or udp)"
+        format!("{f}: service[0].proto: unknown protocol \"sctp\" (tcp or udp)")
     );
     std::fs::write(&file, CONFIG.replace("dpdk1", "dpdk7")).unwrap();
     let e = d.err(&format!("apply -f {f}")).await;

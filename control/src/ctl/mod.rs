@@ -175,7 +175,15 @@ pub async fn run(cmd: &Command, server: &client::Target, out: &mut String) -> Re
                     dry_run: *dry_run,
                 })
                 .await
-                .map_err(st)?;
+                .map_err(|e| {
+                    // The server names its request field (`toml: KEY: why`);
+                    // the user wrote FILE.
+                    let mut err = st(e);
+                    if let Some(rest) = err.message.strip_prefix("toml: ") {
+                        err.message = format!("{}: {rest}", file.display());
+                    }
+                    err
+                })?;
             out.push_str(&output::config_diff(r.get_ref()));
         }
         Command::Zero(k) => {
