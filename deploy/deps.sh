@@ -10,6 +10,7 @@ PKGS=(
   protobuf-compiler          # protoc for the dpvs.v1 gRPC code
   iproute2 ethtool nftables  # netns topology; kernel-lb comparison peer
   curl socat iperf3 tcpdump python3  # clients, real servers' helpers, debugging
+  iputils-ping               # ping through the kernel interface (e2e_kni)
   wrk                        # HTTP connections/s in the kernel comparison (make bench)
   prometheus                 # promtool and a server the metrics tests scrape dpvsd with
 )

@@ -307,6 +307,7 @@ impl Env {
                     queues: n,
                     mtu: 0,
                     steering: steering.clone(),
+                    kni: false,
                 })
                 .collect(),
             worker_cores: (1..=u32::from(n)).collect(),

@@ -58,6 +58,7 @@ pub fn service(vport: u16, sched: &str, dests: Vec<DestSpec>) -> ServiceSpec {
         sched_flags: vec![],
         persistence: None,
         conn_timeout_s: None,
+        ops: false,
         dests,
     }
 }

@@ -81,6 +81,9 @@ pub struct PortConf {
     pub steering: Option<String>,
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// A kernel interface named after the port (the exception path).
+    #[serde(default)]
+    pub kni: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +109,9 @@ pub struct ServiceConf {
     /// Persistence netmask (`255.255.255.0` or a prefix length); needs `persistent`.
     pub netmask: Option<String>,
     pub conn_timeout: Option<u32>,
+    /// ipvsadm `-o`: one-packet scheduling (UDP services).
+    #[serde(default)]
+    pub ops: bool,
     /// DPVS `--proxy-protocol`: "v1", "v2" or "none" (TCP services only).
     pub proxy_protocol: Option<String>,
     #[serde(default)]
@@ -134,6 +140,49 @@ pub struct DestConf {
     pub mode: Option<String>,
     pub u_threshold: Option<u32>,
     pub l_threshold: Option<u32>,
+    /// Its health check (docs/health.md).
+    pub check: Option<CheckConf>,
+}
+
+/// `check = { type = "http", path = "/health", interval = 2, ... }`; absent
+/// keys take the defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConf {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub status: Option<u16>,
+    pub digest: Option<String>,
+    pub payload: Option<String>,
+    pub command: Option<String>,
+    pub interval: Option<u32>,
+    pub timeout: Option<u32>,
+    pub retries: Option<u32>,
+    pub rise: Option<u32>,
+    pub delay_before_retry: Option<u32>,
+    pub on_failure: Option<String>,
+}
+
+impl CheckConf {
+    fn to_pb(&self) -> proto::v1::HealthCheck {
+        proto::v1::HealthCheck {
+            r#type: self.kind.clone(),
+            port: self.port.map_or(0, u32::from),
+            path: self.path.clone().unwrap_or_default(),
+            status: self.status.map_or(0, u32::from),
+            digest: self.digest.clone().unwrap_or_default(),
+            payload: self.payload.clone().unwrap_or_default(),
+            command: self.command.clone().unwrap_or_default(),
+            interval_s: self.interval.unwrap_or(0),
+            timeout_s: self.timeout.unwrap_or(0),
+            retries: self.retries.unwrap_or(0),
+            rise: self.rise.unwrap_or(0),
+            delay_before_retry_s: self.delay_before_retry.unwrap_or(0),
+            on_failure: self.on_failure.clone().unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -411,6 +460,7 @@ impl ConfigFile {
                 queues,
                 mtu,
                 steering,
+                kni: p.kni,
             });
         }
         let mut store = Store::new(ports.iter().map(|p| p.name.clone()).collect());
@@ -465,6 +515,8 @@ impl ConfigFile {
         for (i, s) in self.service.iter().enumerate() {
             let spec = service_spec(i, s)?;
             let key = spec.key;
+            let dests: Vec<(std::net::IpAddr, u16)> =
+                spec.dests.iter().map(|d| (d.addr, d.port)).collect();
             for (j, d) in spec.dests.iter().enumerate() {
                 crate::store::check_dest(&key, d).map_err(|e| match e {
                     StoreError::Invalid { field, message } => {
@@ -479,6 +531,15 @@ impl ConfigFile {
                 }
                 e => format!("service[{i}]: {e}"),
             })?;
+            for (j, (d, (addr, port))) in s.dest.iter().zip(dests).enumerate() {
+                let Some(c) = &d.check else { continue };
+                let at = format!("service[{i}].dest[{j}].check");
+                let spec =
+                    crate::convert::check_from_pb(&c.to_pb()).map_err(|e| format!("{at}: {e}"))?;
+                store
+                    .set_check(&key, &addr, port, Some(spec))
+                    .map_err(|e| format!("{at}: {}", e.message()))?;
+            }
             if let Some(v) = &s.proxy_protocol {
                 let pp = match v.to_ascii_lowercase().as_str() {
                     "v1" => Some(dataplane::ProxyProtocol::V1),
@@ -666,6 +727,7 @@ fn service_spec(i: usize, s: &ServiceConf) -> Result<ServiceSpec, String> {
         sched_flags: s.sched_flags.clone(),
         persistence,
         conn_timeout_s: s.conn_timeout,
+        ops: s.ops,
         dests,
     })
 }

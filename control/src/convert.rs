@@ -12,9 +12,12 @@ use dataplane::{
     AddrSpec, ConnEntry, DestSpec, DestStats, ForwardMode, Persistence, PortStats, Proto,
     ProxyProtocol, RouteSpec, ServiceKey, ServiceSpec, TrafficStats,
 };
+use std::time::Duration;
+
 use proto::v1 as pb;
 
 use crate::addr::{max_prefix, parse_ip};
+use crate::health::{CheckKind, CheckSpec, OnFailure};
 use crate::scheduler::DEFAULT_SCHEDULER;
 use crate::store::{Timeouts, DEFAULT_PERSISTENCE_S};
 
@@ -120,7 +123,96 @@ pub fn dest_to_pb(d: &DestSpec) -> pb::Dest {
         u_threshold: d.u_threshold,
         l_threshold: d.l_threshold,
         inhibited: d.inhibited,
+        // The store keeps checks beside the spec; callers that know fill it in.
+        check: None,
     }
+}
+
+/// A health check from its message; errors name the field.
+pub fn check_from_pb(c: &pb::HealthCheck) -> Result<CheckSpec, String> {
+    let secs =
+        |v: u32, default: u64| Duration::from_secs(if v == 0 { default } else { u64::from(v) });
+    let kind = match c.r#type.as_str() {
+        "tcp" => CheckKind::Tcp,
+        "http" => CheckKind::Http {
+            path: if c.path.is_empty() {
+                "/".into()
+            } else {
+                c.path.clone()
+            },
+            status: if c.status == 0 {
+                200
+            } else {
+                u16::try_from(c.status)
+                    .map_err(|_| format!("check status {}: not an HTTP status", c.status))?
+            },
+            digest: (!c.digest.is_empty()).then(|| c.digest.clone()),
+        },
+        "udp" => CheckKind::Udp {
+            payload: c.payload.clone(),
+        },
+        "misc" => CheckKind::Misc {
+            command: c.command.clone(),
+        },
+        other => {
+            return Err(format!(
+                "check type \"{other}\": one of tcp, http, udp, misc"
+            ))
+        }
+    };
+    let d = CheckSpec::new(kind);
+    let spec = CheckSpec {
+        port: match port16("check port", c.port)? {
+            0 => None,
+            p => Some(p),
+        },
+        interval: secs(c.interval_s, d.interval.as_secs()),
+        timeout: secs(c.timeout_s, d.timeout.as_secs()),
+        retries: if c.retries == 0 { d.retries } else { c.retries },
+        rise: if c.rise == 0 { d.rise } else { c.rise },
+        delay_before_retry: secs(c.delay_before_retry_s, d.delay_before_retry.as_secs()),
+        on_failure: match c.on_failure.as_str() {
+            "" | "inhibit" => OnFailure::Inhibit,
+            "remove" => OnFailure::Remove,
+            other => return Err(format!("check on_failure \"{other}\": inhibit or remove")),
+        },
+        kind: d.kind,
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+pub fn check_to_pb(c: &CheckSpec) -> pb::HealthCheck {
+    let mut out = pb::HealthCheck {
+        r#type: c.type_name().into(),
+        port: c.port.map_or(0, u32::from),
+        interval_s: c.interval.as_secs() as u32,
+        timeout_s: c.timeout.as_secs() as u32,
+        retries: c.retries,
+        rise: c.rise,
+        delay_before_retry_s: c.delay_before_retry.as_secs() as u32,
+        on_failure: match c.on_failure {
+            OnFailure::Inhibit => "inhibit",
+            OnFailure::Remove => "remove",
+        }
+        .into(),
+        ..Default::default()
+    };
+    match &c.kind {
+        CheckKind::Tcp => {}
+        CheckKind::Http {
+            path,
+            status,
+            digest,
+        } => {
+            out.path = path.clone();
+            out.status = u32::from(*status);
+            out.digest = digest.clone().unwrap_or_default();
+        }
+        CheckKind::Udp { payload } => out.payload = payload.clone(),
+        CheckKind::Misc { command } => out.command = command.clone(),
+    }
+    out
 }
 
 pub fn service_from_pb(s: Option<&pb::Service>) -> Result<ServiceSpec, String> {
@@ -156,6 +248,7 @@ pub fn service_from_pb(s: Option<&pb::Service>) -> Result<ServiceSpec, String> {
         sched_flags: s.sched_flags.clone(),
         persistence,
         conn_timeout_s: s.conn_timeout_s,
+        ops: s.ops,
         dests,
     })
 }
@@ -194,6 +287,7 @@ pub fn service_to_pb(s: &ServiceSpec, with_dests: bool) -> pb::Service {
             netmask_len: Some(u32::from(p.netmask_len)),
         }),
         conn_timeout_s: s.conn_timeout_s,
+        ops: s.ops,
         // The store keeps it beside the spec; callers that know it fill it in.
         proxy_protocol: pb::ProxyProtocol::Unspecified as i32,
         dests: if with_dests {

@@ -15,6 +15,7 @@ pub mod backend;
 pub mod config;
 pub mod convert;
 pub mod ctl;
+pub mod health;
 pub mod metrics;
 pub mod ops;
 pub mod rate;

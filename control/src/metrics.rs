@@ -858,6 +858,7 @@ mod tests {
                 sched_flags: Vec::new(),
                 persistence: None,
                 conn_timeout_s: None,
+                ops: false,
                 dests: Vec::new(),
             })
             .unwrap();

@@ -71,12 +71,21 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
         Op::AddDest(r) | Op::EditDest(r) => {
             let key = convert::key_field("service", r.service.as_ref()).map_err(bad)?;
             let dest = convert::dest_from_pb(&key, r.dest.as_ref()).map_err(bad)?;
+            let check = match r.dest.as_ref().and_then(|d| d.check.as_ref()) {
+                Some(c) => Some(convert::check_from_pb(c).map_err(bad)?),
+                None => None,
+            };
+            let (addr, port) = (dest.addr, dest.port);
             if matches!(op, Op::AddDest(_)) {
                 store.add_dest(&key, dest)
             } else {
                 store.edit_dest(&key, dest)
             }
             .map_err(store_status)?;
+            // As ipvsadm -e: what is not given goes back to its default (no check).
+            store
+                .set_check(&key, &addr, port, check)
+                .map_err(store_status)?;
         }
         Op::DeleteDest(r) => {
             let key = convert::key_field("service", r.service.as_ref()).map_err(bad)?;

@@ -41,6 +41,8 @@ pub struct DpvsService {
     state_file: Option<PathBuf>,
     /// `--rate`: IPVS's estimator over the raw counters.
     rates: crate::rate::Estimators,
+    /// The real servers' health checks (one task each).
+    checkers: crate::health::Checkers,
 }
 
 impl DpvsService {
@@ -54,6 +56,34 @@ impl DpvsService {
             zero: Default::default(),
             state_file: None,
             rates: Default::default(),
+            checkers: Default::default(),
+        }
+    }
+
+    /// Starts the health checks the configuration has (call from the tokio
+    /// runtime; later changes start and stop them as they come).
+    pub fn start_checks(&self) {
+        self.checkers.reconcile(&self.lock().checks());
+    }
+
+    /// Applies the health checks' verdicts as they come: the dest is
+    /// inhibited while down, restored when up, and each change is logged.
+    pub async fn apply_verdicts_forever(self: Arc<Self>) {
+        let Some(mut rx) = self.checkers.take_verdicts() else {
+            return;
+        };
+        while let Some(v) = rx.recv().await {
+            let (key, addr, port) = v.dest;
+            let r = self.mutate(|s| s.set_health(&key, &addr, port, v.up).map_err(store_status));
+            if let Ok(true) = r {
+                eprintln!(
+                    "dpvsd: health: {} real server {} is {} ({})",
+                    crate::store::service_name(&key),
+                    crate::addr::fmt_addr_port(&addr, port),
+                    if v.up { "UP" } else { "DOWN" },
+                    v.why
+                );
+            }
         }
     }
 
@@ -200,6 +230,7 @@ impl DpvsService {
         if before != after || timeouts {
             self.save_state(&guard);
         }
+        self.checkers.reconcile(&guard.checks());
         Ok(out)
     }
 
@@ -299,6 +330,13 @@ pub(crate) fn service_status(
     let mut out = convert::service_status(s, st);
     if let Some(svc) = out.service.as_mut() {
         svc.proxy_protocol = convert::proxy_protocol_to_pb(store.proxy_protocol(&s.key)) as i32;
+    }
+    for ds in &mut out.dests {
+        if let Some(d) = ds.dest.as_mut() {
+            if let (Ok(addr), Ok(port)) = (d.addr.parse(), u16::try_from(d.port)) {
+                d.check = store.check(&s.key, &addr, port).map(convert::check_to_pb);
+            }
+        }
     }
     out
 }

@@ -17,6 +17,7 @@ use dataplane::{
 };
 
 use crate::addr::{fmt_addr_port, max_prefix, prefix_contains};
+use crate::health::{CheckSpec, DestId};
 use crate::scheduler::{check_sched_flags, check_scheduler};
 
 /// Persistence timeout when `-p` is given without a value (ipvsadm).
@@ -104,6 +105,8 @@ pub struct Store {
     laddrs: Vec<LocalAddrSpec>,
     /// Services that send a Proxy Protocol header (DPVS `--proxy-protocol`).
     proxy_protocol: BTreeMap<ServiceKey, ProxyProtocol>,
+    /// Health checks of real servers (docs/health.md).
+    checks: BTreeMap<DestId, CheckSpec>,
 }
 
 impl Store {
@@ -263,7 +266,7 @@ impl Store {
 
     /// `-A`: adds a service (with any dests it carries). Puts the VIP on a port
     /// when no address equals it yet (see [`Store::ensure_vip`]).
-    pub fn add_service(&mut self, spec: ServiceSpec) -> Result<(), StoreError> {
+    pub fn add_service(&mut self, mut spec: ServiceSpec) -> Result<(), StoreError> {
         if self.services.contains_key(&spec.key) {
             return Err(StoreError::AlreadyExists(format!(
                 "service already exists: {}",
@@ -271,6 +274,8 @@ impl Store {
             )));
         }
         check_service_attrs(&spec)?;
+        spec.sched_flags = check_sched_flags(&spec.scheduler, &spec.sched_flags)
+            .map_err(|m| invalid("sched_flags", m))?;
         let mut seen = BTreeSet::new();
         for d in &spec.dests {
             check_dest(&spec.key, d)?;
@@ -293,11 +298,19 @@ impl Store {
     /// `-E`: replaces scheduler, flags, persistence and conn timeout; keeps dests.
     pub fn edit_service(&mut self, spec: ServiceSpec) -> Result<(), StoreError> {
         check_service_attrs(&spec)?;
+        let flags = check_sched_flags(&spec.scheduler, &spec.sched_flags)
+            .map_err(|m| invalid("sched_flags", m))?;
         let cur = self.service_mut(&spec.key)?;
         cur.scheduler = spec.scheduler;
-        cur.sched_flags = spec.sched_flags;
+        cur.sched_flags = flags;
         cur.persistence = spec.persistence;
+        if spec.ops {
+            if let Some(d) = cur.dests.iter().find(|d| d.mode == ForwardMode::FullNat) {
+                return Err(ops_fullnat(&d.addr, d.port));
+            }
+        }
         cur.conn_timeout_s = spec.conn_timeout_s;
+        cur.ops = spec.ops;
         Ok(())
     }
 
@@ -308,6 +321,7 @@ impl Store {
         }
         self.laddrs.retain(|l| l.service != *key);
         self.proxy_protocol.remove(key);
+        self.checks.retain(|id, _| id.0 != *key);
         self.drop_unused_auto_addrs();
         Ok(())
     }
@@ -317,6 +331,7 @@ impl Store {
         self.services.clear();
         self.laddrs.clear();
         self.proxy_protocol.clear();
+        self.checks.clear();
         self.drop_unused_auto_addrs();
     }
 
@@ -330,6 +345,9 @@ impl Store {
     pub fn add_dest(&mut self, key: &ServiceKey, dest: DestSpec) -> Result<(), StoreError> {
         check_dest(key, &dest)?;
         let svc = self.service_mut(key)?;
+        if svc.ops && dest.mode == ForwardMode::FullNat {
+            return Err(ops_fullnat(&dest.addr, dest.port));
+        }
         if svc
             .dests
             .iter()
@@ -349,6 +367,9 @@ impl Store {
     pub fn edit_dest(&mut self, key: &ServiceKey, dest: DestSpec) -> Result<(), StoreError> {
         check_dest(key, &dest)?;
         let svc = self.service_mut(key)?;
+        if svc.ops && dest.mode == ForwardMode::FullNat {
+            return Err(ops_fullnat(&dest.addr, dest.port));
+        }
         let cur = svc
             .dests
             .iter_mut()
@@ -372,7 +393,77 @@ impl Store {
         if svc.dests.len() == before {
             return Err(dest_not_found(key, addr, port));
         }
+        self.checks.remove(&(*key, *addr, port));
         Ok(())
+    }
+
+    // ---- health checks ----
+
+    /// Sets (or with `None` removes) the health check of a real server.
+    pub fn set_check(
+        &mut self,
+        key: &ServiceKey,
+        addr: &IpAddr,
+        port: u16,
+        check: Option<CheckSpec>,
+    ) -> Result<(), StoreError> {
+        let svc = self.services.get(key).ok_or_else(|| not_found(key))?;
+        if !svc.dests.iter().any(|d| d.addr == *addr && d.port == port) {
+            return Err(dest_not_found(key, addr, port));
+        }
+        match check {
+            Some(c) => {
+                c.validate()
+                    .map_err(|m| invalid("check", m.trim_start_matches("check ").to_string()))?;
+                self.checks.insert((*key, *addr, port), c);
+            }
+            None => {
+                self.checks.remove(&(*key, *addr, port));
+                // Without a check nothing keeps it down.
+                self.set_health(key, addr, port, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The health check of a real server, if any.
+    pub fn check(&self, key: &ServiceKey, addr: &IpAddr, port: u16) -> Option<&CheckSpec> {
+        self.checks.get(&(*key, *addr, port))
+    }
+
+    /// Every check, with whether its dest is down now.
+    pub fn checks(&self) -> Vec<(DestId, CheckSpec, bool)> {
+        self.checks
+            .iter()
+            .map(|(id, c)| {
+                let down = self
+                    .services
+                    .get(&id.0)
+                    .and_then(|s| s.dests.iter().find(|d| d.addr == id.1 && d.port == id.2))
+                    .is_some_and(|d| d.inhibited);
+                (*id, c.clone(), down)
+            })
+            .collect()
+    }
+
+    /// A health check's verdict: a down dest is inhibited (no new
+    /// connections; existing ones continue). Returns whether it changed.
+    pub fn set_health(
+        &mut self,
+        key: &ServiceKey,
+        addr: &IpAddr,
+        port: u16,
+        up: bool,
+    ) -> Result<bool, StoreError> {
+        let svc = self.service_mut(key)?;
+        let d = svc
+            .dests
+            .iter_mut()
+            .find(|d| d.addr == *addr && d.port == port)
+            .ok_or_else(|| dest_not_found(key, addr, port))?;
+        let changed = d.inhibited == up;
+        d.inhibited = !up;
+        Ok(changed)
     }
 
     // ---- addresses (dpip addr) ----
@@ -565,7 +656,6 @@ fn check_service_attrs(s: &ServiceSpec) -> Result<(), StoreError> {
         return Err(invalid("vip", format!("invalid virtual address {vip}")));
     }
     check_scheduler(&s.scheduler).map_err(|m| invalid("scheduler", m))?;
-    check_sched_flags(&s.scheduler, &s.sched_flags).map_err(|m| invalid("sched_flags", m))?;
     match &s.persistence {
         Some(p) => {
             if p.timeout_s == 0 {
@@ -589,6 +679,17 @@ fn check_service_attrs(s: &ServiceSpec) -> Result<(), StoreError> {
         }
         None => {}
     }
+    if s.ops && s.key.proto != Proto::Udp {
+        return Err(invalid(
+            "ops",
+            "one-packet scheduling (-o) is for UDP services only",
+        ));
+    }
+    if s.ops {
+        if let Some(d) = s.dests.iter().find(|d| d.mode == ForwardMode::FullNat) {
+            return Err(ops_fullnat(&d.addr, d.port));
+        }
+    }
     if s.conn_timeout_s == Some(0) {
         return Err(invalid(
             "conn_timeout_s",
@@ -596,6 +697,18 @@ fn check_service_attrs(s: &ServiceSpec) -> Result<(), StoreError> {
         ));
     }
     Ok(())
+}
+
+/// One-packet scheduling keeps no connection; FULLNAT needs one (its local
+/// address and port are how replies find their client).
+fn ops_fullnat(addr: &IpAddr, port: u16) -> StoreError {
+    invalid(
+        "mode",
+        format!(
+            "real server {} is FULLNAT: one-packet scheduling (-o) keeps no connection, which FULLNAT needs",
+            fmt_addr_port(addr, port)
+        ),
+    )
 }
 
 /// A real server's own rules (those that need no other dest): what
@@ -668,6 +781,7 @@ mod tests {
             sched_flags: vec![],
             persistence: None,
             conn_timeout_s: None,
+            ops: false,
             dests: vec![],
         }
     }

@@ -115,6 +115,63 @@ fn udp_echo_through_nat_vip_reaches_both_real_servers() {
 }
 
 #[test]
+fn one_packet_scheduling_spreads_one_socket_and_keeps_no_connection() {
+    let Some(_serial) = netns::begin("udp_ops") else {
+        return;
+    };
+    let topo = Topology::new("udp_ops");
+    let d = topo.start_dpvsd("");
+    d.addr_add(&format!("{VIP}/32"), "dpdk0");
+    let vs = format!("{VIP}:{UDP_ECHO_PORT}");
+    d.ctl_ok(&["-A", "-u", &vs, "-s", "rr", "-o"]);
+    for (_, _, rip) in REAL_SERVERS {
+        let rs = format!("{rip}:{UDP_ECHO_PORT}");
+        d.ctl_ok(&["-a", "-u", &vs, "-r", &rs, "-m"]);
+    }
+    assert!(d.ctl_ok(&["-Ln"]).contains(&format!("UDP  {vs} rr ops\n")));
+    // One client socket (one 5-tuple), six datagrams: as DNS resolvers send.
+    const PY: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2.0)
+s.connect((sys.argv[1], int(sys.argv[2])))
+for i in range(6):
+    s.send(("q%d" % i).encode())
+    print(s.recv(65535).decode())
+"#;
+    let out = topo.exec_in(
+        "cli",
+        &["python3", "-c", PY, VIP, &UDP_ECHO_PORT.to_string()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split(':').next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["rs1", "rs2", "rs1", "rs2", "rs1", "rs2"],
+        "each datagram scheduled on its own, replies from the VIP"
+    );
+    // Nothing kept: no UDP entry for the client's socket.
+    let conns = d.conns();
+    assert!(conns.iter().all(|c| c.proto != "UDP"), "{conns:?}");
+    let svc = d
+        .stats()
+        .into_iter()
+        .find(|s| s.proto == "UDP" && s.addr == vs)
+        .expect("the service in --stats");
+    assert_eq!(
+        (svc.total.conns, svc.total.inpkts, svc.total.outpkts),
+        (6, 6, 6)
+    );
+}
+
+#[test]
 fn connection_table_drains_after_clients_close() {
     let Some(_serial) = netns::begin("drain") else {
         return;

@@ -77,7 +77,7 @@ fn persistent_service_keeps_each_client_on_one_server() {
         .filter(|l| l.starts_with("  -> ") && !l.contains("RemoteAddress"))
         .map(|l| {
             l.split_whitespace()
-                .nth(4)
+                .nth(3)
                 .and_then(|w| w.parse::<u64>().ok())
                 .unwrap_or(0)
         })

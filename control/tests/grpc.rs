@@ -166,6 +166,8 @@ async fn errors_are_one_line_and_change_nothing() {
         ("addr del 10.0.0.5 dev dpdk0", 1, "no such address 10.0.0.5 on dpdk0"),
         ("route del 10.9.0.0/16", 1, "no such route 10.9.0.0/16"),
         ("-Lq", 2, "unknown option '-q'"),
+        ("-A -t 10.0.0.103:80 -s rr -b sh-port", 1, "sched_flags: incompatible scheduler flag \"sh-port\": it is for the sh scheduler, not rr"),
+        ("-A -f 7 -s rr", 2, "fwmark services (-f) are not supported: no netfilter rule marks packets before dpvsd; use -t/-u VIP:PORT services"),
     ];
     for (line, code, msg) in cases {
         let e = d.err(line).await;
@@ -525,6 +527,8 @@ const SAVED: &str = "\
 -A -u 10.0.0.10:53 -s rr
 -a -u 10.0.0.10:53 -r 10.1.0.5:53 -m -w 1
 -A -u 10.0.0.11:53 -s rr -p 60 -M 0.0.0.0
+-A -u 10.0.0.13:53 -s rr -o
+-a -u 10.0.0.13:53 -r 10.1.0.7:53 -g -w 1
 -A -t [2001:db8::10]:80 -s mh -p 300 -M 64 -b mh-port
 -a -t [2001:db8::10]:80 -r [2001:db8:1::1]:80 -g -w 5
 ";
@@ -544,7 +548,8 @@ async fn restore_applies_an_ipvsadm_save_as_one_change_and_saves_it_back() {
     // One snapshot for the whole file.
     assert_eq!(d.backend.applied().len(), applied + 1);
     let cur = d.backend.current().unwrap();
-    assert_eq!(cur.services.len(), 6);
+    assert_eq!(cur.services.len(), 7);
+    assert!(cur.services.iter().any(|s| s.ops && s.key.vport == 53));
     assert_eq!(d.ok("-S -n").await, SAVED);
     // The listing in the same order.
     let list = d.ok("-Ln").await;
@@ -561,6 +566,7 @@ async fn restore_applies_an_ipvsadm_save_as_one_change_and_saves_it_back() {
             "10.0.0.12:80",
             "10.0.0.10:53",
             "10.0.0.11:53",
+            "10.0.0.13:53",
             "[2001:db8::10]:80"
         ]
     );
@@ -602,7 +608,7 @@ async fn restore_names_the_bad_line_and_changes_nothing() {
     let e = restore(&d, &bad).await.unwrap_err();
     assert_eq!(
         (e.code, e.message.as_str()),
-        (1, "line 15: no such service TCP 10.0.0.98:80")
+        (1, "line 17: no such service TCP 10.0.0.98:80")
     );
     let bad = format!("-A -t 10.0.0.99:80 -s wrr\n{SAVED}");
     let e = restore(&d, &bad).await.unwrap_err();
@@ -618,7 +624,24 @@ async fn restore_names_the_bad_line_and_changes_nothing() {
     let e = restore(&d, "-A -t 10.0.0.97:80 -s rr -o\n")
         .await
         .unwrap_err();
-    assert_eq!(e.message, "line 1: unknown option '-o'");
+    assert_eq!(
+        e.message,
+        "line 1: ops: one-packet scheduling (-o) is for UDP services only"
+    );
+    let e = restore(
+        &d,
+        "-A -u 10.0.0.97:53 -s rr -o\n-a -u 10.0.0.97:53 -r 10.1.0.9 -b\n",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        "line 2: mode: real server 10.1.0.9:53 is FULLNAT: one-packet scheduling (-o) keeps no connection, which FULLNAT needs"
+    );
+    let e = restore(&d, "-A -t 10.0.0.97:80 --pe sip\n")
+        .await
+        .unwrap_err();
+    assert_eq!(e.message, "line 1: unknown option '--pe'");
 
     assert_eq!(d.backend.applied().len(), applied);
     assert_eq!(d.ok("-S -n").await, before);
@@ -807,5 +830,158 @@ async fn rate_shows_the_estimated_rates_and_falls_back_to_zero() {
     for row in rows(&out) {
         assert!(row[2..].iter().all(|v| v == "0"), "{out}");
     }
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn json_listings_carry_the_same_numbers() {
+    let d = Daemon::start().await;
+    d.ok("-A -t 10.0.0.100:80 -s sh -b sh-port -p 60 -M 255.255.255.0")
+        .await;
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11 -m -w 3").await;
+    d.ok("-A -t 192.168.0.100:80 -s rr").await;
+    let key = ServiceKey {
+        proto: Proto::Tcp,
+        vip: ip("10.0.0.100"),
+        vport: 80,
+    };
+    d.backend.set_stats(Stats {
+        services: vec![traffic(key, "192.168.0.11", 123_456_789)],
+        ..Default::default()
+    });
+    let v: serde_json::Value = serde_json::from_str(&d.ok("-Ln --json").await).unwrap();
+    let svcs = v["services"].as_array().unwrap();
+    // ipvsadm's order: 192.168.x before 10.x.
+    assert_eq!(svcs[0]["vip"], "192.168.0.100");
+    let s = &svcs[1];
+    assert_eq!(
+        (&s["protocol"], &s["vport"], &s["scheduler"]),
+        (&"TCP".into(), &80.into(), &"sh".into())
+    );
+    assert_eq!(s["sched_flags"], serde_json::json!(["sh-port"]));
+    assert_eq!(
+        s["persistent"],
+        serde_json::json!({"timeout": 60, "netmask": 24})
+    );
+    // Exact, where the text listing says 123456K.
+    assert_eq!(s["stats"]["conns"], 123_456_789);
+    assert_eq!(s["dests"][0]["forward"], "Masq");
+    assert_eq!(s["dests"][0]["weight"], 3);
+    assert_eq!(s["dests"][0]["stats"]["inbytes"], 123_456_789_000u64);
+    assert_eq!(svcs[0]["persistent"], serde_json::Value::Null);
+
+    let v: serde_json::Value = serde_json::from_str(&d.ok("-L --timeout --json").await).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"tcp": 900, "tcpfin": 120, "udp": 300})
+    );
+    let v: serde_json::Value = serde_json::from_str(&d.ok("addr show --json").await).unwrap();
+    assert!(v["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["addr"] == "10.0.0.1" && a["prefix_len"] == 24 && a["port"] == "dpdk0"));
+    let v: serde_json::Value = serde_json::from_str(&d.ok("route show --json").await).unwrap();
+    assert!(v["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["connected"] == true));
+    let v: serde_json::Value = serde_json::from_str(&d.ok("stats --json").await).unwrap();
+    assert_eq!(v["services"][1]["stats"]["outpkts"], 1_234_567_890u64);
+    let v: serde_json::Value = serde_json::from_str(&d.ok("-G --json").await).unwrap();
+    assert_eq!(v, serde_json::json!({"laddrs": []}));
+    let v: serde_json::Value = serde_json::from_str(&d.ok("-Lnc --json").await).unwrap();
+    assert_eq!(v, serde_json::json!({"connections": []}));
+    d.stop().await;
+}
+
+/// Polls `f` every 50 ms for up to 10 s.
+async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_failing_health_check_inhibits_the_dest_and_recovery_restores_it() {
+    let d = Daemon::start().await;
+    // Two "real servers" on loopback: one listening, one whose port we close.
+    let good = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bad = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (gp, bp) = (
+        good.local_addr().unwrap().port(),
+        bad.local_addr().unwrap().port(),
+    );
+    d.ok("-A -t 10.0.0.100:80 -s rr").await;
+    let check =
+        "--check tcp --check-interval 1 --check-timeout 1 --check-retries 2 --check-delay 1";
+    d.ok(&format!(
+        "-a -t 10.0.0.100:80 -r 127.0.0.1:{gp} -m -w 2 {check}"
+    ))
+    .await;
+    d.ok(&format!(
+        "-a -t 10.0.0.100:80 -r 127.0.0.1:{bp} -m -w 3 {check} --on-failure inhibit"
+    ))
+    .await;
+    let inhibited = |port: u16| -> bool {
+        d.backend.current().is_some_and(|c| {
+            c.services[0]
+                .dests
+                .iter()
+                .any(|x| x.port == port && x.inhibited)
+        })
+    };
+    assert!(!inhibited(bp));
+    drop(bad);
+    // Down after two failures a second apart: the dataplane gets it inhibited.
+    assert!(eventually(|| inhibited(bp)).await, "never inhibited");
+    assert!(!inhibited(gp));
+    let list = d.ok("-Ln").await;
+    assert!(
+        list.contains(&format!("  -> 127.0.0.1:{bp}              Masq    0 ")),
+        "an inhibited dest lists with weight 0:\n{list}"
+    );
+    // -S keeps the configured weight and the check.
+    let saved = d.ok("-S -n").await;
+    assert!(
+        saved.contains(&format!(
+            "-a -t 10.0.0.100:80 -r 127.0.0.1:{bp} -m -w 3 --check tcp --check-interval 1 --check-timeout 1 --check-retries 2\n"
+        )),
+        "{saved}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&d.ok("-Ln --json").await).unwrap();
+    let dest = v["services"][0]["dests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["port"] == bp)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (dest["inhibited"].clone(), dest["check"]["type"].clone()),
+        (true.into(), "tcp".into())
+    );
+    // The server comes back: restored.
+    let _back = tokio::net::TcpListener::bind(("127.0.0.1", bp))
+        .await
+        .unwrap();
+    assert!(eventually(|| !inhibited(bp)).await, "never restored");
+    // --on-failure remove: a down dest leaves the listing.
+    d.ok(&format!(
+        "-e -t 10.0.0.100:80 -r 127.0.0.1:{gp} -m -w 2 {check} --on-failure remove --check-port 1"
+    ))
+    .await;
+    assert!(eventually(|| inhibited(gp)).await);
+    let list = d.ok("-Ln").await;
+    assert!(!list.contains(&format!("127.0.0.1:{gp}")), "{list}");
+    // Without a check it is back at once.
+    d.ok(&format!("-e -t 10.0.0.100:80 -r 127.0.0.1:{gp} -m -w 2"))
+        .await;
+    assert!(!inhibited(gp));
     d.stop().await;
 }

@@ -285,6 +285,14 @@ async fn every_rpc_names_the_field_of_a_malformed_request() {
             "dests[0].mode: unknown forward mode 9",
         ),
         (
+            pb::Service {
+                ops: true,
+                ..service(tcp("10.0.0.101", 80))
+            },
+            InvalidArgument,
+            "ops: one-packet scheduling (-o) is for UDP services only",
+        ),
+        (
             service(tcp("10.0.0.100", 80)),
             AlreadyExists,
             "service already exists: TCP 10.0.0.100:80",
@@ -481,6 +489,35 @@ async fn every_rpc_names_the_field_of_a_malformed_request() {
             ),
             InvalidArgument,
             "mode: unknown forward mode 7",
+        ),
+        (
+            dest_req(
+                svc_key(),
+                pb::Dest {
+                    check: Some(pb::HealthCheck {
+                        r#type: "icmp".into(),
+                        ..Default::default()
+                    }),
+                    ..nat("192.168.0.12")
+                },
+            ),
+            InvalidArgument,
+            "check type \"icmp\": one of tcp, http, udp, misc",
+        ),
+        (
+            dest_req(
+                svc_key(),
+                pb::Dest {
+                    check: Some(pb::HealthCheck {
+                        r#type: "http".into(),
+                        status: 700,
+                        ..Default::default()
+                    }),
+                    ..nat("192.168.0.12")
+                },
+            ),
+            InvalidArgument,
+            "check status 700: not an HTTP status",
         ),
         (
             dest_req(tcp("10.0.0.100", 81), nat("192.168.0.12")),

@@ -28,6 +28,7 @@ fn dest(
             u_threshold: 100,
             l_threshold: 10,
             inhibited: false,
+            check: None,
         }),
         active_conns: act,
         inactive_conns: inact,
@@ -347,6 +348,33 @@ UDP  10.0.0.100:53                       0        0        0        0        0
   -> 192.168.0.13:53                     0        0        0        0        0
 TCP  [2001:db8::100]:443                 0        0        0        0        0
   -> [2001:db8::11]:443                  0        0        0        0        0
+";
+    assert_eq!(got, want);
+}
+
+#[test]
+fn list_persistent_conn() {
+    // ipvsadm's FMT_PERSISTENTCONN: its own title, the plain service line,
+    // "  -> %-28s %-9u %-11u %-10u %-10u" per real server.
+    let template = |port: u32| pb::Connection {
+        client_port: 0,
+        state: "NONE".into(),
+        dest_port: port,
+        ..conn("NONE", 300, None)
+    };
+    let conns = [template(80), template(80), conn("ESTABLISHED", 900, None)];
+    let got = output::services_persistent(&table(), true, &conns);
+    let want = "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  10.0.0.100:80 rr
+  -> 192.168.0.11:80              1         2           3          7         
+  -> 192.168.0.12:8080            100       0           0          0         
+UDP  10.0.0.100:53 wlc persistent 300 mask 255.255.255.0
+  -> 192.168.0.13:53              2         0           0          15        
+TCP  [2001:db8::100]:443 sh (sh-fallback,sh-port) persistent 60
+  -> [2001:db8::11]:443           1         0           0          0         
 ";
     assert_eq!(got, want);
 }

@@ -109,6 +109,9 @@ pub struct ServiceSpec {
     pub persistence: Option<Persistence>,
     /// Per-service idle timeout override for established connections, seconds.
     pub conn_timeout_s: Option<u32>,
+    /// ipvsadm `-o`/`--ops` (UDP): one-packet scheduling, every datagram
+    /// scheduled on its own and no connection kept.
+    pub ops: bool,
     pub dests: Vec<DestSpec>,
 }
 

@@ -192,6 +192,16 @@ impl<I: Io> Core<I> {
         self.shared.counters[self.index].drop(r);
     }
 
+    /// A packet for an own address that the load balancer does not consume:
+    /// up to the kernel interface of the port it came in on, or (no kernel
+    /// interface, or its queue full) dropped as `r`.
+    pub(crate) fn up_or_drop(&mut self, m: I::Buf, port: usize, r: DropReason) {
+        match self.io.to_kernel(port, m) {
+            Ok(()) => self.shared.events[self.index].bump(crate::events::Event::ToKernel),
+            Err(_m) => self.count_drop(r),
+        }
+    }
+
     /// Number of workers of the dataplane.
     #[inline]
     pub fn nworkers(&self) -> usize {
@@ -244,19 +254,21 @@ impl<I: Io> Core<I> {
         let lports = &mut self.lports;
         let n = self.conns.expire(now, EXPIRE_BUDGET, |c| {
             release_conn(lports, c);
-            if let Some(d) = snap.dests.get(&c.dest()) {
-                let ctr = if c.is_active() {
-                    &d.counters.active
-                } else {
-                    &d.counters.inactive
-                };
-                let _ = ctr.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                    Some(v.saturating_sub(1))
-                });
-            }
+            uncount(snap, c);
         });
         let t = self.persist.expire(now, EXPIRE_BUDGET);
         self.expire_backlog = n >= EXPIRE_BUDGET || t >= EXPIRE_BUDGET;
+    }
+
+    /// Forgets connection `id` at once (one-packet scheduling), giving back
+    /// what it held; `counted`: it is in its dest's ActiveConn/InActConn.
+    fn forget_conn(&mut self, snap: &Snapshot, id: ConnId, counted: bool) {
+        if let Some(c) = self.conns.remove(id) {
+            release_conn(&mut self.lports, &c);
+            if counted {
+                uncount(snap, &c);
+            }
+        }
     }
 
     /// Now and then: publish the gauges, and let lblc/lblcr age their
@@ -420,12 +432,10 @@ impl<I: Io> Core<I> {
                 return self.handle_icmp(snap, m, at.port(), *meta);
             }
             _ => {
-                let r = if snap.is_local(meta.dst) {
-                    DropReason::UnknownL4
-                } else {
-                    DropReason::NotForUs
-                };
-                return self.count_drop(r);
+                if snap.is_local(meta.dst) {
+                    return self.up_or_drop(m, at.port(), DropReason::UnknownL4);
+                }
+                return self.count_drop(DropReason::NotForUs);
             }
         }
         let hit = match lookup {
@@ -442,17 +452,21 @@ impl<I: Io> Core<I> {
             self.account_transition(snap, f.dest, tr);
             return self.xmit(snap, m, *meta, id, dir, &f);
         }
+        if meta.proto == ip_proto::UDP && !snap.ops_nat.is_empty() {
+            if let Some(&(svc, dest)) = snap.ops_nat.get(&(meta.src, meta.sport)) {
+                return self.ops_nat_reply(snap, m, *meta, svc, dest);
+            }
+        }
         let tuple = tuple_of(meta);
         let Err(m) = self.handed_to_owner(snap, m, at, &tuple) else {
             return;
         };
         let Some(svc) = snap.service(meta.proto, meta.dst, meta.dport) else {
-            let r = if snap.is_local(meta.dst) {
-                DropReason::NoService
-            } else {
-                DropReason::NotForUs
-            };
-            return self.count_drop(r);
+            if snap.is_local(meta.dst) {
+                // The director's own TCP/UDP (ssh, health checks, BGP).
+                return self.up_or_drop(m, at.port(), DropReason::NoService);
+            }
+            return self.count_drop(DropReason::NotForUs);
         };
         self.new_conn(snap, m, *meta, tuple, svc);
     }
@@ -544,6 +558,41 @@ impl<I: Io> Core<I> {
             return self.count_drop(DropReason::NoConnection);
         };
         self.xmit(snap, m, meta, id, Direction::Original, &f);
+        if svc.ops {
+            // One-packet scheduling: the datagram is on its way, nothing is
+            // kept; the next one is scheduled on its own.
+            self.forget_conn(snap, id, true);
+        }
+    }
+
+    /// A UDP reply from a NAT real server of a one-packet service: there is no
+    /// connection to find, so one is made for this datagram alone (client ->
+    /// VIP:vport as the original direction), translated back, and forgotten.
+    fn ops_nat_reply(&mut self, snap: &Snapshot, m: I::Buf, meta: IpMeta, svc: u32, dest: u32) {
+        let Some(s) = snap.services_by_id.get(&svc) else {
+            return self.count_drop(DropReason::NoService);
+        };
+        let new = NewConn {
+            original: Tuple {
+                proto: meta.proto,
+                src: meta.dst,
+                sport: meta.dport,
+                dst: s.key.vip,
+                dport: s.key.vport,
+            },
+            reply: tuple_of(&meta),
+            service: svc,
+            dest,
+            flags: mode_to_flags(ForwardMode::Nat),
+            timeout_override_s: s.conn_timeout_s,
+        };
+        let Ok(id) = self.conns.insert(new, self.now_ms) else {
+            return self.count_drop(DropReason::ConnTableFull);
+        };
+        if let Some(f) = self.conns.get(id).map(Flow::of) {
+            self.xmit(snap, m, meta, id, Direction::Reply, &f);
+        }
+        self.forget_conn(snap, id, false);
     }
 
     /// Persistence template first, then the service's scheduler.
@@ -747,6 +796,20 @@ fn same_table(a: &Arc<dyn sched::SchedTable>, b: &Arc<dyn sched::SchedTable>) ->
 #[inline]
 pub fn same_family(a: IpAddr, b: IpAddr) -> bool {
     a.is_ipv4() == b.is_ipv4()
+}
+
+/// Takes a leaving connection out of its dest's ActiveConn / InActConn.
+fn uncount(snap: &Snapshot, c: &conntrack::Conn) {
+    if let Some(d) = snap.dests.get(&c.dest()) {
+        let ctr = if c.is_active() {
+            &d.counters.active
+        } else {
+            &d.counters.inactive
+        };
+        let _ = ctr.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(1))
+        });
+    }
 }
 
 /// What a connection gives back when it goes: its FULLNAT local port.

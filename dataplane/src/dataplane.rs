@@ -38,6 +38,8 @@ pub struct Dataplane {
     ports: Vec<Port>,
     port_infos: Vec<PortInfo>,
     pool: Option<Arc<Mempool>>,
+    /// The kernel interfaces and their host thread (stopped before the ports).
+    kni: Option<crate::kni::Kni>,
     eal: Option<Eal>,
     stopped: AtomicBool,
 }
@@ -285,6 +287,8 @@ impl Dataplane {
             &format!("{}", random_seed() % 100000),
         )
         .map_err(DataplaneError::Workers)?;
+        let kni = start_kni(spec, &port_infos, initial, usize::from(nworkers), &pool)?;
+        let kni_rings = kni.as_ref().map(|k| k.rings.clone());
         let mut compiler = Compiler::default();
         let snap = compiler
             .compile(initial, &port_infos)
@@ -304,6 +308,7 @@ impl Dataplane {
                 conn_capacity: spec.conn_capacity.max(1024),
                 hash_seed: seed,
                 adaptive_poll: spec.adaptive_poll,
+                kni: kni_rings.clone(),
             };
             let (sh, pl, rg) = (shared.clone(), pool.clone(), rings.clone());
             let res = lcore::launch(lc, move || {
@@ -346,6 +351,7 @@ impl Dataplane {
             ports,
             port_infos,
             pool: Some(pool),
+            kni,
             eal: None,
             stopped: AtomicBool::new(false),
         };
@@ -601,6 +607,8 @@ impl Dataplane {
         if let Some(r) = self.rings.take() {
             r.drain();
         }
+        // The host thread stops and the TAPs close before the pool goes.
+        self.kni = None;
         let flows = std::mem::take(&mut *self.flows.lock().unwrap_or_else(|e| e.into_inner()));
         for (_, f) in flows {
             let _ = f.destroy();
@@ -618,4 +626,55 @@ impl Drop for Dataplane {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Creates the kernel interface of every port that wants one (a TAP named
+/// after the port, with its MAC), brings it up with the port's configured
+/// addresses, and starts the host thread. `None` when no port has one.
+fn start_kni(
+    spec: &DataplaneSpec,
+    infos: &[PortInfo],
+    initial: &ConfigDesc,
+    nworkers: usize,
+    pool: &Arc<Mempool>,
+) -> Result<Option<crate::kni::Kni>, DataplaneError> {
+    let tag = format!("{}", random_seed() % 100000);
+    let mut taps = Vec::new();
+    for (i, (p, info)) in spec.ports.iter().zip(infos).enumerate() {
+        if !p.kni {
+            continue;
+        }
+        let tap = crate::kni::create_tap(i, &p.name, info.mac, info.mtu, &tag, pool).map_err(
+            |reason| DataplaneError::Port {
+                port: p.name.clone(),
+                reason,
+            },
+        )?;
+        let addrs: Vec<String> = initial
+            .addrs
+            .iter()
+            .filter(|a| a.port == p.name)
+            .map(|a| format!("{}/{}", a.addr, a.prefix_len))
+            .collect();
+        if let Err(e) = crate::kni::configure_kernel_side(&p.name, &addrs) {
+            eprintln!("dataplane: kernel interface {}: {e}", p.name);
+        }
+        eprintln!(
+            "dataplane: port {}: kernel interface {} (TAP) with {}",
+            p.name,
+            p.name,
+            if addrs.is_empty() {
+                "no addresses".to_string()
+            } else {
+                addrs.join(" ")
+            }
+        );
+        taps.push(tap);
+    }
+    if taps.is_empty() {
+        return Ok(None);
+    }
+    crate::kni::Kni::start(taps, nworkers, infos.len(), &tag)
+        .map(Some)
+        .map_err(DataplaneError::Workers)
 }

@@ -20,15 +20,19 @@ pub enum Event {
     ProxyProtocolSent,
     /// An ICMP error about a tracked connection was translated and forwarded.
     IcmpTranslated,
+    /// A packet for an own address that the load balancer does not consume
+    /// went up to the port's kernel interface.
+    ToKernel,
 }
 
 impl Event {
-    pub const ALL: [Event; 5] = [
+    pub const ALL: [Event; 6] = [
         Event::ToaInserted,
         Event::ToaNoRoom,
         Event::MssClamped,
         Event::ProxyProtocolSent,
         Event::IcmpTranslated,
+        Event::ToKernel,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -40,6 +44,7 @@ impl Event {
             Event::MssClamped => "mss_clamped",
             Event::ProxyProtocolSent => "proxy_protocol_sent",
             Event::IcmpTranslated => "icmp_translated",
+            Event::ToKernel => "to_kernel",
         }
     }
 }

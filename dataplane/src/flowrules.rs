@@ -101,6 +101,7 @@ mod tests {
                 sched_flags: vec![],
                 persistence: None,
                 conn_timeout_s: None,
+                ops: false,
                 dests: vec![],
             }],
             addrs: vec![

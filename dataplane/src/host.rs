@@ -52,8 +52,11 @@ impl<I: Io> Core<I> {
         } else if !is_reply && !ours {
             // Someone else's request on the segment: not for us.
             self.count_drop(DropReason::NotForUs);
+        } else if is_reply {
+            // Learnt above (`flush_pending` sends what waited for it); the
+            // kernel interface may have asked too.
+            let _ = self.io.to_kernel(in_port, m);
         }
-        // A reply is consumed by learning; `flush_pending` sends what waited for it.
     }
 
     /// Ask who has `ip` on `port`, from an address of ours on that port: an
@@ -195,6 +198,7 @@ impl<I: Io> Core<I> {
             ndp::Kind::Advert => {
                 if let (Some(mac), false) = (n.lladdr, snap.is_local(target)) {
                     self.shared.neigh.learn(in_port, target, mac, self.now_ms);
+                    let _ = self.io.to_kernel(in_port, m);
                 }
             }
         }
@@ -228,7 +232,8 @@ impl<I: Io> Core<I> {
             IpFamily::V6 => icmpv6::echo_reply_in_place(ip),
         };
         if !answered {
-            return self.count_drop(DropReason::IcmpIgnored);
+            // Echo replies to the kernel's pings, errors about its own flows.
+            return self.up_or_drop(m, in_port, DropReason::IcmpIgnored);
         }
         // Back to whoever sent it, on the port it came in.
         let d = m.data_mut();

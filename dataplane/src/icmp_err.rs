@@ -64,8 +64,9 @@ impl<I: Io> Core<I> {
             dport: e.sport,
         };
         let Some((id, dir)) = self.conns.lookup(&reversed) else {
-            if let Err(_m) = self.handed_to_owner(snap, m, at, &reversed) {
-                self.count_drop(DropReason::IcmpNoConn);
+            if let Err(m) = self.handed_to_owner(snap, m, at, &reversed) {
+                // About a flow of the director's own (its kernel's)?
+                self.up_or_drop(m, at.port(), DropReason::IcmpNoConn);
             }
             return;
         };

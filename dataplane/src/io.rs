@@ -16,4 +16,11 @@ pub trait Io {
     /// Pass `m`, received on port index `port`, to worker `to`, which owns
     /// its connection.
     fn hand_over(&mut self, to: usize, m: Self::Buf, port: usize);
+    /// Pass `m`, received on port index `port`, up to that port's kernel
+    /// interface (the exception path, `crate::kni`). `Err(m)` when the port
+    /// has none (the caller drops and counts it) or its queue is full.
+    fn to_kernel(&mut self, port: usize, m: Self::Buf) -> Result<(), Self::Buf> {
+        let _ = port;
+        Err(m)
+    }
 }

@@ -18,6 +18,7 @@ pub mod handover;
 pub mod host;
 pub mod icmp_err;
 pub mod io;
+pub mod kni;
 pub mod laddr;
 pub mod neigh;
 pub mod owner;
@@ -57,6 +58,9 @@ pub struct PortSpec {
     pub mtu: u16,
     /// How replies find their worker on this port.
     pub steering: Steering,
+    /// A kernel interface (TAP named after the port) for the exception path
+    /// (`crate::kni`).
+    pub kni: bool,
 }
 
 /// How packets of a connection reach the worker that owns it, on one port

@@ -252,6 +252,7 @@ mod tests {
                 netmask_len: m,
             }),
             conn_timeout_s: None,
+            ops: false,
             dests,
         }
     }

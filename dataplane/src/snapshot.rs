@@ -46,6 +46,9 @@ pub struct Service {
     pub sched: Arc<dyn sched::SchedTable>,
     pub persistence: Option<Persistence>,
     pub conn_timeout_s: Option<u32>,
+    /// One-packet scheduling (UDP, ipvsadm `-o`): no connection outlives the
+    /// datagram it was made for.
+    pub ops: bool,
     /// What schedulers see (weights, thresholds, shared conn counters).
     pub dests: Vec<sched::Dest>,
     /// Parallel to `dests`.
@@ -94,6 +97,9 @@ pub struct Snapshot {
     /// by the client's net (persistence): what a NAT reply's owner is keyed
     /// by. Absent: by client address and port.
     pub nat_owner_keys: NatOwnerKeys,
+    /// NAT real servers (RIP, rport) of one-packet UDP services -> (service
+    /// id, dest id): their replies are translated back without a connection.
+    pub ops_nat: FastMap<(IpAddr, u16), (u32, u32)>,
     pub desc: ConfigDesc,
     pub ext: ExtDesc,
 }
@@ -130,6 +136,7 @@ impl Snapshot {
             routes: RouteTable::default(),
             dests: FastMap::default(),
             nat_owner_keys: FastMap::default(),
+            ops_nat: FastMap::default(),
             desc: ConfigDesc::default(),
             ext: ExtDesc::default(),
         }
@@ -311,6 +318,7 @@ impl Compiler {
         let (owner_keys, nat_owner_keys) = owner_keys(desc);
         let mut services = FastMap::default();
         let mut services_by_id = FastMap::default();
+        let mut ops_nat = FastMap::default();
         let mut dest_refs = FastMap::default();
         let mut live_services = std::collections::HashSet::new();
         let mut live_dests = std::collections::HashSet::new();
@@ -412,6 +420,7 @@ impl Compiler {
                 sched: table,
                 persistence: s.persistence,
                 conn_timeout_s: s.conn_timeout_s,
+                ops: s.ops,
                 dests,
                 meta,
                 traffic: straffic,
@@ -434,6 +443,13 @@ impl Compiler {
                     s.key.proto, s.key.vip, s.key.vport
                 ));
             }
+            if svc.ops && s.key.proto == Proto::Udp {
+                for (d, m) in svc.dests.iter().zip(&svc.meta) {
+                    if m.mode == ForwardMode::Nat {
+                        ops_nat.insert((d.addr, d.port), (sid, m.id));
+                    }
+                }
+            }
             services_by_id.insert(sid, svc);
         }
         // Forget counters of what no longer exists (a re-added service starts at zero, as in IPVS).
@@ -451,6 +467,7 @@ impl Compiler {
             routes: RouteTable::new(routes),
             dests: dest_refs,
             nat_owner_keys,
+            ops_nat,
             desc: desc.clone(),
             ext: ext.clone(),
         })

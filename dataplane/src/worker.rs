@@ -24,6 +24,7 @@ use crate::dpdk::mempool::Mempool;
 use crate::dpdk::port::{rx_burst, tx_burst};
 use crate::handover::{Flushed, Outbox, Rings};
 use crate::io::Io;
+use crate::kni::KniRings;
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use crate::stats::{ConnEntry, DropReason};
@@ -83,6 +84,8 @@ pub struct DpdkIo {
     tx: TxQueues,
     outbox: Outbox,
     rings: Arc<Rings>,
+    /// The ports' kernel interfaces, if any.
+    kni: Option<Arc<KniRings>>,
 }
 
 impl Io for DpdkIo {
@@ -104,6 +107,13 @@ impl Io for DpdkIo {
         m.set_port(self.tx.ports[port]);
         let f = self.outbox.push(&self.rings, to, m);
         self.count_handed(f);
+    }
+
+    fn to_kernel(&mut self, port: usize, m: Mbuf) -> Result<(), Mbuf> {
+        match &self.kni {
+            Some(k) if k.has(port) => k.up(self.index, port, m),
+            _ => Err(m),
+        }
     }
 }
 
@@ -150,6 +160,8 @@ pub struct WorkerConfig {
     pub conn_capacity: u32,
     pub hash_seed: u64,
     pub adaptive_poll: bool,
+    /// The ports' kernel interfaces (worker 0 transmits what they send).
+    pub kni: Option<Arc<KniRings>>,
 }
 
 /// One worker: the LVS core on DPDK I/O, and what the loop needs.
@@ -162,6 +174,8 @@ pub struct Worker {
     queue: u16,
     requests: Receiver<Request>,
     adaptive_poll: bool,
+    /// Worker 0: what the kernel interfaces send, to transmit.
+    kni_down: Option<Arc<KniRings>>,
 }
 
 impl Worker {
@@ -187,6 +201,7 @@ impl Worker {
             },
             outbox: Outbox::new(cfg.index, nworkers),
             rings: rings.clone(),
+            kni: cfg.kni.clone(),
         };
         let core = Core::new(
             CoreConfig {
@@ -199,6 +214,7 @@ impl Worker {
             io,
         );
         Worker {
+            kni_down: cfg.kni.filter(|_| cfg.index == 0),
             core,
             rings,
             rx_ports: cfg.port_ids,
@@ -261,6 +277,17 @@ impl Worker {
             if several {
                 got += self.drain_handover(snap, &mut rx);
                 self.core.io.flush_handover();
+            }
+            if let Some(k) = &self.kni_down {
+                // The mbuf's port field is the port index (set by the host thread).
+                let n = k.down(&mut rx);
+                for m in rx.drain(..) {
+                    let port = usize::from(m.port());
+                    if port < self.rx_ports.len() {
+                        self.core.io.send(port, m);
+                    }
+                }
+                got += n;
             }
             if !self.core.pending.queue.is_empty() {
                 self.core.flush_pending(snap);

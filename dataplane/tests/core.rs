@@ -27,6 +27,7 @@ const VIP: [u8; 4] = [10, 0, 0, 100];
 const RIP: [u8; 4] = [192, 168, 0, 11];
 const DIP: [u8; 4] = [192, 168, 0, 1];
 const LIP: [u8; 4] = [192, 168, 0, 200];
+const RIP2: [u8; 4] = [192, 168, 0, 12];
 
 /// The core's I/O as vectors: what it sent, per port; what it handed over.
 #[derive(Default)]
@@ -34,6 +35,8 @@ struct TestIo {
     sent: Vec<(usize, Vec<u8>)>,
     handed: Vec<(usize, Vec<u8>, usize)>,
     no_buffers: bool,
+    /// `Some`: the ports have kernel interfaces; what went up to them.
+    kernel: Option<Vec<(usize, Vec<u8>)>>,
 }
 
 impl Io for TestIo {
@@ -46,6 +49,15 @@ impl Io for TestIo {
     }
     fn hand_over(&mut self, to: usize, m: VecBuf, port: usize) {
         self.handed.push((to, m.data().to_vec(), port));
+    }
+    fn to_kernel(&mut self, port: usize, m: VecBuf) -> Result<(), VecBuf> {
+        match &mut self.kernel {
+            Some(k) => {
+                k.push((port, m.data().to_vec()));
+                Ok(())
+            }
+            None => Err(m),
+        }
     }
 }
 
@@ -91,6 +103,7 @@ fn desc(mode: ForwardMode, proto: Proto) -> (ConfigDesc, ExtDesc) {
             sched_flags: vec![],
             persistence: None,
             conn_timeout_s: None,
+            ops: false,
             dests: vec![DestSpec {
                 addr: ip(RIP),
                 port: rport,
@@ -137,13 +150,18 @@ impl Lab {
 
     fn with_workers(mode: ForwardMode, proto: Proto, index: usize, n: usize) -> Lab {
         let (d, e) = desc(mode, proto);
+        Lab::with_desc(&d, &e, index, n)
+    }
+
+    fn with_desc(d: &ConfigDesc, e: &ExtDesc, index: usize, n: usize) -> Lab {
         let snap = Compiler::default()
-            .compile_ext(&d, &e, &ports())
+            .compile_ext(d, e, &ports())
             .expect("config");
         let owners = Owners::new(n, vec![PortSteer::Handover, PortSteer::Handover]);
         let shared = Arc::new(Shared::new(snap, owners));
         shared.neigh.learn(0, ip(CIP), CLIENT_MAC, 0);
         shared.neigh.learn(1, ip(RIP), RS_MAC, 0);
+        shared.neigh.learn(1, ip(RIP2), RS_MAC, 0);
         let cfg = CoreConfig {
             index,
             conn_capacity: 1024,
@@ -387,6 +405,91 @@ fn udp_through_nat_opens_one_connection_per_flow() {
         4,
         "repeats in one burst find their flow"
     );
+}
+
+#[test]
+fn one_packet_scheduling_keeps_no_connection_and_translates_replies() {
+    // ipvsadm -A -u VIP:80 -s rr -o, two NAT real servers.
+    let (mut d, e) = desc(ForwardMode::Nat, Proto::Udp);
+    d.services[0].ops = true;
+    let second = DestSpec {
+        addr: ip(RIP2),
+        ..d.services[0].dests[0].clone()
+    };
+    d.services[0].dests.push(second);
+    let mut lab = Lab::with_desc(&d, &e, 0, 1);
+    // The same client socket, four datagrams: each scheduled on its own.
+    let frames: Vec<Vec<u8>> = (0..4)
+        .map(|_| udp(CLIENT_MAC, MAC0, CIP, 5353, VIP, 80))
+        .collect();
+    let out = lab.rx(0, &frames);
+    let dsts: Vec<[u8; 4]> = out.iter().map(|(_, f)| seen(f).dst).collect();
+    assert_eq!(dsts, [RIP, RIP2, RIP, RIP2], "rr per datagram");
+    assert_eq!(lab.core.conns.len(), 0, "no connection kept");
+    // The real servers' answers go back as from the VIP, without a connection.
+    let out = lab.rx(
+        1,
+        &[
+            udp(RS_MAC, MAC1, RIP, 8080, CIP, 5353),
+            udp(RS_MAC, MAC1, RIP2, 8080, CIP, 5353),
+        ],
+    );
+    assert_eq!(out.len(), 2);
+    for (port, f) in &out {
+        let s = seen(f);
+        assert_eq!(
+            (*port, s.dmac, s.src, s.sport, s.dst, s.dport),
+            (0, CLIENT_MAC, VIP, 80, CIP, 5353)
+        );
+    }
+    assert_eq!(lab.core.conns.len(), 0);
+    assert_eq!(lab.all_drops(), 0);
+    // Counters: four scheduled, two answers out; no connection left counted.
+    let svc = lab.snap.services_by_id.values().next().expect("service");
+    let t = svc.traffic.sum();
+    assert_eq!((t.conns, t.inpkts, t.outpkts), (4, 4, 2));
+    for d in lab.snap.dests.values() {
+        let c = &d.counters;
+        use std::sync::atomic::Ordering::Relaxed;
+        assert_eq!((c.active.load(Relaxed), c.inactive.load(Relaxed)), (0, 0));
+    }
+}
+
+#[test]
+fn what_the_balancer_does_not_consume_goes_up_to_the_kernel_interface() {
+    let frames = || {
+        vec![
+            // The kernel's own TCP: a SYN-ACK to the DIP, no service there.
+            tcp(RS_MAC, MAC1, RIP, 80, DIP, 40000, "SA", 1, b""),
+            // A UDP answer to the DIP.
+            udp(RS_MAC, MAC1, RIP, 53, DIP, 33000),
+        ]
+    };
+    // Without a kernel interface: dropped and counted, as before.
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    assert!(lab.rx(1, &frames()).is_empty());
+    assert_eq!(lab.drops(DropReason::NoService), 2);
+    // With one: up, on the port they came in on, unchanged; nothing dropped.
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    lab.core.io.kernel = Some(Vec::new());
+    assert!(lab.rx(1, &frames()).is_empty());
+    let up = lab.core.io.kernel.take().unwrap();
+    assert_eq!(up.len(), 2);
+    assert!(up.iter().all(|(port, _)| *port == 1));
+    assert_eq!(up[0].1, frames()[0]);
+    assert_eq!(lab.all_drops(), 0);
+    assert_eq!(
+        lab.core.shared.events[0].get(dataplane::events::Event::ToKernel),
+        2
+    );
+    // The load-balanced traffic does not go up: a SYN to the VIP is forwarded.
+    lab.core.io.kernel = Some(Vec::new());
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40001, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(out.len(), 1);
+    assert!(lab.core.io.kernel.as_ref().unwrap().is_empty());
 }
 
 #[test]

@@ -55,6 +55,7 @@ fn config(mode: ForwardMode) -> ConfigDesc {
             sched_flags: vec![],
             persistence: None,
             conn_timeout_s: None,
+            ops: false,
             dests: vec![dest(RIP, 80, mode)],
         }],
         addrs: vec![

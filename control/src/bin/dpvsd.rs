@@ -165,6 +165,11 @@ fn run(
         Arc::new(DpvsService::new(store, backend.clone()).with_state_file(cfg.state_file.clone()));
     rt.spawn(reload_on_sighup(svc.clone(), config.to_path_buf()));
     rt.spawn(svc.clone().estimate_forever());
+    rt.spawn(svc.clone().apply_verdicts_forever());
+    {
+        let _inside = rt.enter();
+        svc.start_checks();
+    }
     let listen = cfg.listen.clone();
     let group = cfg.socket_group.clone();
     let metrics = cfg.metrics;

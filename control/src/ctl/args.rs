@@ -24,6 +24,8 @@ pub struct Invocation {
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
     pub tls_ca: Option<std::path::PathBuf>,
+    /// `--json` (anywhere on the line): listings as JSON.
+    pub json: bool,
     pub command: Command,
 }
 
@@ -118,6 +120,8 @@ pub struct ServiceOpts {
     /// DPVS `--proxy-protocol v1|v2|none`: `None` not given (-A: off, -E:
     /// unchanged), `Some(None)` = none.
     pub proxy_protocol: Option<Option<ProxyProtocol>>,
+    /// `-o`/`--ops`: one-packet scheduling (UDP).
+    pub ops: bool,
 }
 
 /// `-a/-e` options.
@@ -133,6 +137,8 @@ pub struct DestOpts {
     pub weight: Option<u32>,
     pub u_threshold: Option<u32>,
     pub l_threshold: Option<u32>,
+    /// `--check TYPE` and its `--check-*` options: the dest's health check.
+    pub check: Option<proto::v1::HealthCheck>,
 }
 
 /// `-L` options.
@@ -151,6 +157,8 @@ pub struct ListOpts {
     pub worker: bool,
     /// `--rate`: CPS, InPPS, OutPPS, InBPS, OutBPS from the estimator.
     pub rate: bool,
+    /// `--nosort`: dpvsd's order (protocol, VIP, port) instead of ipvsadm's.
+    pub nosort: bool,
 }
 
 /// A usage error: one line for stderr; dpvsctl exits 2 like ipvsadm.
@@ -231,6 +239,23 @@ enum Opt {
     Ifname,
     TunType,
     Rate,
+    Sort,
+    NoSort,
+    Fwmark,
+    Ops,
+    Check,
+    CheckPort,
+    CheckPath,
+    CheckStatus,
+    CheckDigest,
+    CheckPayload,
+    CheckCommand,
+    CheckInterval,
+    CheckTimeout,
+    CheckRetries,
+    CheckRise,
+    CheckDelay,
+    OnFailure,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -277,7 +302,11 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "timeout", Opt::Timeout, Arg::No),
     (None, "stats", Opt::Stats, Arg::No),
     (None, "rate", Opt::Rate, Arg::No),
-    (None, "exact", Opt::Exact, Arg::No),
+    (Some('X'), "exact", Opt::Exact, Arg::No),
+    (None, "sort", Opt::Sort, Arg::No),
+    (Some('o'), "ops", Opt::Ops, Arg::No),
+    (None, "nosort", Opt::NoSort, Arg::No),
+    (Some('f'), "fwmark-service", Opt::Fwmark, Arg::Required),
     (None, "thresholds", Opt::Thresholds, Arg::No),
     (None, "persistent-conn", Opt::PersistentConn, Arg::No),
     (None, "worker", Opt::Worker, Arg::No),
@@ -289,6 +318,19 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (Some('z'), "laddr", Opt::Laddr, Arg::Required),
     (Some('F'), "ifname", Opt::Ifname, Arg::Required),
     (None, "tun-type", Opt::TunType, Arg::Required),
+    (None, "check", Opt::Check, Arg::Required),
+    (None, "check-port", Opt::CheckPort, Arg::Required),
+    (None, "check-path", Opt::CheckPath, Arg::Required),
+    (None, "check-status", Opt::CheckStatus, Arg::Required),
+    (None, "check-digest", Opt::CheckDigest, Arg::Required),
+    (None, "check-payload", Opt::CheckPayload, Arg::Required),
+    (None, "check-command", Opt::CheckCommand, Arg::Required),
+    (None, "check-interval", Opt::CheckInterval, Arg::Required),
+    (None, "check-timeout", Opt::CheckTimeout, Arg::Required),
+    (None, "check-retries", Opt::CheckRetries, Arg::Required),
+    (None, "check-rise", Opt::CheckRise, Arg::Required),
+    (None, "check-delay", Opt::CheckDelay, Arg::Required),
+    (None, "on-failure", Opt::OnFailure, Arg::Required),
 ];
 
 fn opt_name(o: Opt) -> String {
@@ -319,6 +361,22 @@ const COMMANDS: &[Opt] = &[
     Opt::GetLaddr,
 ];
 
+/// The options that only mean something with `--check`.
+const CHECK_OPTS: &[Opt] = &[
+    Opt::CheckPort,
+    Opt::CheckPath,
+    Opt::CheckStatus,
+    Opt::CheckDigest,
+    Opt::CheckPayload,
+    Opt::CheckCommand,
+    Opt::CheckInterval,
+    Opt::CheckTimeout,
+    Opt::CheckRetries,
+    Opt::CheckRise,
+    Opt::CheckDelay,
+    Opt::OnFailure,
+];
+
 /// Options each command accepts (besides the command itself).
 fn allowed(cmd: Opt) -> &'static [Opt] {
     use Opt::*;
@@ -333,6 +391,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             SchedFlags,
             ConnTimeout,
             ProxyProto,
+            Ops,
         ],
         DeleteService | Zero => &[Tcp, Udp],
         Save => &[Tcp, Udp, Numeric],
@@ -349,6 +408,19 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             UThreshold,
             LThreshold,
             TunType,
+            Check,
+            CheckPort,
+            CheckPath,
+            CheckStatus,
+            CheckDigest,
+            CheckPayload,
+            CheckCommand,
+            CheckInterval,
+            CheckTimeout,
+            CheckRetries,
+            CheckRise,
+            CheckDelay,
+            OnFailure,
         ],
         DeleteServer => &[Tcp, Udp, RealServer],
         AddLaddr => &[Tcp, Udp, Laddr, Ifname],
@@ -366,6 +438,8 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             PersistentConn,
             Worker,
             Rate,
+            Sort,
+            NoSort,
         ],
         _ => &[],
     }
@@ -376,6 +450,7 @@ pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
     // The options that say how to reach dpvsd, allowed anywhere on the line.
     const GLOBAL: [&str; 4] = ["--server", "--tls-cert", "--tls-key", "--tls-ca"];
     let mut global: [Option<String>; 4] = Default::default();
+    let mut json = false;
     let mut rest = Vec::new();
     let mut i = 0;
     while i < argv.len() {
@@ -395,6 +470,8 @@ pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
         });
         if let Some((n, v)) = inline {
             global[n] = Some(v.to_string());
+        } else if a == "--json" {
+            json = true;
         } else {
             rest.push(a.clone());
         }
@@ -408,7 +485,8 @@ pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
     let [server, tls_cert, tls_key, tls_ca] = global;
     let path = |v: Option<String>| v.map(std::path::PathBuf::from);
     let command = match rest.first().map(String::as_str) {
-        None => return err("no command specified (try 'dpvsctl --help')"),
+        // ipvsadm without arguments lists the table.
+        None => Command::List(ListOpts::default()),
         Some("addr") => parse_addr(&rest[1..])?,
         Some("route") => parse_route(&rest[1..])?,
         Some("stats") => {
@@ -421,11 +499,23 @@ pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
         Some("apply") => parse_apply(&rest[1..])?,
         Some(_) => parse_ipvsadm(&rest)?,
     };
+    let lists = matches!(
+        command,
+        Command::List(_)
+            | Command::GetLaddr { .. }
+            | Command::AddrShow { .. }
+            | Command::RouteShow
+            | Command::Stats
+    );
+    if json && !lists {
+        return err("--json goes with listings (-L, -G, stats, addr show, route show)");
+    }
     Ok(Invocation {
         server,
         tls_cert: path(tls_cert),
         tls_key: path(tls_key),
         tls_ca: path(tls_ca),
+        json,
         command,
     })
 }
@@ -541,6 +631,15 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
         } else {
             positionals.push(a.clone());
         }
+    }
+
+    // Kernel IPVS matches fwmark services on a mark netfilter rules set;
+    // nothing marks packets before dpvsd sees them.
+    if opts.iter().any(|(o, _)| *o == Opt::Fwmark) {
+        return err(
+            "fwmark services (-f) are not supported: no netfilter rule marks packets before \
+             dpvsd; use -t/-u VIP:PORT services",
+        );
     }
 
     // Exactly one command.
@@ -665,6 +764,7 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                     Some(v) => Some(parse_proxy_protocol(&v)?),
                     None => None,
                 },
+                ops: has(Opt::Ops),
             };
             if matches!(opts.proxy_protocol, Some(Some(_))) && key.proto != Proto::Tcp {
                 return err(
@@ -729,6 +829,41 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
             let weight = number(Opt::Weight, "weight", 65535)?;
             let u = number(Opt::UThreshold, "upper threshold", u32::MAX)?;
             let l = number(Opt::LThreshold, "lower threshold", u32::MAX)?;
+            let check = match get(Opt::Check).flatten() {
+                None => {
+                    if let Some((o, _)) = opts.iter().find(|(o, _)| CHECK_OPTS.contains(o)) {
+                        return err(format!("{} needs --check TYPE", opt_name(*o)));
+                    }
+                    None
+                }
+                Some(kind) => {
+                    let text = |o: Opt| get(o).flatten().unwrap_or_default();
+                    let n = |o: Opt, what: &str, max: u32| -> Result<u32, ArgError> {
+                        match get(o).flatten() {
+                            None => Ok(0),
+                            Some(v) => match v.parse::<u32>() {
+                                Ok(x) if (1..=max).contains(&x) => Ok(x),
+                                _ => err(format!("illegal {what} \"{v}\" (1..{max})")),
+                            },
+                        }
+                    };
+                    Some(proto::v1::HealthCheck {
+                        r#type: kind,
+                        port: n(Opt::CheckPort, "check port", 65535)?,
+                        path: text(Opt::CheckPath),
+                        status: n(Opt::CheckStatus, "check status", 599)?,
+                        digest: text(Opt::CheckDigest),
+                        payload: text(Opt::CheckPayload),
+                        command: text(Opt::CheckCommand),
+                        interval_s: n(Opt::CheckInterval, "check interval", 86400)?,
+                        timeout_s: n(Opt::CheckTimeout, "check timeout", 86400)?,
+                        retries: n(Opt::CheckRetries, "check retries", 1000)?,
+                        rise: n(Opt::CheckRise, "check rise", 1000)?,
+                        delay_before_retry_s: n(Opt::CheckDelay, "check delay", 86400)?,
+                        on_failure: text(Opt::OnFailure),
+                    })
+                }
+            };
             let opts = DestOpts {
                 service: svc,
                 addr,
@@ -737,6 +872,7 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                 weight,
                 u_threshold: u,
                 l_threshold: l,
+                check,
             };
             Ok(if cmd == Opt::AddServer {
                 Command::AddDest(opts)
@@ -755,6 +891,7 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
             persistent_conn: has(Opt::PersistentConn),
             worker: has(Opt::Worker),
             rate: has(Opt::Rate),
+            nosort: has(Opt::NoSort),
         })),
         Opt::Set => {
             if positionals.len() != 3 {
@@ -986,12 +1123,17 @@ Options:
   --netmask      -M netmask           persistent granularity mask
   --sched-flags  -b flags             scheduler flags, comma separated (with -A/-E)
   --conn-timeout secs                 idle timeout of established connections
+  --ops          -o                   one-packet scheduling (UDP)
   --proxy-protocol v1|v2|none         Proxy Protocol header to FULLNAT real servers (TCP, with -A/-E; DPVS)
   --real-server  -r server-address    server-address is host[:port] (default: the virtual port)
   --gatewaying   -g                   gatewaying (direct routing) (default)
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
   --tun-type     ipip                 tunnel type (with -i; ipip only)
+  --check        tcp|http|udp|misc    health check of the real server (with -a/-e; docs/health.md)
+  --check-port N --check-path P --check-status N --check-digest MD5 --check-payload S
+  --check-command CMD --check-interval S --check-timeout S --check-retries N
+  --check-rise N --check-delay S --on-failure inhibit|remove
   --fullnat      -b                   full NAT (with -a/-e, as in DPVS)
   --laddr        -z local-address     FULLNAT local address (with -P/-Q)
   --ifname       -F port              port that owns the local address (with -P)
@@ -1002,6 +1144,7 @@ Options:
   --connection   -c                   list current connections
   --timeout                           list timeouts (tcp tcpfin udp)
   --stats                             list counters
+  --json                              listings as JSON (-L, -G, stats, addr show, route show)
   --rate                              list rates (2 s estimator)
   --exact                             expand numbers (with --stats)
   --thresholds                        list thresholds
@@ -1100,10 +1243,11 @@ mod tests {
                 sched_flags: vec![],
                 conn_timeout: None,
                 proxy_protocol: None,
+                ops: false,
             })
         );
         assert_eq!(
-            p("--add-service --udp-service [2001:db8::1]:53 -p -M 64").unwrap(),
+            p("--add-service --udp-service [2001:db8::1]:53 -p -M 64 -o").unwrap(),
             Command::AddService(ServiceOpts {
                 key: key(Proto::Udp, "2001:db8::1", 53),
                 scheduler: None,
@@ -1112,6 +1256,7 @@ mod tests {
                 sched_flags: vec![],
                 conn_timeout: None,
                 proxy_protocol: None,
+                ops: true,
             })
         );
         match p("-E -t 10.0.0.100:80 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port").unwrap()
@@ -1160,7 +1305,30 @@ mod tests {
                 weight: Some(3),
                 u_threshold: None,
                 l_threshold: None,
+                check: None,
             })
+        );
+        match p("-a -t 10.0.0.100:80 -r 192.168.0.11 -m --check http --check-path /health --check-interval 2 --on-failure remove").unwrap() {
+            Command::AddDest(o) => {
+                let c = o.check.expect("a check");
+                assert_eq!(
+                    (c.r#type.as_str(), c.path.as_str(), c.interval_s, c.on_failure.as_str()),
+                    ("http", "/health", 2, "remove")
+                );
+            }
+            c => panic!("{c:?}"),
+        }
+        assert_eq!(
+            p("-a -t 10.0.0.100:80 -r 192.168.0.11 --check-path /x")
+                .unwrap_err()
+                .0,
+            "--check-path needs --check TYPE"
+        );
+        assert_eq!(
+            p("-a -t 10.0.0.100:80 -r 192.168.0.11 --check tcp --check-retries 0")
+                .unwrap_err()
+                .0,
+            "illegal check retries \"0\" (1..1000)"
         );
         match p("-a -t 10.0.0.100:80 -r 192.168.0.11 -b -x 100 -y 10").unwrap() {
             Command::AddDest(o) => {
@@ -1193,6 +1361,29 @@ mod tests {
 
     #[test]
     fn list_forms() {
+        // ipvsadm: no arguments lists the table; -X is --exact; --sort is
+        // accepted and changes nothing; --nosort keeps dpvsd's order.
+        assert_eq!(p("").unwrap(), Command::List(ListOpts::default()));
+        assert_eq!(
+            p("-L --stats -X --sort").unwrap(),
+            Command::List(ListOpts {
+                stats: true,
+                exact: true,
+                ..ListOpts::default()
+            })
+        );
+        assert!(matches!(p("-Ln --nosort").unwrap(), Command::List(o) if o.nosort));
+        assert!(matches!(p("-Ln --rate").unwrap(), Command::List(o) if o.rate));
+        let inv = parse(&["-Lnc".to_string(), "--json".to_string()]).unwrap();
+        assert!(inv.json);
+        assert_eq!(
+            p("-Lnc --json").unwrap(),
+            Command::List(ListOpts {
+                numeric: true,
+                connections: true,
+                ..ListOpts::default()
+            })
+        );
         assert_eq!(
             p("-Ln").unwrap(),
             Command::List(ListOpts {
@@ -1338,7 +1529,14 @@ mod tests {
     #[test]
     fn malformed_inputs() {
         let cases: &[(&str, &str)] = &[
-            ("", "no command specified (try 'dpvsctl --help')"),
+            (
+                "-A -f 1 -s rr",
+                "fwmark services (-f) are not supported: no netfilter rule marks packets before dpvsd; use -t/-u VIP:PORT services",
+            ),
+            (
+                "-A -t 10.0.0.1:80 --json",
+                "--json goes with listings (-L, -G, stats, addr show, route show)",
+            ),
             ("-n", "no command specified (try 'dpvsctl --help')"),
             ("-A -D -t 10.0.0.1:80", "multiple commands specified"),
             (

@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod client;
+pub mod json;
 pub mod order;
 pub mod output;
 pub mod rules;
@@ -135,14 +136,19 @@ pub async fn run_args(
 pub async fn run_args_env(argv: &[String], env: &Env, out: &mut String) -> Result<(), CtlError> {
     let inv = args::parse(argv).map_err(|e| CtlError::usage(e.0))?;
     if matches!(inv.command, Command::Help | Command::Version) {
-        return run(&inv.command, &DEFAULT_SERVER.into(), out).await;
+        return run(&inv.command, inv.json, &DEFAULT_SERVER.into(), out).await;
     }
     let server = target(&inv, env)?;
-    run(&inv.command, &server, out).await
+    run(&inv.command, inv.json, &server, out).await
 }
 
-/// Runs one command against the dpvsd at `server`.
-pub async fn run(cmd: &Command, server: &client::Target, out: &mut String) -> Result<(), CtlError> {
+/// Runs one command against the dpvsd at `server`; `json`: listings as JSON.
+pub async fn run(
+    cmd: &Command,
+    json: bool,
+    server: &client::Target,
+    out: &mut String,
+) -> Result<(), CtlError> {
     match cmd {
         Command::Help => {
             out.push_str(args::USAGE);
@@ -208,7 +214,7 @@ pub async fn run(cmd: &Command, server: &client::Target, out: &mut String) -> Re
                 .map_err(st)?;
             out.push_str(&rules::save(r.get_ref(), &l.get_ref().laddrs));
         }
-        Command::List(o) => list(&mut c, o, out).await.map_err(st)?,
+        Command::List(o) => list(&mut c, o, json, out).await.map_err(st)?,
         Command::AddrShow { dev } => {
             let r = c
                 .list_addrs(pb::ListAddrsRequest {
@@ -216,15 +222,29 @@ pub async fn run(cmd: &Command, server: &client::Target, out: &mut String) -> Re
                 })
                 .await
                 .map_err(st)?;
-            out.push_str(&output::addrs(r.get_ref()));
+            out.push_str(&if json {
+                self::json::addrs(r.get_ref())
+            } else {
+                output::addrs(r.get_ref())
+            });
         }
         Command::RouteShow => {
             let r = c.list_routes(pb::Empty {}).await.map_err(st)?;
-            out.push_str(&output::routes(r.get_ref()));
+            out.push_str(&if json {
+                self::json::routes(r.get_ref())
+            } else {
+                output::routes(r.get_ref())
+            });
         }
         Command::Stats => {
             let r = c.get_stats(pb::Empty {}).await.map_err(st)?;
-            out.push_str(&output::stats(r.get_ref()));
+            let mut r = r.into_inner();
+            order::ipvsadm_order(&mut r.services);
+            out.push_str(&if json {
+                self::json::stats(&r)
+            } else {
+                output::stats(&r)
+            });
         }
         Command::GetLaddr { service } => {
             let r = c
@@ -233,7 +253,12 @@ pub async fn run(cmd: &Command, server: &client::Target, out: &mut String) -> Re
                 })
                 .await
                 .map_err(st)?;
-            out.push_str(&output::laddrs(&r.get_ref().laddrs));
+            let l = &r.get_ref().laddrs;
+            out.push_str(&if json {
+                self::json::laddrs(l)
+            } else {
+                output::laddrs(l)
+            });
         }
         // Changes went through `command_op`; help, version and restore above.
         _ => {}
@@ -291,6 +316,7 @@ pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
                     netmask_len: o.netmask.map(u32::from),
                 }),
                 conn_timeout_s: o.conn_timeout,
+                ops: o.ops,
                 dests: vec![],
                 proxy_protocol: match o.proxy_protocol {
                     None => pb::ProxyProtocol::Unspecified,
@@ -318,6 +344,7 @@ pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
                     u_threshold: o.u_threshold.unwrap_or(0),
                     l_threshold: o.l_threshold.unwrap_or(0),
                     inhibited: false,
+                    check: o.check.clone(),
                 }),
             };
             if matches!(cmd, Command::AddDest(_)) {
@@ -436,16 +463,26 @@ async fn send(
 async fn list(
     c: &mut pb::dpvs_client::DpvsClient<Channel>,
     o: &args::ListOpts,
+    json: bool,
     out: &mut String,
 ) -> Result<(), tonic::Status> {
     if o.timeout {
         let t = c.get_timeouts(pb::Empty {}).await?;
-        out.push_str(&output::timeouts(t.get_ref()));
+        out.push_str(&if json {
+            self::json::timeouts(t.get_ref())
+        } else {
+            output::timeouts(t.get_ref())
+        });
         return Ok(());
     }
     if o.connections {
         let r = c.list_connections(pb::Empty {}).await?;
-        out.push_str(&output::connections(&r.get_ref().connections, o.worker));
+        let conns = &r.get_ref().connections;
+        out.push_str(&if json {
+            self::json::connections(conns)
+        } else {
+            output::connections(conns, o.worker)
+        });
         return Ok(());
     }
     let r = c
@@ -454,7 +491,13 @@ async fn list(
         })
         .await?;
     let mut resp = r.into_inner();
-    order::ipvsadm_order(&mut resp.services);
+    if !o.nosort {
+        order::ipvsadm_order(&mut resp.services);
+    }
+    if json {
+        out.push_str(&self::json::services(&resp));
+        return Ok(());
+    }
     if o.persistent_conn {
         let conns = c.list_connections(pb::Empty {}).await?;
         out.push_str(&output::services_persistent(

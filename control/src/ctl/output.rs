@@ -50,6 +50,19 @@ fn is_v6(addr: &str) -> bool {
     addr.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6())
 }
 
+/// The weight a listing shows for a real server, as the kernel table would
+/// under keepalived: 0 while a health check has it down (`inhibit`), and not
+/// listed at all while down with `on_failure = remove`.
+fn listed_weight(d: &pb::Dest) -> Option<u32> {
+    if !d.inhibited {
+        return Some(d.weight);
+    }
+    match &d.check {
+        Some(c) if c.on_failure == "remove" => None,
+        _ => Some(0),
+    }
+}
+
 /// The persistence mask as a prefix length (absent: per client).
 fn netmask_len(p: &pb::Persistence, v6: bool) -> u8 {
     match p.netmask_len {
@@ -88,6 +101,37 @@ fn traffic(out: &mut String, t: Option<&pb::Traffic>, exact: bool) {
     let t = t.cloned().unwrap_or_default();
     for v in [t.conns, t.inpkts, t.outpkts, t.inbytes, t.outbytes] {
         largenum(out, v, exact);
+    }
+}
+
+/// ipvsadm's plain service line after the name: scheduler, flags,
+/// persistence, and DPVS's extras (no newline).
+fn service_flags(out: &mut String, name: &str, svc: &pb::Service, v6: bool) {
+    let _ = write!(out, "{name} {}", svc.scheduler);
+    if !svc.sched_flags.is_empty() {
+        let _ = write!(out, " ({})", svc.sched_flags.join(","));
+    }
+    if let Some(p) = &svc.persistence {
+        let _ = write!(out, " persistent {}", p.timeout_s);
+        let len = netmask_len(p, v6);
+        if !v6 && len != 32 {
+            let _ = write!(out, " mask {}", v4_netmask(len));
+        }
+        if v6 && len != 128 {
+            let _ = write!(out, " mask {len}");
+        }
+    }
+    if svc.ops {
+        out.push_str(" ops");
+    }
+    if let Some(t) = svc.conn_timeout_s {
+        let _ = write!(out, " conn-timeout {t}");
+    }
+    // DPVS ipvsadm: " ppv1" / " ppv2" after the service's options.
+    match pb::ProxyProtocol::try_from(svc.proxy_protocol) {
+        Ok(pb::ProxyProtocol::V1) => out.push_str(" ppv1"),
+        Ok(pb::ProxyProtocol::V2) => out.push_str(" ppv2"),
+        _ => {}
     }
 }
 
@@ -149,33 +193,14 @@ pub fn services(resp: &pb::ListServicesResponse, all: bool, f: ListFormat) -> St
             }
             out.push('\n');
         } else {
-            let _ = write!(out, "{name} {}", svc.scheduler);
-            if !svc.sched_flags.is_empty() {
-                let _ = write!(out, " ({})", svc.sched_flags.join(","));
-            }
-            if let Some(p) = &svc.persistence {
-                let _ = write!(out, " persistent {}", p.timeout_s);
-                let len = netmask_len(p, v6);
-                if !v6 && len != 32 {
-                    let _ = write!(out, " mask {}", v4_netmask(len));
-                }
-                if v6 && len != 128 {
-                    let _ = write!(out, " mask {len}");
-                }
-            }
-            if let Some(t) = svc.conn_timeout_s {
-                let _ = write!(out, " conn_timeout {t}");
-            }
-            // DPVS ipvsadm: " ppv1" / " ppv2" after the service's options.
-            match pb::ProxyProtocol::try_from(svc.proxy_protocol) {
-                Ok(pb::ProxyProtocol::V1) => out.push_str(" ppv1"),
-                Ok(pb::ProxyProtocol::V2) => out.push_str(" ppv2"),
-                _ => {}
-            }
+            service_flags(&mut out, &name, svc, v6);
             out.push('\n');
         }
         for ds in &st.dests {
             let Some(d) = &ds.dest else { continue };
+            let Some(weight) = listed_weight(d) else {
+                continue;
+            };
             let mut dname = addr_port(&d.addr, d.port);
             if !v6 {
                 truncate(&mut dname, 28);
@@ -206,7 +231,7 @@ pub fn services(resp: &pb::ListServicesResponse, all: bool, f: ListFormat) -> St
                     out,
                     "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
                     fwd_name(d.mode),
-                    d.weight,
+                    weight,
                     ds.active_conns,
                     ds.inactive_conns
                 );
@@ -216,9 +241,9 @@ pub fn services(resp: &pb::ListServicesResponse, all: bool, f: ListFormat) -> St
     out
 }
 
-/// `ipvsadm -Ln --persistent-conn`: the PersistConn column counts the
-/// persistence templates (listed among connections as state `NONE`, client
-/// port 0) that point at each dest.
+/// `ipvsadm -Ln --persistent-conn`: ipvsadm's FMT_PERSISTENTCONN layout, whose
+/// PersistConn column counts the persistence templates (listed among
+/// connections as state `NONE`, client port 0) that point at each dest.
 pub fn services_persistent(
     resp: &pb::ListServicesResponse,
     all: bool,
@@ -232,22 +257,30 @@ pub fn services_persistent(
             resp.table_size
         );
     }
-    out.push_str(
-        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight PersistConn ActiveConn InActConn\n",
+    let _ = write!(
+        out,
+        "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port\n",
+        "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
     );
-    let plain = services(resp, false, ListFormat::default());
-    let mut cur_service: Option<pb::ServiceKey> = None;
-    let mut svc_iter = resp.services.iter();
-    for line in plain.lines().skip(2) {
-        if let Some(rest) = line.strip_prefix("  -> ") {
-            let (dname, tail) = rest.split_at(28.min(rest.len()));
-            let mut cols = tail.split_whitespace();
-            let fwd = cols.next().unwrap_or("");
-            let weight = cols.next().unwrap_or("0");
-            let active = cols.next().unwrap_or("0");
-            let inact = cols.next().unwrap_or("0");
-            let key = cur_service.clone().unwrap_or_default();
-            let dest = dname.trim();
+    for st in &resp.services {
+        let Some(svc) = &st.service else { continue };
+        let key = svc.key.clone().unwrap_or_default();
+        let v6 = is_v6(&key.vip);
+        let mut name = format!(
+            "{}  {}",
+            proto_name(key.protocol),
+            addr_port(&key.vip, key.vport)
+        );
+        if !v6 {
+            truncate(&mut name, 33);
+        }
+        service_flags(&mut out, &name, svc, v6);
+        out.push('\n');
+        for ds in &st.dests {
+            let Some(d) = &ds.dest else { continue };
+            let Some(weight) = listed_weight(d) else {
+                continue;
+            };
             let persist = conns
                 .iter()
                 .filter(|c| {
@@ -256,19 +289,19 @@ pub fn services_persistent(
                         && c.protocol == key.protocol
                         && c.virtual_addr == key.vip
                         && c.virtual_port == key.vport
-                        && addr_port(&c.dest_addr, c.dest_port) == dest
+                        && c.dest_addr == d.addr
+                        && c.dest_port == d.port
                 })
                 .count();
+            let mut dname = addr_port(&d.addr, d.port);
+            if !v6 {
+                truncate(&mut dname, 28);
+            }
             let _ = writeln!(
                 out,
-                "  -> {dname:<28} {fwd:<7} {weight:<6} {persist:<11} {active:<10} {inact:<10}"
+                "  -> {dname:<28} {:<9} {persist:<11} {:<10} {:<10}",
+                weight, ds.active_conns, ds.inactive_conns
             );
-        } else {
-            cur_service = svc_iter
-                .next()
-                .and_then(|s| s.service.as_ref())
-                .and_then(|s| s.key.clone());
-            let _ = writeln!(out, "{line}");
         }
     }
     out

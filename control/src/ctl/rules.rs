@@ -45,11 +45,11 @@ pub fn parse(text: &str) -> Result<Vec<(usize, pb::op::Op)>, LineError> {
     let mut ops = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
-        let words: Vec<String> = raw.split_whitespace().map(str::to_string).collect();
+        let fail = |message: String| LineError { line, message };
+        let words = split_words(raw).map_err(fail)?;
         if words.is_empty() || words[0].starts_with('#') {
             continue;
         }
-        let fail = |message: String| LineError { line, message };
         let inv = args::parse(&words).map_err(|e| fail(e.0))?;
         if inv.server.is_some() {
             return Err(fail("--server cannot be given in restore input".into()));
@@ -63,6 +63,68 @@ pub fn parse(text: &str) -> Result<Vec<(usize, pb::op::Op)>, LineError> {
         ops.push((line, op));
     }
     Ok(ops)
+}
+
+/// A line's words: split at blanks, except inside double quotes (`\"` and
+/// `\\` escape within them). ipvsadm's lines have no quotes; dpvsctl's own
+/// may, for a health check's command.
+pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        None => return Err("unterminated quote".into()),
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(e) => cur.push(e),
+                            None => return Err("unterminated quote".into()),
+                        },
+                        Some(x) => cur.push(x),
+                    }
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+/// `s` as one word of a line [`split_words`] reads back.
+fn quoted(s: &str) -> String {
+    if !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+    {
+        return s.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 fn proto_flag(p: i32) -> &'static str {
@@ -82,12 +144,38 @@ fn fwd_switch(m: i32) -> &'static str {
     }
 }
 
-/// Scheduler flags in ipvsadm's canonical spelling and order for `sched`.
-fn sched_flags(sched: &str, flags: &[String]) -> String {
-    match sched::SchedFlags::parse(flags) {
-        Ok(f) => f.names(sched).join(","),
-        Err(_) => flags.join(","),
+/// A health check as `-a` options (dpvsctl's, not ipvsadm's): the type and
+/// what differs from the defaults.
+fn check_flags(c: &pb::HealthCheck) -> String {
+    let mut out = format!(" --check {}", c.r#type);
+    let mut num = |flag: &str, v: u32, default: u32| {
+        if v != 0 && v != default {
+            let _ = write!(out, " --{flag} {v}");
+        }
+    };
+    num("check-port", c.port, 0);
+    num("check-status", c.status, 200);
+    num("check-interval", c.interval_s, 5);
+    num("check-timeout", c.timeout_s, 3);
+    num("check-retries", c.retries, 3);
+    num("check-rise", c.rise, 1);
+    num("check-delay", c.delay_before_retry_s, 1);
+    let mut word = |flag: &str, v: &str, default: &str| {
+        if !v.is_empty() && v != default {
+            let _ = write!(out, " --{flag} {v}");
+        }
+    };
+    word("check-path", &c.path, "/");
+    word("check-digest", &c.digest, "");
+    word("on-failure", &c.on_failure, "inhibit");
+    // Free text, quoted when it has blanks.
+    if !c.payload.is_empty() {
+        let _ = write!(out, " --check-payload {}", quoted(&c.payload));
     }
+    if !c.command.is_empty() {
+        let _ = write!(out, " --check-command {}", quoted(&c.command));
+    }
+    out
 }
 
 /// `-S -n`: the services (ipvsadm's order) with their real servers and local
@@ -119,9 +207,12 @@ pub fn save(resp: &pb::ListServicesResponse, laddrs: &[pb::LocalAddr]) -> String
                 }
             }
         }
-        let flags = sched_flags(&svc.scheduler, &svc.sched_flags);
-        if !flags.is_empty() {
-            let _ = write!(out, " -b {flags}");
+        if svc.ops {
+            out.push_str(" -o");
+        }
+        // dpvsd keeps them in ipvsadm's spelling and order.
+        if !svc.sched_flags.is_empty() {
+            let _ = write!(out, " -b {}", svc.sched_flags.join(","));
         }
         if let Some(t) = svc.conn_timeout_s {
             let _ = write!(out, " --conn-timeout {t}");
@@ -150,6 +241,9 @@ pub fn save(resp: &pb::ListServicesResponse, laddrs: &[pb::LocalAddr]) -> String
             if d.l_threshold != 0 {
                 let _ = write!(out, " -y {}", d.l_threshold);
             }
+            if let Some(c) = &d.check {
+                out.push_str(&check_flags(c));
+            }
             out.push('\n');
         }
         for l in laddrs.iter().filter(|l| l.service.as_ref() == Some(&key)) {
@@ -170,6 +264,28 @@ mod tests {
         assert_eq!(ops.iter().map(|o| o.0).collect::<Vec<_>>(), [3, 4]);
         assert!(matches!(ops[0].1, pb::op::Op::AddService(_)));
         assert!(matches!(ops[1].1, pb::op::Op::AddDest(_)));
+    }
+
+    #[test]
+    fn words_split_at_blanks_except_in_quotes() {
+        let w = split_words(r#"-a -t x --check-command "test -e /tmp/a\"b" -m"#).unwrap();
+        assert_eq!(
+            w,
+            [
+                "-a",
+                "-t",
+                "x",
+                "--check-command",
+                "test -e /tmp/a\"b",
+                "-m"
+            ]
+        );
+        assert_eq!(split_words("  a   b ").unwrap(), ["a", "b"]);
+        assert_eq!(split_words(r#"a "" b"#).unwrap(), ["a", "", "b"]);
+        assert!(split_words(r#"a "b"#).is_err());
+        for s in ["plain", "two words", r#"q"uote"#, r"back\slash", ""] {
+            assert_eq!(split_words(&quoted(s)).unwrap(), [s]);
+        }
     }
 
     #[test]

@@ -72,6 +72,9 @@ impl Daemon {
         let cfg = control::config::parse(CONFIG).unwrap();
         let store: Store = cfg.store;
         let svc = Arc::new(DpvsService::new(store, backend.clone()).with_state_file(state));
+        // Health checks, as dpvsd runs them.
+        tokio::spawn(svc.clone().apply_verdicts_forever());
+        svc.start_checks();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(serve(bound, svc.clone(), async {
             let _ = rx.await;

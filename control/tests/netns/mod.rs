@@ -405,7 +405,19 @@ impl Topology {
     /// [`Topology::start_dpvsd`] on net_af_xdp vdevs (an AF_XDP socket on each
     /// veth, as `make demo` runs when it can) instead of af_packet.
     pub fn start_dpvsd_af_xdp(&self, extra_toml: &str) -> Dpvsd {
-        self.wait_answering(self.spawn_dpvsd_on(Driver::AfXdp, 1, extra_toml, &[]))
+        self.wait_answering(self.spawn_dpvsd_on(Driver::AfXdp, 1, extra_toml, &[], ""))
+    }
+
+    /// [`Topology::start_dpvsd`] with a kernel interface on both ports
+    /// (`kni = true`): TAPs `dpdk0` and `dpdk1` in the director's namespace.
+    pub fn start_dpvsd_kni(&self, extra_toml: &str) -> Dpvsd {
+        self.wait_answering(self.spawn_dpvsd_on(
+            Driver::AfPacket,
+            1,
+            extra_toml,
+            &[],
+            "kni = true\n",
+        ))
     }
 
     fn start_dpvsd_with(&self, workers: usize, extra_toml: &str) -> Dpvsd {
@@ -437,7 +449,7 @@ impl Topology {
     /// Starts dpvsd with `workers` workers (1 or 2, as above) and `env` in its
     /// environment, without waiting for it to answer.
     pub fn spawn_dpvsd(&self, workers: usize, extra_toml: &str, env: &[(&str, &str)]) -> Dpvsd {
-        self.spawn_dpvsd_on(Driver::AfPacket, workers, extra_toml, env)
+        self.spawn_dpvsd_on(Driver::AfPacket, workers, extra_toml, env, "")
     }
 
     fn spawn_dpvsd_on(
@@ -446,6 +458,7 @@ impl Topology {
         workers: usize,
         extra_toml: &str,
         env: &[(&str, &str)],
+        port_extra: &str,
     ) -> Dpvsd {
         let (lcores, cores, qpairs, dataplane) = match workers {
             1 => ("", "1", "", ""),
@@ -474,13 +487,13 @@ name = "dpdk0"
 device = "{dev0}"
 queues = {workers}
 addresses = ["{DIP_CLIENT_SIDE}/24", "{DIP6_CLIENT_SIDE}/64"]
-
+{port_extra}
 [[port]]
 name = "dpdk1"
 device = "{dev1}"
 queues = {workers}
 addresses = ["{DIP}/24", "{DIP6}/64"]
-
+{port_extra}
 [control]
 listen = "unix:{sock}"
 

@@ -84,6 +84,7 @@ pub fn spec(tag: &str) -> DataplaneSpec {
                 queues: 1,
                 mtu: 0,
                 steering: Steering::default(),
+                kni: false,
             })
             .collect(),
         worker_cores: vec![1],
@@ -124,6 +125,7 @@ pub fn config(proto: Proto, sched: &str, dests: Vec<DestSpec>) -> ConfigDesc {
             sched_flags: vec![],
             persistence: None,
             conn_timeout_s: None,
+            ops: false,
             dests,
         }],
         addrs: vec![

@@ -1,0 +1,560 @@
+//! Health checks of real servers (keepalived's checkers, inside dpvsd).
+//!
+//! Each real server with a check has a task that probes it from the
+//! director's kernel (so through the port's kernel interface, docs/kni.md):
+//! a TCP connect, an HTTP GET (status, optional MD5 digest of the body), a UDP
+//! request that must be answered, or an external command (exit status 0 = up).
+//! `retries` failures in a row take it down, `rise` successes in a row bring
+//! it back; a failed probe is retried after `delay_before_retry`, otherwise
+//! probes are `interval` apart. A change of state is a verdict on a channel;
+//! the server applies it to the configuration (the dest is inhibited: weight
+//! 0 for the schedulers, existing connections continue) and logs it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use dataplane::ServiceKey;
+
+/// What a check does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// TCP_CHECK: the connection is accepted.
+    Tcp,
+    /// HTTP_GET: `GET path` answers `status`, and the body's MD5 is `digest`
+    /// (hex) when one is given.
+    Http {
+        path: String,
+        status: u16,
+        digest: Option<String>,
+    },
+    /// UDP_CHECK: `payload` sent, any answer within the timeout.
+    Udp { payload: String },
+    /// MISC_CHECK: `sh -c command` exits 0 within the timeout.
+    Misc { command: String },
+}
+
+/// What the failing dest becomes (keepalived's `inhibit_on_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// Weight 0: listed, no new connections (keepalived `inhibit_on_failure`).
+    #[default]
+    Inhibit,
+    /// Taken out of the listing as well (keepalived's default); scheduling is
+    /// the same, and existing connections continue either way.
+    Remove,
+}
+
+/// A real server's check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSpec {
+    pub kind: CheckKind,
+    /// Port probed; `None`: the real server's port.
+    pub port: Option<u16>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Failures in a row before the dest goes down.
+    pub retries: u32,
+    /// Successes in a row before a down dest comes back.
+    pub rise: u32,
+    pub delay_before_retry: Duration,
+    pub on_failure: OnFailure,
+}
+
+impl CheckSpec {
+    /// A check of `kind` with the defaults: every 5 s, 3 s timeout, down after
+    /// 3 failures, up after 1 success, retried after 1 s, inhibit.
+    pub fn new(kind: CheckKind) -> CheckSpec {
+        CheckSpec {
+            kind,
+            port: None,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(3),
+            retries: 3,
+            rise: 1,
+            delay_before_retry: Duration::from_secs(1),
+            on_failure: OnFailure::Inhibit,
+        }
+    }
+
+    /// The check type's name as dpvsctl and dpvs.toml spell it.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            CheckKind::Tcp => "tcp",
+            CheckKind::Http { .. } => "http",
+            CheckKind::Udp { .. } => "udp",
+            CheckKind::Misc { .. } => "misc",
+        }
+    }
+
+    /// Checks the numbers; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval.is_zero() {
+            return Err("check interval: must be at least 1 second".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("check timeout: must be at least 1 second".into());
+        }
+        if self.retries == 0 {
+            return Err("check retries: must be at least 1".into());
+        }
+        if self.rise == 0 {
+            return Err("check rise: must be at least 1".into());
+        }
+        match &self.kind {
+            CheckKind::Http { path, status, .. } => {
+                if !path.starts_with('/') {
+                    return Err(format!("check path \"{path}\": must start with /"));
+                }
+                if !(100..=599).contains(status) {
+                    return Err(format!("check status {status}: not an HTTP status"));
+                }
+            }
+            CheckKind::Misc { command } if command.trim().is_empty() => {
+                return Err("check command: empty".into());
+            }
+            _ => {}
+        }
+        if let CheckKind::Http {
+            digest: Some(d), ..
+        } = &self.kind
+        {
+            if d.len() != 32 || !d.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!("check digest \"{d}\": not an MD5 in hex"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A real server of a service.
+pub type DestId = (ServiceKey, IpAddr, u16);
+
+/// A check's change of mind about a dest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub dest: DestId,
+    pub up: bool,
+    /// Why (the last probe's result).
+    pub why: String,
+}
+
+/// Up/down with the counts that move it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthState {
+    pub up: bool,
+    fails: u32,
+    oks: u32,
+}
+
+impl Default for HealthState {
+    /// Real servers start up (as keepalived's, without `alpha`).
+    fn default() -> Self {
+        HealthState {
+            up: true,
+            fails: 0,
+            oks: 0,
+        }
+    }
+}
+
+impl HealthState {
+    /// One probe's result; `Some(new state)` when it changes.
+    pub fn observe(&mut self, ok: bool, spec: &CheckSpec) -> Option<bool> {
+        if ok {
+            self.fails = 0;
+            self.oks = self.oks.saturating_add(1);
+            if !self.up && self.oks >= spec.rise {
+                self.up = true;
+                return Some(true);
+            }
+        } else {
+            self.oks = 0;
+            self.fails = self.fails.saturating_add(1);
+            if self.up && self.fails >= spec.retries {
+                self.up = false;
+                return Some(false);
+            }
+        }
+        None
+    }
+
+    /// How long until the next probe.
+    pub fn next_in(&self, spec: &CheckSpec) -> Duration {
+        if self.fails > 0 && self.up {
+            spec.delay_before_retry
+        } else {
+            spec.interval
+        }
+    }
+}
+
+/// One probe of `addr:port`; `Err` says what failed.
+pub async fn probe(spec: &CheckSpec, addr: IpAddr, port: u16) -> Result<(), String> {
+    let to = SocketAddr::new(addr, spec.port.unwrap_or(port));
+    let run = async {
+        match &spec.kind {
+            CheckKind::Tcp => tokio::net::TcpStream::connect(to)
+                .await
+                .map(drop)
+                .map_err(|e| format!("connect {to}: {e}")),
+            CheckKind::Http {
+                path,
+                status,
+                digest,
+            } => http_get(to, path, *status, digest.as_deref()).await,
+            CheckKind::Udp { payload } => udp(to, payload).await,
+            CheckKind::Misc { command } => misc(command, addr, to.port()).await,
+        }
+    };
+    match tokio::time::timeout(spec.timeout, run).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {:?}", spec.timeout)),
+    }
+}
+
+async fn http_get(
+    to: SocketAddr,
+    path: &str,
+    want: u16,
+    digest: Option<&str>,
+) -> Result<(), String> {
+    let mut s = tokio::net::TcpStream::connect(to)
+        .await
+        .map_err(|e| format!("connect {to}: {e}"))?;
+    let host = match to.ip() {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    };
+    let req = format!(
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: dpvsd-healthcheck\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("send to {to}: {e}"))?;
+    let mut resp = Vec::new();
+    // A health page is small; a megabyte is plenty and bounds a hostile one.
+    s.take(1 << 20)
+        .read_to_end(&mut resp)
+        .await
+        .map_err(|e| format!("read from {to}: {e}"))?;
+    let (status, body) = parse_http(&resp).ok_or_else(|| format!("{to}: not an HTTP answer"))?;
+    if status != want {
+        return Err(format!("GET {path}: status {status}, want {want}"));
+    }
+    if let Some(d) = digest {
+        use md5::Digest;
+        let got = hex(&md5::Md5::digest(body));
+        if !got.eq_ignore_ascii_case(d) {
+            return Err(format!("GET {path}: body digest {got}, want {d}"));
+        }
+    }
+    Ok(())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The status code and body of an HTTP/1.x answer.
+pub fn parse_http(resp: &[u8]) -> Option<(u16, &[u8])> {
+    let end = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&resp[..end]).ok()?;
+    let mut status = head.lines().next()?.split_whitespace();
+    if !status.next()?.starts_with("HTTP/") {
+        return None;
+    }
+    let code = status.next()?.parse().ok()?;
+    Some((code, &resp[end + 4..]))
+}
+
+async fn udp(to: SocketAddr, payload: &str) -> Result<(), String> {
+    let bind: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    };
+    let s = tokio::net::UdpSocket::bind(bind)
+        .await
+        .map_err(|e| format!("udp socket: {e}"))?;
+    s.connect(to).await.map_err(|e| format!("udp {to}: {e}"))?;
+    s.send(payload.as_bytes())
+        .await
+        .map_err(|e| format!("send to {to}: {e}"))?;
+    let mut buf = [0u8; 2048];
+    s.recv(&mut buf)
+        .await
+        .map(drop)
+        .map_err(|e| format!("udp {to}: {e}"))
+}
+
+/// MISC_CHECK: `sh -c command`, with the dest in `$DPVS_RS_ADDR` /
+/// `$DPVS_RS_PORT`; killed when the timeout fires.
+async fn misc(command: &str, addr: IpAddr, port: u16) -> Result<(), String> {
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("DPVS_RS_ADDR", addr.to_string())
+        .env("DPVS_RS_PORT", port.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .status()
+        .await
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?}: {status}"))
+    }
+}
+
+/// The running checks, one task per checked dest.
+pub struct Checkers {
+    verdicts: mpsc::UnboundedSender<Verdict>,
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<Verdict>>>,
+    running: Mutex<HashMap<DestId, (CheckSpec, tokio::task::AbortHandle)>>,
+}
+
+impl Default for Checkers {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Checkers {
+            verdicts: tx,
+            receiver: Mutex::new(Some(rx)),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Checkers {
+    /// The verdicts, for the one task that applies them (taken once).
+    pub fn take_verdicts(&self) -> Option<mpsc::UnboundedReceiver<Verdict>> {
+        self.receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Runs exactly the checks in `wanted` (with `down`: the dests that are
+    /// down now, so a restarted check starts from their state): new ones
+    /// start, changed ones restart, gone ones stop. Outside a tokio runtime
+    /// nothing runs.
+    pub fn reconcile(&self, wanted: &[(DestId, CheckSpec, bool)]) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|id, (spec, h)| {
+            let keep = wanted.iter().any(|(w, s, _)| w == id && s == spec);
+            if !keep {
+                h.abort();
+            }
+            keep
+        });
+        for (id, spec, down) in wanted {
+            if running.contains_key(id) {
+                continue;
+            }
+            let task = rt.spawn(check_loop(*id, spec.clone(), !down, self.verdicts.clone()));
+            running.insert(*id, (spec.clone(), task.abort_handle()));
+        }
+    }
+
+    /// How many checks run (tests, logs).
+    pub fn len(&self) -> usize {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for Checkers {
+    fn drop(&mut self) {
+        for (_, h) in self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            h.abort();
+        }
+    }
+}
+
+async fn check_loop(id: DestId, spec: CheckSpec, up: bool, out: mpsc::UnboundedSender<Verdict>) {
+    let mut state = HealthState {
+        up,
+        ..HealthState::default()
+    };
+    loop {
+        let r = probe(&spec, id.1, id.2).await;
+        let why = match &r {
+            Ok(()) => "check passed".to_string(),
+            Err(e) => e.clone(),
+        };
+        if let Some(up) = state.observe(r.is_ok(), &spec) {
+            if out.send(Verdict { dest: id, up, why }).is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(state.next_in(&spec)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(retries: u32, rise: u32) -> CheckSpec {
+        CheckSpec {
+            retries,
+            rise,
+            ..CheckSpec::new(CheckKind::Tcp)
+        }
+    }
+
+    #[test]
+    fn down_after_retries_failures_in_a_row_up_after_rise_successes() {
+        let s = spec(3, 2);
+        let mut h = HealthState::default();
+        assert_eq!(h.observe(false, &s), None);
+        assert_eq!(
+            h.next_in(&s),
+            s.delay_before_retry,
+            "a failure is retried soon"
+        );
+        assert_eq!(h.observe(true, &s), None, "a success resets the count");
+        assert_eq!(h.next_in(&s), s.interval);
+        assert_eq!(h.observe(false, &s), None);
+        assert_eq!(h.observe(false, &s), None);
+        assert_eq!(h.observe(false, &s), Some(false));
+        assert_eq!(
+            h.next_in(&s),
+            s.interval,
+            "a down dest is probed at the interval"
+        );
+        assert_eq!(h.observe(false, &s), None);
+        assert_eq!(h.observe(true, &s), None);
+        assert_eq!(h.observe(false, &s), None, "rise needs successes in a row");
+        assert_eq!(h.observe(true, &s), None);
+        assert_eq!(h.observe(true, &s), Some(true));
+        assert!(h.up);
+    }
+
+    #[test]
+    fn http_answers_parse() {
+        let r = b"HTTP/1.1 204 No Content\r\nServer: x\r\n\r\nbody";
+        assert_eq!(parse_http(r), Some((204, &b"body"[..])));
+        assert_eq!(parse_http(b"SSH-2.0-OpenSSH\r\n\r\n"), None);
+        assert_eq!(parse_http(b"HTTP/1.1 200 OK\r\n"), None, "no end of head");
+        assert_eq!(parse_http(b"HTTP/1.0 abc\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn specs_are_checked() {
+        let http = |path: &str, status| {
+            CheckSpec::new(CheckKind::Http {
+                path: path.into(),
+                status,
+                digest: None,
+            })
+        };
+        assert!(http("/health", 200).validate().is_ok());
+        assert_eq!(
+            http("health", 200).validate().unwrap_err(),
+            "check path \"health\": must start with /"
+        );
+        assert!(http("/", 99).validate().is_err());
+        assert!(spec(0, 1).validate().unwrap_err().contains("retries"));
+        let mut d = http("/", 200);
+        d.kind = CheckKind::Http {
+            path: "/".into(),
+            status: 200,
+            digest: Some("xyz".into()),
+        };
+        assert!(d.validate().unwrap_err().contains("MD5"));
+    }
+
+    #[tokio::test]
+    async fn probes_against_local_servers() {
+        // TCP: a listener accepts; a closed port refuses.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let tcp = CheckSpec::new(CheckKind::Tcp);
+        assert!(probe(&tcp, lo, port).await.is_ok());
+        drop(l);
+        let e = probe(&tcp, lo, port).await.unwrap_err();
+        assert!(e.contains("connect"), "{e}");
+
+        // HTTP: status and digest.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                    .await;
+            }
+        });
+        let http = |status, digest: Option<&str>| {
+            CheckSpec::new(CheckKind::Http {
+                path: "/".into(),
+                status,
+                digest: digest.map(str::to_string),
+            })
+        };
+        assert!(probe(&http(200, None), lo, port).await.is_ok());
+        let e = probe(&http(204, None), lo, port).await.unwrap_err();
+        assert_eq!(e, "GET /: status 200, want 204");
+        // md5("ok\n")
+        let md5 = "ff8f62e8ab21cba4d6a9a8a6a4a2c8a7";
+        let e = probe(&http(200, Some(md5)), lo, port).await.unwrap_err();
+        assert!(e.contains("body digest"), "{e}");
+        use md5::Digest;
+        let right = hex(&md5::Md5::digest(b"ok\n"));
+        assert!(probe(&http(200, Some(&right)), lo, port).await.is_ok());
+
+        // MISC: the exit status, and the timeout.
+        let misc = |c: &str| CheckSpec::new(CheckKind::Misc { command: c.into() });
+        assert!(probe(&misc("test \"$DPVS_RS_PORT\" = 80"), lo, 80)
+            .await
+            .is_ok());
+        assert!(probe(&misc("exit 1"), lo, 80).await.is_err());
+        let mut slow = misc("sleep 5");
+        slow.timeout = Duration::from_millis(200);
+        let e = probe(&slow, lo, 80).await.unwrap_err();
+        assert!(e.starts_with("no answer within"), "{e}");
+
+        // UDP: an answer, or none within the timeout.
+        let u = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let uport = u.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut b = [0u8; 64];
+            while let Ok((n, p)) = u.recv_from(&mut b).await {
+                let _ = u.send_to(&b[..n], p).await;
+            }
+        });
+        let mut udp = CheckSpec::new(CheckKind::Udp {
+            payload: "ping".into(),
+        });
+        udp.timeout = Duration::from_millis(300);
+        assert!(probe(&udp, lo, uport).await.is_ok());
+        let quiet = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let qport = quiet.local_addr().unwrap().port();
+        assert!(probe(&udp, lo, qport).await.is_err());
+    }
+}
