@@ -16,6 +16,7 @@ pub mod config;
 pub mod convert;
 pub mod ctl;
 pub mod health;
+pub mod kni;
 pub mod metrics;
 pub mod ops;
 pub mod rate;

@@ -43,6 +43,8 @@ pub struct DpvsService {
     rates: crate::rate::Estimators,
     /// The real servers' health checks (one task each).
     checkers: crate::health::Checkers,
+    /// Ports with a kernel interface: their addresses are mirrored to it.
+    kni_ports: Vec<String>,
 }
 
 impl DpvsService {
@@ -57,6 +59,77 @@ impl DpvsService {
             state_file: None,
             rates: Default::default(),
             checkers: Default::default(),
+            kni_ports: Vec::new(),
+        }
+    }
+
+    /// The ports with a kernel interface (crate::kni): addresses the API adds
+    /// or deletes there are put on or taken off it too.
+    pub fn with_kni_ports(mut self, ports: Vec<String>) -> DpvsService {
+        self.kni_ports = ports;
+        self
+    }
+
+    /// An address appeared on or left a kernel interface: the dataplane's
+    /// addresses follow (already so: nothing to do).
+    pub fn kernel_address(&self, ev: &crate::kni::AddrEvent) {
+        let a = dataplane::AddrSpec {
+            port: ev.port.clone(),
+            addr: ev.addr,
+            prefix_len: ev.prefix_len,
+        };
+        let r = self.mutate(|s| {
+            let has = s
+                .addrs()
+                .iter()
+                .any(|x| x.addr == ev.addr && x.port == ev.port);
+            match (ev.added, has) {
+                (true, false) => s.add_addr(a).map(|()| true),
+                (false, true) => s.delete_addr(&ev.port, &ev.addr).map(|()| true),
+                _ => Ok(false),
+            }
+            .map_err(store_status)
+        });
+        match r {
+            Ok(true) => eprintln!(
+                "dpvsd: kni: {} {} {}/{}: {} the dataplane",
+                ev.port,
+                if ev.added { "gained" } else { "lost" },
+                ev.addr,
+                ev.prefix_len,
+                if ev.added {
+                    "now owned by"
+                } else {
+                    "no longer owned by"
+                }
+            ),
+            Ok(false) => {}
+            Err(e) => eprintln!(
+                "dpvsd: kni: {} {}/{} on the kernel side cannot be the dataplane's: {}",
+                ev.port,
+                ev.addr,
+                ev.prefix_len,
+                e.message()
+            ),
+        }
+    }
+
+    /// After an API address change on a port with a kernel interface: the
+    /// same change on the interface.
+    fn mirror_addr(&self, op: &pb::op::Op) {
+        let (r, add) = match op {
+            pb::op::Op::AddAddr(r) => (r, true),
+            pb::op::Op::DeleteAddr(r) => (r, false),
+            _ => return,
+        };
+        let Ok(a) = convert::addr_from_pb(r.addr.as_ref()) else {
+            return;
+        };
+        if !self.kni_ports.contains(&a.port) {
+            return;
+        }
+        if let Err(e) = crate::kni::mirror(&a.port, a.addr, a.prefix_len, add) {
+            eprintln!("dpvsd: kni: {e}");
         }
     }
 
@@ -238,6 +311,7 @@ impl DpvsService {
     fn change(&self, op: pb::op::Op) -> Result<Response<pb::Empty>, Status> {
         let forget = self.mutate(|s| ops::apply(s, &op))?;
         self.forget(forget);
+        self.mirror_addr(&op);
         empty()
     }
 
@@ -269,6 +343,9 @@ impl DpvsService {
         })?;
         for f in forgets {
             self.forget(f);
+        }
+        for op in list.iter().filter_map(|o| o.op.as_ref()) {
+            self.mirror_addr(op);
         }
         Ok(())
     }

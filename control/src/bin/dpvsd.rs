@@ -161,8 +161,19 @@ fn run(
 
     let rt = control_runtime(&cfg.dataplane.worker_cores)?;
     let backend: Arc<dyn Backend> = dp.clone();
-    let svc =
-        Arc::new(DpvsService::new(store, backend.clone()).with_state_file(cfg.state_file.clone()));
+    let kni_ports: Vec<String> = cfg
+        .dataplane
+        .ports
+        .iter()
+        .filter(|p| p.kni)
+        .map(|p| p.name.clone())
+        .collect();
+    let svc = Arc::new(
+        DpvsService::new(store, backend.clone())
+            .with_state_file(cfg.state_file.clone())
+            .with_kni_ports(kni_ports.clone()),
+    );
+    rt.spawn(control::kni::watch(svc.clone(), kni_ports));
     rt.spawn(reload_on_sighup(svc.clone(), config.to_path_buf()));
     rt.spawn(svc.clone().estimate_forever());
     rt.spawn(svc.clone().apply_verdicts_forever());
