@@ -70,8 +70,20 @@ pub fn mode_to_pb(m: ForwardMode) -> pb::ForwardMode {
     }
 }
 
+/// A message field that must be set: `FIELD: missing` otherwise.
+pub fn required<'a, T>(field: &str, v: Option<&'a T>) -> Result<&'a T, String> {
+    v.ok_or_else(|| format!("{field}: missing"))
+}
+
+/// A `ServiceKey` in a field called `key` (`Service.key`, `DeleteServiceRequest.key`).
 pub fn key_from_pb(k: Option<&pb::ServiceKey>) -> Result<ServiceKey, String> {
-    let k = k.ok_or("service key missing")?;
+    key_field("key", k)
+}
+
+/// A `ServiceKey` in the request field `field` (`service` in `DestRequest`,
+/// `LocalAddr`, ...).
+pub fn key_field(field: &str, k: Option<&pb::ServiceKey>) -> Result<ServiceKey, String> {
+    let k = required(field, k)?;
     Ok(ServiceKey {
         proto: proto_from_pb(k.protocol)?,
         vip: ip("vip", &k.vip)?,
@@ -89,7 +101,7 @@ pub fn key_to_pb(k: &ServiceKey) -> pb::ServiceKey {
 
 /// A dest for service `key`: port 0 becomes the virtual port.
 pub fn dest_from_pb(key: &ServiceKey, d: Option<&pb::Dest>) -> Result<DestSpec, String> {
-    let d = d.ok_or("dest missing")?;
+    let d = required("dest", d)?;
     let port = port16("port", d.port)?;
     Ok(DestSpec {
         addr: ip("addr", &d.addr)?,
@@ -205,7 +217,7 @@ pub fn check_to_pb(c: &CheckSpec) -> pb::HealthCheck {
 }
 
 pub fn service_from_pb(s: Option<&pb::Service>) -> Result<ServiceSpec, String> {
-    let s = s.ok_or("service missing")?;
+    let s = required("service", s)?;
     let key = key_from_pb(s.key.as_ref())?;
     let persistence = match &s.persistence {
         None => None,
@@ -217,14 +229,15 @@ pub fn service_from_pb(s: Option<&pb::Service>) -> Result<ServiceSpec, String> {
             },
             netmask_len: match p.netmask_len {
                 None => max_prefix(&key.vip),
-                Some(len) => len8("netmask", len, &key.vip)?,
+                Some(len) => len8("netmask_len", len, &key.vip)?,
             },
         }),
     };
     let dests = s
         .dests
         .iter()
-        .map(|d| dest_from_pb(&key, Some(d)))
+        .enumerate()
+        .map(|(j, d)| dest_from_pb(&key, Some(d)).map_err(|e| format!("dests[{j}].{e}")))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ServiceSpec {
         key,
@@ -336,7 +349,7 @@ pub fn service_status(
 }
 
 pub fn addr_from_pb(a: Option<&pb::Addr>) -> Result<AddrSpec, String> {
-    let a = a.ok_or("addr missing")?;
+    let a = required("addr", a)?;
     let addr = ip("addr", &a.addr)?;
     Ok(AddrSpec {
         port: a.port.clone(),
@@ -358,7 +371,7 @@ pub fn addr_to_pb(a: &AddrSpec) -> pb::Addr {
 }
 
 pub fn route_from_pb(r: Option<&pb::Route>) -> Result<RouteSpec, String> {
-    let r = r.ok_or("route missing")?;
+    let r = required("route", r)?;
     let prefix = ip("prefix", &r.prefix)?;
     Ok(RouteSpec {
         prefix,
@@ -435,14 +448,11 @@ pub fn timeouts_from_pb(t: &pb::Timeouts) -> Timeouts {
 }
 
 pub fn laddr_from_pb(l: Option<&pb::LocalAddr>) -> Result<dataplane::LocalAddrSpec, String> {
-    let l = l.ok_or("laddr: missing")?;
-    let service = key_from_pb(l.service.as_ref())?;
-    let addr = l
-        .addr
-        .parse()
-        .map_err(|_| format!("laddr: invalid address {:?}", l.addr))?;
+    let l = required("laddr", l)?;
+    let service = key_field("service", l.service.as_ref())?;
+    let addr = ip("addr", &l.addr)?;
     if l.port.is_empty() {
-        return Err("laddr: missing port (-F)".into());
+        return Err("port: missing (the port that owns the local address, dpvsctl -F)".into());
     }
     Ok(dataplane::LocalAddrSpec {
         service,

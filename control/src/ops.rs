@@ -38,6 +38,10 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
                 .map_err(bad)?;
             let key = spec.key;
             let sorry = sorry_from_pb(svc)?;
+            // The dests it carries: errors name which (`dests[1].weight: ...`).
+            for (j, d) in spec.dests.iter().enumerate() {
+                crate::store::check_dest(&key, d).map_err(|e| bad(format!("dests[{j}].{e}")))?;
+            }
             store.add_service(spec).map_err(store_status)?;
             if let Some(Some(v)) = pp {
                 store
@@ -82,7 +86,7 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             return Ok(Forget::All);
         }
         Op::AddDest(r) | Op::EditDest(r) => {
-            let key = convert::key_from_pb(r.service.as_ref()).map_err(bad)?;
+            let key = convert::key_field("service", r.service.as_ref()).map_err(bad)?;
             let dest = convert::dest_from_pb(&key, r.dest.as_ref()).map_err(bad)?;
             let check = match r.dest.as_ref().and_then(|d| d.check.as_ref()) {
                 Some(c) => Some(convert::check_from_pb(c).map_err(bad)?),
@@ -101,7 +105,7 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
                 .map_err(store_status)?;
         }
         Op::DeleteDest(r) => {
-            let key = convert::key_from_pb(r.service.as_ref()).map_err(bad)?;
+            let key = convert::key_field("service", r.service.as_ref()).map_err(bad)?;
             let addr = crate::addr::parse_ip(&r.addr).map_err(|e| bad(format!("addr: {e}")))?;
             let port =
                 u16::try_from(r.port).map_err(|_| bad(format!("port: invalid port {}", r.port)))?;
@@ -114,13 +118,9 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             store.add_laddr(l).map_err(store_status)?;
         }
         Op::DeleteLocalAddr(r) => {
-            let l = r.laddr.as_ref();
-            let key = convert::key_from_pb(l.and_then(|l| l.service.as_ref())).map_err(bad)?;
-            let addr: std::net::IpAddr = l
-                .map(|l| l.addr.as_str())
-                .unwrap_or("")
-                .parse()
-                .map_err(|_| bad("laddr: invalid address".into()))?;
+            let l = convert::required("laddr", r.laddr.as_ref()).map_err(bad)?;
+            let key = convert::key_field("service", l.service.as_ref()).map_err(bad)?;
+            let addr = crate::addr::parse_ip(&l.addr).map_err(|e| bad(format!("addr: {e}")))?;
             store.delete_laddr(&key, &addr).map_err(store_status)?;
         }
         Op::AddAddr(r) | Op::DeleteAddr(r) => {

@@ -19,6 +19,11 @@ use crate::scheduler::split_sched_flags;
 pub struct Invocation {
     /// `--server` (else `$DPVS_SERVER`, else the default socket).
     pub server: Option<String>,
+    /// `--tls-cert`, `--tls-key`, `--tls-ca` (else `$DPVS_TLS_CERT`, ...): for
+    /// an `https://` server.
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    pub tls_ca: Option<std::path::PathBuf>,
     /// `--json` (anywhere on the line): listings as JSON.
     pub json: bool,
     pub command: Command,
@@ -452,22 +457,29 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
 
 /// Parses `argv` without the program name.
 pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
-    let mut server = None;
+    // The options that say how to reach dpvsd, allowed anywhere on the line.
+    const GLOBAL: [&str; 4] = ["--server", "--tls-cert", "--tls-key", "--tls-ca"];
+    let mut global: [Option<String>; 4] = Default::default();
     let mut json = false;
     let mut rest = Vec::new();
     let mut i = 0;
     while i < argv.len() {
         let a = &argv[i];
-        if a == "--server" {
+        if let Some(n) = GLOBAL.iter().position(|g| g == a) {
             let v = argv
                 .get(i + 1)
-                .ok_or_else(|| ArgError("option '--server' needs a value".into()))?;
-            server = Some(v.clone());
+                .ok_or_else(|| ArgError(format!("option '{a}' needs a value")))?;
+            global[n] = Some(v.clone());
             i += 2;
             continue;
         }
-        if let Some(v) = a.strip_prefix("--server=") {
-            server = Some(v.to_string());
+        let inline = GLOBAL.iter().enumerate().find_map(|(n, g)| {
+            a.strip_prefix(g)
+                .and_then(|v| v.strip_prefix('='))
+                .map(|v| (n, v))
+        });
+        if let Some((n, v)) = inline {
+            global[n] = Some(v.to_string());
         } else if a == "--json" {
             json = true;
         } else {
@@ -475,6 +487,13 @@ pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
         }
         i += 1;
     }
+    for (n, v) in global.iter().enumerate() {
+        if v.as_deref() == Some("") {
+            return err(format!("option '{}' needs a value", GLOBAL[n]));
+        }
+    }
+    let [server, tls_cert, tls_key, tls_ca] = global;
+    let path = |v: Option<String>| v.map(std::path::PathBuf::from);
     let command = match rest.first().map(String::as_str) {
         // ipvsadm without arguments lists the table.
         None => Command::List(ListOpts::default()),
@@ -503,6 +522,9 @@ pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
     }
     Ok(Invocation {
         server,
+        tls_cert: path(tls_cert),
+        tls_key: path(tls_key),
+        tls_ca: path(tls_ca),
         json,
         command,
     })
@@ -1149,7 +1171,11 @@ Options:
   --thresholds                        list thresholds
   --persistent-conn                   list persistent connections (templates) per dest
   --worker                            with -c: the worker owning each connection
-  --server unix:PATH|HOST:PORT        dpvsd to talk to (default $DPVS_SERVER, else unix:/run/dpvs/dpvs.sock)
+  --server unix:PATH|HOST:PORT|https://HOST:PORT
+                                      dpvsd to talk to (default $DPVS_SERVER, else unix:/run/dpvs/dpvs.sock)
+  --tls-cert FILE                     client certificate (PEM) for https:// (default $DPVS_TLS_CERT)
+  --tls-key FILE                      its private key (PEM) (default $DPVS_TLS_KEY)
+  --tls-ca FILE                       CA (PEM) dpvsd's certificate must chain to (default $DPVS_TLS_CA)
 ";
 
 #[cfg(test)]
@@ -1499,6 +1525,30 @@ mod tests {
         assert_eq!(inv.server.as_deref(), Some("unix:/tmp/x.sock"));
         let v: Vec<String> = vec!["-C".into(), "--server=127.0.0.1:5000".into()];
         assert_eq!(parse(&v).unwrap().server.as_deref(), Some("127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn tls_options() {
+        let v: Vec<String> =
+            "--server https://127.0.0.1:5000 --tls-cert c.pem -Ln --tls-key=k.pem --tls-ca ca.pem"
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+        let inv = parse(&v).unwrap();
+        assert_eq!(inv.server.as_deref(), Some("https://127.0.0.1:5000"));
+        assert_eq!(inv.tls_cert, Some("c.pem".into()));
+        assert_eq!(inv.tls_key, Some("k.pem".into()));
+        assert_eq!(inv.tls_ca, Some("ca.pem".into()));
+        assert!(matches!(inv.command, Command::List(_)));
+        for (line, want) in [
+            ("-Ln --tls-ca", "option '--tls-ca' needs a value"),
+            ("-Ln --tls-cert=", "option '--tls-cert' needs a value"),
+            ("-Ln --tls-keys k.pem", "unknown option '--tls-keys'"),
+        ] {
+            let v: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            let e = parse(&v).unwrap_err().0;
+            assert!(e.starts_with(want), "{line}: {e}");
+        }
     }
 
     #[test]
