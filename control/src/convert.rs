@@ -135,7 +135,7 @@ pub fn check_from_pb(c: &pb::HealthCheck) -> Result<CheckSpec, String> {
         |v: u32, default: u64| Duration::from_secs(if v == 0 { default } else { u64::from(v) });
     let kind = match c.r#type.as_str() {
         "tcp" => CheckKind::Tcp,
-        "http" => CheckKind::Http {
+        "http" | "https" => CheckKind::Http {
             path: if c.path.is_empty() {
                 "/".into()
             } else {
@@ -148,6 +148,7 @@ pub fn check_from_pb(c: &pb::HealthCheck) -> Result<CheckSpec, String> {
                     .map_err(|_| format!("check status {}: not an HTTP status", c.status))?
             },
             digest: (!c.digest.is_empty()).then(|| c.digest.clone()),
+            tls: c.r#type == "https",
         },
         "udp" => CheckKind::Udp {
             payload: c.payload.clone(),
@@ -157,7 +158,7 @@ pub fn check_from_pb(c: &pb::HealthCheck) -> Result<CheckSpec, String> {
         },
         other => {
             return Err(format!(
-                "check type \"{other}\": one of tcp, http, udp, misc"
+                "check type \"{other}\": one of tcp, http, https, udp, misc"
             ))
         }
     };
@@ -205,6 +206,7 @@ pub fn check_to_pb(c: &CheckSpec) -> pb::HealthCheck {
             path,
             status,
             digest,
+            ..
         } => {
             out.path = path.clone();
             out.status = u32::from(*status);

@@ -25,12 +25,14 @@ use dataplane::ServiceKey;
 pub enum CheckKind {
     /// TCP_CHECK: the connection is accepted.
     Tcp,
-    /// HTTP_GET: `GET path` answers `status`, and the body's MD5 is `digest`
-    /// (hex) when one is given.
+    /// HTTP_GET (SSL_GET with `tls`): `GET path` answers `status`, and the
+    /// body's MD5 is `digest` (hex) when one is given. Over TLS the server's
+    /// certificate is not verified (as keepalived's SSL_GET without a CA).
     Http {
         path: String,
         status: u16,
         digest: Option<String>,
+        tls: bool,
     },
     /// UDP_CHECK: `payload` sent, any answer within the timeout.
     Udp { payload: String },
@@ -85,7 +87,8 @@ impl CheckSpec {
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             CheckKind::Tcp => "tcp",
-            CheckKind::Http { .. } => "http",
+            CheckKind::Http { tls: false, .. } => "http",
+            CheckKind::Http { tls: true, .. } => "https",
             CheckKind::Udp { .. } => "udp",
             CheckKind::Misc { .. } => "misc",
         }
@@ -206,7 +209,18 @@ pub async fn probe(spec: &CheckSpec, addr: IpAddr, port: u16) -> Result<(), Stri
                 path,
                 status,
                 digest,
-            } => http_get(to, path, *status, digest.as_deref()).await,
+                tls,
+            } => {
+                let tcp = tokio::net::TcpStream::connect(to)
+                    .await
+                    .map_err(|e| format!("connect {to}: {e}"))?;
+                if *tls {
+                    let s = tls_connect(to, tcp).await?;
+                    http_get(s, to, path, *status, digest.as_deref()).await
+                } else {
+                    http_get(tcp, to, path, *status, digest.as_deref()).await
+                }
+            }
             CheckKind::Udp { payload } => udp(to, payload).await,
             CheckKind::Misc { command } => misc(command, addr, to.port()).await,
         }
@@ -217,15 +231,82 @@ pub async fn probe(spec: &CheckSpec, addr: IpAddr, port: u16) -> Result<(), Stri
     }
 }
 
-async fn http_get(
+/// SSL_GET's TLS: any certificate is accepted (its signatures are still
+/// checked), since real servers' certificates name the service, not the RIP.
+async fn tls_connect(
+    to: SocketAddr,
+    tcp: tokio::net::TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::IpAddress(to.ip().into());
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("tls handshake with {to}: {e}"))
+}
+
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
     to: SocketAddr,
     path: &str,
     want: u16,
     digest: Option<&str>,
 ) -> Result<(), String> {
-    let mut s = tokio::net::TcpStream::connect(to)
-        .await
-        .map_err(|e| format!("connect {to}: {e}"))?;
     let host = match to.ip() {
         IpAddr::V4(a) => a.to_string(),
         IpAddr::V6(a) => format!("[{a}]"),
@@ -594,6 +675,7 @@ mod tests {
                 path: path.into(),
                 status,
                 digest: None,
+                tls: false,
             })
         };
         assert!(http("/health", 200).validate().is_ok());
@@ -608,6 +690,7 @@ mod tests {
             path: "/".into(),
             status: 200,
             digest: Some("xyz".into()),
+            tls: false,
         };
         assert!(d.validate().unwrap_err().contains("MD5"));
     }
@@ -644,6 +727,7 @@ mod tests {
                 path: "/".into(),
                 status,
                 digest: digest.map(str::to_string),
+                tls: false,
             })
         };
         assert!(probe(&http(200, None), lo, port).await.is_ok());
@@ -656,6 +740,56 @@ mod tests {
         use md5::Digest;
         let right = hex(&md5::Md5::digest(b"ok\n"));
         assert!(probe(&http(200, Some(&right)), lo, port).await.is_ok());
+
+        // HTTPS (SSL_GET): a self-signed certificate for another name is fine.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["www.example.com".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tport = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = l.accept().await else {
+                    return;
+                };
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+                let _ = s.shutdown().await;
+            }
+        });
+        let https = |status| {
+            CheckSpec::new(CheckKind::Http {
+                path: "/".into(),
+                status,
+                digest: None,
+                tls: true,
+            })
+        };
+        assert!(probe(&https(503), lo, tport).await.is_ok());
+        let e = probe(&https(200), lo, tport).await.unwrap_err();
+        assert_eq!(e, "GET /: status 503, want 200");
+        // A plain HTTP server is no TLS server.
+        let e = probe(&https(200), lo, port).await.unwrap_err();
+        assert!(e.contains("tls handshake"), "{e}");
 
         // MISC: the exit status, and the timeout.
         let misc = |c: &str| CheckSpec::new(CheckKind::Misc { command: c.into() });

@@ -502,7 +502,7 @@ async fn every_rpc_names_the_field_of_a_malformed_request() {
                 },
             ),
             InvalidArgument,
-            "check type \"icmp\": one of tcp, http, udp, misc",
+            "check type \"icmp\": one of tcp, http, https, udp, misc",
         ),
         (
             dest_req(

@@ -1151,7 +1151,7 @@ Options:
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
   --tun-type     ipip                 tunnel type (with -i; ipip only)
-  --check        tcp|http|udp|misc    health check of the real server (with -a/-e; docs/health.md)
+  --check        tcp|http|https|udp|misc health check of the real server (with -a/-e; docs/health.md)
   --check-port N --check-path P --check-status N --check-digest MD5 --check-payload S
   --check-command CMD --check-interval S --check-timeout S --check-retries N
   --check-rise N --check-delay S --on-failure inhibit|remove
