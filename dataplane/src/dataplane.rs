@@ -454,7 +454,7 @@ impl Dataplane {
                         addr: d.addr,
                         port: d.port,
                         mode: m.mode,
-                        weight: d.weight,
+                        weight: d.effective_weight(),
                         active_conns: d.active_conns(),
                         inactive_conns: d.inactive_conns(),
                         traffic: m.traffic.sum(),

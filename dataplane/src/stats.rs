@@ -169,6 +169,7 @@ pub struct DestStats {
     pub addr: IpAddr,
     pub port: u16,
     pub mode: ForwardMode,
+    /// What the schedulers use: 0 while a health check has it down.
     pub weight: u32,
     pub active_conns: u32,
     pub inactive_conns: u32,
