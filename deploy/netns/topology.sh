@@ -162,12 +162,25 @@ up() {
   no_offload "$NS_LAN" br0
   nsx "$NS_LAN" ip link set br0 up
 
-  # The director's kernel stays silent on lb0/lb1: no addresses, no IPv6.
+  # The director's kernel stays silent on lb0/lb1: no addresses, no IPv6, and
+  # its stack never takes in what arrives there. af_packet hands dpvsd a copy
+  # of each frame and the kernel would process the original; once a kernel
+  # interface of dpvsd (kni, TAP dpdk0/dpdk1) holds the VIP or a DIP, the
+  # kernel would answer the clients' SYNs itself (with RSTs). A NIC bound to
+  # vfio-pci never shows its frames to the kernel; this ingress drop gives the
+  # veths the same property. AF_PACKET sockets see frames before the ingress
+  # hook, so dpvsd still gets every one (af_xdp takes them before that anyway).
   for ifc in lb0 lb1; do
     nsx "$NS_LB" sysctl -qw "net.ipv6.conf.$ifc.disable_ipv6=1"
     no_offload "$NS_LB" "$ifc"
     nsx "$NS_LB" ip link set "$ifc" up
   done
+  nsx "$NS_LB" nft -f - <<'NFT'
+table netdev dpvs_owned {
+  chain lb0 { type filter hook ingress device "lb0" priority 0; policy drop; }
+  chain lb1 { type filter hook ingress device "lb1" priority 0; policy drop; }
+}
+NFT
 
   no_offload "$NS_CLI" c0
   nsx "$NS_CLI" ip link set c0 up
