@@ -4,13 +4,17 @@
 //!
 //! [`parse`] reads the file as keepalived's parser does (comments, quotes,
 //! includes, blocks) into statements that know their `FILE:LINE`; [`map`]
-//! gives them keepalived's meaning and defaults. Nothing here talks to dpvsd
+//! gives them keepalived's meaning and defaults (virtual and real servers,
+//! groups), `check` does the checkers, `value` keepalived's parameter
+//! syntax (booleans, timers, ranges). Nothing here talks to dpvsd
 //! or changes anything: the caller sends [`Plan::ops`], or prints
 //! [`preview`] for `--dry-run`. The compatibility table is
 //! docs/keepalived.md.
 
+mod check;
 pub mod map;
 pub mod parse;
+mod value;
 
 use std::path::Path;
 

@@ -7,10 +7,12 @@
 //! - `!` or `#` outside quotes starts a comment anywhere on a line; `\!` and
 //!   `\#` are the characters themselves; a `\` at the end joins the next line.
 //! - Words are split at blanks; `"..."` is one word (no escapes inside).
-//! - `include PATTERN` (anywhere): a glob (with `{a,b}`), relative to the
-//!   directory of the file that includes it; the matches are read in order.
-//!   A pattern with wildcards that matches nothing is a note, a plain path
-//!   that does not exist an error. Including a file that is already being
+//! - `include PATTERN` (anywhere; keepalived 2.2's `includer`, `includem`,
+//!   `includew`, `includeb`, `includea` read the same): a glob (with
+//!   `{a,b}`), relative to the directory of the file that includes it; the
+//!   matches are read in order. A pattern with wildcards that matches
+//!   nothing is a note, a plain path that does not exist an error (keepalived
+//!   warns and goes on without it). Including a file that is already being
 //!   read (a loop) is an error.
 //! - A block opens with `{` after its keyword's words (on the same line or
 //!   the next) and closes with `}`.
@@ -275,10 +277,15 @@ impl Reader<'_> {
             return Ok(());
         };
         if !first_quoted {
-            if first == "include" {
+            // keepalived 2.2's variants differ in which misses it reports;
+            // here every one reads the same way (see `include`).
+            if matches!(
+                first.as_str(),
+                "include" | "includer" | "includem" | "includew" | "includeb" | "includea"
+            ) {
                 return match words.as_slice() {
                     [_, (pattern, _)] => self.include(loc, pattern, dir),
-                    _ => Err(Error::at(loc, "include takes one file or pattern")),
+                    _ => Err(Error::at(loc, format!("{first} takes one file or pattern"))),
                 };
             }
             if first.starts_with('@') {
@@ -695,7 +702,7 @@ k.conf:3: virtual_server|10.0.0.1|80
         let list = [
             (
                 "/etc/keepalived/keepalived.conf",
-                "include conf.d/*.conf\ninclude /opt/{x,y}.conf\ntop 1\n",
+                "include conf.d/*.conf\nincludea /opt/{x,y}.conf\ntop 1\n",
             ),
             (
                 "/etc/keepalived/conf.d/b.conf",
