@@ -94,6 +94,7 @@ struct RealServer {
 /// A keyword keepalived (or DPVS's keepalived) has that dpvsd cannot honour
 /// yet, with why; `None`: not one of them.
 pub(super) fn refused(keyword: &str) -> Option<&'static str> {
+    // Shown as `KEYWORD: reason`.
     Some(match keyword {
         "sorry_server" | "sorry_server_inhibit" | "sorry_server_lvs_method" => {
             "sorry servers are not supported yet"
@@ -101,24 +102,20 @@ pub(super) fn refused(keyword: &str) -> Option<&'static str> {
         "quorum" | "hysteresis" | "quorum_up" | "quorum_down" => {
             "quorum handling is not supported yet"
         }
-        "omega" => "omega (notify scripts at shutdown) is not supported",
+        "omega" => "notify scripts at shutdown are not supported",
         "notify_up" | "notify_down" => {
             "notify scripts are not supported: dpvsd logs every state change"
         }
-        "ha_suspend" => "ha_suspend (checks paused while the VIP is absent) is not supported",
+        "ha_suspend" => "pausing checks while the VIP is absent is not supported",
         "virtualhost" => {
-            "virtualhost is not supported: dpvsd's HTTP check sends the real server's \
-             address as Host"
+            "not supported: dpvsd's HTTP check sends the real server's address as Host"
         }
-        "snmp_name" => "snmp_name is not supported: dpvsd has no SNMP agent (see its metrics)",
+        "snmp_name" => "not supported: dpvsd has no SNMP agent (see its metrics)",
         "persistence_engine" => "persistence engines (SIP) are not supported",
-        "ip_family" => "ip_family is only for fwmark virtual servers, which are not supported",
+        "ip_family" => "only for fwmark virtual servers, which are not supported",
         // DPVS's keepalived.
-        "syn_proxy" => "syn_proxy is not supported",
-        "vip_bind_dev" => {
-            "vip_bind_dev is not supported: dpvsd adds a VIP on the port whose network \
-             contains it"
-        }
+        "syn_proxy" => "SYN proxy is not supported",
+        "vip_bind_dev" => "not supported: dpvsd adds a VIP on the port whose network contains it",
         "daddr_group_name"
         | "deny_address_group"
         | "whitelist_address_group"
@@ -127,7 +124,7 @@ pub(super) fn refused(keyword: &str) -> Option<&'static str> {
         "hash_target" | "src-range" | "dst-range" | "oif" | "iif" | "nat_mask" => {
             "DPVS SNAT services are not supported"
         }
-        "tunnel_group" => "tunnel_group is not supported",
+        "tunnel_group" => "tunnels are not supported",
         _ => return None,
     })
 }
@@ -1023,13 +1020,16 @@ virtual_server 10.0.0.1 80 {
             ),
             (
                 vs("omega"),
-                "omega: omega (notify scripts at shutdown) is not supported",
+                "omega: notify scripts at shutdown are not supported",
             ),
-            (vs("ha_suspend"), "ha_suspend: ha_suspend"),
+            (
+                vs("ha_suspend"),
+                "ha_suspend: pausing checks while the VIP is absent",
+            ),
             (vs("smtp_alert"), "smtp_alert is not supported"),
             (
                 vs("virtualhost www.example.com"),
-                "virtualhost: virtualhost is not supported",
+                "virtualhost: not supported: dpvsd's HTTP check sends",
             ),
             (vs("persistence_engine sip"), "persistence engines"),
             (vs("warmup 5"), "warmup is not supported"),
@@ -1055,7 +1055,7 @@ virtual_server 10.0.0.1 80 {
             ),
             (vs("lb_algo fastest"), "unknown scheduler \"fastest\""),
             (vs("protocol SCTP"), "protocol SCTP is not supported"),
-            (vs("syn_proxy"), "syn_proxy: syn_proxy is not supported"),
+            (vs("syn_proxy"), "syn_proxy: SYN proxy is not supported"),
             (
                 vs("laddr_group_name none"),
                 "laddr_group_name: local addresses are for FNAT",
@@ -1114,6 +1114,69 @@ virtual_server 10.0.0.1 80 {
             assert_eq!(e.loc.as_ref().map(|l| l.line), Some(7), "{want}: {e}");
             assert!(e.to_string().starts_with("k.conf:7: "), "{e}");
             assert!(e.message.contains(want), "want {want:?} in {e}");
+        }
+    }
+
+    /// Every keyword docs/keepalived.md lists as refused in virtual_server
+    /// and real_server is an error at its line, whatever its value.
+    #[test]
+    fn every_refused_keyword_names_its_line() {
+        let vs_level = [
+            "sorry_server",
+            "sorry_server_inhibit",
+            "sorry_server_lvs_method",
+            "quorum",
+            "hysteresis",
+            "quorum_up",
+            "quorum_down",
+            "omega",
+            "ha_suspend",
+            "virtualhost",
+            "snmp_name",
+            "persistence_engine",
+            "ip_family",
+            "syn_proxy",
+            "vip_bind_dev",
+            "daddr_group_name",
+            "bps",
+            "limit_proportion",
+            "hash_target",
+            "src-range",
+            "dst-range",
+            "oif",
+            "iif",
+            "nat_mask",
+            "alpha",
+            "smtp_alert",
+            "fwmark",
+        ];
+        let rs_level = [
+            "notify_up",
+            "notify_down",
+            "virtualhost",
+            "snmp_name",
+            "alpha",
+            "smtp_alert",
+        ];
+        for (level, kws) in [("vs", &vs_level[..]), ("rs", &rs_level[..])] {
+            for kw in kws {
+                let text = if level == "vs" {
+                    format!("virtual_server 10.0.0.1 80 {{\n protocol TCP\n {kw} yes\n real_server 10.1.0.1 80 {{\n }}\n}}\n")
+                } else {
+                    format!("virtual_server 10.0.0.1 80 {{\n protocol TCP\n real_server 10.1.0.1 80 {{\n  {kw} yes\n }}\n}}\n")
+                };
+                let line = if level == "vs" { 3 } else { 4 };
+                let e = plan_of(&text).unwrap_err();
+                assert_eq!(
+                    e.loc.as_ref().map(|l| l.line),
+                    Some(line),
+                    "{level} {kw}: {e}"
+                );
+                assert!(
+                    e.message.starts_with(*kw) && !e.message.contains("unknown keyword"),
+                    "{level} {kw}: {e}"
+                );
+            }
         }
     }
 

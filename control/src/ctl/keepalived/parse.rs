@@ -121,11 +121,13 @@ impl Files for Disk {
         if meta.len() > MAX_FILE {
             return Err(format!("larger than {} MiB", MAX_FILE >> 20));
         }
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_FILE).read_to_string(&mut text))
+            .and_then(|f| f.take(MAX_FILE).read_to_end(&mut bytes))
             .map_err(|e| e.to_string())?;
-        Ok(text)
+        // keepalived reads bytes: a Latin-1 comment is no error. Bytes that
+        // are not UTF-8 elsewhere fail as the word they are in.
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String> {
@@ -814,6 +816,10 @@ k.conf:3: virtual_server|10.0.0.1|80
         std::fs::write(dir.path().join("d/1.conf"), "include ../keepalived.conf\n").unwrap();
         let e = load(&top, &Disk).unwrap_err();
         assert!(e.message.contains("include loop"), "{e}");
+        // Not UTF-8 in a comment: read on, as keepalived does.
+        std::fs::write(&top, b"# caf\xe9\nvirtual_server_x 1\n").unwrap();
+        let (stmts, _) = load(&top, &Disk).unwrap();
+        assert_eq!(stmts[0].words, ["virtual_server_x", "1"]);
         // A directory as the file.
         let e = load(dir.path(), &Disk).unwrap_err();
         assert!(e.message.ends_with("not a regular file"), "{e}");
