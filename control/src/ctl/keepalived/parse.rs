@@ -73,11 +73,11 @@ pub struct Stmt {
 
 impl Stmt {
     pub fn keyword(&self) -> &str {
-        &self.words[0]
+        self.words.first().map_or("", String::as_str)
     }
 
     pub fn args(&self) -> &[String] {
-        &self.words[1..]
+        self.words.get(1..).unwrap_or(&[])
     }
 }
 
@@ -403,25 +403,28 @@ impl Reader<'_> {
 fn decomment(raw: &str) -> Result<(String, bool), String> {
     let mut out = String::with_capacity(raw.len());
     let mut quote = false;
-    let mut chars = raw.chars().peekable();
+    let mut chars = raw.chars();
     while let Some(c) = chars.next() {
         match c {
             '"' => {
                 quote = !quote;
                 out.push(c);
             }
-            '\\' => match chars.peek() {
+            // keepalived: `\#` and `\!` outside quotes are the characters;
+            // any other `\X` is kept as it is (and X does not open or close
+            // a quote); a `\` at the end continues the line.
+            '\\' => match chars.next() {
                 None => {
                     if quote {
                         return Err("unterminated quote".into());
                     }
                     return Ok((out.trim().to_string(), true));
                 }
-                Some(&n) if !quote && (n == '#' || n == '!') => {
+                Some(n) if !quote && (n == '#' || n == '!') => out.push(n),
+                Some(n) => {
+                    out.push(c);
                     out.push(n);
-                    chars.next();
                 }
-                Some(_) => out.push(c),
             },
             '!' | '#' if !quote => break,
             _ => out.push(c),
@@ -655,6 +658,21 @@ k.conf:3: virtual_server|10.0.0.1|80
     k.conf:11: path|/a#b
   k.conf:12: notify_up|
 "
+        );
+    }
+
+    #[test]
+    fn backslashes_as_keepalived_decomments_them() {
+        assert_eq!(decomment(r"a \# b # c"), Ok(("a # b".to_string(), false)));
+        // An escaped quote does not close the quote; `#` inside it stays.
+        assert_eq!(
+            decomment(r##"x "a\"#b" y"##),
+            Ok((r##"x "a\"#b" y"##.to_string(), false))
+        );
+        assert_eq!(decomment(r"a\n b \"), Ok((r"a\n b".to_string(), true)));
+        assert_eq!(
+            decomment(r#""open \"#),
+            Err("unterminated quote".to_string())
         );
     }
 
