@@ -1,4 +1,5 @@
-//! Generates the dpvs.v1 messages and the tonic client/server from `dpvs.proto`.
+//! Generates the dpvs.v1 messages, the tonic client/server and the encoded file
+//! descriptor set (for server reflection) from `dpvs.proto`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,9 +20,15 @@ fn main() {
         std::process::exit(1);
     }
 
+    // The encoded descriptors of dpvs.proto, for gRPC server reflection.
+    let Some(out_dir) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
+        eprintln!("error: OUT_DIR is not set (run through cargo)");
+        std::process::exit(1);
+    };
     if let Err(e) = tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        .file_descriptor_set_path(out_dir.join("dpvs_v1_descriptor.bin"))
         .compile_protos(&["dpvs.proto"], &["."])
     {
         eprintln!("error: compiling dpvs.proto: {e}");

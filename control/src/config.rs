@@ -15,9 +15,10 @@ use dataplane::{
 };
 use serde::Deserialize;
 
-use crate::addr::{parse_ip, parse_netmask, parse_prefix};
+use crate::addr::{parse_addr_port, parse_ip, parse_netmask, parse_prefix};
 use crate::scheduler::DEFAULT_SCHEDULER;
-use crate::store::{Store, Timeouts, DEFAULT_PERSISTENCE_S};
+use crate::store::{Store, StoreError, Timeouts, DEFAULT_PERSISTENCE_S};
+use crate::tls::TlsFiles;
 
 /// Default control socket.
 pub const DEFAULT_LISTEN: &str = "unix:/run/dpvs/dpvs.sock";
@@ -118,6 +119,11 @@ pub struct ServiceConf {
     /// FULLNAT local addresses (DPVS `-P -z LIP -F PORT`).
     #[serde(default)]
     pub laddr: Vec<LaddrConf>,
+    /// keepalived's sorry_server: "IP:PORT".
+    pub sorry_server: Option<String>,
+    /// The passive health check (docs/health.md).
+    #[serde(default)]
+    pub passive_check: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -203,6 +209,13 @@ pub struct ControlConf {
     /// A group whose members may use the unix socket (mode 0660); absent =
     /// owner only (0600).
     pub socket_group: Option<String>,
+    /// TCP only: dpvsd's certificate chain (PEM). With `tls_key` and
+    /// `tls_client_ca`, the listener speaks mutual TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) every client certificate must chain to.
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for ControlConf {
@@ -211,6 +224,64 @@ impl Default for ControlConf {
             listen: default_listen(),
             state_file: None,
             socket_group: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+        }
+    }
+}
+
+impl ControlConf {
+    /// The TLS files of the control listener, by the rules: a unix socket
+    /// never uses TLS (its file mode protects it); TCP off loopback needs all
+    /// three files; TCP on loopback takes all three or none.
+    fn tls(&self, listen: &Listen) -> Result<Option<TlsFiles>, String> {
+        let keys = [
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+            ("tls_client_ca", &self.tls_client_ca),
+        ];
+        for (k, v) in keys {
+            if v.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(format!("control.{k}: empty path"));
+            }
+        }
+        let given = keys.iter().find(|(_, v)| v.is_some()).map(|(k, _)| *k);
+        let missing = keys.iter().find(|(_, v)| v.is_none()).map(|(k, _)| *k);
+        let all = "control.tls_cert, control.tls_key and control.tls_client_ca";
+        match listen {
+            Listen::Unix(_) => match given {
+                Some(k) => Err(format!(
+                    "control.{k}: TLS is for TCP listeners; control.listen is a unix socket, \
+                     which its file mode protects (remove the tls_* keys)"
+                )),
+                None => Ok(None),
+            },
+            Listen::Tcp(addr) => {
+                let loopback = addr.ip().is_loopback();
+                match (given, missing) {
+                    (None, _) if loopback => Ok(None),
+                    (None, _) => Err(format!(
+                        "control.listen: listen address \"{}\" is not loopback: TCP there \
+                         needs mutual TLS (set {all})",
+                        self.listen
+                    )),
+                    (Some(_), Some(m)) if loopback => Err(format!(
+                        "control.{m}: missing: TLS needs {all} together \
+                         (clients must present a certificate signed by tls_client_ca)"
+                    )),
+                    (Some(_), Some(m)) => Err(format!(
+                        "control.{m}: missing: listen address \"{}\" is not loopback, so it \
+                         needs mutual TLS: {all}",
+                        self.listen
+                    )),
+                    (Some(_), None) => Ok(Some(TlsFiles {
+                        cert: self.tls_cert.clone().unwrap_or_default(),
+                        key: self.tls_key.clone().unwrap_or_default(),
+                        ca: self.tls_client_ca.clone().unwrap_or_default(),
+                    })),
+                }
+            }
         }
     }
 }
@@ -255,8 +326,8 @@ impl std::fmt::Display for Listen {
     }
 }
 
-/// Parses `unix:/path` or `host:port`. TCP is accepted on loopback addresses only:
-/// the API has no authentication, and TLS is not implemented yet.
+/// Parses `unix:/path` or `IP:PORT`. Whether a TCP address needs TLS (it does
+/// off loopback) is [`ConfigFile::validate`]'s rule, which sees the tls_* keys.
 pub fn parse_listen(s: &str) -> Result<Listen, String> {
     if let Some(path) = s.strip_prefix("unix:") {
         if path.is_empty() {
@@ -267,11 +338,6 @@ pub fn parse_listen(s: &str) -> Result<Listen, String> {
     let addr: std::net::SocketAddr = s
         .parse()
         .map_err(|_| format!("invalid listen address \"{s}\" (unix:/path or host:port)"))?;
-    if !addr.ip().is_loopback() {
-        return Err(format!(
-            "listen address \"{s}\" is not loopback: TCP is allowed on loopback only (no TLS yet)"
-        ));
-    }
     Ok(Listen::Tcp(addr))
 }
 
@@ -285,6 +351,10 @@ pub struct Config {
     pub state_file: Option<PathBuf>,
     /// `[control] socket_group`.
     pub socket_group: Option<String>,
+    /// `[control] tls_cert`, `tls_key`, `tls_client_ca`: the TCP listener
+    /// speaks mutual TLS. Named only; dpvsd reads them at start
+    /// ([`TlsFiles::load`]), so a remote `ApplyConfig` never makes it read files.
+    pub tls: Option<TlsFiles>,
     /// Where to serve Prometheus metrics; `None`: nowhere.
     pub metrics: Option<std::net::SocketAddr>,
 }
@@ -416,7 +486,7 @@ impl ConfigFile {
                         addr,
                         prefix_len,
                     })
-                    .map_err(|e| format!("{key}: {e}"))?;
+                    .map_err(|e| format!("{key}: {}", e.message()))?;
             }
         }
 
@@ -438,12 +508,12 @@ impl ConfigFile {
                     port: r.port.clone(),
                 })
                 .map_err(|e| {
-                    let field = if e.to_string().contains("next hop") {
-                        "via"
-                    } else {
-                        "prefix"
+                    let key = match &e {
+                        StoreError::Invalid { field: "via", .. } => "via",
+                        StoreError::Invalid { field: "port", .. } => "port",
+                        _ => "prefix",
                     };
-                    format!("route[{i}].{field}: {e}")
+                    format!("route[{i}].{key}: {}", e.message())
                 })?;
         }
 
@@ -452,9 +522,33 @@ impl ConfigFile {
             let key = spec.key;
             let dests: Vec<(std::net::IpAddr, u16)> =
                 spec.dests.iter().map(|d| (d.addr, d.port)).collect();
-            store
-                .add_service(spec)
-                .map_err(|e| format!("service[{i}]: {e}"))?;
+            for (j, d) in spec.dests.iter().enumerate() {
+                crate::store::check_dest(&key, d).map_err(|e| match e {
+                    StoreError::Invalid { field, message } => {
+                        format!("service[{i}].dest[{j}].{field}: {message}")
+                    }
+                    e => format!("service[{i}].dest[{j}]: {e}"),
+                })?;
+            }
+            store.add_service(spec).map_err(|e| match e {
+                StoreError::Invalid { field, message } => {
+                    format!("service[{i}].{}: {message}", service_key_of(field))
+                }
+                e => format!("service[{i}]: {e}"),
+            })?;
+            if s.passive_check {
+                store
+                    .set_passive_check(&key, true)
+                    .map_err(|e| format!("service[{i}].passive_check: {e}"))?;
+            }
+            if let Some(v) = &s.sorry_server {
+                let at = format!("service[{i}].sorry_server");
+                let (ip, port) = parse_addr_port(v, false).map_err(|e| format!("{at}: {e}"))?;
+                let port = port.ok_or_else(|| format!("{at}: \"{v}\" needs a port"))?;
+                store
+                    .set_sorry(&key, Some(std::net::SocketAddr::new(ip, port)))
+                    .map_err(|e| format!("{at}: {}", e.message()))?;
+            }
             for (j, (d, (addr, port))) in s.dest.iter().zip(dests).enumerate() {
                 let Some(c) = &d.check else { continue };
                 let at = format!("service[{i}].dest[{j}].check");
@@ -462,7 +556,7 @@ impl ConfigFile {
                     crate::convert::check_from_pb(&c.to_pb()).map_err(|e| format!("{at}: {e}"))?;
                 store
                     .set_check(&key, &addr, port, Some(spec))
-                    .map_err(|e| format!("{at}: {e}"))?;
+                    .map_err(|e| format!("{at}: {}", e.message()))?;
             }
             if let Some(v) = &s.proxy_protocol {
                 let pp = match v.to_ascii_lowercase().as_str() {
@@ -477,7 +571,7 @@ impl ConfigFile {
                 };
                 store
                     .set_proxy_protocol(&key, pp)
-                    .map_err(|e| format!("service[{i}].proxy_protocol: {e}"))?;
+                    .map_err(|e| format!("service[{i}].proxy_protocol: {}", e.message()))?;
             }
             for (j, l) in s.laddr.iter().enumerate() {
                 let at = format!("service[{i}].laddr[{j}]");
@@ -491,7 +585,12 @@ impl ConfigFile {
                         addr,
                         port: l.port.clone(),
                     })
-                    .map_err(|e| format!("{at}: {e}"))?;
+                    .map_err(|e| match e {
+                        StoreError::Invalid { field, message } => {
+                            format!("{at}.{field}: {message}")
+                        }
+                        e => format!("{at}: {e}"),
+                    })?;
             }
         }
 
@@ -510,6 +609,7 @@ impl ConfigFile {
 
         let listen =
             parse_listen(&self.control.listen).map_err(|e| format!("control.listen: {e}"))?;
+        let tls = self.control.tls(&listen)?;
         let metrics = match &self.metrics {
             Some(m) => {
                 Some(parse_metrics_listen(&m.listen).map_err(|e| format!("metrics.listen: {e}"))?)
@@ -567,8 +667,19 @@ impl ConfigFile {
             listen,
             state_file: self.control.state_file.clone(),
             socket_group: self.control.socket_group.clone(),
+            tls,
             metrics,
         })
+    }
+}
+
+/// The `[[service]]` key of a field the store names as `dpvs.proto` does.
+fn service_key_of(field: &str) -> &str {
+    match field {
+        "timeout_s" => "persistent",
+        "netmask_len" => "netmask",
+        "conn_timeout_s" => "conn_timeout",
+        f => f,
     }
 }
 
@@ -842,12 +953,107 @@ listen = "unix:/run/dpvs/dpvs.sock"
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nscheduler = \"xx\"", "service[0].scheduler: unknown scheduler \"xx\""),
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nproxy_protocol = \"v3\"", "service[0].proxy_protocol: unknown value \"v3\" (v1, v2 or none)"),
             ("proto = \"udp\"\nvip = \"10.0.0.100\"\nvport = 53\nproxy_protocol = \"v2\"", "service[0].proxy_protocol: UDP 10.0.0.100:53: Proxy Protocol is supported for TCP services only"),
-            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\nport = 8080", "service[0]: DR and TUN forward to the virtual port: real server port 8080 != 80"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\nport = 8080", "service[0].dest[0].port: DR and TUN forward to the virtual port: real server port 8080 != 80"),
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\nmode = \"magic\"", "service[0].dest[0].mode: unknown forward mode \"magic\""),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\nmode = \"nat\"\n[[service.dest]]\naddr = \"192.168.0.12\"\nmode = \"nat\"\nweight = 70000", "service[0].dest[1].weight: invalid weight 70000: must be 0..65535"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"2001:db8::1\"\nmode = \"nat\"", "service[0].dest[0].addr: real server 2001:db8::1 and virtual service 10.0.0.100 differ in address family"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 0", "service[0].vport: zero port specified for non-persistent service"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nconn_timeout = 0", "service[0].conn_timeout: connection timeout must be at least 1 second"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nsched_flags = [\"sh-magic\"]", "service[0].sched_flags: unknown scheduler flag 'sh-magic'"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.laddr]]\naddr = \"127.0.0.1\"\nport = \"dpdk1\"", "service[0].laddr[0].addr: invalid local address 127.0.0.1"),
         ];
         for (body, want) in cases {
             let err = parse(&svc(body)).expect_err(want);
             assert!(err.starts_with(want), "got {err:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn control_tls_keys_follow_the_listen_rules() {
+        let with = |listen: &str, keys: &str| {
+            let text = EXAMPLE.replace(
+                "listen = \"unix:/run/dpvs/dpvs.sock\"",
+                &format!("listen = \"{listen}\"\n{keys}"),
+            );
+            parse(&text)
+        };
+        let all = "tls_cert = \"/etc/dpvs/server.pem\"\ntls_key = \"/etc/dpvs/server.key\"\n\
+                   tls_client_ca = \"/etc/dpvs/clients-ca.pem\"";
+        let files = Some(TlsFiles {
+            cert: "/etc/dpvs/server.pem".into(),
+            key: "/etc/dpvs/server.key".into(),
+            ca: "/etc/dpvs/clients-ca.pem".into(),
+        });
+        // Off loopback: mutual TLS. The files are named here, read at start.
+        for listen in ["10.0.0.1:5000", "0.0.0.0:5000", "[::]:5000"] {
+            let c = with(listen, all).unwrap();
+            assert_eq!(c.listen, Listen::Tcp(listen.parse().unwrap()));
+            assert_eq!(c.tls, files, "{listen}");
+        }
+        // On loopback: all three or none.
+        assert_eq!(with("127.0.0.1:5000", all).unwrap().tls, files);
+        assert_eq!(with("[::1]:5000", "").unwrap().tls, None);
+        assert_eq!(parse(EXAMPLE).unwrap().tls, None);
+
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "10.0.0.1:5000",
+                "",
+                "control.listen: listen address \"10.0.0.1:5000\" is not loopback: TCP there \
+                 needs mutual TLS (set control.tls_cert, control.tls_key and control.tls_client_ca)",
+            ),
+            (
+                "10.0.0.1:5000",
+                "tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"",
+                "control.tls_client_ca: missing: listen address \"10.0.0.1:5000\" is not loopback, \
+                 so it needs mutual TLS: control.tls_cert, control.tls_key and control.tls_client_ca",
+            ),
+            (
+                "0.0.0.0:5000",
+                "tls_client_ca = \"/ca.pem\"",
+                "control.tls_cert: missing: listen address \"0.0.0.0:5000\" is not loopback",
+            ),
+            (
+                "127.0.0.1:5000",
+                "tls_key = \"/k.pem\"",
+                "control.tls_cert: missing: TLS needs control.tls_cert, control.tls_key and \
+                 control.tls_client_ca together (clients must present a certificate signed by \
+                 tls_client_ca)",
+            ),
+            (
+                "127.0.0.1:5000",
+                "tls_cert = \"/c.pem\"\ntls_client_ca = \"/ca.pem\"",
+                "control.tls_key: missing: TLS needs",
+            ),
+            (
+                "unix:/run/dpvs/dpvs.sock",
+                "tls_key = \"/k.pem\"",
+                "control.tls_key: TLS is for TCP listeners; control.listen is a unix socket, \
+                 which its file mode protects (remove the tls_* keys)",
+            ),
+            (
+                "unix:/run/dpvs/dpvs.sock",
+                all,
+                "control.tls_cert: TLS is for TCP listeners",
+            ),
+            (
+                "127.0.0.1:5000",
+                "tls_cert = \"\"\ntls_key = \"/k.pem\"\ntls_client_ca = \"/ca.pem\"",
+                "control.tls_cert: empty path",
+            ),
+            (
+                "127.0.0.1:5000",
+                "tls_ca = \"/ca.pem\"",
+                "control.tls_ca: unknown field `tls_ca`, expected one of",
+            ),
+        ];
+        for (listen, keys, want) in cases {
+            let err = with(listen, keys).expect_err(want);
+            assert!(
+                err.starts_with(want),
+                "{listen} {keys:?}: got {err:?}, want prefix {want:?}"
+            );
+            assert!(!err.contains('\n'), "multi-line error {err:?}");
         }
     }
 

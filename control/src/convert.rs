@@ -70,8 +70,20 @@ pub fn mode_to_pb(m: ForwardMode) -> pb::ForwardMode {
     }
 }
 
+/// A message field that must be set: `FIELD: missing` otherwise.
+pub fn required<'a, T>(field: &str, v: Option<&'a T>) -> Result<&'a T, String> {
+    v.ok_or_else(|| format!("{field}: missing"))
+}
+
+/// A `ServiceKey` in a field called `key` (`Service.key`, `DeleteServiceRequest.key`).
 pub fn key_from_pb(k: Option<&pb::ServiceKey>) -> Result<ServiceKey, String> {
-    let k = k.ok_or("service key missing")?;
+    key_field("key", k)
+}
+
+/// A `ServiceKey` in the request field `field` (`service` in `DestRequest`,
+/// `LocalAddr`, ...).
+pub fn key_field(field: &str, k: Option<&pb::ServiceKey>) -> Result<ServiceKey, String> {
+    let k = required(field, k)?;
     Ok(ServiceKey {
         proto: proto_from_pb(k.protocol)?,
         vip: ip("vip", &k.vip)?,
@@ -89,7 +101,7 @@ pub fn key_to_pb(k: &ServiceKey) -> pb::ServiceKey {
 
 /// A dest for service `key`: port 0 becomes the virtual port.
 pub fn dest_from_pb(key: &ServiceKey, d: Option<&pb::Dest>) -> Result<DestSpec, String> {
-    let d = d.ok_or("dest missing")?;
+    let d = required("dest", d)?;
     let port = port16("port", d.port)?;
     Ok(DestSpec {
         addr: ip("addr", &d.addr)?,
@@ -113,6 +125,7 @@ pub fn dest_to_pb(d: &DestSpec) -> pb::Dest {
         inhibited: d.inhibited,
         // The store keeps checks beside the spec; callers that know fill it in.
         check: None,
+        sorry: false,
     }
 }
 
@@ -122,7 +135,7 @@ pub fn check_from_pb(c: &pb::HealthCheck) -> Result<CheckSpec, String> {
         |v: u32, default: u64| Duration::from_secs(if v == 0 { default } else { u64::from(v) });
     let kind = match c.r#type.as_str() {
         "tcp" => CheckKind::Tcp,
-        "http" => CheckKind::Http {
+        "http" | "https" => CheckKind::Http {
             path: if c.path.is_empty() {
                 "/".into()
             } else {
@@ -135,6 +148,7 @@ pub fn check_from_pb(c: &pb::HealthCheck) -> Result<CheckSpec, String> {
                     .map_err(|_| format!("check status {}: not an HTTP status", c.status))?
             },
             digest: (!c.digest.is_empty()).then(|| c.digest.clone()),
+            tls: c.r#type == "https",
         },
         "udp" => CheckKind::Udp {
             payload: c.payload.clone(),
@@ -144,7 +158,7 @@ pub fn check_from_pb(c: &pb::HealthCheck) -> Result<CheckSpec, String> {
         },
         other => {
             return Err(format!(
-                "check type \"{other}\": one of tcp, http, udp, misc"
+                "check type \"{other}\": one of tcp, http, https, udp, misc"
             ))
         }
     };
@@ -192,6 +206,7 @@ pub fn check_to_pb(c: &CheckSpec) -> pb::HealthCheck {
             path,
             status,
             digest,
+            ..
         } => {
             out.path = path.clone();
             out.status = u32::from(*status);
@@ -204,7 +219,7 @@ pub fn check_to_pb(c: &CheckSpec) -> pb::HealthCheck {
 }
 
 pub fn service_from_pb(s: Option<&pb::Service>) -> Result<ServiceSpec, String> {
-    let s = s.ok_or("service missing")?;
+    let s = required("service", s)?;
     let key = key_from_pb(s.key.as_ref())?;
     let persistence = match &s.persistence {
         None => None,
@@ -216,14 +231,15 @@ pub fn service_from_pb(s: Option<&pb::Service>) -> Result<ServiceSpec, String> {
             },
             netmask_len: match p.netmask_len {
                 None => max_prefix(&key.vip),
-                Some(len) => len8("netmask", len, &key.vip)?,
+                Some(len) => len8("netmask_len", len, &key.vip)?,
             },
         }),
     };
     let dests = s
         .dests
         .iter()
-        .map(|d| dest_from_pb(&key, Some(d)))
+        .enumerate()
+        .map(|(j, d)| dest_from_pb(&key, Some(d)).map_err(|e| format!("dests[{j}].{e}")))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ServiceSpec {
         key,
@@ -275,8 +291,10 @@ pub fn service_to_pb(s: &ServiceSpec, with_dests: bool) -> pb::Service {
         }),
         conn_timeout_s: s.conn_timeout_s,
         ops: s.ops,
-        // The store keeps it beside the spec; callers that know it fill it in.
+        // The store keeps these beside the spec; callers that know fill them in.
         proxy_protocol: pb::ProxyProtocol::Unspecified as i32,
+        sorry_server: String::new(),
+        passive_check: false,
         dests: if with_dests {
             s.dests.iter().map(dest_to_pb).collect()
         } else {
@@ -333,7 +351,7 @@ pub fn service_status(
 }
 
 pub fn addr_from_pb(a: Option<&pb::Addr>) -> Result<AddrSpec, String> {
-    let a = a.ok_or("addr missing")?;
+    let a = required("addr", a)?;
     let addr = ip("addr", &a.addr)?;
     Ok(AddrSpec {
         port: a.port.clone(),
@@ -355,7 +373,7 @@ pub fn addr_to_pb(a: &AddrSpec) -> pb::Addr {
 }
 
 pub fn route_from_pb(r: Option<&pb::Route>) -> Result<RouteSpec, String> {
-    let r = r.ok_or("route missing")?;
+    let r = required("route", r)?;
     let prefix = ip("prefix", &r.prefix)?;
     Ok(RouteSpec {
         prefix,
@@ -432,14 +450,11 @@ pub fn timeouts_from_pb(t: &pb::Timeouts) -> Timeouts {
 }
 
 pub fn laddr_from_pb(l: Option<&pb::LocalAddr>) -> Result<dataplane::LocalAddrSpec, String> {
-    let l = l.ok_or("laddr: missing")?;
-    let service = key_from_pb(l.service.as_ref())?;
-    let addr = l
-        .addr
-        .parse()
-        .map_err(|_| format!("laddr: invalid address {:?}", l.addr))?;
+    let l = required("laddr", l)?;
+    let service = key_field("service", l.service.as_ref())?;
+    let addr = ip("addr", &l.addr)?;
     if l.port.is_empty() {
-        return Err("laddr: missing port (-F)".into());
+        return Err("port: missing (the port that owns the local address, dpvsctl -F)".into());
     }
     Ok(dataplane::LocalAddrSpec {
         service,

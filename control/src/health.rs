@@ -25,12 +25,14 @@ use dataplane::ServiceKey;
 pub enum CheckKind {
     /// TCP_CHECK: the connection is accepted.
     Tcp,
-    /// HTTP_GET: `GET path` answers `status`, and the body's MD5 is `digest`
-    /// (hex) when one is given.
+    /// HTTP_GET (SSL_GET with `tls`): `GET path` answers `status`, and the
+    /// body's MD5 is `digest` (hex) when one is given. Over TLS the server's
+    /// certificate is not verified (as keepalived's SSL_GET without a CA).
     Http {
         path: String,
         status: u16,
         digest: Option<String>,
+        tls: bool,
     },
     /// UDP_CHECK: `payload` sent, any answer within the timeout.
     Udp { payload: String },
@@ -85,7 +87,8 @@ impl CheckSpec {
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             CheckKind::Tcp => "tcp",
-            CheckKind::Http { .. } => "http",
+            CheckKind::Http { tls: false, .. } => "http",
+            CheckKind::Http { tls: true, .. } => "https",
             CheckKind::Udp { .. } => "udp",
             CheckKind::Misc { .. } => "misc",
         }
@@ -206,7 +209,18 @@ pub async fn probe(spec: &CheckSpec, addr: IpAddr, port: u16) -> Result<(), Stri
                 path,
                 status,
                 digest,
-            } => http_get(to, path, *status, digest.as_deref()).await,
+                tls,
+            } => {
+                let tcp = tokio::net::TcpStream::connect(to)
+                    .await
+                    .map_err(|e| format!("connect {to}: {e}"))?;
+                if *tls {
+                    let s = tls_connect(to, tcp).await?;
+                    http_get(s, to, path, *status, digest.as_deref()).await
+                } else {
+                    http_get(tcp, to, path, *status, digest.as_deref()).await
+                }
+            }
             CheckKind::Udp { payload } => udp(to, payload).await,
             CheckKind::Misc { command } => misc(command, addr, to.port()).await,
         }
@@ -217,15 +231,82 @@ pub async fn probe(spec: &CheckSpec, addr: IpAddr, port: u16) -> Result<(), Stri
     }
 }
 
-async fn http_get(
+/// SSL_GET's TLS: any certificate is accepted (its signatures are still
+/// checked), since real servers' certificates name the service, not the RIP.
+async fn tls_connect(
+    to: SocketAddr,
+    tcp: tokio::net::TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::IpAddress(to.ip().into());
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("tls handshake with {to}: {e}"))
+}
+
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
     to: SocketAddr,
     path: &str,
     want: u16,
     digest: Option<&str>,
 ) -> Result<(), String> {
-    let mut s = tokio::net::TcpStream::connect(to)
-        .await
-        .map_err(|e| format!("connect {to}: {e}"))?;
     let host = match to.ip() {
         IpAddr::V4(a) => a.to_string(),
         IpAddr::V6(a) => format!("[{a}]"),
@@ -409,6 +490,84 @@ async fn check_loop(id: DestId, spec: CheckSpec, up: bool, out: mpsc::UnboundedS
     }
 }
 
+/// How the passive check judges (DPVS's `dest-check internal` defaults):
+/// this many unanswered SYNs with no SYN-ACK in between take a real server
+/// down, first for `PASSIVE_INHIBIT_MIN`, doubling each time it is found dead
+/// again, up to `PASSIVE_INHIBIT_MAX`.
+pub const PASSIVE_FAILURES: u64 = 3;
+pub const PASSIVE_INHIBIT_MIN: Duration = Duration::from_secs(5);
+pub const PASSIVE_INHIBIT_MAX: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Copy)]
+struct PassiveDest {
+    last: (u64, u64),
+    fails: u64,
+    until: Option<std::time::Instant>,
+    backoff: Duration,
+}
+
+/// The passive check's memory between samples of the dataplane's counters.
+#[derive(Debug, Default)]
+pub struct Passive {
+    dests: HashMap<DestId, PassiveDest>,
+}
+
+/// A passive verdict: (dest, down, why).
+pub type PassiveChange = (DestId, bool, String);
+
+impl Passive {
+    /// One sample: `seen` lists each watched real server with its counters
+    /// (unanswered SYNs, SYN-ACKs) and whether the passive check has it down
+    /// now. Returns the changes to make.
+    pub fn sample(
+        &mut self,
+        seen: &[(DestId, (u64, u64), bool)],
+        now: std::time::Instant,
+    ) -> Vec<PassiveChange> {
+        let mut out = Vec::new();
+        let mut next = HashMap::with_capacity(seen.len());
+        for &(id, counts, down) in seen {
+            let mut p = self.dests.remove(&id).unwrap_or(PassiveDest {
+                last: counts,
+                fails: 0,
+                until: None,
+                backoff: PASSIVE_INHIBIT_MIN,
+            });
+            let unanswered = counts.0.saturating_sub(p.last.0);
+            let answered = counts.1.saturating_sub(p.last.1);
+            p.last = counts;
+            if down {
+                if p.until.is_none_or(|u| now >= u) {
+                    p.until = None;
+                    p.fails = 0;
+                    out.push((id, false, "inhibit period over: trying it again".into()));
+                }
+            } else if answered > 0 {
+                p.fails = 0;
+                p.backoff = PASSIVE_INHIBIT_MIN;
+            } else if unanswered > 0 {
+                p.fails += unanswered;
+                if p.fails >= PASSIVE_FAILURES {
+                    out.push((
+                        id,
+                        true,
+                        format!(
+                            "{} new connections without a SYN-ACK; inhibited for {:?}",
+                            p.fails, p.backoff
+                        ),
+                    ));
+                    p.until = Some(now + p.backoff);
+                    p.backoff = (p.backoff * 2).min(PASSIVE_INHIBIT_MAX);
+                    p.fails = 0;
+                }
+            }
+            next.insert(id, p);
+        }
+        self.dests = next;
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,6 +609,57 @@ mod tests {
     }
 
     #[test]
+    fn passive_check_inhibits_on_unanswered_syns_with_a_growing_period() {
+        use std::time::Instant;
+        let id: DestId = (
+            ServiceKey {
+                proto: dataplane::Proto::Tcp,
+                vip: "10.0.0.1".parse().unwrap(),
+                vport: 80,
+            },
+            "10.1.0.1".parse().unwrap(),
+            80,
+        );
+        let t0 = Instant::now();
+        let mut p = Passive::default();
+        assert!(
+            p.sample(&[(id, (0, 5), false)], t0).is_empty(),
+            "first sight"
+        );
+        // Two unanswered, then an answer: no verdict.
+        assert!(p.sample(&[(id, (2, 5), false)], t0).is_empty());
+        assert!(p.sample(&[(id, (2, 6), false)], t0).is_empty());
+        assert!(p.sample(&[(id, (4, 6), false)], t0).is_empty());
+        // A third in a row: down for the first period.
+        let c = p.sample(&[(id, (5, 6), false)], t0);
+        assert_eq!(c.len(), 1);
+        assert!(
+            c[0].1 && c[0].2.contains("3 new connections without a SYN-ACK"),
+            "{c:?}"
+        );
+        // Still within the period: nothing; after it: restored.
+        assert!(p
+            .sample(&[(id, (5, 6), true)], t0 + Duration::from_secs(4))
+            .is_empty());
+        let c = p.sample(&[(id, (5, 6), true)], t0 + Duration::from_secs(5));
+        assert_eq!((c.len(), c[0].1), (1, false));
+        // Dead again at once: twice as long this time.
+        let t1 = t0 + Duration::from_secs(6);
+        let c = p.sample(&[(id, (8, 6), false)], t1);
+        assert!(c[0].1 && c[0].2.contains("10s"), "{c:?}");
+        assert!(p
+            .sample(&[(id, (8, 6), true)], t1 + Duration::from_secs(9))
+            .is_empty());
+        assert!(!p.sample(&[(id, (8, 6), true)], t1 + Duration::from_secs(10))[0].1);
+        // Answering again resets the period.
+        assert!(p
+            .sample(&[(id, (8, 7), false)], t1 + Duration::from_secs(11))
+            .is_empty());
+        let c = p.sample(&[(id, (11, 7), false)], t1 + Duration::from_secs(12));
+        assert!(c[0].2.contains("5s"), "{c:?}");
+    }
+
+    #[test]
     fn http_answers_parse() {
         let r = b"HTTP/1.1 204 No Content\r\nServer: x\r\n\r\nbody";
         assert_eq!(parse_http(r), Some((204, &b"body"[..])));
@@ -465,6 +675,7 @@ mod tests {
                 path: path.into(),
                 status,
                 digest: None,
+                tls: false,
             })
         };
         assert!(http("/health", 200).validate().is_ok());
@@ -479,6 +690,7 @@ mod tests {
             path: "/".into(),
             status: 200,
             digest: Some("xyz".into()),
+            tls: false,
         };
         assert!(d.validate().unwrap_err().contains("MD5"));
     }
@@ -515,6 +727,7 @@ mod tests {
                 path: "/".into(),
                 status,
                 digest: digest.map(str::to_string),
+                tls: false,
             })
         };
         assert!(probe(&http(200, None), lo, port).await.is_ok());
@@ -527,6 +740,56 @@ mod tests {
         use md5::Digest;
         let right = hex(&md5::Md5::digest(b"ok\n"));
         assert!(probe(&http(200, Some(&right)), lo, port).await.is_ok());
+
+        // HTTPS (SSL_GET): a self-signed certificate for another name is fine.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["www.example.com".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tport = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = l.accept().await else {
+                    return;
+                };
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+                let _ = s.shutdown().await;
+            }
+        });
+        let https = |status| {
+            CheckSpec::new(CheckKind::Http {
+                path: "/".into(),
+                status,
+                digest: None,
+                tls: true,
+            })
+        };
+        assert!(probe(&https(503), lo, tport).await.is_ok());
+        let e = probe(&https(200), lo, tport).await.unwrap_err();
+        assert_eq!(e, "GET /: status 503, want 200");
+        // A plain HTTP server is no TLS server.
+        let e = probe(&https(200), lo, port).await.unwrap_err();
+        assert!(e.contains("tls handshake"), "{e}");
 
         // MISC: the exit status, and the timeout.
         let misc = |c: &str| CheckSpec::new(CheckKind::Misc { command: c.into() });

@@ -5,7 +5,8 @@
 //! configuration with IPVS semantics and validation; [`server`] is the gRPC
 //! service that applies store changes to a [`backend::Backend`]; [`ctl`] is the
 //! CLI (argument parsing, client, ipvsadm's output layouts); [`metrics`] is the
-//! Prometheus endpoint. No packet ever passes through here.
+//! Prometheus endpoint; [`tls`] reads the mutual TLS files of the API on TCP.
+//! No packet ever passes through here.
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod convert;
 pub mod ctl;
 pub mod health;
+pub mod kni;
 pub mod metrics;
 pub mod ops;
 pub mod rate;
@@ -22,6 +24,7 @@ pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod zero;
 
 pub use backend::{Backend, FakeBackend};

@@ -400,6 +400,8 @@ mod tests {
             active_conns: active,
             inactive_conns: inactive,
             traffic: t,
+            syn_unanswered: 0,
+            syn_answered: 0,
         }
     }
 

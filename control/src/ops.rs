@@ -37,12 +37,24 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             let pp = convert::proxy_protocol_from_pb(svc.map_or(0, |s| s.proxy_protocol))
                 .map_err(bad)?;
             let key = spec.key;
+            let sorry = sorry_from_pb(svc)?;
+            // The dests it carries: errors name which (`dests[1].weight: ...`).
+            for (j, d) in spec.dests.iter().enumerate() {
+                crate::store::check_dest(&key, d).map_err(|e| bad(format!("dests[{j}].{e}")))?;
+            }
             store.add_service(spec).map_err(store_status)?;
             if let Some(Some(v)) = pp {
                 store
                     .set_proxy_protocol(&key, Some(v))
                     .map_err(store_status)?;
             }
+            if let Some(at) = sorry {
+                store.set_sorry(&key, at).map_err(store_status)?;
+            }
+            let passive = svc.is_some_and(|s| s.passive_check);
+            store
+                .set_passive_check(&key, passive)
+                .map_err(store_status)?;
         }
         Op::EditService(r) => {
             let svc = r.service.as_ref();
@@ -50,10 +62,19 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             let pp = convert::proxy_protocol_from_pb(svc.map_or(0, |s| s.proxy_protocol))
                 .map_err(bad)?;
             let key = spec.key;
+            let sorry = sorry_from_pb(svc)?;
             store.edit_service(spec).map_err(store_status)?;
             if let Some(p) = pp {
                 store.set_proxy_protocol(&key, p).map_err(store_status)?;
             }
+            if let Some(at) = sorry {
+                store.set_sorry(&key, at).map_err(store_status)?;
+            }
+            // As the other -E attributes: replaced (off when not given).
+            let passive = svc.is_some_and(|s| s.passive_check);
+            store
+                .set_passive_check(&key, passive)
+                .map_err(store_status)?;
         }
         Op::DeleteService(r) => {
             let key = convert::key_from_pb(r.key.as_ref()).map_err(bad)?;
@@ -65,7 +86,7 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             return Ok(Forget::All);
         }
         Op::AddDest(r) | Op::EditDest(r) => {
-            let key = convert::key_from_pb(r.service.as_ref()).map_err(bad)?;
+            let key = convert::key_field("service", r.service.as_ref()).map_err(bad)?;
             let dest = convert::dest_from_pb(&key, r.dest.as_ref()).map_err(bad)?;
             let check = match r.dest.as_ref().and_then(|d| d.check.as_ref()) {
                 Some(c) => Some(convert::check_from_pb(c).map_err(bad)?),
@@ -84,7 +105,7 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
                 .map_err(store_status)?;
         }
         Op::DeleteDest(r) => {
-            let key = convert::key_from_pb(r.service.as_ref()).map_err(bad)?;
+            let key = convert::key_field("service", r.service.as_ref()).map_err(bad)?;
             let addr = crate::addr::parse_ip(&r.addr).map_err(|e| bad(format!("addr: {e}")))?;
             let port =
                 u16::try_from(r.port).map_err(|_| bad(format!("port: invalid port {}", r.port)))?;
@@ -97,13 +118,9 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             store.add_laddr(l).map_err(store_status)?;
         }
         Op::DeleteLocalAddr(r) => {
-            let l = r.laddr.as_ref();
-            let key = convert::key_from_pb(l.and_then(|l| l.service.as_ref())).map_err(bad)?;
-            let addr: std::net::IpAddr = l
-                .map(|l| l.addr.as_str())
-                .unwrap_or("")
-                .parse()
-                .map_err(|_| bad("laddr: invalid address".into()))?;
+            let l = convert::required("laddr", r.laddr.as_ref()).map_err(bad)?;
+            let key = convert::key_field("service", l.service.as_ref()).map_err(bad)?;
+            let addr = crate::addr::parse_ip(&l.addr).map_err(|e| bad(format!("addr: {e}")))?;
             store.delete_laddr(&key, &addr).map_err(store_status)?;
         }
         Op::AddAddr(r) | Op::DeleteAddr(r) => {
@@ -127,6 +144,23 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
         Op::SetTimeouts(t) => store.set_timeouts(convert::timeouts_from_pb(t)),
     }
     Ok(Forget::Nothing)
+}
+
+/// `Service.sorry_server`: `None` not given, `Some(None)` "none", else the address.
+fn sorry_from_pb(
+    svc: Option<&pb::Service>,
+) -> Result<Option<Option<std::net::SocketAddr>>, Status> {
+    let s = svc.map_or("", |s| s.sorry_server.as_str());
+    match s {
+        "" => Ok(None),
+        "none" => Ok(Some(None)),
+        _ => {
+            let (ip, port) = crate::addr::parse_addr_port(s, false)
+                .map_err(|e| bad(format!("sorry_server: {e}")))?;
+            let port = port.ok_or_else(|| bad(format!("sorry_server: \"{s}\" needs a port")))?;
+            Ok(Some(Some(std::net::SocketAddr::new(ip, port))))
+        }
+    }
 }
 
 /// The name of a change as the API spells it, for messages.

@@ -6,8 +6,7 @@
 //! describes what the dataplane runs. Reads of counters and connections run on a
 //! blocking thread (they may take up to ~100 ms) and never hold the store lock.
 
-use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use proto::v1 as pb;
@@ -15,10 +14,15 @@ use proto::v1::dpvs_server::{Dpvs, DpvsServer};
 use tonic::{Request, Response, Status};
 
 use crate::backend::Backend;
-use crate::config::Listen;
 use crate::convert;
 use crate::ops;
 use crate::store::{Store, StoreError};
+
+pub mod listen;
+
+pub use listen::{
+    bind, bind_tls, group_id, serve, share_socket, Bound, SocketFile, SHUTDOWN_GRACE,
+};
 
 /// The metadata key of a failed `Batch` naming the operation (0-based) that failed.
 pub const OP_INDEX: &str = "dpvs-op-index";
@@ -39,6 +43,8 @@ pub struct DpvsService {
     rates: crate::rate::Estimators,
     /// The real servers' health checks (one task each).
     checkers: crate::health::Checkers,
+    /// Ports with a kernel interface: their addresses are mirrored to it.
+    kni_ports: Vec<String>,
 }
 
 impl DpvsService {
@@ -53,6 +59,77 @@ impl DpvsService {
             state_file: None,
             rates: Default::default(),
             checkers: Default::default(),
+            kni_ports: Vec::new(),
+        }
+    }
+
+    /// The ports with a kernel interface (crate::kni): addresses the API adds
+    /// or deletes there are put on or taken off it too.
+    pub fn with_kni_ports(mut self, ports: Vec<String>) -> DpvsService {
+        self.kni_ports = ports;
+        self
+    }
+
+    /// An address appeared on or left a kernel interface: the dataplane's
+    /// addresses follow (already so: nothing to do).
+    pub fn kernel_address(&self, ev: &crate::kni::AddrEvent) {
+        let a = dataplane::AddrSpec {
+            port: ev.port.clone(),
+            addr: ev.addr,
+            prefix_len: ev.prefix_len,
+        };
+        let r = self.mutate(|s| {
+            let has = s
+                .addrs()
+                .iter()
+                .any(|x| x.addr == ev.addr && x.port == ev.port);
+            match (ev.added, has) {
+                (true, false) => s.add_addr(a).map(|()| true),
+                (false, true) => s.delete_addr(&ev.port, &ev.addr).map(|()| true),
+                _ => Ok(false),
+            }
+            .map_err(store_status)
+        });
+        match r {
+            Ok(true) => eprintln!(
+                "dpvsd: kni: {} {} {}/{}: {} the dataplane",
+                ev.port,
+                if ev.added { "gained" } else { "lost" },
+                ev.addr,
+                ev.prefix_len,
+                if ev.added {
+                    "now owned by"
+                } else {
+                    "no longer owned by"
+                }
+            ),
+            Ok(false) => {}
+            Err(e) => eprintln!(
+                "dpvsd: kni: {} {}/{} on the kernel side cannot be the dataplane's: {}",
+                ev.port,
+                ev.addr,
+                ev.prefix_len,
+                e.message()
+            ),
+        }
+    }
+
+    /// After an API address change on a port with a kernel interface: the
+    /// same change on the interface.
+    fn mirror_addr(&self, op: &pb::op::Op) {
+        let (r, add) = match op {
+            pb::op::Op::AddAddr(r) => (r, true),
+            pb::op::Op::DeleteAddr(r) => (r, false),
+            _ => return,
+        };
+        let Ok(a) = convert::addr_from_pb(r.addr.as_ref()) else {
+            return;
+        };
+        if !self.kni_ports.contains(&a.port) {
+            return;
+        }
+        if let Err(e) = crate::kni::mirror(&a.port, a.addr, a.prefix_len, add) {
+            eprintln!("dpvsd: kni: {e}");
         }
     }
 
@@ -60,6 +137,59 @@ impl DpvsService {
     /// runtime; later changes start and stop them as they come).
     pub fn start_checks(&self) {
         self.checkers.reconcile(&self.lock().checks());
+    }
+
+    /// The passive health check (docs/health.md): every second, the
+    /// dataplane's SYN counters of the real servers of services that have it
+    /// on; a real server that leaves new connections unanswered is inhibited
+    /// for a while, and tried again after.
+    pub async fn passive_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut judge = crate::health::Passive::default();
+        loop {
+            tick.tick().await;
+            let Ok(stats) = self.blocking(|b| b.stats()).await else {
+                continue;
+            };
+            let store = self.store();
+            let mut seen = Vec::new();
+            for s in stats
+                .services
+                .iter()
+                .filter(|s| store.passive_check(&s.key))
+            {
+                let Some(spec) = store.service(&s.key) else {
+                    continue;
+                };
+                for d in &s.dests {
+                    // Configured real servers only (not the sorry server).
+                    if !spec
+                        .dests
+                        .iter()
+                        .any(|x| x.addr == d.addr && x.port == d.port)
+                    {
+                        continue;
+                    }
+                    let id = (s.key, d.addr, d.port);
+                    seen.push((
+                        id,
+                        (d.syn_unanswered, d.syn_answered),
+                        store.passive_down(&id),
+                    ));
+                }
+            }
+            for (id, down, why) in judge.sample(&seen, std::time::Instant::now()) {
+                let changed = self.mutate(|s| Ok(s.set_passive_down(id, down)));
+                if let Ok(true) = changed {
+                    eprintln!(
+                        "dpvsd: passive check: {} real server {} is {} ({why})",
+                        crate::store::service_name(&id.0),
+                        crate::addr::fmt_addr_port(&id.1, id.2),
+                        if down { "DOWN" } else { "UP" },
+                    );
+                }
+            }
+        }
     }
 
     /// Applies the health checks' verdicts as they come: the dest is
@@ -153,7 +283,7 @@ impl DpvsService {
     ) -> Result<(Vec<String>, Vec<String>), Status> {
         if next.ports() != self.lock().ports() {
             return Err(Status::failed_precondition(format!(
-                "ports {:?} differ from the running ports {:?}: ports change with a restart",
+                "port: ports {:?} differ from the running ports {:?}: ports change with a restart",
                 next.ports(),
                 self.lock().ports()
             )));
@@ -234,6 +364,7 @@ impl DpvsService {
     fn change(&self, op: pb::op::Op) -> Result<Response<pb::Empty>, Status> {
         let forget = self.mutate(|s| ops::apply(s, &op))?;
         self.forget(forget);
+        self.mirror_addr(&op);
         empty()
     }
 
@@ -266,6 +397,9 @@ impl DpvsService {
         for f in forgets {
             self.forget(f);
         }
+        for op in list.iter().filter_map(|o| o.op.as_ref()) {
+            self.mirror_addr(op);
+        }
         Ok(())
     }
 
@@ -289,12 +423,13 @@ impl DpvsService {
     }
 }
 
-/// NOT_FOUND / ALREADY_EXISTS / INVALID_ARGUMENT with the store's message.
+/// NOT_FOUND / ALREADY_EXISTS / INVALID_ARGUMENT with the store's message
+/// (`field: why` for INVALID_ARGUMENT).
 pub fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::NotFound(m) => Status::not_found(m),
         StoreError::AlreadyExists(m) => Status::already_exists(m),
-        StoreError::Invalid(m) => Status::invalid_argument(m),
+        e @ StoreError::Invalid { .. } => Status::invalid_argument(e.to_string()),
     }
 }
 
@@ -322,9 +457,22 @@ pub(crate) fn service_status(
     s: &dataplane::ServiceSpec,
     st: Option<&dataplane::ServiceStats>,
 ) -> pb::ServiceStatus {
-    let mut out = convert::service_status(s, st);
+    let sorry = store.sorry_in_use(&s.key);
+    let mut out = convert::service_status(&store.effective(s), st);
     if let Some(svc) = out.service.as_mut() {
         svc.proxy_protocol = convert::proxy_protocol_to_pb(store.proxy_protocol(&s.key)) as i32;
+        svc.passive_check = store.passive_check(&s.key);
+        svc.sorry_server = store
+            .sorry(&s.key)
+            .map(|a| crate::addr::fmt_addr_port(&a.ip(), a.port()))
+            .unwrap_or_default();
+    }
+    if let Some(d) = &sorry {
+        for ds in &mut out.dests {
+            if let Some(x) = ds.dest.as_mut() {
+                x.sorry = x.addr == d.addr.to_string() && x.port == u32::from(d.port);
+            }
+        }
     }
     for ds in &mut out.dests {
         if let Some(d) = ds.dest.as_mut() {
@@ -437,7 +585,7 @@ impl Dpvs for DpvsService {
         let port = &req.get_ref().port;
         let store = self.store();
         if !port.is_empty() && !store.ports().iter().any(|p| p == port) {
-            return Err(bad(format!("unknown port \"{port}\"")));
+            return Err(bad(format!("port: unknown port \"{port}\"")));
         }
         let addrs = store
             .addrs()
@@ -621,137 +769,16 @@ impl Dpvs for DpvsService {
         req: Request<pb::ApplyConfigRequest>,
     ) -> Result<Response<pb::ApplyConfigResponse>, Status> {
         let r = req.get_ref();
-        let cfg = crate::config::parse(&r.toml).map_err(|e| bad(format!("config: {e}")))?;
-        let (removed, added) = self.replace(cfg.store, r.dry_run)?;
+        // The request's field, then the key in the file: `toml: service[0].vip: ...`.
+        let cfg = crate::config::parse(&r.toml).map_err(|e| bad(format!("toml: {e}")))?;
+        let (removed, added) = self
+            .replace(cfg.store, r.dry_run)
+            .map_err(|e| Status::new(e.code(), format!("toml: {}", e.message())))?;
         Ok(Response::new(pb::ApplyConfigResponse { removed, added }))
     }
 
     async fn batch(&self, req: Request<pb::BatchRequest>) -> Result<Response<pb::Empty>, Status> {
         DpvsService::batch(self, &req.get_ref().ops)?;
         empty()
-    }
-}
-
-/// A bound listener, ready to serve.
-pub enum Bound {
-    Unix(tokio::net::UnixListener, SocketFile),
-    Tcp(tokio::net::TcpListener),
-}
-
-/// Removes the socket file when dropped (dpvsd exit, test end).
-pub struct SocketFile(PathBuf);
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Binds `listen`. For a unix socket: creates the parent directory and replaces a
-/// stale socket file (but refuses when a live server answers on it, or when the
-/// path is not a socket).
-pub async fn bind(listen: &Listen) -> Result<Bound, String> {
-    match listen {
-        Listen::Unix(path) => bind_unix(path).map(|(l, f)| Bound::Unix(l, f)),
-        Listen::Tcp(addr) => tokio::net::TcpListener::bind(addr)
-            .await
-            .map(Bound::Tcp)
-            .map_err(|e| format!("cannot listen on {addr}: {e}")),
-    }
-}
-
-fn bind_unix(path: &Path) -> Result<(tokio::net::UnixListener, SocketFile), String> {
-    use std::os::unix::fs::FileTypeExt;
-    let shown = path.display();
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-    }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(format!("{shown} exists and is not a socket"));
-        }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!("{shown} is in use: is another dpvsd running?"));
-        }
-        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale {shown}: {e}"))?;
-    }
-    let l = tokio::net::UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on unix:{shown}: {e}"))?;
-    let file = SocketFile(path.to_path_buf());
-    // The API can reconfigure the director: only its owner may connect.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot restrict unix:{shown} to mode 0600: {e}"))?;
-    Ok((l, file))
-}
-
-/// `[control] socket_group`: the socket becomes mode 0660, group `group`, so
-/// members of that group may drive dpvsd without being root.
-pub fn share_socket(path: &Path, group: &str) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let gid = group_id(
-        group,
-        &std::fs::read_to_string("/etc/group").unwrap_or_default(),
-    )
-    .ok_or_else(|| format!("control.socket_group: no group \"{group}\" in /etc/group"))?;
-    std::os::unix::fs::chown(path, None, Some(gid))
-        .map_err(|e| format!("cannot give {} to group {group}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| format!("cannot set mode 0660 on {}: {e}", path.display()))
-}
-
-/// A group's id from `/etc/group` text (`name:x:gid:members`), or a number.
-pub fn group_id(group: &str, etc_group: &str) -> Option<u32> {
-    if let Ok(n) = group.parse() {
-        return Some(n);
-    }
-    etc_group.lines().find_map(|l| {
-        let mut f = l.split(':');
-        (f.next() == Some(group)).then(|| f.nth(1)?.parse().ok())?
-    })
-}
-
-/// Serves `svc` on `bound` until `shutdown` completes; then stops accepting,
-/// finishes in-flight calls and removes the socket file.
-pub async fn serve(
-    bound: Bound,
-    svc: impl Into<Arc<DpvsService>>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), String> {
-    let router = tonic::transport::Server::builder().add_service(DpvsServer::from_arc(svc.into()));
-    let r = match bound {
-        Bound::Unix(l, file) => {
-            let incoming = tokio_stream::wrappers::UnixListenerStream::new(l);
-            let r = router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await;
-            drop(file);
-            r
-        }
-        Bound::Tcp(l) => {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
-        }
-    };
-    r.map_err(|e| format!("gRPC server failed: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::group_id;
-
-    #[test]
-    fn group_ids_from_etc_group() {
-        let etc = "root:x:0:\ndpvs:x:998:alice,bob\nwheel:x:10:\n";
-        assert_eq!(group_id("dpvs", etc), Some(998));
-        assert_eq!(group_id("wheel", etc), Some(10));
-        assert_eq!(group_id("1234", etc), Some(1234));
-        assert_eq!(group_id("dp", etc), None);
-        assert_eq!(group_id("nobody", "garbage\n::\n"), None);
     }
 }

@@ -163,9 +163,12 @@ dest = [{ addr = "2001:db8::10" }]
             "addr add 10.0.0.1/24 dev dpdk0\naddr add 10.0.0.2/24 dev dpdk9\n",
         )
         .unwrap_err();
-        assert_eq!(e, "line 2: unknown port \"dpdk9\"");
+        assert_eq!(e, "line 2: port: unknown port \"dpdk9\"");
         let e = load(&ports, "-A -t 10.0.0.1:80 -s nosuch\n").unwrap_err();
-        assert!(e.starts_with("line 1: unknown scheduler \"nosuch\""), "{e}");
+        assert!(
+            e.starts_with("line 1: scheduler: unknown scheduler \"nosuch\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use dataplane::{
     AddrSpec, ConfigDesc, DestSpec, ExtDesc, ForwardMode, LocalAddrSpec, Proto, ProxyProtocol,
@@ -30,23 +30,41 @@ pub const MAX_WEIGHT: u32 = 65535;
 pub enum StoreError {
     NotFound(String),
     AlreadyExists(String),
-    Invalid(String),
+    /// A value the rules refuse: the field as `dpvs.proto` names it (`weight`,
+    /// `port`, `netmask_len`) and why. Shown as `field: message`; the config
+    /// file maps the field to its own key.
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// The message without the field.
+    pub fn message(&self) -> &str {
+        match self {
+            StoreError::NotFound(m) | StoreError::AlreadyExists(m) => m,
+            StoreError::Invalid { message, .. } => message,
+        }
+    }
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::NotFound(m) | StoreError::AlreadyExists(m) | StoreError::Invalid(m) => {
-                f.write_str(m)
-            }
+            StoreError::NotFound(m) | StoreError::AlreadyExists(m) => f.write_str(m),
+            StoreError::Invalid { field, message } => write!(f, "{field}: {message}"),
         }
     }
 }
 
 impl std::error::Error for StoreError {}
 
-fn invalid(m: impl Into<String>) -> StoreError {
-    StoreError::Invalid(m.into())
+fn invalid(field: &'static str, m: impl Into<String>) -> StoreError {
+    StoreError::Invalid {
+        field,
+        message: m.into(),
+    }
 }
 
 /// `TCP 10.0.0.100:80`, as messages name a service.
@@ -89,6 +107,13 @@ pub struct Store {
     proxy_protocol: BTreeMap<ServiceKey, ProxyProtocol>,
     /// Health checks of real servers (docs/health.md).
     checks: BTreeMap<DestId, CheckSpec>,
+    /// Sorry servers (keepalived's `sorry_server`): in the dataplane only
+    /// while the service has no usable real server.
+    sorry: BTreeMap<ServiceKey, SocketAddr>,
+    /// Services with the passive health check on.
+    passive: BTreeSet<ServiceKey>,
+    /// Real servers the passive check has inhibited for now.
+    passive_down: BTreeSet<DestId>,
 }
 
 impl Store {
@@ -100,13 +125,93 @@ impl Store {
         }
     }
 
-    /// The full description for the dataplane; services sorted by key.
+    /// The full description for the dataplane; services sorted by key. A
+    /// service whose real servers are all down (inhibited) or quiescent has
+    /// its sorry server, if it has one, as its only usable real server.
     pub fn desc(&self) -> ConfigDesc {
         ConfigDesc {
-            services: self.services.values().cloned().collect(),
+            services: self.services.values().map(|s| self.effective(s)).collect(),
             addrs: self.addrs.clone(),
             routes: self.routes.clone(),
         }
+    }
+
+    /// A service as the dataplane runs it: real servers the passive check
+    /// has down are inhibited too, and the sorry server is in while in use.
+    pub fn effective(&self, s: &ServiceSpec) -> ServiceSpec {
+        let mut s = s.clone();
+        for d in &mut s.dests {
+            if self.passive_down.contains(&(s.key, d.addr, d.port)) {
+                d.inhibited = true;
+            }
+        }
+        if let Some(d) = self.sorry_in_use(&s.key) {
+            s.dests.push(d);
+        }
+        s
+    }
+
+    /// The sorry server of `key` as a real server, when it is in use: no real
+    /// server is usable (weight > 0 and not inhibited). It is forwarded like
+    /// the service's first real server (NAT when it has none).
+    pub fn sorry_in_use(&self, key: &ServiceKey) -> Option<DestSpec> {
+        let at = self.sorry.get(key)?;
+        let s = self.services.get(key)?;
+        if s.dests.iter().any(|d| {
+            d.weight > 0 && !d.inhibited && !self.passive_down.contains(&(*key, d.addr, d.port))
+        }) {
+            return None;
+        }
+        if s.dests
+            .iter()
+            .any(|d| d.addr == at.ip() && d.port == at.port())
+        {
+            return None;
+        }
+        Some(DestSpec {
+            addr: at.ip(),
+            port: at.port(),
+            weight: 1,
+            mode: s.dests.first().map_or(ForwardMode::Nat, |d| d.mode),
+            u_threshold: 0,
+            l_threshold: 0,
+            inhibited: false,
+        })
+    }
+
+    /// The sorry server of `key`, if it has one.
+    pub fn sorry(&self, key: &ServiceKey) -> Option<SocketAddr> {
+        self.sorry.get(key).copied()
+    }
+
+    /// Sets (`None`: removes) the sorry server of a service.
+    pub fn set_sorry(
+        &mut self,
+        key: &ServiceKey,
+        at: Option<SocketAddr>,
+    ) -> Result<(), StoreError> {
+        let s = self.services.get(key).ok_or_else(|| not_found(key))?;
+        match at {
+            None => {
+                self.sorry.remove(key);
+            }
+            Some(at) => {
+                let mode = s.dests.first().map_or(ForwardMode::Nat, |d| d.mode);
+                let probe = DestSpec {
+                    addr: at.ip(),
+                    port: at.port(),
+                    weight: 1,
+                    mode,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                    inhibited: false,
+                };
+                check_dest(key, &probe)
+                    .map_err(|e| invalid("sorry_server", e.message().to_string()))?;
+                self.sorry.insert(*key, at);
+            }
+        }
+        Ok(())
     }
 
     /// DPVS extras for the dataplane (FULLNAT local addresses).
@@ -134,10 +239,13 @@ impl Store {
             return Err(not_found(key));
         }
         match pp {
-            Some(_) if key.proto != Proto::Tcp => Err(invalid(format!(
-                "{}: Proxy Protocol is supported for TCP services only",
-                service_name(key)
-            ))),
+            Some(_) if key.proto != Proto::Tcp => Err(invalid(
+                "proxy_protocol",
+                format!(
+                    "{}: Proxy Protocol is supported for TCP services only",
+                    service_name(key)
+                ),
+            )),
             Some(v) => {
                 self.proxy_protocol.insert(*key, v);
                 Ok(())
@@ -160,7 +268,7 @@ impl Store {
             return Err(not_found(&l.service));
         }
         if l.addr.is_unspecified() || l.addr.is_multicast() || l.addr.is_loopback() {
-            return Err(invalid(format!("invalid local address {}", l.addr)));
+            return Err(invalid("addr", format!("invalid local address {}", l.addr)));
         }
         if self
             .laddrs
@@ -178,10 +286,10 @@ impl Store {
             .iter()
             .find(|x| x.addr == l.addr && x.port != l.port)
         {
-            return Err(invalid(format!(
-                "local address {} is already on port {}",
-                l.addr, other.port
-            )));
+            return Err(invalid(
+                "addr",
+                format!("local address {} is already on port {}", l.addr, other.port),
+            ));
         }
         self.laddrs.push(l);
         Ok(())
@@ -253,8 +361,8 @@ impl Store {
             )));
         }
         check_service_attrs(&spec)?;
-        spec.sched_flags =
-            check_sched_flags(&spec.scheduler, &spec.sched_flags).map_err(invalid)?;
+        spec.sched_flags = check_sched_flags(&spec.scheduler, &spec.sched_flags)
+            .map_err(|m| invalid("sched_flags", m))?;
         let mut seen = BTreeSet::new();
         for d in &spec.dests {
             check_dest(&spec.key, d)?;
@@ -277,7 +385,8 @@ impl Store {
     /// `-E`: replaces scheduler, flags, persistence and conn timeout; keeps dests.
     pub fn edit_service(&mut self, spec: ServiceSpec) -> Result<(), StoreError> {
         check_service_attrs(&spec)?;
-        let flags = check_sched_flags(&spec.scheduler, &spec.sched_flags).map_err(invalid)?;
+        let flags = check_sched_flags(&spec.scheduler, &spec.sched_flags)
+            .map_err(|m| invalid("sched_flags", m))?;
         let cur = self.service_mut(&spec.key)?;
         cur.scheduler = spec.scheduler;
         cur.sched_flags = flags;
@@ -300,6 +409,9 @@ impl Store {
         self.laddrs.retain(|l| l.service != *key);
         self.proxy_protocol.remove(key);
         self.checks.retain(|id, _| id.0 != *key);
+        self.sorry.remove(key);
+        self.passive.remove(key);
+        self.passive_down.retain(|id| id.0 != *key);
         self.drop_unused_auto_addrs();
         Ok(())
     }
@@ -310,6 +422,9 @@ impl Store {
         self.laddrs.clear();
         self.proxy_protocol.clear();
         self.checks.clear();
+        self.sorry.clear();
+        self.passive.clear();
+        self.passive_down.clear();
         self.drop_unused_auto_addrs();
     }
 
@@ -391,7 +506,8 @@ impl Store {
         }
         match check {
             Some(c) => {
-                c.validate().map_err(invalid)?;
+                c.validate()
+                    .map_err(|m| invalid("check", m.trim_start_matches("check ").to_string()))?;
                 self.checks.insert((*key, *addr, port), c);
             }
             None => {
@@ -440,7 +556,40 @@ impl Store {
             .ok_or_else(|| dest_not_found(key, addr, port))?;
         let changed = d.inhibited == up;
         d.inhibited = !up;
-        Ok(changed)
+        // An active check that passes ends a passive inhibition too.
+        let passive = up && self.passive_down.remove(&(*key, *addr, port));
+        Ok(changed || passive)
+    }
+
+    /// Turns the passive health check of a service on or off.
+    pub fn set_passive_check(&mut self, key: &ServiceKey, on: bool) -> Result<(), StoreError> {
+        if !self.services.contains_key(key) {
+            return Err(not_found(key));
+        }
+        if on {
+            self.passive.insert(*key);
+        } else {
+            self.passive.remove(key);
+            self.passive_down.retain(|id| id.0 != *key);
+        }
+        Ok(())
+    }
+
+    pub fn passive_check(&self, key: &ServiceKey) -> bool {
+        self.passive.contains(key)
+    }
+
+    /// The passive check's verdict on a real server; whether it changed.
+    pub fn set_passive_down(&mut self, id: DestId, down: bool) -> bool {
+        if down {
+            self.passive_down.insert(id)
+        } else {
+            self.passive_down.remove(&id)
+        }
+    }
+
+    pub fn passive_down(&self, id: &DestId) -> bool {
+        self.passive_down.contains(id)
     }
 
     // ---- addresses (dpip addr) ----
@@ -449,13 +598,16 @@ impl Store {
     pub fn add_addr(&mut self, a: AddrSpec) -> Result<(), StoreError> {
         self.check_port(&a.port)?;
         if a.prefix_len > max_prefix(&a.addr) {
-            return Err(invalid(format!(
-                "invalid prefix length /{} for {}",
-                a.prefix_len, a.addr
-            )));
+            return Err(invalid(
+                "prefix_len",
+                format!("invalid prefix length /{} for {}", a.prefix_len, a.addr),
+            ));
         }
         if a.addr.is_unspecified() || a.addr.is_multicast() {
-            return Err(invalid(format!("address {} cannot be assigned", a.addr)));
+            return Err(invalid(
+                "addr",
+                format!("address {} cannot be assigned", a.addr),
+            ));
         }
         if let Some(cur) = self.addrs.iter().find(|x| x.addr == a.addr) {
             if self.auto_addrs.contains(&a.addr) && cur.port == a.port {
@@ -503,7 +655,7 @@ impl Store {
             .find(|a| prefix_contains(&a.addr, a.prefix_len, &vip))
             .map(|a| a.port.clone())
             .or_else(|| self.ports.first().cloned())
-            .ok_or_else(|| invalid(format!("no port to put VIP {vip} on")))?;
+            .ok_or_else(|| invalid("vip", format!("no port to put VIP {vip} on")))?;
         self.addrs.push(AddrSpec {
             port,
             addr: vip,
@@ -529,13 +681,16 @@ impl Store {
         check_route_prefix(&r.prefix, r.prefix_len)?;
         if let Some(via) = &r.via {
             if via.is_ipv4() != r.prefix.is_ipv4() {
-                return Err(invalid(format!(
-                    "next hop {via} and prefix {}/{} differ in address family",
-                    r.prefix, r.prefix_len
-                )));
+                return Err(invalid(
+                    "via",
+                    format!(
+                        "next hop {via} and prefix {}/{} differ in address family",
+                        r.prefix, r.prefix_len
+                    ),
+                ));
             }
             if via.is_unspecified() || via.is_multicast() {
-                return Err(invalid(format!("invalid next hop {via}")));
+                return Err(invalid("via", format!("invalid next hop {via}")));
             }
         }
         if self
@@ -565,10 +720,15 @@ impl Store {
     }
 
     fn check_port(&self, port: &str) -> Result<(), StoreError> {
-        if self.ports.iter().any(|p| p == port) {
+        if port.is_empty() {
+            Err(invalid(
+                "port",
+                "missing (a port name from the config file)",
+            ))
+        } else if self.ports.iter().any(|p| p == port) {
             Ok(())
         } else {
-            Err(invalid(format!("unknown port \"{port}\"")))
+            Err(invalid("port", format!("unknown port \"{port}\"")))
         }
     }
 }
@@ -589,9 +749,10 @@ fn dest_not_found(key: &ServiceKey, addr: &IpAddr, port: u16) -> StoreError {
 /// A route prefix must have no host bits set (as `ip route` insists).
 pub fn check_route_prefix(prefix: &IpAddr, len: u8) -> Result<(), StoreError> {
     if len > max_prefix(prefix) {
-        return Err(invalid(format!(
-            "invalid prefix length /{len} for {prefix}"
-        )));
+        return Err(invalid(
+            "prefix_len",
+            format!("invalid prefix length /{len} for {prefix}"),
+        ));
     }
     let network_ok = match prefix {
         IpAddr::V4(p) => {
@@ -608,37 +769,45 @@ pub fn check_route_prefix(prefix: &IpAddr, len: u8) -> Result<(), StoreError> {
     if network_ok {
         Ok(())
     } else {
-        Err(invalid(format!(
-            "invalid prefix {prefix}/{len}: host bits set"
-        )))
+        Err(invalid(
+            "prefix",
+            format!("invalid prefix {prefix}/{len}: host bits set"),
+        ))
     }
 }
 
 fn check_service_attrs(s: &ServiceSpec) -> Result<(), StoreError> {
     let vip = &s.key.vip;
     if vip.is_unspecified() || vip.is_multicast() {
-        return Err(invalid(format!("invalid virtual address {vip}")));
+        return Err(invalid("vip", format!("invalid virtual address {vip}")));
     }
-    check_scheduler(&s.scheduler).map_err(invalid)?;
+    check_scheduler(&s.scheduler).map_err(|m| invalid("scheduler", m))?;
     match &s.persistence {
         Some(p) => {
             if p.timeout_s == 0 {
-                return Err(invalid("persistence timeout must be at least 1 second"));
+                return Err(invalid(
+                    "timeout_s",
+                    "persistence timeout must be at least 1 second",
+                ));
             }
             if p.netmask_len > max_prefix(vip) {
-                return Err(invalid(format!(
-                    "invalid persistence netmask /{} for {vip}",
-                    p.netmask_len
-                )));
+                return Err(invalid(
+                    "netmask_len",
+                    format!("invalid persistence netmask /{} for {vip}", p.netmask_len),
+                ));
             }
         }
         None if s.key.vport == 0 => {
-            return Err(invalid("zero port specified for non-persistent service"));
+            return Err(invalid(
+                "vport",
+                "zero port specified for non-persistent service",
+            ));
         }
         None => {}
     }
     if s.ops && s.key.proto != Proto::Udp {
         return Err(invalid(
+            "ops",
             "one-packet scheduling (-o) is for UDP services only",
         ));
     }
@@ -648,7 +817,10 @@ fn check_service_attrs(s: &ServiceSpec) -> Result<(), StoreError> {
         }
     }
     if s.conn_timeout_s == Some(0) {
-        return Err(invalid("connection timeout must be at least 1 second"));
+        return Err(invalid(
+            "conn_timeout_s",
+            "connection timeout must be at least 1 second",
+        ));
     }
     Ok(())
 }
@@ -656,44 +828,59 @@ fn check_service_attrs(s: &ServiceSpec) -> Result<(), StoreError> {
 /// One-packet scheduling keeps no connection; FULLNAT needs one (its local
 /// address and port are how replies find their client).
 fn ops_fullnat(addr: &IpAddr, port: u16) -> StoreError {
-    invalid(format!(
-        "real server {} is FULLNAT: one-packet scheduling (-o) keeps no connection, which FULLNAT needs",
-        fmt_addr_port(addr, port)
-    ))
+    invalid(
+        "mode",
+        format!(
+            "real server {} is FULLNAT: one-packet scheduling (-o) keeps no connection, which FULLNAT needs",
+            fmt_addr_port(addr, port)
+        ),
+    )
 }
 
-fn check_dest(key: &ServiceKey, d: &DestSpec) -> Result<(), StoreError> {
+/// A real server's own rules (those that need no other dest): what
+/// `add_dest`/`edit_dest` check first.
+pub fn check_dest(key: &ServiceKey, d: &DestSpec) -> Result<(), StoreError> {
     if d.addr.is_unspecified() || d.addr.is_multicast() {
-        return Err(invalid(format!("invalid real server address {}", d.addr)));
+        return Err(invalid(
+            "addr",
+            format!("invalid real server address {}", d.addr),
+        ));
     }
     // FULLNAT64: an IPv6 service may have IPv4 real servers in FULLNAT mode.
     let fnat64 = d.mode == ForwardMode::FullNat && key.vip.is_ipv6() && d.addr.is_ipv4();
     if d.addr.is_ipv4() != key.vip.is_ipv4() && !fnat64 {
-        return Err(invalid(format!(
+        return Err(invalid("addr", format!(
             "real server {} and virtual service {} differ in address family (only FULLNAT (-b) serves an IPv6 service from IPv4 real servers)",
             d.addr, key.vip
         )));
     }
     if d.weight > MAX_WEIGHT {
-        return Err(invalid(format!(
-            "invalid weight {}: must be 0..{MAX_WEIGHT}",
-            d.weight
-        )));
+        return Err(invalid(
+            "weight",
+            format!("invalid weight {}: must be 0..{MAX_WEIGHT}", d.weight),
+        ));
     }
     if d.l_threshold > d.u_threshold && d.u_threshold != 0 {
-        return Err(invalid(format!(
-            "lower threshold {} is above upper threshold {}",
-            d.l_threshold, d.u_threshold
-        )));
+        return Err(invalid(
+            "l_threshold",
+            format!(
+                "lower threshold {} is above upper threshold {}",
+                d.l_threshold, d.u_threshold
+            ),
+        ));
     }
     if matches!(d.mode, ForwardMode::Dr | ForwardMode::Tun) && d.port != key.vport {
-        return Err(invalid(format!(
-            "DR and TUN forward to the virtual port: real server port {} != {}",
-            d.port, key.vport
-        )));
+        return Err(invalid(
+            "port",
+            format!(
+                "DR and TUN forward to the virtual port: real server port {} != {}",
+                d.port, key.vport
+            ),
+        ));
     }
     if d.port == 0 && key.vport != 0 {
         return Err(invalid(
+            "port",
             "real server port 0 is only valid for a port-0 service",
         ));
     }
@@ -838,7 +1025,7 @@ mod tests {
         let mut e = svc("10.0.0.100", 80);
         e.scheduler = "nope".into();
         assert!(
-            matches!(s.edit_service(e), Err(StoreError::Invalid(m)) if m.starts_with("unknown scheduler \"nope\""))
+            matches!(s.edit_service(e), Err(StoreError::Invalid { field: "scheduler", message: m }) if m.starts_with("unknown scheduler \"nope\""))
         );
         let mut e = svc("10.0.0.100", 80);
         e.scheduler = "wrr".into();
@@ -882,17 +1069,25 @@ mod tests {
         ));
         assert_eq!(
             s.add_dest(&k, dest("192.168.0.12", 8080, ForwardMode::Dr)),
-            Err(StoreError::Invalid(
-                "DR and TUN forward to the virtual port: real server port 8080 != 80".into()
-            ))
+            Err(StoreError::Invalid {
+                field: "port",
+                message: "DR and TUN forward to the virtual port: real server port 8080 != 80"
+                    .into()
+            })
         );
         let mut heavy = dest("192.168.0.12", 80, ForwardMode::Dr);
         heavy.weight = 70000;
-        assert!(matches!(s.add_dest(&k, heavy), Err(StoreError::Invalid(_))));
+        assert_eq!(
+            s.add_dest(&k, heavy).unwrap_err().to_string(),
+            "weight: invalid weight 70000: must be 0..65535"
+        );
         let mut th = dest("192.168.0.12", 80, ForwardMode::Dr);
         th.u_threshold = 5;
         th.l_threshold = 10;
-        assert!(matches!(s.add_dest(&k, th), Err(StoreError::Invalid(_))));
+        assert_eq!(
+            s.add_dest(&k, th).unwrap_err().to_string(),
+            "l_threshold: lower threshold 10 is above upper threshold 5"
+        );
         let mut w = dest("192.168.0.11", 8080, ForwardMode::FullNat);
         w.weight = 5;
         s.edit_dest(&k, w).unwrap();
@@ -939,7 +1134,10 @@ mod tests {
                 addr: "10.0.0.5".parse().unwrap(),
                 prefix_len: 32
             }),
-            Err(StoreError::Invalid("unknown port \"dpdk9\"".into()))
+            Err(StoreError::Invalid {
+                field: "port",
+                message: "unknown port \"dpdk9\"".into()
+            })
         );
         assert!(matches!(
             s.add_addr(AddrSpec {
@@ -964,7 +1162,7 @@ mod tests {
                 via: None,
                 port: "dpdk0".into()
             }),
-            Err(StoreError::Invalid(m)) if m.contains("host bits")
+            Err(StoreError::Invalid { field: "prefix", message: m }) if m.contains("host bits")
         ));
         s.delete_route(&"0.0.0.0".parse().unwrap(), 0).unwrap();
         assert!(matches!(

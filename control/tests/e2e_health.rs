@@ -159,3 +159,84 @@ fn a_dead_real_server_is_taken_out_and_comes_back() {
     let _ = nginx.kill();
     let _ = nginx.wait();
 }
+
+#[test]
+fn the_passive_check_takes_out_a_server_that_refuses_connections() {
+    let Some(_serial) = netns::begin("passive") else {
+        return;
+    };
+    let topo = Topology::new("passive");
+    // No kernel interface needed: the evidence is the traffic itself.
+    let d = topo.start_dpvsd("");
+    d.addr_add(&format!("{VIP}/32"), "dpdk0");
+    let vs = format!("{VIP}:{HTTP_PORT}");
+    d.ctl_ok(&["-A", "-t", &vs, "-s", "rr", "--passive-check"]);
+    let (rs1, _) = (REAL_SERVERS[0].2, REAL_SERVERS[1].2);
+    for (_, _, rip) in REAL_SERVERS {
+        d.ctl_ok(&["-a", "-t", &vs, "-r", rip, "-m"]);
+    }
+    assert!(d.ctl_ok(&["-S", "-n"]).contains("-s rr --passive-check\n"));
+    let seen = answers(&topo, 4);
+    assert_eq!(
+        (seen.get("rs1"), seen.get("rs2")),
+        (Some(&2), Some(&2)),
+        "{seen:?}"
+    );
+
+    let pid = std::fs::read_to_string(topo.run_dir().join("rs1-http.pid")).unwrap();
+    assert!(std::process::Command::new("kill")
+        .arg(pid.trim())
+        .status()
+        .unwrap()
+        .success());
+    // rs1 now answers SYNs with RSTs: clients sent there fail until the
+    // passive check has seen three.
+    let url = format!("http://{VIP}:{HTTP_PORT}/");
+    let t = Instant::now();
+    let mut failed = 0;
+    let down = wait_for(Duration::from_secs(20), || {
+        if topo.http_get_from_client(&url).is_none() {
+            failed += 1;
+        }
+        d.log()
+            .contains(&format!(
+                "passive check: TCP {vs} real server {rs1}:{HTTP_PORT} is DOWN"
+            ))
+            .then_some(())
+    });
+    assert!(down.is_some(), "never passively inhibited:\n{}", d.log());
+    eprintln!(
+        "[passive] rs1 inhibited after {:?}, {failed} failed request(s)",
+        t.elapsed()
+    );
+    // At least the three it needed; a few more while the 1 s sample comes round.
+    assert!((3..=30).contains(&failed), "{failed} requests failed");
+    assert_eq!(weight(&d, rs1).as_deref(), Some("0"));
+    let seen = answers(&topo, 6);
+    assert_eq!(seen.get("rs2"), Some(&6), "{seen:?}");
+
+    // nginx back: after the inhibit period rs1 is tried again and serves.
+    let dir = topo.run_dir().join("rs1");
+    let (conf, err) = (dir.join("nginx.conf"), dir.join("error.log"));
+    let mut nginx = topo.spawn_in(
+        "rs1",
+        &[
+            "nginx",
+            "-p",
+            &dir.to_string_lossy(),
+            "-c",
+            &conf.to_string_lossy(),
+            "-e",
+            &err.to_string_lossy(),
+        ],
+    );
+    wait_weight(&d, rs1, "1", "inhibit period over");
+    let seen = answers(&topo, 4);
+    assert_eq!(
+        (seen.get("rs1"), seen.get("rs2")),
+        (Some(&2), Some(&2)),
+        "{seen:?}"
+    );
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+}

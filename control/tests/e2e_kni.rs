@@ -6,7 +6,9 @@
 
 mod netns;
 
-use netns::{Topology, HTTP_PORT, REAL_SERVERS, VIP};
+use std::time::Duration;
+
+use netns::{wait_for, Topology, HTTP_PORT, REAL_SERVERS, VIP};
 
 #[test]
 fn the_directors_kernel_reaches_real_servers_through_the_dpdk_port() {
@@ -62,4 +64,59 @@ fn the_directors_kernel_reaches_real_servers_through_the_dpdk_port() {
         .and_then(|v| v.trim().trim_start_matches(':').trim().parse().ok())
         .unwrap_or(0);
     assert!(up >= 4, "replies went up to the kernel:\n{stats}");
+
+    // One set of addresses: `ip addr add` on the kernel interface makes the
+    // address the dataplane's (it answers ARP and ping for it on the wire)...
+    let ping_from_rs = |ip: &str| {
+        topo.exec_in("rs1", &["ping", "-c", "1", "-W", "1", ip])
+            .status
+            .success()
+    };
+    assert!(!ping_from_rs("192.168.0.50"), "nobody has .50 yet");
+    let add = topo.exec_in(
+        "lb",
+        &["ip", "addr", "add", "192.168.0.50/24", "dev", "dpdk1"],
+    );
+    assert!(add.status.success());
+    let owned = wait_for(Duration::from_secs(10), || {
+        d.ctl_ok(&["addr", "show"])
+            .contains("192.168.0.50/24")
+            .then_some(())
+    });
+    assert!(
+        owned.is_some(),
+        "{}\n{}",
+        d.ctl_ok(&["addr", "show"]),
+        d.log()
+    );
+    assert!(
+        d.log().contains("dpdk1 gained 192.168.0.50/24"),
+        "{}",
+        d.log()
+    );
+    assert!(
+        ping_from_rs("192.168.0.50"),
+        "the dataplane answers ARP and echo for it"
+    );
+    // ...and `ip addr del` takes it away again.
+    let del = topo.exec_in(
+        "lb",
+        &["ip", "addr", "del", "192.168.0.50/24", "dev", "dpdk1"],
+    );
+    assert!(del.status.success());
+    let gone = wait_for(Duration::from_secs(10), || {
+        (!d.ctl_ok(&["addr", "show"]).contains("192.168.0.50")).then_some(())
+    });
+    assert!(gone.is_some(), "{}", d.ctl_ok(&["addr", "show"]));
+    // An address added with dpvsctl goes on the kernel interface too.
+    d.ctl_ok(&["addr", "add", "192.168.0.51/24", "dev", "dpdk1"]);
+    let shown = topo.exec_in("lb", &["ip", "-br", "addr", "show", "dev", "dpdk1"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("192.168.0.51/24"),
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
+    d.ctl_ok(&["addr", "del", "192.168.0.51/24", "dev", "dpdk1"]);
+    let shown = topo.exec_in("lb", &["ip", "-br", "addr", "show", "dev", "dpdk1"]);
+    assert!(!String::from_utf8_lossy(&shown.stdout).contains("192.168.0.51"));
 }

@@ -1,6 +1,8 @@
 //! dpvsctl -> gRPC -> dpvsd's service -> backend, in one process: the tonic server
-//! on a temporary unix socket over a `FakeBackend`, driven by the same
-//! `run_args` that the `dpvsctl` binary calls.
+//! on a temporary unix socket over a `FakeBackend` (`inproc::Daemon`), driven by
+//! the same `run_args` that the `dpvsctl` binary calls.
+
+mod inproc;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -8,95 +10,11 @@ use std::sync::Arc;
 use control::backend::FakeBackend;
 use control::config::Listen;
 use control::ctl::{run_args, CtlError};
-use control::server::{bind, serve, DpvsService};
-use control::store::Store;
+use control::server::{bind, DpvsService};
 use dataplane::{
     ConnEntry, DestStats, ForwardMode, Proto, ServiceKey, ServiceStats, Stats, TrafficStats,
 };
-use tokio::sync::oneshot;
-
-struct Daemon {
-    server: String,
-    backend: Arc<FakeBackend>,
-    svc: Arc<DpvsService>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
-    _dir: tempfile::TempDir,
-}
-
-/// The config the in-process daemon starts from (and `apply -f` tests edit).
-const CONFIG: &str = r#"
-[workers]
-cores = [1]
-[[port]]
-name = "dpdk0"
-device = "net_null0"
-addresses = ["10.0.0.1/24"]
-[[port]]
-name = "dpdk1"
-device = "net_null1"
-addresses = ["192.168.0.1/24"]
-"#;
-
-impl Daemon {
-    async fn start() -> Daemon {
-        Daemon::start_with_state(None).await
-    }
-
-    async fn start_with_state(state: Option<std::path::PathBuf>) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run/dpvs.sock");
-        let backend = Arc::new(FakeBackend::new(&["dpdk0", "dpdk1"]));
-        let cfg = control::config::parse(CONFIG).unwrap();
-        let store: Store = cfg.store;
-        let svc = Arc::new(DpvsService::new(store, backend.clone()).with_state_file(state));
-        tokio::spawn(svc.clone().apply_verdicts_forever());
-        svc.start_checks();
-        let bound = bind(&Listen::Unix(path.clone())).await.unwrap();
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(serve(bound, svc.clone(), async {
-            let _ = rx.await;
-        }));
-        Daemon {
-            server: format!("unix:{}", path.display()),
-            backend,
-            svc,
-            stop: Some(tx),
-            task: Some(task),
-            _dir: dir,
-        }
-    }
-
-    async fn ctl(&self, line: &str) -> Result<String, CtlError> {
-        let mut argv: Vec<String> = vec!["--server".into(), self.server.clone()];
-        argv.extend(line.split_whitespace().map(str::to_string));
-        let mut out = String::new();
-        run_args(&argv, None, &mut out).await.map(|()| out)
-    }
-
-    async fn ok(&self, line: &str) -> String {
-        match self.ctl(line).await {
-            Ok(o) => o,
-            Err(e) => panic!("dpvsctl {line}: {e:?}"),
-        }
-    }
-
-    async fn err(&self, line: &str) -> CtlError {
-        match self.ctl(line).await {
-            Ok(o) => panic!("dpvsctl {line} succeeded: {o}"),
-            Err(e) => e,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.unwrap().unwrap();
-        }
-    }
-}
+use inproc::{Daemon, CONFIG};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -173,6 +91,8 @@ async fn services_and_dests_reach_the_backend_and_list_like_ipvsadm() {
                     inbytes: 5000,
                     outbytes: 4000,
                 },
+                syn_unanswered: 0,
+                syn_answered: 0,
             }],
         }],
         ..Stats::default()
@@ -240,15 +160,15 @@ async fn errors_are_one_line_and_change_nothing() {
         ("-E -t 10.0.0.101:80 -s rr", 1, "no such service TCP 10.0.0.101:80"),
         ("-a -t 10.0.0.101:80 -r 192.168.0.11", 1, "no such service TCP 10.0.0.101:80"),
         ("-L -t 10.0.0.101:80", 1, "no such service TCP 10.0.0.101:80"),
-        ("-A -t 10.0.0.102:80 -s fastest", 1, "unknown scheduler \"fastest\" (one of rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, conhash, fo, ovf, twos)"),
+        ("-A -t 10.0.0.102:80 -s fastest", 1, "scheduler: unknown scheduler \"fastest\" (one of rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, conhash, fo, ovf, twos)"),
         ("-A -t 10.0.0.300:80", 2, "invalid address \"10.0.0.300:80\""),
-        ("-a -t 10.0.0.100:80 -r 192.168.0.11:8080 -g", 1, "DR and TUN forward to the virtual port: real server port 8080 != 80"),
+        ("-a -t 10.0.0.100:80 -r 192.168.0.11:8080 -g", 1, "port: DR and TUN forward to the virtual port: real server port 8080 != 80"),
         ("-d -t 10.0.0.100:80 -r 192.168.0.99", 1, "no such real server 192.168.0.99:80 in TCP 10.0.0.100:80"),
-        ("addr add 10.0.0.5/32 dev dpdk9", 1, "unknown port \"dpdk9\""),
+        ("addr add 10.0.0.5/32 dev dpdk9", 1, "port: unknown port \"dpdk9\""),
         ("addr del 10.0.0.5 dev dpdk0", 1, "no such address 10.0.0.5 on dpdk0"),
         ("route del 10.9.0.0/16", 1, "no such route 10.9.0.0/16"),
         ("-Lq", 2, "unknown option '-q'"),
-        ("-A -t 10.0.0.103:80 -s rr -b sh-port", 1, "incompatible scheduler flag \"sh-port\": it is for the sh scheduler, not rr"),
+        ("-A -t 10.0.0.103:80 -s rr -b sh-port", 1, "sched_flags: incompatible scheduler flag \"sh-port\": it is for the sh scheduler, not rr"),
         ("-A -f 7 -s rr", 2, "fwmark services (-f) are not supported: no netfilter rule marks packets before dpvsd; use -t/-u VIP:PORT services"),
     ];
     for (line, code, msg) in cases {
@@ -522,6 +442,8 @@ fn traffic(key: ServiceKey, rip: &str, n: u64) -> ServiceStats {
             active_conns: 0,
             inactive_conns: 0,
             traffic: t,
+            syn_unanswered: 0,
+            syn_answered: 0,
         }],
     }
 }
@@ -617,7 +539,7 @@ const SAVED: &str = "\
 
 async fn restore(d: &Daemon, text: &str) -> Result<(), CtlError> {
     let mut out = String::new();
-    control::ctl::restore(text, &d.server, &mut out).await
+    control::ctl::restore(text, &d.server.as_str().into(), &mut out).await
 }
 
 #[tokio::test]
@@ -708,7 +630,7 @@ async fn restore_names_the_bad_line_and_changes_nothing() {
         .unwrap_err();
     assert_eq!(
         e.message,
-        "line 1: one-packet scheduling (-o) is for UDP services only"
+        "line 1: ops: one-packet scheduling (-o) is for UDP services only"
     );
     let e = restore(
         &d,
@@ -718,7 +640,7 @@ async fn restore_names_the_bad_line_and_changes_nothing() {
     .unwrap_err();
     assert_eq!(
         e.message,
-        "line 2: real server 10.1.0.9:53 is FULLNAT: one-packet scheduling (-o) keeps no connection, which FULLNAT needs"
+        "line 2: mode: real server 10.1.0.9:53 is FULLNAT: one-packet scheduling (-o) keeps no connection, which FULLNAT needs"
     );
     let e = restore(&d, "-A -t 10.0.0.97:80 --pe sip\n")
         .await
@@ -771,7 +693,7 @@ async fn the_state_file_follows_every_change_and_restores_the_same_table() {
         &text
             .replace("addr add 10.0.0.1/24 dev dpdk0\n", "")
             .replace("addr add 192.168.0.1/24 dev dpdk1\n", ""),
-        &d2.server,
+        &d2.server.as_str().into(),
         &mut out,
     )
     .await
@@ -838,7 +760,7 @@ scheduler = \"wlc\"
     let e = d.err(&format!("apply -f {f}")).await;
     assert_eq!(
         e.message,
-        "config: service[0].proto: unknown protocol \"sctp\" (tcp or udp)"
+        format!("{f}: service[0].proto: unknown protocol \"sctp\" (tcp or udp)")
     );
     std::fs::write(&file, CONFIG.replace("dpdk1", "dpdk7")).unwrap();
     let e = d.err(&format!("apply -f {f}")).await;
@@ -1053,6 +975,48 @@ async fn a_failing_health_check_inhibits_the_dest_and_recovery_restores_it() {
         .await
         .unwrap();
     assert!(eventually(|| !inhibited(bp)).await, "never restored");
+    // A sorry server takes over while no real server is usable.
+    d.ok("-E -t 10.0.0.100:80 -s rr --sorry-server 127.0.0.1:9")
+        .await;
+    let has_sorry = || {
+        d.backend
+            .current()
+            .is_some_and(|c| c.services[0].dests.iter().any(|x| x.port == 9))
+    };
+    assert!(!has_sorry(), "real servers are up: no sorry server");
+    d.ok(&format!("-e -t 10.0.0.100:80 -r 127.0.0.1:{gp} -m -w 0"))
+        .await;
+    d.ok(&format!("-e -t 10.0.0.100:80 -r 127.0.0.1:{bp} -m -w 0"))
+        .await;
+    assert!(
+        has_sorry(),
+        "every real server quiescent: the sorry server is in"
+    );
+    let list = d.ok("-Ln").await;
+    assert!(
+        list.contains(&format!("  -> {:<28} Masq    1 ", "127.0.0.1:9")),
+        "{list}"
+    );
+    assert!(
+        d.ok("-S -n")
+            .await
+            .starts_with("-A -t 10.0.0.100:80 -s rr --sorry-server 127.0.0.1:9\n"),
+        "saved on the service line, not as a real server"
+    );
+    assert!(!d.ok("-S -n").await.contains("-r 127.0.0.1:9 "));
+    d.ok(&format!(
+        "-e -t 10.0.0.100:80 -r 127.0.0.1:{gp} -m -w 2 {check}"
+    ))
+    .await;
+    d.ok(&format!(
+        "-e -t 10.0.0.100:80 -r 127.0.0.1:{bp} -m -w 3 {check}"
+    ))
+    .await;
+    assert!(
+        !has_sorry(),
+        "a usable real server again: the sorry server is out"
+    );
+    d.ok("-E -t 10.0.0.100:80 -s rr --sorry-server none").await;
     // --on-failure remove: a down dest leaves the listing.
     d.ok(&format!(
         "-e -t 10.0.0.100:80 -r 127.0.0.1:{gp} -m -w 2 {check} --on-failure remove --check-port 1"

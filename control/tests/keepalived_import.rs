@@ -1,108 +1,35 @@
-//! `dpvsctl import keepalived` against an in-process dpvsd (FakeBackend, a
-//! temporary unix socket): a keepalived.conf imports as one change, lists as
-//! `ipvsadm -Ln` would after keepalived applied it, and its checks run
-//! against real listeners on loopback; a bad file changes nothing.
+//! `dpvsctl import keepalived` against an in-process dpvsd (tests/inproc: a
+//! FakeBackend on a temporary unix socket): a keepalived.conf imports as one
+//! change, lists as `ipvsadm -Ln` would after keepalived applied it, and its
+//! checks run against real listeners on loopback; a bad file changes nothing.
+
+mod inproc;
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use control::backend::FakeBackend;
-use control::config::Listen;
 use control::ctl::{run_args, CtlError};
-use control::server::{bind, serve, DpvsService};
+use inproc::Daemon;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 
-/// dpvsd in this process (as in tests/grpc.rs).
-struct Daemon {
-    server: String,
-    backend: Arc<FakeBackend>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
-    _dir: tempfile::TempDir,
+/// `dpvsctl import keepalived FILE [--dry-run]` (temporary paths have no
+/// blanks).
+async fn import(d: &Daemon, file: &Path, dry_run: bool) -> Result<String, CtlError> {
+    let dry = if dry_run { " --dry-run" } else { "" };
+    d.ctl(&format!("import keepalived {}{dry}", file.display()))
+        .await
 }
 
-const CONFIG: &str = r#"
-[workers]
-cores = [1]
-[[port]]
-name = "dpdk0"
-device = "net_null0"
-addresses = ["10.0.0.1/24"]
-[[port]]
-name = "dpdk1"
-device = "net_null1"
-addresses = ["192.168.0.1/24"]
-"#;
-
-impl Daemon {
-    async fn start() -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dpvs.sock");
-        let backend = Arc::new(FakeBackend::new(&["dpdk0", "dpdk1"]));
-        let cfg = control::config::parse(CONFIG).unwrap();
-        let svc = Arc::new(DpvsService::new(cfg.store, backend.clone()));
-        tokio::spawn(svc.clone().apply_verdicts_forever());
-        svc.start_checks();
-        let bound = bind(&Listen::Unix(path.clone())).await.unwrap();
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(serve(bound, svc, async {
-            let _ = rx.await;
-        }));
-        Daemon {
-            server: format!("unix:{}", path.display()),
-            backend,
-            stop: Some(tx),
-            task: Some(task),
-            _dir: dir,
-        }
-    }
-
-    async fn run(&self, args: &[&str]) -> Result<String, CtlError> {
-        let mut argv: Vec<String> = vec!["--server".into(), self.server.clone()];
-        argv.extend(args.iter().map(|a| a.to_string()));
-        let mut out = String::new();
-        run_args(&argv, None, &mut out).await.map(|()| out)
-    }
-
-    async fn ok(&self, line: &str) -> String {
-        let args: Vec<&str> = line.split_whitespace().collect();
-        match self.run(&args).await {
-            Ok(o) => o,
-            Err(e) => panic!("dpvsctl {line}: {e:?}"),
-        }
-    }
-
-    async fn import(&self, file: &Path, dry_run: bool) -> Result<String, CtlError> {
-        let f = file.to_str().unwrap();
-        if dry_run {
-            self.run(&["import", "keepalived", f, "--dry-run"]).await
-        } else {
-            self.run(&["import", "keepalived", f]).await
-        }
-    }
-
-    /// Whether the dataplane has this real server inhibited (down).
-    fn inhibited(&self, rip: &str, port: u16) -> bool {
-        let rip: IpAddr = rip.parse().unwrap();
-        self.backend.current().is_some_and(|c| {
-            c.services
-                .iter()
-                .flat_map(|s| &s.dests)
-                .any(|d| d.addr == rip && d.port == port && d.inhibited)
-        })
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.unwrap().unwrap();
-        }
-    }
+/// Whether the dataplane has this real server inhibited (down).
+fn inhibited(d: &Daemon, rip: &str, port: u16) -> bool {
+    let rip: IpAddr = rip.parse().unwrap();
+    d.backend.current().is_some_and(|c| {
+        c.services
+            .iter()
+            .flat_map(|s| &s.dests)
+            .any(|x| x.addr == rip && x.port == port && x.inhibited)
+    })
 }
 
 /// Polls `f` every 50 ms for up to 10 s.
@@ -172,6 +99,7 @@ async fn a_keepalived_conf_imports_lists_like_ipvsadm_and_its_checks_run() {
     let closed = closed_port("127.0.0.3").await;
     let gone = closed_port("127.0.0.4").await;
     let wrong = http_server("127.0.0.5", "healthy\n").await;
+    let dead = closed_port("127.0.0.7").await;
     let digest = md5_hex("healthy\n");
 
     let dir = tempfile::tempdir().unwrap();
@@ -273,6 +201,26 @@ virtual_server 10.0.0.101 443 {
     )
     .unwrap();
     std::fs::write(
+        dir.path().join("lvs.d/sorry.conf"),
+        format!(
+            "\
+virtual_server 10.0.0.103 80 {{
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    sorry_server 127.0.0.6 8080
+    real_server 127.0.0.7 {dead} {{
+        TCP_CHECK {{
+            connect_timeout 1
+            retry 0
+        }}
+    }}
+}}
+"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
         dir.path().join("lvs.d/dns.conf"),
         "\
 virtual_server 10.0.0.102 53 {
@@ -286,7 +234,7 @@ virtual_server 10.0.0.102 53 {
     .unwrap();
 
     let applied = d.backend.applied().len();
-    let out = d.import(&main, false).await.unwrap();
+    let out = import(&d, &main, false).await.unwrap();
     let m = main.display();
     let dns = dir.path().join("lvs.d/dns.conf");
     let dns = dns.display();
@@ -298,7 +246,7 @@ virtual_server 10.0.0.102 53 {
 # {m}:6: vrrp_instance VI_1: handled by keepalived's VRRP, not imported
 # {m}:57: HTTP_GET url without status_code: keepalived takes any 2xx, dpvsd's check takes 200
 # {dns}:1: virtual_server 10.0.0.102 53: no protocol, UDP (as keepalived)
-# imported {m}: 3 services, 8 real servers, 0 local addresses
+# imported {m}: 4 services, 9 real servers, 0 local addresses
 "
         )
     );
@@ -310,7 +258,7 @@ virtual_server 10.0.0.102 53 {
             first.services.len(),
             first.services.iter().map(|s| s.dests.len()).sum::<usize>()
         ),
-        (3, 8)
+        (4, 9)
     );
 
     // The checks run: the closed ports and the wrong digest go down within
@@ -319,21 +267,23 @@ virtual_server 10.0.0.102 53 {
         ("127.0.0.3", closed),
         ("127.0.0.4", gone),
         ("127.0.0.5", wrong),
+        ("127.0.0.7", dead),
     ] {
         assert!(
-            eventually(|| d.inhibited(rip, port)).await,
+            eventually(|| inhibited(&d, rip, port)).await,
             "{rip}:{port} never went down"
         );
     }
     // The live ones stay up through a few more probes.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(!d.inhibited("127.0.0.1", up_port));
-    assert!(!d.inhibited("127.0.0.2", http));
+    assert!(!inhibited(&d, "127.0.0.1", up_port));
+    assert!(!inhibited(&d, "127.0.0.2", http));
 
     // What ipvsadm -Ln shows after keepalived applied the file and its
     // checkers ran: a failed real server with inhibit_on_failure at weight
-    // 0, one without it removed; persistence_timeout without a value is 360
-    // s; no protocol is UDP.
+    // 0, one without it removed; the sorry server of a service without a
+    // live real server in their place; persistence_timeout without a value
+    // is 360 s; no protocol is UDP.
     let want = format!(
         "\
 IP Virtual Server version 1.2.1 (size=4096)
@@ -341,7 +291,8 @@ Prot LocalAddress:Port Scheduler Flags
   -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
 TCP  10.0.0.100:80 rr
 {}{}{}{}TCP  10.0.0.101:443 sh persistent 360 mask 255.255.255.0
-{}{}UDP  10.0.0.102:53 rr
+{}{}TCP  10.0.0.103:80 rr
+{}UDP  10.0.0.102:53 rr
 {}",
         rs(&format!("127.0.0.1:{up_port}"), "Masq", 2),
         rs(&format!("127.0.0.2:{http}"), "Masq", 4),
@@ -349,6 +300,7 @@ TCP  10.0.0.100:80 rr
         rs(&format!("127.0.0.5:{wrong}"), "Masq", 0),
         rs("192.168.0.11:443", "Route", 1),
         rs("192.168.0.12:443", "Route", 2),
+        rs("127.0.0.6:8080", "Masq", 1),
         rs("192.168.0.13:53", "Route", 1),
     );
     assert_eq!(d.ok("-Ln").await, want);
@@ -363,12 +315,13 @@ TCP  10.0.0.100:80 rr
         )),
         "{saved}"
     );
+    assert!(saved.contains("-A -t 10.0.0.103:80 -s rr --sorry-server 127.0.0.6:8080\n"));
     // A server that comes back is restored.
     let _back = tokio::net::TcpListener::bind(("127.0.0.3", closed))
         .await
         .unwrap();
     assert!(
-        eventually(|| !d.inhibited("127.0.0.3", closed)).await,
+        eventually(|| !inhibited(&d, "127.0.0.3", closed)).await,
         "never restored"
     );
     drop(up);
@@ -410,7 +363,7 @@ virtual_server 10.0.0.101 80 {
 ",
     )
     .unwrap();
-    let e = d.import(&main, false).await.unwrap_err();
+    let e = import(&d, &main, false).await.unwrap_err();
     assert_eq!(
         (e.code, e.message),
         (
@@ -427,16 +380,17 @@ virtual_server 10.0.0.101 80 {
         "\
 virtual_server 10.0.0.101 80 {
     protocol TCP
-    sorry_server 192.168.0.99 80
+    quorum 2
 }
 ",
     )
     .unwrap();
-    let e = d.import(&main, false).await.unwrap_err();
+    let e = import(&d, &main, false).await.unwrap_err();
     assert_eq!(
         e.message,
         format!(
-            "{}:3: sorry_server: sorry servers are not supported yet",
+            "{}:3: quorum: quorum handling is not supported yet (dpvsd's sorry server \
+             takes over when no real server is usable, as keepalived's default quorum 1)",
             inc.display()
         )
     );
@@ -459,10 +413,13 @@ local_address_group lips {
 ",
     )
     .unwrap();
-    let e = d.import(&main, false).await.unwrap_err();
+    let e = import(&d, &main, false).await.unwrap_err();
     assert_eq!(
         (e.code, e.message),
-        (1, format!("{}:10: unknown port \"dpdk7\"", inc.display()))
+        (
+            1,
+            format!("{}:10: port: unknown port \"dpdk7\"", inc.display())
+        )
     );
     // A service that already runs: the virtual_server line.
     std::fs::write(
@@ -476,7 +433,7 @@ virtual_server 10.0.0.50 80 {
 ",
     )
     .unwrap();
-    let e = d.import(&main, false).await.unwrap_err();
+    let e = import(&d, &main, false).await.unwrap_err();
     assert_eq!(
         e.message,
         format!(
@@ -485,8 +442,7 @@ virtual_server 10.0.0.50 80 {
         )
     );
     // A file that is not there.
-    let e = d
-        .import(&dir.path().join("none.conf"), false)
+    let e = import(&d, &dir.path().join("none.conf"), false)
         .await
         .unwrap_err();
     assert!(
@@ -540,7 +496,7 @@ local_address_group lips {
     )
     .unwrap();
     let applied = d.backend.applied().len();
-    let out = d.import(&main, true).await.unwrap();
+    let out = import(&d, &main, true).await.unwrap();
     let want = format!(
         "\
 # {m}:1: vrrp_sync_group VG_1: handled by keepalived's VRRP, not imported
@@ -562,7 +518,7 @@ local_address_group lips {
 
     // The dry run's output is restore input: -R of it is the import.
     let mut restored = String::new();
-    control::ctl::restore(&out, &d.server, &mut restored)
+    control::ctl::restore(&out, &d.server.as_str().into(), &mut restored)
         .await
         .unwrap();
     let saved = d.ok("-S -n").await;

@@ -29,6 +29,7 @@ fn dest(
             l_threshold: 10,
             inhibited: false,
             check: None,
+            sorry: false,
         }),
         active_conns: act,
         inactive_conns: inact,

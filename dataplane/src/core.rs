@@ -443,6 +443,10 @@ impl<I: Io> Core<I> {
             Lookup::Redo => self.conns.lookup_wire(&key_of(m.data(), meta)),
         };
         if let Some((id, dir)) = hit {
+            if meta.proto == ip_proto::TCP && meta.tcp_flags & (tcp_flag::SYN | tcp_flag::RST) != 0
+            {
+                self.passive_evidence(snap, id, dir, meta.tcp_flags);
+            }
             let tr = self
                 .conns
                 .on_packet(id, dir, conntrack_flags(meta.tcp_flags), self.now_ms);
@@ -563,6 +567,35 @@ impl<I: Io> Core<I> {
             // kept; the next one is scheduled on its own.
             self.forget_conn(snap, id, true);
         }
+    }
+
+    /// The passive health check's evidence, before the packet moves the
+    /// connection's state: while the real server has not answered the
+    /// client's SYN (state SYN_RECV, NAT/FULLNAT), a retransmitted SYN or a
+    /// RST from the server counts against it, a SYN-ACK for it.
+    fn passive_evidence(&self, snap: &Snapshot, id: ConnId, dir: Direction, flags: u8) {
+        let Some(c) = self.conns.get(id) else { return };
+        if c.state() != conntrack::TcpState::SynRecv
+            || !matches!(
+                mode_from_flags(c.flags()),
+                ForwardMode::Nat | ForwardMode::FullNat
+            )
+        {
+            return;
+        }
+        let Some(d) = snap.dests.get(&c.dest()) else {
+            return;
+        };
+        let syn = flags & tcp_flag::SYN != 0;
+        let ack = flags & tcp_flag::ACK != 0;
+        let rst = flags & tcp_flag::RST != 0;
+        let counter = match dir {
+            Direction::Original if syn && !ack => &d.counters.syn_unanswered,
+            Direction::Reply if rst => &d.counters.syn_unanswered,
+            Direction::Reply if syn && ack => &d.counters.syn_answered,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A UDP reply from a NAT real server of a one-packet service: there is no

@@ -454,10 +454,12 @@ impl Dataplane {
                         addr: d.addr,
                         port: d.port,
                         mode: m.mode,
-                        weight: d.weight,
+                        weight: d.effective_weight(),
                         active_conns: d.active_conns(),
                         inactive_conns: d.inactive_conns(),
                         traffic: m.traffic.sum(),
+                        syn_unanswered: d.counters.syn_unanswered.load(Ordering::Relaxed),
+                        syn_answered: d.counters.syn_answered.load(Ordering::Relaxed),
                     })
                     .collect(),
             })

@@ -169,10 +169,15 @@ pub struct DestStats {
     pub addr: IpAddr,
     pub port: u16,
     pub mode: ForwardMode,
+    /// What the schedulers use: 0 while a health check has it down.
     pub weight: u32,
     pub active_conns: u32,
     pub inactive_conns: u32,
     pub traffic: TrafficStats,
+    /// Passive health check evidence: SYNs left unanswered (retransmitted,
+    /// or answered by a RST) and SYN-ACKs, since the dest was added.
+    pub syn_unanswered: u64,
+    pub syn_answered: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,3 +12,7 @@ pub mod v1 {
 }
 
 pub use v1::*;
+
+/// The encoded `FileDescriptorSet` of `dpvs.proto` (package `dpvs.v1`): what
+/// gRPC server reflection serves, so clients such as grpcurl need no .proto file.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("dpvs_v1_descriptor");

@@ -7,7 +7,7 @@
 //! below `l_threshold`, or below 3/4 of `u_threshold` when no lower threshold is set.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Connection counters of one dest, shared by all workers (Relaxed atomics).
@@ -21,6 +21,12 @@ pub struct DestCounters {
     pub persistent: AtomicU32,
     /// Sticky overload flag with hysteresis, maintained by [`Dest::is_overloaded`].
     pub overloaded: AtomicBool,
+    /// The passive health check's evidence (NAT/FULLNAT TCP, where replies
+    /// come through the director): client SYNs the real server left
+    /// unanswered (a retransmitted SYN, or a RST to it)...
+    pub syn_unanswered: AtomicU64,
+    /// ...and SYN-ACKs it sent.
+    pub syn_answered: AtomicU64,
 }
 
 impl DestCounters {

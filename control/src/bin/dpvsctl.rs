@@ -15,11 +15,8 @@ fn main() {
         }
     };
     let mut out = String::new();
-    let r = rt.block_on(control::ctl::run_args(
-        &argv,
-        std::env::var("DPVS_SERVER").ok(),
-        &mut out,
-    ));
+    let env = control::ctl::Env::from_process();
+    let r = rt.block_on(control::ctl::run_args_env(&argv, &env, &mut out));
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();

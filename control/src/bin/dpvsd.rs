@@ -34,11 +34,24 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The TLS files are read now, so `--check` finds a bad one too.
+    let tls = match cfg
+        .tls
+        .as_ref()
+        .map(|f| f.load(&control::tls::CONFIG_NAMES))
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dpvsd: {e}");
+            return ExitCode::from(1);
+        }
+    };
     if args.check {
         println!("dpvsd: {}: ok", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(cfg, &args.config) {
+    match run(cfg, tls, &args.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dpvsd: {e}");
@@ -112,11 +125,15 @@ async fn reload_on_sighup(svc: std::sync::Arc<control::server::DpvsService>, con
 }
 
 #[cfg(feature = "dataplane")]
-fn run(cfg: control::config::Config, config: &Path) -> Result<(), String> {
+fn run(
+    cfg: control::config::Config,
+    tls: Option<control::tls::TlsPem>,
+    config: &Path,
+) -> Result<(), String> {
     use std::sync::Arc;
 
     use control::backend::Backend;
-    use control::server::{bind, serve, DpvsService};
+    use control::server::{bind, bind_tls, serve, DpvsService};
 
     let store = initial_store(&cfg, config)?;
     // EAL init pins this (main) thread to the main lcore, which is not a worker.
@@ -144,11 +161,23 @@ fn run(cfg: control::config::Config, config: &Path) -> Result<(), String> {
 
     let rt = control_runtime(&cfg.dataplane.worker_cores)?;
     let backend: Arc<dyn Backend> = dp.clone();
-    let svc =
-        Arc::new(DpvsService::new(store, backend.clone()).with_state_file(cfg.state_file.clone()));
+    let kni_ports: Vec<String> = cfg
+        .dataplane
+        .ports
+        .iter()
+        .filter(|p| p.kni)
+        .map(|p| p.name.clone())
+        .collect();
+    let svc = Arc::new(
+        DpvsService::new(store, backend.clone())
+            .with_state_file(cfg.state_file.clone())
+            .with_kni_ports(kni_ports.clone()),
+    );
+    rt.spawn(control::kni::watch(svc.clone(), kni_ports));
     rt.spawn(reload_on_sighup(svc.clone(), config.to_path_buf()));
     rt.spawn(svc.clone().estimate_forever());
     rt.spawn(svc.clone().apply_verdicts_forever());
+    rt.spawn(svc.clone().passive_forever());
     {
         let _inside = rt.enter();
         svc.start_checks();
@@ -159,11 +188,15 @@ fn run(cfg: control::config::Config, config: &Path) -> Result<(), String> {
     let metrics_backend = backend;
     let watched = dp.clone();
     let served = rt.block_on(async move {
-        let bound = bind(&listen).await?;
+        let bound = match &tls {
+            Some(t) => bind_tls(&listen, t).await?,
+            None => bind(&listen).await?,
+        };
         if let (Some(g), control::config::Listen::Unix(path)) = (&group, &listen) {
             control::server::share_socket(path, g)?;
         }
-        eprintln!("dpvsd: listening on {listen}");
+        let how = if tls.is_some() { " (mutual TLS)" } else { "" };
+        eprintln!("dpvsd: listening on {listen}{how}");
         if let Some(addr) = metrics {
             // Served until the runtime is dropped below.
             let l = control::metrics::bind(addr).await?;
@@ -198,7 +231,11 @@ fn run(cfg: control::config::Config, config: &Path) -> Result<(), String> {
 }
 
 #[cfg(not(feature = "dataplane"))]
-fn run(_cfg: control::config::Config, _config: &Path) -> Result<(), String> {
+fn run(
+    _cfg: control::config::Config,
+    _tls: Option<control::tls::TlsPem>,
+    _config: &Path,
+) -> Result<(), String> {
     Err("built without the dataplane feature".into())
 }
 

@@ -19,6 +19,11 @@ use crate::scheduler::split_sched_flags;
 pub struct Invocation {
     /// `--server` (else `$DPVS_SERVER`, else the default socket).
     pub server: Option<String>,
+    /// `--tls-cert`, `--tls-key`, `--tls-ca` (else `$DPVS_TLS_CERT`, ...): for
+    /// an `https://` server.
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    pub tls_ca: Option<std::path::PathBuf>,
     /// `--json` (anywhere on the line): listings as JSON.
     pub json: bool,
     pub command: Command,
@@ -123,6 +128,10 @@ pub struct ServiceOpts {
     pub proxy_protocol: Option<Option<ProxyProtocol>>,
     /// `-o`/`--ops`: one-packet scheduling (UDP).
     pub ops: bool,
+    /// `--sorry-server IP:PORT|none` (keepalived's sorry_server).
+    pub sorry_server: Option<String>,
+    /// `--passive-check`: the passive health check (NAT/FULLNAT TCP).
+    pub passive_check: bool,
 }
 
 /// `-a/-e` options.
@@ -257,6 +266,8 @@ enum Opt {
     CheckRise,
     CheckDelay,
     OnFailure,
+    SorryServer,
+    PassiveCheck,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -332,6 +343,8 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "check-rise", Opt::CheckRise, Arg::Required),
     (None, "check-delay", Opt::CheckDelay, Arg::Required),
     (None, "on-failure", Opt::OnFailure, Arg::Required),
+    (None, "sorry-server", Opt::SorryServer, Arg::Required),
+    (None, "passive-check", Opt::PassiveCheck, Arg::No),
 ];
 
 fn opt_name(o: Opt) -> String {
@@ -393,6 +406,8 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             ConnTimeout,
             ProxyProto,
             Ops,
+            SorryServer,
+            PassiveCheck,
         ],
         DeleteService | Zero => &[Tcp, Udp],
         Save => &[Tcp, Udp, Numeric],
@@ -448,22 +463,29 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
 
 /// Parses `argv` without the program name.
 pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
-    let mut server = None;
+    // The options that say how to reach dpvsd, allowed anywhere on the line.
+    const GLOBAL: [&str; 4] = ["--server", "--tls-cert", "--tls-key", "--tls-ca"];
+    let mut global: [Option<String>; 4] = Default::default();
     let mut json = false;
     let mut rest = Vec::new();
     let mut i = 0;
     while i < argv.len() {
         let a = &argv[i];
-        if a == "--server" {
+        if let Some(n) = GLOBAL.iter().position(|g| g == a) {
             let v = argv
                 .get(i + 1)
-                .ok_or_else(|| ArgError("option '--server' needs a value".into()))?;
-            server = Some(v.clone());
+                .ok_or_else(|| ArgError(format!("option '{a}' needs a value")))?;
+            global[n] = Some(v.clone());
             i += 2;
             continue;
         }
-        if let Some(v) = a.strip_prefix("--server=") {
-            server = Some(v.to_string());
+        let inline = GLOBAL.iter().enumerate().find_map(|(n, g)| {
+            a.strip_prefix(g)
+                .and_then(|v| v.strip_prefix('='))
+                .map(|v| (n, v))
+        });
+        if let Some((n, v)) = inline {
+            global[n] = Some(v.to_string());
         } else if a == "--json" {
             json = true;
         } else {
@@ -471,6 +493,13 @@ pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
         }
         i += 1;
     }
+    for (n, v) in global.iter().enumerate() {
+        if v.as_deref() == Some("") {
+            return err(format!("option '{}' needs a value", GLOBAL[n]));
+        }
+    }
+    let [server, tls_cert, tls_key, tls_ca] = global;
+    let path = |v: Option<String>| v.map(std::path::PathBuf::from);
     let command = match rest.first().map(String::as_str) {
         // ipvsadm without arguments lists the table.
         None => Command::List(ListOpts::default()),
@@ -500,6 +529,9 @@ pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
     }
     Ok(Invocation {
         server,
+        tls_cert: path(tls_cert),
+        tls_key: path(tls_key),
+        tls_ca: path(tls_ca),
         json,
         command,
     })
@@ -750,6 +782,15 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                     None => None,
                 },
                 ops: has(Opt::Ops),
+                passive_check: has(Opt::PassiveCheck),
+                sorry_server: match get(Opt::SorryServer).flatten() {
+                    None => None,
+                    Some(v) if v == "none" => Some(v),
+                    Some(v) => match parse_addr_port(&v, false) {
+                        Ok((_, Some(_))) => Some(v),
+                        _ => return err(format!("illegal sorry server \"{v}\" (IP:PORT or none)")),
+                    },
+                },
             };
             if matches!(opts.proxy_protocol, Some(Some(_))) && key.proto != Proto::Tcp {
                 return err(
@@ -1136,13 +1177,15 @@ Options:
   --sched-flags  -b flags             scheduler flags, comma separated (with -A/-E)
   --conn-timeout secs                 idle timeout of established connections
   --ops          -o                   one-packet scheduling (UDP)
+  --sorry-server IP:PORT|none         takes new connections while no real server is usable
+  --passive-check                     inhibit real servers that leave SYNs unanswered (NAT/FULLNAT)
   --proxy-protocol v1|v2|none         Proxy Protocol header to FULLNAT real servers (TCP, with -A/-E; DPVS)
   --real-server  -r server-address    server-address is host[:port] (default: the virtual port)
   --gatewaying   -g                   gatewaying (direct routing) (default)
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
   --tun-type     ipip                 tunnel type (with -i; ipip only)
-  --check        tcp|http|udp|misc    health check of the real server (with -a/-e; docs/health.md)
+  --check        tcp|http|https|udp|misc health check of the real server (with -a/-e; docs/health.md)
   --check-port N --check-path P --check-status N --check-digest MD5 --check-payload S
   --check-command CMD --check-interval S --check-timeout S --check-retries N
   --check-rise N --check-delay S --on-failure inhibit|remove
@@ -1162,7 +1205,11 @@ Options:
   --thresholds                        list thresholds
   --persistent-conn                   list persistent connections (templates) per dest
   --worker                            with -c: the worker owning each connection
-  --server unix:PATH|HOST:PORT        dpvsd to talk to (default $DPVS_SERVER, else unix:/run/dpvs/dpvs.sock)
+  --server unix:PATH|HOST:PORT|https://HOST:PORT
+                                      dpvsd to talk to (default $DPVS_SERVER, else unix:/run/dpvs/dpvs.sock)
+  --tls-cert FILE                     client certificate (PEM) for https:// (default $DPVS_TLS_CERT)
+  --tls-key FILE                      its private key (PEM) (default $DPVS_TLS_KEY)
+  --tls-ca FILE                       CA (PEM) dpvsd's certificate must chain to (default $DPVS_TLS_CA)
 ";
 
 #[cfg(test)]
@@ -1252,6 +1299,8 @@ mod tests {
                 conn_timeout: None,
                 proxy_protocol: None,
                 ops: false,
+                sorry_server: None,
+                passive_check: false,
             })
         );
         assert_eq!(
@@ -1265,6 +1314,8 @@ mod tests {
                 conn_timeout: None,
                 proxy_protocol: None,
                 ops: true,
+                sorry_server: None,
+                passive_check: false,
             })
         );
         match p("-E -t 10.0.0.100:80 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port").unwrap()
@@ -1552,6 +1603,30 @@ mod tests {
         assert_eq!(inv.server.as_deref(), Some("unix:/tmp/x.sock"));
         let v: Vec<String> = vec!["-C".into(), "--server=127.0.0.1:5000".into()];
         assert_eq!(parse(&v).unwrap().server.as_deref(), Some("127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn tls_options() {
+        let v: Vec<String> =
+            "--server https://127.0.0.1:5000 --tls-cert c.pem -Ln --tls-key=k.pem --tls-ca ca.pem"
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+        let inv = parse(&v).unwrap();
+        assert_eq!(inv.server.as_deref(), Some("https://127.0.0.1:5000"));
+        assert_eq!(inv.tls_cert, Some("c.pem".into()));
+        assert_eq!(inv.tls_key, Some("k.pem".into()));
+        assert_eq!(inv.tls_ca, Some("ca.pem".into()));
+        assert!(matches!(inv.command, Command::List(_)));
+        for (line, want) in [
+            ("-Ln --tls-ca", "option '--tls-ca' needs a value"),
+            ("-Ln --tls-cert=", "option '--tls-cert' needs a value"),
+            ("-Ln --tls-keys k.pem", "unknown option '--tls-keys'"),
+        ] {
+            let v: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            let e = parse(&v).unwrap_err().0;
+            assert!(e.starts_with(want), "{line}: {e}");
+        }
     }
 
     #[test]

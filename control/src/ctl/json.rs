@@ -64,7 +64,7 @@ fn service(st: &pb::ServiceStatus) -> Value {
             json!({
                 "addr": d.addr, "port": d.port, "forward": forward(d.mode),
                 "weight": d.weight, "u_threshold": d.u_threshold,
-                "l_threshold": d.l_threshold, "inhibited": d.inhibited,
+                "l_threshold": d.l_threshold, "inhibited": d.inhibited, "sorry": d.sorry,
                 "check": d.check.as_ref().map(|c| json!({
                     "type": c.r#type, "port": c.port, "path": c.path, "status": c.status,
                     "interval": c.interval_s, "timeout": c.timeout_s, "retries": c.retries,
@@ -81,6 +81,8 @@ fn service(st: &pb::ServiceStatus) -> Value {
         "scheduler": svc.scheduler, "sched_flags": svc.sched_flags,
         "persistent": persistent, "conn_timeout": svc.conn_timeout_s, "ops": svc.ops,
         "proxy_protocol": pp,
+        "sorry_server": (!svc.sorry_server.is_empty()).then_some(&svc.sorry_server),
+        "passive_check": svc.passive_check,
         "stats": traffic(st.traffic.as_ref()), "rate": rate(st.rate.as_ref()),
         "dests": dests,
     })

@@ -58,6 +58,66 @@ pub fn server_address(inv: &Invocation, env: Option<String>) -> String {
         .unwrap_or_else(|| DEFAULT_SERVER.to_string())
 }
 
+/// dpvsctl's environment: `$DPVS_SERVER`, `$DPVS_TLS_CERT`, `$DPVS_TLS_KEY`,
+/// `$DPVS_TLS_CA` (empty = unset).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    pub server: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub tls_ca: Option<String>,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Env {
+            server: var("DPVS_SERVER"),
+            tls_cert: var("DPVS_TLS_CERT"),
+            tls_key: var("DPVS_TLS_KEY"),
+            tls_ca: var("DPVS_TLS_CA"),
+        }
+    }
+}
+
+/// Where and how to reach dpvsd. An `https://` server needs the three TLS
+/// files (options, else environment); the TLS options with any other server
+/// are a usage error (the environment's are ignored there, so a shell that
+/// exports them can still use the unix socket).
+pub fn target(inv: &Invocation, env: &Env) -> Result<client::Target, CtlError> {
+    let address = server_address(inv, env.server.clone());
+    let files = [
+        ("--tls-cert", "DPVS_TLS_CERT", &inv.tls_cert, &env.tls_cert),
+        ("--tls-key", "DPVS_TLS_KEY", &inv.tls_key, &env.tls_key),
+        ("--tls-ca", "DPVS_TLS_CA", &inv.tls_ca, &env.tls_ca),
+    ];
+    if !address.starts_with("https://") {
+        if let Some((opt, ..)) = files.iter().find(|f| f.2.is_some()) {
+            return Err(CtlError::usage(format!(
+                "option '{opt}' needs --server https://HOST:PORT (the server is {address})"
+            )));
+        }
+        return Ok(client::Target { address, tls: None });
+    }
+    let mut paths = Vec::with_capacity(3);
+    for (opt, var, given, from_env) in files {
+        match given.clone().or(from_env.clone().map(Into::into)) {
+            Some(p) => paths.push(p),
+            None => {
+                return Err(CtlError::usage(format!(
+                    "--server {address}: needs {opt} FILE (or ${var}): dpvsd takes only \
+                     clients with a certificate"
+                )))
+            }
+        }
+    }
+    let [cert, key, ca]: [std::path::PathBuf; 3] = paths.try_into().unwrap_or_default();
+    Ok(client::Target {
+        address,
+        tls: Some(crate::tls::TlsFiles { cert, key, ca }),
+    })
+}
+
 /// Parses `argv` (without the program name) and runs it against `server`
 /// (`None`: from `--server`/`$DPVS_SERVER`/default). Output goes to `out`.
 pub async fn run_args(
@@ -65,8 +125,21 @@ pub async fn run_args(
     env_server: Option<String>,
     out: &mut String,
 ) -> Result<(), CtlError> {
+    let env = Env {
+        server: env_server,
+        ..Env::default()
+    };
+    run_args_env(argv, &env, out).await
+}
+
+/// [`run_args`] with the whole environment (`dpvsctl` passes
+/// [`Env::from_process`]).
+pub async fn run_args_env(argv: &[String], env: &Env, out: &mut String) -> Result<(), CtlError> {
     let inv = args::parse(argv).map_err(|e| CtlError::usage(e.0))?;
-    let server = server_address(&inv, env_server);
+    if matches!(inv.command, Command::Help | Command::Version) {
+        return run(&inv.command, inv.json, &DEFAULT_SERVER.into(), out).await;
+    }
+    let server = target(&inv, env)?;
     run(&inv.command, inv.json, &server, out).await
 }
 
@@ -74,7 +147,7 @@ pub async fn run_args(
 pub async fn run(
     cmd: &Command,
     json: bool,
-    server: &str,
+    server: &client::Target,
     out: &mut String,
 ) -> Result<(), CtlError> {
     match cmd {
@@ -98,7 +171,7 @@ pub async fn run(
         return import_keepalived(file, *dry_run, server, out).await;
     }
     let mut c = client::connect(server).await?;
-    let st = |e: tonic::Status| client::status_error(server, e);
+    let st = |e: tonic::Status| client::status_error(&server.address, e);
     if let Some(op) = command_op(cmd) {
         return send(&mut c, op).await.map_err(st);
     }
@@ -112,7 +185,15 @@ pub async fn run(
                     dry_run: *dry_run,
                 })
                 .await
-                .map_err(st)?;
+                .map_err(|e| {
+                    // The server names its request field (`toml: KEY: why`);
+                    // the user wrote FILE.
+                    let mut err = st(e);
+                    if let Some(rest) = err.message.strip_prefix("toml: ") {
+                        err.message = format!("{}: {rest}", file.display());
+                    }
+                    err
+                })?;
             out.push_str(&output::config_diff(r.get_ref()));
         }
         Command::Zero(k) => {
@@ -192,7 +273,11 @@ pub async fn run(
 /// `-R`: every line of `text` (ipvsadm command lines, as `-S` writes them) is
 /// checked, then all go to dpvsd as one `Batch`: either every line is in force
 /// or none is. Errors name the line.
-pub async fn restore(text: &str, server: &str, out: &mut String) -> Result<(), CtlError> {
+pub async fn restore(
+    text: &str,
+    server: &client::Target,
+    out: &mut String,
+) -> Result<(), CtlError> {
     let _ = out;
     let lines = rules::parse(text).map_err(|e| CtlError::usage(e.to_string()))?;
     if lines.is_empty() {
@@ -213,7 +298,7 @@ pub async fn restore(text: &str, server: &str, out: &mut String) -> Result<(), C
 pub async fn import_keepalived(
     file: &std::path::Path,
     dry_run: bool,
-    server: &str,
+    server: &client::Target,
     out: &mut String,
 ) -> Result<(), CtlError> {
     let plan = keepalived::load(file).map_err(|e| CtlError::failed(e.to_string()))?;
@@ -245,7 +330,11 @@ pub async fn import_keepalived(
 
 /// Sends `ops` as one `Batch`: all in force, or none. A refused change is
 /// reported as `LABEL: why`, `labels[i]` naming where change `i` came from.
-async fn batch(server: &str, ops: Vec<pb::op::Op>, labels: &[String]) -> Result<(), CtlError> {
+async fn batch(
+    server: &client::Target,
+    ops: Vec<pb::op::Op>,
+    labels: &[String],
+) -> Result<(), CtlError> {
     let mut c = client::connect(server).await?;
     let ops = ops.into_iter().map(|op| pb::Op { op: Some(op) }).collect();
     c.batch(pb::BatchRequest { ops }).await.map_err(|e| {
@@ -255,7 +344,7 @@ async fn batch(server: &str, ops: Vec<pb::op::Op>, labels: &[String]) -> Result<
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok())
             .and_then(|i| labels.get(i));
-        let mut err = client::status_error(server, e.clone());
+        let mut err = client::status_error(&server.address, e.clone());
         if let Some(l) = label {
             // The server says "op I (Call): why"; the user wrote LABEL.
             let why = e.message().split_once("): ").map_or(e.message(), |x| x.1);
@@ -281,6 +370,8 @@ pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
                 }),
                 conn_timeout_s: o.conn_timeout,
                 ops: o.ops,
+                sorry_server: o.sorry_server.clone().unwrap_or_default(),
+                passive_check: o.passive_check,
                 dests: vec![],
                 proxy_protocol: match o.proxy_protocol {
                     None => pb::ProxyProtocol::Unspecified,
@@ -309,6 +400,7 @@ pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
                     l_threshold: o.l_threshold.unwrap_or(0),
                     inhibited: false,
                     check: o.check.clone(),
+                    sorry: false,
                 }),
             };
             if matches!(cmd, Command::AddDest(_)) {

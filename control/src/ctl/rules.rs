@@ -222,9 +222,19 @@ pub fn save(resp: &pb::ListServicesResponse, laddrs: &[pb::LocalAddr]) -> String
             Ok(pb::ProxyProtocol::V2) => out.push_str(" --proxy-protocol v2"),
             _ => {}
         }
+        if !svc.sorry_server.is_empty() {
+            let _ = write!(out, " --sorry-server {}", svc.sorry_server);
+        }
+        if svc.passive_check {
+            out.push_str(" --passive-check");
+        }
         out.push('\n');
         for ds in &st.dests {
             let Some(d) = &ds.dest else { continue };
+            if d.sorry {
+                // In the table while in use; configured on the -A line.
+                continue;
+            }
             let _ = write!(
                 out,
                 "-a {name} -r {} {} -w {}",

@@ -1,12 +1,13 @@
-//! keepalived's checkers (TCP_CHECK, HTTP_GET, UDP_CHECK, MISC_CHECK) as
-//! dpvsd health checks, with keepalived 2.2's defaults and inheritance
-//! (check_api.c, check_tcp.c, check_http.c, check_udp.c, check_misc.c,
-//! check_data.c `validate_check_config`).
+//! keepalived's checkers (TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK,
+//! MISC_CHECK) as dpvsd health checks, with keepalived 2.2's defaults and
+//! inheritance (check_api.c, check_tcp.c, check_http.c, check_udp.c,
+//! check_misc.c, check_data.c `validate_check_config`).
 //!
 //! Timing, each taken from the checker, else its real server, else its
 //! virtual server: `delay_loop` (60 s) is the interval; `connect_timeout`
 //! (5 s) the timeout (MISC_CHECK: `misc_timeout`, else the virtual server's
-//! `delay_loop`); `delay_before_retry` (HTTP_GET 3 s, others 1 s).
+//! `delay_loop`); `delay_before_retry` (HTTP_GET and SSL_GET 3 s, others
+//! 1 s).
 //!
 //! Retries: keepalived counts `retry` (`nb_get_retry`: the same, deprecated)
 //! as *additional* attempts. In check_tcp.c's `tcp_epilog` (and likewise for
@@ -86,7 +87,9 @@ impl Timing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Kind {
     Tcp,
+    /// HTTP_GET, or SSL_GET (`tls`).
     Http {
+        tls: bool,
         path: String,
         status: Option<u16>,
         digest: String,
@@ -108,12 +111,14 @@ pub(super) struct Checker {
     pub(super) port: Option<u16>,
 }
 
-/// TCP_CHECK, HTTP_GET, UDP_CHECK, MISC_CHECK blocks.
+/// TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, MISC_CHECK blocks.
 pub(super) fn checker(s: &Stmt) -> Result<Checker, Error> {
     if !s.args().is_empty() {
         return err(&s.loc, format!("{} takes a block, not values", s.keyword()));
     }
     let kind_name = s.keyword();
+    // SSL_GET is HTTP_GET over TLS, with the same keywords.
+    let http = matches!(kind_name, "HTTP_GET" | "SSL_GET");
     let misc = kind_name == "MISC_CHECK";
     let mut c = Checker {
         loc: s.loc.clone(),
@@ -153,9 +158,9 @@ pub(super) fn checker(s: &Stmt) -> Result<Checker, Error> {
             (_, "fwmark") if !misc => {
                 return err(&k.loc, "fwmark (marking check packets) is not supported")
             }
-            ("HTTP_GET", "url") => urls.push(k),
-            ("HTTP_GET", "nb_get_retry") => c.timing.retry = Some(number(k, 0, 999)?),
-            ("HTTP_GET", "http_protocol") => match one(k, "1.0, 1.0C or 1.1")? {
+            (_, "url") if http => urls.push(k),
+            (_, "nb_get_retry") if http => c.timing.retry = Some(number(k, 0, 999)?),
+            (_, "http_protocol") if http => match one(k, "1.0, 1.0C or 1.1")? {
                 // dpvsd sends HTTP/1.0 with Connection: close.
                 "1.0" | "1.0C" | "1.0c" => {}
                 v => {
@@ -168,11 +173,17 @@ pub(super) fn checker(s: &Stmt) -> Result<Checker, Error> {
                 }
             },
             // It only changes how several urls are retried; dpvsd checks one.
-            ("HTTP_GET", "fast_recovery") => {
+            (_, "fast_recovery") if http => {
                 flag(k)?;
             }
-            ("HTTP_GET", "enable_sni") => {
-                return err(&k.loc, "enable_sni is for SSL_GET, which is not supported")
+            (_, "enable_sni") if http => {
+                if flag(k)? {
+                    return err(
+                        &k.loc,
+                        "enable_sni is not supported: dpvsd's https check connects to the \
+                         real server's address and sends no server name",
+                    );
+                }
             }
             ("UDP_CHECK", "payload") => payload = hex_payload(k)?,
             ("UDP_CHECK", "require_reply") => {
@@ -222,9 +233,9 @@ pub(super) fn checker(s: &Stmt) -> Result<Checker, Error> {
     }
     c.kind = match kind_name {
         "TCP_CHECK" => Kind::Tcp,
-        "HTTP_GET" => match urls.as_slice() {
-            [] => return err(&s.loc, "HTTP_GET needs a url { path ... }"),
-            [u] => url(u)?,
+        "HTTP_GET" | "SSL_GET" => match urls.as_slice() {
+            [] => return err(&s.loc, format!("{kind_name} needs a url {{ path ... }}")),
+            [u] => url(u, kind_name == "SSL_GET")?,
             [_, second, ..] => {
                 return err(
                     &second.loc,
@@ -251,7 +262,7 @@ pub(super) fn checker(s: &Stmt) -> Result<Checker, Error> {
 }
 
 /// `url { path P  status_code N  digest MD5 }`.
-pub(super) fn url(s: &Stmt) -> Result<Kind, Error> {
+pub(super) fn url(s: &Stmt, tls: bool) -> Result<Kind, Error> {
     if !s.args().is_empty() {
         return err(&s.loc, "url takes a block, not values");
     }
@@ -314,6 +325,7 @@ pub(super) fn url(s: &Stmt) -> Result<Kind, Error> {
     }
     let path = path.ok_or_else(|| Error::at(&s.loc, "url needs a path"))?;
     Ok(Kind::Http {
+        tls,
         path,
         status,
         digest,
@@ -388,11 +400,12 @@ pub(super) fn health_check(
     match &c.kind {
         Kind::Tcp => hc.r#type = "tcp".into(),
         Kind::Http {
+            tls,
             path,
             status,
             digest,
         } => {
-            hc.r#type = "http".into();
+            hc.r#type = if *tls { "https" } else { "http" }.into();
             hc.path = path.clone();
             // keepalived takes any 2xx when no status_code is given; dpvsd's
             // check wants one code (a note says so).

@@ -14,7 +14,11 @@
 //! - a real server without a checker is never checked (always up);
 //! - `inhibit_on_failure`: a failing real server keeps weight 0; without it
 //!   keepalived removes it from IPVS (dpvsctl's `--on-failure remove`);
-//! - a virtual server without real servers is not configured at all.
+//! - a virtual server without real servers is not configured at all;
+//! - `sorry_server`: with keepalived's default quorum (1) it replaces the
+//!   real servers while none is usable, as dpvsd's sorry server does; dpvsd
+//!   forwards it like the first real server, so a sorry server keepalived
+//!   would forward otherwise is refused.
 //!
 //! How checkers and their timing map, and keepalived's retry counts: `check`.
 //!
@@ -96,11 +100,15 @@ struct RealServer {
 pub(super) fn refused(keyword: &str) -> Option<&'static str> {
     // Shown as `KEYWORD: reason`.
     Some(match keyword {
-        "sorry_server" | "sorry_server_inhibit" | "sorry_server_lvs_method" => {
-            "sorry servers are not supported yet"
+        "sorry_server_inhibit" => {
+            "not supported: dpvsd's sorry server leaves the table while not in use \
+             (as without sorry_server_inhibit)"
         }
+        // `quorum 1` and `hysteresis 0`, keepalived's defaults, are read in
+        // virtual_server.
         "quorum" | "hysteresis" | "quorum_up" | "quorum_down" => {
-            "quorum handling is not supported yet"
+            "quorum handling is not supported yet (dpvsd's sorry server takes over \
+             when no real server is usable, as keepalived's default quorum 1)"
         }
         "omega" => "notify scripts at shutdown are not supported",
         "notify_up" | "notify_down" => {
@@ -152,7 +160,6 @@ fn elsewhere(keyword: &str) -> Option<&'static str> {
         | "linkbeat_use_polling"
         | "child_wait_time" => "keepalived's own process settings, not imported",
         "track_file" => "used by keepalived's VRRP (and FILE_CHECK), not imported",
-        "SSL" => "used by SSL_GET checkers only, not imported",
         _ => return None,
     })
 }
@@ -172,6 +179,22 @@ impl Mapper {
             "virtual_server" => self.virtual_server(s),
             // Read in the first pass.
             "virtual_server_group" | "local_address_group" => Ok(()),
+            // SSL_GET's client context: keepalived makes one itself when the
+            // block is empty, as dpvsd's https check (no client certificate).
+            "SSL" => match s.block.as_deref().unwrap_or(&[]).first() {
+                None => {
+                    self.note(&s.loc, "SSL: an automatic context, as dpvsd's https check");
+                    Ok(())
+                }
+                Some(k) => err(
+                    &k.loc,
+                    format!(
+                        "SSL {}: not supported: dpvsd's https check presents no client \
+                         certificate and verifies no CA",
+                        k.keyword()
+                    ),
+                ),
+            },
             _ => {
                 if let Some(why) = elsewhere(k) {
                     let name = s
@@ -294,6 +317,26 @@ impl Mapper {
             }
             pb::ForwardMode::Nat
         });
+        if let Some((loc, ..)) = &vs.sorry {
+            // keepalived forwards the sorry server by sorry_server_lvs_method,
+            // else the virtual server's method; dpvsd like the first real
+            // server.
+            let want = vs.sorry_mode.unwrap_or(default_mode);
+            let first = vs.servers[0].mode.unwrap_or(default_mode);
+            if want != first {
+                return err(
+                    loc,
+                    format!(
+                        "sorry_server: dpvsd forwards it like the first real server ({}), \
+                         keepalived would use {}",
+                        mode_name(first),
+                        mode_name(want)
+                    ),
+                );
+            }
+        } else if vs.sorry_mode.is_some() {
+            return err(&s.loc, "sorry_server_lvs_method without a sorry_server");
+        }
         let laddrs = match &vs.laddr_group {
             None => Vec::new(),
             Some((loc, name)) => {
@@ -316,14 +359,19 @@ impl Mapper {
         for r in &vs.servers {
             if let Some(Checker {
                 loc,
-                kind: Kind::Http { status: None, .. },
+                kind: Kind::Http {
+                    status: None, tls, ..
+                },
                 ..
             }) = &r.check
             {
+                let name = if *tls { "SSL_GET" } else { "HTTP_GET" };
                 self.note(
                     loc,
-                    "HTTP_GET url without status_code: keepalived takes any 2xx, \
-                     dpvsd's check takes 200",
+                    format!(
+                        "{name} url without status_code: keepalived takes any 2xx, \
+                         dpvsd's check takes 200"
+                    ),
                 );
             }
         }
@@ -333,11 +381,36 @@ impl Mapper {
                 vip: vip.to_string(),
                 vport: u32::from(*vport),
             };
+            let sorry_server = match &vs.sorry {
+                None => String::new(),
+                Some((loc, addr, p)) => {
+                    let m = vs.servers[0].mode.unwrap_or(default_mode);
+                    let mut p = *p;
+                    if p == 0 {
+                        p = *vport;
+                    } else if p != *vport
+                        && !matches!(m, pb::ForwardMode::Nat | pb::ForwardMode::Fullnat)
+                    {
+                        let text = format!(
+                            "sorry_server {addr} {p}: {} forwards to the virtual port, \
+                             {vport} used (as keepalived)",
+                            mode_name(m)
+                        );
+                        self.note(loc, text);
+                        p = *vport;
+                    }
+                    match addr {
+                        IpAddr::V4(a) => format!("{a}:{p}"),
+                        IpAddr::V6(a) => format!("[{a}]:{p}"),
+                    }
+                }
+            };
             self.ops.push((
                 s.loc.clone(),
                 pb::op::Op::AddService(pb::AddServiceRequest {
                     service: Some(pb::Service {
                         key: Some(key.clone()),
+                        sorry_server,
                         ..service.clone()
                     }),
                 }),
@@ -416,8 +489,7 @@ impl Mapper {
             }),
             conn_timeout_s: vs.conn_timeout,
             ops,
-            dests: vec![],
-            proxy_protocol: pb::ProxyProtocol::Unspecified as i32,
+            ..Default::default()
         })
     }
 
@@ -470,8 +542,8 @@ impl Mapper {
                 mode: m as i32,
                 u_threshold: r.u_threshold,
                 l_threshold: r.l_threshold,
-                inhibited: false,
                 check,
+                ..Default::default()
             };
             self.ops.push((
                 r.loc.clone(),
@@ -502,6 +574,9 @@ struct VirtualServer {
     inhibit: Option<bool>,
     timing: Timing,
     servers: Vec<RealServer>,
+    /// `sorry_server IP [PORT]` and where it was written.
+    sorry: Option<(Loc, IpAddr, u16)>,
+    sorry_mode: Option<pb::ForwardMode>,
 }
 
 fn read_virtual_server(body: &[Stmt]) -> Result<VirtualServer, Error> {
@@ -565,6 +640,19 @@ fn read_virtual_server(body: &[Stmt]) -> Result<VirtualServer, Error> {
                 vs.laddr_group = Some((k.loc.clone(), n.to_string()));
             }
             "real_server" => vs.servers.push(real_server(k)?),
+            "sorry_server" => {
+                no_block(k)?;
+                let (a, p) = match k.args() {
+                    [a] => (ip(&k.loc, a)?, 0),
+                    [a, p] => (ip(&k.loc, a)?, port(&k.loc, p)?),
+                    _ => return err(&k.loc, "sorry_server takes IP [PORT]"),
+                };
+                vs.sorry = Some((k.loc.clone(), a, p));
+            }
+            "sorry_server_lvs_method" => vs.sorry_mode = Some(forward_mode(k)?),
+            // keepalived's defaults; anything else needs quorum handling.
+            "quorum" if number(k, 0, u32::MAX)? == 1 => {}
+            "hysteresis" if number(k, 0, u32::MAX)? == 0 => {}
             "fwmark" => return err(&k.loc, fwmark_refusal()),
             kw => {
                 if let Some(why) = refused(kw) {
@@ -708,7 +796,7 @@ fn real_server(s: &Stmt) -> Result<RealServer, Error> {
                     );
                 }
             }
-            "TCP_CHECK" | "HTTP_GET" | "UDP_CHECK" | "MISC_CHECK" => {
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "UDP_CHECK" | "MISC_CHECK" => {
                 if let Some(c) = &r.check {
                     return err(
                         &k.loc,
@@ -720,13 +808,6 @@ fn real_server(s: &Stmt) -> Result<RealServer, Error> {
                     );
                 }
                 r.check = Some(checker(k)?);
-            }
-            "SSL_GET" => {
-                return err(
-                    &k.loc,
-                    "SSL_GET (HTTPS) checks are not supported yet: use MISC_CHECK with \
-                     misc_path \"curl -fsk https://...\"",
-                )
             }
             "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK" | "PING_CHECK" | "FILE_CHECK" => {
                 return err(&k.loc, format!("{kw} checks are not supported"))
@@ -1001,12 +1082,8 @@ virtual_server 10.0.0.1 80 {
         let top = |s: &str| format!("\n\n\n\n\n\n{s}\n");
         let cases: Vec<(String, &str)> = vec![
             (
-                vs("sorry_server 10.1.0.9 80"),
-                "sorry_server: sorry servers are not supported yet",
-            ),
-            (
                 vs("sorry_server_inhibit"),
-                "sorry_server_inhibit: sorry servers",
+                "sorry_server_inhibit: not supported",
             ),
             (
                 vs("quorum 2"),
@@ -1069,10 +1146,7 @@ virtual_server 10.0.0.1 80 {
                 "notify_up: notify scripts are not supported",
             ),
             (rs("notify_down /bin/down"), "notify_down: notify scripts"),
-            (
-                rs("SSL_GET {\n}"),
-                "SSL_GET (HTTPS) checks are not supported yet",
-            ),
+            (rs("SSL_GET {\n}"), "SSL_GET needs a url"),
             (rs("SMTP_CHECK {\n}"), "SMTP_CHECK checks are not supported"),
             (rs("DNS_CHECK {\n}"), "DNS_CHECK checks are not supported"),
             (rs("BFD_CHECK {\n}"), "BFD_CHECK checks are not supported"),
@@ -1117,14 +1191,80 @@ virtual_server 10.0.0.1 80 {
         }
     }
 
+    #[test]
+    fn sorry_servers_and_keepalived_default_quorum() {
+        let text = "\
+SSL {
+}
+virtual_server 10.0.0.1 80 {
+    protocol TCP
+    lb_algo rr
+    lb_kind DR
+    quorum 1
+    hysteresis 0
+    sorry_server 10.1.0.9 8080
+    real_server 10.1.0.1 80 {
+    }
+}
+virtual_server 2001:db8::1 443 {
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    sorry_server 2001:db8::9
+    sorry_server_lvs_method NAT
+    real_server 2001:db8::11 8443 {
+        SSL_GET {
+            url {
+                path /ready
+                status_code 200
+            }
+        }
+    }
+}
+";
+        assert_eq!(
+            rules_of(text),
+            "\
+-A -t 10.0.0.1:80 -s rr --sorry-server 10.1.0.9:80
+-a -t 10.0.0.1:80 -r 10.1.0.1:80 -g -w 1
+-A -t [2001:db8::1]:443 -s rr --sorry-server [2001:db8::9]:443
+-a -t [2001:db8::1]:443 -r [2001:db8::11]:8443 -m -w 1 --check https --check-interval 60 --check-timeout 5 --check-retries 2 --check-delay 3 --check-path /ready --on-failure remove
+"
+        );
+        let p = plan_of(text).unwrap();
+        assert_eq!(
+            p.notes,
+            [
+                "k.conf:1: SSL: an automatic context, as dpvsd's https check",
+                "k.conf:9: sorry_server 10.1.0.9 8080: DR forwards to the virtual port, 80 used (as keepalived)",
+            ]
+        );
+        // The sorry server forwarded otherwise than dpvsd would: refused.
+        let e = plan_of(
+            "virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_kind NAT\n sorry_server 10.1.0.9 80\n \
+             sorry_server_lvs_method DR\n real_server 10.1.0.1 80 {\n }\n}\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "k.conf:4: sorry_server: dpvsd forwards it like the first real server (NAT), \
+             keepalived would use DR"
+        );
+        // A client certificate for SSL_GET: refused where it is written.
+        let e = plan_of("SSL {\n  certificate /etc/k/cert.pem\n}\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("k.conf:2: SSL certificate: not supported"),
+            "{e}"
+        );
+    }
+
     /// Every keyword docs/keepalived.md lists as refused in virtual_server
     /// and real_server is an error at its line, whatever its value.
     #[test]
     fn every_refused_keyword_names_its_line() {
         let vs_level = [
-            "sorry_server",
             "sorry_server_inhibit",
-            "sorry_server_lvs_method",
             "quorum",
             "hysteresis",
             "quorum_up",
@@ -1187,7 +1327,7 @@ virtual_server 10.0.0.1 80 {
                 (PathBuf::from("k.conf"), "include vs.conf\n".to_string()),
                 (
                     PathBuf::from("vs.conf"),
-                    "virtual_server 10.0.0.1 80 {\n  sorry_server 10.1.0.9 80\n}\n".to_string(),
+                    "virtual_server 10.0.0.1 80 {\n  quorum 3\n}\n".to_string(),
                 ),
             ]
             .into(),
@@ -1195,7 +1335,8 @@ virtual_server 10.0.0.1 80 {
         let e = load_from(Path::new("k.conf"), &files).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "vs.conf:2: sorry_server: sorry servers are not supported yet"
+            "vs.conf:2: quorum: quorum handling is not supported yet (dpvsd's sorry server \
+             takes over when no real server is usable, as keepalived's default quorum 1)"
         );
     }
 }
