@@ -47,6 +47,12 @@ pub enum Command {
         file: std::path::PathBuf,
         dry_run: bool,
     },
+    /// `import keepalived FILE [--dry-run]`: a keepalived.conf's virtual
+    /// servers added as one change (docs/keepalived.md).
+    ImportKeepalived {
+        file: std::path::PathBuf,
+        dry_run: bool,
+    },
     AddDest(DestOpts),
     EditDest(DestOpts),
     DeleteDest {
@@ -507,6 +513,7 @@ pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
         }
         Some("help") => Command::Help,
         Some("apply") => parse_apply(&rest[1..])?,
+        Some("import") => parse_import(&rest[1..])?,
         Some(_) => parse_ipvsadm(&rest)?,
     };
     let lists = matches!(
@@ -981,6 +988,32 @@ fn parse_apply(args: &[String]) -> Result<Command, ArgError> {
     Ok(Command::Apply { file, dry_run })
 }
 
+/// `import keepalived FILE [--dry-run]`.
+fn parse_import(args: &[String]) -> Result<Command, ArgError> {
+    match args.first().map(String::as_str) {
+        Some("keepalived") => {}
+        Some(other) => return err(format!("unknown import format '{other}' (keepalived)")),
+        None => return err("'import' needs a format and a file: import keepalived FILE"),
+    }
+    let mut file = None;
+    let mut dry_run = false;
+    for a in &args[1..] {
+        match a.as_str() {
+            "--dry-run" | "-n" => dry_run = true,
+            o if o.starts_with('-') && o.len() > 1 => {
+                return err(format!("unexpected option '{o}' after 'import keepalived'"))
+            }
+            f => {
+                if file.replace(std::path::PathBuf::from(f)).is_some() {
+                    return err("'import keepalived' takes one file");
+                }
+            }
+        }
+    }
+    let file = file.ok_or_else(|| ArgError("'import keepalived' needs a FILE".into()))?;
+    Ok(Command::ImportKeepalived { file, dry_run })
+}
+
 /// `KEY VALUE` pairs after the positional argument of dpip-style commands.
 fn keywords<'a>(
     args: &'a [String],
@@ -1115,6 +1148,7 @@ Usage:
   dpvsctl route show
   dpvsctl stats
   dpvsctl apply -f FILE [--dry-run]
+  dpvsctl import keepalived FILE [--dry-run]
   dpvsctl -h|--help
 
 Commands:
@@ -1513,6 +1547,50 @@ mod tests {
         assert_eq!(p("stats").unwrap(), Command::Stats);
         assert_eq!(p("-h").unwrap(), Command::Help);
         assert_eq!(p("--help").unwrap(), Command::Help);
+    }
+
+    #[test]
+    fn import_keepalived() {
+        assert_eq!(
+            p("import keepalived /etc/keepalived/keepalived.conf").unwrap(),
+            Command::ImportKeepalived {
+                file: "/etc/keepalived/keepalived.conf".into(),
+                dry_run: false
+            }
+        );
+        assert_eq!(
+            p("import keepalived --dry-run k.conf").unwrap(),
+            Command::ImportKeepalived {
+                file: "k.conf".into(),
+                dry_run: true
+            }
+        );
+        let cases: &[(&str, &str)] = &[
+            (
+                "import",
+                "'import' needs a format and a file: import keepalived FILE",
+            ),
+            (
+                "import haproxy h.cfg",
+                "unknown import format 'haproxy' (keepalived)",
+            ),
+            ("import keepalived", "'import keepalived' needs a FILE"),
+            (
+                "import keepalived a b",
+                "'import keepalived' takes one file",
+            ),
+            (
+                "import keepalived a --force",
+                "unexpected option '--force' after 'import keepalived'",
+            ),
+            (
+                "import keepalived a --json",
+                "--json goes with listings (-L, -G, stats, addr show, route show)",
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(p(line), Err(ArgError(want.to_string())), "for {line:?}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod args;
 pub mod client;
 pub mod json;
+pub mod keepalived;
 pub mod order;
 pub mod output;
 pub mod rules;
@@ -166,6 +167,9 @@ pub async fn run(
             .map_err(|e| CtlError::failed(format!("cannot read rules from stdin: {e}")))?;
         return restore(&text, server, out).await;
     }
+    if let Command::ImportKeepalived { file, dry_run } = cmd {
+        return import_keepalived(file, *dry_run, server, out).await;
+    }
     let mut c = client::connect(server).await?;
     let st = |e: tonic::Status| client::status_error(&server.address, e);
     if let Some(op) = command_op(cmd) {
@@ -279,23 +283,72 @@ pub async fn restore(
     if lines.is_empty() {
         return Ok(());
     }
-    let mut c = client::connect(server).await?;
-    let (numbers, ops): (Vec<usize>, Vec<pb::Op>) = lines
+    let (labels, ops): (Vec<String>, Vec<pb::op::Op>) = lines
         .into_iter()
-        .map(|(n, op)| (n, pb::Op { op: Some(op) }))
+        .map(|(n, op)| (format!("line {n}"), op))
         .unzip();
+    batch(server, ops, &labels).await
+}
+
+/// `import keepalived FILE`: the file's virtual servers, real servers and
+/// local addresses go to dpvsd as one `Batch`; errors name `FILE:LINE`.
+/// Notes (blocks of keepalived's other processes, keepalived's defaults) are
+/// `#` lines of the output; `--dry-run` prints the changes as `-R` lines
+/// after them and sends nothing, so its output can be fed to `dpvsctl -R`.
+pub async fn import_keepalived(
+    file: &std::path::Path,
+    dry_run: bool,
+    server: &client::Target,
+    out: &mut String,
+) -> Result<(), CtlError> {
+    let plan = keepalived::load(file).map_err(|e| CtlError::failed(e.to_string()))?;
+    for n in &plan.notes {
+        out.push_str("# ");
+        out.push_str(n);
+        out.push('\n');
+    }
+    if dry_run {
+        let (services, laddrs) = keepalived::preview(&plan);
+        out.push_str(&rules::save(&services, &laddrs));
+        return Ok(());
+    }
+    let (services, dests, laddrs) = keepalived::counts(&plan);
+    if !plan.ops.is_empty() {
+        let (labels, ops): (Vec<String>, Vec<pb::op::Op>) = plan
+            .ops
+            .into_iter()
+            .map(|(loc, op)| (loc.to_string(), op))
+            .unzip();
+        batch(server, ops, &labels).await?;
+    }
+    out.push_str(&format!(
+        "# imported {}: {services} services, {dests} real servers, {laddrs} local addresses\n",
+        file.display()
+    ));
+    Ok(())
+}
+
+/// Sends `ops` as one `Batch`: all in force, or none. A refused change is
+/// reported as `LABEL: why`, `labels[i]` naming where change `i` came from.
+async fn batch(
+    server: &client::Target,
+    ops: Vec<pb::op::Op>,
+    labels: &[String],
+) -> Result<(), CtlError> {
+    let mut c = client::connect(server).await?;
+    let ops = ops.into_iter().map(|op| pb::Op { op: Some(op) }).collect();
     c.batch(pb::BatchRequest { ops }).await.map_err(|e| {
-        let line = e
+        let label = e
             .metadata()
             .get(crate::server::OP_INDEX)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok())
-            .and_then(|i| numbers.get(i));
+            .and_then(|i| labels.get(i));
         let mut err = client::status_error(&server.address, e.clone());
-        if let Some(n) = line {
-            // The server says "op I (Call): why"; the user wrote line N.
+        if let Some(l) = label {
+            // The server says "op I (Call): why"; the user wrote LABEL.
             let why = e.message().split_once("): ").map_or(e.message(), |x| x.1);
-            err.message = format!("line {n}: {why}");
+            err.message = format!("{l}: {why}");
         }
         err
     })?;
