@@ -57,7 +57,11 @@ fn the_directors_kernel_reaches_real_servers_through_the_dpdk_port() {
         answer.as_deref().is_some_and(|a| a.contains("rs")),
         "{answer:?}\n{}\n{}\n{}",
         d.ctl_ok(&["-Ln", "--stats", "--exact"]),
-        String::from_utf8_lossy(&topo.exec_in("cli", &["curl", "-sv", "-m", "3", &vip]).stderr),
+        String::from_utf8_lossy(
+            &topo
+                .exec_in("cli", &["curl", "-sv", "-m", "3", &vip])
+                .stderr
+        ),
         d.ctl_ok(&["-Lnc"])
     );
     let stats = d.ctl_ok(&["stats"]);
