@@ -47,6 +47,25 @@ fn answers(topo: &Topology, n: usize) -> BTreeMap<String, usize> {
     seen
 }
 
+/// Starts the real server `role`'s nginx again, as the topology started it
+/// (its config in the run directory); the caller stops it.
+fn start_nginx(topo: &Topology, role: &str) -> std::process::Child {
+    let dir = topo.run_dir().join(role);
+    let (conf, err) = (dir.join("nginx.conf"), dir.join("error.log"));
+    topo.spawn_in(
+        role,
+        &[
+            "nginx",
+            "-p",
+            &dir.to_string_lossy(),
+            "-c",
+            &conf.to_string_lossy(),
+            "-e",
+            &err.to_string_lossy(),
+        ],
+    )
+}
+
 fn set_check(d: &Dpvsd, rip: &str, check: &str) {
     let vs = format!("{VIP}:{HTTP_PORT}");
     let mut args = vec!["-e", "-t", &vs, "-r", rip, "-m"];
@@ -99,21 +118,7 @@ fn a_dead_real_server_is_taken_out_and_comes_back() {
     assert_eq!(seen.get("rs2"), Some(&6), "every request on rs2: {seen:?}");
 
     // Started again: back in rotation.
-    let dir = topo.run_dir().join("rs1");
-    let conf = dir.join("nginx.conf");
-    let err = dir.join("error.log");
-    let mut nginx = topo.spawn_in(
-        "rs1",
-        &[
-            "nginx",
-            "-p",
-            &dir.to_string_lossy(),
-            "-c",
-            &conf.to_string_lossy(),
-            "-e",
-            &err.to_string_lossy(),
-        ],
-    );
+    let mut nginx = start_nginx(&topo, "rs1");
     wait_weight(&d, rs1, "1", "nginx started");
     assert!(d
         .log()
@@ -216,20 +221,7 @@ fn the_passive_check_takes_out_a_server_that_refuses_connections() {
     assert_eq!(seen.get("rs2"), Some(&6), "{seen:?}");
 
     // nginx back: after the inhibit period rs1 is tried again and serves.
-    let dir = topo.run_dir().join("rs1");
-    let (conf, err) = (dir.join("nginx.conf"), dir.join("error.log"));
-    let mut nginx = topo.spawn_in(
-        "rs1",
-        &[
-            "nginx",
-            "-p",
-            &dir.to_string_lossy(),
-            "-c",
-            &conf.to_string_lossy(),
-            "-e",
-            &err.to_string_lossy(),
-        ],
-    );
+    let mut nginx = start_nginx(&topo, "rs1");
     wait_weight(&d, rs1, "1", "inhibit period over");
     let seen = answers(&topo, 4);
     assert_eq!(

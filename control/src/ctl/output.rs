@@ -104,6 +104,19 @@ fn traffic(out: &mut String, t: Option<&pb::Traffic>, exact: bool) {
     }
 }
 
+/// `TCP  10.0.0.100:80`: ipvsadm's service name column (an IPv4 one cut at 33).
+fn service_column(key: &pb::ServiceKey, v6: bool) -> String {
+    let mut name = format!(
+        "{}  {}",
+        proto_name(key.protocol),
+        addr_port(&key.vip, key.vport)
+    );
+    if !v6 {
+        truncate(&mut name, 33);
+    }
+    name
+}
+
 /// ipvsadm's plain service line after the name: scheduler, flags,
 /// persistence, and DPVS's extras (no newline).
 fn service_flags(out: &mut String, name: &str, svc: &pb::Service, v6: bool) {
@@ -173,14 +186,7 @@ pub fn services(resp: &pb::ListServicesResponse, all: bool, f: ListFormat) -> St
         let Some(svc) = &st.service else { continue };
         let key = svc.key.clone().unwrap_or_default();
         let v6 = is_v6(&key.vip);
-        let mut name = format!(
-            "{}  {}",
-            proto_name(key.protocol),
-            addr_port(&key.vip, key.vport)
-        );
-        if !v6 {
-            truncate(&mut name, 33);
-        }
+        let name = service_column(&key, v6);
         if f.stats {
             let _ = write!(out, "{name:<33}");
             traffic(&mut out, st.traffic.as_ref(), f.exact);
@@ -266,14 +272,7 @@ pub fn services_persistent(
         let Some(svc) = &st.service else { continue };
         let key = svc.key.clone().unwrap_or_default();
         let v6 = is_v6(&key.vip);
-        let mut name = format!(
-            "{}  {}",
-            proto_name(key.protocol),
-            addr_port(&key.vip, key.vport)
-        );
-        if !v6 {
-            truncate(&mut name, 33);
-        }
+        let name = service_column(&key, v6);
         service_flags(&mut out, &name, svc, v6);
         out.push('\n');
         for ds in &st.dests {
