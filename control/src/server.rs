@@ -301,17 +301,34 @@ impl DpvsService {
         if dry_run {
             return Ok((removed, added));
         }
-        let gone: Vec<dataplane::ServiceKey> = self.mutate(|s| {
+        let mut next = next;
+        let (gone, addrs): (Vec<dataplane::ServiceKey>, _) = self.mutate(|s| {
             let gone = s
                 .services()
                 .map(|x| x.key)
                 .filter(|k| next.service(k).is_none())
                 .collect();
+            // What the checks found stays found: a real server that is down
+            // and still checked the same way stays down.
+            next.carry_health_from(s);
+            let old: Vec<dataplane::AddrSpec> = s.own_addrs().cloned().collect();
+            let new: Vec<dataplane::AddrSpec> = next.own_addrs().cloned().collect();
             *s = next;
-            Ok(gone)
+            Ok((gone, (old, new)))
         })?;
         for k in gone {
             self.zero.forget_service(&k);
+        }
+        // The kernel interfaces follow the file's addresses too.
+        let (old, new) = addrs;
+        for (list, other, add) in [(&old, &new, false), (&new, &old, true)] {
+            for a in list.iter().filter(|a| !other.contains(a)) {
+                if self.kni_ports.contains(&a.port) {
+                    if let Err(e) = crate::kni::mirror(&a.port, a.addr, a.prefix_len, add) {
+                        eprintln!("dpvsd: kni: {e}");
+                    }
+                }
+            }
         }
         Ok((removed, added))
     }

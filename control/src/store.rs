@@ -561,6 +561,45 @@ impl Store {
         Ok(changed || passive)
     }
 
+    /// After `*self` replaces `old` (SIGHUP, `apply`): real servers that
+    /// `old`'s checks had down stay down when `self` checks them the same way
+    /// (their checker keeps running and will say when they are back), and
+    /// passive inhibitions of real servers still watched carry over.
+    pub fn carry_health_from(&mut self, old: &Store) {
+        for (key, svc) in self.services.iter_mut() {
+            for d in &mut svc.dests {
+                let id = (*key, d.addr, d.port);
+                let was_down = old
+                    .services
+                    .get(key)
+                    .and_then(|s| {
+                        s.dests
+                            .iter()
+                            .find(|x| x.addr == d.addr && x.port == d.port)
+                    })
+                    .is_some_and(|x| x.inhibited);
+                if was_down
+                    && self.checks.get(&id).is_some()
+                    && self.checks.get(&id) == old.checks.get(&id)
+                {
+                    d.inhibited = true;
+                }
+            }
+        }
+        let watched: Vec<DestId> = old
+            .passive_down
+            .iter()
+            .filter(|id| {
+                self.passive.contains(&id.0)
+                    && self
+                        .service(&id.0)
+                        .is_some_and(|s| s.dests.iter().any(|d| d.addr == id.1 && d.port == id.2))
+            })
+            .copied()
+            .collect();
+        self.passive_down.extend(watched);
+    }
+
     /// Turns the passive health check of a service on or off.
     pub fn set_passive_check(&mut self, key: &ServiceKey, on: bool) -> Result<(), StoreError> {
         if !self.services.contains_key(key) {
@@ -1187,5 +1226,40 @@ mod tests {
                 udp_s: 60
             }
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_what_the_checks_found() {
+        let file = |check: &str| {
+            format!(
+                "[workers]\ncores = [1]\n[[port]]\nname = \"dpdk0\"\ndevice = \"net_null0\"\naddresses = [\"10.0.0.1/24\"]\n\
+                 [[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\npassive_check = true\n\
+                 dest = [{{ addr = \"10.0.0.11\", mode = \"nat\", check = {{ type = \"{check}\" }} }}, {{ addr = \"10.0.0.12\", mode = \"nat\" }}]\n"
+            )
+        };
+        let load = |check: &str| crate::config::parse(&file(check)).unwrap().store;
+        let key = ServiceKey {
+            proto: Proto::Tcp,
+            vip: "10.0.0.100".parse().unwrap(),
+            vport: 80,
+        };
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.11".parse().unwrap(), "10.0.0.12".parse().unwrap());
+        let mut old = load("tcp");
+        old.set_health(&key, &a, 80, false).unwrap();
+        assert!(old.set_passive_down((key, b, 80), true));
+        let down = |s: &Store, ip: IpAddr| {
+            s.desc().services[0]
+                .dests
+                .iter()
+                .any(|d| d.addr == ip && d.inhibited)
+        };
+        // The same file again: both stay down.
+        let mut next = load("tcp");
+        next.carry_health_from(&old);
+        assert!(down(&next, a) && down(&next, b));
+        // Another check: it starts over (up until it finds otherwise).
+        let mut next = load("http");
+        next.carry_health_from(&old);
+        assert!(!down(&next, a) && down(&next, b));
     }
 }
