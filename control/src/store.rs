@@ -579,7 +579,7 @@ impl Store {
                     })
                     .is_some_and(|x| x.inhibited);
                 if was_down
-                    && self.checks.get(&id).is_some()
+                    && self.checks.contains_key(&id)
                     && self.checks.get(&id) == old.checks.get(&id)
                 {
                     d.inhibited = true;
