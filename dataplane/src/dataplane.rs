@@ -662,9 +662,10 @@ fn start_kni(
             eprintln!("dataplane: kernel interface {}: {e}", p.name);
         }
         eprintln!(
-            "dataplane: port {}: kernel interface {} (TAP) with {}",
+            "dataplane: port {}: kernel interface {} ({}) with {}",
             p.name,
             p.name,
+            tap.kind.name(),
             if addrs.is_empty() {
                 "no addresses".to_string()
             } else {

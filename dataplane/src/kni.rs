@@ -83,12 +83,47 @@ pub struct Tap {
     pub index: usize,
     pub name: String,
     pub port: Port,
+    pub kind: KniKind,
 }
 
-/// The TAP spec of port `name` with `mac`: `net_tap<tag>,iface=NAME,mac=MAC`.
-pub fn tap_spec(tag: &str, name: &str, mac: [u8; 6]) -> String {
-    let m = mac.map(|b| format!("{b:02x}")).join(":");
-    format!("net_tap{tag},iface={name},mac={m}")
+/// How a kernel interface is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KniKind {
+    /// virtio-user with the vhost-net kernel backend (DPVS 1.10's choice:
+    /// the kernel moves the data), where `/dev/vhost-net` exists.
+    VirtioUser,
+    /// DPDK's net_tap: every frame a read/write system call.
+    Tap,
+}
+
+impl KniKind {
+    /// virtio-user when this kernel offers vhost-net, else TAP.
+    pub fn detect() -> KniKind {
+        if std::path::Path::new("/dev/vhost-net").exists() {
+            KniKind::VirtioUser
+        } else {
+            KniKind::Tap
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KniKind::VirtioUser => "virtio-user",
+            KniKind::Tap => "TAP",
+        }
+    }
+
+    /// The vdev spec of port `name` with `mac`. Either way the kernel sees an
+    /// interface named after the port.
+    pub fn spec(self, tag: &str, name: &str, mac: [u8; 6]) -> String {
+        let m = mac.map(|b| format!("{b:02x}")).join(":");
+        match self {
+            KniKind::VirtioUser => format!(
+                "virtio_user{tag},path=/dev/vhost-net,queues=1,queue_size=1024,iface={name},mac={m}"
+            ),
+            KniKind::Tap => format!("net_tap{tag},iface={name},mac={m}"),
+        }
+    }
 }
 
 impl Kni {
@@ -205,7 +240,8 @@ pub fn create_tap(
     tag: &str,
     pool: &Mempool,
 ) -> Result<Tap, String> {
-    let spec = tap_spec(&format!("{tag}{index}"), name, mac);
+    let kind = KniKind::detect();
+    let spec = kind.spec(&format!("{tag}{index}"), name, mac);
     crate::dpdk::port::vdev_init(&spec)?;
     let dev = spec.split(',').next().unwrap_or("").to_string();
     let id = crate::dpdk::port::port_by_name(&dev)
@@ -217,6 +253,7 @@ pub fn create_tap(
         index,
         name: name.to_string(),
         port,
+        kind,
     })
 }
 
@@ -257,10 +294,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tap_spec_names_the_interface_after_the_port() {
+    fn specs_name_the_interface_after_the_port() {
+        let mac = [0x02, 0xd0, 0, 0, 0, 0x1a];
         assert_eq!(
-            tap_spec("k0", "dpdk0", [0x02, 0xd0, 0, 0, 0, 0x1a]),
+            KniKind::Tap.spec("k0", "dpdk0", mac),
             "net_tapk0,iface=dpdk0,mac=02:d0:00:00:00:1a"
+        );
+        assert_eq!(
+            KniKind::VirtioUser.spec("k0", "dpdk0", mac),
+            "virtio_userk0,path=/dev/vhost-net,queues=1,queue_size=1024,iface=dpdk0,mac=02:d0:00:00:00:1a"
         );
     }
 }
