@@ -124,6 +124,9 @@ pub struct ServiceConf {
     /// The passive health check (docs/health.md).
     #[serde(default)]
     pub passive_check: bool,
+    /// keepalived's quorum and hysteresis (docs/health.md).
+    pub quorum: Option<u32>,
+    pub hysteresis: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -536,6 +539,16 @@ impl ConfigFile {
                 }
                 e => format!("service[{i}]: {e}"),
             })?;
+            if s.quorum.is_some() || s.hysteresis.is_some() {
+                store
+                    .set_quorum(&key, s.quorum.unwrap_or(1), s.hysteresis.unwrap_or(0))
+                    .map_err(|e| match e {
+                        StoreError::Invalid { field, message } => {
+                            format!("service[{i}].{field}: {message}")
+                        }
+                        e => format!("service[{i}]: {e}"),
+                    })?;
+            }
             if s.passive_check {
                 store
                     .set_passive_check(&key, true)

@@ -55,6 +55,7 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             store
                 .set_passive_check(&key, passive)
                 .map_err(store_status)?;
+            set_quorum(store, &key, svc)?;
         }
         Op::EditService(r) => {
             let svc = r.service.as_ref();
@@ -75,6 +76,7 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             store
                 .set_passive_check(&key, passive)
                 .map_err(store_status)?;
+            set_quorum(store, &key, svc)?;
         }
         Op::DeleteService(r) => {
             let key = convert::key_from_pb(r.key.as_ref()).map_err(bad)?;
@@ -144,6 +146,16 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
         Op::SetTimeouts(t) => store.set_timeouts(convert::timeouts_from_pb(t)),
     }
     Ok(Forget::Nothing)
+}
+
+/// `Service.quorum` / `hysteresis` (0 quorum: keepalived's 1).
+fn set_quorum(
+    store: &mut Store,
+    key: &dataplane::ServiceKey,
+    svc: Option<&pb::Service>,
+) -> Result<(), Status> {
+    let (q, h) = svc.map_or((0, 0), |s| (s.quorum, s.hysteresis));
+    store.set_quorum(key, q.max(1), h).map_err(store_status)
 }
 
 /// `Service.sorry_server`: `None` not given, `Some(None)` "none", else the address.

@@ -353,6 +353,14 @@ impl DpvsService {
         let mut guard = self.lock();
         let mut next = guard.clone();
         let out = f(&mut next)?;
+        for (key, lost) in next.update_quorum() {
+            eprintln!(
+                "dpvsd: {}: quorum {} ({} of the real servers' weight alive)",
+                crate::store::service_name(&key),
+                if lost { "lost" } else { "regained" },
+                if lost { "below" } else { "back to" },
+            );
+        }
         let before = (guard.desc(), guard.ext());
         let after = (next.desc(), next.ext());
         if before != after {
@@ -479,6 +487,7 @@ pub(crate) fn service_status(
     if let Some(svc) = out.service.as_mut() {
         svc.proxy_protocol = convert::proxy_protocol_to_pb(store.proxy_protocol(&s.key)) as i32;
         svc.passive_check = store.passive_check(&s.key);
+        (svc.quorum, svc.hysteresis) = store.quorum(&s.key);
         svc.sorry_server = store
             .sorry(&s.key)
             .map(|a| crate::addr::fmt_addr_port(&a.ip(), a.port()))

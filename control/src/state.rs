@@ -64,6 +64,7 @@ pub fn load(ports: &[String], text: &str) -> Result<Store, String> {
     for (line, op) in rules::parse(text).map_err(|e| e.to_string())? {
         crate::ops::apply(&mut store, &op).map_err(|e| format!("line {line}: {}", e.message()))?;
     }
+    store.update_quorum();
     Ok(store)
 }
 

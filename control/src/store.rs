@@ -114,6 +114,10 @@ pub struct Store {
     passive: BTreeSet<ServiceKey>,
     /// Real servers the passive check has inhibited for now.
     passive_down: BTreeSet<DestId>,
+    /// keepalived's `quorum` and `hysteresis` per service (absent: 1 and 0).
+    quorum: BTreeMap<ServiceKey, (u32, u32)>,
+    /// Services whose quorum is lost (kept only where hysteresis needs memory).
+    quorum_lost: BTreeSet<ServiceKey>,
 }
 
 impl Store {
@@ -145,21 +149,110 @@ impl Store {
                 d.inhibited = true;
             }
         }
-        if let Some(d) = self.sorry_in_use(&s.key) {
-            s.dests.push(d);
+        if let Some(sorry) = self.sorry_in_use(&s.key) {
+            // As keepalived: the sorry server alone, the real servers still
+            // alive taken out until the quorum is back.
+            for d in &mut s.dests {
+                d.inhibited = true;
+            }
+            s.dests.push(sorry);
         }
         s
     }
 
-    /// The sorry server of `key` as a real server, when it is in use: no real
-    /// server is usable (weight > 0 and not inhibited). It is forwarded like
+    /// The weight of the real servers that can take connections now.
+    fn alive_weight(&self, s: &ServiceSpec) -> u64 {
+        s.dests
+            .iter()
+            .filter(|d| !d.inhibited && !self.passive_down.contains(&(s.key, d.addr, d.port)))
+            .map(|d| u64::from(d.weight))
+            .sum()
+    }
+
+    /// keepalived's quorum and hysteresis of a service.
+    pub fn quorum(&self, key: &ServiceKey) -> (u32, u32) {
+        self.quorum.get(key).copied().unwrap_or((1, 0))
+    }
+
+    /// Sets a service's quorum (minimum alive weight, at least 1) and
+    /// hysteresis (how far the weight must cross it either way).
+    pub fn set_quorum(
+        &mut self,
+        key: &ServiceKey,
+        quorum: u32,
+        hysteresis: u32,
+    ) -> Result<(), StoreError> {
+        if !self.services.contains_key(key) {
+            return Err(not_found(key));
+        }
+        if quorum == 0 {
+            return Err(invalid("quorum", "must be at least 1"));
+        }
+        if hysteresis >= quorum {
+            return Err(invalid(
+                "hysteresis",
+                format!("{hysteresis} must be below the quorum {quorum}"),
+            ));
+        }
+        if (quorum, hysteresis) == (1, 0) {
+            self.quorum.remove(key);
+        } else {
+            self.quorum.insert(*key, (quorum, hysteresis));
+        }
+        self.update_quorum();
+        Ok(())
+    }
+
+    /// Whether a service has lost its quorum: the alive weight went below
+    /// `quorum - hysteresis`, and has not come back to `quorum + hysteresis`.
+    pub fn quorum_lost(&self, key: &ServiceKey) -> bool {
+        let (q, h) = self.quorum(key);
+        match self.services.get(key) {
+            None => false,
+            Some(s) if h == 0 => self.alive_weight(s) < u64::from(q),
+            Some(_) => self.quorum_lost.contains(key),
+        }
+    }
+
+    /// Moves each service with a hysteresis across its quorum; returns the
+    /// services that lost (`true`) or regained it. Call after every change.
+    pub fn update_quorum(&mut self) -> Vec<(ServiceKey, bool)> {
+        let mut out = Vec::new();
+        for (key, &(q, h)) in &self.quorum {
+            let Some(s) = self.services.get(key) else {
+                continue;
+            };
+            let alive = self.alive_weight(s);
+            let lost = self.quorum_lost.contains(key);
+            if h == 0 {
+                continue;
+            }
+            if !lost && alive < u64::from(q - h) {
+                out.push((*key, true));
+            } else if lost && alive >= u64::from(q) + u64::from(h) {
+                out.push((*key, false));
+            }
+        }
+        for (k, lost) in &out {
+            if *lost {
+                self.quorum_lost.insert(*k);
+            } else {
+                self.quorum_lost.remove(k);
+            }
+        }
+        self.quorum_lost
+            .retain(|k| self.quorum.get(k).is_some_and(|&(_, h)| h > 0));
+        out
+    }
+
+    /// The sorry server of `key` as a real server, when it is in use: the
+    /// service lost its quorum (by default: no real server with weight > 0
+    /// is up). It is forwarded like
     /// the service's first real server (NAT when it has none).
     pub fn sorry_in_use(&self, key: &ServiceKey) -> Option<DestSpec> {
         let at = self.sorry.get(key)?;
         let s = self.services.get(key)?;
-        if s.dests.iter().any(|d| {
-            d.weight > 0 && !d.inhibited && !self.passive_down.contains(&(*key, d.addr, d.port))
-        }) {
+        if !self.quorum_lost(key) {
             return None;
         }
         if s.dests
@@ -412,6 +505,8 @@ impl Store {
         self.sorry.remove(key);
         self.passive.remove(key);
         self.passive_down.retain(|id| id.0 != *key);
+        self.quorum.remove(key);
+        self.quorum_lost.remove(key);
         self.drop_unused_auto_addrs();
         Ok(())
     }
@@ -425,6 +520,8 @@ impl Store {
         self.sorry.clear();
         self.passive.clear();
         self.passive_down.clear();
+        self.quorum.clear();
+        self.quorum_lost.clear();
         self.drop_unused_auto_addrs();
     }
 
@@ -598,6 +695,13 @@ impl Store {
             .copied()
             .collect();
         self.passive_down.extend(watched);
+        let lost: Vec<ServiceKey> = old
+            .quorum_lost
+            .iter()
+            .filter(|k| self.quorum.get(k).is_some_and(|&(_, h)| h > 0))
+            .copied()
+            .collect();
+        self.quorum_lost.extend(lost);
     }
 
     /// Turns the passive health check of a service on or off.
@@ -1261,5 +1365,51 @@ mod tests {
         let mut next = load("http");
         next.carry_health_from(&old);
         assert!(!down(&next, a) && down(&next, b));
+    }
+
+    #[test]
+    fn quorum_and_hysteresis_decide_when_the_sorry_server_takes_over() {
+        let cfg = crate::config::parse(
+            "[workers]\ncores = [1]\n[[port]]\nname = \"dpdk0\"\ndevice = \"net_null0\"\naddresses = [\"10.0.0.1/24\"]\n\
+             [[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nsorry_server = \"10.0.0.99:80\"\nquorum = 4\nhysteresis = 1\n\
+             dest = [{ addr = \"10.0.0.11\", mode = \"nat\", weight = 2 }, { addr = \"10.0.0.12\", mode = \"nat\", weight = 2 }, { addr = \"10.0.0.13\", mode = \"nat\", weight = 1 }]\n",
+        )
+        .unwrap();
+        let mut s = cfg.store;
+        let key = s.services().next().unwrap().key;
+        let ip = |x: &str| -> IpAddr { x.parse().unwrap() };
+        let sorry = |s: &Store| {
+            let d = &s.desc().services[0].dests;
+            let usable = d.iter().filter(|d| !d.inhibited).count();
+            (
+                s.quorum_lost(&key),
+                d.iter().any(|d| d.addr == ip("10.0.0.99")),
+                usable,
+            )
+        };
+        // Weight 5 alive: quorum 4 held.
+        assert_eq!(sorry(&s), (false, false, 3));
+        // 3 alive: below quorum but not below 4 - 1: still held (hysteresis).
+        s.set_health(&key, &ip("10.0.0.11"), 80, false).unwrap();
+        assert!(s.update_quorum().is_empty());
+        assert_eq!(sorry(&s), (false, false, 2));
+        // 2 alive: lost; the sorry server alone.
+        s.set_health(&key, &ip("10.0.0.12"), 80, false).unwrap();
+        assert_eq!(s.update_quorum(), [(key, true)]);
+        assert_eq!(sorry(&s), (true, true, 1));
+        // Back to 4: not yet quorum + hysteresis (5).
+        s.set_health(&key, &ip("10.0.0.12"), 80, true).unwrap();
+        assert!(s.update_quorum().is_empty());
+        assert!(s.quorum_lost(&key));
+        // 5: regained, the sorry server leaves.
+        s.set_health(&key, &ip("10.0.0.11"), 80, true).unwrap();
+        assert_eq!(s.update_quorum(), [(key, false)]);
+        assert_eq!(sorry(&s), (false, false, 3));
+        assert!(s
+            .set_quorum(&key, 2, 2)
+            .unwrap_err()
+            .to_string()
+            .starts_with("hysteresis: "));
+        assert!(s.set_quorum(&key, 0, 0).is_err());
     }
 }

@@ -380,7 +380,7 @@ virtual_server 10.0.0.101 80 {
         "\
 virtual_server 10.0.0.101 80 {
     protocol TCP
-    quorum 2
+    quorum_down /usr/local/bin/page-someone
 }
 ",
     )
@@ -389,8 +389,8 @@ virtual_server 10.0.0.101 80 {
     assert_eq!(
         e.message,
         format!(
-            "{}:3: quorum: quorum handling is not supported yet (dpvsd's sorry server \
-             takes over when no real server is usable, as keepalived's default quorum 1)",
+            "{}:3: quorum_down: quorum scripts are not supported: dpvsd logs when a \
+             service loses or regains its quorum",
             inc.display()
         )
     );

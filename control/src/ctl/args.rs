@@ -132,6 +132,9 @@ pub struct ServiceOpts {
     pub sorry_server: Option<String>,
     /// `--passive-check`: the passive health check (NAT/FULLNAT TCP).
     pub passive_check: bool,
+    /// `--quorum N --hysteresis N` (keepalived's); `None`: 1 and 0.
+    pub quorum: Option<u32>,
+    pub hysteresis: Option<u32>,
 }
 
 /// `-a/-e` options.
@@ -268,6 +271,8 @@ enum Opt {
     OnFailure,
     SorryServer,
     PassiveCheck,
+    Quorum,
+    Hysteresis,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -345,6 +350,8 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "on-failure", Opt::OnFailure, Arg::Required),
     (None, "sorry-server", Opt::SorryServer, Arg::Required),
     (None, "passive-check", Opt::PassiveCheck, Arg::No),
+    (None, "quorum", Opt::Quorum, Arg::Required),
+    (None, "hysteresis", Opt::Hysteresis, Arg::Required),
 ];
 
 fn opt_name(o: Opt) -> String {
@@ -408,6 +415,8 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             Ops,
             SorryServer,
             PassiveCheck,
+            Quorum,
+            Hysteresis,
         ],
         DeleteService | Zero => &[Tcp, Udp],
         Save => &[Tcp, Udp, Numeric],
@@ -783,6 +792,8 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                 },
                 ops: has(Opt::Ops),
                 passive_check: has(Opt::PassiveCheck),
+                quorum: number(Opt::Quorum, "quorum", u32::MAX)?,
+                hysteresis: number(Opt::Hysteresis, "hysteresis", u32::MAX)?,
                 sorry_server: match get(Opt::SorryServer).flatten() {
                     None => None,
                     Some(v) if v == "none" => Some(v),
@@ -1179,6 +1190,7 @@ Options:
   --ops          -o                   one-packet scheduling (UDP)
   --sorry-server IP:PORT|none         takes new connections while no real server is usable
   --passive-check                     inhibit real servers that leave SYNs unanswered (NAT/FULLNAT)
+  --quorum N --hysteresis N           alive weight below which the sorry server takes over (keepalived's)
   --proxy-protocol v1|v2|none         Proxy Protocol header to FULLNAT real servers (TCP, with -A/-E; DPVS)
   --real-server  -r server-address    server-address is host[:port] (default: the virtual port)
   --gatewaying   -g                   gatewaying (direct routing) (default)
@@ -1301,6 +1313,8 @@ mod tests {
                 ops: false,
                 sorry_server: None,
                 passive_check: false,
+                quorum: None,
+                hysteresis: None,
             })
         );
         assert_eq!(
@@ -1316,6 +1330,8 @@ mod tests {
                 ops: true,
                 sorry_server: None,
                 passive_check: false,
+                quorum: None,
+                hysteresis: None,
             })
         );
         match p("-E -t 10.0.0.100:80 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port").unwrap()

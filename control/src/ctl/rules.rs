@@ -228,6 +228,12 @@ pub fn save(resp: &pb::ListServicesResponse, laddrs: &[pb::LocalAddr]) -> String
         if svc.passive_check {
             out.push_str(" --passive-check");
         }
+        if svc.quorum > 1 {
+            let _ = write!(out, " --quorum {}", svc.quorum);
+        }
+        if svc.hysteresis > 0 {
+            let _ = write!(out, " --hysteresis {}", svc.hysteresis);
+        }
         out.push('\n');
         for ds in &st.dests {
             let Some(d) = &ds.dest else { continue };

@@ -104,11 +104,10 @@ pub(super) fn refused(keyword: &str) -> Option<&'static str> {
             "not supported: dpvsd's sorry server leaves the table while not in use \
              (as without sorry_server_inhibit)"
         }
-        // `quorum 1` and `hysteresis 0`, keepalived's defaults, are read in
-        // virtual_server.
-        "quorum" | "hysteresis" | "quorum_up" | "quorum_down" => {
-            "quorum handling is not supported yet (dpvsd's sorry server takes over \
-             when no real server is usable, as keepalived's default quorum 1)"
+        // `quorum` and `hysteresis` are read in virtual_server.
+        "quorum_up" | "quorum_down" => {
+            "quorum scripts are not supported: dpvsd logs when a service loses or \
+             regains its quorum"
         }
         "omega" => "notify scripts at shutdown are not supported",
         "notify_up" | "notify_down" => {
@@ -489,6 +488,8 @@ impl Mapper {
             }),
             conn_timeout_s: vs.conn_timeout,
             ops,
+            quorum: vs.quorum.unwrap_or(0),
+            hysteresis: vs.hysteresis.unwrap_or(0),
             ..Default::default()
         })
     }
@@ -577,6 +578,8 @@ struct VirtualServer {
     /// `sorry_server IP [PORT]` and where it was written.
     sorry: Option<(Loc, IpAddr, u16)>,
     sorry_mode: Option<pb::ForwardMode>,
+    quorum: Option<u32>,
+    hysteresis: Option<u32>,
 }
 
 fn read_virtual_server(body: &[Stmt]) -> Result<VirtualServer, Error> {
@@ -650,9 +653,8 @@ fn read_virtual_server(body: &[Stmt]) -> Result<VirtualServer, Error> {
                 vs.sorry = Some((k.loc.clone(), a, p));
             }
             "sorry_server_lvs_method" => vs.sorry_mode = Some(forward_mode(k)?),
-            // keepalived's defaults; anything else needs quorum handling.
-            "quorum" if number(k, 0, u32::MAX)? == 1 => {}
-            "hysteresis" if number(k, 0, u32::MAX)? == 0 => {}
+            "quorum" => vs.quorum = Some(number(k, 1, u32::MAX)?),
+            "hysteresis" => vs.hysteresis = Some(number(k, 0, u32::MAX)?),
             "fwmark" => return err(&k.loc, fwmark_refusal()),
             kw => {
                 if let Some(why) = refused(kw) {
@@ -1086,11 +1088,9 @@ virtual_server 10.0.0.1 80 {
                 "sorry_server_inhibit: not supported",
             ),
             (
-                vs("quorum 2"),
-                "quorum: quorum handling is not supported yet",
+                vs("quorum_up /bin/up"),
+                "quorum_up: quorum scripts are not supported",
             ),
-            (vs("hysteresis 1"), "hysteresis: quorum handling"),
-            (vs("quorum_up /bin/up"), "quorum_up: quorum handling"),
             (
                 vs("alpha"),
                 "alpha (real servers start down until checked) is not supported",
@@ -1265,8 +1265,6 @@ virtual_server 2001:db8::1 443 {
     fn every_refused_keyword_names_its_line() {
         let vs_level = [
             "sorry_server_inhibit",
-            "quorum",
-            "hysteresis",
             "quorum_up",
             "quorum_down",
             "omega",
@@ -1327,7 +1325,7 @@ virtual_server 2001:db8::1 443 {
                 (PathBuf::from("k.conf"), "include vs.conf\n".to_string()),
                 (
                     PathBuf::from("vs.conf"),
-                    "virtual_server 10.0.0.1 80 {\n  quorum 3\n}\n".to_string(),
+                    "virtual_server 10.0.0.1 80 {\n  quorum_down /bin/x\n}\n".to_string(),
                 ),
             ]
             .into(),
@@ -1335,8 +1333,8 @@ virtual_server 2001:db8::1 443 {
         let e = load_from(Path::new("k.conf"), &files).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "vs.conf:2: quorum: quorum handling is not supported yet (dpvsd's sorry server \
-             takes over when no real server is usable, as keepalived's default quorum 1)"
+            "vs.conf:2: quorum_down: quorum scripts are not supported: dpvsd logs when a \
+             service loses or regains its quorum"
         );
     }
 }
