@@ -23,16 +23,25 @@ pub enum Event {
     /// A packet for an own address that the load balancer does not consume
     /// went up to the port's kernel interface.
     ToKernel,
+    /// A neighbour claim nobody asked for was not learned (an unsolicited
+    /// ARP reply or advertisement for an unknown address, or one repeated
+    /// while the entry's MAC is being probed).
+    NeighUnsolicited,
+    /// A claim tried to move a neighbour entry to another MAC and the old
+    /// MAC answered the probe: the entry stayed (likely ARP spoofing).
+    NeighConflict,
 }
 
 impl Event {
-    pub const ALL: [Event; 6] = [
+    pub const ALL: [Event; 8] = [
         Event::ToaInserted,
         Event::ToaNoRoom,
         Event::MssClamped,
         Event::ProxyProtocolSent,
         Event::IcmpTranslated,
         Event::ToKernel,
+        Event::NeighUnsolicited,
+        Event::NeighConflict,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -45,6 +54,8 @@ impl Event {
             Event::ProxyProtocolSent => "proxy_protocol_sent",
             Event::IcmpTranslated => "icmp_translated",
             Event::ToKernel => "to_kernel",
+            Event::NeighUnsolicited => "neigh_unsolicited",
+            Event::NeighConflict => "neigh_conflict",
         }
     }
 }

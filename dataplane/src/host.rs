@@ -7,7 +7,9 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::core::Core;
+use crate::events::Event;
 use crate::io::Io;
+use crate::neigh::Learnt;
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
 use crate::wire::icmpv6::msg_type;
@@ -36,11 +38,22 @@ impl<I: Io> Core<I> {
         };
         let target = IpAddr::V4(target_ip);
         let ours = snap.local.get(&target).is_some_and(|l| l.port == in_port);
-        // Learn the sender when it talks to us, answers us, or announces itself.
-        if !sender_ip.is_unspecified() && (ours || is_reply || sender_ip == target_ip) {
-            self.shared
-                .neigh
-                .learn(in_port, IpAddr::V4(sender_ip), sender_mac.0, self.now_ms);
+        // The sender, when it asks us, answers us, or announces itself: a new
+        // entry only if we asked or it asked us, and a move only once the old
+        // MAC has been probed and stayed silent (crate::neigh::NeighTable::claim).
+        if !sender_ip.is_unspecified()
+            && !snap.is_local(IpAddr::V4(sender_ip))
+            && (ours || is_reply || sender_ip == target_ip)
+        {
+            let sender = IpAddr::V4(sender_ip);
+            let claim = self.shared.neigh.claim(
+                in_port,
+                sender,
+                sender_mac.0,
+                self.now_ms,
+                ours && is_request,
+            );
+            self.after_claim(snap, in_port, sender, claim);
         }
         if is_request && ours {
             let mac = MacAddr(snap.ports[in_port].mac);
@@ -59,9 +72,27 @@ impl<I: Io> Core<I> {
         }
     }
 
+    /// What a neighbour claim asks of us: a probe of the old MAC, or counting.
+    fn after_claim(&mut self, snap: &Snapshot, port: usize, addr: IpAddr, claim: Learnt) {
+        let ev = &self.shared.events[self.index];
+        match claim {
+            Learnt::Probe(old) => self.send_request_to(snap, port, addr, Some(old)),
+            Learnt::Ignored => ev.bump(Event::NeighUnsolicited),
+            Learnt::Conflict => ev.bump(Event::NeighConflict),
+            Learnt::Learned | Learnt::Same | Learnt::Moved => {}
+        }
+    }
+
     /// Ask who has `ip` on `port`, from an address of ours on that port: an
     /// ARP request, or for IPv6 a neighbour solicitation.
     pub(crate) fn send_arp_request(&mut self, snap: &Snapshot, port: usize, ip: IpAddr) {
+        self.send_request_to(snap, port, ip, None)
+    }
+
+    /// [`Core::send_arp_request`]; `to`: unicast to that MAC (the probe of an
+    /// entry's old MAC) instead of broadcast.
+    fn send_request_to(&mut self, snap: &Snapshot, port: usize, ip: IpAddr, to: Option<[u8; 6]>) {
+        self.shared.neigh.asked(port, ip, self.now_ms);
         let target = match ip {
             IpAddr::V4(a) => a,
             IpAddr::V6(a) => return self.send_neigh_solicit(snap, port, a),
@@ -82,6 +113,9 @@ impl<I: Io> Core<I> {
         };
         let mut frame = [0u8; ETH_MIN];
         let n = arp::build_request(&mut frame, MacAddr(snap.ports[port].mac), src, target);
+        if let (Some(mac), true) = (to, n != 0) {
+            frame[..6].copy_from_slice(&mac);
+        }
         if n == 0 || !m.write_from(&frame[..ETH_MIN.max(n)]) {
             return self.count_drop(DropReason::NoMbuf);
         }
@@ -180,9 +214,12 @@ impl<I: Io> Core<I> {
                     return self.count_drop(DropReason::NotForUs);
                 }
                 if let (Some(mac), false) = (n.lladdr, n.src.is_unspecified()) {
-                    self.shared
+                    let src = IpAddr::V6(n.src);
+                    let claim = self
+                        .shared
                         .neigh
-                        .learn(in_port, IpAddr::V6(n.src), mac, self.now_ms);
+                        .claim(in_port, src, mac, self.now_ms, true);
+                    self.after_claim(snap, in_port, src, claim);
                 }
                 let eth_src = MacAddr::from_bytes(&m.data()[6..12]).unwrap_or(MacAddr([0; 6]));
                 let mut frame = [0u8; ndp::FRAME_LEN];
@@ -197,7 +234,11 @@ impl<I: Io> Core<I> {
             // an address of ours.
             ndp::Kind::Advert => {
                 if let (Some(mac), false) = (n.lladdr, snap.is_local(target)) {
-                    self.shared.neigh.learn(in_port, target, mac, self.now_ms);
+                    let claim = self
+                        .shared
+                        .neigh
+                        .claim(in_port, target, mac, self.now_ms, false);
+                    self.after_claim(snap, in_port, target, claim);
                     let _ = self.io.to_kernel(in_port, m);
                 }
             }

@@ -20,6 +20,29 @@ pub const PENDING_MAX: usize = 64;
 pub const PENDING_TIMEOUT_MS: u64 = 1000;
 /// Minimum gap between two requests for the same address, ms.
 pub const REQUEST_GAP_MS: u64 = 200;
+/// How long a request of ours makes an answer welcome, ms.
+pub const SOLICITED_MS: u64 = 3000;
+/// How long the old MAC of an entry has to answer the probe a conflicting
+/// claim started, ms: a claim repeated after that moves the entry.
+pub const PROBE_MS: u64 = 1000;
+
+/// What a neighbour claim did (ARP sender, NDP advertisement or solicitation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learnt {
+    /// A new entry (we asked, or the sender addressed us).
+    Learned,
+    /// The entry already said so.
+    Same,
+    /// Unsolicited and new, or while a probe runs: not taken.
+    Ignored,
+    /// It would move an existing entry: the old MAC must be probed (a
+    /// unicast request); the entry stays until the probe goes unanswered.
+    Probe([u8; 6]),
+    /// The old MAC answered a probe: it stays, the other claim was false.
+    Conflict,
+    /// The probe went unanswered and the claim came again: moved.
+    Moved,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Neighbour {
@@ -35,7 +58,14 @@ pub struct NeighTable {
     /// Bumped whenever an entry appears or changes: next hops cached on
     /// connections are stale once it moves.
     generation: AtomicU64,
+    /// Requests we sent: (port, address) -> when (copy-on-write, rare).
+    asked: ArcSwap<HashMap<(usize, IpAddr), u64>>,
+    /// Entries a conflicting claim put on probation: -> (claimed MAC, since).
+    probes: ArcSwap<Probes>,
 }
+
+/// Entries on probation: (port, address) -> (the MAC claimed, since when).
+type Probes = HashMap<(usize, IpAddr), ([u8; 6], u64)>;
 
 /// ahash: the lookup runs for every forwarded packet.
 pub type NeighMap = HashMap<(usize, IpAddr), Neighbour, ahash::RandomState>;
@@ -103,6 +133,80 @@ impl NeighTable {
             m
         });
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// A request for `addr` went out on `port`: its answer is welcome.
+    pub fn asked(&self, port: usize, addr: IpAddr, now_ms: u64) {
+        self.asked.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            m.retain(|_, t| now_ms.saturating_sub(*t) < SOLICITED_MS);
+            m.insert((port, addr), now_ms);
+            m
+        });
+    }
+
+    fn was_asked(&self, port: usize, addr: IpAddr, now_ms: u64) -> bool {
+        self.asked
+            .load()
+            .get(&(port, addr))
+            .is_some_and(|t| now_ms.saturating_sub(*t) < SOLICITED_MS)
+    }
+
+    /// Someone says `addr` is at `mac` on `port`; `addressed_to_us`: it asked
+    /// for an address of ours (a request or a solicitation), which makes its
+    /// own address worth knowing. As Linux: no entry is created from what
+    /// nobody asked for, and an entry does not move on one frame's word.
+    pub fn claim(
+        &self,
+        port: usize,
+        addr: IpAddr,
+        mac: [u8; 6],
+        now_ms: u64,
+        addressed_to_us: bool,
+    ) -> Learnt {
+        let key = (port, addr);
+        let existing = self.map.load().get(&key).map(|n| n.mac);
+        let probe = self.probes.load().get(&key).copied();
+        let end_probe = |t: &NeighTable| {
+            t.probes.rcu(|m| {
+                let mut m = HashMap::clone(m);
+                m.remove(&key);
+                m
+            });
+        };
+        match existing {
+            None if addressed_to_us || self.was_asked(port, addr, now_ms) => {
+                self.learn(port, addr, mac, now_ms);
+                Learnt::Learned
+            }
+            None => Learnt::Ignored,
+            Some(old) if old == mac => {
+                if probe.is_some() {
+                    end_probe(self);
+                    Learnt::Conflict
+                } else {
+                    Learnt::Same
+                }
+            }
+            Some(old) => match probe {
+                Some((claimed, since))
+                    if claimed == mac && now_ms.saturating_sub(since) >= PROBE_MS =>
+                {
+                    end_probe(self);
+                    self.learn(port, addr, mac, now_ms);
+                    Learnt::Moved
+                }
+                Some(_) => Learnt::Ignored,
+                None => {
+                    self.probes.rcu(|m| {
+                        let mut m = HashMap::clone(m);
+                        m.insert(key, (mac, now_ms));
+                        m
+                    });
+                    Learnt::Probe(old)
+                }
+            },
+        }
     }
 
     pub fn entries(&self) -> Vec<(IpAddr, Neighbour)> {
@@ -225,5 +329,34 @@ mod tests {
         assert_eq!(t.generation(), g, "a refresh changes nothing");
         t.learn(0, a, [3; 6], 3);
         assert!(t.generation() > g, "a new MAC does");
+    }
+
+    #[test]
+    fn one_forged_frame_does_not_move_an_entry() {
+        let t = NeighTable::default();
+        let ip: IpAddr = "192.168.0.11".parse().unwrap();
+        let (good, evil) = ([2, 0, 0, 0, 0, 0x11], [2, 0, 0, 0, 0, 0xee]);
+        let mac = |t: &NeighTable| t.entries().iter().find(|e| e.0 == ip).map(|e| e.1.mac);
+        // Unsolicited: no entry from it.
+        assert_eq!(t.claim(1, ip, good, 0, false), Learnt::Ignored);
+        assert_eq!(mac(&t), None);
+        // Asked: learned.
+        t.asked(1, ip, 10);
+        assert_eq!(t.claim(1, ip, good, 20, false), Learnt::Learned);
+        // A forged claim: the old MAC is probed, the entry stays.
+        assert_eq!(t.claim(1, ip, evil, 100, false), Learnt::Probe(good));
+        assert_eq!(mac(&t), Some(good));
+        assert_eq!(t.claim(1, ip, evil, 200, false), Learnt::Ignored);
+        // The real server answers the probe: a conflict, it stays.
+        assert_eq!(t.claim(1, ip, good, 300, false), Learnt::Conflict);
+        assert_eq!(mac(&t), Some(good));
+        // A real move: the old MAC stays silent through the probe.
+        assert_eq!(t.claim(1, ip, evil, 1000, false), Learnt::Probe(good));
+        assert_eq!(t.claim(1, ip, evil, 1500, false), Learnt::Ignored);
+        assert_eq!(t.claim(1, ip, evil, 2000, false), Learnt::Moved);
+        assert_eq!(mac(&t), Some(evil));
+        // Someone asking for our address is worth an entry.
+        let other: IpAddr = "192.168.0.50".parse().unwrap();
+        assert_eq!(t.claim(1, other, good, 3000, true), Learnt::Learned);
     }
 }

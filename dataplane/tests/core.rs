@@ -493,6 +493,61 @@ fn what_the_balancer_does_not_consume_goes_up_to_the_kernel_interface() {
 }
 
 #[test]
+fn a_forged_arp_reply_does_not_redirect_a_real_server() {
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    const EVIL: [u8; 6] = [0x02, 0, 0, 0, 0, 0xee];
+    // An ARP reply "RIP is at EVIL", to the director's DIP, nobody asked.
+    let reply = |mac: [u8; 6]| {
+        let mut f = MAC1.to_vec();
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&RIP);
+        f.extend_from_slice(&MAC1);
+        f.extend_from_slice(&DIP);
+        f.resize(60, 0);
+        f
+    };
+    let out = lab.rx(1, &[reply(EVIL)]);
+    // The director probes the MAC it knows, by unicast, and keeps it.
+    assert_eq!(out.len(), 1, "a probe");
+    let probe = &out[0].1;
+    assert_eq!((&probe[0..6], &probe[20..22]), (&RS_MAC[..], &[0u8, 1][..]));
+    assert_eq!(&probe[38..42], &RIP, "who has RIP");
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(seen(&out[0].1).dmac, RS_MAC, "not even for a moment");
+    // The real server answers: a conflict, counted; the forger's next word
+    // starts another probe, never a move while the server answers.
+    let out = lab.rx(1, &[reply(RS_MAC)]);
+    assert!(out.is_empty());
+    let ev = |e| lab.core.shared.events[0].get(e);
+    assert_eq!(ev(dataplane::events::Event::NeighConflict), 1);
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40001, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(seen(&out[0].1).dmac, RS_MAC);
+    // A reply for an address nobody asked about creates nothing.
+    let mut f = reply(EVIL);
+    f[28..32].copy_from_slice(&[192, 168, 0, 77]);
+    assert!(lab.rx(1, &[f]).is_empty());
+    assert_eq!(
+        lab.core.shared.events[0].get(dataplane::events::Event::NeighUnsolicited),
+        1
+    );
+    assert!(!lab
+        .core
+        .shared
+        .neigh
+        .entries()
+        .iter()
+        .any(|(ip, _)| *ip == IpAddr::from([192, 168, 0, 77])));
+}
+
+#[test]
 fn arp_for_own_addresses_is_answered_and_others_not() {
     let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
     let req = |target: [u8; 4]| {

@@ -48,8 +48,10 @@ fn start(env: &Env, desc: &ConfigDesc, ext: Option<&ExtDesc>) -> (Dataplane, [u8
         env,
         1,
         &[
-            arp(1, RS1_MAC, RIP, [0; 6], RIP, [0xff; 6]),
-            arp(1, RS1_MAC, ROUTER, [0; 6], ROUTER, [0xff; 6]),
+            // They ask for the DIP (their gateway), as before they answer:
+            // what asks the director for its address is learned.
+            arp(1, RS1_MAC, RIP, [0; 6], [192, 168, 0, 1], [0xff; 6]),
+            arp(1, RS1_MAC, ROUTER, [0; 6], [192, 168, 0, 1], [0xff; 6]),
         ],
     );
     std::thread::sleep(Duration::from_millis(30));

@@ -284,22 +284,26 @@ fn echo6_for_own_addresses_only() {
 fn tun6_encapsulates_from_the_dip6_and_answers_too_big_with_packet_too_big() {
     let env = env().lock().unwrap_or_else(|e| e.into_inner());
     let (dp, mac0, mac1, _) = start(&env, &config(ForwardMode::Tun));
-    // The RS announces itself (unsolicited NA): the director learns its MAC.
-    let mut na = vec![0u8; ndp::FRAME_LEN];
-    let all = ndp::ALL_NODES;
-    ndp::build_advert(
-        &mut na,
-        MacAddr(RS1_MAC),
-        v6(RIP),
-        all,
-        ndp::multicast_mac(all),
-        0x20,
-    );
-    inject(&env, 1, &[na]);
-    std::thread::sleep(std::time::Duration::from_millis(30));
-    // and the client is known from its solicitation for the VIP
+    // The client is known from its solicitation for the VIP.
     inject(&env, 0, &[solicit(CLIENT_MAC, CIP, VIP)]);
     assert_eq!(collect(&env, 0, 1).len(), 1);
+    // An unsolicited advertisement from the RS is not learned (as Linux):
+    // the first packet to it asks, and its answer is.
+    let advert = || {
+        let mut na = vec![0u8; ndp::FRAME_LEN];
+        let all = ndp::ALL_NODES;
+        ndp::build_advert(
+            &mut na,
+            MacAddr(RS1_MAC),
+            v6(RIP),
+            all,
+            ndp::multicast_mac(all),
+            0x20,
+        );
+        na
+    };
+    inject(&env, 1, &[advert()]);
+    std::thread::sleep(std::time::Duration::from_millis(30));
 
     let mut syn = Vec::new();
     PacketBuilder::ethernet2(CLIENT_MAC, mac0)
@@ -309,6 +313,14 @@ fn tun6_encapsulates_from_the_dip6_and_answers_too_big_with_packet_too_big() {
         .write(&mut syn, b"")
         .unwrap();
     inject(&env, 0, std::slice::from_ref(&syn));
+    let ns = collect(&env, 1, 1);
+    assert_eq!(ns.len(), 1, "a solicitation for the RS");
+    assert_eq!(
+        &ns[0][0..3],
+        &[0x33, 0x33, 0xff],
+        "to its solicited-node group"
+    );
+    inject(&env, 1, &[advert()]);
     let out = collect(&env, 1, 1);
     assert_eq!(out.len(), 1, "encapsulated SYN to the RS");
     let f = &out[0];

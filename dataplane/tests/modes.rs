@@ -125,8 +125,13 @@ fn start(env: &Env, desc: &ConfigDesc) -> (Dataplane, [u8; 6], [u8; 6]) {
     drain(env);
     inject(env, 0, &[arp(1, CLIENT_MAC, CIP, [0; 6], VIP, [0xff; 6])]);
     assert_eq!(collect(env, 0, 1).len(), 1, "ARP reply for the VIP");
-    // RS1 announces itself (gratuitous ARP): the director learns its MAC.
-    inject(env, 1, &[arp(1, RS1_MAC, RIP, [0; 6], RIP, [0xff; 6])]);
+    // RS1 asks for the DIP (its gateway): the director learns its MAC (a
+    // gratuitous ARP would not be learned: nobody asked for it).
+    inject(
+        env,
+        1,
+        &[arp(1, RS1_MAC, RIP, [0; 6], [192, 168, 0, 1], [0xff; 6])],
+    );
     std::thread::sleep(Duration::from_millis(30));
     drain(env);
     (dp, mac0, mac1)

@@ -140,7 +140,12 @@ fn header_on_the_handshake_ack_and_shifted_numbers_after() {
     drain(&env);
     inject(&env, 0, &[arp(1, CLIENT_MAC, CIP, [0; 6], VIP, [0xff; 6])]);
     assert_eq!(collect(&env, 0, 1).len(), 1, "ARP reply for the VIP");
-    inject(&env, 1, &[arp(1, RS1_MAC, RIP, [0; 6], RIP, [0xff; 6])]);
+    // RS1 asks for its gateway, the DIP: the director learns its MAC.
+    inject(
+        &env,
+        1,
+        &[arp(1, RS1_MAC, RIP, [0; 6], [192, 168, 0, 1], [0xff; 6])],
+    );
     std::thread::sleep(Duration::from_millis(30));
     drain(&env);
 

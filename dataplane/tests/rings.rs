@@ -290,8 +290,8 @@ fn a_burst_of_new_flows_opens_one_connection_per_flow() {
     let dp = Dataplane::start_with_eal(&spec(), &desc).expect("start");
     let st = dp.stats();
     let (mac0, mac1) = (st.ports[0].mac, st.ports[1].mac);
-    // Both real servers announce themselves (gratuitous ARP): no parking.
-    let ga = |mac, ip| arp(1, mac, ip, [0; 6], ip, [0xff; 6]);
+    // Both real servers ask for their gateway, the DIP: learned, no parking.
+    let ga = |mac, ip| arp(1, mac, ip, [0; 6], [192, 168, 0, 1], [0xff; 6]);
     inject(
         &env,
         1,
