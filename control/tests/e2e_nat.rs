@@ -172,6 +172,53 @@ for i in range(6):
 }
 
 #[test]
+fn a_forged_arp_reply_does_not_redirect_a_real_server() {
+    let Some(_serial) = netns::begin("arp_spoof") else {
+        return;
+    };
+    let topo = Topology::new("arp_spoof");
+    let d = nat_director(&topo);
+    let seen = http_answers(&topo, 4);
+    assert_eq!(
+        (seen.get("rs1"), seen.get("rs2")),
+        (Some(&2), Some(&2)),
+        "{seen:?}"
+    );
+    // rs2 claims rs1's address, straight to the director's port (op 2, no
+    // request before it), several times.
+    let evil = topo.mac_of("rs2", "eth0");
+    let director = topo.mac_of("lb", "lb1");
+    let mut f = director.to_vec();
+    f.extend_from_slice(&evil);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+    f.extend_from_slice(&evil);
+    f.extend_from_slice(&[192, 168, 0, 11]);
+    f.extend_from_slice(&director);
+    f.extend_from_slice(&[192, 168, 0, 1]);
+    f.resize(60, 0);
+    for _ in 0..3 {
+        topo.inject_frame_from("rs2", "eth0", &f);
+    }
+    // Not even for a moment: every connection scheduled to rs1 is answered by it.
+    let seen = http_answers(&topo, 8);
+    assert_eq!(
+        (seen.get("rs1"), seen.get("rs2")),
+        (Some(&4), Some(&4)),
+        "{seen:?}"
+    );
+    let stats = d.ctl_ok(&["stats"]);
+    let conflicts: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("neigh_conflict "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        conflicts >= 1,
+        "rs1 answered the probe, a conflict:\n{stats}"
+    );
+}
+
+#[test]
 fn connection_table_drains_after_clients_close() {
     let Some(_serial) = netns::begin("drain") else {
         return;

@@ -619,14 +619,19 @@ except socket.timeout:
     /// Sends `frame` (a whole Ethernet frame) out of the client's c0 as is, through
     /// an AF_PACKET socket: for malformed input the kernel would never build.
     pub fn inject_frame_from_client(&self, frame: &[u8]) {
+        self.inject_frame_from("cli", "c0", frame)
+    }
+
+    /// Sends `frame` as is out of `ifname` in namespace `role` (AF_PACKET).
+    pub fn inject_frame_from(&self, role: &str, ifname: &str, frame: &[u8]) {
         const PY: &str = r#"
 import socket, sys
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind(("c0", 0))
+s.bind((sys.argv[2], 0))
 s.send(bytes.fromhex(sys.argv[1]))
 "#;
         let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
-        let out = self.exec_in("cli", &["python3", "-c", PY, &hex]);
+        let out = self.exec_in(role, &["python3", "-c", PY, &hex, ifname]);
         assert!(
             out.status.success(),
             "frame injection failed:\n{}",
