@@ -94,6 +94,7 @@ impl<I: Io> Core<I> {
         if let Err(r) = nat::dec_ttl(&mut m.data_mut()[meta.l3_off..], &meta) {
             return self.count_drop(r);
         }
+        self.shared.events[self.index].bump(crate::events::Event::IcmpTranslated);
         self.output(snap, m, next, false);
     }
 

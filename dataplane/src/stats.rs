@@ -266,3 +266,27 @@ pub struct ConnEntry {
     pub expires_s: u32,
     pub worker: u32,
 }
+
+#[cfg(test)]
+mod drop_reason_tests {
+    use super::DropReason;
+
+    /// Every reason has its own counter slot and its own name, so a drop is
+    /// always counted and shown under what happened.
+    #[test]
+    fn every_drop_reason_has_a_name_and_a_slot() {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?} is slot {i}");
+            let n = r.name();
+            assert!(
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()),
+                "{n}"
+            );
+            assert!(names.insert(n), "{n} twice");
+        }
+        assert_eq!(DropReason::COUNT, DropReason::ALL.len());
+    }
+}

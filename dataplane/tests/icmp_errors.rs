@@ -207,6 +207,13 @@ fn nat_frag_needed_from_the_rs_and_from_a_router_reach_the_client() {
     let t = st.services[0].traffic;
     assert_eq!((t.inpkts, t.outpkts), (1, 1), "errors are not traffic");
     assert_eq!(dp.connections().len(), 1);
+    // The three errors went through translated: the event counts them.
+    let translated = dp
+        .events()
+        .iter()
+        .find(|(n, _)| *n == "icmp_translated")
+        .map_or(0, |(_, c)| *c);
+    assert_eq!(translated, 3, "{:?}", dp.events());
     dp.stop();
 }
 
