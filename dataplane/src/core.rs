@@ -348,8 +348,16 @@ impl<I: Io> Core<I> {
         // frames' metadata stays here and is lent to the handlers.
         let mut class: ArrayVec<Classified, BURST> = ArrayVec::new();
         let mut keys: ArrayVec<FlowKey, BURST> = ArrayVec::new();
+        // From a NIC: only frames for the port's MAC or a group address.
+        let own = match arrival {
+            Arrival::Port(p) => snap.ports.get(p).map(|i| i.mac),
+            Arrival::Handed(_) => None,
+        };
         for m in rx.iter() {
-            let pkt = classify_rx(m.data(), m.ip_csum_good());
+            let pkt = match own {
+                Some(mac) if !for_mac(m.data(), &mac) => Err(DropReason::OtherMac),
+                _ => classify_rx(m.data(), m.ip_csum_good()),
+            };
             let tuple = match &pkt {
                 Ok(Packet::Ip(meta)) if matches!(meta.proto, ip_proto::TCP | ip_proto::UDP) => {
                     keys.push(key_of(m.data(), meta));
@@ -829,6 +837,16 @@ fn same_table(a: &Arc<dyn sched::SchedTable>, b: &Arc<dyn sched::SchedTable>) ->
 #[inline]
 pub fn same_family(a: IpAddr, b: IpAddr) -> bool {
     a.is_ipv4() == b.is_ipv4()
+}
+
+/// Whether `frame` is addressed to `mac` or to a group (broadcast,
+/// multicast); a frame too short to say is left to the classifier.
+#[inline]
+fn for_mac(frame: &[u8], mac: &[u8; 6]) -> bool {
+    match frame.get(..6) {
+        Some(dst) => dst[0] & 1 == 1 || dst == mac,
+        None => true,
+    }
 }
 
 /// Takes a leaving connection out of its dest's ActiveConn / InActConn.

@@ -73,10 +73,13 @@ pub enum DropReason {
     BadNdp,
     /// The hand-over ring to the connection's owner worker was full.
     HandoverFull,
+    /// A frame for another host's MAC (neither the port's nor a group
+    /// address): a promiscuous port or a flooding switch delivered it.
+    OtherMac,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 27] = [
+    pub const ALL: [DropReason; 28] = [
         DropReason::Truncated,
         DropReason::UnknownEtherType,
         DropReason::BadArp,
@@ -104,6 +107,7 @@ impl DropReason {
         DropReason::BadIcmpInner,
         DropReason::BadNdp,
         DropReason::HandoverFull,
+        DropReason::OtherMac,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -137,6 +141,7 @@ impl DropReason {
             DropReason::BadIcmpInner => "bad_icmp_inner",
             DropReason::BadNdp => "bad_ndp",
             DropReason::HandoverFull => "handover_full",
+            DropReason::OtherMac => "other_mac",
         }
     }
 }

@@ -548,6 +548,26 @@ fn a_forged_arp_reply_does_not_redirect_a_real_server() {
 }
 
 #[test]
+fn frames_for_another_mac_are_dropped_as_such() {
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    let other = [0x02, 0, 0, 0, 0, 0x77];
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, other, CIP, 40000, VIP, 80, "S", 1, b"")],
+    );
+    assert!(out.is_empty());
+    assert_eq!(lab.drops(DropReason::OtherMac), 1);
+    assert_eq!(lab.core.conns.len(), 0, "no connection from it");
+    // The port's own MAC still forwards; group addresses still reach ARP.
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(lab.all_drops(), 1);
+}
+
+#[test]
 fn arp_for_own_addresses_is_answered_and_others_not() {
     let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
     let req = |target: [u8; 4]| {
@@ -623,10 +643,25 @@ fn each_kind_of_bad_frame_counts_its_reason() {
     let mut bad_csum = tcp(CLIENT_MAC, MAC0, CIP, 1, VIP, 80, "S", 1, b"");
     bad_csum[24] ^= 0xff; // IPv4 header checksum
     let mut unknown = vec![0u8; 60];
+    unknown[..6].copy_from_slice(&MAC0);
     unknown[12..14].copy_from_slice(&[0x88, 0xb5]);
     let cases: Vec<(Vec<u8>, DropReason)> = vec![
         (vec![1, 2, 3], DropReason::Truncated),
         (unknown, DropReason::UnknownEtherType),
+        (
+            tcp(
+                CLIENT_MAC,
+                [2, 0, 0, 0, 0, 0x77],
+                CIP,
+                1,
+                VIP,
+                80,
+                "S",
+                1,
+                b"",
+            ),
+            DropReason::OtherMac,
+        ),
         (bad_csum, DropReason::BadIpv4),
         (
             tcp(CLIENT_MAC, MAC0, CIP, 1, VIP, 81, "S", 1, b""),
