@@ -30,10 +30,13 @@ pub enum Event {
     /// A claim tried to move a neighbour entry to another MAC and the old
     /// MAC answered the probe: the entry stayed (likely ARP spoofing).
     NeighConflict,
+    /// An ARP request or solicitation not sent: the worker's rate limit
+    /// (crate::neigh::REQUESTS_PER_S) was used up.
+    NeighRequestsLimited,
 }
 
 impl Event {
-    pub const ALL: [Event; 8] = [
+    pub const ALL: [Event; 9] = [
         Event::ToaInserted,
         Event::ToaNoRoom,
         Event::MssClamped,
@@ -42,6 +45,7 @@ impl Event {
         Event::ToKernel,
         Event::NeighUnsolicited,
         Event::NeighConflict,
+        Event::NeighRequestsLimited,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -56,6 +60,7 @@ impl Event {
             Event::ToKernel => "to_kernel",
             Event::NeighUnsolicited => "neigh_unsolicited",
             Event::NeighConflict => "neigh_conflict",
+            Event::NeighRequestsLimited => "neigh_requests_limited",
         }
     }
 }

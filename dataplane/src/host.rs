@@ -92,6 +92,9 @@ impl<I: Io> Core<I> {
     /// [`Core::send_arp_request`]; `to`: unicast to that MAC (the probe of an
     /// entry's old MAC) instead of broadcast.
     fn send_request_to(&mut self, snap: &Snapshot, port: usize, ip: IpAddr, to: Option<[u8; 6]>) {
+        if !self.pending.take_request_token(self.now_ms) {
+            return self.shared.events[self.index].bump(Event::NeighRequestsLimited);
+        }
         self.shared.neigh.asked(port, ip, self.now_ms);
         let target = match ip {
             IpAddr::V4(a) => a,

@@ -251,13 +251,23 @@ pub type Drained<B> = (Vec<(Pending<B>, [u8; 6])>, Vec<Pending<B>>);
 pub struct PendingQueue<B> {
     pub queue: ArrayVec<Pending<B>, PENDING_MAX>,
     last_request: HashMap<IpAddr, u64>,
+    /// Requests this worker may still send now (a token bucket).
+    tokens: u32,
+    refilled_ms: u64,
 }
+
+/// ARP requests and solicitations one worker sends at most, per second, and
+/// in a burst: a flood toward unknown next hops must not become one.
+pub const REQUESTS_PER_S: u32 = 100;
+pub const REQUEST_BURST: u32 = 32;
 
 impl<B> Default for PendingQueue<B> {
     fn default() -> Self {
         PendingQueue {
             queue: ArrayVec::new(),
             last_request: HashMap::new(),
+            tokens: REQUEST_BURST,
+            refilled_ms: 0,
         }
     }
 }
@@ -266,6 +276,22 @@ impl<B> PendingQueue<B> {
     /// Queue a packet; gives it back when the queue is full.
     pub fn push(&mut self, p: Pending<B>) -> Result<(), Pending<B>> {
         self.queue.try_push(p).map_err(|e| e.element())
+    }
+
+    /// Whether this worker may send one more request now (any address);
+    /// takes the token when it may.
+    pub fn take_request_token(&mut self, now_ms: u64) -> bool {
+        let elapsed = now_ms.saturating_sub(self.refilled_ms);
+        let earned = elapsed * u64::from(REQUESTS_PER_S) / 1000;
+        if earned > 0 {
+            self.tokens = (self.tokens as u64 + earned).min(u64::from(REQUEST_BURST)) as u32;
+            self.refilled_ms = now_ms;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
     }
 
     /// Whether a request for `addr` should go out now (paced).
@@ -358,5 +384,18 @@ mod tests {
         // Someone asking for our address is worth an entry.
         let other: IpAddr = "192.168.0.50".parse().unwrap();
         assert_eq!(t.claim(1, other, good, 3000, true), Learnt::Learned);
+    }
+
+    #[test]
+    fn requests_are_rate_limited_per_worker() {
+        let mut q: PendingQueue<()> = PendingQueue::default();
+        let sent = (0..100).filter(|_| q.take_request_token(1000)).count();
+        assert_eq!(sent, REQUEST_BURST as usize, "a burst, then none");
+        assert!(!q.take_request_token(1005), "5 ms earn nothing at 100/s");
+        assert!(q.take_request_token(1010), "10 ms earn one");
+        assert!(!q.take_request_token(1010));
+        // A quiet second refills the burst, no more.
+        let sent = (0..100).filter(|_| q.take_request_token(3000)).count();
+        assert_eq!(sent, REQUEST_BURST as usize);
     }
 }
