@@ -106,18 +106,7 @@ pub async fn watch(svc: Arc<DpvsService>, ports: Vec<String>) {
 pub fn mirror(port: &str, addr: IpAddr, prefix_len: u8, add: bool) -> Result<(), String> {
     let a = format!("{addr}/{prefix_len}");
     let verb = if add { "replace" } else { "del" };
-    let out = std::process::Command::new("ip")
-        .args(["addr", verb, &a, "dev", port])
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip addr {verb} {a} dev {port}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    dataplane::kni::ip(&["addr", verb, &a, "dev", port])
 }
 
 #[cfg(test)]

@@ -48,14 +48,7 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
                     .set_proxy_protocol(&key, Some(v))
                     .map_err(store_status)?;
             }
-            if let Some(at) = sorry {
-                store.set_sorry(&key, at).map_err(store_status)?;
-            }
-            let passive = svc.is_some_and(|s| s.passive_check);
-            store
-                .set_passive_check(&key, passive)
-                .map_err(store_status)?;
-            set_quorum(store, &key, svc)?;
+            service_extras(store, &key, svc, sorry)?;
         }
         Op::EditService(r) => {
             let svc = r.service.as_ref();
@@ -68,15 +61,7 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             if let Some(p) = pp {
                 store.set_proxy_protocol(&key, p).map_err(store_status)?;
             }
-            if let Some(at) = sorry {
-                store.set_sorry(&key, at).map_err(store_status)?;
-            }
-            // As the other -E attributes: replaced (off when not given).
-            let passive = svc.is_some_and(|s| s.passive_check);
-            store
-                .set_passive_check(&key, passive)
-                .map_err(store_status)?;
-            set_quorum(store, &key, svc)?;
+            service_extras(store, &key, svc, sorry)?;
         }
         Op::DeleteService(r) => {
             let key = convert::key_from_pb(r.key.as_ref()).map_err(bad)?;
@@ -148,12 +133,21 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
     Ok(Forget::Nothing)
 }
 
-/// `Service.quorum` / `hysteresis` (0 quorum: keepalived's 1).
-fn set_quorum(
+/// What AddService and EditService set beside the spec: the sorry server
+/// (`None`: unchanged), and, replaced as the other -E attributes, the passive
+/// check and the quorum (0: keepalived's 1) and hysteresis.
+fn service_extras(
     store: &mut Store,
     key: &dataplane::ServiceKey,
     svc: Option<&pb::Service>,
+    sorry: Option<Option<std::net::SocketAddr>>,
 ) -> Result<(), Status> {
+    if let Some(at) = sorry {
+        store.set_sorry(key, at).map_err(store_status)?;
+    }
+    store
+        .set_passive_check(key, svc.is_some_and(|s| s.passive_check))
+        .map_err(store_status)?;
     let (q, h) = svc.map_or((0, 0), |s| (s.quorum, s.hysteresis));
     store.set_quorum(key, q.max(1), h).map_err(store_status)
 }

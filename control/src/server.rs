@@ -148,6 +148,9 @@ impl DpvsService {
         let mut judge = crate::health::Passive::default();
         loop {
             tick.tick().await;
+            if !self.lock().any_passive_check() {
+                continue;
+            }
             let Ok(stats) = self.blocking(|b| b.stats()).await else {
                 continue;
             };

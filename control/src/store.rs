@@ -718,6 +718,11 @@ impl Store {
         Ok(())
     }
 
+    /// Whether any service has the passive check on (nothing to sample if not).
+    pub fn any_passive_check(&self) -> bool {
+        !self.passive.is_empty()
+    }
+
     pub fn passive_check(&self, key: &ServiceKey) -> bool {
         self.passive.contains(key)
     }

@@ -257,24 +257,26 @@ pub fn create_tap(
     })
 }
 
+/// Runs `ip ARGS` (iproute2); the error is one line with its stderr.
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 /// The kernel side of a new kernel interface: up, with the port's addresses
 /// (`ip` from iproute2). The kernel then has connected routes on it.
 pub fn configure_kernel_side(name: &str, addrs: &[String]) -> Result<(), String> {
-    let ip = |args: &[&str]| -> Result<(), String> {
-        let out = std::process::Command::new("ip")
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run ip: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    };
     if addrs.iter().any(|a| a.contains(':')) {
         // A namespace may start new devices with IPv6 off; the addresses are
         // the dataplane's already, so no duplicate detection either.
