@@ -433,6 +433,7 @@ mod tests {
         b.set_stats(Stats {
             services: vec![
                 ServiceStats {
+                    acl_drops: Default::default(),
                     key: ServiceKey {
                         proto: Proto::Tcp,
                         vip: ip("10.0.0.100"),
@@ -452,6 +453,7 @@ mod tests {
                     ],
                 },
                 ServiceStats {
+                    acl_drops: Default::default(),
                     key: ServiceKey {
                         proto: Proto::Udp,
                         vip: ip("fd00:10::100"),

@@ -177,6 +177,7 @@ mod tests {
         let stats = |t: TrafficStats| Stats {
             services: vec![dataplane::ServiceStats {
                 key,
+                acl_drops: Default::default(),
                 traffic: t,
                 dests: vec![],
             }],

@@ -70,6 +70,7 @@ async fn services_and_dests_reach_the_backend_and_list_like_ipvsadm() {
     d.backend.set_stats(Stats {
         services: vec![ServiceStats {
             key,
+            acl_drops: Default::default(),
             traffic: TrafficStats {
                 conns: 5,
                 inpkts: 50,
@@ -432,6 +433,7 @@ fn traffic(key: ServiceKey, rip: &str, n: u64) -> ServiceStats {
         outbytes: 1000 * n,
     };
     ServiceStats {
+        acl_drops: Default::default(),
         key,
         traffic: t,
         dests: vec![DestStats {

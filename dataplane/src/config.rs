@@ -161,6 +161,16 @@ pub enum ProxyProtocol {
     V2,
 }
 
+/// A service's access lists (DPVS `-U`/`-O`): client prefixes
+/// `(address, length)` of the VIP's family. A new connection from a
+/// blacklisted client is refused; so is one from a client not on the
+/// whitelist, when that is not empty (docs/security.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AclSpec {
+    pub blacklist: Vec<(IpAddr, u8)>,
+    pub whitelist: Vec<(IpAddr, u8)>,
+}
+
 /// DPVS's settings beyond ipvsadm's, kept apart from [`ConfigDesc`] so that
 /// descriptions built by older code stay valid. `Dataplane::apply` keeps the
 /// last one given to `Dataplane::apply_ext`.
@@ -173,6 +183,8 @@ pub struct ExtDesc {
     pub proxy_protocol: Vec<(ServiceKey, ProxyProtocol)>,
     /// Local ports FULLNAT takes from each local address, inclusive.
     pub local_port_range: (u16, u16),
+    /// Services with access lists.
+    pub acl: Vec<(ServiceKey, AclSpec)>,
 }
 
 impl Default for ExtDesc {
@@ -181,6 +193,7 @@ impl Default for ExtDesc {
             laddrs: Vec::new(),
             proxy_protocol: Vec::new(),
             local_port_range: (1024, 65535),
+            acl: Vec::new(),
         }
     }
 }

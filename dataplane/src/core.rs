@@ -33,6 +33,9 @@ use crate::xmit::Flow;
 pub const BURST: usize = 32;
 /// Expired connections handled per call at most: a mass expiry never stalls forwarding.
 const EXPIRE_BUDGET: usize = 128;
+/// Connections the access-list sweep looks at per call at most (and it
+/// examines at most 16 times as many table slots).
+const ACL_SWEEP_BUDGET: usize = 256;
 
 /// A worker's scheduler of one service: the table its cursor runs over
 /// (from the snapshot) and the cursor.
@@ -130,6 +133,10 @@ pub struct Core<I: Io> {
     /// When `expire` last ran, and whether it left due entries behind.
     expired_at_ms: u64,
     expire_backlog: bool,
+    /// `Snapshot::acl_gen` this worker's connections were swept for, and
+    /// where the sweep goes on (`None`: done).
+    acl_gen: u64,
+    acl_sweep: Option<u32>,
 }
 
 /// Where a burst came from.
@@ -180,6 +187,8 @@ impl<I: Io> Core<I> {
             tun_routes_epoch: 0,
             expired_at_ms: 0,
             expire_backlog: false,
+            acl_gen: 0,
+            acl_sweep: None,
         };
         let c = &core.shared.counters[core.index];
         c.conn_capacity
@@ -221,6 +230,12 @@ impl<I: Io> Core<I> {
                 .retain(|id, _| snap.services_by_id.contains_key(id));
             self.prepare_lports(snap);
         }
+        if snap.acl_gen != self.acl_gen {
+            // Access lists changed: established connections they now deny
+            // are cut, a bounded step at a time (`expire`).
+            self.acl_gen = snap.acl_gen;
+            self.acl_sweep = Some(0);
+        }
     }
 
     /// Every FULLNAT local address's port pool built before its first
@@ -246,6 +261,9 @@ impl<I: Io> Core<I> {
     /// wheel ticks every 100 ms, so this runs once per millisecond, and every
     /// loop only while a mass expiry has more to do.
     pub fn expire(&mut self, snap: &Snapshot) {
+        if let Some(cursor) = self.acl_sweep {
+            self.acl_sweep = self.sweep_acl(snap, cursor);
+        }
         let now = self.now_ms;
         if now == self.expired_at_ms && !self.expire_backlog {
             return;
@@ -258,6 +276,30 @@ impl<I: Io> Core<I> {
         });
         let t = self.persist.expire(now, EXPIRE_BUDGET);
         self.expire_backlog = n >= EXPIRE_BUDGET || t >= EXPIRE_BUDGET;
+    }
+
+    /// One step of the sweep after an access-list change: the connections
+    /// from `cursor` on whose client their service's lists now deny are
+    /// removed, as DPVS stops their packets (it checks the lists on every
+    /// packet toward the VIP); the client's next packets meet the lists on
+    /// the new-connection path. Returns where to go on, `None` when done.
+    fn sweep_acl(&mut self, snap: &Snapshot, cursor: u32) -> Option<u32> {
+        let mut cut: ArrayVec<ConnId, ACL_SWEEP_BUDGET> = ArrayVec::new();
+        let next = self.conns.scan(cursor, ACL_SWEEP_BUDGET, |id, c| {
+            let denied = snap
+                .services_by_id
+                .get(&c.service())
+                .and_then(|s| s.acl.as_ref())
+                .is_some_and(|acl| acl.denies(c.original().src).is_some());
+            if denied {
+                cut.push(id);
+            }
+        });
+        for id in cut {
+            self.forget_conn(snap, id, true);
+            self.shared.events[self.index].bump(crate::events::Event::AclConnCut);
+        }
+        next
     }
 
     /// Forgets connection `id` at once (one-packet scheduling), giving back
@@ -492,6 +534,14 @@ impl<I: Io> Core<I> {
         tuple: Tuple,
         svc: &Arc<Service>,
     ) {
+        // DPVS's blacklist and whitelist, before anything else: whatever a
+        // denied client sends the service counts as denied.
+        if let Some(acl) = &svc.acl {
+            if let Some(r) = acl.denies(meta.src) {
+                svc.acl_drops.count(self.index, r);
+                return self.count_drop(r);
+            }
+        }
         // As IPVS without sloppy_tcp: only a SYN opens a TCP connection.
         if meta.proto == ip_proto::TCP
             && (meta.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST)) != tcp_flag::SYN

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::stats::{DropReason, TrafficStats};
+use crate::stats::{AclDrops, DropReason, TrafficStats};
 
 /// Upper bound on worker lcores per dataplane.
 pub const MAX_WORKERS: usize = 32;
@@ -31,10 +31,15 @@ pub struct Traffic {
     slots: Box<[TrafficSlot]>,
 }
 
+/// One zeroed slot per possible worker.
+fn per_worker<T: Default>() -> Box<[T]> {
+    (0..MAX_WORKERS).map(|_| T::default()).collect()
+}
+
 impl Default for Traffic {
     fn default() -> Self {
         Traffic {
-            slots: (0..MAX_WORKERS).map(|_| TrafficSlot::default()).collect(),
+            slots: per_worker(),
         }
     }
 }
@@ -79,6 +84,46 @@ impl Traffic {
             t.outbytes += s.outbytes.load(Ordering::Relaxed);
         }
         t
+    }
+}
+
+#[derive(Default)]
+#[repr(align(64))]
+struct AclSlot {
+    blacklist: AtomicU64,
+    whitelist: AtomicU64,
+}
+
+/// Packets a service's access lists dropped, one slot per worker.
+pub struct AclCounters {
+    slots: Box<[AclSlot]>,
+}
+
+impl Default for AclCounters {
+    fn default() -> Self {
+        AclCounters {
+            slots: per_worker(),
+        }
+    }
+}
+
+impl AclCounters {
+    /// One packet dropped as `r` (`AclBlacklist` or `AclWhitelist`).
+    #[inline]
+    pub fn count(&self, worker: usize, r: DropReason) {
+        let s = &self.slots[worker % MAX_WORKERS];
+        match r {
+            DropReason::AclBlacklist => bump(&s.blacklist, 1),
+            _ => bump(&s.whitelist, 1),
+        }
+    }
+    pub fn sum(&self) -> AclDrops {
+        let mut d = AclDrops::default();
+        for s in self.slots.iter() {
+            d.blacklist += s.blacklist.load(Ordering::Relaxed);
+            d.whitelist += s.whitelist.load(Ordering::Relaxed);
+        }
+        d
     }
 }
 

@@ -462,6 +462,7 @@ impl Dataplane {
                         syn_answered: d.counters.syn_answered.load(Ordering::Relaxed),
                     })
                     .collect(),
+                acl_drops: s.acl_drops.sum(),
             })
             .collect();
         services.sort_by_key(|s| s.key);

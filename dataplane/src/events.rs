@@ -33,10 +33,13 @@ pub enum Event {
     /// An ARP request or solicitation not sent: the worker's rate limit
     /// (crate::neigh::REQUESTS_PER_S) was used up.
     NeighRequestsLimited,
+    /// An established connection was cut because its service's access lists
+    /// changed to deny its client (docs/security.md).
+    AclConnCut,
 }
 
 impl Event {
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 10] = [
         Event::ToaInserted,
         Event::ToaNoRoom,
         Event::MssClamped,
@@ -46,6 +49,7 @@ impl Event {
         Event::NeighUnsolicited,
         Event::NeighConflict,
         Event::NeighRequestsLimited,
+        Event::AclConnCut,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -61,6 +65,7 @@ impl Event {
             Event::NeighUnsolicited => "neigh_unsolicited",
             Event::NeighConflict => "neigh_conflict",
             Event::NeighRequestsLimited => "neigh_requests_limited",
+            Event::AclConnCut => "acl_conn_cut",
         }
     }
 }

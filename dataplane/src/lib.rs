@@ -7,6 +7,7 @@
 //! runs on them; both are unit-tested without EAL. `worker` is the DPDK shell
 //! around the core, `dpdk` the only home of `unsafe`.
 
+pub mod acl;
 pub mod config;
 pub mod core;
 pub mod counters;
@@ -38,12 +39,12 @@ pub use dataplane::{with_core_list, Dataplane};
 use std::fmt;
 
 pub use config::{
-    AddrSpec, ConfigDesc, DestSpec, ExtDesc, ForwardMode, LocalAddrSpec, Persistence, Proto,
-    ProxyProtocol, RouteSpec, ServiceKey, ServiceSpec,
+    AclSpec, AddrSpec, ConfigDesc, DestSpec, ExtDesc, ForwardMode, LocalAddrSpec, Persistence,
+    Proto, ProxyProtocol, RouteSpec, ServiceKey, ServiceSpec,
 };
 pub use stats::{
-    ConnEntry, DestStats, DropReason, MempoolStats, PortStats, ServiceStats, Stats, TrafficStats,
-    WorkerStats,
+    AclDrops, ConnEntry, DestStats, DropReason, MempoolStats, PortStats, ServiceStats, Stats,
+    TrafficStats, WorkerStats,
 };
 
 /// One DPDK port as the config file names it.

@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::acl::Acl;
 use crate::config::{
-    ConfigDesc, ExtDesc, ForwardMode, Persistence, Proto, ProxyProtocol, ServiceKey,
+    AclSpec, ConfigDesc, ExtDesc, ForwardMode, Persistence, Proto, ProxyProtocol, ServiceKey,
 };
-use crate::counters::Traffic;
+use crate::counters::{AclCounters, Traffic};
 use crate::owner::OwnerKey;
 use crate::route::{Route, RouteTable};
 
@@ -63,6 +64,10 @@ pub struct Service {
     pub proxy_protocol: Option<ProxyProtocol>,
     /// How its connections are keyed to a worker (`crate::owner`).
     pub owner_key: OwnerKey,
+    /// Its blacklist and whitelist; `None`: both empty.
+    pub acl: Option<Arc<Acl>>,
+    /// Packets they dropped (kept across snapshots, like `traffic`).
+    pub acl_drops: Arc<AclCounters>,
 }
 
 /// An address the director owns.
@@ -102,6 +107,10 @@ pub struct Snapshot {
     pub ops_nat: FastMap<(IpAddr, u16), (u32, u32)>,
     pub desc: ConfigDesc,
     pub ext: ExtDesc,
+    /// Generation of the last snapshot that changed any service's access
+    /// lists: a worker that has not swept its connections since looks for
+    /// the ones they now deny (`core`).
+    pub acl_gen: u64,
 }
 
 impl Service {
@@ -139,8 +148,16 @@ impl Snapshot {
             ops_nat: FastMap::default(),
             desc: ConfigDesc::default(),
             ext: ExtDesc::default(),
+            acl_gen: 0,
         }
     }
+}
+
+/// What a service keeps across applies: its id and counters.
+struct ServiceEntry {
+    id: u32,
+    traffic: Arc<Traffic>,
+    acl_drops: Arc<AclCounters>,
 }
 
 struct DestEntry {
@@ -185,13 +202,17 @@ impl SchedInput {
 pub struct Compiler {
     next_id: u32,
     generation: u64,
-    services: HashMap<ServiceKey, (u32, Arc<Traffic>)>,
+    services: HashMap<ServiceKey, ServiceEntry>,
     /// Each service's last scheduler table and what it was built from: an
     /// apply that leaves a service's scheduling alone reuses it.
     tables: HashMap<ServiceKey, (SchedInput, Arc<dyn sched::SchedTable>)>,
     dests: HashMap<(ServiceKey, IpAddr, u16), DestEntry>,
     /// The last DPVS extras given to `compile_ext`; `compile` reuses them.
     ext: ExtDesc,
+    /// Each service's compiled access lists and what they were built from.
+    acls: HashMap<ServiceKey, (AclSpec, Arc<Acl>)>,
+    /// `Snapshot::acl_gen` of the last snapshot compiled.
+    acl_gen: u64,
 }
 
 impl Compiler {
@@ -315,6 +336,17 @@ impl Compiler {
                 v.push(l.addr);
             }
         }
+        let mut acl_specs: HashMap<ServiceKey, &AclSpec> = HashMap::new();
+        for (key, spec) in &ext.acl {
+            check_acl(desc, key, spec)?;
+            if acl_specs.insert(*key, spec).is_some() {
+                return Err(format!(
+                    "access lists of service {} {}:{} given twice",
+                    key.proto, key.vip, key.vport
+                ));
+            }
+        }
+        let mut acls = HashMap::new();
         let (owner_keys, nat_owner_keys) = owner_keys(desc);
         let mut services = FastMap::default();
         let mut services_by_id = FastMap::default();
@@ -336,15 +368,29 @@ impl Compiler {
                     sched::SCHEDULERS.join(", ")
                 ));
             }
-            let (sid, straffic) = match self.services.get(&s.key) {
-                Some((id, t)) => (*id, t.clone()),
-                None => {
-                    let id = self.id();
-                    let t = Arc::new(Traffic::default());
-                    self.services.insert(s.key, (id, t.clone()));
-                    (id, t)
-                }
+            if !self.services.contains_key(&s.key) {
+                let id = self.id();
+                let entry = ServiceEntry {
+                    id,
+                    traffic: Arc::new(Traffic::default()),
+                    acl_drops: Arc::new(AclCounters::default()),
+                };
+                self.services.insert(s.key, entry);
+            }
+            let (sid, straffic, acl_drops) = {
+                let e = &self.services[&s.key];
+                (e.id, e.traffic.clone(), e.acl_drops.clone())
             };
+            // Unchanged lists keep their compiled form (and the workers
+            // their connections).
+            let acl = acl_specs.get(&s.key).and_then(|spec| {
+                let acl = match self.acls.get(&s.key) {
+                    Some((was, acl)) if was == *spec => acl.clone(),
+                    _ => Arc::new(Acl::compile(spec)?),
+                };
+                acls.insert(s.key, ((*spec).clone(), acl.clone()));
+                Some(acl)
+            });
             live_services.insert(s.key);
             let mut dests = Vec::with_capacity(s.dests.len());
             let mut meta = Vec::with_capacity(s.dests.len());
@@ -432,6 +478,8 @@ impl Compiler {
                     .find(|(k, _)| *k == s.key)
                     .map(|(_, v)| *v),
                 owner_key: owner_keys[&s.key],
+                acl,
+                acl_drops,
             });
             let proto = proto_number(s.key.proto);
             if services
@@ -458,6 +506,14 @@ impl Compiler {
         self.dests.retain(|k, _| live_dests.contains(k));
 
         self.generation += 1;
+        let acls_changed = acls.len() != self.acls.len()
+            || acls
+                .iter()
+                .any(|(k, (_, a))| !self.acls.get(k).is_some_and(|(_, b)| Arc::ptr_eq(a, b)));
+        if acls_changed {
+            self.acl_gen = self.generation;
+        }
+        self.acls = acls;
         Ok(Snapshot {
             generation: self.generation,
             ports: ports.to_vec(),
@@ -470,8 +526,32 @@ impl Compiler {
             ops_nat,
             desc: desc.clone(),
             ext: ext.clone(),
+            acl_gen: self.acl_gen,
         })
     }
+}
+
+/// Access lists must name a service and hold prefixes of its VIP's family
+/// (its clients' family).
+fn check_acl(desc: &ConfigDesc, key: &ServiceKey, spec: &AclSpec) -> Result<(), String> {
+    let name = format!("service {} {}:{}", key.proto, key.vip, key.vport);
+    if !desc.services.iter().any(|s| s.key == *key) {
+        return Err(format!("access lists: no {name}"));
+    }
+    for (list, entries) in [
+        ("blacklist", &spec.blacklist),
+        ("whitelist", &spec.whitelist),
+    ] {
+        for (a, len) in entries {
+            let max = if a.is_ipv4() { 32 } else { 128 };
+            if a.is_ipv4() != key.vip.is_ipv4() || *len > max {
+                return Err(format!(
+                    "{name}: {list} entry {a}/{len} does not fit the VIP"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn proto_number(p: Proto) -> u8 {

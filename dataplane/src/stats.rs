@@ -76,10 +76,16 @@ pub enum DropReason {
     /// A frame for another host's MAC (neither the port's nor a group
     /// address): a promiscuous port or a flooding switch delivered it.
     OtherMac,
+    /// A packet of a new connection (or of one cut when the lists changed)
+    /// from a client on the service's blacklist (DPVS `-U`).
+    AclBlacklist,
+    /// The same from a client not on the service's whitelist, which is not
+    /// empty (DPVS `-O`).
+    AclWhitelist,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::Truncated,
         DropReason::UnknownEtherType,
         DropReason::BadArp,
@@ -108,6 +114,8 @@ impl DropReason {
         DropReason::BadNdp,
         DropReason::HandoverFull,
         DropReason::OtherMac,
+        DropReason::AclBlacklist,
+        DropReason::AclWhitelist,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -142,6 +150,8 @@ impl DropReason {
             DropReason::BadNdp => "bad_ndp",
             DropReason::HandoverFull => "handover_full",
             DropReason::OtherMac => "other_mac",
+            DropReason::AclBlacklist => "acl_blacklist",
+            DropReason::AclWhitelist => "acl_whitelist",
         }
     }
 }
@@ -190,6 +200,16 @@ pub struct ServiceStats {
     pub key: ServiceKey,
     pub traffic: TrafficStats,
     pub dests: Vec<DestStats>,
+    /// Packets its access lists dropped (`acl_blacklist`, `acl_whitelist`
+    /// of this service), since it was added.
+    pub acl_drops: AclDrops,
+}
+
+/// Packets a service's blacklist and whitelist dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AclDrops {
+    pub blacklist: u64,
+    pub whitelist: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

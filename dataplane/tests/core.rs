@@ -141,6 +141,8 @@ fn desc(mode: ForwardMode, proto: Proto) -> (ConfigDesc, ExtDesc) {
 struct Lab {
     core: Core<TestIo>,
     snap: Arc<Snapshot>,
+    /// Keeps ids and counters across `apply`s, as the dataplane's does.
+    compiler: Compiler,
 }
 
 impl Lab {
@@ -154,9 +156,8 @@ impl Lab {
     }
 
     fn with_desc(d: &ConfigDesc, e: &ExtDesc, index: usize, n: usize) -> Lab {
-        let snap = Compiler::default()
-            .compile_ext(d, e, &ports())
-            .expect("config");
+        let mut compiler = Compiler::default();
+        let snap = compiler.compile_ext(d, e, &ports()).expect("config");
         let owners = Owners::new(n, vec![PortSteer::Handover, PortSteer::Handover]);
         let shared = Arc::new(Shared::new(snap, owners));
         shared.neigh.learn(0, ip(CIP), CLIENT_MAC, 0);
@@ -173,7 +174,21 @@ impl Lab {
         core.now_ms = 1000;
         core.on_snapshot(&snap);
         core.io.sent.clear(); // gratuitous ARPs
-        Lab { core, snap }
+        Lab {
+            core,
+            snap,
+            compiler,
+        }
+    }
+
+    /// A new configuration, as `Dataplane::apply_ext` publishes it; the
+    /// worker meets it before its next burst, and runs its timers once.
+    fn apply(&mut self, d: &ConfigDesc, e: &ExtDesc) {
+        let snap = self.compiler.compile_ext(d, e, &ports()).expect("config");
+        self.core.shared.snapshot.store(Arc::new(snap));
+        self.snap = self.core.shared.snapshot.load_full();
+        self.core.on_snapshot(&self.snap.clone());
+        self.core.expire(&self.snap.clone());
     }
 
     /// Feed `frames` as one burst received on `port`; what the core sent.
@@ -879,5 +894,293 @@ fn connections_expire_and_a_mass_expiry_continues_every_loop() {
         lab.core.conns.len(),
         0,
         "the backlog goes on within the same ms"
+    );
+}
+
+/// Access lists on the service of `desc(mode, proto)`: `(prefix, len)` each.
+fn with_acl(
+    mode: ForwardMode,
+    proto: Proto,
+    blacklist: &[([u8; 4], u8)],
+    whitelist: &[([u8; 4], u8)],
+) -> (ConfigDesc, ExtDesc) {
+    let (d, mut e) = desc(mode, proto);
+    let list = |l: &[([u8; 4], u8)]| l.iter().map(|(a, n)| (ip(*a), *n)).collect();
+    e.acl = vec![(
+        d.services[0].key,
+        AclSpec {
+            blacklist: list(blacklist),
+            whitelist: list(whitelist),
+        },
+    )];
+    (d, e)
+}
+
+/// Another client on the client network.
+const CIP2: [u8; 4] = [10, 0, 0, 3];
+
+impl Lab {
+    fn acl_drops(&self) -> dataplane::AclDrops {
+        let svc = self.snap.services_by_id.values().next().expect("service");
+        svc.acl_drops.sum()
+    }
+}
+
+#[test]
+fn a_blacklisted_client_is_dropped_and_counted_others_are_served() {
+    // -U -t VIP:80 -k 10.0.0.2, and a /16 elsewhere.
+    let (d, e) = with_acl(
+        ForwardMode::Nat,
+        Proto::Tcp,
+        &[(CIP, 32), ([172, 16, 0, 0], 16)],
+        &[],
+    );
+    let mut lab = Lab::with_desc(&d, &e, 0, 1);
+    let syn = tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "S", 1, b"");
+    assert!(lab.rx(0, std::slice::from_ref(&syn)).is_empty());
+    // Whatever it sends the service counts as blacklisted, a stray ACK too.
+    let ack = tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "A", 2, b"x");
+    assert!(lab.rx(0, &[ack]).is_empty());
+    assert_eq!(lab.drops(DropReason::AclBlacklist), 2);
+    assert_eq!(lab.all_drops(), 2, "one reason per packet");
+    assert_eq!(lab.acl_drops().blacklist, 2);
+    assert_eq!(lab.core.conns.len(), 0);
+    let svc = lab.snap.services_by_id.values().next().unwrap();
+    assert_eq!(svc.traffic.sum().conns, 0, "nothing scheduled");
+    // Another client is served as ever.
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP2, 40000, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(out.len(), 1);
+    let s = seen(&out[0].1);
+    assert_eq!((s.src, s.dst, s.dport), (CIP2, RIP, 8080));
+    assert_eq!(lab.drops(DropReason::AclBlacklist), 2);
+
+    // UDP alike.
+    let (d, e) = with_acl(ForwardMode::Nat, Proto::Udp, &[([10, 0, 0, 0], 30)], &[]);
+    let mut lab = Lab::with_desc(&d, &e, 0, 1);
+    assert!(lab
+        .rx(0, &[udp(CLIENT_MAC, MAC0, CIP, 5000, VIP, 80)])
+        .is_empty());
+    assert_eq!(lab.drops(DropReason::AclBlacklist), 1);
+    assert_eq!(
+        lab.rx(0, &[udp(CLIENT_MAC, MAC0, [10, 0, 0, 4], 5000, VIP, 80)])
+            .len(),
+        1,
+        "10.0.0.4 is outside 10.0.0.0/30"
+    );
+}
+
+#[test]
+fn a_whitelist_admits_only_its_clients_and_the_blacklist_wins() {
+    // -O 10.0.0.0/24, -U 10.0.0.3: 10.0.0.2 in, 10.0.0.3 out, 10.9.0.1 out.
+    let (d, e) = with_acl(
+        ForwardMode::Nat,
+        Proto::Tcp,
+        &[(CIP2, 32)],
+        &[([10, 0, 0, 0], 24)],
+    );
+    let mut lab = Lab::with_desc(&d, &e, 0, 1);
+    let out = lab.rx(
+        0,
+        &[
+            tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "S", 1, b""),
+            tcp(CLIENT_MAC, MAC0, CIP2, 40000, VIP, 80, "S", 1, b""),
+            tcp(CLIENT_MAC, MAC0, [10, 9, 0, 1], 40000, VIP, 80, "S", 1, b""),
+        ],
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(seen(&out[0].1).src, CIP);
+    assert_eq!(lab.drops(DropReason::AclBlacklist), 1);
+    assert_eq!(lab.drops(DropReason::AclWhitelist), 1);
+    let a = lab.acl_drops();
+    assert_eq!((a.blacklist, a.whitelist), (1, 1));
+    // The real server's reply to the admitted client goes back as ever.
+    let out = lab.rx(1, &[tcp(RS_MAC, MAC1, RIP, 8080, CIP, 40000, "SA", 9, b"")]);
+    assert_eq!(seen(&out[0].1).src, VIP);
+}
+
+#[test]
+fn ipv6_clients_are_matched_by_prefix() {
+    let v6 = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let (vip, rip) = (v6("2001:db8::100"), v6("2001:db8:1::11"));
+    let key = ServiceKey {
+        proto: Proto::Tcp,
+        vip,
+        vport: 80,
+    };
+    let d = ConfigDesc {
+        services: vec![ServiceSpec {
+            key,
+            scheduler: "rr".into(),
+            sched_flags: vec![],
+            persistence: None,
+            conn_timeout_s: None,
+            ops: false,
+            dests: vec![DestSpec {
+                addr: rip,
+                port: 80,
+                weight: 1,
+                mode: ForwardMode::Nat,
+                u_threshold: 0,
+                l_threshold: 0,
+                inhibited: false,
+            }],
+        }],
+        addrs: vec![
+            AddrSpec {
+                port: "dpdk0".into(),
+                addr: vip,
+                prefix_len: 64,
+            },
+            AddrSpec {
+                port: "dpdk1".into(),
+                addr: v6("2001:db8:1::1"),
+                prefix_len: 64,
+            },
+        ],
+        routes: vec![RouteSpec {
+            prefix: v6("::"),
+            prefix_len: 0,
+            via: Some(v6("2001:db8::1")),
+            port: "dpdk0".into(),
+        }],
+    };
+    let e = ExtDesc {
+        acl: vec![(
+            key,
+            AclSpec {
+                blacklist: vec![(v6("2001:db8:bad::"), 48)],
+                whitelist: vec![],
+            },
+        )],
+        ..Default::default()
+    };
+    let mut lab = Lab::with_desc(&d, &e, 0, 1);
+    lab.core.shared.neigh.learn(1, rip, RS_MAC, 0);
+    let octets = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let syn = |src: &str| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, MAC0)
+            .ipv6(octets(src), octets("2001:db8::100"), 64)
+            .tcp(40000, 80, 1, 64000)
+            .syn()
+            .write(&mut v, b"")
+            .unwrap();
+        v
+    };
+    assert!(lab.rx(0, &[syn("2001:db8:bad:1::7")]).is_empty());
+    assert_eq!(lab.drops(DropReason::AclBlacklist), 1);
+    let out = lab.rx(0, &[syn("2001:db8:bab::7")]);
+    assert_eq!(out.len(), 1, "outside the /48");
+    let p = SlicedPacket::from_ethernet(&out[0].1).unwrap();
+    let Some(NetSlice::Ipv6(h)) = &p.net else {
+        panic!("IPv6")
+    };
+    assert_eq!(IpAddr::from(h.header().destination_addr()), rip);
+    assert_eq!(lab.acl_drops().blacklist, 1);
+}
+
+/// DPVS drops every packet of a listed client toward the VIP, established
+/// connections included; here the connections the new lists deny are cut
+/// when the lists change (no lookup on their packets), with the same result.
+#[test]
+fn an_entry_added_cuts_the_established_connections_it_denies() {
+    let (d, e) = desc(ForwardMode::Nat, Proto::Tcp);
+    let mut lab = Lab::with_desc(&d, &e, 0, 1);
+    lab.core.shared.neigh.learn(0, ip(CIP2), CLIENT_MAC, 0);
+    for c in [CIP, CIP2] {
+        lab.rx(0, &[tcp(CLIENT_MAC, MAC0, c, 40000, VIP, 80, "S", 1, b"")]);
+        lab.rx(1, &[tcp(RS_MAC, MAC1, RIP, 8080, c, 40000, "SA", 9, b"")]);
+        lab.rx(0, &[tcp(CLIENT_MAC, MAC0, c, 40000, VIP, 80, "A", 2, b"")]);
+    }
+    assert_eq!(lab.core.conns.len(), 2);
+    let active = |lab: &Lab| {
+        let d = lab.snap.dests.values().next().unwrap();
+        d.counters.active.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(active(&lab), 2);
+
+    // -U -t VIP:80 -k 10.0.0.2
+    let (d2, e2) = with_acl(ForwardMode::Nat, Proto::Tcp, &[(CIP, 32)], &[]);
+    lab.apply(&d2, &e2);
+    assert_eq!(lab.core.conns.len(), 1, "10.0.0.2's connection is cut");
+    assert_eq!(active(&lab), 1, "and no longer counted");
+    assert_eq!(
+        lab.core.shared.events[0].get(dataplane::events::Event::AclConnCut),
+        1
+    );
+    // Its next segment meets the blacklist; the other client goes on.
+    let out = lab.rx(
+        0,
+        &[
+            tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "A", 3, b"GET /"),
+            tcp(CLIENT_MAC, MAC0, CIP2, 40000, VIP, 80, "A", 3, b"GET /"),
+        ],
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(seen(&out[0].1).src, CIP2);
+    assert_eq!(lab.drops(DropReason::AclBlacklist), 1);
+    // The reply to the cut connection finds nothing to translate.
+    assert!(lab
+        .rx(
+            1,
+            &[tcp(RS_MAC, MAC1, RIP, 8080, CIP, 40000, "A", 10, b"x")]
+        )
+        .is_empty());
+
+    // Counters and the surviving connection outlive a change of the lists;
+    // the entry deleted, 10.0.0.2 connects again.
+    lab.apply(&d, &e);
+    assert_eq!(lab.core.conns.len(), 1);
+    assert_eq!(lab.acl_drops().blacklist, 1, "kept with the service");
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40001, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(out.len(), 1);
+
+    // A whitelist that leaves 10.0.0.3 out cuts its connection too.
+    let (d3, e3) = with_acl(ForwardMode::Nat, Proto::Tcp, &[], &[(CIP, 32)]);
+    lab.apply(&d3, &e3);
+    assert_eq!(lab.core.conns.len(), 1, "10.0.0.2's new one stays");
+    assert_eq!(
+        lab.core
+            .conns
+            .lookup(&conntrack::Tuple {
+                proto: 6,
+                src: ip(CIP),
+                sport: 40001,
+                dst: ip(VIP),
+                dport: 80,
+            })
+            .map(|(_, dir)| dir),
+        Some(conntrack::Direction::Original)
+    );
+}
+
+/// A sweep over a large table goes in bounded steps, one per `expire`.
+#[test]
+fn the_sweep_of_a_large_table_is_bounded_per_call() {
+    let (d, e) = desc(ForwardMode::Nat, Proto::Udp);
+    let mut lab = Lab::with_desc(&d, &e, 0, 1);
+    for chunk in 0..20u16 {
+        let frames: Vec<Vec<u8>> = (0..30)
+            .map(|i| udp(CLIENT_MAC, MAC0, CIP, 10000 + chunk * 30 + i, VIP, 80))
+            .collect();
+        lab.rx(0, &frames);
+    }
+    assert_eq!(lab.core.conns.len(), 600);
+    let (d2, e2) = with_acl(ForwardMode::Nat, Proto::Udp, &[(CIP, 32)], &[]);
+    lab.apply(&d2, &e2);
+    assert_eq!(lab.core.conns.len(), 600 - 256, "one step");
+    let snap = lab.snap.clone();
+    lab.core.expire(&snap);
+    lab.core.expire(&snap);
+    assert_eq!(lab.core.conns.len(), 0);
+    assert_eq!(
+        lab.core.shared.events[0].get(dataplane::events::Event::AclConnCut),
+        600
     );
 }
