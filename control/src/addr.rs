@@ -82,6 +82,29 @@ pub fn parse_prefix(s: &str, len_optional: bool) -> Result<(IpAddr, u8), String>
     }
 }
 
+/// An access-list entry as users write it: `ADDR` (that host) or
+/// `ADDR/LEN`, the address being the network (no host bits set).
+pub fn parse_acl_entry(s: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, len) = parse_prefix(s, true)?;
+    let (net, _) = network_of(&addr, len);
+    if net != addr {
+        return Err(format!(
+            "invalid prefix \"{s}\": host bits set (the network is {net}/{len})"
+        ));
+    }
+    Ok((addr, len))
+}
+
+/// An access-list entry as listings print it: a host as its address (as
+/// DPVS prints its entries), a prefix as `ADDR/LEN`.
+pub fn fmt_acl_entry(addr: &IpAddr, len: u8) -> String {
+    if len == max_prefix(addr) {
+        addr.to_string()
+    } else {
+        format!("{addr}/{len}")
+    }
+}
+
 /// Whether `addr` lies inside `prefix/len` (same family only).
 pub fn prefix_contains(prefix: &IpAddr, len: u8, addr: &IpAddr) -> bool {
     match (prefix, addr) {
@@ -221,5 +244,25 @@ mod tests {
         assert_eq!(parse_netmask("255.255.255.255").unwrap(), 32);
         assert!(parse_netmask("255.0.255.0").is_err());
         assert_eq!(v4_netmask(24).to_string(), "255.255.255.0");
+    }
+
+    #[test]
+    fn access_list_entries() {
+        let e = |s: &str| parse_acl_entry(s).map(|(a, l)| fmt_acl_entry(&a, l));
+        assert_eq!(e("10.1.0.0/16").unwrap(), "10.1.0.0/16");
+        assert_eq!(e("10.1.2.3").unwrap(), "10.1.2.3");
+        assert_eq!(e("10.1.2.3/32").unwrap(), "10.1.2.3");
+        assert_eq!(e("2001:db8::/32").unwrap(), "2001:db8::/32");
+        assert_eq!(e("[2001:db8::7]").unwrap(), "2001:db8::7");
+        assert_eq!(e("0.0.0.0/0").unwrap(), "0.0.0.0/0");
+        assert_eq!(
+            e("10.1.2.3/16").unwrap_err(),
+            "invalid prefix \"10.1.2.3/16\": host bits set (the network is 10.1.0.0/16)"
+        );
+        assert_eq!(
+            e("10.1.0.0/33").unwrap_err(),
+            "invalid prefix length /33 in \"10.1.0.0/33\" (at most /32)"
+        );
+        assert_eq!(e("10.1.0/16").unwrap_err(), "invalid address \"10.1.0/16\"");
     }
 }

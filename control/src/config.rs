@@ -15,9 +15,9 @@ use dataplane::{
 };
 use serde::Deserialize;
 
-use crate::addr::{parse_addr_port, parse_ip, parse_netmask, parse_prefix};
+use crate::addr::{parse_acl_entry, parse_addr_port, parse_ip, parse_netmask, parse_prefix};
 use crate::scheduler::DEFAULT_SCHEDULER;
-use crate::store::{Store, StoreError, Timeouts, DEFAULT_PERSISTENCE_S};
+use crate::store::{AclList, Store, StoreError, Timeouts, DEFAULT_PERSISTENCE_S};
 use crate::tls::TlsFiles;
 
 /// Default control socket.
@@ -127,6 +127,12 @@ pub struct ServiceConf {
     /// keepalived's quorum and hysteresis (docs/health.md).
     pub quorum: Option<u32>,
     pub hysteresis: Option<u32>,
+    /// Access lists (DPVS `-U`, `-O`; docs/security.md): client addresses or
+    /// prefixes, `["10.1.0.0/16", "192.0.2.7"]`.
+    #[serde(default)]
+    pub blacklist: Vec<String>,
+    #[serde(default)]
+    pub whitelist: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -586,6 +592,18 @@ impl ConfigFile {
                     .set_proxy_protocol(&key, pp)
                     .map_err(|e| format!("service[{i}].proxy_protocol: {}", e.message()))?;
             }
+            for (list, entries) in [
+                (AclList::Blacklist, &s.blacklist),
+                (AclList::Whitelist, &s.whitelist),
+            ] {
+                for (j, e) in entries.iter().enumerate() {
+                    let at = format!("service[{i}].{}[{j}]", list.name());
+                    let (addr, len) = parse_acl_entry(e).map_err(|m| format!("{at}: {m}"))?;
+                    store
+                        .add_acl_entry(&key, list, addr, len)
+                        .map_err(|e| format!("{at}: {}", e.message()))?;
+                }
+            }
             for (j, l) in s.laddr.iter().enumerate() {
                 let at = format!("service[{i}].laddr[{j}]");
                 let addr = parse_ip(&l.addr).map_err(|e| format!("{at}.addr: {e}"))?;
@@ -826,6 +844,7 @@ listen = "unix:/run/dpvs/dpvs.sock"
     fn services_in_config() {
         let text = format!(
             "{EXAMPLE}\n[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nscheduler = \"rr\"\nproxy_protocol = \"v2\"\n\
+             blacklist = [\"10.1.0.0/16\", \"192.0.2.7\"]\nwhitelist = [\"10.0.0.0/8\"]\n\
              [[service.dest]]\naddr = \"192.168.0.11\"\nmode = \"nat\"\nweight = 2\n\
              [[service.dest]]\naddr = \"192.168.0.12\"\nport = 8080\nmode = \"fullnat\"\n\
              [timeouts]\ntcp = 600\n"
@@ -846,6 +865,17 @@ listen = "unix:/run/dpvs/dpvs.sock"
         );
         assert_eq!(c.store.timeouts().tcp_s, 600);
         assert_eq!(c.store.timeouts().udp_s, 300);
+        let ip = |a: &str| a.parse().unwrap();
+        assert_eq!(
+            c.store.ext().acl,
+            vec![(
+                d.services[0].key,
+                dataplane::AclSpec {
+                    blacklist: vec![(ip("10.1.0.0"), 16), (ip("192.0.2.7"), 32)],
+                    whitelist: vec![(ip("10.0.0.0"), 8)],
+                }
+            )]
+        );
     }
 
     #[test]
@@ -974,6 +1004,10 @@ listen = "unix:/run/dpvs/dpvs.sock"
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nconn_timeout = 0", "service[0].conn_timeout: connection timeout must be at least 1 second"),
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nsched_flags = [\"sh-magic\"]", "service[0].sched_flags: unknown scheduler flag 'sh-magic'"),
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.laddr]]\naddr = \"127.0.0.1\"\nport = \"dpdk1\"", "service[0].laddr[0].addr: invalid local address 127.0.0.1"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nblacklist = [\"10.1.0.0/16\", \"10.2.0.1/16\"]", "service[0].blacklist[1]: invalid prefix \"10.2.0.1/16\": host bits set (the network is 10.2.0.0/16)"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nwhitelist = [\"2001:db8::/32\"]", "service[0].whitelist[0]: 2001:db8::/32 is IPv6, the service TCP 10.0.0.100:80 is IPv4"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nblacklist = [\"10.1.0.0/16\", \"10.1.0.0/16\"]", "service[0].blacklist[1]: blacklist entry 10.1.0.0/16 already exists in TCP 10.0.0.100:80"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nblacklist = \"10.1.0.0/16\"", "service[0].blacklist: invalid type"),
         ];
         for (body, want) in cases {
             let err = parse(&svc(body)).expect_err(want);

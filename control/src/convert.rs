@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use proto::v1 as pb;
 
-use crate::addr::{max_prefix, parse_ip};
+use crate::addr::{max_prefix, parse_acl_entry, parse_ip};
 use crate::health::{CheckKind, CheckSpec, OnFailure};
 use crate::scheduler::DEFAULT_SCHEDULER;
-use crate::store::{Timeouts, DEFAULT_PERSISTENCE_S};
+use crate::store::{AclList, Timeouts, DEFAULT_PERSISTENCE_S};
 
 fn ip(field: &str, s: &str) -> Result<IpAddr, String> {
     parse_ip(s).map_err(|e| format!("{field}: {e}"))
@@ -297,6 +297,8 @@ pub fn service_to_pb(s: &ServiceSpec, with_dests: bool) -> pb::Service {
         passive_check: false,
         quorum: 0,
         hysteresis: 0,
+        blacklist: Vec::new(),
+        whitelist: Vec::new(),
         dests: if with_dests {
             s.dests.iter().map(dest_to_pb).collect()
         } else {
@@ -349,6 +351,8 @@ pub fn service_status(
             .collect(),
         // The server's estimator fills it in (`--rate`).
         rate: None,
+        blacklist_drops: stats.map_or(0, |st| st.acl_drops.blacklist),
+        whitelist_drops: stats.map_or(0, |st| st.acl_drops.whitelist),
     }
 }
 
@@ -473,4 +477,32 @@ pub fn laddr_to_pb(l: &dataplane::LocalAddrSpec, conns: u64) -> pb::LocalAddr {
         conns,
         conflicts: 0,
     }
+}
+
+pub fn acl_list_from_pb(l: i32) -> Result<AclList, String> {
+    match pb::AclList::try_from(l) {
+        Ok(pb::AclList::Blacklist) => Ok(AclList::Blacklist),
+        Ok(pb::AclList::Whitelist) => Ok(AclList::Whitelist),
+        _ => Err(format!(
+            "list: unknown access list {l} (BLACKLIST or WHITELIST)"
+        )),
+    }
+}
+
+pub fn acl_list_to_pb(l: AclList) -> pb::AclList {
+    match l {
+        AclList::Blacklist => pb::AclList::Blacklist,
+        AclList::Whitelist => pb::AclList::Whitelist,
+    }
+}
+
+/// An access-list entry of a request: the service, the list, the prefix.
+pub fn acl_entry_from_pb(
+    e: Option<&pb::AclEntry>,
+) -> Result<(ServiceKey, AclList, IpAddr, u8), String> {
+    let e = required("entry", e)?;
+    let key = key_field("service", e.service.as_ref())?;
+    let list = acl_list_from_pb(e.list)?;
+    let (addr, len) = parse_acl_entry(&e.addr).map_err(|m| format!("addr: {m}"))?;
+    Ok((key, list, addr, len))
 }

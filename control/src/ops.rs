@@ -11,7 +11,7 @@ use tonic::Status;
 
 use crate::convert;
 use crate::server::store_status;
-use crate::store::Store;
+use crate::store::{AclList, Store};
 
 /// What a change leaves for the caller to do once the new configuration is in
 /// force: counters baselines (`-Z`) of deleted things are forgotten.
@@ -43,6 +43,7 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
                 crate::store::check_dest(&key, d).map_err(|e| bad(format!("dests[{j}].{e}")))?;
             }
             store.add_service(spec).map_err(store_status)?;
+            acl_lists(store, &key, svc)?;
             if let Some(Some(v)) = pp {
                 store
                     .set_proxy_protocol(&key, Some(v))
@@ -129,8 +130,42 @@ pub fn apply(store: &mut Store, op: &pb::op::Op) -> Result<Forget, Status> {
             .map_err(store_status)?;
         }
         Op::SetTimeouts(t) => store.set_timeouts(convert::timeouts_from_pb(t)),
+        Op::AddAclEntry(r) | Op::DeleteAclEntry(r) => {
+            let (key, list, addr, len) =
+                convert::acl_entry_from_pb(r.entry.as_ref()).map_err(bad)?;
+            if matches!(op, Op::AddAclEntry(_)) {
+                store.add_acl_entry(&key, list, addr, len)
+            } else {
+                store.delete_acl_entry(&key, list, addr, len)
+            }
+            .map_err(store_status)?;
+        }
     }
     Ok(Forget::Nothing)
+}
+
+/// The access lists AddService carries (`blacklist[1]: ...` names a bad one).
+fn acl_lists(
+    store: &mut Store,
+    key: &dataplane::ServiceKey,
+    svc: Option<&pb::Service>,
+) -> Result<(), Status> {
+    let Some(svc) = svc else { return Ok(()) };
+    for (list, entries) in [
+        (AclList::Blacklist, &svc.blacklist),
+        (AclList::Whitelist, &svc.whitelist),
+    ] {
+        for (j, e) in entries.iter().enumerate() {
+            let at = format!("{}[{j}]", list.name());
+            let (addr, len) =
+                crate::addr::parse_acl_entry(e).map_err(|m| bad(format!("{at}: {m}")))?;
+            store.add_acl_entry(key, list, addr, len).map_err(|e| {
+                let code = store_status(e.clone()).code();
+                Status::new(code, format!("{at}: {}", e.message()))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// What AddService and EditService set beside the spec: the sorry server
@@ -187,5 +222,7 @@ pub fn name(op: &pb::op::Op) -> &'static str {
         Op::AddRoute(_) => "AddRoute",
         Op::DeleteRoute(_) => "DeleteRoute",
         Op::SetTimeouts(_) => "SetTimeouts",
+        Op::AddAclEntry(_) => "AddAclEntry",
+        Op::DeleteAclEntry(_) => "DeleteAclEntry",
     }
 }

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::backend::Backend;
 use crate::convert;
 use crate::ops;
-use crate::store::{Store, StoreError};
+use crate::store::{AclList, Store, StoreError};
 
 pub mod listen;
 
@@ -491,6 +491,16 @@ pub(crate) fn service_status(
         svc.proxy_protocol = convert::proxy_protocol_to_pb(store.proxy_protocol(&s.key)) as i32;
         svc.passive_check = store.passive_check(&s.key);
         (svc.quorum, svc.hysteresis) = store.quorum(&s.key);
+        if let Some(acl) = store.acl(&s.key) {
+            let text = |l: AclList| {
+                acl.list(l)
+                    .iter()
+                    .map(|(a, len)| crate::addr::fmt_acl_entry(a, *len))
+                    .collect()
+            };
+            svc.blacklist = text(AclList::Blacklist);
+            svc.whitelist = text(AclList::Whitelist);
+        }
         svc.sorry_server = store
             .sorry(&s.key)
             .map(|a| crate::addr::fmt_addr_port(&a.ip(), a.port()))
@@ -711,6 +721,20 @@ impl Dpvs for DpvsService {
             })
             .collect();
         Ok(Response::new(pb::ListLocalAddrsResponse { laddrs }))
+    }
+
+    async fn add_acl_entry(
+        &self,
+        req: Request<pb::AclEntryRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.change(pb::op::Op::AddAclEntry(req.into_inner()))
+    }
+
+    async fn delete_acl_entry(
+        &self,
+        req: Request<pb::AclEntryRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.change(pb::op::Op::DeleteAclEntry(req.into_inner()))
     }
 
     async fn list_connections(

@@ -12,11 +12,11 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use dataplane::{
-    AddrSpec, ConfigDesc, DestSpec, ExtDesc, ForwardMode, LocalAddrSpec, Proto, ProxyProtocol,
-    RouteSpec, ServiceKey, ServiceSpec,
+    AclSpec, AddrSpec, ConfigDesc, DestSpec, ExtDesc, ForwardMode, LocalAddrSpec, Proto,
+    ProxyProtocol, RouteSpec, ServiceKey, ServiceSpec,
 };
 
-use crate::addr::{fmt_addr_port, max_prefix, prefix_contains};
+use crate::addr::{fmt_acl_entry, fmt_addr_port, max_prefix, network_of, prefix_contains};
 use crate::health::{CheckSpec, DestId};
 use crate::scheduler::{check_sched_flags, check_scheduler};
 
@@ -72,6 +72,46 @@ pub fn service_name(key: &ServiceKey) -> String {
     format!("{} {}", key.proto, fmt_addr_port(&key.vip, key.vport))
 }
 
+/// Which access list of a service: DPVS's blacklist (`-U`/`-V`/`-B`) or
+/// whitelist (`-O`/`-Y`/`-W`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclList {
+    Blacklist,
+    Whitelist,
+}
+
+impl AclList {
+    /// As messages, dpvs.toml keys and the API name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AclList::Blacklist => "blacklist",
+            AclList::Whitelist => "whitelist",
+        }
+    }
+}
+
+/// A service's access lists: client prefixes `(address, length)`, sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AclLists {
+    pub blacklist: BTreeSet<(IpAddr, u8)>,
+    pub whitelist: BTreeSet<(IpAddr, u8)>,
+}
+
+impl AclLists {
+    pub fn list(&self, l: AclList) -> &BTreeSet<(IpAddr, u8)> {
+        match l {
+            AclList::Blacklist => &self.blacklist,
+            AclList::Whitelist => &self.whitelist,
+        }
+    }
+    fn list_mut(&mut self, l: AclList) -> &mut BTreeSet<(IpAddr, u8)> {
+        match l {
+            AclList::Blacklist => &mut self.blacklist,
+            AclList::Whitelist => &mut self.whitelist,
+        }
+    }
+}
+
 /// ipvsadm's connection idle timeouts (`--set tcp tcpfin udp`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -118,6 +158,8 @@ pub struct Store {
     quorum: BTreeMap<ServiceKey, (u32, u32)>,
     /// Services whose quorum is lost (kept only where hysteresis needs memory).
     quorum_lost: BTreeSet<ServiceKey>,
+    /// Access lists (DPVS `-U`, `-O`); services with both empty are absent.
+    acl: BTreeMap<ServiceKey, AclLists>,
 }
 
 impl Store {
@@ -312,6 +354,17 @@ impl Store {
         ExtDesc {
             laddrs: self.laddrs.clone(),
             proxy_protocol: self.proxy_protocol.iter().map(|(k, v)| (*k, *v)).collect(),
+            acl: self
+                .acl
+                .iter()
+                .map(|(k, l)| {
+                    let spec = AclSpec {
+                        blacklist: l.blacklist.iter().copied().collect(),
+                        whitelist: l.whitelist.iter().copied().collect(),
+                    };
+                    (*k, spec)
+                })
+                .collect(),
             ..ExtDesc::default()
         }
     }
@@ -348,6 +401,84 @@ impl Store {
                 Ok(())
             }
         }
+    }
+
+    /// The access lists of a service (`None`: both empty).
+    pub fn acl(&self, key: &ServiceKey) -> Option<&AclLists> {
+        self.acl.get(key)
+    }
+
+    /// `-U -t VIP:PORT -k ADDR|CIDR` (blacklist), `-O ... -2 ...` (whitelist):
+    /// a client prefix of the VIP's family, without host bits.
+    pub fn add_acl_entry(
+        &mut self,
+        key: &ServiceKey,
+        list: AclList,
+        addr: IpAddr,
+        len: u8,
+    ) -> Result<(), StoreError> {
+        if !self.services.contains_key(key) {
+            return Err(not_found(key));
+        }
+        let family = |a: &IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+        if addr.is_ipv4() != key.vip.is_ipv4() {
+            return Err(invalid(
+                "addr",
+                format!(
+                    "{} is {}, the service {} is {}: its clients are of its family",
+                    fmt_acl_entry(&addr, len),
+                    family(&addr),
+                    service_name(key),
+                    family(&key.vip)
+                ),
+            ));
+        }
+        if len > max_prefix(&addr) || network_of(&addr, len).0 != addr {
+            return Err(invalid(
+                "addr",
+                format!("invalid prefix {addr}/{len}: host bits set"),
+            ));
+        }
+        if !self
+            .acl
+            .entry(*key)
+            .or_default()
+            .list_mut(list)
+            .insert((addr, len))
+        {
+            return Err(StoreError::AlreadyExists(format!(
+                "{} entry {} already exists in {}",
+                list.name(),
+                fmt_acl_entry(&addr, len),
+                service_name(key)
+            )));
+        }
+        Ok(())
+    }
+
+    /// `-V -t VIP:PORT -k ADDR|CIDR`, `-Y ... -2 ...`: the entry as added.
+    pub fn delete_acl_entry(
+        &mut self,
+        key: &ServiceKey,
+        list: AclList,
+        addr: IpAddr,
+        len: u8,
+    ) -> Result<(), StoreError> {
+        if !self.services.contains_key(key) {
+            return Err(not_found(key));
+        }
+        let lists = self.acl.get_mut(key);
+        if !lists.is_some_and(|l| l.list_mut(list).remove(&(addr, len))) {
+            return Err(StoreError::NotFound(format!(
+                "no {} entry {} in {}",
+                list.name(),
+                fmt_acl_entry(&addr, len),
+                service_name(key)
+            )));
+        }
+        self.acl
+            .retain(|_, l| !l.blacklist.is_empty() || !l.whitelist.is_empty());
+        Ok(())
     }
 
     pub fn laddrs(&self) -> &[LocalAddrSpec] {
@@ -507,6 +638,7 @@ impl Store {
         self.passive_down.retain(|id| id.0 != *key);
         self.quorum.remove(key);
         self.quorum_lost.remove(key);
+        self.acl.remove(key);
         self.drop_unused_auto_addrs();
         Ok(())
     }
@@ -522,6 +654,7 @@ impl Store {
         self.passive_down.clear();
         self.quorum.clear();
         self.quorum_lost.clear();
+        self.acl.clear();
         self.drop_unused_auto_addrs();
     }
 
@@ -1099,6 +1232,79 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("TCP services only"), "{e}");
         assert_eq!(s.proxy_protocol(&uk), None);
+    }
+
+    #[test]
+    fn access_lists_per_service() {
+        let mut s = store();
+        let k = key("10.0.0.100", 80);
+        let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+        let bl = AclList::Blacklist;
+        assert_eq!(
+            s.add_acl_entry(&k, bl, ip("10.1.0.0"), 16).unwrap_err(),
+            StoreError::NotFound("no such service TCP 10.0.0.100:80".into())
+        );
+        s.add_service(svc("10.0.0.100", 80)).unwrap();
+        s.add_acl_entry(&k, bl, ip("10.1.0.0"), 16).unwrap();
+        s.add_acl_entry(&k, bl, ip("10.0.0.7"), 32).unwrap();
+        s.add_acl_entry(&k, AclList::Whitelist, ip("10.0.0.0"), 8)
+            .unwrap();
+        assert_eq!(
+            s.ext().acl,
+            vec![(
+                k,
+                AclSpec {
+                    blacklist: vec![(ip("10.0.0.7"), 32), (ip("10.1.0.0"), 16)],
+                    whitelist: vec![(ip("10.0.0.0"), 8)],
+                }
+            )]
+        );
+        let before = s.clone();
+        for (addr, len, e) in [
+            (
+                "10.1.0.0",
+                16,
+                StoreError::AlreadyExists(
+                    "blacklist entry 10.1.0.0/16 already exists in TCP 10.0.0.100:80".into(),
+                ),
+            ),
+            (
+                "2001:db8::",
+                32,
+                invalid(
+                    "addr",
+                    "2001:db8::/32 is IPv6, the service TCP 10.0.0.100:80 is IPv4: \
+                     its clients are of its family",
+                ),
+            ),
+            (
+                "10.2.3.4",
+                16,
+                invalid("addr", "invalid prefix 10.2.3.4/16: host bits set"),
+            ),
+        ] {
+            assert_eq!(s.add_acl_entry(&k, bl, ip(addr), len).unwrap_err(), e);
+        }
+        assert_eq!(
+            s.delete_acl_entry(&k, bl, ip("10.1.0.0"), 24).unwrap_err(),
+            StoreError::NotFound("no blacklist entry 10.1.0.0/24 in TCP 10.0.0.100:80".into())
+        );
+        assert_eq!(
+            s.delete_acl_entry(&k, AclList::Whitelist, ip("10.0.0.7"), 32)
+                .unwrap_err()
+                .to_string(),
+            "no whitelist entry 10.0.0.7 in TCP 10.0.0.100:80"
+        );
+        assert_eq!(s.ext(), before.ext(), "refused changes change nothing");
+        s.delete_acl_entry(&k, bl, ip("10.1.0.0"), 16).unwrap();
+        s.delete_acl_entry(&k, bl, ip("10.0.0.7"), 32).unwrap();
+        s.delete_acl_entry(&k, AclList::Whitelist, ip("10.0.0.0"), 8)
+            .unwrap();
+        assert_eq!(s.ext(), ExtDesc::default());
+        s.add_acl_entry(&k, bl, ip("10.1.0.0"), 16).unwrap();
+        s.delete_service(&k).unwrap();
+        s.add_service(svc("10.0.0.100", 80)).unwrap();
+        assert_eq!(s.acl(&k), None, "gone with the service");
     }
 
     #[test]

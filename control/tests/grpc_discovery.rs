@@ -106,6 +106,8 @@ async fn reflection_lists_the_services_and_describes_every_rpc() {
             "AddLocalAddr",
             "DeleteLocalAddr",
             "ListLocalAddrs",
+            "AddAclEntry",
+            "DeleteAclEntry",
             "Batch",
             "ApplyConfig",
         ]

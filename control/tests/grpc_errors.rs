@@ -115,6 +115,16 @@ fn laddr_req(k: Option<pb::ServiceKey>, addr: &str, port: &str) -> pb::LocalAddr
     }
 }
 
+fn acl_req(k: Option<pb::ServiceKey>, list: pb::AclList, addr: &str) -> pb::AclEntryRequest {
+    pb::AclEntryRequest {
+        entry: Some(pb::AclEntry {
+            service: k,
+            list: list as i32,
+            addr: addr.into(),
+        }),
+    }
+}
+
 fn op(o: pb::op::Op) -> pb::Op {
     pb::Op { op: Some(o) }
 }
@@ -162,6 +172,15 @@ async fn every_rpc_names_the_field_of_a_malformed_request() {
     call!(
         seen,
         c.add_route(route_req("172.16.0.0", 12, "192.168.0.254", "dpdk1"))
+    )
+    .unwrap();
+    call!(
+        seen,
+        c.add_acl_entry(acl_req(
+            tcp("10.0.0.100", 80),
+            pb::AclList::Blacklist,
+            "10.1.0.0/16"
+        ))
     )
     .unwrap();
     let applied = d.backend.applied().len();
@@ -788,6 +807,85 @@ async fn every_rpc_names_the_field_of_a_malformed_request() {
         ),
         NotFound,
         "no such service TCP 10.0.0.101:80",
+    );
+
+    // ---- AddAclEntry, DeleteAclEntry (and the lists AddService carries) ----
+    use pb::AclList::{Blacklist, Whitelist};
+    fails(
+        call!(seen, c.add_acl_entry(pb::AclEntryRequest { entry: None })),
+        InvalidArgument,
+        "entry: missing",
+    );
+    let bad_acl: Vec<(pb::AclEntryRequest, Code, &str)> = vec![
+        (
+            acl_req(None, Blacklist, "10.2.0.0/16"),
+            InvalidArgument,
+            "service: missing",
+        ),
+        (
+            acl_req(svc_key(), pb::AclList::Unspecified, "10.2.0.0/16"),
+            InvalidArgument,
+            "list: unknown access list 0 (BLACKLIST or WHITELIST)",
+        ),
+        (
+            acl_req(svc_key(), Blacklist, "10.2.0.0/33"),
+            InvalidArgument,
+            "addr: invalid prefix length /33 in \"10.2.0.0/33\" (at most /32)",
+        ),
+        (
+            acl_req(svc_key(), Whitelist, "10.2.0.1/16"),
+            InvalidArgument,
+            "addr: invalid prefix \"10.2.0.1/16\": host bits set (the network is 10.2.0.0/16)",
+        ),
+        (
+            acl_req(svc_key(), Whitelist, "2001:db8::/32"),
+            InvalidArgument,
+            "addr: 2001:db8::/32 is IPv6, the service TCP 10.0.0.100:80 is IPv4",
+        ),
+        (
+            acl_req(tcp("10.0.0.100", 81), Blacklist, "10.2.0.0/16"),
+            NotFound,
+            "no such service TCP 10.0.0.100:81",
+        ),
+        (
+            acl_req(svc_key(), Blacklist, "10.1.0.0/16"),
+            AlreadyExists,
+            "blacklist entry 10.1.0.0/16 already exists in TCP 10.0.0.100:80",
+        ),
+    ];
+    for (r, code, msg) in bad_acl {
+        fails(call!(seen, c.add_acl_entry(r)), code, msg);
+    }
+    fails(
+        call!(
+            seen,
+            c.delete_acl_entry(pb::AclEntryRequest { entry: None })
+        ),
+        InvalidArgument,
+        "entry: missing",
+    );
+    fails(
+        call!(
+            seen,
+            c.delete_acl_entry(acl_req(svc_key(), Whitelist, "10.1.0.0/16"))
+        ),
+        NotFound,
+        "no whitelist entry 10.1.0.0/16 in TCP 10.0.0.100:80",
+    );
+    fails(
+        call!(
+            seen,
+            c.delete_acl_entry(acl_req(svc_key(), Blacklist, "10.1.0.0"))
+        ),
+        NotFound,
+        "no blacklist entry 10.1.0.0 in TCP 10.0.0.100:80",
+    );
+    let mut listed = service(tcp("10.0.0.103", 80));
+    listed.whitelist = vec!["10.0.0.0/8".into(), "192.168.0.1/24".into()];
+    fails(
+        call!(seen, c.add_service(add_service(listed))),
+        InvalidArgument,
+        "whitelist[1]: invalid prefix \"192.168.0.1/24\": host bits set",
     );
 
     // ---- Batch: the failing op's code, its index in the message and metadata ----

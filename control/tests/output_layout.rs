@@ -78,6 +78,7 @@ fn table() -> pb::ListServicesResponse {
                     inbps: 246_913_578,
                     outbps: 90_000,
                 }),
+                ..Default::default()
             },
             pb::ServiceStatus {
                 service: Some(pb::Service {
@@ -92,6 +93,7 @@ fn table() -> pb::ListServicesResponse {
                 traffic: Some(pb::Traffic::default()),
                 dests: vec![dest("192.168.0.13", 53, pb::ForwardMode::Dr, 2, 0, 15)],
                 rate: None,
+                ..Default::default()
             },
             pb::ServiceStatus {
                 service: Some(pb::Service {
@@ -107,6 +109,7 @@ fn table() -> pb::ListServicesResponse {
                 traffic: None,
                 dests: vec![dest("2001:db8::11", 443, pb::ForwardMode::Tun, 1, 0, 0)],
                 rate: None,
+                ..Default::default()
             },
         ],
     }

@@ -374,6 +374,9 @@ pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
                 passive_check: o.passive_check,
                 quorum: o.quorum.unwrap_or(0),
                 hysteresis: o.hysteresis.unwrap_or(0),
+                // -E keeps them; -U/-O add to them.
+                blacklist: vec![],
+                whitelist: vec![],
                 dests: vec![],
                 proxy_protocol: match o.proxy_protocol {
                     None => pb::ProxyProtocol::Unspecified,
@@ -514,6 +517,8 @@ async fn send(
         Op::AddRoute(r) => drop(c.add_route(r).await?),
         Op::DeleteRoute(r) => drop(c.delete_route(r).await?),
         Op::SetTimeouts(r) => drop(c.set_timeouts(r).await?),
+        Op::AddAclEntry(r) => drop(c.add_acl_entry(r).await?),
+        Op::DeleteAclEntry(r) => drop(c.delete_acl_entry(r).await?),
     }
     Ok(())
 }
