@@ -123,6 +123,8 @@ dest = [
   { addr = "192.168.0.12", port = 8080, mode = "nat", u_threshold = 10 },
 ]
 laddr = [{ addr = "192.168.0.200", port = "dpdk1" }]
+blacklist = ["10.9.0.0/16", "192.0.2.7"]
+whitelist = ["10.0.0.0/8"]
 [[service]]
 proto = "udp"
 vip = "2001:db8::53"
@@ -149,6 +151,12 @@ dest = [{ addr = "2001:db8::10" }]
             "-A -t 10.0.0.100:80 -s sh -p 120 -M 255.255.0.0 -b sh-port --proxy-protocol v1\n"
         ));
         assert!(text.contains("-P -t 10.0.0.100:80 -z 192.168.0.200 -F dpdk1\n"));
+        assert!(text.contains(
+            "-P -t 10.0.0.100:80 -z 192.168.0.200 -F dpdk1\n\
+             -U -t 10.0.0.100:80 -k 10.9.0.0/16\n\
+             -U -t 10.0.0.100:80 -k 192.0.2.7\n\
+             -O -t 10.0.0.100:80 -2 10.0.0.0/8\n"
+        ));
         let back = load(store.ports(), &text).unwrap();
         assert_eq!(back.desc(), store.desc());
         assert_eq!(back.ext(), store.ext());

@@ -11,8 +11,9 @@ use std::net::IpAddr;
 
 use dataplane::{ForwardMode, Proto, ProxyProtocol, ServiceKey};
 
-use crate::addr::{parse_addr_port, parse_ip, parse_netmask, parse_prefix};
+use crate::addr::{parse_acl_entry, parse_addr_port, parse_ip, parse_netmask, parse_prefix};
 use crate::scheduler::split_sched_flags;
+use crate::store::AclList;
 
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +108,26 @@ pub enum Command {
     },
     /// DPVS `-G [-t|-u VIP:PORT]`.
     GetLaddr {
+        service: Option<ServiceKey>,
+    },
+    /// DPVS `-U -t|-u VIP:PORT -k ADDR|CIDR` (blacklist), `-O ... -2 ...`
+    /// (whitelist).
+    AddAcl {
+        service: ServiceKey,
+        list: AclList,
+        addr: IpAddr,
+        prefix_len: u8,
+    },
+    /// DPVS `-V ... -k ...`, `-Y ... -2 ...`.
+    DelAcl {
+        service: ServiceKey,
+        list: AclList,
+        addr: IpAddr,
+        prefix_len: u8,
+    },
+    /// DPVS `-B [-t|-u VIP:PORT]`, `-W [...]`.
+    GetAcl {
+        list: AclList,
         service: Option<ServiceKey>,
     },
 }
@@ -273,6 +294,14 @@ enum Opt {
     PassiveCheck,
     Quorum,
     Hysteresis,
+    AddBlklst,
+    DelBlklst,
+    GetBlklst,
+    AddWhtlst,
+    DelWhtlst,
+    GetWhtlst,
+    Blklst,
+    Whtlst,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -352,6 +381,14 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "passive-check", Opt::PassiveCheck, Arg::No),
     (None, "quorum", Opt::Quorum, Arg::Required),
     (None, "hysteresis", Opt::Hysteresis, Arg::Required),
+    (Some('U'), "add-blklst", Opt::AddBlklst, Arg::No),
+    (Some('V'), "del-blklst", Opt::DelBlklst, Arg::No),
+    (Some('B'), "get-blklst", Opt::GetBlklst, Arg::No),
+    (Some('O'), "add-whtlst", Opt::AddWhtlst, Arg::No),
+    (Some('Y'), "del-whtlst", Opt::DelWhtlst, Arg::No),
+    (Some('W'), "get-whtlst", Opt::GetWhtlst, Arg::No),
+    (Some('k'), "blklst", Opt::Blklst, Arg::Required),
+    (Some('2'), "whtlst", Opt::Whtlst, Arg::Required),
 ];
 
 fn opt_name(o: Opt) -> String {
@@ -380,6 +417,12 @@ const COMMANDS: &[Opt] = &[
     Opt::AddLaddr,
     Opt::DelLaddr,
     Opt::GetLaddr,
+    Opt::AddBlklst,
+    Opt::DelBlklst,
+    Opt::GetBlklst,
+    Opt::AddWhtlst,
+    Opt::DelWhtlst,
+    Opt::GetWhtlst,
 ];
 
 /// The options that only mean something with `--check`.
@@ -450,7 +493,9 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
         DeleteServer => &[Tcp, Udp, RealServer],
         AddLaddr => &[Tcp, Udp, Laddr, Ifname],
         DelLaddr => &[Tcp, Udp, Laddr, Ifname],
-        GetLaddr => &[Tcp, Udp, Numeric],
+        GetLaddr | GetBlklst | GetWhtlst => &[Tcp, Udp, Numeric],
+        AddBlklst | DelBlklst => &[Tcp, Udp, Blklst],
+        AddWhtlst | DelWhtlst => &[Tcp, Udp, Whtlst],
         List => &[
             Tcp,
             Udp,
@@ -529,12 +574,13 @@ pub fn parse(argv: &[String]) -> Result<Invocation, ArgError> {
         command,
         Command::List(_)
             | Command::GetLaddr { .. }
+            | Command::GetAcl { .. }
             | Command::AddrShow { .. }
             | Command::RouteShow
             | Command::Stats
     );
     if json && !lists {
-        return err("--json goes with listings (-L, -G, stats, addr show, route show)");
+        return err("--json goes with listings (-L, -G, -B, -W, stats, addr show, route show)");
     }
     Ok(Invocation {
         server,
@@ -972,6 +1018,52 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
         Opt::GetLaddr => Ok(Command::GetLaddr {
             service: service(false)?,
         }),
+        Opt::AddBlklst | Opt::DelBlklst | Opt::AddWhtlst | Opt::DelWhtlst => {
+            let service = service(true)?.ok_or_else(|| ArgError("missing service".into()))?;
+            let (list, opt, flag) = if matches!(cmd, Opt::AddBlklst | Opt::DelBlklst) {
+                (AclList::Blacklist, Opt::Blklst, "-k")
+            } else {
+                (AclList::Whitelist, Opt::Whtlst, "-2")
+            };
+            let v = get(opt).flatten().ok_or_else(|| {
+                ArgError(format!(
+                    "the '{}' command needs an address: {flag} ADDR|CIDR",
+                    opt_name(cmd)
+                ))
+            })?;
+            if v.starts_with("ipset:") {
+                return err(format!(
+                    "illegal {} entry \"{v}\": ipset entries are not supported \
+                     (give addresses or prefixes, ADDR|CIDR)",
+                    list.name()
+                ));
+            }
+            let (addr, prefix_len) = parse_acl_entry(&v)
+                .map_err(|e| ArgError(format!("illegal {} entry: {e}", list.name())))?;
+            Ok(if matches!(cmd, Opt::AddBlklst | Opt::AddWhtlst) {
+                Command::AddAcl {
+                    service,
+                    list,
+                    addr,
+                    prefix_len,
+                }
+            } else {
+                Command::DelAcl {
+                    service,
+                    list,
+                    addr,
+                    prefix_len,
+                }
+            })
+        }
+        Opt::GetBlklst | Opt::GetWhtlst => Ok(Command::GetAcl {
+            list: if cmd == Opt::GetBlklst {
+                AclList::Blacklist
+            } else {
+                AclList::Whitelist
+            },
+            service: service(false)?,
+        }),
         _ => err("no command specified"),
     }
 }
@@ -1152,6 +1244,9 @@ Usage:
   dpvsctl --set tcp tcpfin udp
   dpvsctl -P|Q -t|u service-address -z local-address [-F port]
   dpvsctl -G [-t|u service-address]
+  dpvsctl -U|V -t|u service-address -k blacklist-address
+  dpvsctl -O|Y -t|u service-address -2 whitelist-address
+  dpvsctl -B|W [-t|u service-address]
   dpvsctl addr add|del ADDR[/LEN] dev PORT
   dpvsctl addr show [dev PORT]
   dpvsctl route add PREFIX/LEN [via GATEWAY] dev PORT
@@ -1178,6 +1273,12 @@ Commands:
   --add-laddr       -P        add a FULLNAT local address to a service (DPVS)
   --del-laddr       -Q        delete a FULLNAT local address (DPVS)
   --get-laddr       -G        list FULLNAT local addresses (DPVS)
+  --add-blklst      -U        add a blacklist address or prefix to a service (DPVS)
+  --del-blklst      -V        delete a blacklist address or prefix (DPVS)
+  --get-blklst      -B        list blacklists (DPVS)
+  --add-whtlst      -O        add a whitelist address or prefix to a service (DPVS)
+  --del-whtlst      -Y        delete a whitelist address or prefix (DPVS)
+  --get-whtlst      -W        list whitelists (DPVS)
 
 Options:
   --tcp-service  -t service-address   service-address is host:port ([v6]:port)
@@ -1204,6 +1305,8 @@ Options:
   --fullnat      -b                   full NAT (with -a/-e, as in DPVS)
   --laddr        -z local-address     FULLNAT local address (with -P/-Q)
   --ifname       -F port              port that owns the local address (with -P)
+  --blklst       -k ADDR|CIDR         client address or prefix refused (with -U/-V)
+  --whtlst       -2 ADDR|CIDR         client address or prefix let in (with -O/-Y)
   --weight       -w weight            capacity of real server (0..65535, default 1)
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections
@@ -1211,7 +1314,7 @@ Options:
   --connection   -c                   list current connections
   --timeout                           list timeouts (tcp tcpfin udp)
   --stats                             list counters
-  --json                              listings as JSON (-L, -G, stats, addr show, route show)
+  --json                              listings as JSON (-L, -G, -B, -W, stats, addr show, route show)
   --rate                              list rates (2 s estimator)
   --exact                             expand numbers (with --stats)
   --thresholds                        list thresholds
@@ -1283,6 +1386,95 @@ mod tests {
         );
         assert!(p("-P -t 10.0.0.100:80 -F dpdk1").is_err(), "-z needed");
         assert!(p("-G -r 1.2.3.4").is_err());
+    }
+
+    #[test]
+    fn access_list_commands() {
+        let k = key(Proto::Tcp, "10.0.0.100", 80);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            p("-U -t 10.0.0.100:80 -k 10.1.0.0/16").unwrap(),
+            Command::AddAcl {
+                service: k,
+                list: AclList::Blacklist,
+                addr: ip("10.1.0.0"),
+                prefix_len: 16
+            }
+        );
+        assert_eq!(
+            p("--del-blklst --tcp-service 10.0.0.100:80 --blklst 192.0.2.7").unwrap(),
+            Command::DelAcl {
+                service: k,
+                list: AclList::Blacklist,
+                addr: ip("192.0.2.7"),
+                prefix_len: 32
+            }
+        );
+        assert_eq!(
+            p("-O -u [2001:db8::1]:53 -2 2001:db8:1::/48").unwrap(),
+            Command::AddAcl {
+                service: key(Proto::Udp, "2001:db8::1", 53),
+                list: AclList::Whitelist,
+                addr: ip("2001:db8:1::"),
+                prefix_len: 48
+            }
+        );
+        assert_eq!(
+            p("--del-whtlst -t 10.0.0.100:80 --whtlst=10.0.0.0/8").unwrap(),
+            Command::DelAcl {
+                service: k,
+                list: AclList::Whitelist,
+                addr: ip("10.0.0.0"),
+                prefix_len: 8
+            }
+        );
+        assert_eq!(
+            p("-B").unwrap(),
+            Command::GetAcl {
+                list: AclList::Blacklist,
+                service: None
+            }
+        );
+        assert_eq!(
+            p("-W -n -t 10.0.0.100:80").unwrap(),
+            Command::GetAcl {
+                list: AclList::Whitelist,
+                service: Some(k)
+            }
+        );
+        let e = |line: &str| p(line).unwrap_err().0;
+        assert_eq!(
+            e("-U -t 10.0.0.100:80"),
+            "the '--add-blklst' command needs an address: -k ADDR|CIDR"
+        );
+        assert_eq!(
+            e("-Y -t 10.0.0.100:80"),
+            "the '--del-whtlst' command needs an address: -2 ADDR|CIDR"
+        );
+        assert_eq!(
+            e("-U -k 10.1.0.0/16"),
+            "the '--add-blklst' command needs a service: -t|-u VIP:PORT"
+        );
+        assert_eq!(
+            e("-U -t 10.0.0.100:80 -k 10.1.2.3/16"),
+            "illegal blacklist entry: invalid prefix \"10.1.2.3/16\": host bits set \
+             (the network is 10.1.0.0/16)"
+        );
+        assert_eq!(
+            e("-O -t 10.0.0.100:80 -2 10.1.0.0/40"),
+            "illegal whitelist entry: invalid prefix length /40 in \"10.1.0.0/40\" (at most /32)"
+        );
+        assert!(e("-U -t 10.0.0.100:80 -k ipset:bad").contains("ipset entries are not supported"));
+        assert_eq!(
+            e("-U -t 10.0.0.100:80 -2 10.1.0.0/16"),
+            "illegal '--whtlst' option with the '--add-blklst' command"
+        );
+        assert_eq!(
+            e("-B -k 10.1.0.0/16"),
+            "illegal '--blklst' option with the '--get-blklst' command"
+        );
+        assert_eq!(e("-U -O -t 10.0.0.100:80"), "multiple commands specified");
+        assert!(parse(&["-B".to_string(), "--json".to_string()]).is_ok());
     }
 
     fn p(s: &str) -> Result<Command, ArgError> {
@@ -1601,7 +1793,7 @@ mod tests {
             ),
             (
                 "import keepalived a --json",
-                "--json goes with listings (-L, -G, stats, addr show, route show)",
+                "--json goes with listings (-L, -G, -B, -W, stats, addr show, route show)",
             ),
         ];
         for (line, want) in cases {
@@ -1654,7 +1846,7 @@ mod tests {
             ),
             (
                 "-A -t 10.0.0.1:80 --json",
-                "--json goes with listings (-L, -G, stats, addr show, route show)",
+                "--json goes with listings (-L, -G, -B, -W, stats, addr show, route show)",
             ),
             ("-n", "no command specified (try 'dpvsctl --help')"),
             ("-A -D -t 10.0.0.1:80", "multiple commands specified"),

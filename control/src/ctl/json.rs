@@ -8,6 +8,8 @@
 use proto::v1 as pb;
 use serde_json::{json, Value};
 
+use crate::store::AclList;
+
 fn proto_name(p: i32) -> &'static str {
     match pb::Protocol::try_from(p) {
         Ok(pb::Protocol::Udp) => "UDP",
@@ -84,6 +86,8 @@ fn service(st: &pb::ServiceStatus) -> Value {
         "sorry_server": (!svc.sorry_server.is_empty()).then_some(&svc.sorry_server),
         "passive_check": svc.passive_check,
         "quorum": svc.quorum.max(1), "hysteresis": svc.hysteresis,
+        "blacklist": svc.blacklist, "whitelist": svc.whitelist,
+        "blacklist_drops": st.blacklist_drops, "whitelist_drops": st.whitelist_drops,
         "stats": traffic(st.traffic.as_ref()), "rate": rate(st.rate.as_ref()),
         "dests": dests,
     })
@@ -166,6 +170,21 @@ pub fn laddrs(ls: &[pb::LocalAddr]) -> String {
         })
         .collect();
     text(json!({ "laddrs": list }))
+}
+
+/// `-B --json`, `-W --json`: `{"blacklist": [{protocol, vip, vport, addr}]}`.
+pub fn acl(resp: &pb::ListServicesResponse, list: AclList) -> String {
+    let mut entries = Vec::new();
+    for st in &resp.services {
+        let Some(svc) = &st.service else { continue };
+        let k = svc.key.clone().unwrap_or_default();
+        for e in super::output::acl_entries(svc, list) {
+            entries.push(json!({
+                "protocol": proto_name(k.protocol), "vip": k.vip, "vport": k.vport, "addr": e,
+            }));
+        }
+    }
+    text(json!({ list.name(): entries }))
 }
 
 /// `stats --json`.

@@ -264,6 +264,21 @@ pub async fn run(
                 output::laddrs(l)
             });
         }
+        Command::GetAcl { list, service } => {
+            let r = c
+                .list_services(pb::ListServicesRequest {
+                    key: service.as_ref().map(key_to_pb),
+                })
+                .await
+                .map_err(st)?;
+            let mut r = r.into_inner();
+            order::ipvsadm_order(&mut r.services);
+            out.push_str(&if json {
+                self::json::acl(&r, *list)
+            } else {
+                output::acl(&r, *list)
+            });
+        }
         // Changes went through `command_op`; help, version and restore above.
         _ => {}
     }
@@ -492,6 +507,31 @@ pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
                 ..Default::default()
             }),
         }),
+        Command::AddAcl {
+            service,
+            list,
+            addr,
+            prefix_len,
+        }
+        | Command::DelAcl {
+            service,
+            list,
+            addr,
+            prefix_len,
+        } => {
+            let req = pb::AclEntryRequest {
+                entry: Some(pb::AclEntry {
+                    service: Some(key_to_pb(service)),
+                    list: crate::convert::acl_list_to_pb(*list) as i32,
+                    addr: crate::addr::fmt_acl_entry(addr, *prefix_len),
+                }),
+            };
+            if matches!(cmd, Command::AddAcl { .. }) {
+                Op::AddAclEntry(req)
+            } else {
+                Op::DeleteAclEntry(req)
+            }
+        }
         _ => return None,
     })
 }

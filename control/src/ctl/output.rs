@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use proto::v1 as pb;
 
 use crate::addr::{fmt_addr_port, v4_netmask};
+use crate::store::AclList;
 
 /// What `-L` prints besides the plain table.
 #[derive(Debug, Clone, Copy, Default)]
@@ -469,6 +470,37 @@ pub fn laddrs(ls: &[pb::LocalAddr]) -> String {
                 "{:<30} {:<20} {:<10} {:<10}\n",
                 "", l.addr, l.conflicts, l.conns
             ));
+        }
+    }
+    out
+}
+
+/// The entries of `list` in a listed service.
+pub(crate) fn acl_entries(svc: &pb::Service, list: AclList) -> &[String] {
+    match list {
+        AclList::Blacklist => &svc.blacklist,
+        AclList::Whitelist => &svc.whitelist,
+    }
+}
+
+/// DPVS `ipvsadm -B` / `-W`: a title, then one line per entry (`%-8s %-30s
+/// %-30s`, as DPVS prints them, trailing blanks included).
+pub fn acl(resp: &pb::ListServicesResponse, list: AclList) -> String {
+    let title = match list {
+        AclList::Blacklist => "BLACKLIST",
+        AclList::Whitelist => "WHITELIST",
+    };
+    let mut out = format!("{:<8} {:<30} {:<30}\n", "PROTO", "VIP:VPORT", title);
+    for st in &resp.services {
+        let Some(svc) = &st.service else { continue };
+        let key = svc.key.clone().unwrap_or_default();
+        let vip_port = addr_port(&key.vip, key.vport);
+        for e in acl_entries(svc, list) {
+            let _ = writeln!(
+                out,
+                "{:<8} {vip_port:<30} {e:<30}",
+                proto_name(key.protocol)
+            );
         }
     }
     out

@@ -11,11 +11,13 @@
 //!
 //! plus what the director has beyond kernel IPVS, as DPVS's ipvsadm spells it:
 //! `-b` on a real server (FULLNAT), `--conn-timeout` and `--proxy-protocol` on a
-//! service, `-x`/`-y` thresholds when set, and one `-P -t VIP:PORT -z LIP -F
-//! PORT` line per FULLNAT local address after the service's real servers.
-//! `-R` takes any configuration command line dpvsctl takes (`-A -E -D -C -a -e
-//! -d --set -P -Q`, and `addr`/`route` changes); blank lines and `#` comments
-//! are skipped.
+//! service, `-x`/`-y` thresholds when set, one `-P -t VIP:PORT -z LIP -F
+//! PORT` line per FULLNAT local address after the service's real servers, then
+//! one `-U -t VIP:PORT -k ADDR|CIDR` line per blacklist entry and one `-O ...
+//! -2 ...` per whitelist entry (DPVS's ipvsadm saves neither; these are its
+//! add commands). `-R` takes any configuration command line dpvsctl takes
+//! (`-A -E -D -C -a -e -d --set -P -Q -U -V -O -Y`, and `addr`/`route`
+//! changes); blank lines and `#` comments are skipped.
 
 use std::fmt::Write;
 
@@ -264,6 +266,12 @@ pub fn save(resp: &pb::ListServicesResponse, laddrs: &[pb::LocalAddr]) -> String
         }
         for l in laddrs.iter().filter(|l| l.service.as_ref() == Some(&key)) {
             let _ = writeln!(out, "-P {name} -z {} -F {}", l.addr, l.port);
+        }
+        for e in &svc.blacklist {
+            let _ = writeln!(out, "-U {name} -k {e}");
+        }
+        for e in &svc.whitelist {
+            let _ = writeln!(out, "-O {name} -2 {e}");
         }
     }
     out
