@@ -171,6 +171,13 @@ fn render_families(r: &Reading) -> prometheus::Result<String> {
 
     let services = TrafficFamilies::new(&reg, "service", "virtual service", SERVICE_LABELS)?;
     let dests = TrafficFamilies::new(&reg, "dest", "real server", DEST_LABELS)?;
+    let acl_drops = counter(
+        &reg,
+        "dpvs_service_acl_drops_total",
+        "Packets from clients the virtual service's access lists refused: list=\"blacklist\" \
+         (on it), list=\"whitelist\" (not on a whitelist that is not empty).",
+        &["proto", "vip", "vport", "list"],
+    )?;
     let weight = gauge(
         &reg,
         "dpvs_dest_weight",
@@ -186,6 +193,14 @@ fn render_families(r: &Reading) -> prometheus::Result<String> {
         let active: u64 = s.dests.iter().map(|d| u64::from(d.active_conns)).sum();
         let inactive: u64 = s.dests.iter().map(|d| u64::from(d.inactive_conns)).sum();
         services.set(&[proto, &vip, &vport], &s.traffic, active, inactive)?;
+        for (list, n) in [
+            ("blacklist", s.acl_drops.blacklist),
+            ("whitelist", s.acl_drops.whitelist),
+        ] {
+            acl_drops
+                .get_metric_with_label_values(&[proto, &vip, &vport, list])?
+                .inc_by(n);
+        }
         for d in &s.dests {
             let (dest, dport) = (d.addr.to_string(), d.port.to_string());
             let labels = [proto, &vip, &vport, &dest, &dport];
@@ -433,7 +448,10 @@ mod tests {
         b.set_stats(Stats {
             services: vec![
                 ServiceStats {
-                    acl_drops: Default::default(),
+                    acl_drops: dataplane::AclDrops {
+                        blacklist: 9,
+                        whitelist: 2,
+                    },
                     key: ServiceKey {
                         proto: Proto::Tcp,
                         vip: ip("10.0.0.100"),
@@ -571,6 +589,26 @@ mod tests {
             4.0
         );
         assert_eq!(value(&t, &format!("dpvs_dest_weight{rs6}")), 3.0);
+        // Access-list drops per service and list, zeros included.
+        for (series, want) in [
+            (
+                r#"{list="blacklist",proto="tcp",vip="10.0.0.100",vport="80"}"#,
+                9.0,
+            ),
+            (
+                r#"{list="whitelist",proto="tcp",vip="10.0.0.100",vport="80"}"#,
+                2.0,
+            ),
+            (
+                r#"{list="blacklist",proto="udp",vip="fd00:10::100",vport="53"}"#,
+                0.0,
+            ),
+        ] {
+            assert_eq!(
+                value(&t, &format!("dpvs_service_acl_drops_total{series}")),
+                want
+            );
+        }
         // Exactly one series per service and per real server.
         let n = |prefix: &str| {
             samples(&t)
