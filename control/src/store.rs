@@ -74,7 +74,7 @@ pub fn service_name(key: &ServiceKey) -> String {
 
 /// Which access list of a service: DPVS's blacklist (`-U`/`-V`/`-B`) or
 /// whitelist (`-O`/`-Y`/`-W`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AclList {
     Blacklist,
     Whitelist,

@@ -296,3 +296,45 @@ async fn the_drops_of_each_service_show_in_json() {
     assert_eq!(j["services"][0]["blacklist_drops"].as_u64(), Some(17));
     d.stop().await;
 }
+
+/// DPVS keepalived's deny_address_group / allow_address_group import as the
+/// lists, and `--dry-run` prints what `-S` shows once they are in.
+#[tokio::test]
+async fn keepalived_address_groups_import_as_access_lists() {
+    let d = Daemon::start().await;
+    let file = d.dir.path().join("keepalived.conf");
+    std::fs::write(
+        &file,
+        "virtual_server 10.0.0.100 80 {
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    daddr_group_name bad
+    waddr_group_name good
+    real_server 192.168.0.11 80 {
+    }
+}
+deny_address_group bad {
+    192.0.2.7
+    198.51.100.0/24
+}
+allow_address_group good {
+    10.0.0.0/8
+}
+",
+    )
+    .unwrap();
+    let import = format!("import keepalived {}", file.display());
+    let dry = d.ok(&format!("{import} --dry-run")).await;
+    assert!(d.backend.current_ext().is_none(), "a dry run sends nothing");
+    d.ok(&import).await;
+    assert_eq!(d.ok("-S -n").await, dry);
+    assert_eq!(
+        d.ok("-B").await,
+        "PROTO    VIP:VPORT                      BLACKLIST                     \n\
+         TCP      10.0.0.100:80                  192.0.2.7                     \n\
+         TCP      10.0.0.100:80                  198.51.100.0/24               \n"
+    );
+    assert_eq!(acl_in_force(&d)[0].1.whitelist, vec![(ip("10.0.0.0"), 8)]);
+    d.stop().await;
+}

@@ -11,6 +11,7 @@
 //! [`preview`] for `--dry-run`. The compatibility table is
 //! docs/keepalived.md.
 
+mod acl;
 mod check;
 pub mod map;
 pub mod parse;
@@ -37,7 +38,8 @@ pub fn load_from(path: &Path, files: &dyn parse::Files) -> Result<Plan, Error> {
     Ok(plan)
 }
 
-/// The services, real servers and local addresses the plan adds, as
+/// The services (with their access lists), real servers and local addresses
+/// the plan adds, as
 /// `ListServices`/`ListLocalAddrs` would return them once it is applied (for
 /// `rules::save`, which prints them as `-R` lines).
 pub fn preview(plan: &Plan) -> (pb::ListServicesResponse, Vec<pb::LocalAddr>) {
@@ -62,17 +64,36 @@ pub fn preview(plan: &Plan) -> (pb::ListServicesResponse, Vec<pb::LocalAddr>) {
                 }
             }
             Op::AddLocalAddr(r) => laddrs.extend(r.laddr.clone()),
+            Op::AddAclEntry(r) => {
+                let Some(e) = &r.entry else { continue };
+                let svc = services
+                    .iter_mut()
+                    .filter_map(|st| st.service.as_mut())
+                    .find(|s| s.key.as_ref() == e.service.as_ref());
+                if let Some(svc) = svc {
+                    match pb::AclList::try_from(e.list) {
+                        Ok(pb::AclList::Whitelist) => svc.whitelist.push(e.addr.clone()),
+                        _ => svc.blacklist.push(e.addr.clone()),
+                    }
+                }
+            }
             // map produces nothing else.
             _ => {}
         }
     }
-    // dpvsd lists a service's real servers by address and port.
+    // dpvsd lists a service's real servers by address and port, its access
+    // lists by address and length.
     for st in &mut services {
         st.dests.sort_by_key(|d| {
             d.dest
                 .as_ref()
                 .map(|d| (d.addr.parse::<std::net::IpAddr>().ok(), d.port))
         });
+        if let Some(svc) = st.service.as_mut() {
+            for list in [&mut svc.blacklist, &mut svc.whitelist] {
+                list.sort_by_key(|e| crate::addr::parse_acl_entry(e).ok());
+            }
+        }
     }
     (
         pb::ListServicesResponse {

@@ -31,6 +31,7 @@ use std::net::IpAddr;
 
 use proto::v1 as pb;
 
+use super::acl::{group_list, vs_list, AclGroups};
 use super::check::{checker, health_check, Checker, Kind, Timing};
 use super::parse::{Error, Loc, Stmt};
 use super::value::{
@@ -38,6 +39,7 @@ use super::value::{
 };
 use crate::addr::{max_prefix, parse_netmask};
 use crate::scheduler::{check_sched_flags, check_scheduler};
+use crate::store::AclList;
 
 /// keepalived's defaults (see the module doc).
 const DEFAULT_PERSISTENCE: u32 = 360;
@@ -60,7 +62,11 @@ pub fn plan(stmts: &[Stmt]) -> Result<Plan, Error> {
         match s.keyword() {
             "virtual_server_group" => m.vs_group(s)?,
             "local_address_group" => m.laddr_group(s)?,
-            _ => {}
+            k => {
+                if let Some(list) = group_list(k) {
+                    m.acl_groups.read(list, s)?;
+                }
+            }
         }
     }
     for s in stmts {
@@ -79,6 +85,8 @@ struct Mapper {
     vs_groups: HashMap<String, Vec<(IpAddr, u16)>>,
     /// Each address with the line it was written on and its port (device).
     laddr_groups: HashMap<String, Vec<(Loc, IpAddr, String)>>,
+    /// DPVS's deny_address_group and allow_address_group.
+    acl_groups: AclGroups,
 }
 
 #[derive(Debug, Clone)]
@@ -123,10 +131,6 @@ pub(super) fn refused(keyword: &str) -> Option<&'static str> {
         // DPVS's keepalived.
         "syn_proxy" => "SYN proxy is not supported",
         "vip_bind_dev" => "not supported: dpvsd adds a VIP on the port whose network contains it",
-        "daddr_group_name"
-        | "deny_address_group"
-        | "whitelist_address_group"
-        | "waddr_group_name" => "address access lists are not supported",
         "bps" | "limit_proportion" => "bandwidth limits are not supported",
         "hash_target" | "src-range" | "dst-range" | "oif" | "iif" | "nat_mask" => {
             "DPVS SNAT services are not supported"
@@ -177,7 +181,10 @@ impl Mapper {
         match k {
             "virtual_server" => self.virtual_server(s),
             // Read in the first pass.
-            "virtual_server_group" | "local_address_group" => Ok(()),
+            "virtual_server_group"
+            | "local_address_group"
+            | "deny_address_group"
+            | "allow_address_group" => Ok(()),
             // SSL_GET's client context: keepalived makes one itself when the
             // block is empty, as dpvsd's https check (no client certificate).
             "SSL" => match s.block.as_deref().unwrap_or(&[]).first() {
@@ -429,6 +436,19 @@ impl Mapper {
                     }),
                 ));
             }
+            for (list, (loc, name)) in &vs.acl_groups {
+                for (at, entry) in self.acl_groups.entries(*list, loc, name, vip)? {
+                    let entry = pb::AclEntry {
+                        service: Some(key.clone()),
+                        list: crate::convert::acl_list_to_pb(*list) as i32,
+                        addr: entry,
+                    };
+                    self.ops.push((
+                        at,
+                        pb::op::Op::AddAclEntry(pb::AclEntryRequest { entry: Some(entry) }),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -571,6 +591,8 @@ struct VirtualServer {
     ops: Option<Loc>,
     conn_timeout: Option<u32>,
     laddr_group: Option<(Loc, String)>,
+    /// DPVS's `daddr_group_name`, `waddr_group_name`: the list and the group.
+    acl_groups: Vec<(AclList, (Loc, String))>,
     weight: Option<u32>,
     inhibit: Option<bool>,
     timing: Timing,
@@ -641,6 +663,14 @@ fn read_virtual_server(body: &[Stmt]) -> Result<VirtualServer, Error> {
             "laddr_group_name" => {
                 let n = one(k, "a local_address_group name")?;
                 vs.laddr_group = Some((k.loc.clone(), n.to_string()));
+            }
+            kw @ ("daddr_group_name" | "waddr_group_name") => {
+                let list = vs_list(kw).unwrap_or(AclList::Blacklist);
+                if vs.acl_groups.iter().any(|(l, _)| *l == list) {
+                    return err(&k.loc, format!("{kw} given twice"));
+                }
+                let n = one(k, "an address group name")?;
+                vs.acl_groups.push((list, (k.loc.clone(), n.to_string())));
             }
             "real_server" => vs.servers.push(real_server(k)?),
             "sorry_server" => {
@@ -1259,6 +1289,102 @@ virtual_server 2001:db8::1 443 {
         );
     }
 
+    /// DPVS's deny_address_group / allow_address_group, named by
+    /// daddr_group_name / waddr_group_name: one -U / -O per entry and
+    /// service of the virtual server.
+    #[test]
+    fn address_groups_become_access_lists() {
+        let text = "\
+virtual_server group web {
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    daddr_group_name bad
+    waddr_group_name good
+    real_server 10.1.0.1 80 {
+    }
+}
+virtual_server_group web {
+    10.0.0.1 80
+    10.0.0.2 80
+}
+deny_address_group bad {
+    192.0.2.7
+    198.51.100.1-2
+    198.51.100.0/24
+    192.0.2.7
+}
+allow_address_group good {
+    10.0.0.0/8
+}
+";
+        assert_eq!(
+            rules_of(text),
+            "\
+-A -t 10.0.0.1:80 -s rr
+-a -t 10.0.0.1:80 -r 10.1.0.1:80 -m -w 1
+-U -t 10.0.0.1:80 -k 192.0.2.7
+-U -t 10.0.0.1:80 -k 198.51.100.0/24
+-U -t 10.0.0.1:80 -k 198.51.100.1
+-U -t 10.0.0.1:80 -k 198.51.100.2
+-O -t 10.0.0.1:80 -2 10.0.0.0/8
+-A -t 10.0.0.2:80 -s rr
+-a -t 10.0.0.2:80 -r 10.1.0.1:80 -m -w 1
+-U -t 10.0.0.2:80 -k 192.0.2.7
+-U -t 10.0.0.2:80 -k 198.51.100.0/24
+-U -t 10.0.0.2:80 -k 198.51.100.1
+-U -t 10.0.0.2:80 -k 198.51.100.2
+-O -t 10.0.0.2:80 -2 10.0.0.0/8
+"
+        );
+        // Each entry's change knows the line it came from.
+        let p = plan_of(text).unwrap();
+        let lines: Vec<usize> = p
+            .ops
+            .iter()
+            .filter(|(_, op)| matches!(op, Op::AddAclEntry(_)))
+            .map(|(l, _)| l.line)
+            .take(5)
+            .collect();
+        assert_eq!(
+            lines,
+            [15, 16, 16, 17, 21],
+            "the repeated 192.0.2.7 is one entry"
+        );
+
+        let vs = |body: &str, groups: &str| {
+            format!(
+                "virtual_server 10.0.0.1 80 {{\n protocol TCP\n {body}\n real_server 10.1.0.1 80 {{\n }}\n}}\n{groups}"
+            )
+        };
+        for (text, want) in [
+            (vs("daddr_group_name none", ""), "k.conf:3: no deny_address_group none"),
+            (vs("waddr_group_name g", "deny_address_group g {\n 10.0.0.9\n}\n"), "k.conf:3: no allow_address_group g"),
+            (
+                vs("daddr_group_name g", "deny_address_group g {\n ipset:black\n}\n"),
+                "k.conf:8: ipset:black: ipset entries are not supported (list addresses or prefixes)",
+            ),
+            (
+                vs("daddr_group_name g", "deny_address_group g {\n 10.0.0.1/8\n}\n"),
+                "k.conf:8: invalid prefix \"10.0.0.1/8\": host bits set (the network is 10.0.0.0/8)",
+            ),
+            (
+                vs("daddr_group_name g", "deny_address_group g {\n 2001:db8::/32\n}\n"),
+                "k.conf:8: deny_address_group g: 2001:db8::/32 is not of the family of the virtual server's 10.0.0.1",
+            ),
+            (
+                vs("daddr_group_name g", "deny_address_group g {\n 10.0.0.1\n}\ndeny_address_group g {\n 10.0.0.2\n}\n"),
+                "k.conf:10: deny_address_group g defined twice",
+            ),
+            (
+                vs("daddr_group_name a\n daddr_group_name b", ""),
+                "k.conf:4: daddr_group_name given twice",
+            ),
+        ] {
+            assert_eq!(plan_of(&text).unwrap_err().to_string(), want, "{text}");
+        }
+    }
+
     /// Every keyword docs/keepalived.md lists as refused in virtual_server
     /// and real_server is an error at its line, whatever its value.
     #[test]
@@ -1275,7 +1401,6 @@ virtual_server 2001:db8::1 443 {
             "ip_family",
             "syn_proxy",
             "vip_bind_dev",
-            "daddr_group_name",
             "bps",
             "limit_proportion",
             "hash_target",
