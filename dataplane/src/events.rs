@@ -33,7 +33,7 @@ pub enum Event {
     /// An ARP request or solicitation not sent: the worker's rate limit
     /// (crate::neigh::REQUESTS_PER_S) was used up.
     NeighRequestsLimited,
-    /// An established connection was cut because its service's access lists
+    /// A tracked connection was removed because its service's access lists
     /// changed to deny its client (docs/security.md).
     AclConnCut,
 }
