@@ -173,6 +173,9 @@ pub struct ExtDesc {
     pub proxy_protocol: Vec<(ServiceKey, ProxyProtocol)>,
     /// Local ports FULLNAT takes from each local address, inclusive.
     pub local_port_range: (u16, u16),
+    /// TCP services behind the SYN proxy (DPVS `-j enable`; NAT and FULLNAT
+    /// real servers only).
+    pub synproxy: Vec<ServiceKey>,
 }
 
 impl Default for ExtDesc {
@@ -181,6 +184,7 @@ impl Default for ExtDesc {
             laddrs: Vec::new(),
             proxy_protocol: Vec::new(),
             local_port_range: (1024, 65535),
+            synproxy: Vec::new(),
         }
     }
 }

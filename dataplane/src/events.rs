@@ -33,10 +33,15 @@ pub enum Event {
     /// An ARP request or solicitation not sent: the worker's rate limit
     /// (crate::neigh::REQUESTS_PER_S) was used up.
     NeighRequestsLimited,
+    /// SYN proxy: a client's SYN was answered with a SYN cookie.
+    SynproxySynAck,
+    /// SYN proxy: an ACK returned a valid cookie; the connection was made
+    /// and a SYN went to its real server.
+    SynproxyOpened,
 }
 
 impl Event {
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 11] = [
         Event::ToaInserted,
         Event::ToaNoRoom,
         Event::MssClamped,
@@ -46,6 +51,8 @@ impl Event {
         Event::NeighUnsolicited,
         Event::NeighConflict,
         Event::NeighRequestsLimited,
+        Event::SynproxySynAck,
+        Event::SynproxyOpened,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -61,6 +68,8 @@ impl Event {
             Event::NeighUnsolicited => "neigh_unsolicited",
             Event::NeighConflict => "neigh_conflict",
             Event::NeighRequestsLimited => "neigh_requests_limited",
+            Event::SynproxySynAck => "synproxy_syn_ack",
+            Event::SynproxyOpened => "synproxy_opened",
         }
     }
 }

@@ -76,10 +76,19 @@ pub enum DropReason {
     /// A frame for another host's MAC (neither the port's nor a group
     /// address): a promiscuous port or a flooding switch delivered it.
     OtherMac,
+    /// SYN proxy: an ACK matching no connection whose acknowledgement is not
+    /// a valid cookie (forged, or older than two 64 s slots).
+    SynproxyBadCookie,
+    /// SYN proxy: a valid cookie, but the worker already keeps segments for
+    /// `synproxy::WAITING_MAX` connections waiting for their real servers.
+    SynproxyBusy,
+    /// SYN proxy: a client segment beyond the few kept while the real server
+    /// has not answered yet (the SYN to it is sent again).
+    SynproxyWaiting,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 31] = [
         DropReason::Truncated,
         DropReason::UnknownEtherType,
         DropReason::BadArp,
@@ -108,6 +117,9 @@ impl DropReason {
         DropReason::BadNdp,
         DropReason::HandoverFull,
         DropReason::OtherMac,
+        DropReason::SynproxyBadCookie,
+        DropReason::SynproxyBusy,
+        DropReason::SynproxyWaiting,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -142,6 +154,9 @@ impl DropReason {
             DropReason::BadNdp => "bad_ndp",
             DropReason::HandoverFull => "handover_full",
             DropReason::OtherMac => "other_mac",
+            DropReason::SynproxyBadCookie => "synproxy_bad_cookie",
+            DropReason::SynproxyBusy => "synproxy_busy",
+            DropReason::SynproxyWaiting => "synproxy_waiting",
         }
     }
 }
