@@ -124,6 +124,9 @@ pub struct ServiceConf {
     /// The passive health check (docs/health.md).
     #[serde(default)]
     pub passive_check: bool,
+    /// DPVS `-j enable`: the SYN proxy (TCP; NAT and FULLNAT real servers).
+    #[serde(default)]
+    pub synproxy: bool,
     /// keepalived's quorum and hysteresis (docs/health.md).
     pub quorum: Option<u32>,
     pub hysteresis: Option<u32>,
@@ -585,6 +588,11 @@ impl ConfigFile {
                 store
                     .set_proxy_protocol(&key, pp)
                     .map_err(|e| format!("service[{i}].proxy_protocol: {}", e.message()))?;
+            }
+            if s.synproxy {
+                store
+                    .set_synproxy(&key, true)
+                    .map_err(|e| format!("service[{i}].synproxy: {}", e.message()))?;
             }
             for (j, l) in s.laddr.iter().enumerate() {
                 let at = format!("service[{i}].laddr[{j}]");

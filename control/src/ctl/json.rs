@@ -83,6 +83,7 @@ fn service(st: &pb::ServiceStatus) -> Value {
         "proxy_protocol": pp,
         "sorry_server": (!svc.sorry_server.is_empty()).then_some(&svc.sorry_server),
         "passive_check": svc.passive_check,
+        "synproxy": svc.synproxy.unwrap_or(false),
         "quorum": svc.quorum.max(1), "hysteresis": svc.hysteresis,
         "stats": traffic(st.traffic.as_ref()), "rate": rate(st.rate.as_ref()),
         "dests": dests,

@@ -121,7 +121,6 @@ pub(super) fn refused(keyword: &str) -> Option<&'static str> {
         "persistence_engine" => "persistence engines (SIP) are not supported",
         "ip_family" => "only for fwmark virtual servers, which are not supported",
         // DPVS's keepalived.
-        "syn_proxy" => "SYN proxy is not supported",
         "vip_bind_dev" => "not supported: dpvsd adds a VIP on the port whose network contains it",
         "daddr_group_name"
         | "deny_address_group"
@@ -490,6 +489,7 @@ impl Mapper {
             ops,
             quorum: vs.quorum.unwrap_or(0),
             hysteresis: vs.hysteresis.unwrap_or(0),
+            synproxy: vs.synproxy.then_some(true),
             ..Default::default()
         })
     }
@@ -580,6 +580,8 @@ struct VirtualServer {
     sorry_mode: Option<pb::ForwardMode>,
     quorum: Option<u32>,
     hysteresis: Option<u32>,
+    /// DPVS's `syn_proxy`.
+    synproxy: bool,
 }
 
 fn read_virtual_server(body: &[Stmt]) -> Result<VirtualServer, Error> {
@@ -614,6 +616,10 @@ fn read_virtual_server(body: &[Stmt]) -> Result<VirtualServer, Error> {
             "ops" => {
                 no_args(k)?;
                 vs.ops = Some(k.loc.clone());
+            }
+            "syn_proxy" => {
+                no_args(k)?;
+                vs.synproxy = true;
             }
             "persistence_timeout" => {
                 no_block(k)?;
@@ -1132,7 +1138,6 @@ virtual_server 10.0.0.1 80 {
             ),
             (vs("lb_algo fastest"), "unknown scheduler \"fastest\""),
             (vs("protocol SCTP"), "protocol SCTP is not supported"),
-            (vs("syn_proxy"), "syn_proxy: SYN proxy is not supported"),
             (
                 vs("laddr_group_name none"),
                 "laddr_group_name: local addresses are for FNAT",
@@ -1273,7 +1278,6 @@ virtual_server 2001:db8::1 443 {
             "snmp_name",
             "persistence_engine",
             "ip_family",
-            "syn_proxy",
             "vip_bind_dev",
             "daddr_group_name",
             "bps",
