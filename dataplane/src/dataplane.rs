@@ -42,6 +42,8 @@ pub struct Dataplane {
     kni: Option<crate::kni::Kni>,
     eal: Option<Eal>,
     stopped: AtomicBool,
+    /// What [`Dataplane::base_timeouts`] returns.
+    base_timeouts: Mutex<conntrack::Timeouts>,
 }
 
 /// Whether a device string is a PCI address (`0000:03:00.0` or `03:00.0`).
@@ -340,6 +342,7 @@ impl Dataplane {
             kni,
             eal: None,
             stopped: AtomicBool::new(false),
+            base_timeouts: Mutex::new(conntrack::Timeouts::default()),
         };
         dp.sync_flows();
         Ok(dp)
@@ -532,6 +535,16 @@ impl Dataplane {
     }
 
     /// Replace the global connection timeouts on every worker.
+    /// The TCP state timeouts the daemon's configuration starts from (DPVS's
+    /// per-state settings); ipvsadm's `--set` changes three of them.
+    pub fn base_timeouts(&self) -> conntrack::Timeouts {
+        *self.base_timeouts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_base_timeouts(&self, t: conntrack::Timeouts) {
+        *self.base_timeouts.lock().unwrap_or_else(|e| e.into_inner()) = t;
+    }
+
     pub fn set_timeouts(&self, t: conntrack::Timeouts) {
         for r in &self.requests {
             let _ = r.send(Request::SetTimeouts(t));
