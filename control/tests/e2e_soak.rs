@@ -62,7 +62,7 @@ fn churn(d: &Dpvsd, i: u64) {
         "-t",
         &other,
         "-s",
-        if i % 2 == 0 { "wlc" } else { "rr" },
+        if i.is_multiple_of(2) { "wlc" } else { "rr" },
     ]);
     for (_, _, rip) in REAL_SERVERS {
         let rs = format!("{rip}:{HTTP_PORT}");
