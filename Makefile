@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all deps build demo test e2e bench bench-quick bench-tools fmt lint clean
+.PHONY: all deps build demo test e2e soak bench bench-quick bench-tools fmt lint clean
 
 all: build
 
@@ -25,6 +25,10 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
+
+# The soak test alone, longer (docs/testing.md): make soak SECS=600
+soak: deps
+	DPVS_SOAK_SECS=$(or $(SECS),600) $(CARGO) test -p dpvs-control --test e2e_soak -- --nocapture
 
 # Only the network-namespace end-to-end tests.
 e2e: deps

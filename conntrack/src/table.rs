@@ -128,12 +128,18 @@ pub struct Conn {
     pub hops: [u64; 2],
     /// Scratch for the dataplane: when `hops` was filled; starts at 0.
     pub hops_epoch: u32,
+    /// Scratch for the dataplane (the SYN proxy's sequence offset); starts
+    /// at 0. It fills what would be padding before `expires_at_ms`.
+    pub user32: u32,
     expires_at_ms: u64,
     link: Link,
     dest: u32,
     /// Seconds; 0 = none.
     timeout_override_s: u32,
 }
+
+// The memory budget per connection (docs/benchmarks.md) counts on this.
+const _: () = assert!(core::mem::size_of::<Conn>() == 136);
 
 impl Conn {
     const FREE: Conn = Conn {
@@ -148,6 +154,7 @@ impl Conn {
         user: 0,
         hops: [0; 2],
         hops_epoch: 0,
+        user32: 0,
         expires_at_ms: 0,
         link: Link::UNLINKED,
         service: 0,
@@ -556,6 +563,7 @@ impl ConnTable {
             user: 0,
             hops: [0; 2],
             hops_epoch: 0,
+            user32: 0,
             expires_at_ms: 0,
             link: Link::UNLINKED,
             service: c.service,
@@ -589,6 +597,13 @@ impl ConnTable {
 
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
         self.slab.get_mut(id.0 as usize).filter(|c| c.is_live())
+    }
+
+    /// Replace the dataplane's opaque flags of a conn (set at insert).
+    pub fn set_flags(&mut self, id: ConnId, flags: u8) {
+        if let Some(c) = self.get_mut(id) {
+            c.flags = flags;
+        }
     }
 
     /// Mark a conn as one whose replies bypass the director (DR/TUN; IPVS

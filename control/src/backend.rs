@@ -56,7 +56,7 @@ impl Backend for dataplane::Dataplane {
         dataplane::Dataplane::apply_ext(self, desc, ext).map_err(|e| e.to_string())
     }
     fn set_timeouts(&self, t: Timeouts) {
-        let mut ct = conntrack::Timeouts::default();
+        let mut ct = self.base_timeouts();
         ct.set_ipvsadm(t.tcp_s, t.tcp_fin_s, t.udp_s);
         dataplane::Dataplane::set_timeouts(self, ct);
     }

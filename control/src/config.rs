@@ -124,6 +124,9 @@ pub struct ServiceConf {
     /// The passive health check (docs/health.md).
     #[serde(default)]
     pub passive_check: bool,
+    /// DPVS `-j enable`: the SYN proxy (TCP; NAT and FULLNAT real servers).
+    #[serde(default)]
+    pub synproxy: bool,
     /// keepalived's quorum and hysteresis (docs/health.md).
     pub quorum: Option<u32>,
     pub hysteresis: Option<u32>,
@@ -205,6 +208,16 @@ pub struct TimeoutsConf {
     pub tcp: Option<u32>,
     pub tcpfin: Option<u32>,
     pub udp: Option<u32>,
+    /// DPVS's other TCP state timeouts (its `ipvs_defs tcp timeout` block),
+    /// seconds; read at start (not by SIGHUP or `apply`).
+    pub syn_sent: Option<u32>,
+    pub syn_recv: Option<u32>,
+    pub time_wait: Option<u32>,
+    pub close: Option<u32>,
+    pub close_wait: Option<u32>,
+    pub last_ack: Option<u32>,
+    pub listen: Option<u32>,
+    pub synack: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -366,6 +379,9 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Where to serve Prometheus metrics; `None`: nowhere.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The TCP state timeouts `[timeouts]` sets beyond ipvsadm's three
+    /// (those are the store's): the base `--set` applies to.
+    pub tcp_states: conntrack::Timeouts,
 }
 
 /// Reads and validates a config file; errors are `FILE: key: problem`.
@@ -604,6 +620,11 @@ impl ConfigFile {
                         .map_err(|e| format!("{at}: {}", e.message()))?;
                 }
             }
+            if s.synproxy {
+                store
+                    .set_synproxy(&key, true)
+                    .map_err(|e| format!("service[{i}].synproxy: {}", e.message()))?;
+            }
             for (j, l) in s.laddr.iter().enumerate() {
                 let at = format!("service[{i}].laddr[{j}]");
                 let addr = parse_ip(&l.addr).map_err(|e| format!("{at}.addr: {e}"))?;
@@ -625,7 +646,25 @@ impl ConfigFile {
             }
         }
 
+        let mut tcp_states = conntrack::Timeouts::default();
         if let Some(t) = self.timeouts {
+            let states = [
+                ("syn_sent", t.syn_sent, &mut tcp_states.tcp_syn_sent_s),
+                ("syn_recv", t.syn_recv, &mut tcp_states.tcp_syn_recv_s),
+                ("time_wait", t.time_wait, &mut tcp_states.tcp_time_wait_s),
+                ("close", t.close, &mut tcp_states.tcp_close_s),
+                ("close_wait", t.close_wait, &mut tcp_states.tcp_close_wait_s),
+                ("last_ack", t.last_ack, &mut tcp_states.tcp_last_ack_s),
+                ("listen", t.listen, &mut tcp_states.tcp_listen_s),
+                ("synack", t.synack, &mut tcp_states.tcp_synack_s),
+            ];
+            for (k, v, slot) in states {
+                match v {
+                    Some(0) => return Err(format!("timeouts.{k}: must be at least 1 second")),
+                    Some(s) => *slot = s,
+                    None => {}
+                }
+            }
             for (k, v) in [("tcp", t.tcp), ("tcpfin", t.tcpfin), ("udp", t.udp)] {
                 if v == Some(0) {
                     return Err(format!("timeouts.{k}: must be at least 1 second"));
@@ -700,6 +739,7 @@ impl ConfigFile {
             socket_group: self.control.socket_group.clone(),
             tls,
             metrics,
+            tcp_states,
         })
     }
 }
@@ -847,9 +887,17 @@ listen = "unix:/run/dpvs/dpvs.sock"
              blacklist = [\"10.1.0.0/16\", \"192.0.2.7\"]\nwhitelist = [\"10.0.0.0/8\"]\n\
              [[service.dest]]\naddr = \"192.168.0.11\"\nmode = \"nat\"\nweight = 2\n\
              [[service.dest]]\naddr = \"192.168.0.12\"\nport = 8080\nmode = \"fullnat\"\n\
-             [timeouts]\ntcp = 600\n"
+             [timeouts]\ntcp = 600\ntime_wait = 7\nclose = 3\n"
         );
         let c = parse(&text).unwrap();
+        // DPVS's per-state keys are the base ipvsadm's three apply to.
+        assert_eq!(
+            (c.tcp_states.tcp_time_wait_s, c.tcp_states.tcp_close_s),
+            (7, 3)
+        );
+        assert_eq!(c.tcp_states.tcp_syn_recv_s, 30, "the others keep IPVS's");
+        let e = parse(&format!("{EXAMPLE}\n[timeouts]\ntime_wait = 0\n")).unwrap_err();
+        assert_eq!(e, "timeouts.time_wait: must be at least 1 second");
         let d = c.store.desc();
         assert_eq!(d.services.len(), 1);
         assert_eq!(d.services[0].dests[0].port, 80);

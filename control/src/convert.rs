@@ -295,6 +295,7 @@ pub fn service_to_pb(s: &ServiceSpec, with_dests: bool) -> pb::Service {
         proxy_protocol: pb::ProxyProtocol::Unspecified as i32,
         sorry_server: String::new(),
         passive_check: false,
+        synproxy: None,
         quorum: 0,
         hysteresis: 0,
         blacklist: Vec::new(),

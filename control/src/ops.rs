@@ -183,6 +183,9 @@ fn service_extras(
     store
         .set_passive_check(key, svc.is_some_and(|s| s.passive_check))
         .map_err(store_status)?;
+    if let Some(on) = svc.and_then(|s| s.synproxy) {
+        store.set_synproxy(key, on).map_err(store_status)?;
+    }
     let (q, h) = svc.map_or((0, 0), |s| (s.quorum, s.hysteresis));
     store.set_quorum(key, q.max(1), h).map_err(store_status)
 }

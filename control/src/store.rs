@@ -152,6 +152,8 @@ pub struct Store {
     sorry: BTreeMap<ServiceKey, SocketAddr>,
     /// Services with the passive health check on.
     passive: BTreeSet<ServiceKey>,
+    /// Services behind the SYN proxy (DPVS `-j enable`).
+    synproxy: BTreeSet<ServiceKey>,
     /// Real servers the passive check has inhibited for now.
     passive_down: BTreeSet<DestId>,
     /// keepalived's `quorum` and `hysteresis` per service (absent: 1 and 0).
@@ -365,6 +367,7 @@ impl Store {
                     (*k, spec)
                 })
                 .collect(),
+            synproxy: self.synproxy.iter().copied().collect(),
             ..ExtDesc::default()
         }
     }
@@ -636,6 +639,7 @@ impl Store {
         self.sorry.remove(key);
         self.passive.remove(key);
         self.passive_down.retain(|id| id.0 != *key);
+        self.synproxy.remove(key);
         self.quorum.remove(key);
         self.quorum_lost.remove(key);
         self.acl.remove(key);
@@ -652,6 +656,7 @@ impl Store {
         self.sorry.clear();
         self.passive.clear();
         self.passive_down.clear();
+        self.synproxy.clear();
         self.quorum.clear();
         self.quorum_lost.clear();
         self.acl.clear();
@@ -667,6 +672,9 @@ impl Store {
     /// `-a`. The dest port must already be resolved (ipvsadm: no port = the virtual port).
     pub fn add_dest(&mut self, key: &ServiceKey, dest: DestSpec) -> Result<(), StoreError> {
         check_dest(key, &dest)?;
+        if self.synproxy.contains(key) && !replies_through_us(dest.mode) {
+            return Err(synproxy_mode(key, &dest));
+        }
         let svc = self.service_mut(key)?;
         if svc.ops && dest.mode == ForwardMode::FullNat {
             return Err(ops_fullnat(&dest.addr, dest.port));
@@ -689,6 +697,9 @@ impl Store {
     /// `-e`: replaces weight, mode and thresholds; keeps the health-check state.
     pub fn edit_dest(&mut self, key: &ServiceKey, dest: DestSpec) -> Result<(), StoreError> {
         check_dest(key, &dest)?;
+        if self.synproxy.contains(key) && !replies_through_us(dest.mode) {
+            return Err(synproxy_mode(key, &dest));
+        }
         let svc = self.service_mut(key)?;
         if svc.ops && dest.mode == ForwardMode::FullNat {
             return Err(ops_fullnat(&dest.addr, dest.port));
@@ -858,6 +869,35 @@ impl Store {
 
     pub fn passive_check(&self, key: &ServiceKey) -> bool {
         self.passive.contains(key)
+    }
+
+    /// `-A/-E ... -j enable|disable`: the SYN proxy. TCP services whose real
+    /// servers all answer through the director (NAT, FULLNAT): it must see
+    /// the real server's SYN-ACK.
+    pub fn set_synproxy(&mut self, key: &ServiceKey, on: bool) -> Result<(), StoreError> {
+        let svc = self.services.get(key).ok_or_else(|| not_found(key))?;
+        if !on {
+            self.synproxy.remove(key);
+            return Ok(());
+        }
+        if key.proto != Proto::Tcp {
+            return Err(invalid(
+                "synproxy",
+                format!(
+                    "{}: the SYN proxy is for TCP services only",
+                    service_name(key)
+                ),
+            ));
+        }
+        if let Some(d) = svc.dests.iter().find(|d| !replies_through_us(d.mode)) {
+            return Err(synproxy_mode(key, d));
+        }
+        self.synproxy.insert(*key);
+        Ok(())
+    }
+
+    pub fn synproxy(&self, key: &ServiceKey) -> bool {
+        self.synproxy.contains(key)
     }
 
     /// The passive check's verdict on a real server; whether it changed.
@@ -1120,6 +1160,24 @@ fn ops_fullnat(addr: &IpAddr, port: u16) -> StoreError {
 
 /// A real server's own rules (those that need no other dest): what
 /// `add_dest`/`edit_dest` check first.
+/// NAT and FULLNAT: the real server's replies come back through the director.
+fn replies_through_us(m: ForwardMode) -> bool {
+    matches!(m, ForwardMode::Nat | ForwardMode::FullNat)
+}
+
+fn synproxy_mode(key: &ServiceKey, d: &DestSpec) -> StoreError {
+    invalid(
+        "synproxy",
+        format!(
+            "{}: real server {} is {}: the SYN proxy needs NAT or FULLNAT real servers \
+             (it must see their SYN-ACK)",
+            service_name(key),
+            fmt_addr_port(&d.addr, d.port),
+            d.mode.ipvsadm_name()
+        ),
+    )
+}
+
 pub fn check_dest(key: &ServiceKey, d: &DestSpec) -> Result<(), StoreError> {
     if d.addr.is_unspecified() || d.addr.is_multicast() {
         return Err(invalid(

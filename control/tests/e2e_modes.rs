@@ -7,26 +7,7 @@
 
 mod netns;
 
-use std::collections::BTreeSet;
-
-use netns::{Topology, HTTP_PORT, REAL_SERVERS, VIP};
-
-/// Curls the VIP `n` times; the set of server names that answered.
-fn answers(topo: &Topology, n: usize) -> BTreeSet<String> {
-    let url = format!("http://{VIP}:{HTTP_PORT}/");
-    (0..n)
-        .map(|i| {
-            topo.http_get_from_client(&url)
-                .unwrap_or_else(|| panic!("request {i} through the VIP got no answer"))
-                .trim()
-                .to_string()
-        })
-        .collect()
-}
-
-fn all_servers() -> BTreeSet<String> {
-    REAL_SERVERS.iter().map(|(n, _, _)| n.to_string()).collect()
-}
+use netns::{all_servers, answers, Topology, HTTP_PORT, REAL_SERVERS, VIP};
 
 /// Sets up a TCP service on VIP:80 with both real servers in `flag`'s mode.
 fn tcp_service(d: &netns::Dpvsd, flag: &str) -> String {

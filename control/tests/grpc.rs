@@ -422,6 +422,67 @@ async fn proxy_protocol_per_service_and_events_in_stats() {
     d.stop().await;
 }
 
+#[tokio::test]
+async fn synproxy_per_service_with_dpvs_flag() {
+    let d = Daemon::start().await;
+    d.ok("-A -t 10.0.0.100:80 -s rr -j enable").await;
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11:80 -m").await;
+    let key = ServiceKey {
+        proto: Proto::Tcp,
+        vip: ip("10.0.0.100"),
+        vport: 80,
+    };
+    assert_eq!(d.backend.current_ext().unwrap().synproxy, vec![key]);
+    assert!(d
+        .ok("-Ln")
+        .await
+        .contains("TCP  10.0.0.100:80 rr synproxy\n"));
+    let saved = d.ok("-S -n").await;
+    assert!(
+        saved.contains("-A -t 10.0.0.100:80 -s rr -j enable\n"),
+        "{saved}"
+    );
+    let json = d.ok("-Ln --json").await;
+    assert!(json.contains("\"synproxy\": true"), "{json}");
+
+    // Real servers that answer around the director are refused while it is on.
+    let e = d.err("-a -t 10.0.0.100:80 -r 192.168.0.12:80 -g").await;
+    assert!(
+        e.message
+            .contains("the SYN proxy needs NAT or FULLNAT real servers"),
+        "{}",
+        e.message
+    );
+    // -E without -j keeps it; -j disable turns it off.
+    d.ok("-E -t 10.0.0.100:80 -s wrr").await;
+    assert_eq!(d.backend.current_ext().unwrap().synproxy, vec![key]);
+    d.ok("-E -t 10.0.0.100:80 -s wrr -j disable").await;
+    assert!(d.backend.current_ext().unwrap().synproxy.is_empty());
+    assert!(d.ok("-Ln").await.contains("10.0.0.100:80 wrr\n"));
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.12:80 -g").await;
+    let e = d.err("-E -t 10.0.0.100:80 -j enable").await;
+    assert!(
+        e.message.contains("192.168.0.12:80 is Route"),
+        "{}",
+        e.message
+    );
+    assert!(d.backend.current_ext().unwrap().synproxy.is_empty());
+
+    // Bad switches and UDP: one clear line, nothing changed.
+    let e = d.err("-E -t 10.0.0.100:80 -j on").await;
+    assert_eq!(e.code, 2);
+    assert!(
+        e.message
+            .contains("invalid synproxy switch \"on\": must be enable or disable"),
+        "{}",
+        e.message
+    );
+    let e = d.err("-A -u 10.0.0.100:53 -j enable").await;
+    assert!(e.message.contains("TCP services only"), "{}", e.message);
+    assert!(!d.ok("-Ln").await.contains(":53"));
+    d.stop().await;
+}
+
 /// Traffic of one service with one real server: `n` connections, 10 packets
 /// and 1000 bytes in each direction per connection.
 fn traffic(key: ServiceKey, rip: &str, n: u64) -> ServiceStats {

@@ -3,7 +3,8 @@
 //! compiled into sorted, disjoint address ranges, searched by bisection.
 //!
 //! Built on the control thread with the snapshot; the packet path only reads
-//! it, on new connections (`core::Core::new_conn`), in O(log n) however many
+//! it, on packets that find no connection (`core::Core::handle_ip`, before the
+//! SYN proxy and the scheduler), in O(log n) however many
 //! entries a list has. Established connections a change denies are cut by the
 //! worker's sweep (`core`), so no per-packet lookup is needed for them.
 

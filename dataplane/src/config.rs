@@ -185,6 +185,9 @@ pub struct ExtDesc {
     pub local_port_range: (u16, u16),
     /// Services with access lists.
     pub acl: Vec<(ServiceKey, AclSpec)>,
+    /// TCP services behind the SYN proxy (DPVS `-j enable`; NAT and FULLNAT
+    /// real servers only).
+    pub synproxy: Vec<ServiceKey>,
 }
 
 impl Default for ExtDesc {
@@ -194,6 +197,7 @@ impl Default for ExtDesc {
             proxy_protocol: Vec::new(),
             local_port_range: (1024, 65535),
             acl: Vec::new(),
+            synproxy: Vec::new(),
         }
     }
 }

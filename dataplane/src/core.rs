@@ -137,6 +137,9 @@ pub struct Core<I: Io> {
     /// where the sweep goes on (`None`: done).
     acl_gen: u64,
     acl_sweep: Option<u32>,
+    /// SYN proxy: client segments of connections waiting for their real
+    /// server's SYN-ACK (`crate::synproxy`); bounded by `WAITING_MAX`.
+    pub(crate) sp_held: FastMap<ConnId, crate::synproxy::Held<I::Buf>>,
 }
 
 /// Where a burst came from.
@@ -189,6 +192,7 @@ impl<I: Io> Core<I> {
             expire_backlog: false,
             acl_gen: 0,
             acl_sweep: None,
+            sp_held: FastMap::default(),
         };
         let c = &core.shared.counters[core.index];
         c.conn_capacity
@@ -268,7 +272,7 @@ impl<I: Io> Core<I> {
         if now == self.expired_at_ms && !self.expire_backlog {
             return;
         }
-        self.expired_at_ms = now;
+        let prev = std::mem::replace(&mut self.expired_at_ms, now);
         let lports = &mut self.lports;
         let n = self.conns.expire(now, EXPIRE_BUDGET, |c| {
             release_conn(lports, c);
@@ -276,6 +280,9 @@ impl<I: Io> Core<I> {
         });
         let t = self.persist.expire(now, EXPIRE_BUDGET);
         self.expire_backlog = n >= EXPIRE_BUDGET || t >= EXPIRE_BUDGET;
+        if !self.sp_held.is_empty() && now / 100 != prev / 100 {
+            self.synproxy_sweep();
+        }
     }
 
     /// One step of the sweep after an access-list change: the connections
@@ -304,7 +311,7 @@ impl<I: Io> Core<I> {
 
     /// Forgets connection `id` at once (one-packet scheduling), giving back
     /// what it held; `counted`: it is in its dest's ActiveConn/InActConn.
-    fn forget_conn(&mut self, snap: &Snapshot, id: ConnId, counted: bool) {
+    pub(crate) fn forget_conn(&mut self, snap: &Snapshot, id: ConnId, counted: bool) {
         if let Some(c) = self.conns.remove(id) {
             release_conn(&mut self.lports, &c);
             if counted {
@@ -493,18 +500,7 @@ impl<I: Io> Core<I> {
             Lookup::Redo => self.conns.lookup_wire(&key_of(m.data(), meta)),
         };
         if let Some((id, dir)) = hit {
-            if meta.proto == ip_proto::TCP && meta.tcp_flags & (tcp_flag::SYN | tcp_flag::RST) != 0
-            {
-                self.passive_evidence(snap, id, dir, meta.tcp_flags);
-            }
-            let tr = self
-                .conns
-                .on_packet(id, dir, conntrack_flags(meta.tcp_flags), self.now_ms);
-            let Some(f) = self.conns.get(id).map(Flow::of) else {
-                return self.count_drop(DropReason::NoConnection);
-            };
-            self.account_transition(snap, f.dest, tr);
-            return self.xmit(snap, m, *meta, id, dir, &f);
+            return self.handle_tracked(snap, m, at, meta, id, dir);
         }
         if meta.proto == ip_proto::UDP && !snap.ops_nat.is_empty() {
             if let Some(&(svc, dest)) = snap.ops_nat.get(&(meta.src, meta.sport)) {
@@ -522,7 +518,61 @@ impl<I: Io> Core<I> {
             }
             return self.count_drop(DropReason::NotForUs);
         };
+        // DPVS's blacklist and whitelist, before anything else (before the
+        // SYN proxy answers, as in DPVS): whatever a denied client sends the
+        // service without a connection counts as denied.
+        if let Some(r) = svc.acl.as_ref().and_then(|acl| acl.denies(meta.src)) {
+            svc.acl_drops.count(self.index, r);
+            return self.count_drop(r);
+        }
+        if svc.synproxy && meta.proto == ip_proto::TCP {
+            return self.synproxy_new(snap, m, at, *meta, tuple, svc);
+        }
         self.new_conn(snap, m, *meta, tuple, svc);
+    }
+
+    /// A packet of tracked connection `id`, direction `dir`: state, then out.
+    pub(crate) fn handle_tracked(
+        &mut self,
+        snap: &Snapshot,
+        m: I::Buf,
+        at: Rx,
+        meta: &IpMeta,
+        id: ConnId,
+        dir: Direction,
+    ) {
+        if meta.proto == ip_proto::TCP {
+            let flags = self.conns.get(id).map_or(0, |c| c.flags());
+            if flags & (crate::synproxy::SP | crate::synproxy::SP_OPEN) == crate::synproxy::SP {
+                return self.synproxy_waiting(snap, m, at, meta, id, dir);
+            }
+            if meta.tcp_flags & (tcp_flag::SYN | tcp_flag::RST) != 0 {
+                self.passive_evidence(snap, id, dir, meta.tcp_flags);
+            }
+        }
+        let tr = self
+            .conns
+            .on_packet(id, dir, conntrack_flags(meta.tcp_flags), self.now_ms);
+        let Some(f) = self.conns.get(id).map(Flow::of) else {
+            return self.count_drop(DropReason::NoConnection);
+        };
+        self.account_transition(snap, f.dest, tr);
+        self.xmit(snap, m, *meta, id, dir, &f)
+    }
+
+    /// [`Core::xmit`] with the connection read here.
+    pub(crate) fn xmit_conn(
+        &mut self,
+        snap: &Snapshot,
+        m: I::Buf,
+        meta: IpMeta,
+        id: ConnId,
+        dir: Direction,
+    ) {
+        let Some(f) = self.conns.get(id).map(Flow::of) else {
+            return self.count_drop(DropReason::NoConnection);
+        };
+        self.xmit(snap, m, meta, id, dir, &f)
     }
 
     /// Schedule a new connection to `svc` and forward its first packet.
@@ -534,22 +584,47 @@ impl<I: Io> Core<I> {
         tuple: Tuple,
         svc: &Arc<Service>,
     ) {
-        // DPVS's blacklist and whitelist, before anything else: whatever a
-        // denied client sends the service counts as denied.
-        if let Some(acl) = &svc.acl {
-            if let Some(r) = acl.denies(meta.src) {
-                svc.acl_drops.count(self.index, r);
-                return self.count_drop(r);
-            }
-        }
         // As IPVS without sloppy_tcp: only a SYN opens a TCP connection.
         if meta.proto == ip_proto::TCP
             && (meta.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST)) != tcp_flag::SYN
         {
             return self.count_drop(DropReason::NoConnection);
         }
-        let Some(idx) = self.pick_dest(svc, &meta) else {
-            return self.count_drop(DropReason::NoDest);
+        let Some(id) = self.open_conn(snap, &meta, tuple, svc) else {
+            return;
+        };
+        let tr = self.conns.on_packet(
+            id,
+            Direction::Original,
+            conntrack_flags(meta.tcp_flags),
+            self.now_ms,
+        );
+        let Some(f) = self.conns.get(id).map(Flow::of) else {
+            return self.count_drop(DropReason::NoConnection);
+        };
+        self.account_transition(snap, f.dest, tr);
+        self.xmit(snap, m, meta, id, Direction::Original, &f);
+        if svc.ops {
+            // One-packet scheduling: the datagram is on its way, nothing is
+            // kept; the next one is scheduled on its own.
+            self.forget_conn(snap, id, true);
+        }
+    }
+
+    /// Schedule a dest of `svc` for a new connection with original tuple
+    /// `tuple` and create it (FULLNAT: with a local address and port);
+    /// counted as new on the service and dest. `None`: refused, the drop
+    /// counted.
+    pub(crate) fn open_conn(
+        &mut self,
+        snap: &Snapshot,
+        meta: &IpMeta,
+        tuple: Tuple,
+        svc: &Arc<Service>,
+    ) -> Option<ConnId> {
+        let Some(idx) = self.pick_dest(svc, meta) else {
+            self.count_drop(DropReason::NoDest);
+            return None;
         };
         let dest = &svc.dests[idx];
         let dm = &svc.meta[idx];
@@ -571,7 +646,10 @@ impl<I: Io> Core<I> {
             };
             match got {
                 Some(l) => l,
-                None => return self.count_drop(DropReason::LipExhausted),
+                None => {
+                    self.count_drop(DropReason::LipExhausted);
+                    return None;
+                }
             }
         } else {
             (meta.src, meta.sport)
@@ -599,7 +677,8 @@ impl<I: Io> Core<I> {
                 if dm.mode == ForwardMode::FullNat {
                     self.lports.release(reply_dst, reply_dport);
                 }
-                return self.count_drop(DropReason::ConnTableFull);
+                self.count_drop(DropReason::ConnTableFull);
+                return None;
             }
         };
         if matches!(dm.mode, ForwardMode::Dr | ForwardMode::Tun) {
@@ -607,31 +686,16 @@ impl<I: Io> Core<I> {
             self.conns.set_input_only(id, true);
         }
         dest.counters.inactive.fetch_add(1, Ordering::Relaxed);
-        let tr = self.conns.on_packet(
-            id,
-            Direction::Original,
-            conntrack_flags(meta.tcp_flags),
-            self.now_ms,
-        );
-        self.account_transition(snap, dm.id, tr);
         svc.traffic.conn(self.index);
         dm.traffic.conn(self.index);
-        let Some(f) = self.conns.get(id).map(Flow::of) else {
-            return self.count_drop(DropReason::NoConnection);
-        };
-        self.xmit(snap, m, meta, id, Direction::Original, &f);
-        if svc.ops {
-            // One-packet scheduling: the datagram is on its way, nothing is
-            // kept; the next one is scheduled on its own.
-            self.forget_conn(snap, id, true);
-        }
+        Some(id)
     }
 
     /// The passive health check's evidence, before the packet moves the
     /// connection's state: while the real server has not answered the
     /// client's SYN (state SYN_RECV, NAT/FULLNAT), a retransmitted SYN or a
     /// RST from the server counts against it, a SYN-ACK for it.
-    fn passive_evidence(&self, snap: &Snapshot, id: ConnId, dir: Direction, flags: u8) {
+    pub(crate) fn passive_evidence(&self, snap: &Snapshot, id: ConnId, dir: Direction, flags: u8) {
         let Some(c) = self.conns.get(id) else { return };
         if c.state() != conntrack::TcpState::SynRecv
             || !matches!(
@@ -733,7 +797,7 @@ impl<I: Io> Core<I> {
     }
 
     /// Keep ipvsadm's ActiveConn / InActConn in step with the TCP state.
-    fn account_transition(&self, snap: &Snapshot, dest_id: u32, tr: Transition) {
+    pub(crate) fn account_transition(&self, snap: &Snapshot, dest_id: u32, tr: Transition) {
         if tr.was_active == tr.is_active {
             return;
         }

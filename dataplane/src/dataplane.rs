@@ -42,6 +42,8 @@ pub struct Dataplane {
     kni: Option<crate::kni::Kni>,
     eal: Option<Eal>,
     stopped: AtomicBool,
+    /// What [`Dataplane::base_timeouts`] returns.
+    base_timeouts: Mutex<conntrack::Timeouts>,
 }
 
 /// Whether a device string is a PCI address (`0000:03:00.0` or `03:00.0`).
@@ -142,20 +144,6 @@ fn port_steer(spec: &PortSpec, port: &Port, nworkers: u16) -> Result<PortSteer, 
     }
 }
 
-fn random_seed() -> u64 {
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        return t.as_nanos() as u64 ^ u64::from(std::process::id());
-    }
-    u64::from_ne_bytes(b)
-}
-
 impl Dataplane {
     /// Initialise EAL from `spec.eal_args`, bring up ports and launch workers.
     pub fn start(spec: &DataplaneSpec, initial: &ConfigDesc) -> Result<Dataplane, DataplaneError> {
@@ -196,7 +184,7 @@ impl Dataplane {
         let nworkers = spec.worker_cores.len() as u16;
         let pool = Arc::new(
             Mempool::new(
-                &format!("dpvs_pool_{}", random_seed() % 100000),
+                &format!("dpvs_pool_{}", crate::shared::random_u64() % 100000),
                 spec.mbufs.max(1023),
                 256,
                 -1,
@@ -284,7 +272,7 @@ impl Dataplane {
         let owners = Owners::new(usize::from(nworkers), steers);
         let rings = Rings::new(
             usize::from(nworkers),
-            &format!("{}", random_seed() % 100000),
+            &format!("{}", crate::shared::random_u64() % 100000),
         )
         .map_err(DataplaneError::Workers)?;
         let kni = start_kni(spec, &port_infos, initial, usize::from(nworkers), &pool)?;
@@ -295,7 +283,7 @@ impl Dataplane {
             .map_err(DataplaneError::Config)?;
         let shared = Arc::new(Shared::new(snap, owners));
         let rings = Arc::new(rings);
-        let seed = random_seed();
+        let seed = crate::shared::random_u64();
         let mut requests = Vec::new();
         let mut launched = Vec::new();
         for (i, &lc) in spec.worker_cores.iter().enumerate() {
@@ -354,6 +342,7 @@ impl Dataplane {
             kni,
             eal: None,
             stopped: AtomicBool::new(false),
+            base_timeouts: Mutex::new(conntrack::Timeouts::default()),
         };
         dp.sync_flows();
         Ok(dp)
@@ -547,6 +536,16 @@ impl Dataplane {
     }
 
     /// Replace the global connection timeouts on every worker.
+    /// The TCP state timeouts the daemon's configuration starts from (DPVS's
+    /// per-state settings); ipvsadm's `--set` changes three of them.
+    pub fn base_timeouts(&self) -> conntrack::Timeouts {
+        *self.base_timeouts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_base_timeouts(&self, t: conntrack::Timeouts) {
+        *self.base_timeouts.lock().unwrap_or_else(|e| e.into_inner()) = t;
+    }
+
     pub fn set_timeouts(&self, t: conntrack::Timeouts) {
         for r in &self.requests {
             let _ = r.send(Request::SetTimeouts(t));
@@ -641,7 +640,7 @@ fn start_kni(
     nworkers: usize,
     pool: &Arc<Mempool>,
 ) -> Result<Option<crate::kni::Kni>, DataplaneError> {
-    let tag = format!("{}", random_seed() % 100000);
+    let tag = format!("{}", crate::shared::random_u64() % 100000);
     let mut taps = Vec::new();
     for (i, (p, info)) in spec.ports.iter().zip(infos).enumerate() {
         if !p.kni {

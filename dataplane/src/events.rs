@@ -36,10 +36,15 @@ pub enum Event {
     /// A tracked connection was removed because its service's access lists
     /// changed to deny its client (docs/security.md).
     AclConnCut,
+    /// SYN proxy: a client's SYN was answered with a SYN cookie.
+    SynproxySynAck,
+    /// SYN proxy: an ACK returned a valid cookie; the connection was made
+    /// and a SYN went to its real server.
+    SynproxyOpened,
 }
 
 impl Event {
-    pub const ALL: [Event; 10] = [
+    pub const ALL: [Event; 12] = [
         Event::ToaInserted,
         Event::ToaNoRoom,
         Event::MssClamped,
@@ -50,6 +55,8 @@ impl Event {
         Event::NeighConflict,
         Event::NeighRequestsLimited,
         Event::AclConnCut,
+        Event::SynproxySynAck,
+        Event::SynproxyOpened,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -66,6 +73,8 @@ impl Event {
             Event::NeighConflict => "neigh_conflict",
             Event::NeighRequestsLimited => "neigh_requests_limited",
             Event::AclConnCut => "acl_conn_cut",
+            Event::SynproxySynAck => "synproxy_syn_ack",
+            Event::SynproxyOpened => "synproxy_opened",
         }
     }
 }

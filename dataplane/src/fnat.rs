@@ -27,7 +27,7 @@ use conntrack::Tuple;
 use crate::config::ProxyProtocol;
 use crate::stats::DropReason;
 use crate::wire::proxy_proto::{self, Endpoints, Header, Transport};
-use crate::wire::{checksum, IpFamily, IpMeta, Ipv4Packet, Ipv6Packet, PacketBuf, TcpPacket};
+use crate::wire::{checksum, tcp, IpFamily, IpMeta, Ipv4Packet, Ipv6Packet, PacketBuf, TcpPacket};
 
 /// Bit 63: the client's first data sequence number (low 32 bits) is known.
 const SEQ_KNOWN: u64 = 1 << 63;
@@ -131,10 +131,6 @@ const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
-
-const OPT_EOL: u8 = 0;
-const OPT_NOP: u8 = 1;
-const OPT_SACK: u8 = 5;
 
 /// The header a connection whose original direction is `orig` sends.
 pub fn header(version: ProxyProtocol, orig: &Tuple) -> Header {
@@ -289,60 +285,12 @@ pub fn pp_out(seg: &mut [u8], st: &mut SeqState) -> bool {
     if (t.ack_number().wrapping_sub(first) as i32) >= len as i32 {
         st.0 |= ACKED;
     }
-    let hl = t.header_len();
-    let csum = t.checksum();
-    // Header sum before and after (checksum field as zero); the header starts
-    // at an even offset, so whole-header sums handle options at any alignment.
-    let mut before = [0u8; 60];
-    before[..hl].copy_from_slice(&seg[..hl]);
-    before[16] = 0;
-    before[17] = 0;
-    let mut changed = false;
-    let ack = u32::from_be_bytes([seg[8], seg[9], seg[10], seg[11]]);
-    let na = map(ack);
-    if na != ack {
-        seg[8..12].copy_from_slice(&na.to_be_bytes());
-        changed = true;
-    }
-    let mut i = 20;
-    while i < hl {
-        match seg[i] {
-            OPT_EOL => break,
-            OPT_NOP => i += 1,
-            kind => {
-                let Some(&l) = seg.get(i + 1) else { break };
-                let l = usize::from(l);
-                if l < 2 || i + l > hl {
-                    break;
-                }
-                if kind == OPT_SACK && l >= 10 && (l - 2) % 8 == 0 {
-                    let mut e = i + 2;
-                    while e < i + l {
-                        let v = u32::from_be_bytes([seg[e], seg[e + 1], seg[e + 2], seg[e + 3]]);
-                        let nv = map(v);
-                        if nv != v {
-                            seg[e..e + 4].copy_from_slice(&nv.to_be_bytes());
-                            changed = true;
-                        }
-                        e += 4;
-                    }
-                }
-                i += l;
-            }
-        }
-    }
-    if !changed {
-        return false;
-    }
-    let mut after = [0u8; 60];
-    after[..hl].copy_from_slice(&seg[..hl]);
-    after[16] = 0;
-    after[17] = 0;
-    let s = u32::from(!csum)
-        + u32::from(!checksum::fold(checksum::sum(&before[..hl])))
-        + checksum::sum(&after[..hl]);
-    seg[16..18].copy_from_slice(&(!checksum::fold(s)).to_be_bytes());
-    true
+    tcp::edit_header(seg, |h| {
+        let ack = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
+        let na = map(ack);
+        h[8..12].copy_from_slice(&na.to_be_bytes());
+        tcp::map_sack_edges(h, map) | (na != ack)
+    })
 }
 
 #[cfg(test)]
@@ -647,7 +595,7 @@ mod tests {
             assert_eq!(t.acknowledgment_number, s.wrapping_add(5));
             assert_eq!(pl, b"HTTP/1.1 200 OK\r\n", "server data untouched");
             let o = t.options.as_slice();
-            let at = o.iter().position(|&b| b == OPT_SACK).unwrap();
+            let at = o.iter().position(|&b| b == tcp::opt::SACK).unwrap();
             let be = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
             assert_eq!(
                 (be(at + 2), be(at + 6)),

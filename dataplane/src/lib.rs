@@ -28,6 +28,7 @@ pub mod rss;
 pub mod shared;
 pub mod snapshot;
 pub mod stats;
+pub mod synproxy;
 pub mod wire;
 pub mod worker;
 pub mod xmit;

@@ -26,6 +26,8 @@ pub struct Shared {
     pub owners: Owners,
     /// Why a worker failed, if one did (then `stop` is set too).
     pub failure: Mutex<Option<String>>,
+    /// The SYN proxy's cookie secret (`crate::synproxy`).
+    pub syn_secret: crate::synproxy::Secret,
 }
 
 impl Shared {
@@ -40,6 +42,7 @@ impl Shared {
             events: (0..n).map(|_| EventCounters::default()).collect(),
             owners,
             failure: Mutex::new(None),
+            syn_secret: crate::synproxy::Secret::random(),
         }
     }
 
@@ -51,4 +54,25 @@ impl Shared {
         }
         self.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// 64 random bits from the system (`/dev/urandom`; std's randomly keyed
+/// hasher where that cannot be read): hash seeds, the SYN cookie secret.
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_ok()
+    {
+        return u64::from_ne_bytes(b);
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
 }

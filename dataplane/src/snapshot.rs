@@ -62,6 +62,8 @@ pub struct Service {
     pub laddrs_v4: usize,
     /// Proxy Protocol prepended to FULLNAT TCP streams.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// New connections go through the SYN proxy (`crate::synproxy`).
+    pub synproxy: bool,
     /// How its connections are keyed to a worker (`crate::owner`).
     pub owner_key: OwnerKey,
     /// Its blacklist and whitelist; `None`: both empty.
@@ -477,6 +479,7 @@ impl Compiler {
                     .iter()
                     .find(|(k, _)| *k == s.key)
                     .map(|(_, v)| *v),
+                synproxy: s.key.proto == Proto::Tcp && ext.synproxy.contains(&s.key),
                 owner_key: owner_keys[&s.key],
                 acl,
                 acl_drops,

@@ -82,10 +82,19 @@ pub enum DropReason {
     /// The same from a client not on the service's whitelist, which is not
     /// empty (DPVS `-O`).
     AclWhitelist,
+    /// SYN proxy: an ACK matching no connection whose acknowledgement is not
+    /// a valid cookie (forged, or older than two 64 s slots).
+    SynproxyBadCookie,
+    /// SYN proxy: a valid cookie, but the worker already keeps segments for
+    /// `synproxy::WAITING_MAX` connections waiting for their real servers.
+    SynproxyBusy,
+    /// SYN proxy: a client segment beyond the few kept while the real server
+    /// has not answered yet (the SYN to it is sent again).
+    SynproxyWaiting,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 33] = [
         DropReason::Truncated,
         DropReason::UnknownEtherType,
         DropReason::BadArp,
@@ -116,6 +125,9 @@ impl DropReason {
         DropReason::OtherMac,
         DropReason::AclBlacklist,
         DropReason::AclWhitelist,
+        DropReason::SynproxyBadCookie,
+        DropReason::SynproxyBusy,
+        DropReason::SynproxyWaiting,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -152,6 +164,9 @@ impl DropReason {
             DropReason::OtherMac => "other_mac",
             DropReason::AclBlacklist => "acl_blacklist",
             DropReason::AclWhitelist => "acl_whitelist",
+            DropReason::SynproxyBadCookie => "synproxy_bad_cookie",
+            DropReason::SynproxyBusy => "synproxy_busy",
+            DropReason::SynproxyWaiting => "synproxy_waiting",
         }
     }
 }

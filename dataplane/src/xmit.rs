@@ -23,6 +23,7 @@ use crate::neigh::{pack_hop, unpack_hop, Pending};
 use crate::route::NextHop;
 use crate::snapshot::Snapshot;
 use crate::stats::DropReason;
+use crate::synproxy;
 use crate::wire::{
     icmp, icmpv6, ip_proto, ipip, nat, nat64, toa, IpFamily, IpMeta, Ipv4Packet, PacketBuf,
     TcpPacket,
@@ -35,7 +36,7 @@ const ETH_HLEN: usize = 14;
 pub(crate) const TUN_ROUTES_MAX: usize = 4096;
 
 /// TOA option length for the client's address family.
-fn toa_len(client: IpAddr) -> usize {
+pub(crate) fn toa_len(client: IpAddr) -> usize {
     if client.is_ipv4() {
         toa::LEN_V4
     } else {
@@ -72,6 +73,10 @@ pub(crate) struct Flow {
     service: u32,
     /// FULLNAT TCP: the sequence state (`fnat`).
     seq: SeqState,
+    /// The connection's flags (mode, SYN proxy state) and the SYN proxy's
+    /// sequence offset (`synproxy`).
+    flags: u8,
+    sp_delta: u32,
     /// Each direction's next hop, if resolved under `hops_epoch`.
     hops: [u64; 2],
     hops_epoch: u32,
@@ -88,6 +93,8 @@ impl Flow {
             dest: c.dest(),
             service: c.service(),
             seq: SeqState::from_user(c.user),
+            flags: c.flags(),
+            sp_delta: c.user32,
             hops: c.hops,
             hops_epoch: c.hops_epoch,
         }
@@ -117,6 +124,16 @@ impl<I: Io> Core<I> {
         f: &Flow,
     ) {
         let len = m.len();
+        if f.flags & synproxy::SP_OPEN != 0 && meta.proto == ip_proto::TCP {
+            if let Some(seg) = m.data_mut().get_mut(meta.l4_off..meta.l3_end()) {
+                match dir {
+                    Direction::Original => synproxy::ack_in(seg, f.sp_delta),
+                    Direction::Reply => {
+                        synproxy::seq_out(seg, f.sp_delta, synproxy::flags_wscale(f.flags))
+                    }
+                };
+            }
+        }
         let next_dst = match (f.mode, dir) {
             (ForwardMode::Nat, Direction::Original) => {
                 let rip = f.reply.src();

@@ -1184,3 +1184,345 @@ fn the_sweep_of_a_large_table_is_bounded_per_call() {
         600
     );
 }
+
+/// A TCP segment with acknowledgement number, window and options as given.
+#[allow(clippy::too_many_arguments)]
+fn tcp_full(
+    from: ([u8; 6], [u8; 4], u16),
+    to: ([u8; 6], [u8; 4], u16),
+    flags: &str,
+    seq: u32,
+    ack: u32,
+    window: u16,
+    options: &[etherparse::TcpOptionElement],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut h = etherparse::TcpHeader::new(from.2, to.2, seq, window);
+    h.syn = flags.contains('S');
+    h.ack = flags.contains('A');
+    h.rst = flags.contains('R');
+    h.acknowledgment_number = ack;
+    h.set_options(options).unwrap();
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(from.0, to.0)
+        .ipv4(from.1, to.1, 64)
+        .tcp_header(h)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+/// (seq, ack, window, flags byte, options, payload) of a TCP frame whose
+/// checksums `seen` verified.
+fn tcp_fields(
+    f: &[u8],
+) -> (
+    u32,
+    u32,
+    u16,
+    u8,
+    Vec<etherparse::TcpOptionElement>,
+    Vec<u8>,
+) {
+    let p = SlicedPacket::from_ethernet(f).unwrap();
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("not TCP")
+    };
+    let h = t.to_header();
+    let opts = h.options_iterator().map_while(|o| o.ok()).collect();
+    (
+        t.sequence_number(),
+        t.acknowledgment_number(),
+        t.window_size(),
+        f[14 + 20 + 13],
+        opts,
+        t.payload().to_vec(),
+    )
+}
+
+fn synproxy_lab(mode: ForwardMode) -> Lab {
+    let (d, mut e) = desc(mode, Proto::Tcp);
+    e.synproxy = vec![d.services[0].key];
+    Lab::with_desc(&d, &e, 0, 1)
+}
+
+#[test]
+fn syn_proxy_answers_syns_alone_and_opens_on_a_valid_cookie() {
+    use etherparse::TcpOptionElement as O;
+    for mode in [ForwardMode::Nat, ForwardMode::FullNat] {
+        let mut lab = synproxy_lab(mode);
+        let ev = |lab: &Lab, e| lab.core.shared.events[0].get(e);
+        let client = (CLIENT_MAC, CIP, 40000);
+        let vip = (MAC0, VIP, 80);
+        let syn_opts = [
+            O::MaximumSegmentSize(1460),
+            O::SelectiveAcknowledgementPermitted,
+            O::Noop,
+            O::WindowScale(8),
+        ];
+        // 1. SYN: a SYN-ACK back to the client, nothing kept.
+        let out = lab.rx(
+            0,
+            &[tcp_full(client, vip, "S", 1000, 0, 64240, &syn_opts, b"")],
+        );
+        assert_eq!(out.len(), 1, "{mode:?}");
+        assert_eq!(out[0].0, 0, "back out the port it came in");
+        let s = seen(&out[0].1);
+        assert_eq!(
+            (s.dmac, s.smac, s.src, s.sport, s.dst, s.dport),
+            (CLIENT_MAC, MAC0, VIP, 80, CIP, 40000)
+        );
+        let (cookie, ack, _, flags, opts, _) = tcp_fields(&out[0].1);
+        assert_eq!((ack, flags), (1001, 0x12));
+        let mss = if mode == ForwardMode::FullNat {
+            1452
+        } else {
+            1460
+        };
+        assert!(opts.contains(&O::MaximumSegmentSize(mss)), "{opts:?}");
+        assert!(opts.contains(&O::WindowScale(7)), "{opts:?}");
+        assert!(opts.contains(&O::SelectiveAcknowledgementPermitted));
+        assert_eq!(lab.core.conns.len(), 0, "no state for a SYN");
+        // A flood of SYNs leaves nothing either.
+        let flood: Vec<Vec<u8>> = (0..BURST as u16)
+            .map(|i| tcp_full((CLIENT_MAC, CIP, 1000 + i), vip, "S", 7, 0, 100, &[], b""))
+            .collect();
+        assert_eq!(lab.rx(0, &flood).len(), BURST);
+        assert_eq!(lab.core.conns.len(), 0);
+        assert_eq!(
+            ev(&lab, dataplane::events::Event::SynproxySynAck),
+            1 + BURST as u64
+        );
+        // A guessed cookie opens nothing.
+        let out = lab.rx(
+            0,
+            &[tcp_full(
+                client,
+                vip,
+                "A",
+                1001,
+                cookie ^ 0x55,
+                500,
+                &[],
+                b"",
+            )],
+        );
+        assert!(out.is_empty());
+        assert_eq!(lab.drops(DropReason::SynproxyBadCookie), 1);
+        assert_eq!(lab.core.conns.len(), 0);
+        // 2. The ACK with the cookie: a SYN to the real server with the
+        // client's ISN and options; the ACK and the data after it wait.
+        let out = lab.rx(
+            0,
+            &[tcp_full(
+                client,
+                vip,
+                "A",
+                1001,
+                cookie.wrapping_add(1),
+                200,
+                &[],
+                b"",
+            )],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, 1);
+        let s = seen(&out[0].1);
+        assert_eq!((s.dst, s.dport), (RIP, 8080));
+        let (rs_side, lport) = if mode == ForwardMode::FullNat {
+            assert_eq!(s.src, LIP);
+            (LIP, s.sport)
+        } else {
+            assert_eq!((s.src, s.sport), (CIP, 40000));
+            (CIP, 40000)
+        };
+        let (seq, _, win, flags, opts, _) = tcp_fields(&out[0].1);
+        assert_eq!((seq, flags), (1000, 0x02));
+        assert_eq!(win, 200 << 8, "the client's window, unscaled");
+        assert!(opts.contains(&O::WindowScale(8)), "{opts:?}");
+        assert!(opts.contains(&O::SelectiveAcknowledgementPermitted));
+        assert!(opts
+            .iter()
+            .any(|o| matches!(o, O::MaximumSegmentSize(m) if *m <= 1460)));
+        assert_eq!(lab.core.conns.len(), 1);
+        let out = lab.rx(
+            0,
+            &[tcp_full(
+                client,
+                vip,
+                "A",
+                1001,
+                cookie.wrapping_add(1),
+                502,
+                &[],
+                b"GET /",
+            )],
+        );
+        assert!(out.is_empty(), "held until the server answers");
+        // 3. The server's SYN-ACK stays here; the held segments go on,
+        // acknowledging the server's ISN.
+        let rs = (RS_MAC, RIP, 8080);
+        let out = lab.rx(
+            1,
+            &[tcp_full(
+                rs,
+                (MAC1, rs_side, lport),
+                "SA",
+                5000,
+                1001,
+                29200,
+                &[O::MaximumSegmentSize(1460), O::Noop, O::WindowScale(9)],
+                b"",
+            )],
+        );
+        assert_eq!(
+            out.len(),
+            2,
+            "the ACK and the request, nothing to the client"
+        );
+        for (port, f) in &out {
+            assert_eq!(*port, 1);
+            let (seq, ack, _, _, _, _) = tcp_fields(f);
+            assert_eq!((seq, ack), (1001, 5001));
+        }
+        assert_eq!(tcp_fields(&out[1].1).5, b"GET /");
+        if mode == ForwardMode::FullNat {
+            let toa = [254u8, 8, 0x9c, 0x40, 10, 0, 0, 2];
+            let o = seen(&out[0].1).options;
+            assert!(o.windows(8).any(|w| w == toa), "TOA in the ACK: {o:02x?}");
+        }
+        // 4. Server data reaches the client in the cookie's sequence space,
+        // its window rescaled from 9 to 7.
+        let out = lab.rx(
+            1,
+            &[tcp_full(
+                rs,
+                (MAC1, rs_side, lport),
+                "A",
+                5001,
+                1006,
+                100,
+                &[],
+                b"HTTP/1.1 200",
+            )],
+        );
+        assert_eq!(out.len(), 1);
+        let s = seen(&out[0].1);
+        assert_eq!((s.src, s.sport, s.dst, s.dport), (VIP, 80, CIP, 40000));
+        let (seq, ack, win, _, _, data) = tcp_fields(&out[0].1);
+        assert_eq!((seq, ack, win), (cookie.wrapping_add(1), 1006, 400));
+        assert_eq!(data, b"HTTP/1.1 200");
+        // And the client's next ACK reaches the server in its space.
+        let out = lab.rx(
+            0,
+            &[tcp_full(
+                client,
+                vip,
+                "A",
+                1006,
+                cookie.wrapping_add(13),
+                502,
+                &[],
+                b"",
+            )],
+        );
+        assert_eq!(tcp_fields(&out[0].1).1, 5013);
+        assert_eq!(ev(&lab, dataplane::events::Event::SynproxyOpened), 1);
+        let c = lab.core.shared.counters[0].drops(DropReason::SynproxyWaiting);
+        assert_eq!(c, 0);
+    }
+}
+
+#[test]
+fn syn_proxy_resends_the_syn_and_passes_a_refusal_on() {
+    let mut lab = synproxy_lab(ForwardMode::Nat);
+    let client = (CLIENT_MAC, CIP, 40000);
+    let vip = (MAC0, VIP, 80);
+    let out = lab.rx(0, &[tcp_full(client, vip, "S", 1000, 0, 100, &[], b"")]);
+    let cookie = tcp_fields(&out[0].1).0;
+    let ack = tcp_full(
+        client,
+        vip,
+        "A",
+        1001,
+        cookie.wrapping_add(1),
+        100,
+        &[],
+        b"",
+    );
+    assert_eq!(lab.rx(0, std::slice::from_ref(&ack)).len(), 1, "the SYN");
+    // The server stays silent, the client retransmits: three are kept, then
+    // each further one sends the SYN again.
+    assert!(lab.rx(0, &[ack.clone(), ack.clone()]).is_empty());
+    let out = lab.rx(0, std::slice::from_ref(&ack));
+    assert_eq!(out.len(), 1);
+    assert_eq!(tcp_fields(&out[0].1).3, 0x02, "a SYN again");
+    assert_eq!(lab.drops(DropReason::SynproxyWaiting), 1);
+    // The server refuses: the client gets a RST in its own sequence space.
+    let rst = tcp_full(
+        (RS_MAC, RIP, 8080),
+        (MAC1, CIP, 40000),
+        "RA",
+        0,
+        1001,
+        0,
+        &[],
+        b"",
+    );
+    let out = lab.rx(1, &[rst]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, 0);
+    let (seq, _, _, flags, _, _) = tcp_fields(&out[0].1);
+    assert_eq!((seq, flags & 0x04), (cookie.wrapping_add(1), 0x04));
+    let d = &lab.snap.services_by_id.values().next().unwrap().dests[0];
+    assert_eq!(d.active_conns(), 0);
+}
+
+/// DPVS checks the lists before its SYN proxy answers: a blacklisted client
+/// gets no cookie, and a cookie it got before cannot open a connection.
+#[test]
+fn the_lists_come_before_the_syn_proxy() {
+    let (d, mut e) = with_acl(ForwardMode::Nat, Proto::Tcp, &[], &[]);
+    e.synproxy = vec![d.services[0].key];
+    let mut lab = Lab::with_desc(&d, &e, 0, 1);
+    let vip = (MAC0, VIP, 80);
+    let out = lab.rx(
+        0,
+        &[tcp_full(
+            (CLIENT_MAC, CIP, 40000),
+            vip,
+            "S",
+            1000,
+            0,
+            100,
+            &[],
+            b"",
+        )],
+    );
+    let cookie = tcp_fields(&out[0].1).0;
+    // -U -t VIP:80 -k 10.0.0.2
+    let (d2, mut e2) = with_acl(ForwardMode::Nat, Proto::Tcp, &[(CIP, 32)], &[]);
+    e2.synproxy = e.synproxy.clone();
+    lab.apply(&d2, &e2);
+    let out = lab.rx(
+        0,
+        &[
+            tcp_full((CLIENT_MAC, CIP, 40001), vip, "S", 1000, 0, 100, &[], b""),
+            tcp_full(
+                (CLIENT_MAC, CIP, 40000),
+                vip,
+                "A",
+                1001,
+                cookie.wrapping_add(1),
+                100,
+                &[],
+                b"",
+            ),
+            tcp_full((CLIENT_MAC, CIP2, 40000), vip, "S", 1000, 0, 100, &[], b""),
+        ],
+    );
+    assert_eq!(out.len(), 1, "only 10.0.0.3 gets a SYN-ACK");
+    assert_eq!(seen(&out[0].1).dst, CIP2);
+    assert_eq!(lab.drops(DropReason::AclBlacklist), 2);
+    assert_eq!(lab.core.conns.len(), 0);
+}

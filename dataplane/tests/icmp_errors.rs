@@ -230,6 +230,7 @@ fn fullnat_ext() -> ExtDesc {
         }],
         proxy_protocol: vec![],
         local_port_range: (5000, 5000),
+        synproxy: vec![],
         ..Default::default()
     }
 }

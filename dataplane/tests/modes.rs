@@ -212,6 +212,7 @@ fn fullnat_ext(range: (u16, u16)) -> ExtDesc {
         }],
         proxy_protocol: vec![],
         local_port_range: range,
+        synproxy: vec![],
         ..Default::default()
     }
 }

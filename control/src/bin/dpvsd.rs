@@ -144,7 +144,10 @@ fn run(
     if ext != dataplane::ExtDesc::default() {
         Backend::apply_ext(dp.as_ref(), &store.desc(), &ext)?;
     }
-    if store.timeouts() != control::store::Timeouts::default() {
+    dp.set_base_timeouts(cfg.tcp_states);
+    if store.timeouts() != control::store::Timeouts::default()
+        || cfg.tcp_states != conntrack::Timeouts::default()
+    {
         Backend::set_timeouts(dp.as_ref(), store.timeouts());
     }
     let ports = dp.port_names();

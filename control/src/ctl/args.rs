@@ -156,6 +156,9 @@ pub struct ServiceOpts {
     /// `--quorum N --hysteresis N` (keepalived's); `None`: 1 and 0.
     pub quorum: Option<u32>,
     pub hysteresis: Option<u32>,
+    /// DPVS `-j enable|disable`: the SYN proxy (TCP); `None` not given (-A:
+    /// off, -E: unchanged).
+    pub synproxy: Option<bool>,
 }
 
 /// `-a/-e` options.
@@ -302,6 +305,7 @@ enum Opt {
     GetWhtlst,
     Blklst,
     Whtlst,
+    Synproxy,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -389,6 +393,7 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (Some('W'), "get-whtlst", Opt::GetWhtlst, Arg::No),
     (Some('k'), "blklst", Opt::Blklst, Arg::Required),
     (Some('2'), "whtlst", Opt::Whtlst, Arg::Required),
+    (Some('j'), "synproxy", Opt::Synproxy, Arg::Required),
 ];
 
 fn opt_name(o: Opt) -> String {
@@ -460,6 +465,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             PassiveCheck,
             Quorum,
             Hysteresis,
+            Synproxy,
         ],
         DeleteService | Zero => &[Tcp, Udp],
         Save => &[Tcp, Udp, Numeric],
@@ -840,6 +846,16 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                 passive_check: has(Opt::PassiveCheck),
                 quorum: number(Opt::Quorum, "quorum", u32::MAX)?,
                 hysteresis: number(Opt::Hysteresis, "hysteresis", u32::MAX)?,
+                synproxy: match get(Opt::Synproxy).flatten().as_deref() {
+                    None => None,
+                    Some("enable") => Some(true),
+                    Some("disable") => Some(false),
+                    Some(v) => {
+                        return err(format!(
+                            "invalid synproxy switch \"{v}\": must be enable or disable"
+                        ))
+                    }
+                },
                 sorry_server: match get(Opt::SorryServer).flatten() {
                     None => None,
                     Some(v) if v == "none" => Some(v),
@@ -849,6 +865,9 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                     },
                 },
             };
+            if opts.synproxy == Some(true) && key.proto != Proto::Tcp {
+                return err("the '-j' option is for TCP services only (-t): a SYN proxy needs TCP");
+            }
             if matches!(opts.proxy_protocol, Some(Some(_))) && key.proto != Proto::Tcp {
                 return err(
                     "the '--proxy-protocol' option is for TCP services only (-t): \
@@ -1505,6 +1524,7 @@ mod tests {
                 ops: false,
                 sorry_server: None,
                 passive_check: false,
+                synproxy: None,
                 quorum: None,
                 hysteresis: None,
             })
@@ -1522,6 +1542,7 @@ mod tests {
                 ops: true,
                 sorry_server: None,
                 passive_check: false,
+                synproxy: None,
                 quorum: None,
                 hysteresis: None,
             })

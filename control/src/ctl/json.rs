@@ -85,6 +85,7 @@ fn service(st: &pb::ServiceStatus) -> Value {
         "proxy_protocol": pp,
         "sorry_server": (!svc.sorry_server.is_empty()).then_some(&svc.sorry_server),
         "passive_check": svc.passive_check,
+        "synproxy": svc.synproxy.unwrap_or(false),
         "quorum": svc.quorum.max(1), "hysteresis": svc.hysteresis,
         "blacklist": svc.blacklist, "whitelist": svc.whitelist,
         "blacklist_drops": st.blacklist_drops, "whitelist_drops": st.whitelist_drops,

@@ -147,6 +147,9 @@ fn service_flags(out: &mut String, name: &str, svc: &pb::Service, v6: bool) {
         Ok(pb::ProxyProtocol::V2) => out.push_str(" ppv2"),
         _ => {}
     }
+    if svc.synproxy == Some(true) {
+        out.push_str(" synproxy");
+    }
 }
 
 /// `ipvsadm -Ln` and its variants. `all`: the whole table (prints the version

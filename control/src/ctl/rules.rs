@@ -230,6 +230,9 @@ pub fn save(resp: &pb::ListServicesResponse, laddrs: &[pb::LocalAddr]) -> String
         if svc.passive_check {
             out.push_str(" --passive-check");
         }
+        if svc.synproxy == Some(true) {
+            out.push_str(" -j enable");
+        }
         if svc.quorum > 1 {
             let _ = write!(out, " --quorum {}", svc.quorum);
         }

@@ -259,6 +259,25 @@ pub fn bypass(topo: &Topology, mode: &str, vip: &str) {
     );
 }
 
+/// Curls the VIP's HTTP port `n` times from the client; the set of server
+/// names that answered. Panics on a request without an answer.
+pub fn answers(topo: &Topology, n: usize) -> std::collections::BTreeSet<String> {
+    let url = format!("http://{VIP}:{HTTP_PORT}/");
+    (0..n)
+        .map(|i| {
+            topo.http_get_from_client(&url)
+                .unwrap_or_else(|| panic!("request {i} through the VIP got no answer"))
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+/// The names of every real server of the topology.
+pub fn all_servers() -> std::collections::BTreeSet<String> {
+    REAL_SERVERS.iter().map(|(n, _, _)| n.to_string()).collect()
+}
+
 /// Sends a `argv[3]`-byte POST to `argv[1]` port `argv[2]` and prints the body
 /// of the answer (full-sized segments: PMTU discovery must work to get through).
 pub const BIG_POST: &str = r#"

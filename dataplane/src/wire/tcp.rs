@@ -279,6 +279,79 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     }
 }
 
+/// Option kinds the dataplane reads or writes (RFC 9293, 7323, 2018).
+pub mod opt {
+    pub const EOL: u8 = 0;
+    pub const NOP: u8 = 1;
+    pub const MSS: u8 = 2;
+    pub const WSCALE: u8 = 3;
+    pub const SACK_PERM: u8 = 4;
+    pub const SACK: u8 = 5;
+    pub const TIMESTAMP: u8 = 8;
+}
+
+/// Edit the header of TCP segment `seg` (exactly the segment) in place with
+/// `edit`, which gets the header (options included) and says whether it
+/// changed anything; the checksum is then updated from the header's sums
+/// before and after, so fields at any alignment (options) are handled.
+/// `false` (and unchanged) for a segment shorter than its header.
+pub fn edit_header(seg: &mut [u8], edit: impl FnOnce(&mut [u8]) -> bool) -> bool {
+    let Ok(t) = TcpPacket::new_checked(&*seg) else {
+        return false;
+    };
+    let hl = t.header_len();
+    let csum = t.checksum();
+    // The header starts at an even offset of the segment: whole-header sums
+    // with the checksum field zeroed.
+    let sum_of = |h: &[u8]| {
+        let mut b = [0u8; 60];
+        b[..hl].copy_from_slice(&h[..hl]);
+        b[16] = 0;
+        b[17] = 0;
+        checksum::sum(&b[..hl])
+    };
+    let before = sum_of(seg);
+    if !edit(&mut seg[..hl]) {
+        return false;
+    }
+    let s = u32::from(!csum) + u32::from(!checksum::fold(before)) + sum_of(seg);
+    seg[16..18].copy_from_slice(&(!checksum::fold(s)).to_be_bytes());
+    true
+}
+
+/// Map every SACK block edge in the options of TCP header `hdr` (as
+/// [`edit_header`] lends it) through `f`; `true` if one changed. The
+/// checksum is the caller's ([`edit_header`]).
+pub fn map_sack_edges(hdr: &mut [u8], f: impl Fn(u32) -> u32) -> bool {
+    let mut changed = false;
+    let mut i = MIN_HEADER_LEN;
+    while i < hdr.len() {
+        match hdr[i] {
+            opt::EOL => break,
+            opt::NOP => i += 1,
+            kind => {
+                let Some(&l) = hdr.get(i + 1) else { break };
+                let l = usize::from(l);
+                if l < 2 || i + l > hdr.len() {
+                    break;
+                }
+                if kind == opt::SACK && l >= 10 && (l - 2) % 8 == 0 {
+                    for e in (i + 2..i + l).step_by(4) {
+                        let v = u32::from_be_bytes([hdr[e], hdr[e + 1], hdr[e + 2], hdr[e + 3]]);
+                        let nv = f(v);
+                        if nv != v {
+                            hdr[e..e + 4].copy_from_slice(&nv.to_be_bytes());
+                            changed = true;
+                        }
+                    }
+                }
+                i += l;
+            }
+        }
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

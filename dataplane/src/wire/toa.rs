@@ -32,10 +32,7 @@ pub const LEN_V6: usize = 20;
 /// Most option bytes a TCP header holds.
 const MAX_OPTIONS: usize = 40;
 
-const OPT_EOL: u8 = 0;
-const OPT_NOP: u8 = 1;
-const OPT_MSS: u8 = 2;
-const OPT_TIMESTAMP: u8 = 8;
+use super::tcp::opt::{EOL as OPT_EOL, MSS as OPT_MSS, NOP as OPT_NOP, TIMESTAMP as OPT_TIMESTAMP};
 
 /// What [`insert`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -129,7 +129,6 @@ pub(super) fn refused(keyword: &str) -> Option<&'static str> {
         "persistence_engine" => "persistence engines (SIP) are not supported",
         "ip_family" => "only for fwmark virtual servers, which are not supported",
         // DPVS's keepalived.
-        "syn_proxy" => "SYN proxy is not supported",
         "vip_bind_dev" => "not supported: dpvsd adds a VIP on the port whose network contains it",
         "bps" | "limit_proportion" => "bandwidth limits are not supported",
         "hash_target" | "src-range" | "dst-range" | "oif" | "iif" | "nat_mask" => {
@@ -510,6 +509,7 @@ impl Mapper {
             ops,
             quorum: vs.quorum.unwrap_or(0),
             hysteresis: vs.hysteresis.unwrap_or(0),
+            synproxy: vs.synproxy.then_some(true),
             ..Default::default()
         })
     }
@@ -602,6 +602,8 @@ struct VirtualServer {
     sorry_mode: Option<pb::ForwardMode>,
     quorum: Option<u32>,
     hysteresis: Option<u32>,
+    /// DPVS's `syn_proxy`.
+    synproxy: bool,
 }
 
 fn read_virtual_server(body: &[Stmt]) -> Result<VirtualServer, Error> {
@@ -636,6 +638,10 @@ fn read_virtual_server(body: &[Stmt]) -> Result<VirtualServer, Error> {
             "ops" => {
                 no_args(k)?;
                 vs.ops = Some(k.loc.clone());
+            }
+            "syn_proxy" => {
+                no_args(k)?;
+                vs.synproxy = true;
             }
             "persistence_timeout" => {
                 no_block(k)?;
@@ -1162,7 +1168,6 @@ virtual_server 10.0.0.1 80 {
             ),
             (vs("lb_algo fastest"), "unknown scheduler \"fastest\""),
             (vs("protocol SCTP"), "protocol SCTP is not supported"),
-            (vs("syn_proxy"), "syn_proxy: SYN proxy is not supported"),
             (
                 vs("laddr_group_name none"),
                 "laddr_group_name: local addresses are for FNAT",
@@ -1399,7 +1404,6 @@ allow_address_group good {
             "snmp_name",
             "persistence_engine",
             "ip_family",
-            "syn_proxy",
             "vip_bind_dev",
             "bps",
             "limit_proportion",
