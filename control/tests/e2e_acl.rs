@@ -83,7 +83,7 @@ fn a_blacklisted_client_is_refused_and_cut_others_served_until_the_entry_goes() 
     // A keep-alive connection from the client about to be blacklisted.
     let go = topo.run_dir().join("go");
     let go_s = go.to_str().unwrap().to_string();
-    let mut keepalive = topo.spawn_in("cli", &["python3", "-c", KEEPALIVE, bad, VIP, &go_s]);
+    let keepalive = topo.spawn_in("cli", &["python3", "-c", KEEPALIVE, bad, VIP, &go_s]);
     let established = wait_for(Duration::from_secs(10), || {
         d.conns()
             .iter()
