@@ -450,9 +450,8 @@ impl Store {
             .insert((addr, len))
         {
             return Err(StoreError::AlreadyExists(format!(
-                "{} entry {} already exists in {}",
-                list.name(),
-                fmt_acl_entry(&addr, len),
+                "{} already exists in {}",
+                acl_entry_name(list, &addr, len),
                 service_name(key)
             )));
         }
@@ -473,9 +472,8 @@ impl Store {
         let lists = self.acl.get_mut(key);
         if !lists.is_some_and(|l| l.list_mut(list).remove(&(addr, len))) {
             return Err(StoreError::NotFound(format!(
-                "no {} entry {} in {}",
-                list.name(),
-                fmt_acl_entry(&addr, len),
+                "no {} in {}",
+                acl_entry_name(list, &addr, len),
                 service_name(key)
             )));
         }
@@ -1052,6 +1050,11 @@ impl Store {
             Err(invalid("port", format!("unknown port \"{port}\"")))
         }
     }
+}
+
+/// `blacklist entry 10.1.0.0/16`, as messages name an access-list entry.
+fn acl_entry_name(list: AclList, addr: &IpAddr, len: u8) -> String {
+    format!("{} entry {}", list.name(), fmt_acl_entry(addr, len))
 }
 
 /// The error for a service the store does not have.

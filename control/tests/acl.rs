@@ -128,14 +128,7 @@ async fn bad_entries_are_refused_with_the_problem_named_and_change_nothing() {
         ("-Y -t 10.0.0.100:80 -2 10.1.0.0/16", 1, "no whitelist entry 10.1.0.0/16 in TCP 10.0.0.100:80"),
         ("-B -t 10.0.0.100:81", 1, "no such service TCP 10.0.0.100:81"),
     ];
-    for (line, code, msg) in cases {
-        let e = d.err(line).await;
-        assert_eq!(
-            (e.code, e.message.as_str()),
-            (*code, *msg),
-            "dpvsctl {line}"
-        );
-    }
+    d.refuses(cases).await;
     assert_eq!(d.backend.applied().len(), applied);
     assert_eq!(acl_in_force(&d).len(), 1);
     d.stop().await;
@@ -167,21 +160,15 @@ async fn save_restore_and_the_state_file_carry_the_lists() {
     d.ok("-C").await;
     assert_eq!(acl_in_force(&d), vec![]);
     let applied = d.backend.applied().len();
-    let mut out = String::new();
-    control::ctl::restore(&saved, &d.server.as_str().into(), &mut out)
-        .await
-        .unwrap();
+    d.restore(&saved).await.unwrap();
     assert_eq!(d.backend.applied().len(), applied + 1);
     assert_eq!(d.ok("-S -n").await, saved);
     assert_eq!(acl_in_force(&d)[0].1.blacklist.len(), 2);
     // A bad entry in restore input names its line and applies nothing.
-    let e = control::ctl::restore(
-        "-A -t 10.0.0.101:80 -s rr\n-O -t 10.0.0.101:80 -2 2001:db8::/32\n",
-        &d.server.as_str().into(),
-        &mut out,
-    )
-    .await
-    .unwrap_err();
+    let e = d
+        .restore("-A -t 10.0.0.101:80 -s rr\n-O -t 10.0.0.101:80 -2 2001:db8::/32\n")
+        .await
+        .unwrap_err();
     assert_eq!(
         (e.code, e.message.as_str()),
         (

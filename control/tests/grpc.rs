@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use control::backend::FakeBackend;
 use control::config::Listen;
-use control::ctl::{run_args, CtlError};
+use control::ctl::run_args;
 use control::server::{bind, DpvsService};
 use dataplane::{
     ConnEntry, DestStats, ForwardMode, Proto, ServiceKey, ServiceStats, Stats, TrafficStats,
@@ -172,14 +172,7 @@ async fn errors_are_one_line_and_change_nothing() {
         ("-A -t 10.0.0.103:80 -s rr -b sh-port", 1, "sched_flags: incompatible scheduler flag \"sh-port\": it is for the sh scheduler, not rr"),
         ("-A -f 7 -s rr", 2, "fwmark services (-f) are not supported: no netfilter rule marks packets before dpvsd; use -t/-u VIP:PORT services"),
     ];
-    for (line, code, msg) in cases {
-        let e = d.err(line).await;
-        assert_eq!(
-            (e.code, e.message.as_str()),
-            (*code, *msg),
-            "dpvsctl {line}"
-        );
-    }
+    d.refuses(cases).await;
     d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11 -m").await;
     let e = d.err("-a -t 10.0.0.100:80 -r 192.168.0.11:80").await;
     assert_eq!(
@@ -600,16 +593,11 @@ const SAVED: &str = "\
 -a -t [2001:db8::10]:80 -r [2001:db8:1::1]:80 -g -w 5
 ";
 
-async fn restore(d: &Daemon, text: &str) -> Result<(), CtlError> {
-    let mut out = String::new();
-    control::ctl::restore(text, &d.server.as_str().into(), &mut out).await
-}
-
 #[tokio::test]
 async fn restore_applies_an_ipvsadm_save_as_one_change_and_saves_it_back() {
     let d = Daemon::start().await;
     let applied = d.backend.applied().len();
-    restore(&d, &format!("# from ipvsadm -S -n\n\n{SAVED}"))
+    d.restore(&format!("# from ipvsadm -S -n\n\n{SAVED}"))
         .await
         .unwrap();
     // One snapshot for the whole file.
@@ -651,7 +639,7 @@ async fn restore_applies_an_ipvsadm_save_as_one_change_and_saves_it_back() {
     let saved = d.ok("-S -n").await;
     d.ok("-C").await;
     assert_eq!(d.ok("-S -n").await, "");
-    restore(&d, &saved).await.unwrap();
+    d.restore(&saved).await.unwrap();
     assert_eq!(d.ok("-S -n").await, saved);
     d.stop().await;
 }
@@ -665,47 +653,47 @@ async fn restore_names_the_bad_line_and_changes_nothing() {
 
     // Syntax: found before anything is sent (exit 2, as a usage error).
     let bad = SAVED.replace("-r 10.1.0.5:53 -m -w 1", "-r 10.1.0.5:53 -m -w lots");
-    let e = restore(&d, &bad).await.unwrap_err();
+    let e = d.restore(&bad).await.unwrap_err();
     assert_eq!(
         (e.code, e.message.as_str()),
         (2, "line 11: illegal weight \"lots\" (0..65535)")
     );
     // Meaning: found by dpvsd, reported with the line it came from (exit 1).
     let bad = format!("{SAVED}-a -t 10.0.0.98:80 -r 10.1.0.9 -m\n");
-    let e = restore(&d, &bad).await.unwrap_err();
+    let e = d.restore(&bad).await.unwrap_err();
     assert_eq!(
         (e.code, e.message.as_str()),
         (1, "line 17: no such service TCP 10.0.0.98:80")
     );
     let bad = format!("-A -t 10.0.0.99:80 -s wrr\n{SAVED}");
-    let e = restore(&d, &bad).await.unwrap_err();
+    let e = d.restore(&bad).await.unwrap_err();
     assert_eq!(
         e.message,
         "line 1: service already exists: TCP 10.0.0.99:80"
     );
-    let e = restore(&d, "-A -t 10.0.0.97:80\n-Ln\n").await.unwrap_err();
+    let e = d.restore("-A -t 10.0.0.97:80\n-Ln\n").await.unwrap_err();
     assert_eq!(
         e.message,
         "line 2: '-Ln' does not change the configuration and cannot be restored"
     );
-    let e = restore(&d, "-A -t 10.0.0.97:80 -s rr -o\n")
+    let e = d
+        .restore("-A -t 10.0.0.97:80 -s rr -o\n")
         .await
         .unwrap_err();
     assert_eq!(
         e.message,
         "line 1: ops: one-packet scheduling (-o) is for UDP services only"
     );
-    let e = restore(
-        &d,
-        "-A -u 10.0.0.97:53 -s rr -o\n-a -u 10.0.0.97:53 -r 10.1.0.9 -b\n",
-    )
-    .await
-    .unwrap_err();
+    let e = d
+        .restore("-A -u 10.0.0.97:53 -s rr -o\n-a -u 10.0.0.97:53 -r 10.1.0.9 -b\n")
+        .await
+        .unwrap_err();
     assert_eq!(
         e.message,
         "line 2: mode: real server 10.1.0.9:53 is FULLNAT: one-packet scheduling (-o) keeps no connection, which FULLNAT needs"
     );
-    let e = restore(&d, "-A -t 10.0.0.97:80 --pe sip\n")
+    let e = d
+        .restore("-A -t 10.0.0.97:80 --pe sip\n")
         .await
         .unwrap_err();
     assert_eq!(e.message, "line 1: unknown option '--pe'");

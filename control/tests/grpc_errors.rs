@@ -856,30 +856,26 @@ async fn every_rpc_names_the_field_of_a_malformed_request() {
     for (r, code, msg) in bad_acl {
         fails(call!(seen, c.add_acl_entry(r)), code, msg);
     }
-    fails(
-        call!(
-            seen,
-            c.delete_acl_entry(pb::AclEntryRequest { entry: None })
+    let bad_del: Vec<(pb::AclEntryRequest, Code, &str)> = vec![
+        (
+            pb::AclEntryRequest { entry: None },
+            InvalidArgument,
+            "entry: missing",
         ),
-        InvalidArgument,
-        "entry: missing",
-    );
-    fails(
-        call!(
-            seen,
-            c.delete_acl_entry(acl_req(svc_key(), Whitelist, "10.1.0.0/16"))
+        (
+            acl_req(svc_key(), Whitelist, "10.1.0.0/16"),
+            NotFound,
+            "no whitelist entry 10.1.0.0/16 in TCP 10.0.0.100:80",
         ),
-        NotFound,
-        "no whitelist entry 10.1.0.0/16 in TCP 10.0.0.100:80",
-    );
-    fails(
-        call!(
-            seen,
-            c.delete_acl_entry(acl_req(svc_key(), Blacklist, "10.1.0.0"))
+        (
+            acl_req(svc_key(), Blacklist, "10.1.0.0"),
+            NotFound,
+            "no blacklist entry 10.1.0.0 in TCP 10.0.0.100:80",
         ),
-        NotFound,
-        "no blacklist entry 10.1.0.0 in TCP 10.0.0.100:80",
-    );
+    ];
+    for (r, code, msg) in bad_del {
+        fails(call!(seen, c.delete_acl_entry(r)), code, msg);
+    }
     let mut listed = service(tcp("10.0.0.103", 80));
     listed.whitelist = vec!["10.0.0.0/8".into(), "192.168.0.1/24".into()];
     fails(

@@ -199,6 +199,17 @@ impl Lab {
         std::mem::take(&mut self.core.io.sent)
     }
 
+    /// `n` UDP connections from the client (ports 10000 on), in bursts of 30.
+    fn udp_flows(&mut self, n: u16) {
+        let frames: Vec<Vec<u8>> = (0..n)
+            .map(|i| udp(CLIENT_MAC, MAC0, CIP, 10000 + i, VIP, 80))
+            .collect();
+        for burst in frames.chunks(30) {
+            self.rx(0, burst);
+        }
+        assert_eq!(self.core.conns.len(), usize::from(n));
+    }
+
     fn drops(&self, r: DropReason) -> u64 {
         self.core.shared.counters[0].drops(r)
     }
@@ -873,13 +884,7 @@ fn a_cached_next_hop_follows_a_neighbour_change() {
 #[test]
 fn connections_expire_and_a_mass_expiry_continues_every_loop() {
     let mut lab = Lab::new(ForwardMode::Nat, Proto::Udp);
-    for chunk in 0..10u16 {
-        let frames: Vec<Vec<u8>> = (0..30)
-            .map(|i| udp(CLIENT_MAC, MAC0, CIP, 10000 + chunk * 30 + i, VIP, 80))
-            .collect();
-        lab.rx(0, &frames);
-    }
-    assert_eq!(lab.core.conns.len(), 300);
+    lab.udp_flows(300);
     let snap = lab.snap.clone();
     lab.core.expire(&snap);
     assert_eq!(lab.core.conns.len(), 300, "none due yet");
@@ -1005,48 +1010,19 @@ fn a_whitelist_admits_only_its_clients_and_the_blacklist_wins() {
 fn ipv6_clients_are_matched_by_prefix() {
     let v6 = |s: &str| -> IpAddr { s.parse().unwrap() };
     let (vip, rip) = (v6("2001:db8::100"), v6("2001:db8:1::11"));
-    let key = ServiceKey {
-        proto: Proto::Tcp,
-        vip,
-        vport: 80,
-    };
-    let d = ConfigDesc {
-        services: vec![ServiceSpec {
-            key,
-            scheduler: "rr".into(),
-            sched_flags: vec![],
-            persistence: None,
-            conn_timeout_s: None,
-            ops: false,
-            dests: vec![DestSpec {
-                addr: rip,
-                port: 80,
-                weight: 1,
-                mode: ForwardMode::Nat,
-                u_threshold: 0,
-                l_threshold: 0,
-                inhibited: false,
-            }],
-        }],
-        addrs: vec![
-            AddrSpec {
-                port: "dpdk0".into(),
-                addr: vip,
-                prefix_len: 64,
-            },
-            AddrSpec {
-                port: "dpdk1".into(),
-                addr: v6("2001:db8:1::1"),
-                prefix_len: 64,
-            },
-        ],
-        routes: vec![RouteSpec {
-            prefix: v6("::"),
-            prefix_len: 0,
-            via: Some(v6("2001:db8::1")),
-            port: "dpdk0".into(),
-        }],
-    };
+    // desc()'s NAT service, moved to IPv6.
+    let (mut d, _) = desc(ForwardMode::Nat, Proto::Tcp);
+    d.services[0].key.vip = vip;
+    d.services[0].dests[0].addr = rip;
+    let key = d.services[0].key;
+    let addrs = [
+        ("2001:db8::1", 64),
+        ("2001:db8::100", 128),
+        ("2001:db8:1::1", 64),
+    ];
+    for (a, (addr, len)) in d.addrs.iter_mut().zip(addrs) {
+        (a.addr, a.prefix_len) = (v6(addr), len);
+    }
     let e = ExtDesc {
         acl: vec![(
             key,
@@ -1163,15 +1139,8 @@ fn an_entry_added_cuts_the_established_connections_it_denies() {
 /// A sweep over a large table goes in bounded steps, one per `expire`.
 #[test]
 fn the_sweep_of_a_large_table_is_bounded_per_call() {
-    let (d, e) = desc(ForwardMode::Nat, Proto::Udp);
-    let mut lab = Lab::with_desc(&d, &e, 0, 1);
-    for chunk in 0..20u16 {
-        let frames: Vec<Vec<u8>> = (0..30)
-            .map(|i| udp(CLIENT_MAC, MAC0, CIP, 10000 + chunk * 30 + i, VIP, 80))
-            .collect();
-        lab.rx(0, &frames);
-    }
-    assert_eq!(lab.core.conns.len(), 600);
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Udp);
+    lab.udp_flows(600);
     let (d2, e2) = with_acl(ForwardMode::Nat, Proto::Udp, &[(CIP, 32)], &[]);
     lab.apply(&d2, &e2);
     assert_eq!(lab.core.conns.len(), 600 - 256, "one step");

@@ -129,6 +129,24 @@ impl Daemon {
         }
     }
 
+    /// `dpvsctl -R` with `text` as its input.
+    pub async fn restore(&self, text: &str) -> Result<(), CtlError> {
+        let mut out = String::new();
+        control::ctl::restore(text, &self.server.as_str().into(), &mut out).await
+    }
+
+    /// Each `(line, exit code, message)`: dpvsctl LINE fails so.
+    pub async fn refuses(&self, cases: &[(&str, i32, &str)]) {
+        for (line, code, msg) in cases {
+            let e = self.err(line).await;
+            assert_eq!(
+                (e.code, e.message.as_str()),
+                (*code, *msg),
+                "dpvsctl {line}"
+            );
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
