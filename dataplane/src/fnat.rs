@@ -153,6 +153,10 @@ pub enum InOutcome {
     /// Header inserted in front of the payload; `first`: the first time for
     /// this connection (count it).
     Inserted { first: bool },
+    /// A first fragment that would have carried the header: shifted instead,
+    /// as if the header had gone ahead of it (on the handshake's ACK, as it
+    /// normally does). A fragment never grows.
+    FragmentShifted,
 }
 
 /// Client -> real server: insert the header or shift the sequence number of
@@ -185,13 +189,17 @@ pub fn pp_in<B: PacketBuf + ?Sized>(
         return Ok(InOutcome::Untouched);
     }
     let insert = d == 0 && flags & RST == 0 && flags & ACK != 0 && st.0 & ACKED == 0;
-    if !insert {
+    if !insert || meta.frag.is_some() {
         let new = seq.wrapping_add(len as u32);
         let c = checksum::update32(t.checksum(), seq, new);
         let mut t = TcpPacket::new_unchecked(&mut buf.data_mut()[l4..end]);
         t.set_seq_number(new);
         t.set_checksum(c);
-        return Ok(InOutcome::Shifted);
+        return Ok(if insert {
+            InOutcome::FragmentShifted
+        } else {
+            InOutcome::Shifted
+        });
     }
     let hdr = header(version, orig);
     if hdr.len() != len {
@@ -473,6 +481,35 @@ mod tests {
             u.pp_len(),
             b"PROXY TCP4 10.0.0.2 10.0.0.100 40000 80\r\n".len()
         );
+    }
+
+    #[test]
+    fn a_first_fragment_is_shifted_never_grown() {
+        let mut u = user(ProxyProtocol::V2, 40000);
+        let len = u.pp_len() as u32;
+        let s = ISN.wrapping_add(1);
+        let f = tcp_frame(
+            CIP,
+            40000,
+            VIP,
+            80,
+            &Seg {
+                seq: s,
+                ack: RS_ISN + 1,
+                flags: ACK,
+                opts: &[],
+                payload: &[b'x'; 100],
+            },
+        );
+        // The same segment as the first fragment of a larger one.
+        let mut m = meta(&f);
+        m.frag = Some(crate::wire::Frag::First(7));
+        let mut b = VecBuf::new(&f);
+        let r = pp_in(&mut b, &mut m, &mut u, &orig(40000), || 1500);
+        assert_eq!(r, Ok(InOutcome::FragmentShifted));
+        assert_eq!(b.len(), f.len(), "not grown");
+        let (tcp, _) = verify(b.data());
+        assert_eq!(tcp.sequence_number, s.wrapping_add(len));
     }
 
     #[test]

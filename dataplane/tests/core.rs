@@ -2,7 +2,7 @@
 //! (`wire::VecBuf`), frames built and checked with etherparse. Every mode's new
 //! and established path, the director as a host (ARP, NDP, echo), ICMP errors,
 //! drop reasons, the hand-over decision, and random frames that must each be
-//! forwarded correctly or dropped under exactly one reason.
+//! forwarded correctly or dropped under exactly one reason. Fragments: `frag`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,6 +17,9 @@ use dataplane::wire::{PacketBuf, VecBuf};
 use dataplane::*;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use proptest::prelude::*;
+
+#[path = "core/frag.rs"]
+mod frag;
 
 const MAC0: [u8; 6] = [0x02, 0xd0, 0, 0, 0, 0];
 const MAC1: [u8; 6] = [0x02, 0xd0, 0, 0, 0, 1];
