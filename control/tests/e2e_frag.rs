@@ -8,7 +8,7 @@
 //! - TCP: the client's link MTU is 576 while its route to the VIP says 1500,
 //!   and its socket sends with `IP_PMTUDISC_OMIT` (no DF, the link MTU
 //!   applies): its kernel sends 1448-byte segments and cuts each into three
-//!   fragments. An HTTP request with a 3000-byte header gets its answer.
+//!   fragments. An HTTP POST of 20 kB gets its answer.
 //!
 //! On net_af_xdp ports: net_af_packet joins its sockets to a fanout group
 //! with `PACKET_FANOUT_FLAG_DEFRAG`, so the kernel reassembles IPv4 fragments
@@ -18,31 +18,9 @@
 mod netns;
 
 use netns::{
-    Topology, CLIENT_IPS, CLIENT_IPS6, HTTP_PORT, REAL_SERVERS, REAL_SERVERS6, UDP_ECHO_PORT, VIP,
+    all_servers, Topology, CLIENT_IPS, CLIENT_IPS6, HTTP_PORT, REAL_SERVERS6, UDP_ECHO_PORT, VIP,
     VIP6,
 };
-
-/// A TCP client that lets its kernel fragment: `IP_MTU_DISCOVER` =
-/// `IP_PMTUDISC_OMIT` (no DF; the link's MTU, not the route's, applies to
-/// fragmentation). Sends an HTTP GET with a 3000-byte header from
-/// `argv[1]` to `argv[2]:argv[3]`, prints the body.
-const PY_TCP: &str = r#"
-import socket, sys
-IP_MTU_DISCOVER, IP_PMTUDISC_OMIT = 10, 5
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_OMIT)
-s.settimeout(5.0)
-s.bind((sys.argv[1], 0))
-s.connect((sys.argv[2], int(sys.argv[3])))
-s.sendall(b"GET / HTTP/1.0\r\nHost: vip\r\nX-Pad: " + b"p" * 3000 + b"\r\n\r\n")
-data = b""
-while True:
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    data += chunk
-print(data.split(b"\r\n\r\n", 1)[-1].decode().strip())
-"#;
 
 /// The client kernel's count of fragments it made (`IpFragCreates`, or
 /// `Ip6FragCreates`).
@@ -96,9 +74,7 @@ fn fragmented_udp_and_tcp_through_a_nat_vip() {
             assert!(echoed == payload, "{vip}: the echo came back changed");
             names.insert(name.to_string());
         }
-        let all: std::collections::BTreeSet<String> =
-            REAL_SERVERS.iter().map(|(n, _, _)| n.to_string()).collect();
-        assert_eq!(names, all, "{vip}: rr over both real servers");
+        assert_eq!(names, all_servers(), "{vip}: rr over both real servers");
     }
     let after = (
         frags_created(&topo, "IpFragCreates"),
@@ -133,18 +109,21 @@ fn fragmented_udp_and_tcp_through_a_nat_vip() {
     );
     let before = frags_created(&topo, "IpFragCreates");
     let port = HTTP_PORT.to_string();
+    let omit = "5"; // IP_PMTUDISC_OMIT
     for i in 0..4 {
-        let out = topo.exec_in("cli", &["python3", "-c", PY_TCP, CLIENT_IPS[0], VIP, &port]);
+        let post = ["python3", "-c", netns::BIG_POST, VIP, &port, "20000", omit];
+        let out = topo.exec_in("cli", &post);
         let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert!(
-            REAL_SERVERS.iter().any(|(n, _, _)| *n == body),
-            "HTTP request {i} in fragmented segments: {out:?}"
+            all_servers().contains(&body),
+            "HTTP POST {i} in fragmented segments: {out:?}"
         );
     }
+    // 14 segments of 1448 bytes a POST, three fragments each.
     let made = frags_created(&topo, "IpFragCreates") - before;
     assert!(
-        made >= 4 * 3,
-        "the requests' segments went as fragments ({made})"
+        made >= 4 * 13 * 3,
+        "the segments went as fragments ({made})"
     );
 
     for reason in ["fragment", "frag_tiny", "frag_orphan", "frag_unsupported"] {

@@ -483,24 +483,25 @@ mod tests {
         );
     }
 
+    /// The client's first data segment (sequence number ISN + 1) from port
+    /// 40000, acknowledging 1.
+    fn first_data(payload: &[u8]) -> Vec<u8> {
+        let s = Seg {
+            seq: ISN.wrapping_add(1),
+            ack: 1,
+            flags: ACK,
+            opts: &[],
+            payload,
+        };
+        tcp_frame(CIP, 40000, VIP, 80, &s)
+    }
+
     #[test]
     fn a_first_fragment_is_shifted_never_grown() {
         let mut u = user(ProxyProtocol::V2, 40000);
         let len = u.pp_len() as u32;
         let s = ISN.wrapping_add(1);
-        let f = tcp_frame(
-            CIP,
-            40000,
-            VIP,
-            80,
-            &Seg {
-                seq: s,
-                ack: RS_ISN + 1,
-                flags: ACK,
-                opts: &[],
-                payload: &[b'x'; 100],
-            },
-        );
+        let f = first_data(&[b'x'; 100]);
         // The same segment as the first fragment of a larger one.
         let mut m = meta(&f);
         m.frag = Some(crate::wire::Frag::First(7));
@@ -783,20 +784,7 @@ mod tests {
     fn no_headroom_uses_the_tail() {
         let mut u = user(ProxyProtocol::V1, 40000);
         let hdr = header(ProxyProtocol::V1, &orig(40000));
-        let s = ISN.wrapping_add(1);
-        let f = tcp_frame(
-            CIP,
-            40000,
-            VIP,
-            80,
-            &Seg {
-                seq: s,
-                ack: 1,
-                flags: ACK,
-                opts: &[],
-                payload: b"abc",
-            },
-        );
+        let f = first_data(b"abc");
         let mut m = meta(&f);
         let mut b = VecBuf::with_headroom(&f, 0);
         let r = pp_in(&mut b, &mut m, &mut u, &orig(40000), || 1500);

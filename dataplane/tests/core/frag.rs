@@ -27,24 +27,18 @@ fn v6(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
 }
 
-/// A UDP datagram with `len` bytes of payload, as one (too big) frame.
-fn udp_big(
-    smac: [u8; 6],
-    dmac: [u8; 6],
-    src: [u8; 4],
-    sport: u16,
-    dst: [u8; 4],
-    dport: u16,
-    len: usize,
-) -> Vec<u8> {
-    let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(smac, dmac)
-        .ipv4(src, dst, 64)
-        .udp(sport, dport)
-        .write(&mut v, &payload)
-        .unwrap();
-    v
+/// `len` bytes of payload: a datagram too big for one frame.
+fn big(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+/// A 3000-byte UDP datagram from CIP:`sport` to VIP:80 in three fragments
+/// (1480, 1480 and 48 bytes of IP payload).
+fn client_frags(sport: u16) -> Vec<Vec<u8>> {
+    frags_v4(
+        &super::udp_with(CLIENT_MAC, MAC0, CIP, sport, VIP, 80, &big(3000)),
+        &[1480, 2960],
+    )
 }
 
 /// The IPv4 frame `frame` cut into fragments of its IP payload at byte
@@ -84,10 +78,12 @@ fn with_ident(f: &[u8], id: u16) -> Vec<u8> {
     g
 }
 
-/// IPv4 fragments (any order) put back together as one frame: the Ethernet
-/// header and IP header of the first (no fragment bits, the whole length).
-/// Checks each fragment's header checksum, one identification, no gap.
-fn reassemble_v4(frags: &[Vec<u8>]) -> Vec<u8> {
+/// IPv4 fragments (any order; as `Lab::rx` returns them) put back together
+/// as one frame: the Ethernet header and IP header of the first (no fragment
+/// bits, the whole length). Checks each fragment's header checksum, one
+/// identification, no gap.
+fn reassemble_v4(out: &[(usize, Vec<u8>)]) -> Vec<u8> {
+    let frags: Vec<&[u8]> = out.iter().map(|(_, f)| &f[..]).collect();
     let mut parts: Vec<(usize, bool, &[u8])> = frags
         .iter()
         .map(|f| {
@@ -266,7 +262,7 @@ fn rx_handed(lab: &mut Lab, frames: &[Vec<u8>]) -> Vec<(usize, Vec<u8>)> {
 fn a_udp_datagram_in_three_fragments_through_nat_and_fullnat() {
     for mode in [ForwardMode::Nat, ForwardMode::FullNat] {
         let mut lab = Lab::new(mode, Proto::Udp);
-        let dgram = udp_big(CLIENT_MAC, MAC0, CIP, 5000, VIP, 80, 3000);
+        let dgram = super::udp_with(CLIENT_MAC, MAC0, CIP, 5000, VIP, 80, &big(3000));
         let frags = frags_v4(&dgram, &[1480, 2960]);
         assert_eq!(frags.len(), 3);
         let out = lab.rx(0, &frags);
@@ -285,8 +281,8 @@ fn a_udp_datagram_in_three_fragments_through_nat_and_fullnat() {
             };
             assert_eq!(h.source(), src);
         }
-        let whole = reassemble_v4(&out.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>());
-        let s = super::seen(&whole); // checks the UDP checksum over it all
+        let whole = reassemble_v4(&out);
+        let s = super::seen(&whole); // the UDP checksum over it all
         assert_eq!((s.dst, s.dport), (RIP, 8080));
         match mode {
             ForwardMode::FullNat => assert_eq!(s.src, LIP),
@@ -304,9 +300,9 @@ fn a_udp_datagram_in_three_fragments_through_nat_and_fullnat() {
 #[test]
 fn a_fragmented_reply_from_a_nat_real_server_reaches_the_client() {
     let mut lab = Lab::new(ForwardMode::Nat, Proto::Udp);
-    let req = udp_big(CLIENT_MAC, MAC0, CIP, 5000, VIP, 80, 10);
+    let req = super::udp_with(CLIENT_MAC, MAC0, CIP, 5000, VIP, 80, &big(10));
     assert_eq!(lab.rx(0, &[req]).len(), 1);
-    let reply = udp_big(RS_MAC, MAC1, RIP, 8080, CIP, 5000, 4000);
+    let reply = super::udp_with(RS_MAC, MAC1, RIP, 8080, CIP, 5000, &big(4000));
     let out = lab.rx(1, &frags_v4(&reply, &[1480, 2960]));
     assert_eq!(out.len(), 3);
     assert!(out.iter().all(|(p, f)| *p == 0 && f[..6] == CLIENT_MAC));
@@ -314,8 +310,7 @@ fn a_fragmented_reply_from_a_nat_real_server_reaches_the_client() {
         let h = Ipv4HeaderSlice::from_slice(&f[14..]).unwrap();
         assert_eq!((h.source(), h.destination()), (VIP, CIP), "from the VIP");
     }
-    let whole = reassemble_v4(&out.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>());
-    let s = super::seen(&whole);
+    let s = super::seen(&reassemble_v4(&out));
     assert_eq!((s.src, s.sport, s.dst, s.dport), (VIP, 80, CIP, 5000));
     assert_eq!(lab.all_drops(), 0);
     let d = lab.snap.dests.values().next().unwrap();
@@ -334,8 +329,7 @@ fn a_fragmented_tcp_segment_through_nat() {
     let seg = tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "A", 2, &data);
     let out = lab.rx(0, &frags_v4(&seg, &[552, 1104]));
     assert_eq!(out.len(), 3);
-    let whole = reassemble_v4(&out.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>());
-    let s = super::seen(&whole); // the TCP checksum over the whole segment
+    let s = super::seen(&reassemble_v4(&out)); // the TCP checksum over it all
     assert_eq!((s.src, s.sport, s.dst, s.dport), (CIP, 40000, RIP, 8080));
     assert_eq!(lab.all_drops(), 0);
 }
@@ -343,61 +337,28 @@ fn a_fragmented_tcp_segment_through_nat() {
 /// UDP `[VIP6]:80` to `rip:8080` in `mode` (FULLNAT through local address
 /// `lip`), the client and the real server's MACs known.
 fn lab6(mode: ForwardMode, rip: IpAddr, lip: IpAddr) -> Lab {
+    let (mut d, mut e) = super::desc(mode, Proto::Udp);
     let key = ServiceKey {
         proto: Proto::Udp,
         vip: v6(VIP6).into(),
         vport: 80,
     };
-    let a = |port: &str, s: &str, len| AddrSpec {
-        port: port.into(),
-        addr: v6(s).into(),
-        prefix_len: len,
-    };
-    let mut addrs = vec![
-        a("dpdk0", "fd00:10::1", 64),
-        a("dpdk0", VIP6, 128),
-        a("dpdk1", "fd00:192::1", 64),
-    ];
-    if rip.is_ipv4() {
-        addrs.push(AddrSpec {
-            port: "dpdk1".into(),
-            addr: ip(DIP),
-            prefix_len: 24,
+    d.services[0].key = key;
+    d.services[0].dests[0].addr = rip;
+    for (port, a, len) in [
+        ("dpdk0", "fd00:10::1", 64),
+        ("dpdk0", VIP6, 128),
+        ("dpdk1", "fd00:192::1", 64),
+    ] {
+        d.addrs.push(AddrSpec {
+            port: port.into(),
+            addr: v6(a).into(),
+            prefix_len: len,
         });
     }
-    let d = ConfigDesc {
-        services: vec![ServiceSpec {
-            key,
-            scheduler: "rr".into(),
-            sched_flags: vec![],
-            persistence: None,
-            conn_timeout_s: None,
-            ops: false,
-            dests: vec![DestSpec {
-                addr: rip,
-                port: 8080,
-                weight: 1,
-                mode,
-                u_threshold: 0,
-                l_threshold: 0,
-                inhibited: false,
-            }],
-        }],
-        addrs,
-        routes: vec![],
-    };
-    let e = ExtDesc {
-        laddrs: if mode == ForwardMode::FullNat {
-            vec![LocalAddrSpec {
-                service: key,
-                addr: lip,
-                port: "dpdk1".into(),
-            }]
-        } else {
-            vec![]
-        },
-        ..Default::default()
-    };
+    for l in &mut e.laddrs {
+        (l.service, l.addr) = (key, lip);
+    }
     let lab = Lab::with_desc(&d, &e, 0, 1);
     let neigh = &lab.core.shared.neigh;
     neigh.learn(0, v6(CIP6).into(), CLIENT_MAC, 0);
@@ -452,19 +413,17 @@ fn one_packet_scheduling_keeps_a_fragmented_datagrams_connection_briefly() {
     d.services[0].ops = true;
     let mut lab = Lab::with_desc(&d, &e, 0, 1);
     let frags = frags_v4(
-        &udp_big(CLIENT_MAC, MAC0, CIP, 5353, VIP, 80, 3000),
+        &super::udp_with(CLIENT_MAC, MAC0, CIP, 5353, VIP, 80, &big(3000)),
         &[1480, 2960],
     );
     assert_eq!(lab.rx(0, &frags).len(), 3);
     assert_eq!(lab.core.conns.len(), 1, "kept for the later fragments");
     // A fragmented answer to an earlier datagram (no connection left) goes
     // back as from the VIP, all of it.
-    let reply = udp_big(RS_MAC, MAC1, RIP, 8080, CIP, 5300, 3000);
+    let reply = super::udp_with(RS_MAC, MAC1, RIP, 8080, CIP, 5300, &big(3000));
     let out = lab.rx(1, &frags_v4(&reply, &[1480, 2960]));
     assert_eq!(out.len(), 3);
-    let s = super::seen(&reassemble_v4(
-        &out.into_iter().map(|(_, f)| f).collect::<Vec<_>>(),
-    ));
+    let s = super::seen(&reassemble_v4(&out));
     assert_eq!((s.src, s.sport, s.dst, s.dport), (VIP, 80, CIP, 5300));
     assert_eq!(lab.core.conns.len(), 2);
     // Gone after a few seconds, the dest's counters back to zero.
@@ -483,10 +442,7 @@ fn one_packet_scheduling_keeps_a_fragmented_datagrams_connection_briefly() {
 #[test]
 fn an_early_fragment_waits_for_its_first() {
     let mut lab = Lab::new(ForwardMode::Nat, Proto::Udp);
-    let frags = frags_v4(
-        &udp_big(CLIENT_MAC, MAC0, CIP, 5000, VIP, 80, 3000),
-        &[1480, 2960],
-    );
+    let frags = client_frags(5000);
     // The last comes first: it waits.
     assert!(lab.rx(0, &[frags[2].clone()]).is_empty());
     assert_eq!(lab.core.frags.held(), 1);
@@ -496,8 +452,8 @@ fn an_early_fragment_waits_for_its_first() {
     let out = lab.rx(0, &[frags[0].clone()]);
     assert_eq!(out.len(), 2, "the first, and the one that waited");
     assert_eq!(lab.core.frags.held(), 0);
-    let mut all: Vec<Vec<u8>> = out.into_iter().map(|(_, f)| f).collect();
-    all.extend(lab.rx(0, &[frags[1].clone()]).into_iter().map(|(_, f)| f));
+    let mut all = out;
+    all.extend(lab.rx(0, &[frags[1].clone()]));
     let s = super::seen(&reassemble_v4(&all));
     assert_eq!((s.dst, s.dport), (RIP, 8080));
     assert_eq!(lab.all_drops(), 0);
@@ -506,10 +462,7 @@ fn an_early_fragment_waits_for_its_first() {
 #[test]
 fn an_orphan_fragment_times_out_and_is_counted() {
     let mut lab = Lab::new(ForwardMode::Nat, Proto::Udp);
-    let frags = frags_v4(
-        &udp_big(CLIENT_MAC, MAC0, CIP, 5000, VIP, 80, 3000),
-        &[1480, 2960],
-    );
+    let frags = client_frags(5000);
     assert!(lab.rx(0, &[frags[1].clone()]).is_empty());
     let snap = lab.snap.clone();
     lab.core.now_ms += 99;
@@ -532,7 +485,7 @@ fn an_orphan_fragment_times_out_and_is_counted() {
 
 #[test]
 fn dr_forwards_fragments_untouched_and_tun_encapsulates_each() {
-    let dgram = udp_big(CLIENT_MAC, MAC0, CIP, 5000, VIP, 80, 3000);
+    let dgram = super::udp_with(CLIENT_MAC, MAC0, CIP, 5000, VIP, 80, &big(3000));
     let frags = frags_v4(&dgram, &[1480, 2960]);
     let mut lab = Lab::new(ForwardMode::Dr, Proto::Udp);
     let out = lab.rx(0, &frags);
@@ -565,15 +518,8 @@ fn dr_forwards_fragments_untouched_and_tun_encapsulates_each() {
 fn fragments_of_another_workers_connection_follow_their_first_to_it() {
     // Worker 0 of 2 receives; worker 1 owns the client's connection.
     let mut lab = Lab::with_workers(ForwardMode::Nat, Proto::Udp, 0, 2);
-    let owners = &lab.core.shared.owners;
-    let t = |p| conntrack::Tuple::udp(ip(CIP), p, ip(VIP), 80);
-    let theirs = (1024..2000)
-        .find(|&p| owners.of_tuple(&lab.snap, 0, &t(p)) == 1)
-        .unwrap();
-    let frags = frags_v4(
-        &udp_big(CLIENT_MAC, MAC0, CIP, theirs, VIP, 80, 3000),
-        &[1480, 2960],
-    );
+    let theirs = super::client_port_owned_by(&lab, Proto::Udp, 1);
+    let frags = client_frags(theirs);
     // The last arrives early, then the first and the middle.
     assert!(lab.rx(0, &[frags[2].clone()]).is_empty());
     assert!(lab.rx(0, &[frags[0].clone(), frags[1].clone()]).is_empty());
@@ -588,9 +534,7 @@ fn fragments_of_another_workers_connection_follow_their_first_to_it() {
     let frames: Vec<Vec<u8>> = handed.into_iter().map(|h| h.1).collect();
     let out = rx_handed(&mut owner, &frames);
     assert_eq!(out.len(), 3);
-    let s = super::seen(&reassemble_v4(
-        &out.into_iter().map(|(_, f)| f).collect::<Vec<_>>(),
-    ));
+    let s = super::seen(&reassemble_v4(&out));
     assert_eq!((s.dst, s.dport), (RIP, 8080));
     assert_eq!(worker_drops(&owner, None), 0);
     // A later fragment whose first the owner never saw is an orphan there
@@ -604,7 +548,7 @@ fn fragments_of_another_workers_connection_follow_their_first_to_it() {
 fn what_fragments_cannot_get_is_dropped_by_name() {
     // A first fragment that cuts the UDP header.
     let mut lab = Lab::new(ForwardMode::Nat, Proto::Udp);
-    let dgram = udp_big(CLIENT_MAC, MAC0, CIP, 5000, VIP, 80, 100);
+    let dgram = super::udp_with(CLIENT_MAC, MAC0, CIP, 5000, VIP, 80, &big(100));
     let tiny = {
         let (mut h, _) = Ipv4Header::from_slice(&dgram[14..]).unwrap();
         h.more_fragments = true;
@@ -632,8 +576,7 @@ fn what_fragments_cannot_get_is_dropped_by_name() {
     let seg = tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "A", 101, &data);
     let out = lab.rx(0, &frags_v4(&seg, &[1000]));
     assert_eq!(out.len(), 2);
-    let whole = reassemble_v4(&out.into_iter().map(|(_, f)| f).collect::<Vec<_>>());
-    let s = super::seen(&whole);
+    let s = super::seen(&reassemble_v4(&out));
     assert_eq!(
         (s.src, s.sport, s.dst, s.options.len()),
         (LIP, lport, RIP, 0)
@@ -649,7 +592,7 @@ fn own_fragments_go_up_to_the_kernel() {
     lab.core.io.kernel = Some(Vec::new());
     // UDP to the DIP (no service there), its later fragment first; and an
     // ICMP echo too big for one frame.
-    let dgram = udp_big(RS_MAC, MAC1, RIP, 53, DIP, 33000, 2000);
+    let dgram = super::udp_with(RS_MAC, MAC1, RIP, 53, DIP, 33000, &big(2000));
     let frags = frags_v4(&dgram, &[1480]);
     assert!(lab.rx(1, &[frags[1].clone()]).is_empty());
     assert!(lab.rx(1, &[frags[0].clone()]).is_empty());
