@@ -7,7 +7,7 @@
 //! the worker loop (`worker`: rx, tx, clock, control requests) is a shell
 //! around it. Forwarding itself (rewrites, route, neighbour) is in `xmit`;
 //! ARP, NDP and ICMP echo for the director's own addresses are in `host`;
-//! ICMP errors about tracked connections in `icmp_err`.
+//! ICMP errors about tracked connections in `icmp_err`; fragments in `frag`.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -19,6 +19,7 @@ use conntrack::{
 };
 
 use crate::config::ForwardMode;
+use crate::frag::Target;
 use crate::io::Io;
 use crate::laddr::LocalPorts;
 use crate::neigh::{NeighView, PendingQueue};
@@ -140,6 +141,9 @@ pub struct Core<I: Io> {
     /// SYN proxy: client segments of connections waiting for their real
     /// server's SYN-ACK (`crate::synproxy`); bounded by `WAITING_MAX`.
     pub(crate) sp_held: FastMap<ConnId, crate::synproxy::Held<I::Buf>>,
+    /// Where the first fragments of datagrams went, and later fragments
+    /// waiting for theirs (`crate::frag`).
+    pub frags: crate::frag::Frags<I::Buf>,
 }
 
 /// Where a burst came from.
@@ -193,6 +197,7 @@ impl<I: Io> Core<I> {
             acl_gen: 0,
             acl_sweep: None,
             sp_held: FastMap::default(),
+            frags: Default::default(),
         };
         let c = &core.shared.counters[core.index];
         c.conn_capacity
@@ -280,6 +285,9 @@ impl<I: Io> Core<I> {
         });
         let t = self.persist.expire(now, EXPIRE_BUDGET);
         self.expire_backlog = n >= EXPIRE_BUDGET || t >= EXPIRE_BUDGET;
+        if self.frags.held() != 0 {
+            self.frag_sweep();
+        }
         if !self.sp_held.is_empty() && now / 100 != prev / 100 {
             self.synproxy_sweep();
         }
@@ -408,7 +416,9 @@ impl<I: Io> Core<I> {
                 _ => classify_rx(m.data(), m.ip_csum_good()),
             };
             let tuple = match &pkt {
-                Ok(Packet::Ip(meta)) if matches!(meta.proto, ip_proto::TCP | ip_proto::UDP) => {
+                Ok(Packet::Ip(meta))
+                    if matches!(meta.proto, ip_proto::TCP | ip_proto::UDP) && meta.has_l4() =>
+                {
                     keys.push(key_of(m.data(), meta));
                     Some(keys.len() - 1)
                 }
@@ -445,7 +455,11 @@ impl<I: Io> Core<I> {
                         Some(i) => Lookup::Done(found[i]),
                         None => Lookup::Redo,
                     };
-                    self.handle_ip(snap, m, at, meta, lookup)
+                    if meta.frag.is_some() {
+                        self.handle_frag(snap, m, at, meta, lookup)
+                    } else {
+                        self.handle_ip(snap, m, at, meta, lookup)
+                    }
                 }
                 Packet::Other(_) => self.count_drop(DropReason::UnknownEtherType),
             }
@@ -455,16 +469,16 @@ impl<I: Io> Core<I> {
         }
     }
 
-    /// A packet that missed this worker's table: `Ok` if it belongs to another
-    /// worker and was handed over, else the packet back to handle here (it is
-    /// new, ours, or was handed over already).
+    /// A packet that missed this worker's table: `Ok(owner)` if it belongs to
+    /// another worker and was handed over to it, else the packet back to
+    /// handle here (it is new, ours, or was handed over already).
     pub(crate) fn handed_to_owner(
         &mut self,
         snap: &Snapshot,
         m: I::Buf,
         at: Rx,
         t: &Tuple,
-    ) -> Result<(), I::Buf> {
+    ) -> Result<usize, I::Buf> {
         let Rx::Nic(port) = at else {
             return Err(m);
         };
@@ -476,10 +490,17 @@ impl<I: Io> Core<I> {
             return Err(m);
         }
         self.io.hand_over(owner, m, port);
-        Ok(())
+        Ok(owner)
     }
 
-    fn handle_ip(&mut self, snap: &Snapshot, m: I::Buf, at: Rx, meta: &IpMeta, lookup: Lookup) {
+    pub(crate) fn handle_ip(
+        &mut self,
+        snap: &Snapshot,
+        m: I::Buf,
+        at: Rx,
+        meta: &IpMeta,
+        lookup: Lookup,
+    ) {
         match meta.proto {
             ip_proto::TCP | ip_proto::UDP => {}
             ip_proto::ICMP | ip_proto::ICMPV6 => {
@@ -508,12 +529,14 @@ impl<I: Io> Core<I> {
             }
         }
         let tuple = tuple_of(meta);
-        let Err(m) = self.handed_to_owner(snap, m, at, &tuple) else {
-            return;
+        let m = match self.handed_to_owner(snap, m, at, &tuple) {
+            Ok(owner) => return self.frag_note(meta, Target::Worker(owner)),
+            Err(m) => m,
         };
         let Some(svc) = snap.service(meta.proto, meta.dst, meta.dport) else {
             if snap.is_local(meta.dst) {
                 // The director's own TCP/UDP (ssh, health checks, BGP).
+                self.frag_note(meta, Target::Kernel);
                 return self.up_or_drop(m, at.port(), DropReason::NoService);
             }
             return self.count_drop(DropReason::NotForUs);
@@ -526,6 +549,9 @@ impl<I: Io> Core<I> {
             return self.count_drop(r);
         }
         if svc.synproxy && meta.proto == ip_proto::TCP {
+            if meta.frag.is_some() {
+                return self.count_drop(DropReason::FragUnsupported);
+            }
             return self.synproxy_new(snap, m, at, *meta, tuple, svc);
         }
         self.new_conn(snap, m, *meta, tuple, svc);
@@ -544,6 +570,9 @@ impl<I: Io> Core<I> {
         if meta.proto == ip_proto::TCP {
             let flags = self.conns.get(id).map_or(0, |c| c.flags());
             if flags & (crate::synproxy::SP | crate::synproxy::SP_OPEN) == crate::synproxy::SP {
+                if meta.frag.is_some() {
+                    return self.count_drop(DropReason::FragUnsupported);
+                }
                 return self.synproxy_waiting(snap, m, at, meta, id, dir);
             }
             if meta.tcp_flags & (tcp_flag::SYN | tcp_flag::RST) != 0 {
@@ -604,9 +633,10 @@ impl<I: Io> Core<I> {
         };
         self.account_transition(snap, f.dest, tr);
         self.xmit(snap, m, meta, id, Direction::Original, &f);
-        if svc.ops {
+        if svc.ops && meta.frag.is_none() {
             // One-packet scheduling: the datagram is on its way, nothing is
-            // kept; the next one is scheduled on its own.
+            // kept; the next one is scheduled on its own. (A fragmented one
+            // keeps its connection briefly for its other fragments.)
             self.forget_conn(snap, id, true);
         }
     }
@@ -666,7 +696,7 @@ impl<I: Io> Core<I> {
             service: svc.id,
             dest: dm.id,
             flags: mode_to_flags(dm.mode),
-            timeout_override_s: svc.conn_timeout_s,
+            timeout_override_s: ops_timeout(meta, svc.ops, svc.conn_timeout_s),
         };
         let id = match self.conns.insert(new, self.now_ms) {
             Ok(id) => {
@@ -722,7 +752,8 @@ impl<I: Io> Core<I> {
 
     /// A UDP reply from a NAT real server of a one-packet service: there is no
     /// connection to find, so one is made for this datagram alone (client ->
-    /// VIP:vport as the original direction), translated back, and forgotten.
+    /// VIP:vport as the original direction), translated back, and forgotten
+    /// (a fragmented datagram's when its fragments have had their time).
     fn ops_nat_reply(&mut self, snap: &Snapshot, m: I::Buf, meta: IpMeta, svc: u32, dest: u32) {
         let Some(s) = snap.services_by_id.get(&svc) else {
             return self.count_drop(DropReason::NoService);
@@ -739,7 +770,7 @@ impl<I: Io> Core<I> {
             service: svc,
             dest,
             flags: mode_to_flags(ForwardMode::Nat),
-            timeout_override_s: s.conn_timeout_s,
+            timeout_override_s: ops_timeout(&meta, true, s.conn_timeout_s),
         };
         let Ok(id) = self.conns.insert(new, self.now_ms) else {
             return self.count_drop(DropReason::ConnTableFull);
@@ -747,7 +778,14 @@ impl<I: Io> Core<I> {
         if let Some(f) = self.conns.get(id).map(Flow::of) {
             self.xmit(snap, m, meta, id, Direction::Reply, &f);
         }
-        self.forget_conn(snap, id, false);
+        if meta.frag.is_none() {
+            return self.forget_conn(snap, id, false);
+        }
+        // It expires like any connection, which takes it out of its dest's
+        // InActConn: count it there meanwhile.
+        if let Some(d) = snap.dests.get(&dest) {
+            d.counters.inactive.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Persistence template first, then the service's scheduler.
@@ -886,7 +924,7 @@ impl Rx {
 
 /// A packet's connection lookup: done with the burst, or still to do.
 #[derive(Clone, Copy)]
-enum Lookup {
+pub(crate) enum Lookup {
     Done(Option<(ConnId, Direction)>),
     Redo,
 }
@@ -931,6 +969,18 @@ fn tuple_of(meta: &IpMeta) -> Tuple {
         sport: meta.sport,
         dst: meta.dst,
         dport: meta.dport,
+    }
+}
+
+/// The timeout of a new connection: a one-packet-scheduling datagram that
+/// comes in fragments keeps its connection for `frag::OPS_CONN_TIMEOUT_S`,
+/// so its later fragments find it; otherwise the service's.
+#[inline]
+fn ops_timeout(meta: &IpMeta, ops: bool, service_s: Option<u32>) -> Option<u32> {
+    if ops && meta.frag.is_some() {
+        Some(crate::frag::OPS_CONN_TIMEOUT_S)
+    } else {
+        service_s
     }
 }
 

@@ -1,6 +1,6 @@
 //! Per-worker counters of things the modes did to packets that were still
 //! forwarded (so they are not `DropReason`s): TOA inserted or skipped for lack
-//! of room, MSS clamped, Proxy Protocol headers sent. Same single-writer slots
+//! of room, MSS clamped, Proxy Protocol headers sent, fragments held. Same single-writer slots
 //! as the drop counters; summed when read.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,10 +41,21 @@ pub enum Event {
     /// SYN proxy: an ACK returned a valid cookie; the connection was made
     /// and a SYN went to its real server.
     SynproxyOpened,
+    /// A non-first fragment came before its datagram's first and waited for
+    /// it in the worker's queue (`crate::frag`).
+    FragHeld,
+    /// The worker's fragment table was full: its oldest entry made room for
+    /// a new datagram before its time (later fragments of that one become
+    /// `frag_orphan`).
+    FragTableFull,
+    /// A first fragment carried the client's first data byte of a FULLNAT
+    /// connection: no TOA option or Proxy Protocol header was added to it (a
+    /// fragment never grows; the handshake's ACK normally carried them).
+    FragNotExtended,
 }
 
 impl Event {
-    pub const ALL: [Event; 12] = [
+    pub const ALL: [Event; 15] = [
         Event::ToaInserted,
         Event::ToaNoRoom,
         Event::MssClamped,
@@ -57,6 +68,9 @@ impl Event {
         Event::AclConnCut,
         Event::SynproxySynAck,
         Event::SynproxyOpened,
+        Event::FragHeld,
+        Event::FragTableFull,
+        Event::FragNotExtended,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -75,6 +89,9 @@ impl Event {
             Event::AclConnCut => "acl_conn_cut",
             Event::SynproxySynAck => "synproxy_syn_ack",
             Event::SynproxyOpened => "synproxy_opened",
+            Event::FragHeld => "frag_held",
+            Event::FragTableFull => "frag_table_full",
+            Event::FragNotExtended => "frag_not_extended",
         }
     }
 }

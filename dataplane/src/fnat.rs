@@ -153,6 +153,10 @@ pub enum InOutcome {
     /// Header inserted in front of the payload; `first`: the first time for
     /// this connection (count it).
     Inserted { first: bool },
+    /// A first fragment that would have carried the header: shifted instead,
+    /// as if the header had gone ahead of it (on the handshake's ACK, as it
+    /// normally does). A fragment never grows.
+    FragmentShifted,
 }
 
 /// Client -> real server: insert the header or shift the sequence number of
@@ -185,13 +189,17 @@ pub fn pp_in<B: PacketBuf + ?Sized>(
         return Ok(InOutcome::Untouched);
     }
     let insert = d == 0 && flags & RST == 0 && flags & ACK != 0 && st.0 & ACKED == 0;
-    if !insert {
+    if !insert || meta.frag.is_some() {
         let new = seq.wrapping_add(len as u32);
         let c = checksum::update32(t.checksum(), seq, new);
         let mut t = TcpPacket::new_unchecked(&mut buf.data_mut()[l4..end]);
         t.set_seq_number(new);
         t.set_checksum(c);
-        return Ok(InOutcome::Shifted);
+        return Ok(if insert {
+            InOutcome::FragmentShifted
+        } else {
+            InOutcome::Shifted
+        });
     }
     let hdr = header(version, orig);
     if hdr.len() != len {
@@ -475,6 +483,36 @@ mod tests {
         );
     }
 
+    /// The client's first data segment (sequence number ISN + 1) from port
+    /// 40000, acknowledging 1.
+    fn first_data(payload: &[u8]) -> Vec<u8> {
+        let s = Seg {
+            seq: ISN.wrapping_add(1),
+            ack: 1,
+            flags: ACK,
+            opts: &[],
+            payload,
+        };
+        tcp_frame(CIP, 40000, VIP, 80, &s)
+    }
+
+    #[test]
+    fn a_first_fragment_is_shifted_never_grown() {
+        let mut u = user(ProxyProtocol::V2, 40000);
+        let len = u.pp_len() as u32;
+        let s = ISN.wrapping_add(1);
+        let f = first_data(&[b'x'; 100]);
+        // The same segment as the first fragment of a larger one.
+        let mut m = meta(&f);
+        m.frag = Some(crate::wire::Frag::First(7));
+        let mut b = VecBuf::new(&f);
+        let r = pp_in(&mut b, &mut m, &mut u, &orig(40000), || 1500);
+        assert_eq!(r, Ok(InOutcome::FragmentShifted));
+        assert_eq!(b.len(), f.len(), "not grown");
+        let (tcp, _) = verify(b.data());
+        assert_eq!(tcp.sequence_number, s.wrapping_add(len));
+    }
+
     #[test]
     fn whole_connection_consistent_both_ways() {
         for (version, sport) in [
@@ -746,20 +784,7 @@ mod tests {
     fn no_headroom_uses_the_tail() {
         let mut u = user(ProxyProtocol::V1, 40000);
         let hdr = header(ProxyProtocol::V1, &orig(40000));
-        let s = ISN.wrapping_add(1);
-        let f = tcp_frame(
-            CIP,
-            40000,
-            VIP,
-            80,
-            &Seg {
-                seq: s,
-                ack: 1,
-                flags: ACK,
-                opts: &[],
-                payload: b"abc",
-            },
-        );
+        let f = first_data(b"abc");
         let mut m = meta(&f);
         let mut b = VecBuf::with_headroom(&f, 0);
         let r = pp_in(&mut b, &mut m, &mut u, &orig(40000), || 1500);

@@ -15,6 +15,7 @@ pub mod dpdk;
 pub mod events;
 pub mod flowrules;
 pub mod fnat;
+pub mod frag;
 pub mod handover;
 pub mod host;
 pub mod icmp_err;

@@ -24,7 +24,9 @@ pub enum DropReason {
     BadIpv6,
     /// TCP/UDP header truncated or invalid.
     BadL4,
-    /// IP fragment (not reassembled).
+    /// IP fragment the director does not forward: not TCP/UDP (ICMP and
+    /// the rest), and not for an own address, where it goes up to the kernel
+    /// interface (`crate::frag`).
     Fragment,
     /// L4 protocol not served (not TCP/UDP/ICMP).
     UnknownL4,
@@ -91,10 +93,22 @@ pub enum DropReason {
     /// SYN proxy: a client segment beyond the few kept while the real server
     /// has not answered yet (the SYN to it is sent again).
     SynproxyWaiting,
+    /// A first fragment too short to hold the whole TCP/UDP header, or a TCP
+    /// fragment at offset 8 that would overwrite the first one's flags
+    /// (RFC 1858).
+    FragTiny,
+    /// A non-first fragment whose first fragment never came (100 ms), was
+    /// not forwarded, or whose entry had gone; or one more than the worker's
+    /// queue of early fragments holds (`crate::frag`).
+    FragOrphan,
+    /// A fragment of a connection whose forwarding needs the whole datagram:
+    /// FULLNAT64 (IPv6 <-> IPv4 translation) or a SYN-proxied connection
+    /// that is not open yet.
+    FragUnsupported,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 33] = [
+    pub const ALL: [DropReason; 36] = [
         DropReason::Truncated,
         DropReason::UnknownEtherType,
         DropReason::BadArp,
@@ -128,6 +142,9 @@ impl DropReason {
         DropReason::SynproxyBadCookie,
         DropReason::SynproxyBusy,
         DropReason::SynproxyWaiting,
+        DropReason::FragTiny,
+        DropReason::FragOrphan,
+        DropReason::FragUnsupported,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -167,6 +184,9 @@ impl DropReason {
             DropReason::SynproxyBadCookie => "synproxy_bad_cookie",
             DropReason::SynproxyBusy => "synproxy_busy",
             DropReason::SynproxyWaiting => "synproxy_waiting",
+            DropReason::FragTiny => "frag_tiny",
+            DropReason::FragOrphan => "frag_orphan",
+            DropReason::FragUnsupported => "frag_unsupported",
         }
     }
 }

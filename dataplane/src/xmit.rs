@@ -8,6 +8,11 @@
 //! looks up the route and the next hop's MAC; a packet whose neighbour is
 //! unknown waits in the worker's bounded pending queue while an ARP request
 //! (IPv6: a neighbour solicitation) goes out.
+//!
+//! A fragment takes the same path (`crate::frag`): the first one is noted in
+//! the fragment table, a later one gets only the IP-level part of its mode
+//! (addresses, TTL, encapsulation); nothing that changes a segment's length
+//! (TOA, Proxy Protocol) or needs the whole of it (FULLNAT64) runs on one.
 
 use std::net::IpAddr;
 
@@ -18,6 +23,7 @@ use crate::core::Core;
 use crate::core::{mode_from_flags, tcp_flag};
 use crate::events::Event;
 use crate::fnat::{self, SeqState};
+use crate::frag::Target;
 use crate::io::Io;
 use crate::neigh::{pack_hop, unpack_hop, Pending};
 use crate::route::NextHop;
@@ -124,7 +130,10 @@ impl<I: Io> Core<I> {
         f: &Flow,
     ) {
         let len = m.len();
-        if f.flags & synproxy::SP_OPEN != 0 && meta.proto == ip_proto::TCP {
+        if meta.frag.is_some() {
+            self.frag_note(&meta, Target::Conn(id, dir));
+        }
+        if f.flags & synproxy::SP_OPEN != 0 && meta.proto == ip_proto::TCP && meta.has_l4() {
             if let Some(seg) = m.data_mut().get_mut(meta.l4_off..meta.l3_end()) {
                 match dir {
                     Direction::Original => synproxy::ack_in(seg, f.sp_delta),
@@ -151,7 +160,7 @@ impl<I: Io> Core<I> {
                 meta.dst
             }
             (ForwardMode::FullNat, Direction::Original) => {
-                if meta.proto == ip_proto::TCP {
+                if meta.proto == ip_proto::TCP && meta.has_l4() {
                     if let Err(r) = self.fnat_tcp_in(snap, &mut m, &mut meta, f, id) {
                         return self.count_drop(r);
                     }
@@ -160,6 +169,9 @@ impl<I: Io> Core<I> {
                 let done = match (l, r) {
                     (IpAddr::V4(l4), IpAddr::V4(r4)) if meta.family == IpFamily::V6 => {
                         // FULLNAT64: the IPv6 request goes to an IPv4 real server.
+                        if meta.frag.is_some() {
+                            return self.count_drop(DropReason::FragUnsupported);
+                        }
                         nat64::v6_to_v4(&mut m, &meta, l4, f.reply.dport(), r4, f.reply.sport())
                             .map(|n| meta = n)
                     }
@@ -174,7 +186,7 @@ impl<I: Io> Core<I> {
                 r
             }
             (ForwardMode::FullNat, Direction::Reply) => {
-                if meta.proto == ip_proto::TCP {
+                if meta.proto == ip_proto::TCP && meta.has_l4() {
                     self.fnat_tcp_out(&mut m, &meta, f, id);
                 }
                 let (c, v) = (f.orig.src(), f.orig.dst());
@@ -182,6 +194,9 @@ impl<I: Io> Core<I> {
                     (IpAddr::V6(v6), IpAddr::V6(c6)) if meta.family == IpFamily::V4 => {
                         // FULLNAT64: the IPv4 reply grows by 20 bytes on its way
                         // to the IPv6 client.
+                        if meta.frag.is_some() {
+                            return self.count_drop(DropReason::FragUnsupported);
+                        }
                         let mtu = mtu_toward(snap, c);
                         if meta.ip_len() + nat64::GROWTH > mtu {
                             let df =
@@ -433,6 +448,10 @@ impl<I: Io> Core<I> {
                     }
                     Ok(())
                 }
+                Ok(fnat::InOutcome::FragmentShifted) => {
+                    self.shared.events[self.index].bump(Event::FragNotExtended);
+                    Ok(())
+                }
                 Ok(_) => Ok(()),
                 Err(DropReason::FragNeeded) => {
                     // The client resends smaller after ICMP (IPv4, DF set).
@@ -464,6 +483,11 @@ impl<I: Io> Core<I> {
             None => return Ok(()),
         };
         if seq != first {
+            return Ok(());
+        }
+        if meta.frag.is_some() {
+            // A fragment never grows (the handshake's ACK normally took TOA).
+            self.shared.events[self.index].bump(Event::FragNotExtended);
             return Ok(());
         }
         let mtu = fnat_mtu(snap, f, self.hops_epoch);

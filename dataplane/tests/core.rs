@@ -2,7 +2,7 @@
 //! (`wire::VecBuf`), frames built and checked with etherparse. Every mode's new
 //! and established path, the director as a host (ARP, NDP, echo), ICMP errors,
 //! drop reasons, the hand-over decision, and random frames that must each be
-//! forwarded correctly or dropped under exactly one reason.
+//! forwarded correctly or dropped under exactly one reason. Fragments: `frag`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,6 +17,9 @@ use dataplane::wire::{PacketBuf, VecBuf};
 use dataplane::*;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use proptest::prelude::*;
+
+#[path = "core/frag.rs"]
+mod frag;
 
 const MAC0: [u8; 6] = [0x02, 0xd0, 0, 0, 0, 0];
 const MAC1: [u8; 6] = [0x02, 0xd0, 0, 0, 0, 1];
@@ -259,11 +262,24 @@ fn udp(
     dst: [u8; 4],
     dport: u16,
 ) -> Vec<u8> {
+    udp_with(smac, dmac, src, sport, dst, dport, b"hello")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn udp_with(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut v = Vec::new();
     PacketBuilder::ethernet2(smac, dmac)
         .ipv4(src, dst, 64)
         .udp(sport, dport)
-        .write(&mut v, b"hello")
+        .write(&mut v, payload)
         .unwrap();
     v
 }
@@ -753,18 +769,22 @@ fn an_unknown_next_hop_parks_the_packet_and_asks_for_it() {
     assert_eq!(seen(&out[0].1).dst, [10, 0, 0, 9], "sent once resolved");
 }
 
+/// A client port whose connection CIP -> VIP:80 (`proto`), arriving on
+/// port 0, worker `w` owns.
+fn client_port_owned_by(lab: &Lab, proto: Proto, w: usize) -> u16 {
+    let t = |p| conntrack::Tuple::new(proto.number(), ip(CIP), p, ip(VIP), 80);
+    let owners = &lab.core.shared.owners;
+    (1024..2000)
+        .find(|&p| owners.of_tuple(&lab.snap, 0, &t(p)) == w)
+        .expect("a port for each worker")
+}
+
 #[test]
 fn a_packet_owned_by_another_worker_is_handed_over_not_handled() {
     // Worker 0 of 2: find a client port whose connection worker 1 owns.
     let mut lab = Lab::with_workers(ForwardMode::Nat, Proto::Tcp, 0, 2);
-    let owners = &lab.core.shared.owners;
-    let t = |p| conntrack::Tuple::tcp(ip(CIP), p, ip(VIP), 80);
-    let theirs = (1024..2000)
-        .find(|&p| owners.of_tuple(&lab.snap, 0, &t(p)) == 1)
-        .unwrap();
-    let mine = (1024..2000)
-        .find(|&p| owners.of_tuple(&lab.snap, 0, &t(p)) == 0)
-        .unwrap();
+    let theirs = client_port_owned_by(&lab, Proto::Tcp, 1);
+    let mine = client_port_owned_by(&lab, Proto::Tcp, 0);
     let out = lab.rx(
         0,
         &[

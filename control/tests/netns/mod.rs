@@ -280,10 +280,14 @@ pub fn all_servers() -> std::collections::BTreeSet<String> {
 
 /// Sends a `argv[3]`-byte POST to `argv[1]` port `argv[2]` and prints the body
 /// of the answer (full-sized segments: PMTU discovery must work to get through).
+/// An `argv[4]` is the socket's `IP_MTU_DISCOVER` (5, `IP_PMTUDISC_OMIT`: no
+/// DF, and the link's MTU, not the route's, cuts the segments into fragments).
 pub const BIG_POST: &str = r#"
 import socket, sys
 n = int(sys.argv[3])
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+if len(sys.argv) > 4:
+    s.setsockopt(socket.IPPROTO_IP, 10, int(sys.argv[4]))
 s.sendall(b"POST / HTTP/1.0\r\nHost: vip\r\nContent-Length: %d\r\n\r\n" % n + b"a" * n)
 data = b""
 while True:

@@ -5,6 +5,11 @@
 //! protocol comes back with `proto` set and the pipeline chooses. Every rejection is
 //! one `DropReason`. Lengths come from the IP header, never the frame, because
 //! short frames carry Ethernet padding.
+//!
+//! A fragment of a larger datagram comes back with [`IpMeta::frag`] set: the
+//! first (offset 0) with its L4 header parsed, which must be whole in it
+//! (`frag_tiny` otherwise), the others with no ports (`crate::frag` forwards
+//! them). The common case, an unfragmented packet, pays nothing for this.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -50,6 +55,30 @@ pub struct IpMeta {
     pub icmp_code: u8,
     /// TTL (IPv4) or hop limit (IPv6).
     pub ttl: u8,
+    /// Part of a fragmented datagram: which part, and its identification.
+    /// `None` for a whole datagram (an IPv6 atomic fragment included).
+    pub frag: Option<Frag>,
+}
+
+/// Where a fragment sits in its datagram (RFC 791, RFC 8200 4.5), with the
+/// datagram's identification (IPv4: 16 bits; IPv6: 32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Frag {
+    /// Offset 0, more to come: it carries the L4 header, parsed as usual
+    /// (only the header: the rest of the segment is in later fragments).
+    First(u32),
+    /// A later one: no L4 header. `IpMeta::l4_off` is where its data
+    /// starts, ports and flags are 0.
+    Rest(u32),
+}
+
+impl Frag {
+    /// The datagram's identification.
+    pub fn id(self) -> u32 {
+        match self {
+            Frag::First(id) | Frag::Rest(id) => id,
+        }
+    }
 }
 
 impl IpMeta {
@@ -68,6 +97,12 @@ impl IpMeta {
     pub fn l4_rel(&self) -> usize {
         self.l4_off - self.l3_off
     }
+
+    /// Whether an L4 header is at `l4_off`: not for a fragment after the first.
+    #[inline]
+    pub fn has_l4(&self) -> bool {
+        !matches!(self.frag, Some(Frag::Rest(_)))
+    }
 }
 
 /// A received frame, classified.
@@ -75,8 +110,8 @@ impl IpMeta {
 pub enum Packet {
     /// A well-formed Ethernet/IPv4 ARP packet at offset 14.
     Arp,
-    /// A valid IPv4 or IPv6 packet, unfragmented, with a valid TCP/UDP/ICMP header
-    /// when it is one of those.
+    /// A valid IPv4 or IPv6 packet with a valid TCP/UDP/ICMP header when it is
+    /// one of those (for a fragment: see [`IpMeta::frag`]).
     Ip(IpMeta),
     /// Reserved for EtherTypes the pipeline wants to see (LLDP, slow protocols);
     /// `classify` does not return it today: unknown EtherTypes (VLAN tags
@@ -131,9 +166,18 @@ fn classify_v4_with(frame: &[u8], l3_off: usize, csum_good: bool) -> Result<IpMe
     } else {
         Ipv4Packet::new_checked(bytes)?
     };
-    if ip.is_fragment() {
-        return Err(DropReason::Fragment);
-    }
+    let frag = if ip.is_fragment() {
+        let id = u32::from(ip.ident());
+        match ip.frag_offset() {
+            0 => Some(Frag::First(id)),
+            // RFC 1858: a TCP fragment at offset 8 would overwrite the flags
+            // the first one carried, past whatever looked at them.
+            8 if ip.proto() == ip_proto::TCP => return Err(DropReason::FragTiny),
+            _ => Some(Frag::Rest(id)),
+        }
+    } else {
+        None
+    };
     let mut meta = IpMeta {
         l3_off,
         l4_off: l3_off + ip.header_len(),
@@ -148,6 +192,7 @@ fn classify_v4_with(frame: &[u8], l3_off: usize, csum_good: bool) -> Result<IpMe
         icmp_type: 0,
         icmp_code: 0,
         ttl: ip.ttl(),
+        frag,
     };
     l4(&mut meta, ip.payload())?;
     Ok(meta)
@@ -210,6 +255,7 @@ fn fast_v4(frame: &[u8], csum_good: bool) -> Option<IpMeta> {
         icmp_type: 0,
         icmp_code: 0,
         ttl: h[L3 + 8],
+        frag: None,
     })
 }
 
@@ -218,8 +264,8 @@ fn classify_v6(frame: &[u8], l3_off: usize) -> Result<IpMeta, DropReason> {
     let ip = Ipv6Packet::new_checked(packet)?;
     let end = ip.total_len();
     let upper = ipv6::skip_ext_headers(&packet[..end])?;
-    if upper.is_fragment {
-        return Err(DropReason::Fragment);
+    if upper.frag_offset == 8 && upper.next_header == ip_proto::TCP {
+        return Err(DropReason::FragTiny); // RFC 1858, as for IPv4
     }
     let mut meta = IpMeta {
         l3_off,
@@ -235,12 +281,24 @@ fn classify_v6(frame: &[u8], l3_off: usize) -> Result<IpMeta, DropReason> {
         icmp_type: 0,
         icmp_code: 0,
         ttl: ip.hop_limit(),
+        frag: upper.frag,
     };
     l4(&mut meta, &packet[upper.l4_off..end])?;
     Ok(meta)
 }
 
+/// The L4 header of `seg` into `meta`. A whole datagram must hold what its
+/// header says; a first fragment only the header (`frag_tiny` if it stops
+/// inside it); a later fragment has none.
 fn l4(meta: &mut IpMeta, seg: &[u8]) -> Result<(), DropReason> {
+    let whole = match meta.frag {
+        None => true,
+        Some(Frag::First(_)) => false,
+        Some(Frag::Rest(_)) => return Ok(()),
+    };
+    if !whole && seg.len() < l4_header_len(meta.proto, meta.family, seg) {
+        return Err(DropReason::FragTiny);
+    }
     match (meta.proto, meta.family) {
         (ip_proto::TCP, _) => {
             let t = TcpPacket::new_checked(seg)?;
@@ -249,7 +307,11 @@ fn l4(meta: &mut IpMeta, seg: &[u8]) -> Result<(), DropReason> {
             meta.tcp_flags = t.flags();
         }
         (ip_proto::UDP, _) => {
-            let u = UdpPacket::new_checked(seg)?;
+            let u = if whole {
+                UdpPacket::new_checked(seg)?
+            } else {
+                UdpPacket::new_checked_header(seg)?
+            };
             meta.sport = u.src_port();
             meta.dport = u.dst_port();
         }
@@ -266,6 +328,23 @@ fn l4(meta: &mut IpMeta, seg: &[u8]) -> Result<(), DropReason> {
         _ => {}
     }
     Ok(())
+}
+
+/// How many bytes the L4 header of `seg` takes (TCP: its data offset, at
+/// least 20), as far as the bytes present tell; 0 for protocols without one
+/// the pipeline reads.
+fn l4_header_len(proto: u8, family: IpFamily, seg: &[u8]) -> usize {
+    match (proto, family) {
+        (ip_proto::TCP, _) => {
+            let min = super::tcp::MIN_HEADER_LEN;
+            seg.get(12)
+                .map_or(min, |&b| (usize::from(b >> 4) * 4).max(min))
+        }
+        (ip_proto::UDP, _) => super::udp::HEADER_LEN,
+        (ip_proto::ICMP, IpFamily::V4) => super::icmp::HEADER_LEN,
+        (ip_proto::ICMPV6, IpFamily::V6) => super::icmpv6::HEADER_LEN,
+        _ => 0,
+    }
 }
 
 #[cfg(test)]
@@ -481,20 +560,110 @@ mod tests {
         let mut f = g6.clone();
         f[54 + 12] = 0xf0;
         assert_eq!(classify(&f), Err(DropReason::BadL4));
+    }
 
-        // Fragment: IPv4 MF, IPv4 offset, IPv6 fragment header
-        for flags in [[0x20, 0x00], [0x00, 0x10]] {
-            let mut f = good.clone();
-            f[14 + 6..14 + 8].copy_from_slice(&flags);
-            refix_v4(&mut f);
-            assert_eq!(classify(&f), Err(DropReason::Fragment));
-        }
-        let mut f6 = g6[..54].to_vec();
-        f6[14 + 5] += 8;
-        f6[14 + 6] = ip_proto::IPV6_FRAG;
-        f6.extend_from_slice(&[ip_proto::TCP, 0, 0, 1, 0, 0, 0, 9]);
-        f6.extend_from_slice(&g6[54..]);
-        assert_eq!(classify(&f6), Err(DropReason::Fragment));
+    /// `f` (an IPv4 frame) made fragment `ident` at `offset` bytes, with MF.
+    fn frag_v4(f: &[u8], ident: u16, offset: u16, more: bool, total: u16) -> Vec<u8> {
+        let mut f = f[..14 + usize::from(total)].to_vec();
+        f[14 + 2..14 + 4].copy_from_slice(&total.to_be_bytes());
+        f[14 + 4..14 + 6].copy_from_slice(&ident.to_be_bytes());
+        let w = (offset / 8) | if more { 0x2000 } else { 0 };
+        f[14 + 6..14 + 8].copy_from_slice(&w.to_be_bytes());
+        refix_v4(&mut f);
+        f
+    }
+
+    #[test]
+    fn fragments() {
+        // IPv4 first fragment: ports parsed, the UDP length may exceed it.
+        let u = udp_v4(&[7; 100]);
+        let m = match classify(&frag_v4(&u, 0x1234, 0, true, 20 + 48)) {
+            Ok(Packet::Ip(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(m.frag, Some(Frag::First(0x1234)));
+        assert_eq!((m.sport, m.dport, m.l4_len), (5353, 53, 48));
+        assert!(m.has_l4());
+        // ...and the later ones have none.
+        let m = match classify(&frag_v4(&u, 0x1234, 48, false, 20 + 60)) {
+            Ok(Packet::Ip(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(m.frag, Some(Frag::Rest(0x1234)));
+        assert_eq!(
+            (m.proto, m.sport, m.dport, m.l4_off, m.l4_len),
+            (ip_proto::UDP, 0, 0, 34, 60)
+        );
+        assert!(!m.has_l4());
+        // A whole datagram still must hold its UDP length.
+        let mut f = frag_v4(&u, 1, 0, false, 20 + 48);
+        refix_v4(&mut f);
+        assert_eq!(classify(&f), Err(DropReason::BadL4));
+
+        // Tiny: a first fragment that cuts the TCP or UDP header, a TCP
+        // fragment at offset 8 (RFC 1858).
+        let t = tcp_v4(&[1; 40]);
+        assert_eq!(
+            classify(&frag_v4(&t, 2, 0, true, 20 + 16)),
+            Err(DropReason::FragTiny)
+        );
+        assert_eq!(
+            classify(&frag_v4(&u, 2, 0, true, 20 + 4)),
+            Err(DropReason::FragTiny)
+        );
+        assert_eq!(
+            classify(&frag_v4(&t, 2, 8, true, 20 + 16)),
+            Err(DropReason::FragTiny)
+        );
+        assert!(matches!(
+            classify(&frag_v4(&u, 2, 8, true, 20 + 16)),
+            Ok(Packet::Ip(_))
+        ));
+        assert!(matches!(
+            classify(&frag_v4(&t, 2, 16, true, 20 + 16)),
+            Ok(Packet::Ip(_))
+        ));
+        let m = match classify(&frag_v4(&t, 3, 0, true, 20 + 24)) {
+            Ok(Packet::Ip(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (m.frag, m.dport, m.tcp_flags),
+            (Some(Frag::First(3)), 80, 2)
+        );
+        // The fast path leaves every fragment to the full one.
+        assert_eq!(fast_v4(&frag_v4(&u, 1, 0, true, 20 + 48), false), None);
+
+        // IPv6: a fragment header with M set, offset 0 (first), then 8.
+        let g6 = tcp_v6(&[0; 16]);
+        let six = |offset: u16, more: bool| {
+            let mut f = g6[..54].to_vec();
+            f[14 + 5] += 8;
+            f[14 + 6] = ip_proto::IPV6_FRAG;
+            let w = offset | u16::from(more);
+            f.extend_from_slice(&[ip_proto::TCP, 0]);
+            f.extend_from_slice(&w.to_be_bytes());
+            f.extend_from_slice(&[0, 0, 0, 9]);
+            f.extend_from_slice(&g6[54..]);
+            f
+        };
+        let m = match classify(&six(0, true)) {
+            Ok(Packet::Ip(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((m.frag, m.dport, m.l4_off), (Some(Frag::First(9)), 443, 62));
+        let m = match classify(&six(64, false)) {
+            Ok(Packet::Ip(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((m.frag, m.dport, m.l4_off), (Some(Frag::Rest(9)), 0, 62));
+        assert_eq!(classify(&six(8, true)), Err(DropReason::FragTiny));
+        // An atomic fragment (offset 0, no M) is a whole datagram.
+        let m = match classify(&six(0, false)) {
+            Ok(Packet::Ip(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(m.frag, None);
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub fn echo_reply_in_place(ip_packet: &mut [u8]) -> bool {
     let Ok(upper) = ipv6::skip_ext_headers(&ip_packet[..end]) else {
         return false;
     };
-    if upper.next_header != ip_proto::ICMPV6 || upper.is_fragment {
+    if upper.next_header != ip_proto::ICMPV6 || upper.frag.is_some() {
         return false;
     }
     {

@@ -7,6 +7,7 @@
 
 use std::net::Ipv6Addr;
 
+use super::classify::Frag;
 use super::ip_proto;
 use crate::stats::DropReason;
 
@@ -162,10 +163,15 @@ pub struct UpperLayer {
     /// Protocol of the upper layer (TCP, UDP, ICMPv6, ...; or ESP/AH/no-next-header,
     /// where the walk stops).
     pub next_header: u8,
-    /// Offset of the upper-layer header from the start of the IPv6 header.
+    /// Offset of the upper-layer header from the start of the IPv6 header
+    /// (for a non-first fragment: of its data, after the fragment header).
     pub l4_off: usize,
-    /// A fragment header was seen with MF set or a non-zero offset.
-    pub is_fragment: bool,
+    /// A fragment header with M set or a non-zero offset was seen: which
+    /// fragment this is and the identification (an atomic fragment, offset 0
+    /// without M, is no fragment: RFC 6946).
+    pub frag: Option<Frag>,
+    /// The fragment offset in bytes (0 when not a fragment).
+    pub frag_offset: u16,
 }
 
 /// Walks the extension headers (hop-by-hop, routing, destination options,
@@ -173,14 +179,15 @@ pub struct UpperLayer {
 /// length (padding excluded: pass `&buf[..p.total_len()]`).
 ///
 /// Stops at the first header that is not one of those four. A non-first fragment
-/// stops the walk too (what follows is not a header). `BadIpv6` if a header runs
-/// past the packet or there are more than [`MAX_EXT_HEADERS`].
+/// stops the walk too (what follows is not a header; `next_header` is the
+/// fragment header's). `BadIpv6` if a header runs past the packet or there
+/// are more than [`MAX_EXT_HEADERS`].
 pub fn skip_ext_headers(packet: &[u8]) -> Result<UpperLayer, DropReason> {
     let p = Ipv6Packet::new_checked(packet)?;
     let end = p.total_len();
     let mut next = p.next_header();
     let mut off = HEADER_LEN;
-    let mut is_fragment = false;
+    let (mut frag, mut frag_offset) = (None, 0);
     for _ in 0..MAX_EXT_HEADERS {
         let len = match next {
             ip_proto::HOPOPT | ip_proto::IPV6_ROUTE | ip_proto::IPV6_OPTS => {
@@ -194,7 +201,8 @@ pub fn skip_ext_headers(packet: &[u8]) -> Result<UpperLayer, DropReason> {
                 return Ok(UpperLayer {
                     next_header: next,
                     l4_off: off,
-                    is_fragment,
+                    frag,
+                    frag_offset,
                 })
             }
         };
@@ -208,15 +216,18 @@ pub fn skip_ext_headers(packet: &[u8]) -> Result<UpperLayer, DropReason> {
         if this == ip_proto::IPV6_FRAG {
             let w = u16::from_be_bytes([h[2], h[3]]);
             let (offset, more) = (w & 0xfff8, w & 1 != 0);
-            if offset != 0 || more {
-                is_fragment = true;
-            }
+            let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
             if offset != 0 {
                 return Ok(UpperLayer {
                     next_header: next,
                     l4_off: off,
-                    is_fragment,
+                    frag: Some(Frag::Rest(id)),
+                    frag_offset: offset,
                 });
+            }
+            if more {
+                frag = Some(Frag::First(id));
+                frag_offset = 0;
             }
         }
     }
@@ -227,7 +238,8 @@ pub fn skip_ext_headers(packet: &[u8]) -> Result<UpperLayer, DropReason> {
         _ => Ok(UpperLayer {
             next_header: next,
             l4_off: off,
-            is_fragment,
+            frag,
+            frag_offset,
         }),
     }
 }
@@ -270,7 +282,8 @@ mod tests {
             Ok(UpperLayer {
                 next_header: ip_proto::UDP,
                 l4_off: 40,
-                is_fragment: false
+                frag: None,
+                frag_offset: 0,
             })
         );
     }
@@ -310,7 +323,8 @@ mod tests {
             UpperLayer {
                 next_header: ip_proto::TCP,
                 l4_off: 72,
-                is_fragment: true
+                frag: Some(Frag::First(0xdead_beef)),
+                frag_offset: 0,
             }
         );
 
@@ -319,12 +333,15 @@ mod tests {
         nf[66] = 0x01;
         nf[67] = 0x00;
         let u = skip_ext_headers(&nf).unwrap();
-        assert_eq!((u.l4_off, u.is_fragment), (72, true));
+        assert_eq!(
+            (u.l4_off, u.frag, u.frag_offset),
+            (72, Some(Frag::Rest(0xdead_beef)), 256)
+        );
 
         // an atomic fragment (offset 0, no MF) is not a fragment
         let mut at = v.clone();
         at[67] = 0;
-        assert!(!skip_ext_headers(&at).unwrap().is_fragment);
+        assert_eq!(skip_ext_headers(&at).unwrap().frag, None);
 
         // extension header longer than the payload
         let mut long = v.clone();

@@ -25,7 +25,7 @@ pub mod toa;
 pub mod udp;
 
 pub use arp::ArpPacket;
-pub use classify::{classify, classify_rx, IpFamily, IpMeta, Packet};
+pub use classify::{classify, classify_rx, Frag, IpFamily, IpMeta, Packet};
 pub use ethernet::{EtherType, EthernetFrame, MacAddr};
 pub use icmp::Icmpv4Packet;
 pub use icmpv6::Icmpv6Packet;

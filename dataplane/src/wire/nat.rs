@@ -6,6 +6,11 @@
 //! the new addresses is the connection table's job. Address families must match
 //! (no NAT64 here). ICMPv4 has no pseudo header, so only the IP header changes for
 //! it; the port arguments are ignored for protocols without ports.
+//!
+//! Fragments: the first one carries the L4 header, whose checksum covers the
+//! whole datagram, and an incremental update stays right for it (only the
+//! header is read: the rest of the segment is in later fragments); a later
+//! fragment has no L4 header, so only its IP header changes.
 
 use std::net::IpAddr;
 
@@ -123,12 +128,20 @@ fn rewrite(
         return Err(DropReason::Unsupported);
     }
     let (hdr, seg) = split(ip_packet, meta)?;
-    if meta.family == IpFamily::V4 && matches!(meta.proto, ip_proto::TCP | ip_proto::UDP) {
-        return rewrite_v4(hdr, seg, meta.proto, changes);
+    let l4_present = meta.has_l4();
+    if l4_present
+        && meta.family == IpFamily::V4
+        && matches!(meta.proto, ip_proto::TCP | ip_proto::UDP)
+    {
+        return rewrite_v4(hdr, seg, meta.proto, meta.frag.is_none(), changes);
     }
     // Validate the L4 header before touching anything, so an error leaves the
     // packet as it was.
-    let mut l4 = L4::new(meta.proto, meta.family, seg)?;
+    let mut l4 = if l4_present {
+        L4::new(meta.proto, meta.family, seg, meta.frag.is_none())?
+    } else {
+        L4::None
+    };
     for &(end, addr, port) in changes {
         let (old, new): ([u8; 16], [u8; 16]);
         let n = match (meta.family, addr) {
@@ -170,11 +183,13 @@ fn rewrite(
 /// The IPv4 TCP/UDP case of [`rewrite`] in one pass: every changed address
 /// and port goes into one checksum delta per header (RFC 1624), applied
 /// once to the IP header checksum and once to the L4 checksum. Families
-/// were checked by the caller.
+/// were checked by the caller. `whole`: not a first fragment (see
+/// [`udp_view`]).
 fn rewrite_v4(
     hdr: &mut [u8],
     seg: &mut [u8],
     proto: u8,
+    whole: bool,
     changes: &[(End, IpAddr, u16)],
 ) -> Result<(), DropReason> {
     // Validate the L4 header before touching anything.
@@ -182,7 +197,7 @@ fn rewrite_v4(
         TcpPacket::new_checked(&*seg)?;
         16
     } else {
-        UdpPacket::new_checked(&*seg)?;
+        udp_view(&*seg, whole)?;
         6
     };
     // Fixed-size views of the header's 20 bytes and the ports (both checked
@@ -270,11 +285,26 @@ enum L4<'a> {
     None,
 }
 
+/// A UDP view of `seg`: the whole datagram (`whole`), or only its header
+/// (a first fragment: the UDP length covers later fragments too).
+fn udp_view<T: AsRef<[u8]>>(seg: T, whole: bool) -> Result<UdpPacket<T>, DropReason> {
+    if whole {
+        UdpPacket::new_checked(seg)
+    } else {
+        UdpPacket::new_checked_header(seg)
+    }
+}
+
 impl<'a> L4<'a> {
-    fn new(proto: u8, family: IpFamily, seg: &'a mut [u8]) -> Result<L4<'a>, DropReason> {
+    fn new(
+        proto: u8,
+        family: IpFamily,
+        seg: &'a mut [u8],
+        whole: bool,
+    ) -> Result<L4<'a>, DropReason> {
         Ok(match (proto, family) {
             (ip_proto::TCP, _) => L4::Tcp(TcpPacket::new_checked(seg)?),
-            (ip_proto::UDP, _) => L4::Udp(UdpPacket::new_checked(seg)?),
+            (ip_proto::UDP, _) => L4::Udp(udp_view(seg, whole)?),
             (ip_proto::ICMPV6, IpFamily::V6) => L4::Icmpv6(Icmpv6Packet::new_checked(seg)?),
             _ => L4::None,
         })
@@ -305,7 +335,7 @@ impl<'a> L4<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::classify::{classify, Packet};
+    use crate::wire::classify::{classify, Frag, Packet};
     use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TransportHeader};
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
@@ -598,11 +628,13 @@ mod tests {
         fn inconsistent_meta_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..120),
                                           l3 in 0usize..80, l4 in 0usize..140, len in 0usize..140,
                                           proto in prop_oneof![Just(6u8), Just(17), Just(58), Just(1)],
-                                          six in any::<bool>(), which in 0u8..4) {
+                                          six in any::<bool>(), which in 0u8..4,
+                                          frag in prop_oneof![Just(None), Just(Some(Frag::First(1))), Just(Some(Frag::Rest(1)))]) {
             let (family, a) = if six { (IpFamily::V6, v6([1; 16])) } else { (IpFamily::V4, v4([1; 4])) };
             let m = IpMeta {
                 l3_off: l3, l4_off: l4, l4_len: len, family, proto, src: a, dst: a,
                 sport: 0, dport: 0, tcp_flags: 0, icmp_type: 0, icmp_code: 0, ttl: 0,
+                frag,
             };
             let mut b = bytes;
             let _ = match which {

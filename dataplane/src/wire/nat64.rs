@@ -10,7 +10,7 @@
 //! The IPv4 header the translator writes has DF set and identification 0 (no
 //! fragmentation on the IPv4 side; RFC 7915 4.1 allows it); the caller decrements
 //! the TTL / hop limit afterwards like for any forwarded packet. Fragments never
-//! get here (classify drops them). Only the byte shuffle lives here: choosing the
+//! get here (`xmit` drops them: translating one needs the whole datagram). Only the byte shuffle lives here: choosing the
 //! addresses is the connection table's job, the MTU check the caller's.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -537,6 +537,7 @@ mod tests {
             let m = IpMeta {
                 l3_off: l3, l4_off: l4, l4_len: len, family, proto, src: a, dst: a,
                 sport: 0, dport: 0, tcp_flags: 0, icmp_type: 0, icmp_code: 0, ttl: 0,
+                frag: None,
             };
             let mut b = VecBuf::new(&bytes);
             let _ = v6_to_v4(&mut b, &m, LIP.into(), 1, RIP.into(), 2);

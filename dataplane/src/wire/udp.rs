@@ -46,6 +46,18 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         Ok(UdpPacket { buffer })
     }
 
+    /// Wraps `buffer` if it holds a UDP header whose length field is at least
+    /// 8: the first fragment of a datagram, which holds the header and only
+    /// part of the rest. Only the header may be read and written then (ports,
+    /// incremental checksum updates). Otherwise `BadL4`.
+    pub fn new_checked_header(buffer: T) -> Result<Self, DropReason> {
+        let b = buffer.as_ref();
+        if b.len() < HEADER_LEN || usize::from(u16::from_be_bytes([b[4], b[5]])) < HEADER_LEN {
+            return Err(DropReason::BadL4);
+        }
+        Ok(UdpPacket { buffer })
+    }
+
     pub fn into_inner(self) -> T {
         self.buffer
     }
