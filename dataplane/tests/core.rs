@@ -20,6 +20,8 @@ use proptest::prelude::*;
 
 #[path = "core/frag.rs"]
 mod frag;
+#[path = "core/limits.rs"]
+mod limits;
 
 const MAC0: [u8; 6] = [0x02, 0xd0, 0, 0, 0, 0];
 const MAC1: [u8; 6] = [0x02, 0xd0, 0, 0, 0, 1];

@@ -1,0 +1,201 @@
+//! Limits that hold: when the connection table, FULLNAT's local ports, the
+//! mbufs or the neighbour queue run out, new work is refused under its
+//! counter, established connections go on, nothing waits forever, and
+//! everything works again by itself once the pressure ends.
+
+use dataplane::*;
+
+use super::{
+    desc, ip, seen, synproxy_lab, tcp, tcp_fields, tcp_full, Lab, CIP, CLIENT_MAC, MAC0, MAC1, RIP,
+    RS_MAC, VIP,
+};
+
+/// Lets the core's clock run `ms` forward, expiring what falls due.
+fn advance(lab: &mut Lab, ms: u64) {
+    let snap = lab.snap.clone();
+    for _ in 0..ms {
+        lab.core.now_ms += 1;
+        lab.core.expire(&snap);
+    }
+}
+
+/// An established NAT connection from client port `cport`: SYN, the server's
+/// SYN-ACK, the client's ACK.
+fn establish(lab: &mut Lab, cport: u16) {
+    assert_eq!(
+        lab.rx(
+            0,
+            &[tcp(CLIENT_MAC, MAC0, CIP, cport, VIP, 80, "S", 1, b"")]
+        )
+        .len(),
+        1
+    );
+    lab.rx(1, &[tcp(RS_MAC, MAC1, RIP, 8080, CIP, cport, "SA", 9, b"")]);
+    lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, cport, VIP, 80, "A", 2, b"")],
+    );
+}
+
+/// Whether a data segment of the connection from `cport` is forwarded.
+fn still_forwards(lab: &mut Lab, cport: u16) -> bool {
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, cport, VIP, 80, "A", 2, b"GET /")],
+    );
+    out.len() == 1 && seen(&out[0].1).dst == RIP
+}
+
+#[test]
+fn a_full_table_refuses_new_connections_keeps_old_ones_and_recovers() {
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    establish(&mut lab, 1000);
+    let cap = lab.core.conns.capacity();
+    // Half-open connections from other ports fill the table.
+    let mut port = 2000u16;
+    while lab.core.conns.len() < cap {
+        let burst: Vec<Vec<u8>> = (0..32)
+            .map(|i| tcp(CLIENT_MAC, MAC0, CIP, port + i, VIP, 80, "S", 1, b""))
+            .collect();
+        port += 32;
+        lab.rx(0, &burst);
+    }
+    let refused = lab.drops(DropReason::ConnTableFull);
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 60000, VIP, 80, "S", 1, b"")],
+    );
+    assert!(out.is_empty(), "no room: refused");
+    assert_eq!(lab.drops(DropReason::ConnTableFull), refused + 1);
+    assert!(
+        still_forwards(&mut lab, 1000),
+        "the established one goes on"
+    );
+    // The half-open ones time out (SYN_RECV, 30 s); the table takes new ones.
+    advance(&mut lab, 31_000);
+    assert_eq!(
+        lab.core.conns.len(),
+        1,
+        "only the established connection is left"
+    );
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 60000, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(out.len(), 1, "a new connection again");
+    assert!(still_forwards(&mut lab, 1000));
+}
+
+#[test]
+fn fullnat_out_of_local_ports_refuses_new_connections_and_recovers() {
+    let (d, mut e) = desc(ForwardMode::FullNat, Proto::Tcp);
+    e.local_port_range = (5000, 5000);
+    let mut lab = Lab::with_desc(&d, &e, 0, 1);
+    let syn = |p| tcp(CLIENT_MAC, MAC0, CIP, p, VIP, 80, "S", 1, b"");
+    let out = lab.rx(0, &[syn(1000)]);
+    assert_eq!(seen(&out[0].1).sport, 5000, "the only local port");
+    assert!(lab.rx(0, &[syn(1001)]).is_empty());
+    assert_eq!(lab.drops(DropReason::LipExhausted), 1);
+    // The first connection goes on.
+    assert_eq!(
+        lab.rx(0, &[syn(1000)]).len(),
+        1,
+        "its SYN retransmitted still passes"
+    );
+    // It ends (the server resets it): its port is free for the next one.
+    let lip = seen(&out[0].1).src;
+    lab.rx(1, &[tcp(RS_MAC, MAC1, RIP, 8080, lip, 5000, "R", 9, b"")]);
+    advance(&mut lab, 11_000);
+    let out = lab.rx(0, &[syn(1001)]);
+    assert_eq!(out.len(), 1, "the freed port serves a new client");
+    assert_eq!(seen(&out[0].1).sport, 5000);
+}
+
+#[test]
+fn without_mbufs_the_syn_proxy_refuses_then_recovers_by_itself() {
+    let mut lab = synproxy_lab(ForwardMode::Nat);
+    let client = (CLIENT_MAC, CIP, 40000);
+    let vip = (MAC0, VIP, 80);
+    let out = lab.rx(0, &[tcp_full(client, vip, "S", 1000, 0, 100, &[], b"")]);
+    let cookie = tcp_fields(&out[0].1).0;
+    // No mbuf for the SYN to the real server: counted, the client's ACK kept.
+    lab.core.io.no_buffers = true;
+    let ack = tcp_full(
+        client,
+        vip,
+        "A",
+        1001,
+        cookie.wrapping_add(1),
+        100,
+        &[],
+        b"",
+    );
+    assert!(lab.rx(0, std::slice::from_ref(&ack)).is_empty());
+    assert_eq!(lab.drops(DropReason::NoMbuf), 1);
+    // Mbufs come back; the client's retransmissions get the SYN out.
+    lab.core.io.no_buffers = false;
+    let mut syn = None;
+    for _ in 0..4 {
+        if let Some((port, f)) = lab.rx(0, std::slice::from_ref(&ack)).pop() {
+            syn = Some((port, f));
+            break;
+        }
+    }
+    let (port, f) = syn.expect("the SYN to the real server once mbufs are back");
+    assert_eq!((port, tcp_fields(&f).3), (1, 0x02));
+    // And the handshake completes.
+    let out = lab.rx(
+        1,
+        &[tcp_full(
+            (RS_MAC, RIP, 8080),
+            (MAC1, CIP, 40000),
+            "SA",
+            7,
+            1001,
+            100,
+            &[],
+            b"",
+        )],
+    );
+    assert!(!out.is_empty());
+    assert!(out.iter().all(|(p, f)| *p == 1 && tcp_fields(f).1 == 8));
+}
+
+#[test]
+fn a_full_neighbour_queue_drops_the_excess_and_flushes_when_resolved() {
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    establish(&mut lab, 1000);
+    // Replies toward clients whose MAC is unknown wait for ARP; the queue is
+    // bounded.
+    let unknown = |i: u16| [10, 0, 0, 101 + i as u8];
+    let n = neigh::PENDING_MAX as u16 + 10;
+    for i in 0..n {
+        let c = unknown(i);
+        lab.rx(
+            0,
+            &[tcp(CLIENT_MAC, MAC0, c, 3000 + i, VIP, 80, "S", 1, b"")],
+        );
+        lab.rx(
+            1,
+            &[tcp(RS_MAC, MAC1, RIP, 8080, c, 3000 + i, "SA", 1, b"")],
+        );
+    }
+    assert_eq!(lab.core.pending.queue.len(), neigh::PENDING_MAX);
+    assert_eq!(lab.drops(DropReason::NeighQueueFull), 10);
+    assert!(
+        still_forwards(&mut lab, 1000),
+        "resolved traffic is not held up"
+    );
+    // The neighbours answer: what waited goes out.
+    for i in 0..n {
+        lab.core
+            .shared
+            .neigh
+            .learn(0, ip(unknown(i)), CLIENT_MAC, 0);
+    }
+    let snap = lab.snap.clone();
+    lab.core.flush_pending(&snap);
+    let sent = std::mem::take(&mut lab.core.io.sent);
+    assert_eq!(sent.len(), neigh::PENDING_MAX);
+    assert!(lab.core.pending.queue.is_empty());
+}
