@@ -27,6 +27,8 @@ pub mod rss;
 pub mod shared;
 pub mod snapshot;
 pub mod stats;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod wire;
 pub mod worker;
 pub mod xmit;
