@@ -33,10 +33,13 @@ pub enum Event {
     /// An ARP request or solicitation not sent: the worker's rate limit
     /// (crate::neigh::REQUESTS_PER_S) was used up.
     NeighRequestsLimited,
+    /// An ARP request or solicitation not sent: no buffer to build it in
+    /// (the packet waiting for the answer is not dropped for it).
+    NeighRequestNoMbuf,
 }
 
 impl Event {
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 10] = [
         Event::ToaInserted,
         Event::ToaNoRoom,
         Event::MssClamped,
@@ -46,6 +49,7 @@ impl Event {
         Event::NeighUnsolicited,
         Event::NeighConflict,
         Event::NeighRequestsLimited,
+        Event::NeighRequestNoMbuf,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -61,6 +65,7 @@ impl Event {
             Event::NeighUnsolicited => "neigh_unsolicited",
             Event::NeighConflict => "neigh_conflict",
             Event::NeighRequestsLimited => "neigh_requests_limited",
+            Event::NeighRequestNoMbuf => "neigh_request_no_mbuf",
         }
     }
 }
