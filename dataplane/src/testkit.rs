@@ -67,6 +67,8 @@ pub struct TestIo {
     /// Every buffer out of the core, in order, with its tag
     /// ([`VecBuf::tagged`]; 0 for buffers the core allocated).
     pub trail: Vec<(Out, u32)>,
+    /// Buffers `alloc` gave the core.
+    pub allocs: usize,
 }
 
 impl Io for TestIo {
@@ -76,7 +78,11 @@ impl Io for TestIo {
         self.sent.push((port, m.data().to_vec()));
     }
     fn alloc(&mut self) -> Option<VecBuf> {
-        (!self.no_buffers).then(|| VecBuf::new(&[]))
+        if self.no_buffers {
+            return None;
+        }
+        self.allocs += 1;
+        Some(VecBuf::new(&[]))
     }
     fn hand_over(&mut self, to: usize, m: VecBuf, port: usize) {
         self.trail.push((Out::Handed(to), m.tag()));
