@@ -284,6 +284,14 @@ fn l4_ok(src: &[u8], dst: &[u8], proto: u8, seg: &[u8]) -> Option<bool> {
     if proto == 17 && !v6 && seg[6..8] == [0, 0] {
         return Some(true); // no checksum
     }
+    // UDP's own length says what its checksum covers (RFC 768); bytes after
+    // it in the IP payload are not the datagram's.
+    let seg = if proto == 17 {
+        let len = usize::from(u16::from_be_bytes([seg[4], seg[5]]));
+        seg.get(..len).filter(|_| len >= 8)?
+    } else {
+        seg
+    };
     let mut s = sum(0, seg);
     if proto != 1 {
         s = sum(s, src);
