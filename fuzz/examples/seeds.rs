@@ -74,7 +74,11 @@ fn packet_seeds(seeds: &mut BTreeMap<&str, Vec<(String, Vec<u8>)>>) {
     let mut wire = Vec::new();
     for m in Mode::ALL {
         for &proto in m.protos() {
-            let name = format!("{}-{}", m.name(), if proto == Proto::Tcp { "tcp" } else { "udp" });
+            let name = format!(
+                "{}-{}",
+                m.name(),
+                if proto == Proto::Tcp { "tcp" } else { "udp" }
+            );
             let conv = converse(m, proto);
             let mut recs: Vec<(u8, Vec<u8>)> = Vec::new();
             for (i, (f, port, _)) in conv.iter().enumerate() {
@@ -84,7 +88,7 @@ fn packet_seeds(seeds: &mut BTreeMap<&str, Vec<(String, Vec<u8>)>>) {
                 recs.push((*port as u8 | Sel::END_BURST, f.clone()));
             }
             if let Some((f, _, _)) = conv.first() {
-                wire.push((format!("{name}"), f.clone()));
+                wire.push((name.clone(), f.clone()));
             }
             // The real server's ICMP error about what the director sent it.
             if let Some(err) = conv
@@ -218,8 +222,8 @@ fn unusual_frames() -> Vec<(String, Vec<u8>)> {
     v.push(("ttl1-udp".into(), ttl1));
     // More fragments: the header's flag set, its checksum made right again.
     let mut frag = Vec::new();
-    let mut ip = etherparse::Ipv4Header::new(13, 64, etherparse::IpNumber::UDP, CIP, VIP)
-        .expect("header");
+    let mut ip =
+        etherparse::Ipv4Header::new(13, 64, etherparse::IpNumber::UDP, CIP, VIP).expect("header");
     ip.more_fragments = true;
     let _ = PacketBuilder::ethernet2(CLIENT_MAC, MAC0)
         .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))

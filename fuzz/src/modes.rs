@@ -25,8 +25,7 @@ use std::net::IpAddr;
 
 use dataplane::core::{Arrival, BURST};
 use dataplane::testkit::{
-    self, addr, dest, service, Lab, CIP, CLIENT_MAC, DIP, DIP_CLIENT, LIP, MAC0, MAC1, RS_MAC,
-    VIP,
+    self, addr, dest, service, Lab, CIP, CLIENT_MAC, DIP, DIP_CLIENT, LIP, MAC0, MAC1, RS_MAC, VIP,
 };
 use dataplane::wire::VecBuf;
 use dataplane::{
@@ -43,7 +42,9 @@ pub const LIP6: [u8; 16] = v6(0x192, 0x200);
 const fn v6(net: u16, host: u16) -> [u8; 16] {
     let n = net.to_be_bytes();
     let h = host.to_be_bytes();
-    [0xfd, 0, n[0], n[1], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, h[0], h[1]]
+    [
+        0xfd, 0, n[0], n[1], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, h[0], h[1],
+    ]
 }
 
 /// One configured service kind.
@@ -278,6 +279,10 @@ pub fn lab(o: Options) -> Lab {
     lab
 }
 
+/// Takes a frame and its rx port to the director; gives back the last frame
+/// it sent, if any.
+pub type Deliver<'a> = dyn FnMut(&[u8], usize) -> Option<Vec<u8>> + 'a;
+
 /// Client port of the warm-up connections.
 pub const WARM_PORT: u16 = 40000;
 
@@ -308,11 +313,7 @@ fn run_one(lab: &mut Lab, frame: &[u8], port: usize) {
 /// its rx port and returns the last frame the director sent, if any, which
 /// tells the real server's side where to answer (FULLNAT's local port).
 /// Returns the frames with their rx ports.
-pub fn conversation(
-    m: Mode,
-    proto: Proto,
-    deliver: &mut dyn FnMut(&[u8], usize) -> Option<Vec<u8>>,
-) -> Vec<(Vec<u8>, usize)> {
+pub fn conversation(m: Mode, proto: Proto, deliver: &mut Deliver<'_>) -> Vec<(Vec<u8>, usize)> {
     let mut out = Vec::new();
     let (cip, vip, vport) = (m.cip(), m.vip(), m.vport());
     let client = |flags: &str, seq: u32, payload: &[u8]| {

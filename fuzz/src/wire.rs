@@ -26,7 +26,9 @@ const V6: [Ipv6Addr; 4] = [
     Ipv6Addr::new(0xfd00, 0x10, 0, 0, 0, 0, 0, 0x100),
     Ipv6Addr::new(0xfd00, 0x192, 0, 0, 0, 0, 0, 0x200),
     Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
-    Ipv6Addr::new(0xfeff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xfffe),
+    Ipv6Addr::new(
+        0xfeff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xfffe,
+    ),
 ];
 
 /// `[selector][frame ...]`: bit 0 says the NIC verified the IPv4 checksum;
@@ -96,7 +98,10 @@ pub fn run(data: &[u8]) {
     }
     let mut buf = VecBuf::new(frame);
     if ipip::encap_ipip(&mut buf, &meta, v4.0, v4.1, port).is_ok() {
-        assert!(facts(buf.data()).is_some_and(|x| x.ip_csum_ok), "ipip: outer header");
+        assert!(
+            facts(buf.data()).is_some_and(|x| x.ip_csum_ok),
+            "ipip: outer header"
+        );
     }
     let mut buf = VecBuf::new(frame);
     if ipip::encap_ip6(&mut buf, &meta, v6.0, v6.1).is_ok() {
@@ -145,7 +150,10 @@ fn still_valid(f: &[u8], before: Option<crate::check::IpFacts>, trust: bool, wha
     );
     let Some(b) = before else { return };
     let a = facts(f).unwrap_or_else(|| panic!("{what}: etherparse rejects the result\n{f:02x?}"));
-    assert!(a.ip_csum_ok || trust, "{what}: bad IPv4 header checksum\n{f:02x?}");
+    assert!(
+        a.ip_csum_ok || trust,
+        "{what}: bad IPv4 header checksum\n{f:02x?}"
+    );
     if b.l4_ok == Some(true) {
         assert_ne!(a.l4_ok, Some(false), "{what}: L4 checksum broken\n{f:02x?}");
     }
