@@ -252,7 +252,7 @@ impl Lab {
 }
 
 /// An Ethernet/IPv4/TCP frame, TTL 64, window 64000; `flags` has `S`, `A`
-/// (acknowledging 1), `R`, `F`.
+/// (acknowledging 1), `R`, `F`, `P`.
 #[allow(clippy::too_many_arguments)]
 pub fn tcp(
     smac: [u8; 6],
@@ -265,9 +265,12 @@ pub fn tcp(
     seq: u32,
     payload: &[u8],
 ) -> Vec<u8> {
-    tcp_on(
-        PacketBuilder::ethernet2(smac, dmac).ipv4(src, dst, 64),
+    tcp_ip(
+        smac,
+        dmac,
+        ip(src),
         sport,
+        ip(dst),
         dport,
         flags,
         seq,
@@ -275,38 +278,20 @@ pub fn tcp(
     )
 }
 
-/// [`tcp`] over IPv6, hop limit 64.
+/// [`tcp`] between two addresses of either family (IPv6: hop limit 64).
 #[allow(clippy::too_many_arguments)]
-pub fn tcp6(
+pub fn tcp_ip(
     smac: [u8; 6],
     dmac: [u8; 6],
-    src: [u8; 16],
+    src: IpAddr,
     sport: u16,
-    dst: [u8; 16],
+    dst: IpAddr,
     dport: u16,
     flags: &str,
     seq: u32,
     payload: &[u8],
 ) -> Vec<u8> {
-    tcp_on(
-        PacketBuilder::ethernet2(smac, dmac).ipv6(src, dst, 64),
-        sport,
-        dport,
-        flags,
-        seq,
-        payload,
-    )
-}
-
-fn tcp_on(
-    ip: etherparse::PacketBuilderStep<etherparse::IpHeaders>,
-    sport: u16,
-    dport: u16,
-    flags: &str,
-    seq: u32,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut b = ip.tcp(sport, dport, seq, 64000);
+    let mut b = ip_step(smac, dmac, src, dst).tcp(sport, dport, seq, 64000);
     for f in flags.chars() {
         b = match f {
             'S' => b.syn(),
@@ -331,29 +316,37 @@ pub fn udp(
     dst: [u8; 4],
     dport: u16,
 ) -> Vec<u8> {
+    udp_ip(smac, dmac, ip(src), sport, ip(dst), dport)
+}
+
+/// [`udp`] between two addresses of either family (IPv6: hop limit 64).
+pub fn udp_ip(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+) -> Vec<u8> {
     let mut v = Vec::new();
-    PacketBuilder::ethernet2(smac, dmac)
-        .ipv4(src, dst, 64)
+    ip_step(smac, dmac, src, dst)
         .udp(sport, dport)
         .write(&mut v, b"hello")
         .expect("frame");
     v
 }
 
-/// [`udp`] over IPv6, hop limit 64.
-pub fn udp6(
+/// Ethernet and the IP header of `src`'s family; panics on mixed families.
+fn ip_step(
     smac: [u8; 6],
     dmac: [u8; 6],
-    src: [u8; 16],
-    sport: u16,
-    dst: [u8; 16],
-    dport: u16,
-) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(smac, dmac)
-        .ipv6(src, dst, 64)
-        .udp(sport, dport)
-        .write(&mut v, b"hello")
-        .expect("frame");
-    v
+    src: IpAddr,
+    dst: IpAddr,
+) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+    let eth = PacketBuilder::ethernet2(smac, dmac);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+        _ => panic!("{src} and {dst} are of two families"),
+    }
 }

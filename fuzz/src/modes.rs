@@ -359,8 +359,8 @@ pub fn conversation(m: Mode, proto: Proto, deliver: &mut Deliver<'_>) -> Vec<(Ve
     out
 }
 
-/// A TCP (`flags` as [`testkit::tcp`]) or UDP frame between any two addresses
-/// of one family.
+/// A TCP (`flags` as [`testkit::tcp`]) or UDP frame between any two
+/// addresses of one family.
 #[allow(clippy::too_many_arguments)]
 pub fn frame(
     proto: Proto,
@@ -374,35 +374,8 @@ pub fn frame(
     seq: u32,
     payload: &[u8],
 ) -> Vec<u8> {
-    match (proto, src, dst) {
-        (Proto::Tcp, IpAddr::V4(s), IpAddr::V4(d)) => testkit::tcp(
-            smac,
-            dmac,
-            s.octets(),
-            sport,
-            d.octets(),
-            dport,
-            flags,
-            seq,
-            payload,
-        ),
-        (Proto::Tcp, IpAddr::V6(s), IpAddr::V6(d)) => testkit::tcp6(
-            smac,
-            dmac,
-            s.octets(),
-            sport,
-            d.octets(),
-            dport,
-            flags,
-            seq,
-            payload,
-        ),
-        (Proto::Udp, IpAddr::V4(s), IpAddr::V4(d)) => {
-            testkit::udp(smac, dmac, s.octets(), sport, d.octets(), dport)
-        }
-        (Proto::Udp, IpAddr::V6(s), IpAddr::V6(d)) => {
-            testkit::udp6(smac, dmac, s.octets(), sport, d.octets(), dport)
-        }
-        _ => Vec::new(),
+    match proto {
+        Proto::Tcp => testkit::tcp_ip(smac, dmac, src, sport, dst, dport, flags, seq, payload),
+        Proto::Udp => testkit::udp_ip(smac, dmac, src, sport, dst, dport),
     }
 }
