@@ -251,47 +251,22 @@ impl Lab {
     }
 }
 
-/// An Ethernet/IPv4/TCP frame, TTL 64, window 64000; `flags` has `S`, `A`
-/// (acknowledging 1), `R`, `F`, `P`.
+/// An Ethernet/IP/TCP frame (IPv4 or IPv6 as the addresses are), TTL / hop
+/// limit 64, window 64000; `flags` has `S`, `A` (acknowledging 1), `R`, `F`,
+/// `P`.
 #[allow(clippy::too_many_arguments)]
 pub fn tcp(
     smac: [u8; 6],
     dmac: [u8; 6],
-    src: [u8; 4],
+    src: impl Into<IpAddr>,
     sport: u16,
-    dst: [u8; 4],
+    dst: impl Into<IpAddr>,
     dport: u16,
     flags: &str,
     seq: u32,
     payload: &[u8],
 ) -> Vec<u8> {
-    tcp_ip(
-        smac,
-        dmac,
-        ip(src),
-        sport,
-        ip(dst),
-        dport,
-        flags,
-        seq,
-        payload,
-    )
-}
-
-/// [`tcp`] between two addresses of either family (IPv6: hop limit 64).
-#[allow(clippy::too_many_arguments)]
-pub fn tcp_ip(
-    smac: [u8; 6],
-    dmac: [u8; 6],
-    src: IpAddr,
-    sport: u16,
-    dst: IpAddr,
-    dport: u16,
-    flags: &str,
-    seq: u32,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut b = ip_step(smac, dmac, src, dst).tcp(sport, dport, seq, 64000);
+    let mut b = ip_step(smac, dmac, src.into(), dst.into()).tcp(sport, dport, seq, 64000);
     for f in flags.chars() {
         b = match f {
             'S' => b.syn(),
@@ -307,29 +282,18 @@ pub fn tcp_ip(
     v
 }
 
-/// An Ethernet/IPv4/UDP frame with payload `hello`, TTL 64.
+/// An Ethernet/IP/UDP frame (IPv4 or IPv6 as the addresses are) with
+/// payload `hello`, TTL / hop limit 64.
 pub fn udp(
     smac: [u8; 6],
     dmac: [u8; 6],
-    src: [u8; 4],
+    src: impl Into<IpAddr>,
     sport: u16,
-    dst: [u8; 4],
-    dport: u16,
-) -> Vec<u8> {
-    udp_ip(smac, dmac, ip(src), sport, ip(dst), dport)
-}
-
-/// [`udp`] between two addresses of either family (IPv6: hop limit 64).
-pub fn udp_ip(
-    smac: [u8; 6],
-    dmac: [u8; 6],
-    src: IpAddr,
-    sport: u16,
-    dst: IpAddr,
+    dst: impl Into<IpAddr>,
     dport: u16,
 ) -> Vec<u8> {
     let mut v = Vec::new();
-    ip_step(smac, dmac, src, dst)
+    ip_step(smac, dmac, src.into(), dst.into())
         .udp(sport, dport)
         .write(&mut v, b"hello")
         .expect("frame");

@@ -318,7 +318,13 @@ pub fn conversation(m: Mode, proto: Proto, deliver: &mut Deliver<'_>) -> Vec<(Ve
     let (cip, vip, vport) = (m.cip(), m.vip(), m.vport());
     let client = |flags: &str, seq: u32, payload: &[u8]| {
         frame(
-            proto, CLIENT_MAC, MAC0, cip, WARM_PORT, vip, vport, flags, seq, payload,
+            proto,
+            (CLIENT_MAC, MAC0),
+            (cip, WARM_PORT),
+            (vip, vport),
+            flags,
+            seq,
+            payload,
         )
     };
     let first = client("S", 1000, b"");
@@ -342,7 +348,13 @@ pub fn conversation(m: Mode, proto: Proto, deliver: &mut Deliver<'_>) -> Vec<(Ve
     let (rip, rport) = (m.rip(), m.rport());
     let server = |flags: &str, seq: u32, payload: &[u8]| {
         frame(
-            proto, RS_MAC, MAC1, rip, rport, to, to_port, flags, seq, payload,
+            proto,
+            (RS_MAC, MAC1),
+            (rip, rport),
+            (to, to_port),
+            flags,
+            seq,
+            payload,
         )
     };
     let answer = server("SA", 5000, b"");
@@ -359,23 +371,20 @@ pub fn conversation(m: Mode, proto: Proto, deliver: &mut Deliver<'_>) -> Vec<(Ve
     out
 }
 
-/// A TCP (`flags` as [`testkit::tcp`]) or UDP frame between any two
-/// addresses of one family.
-#[allow(clippy::too_many_arguments)]
+/// A TCP (`flags` as [`testkit::tcp`]) or UDP frame `from` -> `to`, with
+/// the (source, destination) MACs.
 pub fn frame(
     proto: Proto,
-    smac: [u8; 6],
-    dmac: [u8; 6],
-    src: IpAddr,
-    sport: u16,
-    dst: IpAddr,
-    dport: u16,
+    macs: ([u8; 6], [u8; 6]),
+    from: (IpAddr, u16),
+    to: (IpAddr, u16),
     flags: &str,
     seq: u32,
     payload: &[u8],
 ) -> Vec<u8> {
+    let ((smac, dmac), (src, sport), (dst, dport)) = (macs, from, to);
     match proto {
-        Proto::Tcp => testkit::tcp_ip(smac, dmac, src, sport, dst, dport, flags, seq, payload),
-        Proto::Udp => testkit::udp_ip(smac, dmac, src, sport, dst, dport),
+        Proto::Tcp => testkit::tcp(smac, dmac, src, sport, dst, dport, flags, seq, payload),
+        Proto::Udp => testkit::udp(smac, dmac, src, sport, dst, dport),
     }
 }
