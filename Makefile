@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all deps build demo test e2e soak bench bench-quick bench-tools fmt lint clean
+.PHONY: all deps build demo test e2e soak bench bench-quick bench-tools fmt lint clean fuzz fuzz-quick
 
 all: build
 
@@ -25,6 +25,20 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
+	bash fuzz/run.sh quick $(FUZZ_SECONDS)
+
+# Every fuzz target briefly (FUZZ_SECONDS each, default 20, two at a time),
+# from the committed seeds and what earlier runs found (docs/fuzzing.md).
+FUZZ_SECONDS ?= 20
+fuzz-quick: deps
+	bash fuzz/run.sh quick $(FUZZ_SECONDS)
+
+# One target for long: make fuzz TARGET=pipeline_seq SECONDS=14400
+# (TARGET=all runs each in turn). Crashes land in fuzz/artifacts/TARGET/.
+TARGET ?= all
+SECONDS ?= 600
+fuzz: deps
+	bash fuzz/run.sh run $(TARGET) $(SECONDS)
 
 # The soak test alone, longer (docs/testing.md): make soak SECS=600
 soak: deps
@@ -66,3 +80,4 @@ lint:
 clean:
 	-bash deploy/netns/topology.sh down dpvsdemo- >/dev/null 2>&1
 	$(CARGO) clean
+	rm -rf fuzz/target

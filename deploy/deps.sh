@@ -57,4 +57,12 @@ for sub in fmt clippy; do
     exit 1
   fi
 done
+# cargo-fuzz builds the fuzz targets (fuzz/, docs/fuzzing.md) on stable Rust
+# (`-s none`); `make test` runs them briefly. A pinned version, from source
+# (about 30 s to build here).
+CARGO_FUZZ_VERSION=0.13.2
+if [[ $(cargo fuzz --version 2>/dev/null) != "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+  echo "deps: installing cargo-fuzz $CARGO_FUZZ_VERSION"
+  cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
 echo "deps: ok"

@@ -52,10 +52,13 @@ pub enum Event {
     /// connection: no TOA option or Proxy Protocol header was added to it (a
     /// fragment never grows; the handshake's ACK normally carried them).
     FragNotExtended,
+    /// An ARP request or solicitation not sent: no buffer to build it in
+    /// (the packet waiting for the answer is not dropped for it).
+    NeighRequestNoMbuf,
 }
 
 impl Event {
-    pub const ALL: [Event; 15] = [
+    pub const ALL: [Event; 16] = [
         Event::ToaInserted,
         Event::ToaNoRoom,
         Event::MssClamped,
@@ -71,6 +74,7 @@ impl Event {
         Event::FragHeld,
         Event::FragTableFull,
         Event::FragNotExtended,
+        Event::NeighRequestNoMbuf,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -92,6 +96,7 @@ impl Event {
             Event::FragHeld => "frag_held",
             Event::FragTableFull => "frag_table_full",
             Event::FragNotExtended => "frag_not_extended",
+            Event::NeighRequestNoMbuf => "neigh_request_no_mbuf",
         }
     }
 }

@@ -36,6 +36,11 @@ impl<I: Io> Core<I> {
                 a.target_ip(),
             )
         };
+        // Neither a request nor a reply (RARP's, InARP's or no operation):
+        // nothing to learn or answer.
+        if !is_request && !is_reply {
+            return self.count_drop(DropReason::BadArp);
+        }
         let target = IpAddr::V4(target_ip);
         let ours = snap.local.get(&target).is_some_and(|l| l.port == in_port);
         // The sender, when it asks us, answers us, or announces itself: a new
@@ -111,8 +116,10 @@ impl<I: Io> Core<I> {
             .max_by_key(|(_, same_net)| *same_net)
             .map(|(a, _)| a);
         let Some(src) = src else { return };
+        // No buffer for it: an event, not a drop (no packet is lost here;
+        // one waiting for the answer is counted when it times out).
         let Some(mut m) = self.io.alloc() else {
-            return self.count_drop(DropReason::NoMbuf);
+            return self.shared.events[self.index].bump(Event::NeighRequestNoMbuf);
         };
         let mut frame = [0u8; ETH_MIN];
         let n = arp::build_request(&mut frame, MacAddr(snap.ports[port].mac), src, target);
@@ -120,7 +127,7 @@ impl<I: Io> Core<I> {
             frame[..6].copy_from_slice(&mac);
         }
         if n == 0 || !m.write_from(&frame[..ETH_MIN.max(n)]) {
-            return self.count_drop(DropReason::NoMbuf);
+            return self.shared.events[self.index].bump(Event::NeighRequestNoMbuf);
         }
         self.io.send(port, m);
     }
@@ -185,13 +192,14 @@ impl<I: Io> Core<I> {
             .max_by_key(|(a, same_net)| (*same_net, std::cmp::Reverse(*a)))
             .map(|(a, _)| a);
         let Some(src) = src else { return };
+        // As for an ARP request: an event, not a drop.
         let Some(mut m) = self.io.alloc() else {
-            return self.count_drop(DropReason::NoMbuf);
+            return self.shared.events[self.index].bump(Event::NeighRequestNoMbuf);
         };
         let mut frame = [0u8; ndp::FRAME_LEN];
         let n = ndp::build_solicit(&mut frame, MacAddr(snap.ports[port].mac), src, target);
         if n == 0 || !m.write_from(&frame[..n]) {
-            return self.count_drop(DropReason::NoMbuf);
+            return self.shared.events[self.index].bump(Event::NeighRequestNoMbuf);
         }
         self.io.send(port, m);
     }
@@ -284,5 +292,55 @@ impl<I: Io> Core<I> {
         let mut src = [0u8; 6];
         src.copy_from_slice(&d[6..12]);
         self.send_to(snap, m, in_port, src);
+    }
+}
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests {
+    use crate::events::Event;
+    use crate::stats::DropReason;
+    use crate::testkit::*;
+    use crate::{ForwardMode, Proto};
+
+    /// Found by the `pipeline` fuzz target (its minimised input, after the
+    /// options and selector bytes): an ARP packet for the VIP whose
+    /// operation is neither request nor reply (0x0081) went nowhere and was
+    /// counted nowhere.
+    #[test]
+    fn an_arp_operation_other_than_request_or_reply_is_a_bad_arp() {
+        let frame: [u8; 60] = [
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08, 0x06,
+            0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x81, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02,
+            0x0a, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x64,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00,
+        ];
+        let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+        assert!(lab.rx(0, &[frame.to_vec()]).is_empty());
+        assert_eq!(lab.drops(DropReason::BadArp), 1);
+        assert_eq!(lab.all_drops(), 1, "one reason");
+    }
+
+    /// Found by the `pipeline_seq` fuzz target: without an mbuf for the ARP
+    /// request, a packet that waits for its next hop was counted twice
+    /// (`no_mbuf` for the request, `neigh_unresolved` when it timed out).
+    #[test]
+    fn a_request_without_a_buffer_is_an_event_and_the_waiting_packet_one_drop() {
+        let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+        let client = [10, 0, 0, 9]; // no MAC known
+        let syn = tcp(CLIENT_MAC, MAC0, client, 1000, VIP, 80, "S", 1, b"");
+        assert_eq!(lab.rx(0, &[syn]).len(), 1);
+        lab.core.io.no_buffers = true;
+        let reply = tcp(RS_MAC, MAC1, RIP, 8080, client, 1000, "SA", 1, b"");
+        assert!(lab.rx(1, &[reply]).is_empty(), "waits, no ARP request");
+        assert_eq!(lab.core.pending.queue.len(), 1);
+        assert_eq!(lab.all_drops(), 0);
+        let ev = lab.core.shared.events[0].get(Event::NeighRequestNoMbuf);
+        assert_eq!(ev, 1);
+        lab.core.now_ms += 2_000;
+        let snap = lab.snap.clone();
+        lab.core.flush_pending(&snap);
+        assert_eq!(lab.drops(DropReason::NeighUnresolved), 1);
+        assert_eq!(lab.all_drops(), 1, "one reason");
     }
 }

@@ -30,6 +30,8 @@ pub mod shared;
 pub mod snapshot;
 pub mod stats;
 pub mod synproxy;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod wire;
 pub mod worker;
 pub mod xmit;

@@ -2,18 +2,12 @@
 //! (`wire::VecBuf`), frames built and checked with etherparse. Every mode's new
 //! and established path, the director as a host (ARP, NDP, echo), ICMP errors,
 //! drop reasons, the hand-over decision, and random frames that must each be
-//! forwarded correctly or dropped under exactly one reason. Fragments: `frag`.
+//! forwarded correctly or dropped under exactly one reason.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
-use arrayvec::ArrayVec;
-use dataplane::core::{Arrival, Core, CoreConfig, BURST};
-use dataplane::io::Io;
-use dataplane::owner::{Owners, PortSteer};
-use dataplane::shared::Shared;
-use dataplane::snapshot::{Compiler, PortInfo, Snapshot};
-use dataplane::wire::{PacketBuf, VecBuf};
+use dataplane::core::BURST;
+use dataplane::testkit::*;
 use dataplane::*;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use proptest::prelude::*;
@@ -22,269 +16,6 @@ use proptest::prelude::*;
 mod frag;
 #[path = "core/limits.rs"]
 mod limits;
-
-const MAC0: [u8; 6] = [0x02, 0xd0, 0, 0, 0, 0];
-const MAC1: [u8; 6] = [0x02, 0xd0, 0, 0, 0, 1];
-const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const RS_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x11];
-const CIP: [u8; 4] = [10, 0, 0, 2];
-const VIP: [u8; 4] = [10, 0, 0, 100];
-const RIP: [u8; 4] = [192, 168, 0, 11];
-const DIP: [u8; 4] = [192, 168, 0, 1];
-const LIP: [u8; 4] = [192, 168, 0, 200];
-const RIP2: [u8; 4] = [192, 168, 0, 12];
-
-/// The core's I/O as vectors: what it sent, per port; what it handed over.
-#[derive(Default)]
-struct TestIo {
-    sent: Vec<(usize, Vec<u8>)>,
-    handed: Vec<(usize, Vec<u8>, usize)>,
-    no_buffers: bool,
-    /// `Some`: the ports have kernel interfaces; what went up to them.
-    kernel: Option<Vec<(usize, Vec<u8>)>>,
-}
-
-impl Io for TestIo {
-    type Buf = VecBuf;
-    fn send(&mut self, port: usize, m: VecBuf) {
-        self.sent.push((port, m.data().to_vec()));
-    }
-    fn alloc(&mut self) -> Option<VecBuf> {
-        (!self.no_buffers).then(|| VecBuf::new(&[]))
-    }
-    fn hand_over(&mut self, to: usize, m: VecBuf, port: usize) {
-        self.handed.push((to, m.data().to_vec(), port));
-    }
-    fn to_kernel(&mut self, port: usize, m: VecBuf) -> Result<(), VecBuf> {
-        match &mut self.kernel {
-            Some(k) => {
-                k.push((port, m.data().to_vec()));
-                Ok(())
-            }
-            None => Err(m),
-        }
-    }
-}
-
-fn ip(a: [u8; 4]) -> IpAddr {
-    IpAddr::from(a)
-}
-
-fn ports() -> Vec<PortInfo> {
-    [MAC0, MAC1]
-        .iter()
-        .enumerate()
-        .map(|(i, mac)| PortInfo {
-            name: format!("dpdk{i}"),
-            id: i as u16,
-            mac: *mac,
-            mtu: 1500,
-        })
-        .collect()
-}
-
-/// VIP:80 -> RIP:8080 (DR/TUN: RIP:80) in `mode`, the usual addresses, LIP
-/// 192.168.0.200 for FULLNAT.
-fn desc(mode: ForwardMode, proto: Proto) -> (ConfigDesc, ExtDesc) {
-    let key = ServiceKey {
-        proto,
-        vip: ip(VIP),
-        vport: 80,
-    };
-    let rport = if matches!(mode, ForwardMode::Dr | ForwardMode::Tun) {
-        80
-    } else {
-        8080
-    };
-    let addr = |port: &str, a: [u8; 4], len| AddrSpec {
-        port: port.into(),
-        addr: ip(a),
-        prefix_len: len,
-    };
-    let desc = ConfigDesc {
-        services: vec![ServiceSpec {
-            key,
-            scheduler: "rr".into(),
-            sched_flags: vec![],
-            persistence: None,
-            conn_timeout_s: None,
-            ops: false,
-            dests: vec![DestSpec {
-                addr: ip(RIP),
-                port: rport,
-                weight: 1,
-                mode,
-                u_threshold: 0,
-                l_threshold: 0,
-                inhibited: false,
-            }],
-        }],
-        addrs: vec![
-            addr("dpdk0", [10, 0, 0, 1], 24),
-            addr("dpdk0", VIP, 32),
-            addr("dpdk1", DIP, 24),
-        ],
-        routes: vec![],
-    };
-    let ext = ExtDesc {
-        laddrs: if mode == ForwardMode::FullNat {
-            vec![LocalAddrSpec {
-                service: key,
-                addr: ip(LIP),
-                port: "dpdk1".into(),
-            }]
-        } else {
-            vec![]
-        },
-        ..Default::default()
-    };
-    (desc, ext)
-}
-
-/// A core (worker `index` of `n`) on `desc`, with the client and the real
-/// server's MACs known.
-struct Lab {
-    core: Core<TestIo>,
-    snap: Arc<Snapshot>,
-    /// Keeps ids and counters across `apply`s, as the dataplane's does.
-    compiler: Compiler,
-}
-
-impl Lab {
-    fn new(mode: ForwardMode, proto: Proto) -> Lab {
-        Lab::with_workers(mode, proto, 0, 1)
-    }
-
-    fn with_workers(mode: ForwardMode, proto: Proto, index: usize, n: usize) -> Lab {
-        let (d, e) = desc(mode, proto);
-        Lab::with_desc(&d, &e, index, n)
-    }
-
-    fn with_desc(d: &ConfigDesc, e: &ExtDesc, index: usize, n: usize) -> Lab {
-        let mut compiler = Compiler::default();
-        let snap = compiler.compile_ext(d, e, &ports()).expect("config");
-        let owners = Owners::new(n, vec![PortSteer::Handover, PortSteer::Handover]);
-        let shared = Arc::new(Shared::new(snap, owners));
-        shared.neigh.learn(0, ip(CIP), CLIENT_MAC, 0);
-        shared.neigh.learn(1, ip(RIP), RS_MAC, 0);
-        shared.neigh.learn(1, ip(RIP2), RS_MAC, 0);
-        let cfg = CoreConfig {
-            index,
-            conn_capacity: 1024,
-            hash_seed: 7,
-            advise: conntrack::no_advice,
-        };
-        let snap = shared.snapshot.load_full();
-        let mut core = Core::new(cfg, shared, TestIo::default());
-        core.now_ms = 1000;
-        core.on_snapshot(&snap);
-        core.io.sent.clear(); // gratuitous ARPs
-        Lab {
-            core,
-            snap,
-            compiler,
-        }
-    }
-
-    /// A new configuration, as `Dataplane::apply_ext` publishes it; the
-    /// worker meets it before its next burst, and runs its timers once.
-    fn apply(&mut self, d: &ConfigDesc, e: &ExtDesc) {
-        let snap = self.compiler.compile_ext(d, e, &ports()).expect("config");
-        self.core.shared.snapshot.store(Arc::new(snap));
-        self.snap = self.core.shared.snapshot.load_full();
-        self.core.on_snapshot(&self.snap.clone());
-        self.core.expire(&self.snap.clone());
-    }
-
-    /// Feed `frames` as one burst received on `port`; what the core sent.
-    fn rx(&mut self, port: usize, frames: &[Vec<u8>]) -> Vec<(usize, Vec<u8>)> {
-        let mut b: ArrayVec<VecBuf, BURST> = frames.iter().map(|f| VecBuf::new(f)).collect();
-        self.core
-            .handle_burst(&self.snap.clone(), &mut b, Arrival::Port(port));
-        std::mem::take(&mut self.core.io.sent)
-    }
-
-    /// `n` UDP connections from the client (ports 10000 on), in bursts of 30.
-    fn udp_flows(&mut self, n: u16) {
-        let frames: Vec<Vec<u8>> = (0..n)
-            .map(|i| udp(CLIENT_MAC, MAC0, CIP, 10000 + i, VIP, 80))
-            .collect();
-        for burst in frames.chunks(30) {
-            self.rx(0, burst);
-        }
-        assert_eq!(self.core.conns.len(), usize::from(n));
-    }
-
-    fn drops(&self, r: DropReason) -> u64 {
-        self.core.shared.counters[0].drops(r)
-    }
-
-    fn all_drops(&self) -> u64 {
-        DropReason::ALL
-            .iter()
-            .map(|&r| self.core.shared.counters[0].drops(r))
-            .sum()
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn tcp(
-    smac: [u8; 6],
-    dmac: [u8; 6],
-    src: [u8; 4],
-    sport: u16,
-    dst: [u8; 4],
-    dport: u16,
-    flags: &str,
-    seq: u32,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(smac, dmac)
-        .ipv4(src, dst, 64)
-        .tcp(sport, dport, seq, 64000);
-    if flags.contains('S') {
-        b = b.syn();
-    }
-    if flags.contains('A') {
-        b = b.ack(1);
-    }
-    if flags.contains('R') {
-        b = b.rst();
-    }
-    let mut v = Vec::new();
-    b.write(&mut v, payload).unwrap();
-    v
-}
-
-fn udp(
-    smac: [u8; 6],
-    dmac: [u8; 6],
-    src: [u8; 4],
-    sport: u16,
-    dst: [u8; 4],
-    dport: u16,
-) -> Vec<u8> {
-    udp_with(smac, dmac, src, sport, dst, dport, b"hello")
-}
-
-#[allow(clippy::too_many_arguments)]
-fn udp_with(
-    smac: [u8; 6],
-    dmac: [u8; 6],
-    src: [u8; 4],
-    sport: u16,
-    dst: [u8; 4],
-    dport: u16,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(smac, dmac)
-        .ipv4(src, dst, 64)
-        .udp(sport, dport)
-        .write(&mut v, payload)
-        .unwrap();
-    v
-}
 
 /// What an IPv4 frame is, checksums verified: (dst MAC, src MAC, src, sport,
 /// dst, dport, ttl, TCP options).
@@ -771,16 +502,6 @@ fn an_unknown_next_hop_parks_the_packet_and_asks_for_it() {
     assert_eq!(seen(&out[0].1).dst, [10, 0, 0, 9], "sent once resolved");
 }
 
-/// A client port whose connection CIP -> VIP:80 (`proto`), arriving on
-/// port 0, worker `w` owns.
-fn client_port_owned_by(lab: &Lab, proto: Proto, w: usize) -> u16 {
-    let t = |p| conntrack::Tuple::new(proto.number(), ip(CIP), p, ip(VIP), 80);
-    let owners = &lab.core.shared.owners;
-    (1024..2000)
-        .find(|&p| owners.of_tuple(&lab.snap, 0, &t(p)) == w)
-        .expect("a port for each worker")
-}
-
 #[test]
 fn a_packet_owned_by_another_worker_is_handed_over_not_handled() {
     // Worker 0 of 2: find a client port whose connection worker 1 owns.
@@ -924,6 +645,35 @@ fn connections_expire_and_a_mass_expiry_continues_every_loop() {
     );
 }
 
+#[allow(clippy::too_many_arguments)]
+fn udp_with(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(src, dst, 64)
+        .udp(sport, dport)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+/// A client port whose connection CIP -> VIP:80 (`proto`), arriving on
+/// port 0, worker `w` owns.
+fn client_port_owned_by(lab: &Lab, proto: Proto, w: usize) -> u16 {
+    let t = |p| conntrack::Tuple::new(proto.number(), ip(CIP), p, ip(VIP), 80);
+    let owners = &lab.core.shared.owners;
+    (1024..2000)
+        .find(|&p| owners.of_tuple(&lab.snap, 0, &t(p)) == w)
+        .expect("a port for each worker")
+}
+
 /// Access lists on the service of `desc(mode, proto)`: `(prefix, len)` each.
 fn with_acl(
     mode: ForwardMode,
@@ -946,11 +696,10 @@ fn with_acl(
 /// Another client on the client network.
 const CIP2: [u8; 4] = [10, 0, 0, 3];
 
-impl Lab {
-    fn acl_drops(&self) -> dataplane::AclDrops {
-        let svc = self.snap.services_by_id.values().next().expect("service");
-        svc.acl_drops.sum()
-    }
+/// The access-list drops of the lab's only service.
+fn acl_drops(lab: &Lab) -> dataplane::AclDrops {
+    let svc = lab.snap.services_by_id.values().next().expect("service");
+    svc.acl_drops.sum()
 }
 
 #[test]
@@ -970,7 +719,7 @@ fn a_blacklisted_client_is_dropped_and_counted_others_are_served() {
     assert!(lab.rx(0, &[ack]).is_empty());
     assert_eq!(lab.drops(DropReason::AclBlacklist), 2);
     assert_eq!(lab.all_drops(), 2, "one reason per packet");
-    assert_eq!(lab.acl_drops().blacklist, 2);
+    assert_eq!(acl_drops(&lab).blacklist, 2);
     assert_eq!(lab.core.conns.len(), 0);
     let svc = lab.snap.services_by_id.values().next().unwrap();
     assert_eq!(svc.traffic.sum().conns, 0, "nothing scheduled");
@@ -1021,7 +770,7 @@ fn a_whitelist_admits_only_its_clients_and_the_blacklist_wins() {
     assert_eq!(seen(&out[0].1).src, CIP);
     assert_eq!(lab.drops(DropReason::AclBlacklist), 1);
     assert_eq!(lab.drops(DropReason::AclWhitelist), 1);
-    let a = lab.acl_drops();
+    let a = acl_drops(&lab);
     assert_eq!((a.blacklist, a.whitelist), (1, 1));
     // The real server's reply to the admitted client goes back as ever.
     let out = lab.rx(1, &[tcp(RS_MAC, MAC1, RIP, 8080, CIP, 40000, "SA", 9, b"")]);
@@ -1077,7 +826,7 @@ fn ipv6_clients_are_matched_by_prefix() {
         panic!("IPv6")
     };
     assert_eq!(IpAddr::from(h.header().destination_addr()), rip);
-    assert_eq!(lab.acl_drops().blacklist, 1);
+    assert_eq!(acl_drops(&lab).blacklist, 1);
 }
 
 /// DPVS drops every packet of a listed client toward the VIP, established
@@ -1132,7 +881,7 @@ fn an_entry_added_cuts_the_established_connections_it_denies() {
     // the entry deleted, 10.0.0.2 connects again.
     lab.apply(&d, &e);
     assert_eq!(lab.core.conns.len(), 1);
-    assert_eq!(lab.acl_drops().blacklist, 1, "kept with the service");
+    assert_eq!(acl_drops(&lab).blacklist, 1, "kept with the service");
     let out = lab.rx(
         0,
         &[tcp(CLIENT_MAC, MAC0, CIP, 40001, VIP, 80, "S", 1, b"")],

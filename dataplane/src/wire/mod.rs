@@ -108,6 +108,9 @@ pub trait PacketBuf {
 pub struct VecBuf {
     buf: Vec<u8>,
     head: usize,
+    /// A label a test gives the buffer to follow it through the core
+    /// (`testkit::TestIo` records where each tag went); 0: none.
+    tag: u32,
 }
 
 impl VecBuf {
@@ -124,7 +127,22 @@ impl VecBuf {
         VecBuf {
             buf,
             head: headroom,
+            tag: 0,
         }
+    }
+
+    /// [`VecBuf::new`] labelled with `tag` (non-zero), which stays with the
+    /// buffer through every rewrite.
+    pub fn tagged(data: &[u8], tag: u32) -> VecBuf {
+        VecBuf {
+            tag,
+            ..VecBuf::new(data)
+        }
+    }
+
+    /// The label given by [`VecBuf::tagged`]; 0 for other buffers.
+    pub fn tag(&self) -> u32 {
+        self.tag
     }
 
     /// Bytes still free in front of the packet.

@@ -100,15 +100,7 @@ pub fn ip(s: &str) -> IpAddr {
 
 /// A weight-1 dest with no thresholds.
 pub fn dest(addr: &str, port: u16, mode: ForwardMode) -> DestSpec {
-    DestSpec {
-        addr: ip(addr),
-        port,
-        weight: 1,
-        mode,
-        u_threshold: 0,
-        l_threshold: 0,
-        inhibited: false,
-    }
+    dataplane::testkit::dest(ip(addr), port, mode)
 }
 
 /// One service VIP 10.0.0.100:80 with `dests`, the client-side DIP, the VIP
@@ -240,18 +232,15 @@ pub fn tcp(
     ack: bool,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, 64)
-        .tcp(sport, dport, 1000, 64000);
-    if syn {
-        b = b.syn();
-    }
-    if ack {
-        b = b.ack(1);
-    }
-    let mut v = Vec::new();
-    b.write(&mut v, payload).unwrap();
-    v
+    let flags = match (syn, ack) {
+        (true, true) => "SA",
+        (true, false) => "S",
+        (false, true) => "A",
+        (false, false) => "",
+    };
+    dataplane::testkit::tcp(
+        src_mac, dst_mac, src, sport, dst, dport, flags, 1000, payload,
+    )
 }
 
 pub fn drops(dp: &Dataplane, r: DropReason) -> u64 {
