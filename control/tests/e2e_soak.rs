@@ -93,10 +93,12 @@ fn soak_connection_and_configuration_churn_leaves_nothing_behind() {
     let secs = soak_secs();
     let topo = Topology::new("soak");
     // Closed connections leave the table 2 s after their FINs (DPVS-like
-    // short TIME_WAIT and FIN_WAIT).
+    // short TIME_WAIT and FIN_WAIT), half-open ones (wrk stops mid-handshake)
+    // 2 s after their SYN, idle ones after 10 s.
     let d = topo.start_dpvsd(&format!(
         "[metrics]\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n\n\
-         [timeouts]\ntcpfin = 2\ntime_wait = 2\nclose = 2\nlast_ack = 2\nclose_wait = 2\n"
+         [timeouts]\ntcp = 10\ntcpfin = 2\ntime_wait = 2\nclose = 2\nlast_ack = 2\n\
+         close_wait = 2\nsyn_recv = 2\nsyn_sent = 2\nsynack = 2\n"
     ));
     d.add_nat_services();
     assert!(topo
@@ -174,8 +176,9 @@ fn soak_connection_and_configuration_churn_leaves_nothing_behind() {
     );
     // Afterwards: nothing left behind.
     assert!(
-        drained(15).is_some(),
-        "the connection table drains to zero:\n{}",
+        drained(20).is_some(),
+        "the connection table drains to zero:\n{}\n{}",
+        d.ctl_ok(&["-Lnc"]),
         d.ctl_ok(&["stats"])
     );
     let pool_after = mempool_in_use(&topo);

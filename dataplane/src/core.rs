@@ -613,11 +613,16 @@ impl<I: Io> Core<I> {
         tuple: Tuple,
         svc: &Arc<Service>,
     ) {
-        // As IPVS without sloppy_tcp: only a SYN opens a TCP connection.
-        if meta.proto == ip_proto::TCP
-            && (meta.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST)) != tcp_flag::SYN
-        {
-            return self.count_drop(DropReason::NoConnection);
+        // As IPVS without sloppy_tcp: only a SYN opens a TCP connection; not
+        // one with FIN too (no stack sends it, scanners do).
+        if meta.proto == ip_proto::TCP {
+            let f = meta.tcp_flags;
+            if f & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST) != tcp_flag::SYN {
+                return self.count_drop(DropReason::NoConnection);
+            }
+            if f & tcp_flag::FIN != 0 {
+                return self.count_drop(DropReason::BadTcpFlags);
+            }
         }
         let Some(id) = self.open_conn(snap, &meta, tuple, svc) else {
             return;

@@ -105,10 +105,16 @@ pub enum DropReason {
     /// FULLNAT64 (IPv6 <-> IPv4 translation) or a SYN-proxied connection
     /// that is not open yet.
     FragUnsupported,
+    /// A TCP segment matching no connection whose flags no stack sends to
+    /// open one: SYN with FIN (a scanner's probe); nothing is made for it.
+    BadTcpFlags,
+    /// Bigger than the egress port's MTU (it came in on a port with a larger
+    /// one): dropped, as the director does not fragment.
+    OverMtu,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 36] = [
+    pub const ALL: [DropReason; 38] = [
         DropReason::Truncated,
         DropReason::UnknownEtherType,
         DropReason::BadArp,
@@ -145,6 +151,8 @@ impl DropReason {
         DropReason::FragTiny,
         DropReason::FragOrphan,
         DropReason::FragUnsupported,
+        DropReason::BadTcpFlags,
+        DropReason::OverMtu,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -187,6 +195,8 @@ impl DropReason {
             DropReason::FragTiny => "frag_tiny",
             DropReason::FragOrphan => "frag_orphan",
             DropReason::FragUnsupported => "frag_unsupported",
+            DropReason::BadTcpFlags => "bad_tcp_flags",
+            DropReason::OverMtu => "over_mtu",
         }
     }
 }

@@ -579,7 +579,12 @@ impl<I: Io> Core<I> {
     /// Address the frame from our port to `mac` and queue it for tx.
     #[inline]
     pub(crate) fn send_to(&mut self, snap: &Snapshot, mut m: I::Buf, port: usize, mac: [u8; 6]) {
-        let our = snap.ports[port].mac;
+        let p = &snap.ports[port];
+        if m.len() > usize::from(p.mtu) + ETH_HLEN {
+            // It came in on a port with a larger MTU; no fragmenting here.
+            return self.count_drop(DropReason::OverMtu);
+        }
+        let our = p.mac;
         let d = m.data_mut();
         d[0..6].copy_from_slice(&mac);
         d[6..12].copy_from_slice(&our);

@@ -12,6 +12,8 @@ use dataplane::*;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use proptest::prelude::*;
 
+#[path = "core/corpus.rs"]
+mod corpus;
 #[path = "core/frag.rs"]
 mod frag;
 #[path = "core/limits.rs"]
