@@ -55,10 +55,13 @@ pub enum Event {
     /// An ARP request or solicitation not sent: no buffer to build it in
     /// (the packet waiting for the answer is not dropped for it).
     NeighRequestNoMbuf,
+    /// SYN proxy: no buffer to build the SYN to the real server in; the
+    /// client's segment waits, and its retransmission tries again.
+    SynproxyNoMbuf,
 }
 
 impl Event {
-    pub const ALL: [Event; 16] = [
+    pub const ALL: [Event; 17] = [
         Event::ToaInserted,
         Event::ToaNoRoom,
         Event::MssClamped,
@@ -75,6 +78,7 @@ impl Event {
         Event::FragTableFull,
         Event::FragNotExtended,
         Event::NeighRequestNoMbuf,
+        Event::SynproxyNoMbuf,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -97,6 +101,7 @@ impl Event {
             Event::FragTableFull => "frag_table_full",
             Event::FragNotExtended => "frag_not_extended",
             Event::NeighRequestNoMbuf => "neigh_request_no_mbuf",
+            Event::SynproxyNoMbuf => "synproxy_no_mbuf",
         }
     }
 }

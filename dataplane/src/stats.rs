@@ -91,7 +91,9 @@ pub enum DropReason {
     /// `synproxy::WAITING_MAX` connections waiting for their real servers.
     SynproxyBusy,
     /// SYN proxy: a client segment beyond the few kept while the real server
-    /// has not answered yet (the SYN to it is sent again).
+    /// has not answered yet (the SYN to it is sent again), or one kept for a
+    /// connection that never opened (the server refused it or stayed silent
+    /// until it timed out, or the client reset it).
     SynproxyWaiting,
     /// A first fragment too short to hold the whole TCP/UDP header, or a TCP
     /// fragment at offset 8 that would overwrite the first one's flags

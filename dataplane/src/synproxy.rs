@@ -540,12 +540,13 @@ impl<I: Io> Core<I> {
         };
         let mut frame = [0u8; FRAME_MAX];
         let n = build(&mut frame, &m.data()[..meta.l3_off], &s);
+        // Not a drop: the client's segment waits and comes again.
         let Some(mut out) = self.io.alloc() else {
-            self.count_drop(DropReason::NoMbuf);
+            self.shared.events[self.index].bump(Event::SynproxyNoMbuf);
             return None;
         };
         if n == 0 || !out.write_from(&frame[..n]) {
-            self.count_drop(DropReason::NoMbuf);
+            self.shared.events[self.index].bump(Event::SynproxyNoMbuf);
             return None;
         }
         match classify_rx(out.data(), false) {
@@ -578,7 +579,9 @@ impl<I: Io> Core<I> {
             if tf & tcp_flag::RST != 0 {
                 // The client gave up: so does the director; the server's
                 // half-open connection times out.
-                self.sp_held.remove(&id);
+                if let Some(h) = self.sp_held.remove(&id) {
+                    self.drop_held(h);
+                }
                 self.forget_conn(snap, id, true);
                 return self.count_drop(DropReason::NoConnection);
             }
@@ -588,10 +591,16 @@ impl<I: Io> Core<I> {
             });
             if held.cookie != cookie {
                 // Left from an earlier connection in this slot.
-                *held = Held {
-                    cookie,
-                    pkts: ArrayVec::new(),
-                };
+                let stale = std::mem::replace(
+                    held,
+                    Held {
+                        cookie,
+                        pkts: ArrayVec::new(),
+                    },
+                );
+                let n = stale.pkts.len() as u64;
+                self.shared.counters[self.index].drop_n(DropReason::SynproxyWaiting, n);
+                return self.synproxy_waiting(snap, m, at, meta, id, dir);
             }
             if !held.pkts.is_full() {
                 held.pkts.push((m, *meta, at.port()));
@@ -619,7 +628,14 @@ impl<I: Io> Core<I> {
             }
             return;
         }
-        let mut held = self.sp_held.remove(&id).filter(|h| h.cookie == cookie);
+        let mut held = match self.sp_held.remove(&id) {
+            Some(h) if h.cookie == cookie => Some(h),
+            Some(stale) => {
+                self.drop_held(stale);
+                None
+            }
+            None => None,
+        };
         let ws = if tf & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN | tcp_flag::ACK {
             // The server's answer: the offset, its window scale.
             let opts = SynOpts::of_syn(seg.unwrap_or_default(), meta.src.is_ipv6());
@@ -630,7 +646,9 @@ impl<I: Io> Core<I> {
             offered.then(|| opts.wscale.unwrap_or(0))
         } else if tf & tcp_flag::RST != 0 {
             // Refused: the client gets the RST in its own sequence space.
-            held = None;
+            if let Some(h) = held.take() {
+                self.drop_held(h);
+            }
             if let Some(c) = self.conns.get_mut(id) {
                 c.user32 = seq.wrapping_sub(cookie.wrapping_add(1));
             }
@@ -659,14 +677,25 @@ impl<I: Io> Core<I> {
         }
     }
 
-    /// Drop the segments kept for connections that are gone.
+    /// Drop (and count) the segments kept for connections that are gone:
+    /// timed out while their real server stayed silent.
     pub(crate) fn synproxy_sweep(&mut self) {
-        let conns = &self.conns;
+        let (conns, counters) = (&self.conns, &self.shared.counters[self.index]);
         self.sp_held.retain(|id, h| {
-            conns
+            let live = conns
                 .get(*id)
-                .is_some_and(|c| c.flags() & (SP | SP_OPEN) == SP && c.user32 == h.cookie)
+                .is_some_and(|c| c.flags() & (SP | SP_OPEN) == SP && c.user32 == h.cookie);
+            if !live {
+                counters.drop_n(DropReason::SynproxyWaiting, h.pkts.len() as u64);
+            }
+            live
         });
+    }
+
+    /// Client segments kept for a connection that will not open: counted.
+    fn drop_held(&self, h: Held<I::Buf>) {
+        let n = h.pkts.len() as u64;
+        self.shared.counters[self.index].drop_n(DropReason::SynproxyWaiting, n);
     }
 }
 

@@ -214,7 +214,10 @@ impl Lab {
         let mut compiler = Compiler::default();
         let snap = compiler.compile_ext(d, e, &ports()).expect("config");
         let owners = Owners::new(n, vec![PortSteer::Handover, PortSteer::Handover]);
-        let shared = Arc::new(Shared::new(snap, owners));
+        let mut shared = Shared::new(snap, owners);
+        // A fixed SYN-cookie secret: runs (and fuzz inputs) repeat exactly.
+        shared.syn_secret = crate::synproxy::Secret::new([0x5eed, 0xc00c1e]);
+        let shared = Arc::new(shared);
         shared.neigh.learn(0, ip(CIP), CLIENT_MAC, 0);
         shared.neigh.learn(1, ip(RIP), RS_MAC, 0);
         shared.neigh.learn(1, ip(RIP2), RS_MAC, 0);

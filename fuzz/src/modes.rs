@@ -16,6 +16,9 @@
 //! | [fd00:10::100]:82 tcp/udp | FULLNAT64, TOA | 192.168.0.18:8080 from LIP 192.168.0.200 |
 //! | [fd00:10::100]:84 tcp/udp | DR6 | [fd00:192::15]:84 |
 //! | [fd00:10::100]:85 tcp/udp | TUN6 | [fd00:192::16]:85 |
+//! | 10.0.0.100:87 tcp | NAT behind the SYN proxy | 192.168.0.19:8080 |
+//! | 10.0.0.100:88 tcp | FULLNAT, TOA, behind the SYN proxy | 192.168.0.20:8080 from LIP 192.168.0.200 |
+//! | 10.0.0.100:89 tcp/udp | NAT, blacklist 10.0.0.128/25, whitelist 10.0.0.0/24 | 192.168.0.21:8080 |
 //!
 //! Clients are 10.0.0.2 and fd00:10::2 behind port 0 ([`CLIENT_MAC`]); the
 //! real servers are on port 1 ([`RS_MAC`]). Other client addresses on
@@ -29,7 +32,7 @@ use dataplane::testkit::{
 };
 use dataplane::wire::VecBuf;
 use dataplane::{
-    ConfigDesc, ExtDesc, ForwardMode, LocalAddrSpec, Proto, ProxyProtocol, ServiceKey,
+    AclSpec, ConfigDesc, ExtDesc, ForwardMode, LocalAddrSpec, Proto, ProxyProtocol, ServiceKey,
 };
 
 pub const CIP6: [u8; 16] = v6(0x10, 2);
@@ -62,10 +65,13 @@ pub enum Mode {
     FullNat64,
     Dr6,
     Tun6,
+    NatSynproxy,
+    FullNatSynproxy,
+    NatAcl,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 12] = [
+    pub const ALL: [Mode; 15] = [
         Mode::Nat,
         Mode::FullNatToa,
         Mode::FullNatPp1,
@@ -78,6 +84,9 @@ impl Mode {
         Mode::FullNat64,
         Mode::Dr6,
         Mode::Tun6,
+        Mode::NatSynproxy,
+        Mode::FullNatSynproxy,
+        Mode::NatAcl,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +103,9 @@ impl Mode {
             Mode::FullNat64 => "fnat64",
             Mode::Dr6 => "dr6",
             Mode::Tun6 => "tun6",
+            Mode::NatSynproxy => "nat-synproxy",
+            Mode::FullNatSynproxy => "fnat-synproxy",
+            Mode::NatAcl => "nat-acl",
         }
     }
 
@@ -114,12 +126,17 @@ impl Mode {
             Mode::Dr | Mode::Dr6 => 84,
             Mode::Tun | Mode::Tun6 => 85,
             Mode::NatOps => 86,
+            Mode::NatSynproxy => 87,
+            Mode::FullNatSynproxy => 88,
+            Mode::NatAcl => 89,
         }
     }
 
     pub fn forward(self) -> ForwardMode {
         match self {
-            Mode::Nat | Mode::NatOps | Mode::Nat6 => ForwardMode::Nat,
+            Mode::Nat | Mode::NatOps | Mode::Nat6 | Mode::NatSynproxy | Mode::NatAcl => {
+                ForwardMode::Nat
+            }
             Mode::Dr | Mode::Dr6 => ForwardMode::Dr,
             Mode::Tun | Mode::Tun6 => ForwardMode::Tun,
             _ => ForwardMode::FullNat,
@@ -137,6 +154,9 @@ impl Mode {
             Mode::Tun | Mode::Tun6 => 0x16,
             Mode::NatOps => 0x17,
             Mode::FullNat64 => 0x18,
+            Mode::NatSynproxy => 0x19,
+            Mode::FullNatSynproxy => 0x20,
+            Mode::NatAcl => 0x21,
         };
         match self {
             Mode::Nat6 | Mode::FullNat6 | Mode::Dr6 | Mode::Tun6 => IpAddr::from(v6(0x192, host)),
@@ -154,7 +174,9 @@ impl Mode {
 
     pub fn protos(self) -> &'static [Proto] {
         match self {
-            Mode::FullNatPp1 | Mode::FullNatPp2 => &[Proto::Tcp],
+            Mode::FullNatPp1 | Mode::FullNatPp2 | Mode::NatSynproxy | Mode::FullNatSynproxy => {
+                &[Proto::Tcp]
+            }
             Mode::NatOps => &[Proto::Udp],
             _ => &[Proto::Tcp, Proto::Udp],
         }
@@ -183,6 +205,11 @@ impl Mode {
             (ForwardMode::FullNat, IpAddr::V6(_)) => Some(IpAddr::from(LIP6)),
             _ => None,
         }
+    }
+
+    /// New connections go through the SYN proxy.
+    pub fn synproxy(self) -> bool {
+        matches!(self, Mode::NatSynproxy | Mode::FullNatSynproxy)
     }
 
     fn key(self, proto: Proto) -> ServiceKey {
@@ -233,6 +260,18 @@ pub fn desc() -> (ConfigDesc, ExtDesc) {
             };
             if let Some(v) = pp {
                 e.proxy_protocol.push((key, v));
+            }
+            if m.synproxy() {
+                e.synproxy.push(key);
+            }
+            if m == Mode::NatAcl {
+                e.acl.push((
+                    key,
+                    AclSpec {
+                        blacklist: vec![(IpAddr::from([10, 0, 0, 128]), 25)],
+                        whitelist: vec![(IpAddr::from([10, 0, 0, 0]), 24)],
+                    },
+                ));
             }
         }
     }
@@ -328,8 +367,22 @@ pub fn conversation(m: Mode, proto: Proto, deliver: &mut Deliver<'_>) -> Vec<(Ve
         )
     };
     let first = client("S", 1000, b"");
-    let sent = deliver(&first, 0);
+    let mut sent = deliver(&first, 0);
     out.push((first, 0));
+    if m.synproxy() {
+        // The director answered with a cookie: the client's ACK returns it,
+        // and what the director sends on is the SYN to the real server.
+        let cookie = sent.as_deref().and_then(tcp_seq).unwrap_or(0);
+        let ack = tcp_acking(
+            (CLIENT_MAC, MAC0),
+            (cip, WARM_PORT),
+            (vip, vport),
+            1001,
+            cookie.wrapping_add(1),
+        );
+        sent = deliver(&ack, 0);
+        out.push((ack, 0));
+    }
     if matches!(m.forward(), ForwardMode::Dr | ForwardMode::Tun) {
         // The real server answers the client directly.
         if proto == Proto::Tcp {
@@ -387,4 +440,31 @@ pub fn frame(
         Proto::Tcp => testkit::tcp(smac, dmac, src, sport, dst, dport, flags, seq, payload),
         Proto::Udp => testkit::udp(smac, dmac, src, sport, dst, dport),
     }
+}
+
+/// The sequence number of a TCP frame.
+fn tcp_seq(f: &[u8]) -> Option<u32> {
+    match etherparse::SlicedPacket::from_ethernet(f).ok()?.transport? {
+        etherparse::TransportSlice::Tcp(t) => Some(t.sequence_number()),
+        _ => None,
+    }
+}
+
+/// A bare ACK `from` -> `to` with sequence `seq`, acknowledging `ack`.
+fn tcp_acking(
+    macs: ([u8; 6], [u8; 6]),
+    from: (IpAddr, u16),
+    to: (IpAddr, u16),
+    seq: u32,
+    ack: u32,
+) -> Vec<u8> {
+    let eth = etherparse::PacketBuilder::ethernet2(macs.0, macs.1);
+    let ip = match (from.0, to.0) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+        _ => return Vec::new(),
+    };
+    let mut v = Vec::new();
+    let _ = ip.tcp(from.1, to.1, seq, 64000).ack(ack).write(&mut v, b"");
+    v
 }

@@ -118,7 +118,7 @@ fn without_mbufs_the_syn_proxy_refuses_then_recovers_by_itself() {
     let vip = (MAC0, VIP, 80);
     let out = lab.rx(0, &[tcp_full(client, vip, "S", 1000, 0, 100, &[], b"")]);
     let cookie = tcp_fields(&out[0].1).0;
-    // No mbuf for the SYN to the real server: counted, the client's ACK kept.
+    // No mbuf for the SYN to the real server: an event; the client's ACK kept.
     lab.core.io.no_buffers = true;
     let ack = tcp_full(
         client,
@@ -131,7 +131,9 @@ fn without_mbufs_the_syn_proxy_refuses_then_recovers_by_itself() {
         b"",
     );
     assert!(lab.rx(0, std::slice::from_ref(&ack)).is_empty());
-    assert_eq!(lab.drops(DropReason::NoMbuf), 1);
+    let ev = lab.core.shared.events[0].get(dataplane::events::Event::SynproxyNoMbuf);
+    assert_eq!(ev, 1);
+    assert_eq!(lab.all_drops(), 0, "the ACK waits: not a drop");
     // Mbufs come back; the client's retransmissions get the SYN out.
     lab.core.io.no_buffers = false;
     let mut syn = None;
@@ -198,4 +200,42 @@ fn a_full_neighbour_queue_drops_the_excess_and_flushes_when_resolved() {
     let sent = std::mem::take(&mut lab.core.io.sent);
     assert_eq!(sent.len(), neigh::PENDING_MAX);
     assert!(lab.core.pending.queue.is_empty());
+}
+
+#[test]
+fn segments_the_syn_proxy_kept_for_a_connection_that_never_opens_are_counted() {
+    // Found by the pipeline_seq fuzz target: they used to vanish uncounted.
+    let mut lab = synproxy_lab(ForwardMode::Nat);
+    let client = (CLIENT_MAC, CIP, 40000);
+    let vip = (MAC0, VIP, 80);
+    let out = lab.rx(0, &[tcp_full(client, vip, "S", 1000, 0, 100, &[], b"")]);
+    let cookie = tcp_fields(&out[0].1).0;
+    let ack = |data: &[u8]| {
+        tcp_full(
+            client,
+            vip,
+            "A",
+            1001,
+            cookie.wrapping_add(1),
+            100,
+            &[],
+            data,
+        )
+    };
+    assert_eq!(
+        lab.rx(0, &[ack(b"")]).len(),
+        1,
+        "the SYN to the real server"
+    );
+    assert!(lab.rx(0, &[ack(b"GET /")]).is_empty(), "held");
+    assert_eq!(lab.all_drops(), 0);
+    // The real server never answers: the connection times out (SYN_RECV).
+    advance(&mut lab, 31_000);
+    assert_eq!(lab.core.conns.len(), 0);
+    assert_eq!(
+        lab.drops(DropReason::SynproxyWaiting),
+        2,
+        "both kept segments"
+    );
+    assert_eq!(lab.all_drops(), 2);
 }
