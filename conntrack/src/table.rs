@@ -641,6 +641,29 @@ impl ConnTable {
             };
         };
         let was = c.state;
+        const STATE_FLAGS: u8 = TcpFlags::ACK.bits()
+            | TcpFlags::SYN.bits()
+            | TcpFlags::FIN.bits()
+            | TcpFlags::RST.bits();
+        if c.proto == PROTO_TCP
+            && was == TcpState::Established
+            && flags.bits() & STATE_FLAGS == TcpFlags::ACK.bits()
+        {
+            // An established connection's plain ACK (the bulk of its
+            // packets) stays ESTABLISHED in every table and direction: no
+            // table walk.
+            if dir == Direction::Reply {
+                c.bits &= !BIT_INPUT_ONLY;
+            }
+            let old_exp = c.expires_at_ms;
+            c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(&timeouts));
+            self.wheel.rearm(&mut self.slab, id.0, old_exp);
+            return Transition {
+                was_active: true,
+                is_active: true,
+                state: TcpState::Established,
+            };
+        }
         if c.proto == PROTO_TCP {
             let tdir = match dir {
                 Direction::Reply => {
