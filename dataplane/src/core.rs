@@ -586,7 +586,7 @@ impl<I: Io> Core<I> {
             return self.count_drop(DropReason::NoConnection);
         };
         self.account_transition(snap, f.dest, tr);
-        self.xmit(snap, m, *meta, id, dir, &f)
+        self.xmit(snap, m, meta, id, dir, &f)
     }
 
     /// [`Core::xmit`] with the connection read here.
@@ -594,7 +594,7 @@ impl<I: Io> Core<I> {
         &mut self,
         snap: &Snapshot,
         m: I::Buf,
-        meta: IpMeta,
+        meta: &IpMeta,
         id: ConnId,
         dir: Direction,
     ) {
@@ -637,7 +637,7 @@ impl<I: Io> Core<I> {
             return self.count_drop(DropReason::NoConnection);
         };
         self.account_transition(snap, f.dest, tr);
-        self.xmit(snap, m, meta, id, Direction::Original, &f);
+        self.xmit(snap, m, &meta, id, Direction::Original, &f);
         if svc.ops && meta.frag.is_none() {
             // One-packet scheduling: the datagram is on its way, nothing is
             // kept; the next one is scheduled on its own. (A fragmented one
@@ -781,7 +781,7 @@ impl<I: Io> Core<I> {
             return self.count_drop(DropReason::ConnTableFull);
         };
         if let Some(f) = self.conns.get(id).map(Flow::of) {
-            self.xmit(snap, m, meta, id, Direction::Reply, &f);
+            self.xmit(snap, m, &meta, id, Direction::Reply, &f);
         }
         if meta.frag.is_none() {
             return self.forget_conn(snap, id, false);

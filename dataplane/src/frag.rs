@@ -247,7 +247,7 @@ impl<I: Io> Core<I> {
                     })
                     .map(Flow::of);
                 match f {
-                    Some(f) => self.xmit(snap, m, *meta, id, dir, &f),
+                    Some(f) => self.xmit(snap, m, meta, id, dir, &f),
                     None => self.count_drop(DropReason::FragOrphan),
                 }
             }

@@ -80,7 +80,7 @@ impl<I: Io> Core<I> {
                 let Some(f) = self.conns.get(id).map(crate::xmit::Flow::of) else {
                     return self.count_drop(DropReason::IcmpNoConn);
                 };
-                return self.xmit(snap, m, meta, id, Direction::Original, &f);
+                return self.xmit(snap, m, &meta, id, Direction::Original, &f);
             }
             Err(r) => return self.count_drop(r),
         };

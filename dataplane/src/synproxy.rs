@@ -508,7 +508,7 @@ impl<I: Io> Core<I> {
         self.sp_held.insert(id, held);
         self.shared.events[self.index].bump(Event::SynproxyOpened);
         if let Some((syn, syn_meta)) = syn {
-            self.xmit_conn(snap, syn, syn_meta, id, Direction::Original);
+            self.xmit_conn(snap, syn, &syn_meta, id, Direction::Original);
         }
     }
 
@@ -622,7 +622,7 @@ impl<I: Io> Core<I> {
                     if let Some((syn, sm)) =
                         self.syn_to_server(&b, &first_meta, s.wrapping_sub(1), cookie)
                     {
-                        self.xmit_conn(snap, syn, sm, id, Direction::Original);
+                        self.xmit_conn(snap, syn, &sm, id, Direction::Original);
                     }
                 }
             }
@@ -667,7 +667,7 @@ impl<I: Io> Core<I> {
             .on_packet(id, dir, crate::core::conntrack_flags(tf), self.now_ms);
         self.account_transition(snap, c_dest(self, id), tr);
         if tf & tcp_flag::RST != 0 {
-            return self.xmit_conn(snap, m, *meta, id, dir);
+            return self.xmit_conn(snap, m, meta, id, dir);
         }
         // The SYN-ACK stays here; what the client sent goes on, now
         // acknowledging the server's SYN.

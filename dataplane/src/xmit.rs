@@ -124,14 +124,14 @@ impl<I: Io> Core<I> {
         &mut self,
         snap: &Snapshot,
         mut m: I::Buf,
-        mut meta: IpMeta,
+        meta: &IpMeta,
         id: ConnId,
         dir: Direction,
         f: &Flow,
     ) {
         let len = m.len();
         if meta.frag.is_some() {
-            self.frag_note(&meta, Target::Conn(id, dir));
+            self.frag_note(meta, Target::Conn(id, dir));
         }
         if f.flags & synproxy::SP_OPEN != 0 && meta.proto == ip_proto::TCP && meta.has_l4() {
             if let Some(seg) = m.data_mut().get_mut(meta.l4_off..meta.l3_end()) {
@@ -147,19 +147,65 @@ impl<I: Io> Core<I> {
             (ForwardMode::Nat, Direction::Original) => {
                 let rip = f.reply.src();
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                if let Err(r) = nat::rewrite_dst(ip, &meta, rip, f.reply.sport()) {
+                if let Err(r) = nat::rewrite_dst(ip, meta, rip, f.reply.sport()) {
                     return self.count_drop(r);
                 }
                 rip
             }
             (ForwardMode::Nat, Direction::Reply) => {
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                if let Err(r) = nat::rewrite_src(ip, &meta, f.orig.dst(), f.orig.dport()) {
+                if let Err(r) = nat::rewrite_src(ip, meta, f.orig.dst(), f.orig.dport()) {
                     return self.count_drop(r);
                 }
                 meta.dst
             }
-            (ForwardMode::FullNat, Direction::Original) => {
+            (ForwardMode::FullNat, _) => return self.xmit_fnat(snap, m, *meta, id, dir, f),
+            // DR: the frame goes to the real server unchanged but for its MAC.
+            (ForwardMode::Dr, Direction::Original) => f.reply.src(),
+            (ForwardMode::Tun, Direction::Original) => return self.xmit_tun(snap, m, meta, id, f),
+            _ => return self.count_drop(DropReason::Unsupported),
+        };
+        self.xmit_out(snap, m, meta, next_dst, len, id, dir, f)
+    }
+
+    /// What every mode but TUN ends with: TTL (not DR), the traffic
+    /// counted (`len`: the frame's length as received), out to the next hop.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn xmit_out(
+        &mut self,
+        snap: &Snapshot,
+        mut m: I::Buf,
+        meta: &IpMeta,
+        next_dst: IpAddr,
+        len: usize,
+        id: ConnId,
+        dir: Direction,
+        f: &Flow,
+    ) {
+        if f.mode != ForwardMode::Dr {
+            if let Err(r) = nat::dec_ttl(&mut m.data_mut()[meta.l3_off..], meta) {
+                return self.count_drop(r);
+            }
+        }
+        self.count_traffic(snap, f, dir, len - ETH_HLEN);
+        self.output_conn(snap, m, next_dst, f.mode == ForwardMode::Dr, id, dir, f);
+    }
+
+    /// FULLNAT, either direction: the segment may change shape (TOA, Proxy
+    /// Protocol, NAT64), so it works on its own copy of the metadata.
+    fn xmit_fnat(
+        &mut self,
+        snap: &Snapshot,
+        mut m: I::Buf,
+        mut meta: IpMeta,
+        id: ConnId,
+        dir: Direction,
+        f: &Flow,
+    ) {
+        let len = m.len();
+        let next_dst = match dir {
+            Direction::Original => {
                 if meta.proto == ip_proto::TCP && meta.has_l4() {
                     if let Err(r) = self.fnat_tcp_in(snap, &mut m, &mut meta, f, id) {
                         return self.count_drop(r);
@@ -185,7 +231,7 @@ impl<I: Io> Core<I> {
                 }
                 r
             }
-            (ForwardMode::FullNat, Direction::Reply) => {
+            Direction::Reply => {
                 if meta.proto == ip_proto::TCP && meta.has_l4() {
                     self.fnat_tcp_out(&mut m, &meta, f, id);
                 }
@@ -224,18 +270,8 @@ impl<I: Io> Core<I> {
                 }
                 c
             }
-            // DR: the frame goes to the real server unchanged but for its MAC.
-            (ForwardMode::Dr, Direction::Original) => f.reply.src(),
-            (ForwardMode::Tun, Direction::Original) => return self.xmit_tun(snap, m, meta, id, f),
-            _ => return self.count_drop(DropReason::Unsupported),
         };
-        if f.mode != ForwardMode::Dr {
-            if let Err(r) = nat::dec_ttl(&mut m.data_mut()[meta.l3_off..], &meta) {
-                return self.count_drop(r);
-            }
-        }
-        self.count_traffic(snap, f, dir, len - ETH_HLEN);
-        self.output_conn(snap, m, next_dst, f.mode == ForwardMode::Dr, id, dir, f);
+        self.xmit_out(snap, m, &meta, next_dst, len, id, dir, f)
     }
 
     /// [`Core::output`] for a packet of connection `id` in direction `dir`:
@@ -286,7 +322,7 @@ impl<I: Io> Core<I> {
     /// packet-too-big with the MTU that fits; either way the packet is dropped
     /// (`frag_needed`; no fragmentation here).
     #[inline(never)]
-    fn xmit_tun(&mut self, snap: &Snapshot, mut m: I::Buf, meta: IpMeta, id: ConnId, f: &Flow) {
+    fn xmit_tun(&mut self, snap: &Snapshot, mut m: I::Buf, meta: &IpMeta, id: ConnId, f: &Flow) {
         let rip = f.reply.src();
         let Some((dip, mtu)) = self.tun_route(snap, rip) else {
             return self.count_drop(DropReason::NoRoute);
@@ -305,14 +341,14 @@ impl<I: Io> Core<I> {
         };
         if meta.ip_len() + overhead > mtu {
             if df {
-                self.send_frag_needed(snap, &m, &meta, mtu.saturating_sub(overhead) as u16);
+                self.send_frag_needed(snap, &m, meta, mtu.saturating_sub(overhead) as u16);
             }
             return self.count_drop(DropReason::FragNeeded);
         }
         let len = m.len();
         let done = match (dip, rip) {
-            (IpAddr::V4(d), IpAddr::V4(r)) => ipip::encap_ipip(&mut m, &meta, d, r, ident),
-            (IpAddr::V6(d), IpAddr::V6(r)) => ipip::encap_ip6(&mut m, &meta, d, r),
+            (IpAddr::V4(d), IpAddr::V4(r)) => ipip::encap_ipip(&mut m, meta, d, r, ident),
+            (IpAddr::V6(d), IpAddr::V6(r)) => ipip::encap_ip6(&mut m, meta, d, r),
             _ => Err(DropReason::Unsupported),
         };
         if let Err(r) = done {
