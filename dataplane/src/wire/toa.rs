@@ -120,6 +120,11 @@ pub fn insert<B: PacketBuf + ?Sized>(
     if meta.proto != ip_proto::TCP {
         return Outcome::NoRoom;
     }
+    if let (IpFamily::V4, IpAddr::V4(c)) = (meta.family, client) {
+        if let Some(o) = insert_v4_fixed(buf, meta, c, port, mtu) {
+            return o;
+        }
+    }
     let (l4, end) = (meta.l4_off, meta.l3_end());
     let Some(seg) = buf.data().get(l4..end) else {
         return Outcome::NoRoom;
@@ -256,6 +261,68 @@ fn insert_v4_plain<B: PacketBuf + ?Sized>(
     sum += (!(seg_len as u32) & 0xffff) + (seg_len + D) as u32;
     let csum = !checksum::fold(sum);
     finish(data, meta, w12_new as u16, csum, D as isize)
+}
+
+/// The first bytes of an untagged frame with an option-less IPv4 header and
+/// an option-less TCP header: what the common case moves by the option.
+const FIXED_V4: usize = 14 + 20 + MIN_HEADER_LEN;
+
+/// [`insert_v4_plain`] over fixed offsets, for the frames the classifier's
+/// fast case sees (untagged, IPv4 header without options) with a TCP header
+/// without options and room for the option within `mtu`: one 54-byte move
+/// and the checksums from the option's words, no bounds check per field.
+/// `None`: not that shape, [`insert`]'s general path decides.
+fn insert_v4_fixed<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    meta: &mut IpMeta,
+    client: std::net::Ipv4Addr,
+    port: u16,
+    mtu: usize,
+) -> Option<Outcome> {
+    const D: usize = LEN_V4;
+    const L3: usize = 14;
+    const L4: usize = L3 + 20;
+    if meta.l3_off != L3 || meta.l4_off != L4 {
+        return None;
+    }
+    let (end, seg_len) = (meta.l3_end(), meta.l4_len);
+    let h = buf.data().get(..end)?.first_chunk::<FIXED_V4>()?;
+    if usize::from(h[L4 + 12] >> 4) * 4 != MIN_HEADER_LEN
+        || meta.ip_len() + D > mtu.min(usize::from(u16::MAX))
+    {
+        return None;
+    }
+    let pad = buf.len() - end;
+    if buf.prepend(D).is_none() {
+        return Some(Outcome::NoRoom);
+    }
+    let _ = buf.trim(pad);
+    // The frame is `end + D` bytes now.
+    let h = buf.data_mut().first_chunk_mut::<{ FIXED_V4 + D }>()?;
+    h.copy_within(D.., 0);
+    let c = client.octets();
+    let p = port.to_be_bytes();
+    let toa: [u8; D] = [KIND, D as u8, p[0], p[1], c[0], c[1], c[2], c[3]];
+    h[FIXED_V4..].copy_from_slice(&toa);
+    let w = |b: &[u8], i: usize| u32::from(u16::from_be_bytes([b[i], b[i + 1]]));
+    // TCP checksum: the option's words, the data offset word, and the
+    // pseudo header's length, each `!old + new` (RFC 1624).
+    let w12_old = w(h, L4 + 12);
+    let w12_new = (((MIN_HEADER_LEN + D) / 4) as u32) << 12 | (w12_old & 0x0fff);
+    let mut sum = u32::from(!(w(h, L4 + 16) as u16));
+    sum += w(&toa, 0) + w(&toa, 2) + w(&toa, 4) + w(&toa, 6);
+    sum += (!w12_old & 0xffff) + w12_new;
+    sum += (!(seg_len as u32) & 0xffff) + (seg_len + D) as u32;
+    let csum = !checksum::fold(sum);
+    h[L4 + 12..L4 + 14].copy_from_slice(&(w12_new as u16).to_be_bytes());
+    h[L4 + 16..L4 + 18].copy_from_slice(&csum.to_be_bytes());
+    // IPv4 total length, and its header checksum.
+    let total = w(h, L3 + 2) as u16;
+    let ipc = checksum::update16(w(h, L3 + 10) as u16, total, total + D as u16);
+    h[L3 + 2..L3 + 4].copy_from_slice(&(total + D as u16).to_be_bytes());
+    h[L3 + 10..L3 + 12].copy_from_slice(&ipc.to_be_bytes());
+    meta.l4_len = seg_len + D;
+    Some(Outcome::Inserted(D as isize))
 }
 
 /// Lowers the MSS option of the TCP segment `seg` (exactly the segment) by
@@ -449,6 +516,26 @@ mod tests {
             assert_eq!(opts, TOA_BYTES);
             assert!(pl.is_empty());
             assert_eq!(meta(b.data()), m);
+        }
+    }
+
+    #[test]
+    fn fixed_offsets_and_the_general_plain_path_agree() {
+        // `insert` takes the fixed-offset path for these frames; the
+        // offset-generic one (VLAN tags, IP options) must write the same.
+        for (payload, pad) in [(&b""[..], 60), (&b"GET / HTTP/1.1\r\n\r\n"[..], 0)] {
+            let f = frame(&[], payload, pad);
+            let (mut m1, mut m2) = (meta(&f), meta(&f));
+            let (mut b1, mut b2) = (VecBuf::new(&f), VecBuf::new(&f));
+            let c = Ipv4Addr::from(CIP);
+            assert_eq!(
+                insert(&mut b1, &mut m1, IpAddr::V4(c), 40000, 1500),
+                Outcome::Inserted(8)
+            );
+            assert_eq!(insert_v4_plain(&mut b2, &mut m2, c, 40000), Outcome::Inserted(8));
+            assert_eq!(b1.data(), b2.data());
+            assert_eq!(m1, m2);
+            verify(b1.data());
         }
     }
 
