@@ -143,33 +143,37 @@ impl<I: Io> Core<I> {
                 };
             }
         }
+        // NAT's rewrites decrement the TTL in the same pass.
         let next_dst = match (f.mode, dir) {
             (ForwardMode::Nat, Direction::Original) => {
                 let rip = f.reply.src();
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                if let Err(r) = nat::rewrite_dst(ip, meta, rip, f.reply.sport()) {
+                if let Err(r) = nat::rewrite_fwd(ip, meta, None, Some((rip, f.reply.sport()))) {
                     return self.count_drop(r);
                 }
                 rip
             }
             (ForwardMode::Nat, Direction::Reply) => {
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                if let Err(r) = nat::rewrite_src(ip, meta, f.orig.dst(), f.orig.dport()) {
+                let vip = Some((f.orig.dst(), f.orig.dport()));
+                if let Err(r) = nat::rewrite_fwd(ip, meta, vip, None) {
                     return self.count_drop(r);
                 }
                 meta.dst
             }
             (ForwardMode::FullNat, _) => return self.xmit_fnat(snap, m, *meta, id, dir, f),
-            // DR: the frame goes to the real server unchanged but for its MAC.
+            // DR: the frame goes to the real server unchanged but for its MAC
+            // (and its TTL).
             (ForwardMode::Dr, Direction::Original) => f.reply.src(),
             (ForwardMode::Tun, Direction::Original) => return self.xmit_tun(snap, m, meta, id, f),
             _ => return self.count_drop(DropReason::Unsupported),
         };
-        self.xmit_out(snap, m, meta, next_dst, len, id, dir, f)
+        self.xmit_out(snap, m, meta, next_dst, false, len, id, dir, f)
     }
 
-    /// What every mode but TUN ends with: TTL (not DR), the traffic
-    /// counted (`len`: the frame's length as received), out to the next hop.
+    /// What every mode but TUN ends with: the TTL decremented if the
+    /// rewrite did not (`dec_ttl`), the traffic counted (`len`: the frame's
+    /// length as received), out to the next hop.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn xmit_out(
@@ -178,12 +182,13 @@ impl<I: Io> Core<I> {
         mut m: I::Buf,
         meta: &IpMeta,
         next_dst: IpAddr,
+        dec_ttl: bool,
         len: usize,
         id: ConnId,
         dir: Direction,
         f: &Flow,
     ) {
-        if f.mode != ForwardMode::Dr {
+        if dec_ttl {
             if let Err(r) = nat::dec_ttl(&mut m.data_mut()[meta.l3_off..], meta) {
                 return self.count_drop(r);
             }
@@ -204,7 +209,9 @@ impl<I: Io> Core<I> {
         f: &Flow,
     ) {
         let len = m.len();
-        let next_dst = match dir {
+        // `dec_ttl`: the TTL still to decrement (NAT64; the same-family
+        // rewrite did it).
+        let (next_dst, dec_ttl) = match dir {
             Direction::Original => {
                 if meta.proto == ip_proto::TCP && meta.has_l4() {
                     if let Err(r) = self.fnat_tcp_in(snap, &mut m, &mut meta, f, id) {
@@ -219,17 +226,21 @@ impl<I: Io> Core<I> {
                             return self.count_drop(DropReason::FragUnsupported);
                         }
                         nat64::v6_to_v4(&mut m, &meta, l4, f.reply.dport(), r4, f.reply.sport())
-                            .map(|n| meta = n)
+                            .map(|n| {
+                                meta = n;
+                                true
+                            })
                     }
                     _ => {
                         let ip = &mut m.data_mut()[meta.l3_off..];
-                        nat::rewrite_both(ip, &meta, l, f.reply.dport(), r, f.reply.sport())
+                        let (lip, rip) = ((l, f.reply.dport()), (r, f.reply.sport()));
+                        nat::rewrite_fwd(ip, &meta, Some(lip), Some(rip)).map(|()| false)
                     }
                 };
-                if let Err(e) = done {
-                    return self.count_drop(e);
+                match done {
+                    Ok(dec_ttl) => (r, dec_ttl),
+                    Err(e) => return self.count_drop(e),
                 }
-                r
             }
             Direction::Reply => {
                 if meta.proto == ip_proto::TCP && meta.has_l4() {
@@ -257,21 +268,26 @@ impl<I: Io> Core<I> {
                             }
                             return self.count_drop(DropReason::FragNeeded);
                         }
-                        nat64::v4_to_v6(&mut m, &meta, v6, f.orig.dport(), c6, f.orig.sport())
-                            .map(|n| meta = n)
+                        nat64::v4_to_v6(&mut m, &meta, v6, f.orig.dport(), c6, f.orig.sport()).map(
+                            |n| {
+                                meta = n;
+                                true
+                            },
+                        )
                     }
                     _ => {
                         let ip = &mut m.data_mut()[meta.l3_off..];
-                        nat::rewrite_both(ip, &meta, v, f.orig.dport(), c, f.orig.sport())
+                        let (vip, cip) = ((v, f.orig.dport()), (c, f.orig.sport()));
+                        nat::rewrite_fwd(ip, &meta, Some(vip), Some(cip)).map(|()| false)
                     }
                 };
-                if let Err(e) = done {
-                    return self.count_drop(e);
+                match done {
+                    Ok(dec_ttl) => (c, dec_ttl),
+                    Err(e) => return self.count_drop(e),
                 }
-                c
             }
         };
-        self.xmit_out(snap, m, &meta, next_dst, len, id, dir, f)
+        self.xmit_out(snap, m, &meta, next_dst, dec_ttl, len, id, dir, f)
     }
 
     /// [`Core::output`] for a packet of connection `id` in direction `dir`:

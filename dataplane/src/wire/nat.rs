@@ -40,7 +40,7 @@ pub fn rewrite_dst(
     new_dst: IpAddr,
     new_dport: u16,
 ) -> Result<(), DropReason> {
-    rewrite(ip_packet, meta, &[(End::Dst, new_dst, new_dport)])
+    rewrite(ip_packet, meta, &[(End::Dst, new_dst, new_dport)], false)
 }
 
 /// Reply side of NAT: `src RIP:rport -> VIP:vport`. See [`rewrite_dst`].
@@ -50,7 +50,7 @@ pub fn rewrite_src(
     new_src: IpAddr,
     new_sport: u16,
 ) -> Result<(), DropReason> {
-    rewrite(ip_packet, meta, &[(End::Src, new_src, new_sport)])
+    rewrite(ip_packet, meta, &[(End::Src, new_src, new_sport)], false)
 }
 
 /// Both ends at once (FULLNAT: `CIP:cport -> LIP:lport` and `VIP:vport ->
@@ -70,7 +70,28 @@ pub fn rewrite_both(
             (End::Src, new_src, new_sport),
             (End::Dst, new_dst, new_dport),
         ],
+        false,
     )
+}
+
+/// What a forwarded NAT/FULLNAT packet gets: each given end rewritten (`src`,
+/// `dst`: the new address and port; `None` keeps that end) and the TTL (hop
+/// limit) decremented. For IPv4 TCP/UDP in one pass, the TTL word joining
+/// the IP header's checksum delta; otherwise the rewrite, then [`dec_ttl`].
+/// Errors as those two in turn (`TtlExceeded`: the packet is to be dropped).
+pub fn rewrite_fwd(
+    ip_packet: &mut [u8],
+    meta: &IpMeta,
+    src: Option<(IpAddr, u16)>,
+    dst: Option<(IpAddr, u16)>,
+) -> Result<(), DropReason> {
+    let src = src.map(|(a, p)| (End::Src, a, p));
+    let dst = dst.map(|(a, p)| (End::Dst, a, p));
+    match (src, dst) {
+        (Some(s), Some(d)) => rewrite(ip_packet, meta, &[s, d], true),
+        (Some(c), None) | (None, Some(c)) => rewrite(ip_packet, meta, &[c], true),
+        (None, None) => dec_ttl(ip_packet, meta),
+    }
 }
 
 /// Decrements the IPv4 TTL (with the header checksum) or the IPv6 hop limit.
@@ -116,10 +137,12 @@ fn split<'a>(
     Ok((hdr, l4))
 }
 
+/// The rewrite of `changes`; with `ttl` the TTL / hop limit decremented too.
 fn rewrite(
     ip_packet: &mut [u8],
     meta: &IpMeta,
     changes: &[(End, IpAddr, u16)],
+    ttl: bool,
 ) -> Result<(), DropReason> {
     if changes
         .iter()
@@ -133,7 +156,7 @@ fn rewrite(
         && meta.family == IpFamily::V4
         && matches!(meta.proto, ip_proto::TCP | ip_proto::UDP)
     {
-        return rewrite_v4(hdr, seg, meta.proto, meta.frag.is_none(), changes);
+        return rewrite_v4(hdr, seg, meta.proto, meta.frag.is_none(), changes, ttl);
     }
     // Validate the L4 header before touching anything, so an error leaves the
     // packet as it was.
@@ -177,6 +200,9 @@ fn rewrite(
         };
         l4.update(end, &old[..n], &new[..n], port);
     }
+    if ttl {
+        return dec_ttl(ip_packet, meta);
+    }
     Ok(())
 }
 
@@ -184,13 +210,15 @@ fn rewrite(
 /// and port goes into one checksum delta per header (RFC 1624), applied
 /// once to the IP header checksum and once to the L4 checksum. Families
 /// were checked by the caller. `whole`: not a first fragment (see
-/// [`udp_view`]).
+/// [`udp_view`]). `ttl`: the TTL decremented too, its word in the same
+/// delta (`TtlExceeded`, nothing changed, if it arrived with 0 or 1).
 fn rewrite_v4(
     hdr: &mut [u8],
     seg: &mut [u8],
     proto: u8,
     whole: bool,
     changes: &[(End, IpAddr, u16)],
+    ttl: bool,
 ) -> Result<(), DropReason> {
     // Validate the L4 header before touching anything.
     let csum_at = if proto == ip_proto::TCP {
@@ -204,7 +232,19 @@ fn rewrite_v4(
     // above), so no index below needs a bounds check.
     let h: &mut [u8; 20] = hdr.first_chunk_mut().ok_or(DropReason::BadIpv4)?;
     let ports: &mut [u8; 4] = seg.first_chunk_mut().ok_or(DropReason::BadL4)?;
+    let ttl_d = if ttl {
+        if h[8] <= 1 {
+            return Err(DropReason::TtlExceeded);
+        }
+        // The TTL shares its word with the protocol byte.
+        let old = u16::from_be_bytes([h[8], h[9]]);
+        h[8] -= 1;
+        u64::from(!old) + u64::from(u16::from_be_bytes([h[8], h[9]]))
+    } else {
+        0
+    };
     let (ip_d, l4_d) = v4_deltas(h, ports, changes)?;
+    let ip_d = ip_d + ttl_d;
     let ipc = apply_delta(u16::from_be_bytes([h[10], h[11]]), ip_d);
     h[10..12].copy_from_slice(&ipc.to_be_bytes());
     let c = &mut seg[csum_at..csum_at + 2];
@@ -515,6 +555,50 @@ mod tests {
         assert_eq!(f[34..], before[34..]);
         let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
         assert_eq!(ip.dst(), Ipv4Addr::from(RIP));
+    }
+
+    #[test]
+    fn rewrite_fwd_is_the_rewrite_then_dec_ttl() {
+        let c6 = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let r6 = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        let frames = [
+            (build(L4Kind::Tcp, v4(CIP), v4(VIP), 1, 2, b"abc"), v4(RIP)),
+            (build(L4Kind::Udp, v4(CIP), v4(VIP), 1, 2, b"abcd"), v4(RIP)),
+            (build(L4Kind::Tcp, v6(c6), v6(c6), 1, 2, b"x"), v6(r6)),
+        ];
+        for (f, rip) in frames {
+            let m = meta_of(&f);
+            for (src, dst) in [
+                (None, Some((rip, 8080))),
+                (Some((rip, 81)), None),
+                (Some((rip, 81)), Some((rip, 8080))),
+            ] {
+                let (mut one, mut two) = (f.clone(), f.clone());
+                rewrite_fwd(&mut one[14..], &m, src, dst).unwrap();
+                let ip = &mut two[14..];
+                match (src, dst) {
+                    (Some((s, sp)), Some((d, dp))) => rewrite_both(ip, &m, s, sp, d, dp),
+                    (Some((s, sp)), None) => rewrite_src(ip, &m, s, sp),
+                    (None, Some((d, dp))) => rewrite_dst(ip, &m, d, dp),
+                    (None, None) => Ok(()),
+                }
+                .unwrap();
+                dec_ttl(&mut two[14..], &m).unwrap();
+                assert_eq!(one, two);
+            }
+            // Arriving with TTL 1: not forwarded.
+            let mut g = f.clone();
+            let mut m1 = m;
+            m1.ttl = 1;
+            match m.family {
+                IpFamily::V4 => Ipv4Packet::new_unchecked(&mut g[14..]).set_ttl_incr(1),
+                IpFamily::V6 => g[14 + 7] = 1,
+            }
+            assert_eq!(
+                rewrite_fwd(&mut g[14..], &m1, None, Some((rip, 1))),
+                Err(DropReason::TtlExceeded)
+            );
+        }
     }
 
     #[test]

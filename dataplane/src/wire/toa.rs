@@ -532,7 +532,10 @@ mod tests {
                 insert(&mut b1, &mut m1, IpAddr::V4(c), 40000, 1500),
                 Outcome::Inserted(8)
             );
-            assert_eq!(insert_v4_plain(&mut b2, &mut m2, c, 40000), Outcome::Inserted(8));
+            assert_eq!(
+                insert_v4_plain(&mut b2, &mut m2, c, 40000),
+                Outcome::Inserted(8)
+            );
             assert_eq!(b1.data(), b2.data());
             assert_eq!(m1, m2);
             verify(b1.data());
