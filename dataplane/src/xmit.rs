@@ -144,14 +144,13 @@ impl<I: Io> Core<I> {
             }
         }
         // NAT's rewrites decrement the TTL in the same pass.
-        let next_dst = match (f.mode, dir) {
+        match (f.mode, dir) {
             (ForwardMode::Nat, Direction::Original) => {
-                let rip = f.reply.src();
+                let rip = Some((f.reply.src(), f.reply.sport()));
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                if let Err(r) = nat::rewrite_fwd(ip, meta, None, Some((rip, f.reply.sport()))) {
+                if let Err(r) = nat::rewrite_fwd(ip, meta, None, rip) {
                     return self.count_drop(r);
                 }
-                rip
             }
             (ForwardMode::Nat, Direction::Reply) => {
                 let ip = &mut m.data_mut()[meta.l3_off..];
@@ -159,16 +158,15 @@ impl<I: Io> Core<I> {
                 if let Err(r) = nat::rewrite_fwd(ip, meta, vip, None) {
                     return self.count_drop(r);
                 }
-                meta.dst
             }
             (ForwardMode::FullNat, _) => return self.xmit_fnat(snap, m, *meta, id, dir, f),
             // DR: the frame goes to the real server unchanged but for its MAC
             // (and its TTL).
-            (ForwardMode::Dr, Direction::Original) => f.reply.src(),
+            (ForwardMode::Dr, Direction::Original) => {}
             (ForwardMode::Tun, Direction::Original) => return self.xmit_tun(snap, m, meta, id, f),
             _ => return self.count_drop(DropReason::Unsupported),
-        };
-        self.xmit_out(snap, m, meta, next_dst, false, len, id, dir, f)
+        }
+        self.xmit_out(snap, m, meta, false, len, id, dir, f)
     }
 
     /// What every mode but TUN ends with: the TTL decremented if the
@@ -181,7 +179,6 @@ impl<I: Io> Core<I> {
         snap: &Snapshot,
         mut m: I::Buf,
         meta: &IpMeta,
-        next_dst: IpAddr,
         dec_ttl: bool,
         len: usize,
         id: ConnId,
@@ -194,7 +191,7 @@ impl<I: Io> Core<I> {
             }
         }
         self.count_traffic(snap, f, dir, len - ETH_HLEN);
-        self.output_conn(snap, m, next_dst, f.mode == ForwardMode::Dr, id, dir, f);
+        self.output_conn(snap, m, f.mode == ForwardMode::Dr, id, dir, f);
     }
 
     /// FULLNAT, either direction: the segment may change shape (TOA, Proxy
@@ -211,7 +208,7 @@ impl<I: Io> Core<I> {
         let len = m.len();
         // `dec_ttl`: the TTL still to decrement (NAT64; the same-family
         // rewrite did it).
-        let (next_dst, dec_ttl) = match dir {
+        let dec_ttl = match dir {
             Direction::Original => {
                 if meta.proto == ip_proto::TCP && meta.has_l4() {
                     if let Err(r) = self.fnat_tcp_in(snap, &mut m, &mut meta, f, id) {
@@ -238,7 +235,7 @@ impl<I: Io> Core<I> {
                     }
                 };
                 match done {
-                    Ok(dec_ttl) => (r, dec_ttl),
+                    Ok(dec_ttl) => dec_ttl,
                     Err(e) => return self.count_drop(e),
                 }
             }
@@ -282,25 +279,25 @@ impl<I: Io> Core<I> {
                     }
                 };
                 match done {
-                    Ok(dec_ttl) => (c, dec_ttl),
+                    Ok(dec_ttl) => dec_ttl,
                     Err(e) => return self.count_drop(e),
                 }
             }
         };
-        self.xmit_out(snap, m, &meta, next_dst, dec_ttl, len, id, dir, f)
+        self.xmit_out(snap, m, &meta, dec_ttl, len, id, dir, f)
     }
 
     /// [`Core::output`] for a packet of connection `id` in direction `dir`:
     /// the next hop (port, MAC) that direction resolved last is reused while
     /// routes and neighbours are unchanged (`hops_epoch`), so established
-    /// packets skip the route and neighbour lookups.
-    #[allow(clippy::too_many_arguments)]
+    /// packets skip the route and neighbour lookups. Otherwise the route
+    /// toward the far end: the real server for requests (RIP; also TUN's
+    /// outer destination), the client for replies.
     #[inline(always)]
     fn output_conn(
         &mut self,
         snap: &Snapshot,
         m: I::Buf,
-        dst: IpAddr,
         connected_only: bool,
         id: ConnId,
         dir: Direction,
@@ -311,6 +308,10 @@ impl<I: Io> Core<I> {
         if let Some((port, mac)) = f.hop(dir, epoch) {
             return self.send_to(snap, m, port, mac);
         }
+        let dst = match dir {
+            Direction::Original => f.reply.src(),
+            Direction::Reply => f.orig.src(),
+        };
         let Some(hop) = snap.routes.lookup(dst) else {
             return self.count_drop(DropReason::NoRoute);
         };
@@ -371,7 +372,7 @@ impl<I: Io> Core<I> {
             return self.count_drop(r);
         }
         self.count_traffic(snap, f, Direction::Original, len - ETH_HLEN);
-        self.output_conn(snap, m, rip, false, id, Direction::Original, f);
+        self.output_conn(snap, m, false, id, Direction::Original, f);
     }
 
     /// TUN: the DIP (source of the outer header) and the egress MTU toward
@@ -422,7 +423,7 @@ impl<I: Io> Core<I> {
     }
 
     /// `--stats` traffic, gathered per burst and dest (`flush_traffic`).
-    #[inline]
+    #[inline(always)]
     fn count_traffic(&mut self, snap: &Snapshot, f: &Flow, dir: Direction, bytes: usize) {
         let inbound = dir == Direction::Original;
         if !self.traffic.add(f.dest, f.service, inbound, bytes) {
@@ -637,9 +638,11 @@ impl<I: Io> Core<I> {
             return self.count_drop(DropReason::OverMtu);
         }
         let our = p.mac;
-        let d = m.data_mut();
-        d[0..6].copy_from_slice(&mac);
-        d[6..12].copy_from_slice(&our);
+        // Every frame here has its Ethernet header (classified, or built).
+        if let Some(h) = m.data_mut().first_chunk_mut::<12>() {
+            h[..6].copy_from_slice(&mac);
+            h[6..].copy_from_slice(&our);
+        }
         self.io.send(port, m);
     }
 
