@@ -623,7 +623,7 @@ impl ConnTable {
     /// A packet of conn `id` seen in `dir`: run the state machine (TCP) and re-arm
     /// the timer with the resulting state's timeout. `flags` is ignored for non-TCP
     /// conns. An unknown or freed id changes nothing and reports an inactive NONE.
-    #[inline]
+    #[inline(always)]
     pub fn on_packet(
         &mut self,
         id: ConnId,
