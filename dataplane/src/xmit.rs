@@ -630,7 +630,7 @@ impl<I: Io> Core<I> {
     }
 
     /// Address the frame from our port to `mac` and queue it for tx.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn send_to(&mut self, snap: &Snapshot, mut m: I::Buf, port: usize, mac: [u8; 6]) {
         let p = &snap.ports[port];
         if m.len() > usize::from(p.mtu) + ETH_HLEN {
