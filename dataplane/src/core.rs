@@ -411,15 +411,16 @@ impl<I: Io> Core<I> {
             Arrival::Handed(_) => None,
         };
         for m in rx.iter() {
+            let frame = m.data();
             let pkt = match own {
-                Some(mac) if !for_mac(m.data(), &mac) => Err(DropReason::OtherMac),
-                _ => classify_rx(m.data(), m.ip_csum_good()),
+                Some(mac) if !for_mac(frame, &mac) => Err(DropReason::OtherMac),
+                _ => classify_rx(frame, m.ip_csum_good()),
             };
             let tuple = match &pkt {
                 Ok(Packet::Ip(meta))
                     if matches!(meta.proto, ip_proto::TCP | ip_proto::UDP) && meta.has_l4() =>
                 {
-                    keys.push(key_of(m.data(), meta));
+                    keys.push(key_of(frame, meta));
                     Some(keys.len() - 1)
                 }
                 _ => None,
