@@ -237,10 +237,7 @@ fn insert_v4_plain<B: PacketBuf + ?Sized>(
 ) -> Outcome {
     const D: usize = LEN_V4;
     let (l4, end) = (meta.l4_off, meta.l3_end());
-    let seg_len = meta.l4_len;
-    let c = client.octets();
-    let p = port.to_be_bytes();
-    let toa: [u8; D] = [KIND, D as u8, p[0], p[1], c[0], c[1], c[2], c[3]];
+    let toa = option_v4(client, port);
     let pad = buf.len() - end;
     if buf.prepend(D).is_none() {
         return Outcome::NoRoom;
@@ -250,17 +247,33 @@ fn insert_v4_plain<B: PacketBuf + ?Sized>(
     let fixed = l4 + MIN_HEADER_LEN; // Ethernet, IP and the fixed TCP header
     data.copy_within(D..D + fixed, 0);
     data[fixed..fixed + D].copy_from_slice(&toa);
-    // TCP checksum: the option's words, the data offset word, and the
-    // pseudo header's length, each `!old + new` (RFC 1624).
+    let Some(tcp) = data[l4..].first_chunk::<MIN_HEADER_LEN>() else {
+        return Outcome::NoRoom; // never: the segment had a whole header
+    };
+    let (w12, csum) = plain_v4_sums(tcp, &toa, meta.l4_len);
+    finish(data, meta, w12, csum, D as isize)
+}
+
+/// The 8-byte TOA option for an IPv4 client.
+fn option_v4(client: std::net::Ipv4Addr, port: u16) -> [u8; LEN_V4] {
+    let (c, p) = (client.octets(), port.to_be_bytes());
+    [KIND, LEN_V4 as u8, p[0], p[1], c[0], c[1], c[2], c[3]]
+}
+
+/// For `toa` put after the option-less TCP header `tcp` of a `seg_len`-byte
+/// segment: the new data offset word and TCP checksum, from the option's
+/// words, the data offset word and the pseudo header's length, each `!old +
+/// new` (RFC 1624).
+#[inline(always)]
+fn plain_v4_sums(tcp: &[u8; MIN_HEADER_LEN], toa: &[u8; LEN_V4], seg_len: usize) -> (u16, u16) {
     let w = |b: &[u8], i: usize| u32::from(u16::from_be_bytes([b[i], b[i + 1]]));
-    let w12_old = w(data, l4 + 12);
-    let w12_new = (((MIN_HEADER_LEN + D) / 4) as u32) << 12 | (w12_old & 0x0fff);
-    let mut sum = u32::from(!(w(data, l4 + 16) as u16));
-    sum += w(&toa, 0) + w(&toa, 2) + w(&toa, 4) + w(&toa, 6);
+    let w12_old = w(tcp, 12);
+    let w12_new = (((MIN_HEADER_LEN + LEN_V4) / 4) as u32) << 12 | (w12_old & 0x0fff);
+    let mut sum = u32::from(!(w(tcp, 16) as u16));
+    sum += w(toa, 0) + w(toa, 2) + w(toa, 4) + w(toa, 6);
     sum += (!w12_old & 0xffff) + w12_new;
-    sum += (!(seg_len as u32) & 0xffff) + (seg_len + D) as u32;
-    let csum = !checksum::fold(sum);
-    finish(data, meta, w12_new as u16, csum, D as isize)
+    sum += (!(seg_len as u32) & 0xffff) + (seg_len + LEN_V4) as u32;
+    (w12_new as u16, !checksum::fold(sum))
 }
 
 /// The first bytes of an untagged frame with an option-less IPv4 header and
@@ -300,25 +313,16 @@ fn insert_v4_fixed<B: PacketBuf + ?Sized>(
     // The frame is `end + D` bytes now.
     let h = buf.data_mut().first_chunk_mut::<{ FIXED_V4 + D }>()?;
     h.copy_within(D.., 0);
-    let c = client.octets();
-    let p = port.to_be_bytes();
-    let toa: [u8; D] = [KIND, D as u8, p[0], p[1], c[0], c[1], c[2], c[3]];
+    let toa = option_v4(client, port);
     h[FIXED_V4..].copy_from_slice(&toa);
-    let w = |b: &[u8], i: usize| u32::from(u16::from_be_bytes([b[i], b[i + 1]]));
-    // TCP checksum: the option's words, the data offset word, and the
-    // pseudo header's length, each `!old + new` (RFC 1624).
-    let w12_old = w(h, L4 + 12);
-    let w12_new = (((MIN_HEADER_LEN + D) / 4) as u32) << 12 | (w12_old & 0x0fff);
-    let mut sum = u32::from(!(w(h, L4 + 16) as u16));
-    sum += w(&toa, 0) + w(&toa, 2) + w(&toa, 4) + w(&toa, 6);
-    sum += (!w12_old & 0xffff) + w12_new;
-    sum += (!(seg_len as u32) & 0xffff) + (seg_len + D) as u32;
-    let csum = !checksum::fold(sum);
-    h[L4 + 12..L4 + 14].copy_from_slice(&(w12_new as u16).to_be_bytes());
+    let tcp: [u8; MIN_HEADER_LEN] = h[L4..FIXED_V4].try_into().ok()?;
+    let (w12, csum) = plain_v4_sums(&tcp, &toa, seg_len);
+    h[L4 + 12..L4 + 14].copy_from_slice(&w12.to_be_bytes());
     h[L4 + 16..L4 + 18].copy_from_slice(&csum.to_be_bytes());
     // IPv4 total length, and its header checksum.
-    let total = w(h, L3 + 2) as u16;
-    let ipc = checksum::update16(w(h, L3 + 10) as u16, total, total + D as u16);
+    let w = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+    let total = w(L3 + 2);
+    let ipc = checksum::update16(w(L3 + 10), total, total + D as u16);
     h[L3 + 2..L3 + 4].copy_from_slice(&(total + D as u16).to_be_bytes());
     h[L3 + 10..L3 + 12].copy_from_slice(&ipc.to_be_bytes());
     meta.l4_len = seg_len + D;
