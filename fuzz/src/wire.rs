@@ -62,6 +62,12 @@ pub fn run(data: &[u8]) {
     if nat::dec_ttl(&mut f[l3..], &meta).is_ok() {
         still_valid(&f, "nat::dec_ttl");
     }
+    // What xmit does: both ends and the TTL in one pass.
+    let mut f = frame.to_vec();
+    let (s, d) = (Some((src, port)), Some((dst, port.wrapping_add(1))));
+    if nat::rewrite_fwd(&mut f[l3..], &meta, s, d).is_ok() {
+        still_valid(&f, "nat::rewrite_fwd");
+    }
 
     match meta.proto {
         ip_proto::TCP => {
