@@ -160,8 +160,7 @@ impl<I: Io> Core<I> {
                 }
             }
             (ForwardMode::FullNat, _) => return self.xmit_fnat(snap, m, *meta, id, dir, f),
-            // DR: the frame goes to the real server unchanged but for its MAC
-            // (and its TTL).
+            // DR: the frame goes to the real server unchanged but for its MAC.
             (ForwardMode::Dr, Direction::Original) => {}
             (ForwardMode::Tun, Direction::Original) => return self.xmit_tun(snap, m, meta, id, f),
             _ => return self.count_drop(DropReason::Unsupported),
