@@ -17,7 +17,7 @@ pub const VIP: [u8; 4] = [10, 0, 0, 100];
 pub const VPORT: u16 = 80;
 pub const DIP_SERVER: [u8; 4] = [192, 168, 0, 1];
 /// A local address for FULLNAT (LIP), on the server-side port.
-pub const LIP: [u8; 4] = [192, 168, 0, 2];
+pub const LIP: [u8; 4] = [192, 168, 0, 200];
 pub const RPORT: u16 = 8080;
 pub const TTL: u8 = 64;
 

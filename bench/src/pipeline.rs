@@ -100,14 +100,17 @@ pub fn config(mode: ForwardMode, extra: Vec<ServiceSpec>) -> ConfigDesc {
     }
 }
 
-fn arp_reply(smac: [u8; 6], sip: [u8; 4], tmac: [u8; 6], tip: [u8; 4]) -> Vec<u8> {
+/// A broadcast ARP request from `smac`/`sip` for the director's `tip`: the
+/// director learns its sender (it learns nothing from replies it did not
+/// ask for: docs/security.md, "Neighbours").
+fn arp_request(smac: [u8; 6], sip: [u8; 4], tip: [u8; 4]) -> Vec<u8> {
     let mut f = Vec::with_capacity(60);
-    f.extend_from_slice(&tmac);
+    f.extend_from_slice(&[0xff; 6]);
     f.extend_from_slice(&smac);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
     f.extend_from_slice(&smac);
     f.extend_from_slice(&sip);
-    f.extend_from_slice(&tmac);
+    f.extend_from_slice(&[0; 6]);
     f.extend_from_slice(&tip);
     f.resize(60, 0);
     f
@@ -120,7 +123,8 @@ pub struct Running {
     pub mode: ForwardMode,
 }
 
-/// FULLNAT local addresses per service in the bench (192.168.0.2 ..).
+/// FULLNAT local addresses per service in the bench (192.168.0.200 ..; the
+/// real servers are .11-.14).
 const LIPS: u8 = 24;
 
 pub fn start(
@@ -178,17 +182,16 @@ pub fn start_spec(
     env.drain(); // gratuitous ARPs
     env.inject(
         CLIENT,
-        &[arp_reply(
+        &[arp_request(
             frames::GW_MAC,
             frames::GW_IP,
-            mac[0],
             frames::DIP_CLIENT,
         )],
     )?;
     let rs: Vec<Vec<u8>> = (0..NRS)
         .map(|i| {
             let (ip, m) = frames::rs(i);
-            arp_reply(m, ip, mac[1], frames::DIP_SERVER)
+            arp_request(m, ip, frames::DIP_SERVER)
         })
         .collect();
     env.inject(SERVER, &rs)?;
