@@ -315,8 +315,11 @@ fn l4_ok(src: &[u8], dst: &[u8], proto: u8, seg: &[u8]) -> Option<bool> {
     if seg.len() < min {
         return None;
     }
-    if proto == 17 && !v6 && seg[6..8] == [0, 0] {
-        return Some(true); // no checksum
+    if proto == 17 && seg[6..8] == [0, 0] {
+        // IPv4: no checksum. IPv6: a zero checksum is invalid (RFC 8200
+        // 8.1), whatever the sum; the director leaves it zero and the real
+        // server drops it (found by the wire target).
+        return Some(!v6);
     }
     // UDP's own length says what its checksum covers (RFC 768); bytes after
     // it in the IP payload are not the datagram's.
