@@ -239,3 +239,27 @@ fn segments_the_syn_proxy_kept_for_a_connection_that_never_opens_are_counted() {
     );
     assert_eq!(lab.all_drops(), 2);
 }
+
+#[test]
+fn a_real_server_at_its_upper_threshold_takes_no_more_until_it_drains() {
+    // -x 2: two connections, then the dest is overloaded (IPVS's
+    // IP_VS_DEST_F_OVERLOAD) and the service, with no other dest, has none.
+    let (mut d, e) = desc(ForwardMode::Nat, Proto::Tcp);
+    d.services[0].dests[0].u_threshold = 2;
+    let mut lab = Lab::with_desc(&d, &e, 0, 1);
+    establish(&mut lab, 1000);
+    establish(&mut lab, 1001);
+    let syn = |p| tcp(CLIENT_MAC, MAC0, CIP, p, VIP, 80, "S", 1, b"");
+    assert!(lab.rx(0, &[syn(1002)]).is_empty(), "over the threshold");
+    assert_eq!(lab.drops(DropReason::NoDest), 1);
+    assert!(still_forwards(&mut lab, 1000), "established ones go on");
+    // One connection ends (the server resets it) and leaves the table: the
+    // count falls below 3/4 of the threshold and the dest takes new ones.
+    lab.rx(1, &[tcp(RS_MAC, MAC1, RIP, 8080, CIP, 1001, "R", 9, b"")]);
+    advance(&mut lab, 11_000);
+    assert_eq!(
+        lab.rx(0, &[syn(1002)]).len(),
+        1,
+        "below the threshold again"
+    );
+}
