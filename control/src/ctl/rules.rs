@@ -162,22 +162,31 @@ fn check_flags(c: &pb::HealthCheck) -> String {
     num("check-retries", c.retries, 3);
     num("check-rise", c.rise, 1);
     num("check-delay", c.delay_before_retry_s, 1);
-    let mut word = |flag: &str, v: &str, default: &str| {
+    for (flag, v, default) in [
+        ("check-path", &c.path, "/"),
+        ("check-digest", &c.digest, ""),
+        ("on-failure", &c.on_failure, "inhibit"),
+        ("check-payload", &c.payload, ""),
+        ("check-command", &c.command, ""),
+    ] {
         if !v.is_empty() && v != default {
-            let _ = write!(out, " --{flag} {v}");
+            text_opt(&mut out, flag, v);
         }
-    };
-    word("check-path", &c.path, "/");
-    word("check-digest", &c.digest, "");
-    word("on-failure", &c.on_failure, "inhibit");
-    // Free text, quoted when it has blanks.
-    if !c.payload.is_empty() {
-        let _ = write!(out, " --check-payload {}", quoted(&c.payload));
-    }
-    if !c.command.is_empty() {
-        let _ = write!(out, " --check-command {}", quoted(&c.command));
     }
     out
+}
+
+/// ` --FLAG VALUE` for free text: quoted when it has blanks or quotes, and
+/// one `--FLAG=VALUE` word when it starts with `-`, so that no reader takes
+/// the value for an option (dpvsctl's own `--tls-key` anywhere on a line, for
+/// one: found by the keepalived fuzz target with a MISC_CHECK command
+/// `--tls-key`).
+fn text_opt(out: &mut String, flag: &str, v: &str) {
+    if v.starts_with('-') {
+        let _ = write!(out, " {}", quoted(&format!("--{flag}={v}")));
+    } else {
+        let _ = write!(out, " --{flag} {}", quoted(v));
+    }
 }
 
 /// `-S -n`: the services (ipvsadm's order) with their real servers and local
@@ -313,6 +322,31 @@ mod tests {
         for s in ["plain", "two words", r#"q"uote"#, r"back\slash", ""] {
             assert_eq!(split_words(&quoted(s)).unwrap(), [s]);
         }
+    }
+
+    #[test]
+    fn check_text_that_looks_like_an_option_or_has_blanks_reads_back() {
+        let hc = pb::HealthCheck {
+            r#type: "misc".into(),
+            command: "--tls-key".into(),
+            path: "/a b".into(),
+            payload: "-x \"y\"".into(),
+            ..Default::default()
+        };
+        let line = format!("-a -t 10.0.0.1:80 -r 10.1.0.1:80 -m{}", check_flags(&hc));
+        let ops = parse(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let pb::op::Op::AddDest(r) = &ops[0].1 else {
+            panic!("{line}: not -a")
+        };
+        let c = r
+            .dest
+            .as_ref()
+            .and_then(|d| d.check.as_ref())
+            .expect("a check");
+        assert_eq!(
+            (c.command.as_str(), c.path.as_str(), c.payload.as_str()),
+            ("--tls-key", "/a b", "-x \"y\"")
+        );
     }
 
     #[test]
