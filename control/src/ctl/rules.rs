@@ -84,6 +84,9 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
                         None => return Err("unterminated quote".into()),
                         Some('"') => break,
                         Some('\\') => match chars.next() {
+                            Some('n') => cur.push('\n'),
+                            Some('r') => cur.push('\r'),
+                            Some('t') => cur.push('\t'),
                             Some(e) => cur.push(e),
                             None => return Err("unterminated quote".into()),
                         },
@@ -114,16 +117,24 @@ fn quoted(s: &str) -> String {
     if !s.is_empty()
         && !s
             .chars()
-            .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\')
     {
         return s.to_string();
     }
+    // A line holds one command: line breaks (and tabs) go as escapes (a
+    // UDP check payload with a newline: found by the keepalived fuzz target).
     let mut out = String::from("\"");
     for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
         }
-        out.push(c);
     }
     out.push('"');
     out
@@ -319,7 +330,14 @@ mod tests {
         assert_eq!(split_words("  a   b ").unwrap(), ["a", "b"]);
         assert_eq!(split_words(r#"a "" b"#).unwrap(), ["a", "", "b"]);
         assert!(split_words(r#"a "b"#).is_err());
-        for s in ["plain", "two words", r#"q"uote"#, r"back\slash", ""] {
+        for s in [
+            "plain",
+            "two words",
+            r#"q"uote"#,
+            r"back\slash",
+            "",
+            "line\nbreak",
+        ] {
             assert_eq!(split_words(&quoted(s)).unwrap(), [s]);
         }
     }
@@ -330,7 +348,7 @@ mod tests {
             r#type: "misc".into(),
             command: "--tls-key".into(),
             path: "/a b".into(),
-            payload: "-x \"y\"".into(),
+            payload: "-x \"y\"\nz\r\t".into(),
             ..Default::default()
         };
         let line = format!("-a -t 10.0.0.1:80 -r 10.1.0.1:80 -m{}", check_flags(&hc));
@@ -345,7 +363,7 @@ mod tests {
             .expect("a check");
         assert_eq!(
             (c.command.as_str(), c.path.as_str(), c.payload.as_str()),
-            ("--tls-key", "/a b", "-x \"y\"")
+            ("--tls-key", "/a b", "-x \"y\"\nz\r\t")
         );
     }
 
