@@ -198,17 +198,7 @@ fn tun_reaches_user_space_decapsulating_servers_and_pmtu_works() {
     // PMTU: full-sized DF segments do not fit in IPIP on a 1500-byte LAN; the
     // client learns 1480 from the director's ICMP and the upload goes through.
     let before = d.drop_counter("frag_needed");
-    let port = HTTP_PORT.to_string();
-    let out = topo.exec_in(
-        "cli",
-        &["python3", "-c", netns::BIG_POST, VIP, &port, "20000"],
-    );
-    assert!(
-        out.status.success(),
-        "big upload through TUN: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let body = netns::big_upload(&topo);
     assert!(
         all_servers().contains(&body),
         "answered by a server: {body:?}"

@@ -19,22 +19,6 @@ fn synproxy_service(d: &Dpvsd, flag: &str) -> String {
     vs
 }
 
-/// A 20 000-byte upload and its answer: many segments each way, every
-/// acknowledgement translated.
-fn big_upload(topo: &Topology) -> String {
-    let port = HTTP_PORT.to_string();
-    let out = topo.exec_in(
-        "cli",
-        &["python3", "-c", netns::BIG_POST, VIP, &port, "20000"],
-    );
-    assert!(
-        out.status.success(),
-        "upload through the SYN proxy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// Sends `n` TCP segments with flags `flags` from random addresses of
 /// 198.18.0.0/16 to VIP:port out of the client's c0 (AF_PACKET, valid
 /// checksums), paced to what an af_packet port's ring takes: a spoofed
@@ -101,7 +85,7 @@ fn syn_proxy_serves_nat_and_a_spoofed_flood_leaves_no_connection() {
         "-Ln shows the SYN proxy"
     );
     assert_eq!(answers(&topo, 6), all_servers(), "both servers answer");
-    assert!(all_servers().contains(&big_upload(&topo)));
+    assert!(all_servers().contains(&netns::big_upload(&topo)));
     let opened = d.drop_counter("synproxy_opened");
     assert!(
         opened >= 7,
@@ -161,7 +145,7 @@ fn syn_proxy_serves_fullnat() {
     let vs = synproxy_service(&d, "-b");
     d.ctl_ok(&["-P", "-t", &vs, "-z", LIP, "-F", "dpdk1"]);
     assert_eq!(answers(&topo, 6), all_servers(), "both servers answer");
-    assert!(all_servers().contains(&big_upload(&topo)));
+    assert!(all_servers().contains(&netns::big_upload(&topo)));
     assert!(d.drop_counter("synproxy_opened") >= 7);
     assert!(d.drop_counter("toa_inserted") >= 7, "TOA still goes in");
 }
@@ -175,5 +159,5 @@ fn syn_proxy_with_two_workers() {
     let d = topo.start_dpvsd_2workers("");
     synproxy_service(&d, "-m");
     assert_eq!(answers(&topo, 8), all_servers(), "both servers answer");
-    assert!(all_servers().contains(&big_upload(&topo)));
+    assert!(all_servers().contains(&netns::big_upload(&topo)));
 }

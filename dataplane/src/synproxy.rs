@@ -503,7 +503,7 @@ impl<I: Io> Core<I> {
             cookie,
             pkts: ArrayVec::new(),
         };
-        let syn = self.syn_to_server(&m, &meta, isn, cookie);
+        let syn = self.syn_to_server(m.data(), &meta, isn, cookie);
         held.pkts.push((m, meta, at.port()));
         self.sp_held.insert(id, held);
         self.shared.events[self.index].bump(Event::SynproxyOpened);
@@ -513,16 +513,16 @@ impl<I: Io> Core<I> {
     }
 
     /// The SYN a waiting connection sends the real server (through the
-    /// normal path, as if from the client), built from client segment `m`
-    /// and the cookie's options.
+    /// normal path, as if from the client), built from client segment
+    /// `frame` and the cookie's options.
     fn syn_to_server(
         &mut self,
-        m: &I::Buf,
+        frame: &[u8],
         meta: &IpMeta,
         isn: u32,
         cookie: u32,
     ) -> Option<(I::Buf, IpMeta)> {
-        let seg = m.data().get(meta.l4_off..meta.l3_end())?;
+        let seg = frame.get(meta.l4_off..meta.l3_end())?;
         let t = TcpPacket::new_checked(seg).ok()?;
         let opts = SynOpts::of_cookie(cookie);
         // The client's window (scaled by its own shift), unscaled as a SYN's is.
@@ -538,14 +538,14 @@ impl<I: Io> Core<I> {
             window,
             opts,
         };
-        let mut frame = [0u8; FRAME_MAX];
-        let n = build(&mut frame, &m.data()[..meta.l3_off], &s);
+        let mut out_frame = [0u8; FRAME_MAX];
+        let n = build(&mut out_frame, &frame[..meta.l3_off], &s);
         // Not a drop: the client's segment waits and comes again.
         let Some(mut out) = self.io.alloc() else {
             self.shared.events[self.index].bump(Event::SynproxyNoMbuf);
             return None;
         };
-        if n == 0 || !out.write_from(&frame[..n]) {
+        if n == 0 || !out.write_from(&out_frame[..n]) {
             self.shared.events[self.index].bump(Event::SynproxyNoMbuf);
             return None;
         }
@@ -609,22 +609,23 @@ impl<I: Io> Core<I> {
             // The client retransmits: the server's answer (or our SYN) was
             // lost. Send the SYN again, built from the first segment kept
             // (the ACK: its seq is the client's ISN + 1).
-            let (first, first_meta, _) = &held.pkts[0];
-            let first_seq = first
+            self.count_drop(DropReason::SynproxyWaiting);
+            // Out of the map while the SYN is built from it (no copy).
+            let Some(h) = self.sp_held.remove(&id) else {
+                return;
+            };
+            let (first, first_meta, _) = &h.pkts[0];
+            let syn = first
                 .data()
                 .get(first_meta.l4_off..first_meta.l3_end())
                 .and_then(|s| TcpPacket::new_checked(s).ok())
-                .map(|t| t.seq_number());
-            let (first, first_meta) = (first.data().to_vec(), *first_meta);
-            self.count_drop(DropReason::SynproxyWaiting);
-            if let (Some(s), Some(mut b)) = (first_seq, self.io.alloc()) {
-                if b.write_from(&first) {
-                    if let Some((syn, sm)) =
-                        self.syn_to_server(&b, &first_meta, s.wrapping_sub(1), cookie)
-                    {
-                        self.xmit_conn(snap, syn, &sm, id, Direction::Original);
-                    }
-                }
+                .and_then(|t| {
+                    let isn = t.seq_number().wrapping_sub(1);
+                    self.syn_to_server(first.data(), first_meta, isn, cookie)
+                });
+            self.sp_held.insert(id, h);
+            if let Some((syn, sm)) = syn {
+                self.xmit_conn(snap, syn, &sm, id, Direction::Original);
             }
             return;
         }

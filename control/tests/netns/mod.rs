@@ -273,6 +273,19 @@ pub fn answers(topo: &Topology, n: usize) -> std::collections::BTreeSet<String> 
         .collect()
 }
 
+/// A 20 000-byte HTTP POST from the client to the VIP (`netns::BIG_POST`):
+/// the body of the answer (a server's name). Panics if it fails.
+pub fn big_upload(topo: &Topology) -> String {
+    let port = HTTP_PORT.to_string();
+    let out = topo.exec_in("cli", &["python3", "-c", BIG_POST, VIP, &port, "20000"]);
+    assert!(
+        out.status.success(),
+        "20 kB upload through the VIP: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The names of every real server of the topology.
 pub fn all_servers() -> std::collections::BTreeSet<String> {
     REAL_SERVERS.iter().map(|(n, _, _)| n.to_string()).collect()

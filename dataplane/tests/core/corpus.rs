@@ -17,17 +17,10 @@ enum Outcome {
 
 /// Recomputes the IPv4 header checksum of the header at 14.
 fn fix_ip_csum(f: &mut [u8]) {
-    let ihl = usize::from(f[14] & 0xf) * 4;
-    f[24] = 0;
-    f[25] = 0;
-    let mut s: u32 = f[14..14 + ihl.max(20).min(f.len() - 14)]
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    f[24..26].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    let ihl = (usize::from(f[14] & 0xf) * 4).clamp(20, f.len() - 14);
+    f[24..26].fill(0);
+    let c = dataplane::wire::checksum::checksum(&f[14..14 + ihl]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
 }
 
 /// A SYN from the client to VIP:80 from client port `p`, edited by `edit`.
