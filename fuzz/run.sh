@@ -5,9 +5,9 @@
 #                                    two at a time; what `make test` runs
 #   fuzz/run.sh run TARGET SECONDS   one target (or `all`, one after another)
 #
-# Each target starts from fuzz/corpus/TARGET (what earlier runs found, not
+# A long run starts from fuzz/corpus/TARGET (what earlier runs found, not
 # committed) and the committed seeds in fuzz/seeds/TARGET; new finds go to
-# the first. A crash (panic, broken invariant, timeout, out of memory)
+# the first. A quick run starts from the seeds alone, as in a fresh clone. A crash (panic, broken invariant, timeout, out of memory)
 # writes its input to fuzz/artifacts/TARGET/ and fails the run.
 # Built with `cargo fuzz build -s none`: stable Rust has no sanitizers, and the
 # code fuzzed has no `unsafe` (dataplane/src/dpdk, the only home of it, is not
@@ -27,26 +27,31 @@ build() {
   echo "fuzz: built in $((SECONDS - t0)) s"
 }
 
-# run TARGET SECONDS [LOG]: libFuzzer's output to LOG (or the terminal).
+# run TARGET SECONDS [LOG] [CORPUS]: libFuzzer's output to LOG (or the
+# terminal), new inputs to CORPUS (default corpus/TARGET).
 run() {
-  local t=$1 secs=$2 log=${3:-/dev/stdout}
-  mkdir -p "corpus/$t" "artifacts/$t"
+  local t=$1 secs=$2 log=${3:-/dev/stdout} corpus=${4:-corpus/$1}
+  mkdir -p "$corpus" "artifacts/$t"
   # -timeout: one input taking 10 s is a hang; -rss_limit_mb: a leak.
   # shellcheck disable=SC2086 # EXTRA_ARGS is a list of flags
   "$BIN/$t" -artifact_prefix="artifacts/$t/" -max_total_time="$secs" \
     -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 ${EXTRA_ARGS:-} \
-    "corpus/$t" "seeds/$t" >"$log" 2>&1
+    "$corpus" "seeds/$t" >"$log" 2>&1
 }
 
 # One summary line per target; the log's tail and the crash input on failure.
 quick_one() {
-  local t=$1 secs=$2 log
+  local t=$1 secs=$2 log corpus
   log=$(mktemp "/tmp/dpvs-fuzz-$t.XXXXXX")
-  if run "$t" "$secs" "$log"; then
+  # From the committed seeds alone, into a corpus thrown away after: the
+  # same start here as in a fresh clone (CI), whatever earlier runs found.
+  corpus=$(mktemp -d "/tmp/dpvs-fuzz-corpus-$t.XXXXXX")
+  trap 'rm -rf "$corpus"' RETURN
+  if run "$t" "$secs" "$log" "$corpus"; then
     local runs cov
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*' || echo '?')
-    echo "fuzz: $t ok: $runs runs in ${secs} s, coverage $cov, corpus $(find "corpus/$t" -type f | wc -l) + $(find "seeds/$t" -type f | wc -l) seeds"
+    echo "fuzz: $t ok: $runs runs in ${secs} s, coverage $cov, $(find "$corpus" -type f | wc -l) found + $(find "seeds/$t" -type f | wc -l) seeds"
     rm -f "$log"
   else
     echo "fuzz: $t FAILED (log $log):"

@@ -637,15 +637,9 @@ impl<I: Io> Core<I> {
             }
             None => None,
         };
-        let ws = if tf & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN | tcp_flag::ACK {
-            // The server's answer: the offset, its window scale.
-            let opts = SynOpts::of_syn(seg.unwrap_or_default(), meta.src.is_ipv6());
-            let offered = SynOpts::of_cookie(cookie).wscale.is_some();
-            if let Some(c) = self.conns.get_mut(id) {
-                c.user32 = seq.wrapping_sub(cookie);
-            }
-            offered.then(|| opts.wscale.unwrap_or(0))
-        } else if tf & tcp_flag::RST != 0 {
+        // RST first (as a TCP in SYN-SENT): a SYN-ACK with RST set refuses
+        // the connection too, and the segments kept are counted.
+        let ws = if tf & tcp_flag::RST != 0 {
             // Refused: the client gets the RST in its own sequence space.
             if let Some(h) = held.take() {
                 self.drop_held(h);
@@ -654,6 +648,14 @@ impl<I: Io> Core<I> {
                 c.user32 = seq.wrapping_sub(cookie.wrapping_add(1));
             }
             None
+        } else if tf & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN | tcp_flag::ACK {
+            // The server's answer: the offset, its window scale.
+            let opts = SynOpts::of_syn(seg.unwrap_or_default(), meta.src.is_ipv6());
+            let offered = SynOpts::of_cookie(cookie).wscale.is_some();
+            if let Some(c) = self.conns.get_mut(id) {
+                c.user32 = seq.wrapping_sub(cookie);
+            }
+            offered.then(|| opts.wscale.unwrap_or(0))
         } else {
             if let Some(h) = held {
                 self.sp_held.insert(id, h);

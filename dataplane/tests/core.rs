@@ -1220,6 +1220,46 @@ fn syn_proxy_resends_the_syn_and_passes_a_refusal_on() {
     assert_eq!(d.active_conns(), 0);
 }
 
+/// A real server's answer with SYN, ACK and RST all set refuses the
+/// connection (RST first, as TCP in SYN-SENT): the client gets the RST and
+/// the segment kept for the server is counted, not lost. The pipeline_seq
+/// fuzz target found the kept segment vanishing uncounted when the SYN-ACK
+/// path took such a segment.
+#[test]
+fn syn_proxy_takes_a_syn_ack_with_rst_for_a_refusal() {
+    let mut lab = synproxy_lab(ForwardMode::Nat);
+    let client = (CLIENT_MAC, CIP, 40000);
+    let vip = (MAC0, VIP, 80);
+    let out = lab.rx(0, &[tcp_full(client, vip, "S", 1000, 0, 100, &[], b"")]);
+    let cookie = tcp_fields(&out[0].1).0;
+    let ack = tcp_full(
+        client,
+        vip,
+        "A",
+        1001,
+        cookie.wrapping_add(1),
+        100,
+        &[],
+        b"",
+    );
+    assert_eq!(lab.rx(0, &[ack]).len(), 1, "the SYN");
+    let answer = tcp_full(
+        (RS_MAC, RIP, 8080),
+        (MAC1, CIP, 40000),
+        "SRA",
+        5000,
+        1001,
+        0,
+        &[],
+        b"",
+    );
+    let out = lab.rx(1, &[answer]);
+    assert_eq!(out.len(), 1, "the RST to the client alone");
+    let (seq, _, _, flags, _, _) = tcp_fields(&out[0].1);
+    assert_eq!((seq, flags & 0x04), (cookie.wrapping_add(1), 0x04));
+    assert_eq!(lab.drops(DropReason::SynproxyWaiting), 1, "the kept ACK");
+}
+
 /// DPVS checks the lists before its SYN proxy answers: a blacklisted client
 /// gets no cookie, and a cookie it got before cannot open a connection.
 #[test]
