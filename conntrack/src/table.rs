@@ -89,6 +89,8 @@ pub struct Transition {
     pub was_active: bool,
     pub is_active: bool,
     pub state: TcpState,
+    /// The state moved (what connection sync tells the backups).
+    pub changed: bool,
 }
 
 const BIT_O_SRC6: u8 = 1 << 0;
@@ -265,7 +267,9 @@ impl Conn {
         }
     }
 
-    fn timeout_s(&self, t: &Timeouts) -> u32 {
+    /// The timeout its state has now, in seconds (its own for ESTABLISHED
+    /// and UDP when it has one).
+    pub fn timeout_s(&self, t: &Timeouts) -> u32 {
         match self.state {
             TcpState::Established | TcpState::Udp if self.timeout_override_s != 0 => {
                 self.timeout_override_s
@@ -638,6 +642,7 @@ impl ConnTable {
                 was_active: false,
                 is_active: false,
                 state: TcpState::None,
+                changed: false,
             };
         };
         let was = c.state;
@@ -662,6 +667,7 @@ impl ConnTable {
                 was_active: true,
                 is_active: true,
                 state: TcpState::Established,
+                changed: false,
             };
         }
         if c.proto == PROTO_TCP {
@@ -683,6 +689,7 @@ impl ConnTable {
             was_active: was.is_active(),
             is_active: state.is_active(),
             state,
+            changed: state != was,
         }
     }
 
@@ -705,6 +712,7 @@ impl ConnTable {
             was_active: was.is_active(),
             is_active: state.is_active(),
             state,
+            changed: state != was,
         })
     }
 

@@ -138,6 +138,10 @@ pub struct Core<I: Io> {
     /// where the sweep goes on (`None`: done).
     acl_gen: u64,
     acl_sweep: Option<u32>,
+    /// Connection sync's refresh scan (`crate::sync`): the time its pass
+    /// looks back to and where it goes on; when the next pass starts.
+    pub(crate) sync_scan: Option<(u64, u32)>,
+    pub(crate) sync_pass_at: u64,
     /// SYN proxy: client segments of connections waiting for their real
     /// server's SYN-ACK (`crate::synproxy`); bounded by `WAITING_MAX`.
     pub(crate) sp_held: FastMap<ConnId, crate::synproxy::Held<I::Buf>>,
@@ -196,6 +200,8 @@ impl<I: Io> Core<I> {
             expire_backlog: false,
             acl_gen: 0,
             acl_sweep: None,
+            sync_scan: None,
+            sync_pass_at: 0,
             sp_held: FastMap::default(),
             frags: Default::default(),
         };
@@ -272,6 +278,9 @@ impl<I: Io> Core<I> {
     pub fn expire(&mut self, snap: &Snapshot) {
         if let Some(cursor) = self.acl_sweep {
             self.acl_sweep = self.sweep_acl(snap, cursor);
+        }
+        if self.sync_scan.is_some() || self.now_ms >= self.sync_pass_at {
+            self.sync_refresh(snap);
         }
         let now = self.now_ms;
         if now == self.expired_at_ms && !self.expire_backlog {
@@ -587,7 +596,15 @@ impl<I: Io> Core<I> {
             return self.count_drop(DropReason::NoConnection);
         };
         self.account_transition(snap, f.dest, tr);
-        self.xmit(snap, m, meta, id, dir, &f)
+        if !self.shared.sync.is_on() {
+            return self.xmit(snap, m, meta, id, dir, &f);
+        }
+        // Connection sync: a state change, or a new FULLNAT sequence offset
+        // (a Proxy Protocol header just went out), is news for the backups.
+        let user = self.conns.get(id).map_or(0, |c| c.user);
+        self.xmit(snap, m, meta, id, dir, &f);
+        let moved = tr.changed || self.conns.get(id).is_some_and(|c| c.user != user);
+        self.sync_note(snap, id, moved);
     }
 
     /// [`Core::xmit`] with the connection read here.
@@ -639,6 +656,8 @@ impl<I: Io> Core<I> {
         };
         self.account_transition(snap, f.dest, tr);
         self.xmit(snap, m, &meta, id, Direction::Original, &f);
+        // As IPVS, one-packet connections are not synced.
+        self.sync_note(snap, id, !svc.ops);
         if svc.ops && meta.frag.is_none() {
             // One-packet scheduling: the datagram is on its way, nothing is
             // kept; the next one is scheduled on its own. (A fragmented one

@@ -552,6 +552,35 @@ impl Dataplane {
         }
     }
 
+    /// Connection sync, master: start or stop queueing connection records.
+    pub fn sync_master(&self, on: bool) {
+        self.shared.sync.set_on(on);
+    }
+
+    /// Connection sync, master: the records the workers queued, at most
+    /// `max`.
+    pub fn sync_drain(&self, max: usize, out: &mut Vec<crate::sync::SyncConn>) {
+        self.shared.sync.drain(max, out);
+    }
+
+    /// Connection sync, backup: hand each record to the worker that owns its
+    /// connection, which installs it between bursts.
+    pub fn sync_install(&self, conns: Vec<crate::sync::SyncConn>) {
+        let snap = self.shared.snapshot.load();
+        let mut per: Vec<Vec<crate::sync::SyncConn>> = vec![Vec::new(); self.requests.len()];
+        for c in conns {
+            let w = crate::sync::owner_of(&snap, &self.shared.owners, &c);
+            if let Some(v) = per.get_mut(w) {
+                v.push(c);
+            }
+        }
+        for (r, v) in self.requests.iter().zip(per) {
+            if !v.is_empty() {
+                let _ = r.send(Request::SyncInstall(v));
+            }
+        }
+    }
+
     /// Why the dataplane stopped on its own (a worker panicked), if it did:
     /// the daemon must then exit, since packets of that worker's queues and
     /// connections are no longer handled.

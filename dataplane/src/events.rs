@@ -58,10 +58,24 @@ pub enum Event {
     /// SYN proxy: no buffer to build the SYN to the real server in; the
     /// client's segment waits, and its retransmission tries again.
     SynproxyNoMbuf,
+    /// Connection sync, master: a connection was queued for the backups.
+    SyncQueued,
+    /// Connection sync, master: the worker's queue was full (the sender
+    /// fell behind); that record is lost, a later state change or refresh
+    /// sends the connection again.
+    SyncQueueFull,
+    /// Connection sync, backup: a connection was created from a record.
+    SyncInstalled,
+    /// Connection sync, backup: a record brought a connection up to date
+    /// (every installed one counts here too).
+    SyncUpdated,
+    /// Connection sync, backup: a record was not installed (no such
+    /// service, dest or local address here; table full; bad state).
+    SyncRejected,
 }
 
 impl Event {
-    pub const ALL: [Event; 17] = [
+    pub const ALL: [Event; 22] = [
         Event::ToaInserted,
         Event::ToaNoRoom,
         Event::MssClamped,
@@ -79,6 +93,11 @@ impl Event {
         Event::FragNotExtended,
         Event::NeighRequestNoMbuf,
         Event::SynproxyNoMbuf,
+        Event::SyncQueued,
+        Event::SyncQueueFull,
+        Event::SyncInstalled,
+        Event::SyncUpdated,
+        Event::SyncRejected,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -102,6 +121,11 @@ impl Event {
             Event::FragNotExtended => "frag_not_extended",
             Event::NeighRequestNoMbuf => "neigh_request_no_mbuf",
             Event::SynproxyNoMbuf => "synproxy_no_mbuf",
+            Event::SyncQueued => "sync_queued",
+            Event::SyncQueueFull => "sync_queue_full",
+            Event::SyncInstalled => "sync_installed",
+            Event::SyncUpdated => "sync_updated",
+            Event::SyncRejected => "sync_rejected",
         }
     }
 }

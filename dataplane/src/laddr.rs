@@ -144,7 +144,13 @@ impl LocalPorts {
             let f = filter(lip);
             let pool = self.pool(lip, range, matches!(f, Filter::Partition));
             let got = match f {
-                Filter::Partition => pool.free.pop_front(),
+                // Ports reserved by connection sync are skipped here.
+                Filter::Partition => loop {
+                    match pool.free.pop_front() {
+                        Some(p) if pool.is_used(p) => continue,
+                        other => break other,
+                    }
+                },
                 Filter::Rss { steer, base, queue } => {
                     // Ports that do not fit go to the back: another reply
                     // tuple (other RIP) may take them.
@@ -153,6 +159,9 @@ impl LocalPorts {
                         let Some(p) = pool.free.pop_front() else {
                             break;
                         };
+                        if pool.is_used(p) {
+                            continue;
+                        }
                         if steer.lport_ok(base, p, queue) {
                             found = Some(p);
                             break;
@@ -169,6 +178,14 @@ impl LocalPorts {
             }
         }
         None
+    }
+
+    /// Marks `port` of `lip` taken by a connection this worker did not
+    /// allocate (one installed by connection sync): `alloc` skips it until
+    /// it is released. A port already taken stays so.
+    pub fn reserve(&mut self, lip: IpAddr, port: u16, range: (u16, u16), partitioned: bool) {
+        // It stays in the free list; `alloc` drops it when it comes by.
+        self.pool(lip, range, partitioned).set_used(port, true);
     }
 
     /// Gives `port` of `lip` back. Ports not handed out here are ignored.

@@ -29,6 +29,7 @@ pub mod rss;
 pub mod shared;
 pub mod snapshot;
 pub mod stats;
+pub mod sync;
 pub mod synproxy;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -28,6 +28,8 @@ pub struct Shared {
     pub failure: Mutex<Option<String>>,
     /// The SYN proxy's cookie secret (`crate::synproxy`).
     pub syn_secret: crate::synproxy::Secret,
+    /// Connection sync's master side: the workers' queues (`crate::sync`).
+    pub sync: crate::sync::SyncOut,
 }
 
 impl Shared {
@@ -43,6 +45,7 @@ impl Shared {
             owners,
             failure: Mutex::new(None),
             syn_secret: crate::synproxy::Secret::random(),
+            sync: crate::sync::SyncOut::new(n),
         }
     }
 

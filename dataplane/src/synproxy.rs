@@ -669,6 +669,7 @@ impl<I: Io> Core<I> {
             .conns
             .on_packet(id, dir, crate::core::conntrack_flags(tf), self.now_ms);
         self.account_transition(snap, c_dest(self, id), tr);
+        self.sync_note(snap, id, true);
         if tf & tcp_flag::RST != 0 {
             return self.xmit_conn(snap, m, meta, id, dir);
         }

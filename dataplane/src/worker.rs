@@ -40,6 +40,8 @@ pub enum Request {
     SetTimeouts(Timeouts),
     /// Panic (fault injection: proves a failing worker stops the dataplane).
     Panic(String),
+    /// Connection sync, backup: install these connections (`crate::sync`).
+    SyncInstall(Vec<crate::sync::SyncConn>),
 }
 
 /// Where a worker's packets go out: a tx buffer per port.
@@ -322,6 +324,14 @@ impl Worker {
                 }
                 Request::SetTimeouts(t) => self.core.set_timeouts(t),
                 Request::Panic(msg) => panic!("{msg}"),
+                Request::SyncInstall(conns) => {
+                    for c in &conns {
+                        if self.core.sync_install(snap, c).is_err() {
+                            self.core.shared.events[self.core.index]
+                                .bump(crate::events::Event::SyncRejected);
+                        }
+                    }
+                }
             }
         }
     }

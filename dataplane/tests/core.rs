@@ -18,6 +18,8 @@ mod corpus;
 mod frag;
 #[path = "core/limits.rs"]
 mod limits;
+#[path = "core/sync.rs"]
+mod sync;
 
 /// What an IPv4 frame is, checksums verified: (dst MAC, src MAC, src, sport,
 /// dst, dport, ttl, TCP options).

@@ -1,0 +1,173 @@
+//! Connection sync in the workers: a master's worker queues what a backup
+//! needs, and a backup's worker installs it so that the connection's next
+//! packets, after a failover, are forwarded as the master would have.
+
+use conntrack::TcpState;
+use dataplane::sync::{Reject, SyncConn};
+use dataplane::*;
+
+use super::{ip, seen, tcp, Lab, CIP, CLIENT_MAC, LIP, MAC0, MAC1, RIP, RS_MAC, VIP};
+
+/// A master lab with the sync daemon on.
+fn master(mode: ForwardMode) -> Lab {
+    let lab = Lab::new(mode, Proto::Tcp);
+    lab.core.shared.sync.set_on(true);
+    lab
+}
+
+/// What the master's workers queued.
+fn drained(lab: &Lab) -> Vec<SyncConn> {
+    let mut v = Vec::new();
+    lab.core.shared.sync.drain(1000, &mut v);
+    v
+}
+
+/// The client's SYN, the real server's SYN-ACK (to where the director sent
+/// the SYN), the client's ACK: returns where the real server answers (CIP or
+/// LIP, and port).
+fn establish(lab: &mut Lab, cport: u16) -> ([u8; 4], u16) {
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, cport, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(out.len(), 1, "the SYN goes on");
+    let s = seen(&out[0].1);
+    lab.rx(1, &[tcp(RS_MAC, MAC1, RIP, 8080, s.src, s.sport, "SA", 9, b"")]);
+    lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, cport, VIP, 80, "A", 2, b"")],
+    );
+    (s.src, s.sport)
+}
+
+fn active_conns(lab: &Lab) -> u32 {
+    lab.snap.services_by_id.values().next().unwrap().dests[0].active_conns()
+}
+
+#[test]
+fn a_nat_connection_synced_to_a_backup_goes_on_there() {
+    let mut m = master(ForwardMode::Nat);
+    establish(&mut m, 40000);
+    let recs = drained(&m);
+    // Created (SYN_RECV), then ESTABLISHED on the client's ACK.
+    let states: Vec<_> = recs.iter().map(|r| r.state).collect();
+    assert_eq!(states, [TcpState::SynRecv, TcpState::Established]);
+    let r = recs[1];
+    assert_eq!(r.client, (ip(CIP), 40000));
+    assert_eq!(r.vip, (ip(VIP), 80));
+    assert_eq!(r.dest, (ip(RIP), 8080));
+    assert_eq!((r.mode, r.local), (ForwardMode::Nat, None));
+    assert!(r.timeout_s > 800, "ESTABLISHED's 900 s: {}", r.timeout_s);
+    // Data passes without a state change: nothing more to tell.
+    m.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "A", 2, b"GET /")],
+    );
+    assert!(drained(&m).is_empty());
+
+    let mut b = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    let snap = b.snap.clone();
+    for r in &recs {
+        b.core.sync_install(&snap, r).expect("installed");
+    }
+    assert_eq!(b.core.conns.len(), 1);
+    assert_eq!(active_conns(&b), 1, "ActiveConn as on the master");
+    // The failover: the client's next segment reaches the backup.
+    let out = b.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "A", 7, b"more")],
+    );
+    assert_eq!(out.len(), 1, "forwarded, not refused as a stray ACK");
+    let s = seen(&out[0].1);
+    assert_eq!((s.dst, s.dport), (RIP, 8080));
+    let out = b.rx(
+        1,
+        &[tcp(RS_MAC, MAC1, RIP, 8080, CIP, 40000, "A", 10, b"data")],
+    );
+    assert_eq!(out.len(), 1);
+    let s = seen(&out[0].1);
+    assert_eq!((s.src, s.sport, s.dst), (VIP, 80, CIP));
+    assert_eq!(b.drops(DropReason::NoConnection), 0);
+}
+
+#[test]
+fn a_fullnat_connection_keeps_its_local_port_on_the_backup() {
+    let mut m = master(ForwardMode::FullNat);
+    let (lip, lport) = establish(&mut m, 40000);
+    assert_eq!(lip, LIP);
+    let r = *drained(&m).last().unwrap();
+    assert_eq!(r.local, Some((ip(LIP), lport)));
+
+    let mut b = Lab::new(ForwardMode::FullNat, Proto::Tcp);
+    let snap = b.snap.clone();
+    b.core.sync_install(&snap, &r).expect("installed");
+    // The real server's next segment to LIP:lport reaches the client.
+    let out = b.rx(1, &[tcp(RS_MAC, MAC1, RIP, 8080, LIP, lport, "A", 10, b"x")]);
+    assert_eq!(out.len(), 1);
+    let s = seen(&out[0].1);
+    assert_eq!((s.src, s.sport, s.dst, s.dport), (VIP, 80, CIP, 40000));
+    // The client's goes to the real server from the same local port.
+    let out = b.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "A", 2, b"y")],
+    );
+    assert_eq!(out.len(), 1);
+    let s = seen(&out[0].1);
+    assert_eq!((s.src, s.sport, s.dst), (LIP, lport, RIP));
+    // A connection the backup makes itself gets another local port.
+    let (_, other) = establish(&mut b, 40001);
+    assert_ne!(other, lport, "the synced connection's port is reserved");
+}
+
+#[test]
+fn connections_with_traffic_are_sent_again_and_idle_ones_are_not() {
+    let mut m = master(ForwardMode::Nat);
+    establish(&mut m, 40000);
+    establish(&mut m, 40001);
+    let snap = m.snap.clone();
+    // The first pass of the refresh scan sends everything there is.
+    m.core.expire(&snap);
+    drained(&m);
+    for _ in 0..12 {
+        m.core.now_ms += 1000;
+        // Only the connection from port 40000 carries traffic.
+        m.rx(
+            0,
+            &[tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "A", 2, b"x")],
+        );
+        for _ in 0..10 {
+            m.core.now_ms += 1;
+            m.core.expire(&snap);
+        }
+    }
+    let again = drained(&m);
+    assert!(!again.is_empty(), "refreshed within 12 s");
+    assert!(again.iter().all(|r| r.client.1 == 40000), "{again:?}");
+}
+
+#[test]
+fn records_that_do_not_fit_the_backup_are_refused() {
+    let mut m = master(ForwardMode::FullNat);
+    establish(&mut m, 40000);
+    let r = *drained(&m).last().unwrap();
+    let mut b = Lab::new(ForwardMode::FullNat, Proto::Tcp);
+    let snap = b.snap.clone();
+    let mut other = r;
+    other.vip.1 = 81;
+    assert_eq!(b.core.sync_install(&snap, &other), Err(Reject::NoService));
+    let mut other = r;
+    other.dest.0 = ip([192, 168, 0, 99]);
+    assert_eq!(b.core.sync_install(&snap, &other), Err(Reject::NoDest));
+    let mut other = r;
+    other.local = Some((ip([192, 168, 0, 250]), 5000));
+    assert_eq!(b.core.sync_install(&snap, &other), Err(Reject::NoLocalAddr));
+    let mut other = r;
+    other.state = TcpState::Udp;
+    assert_eq!(b.core.sync_install(&snap, &other), Err(Reject::BadState));
+    assert_eq!(b.core.conns.len(), 0);
+    // The same record twice is one connection.
+    b.core.sync_install(&snap, &r).unwrap();
+    b.core.sync_install(&snap, &r).unwrap();
+    assert_eq!(b.core.conns.len(), 1);
+    assert_eq!(active_conns(&b), 1);
+}
