@@ -13,6 +13,7 @@ PKGS=(
   iputils-ping               # ping through the kernel interface (e2e_kni)
   wrk                        # HTTP connections/s in the kernel comparison (make bench)
   prometheus                 # promtool and a server the metrics tests scrape dpvsd with
+  keepalived                 # VRRP between two directors (e2e_ha, deploy/ha)
 )
 
 installed() { [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]; }

@@ -33,6 +33,18 @@ pub trait Backend: Send + Sync + 'static {
         let _ = ext;
         self.apply(desc)
     }
+    /// Connection sync, master: start or stop queueing records.
+    fn sync_master(&self, on: bool) {
+        let _ = on;
+    }
+    /// Connection sync, master: the records queued, at most `max`.
+    fn sync_drain(&self, max: usize, out: &mut Vec<dataplane::sync::SyncConn>) {
+        let _ = (max, out);
+    }
+    /// Connection sync, backup: install these connections.
+    fn sync_install(&self, conns: Vec<dataplane::sync::SyncConn>) {
+        let _ = conns;
+    }
 }
 
 #[cfg(feature = "dataplane")]
@@ -54,6 +66,15 @@ impl Backend for dataplane::Dataplane {
     }
     fn apply_ext(&self, desc: &ConfigDesc, ext: &dataplane::ExtDesc) -> Result<(), String> {
         dataplane::Dataplane::apply_ext(self, desc, ext).map_err(|e| e.to_string())
+    }
+    fn sync_master(&self, on: bool) {
+        dataplane::Dataplane::sync_master(self, on);
+    }
+    fn sync_drain(&self, max: usize, out: &mut Vec<dataplane::sync::SyncConn>) {
+        dataplane::Dataplane::sync_drain(self, max, out);
+    }
+    fn sync_install(&self, conns: Vec<dataplane::sync::SyncConn>) {
+        dataplane::Dataplane::sync_install(self, conns);
     }
     fn set_timeouts(&self, t: Timeouts) {
         let mut ct = self.base_timeouts();

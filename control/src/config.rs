@@ -44,6 +44,22 @@ pub struct ConfigFile {
     /// Absent: no metrics endpoint.
     #[serde(default)]
     pub metrics: Option<MetricsConf>,
+    /// Connection sync daemons started with dpvsd (docs/ha.md).
+    #[serde(default)]
+    pub sync_daemon: Vec<SyncDaemonConf>,
+}
+
+/// `[[sync_daemon]]`: ipvsadm's `--start-daemon` in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncDaemonConf {
+    /// `master` or `backup`.
+    pub state: String,
+    pub mcast_interface: String,
+    #[serde(default)]
+    pub syncid: u32,
+    pub mcast_group: Option<String>,
+    pub mcast_port: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -238,6 +254,10 @@ pub struct ControlConf {
     pub tls_key: Option<PathBuf>,
     /// The CA (PEM) every client certificate must chain to.
     pub tls_client_ca: Option<PathBuf>,
+    /// Services make their VIPs the director's addresses (answered in ARP /
+    /// NDP); `false` on directors whose VIPs keepalived's VRRP moves
+    /// (docs/ha.md). Absent: true.
+    pub claim_vips: Option<bool>,
 }
 
 impl Default for ControlConf {
@@ -249,6 +269,7 @@ impl Default for ControlConf {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            claim_vips: None,
         }
     }
 }
@@ -382,6 +403,8 @@ pub struct Config {
     /// The TCP state timeouts `[timeouts]` sets beyond ipvsadm's three
     /// (those are the store's): the base `--set` applies to.
     pub tcp_states: conntrack::Timeouts,
+    /// `[[sync_daemon]]`: started once the dataplane runs.
+    pub sync_daemons: Vec<crate::sync::DaemonSpec>,
 }
 
 /// Reads and validates a config file; errors are `FILE: key: problem`.
@@ -494,6 +517,7 @@ impl ConfigFile {
             });
         }
         let mut store = Store::new(ports.iter().map(|p| p.name.clone()).collect());
+        store.set_claim_vips(self.control.claim_vips.unwrap_or(true));
 
         for (i, p) in self.port.iter().enumerate() {
             for (j, a) in p.addresses.iter().enumerate() {
@@ -731,6 +755,24 @@ impl ConfigFile {
                 ));
             }
         }
+        let mut sync_daemons: Vec<crate::sync::DaemonSpec> = Vec::new();
+        for (i, d) in self.sync_daemon.iter().enumerate() {
+            let spec = crate::convert::daemon_from_pb(&proto::v1::SyncDaemon {
+                state: d.state.clone(),
+                mcast_interface: d.mcast_interface.clone(),
+                syncid: d.syncid,
+                mcast_group: d.mcast_group.clone().unwrap_or_default(),
+                mcast_port: d.mcast_port.unwrap_or(0),
+            })
+            .map_err(|e| format!("sync_daemon[{i}]: {e}"))?;
+            if sync_daemons.iter().any(|x| x.role == spec.role) {
+                return Err(format!(
+                    "sync_daemon[{i}].state: a second {} daemon",
+                    spec.role.name()
+                ));
+            }
+            sync_daemons.push(spec);
+        }
         Ok(Config {
             dataplane,
             store,
@@ -740,6 +782,7 @@ impl ConfigFile {
             tls,
             metrics,
             tcp_states,
+            sync_daemons,
         })
     }
 }

@@ -507,3 +507,46 @@ pub fn acl_entry_from_pb(
     let (addr, len) = parse_acl_entry(&e.addr).map_err(|m| format!("addr: {m}"))?;
     Ok((key, list, addr, len))
 }
+
+/// A sync daemon from the API: every field checked, named in the error.
+pub fn daemon_from_pb(d: &pb::SyncDaemon) -> Result<crate::sync::DaemonSpec, String> {
+    let role = crate::sync::Role::parse(&d.state)?;
+    if d.mcast_interface.is_empty() {
+        return Err("mcast_interface: the sync daemon needs an interface".into());
+    }
+    let syncid =
+        u8::try_from(d.syncid).map_err(|_| format!("syncid {}: expected 0-255", d.syncid))?;
+    let group = match d.mcast_group.as_str() {
+        "" => crate::sync::GROUP,
+        g => {
+            let a: std::net::Ipv4Addr = g
+                .parse()
+                .map_err(|_| format!("mcast_group '{g}': expected an IPv4 multicast address"))?;
+            if !a.is_multicast() {
+                return Err(format!("mcast_group {a}: not a multicast address"));
+            }
+            a
+        }
+    };
+    let port = match d.mcast_port {
+        0 => crate::sync::PORT,
+        p => u16::try_from(p).map_err(|_| format!("mcast_port {p}: expected 1-65535"))?,
+    };
+    Ok(crate::sync::DaemonSpec {
+        role,
+        mcast_interface: d.mcast_interface.clone(),
+        syncid,
+        group,
+        port,
+    })
+}
+
+pub fn daemon_to_pb(d: &crate::sync::DaemonSpec) -> pb::SyncDaemon {
+    pb::SyncDaemon {
+        state: d.role.name().to_string(),
+        mcast_interface: d.mcast_interface.clone(),
+        syncid: u32::from(d.syncid),
+        mcast_group: d.group.to_string(),
+        mcast_port: u32::from(d.port),
+    }
+}

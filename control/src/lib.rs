@@ -24,6 +24,7 @@ pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod sync;
 pub mod tls;
 pub mod zero;
 

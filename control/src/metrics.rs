@@ -33,6 +33,8 @@ pub struct Reading {
     pub stats: Stats,
     /// `(name, count)` of the forwarded-packet events.
     pub events: Vec<(&'static str, u64)>,
+    /// `(name, count)` of the connection sync daemons (`crate::sync::Counters`).
+    pub sync: Vec<(&'static str, u64)>,
 }
 
 impl Reading {
@@ -41,6 +43,7 @@ impl Reading {
         Reading {
             stats: backend.stats(),
             events: backend.events(),
+            sync: Vec::new(),
         }
     }
 }
@@ -346,6 +349,16 @@ fn render_families(r: &Reading) -> prometheus::Result<String> {
     )?;
     for (name, n) in &r.events {
         events.get_metric_with_label_values(&[*name])?.inc_by(*n);
+    }
+
+    for (name, n) in &r.sync {
+        let c = counter(
+            &reg,
+            &format!("dpvs_sync_{name}_total"),
+            "Connection sync daemons (docs/ha.md): messages and connections sent and received.",
+            &[],
+        )?;
+        c.get_metric_with_label_values(&[] as &[&str])?.inc_by(*n);
     }
 
     if let Some(m) = st.mempool {

@@ -45,6 +45,8 @@ pub struct DpvsService {
     checkers: crate::health::Checkers,
     /// Ports with a kernel interface: their addresses are mirrored to it.
     kni_ports: Vec<String>,
+    /// The connection sync daemons (`--start-daemon`).
+    pub sync: Arc<crate::sync::Daemons>,
 }
 
 impl DpvsService {
@@ -53,13 +55,14 @@ impl DpvsService {
     pub fn new(store: Store, backend: Arc<dyn Backend>) -> DpvsService {
         DpvsService {
             store: Mutex::new(store),
-            backend,
             table_size: DEFAULT_TABLE_SIZE,
             zero: Default::default(),
             state_file: None,
             rates: Default::default(),
             checkers: Default::default(),
             kni_ports: Vec::new(),
+            sync: Arc::new(crate::sync::Daemons::new(backend.clone())),
+            backend,
         }
     }
 
@@ -816,6 +819,58 @@ impl Dpvs for DpvsService {
         Ok(Response::new(convert::timeouts_to_pb(
             self.lock().timeouts(),
         )))
+    }
+
+    async fn start_daemon(
+        &self,
+        req: Request<pb::SyncDaemon>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let spec = convert::daemon_from_pb(req.get_ref()).map_err(bad)?;
+        let role = spec.role;
+        if self.sync.list().iter().any(|d| d.role == role) {
+            return Err(Status::already_exists(format!(
+                "a {} sync daemon is running already",
+                role.name()
+            )));
+        }
+        let sync = self.sync.clone();
+        tokio::task::spawn_blocking(move || sync.start(spec))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(bad)?;
+        empty()
+    }
+
+    async fn stop_daemon(
+        &self,
+        req: Request<pb::StopDaemonRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let role = crate::sync::Role::parse(&req.get_ref().state).map_err(bad)?;
+        let sync = self.sync.clone();
+        tokio::task::spawn_blocking(move || sync.stop(role))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::not_found)?;
+        empty()
+    }
+
+    async fn list_daemons(
+        &self,
+        _req: Request<pb::Empty>,
+    ) -> Result<Response<pb::ListDaemonsResponse>, Status> {
+        Ok(Response::new(pb::ListDaemonsResponse {
+            daemons: self.sync.list().iter().map(convert::daemon_to_pb).collect(),
+            counters: self
+                .sync
+                .counters
+                .snapshot()
+                .into_iter()
+                .map(|(name, count)| pb::EventCounter {
+                    name: name.to_string(),
+                    count,
+                })
+                .collect(),
+        }))
     }
 
     async fn apply_config(

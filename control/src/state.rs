@@ -60,7 +60,11 @@ pub fn render(store: &Store) -> String {
 /// Rebuilds a configuration from `text` on a store with `ports` and nothing
 /// else. Errors name the line.
 pub fn load(ports: &[String], text: &str) -> Result<Store, String> {
-    let mut store = Store::new(ports.to_vec());
+    load_into(Store::new(ports.to_vec()), text)
+}
+
+/// [`load`] onto `store` (empty, with its settings: `claim_vips`).
+pub fn load_into(mut store: Store, text: &str) -> Result<Store, String> {
     for (line, op) in rules::parse(text).map_err(|e| e.to_string())? {
         crate::ops::apply(&mut store, &op).map_err(|e| format!("line {line}: {}", e.message()))?;
     }

@@ -140,6 +140,11 @@ pub struct Store {
     routes: Vec<RouteSpec>,
     /// VIP host addresses added by `add_service`, removed with the last service using them.
     auto_addrs: BTreeSet<IpAddr>,
+    /// `[control] claim_vips = false`: services do not make their VIPs (nor
+    /// FULLNAT local addresses) addresses of the director; they become its
+    /// only when added (by keepalived's VRRP on a kernel interface,
+    /// `dpvsctl addr add`).
+    no_vip_claim: bool,
     timeouts: Timeouts,
     /// FULLNAT local addresses (DPVS `-P`), in the order added.
     laddrs: Vec<LocalAddrSpec>,
@@ -171,6 +176,16 @@ impl Store {
             ports,
             ..Store::default()
         }
+    }
+
+    /// Whether services make their VIPs the director's addresses (the
+    /// default; `[control] claim_vips`). Set before services are added.
+    pub fn set_claim_vips(&mut self, on: bool) {
+        self.no_vip_claim = !on;
+    }
+
+    pub fn claims_vips(&self) -> bool {
+        !self.no_vip_claim
     }
 
     /// The full description for the dataplane; services sorted by key. A
@@ -368,6 +383,7 @@ impl Store {
                 })
                 .collect(),
             synproxy: self.synproxy.iter().copied().collect(),
+            claim_laddrs: !self.no_vip_claim,
             ..ExtDesc::default()
         }
     }
@@ -965,7 +981,7 @@ impl Store {
     /// equals `vip`, add it as a host address (/32, /128) on the port whose
     /// connected prefix contains it, else on the first port.
     fn ensure_vip(&mut self, vip: IpAddr) -> Result<(), StoreError> {
-        if self.addrs.iter().any(|a| a.addr == vip) {
+        if self.no_vip_claim || self.addrs.iter().any(|a| a.addr == vip) {
             return Ok(());
         }
         let port = self

@@ -188,6 +188,11 @@ pub struct ExtDesc {
     /// TCP services behind the SYN proxy (DPVS `-j enable`; NAT and FULLNAT
     /// real servers only).
     pub synproxy: Vec<ServiceKey>,
+    /// Local addresses become the director's own (answered in ARP / NDP)
+    /// by being in `laddrs`; `false` where keepalived's VRRP moves them
+    /// (`[control] claim_vips = false`, docs/ha.md): then only an address
+    /// entry makes them own.
+    pub claim_laddrs: bool,
 }
 
 impl Default for ExtDesc {
@@ -198,6 +203,7 @@ impl Default for ExtDesc {
             local_port_range: (1024, 65535),
             acl: Vec::new(),
             synproxy: Vec::new(),
+            claim_laddrs: true,
         }
     }
 }

@@ -523,6 +523,10 @@ impl<I: Io> Core<I> {
                 if snap.is_local(meta.dst) {
                     return self.up_or_drop(m, at.port(), DropReason::UnknownL4);
                 }
+                if meta.dst.is_multicast() {
+                    // VRRP adverts, IGMP: for the kernel's daemons.
+                    return self.up_or_drop(m, at.port(), DropReason::NotForUs);
+                }
                 return self.count_drop(DropReason::NotForUs);
             }
         }
@@ -548,6 +552,12 @@ impl<I: Io> Core<I> {
                 // The director's own TCP/UDP (ssh, health checks, BGP).
                 self.frag_note(meta, Target::Kernel);
                 return self.up_or_drop(m, at.port(), DropReason::NoService);
+            }
+            if meta.dst.is_multicast() {
+                // Group traffic for the kernel's daemons (IPVS connection
+                // sync on 224.0.0.81:8848, mDNS, ...).
+                self.frag_note(meta, Target::Kernel);
+                return self.up_or_drop(m, at.port(), DropReason::NotForUs);
             }
             return self.count_drop(DropReason::NotForUs);
         };

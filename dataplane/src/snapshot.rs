@@ -328,11 +328,13 @@ impl Compiler {
             }
             let max = if l.addr.is_ipv4() { 32 } else { 128 };
             // A LIP is an own address (answers ARP); an explicit address entry wins.
-            local.entry(l.addr).or_insert(crate::snapshot::LocalAddr {
-                addr: l.addr,
-                prefix_len: max,
-                port,
-            });
+            if ext.claim_laddrs {
+                local.entry(l.addr).or_insert(crate::snapshot::LocalAddr {
+                    addr: l.addr,
+                    prefix_len: max,
+                    port,
+                });
+            }
             let v = laddrs.entry(l.service).or_default();
             if !v.contains(&l.addr) {
                 v.push(l.addr);

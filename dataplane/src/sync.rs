@@ -256,7 +256,10 @@ impl<I: Io> Core<I> {
         let dm = &svc.meta[idx];
         let (reply_dst, reply_dport) = match (dm.mode, c.local) {
             (ForwardMode::FullNat, Some((lip, lport))) => {
-                if !snap.is_local(lip) {
+                // The master's LIP: one of the service's, or an address of
+                // ours (where VRRP moves the LIPs it is not ours until the
+                // failover).
+                if !svc.laddrs.contains(&lip) && !snap.is_local(lip) {
                     return Err(Reject::NoLocalAddr);
                 }
                 let port = snap.local.get(&lip).map_or(0, |l| l.port);

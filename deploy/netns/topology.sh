@@ -37,6 +37,8 @@ RUNDIR=${3:-/tmp/dpvs-${P}}
 
 NS_CLI=${P}cli NS_LB=${P}lb NS_LAN=${P}lan NS_RS1=${P}rs1 NS_RS2=${P}rs2
 ALL_NS=("$NS_CLI" "$NS_LB" "$NS_LAN" "$NS_RS1" "$NS_RS2")
+# What ha.sh adds (a second director, a client-side switch): removed by `down` too.
+HA_NS=("${P}wan" "${P}lb2")
 HTTP_PORT=80
 UDP_PORT=9000
 
@@ -231,7 +233,7 @@ down() {
     stop_pid "$RUNDIR/$name-http.pid" "$ns"
     stop_pid "$RUNDIR/$name-udp.pid" "$ns"
   done
-  for ns in "${ALL_NS[@]}"; do
+  for ns in "${ALL_NS[@]}" "${HA_NS[@]}"; do
     ns_exists "$ns" || continue
     # Anything still running inside a namespace this script created was started
     # into it by us (servers, dpvsd, clients): stop it by PID before deleting.

@@ -68,7 +68,9 @@ fn initial_store(cfg: &control::config::Config, config: &Path) -> Result<Store, 
     };
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let store = control::state::load(cfg.store.ports(), &text).map_err(|e| {
+            let mut base = Store::new(cfg.store.ports().to_vec());
+            base.set_claim_vips(cfg.store.claims_vips());
+            let store = control::state::load_into(base, &text).map_err(|e| {
                 format!(
                     "state file {}: {e} (fix it, or remove it to start from {})",
                     path.display(),
@@ -176,6 +178,11 @@ fn run(
             .with_state_file(cfg.state_file.clone())
             .with_kni_ports(kni_ports.clone()),
     );
+    for d in &cfg.sync_daemons {
+        svc.sync
+            .start(d.clone())
+            .map_err(|e| format!("sync_daemon: {e}"))?;
+    }
     rt.spawn(control::kni::watch(svc.clone(), kni_ports));
     rt.spawn(reload_on_sighup(svc.clone(), config.to_path_buf()));
     rt.spawn(svc.clone().estimate_forever());
@@ -189,6 +196,7 @@ fn run(
     let group = cfg.socket_group.clone();
     let metrics = cfg.metrics;
     let metrics_backend = backend;
+    let sync_counters = Some(svc.sync.counters.clone());
     let watched = dp.clone();
     let served = rt.block_on(async move {
         let bound = match &tls {
@@ -204,7 +212,7 @@ fn run(
             // Served until the runtime is dropped below.
             let l = control::metrics::bind(addr).await?;
             eprintln!("dpvsd: metrics on http://{addr}/metrics");
-            tokio::spawn(control::metrics::serve(l, metrics_backend));
+            tokio::spawn(control::metrics::serve(l, metrics_backend, sync_counters));
         }
         if let Some(w) = std::env::var(INJECT_PANIC_ENV)
             .ok()

@@ -130,6 +130,25 @@ pub enum Command {
         list: AclList,
         service: Option<ServiceKey>,
     },
+    /// `--start-daemon master|backup [--mcast-interface IF] [--syncid N]
+    /// [--mcast-group ADDR] [--mcast-port PORT]` (docs/ha.md).
+    StartDaemon(DaemonOpts),
+    /// `--stop-daemon master|backup`.
+    StopDaemon {
+        state: String,
+    },
+}
+
+/// `--start-daemon` options, as ipvsadm takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonOpts {
+    /// `master` or `backup`.
+    pub state: String,
+    /// ipvsadm's default: `eth0`.
+    pub mcast_interface: String,
+    pub syncid: u8,
+    pub mcast_group: Option<std::net::Ipv4Addr>,
+    pub mcast_port: Option<u16>,
 }
 
 /// `-A/-E` options.
@@ -196,6 +215,8 @@ pub struct ListOpts {
     pub rate: bool,
     /// `--nosort`: dpvsd's order (protocol, VIP, port) instead of ipvsadm's.
     pub nosort: bool,
+    /// `--daemon`: the connection sync daemons.
+    pub daemon: bool,
 }
 
 /// A usage error: one line for stderr; dpvsctl exits 2 like ipvsadm.
@@ -306,6 +327,13 @@ enum Opt {
     Blklst,
     Whtlst,
     Synproxy,
+    StartDaemon,
+    StopDaemon,
+    McastInterface,
+    SyncId,
+    McastGroup,
+    McastPort,
+    Daemon,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -394,6 +422,13 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (Some('k'), "blklst", Opt::Blklst, Arg::Required),
     (Some('2'), "whtlst", Opt::Whtlst, Arg::Required),
     (Some('j'), "synproxy", Opt::Synproxy, Arg::Required),
+    (None, "start-daemon", Opt::StartDaemon, Arg::Required),
+    (None, "stop-daemon", Opt::StopDaemon, Arg::Required),
+    (None, "mcast-interface", Opt::McastInterface, Arg::Required),
+    (None, "syncid", Opt::SyncId, Arg::Required),
+    (None, "mcast-group", Opt::McastGroup, Arg::Required),
+    (None, "mcast-port", Opt::McastPort, Arg::Required),
+    (None, "daemon", Opt::Daemon, Arg::No),
 ];
 
 fn opt_name(o: Opt) -> String {
@@ -428,6 +463,8 @@ const COMMANDS: &[Opt] = &[
     Opt::AddWhtlst,
     Opt::DelWhtlst,
     Opt::GetWhtlst,
+    Opt::StartDaemon,
+    Opt::StopDaemon,
 ];
 
 /// The options that only mean something with `--check`.
@@ -516,7 +553,9 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             Rate,
             Sort,
             NoSort,
+            Daemon,
         ],
+        StartDaemon => &[McastInterface, SyncId, McastGroup, McastPort],
         _ => &[],
     }
 }
@@ -994,7 +1033,52 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
             worker: has(Opt::Worker),
             rate: has(Opt::Rate),
             nosort: has(Opt::NoSort),
+            daemon: has(Opt::Daemon),
         })),
+        Opt::StartDaemon | Opt::StopDaemon => {
+            let state = get(cmd).flatten().unwrap_or_default();
+            if state != "master" && state != "backup" {
+                return err(format!(
+                    "illegal daemon state \"{state}\": expected master or backup"
+                ));
+            }
+            if cmd == Opt::StopDaemon {
+                return Ok(Command::StopDaemon { state });
+            }
+            let syncid = match get(Opt::SyncId).flatten() {
+                None => 0,
+                Some(v) => v
+                    .parse::<u8>()
+                    .map_err(|_| ArgError(format!("illegal syncid \"{v}\": expected 0-255")))?,
+            };
+            let mcast_group = match get(Opt::McastGroup).flatten() {
+                None => None,
+                Some(v) => match v.parse::<std::net::Ipv4Addr>() {
+                    Ok(a) if a.is_multicast() => Some(a),
+                    _ => {
+                        return err(format!(
+                            "illegal mcast-group \"{v}\": expected an IPv4 multicast address"
+                        ))
+                    }
+                },
+            };
+            let mcast_port = match get(Opt::McastPort).flatten() {
+                None => None,
+                Some(v) => match v.parse::<u16>() {
+                    Ok(p) if p > 0 => Some(p),
+                    _ => return err(format!("illegal mcast-port \"{v}\": expected 1-65535")),
+                },
+            };
+            Ok(Command::StartDaemon(DaemonOpts {
+                state,
+                mcast_interface: get(Opt::McastInterface)
+                    .flatten()
+                    .unwrap_or_else(|| "eth0".to_string()),
+                syncid,
+                mcast_group,
+                mcast_port,
+            }))
+        }
         Opt::Set => {
             if positionals.len() != 3 {
                 return err("--set needs three values: tcp tcpfin udp");
@@ -1266,6 +1350,9 @@ Usage:
   dpvsctl -U|V -t|u service-address -k blacklist-address
   dpvsctl -O|Y -t|u service-address -2 whitelist-address
   dpvsctl -B|W [-t|u service-address]
+  dpvsctl --start-daemon master|backup [--mcast-interface IF] [--syncid N] [--mcast-group ADDR] [--mcast-port PORT]
+  dpvsctl --stop-daemon master|backup
+  dpvsctl -L|l --daemon
   dpvsctl addr add|del ADDR[/LEN] dev PORT
   dpvsctl addr show [dev PORT]
   dpvsctl route add PREFIX/LEN [via GATEWAY] dev PORT
@@ -1298,6 +1385,8 @@ Commands:
   --add-whtlst      -O        add a whitelist address or prefix to a service (DPVS)
   --del-whtlst      -Y        delete a whitelist address or prefix (DPVS)
   --get-whtlst      -W        list whitelists (DPVS)
+  --start-daemon              start the connection sync daemon (master or backup)
+  --stop-daemon               stop the connection sync daemon
 
 Options:
   --tcp-service  -t service-address   service-address is host:port ([v6]:port)
@@ -1326,6 +1415,10 @@ Options:
   --ifname       -F port              port that owns the local address (with -P)
   --blklst       -k ADDR|CIDR         client address or prefix refused (with -U/-V)
   --whtlst       -2 ADDR|CIDR         client address or prefix let in (with -O/-Y)
+  --mcast-interface IF                kernel interface of the sync multicast (default eth0)
+  --syncid N                          sync id, 0-255 (default 0; a backup with 0 takes any)
+  --mcast-group ADDR --mcast-port N   sync multicast group and port (224.0.0.81, 8848)
+  --daemon                            list the sync daemons (with -L)
   --weight       -w weight            capacity of real server (0..65535, default 1)
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections
@@ -1499,6 +1592,54 @@ mod tests {
     fn p(s: &str) -> Result<Command, ArgError> {
         let v: Vec<String> = s.split_whitespace().map(str::to_string).collect();
         parse(&v).map(|i| i.command)
+    }
+
+    #[test]
+    fn sync_daemons_as_ipvsadm() {
+        assert_eq!(
+            p("--start-daemon master --mcast-interface dpdk0 --syncid 7").unwrap(),
+            Command::StartDaemon(DaemonOpts {
+                state: "master".into(),
+                mcast_interface: "dpdk0".into(),
+                syncid: 7,
+                mcast_group: None,
+                mcast_port: None,
+            })
+        );
+        assert_eq!(
+            p("--start-daemon backup --mcast-group 239.1.1.1 --mcast-port 9000").unwrap(),
+            Command::StartDaemon(DaemonOpts {
+                state: "backup".into(),
+                mcast_interface: "eth0".into(),
+                syncid: 0,
+                mcast_group: Some("239.1.1.1".parse().unwrap()),
+                mcast_port: Some(9000),
+            })
+        );
+        assert_eq!(
+            p("--stop-daemon backup").unwrap(),
+            Command::StopDaemon {
+                state: "backup".into()
+            }
+        );
+        assert!(matches!(p("-L --daemon").unwrap(), Command::List(o) if o.daemon));
+        let e = |s: &str| p(s).unwrap_err().0;
+        assert_eq!(
+            e("--start-daemon primary"),
+            "illegal daemon state \"primary\": expected master or backup"
+        );
+        assert_eq!(
+            e("--start-daemon master --syncid 256"),
+            "illegal syncid \"256\": expected 0-255"
+        );
+        assert_eq!(
+            e("--start-daemon master --mcast-group 10.0.0.1"),
+            "illegal mcast-group \"10.0.0.1\": expected an IPv4 multicast address"
+        );
+        assert_eq!(
+            e("--stop-daemon master --syncid 1"),
+            "illegal '--syncid' option with the '--stop-daemon' command"
+        );
     }
 
     fn key(proto: Proto, vip: &str, port: u16) -> ServiceKey {

@@ -132,6 +132,26 @@ pub fn timeouts(t: &pb::Timeouts) -> String {
     text(json!({ "tcp": t.tcp_s, "tcpfin": t.tcp_fin_s, "udp": t.udp_s }))
 }
 
+/// `-L --daemon --json`: the sync daemons and what they did.
+pub fn daemons(r: &pb::ListDaemonsResponse) -> String {
+    let list: Vec<Value> = r
+        .daemons
+        .iter()
+        .map(|d| {
+            json!({
+                "state": d.state, "mcast_interface": d.mcast_interface,
+                "syncid": d.syncid, "mcast_group": d.mcast_group, "mcast_port": d.mcast_port,
+            })
+        })
+        .collect();
+    let counters: serde_json::Map<String, Value> = r
+        .counters
+        .iter()
+        .map(|c| (c.name.clone(), json!(c.count)))
+        .collect();
+    text(json!({ "daemons": list, "counters": counters }))
+}
+
 /// `addr show --json`.
 pub fn addrs(r: &pb::ListAddrsResponse) -> String {
     let list: Vec<Value> = r

@@ -279,6 +279,24 @@ pub async fn run(
                 output::acl(&r, *list)
             });
         }
+        Command::StartDaemon(d) => {
+            c.start_daemon(pb::SyncDaemon {
+                state: d.state.clone(),
+                mcast_interface: d.mcast_interface.clone(),
+                syncid: u32::from(d.syncid),
+                mcast_group: d.mcast_group.map(|g| g.to_string()).unwrap_or_default(),
+                mcast_port: d.mcast_port.map_or(0, u32::from),
+            })
+            .await
+            .map_err(st)?;
+        }
+        Command::StopDaemon { state } => {
+            c.stop_daemon(pb::StopDaemonRequest {
+                state: state.clone(),
+            })
+            .await
+            .map_err(st)?;
+        }
         // Changes went through `command_op`; help, version and restore above.
         _ => {}
     }
@@ -570,6 +588,15 @@ async fn list(
     json: bool,
     out: &mut String,
 ) -> Result<(), tonic::Status> {
+    if o.daemon {
+        let r = c.list_daemons(pb::Empty {}).await?;
+        out.push_str(&if json {
+            self::json::daemons(r.get_ref())
+        } else {
+            output::daemons(r.get_ref())
+        });
+        return Ok(());
+    }
     if o.timeout {
         let t = c.get_timeouts(pb::Empty {}).await?;
         out.push_str(&if json {

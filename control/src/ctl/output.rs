@@ -365,6 +365,18 @@ pub fn timeouts(t: &pb::Timeouts) -> String {
     )
 }
 
+/// `-L --daemon`: one line per sync daemon, as ipvsadm prints them:
+/// `master sync daemon (mcast=dpdk0, syncid=1)`.
+pub fn daemons(r: &pb::ListDaemonsResponse) -> String {
+    let mut out = String::new();
+    for d in &r.daemons {
+        if let Ok(spec) = crate::convert::daemon_from_pb(d) {
+            let _ = writeln!(out, "{}", spec.describe());
+        }
+    }
+    out
+}
+
 fn family(addr: &str) -> &'static str {
     if is_v6(addr) {
         "inet6"

@@ -51,7 +51,14 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     r
 }
 
-async fn handle<B>(req: Request<B>, backend: Arc<dyn Backend>) -> Response<Full<Bytes>> {
+/// The connection sync daemons' counters, read with every scrape.
+pub type SyncCounters = Option<Arc<crate::sync::Counters>>;
+
+async fn handle<B>(
+    req: Request<B>,
+    backend: Arc<dyn Backend>,
+    sync: SyncCounters,
+) -> Response<Full<Bytes>> {
     match route(req.method(), req.uri().path()) {
         Route::NotFound => text(StatusCode::NOT_FOUND, "not found: try /metrics\n".into()),
         Route::MethodNotAllowed => {
@@ -63,7 +70,12 @@ async fn handle<B>(req: Request<B>, backend: Arc<dyn Backend>) -> Response<Full<
             r
         }
         Route::Metrics => {
-            let reading = tokio::task::spawn_blocking(move || Reading::of(backend.as_ref())).await;
+            let reading = tokio::task::spawn_blocking(move || {
+                let mut r = Reading::of(backend.as_ref());
+                r.sync = sync.map(|c| c.snapshot()).unwrap_or_default();
+                r
+            })
+            .await;
             match reading.map_err(|e| e.to_string()).and_then(|r| render(&r)) {
                 Ok(body) => {
                     let mut r = text(StatusCode::OK, body);
@@ -92,7 +104,11 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
 /// Serves `GET /metrics` on `listener` until the runtime stops. Connections
 /// past [`MAX_CONNECTIONS`] are closed at once; each has bounded time to send
 /// its headers and a bounded life, so slow or broken clients cost little.
-pub async fn serve(listener: tokio::net::TcpListener, backend: Arc<dyn Backend>) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    backend: Arc<dyn Backend>,
+    sync: SyncCounters,
+) {
     use hyper_util::rt::{TokioIo, TokioTimer};
 
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -109,11 +125,11 @@ pub async fn serve(listener: tokio::net::TcpListener, backend: Arc<dyn Backend>)
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue; // dropping the stream closes it
         };
-        let backend = backend.clone();
+        let (backend, sync) = (backend.clone(), sync.clone());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
-                let backend = backend.clone();
-                async move { Ok::<_, Infallible>(handle(req, backend).await) }
+                let (backend, sync) = (backend.clone(), sync.clone());
+                async move { Ok::<_, Infallible>(handle(req, backend, sync).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -186,7 +202,7 @@ mod tests {
         let (backend, want) = backend();
         let l = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = l.local_addr().unwrap();
-        let server = tokio::spawn(serve(l, backend));
+        let server = tokio::spawn(serve(l, backend, None));
 
         let ok = exchange(addr, b"GET /metrics HTTP/1.0\r\n\r\n").await;
         let (head, body) = ok.split_once("\r\n\r\n").expect("head and body");

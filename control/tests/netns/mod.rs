@@ -238,6 +238,17 @@ pub struct Topology {
     spawned: Mutex<Vec<(u32, String)>>,
 }
 
+/// `deploy/netns/ha.sh`: a second director (`lb2`) and a client-side
+/// switch on top of the demo topology.
+pub fn ha(topo: &Topology) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/netns/ha.sh");
+    let out = run_bounded(
+        Command::new("bash").arg(script).arg(topo.prefix()),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "ha.sh failed: {}", describe(&out));
+}
+
 /// `deploy/netns/bypass.sh MODE` for `vip`: the DR/TUN topology on top of the
 /// demo one (replies from the real servers to the client bypass the director).
 pub fn bypass(topo: &Topology, mode: &str, vip: &str) {
@@ -505,13 +516,9 @@ impl Topology {
                 "[dataplane]\nadaptive_poll = true\n",
             ),
         };
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let file_prefix = format!("dpvs-e2e-{}-{}", std::process::id(), n);
-        let socket = self.run_dir.join(format!("dpvs{n}.sock"));
-        let config = self.run_dir.join(format!("dpvs{n}.toml"));
-        let log = self.run_dir.join(format!("dpvsd{n}.log"));
-        let toml = format!(
-            r#"[eal]
+        self.spawn_dpvsd_in("lb", env, |file_prefix, socket| {
+            format!(
+                r#"[eal]
 args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{file_prefix}"{lcores}]
 
 [workers]
@@ -535,14 +542,34 @@ listen = "unix:{sock}"
 
 {extra_toml}
 "#,
-            sock = socket.display(),
-            dev0 = driver.device(0, "lb0", qpairs),
-            dev1 = driver.device(1, "lb1", qpairs),
-        );
-        fs::write(&config, toml).expect("write dpvs.toml");
+                sock = socket.display(),
+                dev0 = driver.device(0, "lb0", qpairs),
+                dev1 = driver.device(1, "lb1", qpairs),
+            )
+        })
+    }
+
+    /// Starts dpvsd in `role`'s namespace with the config `toml` writes for
+    /// its EAL file prefix and control socket, and waits until it answers.
+    pub fn start_dpvsd_in(&self, role: &str, toml: impl FnOnce(&str, &Path) -> String) -> Dpvsd {
+        self.wait_answering(self.spawn_dpvsd_in(role, &[], toml))
+    }
+
+    fn spawn_dpvsd_in(
+        &self,
+        role: &str,
+        env: &[(&str, &str)],
+        toml: impl FnOnce(&str, &Path) -> String,
+    ) -> Dpvsd {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let file_prefix = format!("dpvs-e2e-{}-{}", std::process::id(), n);
+        let socket = self.run_dir.join(format!("dpvs{n}.sock"));
+        let config = self.run_dir.join(format!("dpvs{n}.toml"));
+        let log = self.run_dir.join(format!("dpvsd{n}.log"));
+        fs::write(&config, toml(&file_prefix, &socket)).expect("write dpvs.toml");
         let logf = fs::File::create(&log).expect("create dpvsd log");
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns("lb")])
+            .args(["netns", "exec", &self.ns(role)])
             .arg(bin_path("dpvsd"))
             .arg("--config")
             .arg(&config)

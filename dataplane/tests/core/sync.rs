@@ -6,7 +6,7 @@ use conntrack::TcpState;
 use dataplane::sync::{Reject, SyncConn};
 use dataplane::*;
 
-use super::{ip, seen, tcp, Lab, CIP, CLIENT_MAC, LIP, MAC0, MAC1, RIP, RS_MAC, VIP};
+use super::{ip, seen, tcp, udp, Lab, CIP, CLIENT_MAC, LIP, MAC0, MAC1, RIP, RS_MAC, VIP};
 
 /// A master lab with the sync daemon on.
 fn master(mode: ForwardMode) -> Lab {
@@ -32,7 +32,10 @@ fn establish(lab: &mut Lab, cport: u16) -> ([u8; 4], u16) {
     );
     assert_eq!(out.len(), 1, "the SYN goes on");
     let s = seen(&out[0].1);
-    lab.rx(1, &[tcp(RS_MAC, MAC1, RIP, 8080, s.src, s.sport, "SA", 9, b"")]);
+    lab.rx(
+        1,
+        &[tcp(RS_MAC, MAC1, RIP, 8080, s.src, s.sport, "SA", 9, b"")],
+    );
     lab.rx(
         0,
         &[tcp(CLIENT_MAC, MAC0, CIP, cport, VIP, 80, "A", 2, b"")],
@@ -102,7 +105,10 @@ fn a_fullnat_connection_keeps_its_local_port_on_the_backup() {
     let snap = b.snap.clone();
     b.core.sync_install(&snap, &r).expect("installed");
     // The real server's next segment to LIP:lport reaches the client.
-    let out = b.rx(1, &[tcp(RS_MAC, MAC1, RIP, 8080, LIP, lport, "A", 10, b"x")]);
+    let out = b.rx(
+        1,
+        &[tcp(RS_MAC, MAC1, RIP, 8080, LIP, lport, "A", 10, b"x")],
+    );
     assert_eq!(out.len(), 1);
     let s = seen(&out[0].1);
     assert_eq!((s.src, s.sport, s.dst, s.dport), (VIP, 80, CIP, 40000));
@@ -170,4 +176,43 @@ fn records_that_do_not_fit_the_backup_are_refused() {
     b.core.sync_install(&snap, &r).unwrap();
     assert_eq!(b.core.conns.len(), 1);
     assert_eq!(active_conns(&b), 1);
+}
+
+/// The peers' sync messages (UDP to 224.0.0.81:8848) and VRRP adverts
+/// (protocol 112 to 224.0.0.18) reach the kernel's daemons through the
+/// port's kernel interface; without one they are counted as not ours.
+#[test]
+fn group_traffic_goes_up_to_the_kernel() {
+    let group_mac = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12];
+    let mut vrrp = Vec::new();
+    etherparse::PacketBuilder::ethernet2([0x02, 0, 0, 0, 0, 0x09], group_mac)
+        .ipv4([10, 0, 0, 9], [224, 0, 0, 18], 255)
+        .write(
+            &mut vrrp,
+            etherparse::IpNumber(112),
+            &[0x31, 51, 100, 1, 0, 1, 0, 0],
+        )
+        .unwrap();
+    let sync = udp(
+        [0x02, 0, 0, 0, 0, 0x09],
+        [0x01, 0x00, 0x5e, 0x00, 0x00, 0x51],
+        [10, 0, 0, 9],
+        40000,
+        [224, 0, 0, 81],
+        8848,
+    );
+    let frames = [vrrp, sync];
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    assert!(lab.rx(0, &frames).is_empty());
+    assert_eq!(lab.drops(DropReason::NotForUs), 2);
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    lab.core.io.kernel = Some(Vec::new());
+    assert!(lab.rx(0, &frames).is_empty());
+    let up = lab.core.io.kernel.take().unwrap();
+    assert_eq!(up.len(), 2);
+    assert_eq!(
+        (up[0].1.as_slice(), up[1].1.as_slice()),
+        (&frames[0][..], &frames[1][..])
+    );
+    assert_eq!(lab.all_drops(), 0);
 }

@@ -1,0 +1,316 @@
+//! High availability end to end (docs/ha.md): two directors, each a dpvsd
+//! with kernel interfaces and the real keepalived running VRRP on them, the
+//! first the connection sync master, the second its backup. A long download
+//! through the first (NAT, then FULLNAT) goes on when that dpvsd is killed:
+//! keepalived on the second takes the VIP, the inner gateway and the local
+//! address over, and the second dpvsd forwards the connection it was told
+//! about.
+
+mod netns;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use netns::*;
+
+/// The download: this many chunks of `CHUNK` bytes, one every 100 ms.
+const CHUNKS: usize = 100;
+const CHUNK: usize = 1000;
+const SLOW_PORT: u16 = 8000;
+
+/// dpvs.toml of director `n` (5: the first, 6: the second).
+fn director_toml(n: u8, sync: &str, file_prefix: &str, socket: &Path) -> String {
+    format!(
+        r#"[eal]
+args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{file_prefix}"]
+
+[workers]
+cores = [1]
+
+[dataplane]
+adaptive_poll = true
+
+[[port]]
+name = "dpdk0"
+device = "net_af_packet0,iface=lb0"
+queues = 1
+addresses = ["10.0.0.{n}/24"]
+kni = true
+
+[[port]]
+name = "dpdk1"
+device = "net_af_packet1,iface=lb1"
+queues = 1
+addresses = ["192.168.0.{n}/24"]
+kni = true
+
+[control]
+listen = "unix:{sock}"
+claim_vips = false
+
+[[sync_daemon]]
+state = "{sync}"
+mcast_interface = "dpdk1"
+syncid = 7
+
+[[service]]
+proto = "tcp"
+vip = "{VIP}"
+vport = 80
+scheduler = "rr"
+[[service.dest]]
+addr = "192.168.0.11"
+port = {SLOW_PORT}
+mode = "nat"
+
+[[service]]
+proto = "tcp"
+vip = "{VIP}"
+vport = 81
+scheduler = "rr"
+laddr = [{{ addr = "192.168.0.200", port = "dpdk1" }}]
+[[service.dest]]
+addr = "192.168.0.11"
+port = {SLOW_PORT}
+mode = "fullnat"
+"#,
+        sock = socket.display(),
+    )
+}
+
+/// keepalived.conf of director `n`: VRRP on both kernel interfaces, one
+/// sync group, so the VIP, the real servers' gateway and the LIP move
+/// together (deploy/ha/ has the commented version).
+fn keepalived_conf(n: u8, priority: u8) -> String {
+    format!(
+        r#"global_defs {{
+    router_id lb{n}
+    vrrp_garp_master_repeat 3
+    vrrp_garp_master_refresh 1
+}}
+vrrp_sync_group G {{
+    group {{
+        VI_0
+        VI_1
+    }}
+}}
+vrrp_instance VI_0 {{
+    state BACKUP
+    interface dpdk0
+    virtual_router_id 51
+    priority {priority}
+    advert_int 1
+    virtual_ipaddress {{
+        {VIP}/32 dev dpdk0
+    }}
+}}
+vrrp_instance VI_1 {{
+    state BACKUP
+    interface dpdk1
+    virtual_router_id 52
+    priority {priority}
+    advert_int 1
+    virtual_ipaddress {{
+        192.168.0.1/24 dev dpdk1
+        192.168.0.200/32 dev dpdk1
+    }}
+}}
+"#
+    )
+}
+
+/// Starts keepalived (VRRP only, in the foreground) in `role`'s namespace.
+fn keepalived(topo: &Topology, role: &str, n: u8, priority: u8) -> Child {
+    let dir = topo.run_dir().join(format!("keepalived-{role}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(&conf, keepalived_conf(n, priority)).unwrap();
+    let p = |f: &str| dir.join(f).display().to_string();
+    topo.spawn_in(
+        role,
+        &[
+            "keepalived",
+            "--dont-fork",
+            "--log-console",
+            "--vrrp",
+            "--use-file",
+            &p("keepalived.conf"),
+            "--pid",
+            &p("keepalived.pid"),
+            "--vrrp_pid",
+            &p("vrrp.pid"),
+            "--checkers_pid",
+            &p("checkers.pid"),
+        ],
+    )
+}
+
+/// The real server's slow download on SLOW_PORT: as many chunks as the
+/// client's first byte says, chunk i all of the letter a + i % 26.
+fn slow_server(topo: &Topology) -> Child {
+    let script = format!(
+        r#"
+import socket, threading, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", {SLOW_PORT}))
+s.listen(16)
+def serve(c):
+    n = c.recv(1)[0]
+    for i in range(n):
+        c.sendall(bytes([97 + i % 26]) * {CHUNK})
+        time.sleep(0.1)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#
+    );
+    topo.spawn_in("rs1", &["python3", "-c", &script])
+}
+
+/// A client that asks VIP:`port` for `chunks` chunks, reads them to the end
+/// and prints how many bytes were right, and how many came (bounded: 60 s).
+fn client(topo: &Topology, port: u16, chunks: u8) -> Child {
+    let script = format!(
+        r#"
+import socket
+c = socket.create_connection(("{VIP}", {port}), timeout=60)
+c.settimeout(60)
+c.sendall(bytes([{chunks}]))
+got = b""
+while True:
+    b = c.recv(65536)
+    if not b:
+        break
+    got += b
+ok = sum(1 for i in range(len(got)) if got[i] == 97 + (i // {CHUNK}) % 26)
+print(ok, len(got))
+"#
+    );
+    topo.spawn_in("cli", &["python3", "-c", &script])
+}
+
+fn owns(d: &Dpvsd, addr: &str) -> bool {
+    d.ctl(&["addr", "show"])
+        .stdout
+        .split(|&b| b == b'\n')
+        .any(|l| String::from_utf8_lossy(l).contains(&format!(" {addr}/")))
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// What a client printed when it ended (bounded: 60 s); `None` if it did
+/// not end.
+fn finished(c: &mut Child) -> Option<String> {
+    if !wait_until(Duration::from_secs(60), || {
+        c.try_wait().ok().flatten().is_some()
+    }) {
+        return None;
+    }
+    let mut out = String::new();
+    c.stdout.take()?.read_to_string(&mut out).ok()?;
+    Some(out.trim().to_string())
+}
+
+#[test]
+fn a_failover_keeps_nat_and_fullnat_connections() {
+    let Some(_serial) = begin("e2e_ha") else {
+        return;
+    };
+    assert!(
+        std::process::Command::new("keepalived")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "keepalived is missing: run make deps"
+    );
+    let topo = Topology::new("e2e_ha");
+    ha(&topo);
+    let _server = slow_server(&topo);
+    let mut first = topo.start_dpvsd_in("lb", |fp, s| director_toml(5, "master", fp, s));
+    let second = topo.start_dpvsd_in("lb2", |fp, s| director_toml(6, "backup", fp, s));
+    let _ka1 = keepalived(&topo, "lb", 5, 150);
+    let _ka2 = keepalived(&topo, "lb2", 6, 100);
+    assert!(
+        wait_until(Duration::from_secs(20), || owns(&first, VIP)
+            && owns(&first, "192.168.0.200")),
+        "the first director did not become VRRP master:\n{}",
+        first.log()
+    );
+    assert!(!owns(&second, VIP), "both directors own the VIP");
+    assert!(second
+        .ctl_ok(&["-L", "--daemon"])
+        .contains("backup sync daemon (mcast=dpdk1, syncid=7)"));
+
+    // A long download through each service of the first director, NAT (80)
+    // and FULLNAT (81), both established there and synced to the second.
+    let mut downloads: Vec<(u16, Child)> = [80, 81]
+        .into_iter()
+        .map(|port| (port, client(&topo, port, CHUNKS as u8)))
+        .collect();
+    for port in [80, 81] {
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                second
+                    .ctl_ok(&["-Lnc"])
+                    .lines()
+                    .any(|l| l.contains("ESTABLISHED") && l.contains(&format!("{VIP}:{port}")))
+            }),
+            "the connection to port {port} did not reach the backup:\nfirst: {}\nsecond: {}\n{}",
+            first.ctl_ok(&["-Lnc"]),
+            second.ctl_ok(&["-Lnc"]),
+            second.log()
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    first.signal("KILL");
+    assert!(first.wait_exit(Duration::from_secs(5)).is_some());
+    let killed = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(15), || owns(&second, VIP)),
+        "the second director did not take the VIP over:\n{}",
+        second.log()
+    );
+    eprintln!(
+        "[e2e_ha] the VIP was the second director's {:?} after the kill",
+        killed.elapsed()
+    );
+
+    // Both downloads complete, every byte right: no established connection
+    // was lost.
+    let total = CHUNKS * CHUNK;
+    for (port, c) in &mut downloads {
+        assert_eq!(
+            finished(c),
+            Some(format!("{total} {total}")),
+            "the connection to port {port} did not survive the failover:\n{}\n{}",
+            second.ctl_ok(&["stats"]),
+            second.log()
+        );
+    }
+    // New connections go through the second.
+    for port in [80, 81] {
+        let mut again = client(&topo, port, 3);
+        let n = 3 * CHUNK;
+        assert_eq!(
+            finished(&mut again),
+            Some(format!("{n} {n}")),
+            "port {port}"
+        );
+    }
+    // Each was installed from a record (they change state: more records).
+    assert!(second.drop_counter("sync_installed") >= 2);
+    assert_eq!(second.drop_counter("sync_rejected"), 0);
+}
