@@ -188,6 +188,10 @@ pub struct ExtDesc {
     /// TCP services behind the SYN proxy (DPVS `-j enable`; NAT and FULLNAT
     /// real servers only).
     pub synproxy: Vec<ServiceKey>,
+    /// Per-service connection limits (`--conn-limit N`, this project's own):
+    /// a new connection is refused while the service's real servers hold
+    /// `N` connections (active + inactive) or more. Absent or 0: no limit.
+    pub conn_limit: Vec<(ServiceKey, u32)>,
 }
 
 impl Default for ExtDesc {
@@ -198,6 +202,7 @@ impl Default for ExtDesc {
             local_port_range: (1024, 65535),
             acl: Vec::new(),
             synproxy: Vec::new(),
+            conn_limit: Vec::new(),
         }
     }
 }
