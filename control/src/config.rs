@@ -143,6 +143,9 @@ pub struct ServiceConf {
     /// DPVS `-j enable`: the SYN proxy (TCP; NAT and FULLNAT real servers).
     #[serde(default)]
     pub synproxy: bool,
+    /// `--conn-limit`: the most connections the service holds (active +
+    /// inactive over its real servers); absent or 0 = no limit.
+    pub conn_limit: Option<u32>,
     /// keepalived's quorum and hysteresis (docs/health.md).
     pub quorum: Option<u32>,
     pub hysteresis: Option<u32>,
@@ -649,6 +652,11 @@ impl ConfigFile {
                     .set_synproxy(&key, true)
                     .map_err(|e| format!("service[{i}].synproxy: {}", e.message()))?;
             }
+            if let Some(n) = s.conn_limit {
+                store
+                    .set_conn_limit(&key, n)
+                    .map_err(|e| format!("service[{i}].conn_limit: {}", e.message()))?;
+            }
             for (j, l) in s.laddr.iter().enumerate() {
                 let at = format!("service[{i}].laddr[{j}]");
                 let addr = parse_ip(&l.addr).map_err(|e| format!("{at}.addr: {e}"))?;
@@ -926,7 +934,7 @@ listen = "unix:/run/dpvs/dpvs.sock"
     #[test]
     fn services_in_config() {
         let text = format!(
-            "{EXAMPLE}\n[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nscheduler = \"rr\"\nproxy_protocol = \"v2\"\n\
+            "{EXAMPLE}\n[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nscheduler = \"rr\"\nproxy_protocol = \"v2\"\nconn_limit = 5000\n\
              blacklist = [\"10.1.0.0/16\", \"192.0.2.7\"]\nwhitelist = [\"10.0.0.0/8\"]\n\
              [[service.dest]]\naddr = \"192.168.0.11\"\nmode = \"nat\"\nweight = 2\n\
              [[service.dest]]\naddr = \"192.168.0.12\"\nport = 8080\nmode = \"fullnat\"\n\
@@ -956,6 +964,7 @@ listen = "unix:/run/dpvs/dpvs.sock"
         );
         assert_eq!(c.store.timeouts().tcp_s, 600);
         assert_eq!(c.store.timeouts().udp_s, 300);
+        assert_eq!(c.store.ext().conn_limit, vec![(d.services[0].key, 5000)]);
         let ip = |a: &str| a.parse().unwrap();
         assert_eq!(
             c.store.ext().acl,
@@ -1099,6 +1108,9 @@ listen = "unix:/run/dpvs/dpvs.sock"
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nwhitelist = [\"2001:db8::/32\"]", "service[0].whitelist[0]: 2001:db8::/32 is IPv6, the service TCP 10.0.0.100:80 is IPv4"),
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nblacklist = [\"10.1.0.0/16\", \"10.1.0.0/16\"]", "service[0].blacklist[1]: blacklist entry 10.1.0.0/16 already exists in TCP 10.0.0.100:80"),
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nblacklist = \"10.1.0.0/16\"", "service[0].blacklist: invalid type"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nconn_limit = -1", "service[0].conn_limit: invalid value: integer `-1`, expected u32"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nconn_limit = 4294967296", "service[0].conn_limit: invalid value: integer `4294967296`, expected u32"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nconn_limit = \"many\"", "service[0].conn_limit: invalid type: string \"many\", expected u32"),
         ];
         for (body, want) in cases {
             let err = parse(&svc(body)).expect_err(want);

@@ -296,6 +296,7 @@ pub fn service_to_pb(s: &ServiceSpec, with_dests: bool) -> pb::Service {
         sorry_server: String::new(),
         passive_check: false,
         synproxy: None,
+        conn_limit: None,
         quorum: 0,
         hysteresis: 0,
         blacklist: Vec::new(),
@@ -354,6 +355,7 @@ pub fn service_status(
         rate: None,
         blacklist_drops: stats.map_or(0, |st| st.acl_drops.blacklist),
         whitelist_drops: stats.map_or(0, |st| st.acl_drops.whitelist),
+        conn_limit_drops: stats.map_or(0, |st| st.conn_limit_drops),
     }
 }
 

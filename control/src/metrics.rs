@@ -181,6 +181,12 @@ fn render_families(r: &Reading) -> prometheus::Result<String> {
          (on it), list=\"whitelist\" (not on a whitelist that is not empty).",
         &["proto", "vip", "vport", "list"],
     )?;
+    let conn_limit_drops = counter(
+        &reg,
+        "dpvs_service_conn_limit_drops_total",
+        "New connections the virtual service refused at its connection limit (--conn-limit).",
+        SERVICE_LABELS,
+    )?;
     let weight = gauge(
         &reg,
         "dpvs_dest_weight",
@@ -196,6 +202,9 @@ fn render_families(r: &Reading) -> prometheus::Result<String> {
         let active: u64 = s.dests.iter().map(|d| u64::from(d.active_conns)).sum();
         let inactive: u64 = s.dests.iter().map(|d| u64::from(d.inactive_conns)).sum();
         services.set(&[proto, &vip, &vport], &s.traffic, active, inactive)?;
+        conn_limit_drops
+            .get_metric_with_label_values(&[proto, &vip, &vport])?
+            .inc_by(s.conn_limit_drops);
         for (list, n) in [
             ("blacklist", s.acl_drops.blacklist),
             ("whitelist", s.acl_drops.whitelist),
@@ -465,6 +474,7 @@ mod tests {
                         blacklist: 9,
                         whitelist: 2,
                     },
+                    conn_limit_drops: 4,
                     key: ServiceKey {
                         proto: Proto::Tcp,
                         vip: ip("10.0.0.100"),
@@ -485,6 +495,7 @@ mod tests {
                 },
                 ServiceStats {
                     acl_drops: Default::default(),
+                    conn_limit_drops: 0,
                     key: ServiceKey {
                         proto: Proto::Udp,
                         vip: ip("fd00:10::100"),
@@ -619,6 +630,16 @@ mod tests {
         ] {
             assert_eq!(
                 value(&t, &format!("dpvs_service_acl_drops_total{series}")),
+                want
+            );
+        }
+        // Connection-limit refusals per service, zeros included.
+        for (series, want) in [
+            (r#"{proto="tcp",vip="10.0.0.100",vport="80"}"#, 4.0),
+            (r#"{proto="udp",vip="fd00:10::100",vport="53"}"#, 0.0),
+        ] {
+            assert_eq!(
+                value(&t, &format!("dpvs_service_conn_limit_drops_total{series}")),
                 want
             );
         }

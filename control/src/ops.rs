@@ -169,8 +169,9 @@ fn acl_lists(
 }
 
 /// What AddService and EditService set beside the spec: the sorry server
-/// (`None`: unchanged), and, replaced as the other -E attributes, the passive
-/// check and the quorum (0: keepalived's 1) and hysteresis.
+/// (`None`: unchanged), the SYN proxy and the connection limit (absent:
+/// unchanged), and, replaced as the other -E attributes, the passive check
+/// and the quorum (0: keepalived's 1) and hysteresis.
 fn service_extras(
     store: &mut Store,
     key: &dataplane::ServiceKey,
@@ -185,6 +186,9 @@ fn service_extras(
         .map_err(store_status)?;
     if let Some(on) = svc.and_then(|s| s.synproxy) {
         store.set_synproxy(key, on).map_err(store_status)?;
+    }
+    if let Some(n) = svc.and_then(|s| s.conn_limit) {
+        store.set_conn_limit(key, n).map_err(store_status)?;
     }
     let (q, h) = svc.map_or((0, 0), |s| (s.quorum, s.hysteresis));
     store.set_quorum(key, q.max(1), h).map_err(store_status)

@@ -178,6 +178,7 @@ mod tests {
             services: vec![dataplane::ServiceStats {
                 key,
                 acl_drops: Default::default(),
+                conn_limit_drops: 0,
                 traffic: t,
                 dests: vec![],
             }],

@@ -494,6 +494,7 @@ pub(crate) fn service_status(
         svc.proxy_protocol = convert::proxy_protocol_to_pb(store.proxy_protocol(&s.key)) as i32;
         svc.passive_check = store.passive_check(&s.key);
         svc.synproxy = Some(store.synproxy(&s.key));
+        svc.conn_limit = Some(store.conn_limit(&s.key));
         (svc.quorum, svc.hysteresis) = store.quorum(&s.key);
         if let Some(acl) = store.acl(&s.key) {
             let text = |l: AclList| {

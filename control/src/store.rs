@@ -159,6 +159,9 @@ pub struct Store {
     passive: BTreeSet<ServiceKey>,
     /// Services behind the SYN proxy (DPVS `-j enable`).
     synproxy: BTreeSet<ServiceKey>,
+    /// Per-service connection limits (`--conn-limit N`); services without
+    /// one (0) are absent.
+    conn_limit: BTreeMap<ServiceKey, u32>,
     /// Real servers the passive check has inhibited for now.
     passive_down: BTreeSet<DestId>,
     /// keepalived's `quorum` and `hysteresis` per service (absent: 1 and 0).
@@ -384,6 +387,7 @@ impl Store {
                 .collect(),
             synproxy: self.synproxy.iter().copied().collect(),
             claim_laddrs: !self.no_vip_claim,
+            conn_limit: self.conn_limit.iter().map(|(k, n)| (*k, *n)).collect(),
             ..ExtDesc::default()
         }
     }
@@ -654,6 +658,7 @@ impl Store {
         self.passive.remove(key);
         self.passive_down.retain(|id| id.0 != *key);
         self.synproxy.remove(key);
+        self.conn_limit.remove(key);
         self.quorum.remove(key);
         self.quorum_lost.remove(key);
         self.acl.remove(key);
@@ -671,6 +676,7 @@ impl Store {
         self.passive.clear();
         self.passive_down.clear();
         self.synproxy.clear();
+        self.conn_limit.clear();
         self.quorum.clear();
         self.quorum_lost.clear();
         self.acl.clear();
@@ -912,6 +918,26 @@ impl Store {
 
     pub fn synproxy(&self, key: &ServiceKey) -> bool {
         self.synproxy.contains(key)
+    }
+
+    /// `-A/-E ... --conn-limit N`: the most connections (active + inactive,
+    /// over its real servers) the service holds before it refuses new
+    /// ones; 0 = no limit.
+    pub fn set_conn_limit(&mut self, key: &ServiceKey, limit: u32) -> Result<(), StoreError> {
+        if !self.services.contains_key(key) {
+            return Err(not_found(key));
+        }
+        if limit == 0 {
+            self.conn_limit.remove(key);
+        } else {
+            self.conn_limit.insert(*key, limit);
+        }
+        Ok(())
+    }
+
+    /// A service's connection limit; 0 = none.
+    pub fn conn_limit(&self, key: &ServiceKey) -> u32 {
+        self.conn_limit.get(key).copied().unwrap_or(0)
     }
 
     /// The passive check's verdict on a real server; whether it changed.

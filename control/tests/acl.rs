@@ -266,6 +266,7 @@ async fn the_drops_of_each_service_show_in_json() {
                 blacklist: 17,
                 whitelist: 3,
             },
+            conn_limit_drops: 0,
         }],
         ..Default::default()
     });

@@ -71,6 +71,7 @@ async fn services_and_dests_reach_the_backend_and_list_like_ipvsadm() {
         services: vec![ServiceStats {
             key,
             acl_drops: Default::default(),
+            conn_limit_drops: 0,
             traffic: TrafficStats {
                 conns: 5,
                 inpkts: 50,
@@ -476,6 +477,123 @@ async fn synproxy_per_service_with_dpvs_flag() {
     d.stop().await;
 }
 
+#[tokio::test]
+async fn conn_limit_per_service_lists_saves_and_restores() {
+    let d = Daemon::start().await;
+    let key = |proto, vport| ServiceKey {
+        proto,
+        vip: ip("10.0.0.100"),
+        vport,
+    };
+    let (tcp, udp) = (key(Proto::Tcp, 80), key(Proto::Udp, 53));
+    let limits = || d.backend.current_ext().unwrap().conn_limit;
+    d.ok("-A -t 10.0.0.100:80 -s rr --conn-limit 2").await;
+    d.ok("-a -t 10.0.0.100:80 -r 192.168.0.11:80 -m").await;
+    d.ok("-A -u 10.0.0.100:53 -s rr").await;
+    assert_eq!(limits(), vec![(tcp, 2)], "-A without it: no limit");
+    assert!(d
+        .ok("-Ln")
+        .await
+        .contains("TCP  10.0.0.100:80 rr conn-limit 2\n"));
+    assert!(d.ok("-Ln").await.contains("UDP  10.0.0.100:53 rr\n"));
+
+    // What it refused, per service, in the API's stats and --json.
+    d.backend.set_stats(Stats {
+        services: vec![ServiceStats {
+            key: tcp,
+            traffic: Default::default(),
+            dests: vec![],
+            acl_drops: Default::default(),
+            conn_limit_drops: 7,
+        }],
+        ..Default::default()
+    });
+    let j: serde_json::Value = serde_json::from_str(&d.ok("-Ln --json").await).unwrap();
+    let svc = |vport: u64| {
+        j["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["vport"] == vport)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (
+            svc(80)["conn_limit"].clone(),
+            svc(80)["conn_limit_drops"].clone()
+        ),
+        (serde_json::json!(2), serde_json::json!(7))
+    );
+    assert_eq!(
+        (
+            svc(53)["conn_limit"].clone(),
+            svc(53)["conn_limit_drops"].clone()
+        ),
+        (serde_json::json!(0), serde_json::json!(0))
+    );
+
+    // -E without --conn-limit keeps it; UDP services take one too.
+    d.ok("-E -t 10.0.0.100:80 -s wrr").await;
+    d.ok("-E -u 10.0.0.100:53 -s rr --conn-limit 100000").await;
+    assert_eq!(limits(), vec![(tcp, 2), (udp, 100000)]);
+
+    // -S writes it, and -C then -R gives the same table back.
+    let saved = d.ok("-S -n").await;
+    assert!(
+        saved.contains("-A -t 10.0.0.100:80 -s wrr --conn-limit 2\n"),
+        "{saved}"
+    );
+    assert!(
+        saved.contains("-A -u 10.0.0.100:53 -s rr --conn-limit 100000\n"),
+        "{saved}"
+    );
+    d.ok("-C").await;
+    assert!(limits().is_empty(), "gone with its service");
+    d.restore(&saved).await.unwrap();
+    assert_eq!(d.ok("-S -n").await, saved);
+    assert_eq!(limits(), vec![(tcp, 2), (udp, 100000)]);
+
+    // Bad values: one line naming the option, exit 2, nothing changed.
+    let applied = d.backend.applied().len();
+    for bad in ["-1", "lots", "4294967296"] {
+        let e = d
+            .err(&format!("-E -t 10.0.0.100:80 -s wrr --conn-limit {bad}"))
+            .await;
+        assert_eq!(
+            (e.code, e.message),
+            (
+                2,
+                format!(
+                    "invalid --conn-limit \"{bad}\": a number of connections 0..4294967295 \
+                     (0 = no limit)"
+                )
+            )
+        );
+    }
+    let e = d
+        .restore("-A -t 10.0.0.101:80 --conn-limit -5\n")
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.starts_with("line 1: invalid --conn-limit \"-5\""),
+        "{}",
+        e.message
+    );
+    assert_eq!(d.backend.applied().len(), applied);
+    assert_eq!(d.ok("-S -n").await, saved);
+
+    // 0 takes it off.
+    d.ok("-E -t 10.0.0.100:80 -s wrr --conn-limit 0").await;
+    assert_eq!(limits(), vec![(udp, 100000)]);
+    assert!(d.ok("-Ln").await.contains("TCP  10.0.0.100:80 wrr\n"));
+    assert!(!d
+        .ok("-S -n")
+        .await
+        .contains("-A -t 10.0.0.100:80 -s wrr --conn-limit"));
+    d.stop().await;
+}
+
 /// Traffic of one service with one real server: `n` connections, 10 packets
 /// and 1000 bytes in each direction per connection.
 fn traffic(key: ServiceKey, rip: &str, n: u64) -> ServiceStats {
@@ -488,6 +606,7 @@ fn traffic(key: ServiceKey, rip: &str, n: u64) -> ServiceStats {
     };
     ServiceStats {
         acl_drops: Default::default(),
+        conn_limit_drops: 0,
         key,
         traffic: t,
         dests: vec![DestStats {

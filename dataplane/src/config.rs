@@ -193,6 +193,10 @@ pub struct ExtDesc {
     /// (`[control] claim_vips = false`, docs/ha.md): then only an address
     /// entry makes them own.
     pub claim_laddrs: bool,
+    /// Per-service connection limits (`--conn-limit N`, this project's own):
+    /// a new connection is refused while the service's real servers hold
+    /// `N` connections (active + inactive) or more. Absent or 0: no limit.
+    pub conn_limit: Vec<(ServiceKey, u32)>,
 }
 
 impl Default for ExtDesc {
@@ -204,6 +208,7 @@ impl Default for ExtDesc {
             acl: Vec::new(),
             synproxy: Vec::new(),
             claim_laddrs: true,
+            conn_limit: Vec::new(),
         }
     }
 }

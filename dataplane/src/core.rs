@@ -687,6 +687,9 @@ impl<I: Io> Core<I> {
         tuple: Tuple,
         svc: &Arc<Service>,
     ) -> Option<ConnId> {
+        if self.over_conn_limit(svc) {
+            return None;
+        }
         let Some(idx) = self.pick_dest(svc, meta) else {
             self.count_drop(DropReason::NoDest);
             return None;
@@ -754,6 +757,20 @@ impl<I: Io> Core<I> {
         svc.traffic.conn(self.index);
         dm.traffic.conn(self.index);
         Some(id)
+    }
+
+    /// `--conn-limit`: whether `svc` refuses a new connection now; the
+    /// refusal is counted (`service_conn_limit`, and on the service). Only
+    /// the new-connection path asks, and a service without a limit sums
+    /// nothing.
+    #[inline]
+    pub(crate) fn over_conn_limit(&self, svc: &Service) -> bool {
+        if !svc.at_conn_limit() {
+            return false;
+        }
+        svc.conn_limit_drops.bump(self.index);
+        self.count_drop(DropReason::ServiceConnLimit);
+        true
     }
 
     /// The passive health check's evidence, before the packet moves the

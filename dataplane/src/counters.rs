@@ -127,6 +127,34 @@ impl AclCounters {
     }
 }
 
+#[derive(Default)]
+#[repr(align(64))]
+struct CountSlot(AtomicU64);
+
+/// One event count (a service's `service_conn_limit` refusals), one slot
+/// per worker.
+pub struct WorkerCount {
+    slots: Box<[CountSlot]>,
+}
+
+impl Default for WorkerCount {
+    fn default() -> Self {
+        WorkerCount {
+            slots: per_worker(),
+        }
+    }
+}
+
+impl WorkerCount {
+    #[inline]
+    pub fn bump(&self, worker: usize) {
+        bump(&self.slots[worker % MAX_WORKERS].0, 1);
+    }
+    pub fn sum(&self) -> u64 {
+        self.slots.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
 /// One dest's (and service's) traffic within a burst.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchEntry {

@@ -452,6 +452,7 @@ impl Dataplane {
                     })
                     .collect(),
                 acl_drops: s.acl_drops.sum(),
+                conn_limit_drops: s.conn_limit_drops.sum(),
             })
             .collect();
         services.sort_by_key(|s| s.key);

@@ -13,7 +13,7 @@ use crate::acl::Acl;
 use crate::config::{
     AclSpec, ConfigDesc, ExtDesc, ForwardMode, Persistence, Proto, ProxyProtocol, ServiceKey,
 };
-use crate::counters::{AclCounters, Traffic};
+use crate::counters::{AclCounters, Traffic, WorkerCount};
 use crate::owner::OwnerKey;
 use crate::route::{Route, RouteTable};
 
@@ -70,6 +70,11 @@ pub struct Service {
     pub acl: Option<Arc<Acl>>,
     /// Packets they dropped (kept across snapshots, like `traffic`).
     pub acl_drops: Arc<AclCounters>,
+    /// `--conn-limit`: no new connection while its real servers hold this
+    /// many (active + inactive, all workers); 0 = no limit.
+    pub conn_limit: u32,
+    /// New connections the limit refused (kept across snapshots).
+    pub conn_limit_drops: Arc<WorkerCount>,
 }
 
 /// An address the director owns.
@@ -116,6 +121,27 @@ pub struct Snapshot {
 }
 
 impl Service {
+    /// Whether its connection limit is reached: the sum of its real servers'
+    /// active and inactive connections, the shared counters ipvsadm's `-x`
+    /// threshold reads, is at the limit or over. Without a limit nothing is
+    /// summed. A dest taken out of the service takes its connections out
+    /// of the sum.
+    #[inline]
+    pub fn at_conn_limit(&self) -> bool {
+        if self.conn_limit == 0 {
+            return false;
+        }
+        let limit = u64::from(self.conn_limit);
+        let mut total = 0u64;
+        for d in &self.dests {
+            total += u64::from(d.active_conns()) + u64::from(d.inactive_conns());
+            if total >= limit {
+                return true;
+            }
+        }
+        false
+    }
+
     /// The local addresses usable toward real server `rip` (its family: FULLNAT64
     /// talks IPv4 to the real server whatever the VIP's family).
     #[inline]
@@ -160,6 +186,7 @@ struct ServiceEntry {
     id: u32,
     traffic: Arc<Traffic>,
     acl_drops: Arc<AclCounters>,
+    conn_limit_drops: Arc<WorkerCount>,
 }
 
 struct DestEntry {
@@ -351,6 +378,21 @@ impl Compiler {
             }
         }
         let mut acls = HashMap::new();
+        let mut limits: HashMap<ServiceKey, u32> = HashMap::new();
+        for (key, n) in &ext.conn_limit {
+            if !desc.services.iter().any(|s| s.key == *key) {
+                return Err(format!(
+                    "connection limit: no service {} {}:{}",
+                    key.proto, key.vip, key.vport
+                ));
+            }
+            if limits.insert(*key, *n).is_some() {
+                return Err(format!(
+                    "connection limit of service {} {}:{} given twice",
+                    key.proto, key.vip, key.vport
+                ));
+            }
+        }
         let (owner_keys, nat_owner_keys) = owner_keys(desc);
         let mut services = FastMap::default();
         let mut services_by_id = FastMap::default();
@@ -378,12 +420,18 @@ impl Compiler {
                     id,
                     traffic: Arc::new(Traffic::default()),
                     acl_drops: Arc::new(AclCounters::default()),
+                    conn_limit_drops: Arc::new(WorkerCount::default()),
                 };
                 self.services.insert(s.key, entry);
             }
-            let (sid, straffic, acl_drops) = {
+            let (sid, straffic, acl_drops, conn_limit_drops) = {
                 let e = &self.services[&s.key];
-                (e.id, e.traffic.clone(), e.acl_drops.clone())
+                (
+                    e.id,
+                    e.traffic.clone(),
+                    e.acl_drops.clone(),
+                    e.conn_limit_drops.clone(),
+                )
             };
             // Unchanged lists keep their compiled form (and the workers
             // their connections).
@@ -485,6 +533,8 @@ impl Compiler {
                 owner_key: owner_keys[&s.key],
                 acl,
                 acl_drops,
+                conn_limit: limits.get(&s.key).copied().unwrap_or(0),
+                conn_limit_drops,
             });
             let proto = proto_number(s.key.proto);
             if services

@@ -113,10 +113,14 @@ pub enum DropReason {
     /// Bigger than the egress port's MTU (it came in on a port with a larger
     /// one): dropped, as the director does not fragment.
     OverMtu,
+    /// A new connection refused because its service holds as many
+    /// connections as its limit (`--conn-limit`) allows; established ones
+    /// go on.
+    ServiceConnLimit,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 38] = [
+    pub const ALL: [DropReason; 39] = [
         DropReason::Truncated,
         DropReason::UnknownEtherType,
         DropReason::BadArp,
@@ -155,6 +159,7 @@ impl DropReason {
         DropReason::FragUnsupported,
         DropReason::BadTcpFlags,
         DropReason::OverMtu,
+        DropReason::ServiceConnLimit,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -199,6 +204,7 @@ impl DropReason {
             DropReason::FragUnsupported => "frag_unsupported",
             DropReason::BadTcpFlags => "bad_tcp_flags",
             DropReason::OverMtu => "over_mtu",
+            DropReason::ServiceConnLimit => "service_conn_limit",
         }
     }
 }
@@ -250,6 +256,9 @@ pub struct ServiceStats {
     /// Packets its access lists dropped (`acl_blacklist`, `acl_whitelist`
     /// of this service), since it was added.
     pub acl_drops: AclDrops,
+    /// New connections its limit (`--conn-limit`) refused, since it was
+    /// added (`service_conn_limit` of this service).
+    pub conn_limit_drops: u64,
 }
 
 /// Packets a service's blacklist and whitelist dropped.

@@ -408,6 +408,11 @@ impl<I: Io> Core<I> {
         let ends = FourTuple::of(&meta);
         let v6 = meta.dst.is_ipv6();
         if f == tcp_flag::SYN {
+            // A service at its connection limit sends no cookie: the
+            // client's SYN is refused as a SYN to its real servers would be.
+            if self.over_conn_limit(svc) {
+                return;
+            }
             let port = at.port();
             let opts = SynOpts::of_syn(seg, v6);
             let cookie = self

@@ -178,6 +178,10 @@ pub struct ServiceOpts {
     /// DPVS `-j enable|disable`: the SYN proxy (TCP); `None` not given (-A:
     /// off, -E: unchanged).
     pub synproxy: Option<bool>,
+    /// `--conn-limit N` (this project's own): the most connections the
+    /// service holds; 0 = no limit; `None` not given (-A: none, -E:
+    /// unchanged).
+    pub conn_limit: Option<u32>,
 }
 
 /// `-a/-e` options.
@@ -239,6 +243,17 @@ fn parse_proxy_protocol(v: &str) -> Result<Option<ProxyProtocol>, ArgError> {
             "invalid proxy protocol \"{v}\": expected v1, v2 or none"
         )),
     }
+}
+
+/// `--conn-limit` value: a number of connections, 0 (no limit) to u32's
+/// maximum.
+fn parse_conn_limit(v: &str) -> Result<u32, ArgError> {
+    v.parse::<u32>().or_else(|_| {
+        err(format!(
+            "invalid --conn-limit \"{v}\": a number of connections 0..{} (0 = no limit)",
+            u32::MAX
+        ))
+    })
 }
 
 fn err<T>(m: impl Into<String>) -> Result<T, ArgError> {
@@ -334,6 +349,7 @@ enum Opt {
     McastGroup,
     McastPort,
     Daemon,
+    ConnLimit,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -429,6 +445,7 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "mcast-group", Opt::McastGroup, Arg::Required),
     (None, "mcast-port", Opt::McastPort, Arg::Required),
     (None, "daemon", Opt::Daemon, Arg::No),
+    (None, "conn-limit", Opt::ConnLimit, Arg::Required),
 ];
 
 fn opt_name(o: Opt) -> String {
@@ -503,6 +520,7 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             Quorum,
             Hysteresis,
             Synproxy,
+            ConnLimit,
         ],
         DeleteService | Zero => &[Tcp, Udp],
         Save => &[Tcp, Udp, Numeric],
@@ -894,6 +912,10 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                             "invalid synproxy switch \"{v}\": must be enable or disable"
                         ))
                     }
+                },
+                conn_limit: match get(Opt::ConnLimit).flatten() {
+                    None => None,
+                    Some(v) => Some(parse_conn_limit(&v)?),
                 },
                 sorry_server: match get(Opt::SorryServer).flatten() {
                     None => None,
@@ -1401,6 +1423,7 @@ Options:
   --passive-check                     inhibit real servers that leave SYNs unanswered (NAT/FULLNAT)
   --quorum N --hysteresis N           alive weight below which the sorry server takes over (keepalived's)
   --proxy-protocol v1|v2|none         Proxy Protocol header to FULLNAT real servers (TCP, with -A/-E; DPVS)
+  --conn-limit   N                    most connections of the service, new ones refused beyond (0 = none)
   --real-server  -r server-address    server-address is host[:port] (default: the virtual port)
   --gatewaying   -g                   gatewaying (direct routing) (default)
   --ipip         -i                   ipip encapsulation (tunneling)
@@ -1666,6 +1689,7 @@ mod tests {
                 sorry_server: None,
                 passive_check: false,
                 synproxy: None,
+                conn_limit: None,
                 quorum: None,
                 hysteresis: None,
             })
@@ -1684,6 +1708,7 @@ mod tests {
                 sorry_server: None,
                 passive_check: false,
                 synproxy: None,
+                conn_limit: None,
                 quorum: None,
                 hysteresis: None,
             })
@@ -1720,6 +1745,40 @@ mod tests {
             }
             c => panic!("{c:?}"),
         }
+    }
+
+    #[test]
+    fn conn_limit_on_add_and_edit() {
+        let limit = |line: &str| match p(line) {
+            Ok(Command::AddService(o) | Command::EditService(o)) => Ok(o.conn_limit),
+            Ok(c) => panic!("{c:?}"),
+            Err(e) => Err(e.0),
+        };
+        assert_eq!(
+            limit("-A -t 10.0.0.100:80 --conn-limit 5000"),
+            Ok(Some(5000))
+        );
+        assert_eq!(limit("-E -u 10.0.0.100:53 --conn-limit=0"), Ok(Some(0)));
+        assert_eq!(limit("-E -t 10.0.0.100:80 -s rr"), Ok(None), "unchanged");
+        assert_eq!(
+            limit("-A -t 10.0.0.100:80 --conn-limit 4294967295"),
+            Ok(Some(u32::MAX))
+        );
+        for bad in ["-1", "many", "4294967296", "1.5", ""] {
+            let e = limit(&format!("-A -t 10.0.0.100:80 --conn-limit={bad}")).unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "invalid --conn-limit \"{bad}\": a number of connections 0..4294967295 \
+                     (0 = no limit)"
+                )
+            );
+        }
+        // The value may look like an option.
+        assert!(limit("-A -t 10.0.0.100:80 --conn-limit -1")
+            .unwrap_err()
+            .starts_with("invalid --conn-limit \"-1\""));
+        assert!(p("-a -t 10.0.0.100:80 -r 192.168.0.11 --conn-limit 5").is_err());
     }
 
     #[test]

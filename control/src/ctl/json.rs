@@ -86,9 +86,11 @@ fn service(st: &pb::ServiceStatus) -> Value {
         "sorry_server": (!svc.sorry_server.is_empty()).then_some(&svc.sorry_server),
         "passive_check": svc.passive_check,
         "synproxy": svc.synproxy.unwrap_or(false),
+        "conn_limit": svc.conn_limit.unwrap_or(0),
         "quorum": svc.quorum.max(1), "hysteresis": svc.hysteresis,
         "blacklist": svc.blacklist, "whitelist": svc.whitelist,
         "blacklist_drops": st.blacklist_drops, "whitelist_drops": st.whitelist_drops,
+        "conn_limit_drops": st.conn_limit_drops,
         "stats": traffic(st.traffic.as_ref()), "rate": rate(st.rate.as_ref()),
         "dests": dests,
     })

@@ -406,6 +406,7 @@ pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
                 sorry_server: o.sorry_server.clone().unwrap_or_default(),
                 passive_check: o.passive_check,
                 synproxy: o.synproxy,
+                conn_limit: o.conn_limit,
                 quorum: o.quorum.unwrap_or(0),
                 hysteresis: o.hysteresis.unwrap_or(0),
                 // -E keeps them; -U/-O add to them.

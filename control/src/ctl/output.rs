@@ -150,6 +150,9 @@ fn service_flags(out: &mut String, name: &str, svc: &pb::Service, v6: bool) {
     if svc.synproxy == Some(true) {
         out.push_str(" synproxy");
     }
+    if let Some(n) = svc.conn_limit.filter(|&n| n > 0) {
+        let _ = write!(out, " conn-limit {n}");
+    }
 }
 
 /// `ipvsadm -Ln` and its variants. `all`: the whole table (prints the version

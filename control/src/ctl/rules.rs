@@ -253,6 +253,9 @@ pub fn save(resp: &pb::ListServicesResponse, laddrs: &[pb::LocalAddr]) -> String
         if svc.synproxy == Some(true) {
             out.push_str(" -j enable");
         }
+        if let Some(n) = svc.conn_limit.filter(|&n| n > 0) {
+            let _ = write!(out, " --conn-limit {n}");
+        }
         if svc.quorum > 1 {
             let _ = write!(out, " --quorum {}", svc.quorum);
         }

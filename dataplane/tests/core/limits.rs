@@ -6,8 +6,8 @@
 use dataplane::*;
 
 use super::{
-    desc, ip, seen, synproxy_lab, tcp, tcp_fields, tcp_full, Lab, CIP, CLIENT_MAC, MAC0, MAC1, RIP,
-    RS_MAC, VIP,
+    desc, dest, ip, seen, synproxy_lab, tcp, tcp_fields, tcp_full, udp, Lab, CIP, CLIENT_MAC, MAC0,
+    MAC1, RIP, RIP2, RS_MAC, VIP,
 };
 
 /// Lets the core's clock run `ms` forward, expiring what falls due.
@@ -262,4 +262,206 @@ fn a_real_server_at_its_upper_threshold_takes_no_more_until_it_drains() {
         1,
         "below the threshold again"
     );
+}
+
+/// A lab whose service (NAT, two real servers, rr) takes at most `limit`
+/// connections (`--conn-limit`), with the SYN proxy or not; UDP flows idle
+/// out after 5 s.
+fn conn_limit_lab(proto: Proto, limit: u32, synproxy: bool) -> Lab {
+    let (mut d, mut e) = desc(ForwardMode::Nat, proto);
+    d.services[0]
+        .dests
+        .push(dest(ip(RIP2), 8080, ForwardMode::Nat));
+    if proto == Proto::Udp {
+        d.services[0].conn_timeout_s = Some(5);
+    }
+    let key = d.services[0].key;
+    e.conn_limit = vec![(key, limit)];
+    if synproxy {
+        e.synproxy = vec![key];
+    }
+    Lab::with_desc(&d, &e, 0, 1)
+}
+
+/// The service's own `service_conn_limit` count (`conn_limit_drops`).
+fn service_refusals(lab: &Lab) -> u64 {
+    let svc = lab.snap.services_by_id.values().next().expect("service");
+    svc.conn_limit_drops.sum()
+}
+
+/// A NAT connection from `cport` opened through to the real server the
+/// scheduler picks; that server's address.
+fn open_to_any(lab: &mut Lab, cport: u16) -> [u8; 4] {
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, cport, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(out.len(), 1, "the SYN from {cport} goes out");
+    let rip = seen(&out[0].1).dst;
+    lab.rx(1, &[tcp(RS_MAC, MAC1, rip, 8080, CIP, cport, "SA", 9, b"")]);
+    lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, cport, VIP, 80, "A", 2, b"")],
+    );
+    rip
+}
+
+/// Whether data of the connection from `cport` to `rip` passes both ways.
+fn forwards_both_ways(lab: &mut Lab, cport: u16, rip: [u8; 4]) -> bool {
+    let req = lab.rx(
+        0,
+        &[tcp(
+            CLIENT_MAC, MAC0, CIP, cport, VIP, 80, "PA", 2, b"GET /",
+        )],
+    );
+    let resp = lab.rx(
+        1,
+        &[tcp(
+            RS_MAC, MAC1, rip, 8080, CIP, cport, "PA", 10, b"200 OK",
+        )],
+    );
+    req.len() == 1
+        && seen(&req[0].1).dst == rip
+        && resp.len() == 1
+        && (seen(&resp[0].1).src, seen(&resp[0].1).sport) == (VIP, 80)
+}
+
+#[test]
+fn a_service_at_its_connection_limit_refuses_new_ones_until_one_ends() {
+    // --conn-limit 2 over two real servers (one connection each, so no
+    // real server's own threshold is involved).
+    let mut lab = conn_limit_lab(Proto::Tcp, 2, false);
+    let a = open_to_any(&mut lab, 1000);
+    let b = open_to_any(&mut lab, 1001);
+    assert_ne!(a, b, "rr: one connection on each real server");
+    let syn = |p| tcp(CLIENT_MAC, MAC0, CIP, p, VIP, 80, "S", 1, b"");
+    assert!(lab.rx(0, &[syn(1002)]).is_empty(), "the third is refused");
+    assert_eq!(lab.drops(DropReason::ServiceConnLimit), 1);
+    assert_eq!(service_refusals(&lab), 1, "counted on the service too");
+    assert_eq!(lab.all_drops(), 1);
+    assert_eq!(lab.core.conns.len(), 2, "nothing kept for it");
+    // The established two go on, both ways.
+    assert!(forwards_both_ways(&mut lab, 1000, a));
+    assert!(forwards_both_ways(&mut lab, 1001, b));
+    // The client tries again: refused again (the limit holds, no state).
+    assert!(lab.rx(0, &[syn(1002)]).is_empty());
+    assert_eq!(service_refusals(&lab), 2);
+    // One connection is reset: it counts (InActConn) until it leaves the
+    // table, as for ipvsadm's -x; then a new one is taken, and the limit
+    // holds again after it.
+    lab.rx(1, &[tcp(RS_MAC, MAC1, b, 8080, CIP, 1001, "R", 9, b"")]);
+    assert!(lab.rx(0, &[syn(1002)]).is_empty(), "CLOSE still counts");
+    advance(&mut lab, 11_000);
+    assert_eq!(lab.core.conns.len(), 1);
+    assert_eq!(lab.rx(0, &[syn(1002)]).len(), 1, "room again");
+    assert!(lab.rx(0, &[syn(1003)]).is_empty(), "and full again");
+    assert_eq!(lab.drops(DropReason::ServiceConnLimit), 4);
+    assert_eq!(service_refusals(&lab), 4);
+    assert!(forwards_both_ways(&mut lab, 1000, a));
+}
+
+#[test]
+fn raising_or_removing_the_limit_admits_new_connections_at_once() {
+    let mut lab = conn_limit_lab(Proto::Tcp, 1, false);
+    open_to_any(&mut lab, 1000);
+    let syn = |p| tcp(CLIENT_MAC, MAC0, CIP, p, VIP, 80, "S", 1, b"");
+    assert!(lab.rx(0, &[syn(1001)]).is_empty());
+    // -E --conn-limit 0: no limit; the service's count stays.
+    let (mut d, e) = desc(ForwardMode::Nat, Proto::Tcp);
+    d.services[0]
+        .dests
+        .push(dest(ip(RIP2), 8080, ForwardMode::Nat));
+    lab.apply(&d, &e);
+    assert_eq!(lab.rx(0, &[syn(1001)]).len(), 1);
+    assert_eq!(lab.rx(0, &[syn(1002)]).len(), 1);
+    assert_eq!(service_refusals(&lab), 1, "kept across the change");
+}
+
+#[test]
+fn udp_flows_over_the_limit_are_refused_until_one_times_out() {
+    let mut lab = conn_limit_lab(Proto::Udp, 1, false);
+    let dgram = |p| udp(CLIENT_MAC, MAC0, CIP, p, VIP, 80);
+    let out = lab.rx(0, &[dgram(5000)]);
+    assert_eq!(out.len(), 1);
+    let rip = seen(&out[0].1).dst;
+    assert!(lab.rx(0, &[dgram(5001)]).is_empty(), "a second flow");
+    assert_eq!(lab.drops(DropReason::ServiceConnLimit), 1);
+    assert_eq!(service_refusals(&lab), 1);
+    // The first flow goes on both ways.
+    assert_eq!(lab.rx(0, &[dgram(5000)]).len(), 1);
+    let back = lab.rx(1, &[udp(RS_MAC, MAC1, rip, 8080, CIP, 5000)]);
+    assert_eq!(back.len(), 1);
+    assert_eq!(seen(&back[0].1).src, VIP);
+    // It falls idle and times out (the service's 5 s): room again.
+    advance(&mut lab, 6_000);
+    assert_eq!(lab.core.conns.len(), 0);
+    assert_eq!(lab.rx(0, &[dgram(5001)]).len(), 1);
+}
+
+#[test]
+fn the_syn_proxy_sends_no_cookie_over_the_limit_and_checks_again_at_the_ack() {
+    let mut lab = conn_limit_lab(Proto::Tcp, 1, true);
+    let vip = (MAC0, VIP, 80);
+    let cookies =
+        |lab: &Lab| lab.core.shared.events[0].get(dataplane::events::Event::SynproxySynAck);
+    // Two clients get a cookie while the service is empty.
+    let mut cookie = Vec::new();
+    for port in [40000, 40001] {
+        let out = lab.rx(
+            0,
+            &[tcp_full(
+                (CLIENT_MAC, CIP, port),
+                vip,
+                "S",
+                1000,
+                0,
+                100,
+                &[],
+                b"",
+            )],
+        );
+        assert_eq!(out.len(), 1, "a SYN-ACK");
+        cookie.push(tcp_fields(&out[0].1).0);
+    }
+    let ack = |port, cookie: u32| {
+        tcp_full(
+            (CLIENT_MAC, CIP, port),
+            vip,
+            "A",
+            1001,
+            cookie.wrapping_add(1),
+            100,
+            &[],
+            b"",
+        )
+    };
+    // The first ACK opens a connection: the SYN to a real server.
+    let out = lab.rx(0, &[ack(40000, cookie[0])]);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].0, tcp_fields(&out[0].1).3), (1, 0x02));
+    // The second comes back with its cookie once the limit is reached: no
+    // connection, no SYN to a real server.
+    assert!(lab.rx(0, &[ack(40001, cookie[1])]).is_empty());
+    assert_eq!(lab.drops(DropReason::ServiceConnLimit), 1);
+    assert_eq!(lab.core.conns.len(), 1);
+    // A new client's SYN gets no cookie at all.
+    let before = cookies(&lab);
+    let out = lab.rx(
+        0,
+        &[tcp_full(
+            (CLIENT_MAC, CIP, 40002),
+            vip,
+            "S",
+            1000,
+            0,
+            100,
+            &[],
+            b"",
+        )],
+    );
+    assert!(out.is_empty(), "no SYN-ACK over the limit");
+    assert_eq!(cookies(&lab), before);
+    assert_eq!(lab.drops(DropReason::ServiceConnLimit), 2);
+    assert_eq!(service_refusals(&lab), 2);
+    assert_eq!(lab.all_drops(), 2);
 }
