@@ -904,6 +904,55 @@ port = "dpdk0"
 listen = "unix:/run/dpvs/dpvs.sock"
 "#;
 
+    /// deploy/ha's sample: two kernel interfaces, the VIPs left to
+    /// keepalived, a master sync daemon.
+    #[test]
+    fn the_ha_sample_and_sync_daemons() {
+        let c = parse(include_str!("../../deploy/ha/dpvs-lb1.toml")).unwrap();
+        assert!(!c.store.claims_vips());
+        assert_eq!(c.sync_daemons.len(), 1);
+        assert_eq!(
+            c.sync_daemons[0].describe(),
+            "master sync daemon (mcast=dpdk1, syncid=7)"
+        );
+        // Services do not make their VIP an address of the director.
+        assert!(c
+            .store
+            .addrs()
+            .iter()
+            .all(|a| a.addr.to_string() != "10.0.0.100"));
+        assert!(parse(EXAMPLE).unwrap().store.claims_vips());
+        let with = |t: &str| parse(&format!("{EXAMPLE}{t}"));
+        let d = with(
+            "[[sync_daemon]]\nstate = \"backup\"\nmcast_interface = \"dpdk1\"\nmcast_group = \"239.1.2.3\"\nmcast_port = 9000\n",
+        )
+        .unwrap();
+        assert_eq!(
+            d.sync_daemons[0].describe(),
+            "backup sync daemon (mcast=dpdk1, syncid=0, group=239.1.2.3, port=9000)"
+        );
+        for (t, e) in [
+            (
+                "state = \"primary\"\nmcast_interface = \"x\"",
+                "sync_daemon[0]: sync daemon state 'primary': expected master or backup",
+            ),
+            (
+                "state = \"master\"\nmcast_interface = \"x\"\nsyncid = 300",
+                "sync_daemon[0]: syncid 300: expected 0-255",
+            ),
+            (
+                "state = \"master\"\nmcast_interface = \"x\"\nmcast_group = \"10.0.0.1\"",
+                "sync_daemon[0]: mcast_group 10.0.0.1: not a multicast address",
+            ),
+            (
+                "state = \"master\"\nmcast_interface = \"x\"\n[[sync_daemon]]\nstate = \"master\"\nmcast_interface = \"y\"",
+                "sync_daemon[1].state: a second master daemon",
+            ),
+        ] {
+            assert_eq!(with(&format!("[[sync_daemon]]\n{t}\n")).unwrap_err(), e);
+        }
+    }
+
     #[test]
     fn example_parses() {
         let c = parse(EXAMPLE).unwrap();

@@ -80,54 +80,17 @@ mode = "fullnat"
     )
 }
 
-/// keepalived.conf of director `n`: VRRP on both kernel interfaces, one
-/// sync group, so the VIP, the real servers' gateway and the LIP move
-/// together (deploy/ha/ has the commented version).
-fn keepalived_conf(n: u8, priority: u8) -> String {
-    format!(
-        r#"global_defs {{
-    router_id lb{n}
-    vrrp_garp_master_repeat 3
-    vrrp_garp_master_refresh 1
-}}
-vrrp_sync_group G {{
-    group {{
-        VI_0
-        VI_1
-    }}
-}}
-vrrp_instance VI_0 {{
-    state BACKUP
-    interface dpdk0
-    virtual_router_id 51
-    priority {priority}
-    advert_int 1
-    virtual_ipaddress {{
-        {VIP}/32 dev dpdk0
-    }}
-}}
-vrrp_instance VI_1 {{
-    state BACKUP
-    interface dpdk1
-    virtual_router_id 52
-    priority {priority}
-    advert_int 1
-    virtual_ipaddress {{
-        192.168.0.1/24 dev dpdk1
-        192.168.0.200/32 dev dpdk1
-    }}
-}}
-"#
-    )
-}
-
-/// Starts keepalived (VRRP only, in the foreground) in `role`'s namespace.
-fn keepalived(topo: &Topology, role: &str, n: u8, priority: u8) -> Child {
+/// Starts keepalived (VRRP only, in the foreground) in `role`'s namespace
+/// with deploy/ha/`conf`, the sample of docs/ha.md: VRRP on both kernel
+/// interfaces in one sync group, so the VIP, the real servers' gateway and
+/// the FULLNAT local address move together.
+fn keepalived(topo: &Topology, role: &str, conf: &str) -> Child {
     let dir = topo.run_dir().join(format!("keepalived-{role}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let conf = dir.join("keepalived.conf");
-    std::fs::write(&conf, keepalived_conf(n, priority)).unwrap();
     let p = |f: &str| dir.join(f).display().to_string();
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/ha")
+        .join(conf);
     topo.spawn_in(
         role,
         &[
@@ -136,7 +99,7 @@ fn keepalived(topo: &Topology, role: &str, n: u8, priority: u8) -> Child {
             "--log-console",
             "--vrrp",
             "--use-file",
-            &p("keepalived.conf"),
+            &conf.display().to_string(),
             "--pid",
             &p("keepalived.pid"),
             "--vrrp_pid",
@@ -238,11 +201,12 @@ fn a_failover_keeps_nat_and_fullnat_connections() {
     );
     let topo = Topology::new("e2e_ha");
     ha(&topo);
-    let _server = slow_server(&topo);
+    // Stopped at the end (and by the topology, by PID, if the test fails).
+    let mut daemons = vec![slow_server(&topo)];
     let mut first = topo.start_dpvsd_in("lb", |fp, s| director_toml(5, "master", fp, s));
     let second = topo.start_dpvsd_in("lb2", |fp, s| director_toml(6, "backup", fp, s));
-    let _ka1 = keepalived(&topo, "lb", 5, 150);
-    let _ka2 = keepalived(&topo, "lb2", 6, 100);
+    daemons.push(keepalived(&topo, "lb", "keepalived-lb1.conf"));
+    daemons.push(keepalived(&topo, "lb2", "keepalived-lb2.conf"));
     assert!(
         wait_until(Duration::from_secs(20), || owns(&first, VIP)
             && owns(&first, "192.168.0.200")),
@@ -313,4 +277,8 @@ fn a_failover_keeps_nat_and_fullnat_connections() {
     // Each was installed from a record (they change state: more records).
     assert!(second.drop_counter("sync_installed") >= 2);
     assert_eq!(second.drop_counter("sync_rejected"), 0);
+    for d in &mut daemons {
+        let _ = d.kill();
+        let _ = d.wait();
+    }
 }

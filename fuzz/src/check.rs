@@ -37,6 +37,8 @@ pub struct IpFacts {
     pub ip_csum_ok: bool,
     /// ICMP / ICMPv6 type, if one.
     pub icmp_type: Option<u8>,
+    /// TCP flags, if a TCP header is there.
+    pub tcp_flags: Option<u8>,
 }
 
 /// One input frame and what it was.
@@ -203,8 +205,13 @@ fn check_sent(lab: &Lab, port: usize, f: &[u8], input: Option<(&[u8], Option<IpF
         );
     }
     let pkt = inner.unwrap_or(out);
-    let own_answer =
-        matches!(out.icmp_type, Some(0) | Some(129) | Some(136)) && matches!(out.proto, 1 | 58);
+    // The director's own answers start a new TTL: echo replies, neighbour
+    // advertisements, and the SYN proxy's SYN-ACK to a client's SYN.
+    let syn_ack_to_syn = out.tcp_flags.map(|f| f & 0x12) == Some(0x12)
+        && in_facts.and_then(|i| i.tcp_flags).map(|f| f & 0x12) == Some(0x02);
+    let own_answer = (matches!(out.icmp_type, Some(0) | Some(129) | Some(136))
+        && matches!(out.proto, 1 | 58))
+        || syn_ack_to_syn;
     match in_facts {
         Some(i) if !own_answer => {
             assert!(
@@ -262,6 +269,12 @@ fn tunnelled(f: &[u8], input_proto: Option<u8>) -> Option<IpFacts> {
 
 /// What etherparse reads of an Ethernet frame's IP packet; `None` when it
 /// rejects the frame or it is not IP.
+fn tcp_flags(proto: u8, fragmented: bool, l4: &[u8]) -> Option<u8> {
+    (proto == 6 && !fragmented)
+        .then(|| l4.get(13).copied())
+        .flatten()
+}
+
 pub fn facts(f: &[u8]) -> Option<IpFacts> {
     net_facts(&SlicedPacket::from_ethernet(f).ok()?)
 }
@@ -282,6 +295,7 @@ fn net_facts(p: &SlicedPacket) -> Option<IpFacts> {
                 icmp_type: (pl.ip_number.0 == 1)
                     .then(|| pl.payload.first().copied())
                     .flatten(),
+                tcp_flags: tcp_flags(pl.ip_number.0, pl.fragmented, pl.payload),
             })
         }
         NetSlice::Ipv6(s) => {
@@ -297,6 +311,7 @@ fn net_facts(p: &SlicedPacket) -> Option<IpFacts> {
                 icmp_type: (pl.ip_number.0 == 58)
                     .then(|| pl.payload.first().copied())
                     .flatten(),
+                tcp_flags: tcp_flags(pl.ip_number.0, pl.fragmented, pl.payload),
             })
         }
     }
