@@ -156,6 +156,13 @@ impl PersistTable {
         Some(t.dest)
     }
 
+    /// The dest and expiry of a live template, without touching it.
+    pub fn get(&self, service: u32, client_masked: IpAddr, now_ms: u64) -> Option<(u32, u64)> {
+        let (i, _) = self.find(service, client_masked)?;
+        let t = &self.slab[i as usize];
+        (t.expires_at_ms > now_ms).then_some((t.dest, t.expires_at_ms))
+    }
+
     /// Record (or refresh) that `client_masked` goes to `dest` for `service` for
     /// `timeout_s` from `now_ms`. Refreshing an existing template also moves it to
     /// `dest`.

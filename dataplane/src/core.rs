@@ -847,6 +847,15 @@ impl<I: Io> Core<I> {
             if let Some(dest_id) = self.persist.lookup(svc.id, ck, self.now_ms) {
                 if let Some(i) = svc.meta.iter().position(|d| d.id == dest_id) {
                     if svc.dests[i].effective_weight() > 0 || svc.dests[i].active_conns() > 0 {
+                        // Connection sync: a template is sent again once
+                        // half its life is gone.
+                        let resend = self.shared.sync.is_on()
+                            && self
+                                .persist
+                                .get(svc.id, ck, self.now_ms)
+                                .is_some_and(|(_, exp)| {
+                                    exp.saturating_sub(self.now_ms) < u64::from(p.timeout_s) * 500
+                                });
                         let _ = self.persist.insert_or_refresh(
                             svc.id,
                             ck,
@@ -854,6 +863,9 @@ impl<I: Io> Core<I> {
                             p.timeout_s,
                             self.now_ms,
                         );
+                        if resend {
+                            self.sync_template(svc, ck, i, p.timeout_s);
+                        }
                         return Some(i);
                     }
                 }
@@ -875,13 +887,13 @@ impl<I: Io> Core<I> {
         }
         let idx = entry.1.schedule(&svc.dests, &key)?;
         if let (Some(p), Some(ck)) = (svc.persistence, client_key) {
-            let _ = self.persist.insert_or_refresh(
-                svc.id,
-                ck,
-                svc.meta[idx].id,
-                p.timeout_s,
-                self.now_ms,
-            );
+            if self
+                .persist
+                .insert_or_refresh(svc.id, ck, svc.meta[idx].id, p.timeout_s, self.now_ms)
+                .is_ok()
+            {
+                self.sync_template(svc, ck, idx, p.timeout_s);
+            }
         }
         Some(idx)
     }

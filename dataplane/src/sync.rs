@@ -30,7 +30,7 @@ use crate::config::ForwardMode;
 use crate::core::{mode_from_flags, mode_to_flags, Core};
 use crate::events::Event;
 use crate::io::Io;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Service, Snapshot};
 
 /// Records a worker may have queued before the control plane takes them.
 pub const QUEUE_LEN: usize = 16_384;
@@ -72,6 +72,10 @@ pub struct SyncConn {
     /// Seconds before it expires on the master.
     pub timeout_s: u32,
     pub ext: ConnExt,
+    /// A persistence template (IPVS's `IP_VS_CONN_F_TEMPLATE`): `client` is
+    /// the client's masked address (port 0), `dest` where its new
+    /// connections go, `timeout_s` what is left of the persistence timeout.
+    pub template: bool,
 }
 
 impl SyncConn {
@@ -194,7 +198,33 @@ impl<I: Io> Core<I> {
                 user32: c.user32,
                 flags: c.flags(),
             },
+            template: false,
         };
+        self.sync_push(rec);
+    }
+
+    /// Master: queue the persistence template of `svc`'s client net
+    /// `client` (to its real server `idx`), valid `left_s` more seconds.
+    pub(crate) fn sync_template(&self, svc: &Service, client: IpAddr, idx: usize, left_s: u32) {
+        if !self.shared.sync.is_on() {
+            return;
+        }
+        let d = &svc.dests[idx];
+        self.sync_push(SyncConn {
+            proto: svc.key.proto.number(),
+            mode: svc.meta[idx].mode,
+            state: TcpState::None,
+            client: (client, 0),
+            vip: (svc.key.vip, svc.key.vport),
+            dest: (d.addr, d.port),
+            local: None,
+            timeout_s: left_s,
+            ext: ConnExt::default(),
+            template: true,
+        });
+    }
+
+    fn sync_push(&self, rec: SyncConn) {
         let ev = if self.shared.sync.push(self.index, rec) {
             Event::SyncQueued
         } else {
@@ -238,6 +268,9 @@ impl<I: Io> Core<I> {
     /// Backup: create or update the connection `c` describes. It counts in
     /// its dest's ActiveConn/InActConn as any connection.
     pub fn sync_install(&mut self, snap: &Snapshot, c: &SyncConn) -> Result<(), Reject> {
+        if c.template {
+            return self.sync_install_template(snap, c);
+        }
         if (c.proto == conntrack::PROTO_TCP) == (c.state == TcpState::Udp) {
             return Err(Reject::BadState);
         }
@@ -301,6 +334,33 @@ impl<I: Io> Core<I> {
             .fetch_add(1, Ordering::Relaxed);
         self.shared.events[self.index].bump(Event::SyncInstalled);
         self.sync_update(snap, id, c)
+    }
+
+    /// Backup: the persistence template `c` describes, for what is left of
+    /// its timeout.
+    fn sync_install_template(&mut self, snap: &Snapshot, c: &SyncConn) -> Result<(), Reject> {
+        let svc = snap
+            .service(c.proto, c.vip.0, c.vip.1)
+            .ok_or(Reject::NoService)?;
+        if svc.persistence.is_none() {
+            return Err(Reject::NoService);
+        }
+        let idx = svc
+            .dests
+            .iter()
+            .position(|d| d.addr == c.dest.0 && d.port == c.dest.1)
+            .ok_or(Reject::NoDest)?;
+        self.persist
+            .insert_or_refresh(
+                svc.id,
+                c.client.0,
+                svc.meta[idx].id,
+                c.timeout_s.max(1),
+                self.now_ms,
+            )
+            .map_err(|_| Reject::TableFull)?;
+        self.shared.events[self.index].bump(Event::SyncInstalled);
+        Ok(())
     }
 
     /// The state, timer and per-connection state of `c` onto `id`.

@@ -22,6 +22,9 @@
 //!   (FULLNAT sequence offset and TOA / Proxy Protocol progress: 8 B; the SYN
 //!   proxy's offset: 4 B; flag bits: 1 B).
 //!
+//! Persistence templates are records with `IP_VS_CONN_F_TEMPLATE` (0x1000),
+//! the client's masked address and port 0, state 0, as IPVS sends them.
+//!
 //! FULLNAT64 mixes families in one connection: the record is then IPv6 and
 //! the IPv4 real server's address is written IPv4-mapped (`::ffff:a.b.c.d`).
 
@@ -119,16 +122,18 @@ fn finish(mut msg: Vec<u8>, count: u8) -> Vec<u8> {
 
 fn encode_conn(c: &SyncConn, out: &mut Vec<u8>) {
     let v6 = c.client.0.is_ipv6() || c.vip.0.is_ipv6();
-    let mut flags = match c.mode {
+    let mut flags = if c.template { F_TEMPLATE } else { 0 };
+    flags |= match c.mode {
         ForwardMode::Nat => F_MASQ,
         ForwardMode::FullNat => F_FULLNAT,
         ForwardMode::Dr => F_DROUTE,
         ForwardMode::Tun => F_TUNNEL,
     };
-    if c.proto == conntrack::PROTO_TCP && c.state != TcpState::Established {
+    if c.proto == conntrack::PROTO_TCP && c.state != TcpState::Established && !c.template {
         flags |= F_INACTIVE;
     }
     let state = match c.state {
+        _ if c.template => 0,
         TcpState::Udp => 0,
         s => s as u16,
     };
@@ -229,9 +234,7 @@ fn decode_conn(rec: &[u8]) -> Option<SyncConn> {
     let u32_at = |i: usize| u32::from_be_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
     let proto = rec[1];
     let flags = u32_at(4);
-    if flags & F_TEMPLATE != 0 {
-        return None;
-    }
+    let template = flags & F_TEMPLATE != 0;
     let mode = match flags & F_FWD_MASK {
         F_MASQ => ForwardMode::Nat,
         F_FULLNAT => ForwardMode::FullNat,
@@ -239,7 +242,9 @@ fn decode_conn(rec: &[u8]) -> Option<SyncConn> {
         F_TUNNEL => ForwardMode::Tun,
         _ => return None,
     };
+    // A template's state is 0 (IPVS reads any other as 0 too).
     let state = match (proto, u16_at(8)) {
+        (conntrack::PROTO_TCP | conntrack::PROTO_UDP, _) if template => TcpState::None,
         (conntrack::PROTO_UDP, 0) => TcpState::Udp,
         (conntrack::PROTO_TCP, s) => tcp_state(s)?,
         _ => return None,
@@ -256,6 +261,7 @@ fn decode_conn(rec: &[u8]) -> Option<SyncConn> {
         local: None,
         timeout_s: u32_at(20),
         ext: ConnExt::default(),
+        template,
     };
     let mut p = &rec[fixed..];
     while !p.is_empty() {
@@ -287,7 +293,7 @@ fn decode_conn(rec: &[u8]) -> Option<SyncConn> {
         }
         p = &rest[len..];
     }
-    if mode == ForwardMode::FullNat && c.local.is_none() {
+    if mode == ForwardMode::FullNat && c.local.is_none() && !template {
         return None;
     }
     Some(c)
@@ -341,6 +347,7 @@ mod tests {
             local: None,
             timeout_s: 900,
             ext: ConnExt::default(),
+            template: false,
         }
     }
 
@@ -389,7 +396,13 @@ mod tests {
         f64.state = TcpState::SynRecv;
         f64.mode = ForwardMode::FullNat;
         f64.local = Some(("192.168.0.200".parse().unwrap(), 5002));
-        let all = [f, six, f64, conn(3)];
+        let mut t = conn(4);
+        t.template = true;
+        t.state = TcpState::None;
+        t.client = ("10.0.0.0".parse().unwrap(), 0);
+        t.mode = ForwardMode::FullNat;
+        t.timeout_s = 300;
+        let all = [f, six, f64, conn(3), t];
         let m = encode(1, &all, MAX_MESSAGE);
         assert_eq!(m.len(), 1);
         let d = decode(&m[0], 1).unwrap();

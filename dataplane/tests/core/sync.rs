@@ -6,7 +6,9 @@ use conntrack::TcpState;
 use dataplane::sync::{Reject, SyncConn};
 use dataplane::*;
 
-use super::{ip, seen, tcp, udp, Lab, CIP, CLIENT_MAC, LIP, MAC0, MAC1, RIP, RS_MAC, VIP};
+use super::{
+    dest, ip, seen, tcp, udp, Lab, CIP, CLIENT_MAC, LIP, MAC0, MAC1, RIP, RIP2, RS_MAC, VIP,
+};
 
 /// A master lab with the sync daemon on.
 fn master(mode: ForwardMode) -> Lab {
@@ -215,4 +217,53 @@ fn group_traffic_goes_up_to_the_kernel() {
         (&frames[0][..], &frames[1][..])
     );
     assert_eq!(lab.all_drops(), 0);
+}
+
+/// A persistent service's template goes to the backup too: after a
+/// failover the client's new connections go to the real server it had.
+#[test]
+fn persistence_templates_are_synced() {
+    let persistent = || {
+        let (mut d, e) = dataplane::testkit::desc(ForwardMode::Nat, Proto::Tcp);
+        let s = &mut d.services[0];
+        s.dests.push(dest(RIP2, 8080, ForwardMode::Nat));
+        s.persistence = Some(Persistence {
+            timeout_s: 300,
+            netmask_len: 24,
+        });
+        Lab::with_desc(&d, &e, 0, 1)
+    };
+    let mut m = persistent();
+    m.core.shared.sync.set_on(true);
+    let out = m.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "S", 1, b"")],
+    );
+    let chosen = seen(&out[0].1).dst;
+    let recs = drained(&m);
+    let t: Vec<_> = recs.iter().filter(|r| r.template).collect();
+    assert_eq!(t.len(), 1, "{recs:?}");
+    assert_eq!(t[0].client, (ip([10, 0, 0, 0]), 0), "the client's /24");
+    assert_eq!(ip(t[0].dest.0), ip(chosen));
+    assert_eq!(t[0].timeout_s, 300);
+    // The next connection of that client refreshes the template: nothing
+    // new to tell while most of its life is left.
+    m.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40001, VIP, 80, "S", 1, b"")],
+    );
+    assert!(drained(&m).iter().all(|r| !r.template));
+
+    // On the backup, each of a few new connections (rr would alternate)
+    // goes where the template says.
+    let mut b = persistent();
+    let snap = b.snap.clone();
+    b.core.sync_install(&snap, t[0]).expect("installed");
+    for cport in 41000..41004 {
+        let out = b.rx(
+            0,
+            &[tcp(CLIENT_MAC, MAC0, CIP, cport, VIP, 80, "S", 1, b"")],
+        );
+        assert_eq!(seen(&out[0].1).dst, chosen);
+    }
 }
