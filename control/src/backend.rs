@@ -45,6 +45,10 @@ pub trait Backend: Send + Sync + 'static {
     fn sync_install(&self, conns: Vec<dataplane::sync::SyncConn>) {
         let _ = conns;
     }
+    /// Every connection and template as sync records (a restart saves them).
+    fn sync_dump(&self) -> Vec<dataplane::sync::SyncConn> {
+        Vec::new()
+    }
 }
 
 #[cfg(feature = "dataplane")]
@@ -75,6 +79,9 @@ impl Backend for dataplane::Dataplane {
     }
     fn sync_install(&self, conns: Vec<dataplane::sync::SyncConn>) {
         dataplane::Dataplane::sync_install(self, conns);
+    }
+    fn sync_dump(&self) -> Vec<dataplane::sync::SyncConn> {
+        dataplane::Dataplane::sync_dump(self)
     }
     fn set_timeouts(&self, t: Timeouts) {
         let mut ct = self.base_timeouts();

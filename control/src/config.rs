@@ -261,6 +261,9 @@ pub struct ControlConf {
     /// NDP); `false` on directors whose VIPs keepalived's VRRP moves
     /// (docs/ha.md). Absent: true.
     pub claim_vips: Option<bool>,
+    /// Where dpvsd saves its connections when it stops and restores them
+    /// from when it starts (docs/ha.md); absent = not kept.
+    pub conns_file: Option<PathBuf>,
 }
 
 impl Default for ControlConf {
@@ -273,6 +276,7 @@ impl Default for ControlConf {
             tls_key: None,
             tls_client_ca: None,
             claim_vips: None,
+            conns_file: None,
         }
     }
 }
@@ -408,6 +412,8 @@ pub struct Config {
     pub tcp_states: conntrack::Timeouts,
     /// `[[sync_daemon]]`: started once the dataplane runs.
     pub sync_daemons: Vec<crate::sync::DaemonSpec>,
+    /// `[control] conns_file`.
+    pub conns_file: Option<PathBuf>,
 }
 
 /// Reads and validates a config file; errors are `FILE: key: problem`.
@@ -791,6 +797,7 @@ impl ConfigFile {
             metrics,
             tcp_states,
             sync_daemons,
+            conns_file: self.control.conns_file.clone(),
         })
     }
 }

@@ -73,7 +73,7 @@ pub fn load_into(mut store: Store, text: &str) -> Result<Store, String> {
 }
 
 /// Replaces `path` with `text` atomically (temporary file, fsync, rename).
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, text: impl AsRef<[u8]>) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir)?;
@@ -84,7 +84,7 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = std::path::PathBuf::from(tmp);
     {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
+        f.write_all(text.as_ref())?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)

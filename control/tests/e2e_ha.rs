@@ -355,3 +355,75 @@ time.sleep(4)
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A restart that keeps the connections (`[control] conns_file`): dpvsd
+/// saves them when SIGTERM stops it, the next one installs them before it
+/// serves, and a NAT and a FULLNAT download going through it complete.
+#[test]
+fn a_restart_keeps_the_connections() {
+    let Some(_serial) = begin("e2e_ha_restart") else {
+        return;
+    };
+    let topo = Topology::new("e2e_ha_restart");
+    let mut server = slow_server(&topo);
+    let conns_file = topo.run_dir().join("conns");
+    let extra = format!(
+        r#"conns_file = "{file}"
+
+[[service]]
+proto = "tcp"
+vip = "{VIP}"
+vport = 80
+[[service.dest]]
+addr = "192.168.0.11"
+port = {SLOW_PORT}
+mode = "nat"
+
+[[service]]
+proto = "tcp"
+vip = "{VIP}"
+vport = 81
+laddr = [{{ addr = "192.168.0.200", port = "dpdk1" }}]
+[[service.dest]]
+addr = "192.168.0.11"
+port = {SLOW_PORT}
+mode = "fullnat"
+"#,
+        file = conns_file.display()
+    );
+    let mut d = topo.start_dpvsd(&extra);
+    let mut downloads: Vec<(u16, Child)> = [80, 81]
+        .into_iter()
+        .map(|port| (port, client(&topo, port, CHUNKS as u8)))
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            d.ctl_ok(&["-Lnc"])
+                .lines()
+                .filter(|l| l.contains("ESTABLISHED"))
+                .count()
+                == 2
+        }),
+        "{}",
+        d.ctl_ok(&["-Lnc"])
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(d.terminate().is_some_and(|s| s.success()));
+    assert!(d.log().contains("saved 2 connections"), "{}", d.log());
+    let d2 = topo.start_dpvsd(&extra);
+    assert!(d2.log().contains("restored 2 connections"), "{}", d2.log());
+    assert!(!conns_file.exists(), "the file is used once");
+    let total = CHUNKS * CHUNK;
+    for (port, c) in &mut downloads {
+        assert_eq!(
+            finished(c),
+            Some(format!("{total} {total}")),
+            "the connection to port {port} did not survive the restart:\n{}\n{}",
+            d2.ctl_ok(&["stats"]),
+            d2.log()
+        );
+    }
+    assert_eq!(d2.drop_counter("sync_rejected"), 0);
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -564,6 +564,24 @@ impl Dataplane {
         self.shared.sync.drain(max, out);
     }
 
+    /// Every worker's connections and templates as sync records.
+    pub fn sync_dump(&self) -> Vec<crate::sync::SyncConn> {
+        let mut replies = Vec::new();
+        for r in &self.requests {
+            let (tx, rx) = bounded(1);
+            if r.send(Request::SyncDump(tx)).is_ok() {
+                replies.push(rx);
+            }
+        }
+        let mut out = Vec::new();
+        for rx in replies {
+            if let Ok(mut v) = rx.recv_timeout(Duration::from_secs(5)) {
+                out.append(&mut v);
+            }
+        }
+        out
+    }
+
     /// Connection sync, backup: hand each record to the worker that owns its
     /// connection, which installs it between bursts.
     pub fn sync_install(&self, conns: Vec<crate::sync::SyncConn>) {

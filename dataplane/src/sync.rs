@@ -178,10 +178,14 @@ impl<I: Io> Core<I> {
     }
 
     fn sync_send(&self, snap: &Snapshot, id: ConnId) {
-        let Some(c) = self.conns.get(id) else { return };
-        let Some(svc) = snap.services_by_id.get(&c.service()) else {
-            return;
-        };
+        if let Some(rec) = self.conns.get(id).and_then(|c| self.record(snap, c)) {
+            self.sync_push(rec);
+        }
+    }
+
+    /// What the backups are told about connection `c`.
+    fn record(&self, snap: &Snapshot, c: &conntrack::Conn) -> Option<SyncConn> {
+        let svc = snap.services_by_id.get(&c.service())?;
         let (o, r) = (c.original(), c.reply());
         let mode = mode_from_flags(c.flags());
         let rec = SyncConn {
@@ -200,7 +204,34 @@ impl<I: Io> Core<I> {
             },
             template: false,
         };
-        self.sync_push(rec);
+        Some(rec)
+    }
+
+    /// Every connection and persistence template of this worker, as records
+    /// (a restart saves them: docs/ha.md "Restarting without losing
+    /// connections").
+    pub fn sync_all(&self, snap: &Snapshot) -> Vec<SyncConn> {
+        let mut out = Vec::with_capacity(self.conns.len());
+        let mut cursor = Some(0u32);
+        while let Some(at) = cursor {
+            cursor = self.conns.scan(at, 4096, |_, c| {
+                out.extend(self.record(snap, c));
+            });
+        }
+        let mut cursor = Some(0u32);
+        while let Some(at) = cursor {
+            cursor = self.persist.scan(at, 4096, |t| {
+                let Some(svc) = snap.services_by_id.get(&t.service()) else {
+                    return;
+                };
+                let Some(i) = svc.meta.iter().position(|m| m.id == t.dest()) else {
+                    return;
+                };
+                let left = t.expires_at_ms().saturating_sub(self.now_ms) / 1000;
+                out.push(template_record(svc, t.client(), i, left as u32));
+            });
+        }
+        out
     }
 
     /// Master: queue the persistence template of `svc`'s client net
@@ -209,19 +240,7 @@ impl<I: Io> Core<I> {
         if !self.shared.sync.is_on() {
             return;
         }
-        let d = &svc.dests[idx];
-        self.sync_push(SyncConn {
-            proto: svc.key.proto.number(),
-            mode: svc.meta[idx].mode,
-            state: TcpState::None,
-            client: (client, 0),
-            vip: (svc.key.vip, svc.key.vport),
-            dest: (d.addr, d.port),
-            local: None,
-            timeout_s: left_s,
-            ext: ConnExt::default(),
-            template: true,
-        });
+        self.sync_push(template_record(svc, client, idx, left_s));
     }
 
     fn sync_push(&self, rec: SyncConn) {
@@ -380,6 +399,24 @@ impl<I: Io> Core<I> {
         }
         self.shared.events[self.index].bump(Event::SyncUpdated);
         Ok(())
+    }
+}
+
+/// The record of `svc`'s persistence template for client net `client` to
+/// its real server `idx`, valid `left_s` more seconds.
+fn template_record(svc: &Service, client: IpAddr, idx: usize, left_s: u32) -> SyncConn {
+    let d = &svc.dests[idx];
+    SyncConn {
+        proto: svc.key.proto.number(),
+        mode: svc.meta[idx].mode,
+        state: TcpState::None,
+        client: (client, 0),
+        vip: (svc.key.vip, svc.key.vport),
+        dest: (d.addr, d.port),
+        local: None,
+        timeout_s: left_s,
+        ext: ConnExt::default(),
+        template: true,
     }
 }
 

@@ -42,6 +42,8 @@ pub enum Request {
     Panic(String),
     /// Connection sync, backup: install these connections (`crate::sync`).
     SyncInstall(Vec<crate::sync::SyncConn>),
+    /// Every connection and template as sync records (a restart saves them).
+    SyncDump(Sender<Vec<crate::sync::SyncConn>>),
 }
 
 /// Where a worker's packets go out: a tx buffer per port.
@@ -324,6 +326,9 @@ impl Worker {
                 }
                 Request::SetTimeouts(t) => self.core.set_timeouts(t),
                 Request::Panic(msg) => panic!("{msg}"),
+                Request::SyncDump(reply) => {
+                    let _ = reply.send(self.core.sync_all(snap));
+                }
                 Request::SyncInstall(conns) => {
                     for c in &conns {
                         if self.core.sync_install(snap, c).is_err() {

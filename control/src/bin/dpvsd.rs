@@ -178,6 +178,9 @@ fn run(
             .with_state_file(cfg.state_file.clone())
             .with_kni_ports(kni_ports.clone()),
     );
+    if let Some(path) = &cfg.conns_file {
+        restore_conns(backend.as_ref(), path);
+    }
     for d in &cfg.sync_daemons {
         svc.sync
             .start(d.clone())
@@ -234,6 +237,16 @@ fn run(
         return Err(format!("{why}; stopping"));
     }
     eprintln!("dpvsd: stopping");
+    if let Some(path) = &cfg.conns_file {
+        let conns = dp.sync_dump();
+        match control::sync::save::save(path, &conns) {
+            Ok(n) => eprintln!("dpvsd: saved {n} connections to {}", path.display()),
+            Err(e) => eprintln!(
+                "dpvsd: cannot save the connections to {}: {e}",
+                path.display()
+            ),
+        }
+    }
     match Arc::try_unwrap(dp) {
         Ok(dp) => dp.stop(),
         Err(dp) => drop(dp), // last reference stops it on drop
@@ -248,6 +261,27 @@ fn run(
     _config: &Path,
 ) -> Result<(), String> {
     Err("built without the dataplane feature".into())
+}
+
+/// The connections the last dpvsd saved when it stopped (`[control]
+/// conns_file`), installed as a backup installs synced ones; the file is
+/// removed so that a later start does not install them again.
+#[cfg(feature = "dataplane")]
+fn restore_conns(backend: &dyn control::backend::Backend, path: &Path) {
+    if !path.exists() {
+        return;
+    }
+    match control::sync::save::load(path) {
+        Ok(conns) => {
+            let n = conns.len();
+            backend.sync_install(conns);
+            eprintln!("dpvsd: restored {n} connections from {}", path.display());
+        }
+        Err(e) => eprintln!("dpvsd: connections not restored: {e}"),
+    }
+    if let Err(e) = std::fs::remove_file(path) {
+        eprintln!("dpvsd: cannot remove {}: {e}", path.display());
+    }
 }
 
 /// A small tokio runtime whose threads never run on a worker core.

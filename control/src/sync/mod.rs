@@ -5,6 +5,7 @@
 //! other interface of the director's kernel), so they are plain sockets on
 //! threads of their own, never on a worker.
 
+pub mod save;
 pub mod wire;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
