@@ -272,7 +272,7 @@ impl DpvsService {
 
     fn save_state(&self, store: &Store) {
         let Some(path) = &self.state_file else { return };
-        if let Err(e) = crate::state::write_atomic(path, &crate::state::render(store)) {
+        if let Err(e) = crate::state::write_atomic(path, crate::state::render(store)) {
             // The change is in force; only its record failed. Say so loudly.
             eprintln!("dpvsd: cannot write state file {}: {e}", path.display());
         }
