@@ -264,6 +264,9 @@ pub struct ControlConf {
     /// Where dpvsd saves its connections when it stops and restores them
     /// from when it starts (docs/ha.md); absent = not kept.
     pub conns_file: Option<PathBuf>,
+    /// A port with a kernel interface on which the usable VIPs are host
+    /// addresses, for a routing daemon to announce (docs/ha.md).
+    pub announce_vips: Option<String>,
 }
 
 impl Default for ControlConf {
@@ -277,6 +280,7 @@ impl Default for ControlConf {
             tls_client_ca: None,
             claim_vips: None,
             conns_file: None,
+            announce_vips: None,
         }
     }
 }
@@ -414,6 +418,8 @@ pub struct Config {
     pub sync_daemons: Vec<crate::sync::DaemonSpec>,
     /// `[control] conns_file`.
     pub conns_file: Option<PathBuf>,
+    /// `[control] announce_vips`: a port with `kni = true`.
+    pub announce_vips: Option<String>,
 }
 
 /// Reads and validates a config file; errors are `FILE: key: problem`.
@@ -769,6 +775,14 @@ impl ConfigFile {
                 ));
             }
         }
+        let announce_vips = match &self.control.announce_vips {
+            Some(p) if !self.port.iter().any(|x| &x.name == p && x.kni) => {
+                return Err(format!(
+                    "control.announce_vips: \"{p}\" is not a port with kni = true"
+                ))
+            }
+            other => other.clone(),
+        };
         let mut sync_daemons: Vec<crate::sync::DaemonSpec> = Vec::new();
         for (i, d) in self.sync_daemon.iter().enumerate() {
             let spec = crate::convert::daemon_from_pb(&proto::v1::SyncDaemon {
@@ -798,6 +812,7 @@ impl ConfigFile {
             tcp_states,
             sync_daemons,
             conns_file: self.control.conns_file.clone(),
+            announce_vips,
         })
     }
 }
@@ -937,6 +952,14 @@ listen = "unix:/run/dpvs/dpvs.sock"
         assert_eq!(
             d.sync_daemons[0].describe(),
             "backup sync daemon (mcast=dpdk1, syncid=0, group=239.1.2.3, port=9000)"
+        );
+        assert_eq!(
+            parse(&EXAMPLE.replace(
+                "listen = \"unix:/run/dpvs/dpvs.sock\"",
+                "listen = \"unix:/run/dpvs/dpvs.sock\"\nannounce_vips = \"dpdk0\""
+            ))
+            .unwrap_err(),
+            "control.announce_vips: \"dpdk0\" is not a port with kni = true"
         );
         for (t, e) in [
             (

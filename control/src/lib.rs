@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod announce;
 pub mod backend;
 pub mod config;
 pub mod convert;

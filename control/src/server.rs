@@ -47,6 +47,9 @@ pub struct DpvsService {
     kni_ports: Vec<String>,
     /// The connection sync daemons (`--start-daemon`).
     pub sync: Arc<crate::sync::Daemons>,
+    /// VIPs `crate::announce` put on a kernel interface: the address watch
+    /// leaves them alone.
+    announced: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
 }
 
 impl DpvsService {
@@ -62,6 +65,7 @@ impl DpvsService {
             checkers: Default::default(),
             kni_ports: Vec::new(),
             sync: Arc::new(crate::sync::Daemons::new(backend.clone())),
+            announced: Mutex::default(),
             backend,
         }
     }
@@ -75,7 +79,23 @@ impl DpvsService {
 
     /// An address appeared on or left a kernel interface: the dataplane's
     /// addresses follow (already so: nothing to do).
+    /// `crate::announce` manages `vip` on a kernel interface from now on.
+    pub fn announcer_owns(&self, vip: std::net::IpAddr) {
+        self.announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(vip);
+    }
+
     pub fn kernel_address(&self, ev: &crate::kni::AddrEvent) {
+        if self
+            .announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&ev.addr)
+        {
+            return;
+        }
         let a = dataplane::AddrSpec {
             port: ev.port.clone(),
             addr: ev.addr,

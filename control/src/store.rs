@@ -222,6 +222,18 @@ impl Store {
         s
     }
 
+    /// The VIPs whose services can take connections now: a real server
+    /// neither inhibited nor of weight 0, or a sorry server in use. What a
+    /// director announces to its routers (`[control] announce_vips`).
+    pub fn usable_vips(&self) -> BTreeSet<IpAddr> {
+        self.services
+            .values()
+            .map(|s| self.effective(s))
+            .filter(|s| s.dests.iter().any(|d| !d.inhibited && d.weight > 0))
+            .map(|s| s.key.vip)
+            .collect()
+    }
+
     /// The weight of the real servers that can take connections now.
     fn alive_weight(&self, s: &ServiceSpec) -> u64 {
         s.dests
@@ -1461,6 +1473,29 @@ mod tests {
         })
         .unwrap();
         s
+    }
+
+    /// What `announce_vips` announces: VIPs with a usable real server.
+    #[test]
+    fn usable_vips_follow_weights_and_health() {
+        let mut s = store();
+        let mut a = svc("10.0.1.100", 80);
+        a.dests = vec![dest("192.168.0.11", 80, ForwardMode::Dr)];
+        s.add_service(a).unwrap();
+        let mut b = svc("10.0.1.101", 80);
+        let mut zero = dest("192.168.0.12", 80, ForwardMode::Dr);
+        zero.weight = 0;
+        b.dests = vec![zero];
+        s.add_service(b).unwrap();
+        s.add_service(svc("10.0.1.102", 80)).unwrap();
+        let ip = |a: &str| -> IpAddr { a.parse().unwrap() };
+        assert_eq!(s.usable_vips(), [ip("10.0.1.100")].into());
+        s.set_health(&key("10.0.1.100", 80), &ip("192.168.0.11"), 80, false)
+            .unwrap();
+        assert!(s.usable_vips().is_empty(), "its only real server is down");
+        s.set_health(&key("10.0.1.100", 80), &ip("192.168.0.11"), 80, true)
+            .unwrap();
+        assert_eq!(s.usable_vips(), [ip("10.0.1.100")].into());
     }
 
     #[test]

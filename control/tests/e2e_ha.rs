@@ -113,6 +113,11 @@ fn keepalived(topo: &Topology, role: &str, conf: &str) -> Child {
 /// The real server's slow download on SLOW_PORT: as many chunks as the
 /// client's first byte says, chunk i all of the letter a + i % 26.
 fn slow_server(topo: &Topology) -> Child {
+    slow_server_in(topo, "rs1")
+}
+
+/// [`slow_server`] in `role`'s namespace (every address: a DR VIP too).
+fn slow_server_in(topo: &Topology, role: &str) -> Child {
     let script = format!(
         r#"
 import socket, threading, time
@@ -131,16 +136,21 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#
     );
-    topo.spawn_in("rs1", &["python3", "-c", &script])
+    topo.spawn_in(role, &["python3", "-c", &script])
 }
 
 /// A client that asks VIP:`port` for `chunks` chunks, reads them to the end
 /// and prints how many bytes were right, and how many came (bounded: 60 s).
 fn client(topo: &Topology, port: u16, chunks: u8) -> Child {
+    client_of(topo, VIP, port, chunks)
+}
+
+/// [`client`] of `vip`.
+fn client_of(topo: &Topology, vip: &str, port: u16, chunks: u8) -> Child {
     let script = format!(
         r#"
 import socket
-c = socket.create_connection(("{VIP}", {port}), timeout=60)
+c = socket.create_connection(("{vip}", {port}), timeout=60)
 c.settimeout(60)
 c.sendall(bytes([{chunks}]))
 got = b""
@@ -426,4 +436,267 @@ mode = "fullnat"
     assert_eq!(d2.drop_counter("sync_rejected"), 0);
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// The ECMP VIP: routed to the directors, not on their subnet.
+const ECMP_VIP: &str = "10.0.1.100";
+
+/// dpvs.toml of active-active director `n` (5, 6): a DR service on
+/// ECMP_VIP with the Maglev scheduler (the same table on both), its VIP
+/// announced on dpdk0, connection sync both ways on dpdk1.
+fn ecmp_toml(n: u8, file_prefix: &str, socket: &Path) -> String {
+    format!(
+        r#"[eal]
+args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{file_prefix}"]
+
+[workers]
+cores = [1]
+
+[dataplane]
+adaptive_poll = true
+
+[[port]]
+name = "dpdk0"
+device = "net_af_packet0,iface=lb0"
+queues = 1
+addresses = ["10.0.0.{n}/24"]
+kni = true
+
+[[port]]
+name = "dpdk1"
+device = "net_af_packet1,iface=lb1"
+queues = 1
+addresses = ["192.168.0.{n}/24"]
+kni = true
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = "10.0.0.254"
+port = "dpdk0"
+
+[control]
+listen = "unix:{sock}"
+announce_vips = "dpdk0"
+
+[[sync_daemon]]
+state = "master"
+mcast_interface = "dpdk1"
+syncid = 9
+
+[[sync_daemon]]
+state = "backup"
+mcast_interface = "dpdk1"
+syncid = 9
+
+[[service]]
+proto = "tcp"
+vip = "{ECMP_VIP}"
+vport = {SLOW_PORT}
+scheduler = "mh"
+[[service.dest]]
+addr = "192.168.0.11"
+mode = "dr"
+[[service.dest]]
+addr = "192.168.0.12"
+mode = "dr"
+"#,
+        sock = socket.display(),
+    )
+}
+
+/// BIRD in `role`'s namespace with `conf` (deploy/ecmp/'s samples).
+fn bird(topo: &Topology, role: &str, conf: &str) -> Child {
+    let dir = topo.run_dir().join(format!("bird-{role}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bird.conf");
+    std::fs::write(&file, conf).unwrap();
+    let p = |f: &str| dir.join(f).display().to_string();
+    topo.spawn_in(
+        role,
+        &[
+            "bird",
+            "-f",
+            "-c",
+            &file.display().to_string(),
+            "-s",
+            &p("bird.ctl"),
+            "-P",
+            &p("bird.pid"),
+        ],
+    )
+}
+
+/// `birdc show protocols all` in `role` (for failure messages).
+fn bird_show(topo: &Topology, role: &str) -> String {
+    let sock = topo.run_dir().join(format!("bird-{role}/bird.ctl"));
+    let out = topo.exec_in(
+        role,
+        &[
+            "birdc",
+            "-s",
+            &sock.display().to_string(),
+            "show",
+            "protocols",
+            "all",
+        ],
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The router's next hops toward ECMP_VIP.
+fn next_hops(topo: &Topology) -> Vec<String> {
+    let out = topo.exec_in("rtr", &["ip", "route", "show", ECMP_VIP]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut hops: Vec<String> = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .map(|w| w[1].to_string())
+        .collect();
+    hops.sort();
+    hops
+}
+
+/// Active-active: a router spreads flows to the VIP over two directors
+/// that announce it over BGP; one director dies, its routes are withdrawn
+/// and every flow goes on through the other (synced, and the same real
+/// server: Maglev); a VIP without usable real servers is withdrawn.
+#[test]
+fn ecmp_spreads_flows_and_survives_a_director() {
+    let Some(_serial) = begin("e2e_ecmp") else {
+        return;
+    };
+    assert!(
+        std::process::Command::new("bird")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "bird is missing: run make deps"
+    );
+    let topo = Topology::new("e2e_ecmp");
+    ha(&topo);
+    ecmp(&topo, ECMP_VIP);
+    let mut procs = vec![slow_server_in(&topo, "rs1"), slow_server_in(&topo, "rs2")];
+    let mut first = topo.start_dpvsd_in("lb", |fp, s| ecmp_toml(5, fp, s));
+    let second = topo.start_dpvsd_in("lb2", |fp, s| ecmp_toml(6, fp, s));
+    let sample = |f: &str| {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../deploy/ecmp")
+                .join(f),
+        )
+        .unwrap()
+    };
+    let director = sample("bird-director.conf");
+    procs.push(bird(&topo, "lb", &director));
+    procs.push(bird(
+        &topo,
+        "lb2",
+        &director.replace("10.0.0.5", "10.0.0.6"),
+    ));
+    procs.push(bird(&topo, "rtr", &sample("bird-router.conf")));
+    assert!(
+        wait_until(Duration::from_secs(30), || next_hops(&topo)
+            == ["10.0.0.5", "10.0.0.6"]),
+        "no two-path route to {ECMP_VIP}: {:?}\nrouter: {}\nfirst: {}\n{}",
+        next_hops(&topo),
+        bird_show(&topo, "rtr"),
+        bird_show(&topo, "lb"),
+        String::from_utf8_lossy(&topo.exec_in("lb", &["ip", "addr"]).stdout),
+    );
+
+    // Flows from many client ports, spread by the router.
+    let flows = 16;
+    let mut downloads: Vec<Child> = (0..flows)
+        .map(|_| client_of(&topo, ECMP_VIP, SLOW_PORT, 60))
+        .collect();
+    let made = |d: &Dpvsd| d.stats().first().map_or(0, |s| s.total.conns);
+    let established = |d: &Dpvsd| {
+        d.conns()
+            .iter()
+            .filter(|c| c.state == "ESTABLISHED")
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || made(&first) + made(&second)
+            == flows as u64
+            && established(&first) == flows
+            && established(&second) == flows),
+        "not every flow made and synced: made {} + {}, established {} / {}",
+        made(&first),
+        made(&second),
+        established(&first),
+        established(&second)
+    );
+    let (a, b) = (made(&first), made(&second));
+    eprintln!("[e2e_ecmp] {flows} flows: {a} through the first director, {b} through the second");
+    assert!(
+        a > 0 && b > 0,
+        "the router did not spread the flows: {a} / {b}"
+    );
+
+    first.signal("KILL");
+    assert!(first.wait_exit(Duration::from_secs(5)).is_some());
+    let killed = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(15), || next_hops(&topo) == ["10.0.0.6"]),
+        "the first director's route was not withdrawn: {:?}",
+        next_hops(&topo)
+    );
+    eprintln!(
+        "[e2e_ecmp] one path left {:?} after the kill",
+        killed.elapsed()
+    );
+    let total = 60 * CHUNK;
+    for (i, c) in downloads.iter_mut().enumerate() {
+        assert_eq!(
+            finished(c),
+            Some(format!("{total} {total}")),
+            "flow {i} did not survive:\n{}",
+            second.ctl_ok(&["stats"])
+        );
+    }
+
+    // No usable real server: the VIP leaves dpdk0 and its route goes.
+    for rs in ["192.168.0.11", "192.168.0.12"] {
+        second.ctl_ok(&[
+            "-e",
+            "-t",
+            &format!("{ECMP_VIP}:{SLOW_PORT}"),
+            "-r",
+            rs,
+            "-g",
+            "-w",
+            "0",
+        ]);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || next_hops(&topo).is_empty()),
+        "still routed: {:?}",
+        next_hops(&topo)
+    );
+    second.ctl_ok(&[
+        "-e",
+        "-t",
+        &format!("{ECMP_VIP}:{SLOW_PORT}"),
+        "-r",
+        "192.168.0.11",
+        "-g",
+        "-w",
+        "1",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(10), || next_hops(&topo) == ["10.0.0.6"]),
+        "not announced again: {:?}",
+        next_hops(&topo)
+    );
+    for p in &mut procs {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
 }

@@ -37,8 +37,9 @@ RUNDIR=${3:-/tmp/dpvs-${P}}
 
 NS_CLI=${P}cli NS_LB=${P}lb NS_LAN=${P}lan NS_RS1=${P}rs1 NS_RS2=${P}rs2
 ALL_NS=("$NS_CLI" "$NS_LB" "$NS_LAN" "$NS_RS1" "$NS_RS2")
-# What ha.sh adds (a second director, a client-side switch): removed by `down` too.
-HA_NS=("${P}wan" "${P}lb2")
+# What ha.sh and ecmp.sh add (a second director, a client-side switch, a
+# router): removed by `down` too.
+HA_NS=("${P}wan" "${P}lb2" "${P}rtr")
 HTTP_PORT=80
 UDP_PORT=9000
 

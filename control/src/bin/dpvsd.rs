@@ -187,6 +187,12 @@ fn run(
             .map_err(|e| format!("sync_daemon: {e}"))?;
     }
     rt.spawn(control::kni::watch(svc.clone(), kni_ports));
+    if let Some(port) = &cfg.announce_vips {
+        rt.spawn(control::announce::announce_forever(
+            svc.clone(),
+            port.clone(),
+        ));
+    }
     rt.spawn(reload_on_sighup(svc.clone(), config.to_path_buf()));
     rt.spawn(svc.clone().estimate_forever());
     rt.spawn(svc.clone().apply_verdicts_forever());

@@ -249,6 +249,17 @@ pub fn ha(topo: &Topology) {
     assert!(out.status.success(), "ha.sh failed: {}", describe(&out));
 }
 
+/// `deploy/netns/ecmp.sh` for `vip`, after [`ha`]: a router in front of
+/// both directors (`rtr`), the real servers taking `vip` by direct routing.
+pub fn ecmp(topo: &Topology, vip: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/netns/ecmp.sh");
+    let out = run_bounded(
+        Command::new("bash").arg(script).arg(topo.prefix()).arg(vip),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "ecmp.sh failed: {}", describe(&out));
+}
+
 /// `deploy/netns/bypass.sh MODE` for `vip`: the DR/TUN topology on top of the
 /// demo one (replies from the real servers to the client bypass the director).
 pub fn bypass(topo: &Topology, mode: &str, vip: &str) {
