@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-TARGETS=(pipeline pipeline_seq wire config_toml keepalived restore ctl_args)
+TARGETS=(pipeline pipeline_seq wire config_toml keepalived restore ctl_args sync_msg)
 BIN=target/x86_64-unknown-linux-gnu/release
 CARGO=${CARGO:-cargo}
 

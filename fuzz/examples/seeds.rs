@@ -33,6 +33,7 @@ fn main() {
         .unwrap_or_else(|| root.join("fuzz/seeds"));
     let mut seeds: BTreeMap<&str, Vec<(String, Vec<u8>)>> = BTreeMap::new();
     packet_seeds(&mut seeds);
+    sync_seeds(&mut seeds);
     text_seeds(&root, &mut seeds);
     for (target, list) in &seeds {
         let dir = out.join(target);
@@ -66,6 +67,49 @@ fn converse(m: Mode, proto: Proto) -> Vec<(Vec<u8>, usize, Option<Vec<u8>>)> {
         .zip(sent_for)
         .map(|((f, p), s)| (f, p, s))
         .collect()
+}
+
+/// What a master queued for the backups over a conversation with `m`/`proto`.
+fn sync_records(m: Mode, proto: Proto) -> Vec<dataplane::sync::SyncConn> {
+    let mut lab = modes::lab(Options(0));
+    lab.core.shared.sync.set_on(true);
+    conversation(m, proto, &mut |f, port| {
+        lab.core.io.sent.clear();
+        let mut b = arrayvec::ArrayVec::<_, 32>::new();
+        b.push(dataplane::wire::VecBuf::new(f));
+        let snap = lab.snap.clone();
+        lab.core
+            .handle_burst(&snap, &mut b, dataplane::core::Arrival::Port(port));
+        lab.core.io.sent.last().map(|(_, f)| f.clone())
+    });
+    let mut v = Vec::new();
+    lab.core.shared.sync.drain(usize::MAX, &mut v);
+    v
+}
+
+/// sync_msg: one message per mode's conversation, and one with them all.
+fn sync_seeds(seeds: &mut BTreeMap<&str, Vec<(String, Vec<u8>)>>) {
+    use control::sync::wire::{encode, MAX_MESSAGE};
+    let mut list = Vec::new();
+    let mut all = Vec::new();
+    for m in Mode::ALL {
+        for &proto in m.protos() {
+            let recs = sync_records(m, proto);
+            let name = format!(
+                "{}-{}",
+                m.name(),
+                if proto == Proto::Tcp { "tcp" } else { "udp" }
+            );
+            for (i, msg) in encode(7, &recs, MAX_MESSAGE).into_iter().enumerate() {
+                list.push((format!("{name}-{i}"), msg));
+            }
+            all.extend(recs);
+        }
+    }
+    for (i, msg) in encode(7, &all, MAX_MESSAGE).into_iter().enumerate() {
+        list.push((format!("all-{i}"), msg));
+    }
+    seeds.insert("sync_msg", list);
 }
 
 fn packet_seeds(seeds: &mut BTreeMap<&str, Vec<(String, Vec<u8>)>>) {
@@ -109,6 +153,10 @@ fn packet_seeds(seeds: &mut BTreeMap<&str, Vec<(String, Vec<u8>)>>) {
             if m == Mode::Nat || m == Mode::FullNatToa {
                 // Two workers: some frames are handed over.
                 seq.push((format!("{name}-2w"), encode(Options::TWO_WORKERS, &recs)));
+            }
+            if matches!(m, Mode::Nat | Mode::FullNatToa | Mode::FullNatSynproxy) {
+                // The sync master queues what the conversation does.
+                seq.push((format!("{name}-sync"), encode(Options::SYNC, &recs)));
             }
         }
     }

@@ -10,11 +10,13 @@
 //!   [len bytes]` (a length past the end takes the rest): frames in order,
 //!   in bursts, with the clock moving between them.
 //! - `wire`: `[selector][frame ...]`.
+//! - `sync_msg`: a connection sync datagram ([`sync_msg`]).
 //!
 //! The options byte is [`modes::Options`]; a frame selector is [`Sel`].
 
 pub mod check;
 pub mod modes;
+pub mod sync_msg;
 pub mod wire;
 
 use arrayvec::ArrayVec;

@@ -292,6 +292,9 @@ impl Options {
     /// Every service has one established connection (client port 40000)
     /// before the input's frames arrive.
     pub const WARM: u8 = 0x08;
+    /// The connection sync master runs: the workers queue records
+    /// (`dataplane::sync`) for every new connection and state change.
+    pub const SYNC: u8 = 0x10;
     fn has(self, bit: u8) -> bool {
         self.0 & bit != 0
     }
@@ -306,6 +309,9 @@ pub fn lab(o: Options) -> Lab {
     neigh.learn(0, IpAddr::from(CIP6), CLIENT_MAC, 0);
     for m in Mode::ALL {
         neigh.learn(1, m.rip(), RS_MAC, 0);
+    }
+    if o.has(Options::SYNC) {
+        lab.core.shared.sync.set_on(true);
     }
     if o.has(Options::WARM) {
         warm(&mut lab);
