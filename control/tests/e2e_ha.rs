@@ -20,8 +20,10 @@ const CHUNKS: usize = 100;
 const CHUNK: usize = 1000;
 const SLOW_PORT: u16 = 8000;
 
-/// dpvs.toml of director `n` (5: the first, 6: the second).
-fn director_toml(n: u8, sync: &str, file_prefix: &str, socket: &Path) -> String {
+/// The part of every director's dpvs.toml this file uses: director `n`
+/// (5: the first, 6: the second), one worker, both ports with kernel
+/// interfaces, 10.0.0.n and 192.168.0.n.
+fn director_base(n: u8, file_prefix: &str) -> String {
     format!(
         r#"[eal]
 args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{file_prefix}"]
@@ -45,7 +47,14 @@ device = "net_af_packet1,iface=lb1"
 queues = 1
 addresses = ["192.168.0.{n}/24"]
 kni = true
+"#
+    )
+}
 
+/// dpvs.toml of director `n` of a keepalived pair.
+fn director_toml(n: u8, sync: &str, file_prefix: &str, socket: &Path) -> String {
+    format!(
+        r#"{base}
 [control]
 listen = "unix:{sock}"
 claim_vips = false
@@ -55,11 +64,21 @@ state = "{sync}"
 mcast_interface = "dpdk1"
 syncid = 7
 
-[[service]]
+{services}"#,
+        base = director_base(n, file_prefix),
+        services = slow_services(),
+        sock = socket.display(),
+    )
+}
+
+/// The slow download's two services: NAT on VIP:80, FULLNAT (LIP
+/// 192.168.0.200) on VIP:81, both to rs1's SLOW_PORT.
+fn slow_services() -> String {
+    format!(
+        r#"[[service]]
 proto = "tcp"
 vip = "{VIP}"
 vport = 80
-scheduler = "rr"
 [[service.dest]]
 addr = "192.168.0.11"
 port = {SLOW_PORT}
@@ -69,14 +88,12 @@ mode = "nat"
 proto = "tcp"
 vip = "{VIP}"
 vport = 81
-scheduler = "rr"
 laddr = [{{ addr = "192.168.0.200", port = "dpdk1" }}]
 [[service.dest]]
 addr = "192.168.0.11"
 port = {SLOW_PORT}
 mode = "fullnat"
-"#,
-        sock = socket.display(),
+"#
     )
 }
 
@@ -378,28 +395,9 @@ fn a_restart_keeps_the_connections() {
     let mut server = slow_server(&topo);
     let conns_file = topo.run_dir().join("conns");
     let extra = format!(
-        r#"conns_file = "{file}"
-
-[[service]]
-proto = "tcp"
-vip = "{VIP}"
-vport = 80
-[[service.dest]]
-addr = "192.168.0.11"
-port = {SLOW_PORT}
-mode = "nat"
-
-[[service]]
-proto = "tcp"
-vip = "{VIP}"
-vport = 81
-laddr = [{{ addr = "192.168.0.200", port = "dpdk1" }}]
-[[service.dest]]
-addr = "192.168.0.11"
-port = {SLOW_PORT}
-mode = "fullnat"
-"#,
-        file = conns_file.display()
+        "conns_file = \"{}\"\n\n{}",
+        conns_file.display(),
+        slow_services()
     );
     let mut d = topo.start_dpvsd(&extra);
     let mut downloads: Vec<(u16, Child)> = [80, 81]
@@ -446,29 +444,7 @@ const ECMP_VIP: &str = "10.0.1.100";
 /// announced on dpdk0, connection sync both ways on dpdk1.
 fn ecmp_toml(n: u8, file_prefix: &str, socket: &Path) -> String {
     format!(
-        r#"[eal]
-args = ["--no-huge", "-m", "512", "--no-pci", "--file-prefix", "{file_prefix}"]
-
-[workers]
-cores = [1]
-
-[dataplane]
-adaptive_poll = true
-
-[[port]]
-name = "dpdk0"
-device = "net_af_packet0,iface=lb0"
-queues = 1
-addresses = ["10.0.0.{n}/24"]
-kni = true
-
-[[port]]
-name = "dpdk1"
-device = "net_af_packet1,iface=lb1"
-queues = 1
-addresses = ["192.168.0.{n}/24"]
-kni = true
-
+        r#"{base}
 [[route]]
 prefix = "0.0.0.0/0"
 via = "10.0.0.254"
@@ -500,6 +476,7 @@ mode = "dr"
 addr = "192.168.0.12"
 mode = "dr"
 "#,
+        base = director_base(n, file_prefix),
         sock = socket.display(),
     )
 }
