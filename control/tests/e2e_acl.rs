@@ -36,38 +36,6 @@ fn service_drops(d: &Dpvsd) -> (u64, u64) {
     )
 }
 
-/// One HTTP/1.1 connection from argv[1] to argv[2]:80: a request, then, once
-/// the file argv[3] exists, a second request on the same connection.
-const KEEPALIVE: &str = r#"
-import os, socket, sys, time
-src, vip, go = sys.argv[1], sys.argv[2], sys.argv[3]
-s = socket.create_connection((vip, 80), timeout=3, source_address=(src, 0))
-def get():
-    s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
-    buf = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            return "closed"
-        buf += chunk
-        if b"\r\n\r\n" in buf:
-            head, body = buf.split(b"\r\n\r\n", 1)
-            n = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    n = int(line.split(b":")[1])
-            if len(body) >= n:
-                return body.decode().strip()
-print("first:", get(), flush=True)
-deadline = time.time() + 30
-while not os.path.exists(go) and time.time() < deadline:
-    time.sleep(0.05)
-try:
-    print("second:", get(), flush=True)
-except socket.timeout:
-    print("second: timeout", flush=True)
-"#;
-
 #[test]
 fn a_blacklisted_client_is_refused_and_cut_others_served_until_the_entry_goes() {
     let Some(_serial) = netns::begin("acl") else {
@@ -83,7 +51,10 @@ fn a_blacklisted_client_is_refused_and_cut_others_served_until_the_entry_goes() 
     // A keep-alive connection from the client about to be blacklisted.
     let go = topo.run_dir().join("go");
     let go_s = go.to_str().unwrap().to_string();
-    let keepalive = topo.spawn_in("cli", &["python3", "-c", KEEPALIVE, bad, VIP, &go_s]);
+    let keepalive = topo.spawn_in(
+        "cli",
+        &["python3", "-c", netns::KEEPALIVE_CLIENT, bad, VIP, &go_s],
+    );
     let established = wait_for(Duration::from_secs(10), || {
         d.conns()
             .iter()

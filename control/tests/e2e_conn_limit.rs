@@ -10,40 +10,6 @@ use std::time::Duration;
 
 use netns::{wait_for, Dpvsd, Topology, CLIENT_IPS, HTTP_PORT, VIP};
 
-/// One HTTP/1.1 connection from argv[1] to argv[2]:80: a request, then, once
-/// the file argv[3] exists, a second request on the same connection; then
-/// it closes.
-const HOLD: &str = r#"
-import os, socket, sys, time
-src, vip, go = sys.argv[1], sys.argv[2], sys.argv[3]
-s = socket.create_connection((vip, 80), timeout=3, source_address=(src, 0))
-def get():
-    s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
-    buf = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            return "closed"
-        buf += chunk
-        if b"\r\n\r\n" in buf:
-            head, body = buf.split(b"\r\n\r\n", 1)
-            n = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    n = int(line.split(b":")[1])
-            if len(body) >= n:
-                return body.decode().strip()
-print("first:", get(), flush=True)
-deadline = time.time() + 30
-while not os.path.exists(go) and time.time() < deadline:
-    time.sleep(0.05)
-try:
-    print("second:", get(), flush=True)
-except socket.timeout:
-    print("second: timeout", flush=True)
-s.close()
-"#;
-
 /// The TCP service's `conn_limit` and `conn_limit_drops` in `-Ln --json`.
 fn service_limit(d: &Dpvsd) -> (u64, u64) {
     let j: serde_json::Value = serde_json::from_str(&d.ctl_ok(&["-Ln", "--json"])).unwrap();
@@ -86,7 +52,10 @@ fn a_service_at_its_limit_refuses_new_clients_keeps_the_held_one_and_recovers() 
     // The holder's keep-alive connection takes the only place.
     let go = topo.run_dir().join("go");
     let go_s = go.to_str().unwrap().to_string();
-    let hold = topo.spawn_in("cli", &["python3", "-c", HOLD, holder, VIP, &go_s]);
+    let hold = topo.spawn_in(
+        "cli",
+        &["python3", "-c", netns::KEEPALIVE_CLIENT, holder, VIP, &go_s],
+    );
     let established = wait_for(Duration::from_secs(10), || {
         d.conns()
             .iter()

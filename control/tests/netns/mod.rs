@@ -238,6 +238,40 @@ pub struct Topology {
     spawned: Mutex<Vec<(u32, String)>>,
 }
 
+/// One HTTP/1.1 connection from argv[1] to argv[2]:80: a request, then, once
+/// the file argv[3] exists, a second request on the same connection; then
+/// it closes.
+pub const KEEPALIVE_CLIENT: &str = r#"
+import os, socket, sys, time
+src, vip, go = sys.argv[1], sys.argv[2], sys.argv[3]
+s = socket.create_connection((vip, 80), timeout=3, source_address=(src, 0))
+def get():
+    s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
+    buf = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            return "closed"
+        buf += chunk
+        if b"\r\n\r\n" in buf:
+            head, body = buf.split(b"\r\n\r\n", 1)
+            n = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    n = int(line.split(b":")[1])
+            if len(body) >= n:
+                return body.decode().strip()
+print("first:", get(), flush=True)
+deadline = time.time() + 30
+while not os.path.exists(go) and time.time() < deadline:
+    time.sleep(0.05)
+try:
+    print("second:", get(), flush=True)
+except socket.timeout:
+    print("second: timeout", flush=True)
+s.close()
+"#;
+
 /// `deploy/netns/ha.sh`: a second director (`lb2`) and a client-side
 /// switch on top of the demo topology.
 pub fn ha(topo: &Topology) {
