@@ -98,6 +98,8 @@ const BIT_O_DST6: u8 = 1 << 1;
 const BIT_R_SRC6: u8 = 1 << 2;
 const BIT_R_DST6: u8 = 1 << 3;
 const BIT_INPUT_ONLY: u8 = 1 << 4;
+/// Installed from a connection sync record and not seen here since.
+const BIT_SYNCED: u8 = 1 << 5;
 const BIT_LIVE: u8 = 1 << 7;
 
 /// One tracked connection: 136 bytes. Addresses are stored as 16-byte arrays (IPv4
@@ -220,6 +222,11 @@ impl Conn {
     /// True while the conn uses the INPUT-ONLY rows (director sees no replies).
     pub fn is_input_only(&self) -> bool {
         self.bits & BIT_INPUT_ONLY != 0
+    }
+    /// Installed from a connection sync record (connection sync, a restart)
+    /// and no packet of it seen here since.
+    pub fn is_synced(&self) -> bool {
+        self.bits & BIT_SYNCED != 0
     }
 
     /// The key of one direction, in wire form (see [`Key`]).
@@ -624,6 +631,14 @@ impl ConnTable {
         }
     }
 
+    /// Mark a conn as installed from a connection sync record; its next
+    /// packet (`on_packet`) clears the mark.
+    pub fn set_synced(&mut self, id: ConnId) {
+        if let Some(c) = self.get_mut(id) {
+            c.bits |= BIT_SYNCED;
+        }
+    }
+
     /// A packet of conn `id` seen in `dir`: run the state machine (TCP) and re-arm
     /// the timer with the resulting state's timeout. `flags` is ignored for non-TCP
     /// conns. An unknown or freed id changes nothing and reports an inactive NONE.
@@ -646,6 +661,7 @@ impl ConnTable {
             };
         };
         let was = c.state;
+        c.bits &= !BIT_SYNCED;
         const STATE_FLAGS: u8 = TcpFlags::ACK.bits()
             | TcpFlags::SYN.bits()
             | TcpFlags::FIN.bits()

@@ -72,10 +72,13 @@ pub enum Event {
     /// Connection sync, backup: a record was not installed (no such
     /// service, dest or local address here; table full; bad state).
     SyncRejected,
+    /// Connection sync, backup: a record for a connection that carries
+    /// traffic on this director was left alone (this one is its master).
+    SyncIgnored,
 }
 
 impl Event {
-    pub const ALL: [Event; 22] = [
+    pub const ALL: [Event; 23] = [
         Event::ToaInserted,
         Event::ToaNoRoom,
         Event::MssClamped,
@@ -98,6 +101,7 @@ impl Event {
         Event::SyncInstalled,
         Event::SyncUpdated,
         Event::SyncRejected,
+        Event::SyncIgnored,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -126,6 +130,7 @@ impl Event {
             Event::SyncInstalled => "sync_installed",
             Event::SyncUpdated => "sync_updated",
             Event::SyncRejected => "sync_rejected",
+            Event::SyncIgnored => "sync_ignored",
         }
     }
 }

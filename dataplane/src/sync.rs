@@ -10,14 +10,17 @@
 //!
 //! - master: a worker queues a [`SyncConn`] when it creates a connection,
 //!   when a connection's state moves (ESTABLISHED, FIN_WAIT, ...), and, for
-//!   connections that carried traffic, once per [`REFRESH_MS`] (so a
-//!   long-lived connection does not time out on the backup). The queue is
+//!   connections that carried traffic here, once per [`REFRESH_MS`] (so a
+//!   long-lived connection does not time out on the backup). Connections
+//!   installed from records are not sent on until a packet of theirs passes
+//!   here (a director running both roles does not echo its peer). The queue is
 //!   bounded and never blocks the worker: a full queue loses the record and
 //!   counts `sync_queue_full`.
 //! - backup: the control plane hands each record to the worker that owns
 //!   the connection (the owner function, as for a packet), which creates it
 //!   or brings it up to date: same dest, same FULLNAT local address and port
-//!   (reserved in its pool), same state, same sequence offsets.
+//!   (reserved in its pool), same state, same sequence offsets. A record for
+//!   a connection that carries traffic here is ignored (`sync_ignored`).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -271,10 +274,14 @@ impl<I: Io> Core<I> {
         let timeouts = self.conns.timeouts();
         let mut due: ArrayVec<ConnId, REFRESH_BUDGET> = ArrayVec::new();
         let next = self.conns.scan(cursor, REFRESH_BUDGET, |id, c| {
+            // What a master told this director is not news for anyone.
+            if c.is_synced() {
+                return;
+            }
             let last_seen = c
                 .expires_at_ms()
                 .saturating_sub(u64::from(c.timeout_s(&timeouts)) * 1000);
-            if last_seen > since {
+            if last_seen >= since {
                 due.push(id);
             }
         });
@@ -295,6 +302,13 @@ impl<I: Io> Core<I> {
         }
         let original = c.original();
         if let Some((id, _)) = self.conns.lookup(&original) {
+            // A record never overrides a connection that carries traffic
+            // here: this director is its master now (after a failover, or
+            // when two masters echo each other's connections).
+            if !self.conns.get(id).is_some_and(|x| x.is_synced()) {
+                self.shared.events[self.index].bump(Event::SyncIgnored);
+                return Ok(());
+            }
             return self.sync_update(snap, id, c);
         }
         let svc = snap
@@ -347,6 +361,7 @@ impl<I: Io> Core<I> {
         if matches!(dm.mode, ForwardMode::Dr | ForwardMode::Tun) {
             self.conns.set_input_only(id, true);
         }
+        self.conns.set_synced(id);
         svc.dests[idx]
             .counters
             .inactive

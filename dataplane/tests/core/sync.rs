@@ -134,6 +134,7 @@ fn connections_with_traffic_are_sent_again_and_idle_ones_are_not() {
     establish(&mut m, 40001);
     let snap = m.snap.clone();
     // The first pass of the refresh scan sends everything there is.
+    m.core.now_ms += 1;
     m.core.expire(&snap);
     drained(&m);
     for _ in 0..12 {
@@ -266,4 +267,52 @@ fn persistence_templates_are_synced() {
         );
         assert_eq!(seen(&out[0].1).dst, chosen);
     }
+}
+
+/// Two directors that are each other's backup: what one installs it does
+/// not send back, and an echoed old record does not override a connection
+/// that carries traffic on the director that made it. Once a packet of an
+/// installed connection passes the other director, that one sends it.
+#[test]
+fn installed_connections_are_not_echoed_nor_override_live_ones() {
+    let mut m = master(ForwardMode::Nat);
+    establish(&mut m, 40000);
+    let recs = drained(&m);
+    let mut b = master(ForwardMode::Nat);
+    let snap_b = b.snap.clone();
+    for r in &recs {
+        b.core.sync_install(&snap_b, r).unwrap();
+    }
+    b.core.expire(&snap_b); // the refresh scan's first pass
+    assert!(drained(&b).is_empty(), "an installed connection echoed");
+
+    let snap_m = m.snap.clone();
+    m.core.sync_install(&snap_m, &recs[0]).unwrap();
+    let c = m.core.conns.lookup(&recs[0].original()).unwrap().0;
+    assert_eq!(
+        m.core.conns.get(c).unwrap().state(),
+        TcpState::Established,
+        "an old SYN_RECV record took a live connection back"
+    );
+    assert_eq!(
+        m.core.shared.events[0].get(dataplane::events::Event::SyncIgnored),
+        1
+    );
+
+    // The failover: traffic reaches the other director, which sends the
+    // connection from its next refresh pass on.
+    let out = b.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "A", 2, b"x")],
+    );
+    assert_eq!(out.len(), 1);
+    for _ in 0..11 {
+        b.core.now_ms += 1000;
+        b.core.expire(&snap_b);
+    }
+    let sent = drained(&b);
+    assert!(
+        sent.iter().any(|r| r.client == (ip(CIP), 40000)),
+        "{sent:?}"
+    );
 }
