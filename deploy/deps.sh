@@ -14,7 +14,7 @@ PKGS=(
   wrk                        # HTTP connections/s in the kernel comparison (make bench)
   prometheus                 # promtool and a server the metrics tests scrape dpvsd with
   keepalived                 # VRRP between two directors (e2e_ha, deploy/ha)
-  bird2                      # BGP: directors announce VIPs to a router for ECMP (e2e_ecmp)
+  bird2 frr                  # BGP: directors (BIRD) announce VIPs to a router (FRR) for ECMP (e2e_ha)
 )
 
 installed() { [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]; }

@@ -503,6 +503,46 @@ fn bird(topo: &Topology, role: &str, conf: &str) -> Child {
     )
 }
 
+/// FRR (zebra and bgpd, in the foreground, as user frr) in `role`'s
+/// namespace with `conf`: the router's side of ECMP.
+fn frr(topo: &Topology, role: &str, conf: &str) -> Vec<Child> {
+    let dir = topo.run_dir().join(format!("frr-{role}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The daemons drop to user frr: their files must be theirs to write.
+    let _ = std::process::Command::new("chmod")
+        .args(["777", &dir.display().to_string()])
+        .status();
+    let file = dir.join("frr.conf");
+    std::fs::write(&file, conf).unwrap();
+    let p = |f: &str| dir.join(f).display().to_string();
+    let daemon = |name: &str, config: &str| {
+        topo.spawn_in(
+            role,
+            &[
+                &format!("/usr/lib/frr/{name}"),
+                "-u",
+                "frr",
+                "-g",
+                "frr",
+                "-N",
+                &format!("{}{role}", topo.prefix()),
+                "-i",
+                &p(&format!("{name}.pid")),
+                "-z",
+                &p("zserv.api"),
+                "--vty_socket",
+                &dir.display().to_string(),
+                "-f",
+                config,
+            ],
+        )
+    };
+    let zebra = daemon("zebra", "/dev/null");
+    // bgpd connects to zebra's socket: let zebra open it first.
+    wait_until(Duration::from_secs(5), || dir.join("zserv.api").exists());
+    vec![zebra, daemon("bgpd", &file.display().to_string())]
+}
+
 /// `birdc show protocols all` in `role` (for failure messages).
 fn bird_show(topo: &Topology, role: &str) -> String {
     let sock = topo.run_dir().join(format!("bird-{role}/bird.ctl"));
@@ -539,8 +579,8 @@ fn next_hops(topo: &Topology) -> Vec<String> {
     hops
 }
 
-/// Active-active: a router spreads flows to the VIP over two directors
-/// that announce it over BGP; one director dies, its routes are withdrawn
+/// Active-active: a router (FRR) spreads flows to the VIP over two
+/// directors that announce it over BGP (BIRD); one director dies, its routes are withdrawn
 /// and every flow goes on through the other (synced, and the same real
 /// server: Maglev); a VIP without usable real servers is withdrawn.
 #[test]
@@ -576,13 +616,12 @@ fn ecmp_spreads_flows_and_survives_a_director() {
         "lb2",
         &director.replace("10.0.0.5", "10.0.0.6"),
     ));
-    procs.push(bird(&topo, "rtr", &sample("bird-router.conf")));
+    procs.extend(frr(&topo, "rtr", &sample("frr-router.conf")));
     assert!(
         wait_until(Duration::from_secs(30), || next_hops(&topo)
             == ["10.0.0.5", "10.0.0.6"]),
-        "no two-path route to {ECMP_VIP}: {:?}\nrouter: {}\nfirst: {}\n{}",
+        "no two-path route to {ECMP_VIP}: {:?}\nfirst: {}\n{}",
         next_hops(&topo),
-        bird_show(&topo, "rtr"),
         bird_show(&topo, "lb"),
         String::from_utf8_lossy(&topo.exec_in("lb", &["ip", "addr"]).stdout),
     );

@@ -9,7 +9,7 @@
 #     |
 #   ${P}rtr  r0 172.16.0.1/24, r1 10.0.0.254/24 (wan), r2 192.168.0.254/24 (lan)
 #            forwarding, ECMP hashed on the 5-tuple; a BGP speaker (the test
-#            starts BIRD) installs VIP/32 via both directors
+#            starts FRR) installs VIP/32 via both directors
 #     |                     \
 #   ${P}wan  br0: sw-lb, sw-lb2, sw-rtr       ${P}lan br0: ..., sw-rtr
 #
