@@ -127,9 +127,12 @@ pub struct Core<I: Io> {
     neigh_gen: u64,
     /// `--stats` traffic of the burst being handled.
     pub(crate) traffic: crate::counters::TrafficBatch,
-    /// TUN: per real server, the DIP and the egress MTU toward it, valid for
-    /// `tun_routes_epoch` (the hops epoch); bounded, allocated once.
-    pub(crate) tun_routes: FastMap<IpAddr, (IpAddr, usize)>,
+    /// TUN: per real server, the DIP and the egress MTU toward it
+    /// (`tun_dips`), and where each real server's entry is (`tun_routes`),
+    /// valid for `tun_routes_epoch` (the hops epoch); bounded, allocated
+    /// once. A connection carries its entry's index (`xmit::Flow`).
+    pub(crate) tun_routes: FastMap<IpAddr, u32>,
+    pub(crate) tun_dips: Vec<(IpAddr, usize)>,
     pub(crate) tun_routes_epoch: u32,
     /// When `expire` last ran, and whether it left due entries behind.
     expired_at_ms: u64,
@@ -191,6 +194,7 @@ impl<I: Io> Core<I> {
                 crate::xmit::TUN_ROUTES_MAX,
                 Default::default(),
             ),
+            tun_dips: Vec::with_capacity(crate::xmit::TUN_ROUTES_MAX),
             tun_routes_epoch: 0,
             expired_at_ms: 0,
             expire_backlog: false,
@@ -262,7 +266,7 @@ impl<I: Io> Core<I> {
     }
 
     /// Routes or neighbours changed: cached next hops are stale.
-    fn new_hops_epoch(&mut self) {
+    pub(crate) fn new_hops_epoch(&mut self) {
         self.hops_epoch = self.hops_epoch.wrapping_add(1).max(1);
     }
 

@@ -41,6 +41,12 @@ const ETH_HLEN: usize = 14;
 /// cache starts over when full.
 pub(crate) const TUN_ROUTES_MAX: usize = 4096;
 
+/// A TUN connection's reply direction never passes the director (the real
+/// server answers the client itself), so its reply hop word carries the
+/// index of the connection's entry in `Core::tun_dips` instead, tagged
+/// with this bit (a next hop's word has bit 63).
+const TUN_ROUTE: u64 = 1 << 62;
+
 /// TOA option length for the client's address family.
 pub(crate) fn toa_len(client: IpAddr) -> usize {
     if client.is_ipv4() {
@@ -114,6 +120,17 @@ impl Flow {
             return None;
         }
         unpack_hop(self.hops[dir as usize])
+    }
+
+    /// TUN: the index in `Core::tun_dips` of the DIP and MTU toward the
+    /// real server, if the connection noted it under `epoch`.
+    #[inline]
+    fn tun_route(&self, epoch: u32) -> Option<usize> {
+        let w = self.hops[Direction::Reply as usize];
+        if self.hops_epoch != epoch || w >> 62 != TUN_ROUTE >> 62 {
+            return None;
+        }
+        Some((w & u64::from(u32::MAX)) as usize)
     }
 }
 
@@ -340,7 +357,7 @@ impl<I: Io> Core<I> {
     #[inline(never)]
     fn xmit_tun(&mut self, snap: &Snapshot, mut m: I::Buf, meta: &IpMeta, id: ConnId, f: &Flow) {
         let rip = f.reply.src();
-        let Some((dip, mtu)) = self.tun_route(snap, rip) else {
+        let Some((dip, mtu)) = self.tun_route(snap, id, f, rip) else {
             return self.count_drop(DropReason::NoRoute);
         };
         let (df, ident) = match meta.family {
@@ -375,25 +392,59 @@ impl<I: Io> Core<I> {
     }
 
     /// TUN: the DIP (source of the outer header) and the egress MTU toward
-    /// real server `rip`. Worked out once per real server (a route lookup and
-    /// a scan of the local addresses) and kept while routes, addresses and
-    /// neighbours are unchanged (`hops_epoch`).
-    fn tun_route(&mut self, snap: &Snapshot, rip: IpAddr) -> Option<(IpAddr, usize)> {
-        if self.tun_routes_epoch != self.hops_epoch || self.tun_routes.len() >= TUN_ROUTES_MAX {
+    /// real server `rip` of connection `id`. Worked out once per real server
+    /// (a route lookup and a scan of the local addresses) and kept while
+    /// routes, addresses and neighbours are unchanged (`hops_epoch`); the
+    /// connection notes where, so its later packets skip the hash lookup.
+    fn tun_route(
+        &mut self,
+        snap: &Snapshot,
+        id: ConnId,
+        f: &Flow,
+        rip: IpAddr,
+    ) -> Option<(IpAddr, usize)> {
+        if let Some(i) = f.tun_route(self.hops_epoch) {
+            if let Some(&v) = self.tun_dips.get(i) {
+                return Some(v);
+            }
+        }
+        if self.tun_routes_epoch != self.hops_epoch {
             self.tun_routes.clear();
+            self.tun_dips.clear();
             self.tun_routes_epoch = self.hops_epoch;
         }
-        if let Some(&v) = self.tun_routes.get(&rip) {
-            return Some(v);
+        let i = match self.tun_routes.get(&rip) {
+            Some(&i) => i as usize,
+            None => {
+                if self.tun_dips.len() >= TUN_ROUTES_MAX {
+                    // Start over; no connection may keep an index into the
+                    // old entries, so every cached hop goes with them.
+                    self.new_hops_epoch();
+                    self.tun_routes.clear();
+                    self.tun_dips.clear();
+                    self.tun_routes_epoch = self.hops_epoch;
+                }
+                let hop = snap.routes.lookup(rip)?;
+                let dip = crate::core::dip_via(snap, hop, rip)?;
+                let mtu = snap
+                    .ports
+                    .get(hop.port)
+                    .map_or(1500, |p| usize::from(p.mtu));
+                self.tun_dips.push((dip, mtu));
+                self.tun_routes
+                    .insert(rip, (self.tun_dips.len() - 1) as u32);
+                self.tun_dips.len() - 1
+            }
+        };
+        let epoch = self.hops_epoch;
+        if let Some(c) = self.conns.get_mut(id) {
+            if c.hops_epoch != epoch {
+                c.hops = [0; 2];
+                c.hops_epoch = epoch;
+            }
+            c.hops[Direction::Reply as usize] = TUN_ROUTE | i as u64;
         }
-        let hop = snap.routes.lookup(rip)?;
-        let dip = crate::core::dip_via(snap, hop, rip)?;
-        let mtu = snap
-            .ports
-            .get(hop.port)
-            .map_or(1500, |p| usize::from(p.mtu));
-        self.tun_routes.insert(rip, (dip, mtu));
-        Some((dip, mtu))
+        self.tun_dips.get(i).copied()
     }
 
     /// ICMP fragmentation-needed (IPv4) or ICMPv6 packet-too-big (IPv6) from
