@@ -572,9 +572,13 @@ impl<I: Io> Core<I> {
         id: ConnId,
         dir: Direction,
     ) {
+        // Read once, before the state change: `on_packet` moves the state
+        // and the timer, nothing `Flow` holds.
+        let Some(f) = self.conns.get(id).map(Flow::of) else {
+            return self.count_drop(DropReason::NoConnection);
+        };
         if meta.proto == ip_proto::TCP {
-            let flags = self.conns.get(id).map_or(0, |c| c.flags());
-            if flags & (crate::synproxy::SP | crate::synproxy::SP_OPEN) == crate::synproxy::SP {
+            if f.flags() & (crate::synproxy::SP | crate::synproxy::SP_OPEN) == crate::synproxy::SP {
                 if meta.frag.is_some() {
                     return self.count_drop(DropReason::FragUnsupported);
                 }
@@ -587,9 +591,6 @@ impl<I: Io> Core<I> {
         let tr = self
             .conns
             .on_packet(id, dir, conntrack_flags(meta.tcp_flags), self.now_ms);
-        let Some(f) = self.conns.get(id).map(Flow::of) else {
-            return self.count_drop(DropReason::NoConnection);
-        };
         self.account_transition(snap, f.dest, tr);
         self.xmit(snap, m, meta, id, dir, &f)
     }

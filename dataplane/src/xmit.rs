@@ -109,6 +109,12 @@ impl Flow {
         }
     }
 
+    /// The connection's flags (mode, SYN proxy state).
+    #[inline]
+    pub(crate) fn flags(&self) -> u8 {
+        self.flags
+    }
+
     /// The next hop (port index, MAC) direction `dir` resolved, if it did
     /// under `epoch`.
     #[inline]
