@@ -498,7 +498,30 @@ impl<I: Io> Core<I> {
         Ok(owner)
     }
 
+    /// An IP packet (not a later fragment): a TCP/UDP packet of a tracked
+    /// connection goes straight to [`Core::handle_tracked`]; everything else
+    /// (ICMP, other protocols, misses, new connections) to
+    /// [`Core::handle_ip_rest`]. The split keeps the established path small
+    /// enough to inline into the burst loop, without the stack frame the
+    /// new-connection path needs.
+    #[inline]
     pub(crate) fn handle_ip(
+        &mut self,
+        snap: &Snapshot,
+        m: I::Buf,
+        at: Rx,
+        meta: &IpMeta,
+        lookup: Lookup,
+    ) {
+        if let (ip_proto::TCP | ip_proto::UDP, Lookup::Done(Some((id, dir)))) = (meta.proto, lookup)
+        {
+            return self.handle_tracked(snap, m, at, meta, id, dir);
+        }
+        self.handle_ip_rest(snap, m, at, meta, lookup)
+    }
+
+    #[inline(never)]
+    fn handle_ip_rest(
         &mut self,
         snap: &Snapshot,
         m: I::Buf,
