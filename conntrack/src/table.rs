@@ -606,6 +606,26 @@ impl ConnTable {
         self.live(id)
     }
 
+    /// Direction `dir`'s key of connection `id`, without the liveness check
+    /// of [`ConnTable::get`]: for a caller that found `id` live while
+    /// handling this packet and reads its key (which never changes while it
+    /// lives) only where it needs it. An id from another table reads as
+    /// the empty key.
+    #[inline]
+    pub fn key(&self, id: ConnId, dir: Direction) -> Key {
+        match self.slab.get(id.0 as usize) {
+            Some(c) => c.key(dir),
+            None => Conn::FREE.key(dir),
+        }
+    }
+
+    /// Both keys of connection `id` (original, reply), as [`ConnTable::key`].
+    #[inline]
+    pub fn keys(&self, id: ConnId) -> (Key, Key) {
+        let c = self.slab.get(id.0 as usize).unwrap_or(&Conn::FREE);
+        (c.key(Direction::Original), c.key(Direction::Reply))
+    }
+
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
         self.slab.get_mut(id.0 as usize).filter(|c| c.is_live())
     }

@@ -127,9 +127,12 @@ pub struct Core<I: Io> {
     neigh_gen: u64,
     /// `--stats` traffic of the burst being handled.
     pub(crate) traffic: crate::counters::TrafficBatch,
-    /// TUN: per real server, the DIP and the egress MTU toward it, valid for
-    /// `tun_routes_epoch` (the hops epoch); bounded, allocated once.
-    pub(crate) tun_routes: FastMap<IpAddr, (IpAddr, usize)>,
+    /// TUN: per real server, the DIP and the egress MTU toward it
+    /// (`tun_dips`), and where each real server's entry is (`tun_routes`),
+    /// valid for `tun_routes_epoch` (the hops epoch); bounded, allocated
+    /// once. A connection carries its entry's index (`xmit::Flow`).
+    pub(crate) tun_routes: FastMap<IpAddr, u32>,
+    pub(crate) tun_dips: Vec<(IpAddr, usize)>,
     pub(crate) tun_routes_epoch: u32,
     /// When `expire` last ran, and whether it left due entries behind.
     expired_at_ms: u64,
@@ -195,6 +198,7 @@ impl<I: Io> Core<I> {
                 crate::xmit::TUN_ROUTES_MAX,
                 Default::default(),
             ),
+            tun_dips: Vec::with_capacity(crate::xmit::TUN_ROUTES_MAX),
             tun_routes_epoch: 0,
             expired_at_ms: 0,
             expire_backlog: false,
@@ -268,7 +272,7 @@ impl<I: Io> Core<I> {
     }
 
     /// Routes or neighbours changed: cached next hops are stale.
-    fn new_hops_epoch(&mut self) {
+    pub(crate) fn new_hops_epoch(&mut self) {
         self.hops_epoch = self.hops_epoch.wrapping_add(1).max(1);
     }
 
@@ -503,7 +507,30 @@ impl<I: Io> Core<I> {
         Ok(owner)
     }
 
+    /// An IP packet (not a later fragment): a TCP/UDP packet of a tracked
+    /// connection goes straight to [`Core::handle_tracked`]; everything else
+    /// (ICMP, other protocols, misses, new connections) to
+    /// [`Core::handle_ip_rest`]. The split keeps the established path small
+    /// enough to inline into the burst loop, without the stack frame the
+    /// new-connection path needs.
+    #[inline]
     pub(crate) fn handle_ip(
+        &mut self,
+        snap: &Snapshot,
+        m: I::Buf,
+        at: Rx,
+        meta: &IpMeta,
+        lookup: Lookup,
+    ) {
+        if let (ip_proto::TCP | ip_proto::UDP, Lookup::Done(Some((id, dir)))) = (meta.proto, lookup)
+        {
+            return self.handle_tracked(snap, m, at, meta, id, dir);
+        }
+        self.handle_ip_rest(snap, m, at, meta, lookup)
+    }
+
+    #[inline(never)]
+    fn handle_ip_rest(
         &mut self,
         snap: &Snapshot,
         m: I::Buf,
@@ -587,9 +614,13 @@ impl<I: Io> Core<I> {
         id: ConnId,
         dir: Direction,
     ) {
+        // Read once, before the state change: `on_packet` moves the state
+        // and the timer, nothing `Flow` holds.
+        let Some(f) = self.conns.get(id).map(Flow::of) else {
+            return self.count_drop(DropReason::NoConnection);
+        };
         if meta.proto == ip_proto::TCP {
-            let flags = self.conns.get(id).map_or(0, |c| c.flags());
-            if flags & (crate::synproxy::SP | crate::synproxy::SP_OPEN) == crate::synproxy::SP {
+            if f.flags() & (crate::synproxy::SP | crate::synproxy::SP_OPEN) == crate::synproxy::SP {
                 if meta.frag.is_some() {
                     return self.count_drop(DropReason::FragUnsupported);
                 }
@@ -602,9 +633,6 @@ impl<I: Io> Core<I> {
         let tr = self
             .conns
             .on_packet(id, dir, conntrack_flags(meta.tcp_flags), self.now_ms);
-        let Some(f) = self.conns.get(id).map(Flow::of) else {
-            return self.count_drop(DropReason::NoConnection);
-        };
         self.account_transition(snap, f.dest, tr);
         if !self.shared.sync.is_on() {
             return self.xmit(snap, m, meta, id, dir, &f);

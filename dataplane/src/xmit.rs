@@ -41,6 +41,12 @@ const ETH_HLEN: usize = 14;
 /// cache starts over when full.
 pub(crate) const TUN_ROUTES_MAX: usize = 4096;
 
+/// A TUN connection's reply direction never passes the director (the real
+/// server answers the client itself), so its reply hop word carries the
+/// index of the connection's entry in `Core::tun_dips` instead, tagged
+/// with this bit (a next hop's word has bit 63).
+const TUN_ROUTE: u64 = 1 << 62;
+
 /// TOA option length for the client's address family.
 pub(crate) fn toa_len(client: IpAddr) -> usize {
     if client.is_ipv4() {
@@ -50,12 +56,12 @@ pub(crate) fn toa_len(client: IpAddr) -> usize {
     }
 }
 
-/// MTU of the port toward the real server: that of the next hop the
+/// MTU of the port toward the real server `rip`: that of the next hop the
 /// connection cached under `epoch`, else the route's.
-fn fnat_mtu(snap: &Snapshot, f: &Flow, epoch: u32) -> usize {
+fn fnat_mtu(snap: &Snapshot, f: &Flow, epoch: u32, rip: IpAddr) -> usize {
     match f.hop(Direction::Original, epoch) {
         Some((port, _)) => snap.ports.get(port).map_or(1500, |p| usize::from(p.mtu)),
-        None => mtu_toward(snap, f.reply.src()),
+        None => mtu_toward(snap, rip),
     }
 }
 
@@ -67,13 +73,12 @@ fn mtu_toward(snap: &Snapshot, dst: IpAddr) -> usize {
         .map_or(1500, |p| usize::from(p.mtu))
 }
 
-/// What xmit needs of a connection, copied out of the table.
+/// What xmit needs of a connection on every packet, copied out of the
+/// table. Not the keys (addresses and ports of both directions): a mode
+/// reads the ones it rewrites with from the table (`ConnTable::key`), DR
+/// none while its next hop is cached.
 #[derive(Clone, Copy)]
 pub(crate) struct Flow {
-    /// Both directions' keys in wire form: addresses are built only where a
-    /// mode needs them.
-    orig: conntrack::FlowKey,
-    reply: conntrack::FlowKey,
     mode: ForwardMode,
     pub(crate) dest: u32,
     service: u32,
@@ -93,8 +98,6 @@ impl Flow {
     #[inline]
     pub(crate) fn of(c: &conntrack::Conn) -> Flow {
         Flow {
-            orig: c.key(Direction::Original),
-            reply: c.key(Direction::Reply),
             mode: mode_from_flags(c.flags()),
             dest: c.dest(),
             service: c.service(),
@@ -106,6 +109,12 @@ impl Flow {
         }
     }
 
+    /// The connection's flags (mode, SYN proxy state).
+    #[inline]
+    pub(crate) fn flags(&self) -> u8 {
+        self.flags
+    }
+
     /// The next hop (port index, MAC) direction `dir` resolved, if it did
     /// under `epoch`.
     #[inline]
@@ -114,6 +123,17 @@ impl Flow {
             return None;
         }
         unpack_hop(self.hops[dir as usize])
+    }
+
+    /// TUN: the index in `Core::tun_dips` of the DIP and MTU toward the
+    /// real server, if the connection noted it under `epoch`.
+    #[inline]
+    fn tun_route(&self, epoch: u32) -> Option<usize> {
+        let w = self.hops[Direction::Reply as usize];
+        if self.hops_epoch != epoch || w >> 62 != TUN_ROUTE >> 62 {
+            return None;
+        }
+        Some((w & u64::from(u32::MAX)) as usize)
     }
 }
 
@@ -146,15 +166,17 @@ impl<I: Io> Core<I> {
         // NAT's rewrites decrement the TTL in the same pass.
         match (f.mode, dir) {
             (ForwardMode::Nat, Direction::Original) => {
-                let rip = Some((f.reply.src(), f.reply.sport()));
+                let reply = self.conns.key(id, Direction::Reply);
+                let rip = Some((reply.src(), reply.sport()));
                 let ip = &mut m.data_mut()[meta.l3_off..];
                 if let Err(r) = nat::rewrite_fwd(ip, meta, None, rip) {
                     return self.count_drop(r);
                 }
             }
             (ForwardMode::Nat, Direction::Reply) => {
+                let orig = self.conns.key(id, Direction::Original);
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                let vip = Some((f.orig.dst(), f.orig.dport()));
+                let vip = Some((orig.dst(), orig.dport()));
                 if let Err(r) = nat::rewrite_fwd(ip, meta, vip, None) {
                     return self.count_drop(r);
                 }
@@ -205,31 +227,35 @@ impl<I: Io> Core<I> {
         f: &Flow,
     ) {
         let len = m.len();
+        // Both ends change: both keys.
+        let (orig, reply) = self.conns.keys(id);
         // `dec_ttl`: the TTL still to decrement (NAT64; the same-family
         // rewrite did it).
         let dec_ttl = match dir {
             Direction::Original => {
                 if meta.proto == ip_proto::TCP && meta.has_l4() {
-                    if let Err(r) = self.fnat_tcp_in(snap, &mut m, &mut meta, f, id) {
+                    let ends = (&orig, &reply);
+                    if let Err(r) = self.fnat_tcp_in(snap, &mut m, &mut meta, f, id, ends) {
                         return self.count_drop(r);
                     }
                 }
-                let (r, l) = (f.reply.src(), f.reply.dst());
+                let (r, l) = (reply.src(), reply.dst());
                 let done = match (l, r) {
                     (IpAddr::V4(l4), IpAddr::V4(r4)) if meta.family == IpFamily::V6 => {
                         // FULLNAT64: the IPv6 request goes to an IPv4 real server.
                         if meta.frag.is_some() {
                             return self.count_drop(DropReason::FragUnsupported);
                         }
-                        nat64::v6_to_v4(&mut m, &meta, l4, f.reply.dport(), r4, f.reply.sport())
-                            .map(|n| {
+                        nat64::v6_to_v4(&mut m, &meta, l4, reply.dport(), r4, reply.sport()).map(
+                            |n| {
                                 meta = n;
                                 true
-                            })
+                            },
+                        )
                     }
                     _ => {
                         let ip = &mut m.data_mut()[meta.l3_off..];
-                        let (lip, rip) = ((l, f.reply.dport()), (r, f.reply.sport()));
+                        let (lip, rip) = ((l, reply.dport()), (r, reply.sport()));
                         nat::rewrite_fwd(ip, &meta, Some(lip), Some(rip)).map(|()| false)
                     }
                 };
@@ -240,9 +266,9 @@ impl<I: Io> Core<I> {
             }
             Direction::Reply => {
                 if meta.proto == ip_proto::TCP && meta.has_l4() {
-                    self.fnat_tcp_out(&mut m, &meta, f, id);
+                    self.fnat_tcp_out(&mut m, &meta, f, id, &orig);
                 }
-                let (c, v) = (f.orig.src(), f.orig.dst());
+                let (c, v) = (orig.src(), orig.dst());
                 let done = match (v, c) {
                     (IpAddr::V6(v6), IpAddr::V6(c6)) if meta.family == IpFamily::V4 => {
                         // FULLNAT64: the IPv4 reply grows by 20 bytes on its way
@@ -264,7 +290,7 @@ impl<I: Io> Core<I> {
                             }
                             return self.count_drop(DropReason::FragNeeded);
                         }
-                        nat64::v4_to_v6(&mut m, &meta, v6, f.orig.dport(), c6, f.orig.sport()).map(
+                        nat64::v4_to_v6(&mut m, &meta, v6, orig.dport(), c6, orig.sport()).map(
                             |n| {
                                 meta = n;
                                 true
@@ -273,7 +299,7 @@ impl<I: Io> Core<I> {
                     }
                     _ => {
                         let ip = &mut m.data_mut()[meta.l3_off..];
-                        let (vip, cip) = ((v, f.orig.dport()), (c, f.orig.sport()));
+                        let (vip, cip) = ((v, orig.dport()), (c, orig.sport()));
                         nat::rewrite_fwd(ip, &meta, Some(vip), Some(cip)).map(|()| false)
                     }
                 };
@@ -308,8 +334,8 @@ impl<I: Io> Core<I> {
             return self.send_to(snap, m, port, mac);
         }
         let dst = match dir {
-            Direction::Original => f.reply.src(),
-            Direction::Reply => f.orig.src(),
+            Direction::Original => self.conns.key(id, Direction::Reply).src(),
+            Direction::Reply => self.conns.key(id, Direction::Original).src(),
         };
         let Some(hop) = snap.routes.lookup(dst) else {
             return self.count_drop(DropReason::NoRoute);
@@ -339,8 +365,8 @@ impl<I: Io> Core<I> {
     /// (`frag_needed`; no fragmentation here).
     #[inline(never)]
     fn xmit_tun(&mut self, snap: &Snapshot, mut m: I::Buf, meta: &IpMeta, id: ConnId, f: &Flow) {
-        let rip = f.reply.src();
-        let Some((dip, mtu)) = self.tun_route(snap, rip) else {
+        let rip = self.conns.key(id, Direction::Reply).src();
+        let Some((dip, mtu)) = self.tun_route(snap, id, f, rip) else {
             return self.count_drop(DropReason::NoRoute);
         };
         let (df, ident) = match meta.family {
@@ -375,25 +401,59 @@ impl<I: Io> Core<I> {
     }
 
     /// TUN: the DIP (source of the outer header) and the egress MTU toward
-    /// real server `rip`. Worked out once per real server (a route lookup and
-    /// a scan of the local addresses) and kept while routes, addresses and
-    /// neighbours are unchanged (`hops_epoch`).
-    fn tun_route(&mut self, snap: &Snapshot, rip: IpAddr) -> Option<(IpAddr, usize)> {
-        if self.tun_routes_epoch != self.hops_epoch || self.tun_routes.len() >= TUN_ROUTES_MAX {
+    /// real server `rip` of connection `id`. Worked out once per real server
+    /// (a route lookup and a scan of the local addresses) and kept while
+    /// routes, addresses and neighbours are unchanged (`hops_epoch`); the
+    /// connection notes where, so its later packets skip the hash lookup.
+    fn tun_route(
+        &mut self,
+        snap: &Snapshot,
+        id: ConnId,
+        f: &Flow,
+        rip: IpAddr,
+    ) -> Option<(IpAddr, usize)> {
+        if let Some(i) = f.tun_route(self.hops_epoch) {
+            if let Some(&v) = self.tun_dips.get(i) {
+                return Some(v);
+            }
+        }
+        if self.tun_routes_epoch != self.hops_epoch {
             self.tun_routes.clear();
+            self.tun_dips.clear();
             self.tun_routes_epoch = self.hops_epoch;
         }
-        if let Some(&v) = self.tun_routes.get(&rip) {
-            return Some(v);
+        let i = match self.tun_routes.get(&rip) {
+            Some(&i) => i as usize,
+            None => {
+                if self.tun_dips.len() >= TUN_ROUTES_MAX {
+                    // Start over; no connection may keep an index into the
+                    // old entries, so every cached hop goes with them.
+                    self.new_hops_epoch();
+                    self.tun_routes.clear();
+                    self.tun_dips.clear();
+                    self.tun_routes_epoch = self.hops_epoch;
+                }
+                let hop = snap.routes.lookup(rip)?;
+                let dip = crate::core::dip_via(snap, hop, rip)?;
+                let mtu = snap
+                    .ports
+                    .get(hop.port)
+                    .map_or(1500, |p| usize::from(p.mtu));
+                self.tun_dips.push((dip, mtu));
+                self.tun_routes
+                    .insert(rip, (self.tun_dips.len() - 1) as u32);
+                self.tun_dips.len() - 1
+            }
+        };
+        let epoch = self.hops_epoch;
+        if let Some(c) = self.conns.get_mut(id) {
+            if c.hops_epoch != epoch {
+                c.hops = [0; 2];
+                c.hops_epoch = epoch;
+            }
+            c.hops[Direction::Reply as usize] = TUN_ROUTE | i as u64;
         }
-        let hop = snap.routes.lookup(rip)?;
-        let dip = crate::core::dip_via(snap, hop, rip)?;
-        let mtu = snap
-            .ports
-            .get(hop.port)
-            .map_or(1500, |p| usize::from(p.mtu));
-        self.tun_routes.insert(rip, (dip, mtu));
-        Some((dip, mtu))
+        self.tun_dips.get(i).copied()
     }
 
     /// ICMP fragmentation-needed (IPv4) or ICMPv6 packet-too-big (IPv6) from
@@ -452,6 +512,7 @@ impl<I: Io> Core<I> {
     /// TOA in the segment carrying the client's first data sequence number
     /// (the handshake's ACK, its retransmissions, or the first data); never
     /// both, as DPVS. `Err`: drop the segment with that reason.
+    /// `(orig, reply)`: the connection's keys.
     fn fnat_tcp_in(
         &mut self,
         snap: &Snapshot,
@@ -459,6 +520,7 @@ impl<I: Io> Core<I> {
         meta: &mut IpMeta,
         f: &Flow,
         id: ConnId,
+        (orig, reply): (&conntrack::FlowKey, &conntrack::FlowKey),
     ) -> Result<(), DropReason> {
         let pp_len = f.seq.pp_len();
         if meta.tcp_flags & tcp_flag::SYN != 0 {
@@ -476,22 +538,22 @@ impl<I: Io> Core<I> {
                     .services_by_id
                     .get(&f.service)
                     .and_then(|s| s.proxy_protocol);
-                seq = SeqState::on_client_syn(isn, pp, &f.orig.to_tuple());
+                seq = SeqState::on_client_syn(isn, pp, &orig.to_tuple());
                 if seq != f.seq {
                     self.set_seq(id, seq);
                 }
             }
             // With Proxy Protocol RS -> client segments do not grow: no clamp.
             if seq.pp_len() == 0 {
-                self.clamp_mss(m, meta, toa_len(f.orig.src()));
+                self.clamp_mss(m, meta, toa_len(orig.src()));
             }
             return Ok(());
         }
         if pp_len != 0 {
             let mut seq = f.seq;
             // The route toward the RS is looked up only when the header goes in.
-            return match fnat::pp_in(m, meta, &mut seq, &f.orig.to_tuple(), || {
-                fnat_mtu(snap, f, self.hops_epoch)
+            return match fnat::pp_in(m, meta, &mut seq, &orig.to_tuple(), || {
+                fnat_mtu(snap, f, self.hops_epoch, reply.src())
             }) {
                 Ok(fnat::InOutcome::Inserted { first }) => {
                     if first {
@@ -511,7 +573,7 @@ impl<I: Io> Core<I> {
                         && crate::wire::Ipv4Packet::new_unchecked(&m.data()[meta.l3_off..])
                             .dont_frag();
                     if df {
-                        let room = fnat_mtu(snap, f, self.hops_epoch)
+                        let room = fnat_mtu(snap, f, self.hops_epoch, reply.src())
                             .saturating_sub(pp_len)
                             .clamp(68, usize::from(u16::MAX));
                         self.send_frag_needed(snap, m, meta, room as u16);
@@ -544,8 +606,8 @@ impl<I: Io> Core<I> {
             self.shared.events[self.index].bump(Event::FragNotExtended);
             return Ok(());
         }
-        let mtu = fnat_mtu(snap, f, self.hops_epoch);
-        let ev = match toa::insert(m, meta, f.orig.src(), f.orig.sport(), mtu) {
+        let mtu = fnat_mtu(snap, f, self.hops_epoch, reply.src());
+        let ev = match toa::insert(m, meta, orig.src(), orig.sport(), mtu) {
             toa::Outcome::Inserted(_) => Event::ToaInserted,
             toa::Outcome::NoRoom => Event::ToaNoRoom,
         };
@@ -556,13 +618,21 @@ impl<I: Io> Core<I> {
     /// FULLNAT RS -> client TCP extras before the rewrite: MSS clamp in the
     /// SYN-ACK (by the TOA or Proxy Protocol header length), and with Proxy
     /// Protocol the acknowledgement / SACK shift.
-    fn fnat_tcp_out(&mut self, m: &mut I::Buf, meta: &IpMeta, f: &Flow, id: ConnId) {
+    /// `orig`: the connection's original key.
+    fn fnat_tcp_out(
+        &mut self,
+        m: &mut I::Buf,
+        meta: &IpMeta,
+        f: &Flow,
+        id: ConnId,
+        orig: &conntrack::FlowKey,
+    ) {
         let pp_len = f.seq.pp_len();
         if meta.tcp_flags & tcp_flag::SYN != 0 {
             let by = if pp_len != 0 {
                 pp_len
             } else {
-                toa_len(f.orig.src())
+                toa_len(orig.src())
             };
             self.clamp_mss(m, meta, by);
         }

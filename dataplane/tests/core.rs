@@ -171,6 +171,30 @@ fn dr_changes_only_the_destination_mac_and_tun_encapsulates_from_the_dip() {
 }
 
 #[test]
+fn tun_connection_follows_a_new_dip() {
+    // The DIP is kept on the connection (`xmit::Flow`): a new address on
+    // the real servers' port must still reach the connection's next packet.
+    let (mut d, e) = desc(ForwardMode::Tun, Proto::Tcp);
+    let mut lab = Lab::with_desc(&d, &e, 0, 1);
+    let syn = tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "S", 1, b"");
+    let ack = tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "A", 2, b"");
+    let outer = |f: &[u8]| {
+        let h = etherparse::Ipv4HeaderSlice::from_slice(&f[14..]).unwrap();
+        (h.source(), h.destination())
+    };
+    let out = lab.rx(0, &[syn, ack.clone()]);
+    assert!(out.iter().all(|(_, f)| outer(f) == (DIP, RIP)));
+    let dip2 = [192, 168, 0, 2];
+    d.addrs[2] = addr("dpdk1", dip2, 24);
+    lab.apply(&d, &e);
+    let out = lab.rx(0, &[ack.clone(), ack]);
+    // (worker 0 also announces the new address: gratuitous ARP)
+    let ip: Vec<_> = out.iter().filter(|(_, f)| f[12..14] == [8, 0]).collect();
+    assert_eq!(ip.len(), 2);
+    assert!(ip.iter().all(|(_, f)| outer(f) == (dip2, RIP)));
+}
+
+#[test]
 fn udp_through_nat_opens_one_connection_per_flow() {
     let mut lab = Lab::new(ForwardMode::Nat, Proto::Udp);
     let frames: Vec<Vec<u8>> = (0..8)

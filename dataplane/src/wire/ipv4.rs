@@ -296,6 +296,7 @@ pub struct Ipv4Repr {
 impl Ipv4Repr {
     /// Writes a 20-byte header with a valid checksum into the front of `buf`.
     /// Returns `false` if `buf` is shorter or the total length would not fit in u16.
+    #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> bool {
         let Some(total) = self.payload_len.checked_add(MIN_HEADER_LEN as u16) else {
             return false;
