@@ -43,7 +43,8 @@ impl Reading {
         Reading {
             stats: backend.stats(),
             events: backend.events(),
-            sync: Vec::new(),
+            // Zeros until the daemons' own counters are put in.
+            sync: crate::sync::Counters::default().snapshot(),
         }
     }
 }

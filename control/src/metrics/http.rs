@@ -72,7 +72,9 @@ async fn handle<B>(
         Route::Metrics => {
             let reading = tokio::task::spawn_blocking(move || {
                 let mut r = Reading::of(backend.as_ref());
-                r.sync = sync.map(|c| c.snapshot()).unwrap_or_default();
+                if let Some(c) = sync {
+                    r.sync = c.snapshot();
+                }
                 r
             })
             .await;
