@@ -108,6 +108,9 @@ async fn reflection_lists_the_services_and_describes_every_rpc() {
             "ListLocalAddrs",
             "AddAclEntry",
             "DeleteAclEntry",
+            "StartDaemon",
+            "StopDaemon",
+            "ListDaemons",
             "Batch",
             "ApplyConfig",
         ]

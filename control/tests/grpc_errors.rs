@@ -1003,6 +1003,72 @@ async fn every_rpc_names_the_field_of_a_malformed_request() {
         "toml: port: ports [\"dpdk0\", \"dpdk7\"] differ from the running ports [\"dpdk0\", \"dpdk1\"]: ports change with a restart",
     );
 
+    // ---- Connection sync daemons (docs/ha.md) ----
+    let daemon = |state: &str, ifname: &str, syncid: u32| pb::SyncDaemon {
+        state: state.into(),
+        mcast_interface: ifname.into(),
+        syncid,
+        mcast_group: String::new(),
+        mcast_port: 0,
+    };
+    fails(
+        call!(seen, c.start_daemon(daemon("primary", "lo", 1))),
+        InvalidArgument,
+        "sync daemon state 'primary': expected master or backup",
+    );
+    fails(
+        c.start_daemon(daemon("master", "lo", 300)).await,
+        InvalidArgument,
+        "syncid 300: expected 0-255",
+    );
+    fails(
+        c.start_daemon(daemon("master", "nope0", 1)).await,
+        InvalidArgument,
+        "no interface nope0",
+    );
+    fails(
+        c.start_daemon(pb::SyncDaemon {
+            mcast_group: "10.0.0.1".into(),
+            ..daemon("master", "lo", 1)
+        })
+        .await,
+        InvalidArgument,
+        "mcast_group 10.0.0.1: not a multicast address",
+    );
+    fails(
+        call!(
+            seen,
+            c.stop_daemon(pb::StopDaemonRequest {
+                state: "master".into()
+            })
+        ),
+        NotFound,
+        "no master sync daemon is running",
+    );
+    // A master on loopback starts; a second is ALREADY_EXISTS; the list
+    // shows it; it stops.
+    c.start_daemon(daemon("master", "lo", 1)).await.unwrap();
+    fails(
+        c.start_daemon(daemon("master", "lo", 2)).await,
+        AlreadyExists,
+        "a master sync daemon is running already",
+    );
+    let list = call!(seen, c.list_daemons(pb::Empty {}))
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.daemons.len(), 1);
+    assert_eq!(
+        (list.daemons[0].state.as_str(), list.daemons[0].syncid),
+        ("master", 1)
+    );
+    c.stop_daemon(pb::StopDaemonRequest {
+        state: "master".into(),
+    })
+    .await
+    .unwrap();
+    let list = c.list_daemons(pb::Empty {}).await.unwrap().into_inner();
+    assert!(list.daemons.is_empty());
+
     // Nothing above changed the configuration.
     assert_eq!(d.backend.applied().len(), applied);
 
