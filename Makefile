@@ -31,7 +31,7 @@ test: deps
 # from the committed seeds and what earlier runs found (docs/fuzzing.md).
 FUZZ_SECONDS ?= 20
 # make test gives each target less: its build takes most of the time.
-TEST_FUZZ_SECONDS ?= 10
+TEST_FUZZ_SECONDS ?= 8
 fuzz-quick: deps
 	bash fuzz/run.sh quick $(FUZZ_SECONDS)
 

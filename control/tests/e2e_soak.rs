@@ -1,7 +1,7 @@
 //! A bounded soak: connection churn (wrk, `Connection: close`) through a NAT
 //! service while the configuration churns beside it (another service added,
 //! edited and deleted, the service under load's weights changed), for
-//! `DPVS_SOAK_SECS` seconds (60 by default; `make soak SECS=600` for longer).
+//! `DPVS_SOAK_SECS` seconds (45 by default; `make soak SECS=600` for longer).
 //! Afterwards what an operator would check: the requests were answered, the
 //! connection table drains to zero, the mempool is back at its baseline and
 //! dpvsd's resident memory did not grow in the second half of the run.
@@ -19,7 +19,7 @@ fn soak_secs() -> u64 {
     std::env::var("DPVS_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(60)
+        .unwrap_or(45)
 }
 
 /// dpvsd's resident set, KiB (`VmRSS`).

@@ -191,7 +191,7 @@ impl<I: Io> Core<I> {
         let svc = snap.services_by_id.get(&c.service())?;
         let (o, r) = (c.original(), c.reply());
         let mode = mode_from_flags(c.flags());
-        let rec = SyncConn {
+        Some(SyncConn {
             proto: o.proto,
             mode,
             state: c.state(),
@@ -206,8 +206,7 @@ impl<I: Io> Core<I> {
                 flags: c.flags(),
             },
             template: false,
-        };
-        Some(rec)
+        })
     }
 
     /// Every connection and persistence template of this worker, as records
