@@ -107,7 +107,7 @@ impl DpvsService {
                 .iter()
                 .any(|x| x.addr == ev.addr && x.port == ev.port);
             match (ev.added, has) {
-                (true, false) => s.add_addr(a).map(|()| true),
+                (true, false) => s.add_kernel_addr(a).map(|()| true),
                 (false, true) => s.delete_addr(&ev.port, &ev.addr).map(|()| true),
                 _ => Ok(false),
             }
@@ -337,6 +337,7 @@ impl DpvsService {
             // What the checks found stays found: a real server that is down
             // and still checked the same way stays down.
             next.carry_health_from(s);
+            next.carry_kernel_addrs_from(s);
             let old: Vec<dataplane::AddrSpec> = s.own_addrs().cloned().collect();
             let new: Vec<dataplane::AddrSpec> = next.own_addrs().cloned().collect();
             *s = next;

@@ -140,6 +140,10 @@ pub struct Store {
     routes: Vec<RouteSpec>,
     /// VIP host addresses added by `add_service`, removed with the last service using them.
     auto_addrs: BTreeSet<IpAddr>,
+    /// Addresses learned from a kernel interface (keepalived's VRRP, `ip addr`
+    /// there): the kernel side's, so `-S`, the state file and `apply` leave
+    /// them alone; they go when they leave the interface.
+    kernel_addrs: BTreeSet<IpAddr>,
     /// `[control] claim_vips = false`: services do not make their VIPs (nor
     /// FULLNAT local addresses) addresses of the director; they become its
     /// only when added (by keepalived's VRRP on a kernel interface,
@@ -576,11 +580,36 @@ impl Store {
         self.services.get(key)
     }
     /// Addresses the operator configured: without the VIP host addresses that
-    /// `add_service` put on ports (those come back with their services).
+    /// `add_service` put on ports (those come back with their services) and
+    /// those learned from a kernel interface (the kernel side's).
     pub fn own_addrs(&self) -> impl Iterator<Item = &AddrSpec> {
         self.addrs
             .iter()
-            .filter(|a| !self.auto_addrs.contains(&a.addr))
+            .filter(|a| !self.auto_addrs.contains(&a.addr) && !self.kernel_addrs.contains(&a.addr))
+    }
+
+    /// An address that appeared on a kernel interface (docs/kni.md).
+    pub fn add_kernel_addr(&mut self, a: AddrSpec) -> Result<(), StoreError> {
+        let ip = a.addr;
+        self.add_addr(a)?;
+        self.kernel_addrs.insert(ip);
+        Ok(())
+    }
+
+    /// A new configuration (`apply`, SIGHUP) keeps what the kernel
+    /// interfaces hold and it does not configure itself: a VIP keepalived
+    /// put there stays the dataplane's.
+    pub fn carry_kernel_addrs_from(&mut self, old: &Store) {
+        for a in old
+            .addrs
+            .iter()
+            .filter(|a| old.kernel_addrs.contains(&a.addr))
+        {
+            if !self.addrs.iter().any(|x| x.addr == a.addr) && self.ports.contains(&a.port) {
+                self.addrs.push(a.clone());
+                self.kernel_addrs.insert(a.addr);
+            }
+        }
     }
 
     pub fn addrs(&self) -> &[AddrSpec] {
@@ -1012,6 +1041,7 @@ impl Store {
             )));
         }
         self.auto_addrs.remove(addr);
+        self.kernel_addrs.remove(addr);
         Ok(())
     }
 
@@ -1473,6 +1503,28 @@ mod tests {
         })
         .unwrap();
         s
+    }
+
+    /// An address keepalived put on a kernel interface is not saved and
+    /// survives a new configuration that does not name it.
+    #[test]
+    fn kernel_addresses_are_the_kernels() {
+        let mut s = store();
+        let vip = AddrSpec {
+            port: "dpdk0".into(),
+            addr: "10.0.0.100".parse().unwrap(),
+            prefix_len: 32,
+        };
+        s.add_kernel_addr(vip.clone()).unwrap();
+        assert!(s.addrs().contains(&vip));
+        assert!(!s.own_addrs().any(|a| *a == vip), "not saved with -S");
+        let mut next = store();
+        next.carry_kernel_addrs_from(&s);
+        assert!(next.addrs().contains(&vip), "dropped by apply");
+        next.delete_addr("dpdk0", &vip.addr).unwrap();
+        let mut later = store();
+        later.carry_kernel_addrs_from(&next);
+        assert!(!later.addrs().contains(&vip), "gone from the kernel, gone");
     }
 
     /// What `announce_vips` announces: VIPs with a usable real server.

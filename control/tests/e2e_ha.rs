@@ -241,6 +241,19 @@ fn a_failover_keeps_nat_and_fullnat_connections() {
         first.log()
     );
     assert!(!owns(&second, VIP), "both directors own the VIP");
+    // A configuration reload keeps what keepalived put on the interfaces
+    // (the file does not name the VIP: claim_vips = false).
+    first.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(10), || first.log().contains("SIGHUP: ")),
+        "{}",
+        first.log()
+    );
+    assert!(
+        owns(&first, VIP) && owns(&first, "192.168.0.200"),
+        "a reload dropped keepalived's addresses:\n{}",
+        first.ctl_ok(&["addr", "show"])
+    );
     assert!(second
         .ctl_ok(&["-L", "--daemon"])
         .contains("backup sync daemon (mcast=dpdk1, syncid=7)"));
