@@ -22,14 +22,7 @@ fn served(topo: &Topology, src: &str) -> bool {
 
 /// The TCP service's `blacklist_drops` and `whitelist_drops` in `-Ln --json`.
 fn service_drops(d: &Dpvsd) -> (u64, u64) {
-    let j: serde_json::Value = serde_json::from_str(&d.ctl_ok(&["-Ln", "--json"])).unwrap();
-    let svc = j["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["protocol"] == "TCP")
-        .expect("the TCP service")
-        .clone();
+    let svc = d.tcp_service_json();
     (
         svc["blacklist_drops"].as_u64().unwrap(),
         svc["whitelist_drops"].as_u64().unwrap(),

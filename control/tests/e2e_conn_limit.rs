@@ -12,14 +12,7 @@ use netns::{wait_for, Dpvsd, Topology, CLIENT_IPS, HTTP_PORT, VIP};
 
 /// The TCP service's `conn_limit` and `conn_limit_drops` in `-Ln --json`.
 fn service_limit(d: &Dpvsd) -> (u64, u64) {
-    let j: serde_json::Value = serde_json::from_str(&d.ctl_ok(&["-Ln", "--json"])).unwrap();
-    let svc = j["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["protocol"] == "TCP")
-        .expect("the TCP service")
-        .clone();
+    let svc = d.tcp_service_json();
     (
         svc["conn_limit"].as_u64().unwrap(),
         svc["conn_limit_drops"].as_u64().unwrap(),

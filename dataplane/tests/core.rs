@@ -1014,6 +1014,35 @@ fn synproxy_lab(mode: ForwardMode) -> Lab {
     Lab::with_desc(&d, &e, 0, 1)
 }
 
+/// A client's SYN from CIP:`port` to VIP:80 (seq 1000, window 100), as the
+/// SYN proxy's tests send it.
+fn proxied_syn(port: u16) -> Vec<u8> {
+    tcp_full(
+        (CLIENT_MAC, CIP, port),
+        (MAC0, VIP, 80),
+        "S",
+        1000,
+        0,
+        100,
+        &[],
+        b"",
+    )
+}
+
+/// The client's ACK from CIP:`port` returning `cookie` (the handshake's end).
+fn cookie_ack(port: u16, cookie: u32) -> Vec<u8> {
+    tcp_full(
+        (CLIENT_MAC, CIP, port),
+        (MAC0, VIP, 80),
+        "A",
+        1001,
+        cookie.wrapping_add(1),
+        100,
+        &[],
+        b"",
+    )
+}
+
 #[test]
 fn syn_proxy_answers_syns_alone_and_opens_on_a_valid_cookie() {
     use etherparse::TcpOptionElement as O;
@@ -1204,20 +1233,9 @@ fn syn_proxy_answers_syns_alone_and_opens_on_a_valid_cookie() {
 #[test]
 fn syn_proxy_resends_the_syn_and_passes_a_refusal_on() {
     let mut lab = synproxy_lab(ForwardMode::Nat);
-    let client = (CLIENT_MAC, CIP, 40000);
-    let vip = (MAC0, VIP, 80);
-    let out = lab.rx(0, &[tcp_full(client, vip, "S", 1000, 0, 100, &[], b"")]);
+    let out = lab.rx(0, &[proxied_syn(40000)]);
     let cookie = tcp_fields(&out[0].1).0;
-    let ack = tcp_full(
-        client,
-        vip,
-        "A",
-        1001,
-        cookie.wrapping_add(1),
-        100,
-        &[],
-        b"",
-    );
+    let ack = cookie_ack(40000, cookie);
     assert_eq!(lab.rx(0, std::slice::from_ref(&ack)).len(), 1, "the SYN");
     // The server stays silent, the client retransmits: three are kept, then
     // each further one sends the SYN again.
@@ -1254,21 +1272,9 @@ fn syn_proxy_resends_the_syn_and_passes_a_refusal_on() {
 #[test]
 fn syn_proxy_takes_a_syn_ack_with_rst_for_a_refusal() {
     let mut lab = synproxy_lab(ForwardMode::Nat);
-    let client = (CLIENT_MAC, CIP, 40000);
-    let vip = (MAC0, VIP, 80);
-    let out = lab.rx(0, &[tcp_full(client, vip, "S", 1000, 0, 100, &[], b"")]);
+    let out = lab.rx(0, &[proxied_syn(40000)]);
     let cookie = tcp_fields(&out[0].1).0;
-    let ack = tcp_full(
-        client,
-        vip,
-        "A",
-        1001,
-        cookie.wrapping_add(1),
-        100,
-        &[],
-        b"",
-    );
-    assert_eq!(lab.rx(0, &[ack]).len(), 1, "the SYN");
+    assert_eq!(lab.rx(0, &[cookie_ack(40000, cookie)]).len(), 1, "the SYN");
     let answer = tcp_full(
         (RS_MAC, RIP, 8080),
         (MAC1, CIP, 40000),
@@ -1294,19 +1300,7 @@ fn the_lists_come_before_the_syn_proxy() {
     e.synproxy = vec![d.services[0].key];
     let mut lab = Lab::with_desc(&d, &e, 0, 1);
     let vip = (MAC0, VIP, 80);
-    let out = lab.rx(
-        0,
-        &[tcp_full(
-            (CLIENT_MAC, CIP, 40000),
-            vip,
-            "S",
-            1000,
-            0,
-            100,
-            &[],
-            b"",
-        )],
-    );
+    let out = lab.rx(0, &[proxied_syn(40000)]);
     let cookie = tcp_fields(&out[0].1).0;
     // -U -t VIP:80 -k 10.0.0.2
     let (d2, mut e2) = with_acl(ForwardMode::Nat, Proto::Tcp, &[(CIP, 32)], &[]);
@@ -1315,17 +1309,8 @@ fn the_lists_come_before_the_syn_proxy() {
     let out = lab.rx(
         0,
         &[
-            tcp_full((CLIENT_MAC, CIP, 40001), vip, "S", 1000, 0, 100, &[], b""),
-            tcp_full(
-                (CLIENT_MAC, CIP, 40000),
-                vip,
-                "A",
-                1001,
-                cookie.wrapping_add(1),
-                100,
-                &[],
-                b"",
-            ),
+            proxied_syn(40001),
+            cookie_ack(40000, cookie),
             tcp_full((CLIENT_MAC, CIP2, 40000), vip, "S", 1000, 0, 100, &[], b""),
         ],
     );

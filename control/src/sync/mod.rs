@@ -214,9 +214,9 @@ impl Daemons {
     }
 }
 
-/// The first IPv4 address of interface `ifname`, and its index.
-fn interface(ifname: &str) -> Result<(Ipv4Addr, u32), String> {
-    let index = ifindex(ifname)?;
+/// The first IPv4 address of interface `ifname` (which must exist).
+fn interface_addr(ifname: &str) -> Result<Ipv4Addr, String> {
+    ifindex(ifname)?;
     let out = std::process::Command::new("ip")
         .args(["-o", "-4", "addr", "show", "dev", ifname])
         .output()
@@ -231,7 +231,7 @@ fn interface(ifname: &str) -> Result<(Ipv4Addr, u32), String> {
         .ok_or_else(|| {
             format!("interface {ifname} has no IPv4 address to send the sync multicast from")
         })?;
-    Ok((addr, index))
+    Ok(addr)
 }
 
 fn ifindex(ifname: &str) -> Result<u32, String> {
@@ -245,7 +245,7 @@ fn ifindex(ifname: &str) -> Result<u32, String> {
 /// IPVS's `make_send_sock`: bound to the interface's address, multicast out
 /// of it, TTL 1, no loop back, connected to the group.
 fn send_socket(spec: &DaemonSpec) -> Result<Socket, String> {
-    let (addr, _) = interface(&spec.mcast_interface)?;
+    let addr = interface_addr(&spec.mcast_interface)?;
     let e = |what: &str, err: std::io::Error| format!("sync socket ({what}): {err}");
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(|x| e("new", x))?;
     s.set_multicast_if_v4(&addr)

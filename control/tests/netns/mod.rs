@@ -921,6 +921,18 @@ impl Dpvsd {
         );
     }
 
+    /// The TCP service's object in `-Ln --json` (the tests' one TCP service).
+    pub fn tcp_service_json(&self) -> serde_json::Value {
+        let j: serde_json::Value = serde_json::from_str(&self.ctl_ok(&["-Ln", "--json"])).unwrap();
+        j["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["protocol"] == "TCP")
+            .expect("the TCP service")
+            .clone()
+    }
+
     /// `-Ln` parsed.
     pub fn services(&self) -> Vec<ListedService> {
         parse_list(&self.ctl_ok(&["-Ln"]))

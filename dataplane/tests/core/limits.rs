@@ -6,8 +6,8 @@
 use dataplane::*;
 
 use super::{
-    desc, dest, ip, seen, synproxy_lab, tcp, tcp_fields, tcp_full, udp, Lab, CIP, CLIENT_MAC, MAC0,
-    MAC1, RIP, RIP2, RS_MAC, VIP,
+    cookie_ack, desc, dest, ip, proxied_syn, seen, synproxy_lab, tcp, tcp_fields, tcp_full, udp,
+    Lab, CIP, CLIENT_MAC, MAC0, MAC1, RIP, RIP2, RS_MAC, VIP,
 };
 
 /// Lets the core's clock run `ms` forward, expiring what falls due.
@@ -114,22 +114,11 @@ fn fullnat_out_of_local_ports_refuses_new_connections_and_recovers() {
 #[test]
 fn without_mbufs_the_syn_proxy_refuses_then_recovers_by_itself() {
     let mut lab = synproxy_lab(ForwardMode::Nat);
-    let client = (CLIENT_MAC, CIP, 40000);
-    let vip = (MAC0, VIP, 80);
-    let out = lab.rx(0, &[tcp_full(client, vip, "S", 1000, 0, 100, &[], b"")]);
+    let out = lab.rx(0, &[proxied_syn(40000)]);
     let cookie = tcp_fields(&out[0].1).0;
     // No mbuf for the SYN to the real server: an event; the client's ACK kept.
     lab.core.io.no_buffers = true;
-    let ack = tcp_full(
-        client,
-        vip,
-        "A",
-        1001,
-        cookie.wrapping_add(1),
-        100,
-        &[],
-        b"",
-    );
+    let ack = cookie_ack(40000, cookie);
     assert!(lab.rx(0, std::slice::from_ref(&ack)).is_empty());
     let ev = lab.core.shared.events[0].get(dataplane::events::Event::SynproxyNoMbuf);
     assert_eq!(ev, 1);
@@ -208,7 +197,7 @@ fn segments_the_syn_proxy_kept_for_a_connection_that_never_opens_are_counted() {
     let mut lab = synproxy_lab(ForwardMode::Nat);
     let client = (CLIENT_MAC, CIP, 40000);
     let vip = (MAC0, VIP, 80);
-    let out = lab.rx(0, &[tcp_full(client, vip, "S", 1000, 0, 100, &[], b"")]);
+    let out = lab.rx(0, &[proxied_syn(40000)]);
     let cookie = tcp_fields(&out[0].1).0;
     let ack = |data: &[u8]| {
         tcp_full(
@@ -401,64 +390,27 @@ fn udp_flows_over_the_limit_are_refused_until_one_times_out() {
 #[test]
 fn the_syn_proxy_sends_no_cookie_over_the_limit_and_checks_again_at_the_ack() {
     let mut lab = conn_limit_lab(Proto::Tcp, 1, true);
-    let vip = (MAC0, VIP, 80);
     let cookies =
         |lab: &Lab| lab.core.shared.events[0].get(dataplane::events::Event::SynproxySynAck);
     // Two clients get a cookie while the service is empty.
     let mut cookie = Vec::new();
     for port in [40000, 40001] {
-        let out = lab.rx(
-            0,
-            &[tcp_full(
-                (CLIENT_MAC, CIP, port),
-                vip,
-                "S",
-                1000,
-                0,
-                100,
-                &[],
-                b"",
-            )],
-        );
+        let out = lab.rx(0, &[proxied_syn(port)]);
         assert_eq!(out.len(), 1, "a SYN-ACK");
         cookie.push(tcp_fields(&out[0].1).0);
     }
-    let ack = |port, cookie: u32| {
-        tcp_full(
-            (CLIENT_MAC, CIP, port),
-            vip,
-            "A",
-            1001,
-            cookie.wrapping_add(1),
-            100,
-            &[],
-            b"",
-        )
-    };
     // The first ACK opens a connection: the SYN to a real server.
-    let out = lab.rx(0, &[ack(40000, cookie[0])]);
+    let out = lab.rx(0, &[cookie_ack(40000, cookie[0])]);
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].0, tcp_fields(&out[0].1).3), (1, 0x02));
     // The second comes back with its cookie once the limit is reached: no
     // connection, no SYN to a real server.
-    assert!(lab.rx(0, &[ack(40001, cookie[1])]).is_empty());
+    assert!(lab.rx(0, &[cookie_ack(40001, cookie[1])]).is_empty());
     assert_eq!(lab.drops(DropReason::ServiceConnLimit), 1);
     assert_eq!(lab.core.conns.len(), 1);
     // A new client's SYN gets no cookie at all.
     let before = cookies(&lab);
-    let out = lab.rx(
-        0,
-        &[tcp_full(
-            (CLIENT_MAC, CIP, 40002),
-            vip,
-            "S",
-            1000,
-            0,
-            100,
-            &[],
-            b"",
-        )],
-    );
+    let out = lab.rx(0, &[proxied_syn(40002)]);
     assert!(out.is_empty(), "no SYN-ACK over the limit");
     assert_eq!(cookies(&lab), before);
     assert_eq!(lab.drops(DropReason::ServiceConnLimit), 2);
