@@ -189,7 +189,9 @@ pub struct CheckConf {
     pub kind: String,
     pub port: Option<u16>,
     pub path: Option<String>,
-    pub status: Option<u16>,
+    /// `200`, or codes and ranges as keepalived's `status_code`:
+    /// `"200-299,301"`.
+    pub status: Option<StatusConf>,
     pub digest: Option<String>,
     pub payload: Option<String>,
     pub command: Option<String>,
@@ -201,13 +203,51 @@ pub struct CheckConf {
     pub on_failure: Option<String>,
 }
 
+/// A check's `status`: a number or a string of codes and ranges.
+#[derive(Debug, Clone)]
+pub enum StatusConf {
+    Code(u16),
+    Codes(String),
+}
+
+impl<'de> Deserialize<'de> for StatusConf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = StatusConf;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a status code (200) or codes and ranges (\"200-299,301\")")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StatusConf, E> {
+                u16::try_from(v)
+                    .map(StatusConf::Code)
+                    .map_err(|_| E::custom(format!("check status {v}: not an HTTP status")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StatusConf, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StatusConf, E> {
+                Ok(StatusConf::Codes(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 impl CheckConf {
     fn to_pb(&self) -> proto::v1::HealthCheck {
         proto::v1::HealthCheck {
             r#type: self.kind.clone(),
             port: self.port.map_or(0, u32::from),
             path: self.path.clone().unwrap_or_default(),
-            status: self.status.map_or(0, u32::from),
+            status: match self.status {
+                Some(StatusConf::Code(c)) => u32::from(c),
+                _ => 0,
+            },
+            status_codes: match &self.status {
+                Some(StatusConf::Codes(c)) => c.clone(),
+                _ => String::new(),
+            },
             digest: self.digest.clone().unwrap_or_default(),
             payload: self.payload.clone().unwrap_or_default(),
             command: self.command.clone().unwrap_or_default(),
@@ -1168,6 +1208,26 @@ listen = "unix:/run/dpvs/dpvs.sock"
     }
 
     #[test]
+    fn check_status_as_a_code_or_codes_and_ranges() {
+        let text = format!(
+            "{EXAMPLE}\n[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n\
+             [[service.dest]]\naddr = \"192.168.0.11\"\ncheck = {{ type = \"http\", status = 204 }}\n\
+             [[service.dest]]\naddr = \"192.168.0.12\"\ncheck = {{ type = \"http\", status = \"301,200-299\" }}\n\
+             [[service.dest]]\naddr = \"192.168.0.13\"\ncheck = {{ type = \"https\" }}\n"
+        );
+        let c = parse(&text).unwrap();
+        let key = c.store.services().next().unwrap().key;
+        let status = |rs: &str| match &c.store.check(&key, &rs.parse().unwrap(), 80).unwrap().kind {
+            crate::health::CheckKind::Http { status, .. } => status.to_string(),
+            k => panic!("{k:?}"),
+        };
+        assert_eq!(status("192.168.0.11"), "204");
+        assert_eq!(status("192.168.0.12"), "200-299,301");
+        // keepalived's default.
+        assert_eq!(status("192.168.0.13"), "200-299");
+    }
+
+    #[test]
     fn invalid_service_configs() {
         let svc = |body: &str| format!("{EXAMPLE}\n[[service]]\n{body}\n");
         let cases: &[(&str, &str)] = &[
@@ -1190,6 +1250,9 @@ listen = "unix:/run/dpvs/dpvs.sock"
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nconn_limit = -1", "service[0].conn_limit: invalid value: integer `-1`, expected u32"),
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nconn_limit = 4294967296", "service[0].conn_limit: invalid value: integer `4294967296`, expected u32"),
             ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\nconn_limit = \"many\"", "service[0].conn_limit: invalid type: string \"many\", expected u32"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\ncheck = { type = \"http\", status = \"2xx\" }", "service[0].dest[0].check: check status \"2xx\": not a status code or range"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\ncheck = { type = \"http\", status = 700 }", "service[0].dest[0].check: check status 700: not an HTTP status"),
+            ("proto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n[[service.dest]]\naddr = \"192.168.0.11\"\ncheck = { type = \"http\", status = true }", "service[0].dest[0].check.status: invalid type: boolean `true`, expected a status code (200) or codes and ranges"),
         ];
         for (body, want) in cases {
             let err = parse(&svc(body)).expect_err(want);

@@ -17,7 +17,7 @@ use std::time::Duration;
 use proto::v1 as pb;
 
 use crate::addr::{max_prefix, parse_acl_entry, parse_ip};
-use crate::health::{CheckKind, CheckSpec, OnFailure};
+use crate::health::{CheckKind, CheckSpec, OnFailure, StatusCodes};
 use crate::scheduler::DEFAULT_SCHEDULER;
 use crate::store::{AclList, Timeouts, DEFAULT_PERSISTENCE_S};
 
@@ -141,11 +141,15 @@ pub fn check_from_pb(c: &pb::HealthCheck) -> Result<CheckSpec, String> {
             } else {
                 c.path.clone()
             },
-            status: if c.status == 0 {
-                200
-            } else {
-                u16::try_from(c.status)
-                    .map_err(|_| format!("check status {}: not an HTTP status", c.status))?
+            status: match (c.status, c.status_codes.trim()) {
+                (0, "") => StatusCodes::default(),
+                (n, "") => {
+                    let n = u16::try_from(n)
+                        .map_err(|_| format!("check status {n}: not an HTTP status (100-599)"))?;
+                    StatusCodes::from_ranges(&[(n, n)])?
+                }
+                (0, codes) => StatusCodes::parse(codes)?,
+                _ => return Err("check status and status_codes: give one of them".into()),
             },
             digest: (!c.digest.is_empty()).then(|| c.digest.clone()),
             tls: c.r#type == "https",
@@ -209,7 +213,8 @@ pub fn check_to_pb(c: &CheckSpec) -> pb::HealthCheck {
             ..
         } => {
             out.path = path.clone();
-            out.status = u32::from(*status);
+            out.status = status.single().map_or(0, u32::from);
+            out.status_codes = status.to_string();
             out.digest = digest.clone().unwrap_or_default();
         }
         CheckKind::Udp { payload } => out.payload = payload.clone(),

@@ -25,12 +25,13 @@ use dataplane::ServiceKey;
 pub enum CheckKind {
     /// TCP_CHECK: the connection is accepted.
     Tcp,
-    /// HTTP_GET (SSL_GET with `tls`): `GET path` answers `status`, and the
-    /// body's MD5 is `digest` (hex) when one is given. Over TLS the server's
-    /// certificate is not verified (as keepalived's SSL_GET without a CA).
+    /// HTTP_GET (SSL_GET with `tls`): `GET path` answers a status in
+    /// `status`, and the body's MD5 is `digest` (hex) when one is given. Over
+    /// TLS the server's certificate is not verified (as keepalived's SSL_GET
+    /// without a CA).
     Http {
         path: String,
-        status: u16,
+        status: StatusCodes,
         digest: Option<String>,
         tls: bool,
     },
@@ -38,6 +39,102 @@ pub enum CheckKind {
     Udp { payload: String },
     /// MISC_CHECK: `sh -c command` exits 0 within the timeout.
     Misc { command: String },
+}
+
+/// The HTTP status codes a check accepts, as keepalived's `status_code`:
+/// codes and ranges, `200`, `200-299`, `200-299,301`. The default is
+/// keepalived's: any 2xx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCodes(Vec<(u16, u16)>);
+
+impl Default for StatusCodes {
+    fn default() -> Self {
+        StatusCodes(vec![(200, 299)])
+    }
+}
+
+impl StatusCodes {
+    /// Exactly `code`.
+    pub fn one(code: u16) -> StatusCodes {
+        StatusCodes(vec![(code, code)])
+    }
+
+    /// From ranges (each `(first, last)`, 100-599, first <= last), sorted and
+    /// merged so that equal sets have one spelling.
+    pub fn from_ranges(ranges: &[(u16, u16)]) -> Result<StatusCodes, String> {
+        let mut v = Vec::with_capacity(ranges.len());
+        for &(a, b) in ranges {
+            for c in [a, b] {
+                if !(100..=599).contains(&c) {
+                    return Err(format!("check status {c}: not an HTTP status (100-599)"));
+                }
+            }
+            if a > b {
+                return Err(format!("check status {a}-{b}: the range is backwards"));
+            }
+            v.push((a, b));
+        }
+        if v.is_empty() {
+            return Err("check status: empty".into());
+        }
+        v.sort_unstable();
+        let mut out: Vec<(u16, u16)> = Vec::with_capacity(v.len());
+        for (a, b) in v {
+            match out.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        Ok(StatusCodes(out))
+    }
+
+    /// `200`, `200-299`, `200-299,301` (commas or blanks between items).
+    pub fn parse(s: &str) -> Result<StatusCodes, String> {
+        let mut ranges = Vec::new();
+        for item in s.split([',', ' ', '\t']).filter(|w| !w.is_empty()) {
+            let num = |w: &str| {
+                w.parse::<u16>()
+                    .map_err(|_| format!("check status \"{item}\": not a status code or range"))
+            };
+            ranges.push(match item.split_once('-') {
+                Some((a, b)) => (num(a)?, num(b)?),
+                None => (num(item)?, num(item)?),
+            });
+        }
+        StatusCodes::from_ranges(&ranges)
+    }
+
+    pub fn contains(&self, code: u16) -> bool {
+        self.0.iter().any(|&(a, b)| (a..=b).contains(&code))
+    }
+
+    /// The code when the set is one code.
+    pub fn single(&self) -> Option<u16> {
+        match self.0[..] {
+            [(a, b)] if a == b => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn ranges(&self) -> &[(u16, u16)] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for StatusCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, &(a, b)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if a == b {
+                write!(f, "{a}")?;
+            } else {
+                write!(f, "{a}-{b}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What the failing dest becomes (keepalived's `inhibit_on_failure`).
@@ -109,13 +206,8 @@ impl CheckSpec {
             return Err("check rise: must be at least 1".into());
         }
         match &self.kind {
-            CheckKind::Http { path, status, .. } => {
-                if !path.starts_with('/') {
-                    return Err(format!("check path \"{path}\": must start with /"));
-                }
-                if !(100..=599).contains(status) {
-                    return Err(format!("check status {status}: not an HTTP status"));
-                }
+            CheckKind::Http { path, .. } if !path.starts_with('/') => {
+                return Err(format!("check path \"{path}\": must start with /"));
             }
             CheckKind::Misc { command } if command.trim().is_empty() => {
                 return Err("check command: empty".into());
@@ -216,9 +308,9 @@ pub async fn probe(spec: &CheckSpec, addr: IpAddr, port: u16) -> Result<(), Stri
                     .map_err(|e| format!("connect {to}: {e}"))?;
                 if *tls {
                     let s = tls_connect(to, tcp).await?;
-                    http_get(s, to, path, *status, digest.as_deref()).await
+                    http_get(s, to, path, status, digest.as_deref()).await
                 } else {
-                    http_get(tcp, to, path, *status, digest.as_deref()).await
+                    http_get(tcp, to, path, status, digest.as_deref()).await
                 }
             }
             CheckKind::Udp { payload } => udp(to, payload).await,
@@ -304,7 +396,7 @@ async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     mut s: S,
     to: SocketAddr,
     path: &str,
-    want: u16,
+    want: &StatusCodes,
     digest: Option<&str>,
 ) -> Result<(), String> {
     let host = match to.ip() {
@@ -324,7 +416,7 @@ async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         .await
         .map_err(|e| format!("read from {to}: {e}"))?;
     let (status, body) = parse_http(&resp).ok_or_else(|| format!("{to}: not an HTTP answer"))?;
-    if status != want {
+    if !want.contains(status) {
         return Err(format!("GET {path}: status {status}, want {want}"));
     }
     if let Some(d) = digest {
@@ -669,26 +761,55 @@ mod tests {
     }
 
     #[test]
+    fn status_codes_parse_as_keepalived_writes_them() {
+        let p = |s: &str| StatusCodes::parse(s).map(|c| c.to_string());
+        assert_eq!(StatusCodes::default().to_string(), "200-299");
+        assert_eq!(p("200").unwrap(), "200");
+        assert_eq!(p("200-299").unwrap(), "200-299");
+        // Sorted and merged: one spelling per set.
+        assert_eq!(p("301 200-299").unwrap(), "200-299,301");
+        assert_eq!(p("200-250,240-299,300").unwrap(), "200-300");
+        assert_eq!(p("204,204").unwrap(), "204");
+        let c = StatusCodes::parse("200-299,301").unwrap();
+        assert!(c.contains(204) && c.contains(301) && !c.contains(300) && !c.contains(404));
+        assert_eq!(c.single(), None);
+        assert_eq!(StatusCodes::parse("503").unwrap().single(), Some(503));
+        assert_eq!(
+            p("99").unwrap_err(),
+            "check status 99: not an HTTP status (100-599)"
+        );
+        assert_eq!(
+            p("299-200").unwrap_err(),
+            "check status 299-200: the range is backwards"
+        );
+        assert_eq!(
+            p("2xx").unwrap_err(),
+            "check status \"2xx\": not a status code or range"
+        );
+        assert_eq!(p(" ").unwrap_err(), "check status: empty");
+        assert!(p("200-").is_err() && p("-200").is_err() && p("600").is_err());
+    }
+
+    #[test]
     fn specs_are_checked() {
-        let http = |path: &str, status| {
+        let http = |path: &str| {
             CheckSpec::new(CheckKind::Http {
                 path: path.into(),
-                status,
+                status: StatusCodes::default(),
                 digest: None,
                 tls: false,
             })
         };
-        assert!(http("/health", 200).validate().is_ok());
+        assert!(http("/health").validate().is_ok());
         assert_eq!(
-            http("health", 200).validate().unwrap_err(),
+            http("health").validate().unwrap_err(),
             "check path \"health\": must start with /"
         );
-        assert!(http("/", 99).validate().is_err());
         assert!(spec(0, 1).validate().unwrap_err().contains("retries"));
-        let mut d = http("/", 200);
+        let mut d = http("/");
         d.kind = CheckKind::Http {
             path: "/".into(),
-            status: 200,
+            status: StatusCodes::one(200),
             digest: Some("xyz".into()),
             tls: false,
         };
@@ -722,24 +843,30 @@ mod tests {
                     .await;
             }
         });
-        let http = |status, digest: Option<&str>| {
+        let http = |status: &str, digest: Option<&str>| {
             CheckSpec::new(CheckKind::Http {
                 path: "/".into(),
-                status,
+                status: StatusCodes::parse(status).unwrap(),
                 digest: digest.map(str::to_string),
                 tls: false,
             })
         };
-        assert!(probe(&http(200, None), lo, port).await.is_ok());
-        let e = probe(&http(204, None), lo, port).await.unwrap_err();
+        assert!(probe(&http("200", None), lo, port).await.is_ok());
+        // keepalived's default, any 2xx.
+        assert!(probe(&http("200-299", None), lo, port).await.is_ok());
+        let e = probe(&http("204", None), lo, port).await.unwrap_err();
         assert_eq!(e, "GET /: status 200, want 204");
+        let e = probe(&http("201-299,301", None), lo, port)
+            .await
+            .unwrap_err();
+        assert_eq!(e, "GET /: status 200, want 201-299,301");
         // md5("ok\n")
         let md5 = "ff8f62e8ab21cba4d6a9a8a6a4a2c8a7";
-        let e = probe(&http(200, Some(md5)), lo, port).await.unwrap_err();
+        let e = probe(&http("200", Some(md5)), lo, port).await.unwrap_err();
         assert!(e.contains("body digest"), "{e}");
         use md5::Digest;
         let right = hex(&md5::Md5::digest(b"ok\n"));
-        assert!(probe(&http(200, Some(&right)), lo, port).await.is_ok());
+        assert!(probe(&http("200", Some(&right)), lo, port).await.is_ok());
 
         // HTTPS (SSL_GET): a self-signed certificate for another name is fine.
         let key = rcgen::KeyPair::generate().unwrap();
@@ -779,7 +906,7 @@ mod tests {
         let https = |status| {
             CheckSpec::new(CheckKind::Http {
                 path: "/".into(),
-                status,
+                status: StatusCodes::one(status),
                 digest: None,
                 tls: true,
             })
@@ -787,6 +914,14 @@ mod tests {
         assert!(probe(&https(503), lo, tport).await.is_ok());
         let e = probe(&https(200), lo, tport).await.unwrap_err();
         assert_eq!(e, "GET /: status 503, want 200");
+        let any_2xx = CheckSpec::new(CheckKind::Http {
+            path: "/".into(),
+            status: StatusCodes::default(),
+            digest: None,
+            tls: true,
+        });
+        let e = probe(&any_2xx, lo, tport).await.unwrap_err();
+        assert_eq!(e, "GET /: status 503, want 200-299");
         // A plain HTTP server is no TLS server.
         let e = probe(&https(200), lo, port).await.unwrap_err();
         assert!(e.contains("tls handshake"), "{e}");

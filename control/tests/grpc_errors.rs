@@ -539,6 +539,37 @@ async fn every_rpc_names_the_field_of_a_malformed_request() {
             "check status 700: not an HTTP status",
         ),
         (
+            dest_req(
+                svc_key(),
+                pb::Dest {
+                    check: Some(pb::HealthCheck {
+                        r#type: "http".into(),
+                        status_codes: "200-299,2xx".into(),
+                        ..Default::default()
+                    }),
+                    ..nat("192.168.0.12")
+                },
+            ),
+            InvalidArgument,
+            "check status \"2xx\": not a status code or range",
+        ),
+        (
+            dest_req(
+                svc_key(),
+                pb::Dest {
+                    check: Some(pb::HealthCheck {
+                        r#type: "http".into(),
+                        status: 200,
+                        status_codes: "200-299".into(),
+                        ..Default::default()
+                    }),
+                    ..nat("192.168.0.12")
+                },
+            ),
+            InvalidArgument,
+            "check status and status_codes: give one of them",
+        ),
+        (
             dest_req(tcp("10.0.0.100", 81), nat("192.168.0.12")),
             NotFound,
             "no such service TCP 10.0.0.100:81",

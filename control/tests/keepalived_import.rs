@@ -244,7 +244,6 @@ virtual_server 10.0.0.102 53 {
             "\
 # {m}:2: global_defs: keepalived's own process settings, not imported
 # {m}:6: vrrp_instance VI_1: handled by keepalived's VRRP, not imported
-# {m}:57: HTTP_GET url without status_code: keepalived takes any 2xx, dpvsd's check takes 200
 # {dns}:1: virtual_server 10.0.0.102 53: no protocol, UDP (as keepalived)
 # imported {m}: 4 services, 9 real servers, 0 local addresses
 "
@@ -310,8 +309,8 @@ TCP  10.0.0.100:80 rr
     assert!(
         saved.contains(&format!(
             "-a -t 10.0.0.100:80 -r 127.0.0.2:{http} -m -w 4 --check http --check-interval 1 \
-             --check-timeout 1 --check-retries 2 --check-path /health --check-digest {digest} \
-             --on-failure remove\n"
+             --check-timeout 1 --check-retries 2 --check-path /health --check-status 200 \
+             --check-digest {digest} --on-failure remove\n"
         )),
         "{saved}"
     );

@@ -1014,7 +1014,14 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                         r#type: kind,
                         port: n(Opt::CheckPort, "check port", 65535)?,
                         path: text(Opt::CheckPath),
-                        status: n(Opt::CheckStatus, "check status", 599)?,
+                        status: 0,
+                        status_codes: match get(Opt::CheckStatus).flatten() {
+                            None => String::new(),
+                            Some(v) => match crate::health::StatusCodes::parse(&v) {
+                                Ok(c) => c.to_string(),
+                                Err(e) => return err(format!("illegal {e}")),
+                            },
+                        },
                         digest: text(Opt::CheckDigest),
                         payload: text(Opt::CheckPayload),
                         command: text(Opt::CheckCommand),
@@ -1430,7 +1437,7 @@ Options:
   --masquerading -m                   masquerading (NAT)
   --tun-type     ipip                 tunnel type (with -i; ipip only)
   --check        tcp|http|https|udp|misc health check of the real server (with -a/-e; docs/health.md)
-  --check-port N --check-path P --check-status N --check-digest MD5 --check-payload S
+  --check-port N --check-path P --check-status CODES --check-digest MD5 --check-payload S
   --check-command CMD --check-interval S --check-timeout S --check-retries N
   --check-rise N --check-delay S --on-failure inhibit|remove
   --fullnat      -b                   full NAT (with -a/-e, as in DPVS)
@@ -1806,6 +1813,21 @@ mod tests {
             }
             c => panic!("{c:?}"),
         }
+        match p("-a -t 10.0.0.100:80 -r 192.168.0.11 --check https --check-status 301,200-299")
+            .unwrap()
+        {
+            Command::AddDest(o) => {
+                let c = o.check.expect("a check");
+                assert_eq!((c.status, c.status_codes.as_str()), (0, "200-299,301"));
+            }
+            c => panic!("{c:?}"),
+        }
+        assert_eq!(
+            p("-a -t 10.0.0.100:80 -r 192.168.0.11 --check http --check-status 2xx")
+                .unwrap_err()
+                .0,
+            "illegal check status \"2xx\": not a status code or range"
+        );
         assert_eq!(
             p("-a -t 10.0.0.100:80 -r 192.168.0.11 --check-path /x")
                 .unwrap_err()

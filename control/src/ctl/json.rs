@@ -69,6 +69,7 @@ fn service(st: &pb::ServiceStatus) -> Value {
                 "l_threshold": d.l_threshold, "inhibited": d.inhibited, "sorry": d.sorry,
                 "check": d.check.as_ref().map(|c| json!({
                     "type": c.r#type, "port": c.port, "path": c.path, "status": c.status,
+                    "status_codes": c.status_codes,
                     "interval": c.interval_s, "timeout": c.timeout_s, "retries": c.retries,
                     "rise": c.rise, "delay_before_retry": c.delay_before_retry_s,
                     "on_failure": c.on_failure, "command": c.command,

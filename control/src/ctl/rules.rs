@@ -167,7 +167,6 @@ fn check_flags(c: &pb::HealthCheck) -> String {
         }
     };
     num("check-port", c.port, 0);
-    num("check-status", c.status, 200);
     num("check-interval", c.interval_s, 5);
     num("check-timeout", c.timeout_s, 3);
     num("check-retries", c.retries, 3);
@@ -175,6 +174,7 @@ fn check_flags(c: &pb::HealthCheck) -> String {
     num("check-delay", c.delay_before_retry_s, 1);
     for (flag, v, default) in [
         ("check-path", &c.path, "/"),
+        ("check-status", &c.status_codes, "200-299"),
         ("check-digest", &c.digest, ""),
         ("on-failure", &c.on_failure, "inhibit"),
         ("check-payload", &c.payload, ""),

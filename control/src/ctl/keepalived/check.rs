@@ -25,6 +25,7 @@ use proto::v1 as pb;
 use super::map::refused;
 use super::parse::{Error, Loc, Stmt};
 use super::value::{err, flag, need_block, no_block, number, one, port, seconds};
+use crate::health::StatusCodes;
 
 /// keepalived's defaults.
 const DEFAULT_DELAY_LOOP: u32 = 60;
@@ -91,7 +92,7 @@ pub(super) enum Kind {
     Http {
         tls: bool,
         path: String,
-        status: Option<u16>,
+        status: StatusCodes,
         digest: String,
     },
     Udp {
@@ -261,13 +262,13 @@ pub(super) fn checker(s: &Stmt) -> Result<Checker, Error> {
     Ok(c)
 }
 
-/// `url { path P  status_code N  digest MD5 }`.
+/// `url { path P  status_code N [N-M ...]  digest MD5 }`.
 pub(super) fn url(s: &Stmt, tls: bool) -> Result<Kind, Error> {
     if !s.args().is_empty() {
         return err(&s.loc, "url takes a block, not values");
     }
     let mut path = None;
-    let mut status = None;
+    let mut status = Vec::new();
     let mut digest = String::new();
     for k in need_block(s)? {
         match k.keyword() {
@@ -284,30 +285,14 @@ pub(super) fn url(s: &Stmt, tls: bool) -> Result<Kind, Error> {
             }
             "status_code" => {
                 no_block(k)?;
-                let codes: Vec<&str> = k.args().iter().map(String::as_str).collect();
-                let code = match codes.as_slice() {
-                    [c] => {
-                        let (lo, hi) = c.split_once('-').unwrap_or((c, c));
-                        match (lo.parse::<u16>(), hi.parse::<u16>()) {
-                            (Ok(a), Ok(b)) if a == b => Some(a),
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                };
-                match code {
-                    Some(c) if (100..=599).contains(&c) => status = Some(c),
-                    _ => {
-                        return err(
-                            &k.loc,
-                            format!(
-                                "status_code {}: dpvsd's HTTP check expects one status code \
-                                 (100..599)",
-                                codes.join(" ")
-                            ),
-                        )
-                    }
+                if k.args().is_empty() {
+                    return err(&k.loc, "status_code needs codes (200, 200-299)");
                 }
+                // Each line adds its codes, as in keepalived.
+                let codes = k.args().join(" ");
+                let more = StatusCodes::parse(&codes)
+                    .map_err(|e| Error::at(&k.loc, format!("status_code {codes}: {e}")))?;
+                status.extend(more.ranges());
             }
             "virtualhost" => {
                 let why = refused("virtualhost").unwrap_or_default();
@@ -324,6 +309,11 @@ pub(super) fn url(s: &Stmt, tls: bool) -> Result<Kind, Error> {
         }
     }
     let path = path.ok_or_else(|| Error::at(&s.loc, "url needs a path"))?;
+    // No status_code: keepalived's default, any 2xx.
+    let status = match status.is_empty() {
+        true => StatusCodes::default(),
+        false => StatusCodes::from_ranges(&status).map_err(|e| Error::at(&s.loc, e))?,
+    };
     Ok(Kind::Http {
         tls,
         path,
@@ -407,9 +397,7 @@ pub(super) fn health_check(
         } => {
             hc.r#type = if *tls { "https" } else { "http" }.into();
             hc.path = path.clone();
-            // keepalived takes any 2xx when no status_code is given; dpvsd's
-            // check wants one code (a note says so).
-            hc.status = u32::from(status.unwrap_or(200));
+            hc.status_codes = status.to_string();
             hc.digest = digest.clone();
         }
         Kind::Udp { payload } => {
@@ -524,17 +512,17 @@ virtual_server 10.0.0.1 80 {
             (
                 c[2].r#type.as_str(),
                 c[2].path.as_str(),
-                c[2].status,
+                c[2].status_codes.as_str(),
                 c[2].digest.as_str()
             ),
-            ("http", "/health", 204, "9b3a0c85a887a256d6939da88aabd8cd")
+            ("http", "/health", "204", "9b3a0c85a887a256d6939da88aabd8cd")
         );
         assert_eq!(c[3].command, "/usr/local/bin/check 10.1.0.4");
         assert!(c.iter().all(|c| c.rise == 1));
     }
 
     #[test]
-    fn http_without_status_code_and_udp_payloads() {
+    fn http_status_codes_and_udp_payloads() {
         let text = "\
 virtual_server 10.0.0.1 53 {
     protocol UDP
@@ -551,6 +539,15 @@ virtual_server 10.0.0.1 53 {
             }
         }
     }
+    real_server 10.1.0.3 53 {
+        SSL_GET {
+            url {
+                path /
+                status_code 301 200-299
+                status_code 404
+            }
+        }
+    }
 }
 ";
         let p = plan_of(text).unwrap();
@@ -559,11 +556,15 @@ virtual_server 10.0.0.1 53 {
             (c[0].r#type.as_str(), c[0].payload.as_str()),
             ("udp", "hello")
         );
-        assert_eq!(c[1].status, 200);
-        assert!(p.notes.contains(
-            &"k.conf:10: HTTP_GET url without status_code: keepalived takes any 2xx, dpvsd's check takes 200"
-                .to_string()
-        ));
+        // Without status_code: keepalived's any 2xx.
+        assert_eq!(c[1].status_codes, "200-299");
+        // Codes and ranges, over several lines as keepalived adds them up.
+        assert_eq!(c[2].status_codes, "200-299,301,404");
+        assert!(
+            p.notes.iter().all(|n| !n.contains("status")),
+            "{:?}",
+            p.notes
+        );
     }
 
     #[test]
@@ -584,14 +585,19 @@ virtual_server 10.0.0.1 53 {
                 "a second url",
             ),
             (
-                "HTTP_GET {\n url {\n path /\n status_code 200-299\n }\n}",
+                "HTTP_GET {\n url {\n path /\n status_code 299-200\n }\n}",
                 7,
-                "status_code 200-299: dpvsd's HTTP check expects one status code",
+                "status_code 299-200: check status 299-200: the range is backwards",
             ),
             (
-                "HTTP_GET {\n url {\n path /\n status_code 200 204\n }\n}",
+                "HTTP_GET {\n url {\n path /\n status_code 200 2xx\n }\n}",
                 7,
-                "expects one status code",
+                "status_code 200 2xx: check status \"2xx\": not a status code or range",
+            ),
+            (
+                "HTTP_GET {\n url {\n path /\n status_code\n }\n}",
+                7,
+                "status_code needs codes",
             ),
             (
                 "HTTP_GET {\n url {\n path /\n regex ok\n }\n}",

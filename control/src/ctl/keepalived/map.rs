@@ -32,7 +32,7 @@ use std::net::IpAddr;
 use proto::v1 as pb;
 
 use super::acl::{group_list, vs_list, AclGroups};
-use super::check::{checker, health_check, Checker, Kind, Timing};
+use super::check::{checker, health_check, Checker, Timing};
 use super::parse::{Error, Loc, Stmt};
 use super::value::{
     err, flag, ip, need_block, no_args, no_block, number, one, port, range, MAX_TARGETS,
@@ -361,25 +361,6 @@ impl Mapper {
                     .ok_or_else(|| Error::at(loc, format!("no local_address_group {name}")))?
             }
         };
-        for r in &vs.servers {
-            if let Some(Checker {
-                loc,
-                kind: Kind::Http {
-                    status: None, tls, ..
-                },
-                ..
-            }) = &r.check
-            {
-                let name = if *tls { "SSL_GET" } else { "HTTP_GET" };
-                self.note(
-                    loc,
-                    format!(
-                        "{name} url without status_code: keepalived takes any 2xx, \
-                         dpvsd's check takes 200"
-                    ),
-                );
-            }
-        }
         for (vip, vport) in &targets {
             let key = pb::ServiceKey {
                 protocol: service.key.as_ref().map_or(0, |k| k.protocol),
@@ -1263,7 +1244,7 @@ virtual_server 2001:db8::1 443 {
 -A -t 10.0.0.1:80 -s rr --sorry-server 10.1.0.9:80
 -a -t 10.0.0.1:80 -r 10.1.0.1:80 -g -w 1
 -A -t [2001:db8::1]:443 -s rr --sorry-server [2001:db8::9]:443
--a -t [2001:db8::1]:443 -r [2001:db8::11]:8443 -m -w 1 --check https --check-interval 60 --check-timeout 5 --check-retries 2 --check-delay 3 --check-path /ready --on-failure remove
+-a -t [2001:db8::1]:443 -r [2001:db8::11]:8443 -m -w 1 --check https --check-interval 60 --check-timeout 5 --check-retries 2 --check-delay 3 --check-path /ready --check-status 200 --on-failure remove
 "
         );
         let p = plan_of(text).unwrap();
