@@ -149,6 +149,9 @@ pub struct ServiceConf {
     /// keepalived's quorum and hysteresis (docs/health.md).
     pub quorum: Option<u32>,
     pub hysteresis: Option<u32>,
+    /// keepalived's quorum_up / quorum_down commands (docs/health.md).
+    pub quorum_up: Option<String>,
+    pub quorum_down: Option<String>,
     /// Access lists (DPVS `-U`, `-O`; docs/security.md): client addresses or
     /// prefixes, `["10.1.0.0/16", "192.0.2.7"]`.
     #[serde(default)]
@@ -662,6 +665,20 @@ impl ConfigFile {
                 store
                     .set_sorry(&key, Some(std::net::SocketAddr::new(ip, port)))
                     .map_err(|e| format!("{at}: {}", e.message()))?;
+            }
+            if s.quorum_up.is_some() || s.quorum_down.is_some() {
+                let scripts = crate::store::QuorumScripts {
+                    up: s.quorum_up.clone().unwrap_or_default(),
+                    down: s.quorum_down.clone().unwrap_or_default(),
+                };
+                store
+                    .set_quorum_scripts(&key, scripts)
+                    .map_err(|e| match e {
+                        StoreError::Invalid { field, message } => {
+                            format!("service[{i}].{field}: {message}")
+                        }
+                        e => format!("service[{i}]: {e}"),
+                    })?;
             }
             for (j, (d, (addr, port))) in s.dest.iter().zip(dests).enumerate() {
                 let Some(c) = &d.check else { continue };
@@ -1225,6 +1242,25 @@ listen = "unix:/run/dpvs/dpvs.sock"
         assert_eq!(status("192.168.0.12"), "200-299,301");
         // keepalived's default.
         assert_eq!(status("192.168.0.13"), "200-299");
+    }
+
+    #[test]
+    fn quorum_scripts() {
+        let text = format!(
+            "{EXAMPLE}\n[[service]]\nproto = \"tcp\"\nvip = \"10.0.0.100\"\nvport = 80\n\
+             quorum = 2\nquorum_up = \"/usr/local/bin/page up\"\nquorum_down = \"/usr/local/bin/page down\"\n"
+        );
+        let c = parse(&text).unwrap();
+        let key = c.store.services().next().unwrap().key;
+        assert_eq!(
+            c.store.quorum_scripts(&key),
+            crate::store::QuorumScripts {
+                up: "/usr/local/bin/page up".into(),
+                down: "/usr/local/bin/page down".into()
+            }
+        );
+        let e = parse(&text.replace("page down", "page\\ndown")).unwrap_err();
+        assert_eq!(e, "service[0].quorum_down: one line of shell, without NUL");
     }
 
     #[test]

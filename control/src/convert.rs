@@ -304,6 +304,8 @@ pub fn service_to_pb(s: &ServiceSpec, with_dests: bool) -> pb::Service {
         conn_limit: None,
         quorum: 0,
         hysteresis: 0,
+        quorum_up: String::new(),
+        quorum_down: String::new(),
         blacklist: Vec::new(),
         whitelist: Vec::new(),
         dests: if with_dests {

@@ -487,6 +487,29 @@ async fn misc(command: &str, addr: IpAddr, port: u16) -> Result<(), String> {
     }
 }
 
+/// keepalived's `quorum_up` / `quorum_down`: `sh -c command` with the
+/// service in `$DPVS_SERVICE` ("TCP 10.0.0.100:80"), `$DPVS_QUORUM` ("up"
+/// or "down") and `$DPVS_ALIVE_WEIGHT`; not waited for (a thread reaps it).
+pub fn run_quorum_script(
+    command: &str,
+    service: &str,
+    up: bool,
+    alive: u64,
+) -> std::io::Result<()> {
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("DPVS_SERVICE", service)
+        .env("DPVS_QUORUM", if up { "up" } else { "down" })
+        .env("DPVS_ALIVE_WEIGHT", alive.to_string())
+        .stdin(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(())
+}
+
 /// The running checks, one task per checked dest.
 pub struct Checkers {
     verdicts: mpsc::UnboundedSender<Verdict>,

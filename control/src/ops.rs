@@ -171,7 +171,7 @@ fn acl_lists(
 /// What AddService and EditService set beside the spec: the sorry server
 /// (`None`: unchanged), the SYN proxy and the connection limit (absent:
 /// unchanged), and, replaced as the other -E attributes, the passive check
-/// and the quorum (0: keepalived's 1) and hysteresis.
+/// and the quorum (0: keepalived's 1), hysteresis and quorum commands.
 fn service_extras(
     store: &mut Store,
     key: &dataplane::ServiceKey,
@@ -191,7 +191,12 @@ fn service_extras(
         store.set_conn_limit(key, n).map_err(store_status)?;
     }
     let (q, h) = svc.map_or((0, 0), |s| (s.quorum, s.hysteresis));
-    store.set_quorum(key, q.max(1), h).map_err(store_status)
+    store.set_quorum(key, q.max(1), h).map_err(store_status)?;
+    let scripts = crate::store::QuorumScripts {
+        up: svc.map(|s| s.quorum_up.clone()).unwrap_or_default(),
+        down: svc.map(|s| s.quorum_down.clone()).unwrap_or_default(),
+    };
+    store.set_quorum_scripts(key, scripts).map_err(store_status)
 }
 
 /// `Service.sorry_server`: `None` not given, `Some(None)` "none", else the address.

@@ -380,14 +380,7 @@ impl DpvsService {
         let mut guard = self.lock();
         let mut next = guard.clone();
         let out = f(&mut next)?;
-        for (key, lost) in next.update_quorum() {
-            eprintln!(
-                "dpvsd: {}: quorum {} ({} of the real servers' weight alive)",
-                crate::store::service_name(&key),
-                if lost { "lost" } else { "regained" },
-                if lost { "below" } else { "back to" },
-            );
-        }
+        next.update_quorum();
         let before = (guard.desc(), guard.ext());
         let after = (next.desc(), next.ext());
         if before != after {
@@ -404,9 +397,13 @@ impl DpvsService {
         if timeouts {
             self.backend.set_timeouts(next.timeouts());
         }
+        let quorum = next.quorum_changes(&guard);
         *guard = next;
         if before != after || timeouts {
             self.save_state(&guard);
+        }
+        for (key, lost, alive) in quorum {
+            notify_quorum(&guard, &key, !lost, alive);
         }
         self.checkers.reconcile(&guard.checks());
         Ok(out)
@@ -503,6 +500,28 @@ fn service_filter(
     Ok(Some(k))
 }
 
+/// A service lost (`up` false) or regained its quorum: logged, and its
+/// `quorum_up` / `quorum_down` command started.
+fn notify_quorum(store: &Store, key: &dataplane::ServiceKey, up: bool, alive: u64) {
+    let (q, h) = store.quorum(key);
+    let name = crate::store::service_name(key);
+    eprintln!(
+        "dpvsd: {name}: quorum {} (alive weight {alive}, quorum {q}, hysteresis {h})",
+        if up { "regained" } else { "lost" },
+    );
+    let scripts = store.quorum_scripts(key);
+    let command = if up { &scripts.up } else { &scripts.down };
+    if command.is_empty() {
+        return;
+    }
+    if let Err(e) = crate::health::run_quorum_script(command, &name, up, alive) {
+        eprintln!(
+            "dpvsd: {name}: cannot run quorum_{} {command:?}: {e}",
+            if up { "up" } else { "down" }
+        );
+    }
+}
+
 /// A service with its counters and the store's DPVS extras.
 pub(crate) fn service_status(
     store: &Store,
@@ -517,6 +536,8 @@ pub(crate) fn service_status(
         svc.synproxy = Some(store.synproxy(&s.key));
         svc.conn_limit = Some(store.conn_limit(&s.key));
         (svc.quorum, svc.hysteresis) = store.quorum(&s.key);
+        let scripts = store.quorum_scripts(&s.key);
+        (svc.quorum_up, svc.quorum_down) = (scripts.up, scripts.down);
         if let Some(acl) = store.acl(&s.key) {
             let text = |l: AclList| {
                 acl.list(l)

@@ -172,8 +172,19 @@ pub struct Store {
     quorum: BTreeMap<ServiceKey, (u32, u32)>,
     /// Services whose quorum is lost (kept only where hysteresis needs memory).
     quorum_lost: BTreeSet<ServiceKey>,
+    /// keepalived's `quorum_up` / `quorum_down` commands per service; services
+    /// with neither are absent.
+    quorum_scripts: BTreeMap<ServiceKey, QuorumScripts>,
     /// Access lists (DPVS `-U`, `-O`); services with both empty are absent.
     acl: BTreeMap<ServiceKey, AclLists>,
+}
+
+/// keepalived's `quorum_up` and `quorum_down`: shell commands run when a
+/// service regains or loses its quorum (empty: none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuorumScripts {
+    pub up: String,
+    pub down: String,
 }
 
 impl Store {
@@ -279,6 +290,46 @@ impl Store {
         }
         self.update_quorum();
         Ok(())
+    }
+
+    /// keepalived's `quorum_up` and `quorum_down` commands of a service.
+    pub fn quorum_scripts(&self, key: &ServiceKey) -> QuorumScripts {
+        self.quorum_scripts.get(key).cloned().unwrap_or_default()
+    }
+
+    /// Sets a service's quorum commands (empty: none).
+    pub fn set_quorum_scripts(
+        &mut self,
+        key: &ServiceKey,
+        scripts: QuorumScripts,
+    ) -> Result<(), StoreError> {
+        if !self.services.contains_key(key) {
+            return Err(not_found(key));
+        }
+        for (field, c) in [("quorum_up", &scripts.up), ("quorum_down", &scripts.down)] {
+            if c.contains(['\n', '\0']) {
+                return Err(invalid(field, "one line of shell, without NUL"));
+            }
+        }
+        if scripts == QuorumScripts::default() {
+            self.quorum_scripts.remove(key);
+        } else {
+            self.quorum_scripts.insert(*key, scripts);
+        }
+        Ok(())
+    }
+
+    /// The services whose quorum state differs from `before`'s (`true`:
+    /// lost), with their alive weight; services new or gone are not changes.
+    pub fn quorum_changes(&self, before: &Store) -> Vec<(ServiceKey, bool, u64)> {
+        self.services
+            .values()
+            .filter(|s| before.services.contains_key(&s.key))
+            .filter_map(|s| {
+                let lost = self.quorum_lost(&s.key);
+                (lost != before.quorum_lost(&s.key)).then(|| (s.key, lost, self.alive_weight(s)))
+            })
+            .collect()
     }
 
     /// Whether a service has lost its quorum: the alive weight went below
@@ -702,6 +753,7 @@ impl Store {
         self.conn_limit.remove(key);
         self.quorum.remove(key);
         self.quorum_lost.remove(key);
+        self.quorum_scripts.remove(key);
         self.acl.remove(key);
         self.drop_unused_auto_addrs();
         Ok(())
@@ -720,6 +772,7 @@ impl Store {
         self.conn_limit.clear();
         self.quorum.clear();
         self.quorum_lost.clear();
+        self.quorum_scripts.clear();
         self.acl.clear();
         self.drop_unused_auto_addrs();
     }

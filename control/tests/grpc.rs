@@ -1201,3 +1201,69 @@ async fn a_failing_health_check_inhibits_the_dest_and_recovery_restores_it() {
     assert!(!inhibited(gp));
     d.stop().await;
 }
+
+#[tokio::test]
+async fn quorum_scripts_run_when_a_service_loses_and_regains_its_quorum() {
+    let d = Daemon::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("quorum.log");
+    let script = dir.path().join("quorum.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$DPVS_QUORUM $DPVS_SERVICE $DPVS_ALIVE_WEIGHT\" >> {}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = script.display();
+    let rs = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = rs.local_addr().unwrap().port();
+    d.ok(&format!(
+        "-A -t 10.0.0.100:80 -s rr --quorum-up {s} --quorum-down {s}"
+    ))
+    .await;
+    d.ok(&format!(
+        "-a -t 10.0.0.100:80 -r 127.0.0.1:{port} -m -w 2 --check tcp --check-interval 1 \
+         --check-timeout 1 --check-retries 1 --check-delay 1"
+    ))
+    .await;
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    // A new service is not a change; its first real server gives it the
+    // quorum (as a keepalived reload that adds one).
+    let up = "up TCP 10.0.0.100:80 2\n";
+    assert!(eventually(|| logged() == up).await, "{:?}", logged());
+    drop(rs);
+    let down = format!("{up}down TCP 10.0.0.100:80 0\n");
+    assert!(
+        eventually(|| logged() == down).await,
+        "quorum_down: {:?}",
+        logged()
+    );
+    let _back = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    assert!(
+        eventually(|| logged() == format!("{down}{up}")).await,
+        "quorum_up: {:?}",
+        logged()
+    );
+    // Listed, saved, and replaced by -E as the quorum is.
+    let saved = d.ok("-S -n").await;
+    assert!(
+        saved.starts_with(&format!(
+            "-A -t 10.0.0.100:80 -s rr --quorum-up {s} --quorum-down {s}\n"
+        )),
+        "{saved}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&d.ok("-Ln --json").await).unwrap();
+    assert_eq!(v["services"][0]["quorum_down"], s.to_string());
+    d.ok("-E -t 10.0.0.100:80 -s rr").await;
+    assert!(d
+        .ok("-S -n")
+        .await
+        .starts_with("-A -t 10.0.0.100:80 -s rr\n"));
+    d.stop().await;
+}

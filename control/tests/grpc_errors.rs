@@ -312,6 +312,14 @@ async fn every_rpc_names_the_field_of_a_malformed_request() {
             "ops: one-packet scheduling (-o) is for UDP services only",
         ),
         (
+            pb::Service {
+                quorum_down: "/bin/page\nrm -rf /".into(),
+                ..service(tcp("10.0.0.101", 80))
+            },
+            InvalidArgument,
+            "quorum_down: one line of shell, without NUL",
+        ),
+        (
             service(tcp("10.0.0.100", 80)),
             AlreadyExists,
             "service already exists: TCP 10.0.0.100:80",

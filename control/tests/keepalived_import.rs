@@ -379,7 +379,7 @@ virtual_server 10.0.0.101 80 {
         "\
 virtual_server 10.0.0.101 80 {
     protocol TCP
-    quorum_down /usr/local/bin/page-someone
+    omega
 }
 ",
     )
@@ -388,8 +388,7 @@ virtual_server 10.0.0.101 80 {
     assert_eq!(
         e.message,
         format!(
-            "{}:3: quorum_down: quorum scripts are not supported: dpvsd logs when a \
-             service loses or regains its quorum",
+            "{}:3: omega: notify scripts at shutdown are not supported",
             inc.display()
         )
     );

@@ -175,6 +175,9 @@ pub struct ServiceOpts {
     /// `--quorum N --hysteresis N` (keepalived's); `None`: 1 and 0.
     pub quorum: Option<u32>,
     pub hysteresis: Option<u32>,
+    /// `--quorum-up CMD --quorum-down CMD` (keepalived's quorum_up/down).
+    pub quorum_up: Option<String>,
+    pub quorum_down: Option<String>,
     /// DPVS `-j enable|disable`: the SYN proxy (TCP); `None` not given (-A:
     /// off, -E: unchanged).
     pub synproxy: Option<bool>,
@@ -332,6 +335,8 @@ enum Opt {
     SorryServer,
     PassiveCheck,
     Quorum,
+    QuorumUp,
+    QuorumDown,
     Hysteresis,
     AddBlklst,
     DelBlklst,
@@ -429,6 +434,8 @@ const OPTS: &[(Option<char>, &str, Opt, Arg)] = &[
     (None, "passive-check", Opt::PassiveCheck, Arg::No),
     (None, "quorum", Opt::Quorum, Arg::Required),
     (None, "hysteresis", Opt::Hysteresis, Arg::Required),
+    (None, "quorum-up", Opt::QuorumUp, Arg::Required),
+    (None, "quorum-down", Opt::QuorumDown, Arg::Required),
     (Some('U'), "add-blklst", Opt::AddBlklst, Arg::No),
     (Some('V'), "del-blklst", Opt::DelBlklst, Arg::No),
     (Some('B'), "get-blklst", Opt::GetBlklst, Arg::No),
@@ -519,6 +526,8 @@ fn allowed(cmd: Opt) -> &'static [Opt] {
             PassiveCheck,
             Quorum,
             Hysteresis,
+            QuorumUp,
+            QuorumDown,
             Synproxy,
             ConnLimit,
         ],
@@ -903,6 +912,8 @@ fn parse_ipvsadm(args: &[String]) -> Result<Command, ArgError> {
                 passive_check: has(Opt::PassiveCheck),
                 quorum: number(Opt::Quorum, "quorum", u32::MAX)?,
                 hysteresis: number(Opt::Hysteresis, "hysteresis", u32::MAX)?,
+                quorum_up: get(Opt::QuorumUp).flatten(),
+                quorum_down: get(Opt::QuorumDown).flatten(),
                 synproxy: match get(Opt::Synproxy).flatten().as_deref() {
                     None => None,
                     Some("enable") => Some(true),
@@ -1429,6 +1440,7 @@ Options:
   --sorry-server IP:PORT|none         takes new connections while no real server is usable
   --passive-check                     inhibit real servers that leave SYNs unanswered (NAT/FULLNAT)
   --quorum N --hysteresis N           alive weight below which the sorry server takes over (keepalived's)
+  --quorum-up CMD --quorum-down CMD   sh -c CMD when the service regains / loses its quorum (keepalived's)
   --proxy-protocol v1|v2|none         Proxy Protocol header to FULLNAT real servers (TCP, with -A/-E; DPVS)
   --conn-limit   N                    most connections of the service, new ones refused beyond (0 = none)
   --real-server  -r server-address    server-address is host[:port] (default: the virtual port)
@@ -1699,6 +1711,8 @@ mod tests {
                 conn_limit: None,
                 quorum: None,
                 hysteresis: None,
+                quorum_up: None,
+                quorum_down: None,
             })
         );
         assert_eq!(
@@ -1718,6 +1732,8 @@ mod tests {
                 conn_limit: None,
                 quorum: None,
                 hysteresis: None,
+                quorum_up: None,
+                quorum_down: None,
             })
         );
         match p("-E -t 10.0.0.100:80 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port").unwrap()

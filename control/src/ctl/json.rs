@@ -89,6 +89,8 @@ fn service(st: &pb::ServiceStatus) -> Value {
         "synproxy": svc.synproxy.unwrap_or(false),
         "conn_limit": svc.conn_limit.unwrap_or(0),
         "quorum": svc.quorum.max(1), "hysteresis": svc.hysteresis,
+        "quorum_up": (!svc.quorum_up.is_empty()).then_some(&svc.quorum_up),
+        "quorum_down": (!svc.quorum_down.is_empty()).then_some(&svc.quorum_down),
         "blacklist": svc.blacklist, "whitelist": svc.whitelist,
         "blacklist_drops": st.blacklist_drops, "whitelist_drops": st.whitelist_drops,
         "conn_limit_drops": st.conn_limit_drops,

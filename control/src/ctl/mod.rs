@@ -409,6 +409,8 @@ pub fn command_op(cmd: &Command) -> Option<pb::op::Op> {
                 conn_limit: o.conn_limit,
                 quorum: o.quorum.unwrap_or(0),
                 hysteresis: o.hysteresis.unwrap_or(0),
+                quorum_up: o.quorum_up.clone().unwrap_or_default(),
+                quorum_down: o.quorum_down.clone().unwrap_or_default(),
                 // -E keeps them; -U/-O add to them.
                 blacklist: vec![],
                 whitelist: vec![],

@@ -262,6 +262,14 @@ pub fn save(resp: &pb::ListServicesResponse, laddrs: &[pb::LocalAddr]) -> String
         if svc.hysteresis > 0 {
             let _ = write!(out, " --hysteresis {}", svc.hysteresis);
         }
+        for (flag, c) in [
+            ("quorum-up", &svc.quorum_up),
+            ("quorum-down", &svc.quorum_down),
+        ] {
+            if !c.is_empty() {
+                text_opt(&mut out, flag, c);
+            }
+        }
         out.push('\n');
         for ds in &st.dests {
             let Some(d) = &ds.dest else { continue };

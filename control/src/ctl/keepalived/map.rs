@@ -112,11 +112,6 @@ pub(super) fn refused(keyword: &str) -> Option<&'static str> {
             "not supported: dpvsd's sorry server leaves the table while not in use \
              (as without sorry_server_inhibit)"
         }
-        // `quorum` and `hysteresis` are read in virtual_server.
-        "quorum_up" | "quorum_down" => {
-            "quorum scripts are not supported: dpvsd logs when a service loses or \
-             regains its quorum"
-        }
         "omega" => "notify scripts at shutdown are not supported",
         "notify_up" | "notify_down" => {
             "notify scripts are not supported: dpvsd logs every state change"
@@ -490,6 +485,8 @@ impl Mapper {
             ops,
             quorum: vs.quorum.unwrap_or(0),
             hysteresis: vs.hysteresis.unwrap_or(0),
+            quorum_up: vs.quorum_up.clone(),
+            quorum_down: vs.quorum_down.clone(),
             synproxy: vs.synproxy.then_some(true),
             ..Default::default()
         })
@@ -583,6 +580,9 @@ struct VirtualServer {
     sorry_mode: Option<pb::ForwardMode>,
     quorum: Option<u32>,
     hysteresis: Option<u32>,
+    /// `quorum_up`, `quorum_down`.
+    quorum_up: String,
+    quorum_down: String,
     /// DPVS's `syn_proxy`.
     synproxy: bool,
 }
@@ -672,6 +672,27 @@ fn read_virtual_server(body: &[Stmt]) -> Result<VirtualServer, Error> {
             "sorry_server_lvs_method" => vs.sorry_mode = Some(forward_mode(k)?),
             "quorum" => vs.quorum = Some(number(k, 1, u32::MAX)?),
             "hysteresis" => vs.hysteresis = Some(number(k, 0, u32::MAX)?),
+            kw @ ("quorum_up" | "quorum_down") => {
+                // keepalived: the script, quoted when it has arguments; words
+                // after a quoted script are the user and group to run it as.
+                let script = match k.args() {
+                    [c] => c.clone(),
+                    _ => {
+                        return err(
+                            &k.loc,
+                            format!(
+                                "{kw} takes one command (quote it when it has arguments); \
+                                 running it as another user is not supported"
+                            ),
+                        )
+                    }
+                };
+                if kw == "quorum_up" {
+                    vs.quorum_up = script;
+                } else {
+                    vs.quorum_down = script;
+                }
+            }
             "fwmark" => return err(&k.loc, fwmark_refusal()),
             kw => {
                 if let Some(why) = refused(kw) {
@@ -1105,8 +1126,9 @@ virtual_server 10.0.0.1 80 {
                 "sorry_server_inhibit: not supported",
             ),
             (
-                vs("quorum_up /bin/up"),
-                "quorum_up: quorum scripts are not supported",
+                vs("quorum_up /bin/up someuser"),
+                "quorum_up takes one command (quote it when it has arguments); running it \
+                 as another user is not supported",
             ),
             (
                 vs("alpha"),
@@ -1228,6 +1250,8 @@ virtual_server 2001:db8::1 443 {
     lb_kind NAT
     sorry_server 2001:db8::9
     sorry_server_lvs_method NAT
+    quorum_up \"/usr/local/bin/page 'v6 is back'\"
+    quorum_down /usr/local/bin/page-down
     real_server 2001:db8::11 8443 {
         SSL_GET {
             url {
@@ -1243,7 +1267,7 @@ virtual_server 2001:db8::1 443 {
             "\
 -A -t 10.0.0.1:80 -s rr --sorry-server 10.1.0.9:80
 -a -t 10.0.0.1:80 -r 10.1.0.1:80 -g -w 1
--A -t [2001:db8::1]:443 -s rr --sorry-server [2001:db8::9]:443
+-A -t [2001:db8::1]:443 -s rr --sorry-server [2001:db8::9]:443 --quorum-up \"/usr/local/bin/page 'v6 is back'\" --quorum-down /usr/local/bin/page-down
 -a -t [2001:db8::1]:443 -r [2001:db8::11]:8443 -m -w 1 --check https --check-interval 60 --check-timeout 5 --check-retries 2 --check-delay 3 --check-path /ready --check-status 200 --on-failure remove
 "
         );
@@ -1377,8 +1401,6 @@ allow_address_group good {
     fn every_refused_keyword_names_its_line() {
         let vs_level = [
             "sorry_server_inhibit",
-            "quorum_up",
-            "quorum_down",
             "omega",
             "ha_suspend",
             "virtualhost",
@@ -1435,7 +1457,7 @@ allow_address_group good {
                 (PathBuf::from("k.conf"), "include vs.conf\n".to_string()),
                 (
                     PathBuf::from("vs.conf"),
-                    "virtual_server 10.0.0.1 80 {\n  quorum_down /bin/x\n}\n".to_string(),
+                    "virtual_server 10.0.0.1 80 {\n  omega\n}\n".to_string(),
                 ),
             ]
             .into(),
@@ -1443,8 +1465,7 @@ allow_address_group good {
         let e = load_from(Path::new("k.conf"), &files).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "vs.conf:2: quorum_down: quorum scripts are not supported: dpvsd logs when a \
-             service loses or regains its quorum"
+            "vs.conf:2: omega: notify scripts at shutdown are not supported"
         );
     }
 }
