@@ -307,7 +307,7 @@ impl Env {
                     queues: n,
                     mtu: 0,
                     steering: steering.clone(),
-                    kni: false,
+                    kni: dataplane::KniMode::Off,
                 })
                 .collect(),
             worker_cores: (1..=u32::from(n)).collect(),

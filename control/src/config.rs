@@ -97,9 +97,24 @@ pub struct PortConf {
     pub steering: Option<String>,
     #[serde(default)]
     pub addresses: Vec<String>,
-    /// A kernel interface named after the port (the exception path).
-    #[serde(default)]
-    pub kni: bool,
+    /// A kernel interface named after the port (the exception path); absent:
+    /// on for a PCI device, off for a vdev (docs/kni.md).
+    pub kni: Option<bool>,
+}
+
+impl PortConf {
+    /// `kni`, with its default: a NIC (PCI address) gets a kernel interface
+    /// unless `kni = false`, as DPVS gives each port its KNI; a vdev only
+    /// with `kni = true` (af_packet and af_xdp ports are on a kernel
+    /// interface already, ring and memif ports are tests and benchmarks).
+    pub fn kni_mode(&self) -> dataplane::KniMode {
+        match self.kni {
+            Some(true) => dataplane::KniMode::On,
+            Some(false) => dataplane::KniMode::Off,
+            None if dataplane::is_pci(&self.device) => dataplane::KniMode::Auto,
+            None => dataplane::KniMode::Off,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -571,7 +586,7 @@ impl ConfigFile {
                 queues,
                 mtu,
                 steering,
-                kni: p.kni,
+                kni: p.kni_mode(),
             });
         }
         let mut store = Store::new(ports.iter().map(|p| p.name.clone()).collect());
@@ -833,7 +848,12 @@ impl ConfigFile {
             }
         }
         let announce_vips = match &self.control.announce_vips {
-            Some(p) if !self.port.iter().any(|x| &x.name == p && x.kni) => {
+            Some(p)
+                if !self
+                    .port
+                    .iter()
+                    .any(|x| &x.name == p && x.kni_mode() != dataplane::KniMode::Off) =>
+            {
                 return Err(format!(
                     "control.announce_vips: \"{p}\" is not a port with kni = true"
                 ))
@@ -1261,6 +1281,41 @@ listen = "unix:/run/dpvs/dpvs.sock"
         );
         let e = parse(&text.replace("page down", "page\\ndown")).unwrap_err();
         assert_eq!(e, "service[0].quorum_down: one line of shell, without NUL");
+    }
+
+    /// A NIC gets a kernel interface unless told not to; a vdev only when told.
+    #[test]
+    fn kni_defaults_to_on_for_nics_only() {
+        let port = |device: &str, kni: Option<bool>| PortConf {
+            name: "dpdk0".into(),
+            device: device.into(),
+            queues: None,
+            mtu: None,
+            steering: None,
+            addresses: vec![],
+            kni,
+        };
+        use dataplane::KniMode::*;
+        for (device, kni, want) in [
+            ("0000:03:00.0", None, Auto),
+            ("03:00.1", None, Auto),
+            ("0000:03:00.0", Some(false), Off),
+            ("0000:03:00.0", Some(true), On),
+            ("net_af_packet0,iface=lb0", None, Off),
+            ("net_af_packet0,iface=lb0", Some(true), On),
+            ("net_ring0", None, Off),
+        ] {
+            assert_eq!(port(device, kni).kni_mode(), want, "{device} {kni:?}");
+        }
+        let c = parse(&EXAMPLE.replace(
+            "device = \"net_af_packet0,iface=lb0\"",
+            "device = \"0000:03:00.0\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.dataplane.ports.iter().map(|p| p.kni).collect::<Vec<_>>(),
+            [Auto, Off]
+        );
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub struct Dataplane {
 }
 
 /// Whether a device string is a PCI address (`0000:03:00.0` or `03:00.0`).
-fn is_pci(dev: &str) -> bool {
+pub fn is_pci(dev: &str) -> bool {
     let parts: Vec<&str> = dev.split(':').collect();
     (parts.len() == 2 || parts.len() == 3)
         && parts.last().is_some_and(|l| l.contains('.'))
@@ -426,6 +426,19 @@ impl Dataplane {
         self.port_infos.iter().map(|p| p.name.clone()).collect()
     }
 
+    /// The ports that have a kernel interface (docs/kni.md).
+    pub fn kni_ports(&self) -> Vec<String> {
+        let Some(k) = &self.kni else {
+            return Vec::new();
+        };
+        self.port_infos
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| k.rings.has(*i))
+            .map(|(_, p)| p.name.clone())
+            .collect()
+    }
+
     /// Counters summed over workers.
     pub fn stats(&self) -> Stats {
         let snap = self.shared.snapshot.load();
@@ -691,15 +704,26 @@ fn start_kni(
     let tag = format!("{}", crate::shared::random_u64() % 100000);
     let mut taps = Vec::new();
     for (i, (p, info)) in spec.ports.iter().zip(infos).enumerate() {
-        if !p.kni {
-            continue;
-        }
-        let tap = crate::kni::create_tap(i, &p.name, info.mac, info.mtu, &tag, pool).map_err(
-            |reason| DataplaneError::Port {
-                port: p.name.clone(),
-                reason,
+        let tap = match p.kni {
+            crate::KniMode::Off => continue,
+            mode => match crate::kni::create_tap(i, &p.name, info.mac, info.mtu, &tag, pool) {
+                Ok(t) => t,
+                Err(reason) if mode == crate::KniMode::Auto => {
+                    eprintln!(
+                        "dataplane: port {}: no kernel interface ({reason}); the port runs \
+                         without one (kni = false in dpvs.toml says so, kni = true requires it)",
+                        p.name
+                    );
+                    continue;
+                }
+                Err(reason) => {
+                    return Err(DataplaneError::Port {
+                        port: p.name.clone(),
+                        reason,
+                    })
+                }
             },
-        )?;
+        };
         let addrs: Vec<String> = initial
             .addrs
             .iter()

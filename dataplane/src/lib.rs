@@ -39,7 +39,7 @@ pub mod xmit;
 
 mod dataplane;
 
-pub use dataplane::{with_core_list, Dataplane};
+pub use dataplane::{is_pci, with_core_list, Dataplane};
 
 use std::fmt;
 
@@ -64,9 +64,23 @@ pub struct PortSpec {
     pub mtu: u16,
     /// How replies find their worker on this port.
     pub steering: Steering,
-    /// A kernel interface (TAP named after the port) for the exception path
-    /// (`crate::kni`).
-    pub kni: bool,
+    /// A kernel interface (TAP or virtio-user named after the port) for the
+    /// exception path (`crate::kni`).
+    pub kni: KniMode,
+}
+
+/// Whether a port gets a kernel interface (docs/kni.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KniMode {
+    /// None (`kni = false`; the default for vdev ports, which sit on a
+    /// kernel interface already or on none).
+    #[default]
+    Off,
+    /// `kni = true`: the dataplane does not start without it.
+    On,
+    /// The default for a PCI port: made when it can be; a failure is logged
+    /// and the port runs without one.
+    Auto,
 }
 
 /// How packets of a connection reach the worker that owns it, on one port

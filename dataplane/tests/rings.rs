@@ -381,3 +381,28 @@ fn mbuf_grows_and_shrinks_at_both_ends_like_a_byte_buffer() {
     // The packet length (what tx_burst sends) follows the data length.
     assert_eq!(m.pkt_len() as usize, m.len());
 }
+
+/// A NIC's default kernel interface (`KniMode::Auto`) that cannot be made
+/// leaves the port without one and the dataplane running; with `kni = true`
+/// (`On`) the same failure stops the start, naming the port.
+#[test]
+fn a_default_kernel_interface_that_cannot_be_made_is_left_out() {
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    drain(&env);
+    let mut s = spec();
+    // Longer than an interface name may be (15 bytes): the TAP cannot exist,
+    // and nothing is made in this (the host's) namespace.
+    s.ports[1].name = "dpdk1-longer-than-ifnamsiz".into();
+    s.ports[1].kni = KniMode::Auto;
+    let dp = Dataplane::start_with_eal(&s, &ConfigDesc::default()).expect("starts without it");
+    assert_eq!(dp.kni_ports(), Vec::<String>::new());
+    assert_eq!(dp.port_names().len(), 2);
+    drop(dp);
+    s.ports[1].kni = KniMode::On;
+    let e = match Dataplane::start_with_eal(&s, &ConfigDesc::default()) {
+        Ok(_) => panic!("kni = true without a kernel interface started"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("dpdk1-longer-than-ifnamsiz"), "{e}");
+    drain(&env);
+}

@@ -166,13 +166,8 @@ fn run(
 
     let rt = control_runtime(&cfg.dataplane.worker_cores)?;
     let backend: Arc<dyn Backend> = dp.clone();
-    let kni_ports: Vec<String> = cfg
-        .dataplane
-        .ports
-        .iter()
-        .filter(|p| p.kni)
-        .map(|p| p.name.clone())
-        .collect();
+    // The ports that got one (a PCI port's default one may have failed).
+    let kni_ports: Vec<String> = dp.kni_ports();
     let svc = Arc::new(
         DpvsService::new(store, backend.clone())
             .with_state_file(cfg.state_file.clone())

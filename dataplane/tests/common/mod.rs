@@ -84,7 +84,7 @@ pub fn spec(tag: &str) -> DataplaneSpec {
                 queues: 1,
                 mtu: 0,
                 steering: Steering::default(),
-                kni: false,
+                kni: dataplane::KniMode::Off,
             })
             .collect(),
         worker_cores: vec![1],
