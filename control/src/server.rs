@@ -420,6 +420,10 @@ impl DpvsService {
     /// Several changes as one snapshot (`Batch`).
     fn batch(&self, list: &[pb::Op]) -> Result<(), Status> {
         let forgets = self.mutate(|s| {
+            // A real server a Batch deletes and adds again with the same
+            // check (`-C` then the table, import --replace) stays as its
+            // check found it.
+            let before = s.clone();
             let mut forgets = Vec::with_capacity(list.len());
             for (i, op) in list.iter().enumerate() {
                 let r = match &op.op {
@@ -441,6 +445,7 @@ impl DpvsService {
                     }
                 }
             }
+            s.carry_health_from(&before);
             Ok(forgets)
         })?;
         for f in forgets {

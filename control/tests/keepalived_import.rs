@@ -540,3 +540,62 @@ local_address_group lips {
     assert_eq!(out2, want);
     d.stop().await;
 }
+
+/// `--replace`: the file's services become the whole table in one Batch (a
+/// service the file does not have goes), and a real server its check found
+/// down stays down through it.
+#[tokio::test]
+async fn import_replace_makes_the_file_the_table_and_keeps_what_checks_found() {
+    let d = Daemon::start().await;
+    d.ok("-A -t 10.0.0.50:80 -s rr").await;
+    let closed = closed_port("127.0.0.3").await;
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("keepalived.conf");
+    let conf = |weight: u32| {
+        format!(
+            "virtual_server 10.0.0.100 80 {{\n protocol TCP\n lb_algo rr\n lb_kind NAT\n \
+             delay_loop 1\n real_server 127.0.0.3 {closed} {{\n  weight {weight}\n  \
+             inhibit_on_failure\n  TCP_CHECK {{\n   connect_timeout 1\n   retry 0\n  }}\n \
+             }}\n}}\n"
+        )
+    };
+    std::fs::write(&main, conf(2)).unwrap();
+    import(&d, &main, false).await.unwrap();
+    assert!(
+        eventually(|| inhibited(&d, "127.0.0.3", closed)).await,
+        "never inhibited"
+    );
+    // Again without --replace: refused, as -A of an existing service is.
+    let e = import(&d, &main, false).await.unwrap_err();
+    assert!(
+        e.message.contains("service already exists"),
+        "{}",
+        e.message
+    );
+
+    std::fs::write(&main, conf(5)).unwrap();
+    let dry = d
+        .ok(&format!(
+            "import keepalived {} --replace --dry-run",
+            main.display()
+        ))
+        .await;
+    assert!(dry.starts_with("-C\n-A -t 10.0.0.100:80 -s rr\n"), "{dry}");
+    let applied = d.backend.applied().len();
+    d.ok(&format!("import keepalived {} --replace", main.display()))
+        .await;
+    assert_eq!(d.backend.applied().len(), applied + 1, "one snapshot");
+    let saved = d.ok("-S -n").await;
+    assert_eq!(
+        saved,
+        format!(
+            "-A -t 10.0.0.100:80 -s rr\n-a -t 10.0.0.100:80 -r 127.0.0.3:{closed} -m -w 5 \
+             --check tcp --check-interval 1 --check-timeout 1 --check-retries 1\n"
+        )
+    );
+    assert!(
+        inhibited(&d, "127.0.0.3", closed),
+        "the check's finding is kept, not reset by the replace"
+    );
+    d.stop().await;
+}

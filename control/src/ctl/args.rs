@@ -48,11 +48,13 @@ pub enum Command {
         file: std::path::PathBuf,
         dry_run: bool,
     },
-    /// `import keepalived FILE [--dry-run]`: a keepalived.conf's virtual
-    /// servers added as one change (docs/keepalived.md).
+    /// `import keepalived FILE [--dry-run] [--replace]`: a keepalived.conf's
+    /// virtual servers added as one change (docs/keepalived.md); with
+    /// `--replace` they become the whole service table.
     ImportKeepalived {
         file: std::path::PathBuf,
         dry_run: bool,
+        replace: bool,
     },
     AddDest(DestOpts),
     EditDest(DestOpts),
@@ -1234,7 +1236,7 @@ fn parse_apply(args: &[String]) -> Result<Command, ArgError> {
     Ok(Command::Apply { file, dry_run })
 }
 
-/// `import keepalived FILE [--dry-run]`.
+/// `import keepalived FILE [--dry-run] [--replace]`.
 fn parse_import(args: &[String]) -> Result<Command, ArgError> {
     match args.first().map(String::as_str) {
         Some("keepalived") => {}
@@ -1243,9 +1245,11 @@ fn parse_import(args: &[String]) -> Result<Command, ArgError> {
     }
     let mut file = None;
     let mut dry_run = false;
+    let mut replace = false;
     for a in &args[1..] {
         match a.as_str() {
             "--dry-run" | "-n" => dry_run = true,
+            "--replace" => replace = true,
             o if o.starts_with('-') && o.len() > 1 => {
                 return err(format!("unexpected option '{o}' after 'import keepalived'"))
             }
@@ -1257,7 +1261,11 @@ fn parse_import(args: &[String]) -> Result<Command, ArgError> {
         }
     }
     let file = file.ok_or_else(|| ArgError("'import keepalived' needs a FILE".into()))?;
-    Ok(Command::ImportKeepalived { file, dry_run })
+    Ok(Command::ImportKeepalived {
+        file,
+        dry_run,
+        replace,
+    })
 }
 
 /// `KEY VALUE` pairs after the positional argument of dpip-style commands.
@@ -1400,7 +1408,7 @@ Usage:
   dpvsctl route show
   dpvsctl stats
   dpvsctl apply -f FILE [--dry-run]
-  dpvsctl import keepalived FILE [--dry-run]
+  dpvsctl import keepalived FILE [--dry-run] [--replace]
   dpvsctl -h|--help
 
 Commands:
@@ -2022,14 +2030,24 @@ mod tests {
             p("import keepalived /etc/keepalived/keepalived.conf").unwrap(),
             Command::ImportKeepalived {
                 file: "/etc/keepalived/keepalived.conf".into(),
-                dry_run: false
+                dry_run: false,
+                replace: false
             }
         );
         assert_eq!(
             p("import keepalived --dry-run k.conf").unwrap(),
             Command::ImportKeepalived {
                 file: "k.conf".into(),
-                dry_run: true
+                dry_run: true,
+                replace: false
+            }
+        );
+        assert_eq!(
+            p("import keepalived k.conf --replace").unwrap(),
+            Command::ImportKeepalived {
+                file: "k.conf".into(),
+                dry_run: false,
+                replace: true
             }
         );
         let cases: &[(&str, &str)] = &[

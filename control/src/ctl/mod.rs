@@ -167,8 +167,13 @@ pub async fn run(
             .map_err(|e| CtlError::failed(format!("cannot read rules from stdin: {e}")))?;
         return restore(&text, server, out).await;
     }
-    if let Command::ImportKeepalived { file, dry_run } = cmd {
-        return import_keepalived(file, *dry_run, server, out).await;
+    if let Command::ImportKeepalived {
+        file,
+        dry_run,
+        replace,
+    } = cmd
+    {
+        return import_keepalived(file, *dry_run, *replace, server, out).await;
     }
     let mut c = client::connect(server).await?;
     let st = |e: tonic::Status| client::status_error(&server.address, e);
@@ -328,9 +333,12 @@ pub async fn restore(
 /// Notes (blocks of keepalived's other processes, keepalived's defaults) are
 /// `#` lines of the output; `--dry-run` prints the changes as `-R` lines
 /// after them and sends nothing, so its output can be fed to `dpvsctl -R`.
+/// `replace`: the Batch starts with ClearServices (`-C`), so the file's
+/// services become the whole table, as a keepalived reload would leave it.
 pub async fn import_keepalived(
     file: &std::path::Path,
     dry_run: bool,
+    replace: bool,
     server: &client::Target,
     out: &mut String,
 ) -> Result<(), CtlError> {
@@ -342,15 +350,23 @@ pub async fn import_keepalived(
     }
     if dry_run {
         let (services, laddrs) = keepalived::preview(&plan);
+        if replace {
+            out.push_str("-C\n");
+        }
         out.push_str(&rules::save(&services, &laddrs));
         return Ok(());
     }
     let (services, dests, laddrs) = keepalived::counts(&plan);
-    if !plan.ops.is_empty() {
-        let (labels, ops): (Vec<String>, Vec<pb::op::Op>) = plan
-            .ops
+    let clear = replace.then(|| {
+        (
+            "--replace (-C)".to_string(),
+            pb::op::Op::ClearServices(pb::Empty {}),
+        )
+    });
+    if clear.is_some() || !plan.ops.is_empty() {
+        let (labels, ops): (Vec<String>, Vec<pb::op::Op>) = clear
             .into_iter()
-            .map(|(loc, op)| (loc.to_string(), op))
+            .chain(plan.ops.into_iter().map(|(loc, op)| (loc.to_string(), op)))
             .unzip();
         batch(server, ops, &labels).await?;
     }
