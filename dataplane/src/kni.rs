@@ -241,6 +241,26 @@ pub fn create_tap(
     pool: &Mempool,
 ) -> Result<Tap, String> {
     let kind = KniKind::detect();
+    match create_kind(kind, index, name, mac, mtu, tag, pool) {
+        // vhost-net may exist and still refuse (permissions, a kernel
+        // without the module loaded): TAP serves the same purpose.
+        Err(e) if kind == KniKind::VirtioUser => {
+            eprintln!("dataplane: kernel interface {name}: virtio-user failed ({e}); using TAP");
+            create_kind(KniKind::Tap, index, name, mac, mtu, tag, pool)
+        }
+        r => r,
+    }
+}
+
+fn create_kind(
+    kind: KniKind,
+    index: usize,
+    name: &str,
+    mac: [u8; 6],
+    mtu: u16,
+    tag: &str,
+    pool: &Mempool,
+) -> Result<Tap, String> {
     let spec = kind.spec(&format!("{tag}{index}"), name, mac);
     crate::dpdk::port::vdev_init(&spec)?;
     let dev = spec.split(',').next().unwrap_or("").to_string();
