@@ -194,6 +194,12 @@ fn render_families(r: &Reading) -> prometheus::Result<String> {
         "Scheduling weight of the real server (0: quiescent or inhibited by a health check).",
         DEST_LABELS,
     )?;
+    let inhibited = gauge(
+        &reg,
+        "dpvs_dest_inhibited",
+        "1 while a health check (active or passive) has the real server down, else 0.",
+        DEST_LABELS,
+    )?;
     for s in &st.services {
         let (proto, vip, vport) = (
             proto_label(s.key.proto),
@@ -226,6 +232,9 @@ fn render_families(r: &Reading) -> prometheus::Result<String> {
             weight
                 .get_metric_with_label_values(&labels)?
                 .set(f64::from(d.weight));
+            inhibited
+                .get_metric_with_label_values(&labels)?
+                .set(f64::from(u8::from(d.inhibited)));
         }
     }
 
@@ -435,6 +444,7 @@ mod tests {
             port,
             mode: ForwardMode::Nat,
             weight,
+            inhibited: false,
             active_conns: active,
             inactive_conns: inactive,
             traffic: t,
@@ -484,14 +494,18 @@ mod tests {
                     traffic: traffic(12, 72, 48, 4560, 5280),
                     dests: vec![
                         dest("192.168.0.11", 80, 1, 2, 3, traffic(7, 42, 28, 2660, 3080)),
-                        dest(
-                            "192.168.0.12",
-                            8080,
-                            0,
-                            1,
-                            0,
-                            traffic(5, 30, 20, 1900, 2200),
-                        ),
+                        // Down by its health check.
+                        DestStats {
+                            inhibited: true,
+                            ..dest(
+                                "192.168.0.12",
+                                8080,
+                                0,
+                                1,
+                                0,
+                                traffic(5, 30, 20, 1900, 2200),
+                            )
+                        },
                     ],
                 },
                 ServiceStats {
@@ -605,6 +619,7 @@ mod tests {
             ("dpvs_dest_active_connections", 1.0),
             ("dpvs_dest_inactive_connections", 0.0),
             ("dpvs_dest_weight", 0.0),
+            ("dpvs_dest_inhibited", 1.0),
         ] {
             assert_eq!(value(&t, &format!("{name}{rs2}")), want, "{name}");
         }
@@ -614,6 +629,7 @@ mod tests {
             4.0
         );
         assert_eq!(value(&t, &format!("dpvs_dest_weight{rs6}")), 3.0);
+        assert_eq!(value(&t, &format!("dpvs_dest_inhibited{rs6}")), 0.0);
         // Access-list drops per service and list, zeros included.
         for (series, want) in [
             (

@@ -84,6 +84,7 @@ async fn services_and_dests_reach_the_backend_and_list_like_ipvsadm() {
                 port: 80,
                 mode: ForwardMode::Nat,
                 weight: 1,
+                inhibited: false,
                 active_conns: 2,
                 inactive_conns: 3,
                 traffic: TrafficStats {
@@ -614,6 +615,7 @@ fn traffic(key: ServiceKey, rip: &str, n: u64) -> ServiceStats {
             port: 80,
             mode: ForwardMode::Nat,
             weight: 1,
+            inhibited: false,
             active_conns: 0,
             inactive_conns: 0,
             traffic: t,

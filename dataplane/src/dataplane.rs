@@ -457,6 +457,7 @@ impl Dataplane {
                         port: d.port,
                         mode: m.mode,
                         weight: d.effective_weight(),
+                        inhibited: d.inhibited,
                         active_conns: d.active_conns(),
                         inactive_conns: d.inactive_conns(),
                         traffic: m.traffic.sum(),

@@ -239,6 +239,8 @@ pub struct DestStats {
     pub mode: ForwardMode,
     /// What the schedulers use: 0 while a health check has it down.
     pub weight: u32,
+    /// A health check (active or passive) has it down.
+    pub inhibited: bool,
     pub active_conns: u32,
     pub inactive_conns: u32,
     pub traffic: TrafficStats,

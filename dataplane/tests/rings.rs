@@ -406,3 +406,22 @@ fn a_default_kernel_interface_that_cannot_be_made_is_left_out() {
     assert!(e.contains("dpdk1-longer-than-ifnamsiz"), "{e}");
     drain(&env);
 }
+
+/// A real server a health check has down is reported as such (the metric
+/// `dpvs_dest_inhibited`), with weight 0 for the schedulers.
+#[test]
+fn stats_report_inhibited_real_servers() {
+    let env = env().lock().unwrap_or_else(|e| e.into_inner());
+    drain(&env);
+    let mut c = config("rr");
+    c.services[0].dests[1].inhibited = true;
+    let dp = Dataplane::start_with_eal(&spec(), &c).expect("start");
+    let d: Vec<(u32, bool)> = dp.stats().services[0]
+        .dests
+        .iter()
+        .map(|d| (d.weight, d.inhibited))
+        .collect();
+    assert_eq!(d, [(1, false), (0, true)]);
+    drop(dp);
+    drain(&env);
+}
