@@ -5,7 +5,8 @@
 //! Every mutation validates first and changes nothing when it fails; the store is
 //! `Clone` so the server can try a change on a copy and keep the original when the
 //! dataplane refuses it. It never talks to the dataplane itself: [`Store::desc`]
-//! is the full description handed to `Backend::apply`.
+//! is the full description handed to `Backend::apply`. What the health checks
+//! found lives in `health`, keepalived's quorum and sorry server in `quorum`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -15,6 +16,11 @@ use dataplane::{
     AclSpec, AddrSpec, ConfigDesc, DestSpec, ExtDesc, ForwardMode, LocalAddrSpec, Proto,
     ProxyProtocol, RouteSpec, ServiceKey, ServiceSpec,
 };
+
+mod health;
+mod quorum;
+
+pub use quorum::QuorumScripts;
 
 use crate::addr::{fmt_acl_entry, fmt_addr_port, max_prefix, network_of, prefix_contains};
 use crate::health::{CheckSpec, DestId};
@@ -179,14 +185,6 @@ pub struct Store {
     acl: BTreeMap<ServiceKey, AclLists>,
 }
 
-/// keepalived's `quorum_up` and `quorum_down`: shell commands run when a
-/// service regains or loses its quorum (empty: none).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QuorumScripts {
-    pub up: String,
-    pub down: String,
-}
-
 impl Store {
     /// An empty store for a director with these ports.
     pub fn new(ports: Vec<String>) -> Store {
@@ -247,193 +245,6 @@ impl Store {
             .filter(|s| s.dests.iter().any(|d| !d.inhibited && d.weight > 0))
             .map(|s| s.key.vip)
             .collect()
-    }
-
-    /// The weight of the real servers that can take connections now.
-    fn alive_weight(&self, s: &ServiceSpec) -> u64 {
-        s.dests
-            .iter()
-            .filter(|d| !d.inhibited && !self.passive_down.contains(&(s.key, d.addr, d.port)))
-            .map(|d| u64::from(d.weight))
-            .sum()
-    }
-
-    /// keepalived's quorum and hysteresis of a service.
-    pub fn quorum(&self, key: &ServiceKey) -> (u32, u32) {
-        self.quorum.get(key).copied().unwrap_or((1, 0))
-    }
-
-    /// Sets a service's quorum (minimum alive weight, at least 1) and
-    /// hysteresis (how far the weight must cross it either way).
-    pub fn set_quorum(
-        &mut self,
-        key: &ServiceKey,
-        quorum: u32,
-        hysteresis: u32,
-    ) -> Result<(), StoreError> {
-        if !self.services.contains_key(key) {
-            return Err(not_found(key));
-        }
-        if quorum == 0 {
-            return Err(invalid("quorum", "must be at least 1"));
-        }
-        if hysteresis >= quorum {
-            return Err(invalid(
-                "hysteresis",
-                format!("{hysteresis} must be below the quorum {quorum}"),
-            ));
-        }
-        if (quorum, hysteresis) == (1, 0) {
-            self.quorum.remove(key);
-        } else {
-            self.quorum.insert(*key, (quorum, hysteresis));
-        }
-        self.update_quorum();
-        Ok(())
-    }
-
-    /// keepalived's `quorum_up` and `quorum_down` commands of a service.
-    pub fn quorum_scripts(&self, key: &ServiceKey) -> QuorumScripts {
-        self.quorum_scripts.get(key).cloned().unwrap_or_default()
-    }
-
-    /// Sets a service's quorum commands (empty: none).
-    pub fn set_quorum_scripts(
-        &mut self,
-        key: &ServiceKey,
-        scripts: QuorumScripts,
-    ) -> Result<(), StoreError> {
-        if !self.services.contains_key(key) {
-            return Err(not_found(key));
-        }
-        for (field, c) in [("quorum_up", &scripts.up), ("quorum_down", &scripts.down)] {
-            if c.contains(['\n', '\0']) {
-                return Err(invalid(field, "one line of shell, without NUL"));
-            }
-        }
-        if scripts == QuorumScripts::default() {
-            self.quorum_scripts.remove(key);
-        } else {
-            self.quorum_scripts.insert(*key, scripts);
-        }
-        Ok(())
-    }
-
-    /// The services whose quorum state differs from `before`'s (`true`:
-    /// lost), with their alive weight; services new or gone are not changes.
-    pub fn quorum_changes(&self, before: &Store) -> Vec<(ServiceKey, bool, u64)> {
-        self.services
-            .values()
-            .filter(|s| before.services.contains_key(&s.key))
-            .filter_map(|s| {
-                let lost = self.quorum_lost(&s.key);
-                (lost != before.quorum_lost(&s.key)).then(|| (s.key, lost, self.alive_weight(s)))
-            })
-            .collect()
-    }
-
-    /// Whether a service has lost its quorum: the alive weight went below
-    /// `quorum - hysteresis`, and has not come back to `quorum + hysteresis`.
-    pub fn quorum_lost(&self, key: &ServiceKey) -> bool {
-        let (q, h) = self.quorum(key);
-        match self.services.get(key) {
-            None => false,
-            Some(s) if h == 0 => self.alive_weight(s) < u64::from(q),
-            Some(_) => self.quorum_lost.contains(key),
-        }
-    }
-
-    /// Moves each service with a hysteresis across its quorum; returns the
-    /// services that lost (`true`) or regained it. Call after every change.
-    pub fn update_quorum(&mut self) -> Vec<(ServiceKey, bool)> {
-        let mut out = Vec::new();
-        for (key, &(q, h)) in &self.quorum {
-            let Some(s) = self.services.get(key) else {
-                continue;
-            };
-            let alive = self.alive_weight(s);
-            let lost = self.quorum_lost.contains(key);
-            if h == 0 {
-                continue;
-            }
-            if !lost && alive < u64::from(q - h) {
-                out.push((*key, true));
-            } else if lost && alive >= u64::from(q) + u64::from(h) {
-                out.push((*key, false));
-            }
-        }
-        for (k, lost) in &out {
-            if *lost {
-                self.quorum_lost.insert(*k);
-            } else {
-                self.quorum_lost.remove(k);
-            }
-        }
-        self.quorum_lost
-            .retain(|k| self.quorum.get(k).is_some_and(|&(_, h)| h > 0));
-        out
-    }
-
-    /// The sorry server of `key` as a real server, when it is in use: the
-    /// service lost its quorum (by default: no real server with weight > 0
-    /// is up). It is forwarded like
-    /// the service's first real server (NAT when it has none).
-    pub fn sorry_in_use(&self, key: &ServiceKey) -> Option<DestSpec> {
-        let at = self.sorry.get(key)?;
-        let s = self.services.get(key)?;
-        if !self.quorum_lost(key) {
-            return None;
-        }
-        if s.dests
-            .iter()
-            .any(|d| d.addr == at.ip() && d.port == at.port())
-        {
-            return None;
-        }
-        Some(DestSpec {
-            addr: at.ip(),
-            port: at.port(),
-            weight: 1,
-            mode: s.dests.first().map_or(ForwardMode::Nat, |d| d.mode),
-            u_threshold: 0,
-            l_threshold: 0,
-            inhibited: false,
-        })
-    }
-
-    /// The sorry server of `key`, if it has one.
-    pub fn sorry(&self, key: &ServiceKey) -> Option<SocketAddr> {
-        self.sorry.get(key).copied()
-    }
-
-    /// Sets (`None`: removes) the sorry server of a service.
-    pub fn set_sorry(
-        &mut self,
-        key: &ServiceKey,
-        at: Option<SocketAddr>,
-    ) -> Result<(), StoreError> {
-        let s = self.services.get(key).ok_or_else(|| not_found(key))?;
-        match at {
-            None => {
-                self.sorry.remove(key);
-            }
-            Some(at) => {
-                let mode = s.dests.first().map_or(ForwardMode::Nat, |d| d.mode);
-                let probe = DestSpec {
-                    addr: at.ip(),
-                    port: at.port(),
-                    weight: 1,
-                    mode,
-                    u_threshold: 0,
-                    l_threshold: 0,
-                    inhibited: false,
-                };
-                check_dest(key, &probe)
-                    .map_err(|e| invalid("sorry_server", e.message().to_string()))?;
-                self.sorry.insert(*key, at);
-            }
-        }
-        Ok(())
     }
 
     /// DPVS extras for the dataplane (FULLNAT local addresses).
@@ -845,146 +656,6 @@ impl Store {
         Ok(())
     }
 
-    // ---- health checks ----
-
-    /// Sets (or with `None` removes) the health check of a real server.
-    pub fn set_check(
-        &mut self,
-        key: &ServiceKey,
-        addr: &IpAddr,
-        port: u16,
-        check: Option<CheckSpec>,
-    ) -> Result<(), StoreError> {
-        let svc = self.services.get(key).ok_or_else(|| not_found(key))?;
-        if !svc.dests.iter().any(|d| d.addr == *addr && d.port == port) {
-            return Err(dest_not_found(key, addr, port));
-        }
-        match check {
-            Some(c) => {
-                c.validate()
-                    .map_err(|m| invalid("check", m.trim_start_matches("check ").to_string()))?;
-                self.checks.insert((*key, *addr, port), c);
-            }
-            None => {
-                self.checks.remove(&(*key, *addr, port));
-                // Without a check nothing keeps it down.
-                self.set_health(key, addr, port, true)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The health check of a real server, if any.
-    pub fn check(&self, key: &ServiceKey, addr: &IpAddr, port: u16) -> Option<&CheckSpec> {
-        self.checks.get(&(*key, *addr, port))
-    }
-
-    /// Every check, with whether its dest is down now.
-    pub fn checks(&self) -> Vec<(DestId, CheckSpec, bool)> {
-        self.checks
-            .iter()
-            .map(|(id, c)| {
-                let down = self
-                    .services
-                    .get(&id.0)
-                    .and_then(|s| s.dests.iter().find(|d| d.addr == id.1 && d.port == id.2))
-                    .is_some_and(|d| d.inhibited);
-                (*id, c.clone(), down)
-            })
-            .collect()
-    }
-
-    /// A health check's verdict: a down dest is inhibited (no new
-    /// connections; existing ones continue). Returns whether it changed.
-    pub fn set_health(
-        &mut self,
-        key: &ServiceKey,
-        addr: &IpAddr,
-        port: u16,
-        up: bool,
-    ) -> Result<bool, StoreError> {
-        let svc = self.service_mut(key)?;
-        let d = svc
-            .dests
-            .iter_mut()
-            .find(|d| d.addr == *addr && d.port == port)
-            .ok_or_else(|| dest_not_found(key, addr, port))?;
-        let changed = d.inhibited == up;
-        d.inhibited = !up;
-        // An active check that passes ends a passive inhibition too.
-        let passive = up && self.passive_down.remove(&(*key, *addr, port));
-        Ok(changed || passive)
-    }
-
-    /// After `*self` replaces `old` (SIGHUP, `apply`): real servers that
-    /// `old`'s checks had down stay down when `self` checks them the same way
-    /// (their checker keeps running and will say when they are back), and
-    /// passive inhibitions of real servers still watched carry over.
-    pub fn carry_health_from(&mut self, old: &Store) {
-        for (key, svc) in self.services.iter_mut() {
-            for d in &mut svc.dests {
-                let id = (*key, d.addr, d.port);
-                let was_down = old
-                    .services
-                    .get(key)
-                    .and_then(|s| {
-                        s.dests
-                            .iter()
-                            .find(|x| x.addr == d.addr && x.port == d.port)
-                    })
-                    .is_some_and(|x| x.inhibited);
-                if was_down
-                    && self.checks.contains_key(&id)
-                    && self.checks.get(&id) == old.checks.get(&id)
-                {
-                    d.inhibited = true;
-                }
-            }
-        }
-        let watched: Vec<DestId> = old
-            .passive_down
-            .iter()
-            .filter(|id| {
-                self.passive.contains(&id.0)
-                    && self
-                        .service(&id.0)
-                        .is_some_and(|s| s.dests.iter().any(|d| d.addr == id.1 && d.port == id.2))
-            })
-            .copied()
-            .collect();
-        self.passive_down.extend(watched);
-        let lost: Vec<ServiceKey> = old
-            .quorum_lost
-            .iter()
-            .filter(|k| self.quorum.get(k).is_some_and(|&(_, h)| h > 0))
-            .copied()
-            .collect();
-        self.quorum_lost.extend(lost);
-    }
-
-    /// Turns the passive health check of a service on or off.
-    pub fn set_passive_check(&mut self, key: &ServiceKey, on: bool) -> Result<(), StoreError> {
-        if !self.services.contains_key(key) {
-            return Err(not_found(key));
-        }
-        if on {
-            self.passive.insert(*key);
-        } else {
-            self.passive.remove(key);
-            self.passive_down.retain(|id| id.0 != *key);
-        }
-        Ok(())
-    }
-
-    /// Whether any service has the passive check on (nothing to sample if not).
-    pub fn any_passive_check(&self) -> bool {
-        !self.passive.is_empty()
-    }
-
-    pub fn passive_check(&self, key: &ServiceKey) -> bool {
-        self.passive.contains(key)
-    }
-
     /// `-A/-E ... -j enable|disable`: the SYN proxy. TCP services whose real
     /// servers all answer through the director (NAT, FULLNAT): it must see
     /// the real server's SYN-ACK.
@@ -1032,19 +703,6 @@ impl Store {
     /// A service's connection limit; 0 = none.
     pub fn conn_limit(&self, key: &ServiceKey) -> u32 {
         self.conn_limit.get(key).copied().unwrap_or(0)
-    }
-
-    /// The passive check's verdict on a real server; whether it changed.
-    pub fn set_passive_down(&mut self, id: DestId, down: bool) -> bool {
-        if down {
-            self.passive_down.insert(id)
-        } else {
-            self.passive_down.remove(&id)
-        }
-    }
-
-    pub fn passive_down(&self, id: &DestId) -> bool {
-        self.passive_down.contains(id)
     }
 
     // ---- addresses (dpip addr) ----
