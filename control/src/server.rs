@@ -18,6 +18,7 @@ use crate::convert;
 use crate::ops;
 use crate::store::{AclList, Store, StoreError};
 
+mod keeper;
 pub mod listen;
 
 pub use listen::{
@@ -153,89 +154,6 @@ impl DpvsService {
         }
         if let Err(e) = crate::kni::mirror(&a.port, a.addr, a.prefix_len, add) {
             eprintln!("dpvsd: kni: {e}");
-        }
-    }
-
-    /// Starts the health checks the configuration has (call from the tokio
-    /// runtime; later changes start and stop them as they come).
-    pub fn start_checks(&self) {
-        self.checkers.reconcile(&self.lock().checks());
-    }
-
-    /// The passive health check (docs/health.md): every second, the
-    /// dataplane's SYN counters of the real servers of services that have it
-    /// on; a real server that leaves new connections unanswered is inhibited
-    /// for a while, and tried again after.
-    pub async fn passive_forever(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-        let mut judge = crate::health::Passive::default();
-        loop {
-            tick.tick().await;
-            if !self.lock().any_passive_check() {
-                continue;
-            }
-            let Ok(stats) = self.blocking(|b| b.stats()).await else {
-                continue;
-            };
-            let store = self.store();
-            let mut seen = Vec::new();
-            for s in stats
-                .services
-                .iter()
-                .filter(|s| store.passive_check(&s.key))
-            {
-                let Some(spec) = store.service(&s.key) else {
-                    continue;
-                };
-                for d in &s.dests {
-                    // Configured real servers only (not the sorry server).
-                    if !spec
-                        .dests
-                        .iter()
-                        .any(|x| x.addr == d.addr && x.port == d.port)
-                    {
-                        continue;
-                    }
-                    let id = (s.key, d.addr, d.port);
-                    seen.push((
-                        id,
-                        (d.syn_unanswered, d.syn_answered),
-                        store.passive_down(&id),
-                    ));
-                }
-            }
-            for (id, down, why) in judge.sample(&seen, std::time::Instant::now()) {
-                let changed = self.mutate(|s| Ok(s.set_passive_down(id, down)));
-                if let Ok(true) = changed {
-                    eprintln!(
-                        "dpvsd: passive check: {} real server {} is {} ({why})",
-                        crate::store::service_name(&id.0),
-                        crate::addr::fmt_addr_port(&id.1, id.2),
-                        if down { "DOWN" } else { "UP" },
-                    );
-                }
-            }
-        }
-    }
-
-    /// Applies the health checks' verdicts as they come: the dest is
-    /// inhibited while down, restored when up, and each change is logged.
-    pub async fn apply_verdicts_forever(self: Arc<Self>) {
-        let Some(mut rx) = self.checkers.take_verdicts() else {
-            return;
-        };
-        while let Some(v) = rx.recv().await {
-            let (key, addr, port) = v.dest;
-            let r = self.mutate(|s| s.set_health(&key, &addr, port, v.up).map_err(store_status));
-            if let Ok(true) = r {
-                eprintln!(
-                    "dpvsd: health: {} real server {} is {} ({})",
-                    crate::store::service_name(&key),
-                    crate::addr::fmt_addr_port(&addr, port),
-                    if v.up { "UP" } else { "DOWN" },
-                    v.why
-                );
-            }
         }
     }
 
@@ -403,7 +321,7 @@ impl DpvsService {
             self.save_state(&guard);
         }
         for (key, lost, alive) in quorum {
-            notify_quorum(&guard, &key, !lost, alive);
+            keeper::notify_quorum(&guard, &key, !lost, alive);
         }
         self.checkers.reconcile(&guard.checks());
         Ok(out)
@@ -503,28 +421,6 @@ fn service_filter(
         return Err(store_status(crate::store::not_found(&k)));
     }
     Ok(Some(k))
-}
-
-/// A service lost (`up` false) or regained its quorum: logged, and its
-/// `quorum_up` / `quorum_down` command started.
-fn notify_quorum(store: &Store, key: &dataplane::ServiceKey, up: bool, alive: u64) {
-    let (q, h) = store.quorum(key);
-    let name = crate::store::service_name(key);
-    eprintln!(
-        "dpvsd: {name}: quorum {} (alive weight {alive}, quorum {q}, hysteresis {h})",
-        if up { "regained" } else { "lost" },
-    );
-    let scripts = store.quorum_scripts(key);
-    let command = if up { &scripts.up } else { &scripts.down };
-    if command.is_empty() {
-        return;
-    }
-    if let Err(e) = crate::health::run_quorum_script(command, &name, up, alive) {
-        eprintln!(
-            "dpvsd: {name}: cannot run quorum_{} {command:?}: {e}",
-            if up { "up" } else { "down" }
-        );
-    }
 }
 
 /// A service with its counters and the store's DPVS extras.
