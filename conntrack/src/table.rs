@@ -671,8 +671,9 @@ impl ConnTable {
         now_ms: u64,
     ) -> Transition {
         let secure = self.secure_tcp;
-        let timeouts = self.timeouts;
-        let Some(c) = self.get_mut(id) else {
+        // The slot through the field, not `get_mut`, so the timeouts are
+        // read where used (one word on the fast path), not copied whole.
+        let Some(c) = self.slab.get_mut(id.0 as usize).filter(|c| c.is_live()) else {
             return Transition {
                 was_active: false,
                 is_active: false,
@@ -680,6 +681,7 @@ impl ConnTable {
                 changed: false,
             };
         };
+        let timeouts = &self.timeouts;
         let was = c.state;
         c.bits &= !BIT_SYNCED;
         const STATE_FLAGS: u8 = TcpFlags::ACK.bits()
@@ -697,7 +699,7 @@ impl ConnTable {
                 c.bits &= !BIT_INPUT_ONLY;
             }
             let old_exp = c.expires_at_ms;
-            c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(&timeouts));
+            c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(timeouts));
             self.wheel.rearm(&mut self.slab, id.0, old_exp);
             return Transition {
                 was_active: true,
@@ -718,7 +720,7 @@ impl ConnTable {
             c.state = tcp::next_state(secure, tdir, flags, was);
         }
         let old_exp = c.expires_at_ms;
-        c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(&timeouts));
+        c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(timeouts));
         let state = c.state;
         self.wheel.rearm(&mut self.slab, id.0, old_exp);
         Transition {
