@@ -167,17 +167,28 @@ impl<I: Io> Core<I> {
         match (f.mode, dir) {
             (ForwardMode::Nat, Direction::Original) => {
                 let reply = self.conns.key(id, Direction::Reply);
-                let rip = Some((reply.src(), reply.sport()));
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                if let Err(r) = nat::rewrite_fwd(ip, meta, None, rip) {
+                let done = match reply.v4_octets() {
+                    // IPv4 keys: their wire bytes, no `IpAddr`.
+                    Some((r4, _)) if meta.family == IpFamily::V4 => {
+                        nat::rewrite_fwd_v4_dst(ip, meta, (r4, reply.sport()))
+                    }
+                    _ => nat::rewrite_fwd(ip, meta, None, Some((reply.src(), reply.sport()))),
+                };
+                if let Err(r) = done {
                     return self.count_drop(r);
                 }
             }
             (ForwardMode::Nat, Direction::Reply) => {
                 let orig = self.conns.key(id, Direction::Original);
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                let vip = Some((orig.dst(), orig.dport()));
-                if let Err(r) = nat::rewrite_fwd(ip, meta, vip, None) {
+                let done = match orig.v4_octets() {
+                    Some((_, v4)) if meta.family == IpFamily::V4 => {
+                        nat::rewrite_fwd_v4_src(ip, meta, (v4, orig.dport()))
+                    }
+                    _ => nat::rewrite_fwd(ip, meta, Some((orig.dst(), orig.dport())), None),
+                };
+                if let Err(r) = done {
                     return self.count_drop(r);
                 }
             }
@@ -239,25 +250,14 @@ impl<I: Io> Core<I> {
                         return self.count_drop(r);
                     }
                 }
-                let (r, l) = (reply.src(), reply.dst());
-                let done = match (l, r) {
-                    (IpAddr::V4(l4), IpAddr::V4(r4)) if meta.family == IpFamily::V6 => {
-                        // FULLNAT64: the IPv6 request goes to an IPv4 real server.
-                        if meta.frag.is_some() {
-                            return self.count_drop(DropReason::FragUnsupported);
-                        }
-                        nat64::v6_to_v4(&mut m, &meta, l4, reply.dport(), r4, reply.sport()).map(
-                            |n| {
-                                meta = n;
-                                true
-                            },
-                        )
-                    }
-                    _ => {
+                let done = match reply.v4_octets() {
+                    // Both ends IPv4 (the common case): the keys' wire bytes.
+                    Some((r4, l4)) if meta.family == IpFamily::V4 => {
                         let ip = &mut m.data_mut()[meta.l3_off..];
-                        let (lip, rip) = ((l, reply.dport()), (r, reply.sport()));
-                        nat::rewrite_fwd(ip, &meta, Some(lip), Some(rip)).map(|()| false)
+                        let (lip, rip) = ((l4, reply.dport()), (r4, reply.sport()));
+                        nat::rewrite_fwd_v4(ip, &meta, lip, rip).map(|()| false)
                     }
+                    _ => self.fnat_in_other(&mut m, &mut meta, &reply),
                 };
                 match done {
                     Ok(dec_ttl) => dec_ttl,
@@ -268,40 +268,13 @@ impl<I: Io> Core<I> {
                 if meta.proto == ip_proto::TCP && meta.has_l4() {
                     self.fnat_tcp_out(&mut m, &meta, f, id, &orig);
                 }
-                let (c, v) = (orig.src(), orig.dst());
-                let done = match (v, c) {
-                    (IpAddr::V6(v6), IpAddr::V6(c6)) if meta.family == IpFamily::V4 => {
-                        // FULLNAT64: the IPv4 reply grows by 20 bytes on its way
-                        // to the IPv6 client.
-                        if meta.frag.is_some() {
-                            return self.count_drop(DropReason::FragUnsupported);
-                        }
-                        let mtu = mtu_toward(snap, c);
-                        if meta.ip_len() + nat64::GROWTH > mtu {
-                            let df =
-                                Ipv4Packet::new_unchecked(&m.data()[meta.l3_off..]).dont_frag();
-                            if df {
-                                self.send_frag_needed(
-                                    snap,
-                                    &m,
-                                    &meta,
-                                    (mtu - nat64::GROWTH) as u16,
-                                );
-                            }
-                            return self.count_drop(DropReason::FragNeeded);
-                        }
-                        nat64::v4_to_v6(&mut m, &meta, v6, orig.dport(), c6, orig.sport()).map(
-                            |n| {
-                                meta = n;
-                                true
-                            },
-                        )
-                    }
-                    _ => {
+                let done = match orig.v4_octets() {
+                    Some((c4, v4)) if meta.family == IpFamily::V4 => {
                         let ip = &mut m.data_mut()[meta.l3_off..];
-                        let (vip, cip) = ((v, orig.dport()), (c, orig.sport()));
-                        nat::rewrite_fwd(ip, &meta, Some(vip), Some(cip)).map(|()| false)
+                        let (vip, cip) = ((v4, orig.dport()), (c4, orig.sport()));
+                        nat::rewrite_fwd_v4(ip, &meta, vip, cip).map(|()| false)
                     }
+                    _ => self.fnat_out_other(snap, &mut m, &mut meta, &orig),
                 };
                 match done {
                     Ok(dec_ttl) => dec_ttl,
@@ -310,6 +283,73 @@ impl<I: Io> Core<I> {
             }
         };
         self.xmit_out(snap, m, &meta, dec_ttl, len, id, dir, f)
+    }
+
+    /// [`Core::xmit_fnat`]'s request rewrite when the packet or a key is
+    /// IPv6: FULLNAT64 (IPv6 client, IPv4 real server: `meta` becomes the
+    /// IPv4 packet's) or the same-family rewrite. `Ok(true)`: the TTL is
+    /// still to decrement (NAT64); `Err`: drop with that reason.
+    #[inline(never)]
+    fn fnat_in_other(
+        &mut self,
+        m: &mut I::Buf,
+        meta: &mut IpMeta,
+        reply: &conntrack::FlowKey,
+    ) -> Result<bool, DropReason> {
+        let (r, l) = (reply.src(), reply.dst());
+        match (l, r) {
+            (IpAddr::V4(l4), IpAddr::V4(r4)) if meta.family == IpFamily::V6 => {
+                // FULLNAT64: the IPv6 request goes to an IPv4 real server.
+                if meta.frag.is_some() {
+                    return Err(DropReason::FragUnsupported);
+                }
+                *meta = nat64::v6_to_v4(m, meta, l4, reply.dport(), r4, reply.sport())?;
+                Ok(true)
+            }
+            _ => {
+                let ip = &mut m.data_mut()[meta.l3_off..];
+                let (lip, rip) = ((l, reply.dport()), (r, reply.sport()));
+                nat::rewrite_fwd(ip, meta, Some(lip), Some(rip)).map(|()| false)
+            }
+        }
+    }
+
+    /// [`Core::xmit_fnat`]'s reply rewrite when the packet or a key is
+    /// IPv6: FULLNAT64 (an IPv4 reply to an IPv6 client, 20 bytes longer:
+    /// too big for the MTU toward the client, it is dropped, with
+    /// fragmentation-needed to the real server if DF is set) or the
+    /// same-family rewrite. As [`Core::fnat_in_other`].
+    #[inline(never)]
+    fn fnat_out_other(
+        &mut self,
+        snap: &Snapshot,
+        m: &mut I::Buf,
+        meta: &mut IpMeta,
+        orig: &conntrack::FlowKey,
+    ) -> Result<bool, DropReason> {
+        let (c, v) = (orig.src(), orig.dst());
+        match (v, c) {
+            (IpAddr::V6(v6), IpAddr::V6(c6)) if meta.family == IpFamily::V4 => {
+                if meta.frag.is_some() {
+                    return Err(DropReason::FragUnsupported);
+                }
+                let mtu = mtu_toward(snap, c);
+                if meta.ip_len() + nat64::GROWTH > mtu {
+                    let df = Ipv4Packet::new_unchecked(&m.data()[meta.l3_off..]).dont_frag();
+                    if df {
+                        self.send_frag_needed(snap, m, meta, (mtu - nat64::GROWTH) as u16);
+                    }
+                    return Err(DropReason::FragNeeded);
+                }
+                *meta = nat64::v4_to_v6(m, meta, v6, orig.dport(), c6, orig.sport())?;
+                Ok(true)
+            }
+            _ => {
+                let ip = &mut m.data_mut()[meta.l3_off..];
+                let (vip, cip) = ((v, orig.dport()), (c, orig.sport()));
+                nat::rewrite_fwd(ip, meta, Some(vip), Some(cip)).map(|()| false)
+            }
+        }
     }
 
     /// [`Core::output`] for a packet of connection `id` in direction `dir`:
