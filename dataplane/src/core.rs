@@ -1025,29 +1025,29 @@ pub(crate) enum Lookup {
 /// address bytes (wire form: no `IpAddr` on the way).
 #[inline]
 fn key_of(frame: &[u8], meta: &IpMeta) -> FlowKey {
+    // Both addresses in one view: one bounds check.
     let ip = meta.l3_off;
     match meta.family {
-        IpFamily::V4 => match (
-            frame
-                .get(ip + 12..ip + 16)
-                .and_then(|b| b.first_chunk::<4>()),
-            frame
-                .get(ip + 16..ip + 20)
-                .and_then(|b| b.first_chunk::<4>()),
-        ) {
-            (Some(s), Some(d)) => FlowKey::v4(meta.proto, *s, meta.sport, *d, meta.dport),
-            _ => FlowKey::from_tuple(&tuple_of(meta)),
+        IpFamily::V4 => match frame.get(ip + 12..).and_then(|b| b.first_chunk::<8>()) {
+            Some(&[s0, s1, s2, s3, d0, d1, d2, d3]) => FlowKey::v4(
+                meta.proto,
+                [s0, s1, s2, s3],
+                meta.sport,
+                [d0, d1, d2, d3],
+                meta.dport,
+            ),
+            None => FlowKey::from_tuple(&tuple_of(meta)),
         },
-        IpFamily::V6 => match (
-            frame
-                .get(ip + 8..ip + 24)
-                .and_then(|b| b.first_chunk::<16>()),
-            frame
-                .get(ip + 24..ip + 40)
-                .and_then(|b| b.first_chunk::<16>()),
-        ) {
-            (Some(s), Some(d)) => FlowKey::v6(meta.proto, *s, meta.sport, *d, meta.dport),
-            _ => FlowKey::from_tuple(&tuple_of(meta)),
+        IpFamily::V6 => match frame.get(ip + 8..).and_then(|b| b.first_chunk::<32>()) {
+            Some(a) => {
+                let (s, d) = a.split_at(16);
+                let (s, d) = (s.try_into(), d.try_into());
+                match (s, d) {
+                    (Ok(s), Ok(d)) => FlowKey::v6(meta.proto, s, meta.sport, d, meta.dport),
+                    _ => FlowKey::from_tuple(&tuple_of(meta)),
+                }
+            }
+            None => FlowKey::from_tuple(&tuple_of(meta)),
         },
     }
 }
