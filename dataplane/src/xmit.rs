@@ -47,6 +47,44 @@ pub(crate) const TUN_ROUTES_MAX: usize = 4096;
 /// with this bit (a next hop's word has bit 63).
 const TUN_ROUTE: u64 = 1 << 62;
 
+/// Slots of `Core::dest_hops` (direct-mapped by dest id).
+pub(crate) const DEST_HOPS: usize = 64;
+
+/// A request's next hop toward a real server, shared by every connection
+/// to it: resolved by the first connection, reused by the next ones while
+/// routes and neighbours are unchanged (`epoch`, the hops epoch), so a new
+/// connection skips the route and neighbour lookups. `rip` guards against
+/// another dest with the same slot; `connected`: the real server is on a
+/// connected network (what DR requires).
+#[derive(Clone, Copy)]
+pub(crate) struct DestHop {
+    dest: u32,
+    epoch: u32,
+    hop: u64,
+    rip: IpAddr,
+    connected: bool,
+}
+
+impl DestHop {
+    pub(crate) const NONE: DestHop = DestHop {
+        dest: 0,
+        // 0 is never a hops epoch.
+        epoch: 0,
+        hop: 0,
+        rip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        connected: false,
+    };
+
+    #[inline]
+    fn get(&self, dest: u32, rip: IpAddr, epoch: u32, connected_only: bool) -> Option<u64> {
+        let ok = self.epoch == epoch
+            && self.dest == dest
+            && self.rip == rip
+            && (self.connected || !connected_only);
+        ok.then_some(self.hop)
+    }
+}
+
 /// TOA option length for the client's address family.
 pub(crate) fn toa_len(client: IpAddr) -> usize {
     if client.is_ipv4() {
@@ -368,23 +406,65 @@ impl<I: Io> Core<I> {
         dir: Direction,
         f: &Flow,
     ) {
-        let d = dir as usize;
-        let epoch = self.hops_epoch;
-        if let Some((port, mac)) = f.hop(dir, epoch) {
+        if let Some((port, mac)) = f.hop(dir, self.hops_epoch) {
             return self.send_to(snap, m, port, mac);
         }
+        self.output_conn_resolve(snap, m, connected_only, id, dir, f)
+    }
+
+    /// [`Core::output_conn`] for a direction with no next hop under this
+    /// epoch (a connection's first packet that way): resolved (for a
+    /// request, shared with the other connections to its real server,
+    /// `dest_hops`) and noted on the connection. Out of line: established
+    /// packets never come here.
+    #[inline(never)]
+    fn output_conn_resolve(
+        &mut self,
+        snap: &Snapshot,
+        m: I::Buf,
+        connected_only: bool,
+        id: ConnId,
+        dir: Direction,
+        f: &Flow,
+    ) {
+        let d = dir as usize;
+        let epoch = self.hops_epoch;
         let dst = match dir {
             Direction::Original => self.conns.key(id, Direction::Reply).src(),
             Direction::Reply => self.conns.key(id, Direction::Original).src(),
         };
-        let Some(hop) = snap.routes.lookup(dst) else {
-            return self.count_drop(DropReason::NoRoute);
+        // Requests: the real server's hop, if another connection to it
+        // resolved it under this epoch.
+        let slot = f.dest as usize % DEST_HOPS;
+        let shared = match dir {
+            Direction::Original => self.dest_hops[slot].get(f.dest, dst, epoch, connected_only),
+            Direction::Reply => None,
         };
-        if connected_only && hop.gateway != dst {
-            return self.count_drop(DropReason::NoRoute);
-        }
-        let Some(mac) = self.neigh.lookup(&self.shared.neigh, hop.port, hop.gateway) else {
-            return self.output_via(snap, m, hop);
+        let packed = match shared {
+            Some(w) => w,
+            None => {
+                let Some(hop) = snap.routes.lookup(dst) else {
+                    return self.count_drop(DropReason::NoRoute);
+                };
+                let connected = hop.gateway == dst;
+                if connected_only && !connected {
+                    return self.count_drop(DropReason::NoRoute);
+                }
+                let Some(mac) = self.neigh.lookup(&self.shared.neigh, hop.port, hop.gateway) else {
+                    return self.output_via(snap, m, hop);
+                };
+                let w = pack_hop(hop.port, mac);
+                if dir == Direction::Original {
+                    self.dest_hops[slot] = DestHop {
+                        dest: f.dest,
+                        epoch,
+                        hop: w,
+                        rip: dst,
+                        connected,
+                    };
+                }
+                w
+            }
         };
         if let Some(c) = self.conns.get_mut(id) {
             if c.hops_epoch != epoch {
@@ -392,9 +472,12 @@ impl<I: Io> Core<I> {
                 c.hops = [0; 2];
                 c.hops_epoch = epoch;
             }
-            c.hops[d] = pack_hop(hop.port, mac);
+            c.hops[d] = packed;
         }
-        self.send_to(snap, m, hop.port, mac)
+        let Some((port, mac)) = unpack_hop(packed) else {
+            return self.count_drop(DropReason::NoRoute);
+        };
+        self.send_to(snap, m, port, mac)
     }
 
     /// TUN: IPIP from the DIP toward the RS to the RIP around the untouched
