@@ -339,6 +339,11 @@ fn timeout_ms(now_ms: u64, s: u32) -> u64 {
     now_ms.saturating_add(u64::from(s) * 1000)
 }
 
+/// Where a key sits in a table's index (its keyed hash), noted by
+/// [`ConnTable::lookup_burst_placed`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeyPlace(u64);
+
 /// Per-worker connection table. See the module docs.
 pub struct ConnTable {
     slab: Box<[Conn]>,
@@ -469,38 +474,64 @@ impl ConnTable {
     /// built from the frames' bytes, no address conversion).
     pub fn lookup_burst_keys(&self, keys: &[Key], out: &mut [Option<(ConnId, Direction)>]) {
         const MAX: usize = 32;
+        let mut places = [KeyPlace::default(); MAX];
         for (kc, oc) in keys.chunks(MAX).zip(out.chunks_mut(MAX)) {
-            let n = kc.len().min(oc.len());
-            let keys = kc;
-            let mut places = [(0usize, 0usize, 0u32); MAX];
-            let mut acc = 0u32;
-            for j in 0..n {
-                places[j] = self.index.place(self.hash(&keys[j]));
-                acc ^= self.index.touch_at(places[j]);
-            }
-            // The candidate of the usual case (a tag match in the primary
-            // bucket), its conn touched; the compare confirms it.
-            let mut cand = [None; MAX];
-            for j in 0..n {
-                cand[j] = self.index.first_in_primary(places[j]);
-                if let Some(v) = cand[j] {
-                    acc ^= self.touch_conn(v);
-                }
-            }
-            core::hint::black_box(acc);
-            for j in 0..n {
-                let k = &keys[j];
-                oc[j] = match cand[j] {
-                    Some(v) if self.slab[(v >> 1) as usize].matches(k, Direction::from_bit(v)) => {
-                        Some((ConnId(v >> 1), Direction::from_bit(v)))
-                    }
-                    // No tag of the primary bucket matched: only the
-                    // alternate one can hold the key (a new flow's usual case).
-                    None => self.lookup_alt(k, places[j]),
-                    Some(_) => self.lookup_at(k, places[j]),
-                };
+            self.lookup_burst_placed(kc, oc, &mut places);
+        }
+    }
+
+    /// [`ConnTable::lookup_burst_keys`] that also notes where each key sits
+    /// in the index (`places[i]` for `keys[i]`; keys past 32 are not
+    /// looked up), so a lookup of the same key again
+    /// ([`ConnTable::lookup_placed`]: after an insert made the burst's
+    /// misses stale) skips the hash.
+    pub fn lookup_burst_placed(
+        &self,
+        keys: &[Key],
+        out: &mut [Option<(ConnId, Direction)>],
+        places: &mut [KeyPlace; 32],
+    ) {
+        const MAX: usize = 32;
+        let n = keys.len().min(out.len()).min(MAX);
+        let mut at = [(0usize, 0usize, 0u32); MAX];
+        let mut acc = 0u32;
+        for j in 0..n {
+            let h = self.hash(&keys[j]);
+            places[j] = KeyPlace(h);
+            at[j] = self.index.place(h);
+            acc ^= self.index.touch_at(at[j]);
+        }
+        // The candidate of the usual case (a tag match in the primary
+        // bucket), its conn touched; the compare confirms it.
+        let mut cand = [None; 32];
+        for j in 0..n {
+            cand[j] = self.index.first_in_primary(at[j]);
+            if let Some(v) = cand[j] {
+                acc ^= self.touch_conn(v);
             }
         }
+        core::hint::black_box(acc);
+        for j in 0..n {
+            let k = &keys[j];
+            out[j] = match cand[j] {
+                Some(v) if self.slab[(v >> 1) as usize].matches(k, Direction::from_bit(v)) => {
+                    Some((ConnId(v >> 1), Direction::from_bit(v)))
+                }
+                // No tag of the primary bucket matched: only the
+                // alternate one can hold the key (a new flow's usual case).
+                None => self.lookup_alt(k, at[j]),
+                Some(_) => self.lookup_at(k, at[j]),
+            };
+        }
+    }
+
+    /// [`ConnTable::lookup_wire`] of a key whose place this table's
+    /// [`ConnTable::lookup_burst_placed`] noted (a key's place never
+    /// moves: it is its hash's; with another key's place the full compare
+    /// still never returns a wrong connection).
+    #[inline]
+    pub fn lookup_placed(&self, k: &Key, p: KeyPlace) -> Option<(ConnId, Direction)> {
+        self.lookup_key(k, p.0)
     }
 
     /// [`ConnTable::lookup_at`] in the alternate bucket only.

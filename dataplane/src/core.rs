@@ -445,8 +445,9 @@ impl<I: Io> Core<I> {
             class.push(Classified { pkt, tuple });
         }
         let mut found = [None; BURST];
+        let mut places = [conntrack::KeyPlace::default(); BURST];
         self.conns
-            .lookup_burst_keys(&keys, &mut found[..keys.len()]);
+            .lookup_burst_placed(&keys, &mut found[..keys.len()], &mut places);
         let inserts = self.conns_inserted;
         for (i, m) in rx.drain(..).enumerate() {
             let c = &class[i];
@@ -466,9 +467,10 @@ impl<I: Io> Core<I> {
                 Packet::Ip(meta) => {
                     let lookup = match c.tuple {
                         // A miss is stale once this burst created a conn (its
-                        // next packets may belong to it): look again.
+                        // next packets may belong to it): look again, with
+                        // the key built for the burst.
                         Some(i) if found[i].is_none() && self.conns_inserted != inserts => {
-                            Lookup::Redo
+                            Lookup::Done(self.conns.lookup_placed(&keys[i], places[i]))
                         }
                         Some(i) => Lookup::Done(found[i]),
                         None => Lookup::Redo,
