@@ -607,7 +607,7 @@ impl<I: Io> Core<I> {
             }
             return self.synproxy_new(snap, m, at, *meta, tuple, svc);
         }
-        self.new_conn(snap, m, *meta, tuple, svc);
+        self.new_conn(snap, m, meta, tuple, svc);
     }
 
     /// A packet of tracked connection `id`, direction `dir`: state, then out.
@@ -671,7 +671,7 @@ impl<I: Io> Core<I> {
         &mut self,
         snap: &Snapshot,
         m: I::Buf,
-        meta: IpMeta,
+        meta: &IpMeta,
         tuple: Tuple,
         svc: &Arc<Service>,
     ) {
@@ -686,7 +686,7 @@ impl<I: Io> Core<I> {
                 return self.count_drop(DropReason::BadTcpFlags);
             }
         }
-        let Some(id) = self.open_conn(snap, &meta, tuple, svc) else {
+        let Some(id) = self.open_conn(snap, meta, tuple, svc) else {
             return;
         };
         let tr = self.conns.on_packet(
@@ -699,7 +699,7 @@ impl<I: Io> Core<I> {
             return self.count_drop(DropReason::NoConnection);
         };
         self.account_transition(snap, f.dest, tr);
-        self.xmit(snap, m, &meta, id, Direction::Original, &f);
+        self.xmit(snap, m, meta, id, Direction::Original, &f);
         // As IPVS, one-packet connections are not synced.
         self.sync_note(snap, id, !svc.ops);
         if svc.ops && meta.frag.is_none() {
