@@ -355,6 +355,17 @@ pub struct ConnTable {
     hasher: ahash::RandomState,
     timeouts: Timeouts,
     secure_tcp: bool,
+    /// Keys inserted since [`ConnTable::mark_inserts`]: a 256-bit filter of
+    /// their hashes (no false negatives).
+    inserted: [u64; 4],
+}
+
+/// The filter bit of hash `h` in `ConnTable::inserted` (bits the index's
+/// place does not start from).
+#[inline]
+fn filter_bit(h: u64) -> (usize, u64) {
+    let b = (h >> 24) as usize & 255;
+    (b >> 6, 1 << (b & 63))
 }
 
 impl ConnTable {
@@ -390,6 +401,7 @@ impl ConnTable {
             hasher: random_state(hash_seed),
             timeouts,
             secure_tcp: false,
+            inserted: [0; 4],
         }
     }
 
@@ -525,6 +537,22 @@ impl ConnTable {
         }
     }
 
+    /// Start noting the keys inserted from now on (a burst's lookup is
+    /// about to run): see [`ConnTable::maybe_inserted`].
+    #[inline]
+    pub fn mark_inserts(&mut self) {
+        self.inserted = [0; 4];
+    }
+
+    /// Whether a key at place `p` may have been inserted since
+    /// [`ConnTable::mark_inserts`]: `false` means it was not, so a key
+    /// that missed after the mark misses still (only inserts add keys).
+    #[inline]
+    pub fn maybe_inserted(&self, p: KeyPlace) -> bool {
+        let (w, bit) = filter_bit(p.0);
+        self.inserted[w] & bit != 0
+    }
+
     /// [`ConnTable::lookup_wire`] of a key whose place this table's
     /// [`ConnTable::lookup_burst_placed`] noted (a key's place never
     /// moves: it is its hash's; with another key's place the full compare
@@ -585,6 +613,10 @@ impl ConnTable {
         if !self.index.insert(rh, i << 1 | 1) {
             self.index.remove(oh, i << 1);
             return Err(TableFull);
+        }
+        for h in [oh, rh] {
+            let (w, bit) = filter_bit(h);
+            self.inserted[w] |= bit;
         }
         let state = if c.original.proto == PROTO_TCP {
             TcpState::None

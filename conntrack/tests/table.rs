@@ -334,14 +334,21 @@ fn a_placed_burst_lookup_finds_what_was_inserted_after_it() {
         .collect();
     let mut out = [None; 32];
     let mut places = [KeyPlace::default(); 32];
+    ct.mark_inserts();
     ct.lookup_burst_placed(&keys, &mut out, &mut places);
     for i in 0..32 {
         assert_eq!(out[i], ct.lookup_wire(&keys[i]));
         assert_eq!(out[i].is_some(), i < 16);
     }
     assert_eq!(out[3], Some((ids[3], Direction::Original)));
-    // Inserted after the burst's lookup: found again from the noted place.
+    // Nothing inserted since the mark: every miss stays one.
+    assert!((0..32).all(|i| !ct.maybe_inserted(places[i])));
+    // Inserted after the burst's lookup: noted, and found again from the
+    // noted place.
     let late = ct.insert(nat(20), 0).unwrap();
+    assert!(ct.maybe_inserted(places[20]));
+    // The filter's bits are a few of 256: most other keys stay clear.
+    assert!((16..32).filter(|&i| ct.maybe_inserted(places[i])).count() < 8);
     for i in 0..32 {
         let want = match i {
             0..16 => Some((ids[i], Direction::Original)),

@@ -446,6 +446,7 @@ impl<I: Io> Core<I> {
         }
         let mut found = [None; BURST];
         let mut places = [conntrack::KeyPlace::default(); BURST];
+        self.conns.mark_inserts();
         self.conns
             .lookup_burst_placed(&keys, &mut found[..keys.len()], &mut places);
         let inserts = self.conns_inserted;
@@ -470,7 +471,13 @@ impl<I: Io> Core<I> {
                         // next packets may belong to it): look again, with
                         // the key built for the burst.
                         Some(i) if found[i].is_none() && self.conns_inserted != inserts => {
-                            Lookup::Done(self.conns.lookup_placed(&keys[i], places[i]))
+                            // Only a key inserted since the burst's lookup
+                            // can be found now.
+                            let p = places[i];
+                            Lookup::Done(match self.conns.maybe_inserted(p) {
+                                true => self.conns.lookup_placed(&keys[i], p),
+                                false => None,
+                            })
                         }
                         Some(i) => Lookup::Done(found[i]),
                         None => Lookup::Redo,
