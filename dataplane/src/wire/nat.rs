@@ -329,7 +329,7 @@ fn rewrite_v4(
 /// Writes every change into the header and the ports; the RFC 1624 sums
 /// (`!old + new` of each changed 16-bit word) for the IP header and the L4
 /// checksum.
-#[inline]
+#[inline(always)]
 fn v4_deltas(h: &mut [u8; 20], l4: &mut [u8; 4], changes: &[(End, [u8; 4], u16)]) -> (u64, u64) {
     let (mut ip_d, mut l4_d) = (0u64, 0u64);
     for &(end, a, port) in changes {
@@ -364,7 +364,7 @@ fn apply_delta(checksum: u16, d: u64) -> u16 {
 
 /// The new TCP/UDP checksum: UDP without a checksum keeps none, and a
 /// computed 0 is sent as all ones.
-#[inline]
+#[inline(always)]
 fn l4_csum(proto: u8, old: u16, d: u64) -> u16 {
     match (proto, old) {
         (ip_proto::UDP, 0) => 0,
