@@ -26,7 +26,7 @@ mod tuple;
 pub use mem::{no_advice, Advise};
 pub use persist::{PersistTable, Template};
 pub use table::{
-    Conn, ConnId, ConnTable, InsertError, NewConn, TableFull, Transition, MAX_CAPACITY,
+    Conn, ConnId, ConnTable, InsertError, KeyPlace, NewConn, TableFull, Transition, MAX_CAPACITY,
 };
 pub use tcp::{
     flag_row, next_state, ConnState, TcpDir, TcpFlags, TcpState, TCP_STATES, TCP_STATES_DOS,

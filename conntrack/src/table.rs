@@ -339,6 +339,11 @@ fn timeout_ms(now_ms: u64, s: u32) -> u64 {
     now_ms.saturating_add(u64::from(s) * 1000)
 }
 
+/// Where a key sits in a table's index (its keyed hash), noted by
+/// [`ConnTable::lookup_burst_placed`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeyPlace(u64);
+
 /// Per-worker connection table. See the module docs.
 pub struct ConnTable {
     slab: Box<[Conn]>,
@@ -350,6 +355,17 @@ pub struct ConnTable {
     hasher: ahash::RandomState,
     timeouts: Timeouts,
     secure_tcp: bool,
+    /// Keys inserted since [`ConnTable::mark_inserts`]: a 256-bit filter of
+    /// their hashes (no false negatives).
+    inserted: [u64; 4],
+}
+
+/// The filter bit of hash `h` in `ConnTable::inserted` (bits the index's
+/// place does not start from).
+#[inline]
+fn filter_bit(h: u64) -> (usize, u64) {
+    let b = (h >> 24) as usize & 255;
+    (b >> 6, 1 << (b & 63))
 }
 
 impl ConnTable {
@@ -385,6 +401,7 @@ impl ConnTable {
             hasher: random_state(hash_seed),
             timeouts,
             secure_tcp: false,
+            inserted: [0; 4],
         }
     }
 
@@ -469,38 +486,80 @@ impl ConnTable {
     /// built from the frames' bytes, no address conversion).
     pub fn lookup_burst_keys(&self, keys: &[Key], out: &mut [Option<(ConnId, Direction)>]) {
         const MAX: usize = 32;
+        let mut places = [KeyPlace::default(); MAX];
         for (kc, oc) in keys.chunks(MAX).zip(out.chunks_mut(MAX)) {
-            let n = kc.len().min(oc.len());
-            let keys = kc;
-            let mut places = [(0usize, 0usize, 0u32); MAX];
-            let mut acc = 0u32;
-            for j in 0..n {
-                places[j] = self.index.place(self.hash(&keys[j]));
-                acc ^= self.index.touch_at(places[j]);
-            }
-            // The candidate of the usual case (a tag match in the primary
-            // bucket), its conn touched; the compare confirms it.
-            let mut cand = [None; MAX];
-            for j in 0..n {
-                cand[j] = self.index.first_in_primary(places[j]);
-                if let Some(v) = cand[j] {
-                    acc ^= self.touch_conn(v);
-                }
-            }
-            core::hint::black_box(acc);
-            for j in 0..n {
-                let k = &keys[j];
-                oc[j] = match cand[j] {
-                    Some(v) if self.slab[(v >> 1) as usize].matches(k, Direction::from_bit(v)) => {
-                        Some((ConnId(v >> 1), Direction::from_bit(v)))
-                    }
-                    // No tag of the primary bucket matched: only the
-                    // alternate one can hold the key (a new flow's usual case).
-                    None => self.lookup_alt(k, places[j]),
-                    Some(_) => self.lookup_at(k, places[j]),
-                };
+            self.lookup_burst_placed(kc, oc, &mut places);
+        }
+    }
+
+    /// [`ConnTable::lookup_burst_keys`] that also notes where each key sits
+    /// in the index (`places[i]` for `keys[i]`; keys past 32 are not
+    /// looked up), so a lookup of the same key again
+    /// ([`ConnTable::lookup_placed`]: after an insert made the burst's
+    /// misses stale) skips the hash.
+    pub fn lookup_burst_placed(
+        &self,
+        keys: &[Key],
+        out: &mut [Option<(ConnId, Direction)>],
+        places: &mut [KeyPlace; 32],
+    ) {
+        const MAX: usize = 32;
+        let n = keys.len().min(out.len()).min(MAX);
+        let mut at = [(0usize, 0usize, 0u32); MAX];
+        let mut acc = 0u32;
+        for j in 0..n {
+            let h = self.hash(&keys[j]);
+            places[j] = KeyPlace(h);
+            at[j] = self.index.place(h);
+            acc ^= self.index.touch_at(at[j]);
+        }
+        // The candidate of the usual case (a tag match in the primary
+        // bucket), its conn touched; the compare confirms it.
+        let mut cand = [None; 32];
+        for j in 0..n {
+            cand[j] = self.index.first_in_primary(at[j]);
+            if let Some(v) = cand[j] {
+                acc ^= self.touch_conn(v);
             }
         }
+        core::hint::black_box(acc);
+        for j in 0..n {
+            let k = &keys[j];
+            out[j] = match cand[j] {
+                Some(v) if self.slab[(v >> 1) as usize].matches(k, Direction::from_bit(v)) => {
+                    Some((ConnId(v >> 1), Direction::from_bit(v)))
+                }
+                // No tag of the primary bucket matched: only the
+                // alternate one can hold the key (a new flow's usual case).
+                None => self.lookup_alt(k, at[j]),
+                Some(_) => self.lookup_at(k, at[j]),
+            };
+        }
+    }
+
+    /// Start noting the keys inserted from now on (a burst's lookup is
+    /// about to run): see [`ConnTable::maybe_inserted`].
+    #[inline]
+    pub fn mark_inserts(&mut self) {
+        self.inserted = [0; 4];
+    }
+
+    /// Whether a key at place `p` may have been inserted since
+    /// [`ConnTable::mark_inserts`]: `false` means it was not, so a key
+    /// that missed after the mark misses still (only inserts add keys).
+    #[inline]
+    pub fn maybe_inserted(&self, p: KeyPlace) -> bool {
+        let (w, bit) = filter_bit(p.0);
+        self.inserted[w] & bit != 0
+    }
+
+    /// [`ConnTable::lookup_wire`] of a key whose place this table's
+    /// [`ConnTable::lookup_burst_placed`] noted (a key's place never
+    /// moves: it is its hash's; with another key's place the full compare
+    /// still never returns a wrong connection).
+    #[inline]
+    pub fn lookup_placed(&self, k: &Key, p: KeyPlace) -> Option<(ConnId, Direction)> {
+        self.lookup_key(k, p.0)
     }
 
     /// [`ConnTable::lookup_at`] in the alternate bucket only.
@@ -554,6 +613,10 @@ impl ConnTable {
         if !self.index.insert(rh, i << 1 | 1) {
             self.index.remove(oh, i << 1);
             return Err(TableFull);
+        }
+        for h in [oh, rh] {
+            let (w, bit) = filter_bit(h);
+            self.inserted[w] |= bit;
         }
         let state = if c.original.proto == PROTO_TCP {
             TcpState::None
@@ -671,8 +734,9 @@ impl ConnTable {
         now_ms: u64,
     ) -> Transition {
         let secure = self.secure_tcp;
-        let timeouts = self.timeouts;
-        let Some(c) = self.get_mut(id) else {
+        // The slot through the field, not `get_mut`, so the timeouts are
+        // read where used (one word on the fast path), not copied whole.
+        let Some(c) = self.slab.get_mut(id.0 as usize).filter(|c| c.is_live()) else {
             return Transition {
                 was_active: false,
                 is_active: false,
@@ -680,6 +744,7 @@ impl ConnTable {
                 changed: false,
             };
         };
+        let timeouts = &self.timeouts;
         let was = c.state;
         c.bits &= !BIT_SYNCED;
         const STATE_FLAGS: u8 = TcpFlags::ACK.bits()
@@ -697,7 +762,7 @@ impl ConnTable {
                 c.bits &= !BIT_INPUT_ONLY;
             }
             let old_exp = c.expires_at_ms;
-            c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(&timeouts));
+            c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(timeouts));
             self.wheel.rearm(&mut self.slab, id.0, old_exp);
             return Transition {
                 was_active: true,
@@ -718,7 +783,7 @@ impl ConnTable {
             c.state = tcp::next_state(secure, tdir, flags, was);
         }
         let old_exp = c.expires_at_ms;
-        c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(&timeouts));
+        c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(timeouts));
         let state = c.state;
         self.wheel.rearm(&mut self.slab, id.0, old_exp);
         Transition {

@@ -100,12 +100,18 @@ impl Wheel {
     /// Call after changing node `i`'s expiry from `old_exp_ms`. Later: lazy, nothing
     /// to do (the node is visited no later than before and relinked then).
     /// Earlier: relink now so it fires on time.
-    #[inline]
+    /// The check inlined (every packet re-arms), the rare relink not.
+    #[inline(always)]
     pub(crate) fn rearm<N: TimerNode>(&mut self, nodes: &mut [N], i: u32, old_exp_ms: u64) {
         if nodes[i as usize].expires_at_ms() < old_exp_ms {
-            self.cancel(nodes, i);
-            self.arm(nodes, i);
+            self.relink(nodes, i);
         }
+    }
+
+    #[inline(never)]
+    fn relink<N: TimerNode>(&mut self, nodes: &mut [N], i: u32) {
+        self.cancel(nodes, i);
+        self.arm(nodes, i);
     }
 
     /// The next node whose expiry is <= `now_ms`, already unlinked, or `None` when

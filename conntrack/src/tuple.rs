@@ -165,6 +165,19 @@ impl Key {
         bits_addr(self.dst, self.fam & FAM_DST_V6 != 0)
     }
 
+    /// Both addresses as an IPv4 header holds them (source, destination),
+    /// if both are IPv4: no `IpAddr` on the way.
+    #[inline]
+    pub fn v4_octets(&self) -> Option<([u8; 4], [u8; 4])> {
+        if self.fam != 0 {
+            return None;
+        }
+        Some((
+            (self.src as u32).to_le_bytes(),
+            (self.dst as u32).to_le_bytes(),
+        ))
+    }
+
     #[inline]
     pub fn from_tuple(t: &Tuple) -> Key {
         let (src, s6) = addr_bits(t.src);
@@ -304,6 +317,11 @@ mod tests {
         let k6 = Key::v6(PROTO_UDP, a.octets(), 53, b.octets(), 5353);
         assert_eq!(k6, Key::from_tuple(&t6));
         assert_eq!(k6.to_tuple(), t6);
+        // Wire octets only when both ends are IPv4.
+        assert_eq!(k.v4_octets(), Some(([10, 1, 2, 3], [192, 0, 2, 9])));
+        assert_eq!(k6.v4_octets(), None);
+        let mixed = Tuple::tcp("10.0.0.1".parse().unwrap(), 1, "::1".parse().unwrap(), 2);
+        assert_eq!(Key::from_tuple(&mixed).v4_octets(), None);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use conntrack::{
-    ConnId, ConnTable, Direction, InsertError, NewConn, TableFull, TcpFlags, TcpState, Timeouts,
-    Tuple,
+    ConnId, ConnTable, Direction, FlowKey, InsertError, KeyPlace, NewConn, TableFull, TcpFlags,
+    TcpState, Timeouts, Tuple,
 };
 
 fn v4(n: u32) -> IpAddr {
@@ -322,4 +322,39 @@ fn fill_100k_all_found_both_ways() {
     assert!(out[72..]
         .iter()
         .all(|o| matches!(o, Some((_, Direction::Reply)))));
+}
+
+#[test]
+fn a_placed_burst_lookup_finds_what_was_inserted_after_it() {
+    let mut ct = ConnTable::new(1024, 0x5eed, Timeouts::default());
+    let ids: Vec<ConnId> = (0..16).map(|i| ct.insert(nat(i), 0).unwrap()).collect();
+    // 16 tracked, 16 not yet.
+    let keys: Vec<FlowKey> = (0..32)
+        .map(|i| FlowKey::from_tuple(&nat(i).original))
+        .collect();
+    let mut out = [None; 32];
+    let mut places = [KeyPlace::default(); 32];
+    ct.mark_inserts();
+    ct.lookup_burst_placed(&keys, &mut out, &mut places);
+    for i in 0..32 {
+        assert_eq!(out[i], ct.lookup_wire(&keys[i]));
+        assert_eq!(out[i].is_some(), i < 16);
+    }
+    assert_eq!(out[3], Some((ids[3], Direction::Original)));
+    // Nothing inserted since the mark: every miss stays one.
+    assert!((0..32).all(|i| !ct.maybe_inserted(places[i])));
+    // Inserted after the burst's lookup: noted, and found again from the
+    // noted place.
+    let late = ct.insert(nat(20), 0).unwrap();
+    assert!(ct.maybe_inserted(places[20]));
+    // The filter's bits are a few of 256: most other keys stay clear.
+    assert!((16..32).filter(|&i| ct.maybe_inserted(places[i])).count() < 8);
+    for i in 0..32 {
+        let want = match i {
+            0..16 => Some((ids[i], Direction::Original)),
+            20 => Some((late, Direction::Original)),
+            _ => None,
+        };
+        assert_eq!(ct.lookup_placed(&keys[i], places[i]), want);
+    }
 }

@@ -134,6 +134,9 @@ pub struct Core<I: Io> {
     pub(crate) tun_routes: FastMap<IpAddr, u32>,
     pub(crate) tun_dips: Vec<(IpAddr, usize)>,
     pub(crate) tun_routes_epoch: u32,
+    /// Per real server (direct-mapped by dest id): the next hop requests
+    /// take, valid for the hops epoch it was resolved in (`xmit::DestHop`).
+    pub(crate) dest_hops: Box<[crate::xmit::DestHop; crate::xmit::DEST_HOPS]>,
     /// When `expire` last ran, and whether it left due entries behind.
     expired_at_ms: u64,
     expire_backlog: bool,
@@ -200,6 +203,7 @@ impl<I: Io> Core<I> {
             ),
             tun_dips: Vec::with_capacity(crate::xmit::TUN_ROUTES_MAX),
             tun_routes_epoch: 0,
+            dest_hops: Box::new([crate::xmit::DestHop::NONE; crate::xmit::DEST_HOPS]),
             expired_at_ms: 0,
             expire_backlog: false,
             acl_gen: 0,
@@ -441,8 +445,10 @@ impl<I: Io> Core<I> {
             class.push(Classified { pkt, tuple });
         }
         let mut found = [None; BURST];
+        let mut places = [conntrack::KeyPlace::default(); BURST];
+        self.conns.mark_inserts();
         self.conns
-            .lookup_burst_keys(&keys, &mut found[..keys.len()]);
+            .lookup_burst_placed(&keys, &mut found[..keys.len()], &mut places);
         let inserts = self.conns_inserted;
         for (i, m) in rx.drain(..).enumerate() {
             let c = &class[i];
@@ -462,9 +468,16 @@ impl<I: Io> Core<I> {
                 Packet::Ip(meta) => {
                     let lookup = match c.tuple {
                         // A miss is stale once this burst created a conn (its
-                        // next packets may belong to it): look again.
+                        // next packets may belong to it): look again, with
+                        // the key built for the burst.
                         Some(i) if found[i].is_none() && self.conns_inserted != inserts => {
-                            Lookup::Redo
+                            // Only a key inserted since the burst's lookup
+                            // can be found now.
+                            let p = places[i];
+                            Lookup::Done(match self.conns.maybe_inserted(p) {
+                                true => self.conns.lookup_placed(&keys[i], p),
+                                false => None,
+                            })
                         }
                         Some(i) => Lookup::Done(found[i]),
                         None => Lookup::Redo,
@@ -601,7 +614,7 @@ impl<I: Io> Core<I> {
             }
             return self.synproxy_new(snap, m, at, *meta, tuple, svc);
         }
-        self.new_conn(snap, m, *meta, tuple, svc);
+        self.new_conn(snap, m, meta, tuple, svc);
     }
 
     /// A packet of tracked connection `id`, direction `dir`: state, then out.
@@ -665,7 +678,7 @@ impl<I: Io> Core<I> {
         &mut self,
         snap: &Snapshot,
         m: I::Buf,
-        meta: IpMeta,
+        meta: &IpMeta,
         tuple: Tuple,
         svc: &Arc<Service>,
     ) {
@@ -680,7 +693,7 @@ impl<I: Io> Core<I> {
                 return self.count_drop(DropReason::BadTcpFlags);
             }
         }
-        let Some(id) = self.open_conn(snap, &meta, tuple, svc) else {
+        let Some(id) = self.open_conn(snap, meta, tuple, svc) else {
             return;
         };
         let tr = self.conns.on_packet(
@@ -693,7 +706,7 @@ impl<I: Io> Core<I> {
             return self.count_drop(DropReason::NoConnection);
         };
         self.account_transition(snap, f.dest, tr);
-        self.xmit(snap, m, &meta, id, Direction::Original, &f);
+        self.xmit(snap, m, meta, id, Direction::Original, &f);
         // As IPVS, one-packet connections are not synced.
         self.sync_note(snap, id, !svc.ops);
         if svc.ops && meta.frag.is_none() {
@@ -1025,29 +1038,29 @@ pub(crate) enum Lookup {
 /// address bytes (wire form: no `IpAddr` on the way).
 #[inline]
 fn key_of(frame: &[u8], meta: &IpMeta) -> FlowKey {
+    // Both addresses in one view: one bounds check.
     let ip = meta.l3_off;
     match meta.family {
-        IpFamily::V4 => match (
-            frame
-                .get(ip + 12..ip + 16)
-                .and_then(|b| b.first_chunk::<4>()),
-            frame
-                .get(ip + 16..ip + 20)
-                .and_then(|b| b.first_chunk::<4>()),
-        ) {
-            (Some(s), Some(d)) => FlowKey::v4(meta.proto, *s, meta.sport, *d, meta.dport),
-            _ => FlowKey::from_tuple(&tuple_of(meta)),
+        IpFamily::V4 => match frame.get(ip + 12..).and_then(|b| b.first_chunk::<8>()) {
+            Some(&[s0, s1, s2, s3, d0, d1, d2, d3]) => FlowKey::v4(
+                meta.proto,
+                [s0, s1, s2, s3],
+                meta.sport,
+                [d0, d1, d2, d3],
+                meta.dport,
+            ),
+            None => FlowKey::from_tuple(&tuple_of(meta)),
         },
-        IpFamily::V6 => match (
-            frame
-                .get(ip + 8..ip + 24)
-                .and_then(|b| b.first_chunk::<16>()),
-            frame
-                .get(ip + 24..ip + 40)
-                .and_then(|b| b.first_chunk::<16>()),
-        ) {
-            (Some(s), Some(d)) => FlowKey::v6(meta.proto, *s, meta.sport, *d, meta.dport),
-            _ => FlowKey::from_tuple(&tuple_of(meta)),
+        IpFamily::V6 => match frame.get(ip + 8..).and_then(|b| b.first_chunk::<32>()) {
+            Some(a) => {
+                let (s, d) = a.split_at(16);
+                let (s, d) = (s.try_into(), d.try_into());
+                match (s, d) {
+                    (Ok(s), Ok(d)) => FlowKey::v6(meta.proto, s, meta.sport, d, meta.dport),
+                    _ => FlowKey::from_tuple(&tuple_of(meta)),
+                }
+            }
+            None => FlowKey::from_tuple(&tuple_of(meta)),
         },
     }
 }

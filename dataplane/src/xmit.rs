@@ -47,6 +47,44 @@ pub(crate) const TUN_ROUTES_MAX: usize = 4096;
 /// with this bit (a next hop's word has bit 63).
 const TUN_ROUTE: u64 = 1 << 62;
 
+/// Slots of `Core::dest_hops` (direct-mapped by dest id).
+pub(crate) const DEST_HOPS: usize = 64;
+
+/// A request's next hop toward a real server, shared by every connection
+/// to it: resolved by the first connection, reused by the next ones while
+/// routes and neighbours are unchanged (`epoch`, the hops epoch), so a new
+/// connection skips the route and neighbour lookups. `rip` guards against
+/// another dest with the same slot; `connected`: the real server is on a
+/// connected network (what DR requires).
+#[derive(Clone, Copy)]
+pub(crate) struct DestHop {
+    dest: u32,
+    epoch: u32,
+    hop: u64,
+    rip: IpAddr,
+    connected: bool,
+}
+
+impl DestHop {
+    pub(crate) const NONE: DestHop = DestHop {
+        dest: 0,
+        // 0 is never a hops epoch.
+        epoch: 0,
+        hop: 0,
+        rip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        connected: false,
+    };
+
+    #[inline]
+    fn get(&self, dest: u32, rip: IpAddr, epoch: u32, connected_only: bool) -> Option<u64> {
+        let ok = self.epoch == epoch
+            && self.dest == dest
+            && self.rip == rip
+            && (self.connected || !connected_only);
+        ok.then_some(self.hop)
+    }
+}
+
 /// TOA option length for the client's address family.
 pub(crate) fn toa_len(client: IpAddr) -> usize {
     if client.is_ipv4() {
@@ -167,17 +205,28 @@ impl<I: Io> Core<I> {
         match (f.mode, dir) {
             (ForwardMode::Nat, Direction::Original) => {
                 let reply = self.conns.key(id, Direction::Reply);
-                let rip = Some((reply.src(), reply.sport()));
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                if let Err(r) = nat::rewrite_fwd(ip, meta, None, rip) {
+                let done = match reply.v4_octets() {
+                    // IPv4 keys: their wire bytes, no `IpAddr`.
+                    Some((r4, _)) if meta.family == IpFamily::V4 => {
+                        nat::rewrite_fwd_v4_dst(ip, meta, (r4, reply.sport()))
+                    }
+                    _ => nat::rewrite_fwd(ip, meta, None, Some((reply.src(), reply.sport()))),
+                };
+                if let Err(r) = done {
                     return self.count_drop(r);
                 }
             }
             (ForwardMode::Nat, Direction::Reply) => {
                 let orig = self.conns.key(id, Direction::Original);
                 let ip = &mut m.data_mut()[meta.l3_off..];
-                let vip = Some((orig.dst(), orig.dport()));
-                if let Err(r) = nat::rewrite_fwd(ip, meta, vip, None) {
+                let done = match orig.v4_octets() {
+                    Some((_, v4)) if meta.family == IpFamily::V4 => {
+                        nat::rewrite_fwd_v4_src(ip, meta, (v4, orig.dport()))
+                    }
+                    _ => nat::rewrite_fwd(ip, meta, Some((orig.dst(), orig.dport())), None),
+                };
+                if let Err(r) = done {
                     return self.count_drop(r);
                 }
             }
@@ -239,25 +288,14 @@ impl<I: Io> Core<I> {
                         return self.count_drop(r);
                     }
                 }
-                let (r, l) = (reply.src(), reply.dst());
-                let done = match (l, r) {
-                    (IpAddr::V4(l4), IpAddr::V4(r4)) if meta.family == IpFamily::V6 => {
-                        // FULLNAT64: the IPv6 request goes to an IPv4 real server.
-                        if meta.frag.is_some() {
-                            return self.count_drop(DropReason::FragUnsupported);
-                        }
-                        nat64::v6_to_v4(&mut m, &meta, l4, reply.dport(), r4, reply.sport()).map(
-                            |n| {
-                                meta = n;
-                                true
-                            },
-                        )
-                    }
-                    _ => {
+                let done = match reply.v4_octets() {
+                    // Both ends IPv4 (the common case): the keys' wire bytes.
+                    Some((r4, l4)) if meta.family == IpFamily::V4 => {
                         let ip = &mut m.data_mut()[meta.l3_off..];
-                        let (lip, rip) = ((l, reply.dport()), (r, reply.sport()));
-                        nat::rewrite_fwd(ip, &meta, Some(lip), Some(rip)).map(|()| false)
+                        let (lip, rip) = ((l4, reply.dport()), (r4, reply.sport()));
+                        nat::rewrite_fwd_v4(ip, &meta, lip, rip).map(|()| false)
                     }
+                    _ => self.fnat_in_other(&mut m, &mut meta, &reply),
                 };
                 match done {
                     Ok(dec_ttl) => dec_ttl,
@@ -268,40 +306,13 @@ impl<I: Io> Core<I> {
                 if meta.proto == ip_proto::TCP && meta.has_l4() {
                     self.fnat_tcp_out(&mut m, &meta, f, id, &orig);
                 }
-                let (c, v) = (orig.src(), orig.dst());
-                let done = match (v, c) {
-                    (IpAddr::V6(v6), IpAddr::V6(c6)) if meta.family == IpFamily::V4 => {
-                        // FULLNAT64: the IPv4 reply grows by 20 bytes on its way
-                        // to the IPv6 client.
-                        if meta.frag.is_some() {
-                            return self.count_drop(DropReason::FragUnsupported);
-                        }
-                        let mtu = mtu_toward(snap, c);
-                        if meta.ip_len() + nat64::GROWTH > mtu {
-                            let df =
-                                Ipv4Packet::new_unchecked(&m.data()[meta.l3_off..]).dont_frag();
-                            if df {
-                                self.send_frag_needed(
-                                    snap,
-                                    &m,
-                                    &meta,
-                                    (mtu - nat64::GROWTH) as u16,
-                                );
-                            }
-                            return self.count_drop(DropReason::FragNeeded);
-                        }
-                        nat64::v4_to_v6(&mut m, &meta, v6, orig.dport(), c6, orig.sport()).map(
-                            |n| {
-                                meta = n;
-                                true
-                            },
-                        )
-                    }
-                    _ => {
+                let done = match orig.v4_octets() {
+                    Some((c4, v4)) if meta.family == IpFamily::V4 => {
                         let ip = &mut m.data_mut()[meta.l3_off..];
-                        let (vip, cip) = ((v, orig.dport()), (c, orig.sport()));
-                        nat::rewrite_fwd(ip, &meta, Some(vip), Some(cip)).map(|()| false)
+                        let (vip, cip) = ((v4, orig.dport()), (c4, orig.sport()));
+                        nat::rewrite_fwd_v4(ip, &meta, vip, cip).map(|()| false)
                     }
+                    _ => self.fnat_out_other(snap, &mut m, &mut meta, &orig),
                 };
                 match done {
                     Ok(dec_ttl) => dec_ttl,
@@ -310,6 +321,73 @@ impl<I: Io> Core<I> {
             }
         };
         self.xmit_out(snap, m, &meta, dec_ttl, len, id, dir, f)
+    }
+
+    /// [`Core::xmit_fnat`]'s request rewrite when the packet or a key is
+    /// IPv6: FULLNAT64 (IPv6 client, IPv4 real server: `meta` becomes the
+    /// IPv4 packet's) or the same-family rewrite. `Ok(true)`: the TTL is
+    /// still to decrement (NAT64); `Err`: drop with that reason.
+    #[inline(never)]
+    fn fnat_in_other(
+        &mut self,
+        m: &mut I::Buf,
+        meta: &mut IpMeta,
+        reply: &conntrack::FlowKey,
+    ) -> Result<bool, DropReason> {
+        let (r, l) = (reply.src(), reply.dst());
+        match (l, r) {
+            (IpAddr::V4(l4), IpAddr::V4(r4)) if meta.family == IpFamily::V6 => {
+                // FULLNAT64: the IPv6 request goes to an IPv4 real server.
+                if meta.frag.is_some() {
+                    return Err(DropReason::FragUnsupported);
+                }
+                *meta = nat64::v6_to_v4(m, meta, l4, reply.dport(), r4, reply.sport())?;
+                Ok(true)
+            }
+            _ => {
+                let ip = &mut m.data_mut()[meta.l3_off..];
+                let (lip, rip) = ((l, reply.dport()), (r, reply.sport()));
+                nat::rewrite_fwd(ip, meta, Some(lip), Some(rip)).map(|()| false)
+            }
+        }
+    }
+
+    /// [`Core::xmit_fnat`]'s reply rewrite when the packet or a key is
+    /// IPv6: FULLNAT64 (an IPv4 reply to an IPv6 client, 20 bytes longer:
+    /// too big for the MTU toward the client, it is dropped, with
+    /// fragmentation-needed to the real server if DF is set) or the
+    /// same-family rewrite. As [`Core::fnat_in_other`].
+    #[inline(never)]
+    fn fnat_out_other(
+        &mut self,
+        snap: &Snapshot,
+        m: &mut I::Buf,
+        meta: &mut IpMeta,
+        orig: &conntrack::FlowKey,
+    ) -> Result<bool, DropReason> {
+        let (c, v) = (orig.src(), orig.dst());
+        match (v, c) {
+            (IpAddr::V6(v6), IpAddr::V6(c6)) if meta.family == IpFamily::V4 => {
+                if meta.frag.is_some() {
+                    return Err(DropReason::FragUnsupported);
+                }
+                let mtu = mtu_toward(snap, c);
+                if meta.ip_len() + nat64::GROWTH > mtu {
+                    let df = Ipv4Packet::new_unchecked(&m.data()[meta.l3_off..]).dont_frag();
+                    if df {
+                        self.send_frag_needed(snap, m, meta, (mtu - nat64::GROWTH) as u16);
+                    }
+                    return Err(DropReason::FragNeeded);
+                }
+                *meta = nat64::v4_to_v6(m, meta, v6, orig.dport(), c6, orig.sport())?;
+                Ok(true)
+            }
+            _ => {
+                let ip = &mut m.data_mut()[meta.l3_off..];
+                let (vip, cip) = ((v, orig.dport()), (c, orig.sport()));
+                nat::rewrite_fwd(ip, meta, Some(vip), Some(cip)).map(|()| false)
+            }
+        }
     }
 
     /// [`Core::output`] for a packet of connection `id` in direction `dir`:
@@ -328,23 +406,65 @@ impl<I: Io> Core<I> {
         dir: Direction,
         f: &Flow,
     ) {
-        let d = dir as usize;
-        let epoch = self.hops_epoch;
-        if let Some((port, mac)) = f.hop(dir, epoch) {
+        if let Some((port, mac)) = f.hop(dir, self.hops_epoch) {
             return self.send_to(snap, m, port, mac);
         }
+        self.output_conn_resolve(snap, m, connected_only, id, dir, f)
+    }
+
+    /// [`Core::output_conn`] for a direction with no next hop under this
+    /// epoch (a connection's first packet that way): resolved (for a
+    /// request, shared with the other connections to its real server,
+    /// `dest_hops`) and noted on the connection. Out of line: established
+    /// packets never come here.
+    #[inline(never)]
+    fn output_conn_resolve(
+        &mut self,
+        snap: &Snapshot,
+        m: I::Buf,
+        connected_only: bool,
+        id: ConnId,
+        dir: Direction,
+        f: &Flow,
+    ) {
+        let d = dir as usize;
+        let epoch = self.hops_epoch;
         let dst = match dir {
             Direction::Original => self.conns.key(id, Direction::Reply).src(),
             Direction::Reply => self.conns.key(id, Direction::Original).src(),
         };
-        let Some(hop) = snap.routes.lookup(dst) else {
-            return self.count_drop(DropReason::NoRoute);
+        // Requests: the real server's hop, if another connection to it
+        // resolved it under this epoch.
+        let slot = f.dest as usize % DEST_HOPS;
+        let shared = match dir {
+            Direction::Original => self.dest_hops[slot].get(f.dest, dst, epoch, connected_only),
+            Direction::Reply => None,
         };
-        if connected_only && hop.gateway != dst {
-            return self.count_drop(DropReason::NoRoute);
-        }
-        let Some(mac) = self.neigh.lookup(&self.shared.neigh, hop.port, hop.gateway) else {
-            return self.output_via(snap, m, hop);
+        let packed = match shared {
+            Some(w) => w,
+            None => {
+                let Some(hop) = snap.routes.lookup(dst) else {
+                    return self.count_drop(DropReason::NoRoute);
+                };
+                let connected = hop.gateway == dst;
+                if connected_only && !connected {
+                    return self.count_drop(DropReason::NoRoute);
+                }
+                let Some(mac) = self.neigh.lookup(&self.shared.neigh, hop.port, hop.gateway) else {
+                    return self.output_via(snap, m, hop);
+                };
+                let w = pack_hop(hop.port, mac);
+                if dir == Direction::Original {
+                    self.dest_hops[slot] = DestHop {
+                        dest: f.dest,
+                        epoch,
+                        hop: w,
+                        rip: dst,
+                        connected,
+                    };
+                }
+                w
+            }
         };
         if let Some(c) = self.conns.get_mut(id) {
             if c.hops_epoch != epoch {
@@ -352,9 +472,12 @@ impl<I: Io> Core<I> {
                 c.hops = [0; 2];
                 c.hops_epoch = epoch;
             }
-            c.hops[d] = pack_hop(hop.port, mac);
+            c.hops[d] = packed;
         }
-        self.send_to(snap, m, hop.port, mac)
+        let Some((port, mac)) = unpack_hop(packed) else {
+            return self.count_drop(DropReason::NoRoute);
+        };
+        self.send_to(snap, m, port, mac)
     }
 
     /// TUN: IPIP from the DIP toward the RS to the RIP around the untouched

@@ -653,6 +653,31 @@ fn a_cached_next_hop_follows_a_neighbour_change() {
 }
 
 #[test]
+fn a_new_connection_to_a_known_real_server_follows_a_neighbour_change() {
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40000, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(seen(&out[0].1).dmac, RS_MAC);
+    // A second connection to the same real server: its hop is the first's.
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40001, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(seen(&out[0].1).dmac, RS_MAC);
+    // The real server's MAC changes: the next new connection goes to the
+    // new one, not to the hop the earlier ones resolved.
+    let moved = [0x02, 0, 0, 0, 9, 9];
+    lab.core.shared.neigh.learn(1, ip(RIP), moved, 2000);
+    let out = lab.rx(
+        0,
+        &[tcp(CLIENT_MAC, MAC0, CIP, 40002, VIP, 80, "S", 1, b"")],
+    );
+    assert_eq!(seen(&out[0].1).dmac, moved);
+}
+
+#[test]
 fn connections_expire_and_a_mass_expiry_continues_every_loop() {
     let mut lab = Lab::new(ForwardMode::Nat, Proto::Udp);
     lab.udp_flows(300);

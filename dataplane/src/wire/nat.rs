@@ -94,6 +94,68 @@ pub fn rewrite_fwd(
     }
 }
 
+/// [`rewrite_fwd`] of both ends of an IPv4 packet, the new addresses as
+/// the header holds them (FULLNAT with IPv4 connection keys: no `IpAddr`
+/// built, no per-change family check). The same bytes and errors as
+/// `rewrite_fwd(ip_packet, meta, Some(src), Some(dst))` with those
+/// addresses; an IPv6 packet is `Unsupported`, as there.
+pub fn rewrite_fwd_v4(
+    ip_packet: &mut [u8],
+    meta: &IpMeta,
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+) -> Result<(), DropReason> {
+    fwd_v4(
+        ip_packet,
+        meta,
+        &[(End::Src, src.0, src.1), (End::Dst, dst.0, dst.1)],
+    )
+}
+
+/// [`rewrite_fwd_v4`] of the source only (NAT replies: RIP -> VIP).
+pub fn rewrite_fwd_v4_src(
+    ip_packet: &mut [u8],
+    meta: &IpMeta,
+    src: ([u8; 4], u16),
+) -> Result<(), DropReason> {
+    fwd_v4(ip_packet, meta, &[(End::Src, src.0, src.1)])
+}
+
+/// [`rewrite_fwd_v4`] of the destination only (NAT requests: VIP -> RIP).
+pub fn rewrite_fwd_v4_dst(
+    ip_packet: &mut [u8],
+    meta: &IpMeta,
+    dst: ([u8; 4], u16),
+) -> Result<(), DropReason> {
+    fwd_v4(ip_packet, meta, &[(End::Dst, dst.0, dst.1)])
+}
+
+/// The wire-form entries: IPv4 TCP/UDP in one pass, anything else through
+/// [`rewrite_fwd`].
+#[inline(always)]
+fn fwd_v4(
+    ip_packet: &mut [u8],
+    meta: &IpMeta,
+    changes: &[(End, [u8; 4], u16)],
+) -> Result<(), DropReason> {
+    if meta.family == IpFamily::V4
+        && meta.has_l4()
+        && matches!(meta.proto, ip_proto::TCP | ip_proto::UDP)
+    {
+        let (hdr, seg) = split(ip_packet, meta)?;
+        return rewrite_v4(hdr, seg, meta.proto, meta.frag.is_none(), changes, true);
+    }
+    let (mut src, mut dst) = (None, None);
+    for &(end, a, p) in changes {
+        let c = Some((IpAddr::V4(a.into()), p));
+        match end {
+            End::Src => src = c,
+            End::Dst => dst = c,
+        }
+    }
+    rewrite_fwd(ip_packet, meta, src, dst)
+}
+
 /// Decrements the IPv4 TTL (with the header checksum) or the IPv6 hop limit.
 /// `TtlExceeded` (packet unchanged) if it arrived with 0 or 1.
 pub fn dec_ttl(ip_packet: &mut [u8], meta: &IpMeta) -> Result<(), DropReason> {
@@ -156,7 +218,16 @@ fn rewrite(
         && meta.family == IpFamily::V4
         && matches!(meta.proto, ip_proto::TCP | ip_proto::UDP)
     {
-        return rewrite_v4(hdr, seg, meta.proto, meta.frag.is_none(), changes, ttl);
+        // At most two changes (both ends); families were checked above.
+        let mut wire = [(End::Src, [0u8; 4], 0u16); 2];
+        let n = changes.len().min(2);
+        for (w, &(end, addr, port)) in wire.iter_mut().zip(changes) {
+            let IpAddr::V4(a) = addr else {
+                return Err(DropReason::Unsupported);
+            };
+            *w = (end, a.octets(), port);
+        }
+        return rewrite_v4(hdr, seg, meta.proto, meta.frag.is_none(), &wire[..n], ttl);
     }
     // Validate the L4 header before touching anything, so an error leaves the
     // packet as it was.
@@ -212,12 +283,14 @@ fn rewrite(
 /// were checked by the caller. `whole`: not a first fragment (see
 /// [`udp_view`]). `ttl`: the TTL decremented too, its word in the same
 /// delta (`TtlExceeded`, nothing changed, if it arrived with 0 or 1).
+/// Inlined into each entry, so a constant list of changes unrolls.
+#[inline(always)]
 fn rewrite_v4(
     hdr: &mut [u8],
     seg: &mut [u8],
     proto: u8,
     whole: bool,
-    changes: &[(End, IpAddr, u16)],
+    changes: &[(End, [u8; 4], u16)],
     ttl: bool,
 ) -> Result<(), DropReason> {
     // Validate the L4 header before touching anything.
@@ -243,7 +316,7 @@ fn rewrite_v4(
     } else {
         0
     };
-    let (ip_d, l4_d) = v4_deltas(h, ports, changes)?;
+    let (ip_d, l4_d) = v4_deltas(h, ports, changes);
     let ip_d = ip_d + ttl_d;
     let ipc = apply_delta(u16::from_be_bytes([h[10], h[11]]), ip_d);
     h[10..12].copy_from_slice(&ipc.to_be_bytes());
@@ -256,34 +329,27 @@ fn rewrite_v4(
 /// Writes every change into the header and the ports; the RFC 1624 sums
 /// (`!old + new` of each changed 16-bit word) for the IP header and the L4
 /// checksum.
-#[inline]
-fn v4_deltas(
-    h: &mut [u8; 20],
-    l4: &mut [u8; 4],
-    changes: &[(End, IpAddr, u16)],
-) -> Result<(u64, u64), DropReason> {
+#[inline(always)]
+fn v4_deltas(h: &mut [u8; 20], l4: &mut [u8; 4], changes: &[(End, [u8; 4], u16)]) -> (u64, u64) {
     let (mut ip_d, mut l4_d) = (0u64, 0u64);
-    for &(end, addr, port) in changes {
-        let IpAddr::V4(a) = addr else {
-            return Err(DropReason::Unsupported);
-        };
+    for &(end, a, port) in changes {
         let (a_off, p_off) = match end {
             End::Src => (12, 0),
             End::Dst => (16, 2),
         };
         let old = u32::from_be_bytes([h[a_off], h[a_off + 1], h[a_off + 2], h[a_off + 3]]);
-        let new = u32::from(a);
+        let new = u32::from_be_bytes(a);
         let d = u64::from(!(old >> 16) & 0xffff)
             + u64::from(!old & 0xffff)
             + u64::from(new >> 16)
             + u64::from(new & 0xffff);
-        h[a_off..a_off + 4].copy_from_slice(&a.octets());
+        h[a_off..a_off + 4].copy_from_slice(&a);
         let old_p = u16::from_be_bytes([l4[p_off], l4[p_off + 1]]);
         l4[p_off..p_off + 2].copy_from_slice(&port.to_be_bytes());
         ip_d += d;
         l4_d += d + u64::from(!old_p) + u64::from(port);
     }
-    Ok((ip_d, l4_d))
+    (ip_d, l4_d)
 }
 
 /// `checksum` with the unfolded RFC 1624 sum `d` applied.
@@ -298,7 +364,7 @@ fn apply_delta(checksum: u16, d: u64) -> u16 {
 
 /// The new TCP/UDP checksum: UDP without a checksum keeps none, and a
 /// computed 0 is sent as all ones.
-#[inline]
+#[inline(always)]
 fn l4_csum(proto: u8, old: u16, d: u64) -> u16 {
     match (proto, old) {
         (ip_proto::UDP, 0) => 0,
@@ -598,6 +664,56 @@ mod tests {
                 rewrite_fwd(&mut g[14..], &m1, None, Some((rip, 1))),
                 Err(DropReason::TtlExceeded)
             );
+        }
+    }
+
+    /// The wire-form entry writes what the `IpAddr` one does, and fails as
+    /// it does: TTL 1, a truncated segment, an IPv6 packet, a later fragment.
+    #[test]
+    fn rewrite_fwd_v4_is_rewrite_fwd() {
+        let c6 = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let frames = [
+            build(L4Kind::Tcp, v4(CIP), v4(VIP), 1, 2, b"abc"),
+            build(L4Kind::Udp, v4(CIP), v4(VIP), 1, 2, b"abcd"),
+            build(L4Kind::Udp, v4(CIP), v4(VIP), 1, 2, b""),
+            build(L4Kind::Tcp, v6(c6), v6(c6), 1, 2, b"x"),
+        ];
+        let (s, d) = (([192, 0, 2, 7], 81), (RIP, 8080));
+        let v4p = |(a, p): ([u8; 4], u16)| Some((v4(a), p));
+        for f in frames {
+            let m = meta_of(&f);
+            let mut ttl1 = f.clone();
+            let mut m1 = m;
+            m1.ttl = 1;
+            if m.family == IpFamily::V4 {
+                Ipv4Packet::new_unchecked(&mut ttl1[14..]).set_ttl_incr(1);
+            }
+            let mut later = m;
+            later.frag = Some(Frag::Rest(7));
+            let mut short = m;
+            short.l4_len += 40;
+            for (frame, meta) in [(&f, m), (&ttl1, m1), (&f, later), (&f, short)] {
+                let (mut one, mut two) = (frame.clone(), frame.clone());
+                let a = rewrite_fwd_v4(&mut one[14..], &meta, s, d);
+                let b = rewrite_fwd(&mut two[14..], &meta, v4p(s), v4p(d));
+                assert_eq!(a, b);
+                assert_eq!(one, two);
+                let (mut one, mut two) = (frame.clone(), frame.clone());
+                let a = rewrite_fwd_v4_src(&mut one[14..], &meta, s);
+                let b = rewrite_fwd(&mut two[14..], &meta, v4p(s), None);
+                assert_eq!(a, b);
+                assert_eq!(one, two);
+                let (mut one, mut two) = (frame.clone(), frame.clone());
+                let a = rewrite_fwd_v4_dst(&mut one[14..], &meta, d);
+                let b = rewrite_fwd(&mut two[14..], &meta, None, v4p(d));
+                assert_eq!(a, b);
+                assert_eq!(one, two);
+            }
+            if m.family == IpFamily::V4 {
+                assert_eq!(rewrite_fwd_v4(&mut f.clone()[14..], &m, s, d), Ok(()));
+                assert_eq!(rewrite_fwd_v4_src(&mut f.clone()[14..], &m, s), Ok(()));
+                assert_eq!(rewrite_fwd_v4_dst(&mut f.clone()[14..], &m, d), Ok(()));
+            }
         }
     }
 
