@@ -599,13 +599,44 @@ impl ConnTable {
     /// with an already tracked tuple is stored, and lookups of that tuple return one
     /// of the two. Use [`ConnTable::try_insert`] to refuse duplicates.
     pub fn insert(&mut self, c: NewConn, now_ms: u64) -> Result<ConnId, TableFull> {
+        let p = self.place_of(&c.original);
+        self.insert_placed(c, p, now_ms)
+    }
+
+    /// Where the key of `t` belongs in this table's index (for
+    /// [`ConnTable::insert_placed`] when no lookup noted it).
+    #[inline]
+    pub fn place_of(&self, t: &Tuple) -> KeyPlace {
+        KeyPlace(self.hash(&Key::from_tuple(t)))
+    }
+
+    /// [`ConnTable::lookup_wire`], also saying where the key belongs.
+    #[inline]
+    pub fn lookup_wire_placed(&self, k: &Key) -> (Option<(ConnId, Direction)>, KeyPlace) {
+        let h = self.hash(k);
+        (self.lookup_key(k, h), KeyPlace(h))
+    }
+
+    /// [`ConnTable::insert`] of a conn whose original key's place this
+    /// table's [`ConnTable::lookup_burst_placed`] noted (the packet path: a
+    /// burst's miss becomes a new conn), so that key is not hashed again.
+    /// `place` must be the place noted for the key of `c.original` (another
+    /// key's place would index the conn where lookups of its original
+    /// tuple never look; see [`ConnTable::place_of`]).
+    pub fn insert_placed(
+        &mut self,
+        c: NewConn,
+        place: KeyPlace,
+        now_ms: u64,
+    ) -> Result<ConnId, TableFull> {
         let i = self.free_head;
         if i == NIL {
             return Err(TableFull);
         }
         let ok = Key::from_tuple(&c.original);
         let rk = Key::from_tuple(&c.reply);
-        let oh = self.hash(&ok);
+        let oh = place.0;
+        debug_assert_eq!(oh, self.hash(&ok), "a place noted for another key");
         let rh = self.hash(&rk);
         if !self.index.insert(oh, i << 1) {
             return Err(TableFull);

@@ -358,3 +358,46 @@ fn a_placed_burst_lookup_finds_what_was_inserted_after_it() {
         assert_eq!(ct.lookup_placed(&keys[i], places[i]), want);
     }
 }
+
+#[test]
+fn a_conn_inserted_at_its_noted_place_is_found_both_ways() {
+    let mut ct = ConnTable::new(1024, 0x5eed, Timeouts::default());
+    let keys: Vec<FlowKey> = (0..32)
+        .map(|i| FlowKey::from_tuple(&nat(i).original))
+        .collect();
+    let mut out = [None; 32];
+    let mut places = [KeyPlace::default(); 32];
+    ct.mark_inserts();
+    ct.lookup_burst_placed(&keys, &mut out, &mut places);
+    assert!(out.iter().all(Option::is_none));
+    // Each miss becomes a conn inserted at the place its lookup noted, the
+    // same place `place_of` gives (what `insert` uses).
+    let ids: Vec<ConnId> = (0..32)
+        .map(|i| {
+            assert_eq!(
+                format!("{:?}", places[i as usize]),
+                format!("{:?}", ct.place_of(&nat(i).original))
+            );
+            ct.insert_placed(nat(i), places[i as usize], 0).unwrap()
+        })
+        .collect();
+    for i in 0..32u32 {
+        let c = nat(i);
+        assert_eq!(
+            ct.lookup(&c.original),
+            Some((ids[i as usize], Direction::Original))
+        );
+        assert_eq!(
+            ct.lookup(&c.reply),
+            Some((ids[i as usize], Direction::Reply))
+        );
+        assert_eq!(
+            ct.lookup_wire_placed(&keys[i as usize]).0,
+            Some((ids[i as usize], Direction::Original))
+        );
+    }
+    // Removed, it is gone from both places.
+    ct.remove(ids[5]).unwrap();
+    assert_eq!(ct.lookup(&nat(5).original), None);
+    assert_eq!(ct.lookup(&nat(5).reply), None);
+}

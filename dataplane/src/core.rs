@@ -467,19 +467,22 @@ impl<I: Io> Core<I> {
                 Packet::Arp => self.handle_arp(snap, m, at.port()),
                 Packet::Ip(meta) => {
                     let lookup = match c.tuple {
-                        // A miss is stale once this burst created a conn (its
-                        // next packets may belong to it): look again, with
-                        // the key built for the burst.
-                        Some(i) if found[i].is_none() && self.conns_inserted != inserts => {
-                            // Only a key inserted since the burst's lookup
-                            // can be found now.
-                            let p = places[i];
-                            Lookup::Done(match self.conns.maybe_inserted(p) {
-                                true => self.conns.lookup_placed(&keys[i], p),
-                                false => None,
-                            })
-                        }
-                        Some(i) => Lookup::Done(found[i]),
+                        Some(i) => match found[i] {
+                            Some((id, dir)) => Lookup::Hit(id, dir),
+                            // A miss is stale once this burst created a conn
+                            // (its next packets may belong to it): look
+                            // again, with the key built for the burst, if a
+                            // key with its hash may have been inserted since.
+                            None if self.conns_inserted != inserts
+                                && self.conns.maybe_inserted(places[i]) =>
+                            {
+                                match self.conns.lookup_placed(&keys[i], places[i]) {
+                                    Some((id, dir)) => Lookup::Hit(id, dir),
+                                    None => Lookup::Miss(places[i]),
+                                }
+                            }
+                            None => Lookup::Miss(places[i]),
+                        },
                         None => Lookup::Redo,
                     };
                     if meta.frag.is_some() {
@@ -535,8 +538,7 @@ impl<I: Io> Core<I> {
         meta: &IpMeta,
         lookup: Lookup,
     ) {
-        if let (ip_proto::TCP | ip_proto::UDP, Lookup::Done(Some((id, dir)))) = (meta.proto, lookup)
-        {
+        if let (ip_proto::TCP | ip_proto::UDP, Lookup::Hit(id, dir)) = (meta.proto, lookup) {
             return self.handle_tracked(snap, m, at, meta, id, dir);
         }
         self.handle_ip_rest(snap, m, at, meta, lookup)
@@ -570,13 +572,14 @@ impl<I: Io> Core<I> {
                 return self.count_drop(DropReason::NotForUs);
             }
         }
-        let hit = match lookup {
-            Lookup::Done(h) => h,
-            Lookup::Redo => self.conns.lookup_wire(&key_of(m.data(), meta)),
+        let place = match lookup {
+            Lookup::Hit(id, dir) => return self.handle_tracked(snap, m, at, meta, id, dir),
+            Lookup::Miss(p) => p,
+            Lookup::Redo => match self.conns.lookup_wire_placed(&key_of(m.data(), meta)) {
+                (Some((id, dir)), _) => return self.handle_tracked(snap, m, at, meta, id, dir),
+                (None, p) => p,
+            },
         };
-        if let Some((id, dir)) = hit {
-            return self.handle_tracked(snap, m, at, meta, id, dir);
-        }
         if meta.proto == ip_proto::UDP && !snap.ops_nat.is_empty() {
             if let Some(&(svc, dest)) = snap.ops_nat.get(&(meta.src, meta.sport)) {
                 return self.ops_nat_reply(snap, m, *meta, svc, dest);
@@ -614,7 +617,7 @@ impl<I: Io> Core<I> {
             }
             return self.synproxy_new(snap, m, at, *meta, tuple, svc);
         }
-        self.new_conn(snap, m, meta, tuple, svc);
+        self.new_conn(snap, m, meta, tuple, place, svc);
     }
 
     /// A packet of tracked connection `id`, direction `dir`: state, then out.
@@ -680,6 +683,7 @@ impl<I: Io> Core<I> {
         m: I::Buf,
         meta: &IpMeta,
         tuple: Tuple,
+        place: conntrack::KeyPlace,
         svc: &Arc<Service>,
     ) {
         // As IPVS without sloppy_tcp: only a SYN opens a TCP connection; not
@@ -693,7 +697,7 @@ impl<I: Io> Core<I> {
                 return self.count_drop(DropReason::BadTcpFlags);
             }
         }
-        let Some(id) = self.open_conn(snap, meta, tuple, svc) else {
+        let Some(id) = self.open_conn(snap, meta, tuple, place, svc) else {
             return;
         };
         let tr = self.conns.on_packet(
@@ -720,12 +724,14 @@ impl<I: Io> Core<I> {
     /// Schedule a dest of `svc` for a new connection with original tuple
     /// `tuple` and create it (FULLNAT: with a local address and port);
     /// counted as new on the service and dest. `None`: refused, the drop
-    /// counted.
+    /// counted. `place`: where the burst's lookup found `tuple`'s key to
+    /// belong (it is not hashed again), if it noted it.
     pub(crate) fn open_conn(
         &mut self,
         snap: &Snapshot,
         meta: &IpMeta,
         tuple: Tuple,
+        place: conntrack::KeyPlace,
         svc: &Arc<Service>,
     ) -> Option<ConnId> {
         if self.over_conn_limit(svc) {
@@ -777,7 +783,7 @@ impl<I: Io> Core<I> {
             flags: mode_to_flags(dm.mode),
             timeout_override_s: ops_timeout(meta, svc.ops, svc.conn_timeout_s),
         };
-        let id = match self.conns.insert(new, self.now_ms) {
+        let id = match self.conns.insert_placed(new, place, self.now_ms) {
             Ok(id) => {
                 self.conns_inserted = self.conns_inserted.wrapping_add(1);
                 id
@@ -1030,7 +1036,12 @@ impl Rx {
 /// A packet's connection lookup: done with the burst, or still to do.
 #[derive(Clone, Copy)]
 pub(crate) enum Lookup {
-    Done(Option<(ConnId, Direction)>),
+    /// The burst's lookup found the packet's connection.
+    Hit(ConnId, Direction),
+    /// It found none; the key's place in the table, for the insert of a
+    /// new connection.
+    Miss(conntrack::KeyPlace),
+    /// Not looked up with the burst.
     Redo,
 }
 

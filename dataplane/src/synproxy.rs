@@ -477,7 +477,8 @@ impl<I: Io> Core<I> {
         if self.sp_held.len() >= WAITING_MAX {
             return self.count_drop(DropReason::SynproxyBusy);
         }
-        let Some(id) = self.open_conn(snap, &meta, tuple, svc) else {
+        let place = self.conns.place_of(&tuple);
+        let Some(id) = self.open_conn(snap, &meta, tuple, place, svc) else {
             return;
         };
         let Some(c) = self.conns.get_mut(id) else {
