@@ -946,6 +946,7 @@ impl<I: Io> Core<I> {
     }
 
     /// Keep ipvsadm's ActiveConn / InActConn in step with the TCP state.
+    #[inline(always)]
     pub(crate) fn account_transition(&self, snap: &Snapshot, dest_id: u32, tr: Transition) {
         if tr.was_active == tr.is_active {
             return;

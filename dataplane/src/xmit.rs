@@ -276,15 +276,15 @@ impl<I: Io> Core<I> {
         f: &Flow,
     ) {
         let len = m.len();
-        // Both ends change: both keys.
-        let (orig, reply) = self.conns.keys(id);
         // `dec_ttl`: the TTL still to decrement (NAT64; the same-family
-        // rewrite did it).
+        // rewrite did it). Each direction reads the key it rewrites with
+        // (the other end's); a request's TCP extras read the original key
+        // only when they need it.
         let dec_ttl = match dir {
             Direction::Original => {
+                let reply = self.conns.key(id, Direction::Reply);
                 if meta.proto == ip_proto::TCP && meta.has_l4() {
-                    let ends = (&orig, &reply);
-                    if let Err(r) = self.fnat_tcp_in(snap, &mut m, &mut meta, f, id, ends) {
+                    if let Err(r) = self.fnat_tcp_in(snap, &mut m, &mut meta, f, id, &reply) {
                         return self.count_drop(r);
                     }
                 }
@@ -303,6 +303,7 @@ impl<I: Io> Core<I> {
                 }
             }
             Direction::Reply => {
+                let orig = self.conns.key(id, Direction::Original);
                 if meta.proto == ip_proto::TCP && meta.has_l4() {
                     self.fnat_tcp_out(&mut m, &meta, f, id, &orig);
                 }
@@ -635,7 +636,8 @@ impl<I: Io> Core<I> {
     /// TOA in the segment carrying the client's first data sequence number
     /// (the handshake's ACK, its retransmissions, or the first data); never
     /// both, as DPVS. `Err`: drop the segment with that reason.
-    /// `(orig, reply)`: the connection's keys.
+    /// `reply`: the connection's reply key (the original one is read where
+    /// needed).
     fn fnat_tcp_in(
         &mut self,
         snap: &Snapshot,
@@ -643,7 +645,7 @@ impl<I: Io> Core<I> {
         meta: &mut IpMeta,
         f: &Flow,
         id: ConnId,
-        (orig, reply): (&conntrack::FlowKey, &conntrack::FlowKey),
+        reply: &conntrack::FlowKey,
     ) -> Result<(), DropReason> {
         let pp_len = f.seq.pp_len();
         if meta.tcp_flags & tcp_flag::SYN != 0 {
@@ -655,6 +657,7 @@ impl<I: Io> Core<I> {
                 .get(meta.l4_off..meta.l3_end())
                 .and_then(|seg| TcpPacket::new_checked(seg).ok())
                 .map(|t| t.seq_number());
+            let orig = self.conns.key(id, Direction::Original);
             let mut seq = f.seq;
             if let (Some(isn), 0) = (isn, meta.tcp_flags & tcp_flag::ACK) {
                 let pp = snap
@@ -674,6 +677,7 @@ impl<I: Io> Core<I> {
         }
         if pp_len != 0 {
             let mut seq = f.seq;
+            let orig = self.conns.key(id, Direction::Original);
             // The route toward the RS is looked up only when the header goes in.
             return match fnat::pp_in(m, meta, &mut seq, &orig.to_tuple(), || {
                 fnat_mtu(snap, f, self.hops_epoch, reply.src())
@@ -730,6 +734,7 @@ impl<I: Io> Core<I> {
             return Ok(());
         }
         let mtu = fnat_mtu(snap, f, self.hops_epoch, reply.src());
+        let orig = self.conns.key(id, Direction::Original);
         let ev = match toa::insert(m, meta, orig.src(), orig.sport(), mtu) {
             toa::Outcome::Inserted(_) => Event::ToaInserted,
             toa::Outcome::NoRoom => Event::ToaNoRoom,
