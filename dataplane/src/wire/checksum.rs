@@ -27,11 +27,14 @@ pub fn sum(data: &[u8]) -> u32 {
     u32::from(fold64(acc))
 }
 
-fn fold64(mut acc: u64) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
+/// Folds a 64-bit unfolded sum to 16 bits with end-around carry: the two
+/// halves added with the carry wrapped around, then [`fold`] (no loop: the
+/// same value as folding 16 bits at a time until nothing is left over).
+#[inline(always)]
+pub(crate) fn fold64(acc: u64) -> u16 {
+    let (s, c) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    // With a carry the sum is at most 2^32 - 2: adding it cannot overflow.
+    fold(s + u32::from(c))
 }
 
 fn word(b: &[u8]) -> u64 {
@@ -42,12 +45,13 @@ fn word(b: &[u8]) -> u64 {
     }
 }
 
-/// Folds an unfolded sum to 16 bits with end-around carry.
-pub fn fold(mut s: u32) -> u16 {
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
+/// Folds an unfolded sum to 16 bits with end-around carry: the two halves
+/// added, the carry wrapped around (at most 0xfffe with a carry, so adding
+/// it cannot overflow).
+#[inline(always)]
+pub fn fold(s: u32) -> u16 {
+    let (f, c) = (s as u16).overflowing_add((s >> 16) as u16);
+    f + u16::from(c)
 }
 
 /// The checksum field value for `data` whose checksum field is zero: `!fold(sum)`.
@@ -160,7 +164,49 @@ mod tests {
         assert!(verify(&d));
     }
 
+    /// Folding 16 bits at a time until nothing is left over: what `fold`
+    /// and `fold64` must equal for every sum.
+    fn fold_by_loop(mut s: u64) -> u16 {
+        while s >> 16 != 0 {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s as u16
+    }
+
+    #[test]
+    fn folds_equal_the_loop_at_the_edges() {
+        let edges = [
+            0u64,
+            1,
+            0xfffe,
+            0xffff,
+            0x1_0000,
+            0x1_fffe,
+            0x1_ffff,
+            0xffff_0000,
+            0xffff_fffe,
+            0xffff_ffff,
+            0x1_0000_0000,
+            0x1_ffff_fffe,
+            0xffff_ffff_0000_0000,
+            0xffff_ffff_ffff_fffe,
+            u64::MAX,
+        ];
+        for s in edges {
+            assert_eq!(fold64(s), fold_by_loop(s), "{s:#x}");
+            if let Ok(s32) = u32::try_from(s) {
+                assert_eq!(fold(s32), fold_by_loop(s), "{s:#x}");
+            }
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn folds_equal_the_loop(s in proptest::num::u64::ANY) {
+            proptest::prop_assert_eq!(fold64(s), fold_by_loop(s));
+            proptest::prop_assert_eq!(fold(s as u32), fold_by_loop(u64::from(s as u32)));
+        }
+
         #[test]
         fn update_addr_is_eqn3(data in proptest::collection::vec(proptest::num::u8::ANY, 20..64),
                                new in proptest::array::uniform16(proptest::num::u8::ANY)) {

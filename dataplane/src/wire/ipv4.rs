@@ -171,11 +171,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 #[inline]
 pub fn header_sum_ok(h: &[u8; MIN_HEADER_LEN]) -> bool {
     let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-    let mut s = w(0) + w(4) + w(8) + w(12) + w(16);
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s == 0xffff
+    super::checksum::fold64(w(0) + w(4) + w(8) + w(12) + w(16)) == 0xffff
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {

@@ -355,11 +355,7 @@ fn v4_deltas(h: &mut [u8; 20], l4: &mut [u8; 4], changes: &[(End, [u8; 4], u16)]
 /// `checksum` with the unfolded RFC 1624 sum `d` applied.
 #[inline]
 fn apply_delta(checksum: u16, d: u64) -> u16 {
-    let mut s = u64::from(!checksum) + d;
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
+    !super::checksum::fold64(u64::from(!checksum) + d)
 }
 
 /// The new TCP/UDP checksum: UDP without a checksum keeps none, and a
