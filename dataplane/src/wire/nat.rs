@@ -339,10 +339,9 @@ fn v4_deltas(h: &mut [u8; 20], l4: &mut [u8; 4], changes: &[(End, [u8; 4], u16)]
         };
         let old = u32::from_be_bytes([h[a_off], h[a_off + 1], h[a_off + 2], h[a_off + 3]]);
         let new = u32::from_be_bytes(a);
-        let d = u64::from(!(old >> 16) & 0xffff)
-            + u64::from(!old & 0xffff)
-            + u64::from(new >> 16)
-            + u64::from(new & 0xffff);
+        // `!old + new` of the address's two words at once: a 32-bit word
+        // is its two halves' sum in one's complement (2^16 is 1).
+        let d = u64::from(!old) + u64::from(new);
         h[a_off..a_off + 4].copy_from_slice(&a);
         let old_p = u16::from_be_bytes([l4[p_off], l4[p_off + 1]]);
         l4[p_off..p_off + 2].copy_from_slice(&port.to_be_bytes());
