@@ -170,7 +170,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 /// words summed at once (the usual header; `checksum::verify` for the rest).
 #[inline]
 pub fn header_sum_ok(h: &[u8; MIN_HEADER_LEN]) -> bool {
-    let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    // Read little-endian: the one's complement sum of byte-swapped words is
+    // the byte-swapped sum (RFC 1071), and all ones reads the same either
+    // way, so no swap per word.
+    let w = |i: usize| u64::from(u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
     super::checksum::fold64(w(0) + w(4) + w(8) + w(12) + w(16)) == 0xffff
 }
 
