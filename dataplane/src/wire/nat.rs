@@ -310,25 +310,28 @@ fn rewrite_v4(
             return Err(DropReason::TtlExceeded);
         }
         // The TTL shares its word with the protocol byte.
-        let old = u16::from_be_bytes([h[8], h[9]]);
+        let old = u16::from_le_bytes([h[8], h[9]]);
         h[8] -= 1;
-        u64::from(!old) + u64::from(u16::from_be_bytes([h[8], h[9]]))
+        u64::from(!old) + u64::from(u16::from_le_bytes([h[8], h[9]]))
     } else {
         0
     };
     let (ip_d, l4_d) = v4_deltas(h, ports, changes);
     let ip_d = ip_d + ttl_d;
-    let ipc = apply_delta(u16::from_be_bytes([h[10], h[11]]), ip_d);
-    h[10..12].copy_from_slice(&ipc.to_be_bytes());
+    // Every word read little-endian, the checksums too: one's complement
+    // sums commute with the byte swap (RFC 1071), so no swap per word.
+    let ipc = apply_delta(u16::from_le_bytes([h[10], h[11]]), ip_d);
+    h[10..12].copy_from_slice(&ipc.to_le_bytes());
     let c = &mut seg[csum_at..csum_at + 2];
-    let new = l4_csum(proto, u16::from_be_bytes([c[0], c[1]]), l4_d);
-    c.copy_from_slice(&new.to_be_bytes());
+    let new = l4_csum(proto, u16::from_le_bytes([c[0], c[1]]), l4_d);
+    c.copy_from_slice(&new.to_le_bytes());
     Ok(())
 }
 
 /// Writes every change into the header and the ports; the RFC 1624 sums
 /// (`!old + new` of each changed 16-bit word) for the IP header and the L4
-/// checksum.
+/// checksum, of the words read little-endian (applied to checksums read
+/// the same way: see [`rewrite_v4`]).
 #[inline(always)]
 fn v4_deltas(h: &mut [u8; 20], l4: &mut [u8; 4], changes: &[(End, [u8; 4], u16)]) -> (u64, u64) {
     let (mut ip_d, mut l4_d) = (0u64, 0u64);
@@ -337,16 +340,17 @@ fn v4_deltas(h: &mut [u8; 20], l4: &mut [u8; 4], changes: &[(End, [u8; 4], u16)]
             End::Src => (12, 0),
             End::Dst => (16, 2),
         };
-        let old = u32::from_be_bytes([h[a_off], h[a_off + 1], h[a_off + 2], h[a_off + 3]]);
-        let new = u32::from_be_bytes(a);
+        let old = u32::from_le_bytes([h[a_off], h[a_off + 1], h[a_off + 2], h[a_off + 3]]);
+        let new = u32::from_le_bytes(a);
         // `!old + new` of the address's two words at once: a 32-bit word
         // is its two halves' sum in one's complement (2^16 is 1).
         let d = u64::from(!old) + u64::from(new);
         h[a_off..a_off + 4].copy_from_slice(&a);
-        let old_p = u16::from_be_bytes([l4[p_off], l4[p_off + 1]]);
-        l4[p_off..p_off + 2].copy_from_slice(&port.to_be_bytes());
+        let old_p = u16::from_le_bytes([l4[p_off], l4[p_off + 1]]);
+        let new_p = port.to_be_bytes();
+        l4[p_off..p_off + 2].copy_from_slice(&new_p);
         ip_d += d;
-        l4_d += d + u64::from(!old_p) + u64::from(port);
+        l4_d += d + u64::from(!old_p) + u64::from(u16::from_le_bytes(new_p));
     }
     (ip_d, l4_d)
 }
