@@ -102,6 +102,15 @@ pub struct PortConf {
     pub kni: Option<bool>,
 }
 
+/// A store error found under `at` (`service[0]`): `at.field: message` when
+/// it names a field, else `at: error`.
+fn at_field(at: &str, e: StoreError) -> String {
+    match e {
+        StoreError::Invalid { field, message } => format!("{at}.{field}: {message}"),
+        e => format!("{at}: {e}"),
+    }
+}
+
 impl PortConf {
     /// `kni`, with its default: a NIC (PCI address) gets a kernel interface
     /// unless `kni = false`, as DPVS gives each port its KNI; a vdev only
@@ -645,12 +654,8 @@ impl ConfigFile {
             let dests: Vec<(std::net::IpAddr, u16)> =
                 spec.dests.iter().map(|d| (d.addr, d.port)).collect();
             for (j, d) in spec.dests.iter().enumerate() {
-                crate::store::check_dest(&key, d).map_err(|e| match e {
-                    StoreError::Invalid { field, message } => {
-                        format!("service[{i}].dest[{j}].{field}: {message}")
-                    }
-                    e => format!("service[{i}].dest[{j}]: {e}"),
-                })?;
+                crate::store::check_dest(&key, d)
+                    .map_err(|e| at_field(&format!("service[{i}].dest[{j}]"), e))?;
             }
             store.add_service(spec).map_err(|e| match e {
                 StoreError::Invalid { field, message } => {
@@ -661,12 +666,7 @@ impl ConfigFile {
             if s.quorum.is_some() || s.hysteresis.is_some() {
                 store
                     .set_quorum(&key, s.quorum.unwrap_or(1), s.hysteresis.unwrap_or(0))
-                    .map_err(|e| match e {
-                        StoreError::Invalid { field, message } => {
-                            format!("service[{i}].{field}: {message}")
-                        }
-                        e => format!("service[{i}]: {e}"),
-                    })?;
+                    .map_err(|e| at_field(&format!("service[{i}]"), e))?;
             }
             if s.passive_check {
                 store
@@ -688,12 +688,7 @@ impl ConfigFile {
                 };
                 store
                     .set_quorum_scripts(&key, scripts)
-                    .map_err(|e| match e {
-                        StoreError::Invalid { field, message } => {
-                            format!("service[{i}].{field}: {message}")
-                        }
-                        e => format!("service[{i}]: {e}"),
-                    })?;
+                    .map_err(|e| at_field(&format!("service[{i}]"), e))?;
             }
             for (j, (d, (addr, port))) in s.dest.iter().zip(dests).enumerate() {
                 let Some(c) = &d.check else { continue };
@@ -753,12 +748,7 @@ impl ConfigFile {
                         addr,
                         port: l.port.clone(),
                     })
-                    .map_err(|e| match e {
-                        StoreError::Invalid { field, message } => {
-                            format!("{at}.{field}: {message}")
-                        }
-                        e => format!("{at}: {e}"),
-                    })?;
+                    .map_err(|e| at_field(&at, e))?;
             }
         }
 
