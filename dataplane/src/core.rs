@@ -117,9 +117,6 @@ pub struct Core<I: Io> {
     pub announced: Vec<IpAddr>,
     /// Snapshot generation `announced` was brought up to date with.
     pub announced_gen: u64,
-    /// Connections this worker created (wrapping): tells a burst whether its
-    /// batched lookups may have gone stale.
-    pub conns_inserted: u64,
     /// Next hops cached on connections are valid for this epoch only: it
     /// moves when the snapshot (routes, ports) or the neighbour table changes.
     pub hops_epoch: u32,
@@ -192,7 +189,6 @@ impl<I: Io> Core<I> {
             lports: LocalPorts::new(cfg.index, nworkers),
             announced: Vec::new(),
             announced_gen: 0,
-            conns_inserted: 0,
             // 0 is what a new connection carries: never valid.
             hops_epoch: 1,
             neigh_gen: 0,
@@ -449,7 +445,6 @@ impl<I: Io> Core<I> {
         self.conns.mark_inserts();
         self.conns
             .lookup_burst_placed(&keys, &mut found[..keys.len()], &mut places);
-        let inserts = self.conns_inserted;
         for (i, m) in rx.drain(..).enumerate() {
             let c = &class[i];
             let pkt = match &c.pkt {
@@ -473,9 +468,7 @@ impl<I: Io> Core<I> {
                             // (its next packets may belong to it): look
                             // again, with the key built for the burst, if a
                             // key with its hash may have been inserted since.
-                            None if self.conns_inserted != inserts
-                                && self.conns.maybe_inserted(places[i]) =>
-                            {
+                            None if self.conns.maybe_inserted(places[i]) => {
                                 match self.conns.lookup_placed(&keys[i], places[i]) {
                                     Some((id, dir)) => Lookup::Hit(id, dir),
                                     None => Lookup::Miss(places[i]),
@@ -784,10 +777,7 @@ impl<I: Io> Core<I> {
             timeout_override_s: ops_timeout(meta, svc.ops, svc.conn_timeout_s),
         };
         let id = match self.conns.insert_placed(new, place, self.now_ms) {
-            Ok(id) => {
-                self.conns_inserted = self.conns_inserted.wrapping_add(1);
-                id
-            }
+            Ok(id) => id,
             Err(_) => {
                 if dm.mode == ForwardMode::FullNat {
                     self.lports.release(reply_dst, reply_dport);

@@ -356,7 +356,6 @@ impl<I: Io> Core<I> {
             }
             return Err(Reject::TableFull);
         };
-        self.conns_inserted = self.conns_inserted.wrapping_add(1);
         if matches!(dm.mode, ForwardMode::Dr | ForwardMode::Tun) {
             self.conns.set_input_only(id, true);
         }
