@@ -447,16 +447,24 @@ impl<I: Io> Core<I> {
             .lookup_burst_placed(&keys, &mut found[..keys.len()], &mut places);
         for (i, m) in rx.drain(..).enumerate() {
             let c = &class[i];
+            let at = match arrival {
+                Arrival::Port(p) => Rx::Nic(p),
+                Arrival::Handed(ports) => Rx::Handed(ports.get(i).copied().unwrap_or(0)),
+            };
+            // The established case first: a whole TCP/UDP datagram (a key
+            // was built for it) whose connection the burst's lookup found.
+            if let (Ok(Packet::Ip(meta)), Some(t)) = (&c.pkt, c.tuple) {
+                if let (Some((id, dir)), None) = (found[t], meta.frag) {
+                    self.handle_tracked(snap, m, at, meta, id, dir);
+                    continue;
+                }
+            }
             let pkt = match &c.pkt {
                 Ok(p) => p,
                 Err(r) => {
                     self.count_drop(*r);
                     continue;
                 }
-            };
-            let at = match arrival {
-                Arrival::Port(p) => Rx::Nic(p),
-                Arrival::Handed(ports) => Rx::Handed(ports.get(i).copied().unwrap_or(0)),
             };
             match pkt {
                 Packet::Arp => self.handle_arp(snap, m, at.port()),
