@@ -622,6 +622,9 @@ impl<I: Io> Core<I> {
     }
 
     /// A packet of tracked connection `id`, direction `dir`: state, then out.
+    /// Inlined into the burst loop (the established path); the SYN proxy's
+    /// waiting segments and connection sync go out of line.
+    #[inline(always)]
     pub(crate) fn handle_tracked(
         &mut self,
         snap: &Snapshot,
@@ -654,11 +657,28 @@ impl<I: Io> Core<I> {
         if !self.shared.sync.is_on() {
             return self.xmit(snap, m, meta, id, dir, &f);
         }
-        // Connection sync: a state change, or a new FULLNAT sequence offset
-        // (a Proxy Protocol header just went out), is news for the backups.
+        self.xmit_synced(snap, m, meta, id, dir, &f, tr.changed)
+    }
+
+    /// [`Core::xmit`] while connection sync runs: a state change
+    /// (`changed`), or a new FULLNAT sequence offset (a Proxy Protocol
+    /// header just went out), is news for the backups. Out of line, off the
+    /// inlined established path.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn xmit_synced(
+        &mut self,
+        snap: &Snapshot,
+        m: I::Buf,
+        meta: &IpMeta,
+        id: ConnId,
+        dir: Direction,
+        f: &Flow,
+        changed: bool,
+    ) {
         let user = self.conns.get(id).map_or(0, |c| c.user);
-        self.xmit(snap, m, meta, id, dir, &f);
-        let moved = tr.changed || self.conns.get(id).is_some_and(|c| c.user != user);
+        self.xmit(snap, m, meta, id, dir, f);
+        let moved = changed || self.conns.get(id).is_some_and(|c| c.user != user);
         self.sync_note(snap, id, moved);
     }
 
