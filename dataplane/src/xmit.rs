@@ -177,7 +177,13 @@ impl Flow {
 
 impl<I: Io> Core<I> {
     /// Forward a packet of tracked connection `id` in direction `dir`; `f` is
-    /// what the connection holds (`Flow::of`).
+    /// what the connection holds (`Flow::of`). Inlined where it is called
+    /// (the established path: `Core::handle_tracked` in the burst loop) as a
+    /// dispatch by mode: DR and NAT (`xmit_nat`) forward in place, FULLNAT
+    /// and TUN (`xmit_fnat`, `xmit_tun`: larger, with their own frames) out
+    /// of line; a fragment or a SYN-proxied segment takes `xmit_prelude`
+    /// first, out of line.
+    #[inline(always)]
     pub(crate) fn xmit(
         &mut self,
         snap: &Snapshot,
@@ -187,7 +193,33 @@ impl<I: Io> Core<I> {
         dir: Direction,
         f: &Flow,
     ) {
-        let len = m.len();
+        if meta.frag.is_some() || f.flags & synproxy::SP_OPEN != 0 {
+            self.xmit_prelude(&mut m, meta, id, dir, f);
+        }
+        match (f.mode, dir) {
+            (ForwardMode::Nat, _) => self.xmit_nat(snap, m, meta, id, dir, f),
+            (ForwardMode::FullNat, _) => self.xmit_fnat(snap, m, *meta, id, dir, f),
+            // DR: the frame goes to the real server unchanged but for its MAC.
+            (ForwardMode::Dr, Direction::Original) => {
+                let len = m.len();
+                self.xmit_out(snap, m, meta, false, len, id, dir, f)
+            }
+            (ForwardMode::Tun, Direction::Original) => self.xmit_tun(snap, m, meta, id, f),
+            _ => self.count_drop(DropReason::Unsupported),
+        }
+    }
+
+    /// [`Core::xmit`]'s rare first steps: a fragment noted in the fragment
+    /// table, a SYN-proxied connection's sequence numbers shifted.
+    #[inline(never)]
+    fn xmit_prelude(
+        &mut self,
+        m: &mut I::Buf,
+        meta: &IpMeta,
+        id: ConnId,
+        dir: Direction,
+        f: &Flow,
+    ) {
         if meta.frag.is_some() {
             self.frag_note(meta, Target::Conn(id, dir));
         }
@@ -201,9 +233,24 @@ impl<I: Io> Core<I> {
                 };
             }
         }
-        // NAT's rewrites decrement the TTL in the same pass.
-        match (f.mode, dir) {
-            (ForwardMode::Nat, Direction::Original) => {
+    }
+
+    /// NAT, either direction: requests get the real server's address and
+    /// port as destination, replies the VIP's as source; the rewrite
+    /// decrements the TTL in the same pass.
+    #[inline(always)]
+    fn xmit_nat(
+        &mut self,
+        snap: &Snapshot,
+        mut m: I::Buf,
+        meta: &IpMeta,
+        id: ConnId,
+        dir: Direction,
+        f: &Flow,
+    ) {
+        let len = m.len();
+        match dir {
+            Direction::Original => {
                 let reply = self.conns.key(id, Direction::Reply);
                 let ip = &mut m.data_mut()[meta.l3_off..];
                 let done = match reply.v4_octets() {
@@ -217,7 +264,7 @@ impl<I: Io> Core<I> {
                     return self.count_drop(r);
                 }
             }
-            (ForwardMode::Nat, Direction::Reply) => {
+            Direction::Reply => {
                 let orig = self.conns.key(id, Direction::Original);
                 let ip = &mut m.data_mut()[meta.l3_off..];
                 let done = match orig.v4_octets() {
@@ -230,11 +277,6 @@ impl<I: Io> Core<I> {
                     return self.count_drop(r);
                 }
             }
-            (ForwardMode::FullNat, _) => return self.xmit_fnat(snap, m, *meta, id, dir, f),
-            // DR: the frame goes to the real server unchanged but for its MAC.
-            (ForwardMode::Dr, Direction::Original) => {}
-            (ForwardMode::Tun, Direction::Original) => return self.xmit_tun(snap, m, meta, id, f),
-            _ => return self.count_drop(DropReason::Unsupported),
         }
         self.xmit_out(snap, m, meta, false, len, id, dir, f)
     }
@@ -266,6 +308,7 @@ impl<I: Io> Core<I> {
 
     /// FULLNAT, either direction: the segment may change shape (TOA, Proxy
     /// Protocol, NAT64), so it works on its own copy of the metadata.
+    #[inline(never)]
     fn xmit_fnat(
         &mut self,
         snap: &Snapshot,
