@@ -657,7 +657,7 @@ impl<I: Io> Core<I> {
         if !self.shared.sync.is_on() {
             return self.xmit(snap, m, meta, id, dir, &f);
         }
-        self.xmit_synced(snap, m, meta, id, dir, &f, tr.changed)
+        self.xmit_synced(snap, m, meta, id, dir, f, tr.changed)
     }
 
     /// [`Core::xmit`] while connection sync runs: a state change
@@ -673,11 +673,11 @@ impl<I: Io> Core<I> {
         meta: &IpMeta,
         id: ConnId,
         dir: Direction,
-        f: &Flow,
+        f: Flow,
         changed: bool,
     ) {
         let user = self.conns.get(id).map_or(0, |c| c.user);
-        self.xmit(snap, m, meta, id, dir, f);
+        self.xmit(snap, m, meta, id, dir, &f);
         let moved = changed || self.conns.get(id).is_some_and(|c| c.user != user);
         self.sync_note(snap, id, moved);
     }

@@ -194,7 +194,7 @@ impl<I: Io> Core<I> {
         f: &Flow,
     ) {
         if meta.frag.is_some() || f.flags & synproxy::SP_OPEN != 0 {
-            self.xmit_prelude(&mut m, meta, id, dir, f);
+            self.xmit_prelude(&mut m, meta, id, dir, f.flags, f.sp_delta);
         }
         match (f.mode, dir) {
             (ForwardMode::Nat, _) => self.xmit_nat(snap, m, meta, id, dir, f),
@@ -218,17 +218,18 @@ impl<I: Io> Core<I> {
         meta: &IpMeta,
         id: ConnId,
         dir: Direction,
-        f: &Flow,
+        flags: u8,
+        sp_delta: u32,
     ) {
         if meta.frag.is_some() {
             self.frag_note(meta, Target::Conn(id, dir));
         }
-        if f.flags & synproxy::SP_OPEN != 0 && meta.proto == ip_proto::TCP && meta.has_l4() {
+        if flags & synproxy::SP_OPEN != 0 && meta.proto == ip_proto::TCP && meta.has_l4() {
             if let Some(seg) = m.data_mut().get_mut(meta.l4_off..meta.l3_end()) {
                 match dir {
-                    Direction::Original => synproxy::ack_in(seg, f.sp_delta),
+                    Direction::Original => synproxy::ack_in(seg, sp_delta),
                     Direction::Reply => {
-                        synproxy::seq_out(seg, f.sp_delta, synproxy::flags_wscale(f.flags))
+                        synproxy::seq_out(seg, sp_delta, synproxy::flags_wscale(flags))
                     }
                 };
             }
@@ -453,7 +454,7 @@ impl<I: Io> Core<I> {
         if let Some((port, mac)) = f.hop(dir, self.hops_epoch) {
             return self.send_to(snap, m, port, mac);
         }
-        self.output_conn_resolve(snap, m, connected_only, id, dir, f)
+        self.output_conn_resolve(snap, m, connected_only, id, dir, f.dest)
     }
 
     /// [`Core::output_conn`] for a direction with no next hop under this
@@ -469,7 +470,7 @@ impl<I: Io> Core<I> {
         connected_only: bool,
         id: ConnId,
         dir: Direction,
-        f: &Flow,
+        dest: u32,
     ) {
         let d = dir as usize;
         let epoch = self.hops_epoch;
@@ -479,9 +480,9 @@ impl<I: Io> Core<I> {
         };
         // Requests: the real server's hop, if another connection to it
         // resolved it under this epoch.
-        let slot = f.dest as usize % DEST_HOPS;
+        let slot = dest as usize % DEST_HOPS;
         let shared = match dir {
-            Direction::Original => self.dest_hops[slot].get(f.dest, dst, epoch, connected_only),
+            Direction::Original => self.dest_hops[slot].get(dest, dst, epoch, connected_only),
             Direction::Reply => None,
         };
         let packed = match shared {
@@ -500,7 +501,7 @@ impl<I: Io> Core<I> {
                 let w = pack_hop(hop.port, mac);
                 if dir == Direction::Original {
                     self.dest_hops[slot] = DestHop {
-                        dest: f.dest,
+                        dest,
                         epoch,
                         hop: w,
                         rip: dst,
