@@ -99,6 +99,7 @@ pub fn rewrite_fwd(
 /// built, no per-change family check). The same bytes and errors as
 /// `rewrite_fwd(ip_packet, meta, Some(src), Some(dst))` with those
 /// addresses; an IPv6 packet is `Unsupported`, as there.
+#[inline]
 pub fn rewrite_fwd_v4(
     ip_packet: &mut [u8],
     meta: &IpMeta,
