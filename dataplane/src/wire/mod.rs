@@ -160,14 +160,17 @@ impl VecBuf {
 }
 
 impl PacketBuf for VecBuf {
+    #[inline]
     fn data(&self) -> &[u8] {
         &self.buf[self.head..]
     }
 
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.head..]
     }
 
+    #[inline]
     fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
         let new_head = self.head.checked_sub(n)?;
         let old_head = self.head;
@@ -175,6 +178,7 @@ impl PacketBuf for VecBuf {
         self.buf.get_mut(new_head..old_head)
     }
 
+    #[inline]
     fn adj(&mut self, n: usize) -> bool {
         if n > self.len() {
             return false;
@@ -183,12 +187,14 @@ impl PacketBuf for VecBuf {
         true
     }
 
+    #[inline]
     fn append(&mut self, n: usize) -> Option<&mut [u8]> {
         let old_end = self.buf.len();
         self.buf.resize(old_end.checked_add(n)?, 0);
         self.buf.get_mut(old_end..)
     }
 
+    #[inline]
     fn trim(&mut self, n: usize) -> bool {
         if n > self.len() {
             return false;
@@ -197,6 +203,7 @@ impl PacketBuf for VecBuf {
         true
     }
 
+    #[inline]
     fn len(&self) -> usize {
         self.buf.len() - self.head
     }
