@@ -251,7 +251,7 @@ fn insert_v4_plain<B: PacketBuf + ?Sized>(
         return Outcome::NoRoom; // never: the segment had a whole header
     };
     let (w12, csum) = plain_v4_sums(tcp, &toa, meta.l4_len);
-    finish(data, meta, w12, csum, D as isize)
+    finish(data, meta, w12.swap_bytes(), csum.swap_bytes(), D as isize)
 }
 
 /// The 8-byte TOA option for an IPv4 client.
@@ -263,16 +263,21 @@ fn option_v4(client: std::net::Ipv4Addr, port: u16) -> [u8; LEN_V4] {
 /// For `toa` put after the option-less TCP header `tcp` of a `seg_len`-byte
 /// segment: the new data offset word and TCP checksum, from the option's
 /// words, the data offset word and the pseudo header's length, each `!old +
-/// new` (RFC 1624).
+/// new` (RFC 1624). Every word read little-endian and both results in that
+/// form (write them with `to_le_bytes`): one's complement sums commute with
+/// the byte swap (RFC 1071), so no swap per word; only the length, an
+/// integer, is swapped into wire order.
 #[inline(always)]
 fn plain_v4_sums(tcp: &[u8; MIN_HEADER_LEN], toa: &[u8; LEN_V4], seg_len: usize) -> (u16, u16) {
-    let w = |b: &[u8], i: usize| u32::from(u16::from_be_bytes([b[i], b[i + 1]]));
+    let w = |b: &[u8], i: usize| u32::from(u16::from_le_bytes([b[i], b[i + 1]]));
     let w12_old = w(tcp, 12);
-    let w12_new = (((MIN_HEADER_LEN + LEN_V4) / 4) as u32) << 12 | (w12_old & 0x0fff);
+    // The data offset is the high nibble of byte 12, the low byte here.
+    let w12_new = (((MIN_HEADER_LEN + LEN_V4) / 4) as u32) << 4 | (w12_old & 0xff0f);
+    let wire = |n: usize| u32::from((n as u16).swap_bytes());
     let mut sum = u32::from(!(w(tcp, 16) as u16));
     sum += w(toa, 0) + w(toa, 2) + w(toa, 4) + w(toa, 6);
     sum += (!w12_old & 0xffff) + w12_new;
-    sum += (!(seg_len as u32) & 0xffff) + (seg_len + LEN_V4) as u32;
+    sum += (!wire(seg_len) & 0xffff) + wire(seg_len + LEN_V4);
     (w12_new as u16, !checksum::fold(sum))
 }
 
@@ -317,14 +322,16 @@ fn insert_v4_fixed<B: PacketBuf + ?Sized>(
     h[FIXED_V4..].copy_from_slice(&toa);
     let tcp: [u8; MIN_HEADER_LEN] = h[L4..FIXED_V4].try_into().ok()?;
     let (w12, csum) = plain_v4_sums(&tcp, &toa, seg_len);
-    h[L4 + 12..L4 + 14].copy_from_slice(&w12.to_be_bytes());
-    h[L4 + 16..L4 + 18].copy_from_slice(&csum.to_be_bytes());
-    // IPv4 total length, and its header checksum.
-    let w = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+    h[L4 + 12..L4 + 14].copy_from_slice(&w12.to_le_bytes());
+    h[L4 + 16..L4 + 18].copy_from_slice(&csum.to_le_bytes());
+    // IPv4 total length, and its header checksum: the checksum read and
+    // written little-endian like the sums above, the length in wire order.
+    let w = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
     let total = w(L3 + 2);
-    let ipc = checksum::update16(w(L3 + 10), total, total + D as u16);
-    h[L3 + 2..L3 + 4].copy_from_slice(&(total + D as u16).to_be_bytes());
-    h[L3 + 10..L3 + 12].copy_from_slice(&ipc.to_be_bytes());
+    let grown = (total.swap_bytes() + D as u16).swap_bytes();
+    let ipc = checksum::update16(w(L3 + 10), total, grown);
+    h[L3 + 2..L3 + 4].copy_from_slice(&grown.to_le_bytes());
+    h[L3 + 10..L3 + 12].copy_from_slice(&ipc.to_le_bytes());
     meta.l4_len = seg_len + D;
     Some(Outcome::Inserted(D as isize))
 }
