@@ -254,18 +254,19 @@ impl Conn {
 
     #[inline]
     fn matches(&self, k: &Key, dir: Direction) -> bool {
+        // Both ports as one word each side (one compare).
+        let ports = |s: u16, d: u16| u32::from(s) | u32::from(d) << 16;
+        let kp = ports(k.sport, k.dport);
         match dir {
             Direction::Original => {
-                self.o_sport == k.sport
-                    && self.o_dport == k.dport
+                ports(self.o_sport, self.o_dport) == kp
                     && self.proto == k.proto
                     && u128::from_le_bytes(self.o_src) == k.src
                     && u128::from_le_bytes(self.o_dst) == k.dst
                     && self.bits & (BIT_O_SRC6 | BIT_O_DST6) == k.fam
             }
             Direction::Reply => {
-                self.r_sport == k.sport
-                    && self.r_dport == k.dport
+                ports(self.r_sport, self.r_dport) == kp
                     && self.proto == k.proto
                     && u128::from_le_bytes(self.r_src) == k.src
                     && u128::from_le_bytes(self.r_dst) == k.dst
