@@ -848,7 +848,11 @@ impl ConnTable {
         })
     }
 
-    fn free(&mut self, i: u32) -> Conn {
+    /// Unindex, unlink and free slot `i`. Only the live bit and the free
+    /// chain are written: a free slot is never read (lookups reach slots
+    /// through the index, the rest through the live bit) and `insert`
+    /// writes every field.
+    fn free(&mut self, i: u32) {
         self.wheel.cancel(&mut self.slab, i);
         let (ok, rk) = {
             let c = &self.slab[i as usize];
@@ -858,17 +862,17 @@ impl ConnTable {
         self.index.remove(oh, i << 1);
         self.index.remove(rh, i << 1 | 1);
         let slot = &mut self.slab[i as usize];
-        let old = core::mem::replace(slot, Conn::FREE);
+        slot.bits = 0;
         slot.link.next = self.free_head;
         self.free_head = i;
         self.len -= 1;
-        old
     }
 
     /// Forget a conn now (both directions); `None` if `id` is not a live conn.
     pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
-        self.live(id)?;
-        Some(self.free(id.0))
+        let old = self.live(id)?.clone();
+        self.free(id.0);
+        Some(old)
     }
 
     /// Expire conns whose timer fired by `now_ms`, at most `budget` of them, calling
