@@ -100,7 +100,7 @@ pub struct Core<I: Io> {
     pub conns: ConnTable,
     pub persist: PersistTable,
     /// Per service id: the table this worker's cursor runs over, and the cursor.
-    pub scheds: FastMap<u32, SchedCursor>,
+    pub scheds: crate::laddr::ConfigMap<u32, SchedCursor>,
     /// Snapshot generation `scheds` was pruned at.
     scheds_gen: u64,
     /// Scheduler tables this thread had built before this core started
@@ -180,7 +180,7 @@ impl<I: Io> Core<I> {
                 cfg.hash_seed ^ 0x5bd1_e995,
                 &cfg.advise,
             ),
-            scheds: FastMap::default(),
+            scheds: Default::default(),
             scheds_gen: 0,
             tables_built_before: sched::tables_built_on_this_thread(),
             pending: PendingQueue::default(),

@@ -75,21 +75,24 @@ impl Pool {
     }
 }
 
-/// Hashes a LIP, the key of a worker's pools: an address of the
-/// configuration, never one a packet chose, so an unkeyed multiply per word
+/// Hashes a key of the configuration (a LIP, the key of a worker's pools;
+/// a service id), never one a packet chose, so an unkeyed multiply per word
 /// (FxHash's) does, where a keyed hash costs some 50 instructions per
 /// allocation and per release.
 #[derive(Default)]
-struct LipHasher(u64);
+pub struct ConfigKeyHasher(u64);
 
-impl LipHasher {
+/// A map keyed by the configuration ([`ConfigKeyHasher`]).
+pub type ConfigMap<K, V> = HashMap<K, V, BuildHasherDefault<ConfigKeyHasher>>;
+
+impl ConfigKeyHasher {
     #[inline]
     fn add(&mut self, w: u64) {
         self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
 }
 
-impl Hasher for LipHasher {
+impl Hasher for ConfigKeyHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
         for c in bytes.chunks(8) {
@@ -139,7 +142,7 @@ impl Hasher for LipHasher {
 pub struct LocalPorts {
     worker: usize,
     nworkers: usize,
-    pools: HashMap<IpAddr, Pool, BuildHasherDefault<LipHasher>>,
+    pools: ConfigMap<IpAddr, Pool>,
     /// Round robin over a service's LIPs.
     next: usize,
 }
@@ -149,7 +152,7 @@ impl LocalPorts {
         LocalPorts {
             worker,
             nworkers: nworkers.max(1),
-            pools: HashMap::default(),
+            pools: ConfigMap::default(),
             next: 0,
         }
     }
