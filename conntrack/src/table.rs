@@ -93,6 +93,16 @@ pub struct Transition {
     pub changed: bool,
 }
 
+impl Transition {
+    /// Nothing moved: an inactive NONE stays so.
+    pub const NONE: Transition = Transition {
+        was_active: false,
+        is_active: false,
+        state: TcpState::None,
+        changed: false,
+    };
+}
+
 const BIT_O_SRC6: u8 = 1 << 0;
 const BIT_O_DST6: u8 = 1 << 1;
 const BIT_R_SRC6: u8 = 1 << 2;
@@ -629,6 +639,65 @@ impl ConnTable {
         place: KeyPlace,
         now_ms: u64,
     ) -> Result<ConnId, TableFull> {
+        let state = if c.original.proto == PROTO_TCP {
+            TcpState::None
+        } else {
+            TcpState::Udp
+        };
+        self.insert_in_state(c, place, now_ms, state, 0)
+    }
+
+    /// [`ConnTable::insert_placed`] and the conn's first packet at once: as
+    /// `insert_placed`, then [`ConnTable::set_input_only`] with
+    /// `input_only`, then [`ConnTable::on_packet`] of `first` in the
+    /// original direction, with the same conn, state, timer and transition
+    /// as those three calls (the timer armed once, at the state's timeout,
+    /// where the three arm it at NONE's and push it later).
+    pub fn insert_placed_first(
+        &mut self,
+        c: NewConn,
+        place: KeyPlace,
+        input_only: bool,
+        first: TcpFlags,
+        now_ms: u64,
+    ) -> Result<(ConnId, Transition), TableFull> {
+        let (state, bits) = if c.original.proto != PROTO_TCP {
+            (TcpState::Udp, 0)
+        } else if input_only {
+            let s = tcp::next_state(self.secure_tcp, TcpDir::InputOnly, first, TcpState::None);
+            (s, BIT_INPUT_ONLY)
+        } else {
+            let s = tcp::next_state(self.secure_tcp, TcpDir::Input, first, TcpState::None);
+            (s, 0)
+        };
+        let was = if c.original.proto == PROTO_TCP {
+            TcpState::None
+        } else {
+            TcpState::Udp
+        };
+        let id = self.insert_in_state(c, place, now_ms, state, bits)?;
+        Ok((
+            id,
+            Transition {
+                was_active: was.is_active(),
+                is_active: state.is_active(),
+                state,
+                changed: state != was,
+            },
+        ))
+    }
+
+    /// The insert: the conn in `state`, with `bits` (besides the live and
+    /// family bits), its timer armed at that state's timeout.
+    #[inline(always)]
+    fn insert_in_state(
+        &mut self,
+        c: NewConn,
+        place: KeyPlace,
+        now_ms: u64,
+        state: TcpState,
+        bits: u8,
+    ) -> Result<ConnId, TableFull> {
         let i = self.free_head;
         if i == NIL {
             return Err(TableFull);
@@ -649,11 +718,6 @@ impl ConnTable {
             let (w, bit) = filter_bit(h);
             self.inserted[w] |= bit;
         }
-        let state = if c.original.proto == PROTO_TCP {
-            TcpState::None
-        } else {
-            TcpState::Udp
-        };
         let slot = &mut self.slab[i as usize];
         self.free_head = slot.link.next;
         *slot = Conn {
@@ -677,7 +741,7 @@ impl ConnTable {
             proto: c.original.proto,
             flags: c.flags,
             state,
-            bits: BIT_LIVE | ok.fam | (rk.fam << 2),
+            bits: BIT_LIVE | ok.fam | (rk.fam << 2) | bits,
         };
         slot.expires_at_ms = timeout_ms(now_ms, slot.timeout_s(&self.timeouts));
         self.wheel.arm(&mut self.slab, i);
