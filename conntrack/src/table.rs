@@ -662,7 +662,7 @@ impl ConnTable {
         now_ms: u64,
     ) -> Result<(ConnId, Transition), TableFull> {
         let (state, bits) = if c.original.proto != PROTO_TCP {
-            (TcpState::Udp, 0)
+            (TcpState::Udp, if input_only { BIT_INPUT_ONLY } else { 0 })
         } else if input_only {
             let s = tcp::next_state(self.secure_tcp, TcpDir::InputOnly, first, TcpState::None);
             (s, BIT_INPUT_ONLY)

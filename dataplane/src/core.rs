@@ -797,15 +797,12 @@ impl<I: Io> Core<I> {
                 self.conns
                     .insert_placed_first(new, place, input_only, flags, self.now_ms)
             }
-            None => self
-                .conns
-                .insert_placed(new, place, self.now_ms)
-                .map(|id| {
-                    if input_only {
-                        self.conns.set_input_only(id, true);
-                    }
-                    (id, Transition::NONE)
-                }),
+            None => self.conns.insert_placed(new, place, self.now_ms).map(|id| {
+                if input_only {
+                    self.conns.set_input_only(id, true);
+                }
+                (id, Transition::NONE)
+            }),
         };
         let (id, tr) = match got {
             Ok(got) => got,
