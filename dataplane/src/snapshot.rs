@@ -100,7 +100,10 @@ pub struct DestRef {
 pub struct Snapshot {
     pub generation: u64,
     pub ports: Vec<PortInfo>,
-    pub services: FastMap<(u8, IpAddr, u16), Arc<Service>>,
+    /// By (protocol, VIP, vport). Unkeyed (`ConfigMap`): its entries come
+    /// from the configuration, so a packet's key can only probe, never
+    /// lengthen, their chains; every new connection looks one up.
+    pub services: crate::laddr::ConfigMap<(u8, IpAddr, u16), Arc<Service>>,
     pub services_by_id: FastMap<u32, Arc<Service>>,
     pub local: FastMap<IpAddr, LocalAddr>,
     pub routes: RouteTable,
@@ -170,7 +173,7 @@ impl Snapshot {
         Snapshot {
             generation: 0,
             ports,
-            services: FastMap::default(),
+            services: Default::default(),
             services_by_id: FastMap::default(),
             local: FastMap::default(),
             routes: RouteTable::default(),
@@ -397,7 +400,7 @@ impl Compiler {
             }
         }
         let (owner_keys, nat_owner_keys) = owner_keys(desc);
-        let mut services = FastMap::default();
+        let mut services = crate::laddr::ConfigMap::default();
         let mut services_by_id = FastMap::default();
         let mut ops_nat = FastMap::default();
         let mut dest_refs = crate::laddr::ConfigMap::default();
