@@ -194,6 +194,14 @@ impl Conn {
         self.key(Direction::Reply).to_tuple()
     }
 
+    /// The reply's destination (CIP:cport, or FULLNAT's LIP:lport), without
+    /// the rest of [`Conn::reply`].
+    #[inline]
+    pub fn reply_dst(&self) -> (std::net::IpAddr, u16) {
+        let v6 = self.bits & BIT_R_DST6 != 0;
+        (bits_addr(u128::from_le_bytes(self.r_dst), v6), self.r_dport)
+    }
+
     /// The tuple of one direction.
     pub fn tuple(&self, dir: Direction) -> Tuple {
         self.key(dir).to_tuple()

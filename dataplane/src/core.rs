@@ -1161,7 +1161,7 @@ fn uncount(snap: &Snapshot, c: &conntrack::Conn) {
 /// What a connection gives back when it goes: its FULLNAT local port.
 pub fn release_conn(lports: &mut crate::laddr::LocalPorts, c: &conntrack::Conn) {
     if mode_from_flags(c.flags()) == ForwardMode::FullNat {
-        let r = c.reply();
-        lports.release(r.dst, r.dport);
+        let (lip, lport) = c.reply_dst();
+        lports.release(lip, lport);
     }
 }
