@@ -82,6 +82,11 @@ enum Cmd {
         /// Without the new-connection figure.
         #[arg(long, conflicts_with = "new_only")]
         established_only: bool,
+        /// Only the whole-connection figure: `--packets` connections each
+        /// through the pipeline's cps exchange (SYN, SYN-ACK, ACK, request,
+        /// reply, FIN, FIN, ACK) and freed by expiry; NAT and FULLNAT.
+        #[arg(long, conflicts_with_all = ["new_only", "established_only"])]
+        whole_conns: bool,
     },
     /// Only the dpdk-testpmd baseline.
     Testpmd {
@@ -288,6 +293,7 @@ fn stages_only(
     packets: Option<u64>,
     new_only: bool,
     established_only: bool,
+    whole_conns: bool,
 ) -> Result<(), String> {
     let mut plan = Plan::new(quick, 2);
     if let Some(p) = packets {
@@ -303,6 +309,20 @@ fn stages_only(
             .as_deref()
             .is_some_and(|m| m != pipeline::mode_name(mode))
         {
+            continue;
+        }
+        if whole_conns {
+            if matches!(mode, ForwardMode::Dr | ForwardMode::Tun) {
+                if only.is_some() {
+                    return Err("--whole-conns: NAT and FULLNAT only".into());
+                }
+                continue;
+            }
+            let ns = stages::whole_conns(mode, plan.packets, plan.repeats)?;
+            println!(
+                "stages {}: whole connection {ns:.1} ns",
+                pipeline::mode_name(mode)
+            );
             continue;
         }
         if new_only {
@@ -517,7 +537,15 @@ fn main() {
             packets,
             new_only,
             established_only,
-        } => stages_only(quick, mode, packets, new_only, established_only),
+            whole_conns,
+        } => stages_only(
+            quick,
+            mode,
+            packets,
+            new_only,
+            established_only,
+            whole_conns,
+        ),
         Cmd::Testpmd { seconds } => {
             for mode in ["5tswap", "macswap"] {
                 let r = baseline::run(mode, seconds);

@@ -23,7 +23,7 @@ use dataplane::io::Io;
 use dataplane::owner::{Owners, PortSteer};
 use dataplane::shared::Shared;
 use dataplane::snapshot::{Compiler, PortInfo, Snapshot};
-use dataplane::wire::{classify, Packet, VecBuf};
+use dataplane::wire::{classify, Packet, PacketBuf, VecBuf};
 use dataplane::ForwardMode;
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,217 @@ pub fn new_conns(mode: ForwardMode, n: u64, repeats: usize) -> Result<f64, Strin
         best_s = best_s.min(whole - refill);
     }
     Ok(best_s.max(0.0) * 1e9 / n as f64)
+}
+
+/// Most connections one whole-connection run opens.
+const WHOLE_CONN_MAX: u64 = 400_000;
+/// Connections per wave of the whole-connection run (as the pipeline's cps).
+const WAVE: u32 = 2048;
+
+/// ns per whole TCP connection of `n` new flows through a fresh core, best of
+/// `repeats`: the pipeline's cps exchange (`pipeline::cps`) on the core alone,
+/// in waves of 2 048 connections, each step a burst-wise pass over the wave:
+/// client SYN, server SYN-ACK, client ACK, request, reply, client FIN,
+/// server FIN, client ACK; the server side answers through the reply tuple
+/// the core produced (what its SYN came out as). Then the clock jumps past
+/// every timeout and `Core::expire` frees the connections. Every packet
+/// must come out toward its side, and every connection must be made and
+/// freed. NAT and FULLNAT only (DR and TUN replies bypass the director).
+/// Only `Core::handle_burst` and `Core::expire` are timed (under callgrind:
+/// `--toggle-collect` of `Core::handle_burst` and of `expire_once`).
+pub fn whole_conns(mode: ForwardMode, n: u64, repeats: usize) -> Result<f64, String> {
+    if !matches!(mode, ForwardMode::Nat | ForwardMode::FullNat) {
+        return Err(format!(
+            "{}: replies bypass the director; whole connections are NAT and FULLNAT only",
+            mode_name(mode)
+        ));
+    }
+    let n = n
+        .clamp(BURST as u64, WHOLE_CONN_MAX)
+        .next_multiple_of(BURST as u64) as u32;
+    let mut best_s = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let (mut core, snap) = core(mode, n)?;
+        let mut secs = 0.0;
+        let mut base = 0u32;
+        while base < n {
+            let w = WAVE.min(n - base);
+            secs += whole_wave(&mut core, &snap, base, w)
+                .map_err(|e| format!("{} whole connections at {base}: {e}", mode_name(mode)))?;
+            base += w;
+        }
+        let made = snap
+            .services_by_id
+            .values()
+            .map(|s| s.traffic.sum().conns)
+            .sum::<u64>();
+        if core.conns.len() != n as usize || made != u64::from(n) {
+            return Err(format!(
+                "{}: {} connections after {n} whole connections ({made} counted)",
+                mode_name(mode),
+                core.conns.len()
+            ));
+        }
+        // The end: past every state's timeout, the wheel frees them all.
+        core.now_ms += 3_600_000;
+        let t = Instant::now();
+        let mut calls = 0u32;
+        while !core.conns.is_empty() && calls < 1_000_000 {
+            expire_once(&mut core, &snap);
+            core.now_ms += 1;
+            calls += 1;
+        }
+        secs += t.elapsed().as_secs_f64();
+        if !core.conns.is_empty() {
+            return Err(format!(
+                "{}: {} connections left after expiry",
+                mode_name(mode),
+                core.conns.len()
+            ));
+        }
+        best_s = best_s.min(secs);
+    }
+    Ok(best_s * 1e9 / f64::from(n))
+}
+
+/// `Core::expire`, never inlined: what callgrind's `--toggle-collect`
+/// counts of the connections' end.
+#[inline(never)]
+fn expire_once(core: &mut Core<StageIo>, snap: &Snapshot) {
+    core.expire(snap);
+}
+
+/// One wave of `w` connections from client flow `base` on: the 8 steps.
+/// Seconds spent in the core.
+fn whole_wave(core: &mut Core<StageIo>, snap: &Snapshot, base: u32, w: u32) -> Result<f64, String> {
+    const REQ: usize = 16;
+    let c = |i: usize, flags, seq, ack, pl| {
+        pipeline::client_seg_to(MAC[0], base + i as u32, flags, seq, ack, pl)
+    };
+    let n = w as usize;
+    let fullnat = core
+        .shared
+        .snapshot
+        .load()
+        .services_by_id
+        .values()
+        .any(|s| s.meta.iter().any(|m| m.mode == ForwardMode::FullNat));
+    let mut secs = 0.0;
+    // 1. SYN: each connection's server view from what came out toward its
+    // real server (one core forwards in order: the k-th SYN out is the k-th in).
+    let mut views: Vec<pipeline::ServerView> = Vec::with_capacity(n);
+    let syn = Frames::build(n, |i| c(i, flag::SYN, 1000, 0, 0));
+    secs += pass(core, snap, &syn, 0, &mut |k, b| {
+        let q = frames::quick(b).ok_or("SYN out: not TCP/IPv4")?;
+        if !fullnat && frames::flow_of(q.src, q.sport) != Some(base + k as u32) {
+            return Err("SYN out: not the client's, or out of order".into());
+        }
+        let mac = (0..NRS)
+            .map(frames::rs)
+            .find(|r| r.0 == q.dst)
+            .ok_or("SYN out: not to a real server")?
+            .1;
+        if q.dport != frames::RPORT {
+            return Err("SYN out: not to the real server's port".into());
+        }
+        views.push((q.dst, q.dport, q.src, q.sport, mac));
+        Ok(())
+    })?;
+    let s = |i: usize, flags, seq, ack, pl| {
+        let (rip, rport, pip, pport, mac) = views[i];
+        Seg {
+            src_mac: mac,
+            dst_mac: MAC[1],
+            src: rip,
+            sport: rport,
+            dst: pip,
+            dport: pport,
+            flags,
+            seq,
+            ack,
+            payload: pl,
+        }
+    };
+    let to_server = |k: usize, b: &[u8]| -> Result<(), String> {
+        let q = frames::quick(b).ok_or("request out: not TCP/IPv4")?;
+        if (q.dst, q.dport) != (views[k].0, views[k].1) {
+            return Err("request out: not to its real server".into());
+        }
+        Ok(())
+    };
+    let to_client = |k: usize, b: &[u8]| -> Result<(), String> {
+        let q = frames::quick(b).ok_or("reply out: not TCP/IPv4")?;
+        if (q.src, q.sport, q.dst, q.dport)
+            != (
+                frames::VIP,
+                frames::VPORT,
+                frames::client(base + k as u32).0,
+                frames::client(base + k as u32).1,
+            )
+        {
+            return Err("reply out: not from the VIP to its client".into());
+        }
+        Ok(())
+    };
+    type Step = (u8, bool, u32, u32, usize);
+    // (flags, from the client, seq, ack, payload)
+    const STEPS: [Step; 7] = [
+        (flag::SYN | flag::ACK, false, 5000, 1001, 0),
+        (flag::ACK, true, 1001, 5001, 0),
+        (flag::PSH | flag::ACK, true, 1001, 5001, REQ),
+        (flag::PSH | flag::ACK, false, 5001, 1017, REQ),
+        (flag::FIN | flag::ACK, true, 1017, 5017, 0),
+        (flag::FIN | flag::ACK, false, 5017, 1018, 0),
+        (flag::ACK, true, 1018, 5018, 0),
+    ];
+    for (flags, client, seq, ack, pl) in STEPS {
+        let (f, port) = if client {
+            (Frames::build(n, |i| c(i, flags, seq, ack, pl)), 0)
+        } else {
+            (Frames::build(n, |i| s(i, flags, seq, ack, pl)), 1)
+        };
+        let check: &OutCheck<'_> = if client { &to_server } else { &to_client };
+        secs += pass(core, snap, &f, port, &mut |k, b| check(k, b))?;
+    }
+    Ok(secs)
+}
+
+/// A check of the `k`-th packet out of a pass.
+type OutCheck<'a> = dyn Fn(usize, &[u8]) -> Result<(), String> + 'a;
+type OutCheckMut<'a> = dyn FnMut(usize, &[u8]) -> Result<(), String> + 'a;
+
+/// `frames` through the core once, in bursts, as received on port `port`;
+/// every one must come out, `check`ed with its index. Seconds in the core.
+fn pass(
+    core: &mut Core<StageIo>,
+    snap: &Snapshot,
+    frames: &Frames,
+    port: usize,
+    check: &mut OutCheckMut<'_>,
+) -> Result<f64, String> {
+    let mut secs = 0.0;
+    let mut k = 0usize;
+    while k < frames.len() {
+        let mut b: ArrayVec<VecBuf, BURST> = ArrayVec::new();
+        while !b.is_full() && k + b.len() < frames.len() {
+            let mut v = core.io.out.pop().unwrap_or_else(|| VecBuf::new(&[]));
+            v.refill(frames.get(k + b.len()));
+            b.push(v);
+        }
+        let got = b.len();
+        let (sent, kept) = (core.io.sent, core.io.out.len());
+        let t = Instant::now();
+        core.handle_burst(snap, &mut b, Arrival::Port(port));
+        secs += t.elapsed().as_secs_f64();
+        if core.io.sent - sent != got as u64 || core.io.out.len() - kept != got {
+            return Err(format!("{} of {got} packets came out", core.io.sent - sent));
+        }
+        for (j, m) in core.io.out[kept..].iter().enumerate() {
+            check(k + j, m.data())?;
+        }
+        k += got;
+    }
+    Ok(secs)
 }
 
 /// The core's I/O: forwarded buffers are kept for the next round.

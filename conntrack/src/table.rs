@@ -93,6 +93,16 @@ pub struct Transition {
     pub changed: bool,
 }
 
+impl Transition {
+    /// Nothing moved: an inactive NONE stays so.
+    pub const NONE: Transition = Transition {
+        was_active: false,
+        is_active: false,
+        state: TcpState::None,
+        changed: false,
+    };
+}
+
 const BIT_O_SRC6: u8 = 1 << 0;
 const BIT_O_DST6: u8 = 1 << 1;
 const BIT_R_SRC6: u8 = 1 << 2;
@@ -182,6 +192,14 @@ impl Conn {
     /// The reply tuple as it arrives (RIP:rport -> CIP:cport or LIP:lport).
     pub fn reply(&self) -> Tuple {
         self.key(Direction::Reply).to_tuple()
+    }
+
+    /// The reply's destination (CIP:cport, or FULLNAT's LIP:lport), without
+    /// the rest of [`Conn::reply`].
+    #[inline]
+    pub fn reply_dst(&self) -> (std::net::IpAddr, u16) {
+        let v6 = self.bits & BIT_R_DST6 != 0;
+        (bits_addr(u128::from_le_bytes(self.r_dst), v6), self.r_dport)
     }
 
     /// The tuple of one direction.
@@ -630,6 +648,65 @@ impl ConnTable {
         place: KeyPlace,
         now_ms: u64,
     ) -> Result<ConnId, TableFull> {
+        let state = if c.original.proto == PROTO_TCP {
+            TcpState::None
+        } else {
+            TcpState::Udp
+        };
+        self.insert_in_state(c, place, now_ms, state, 0)
+    }
+
+    /// [`ConnTable::insert_placed`] and the conn's first packet at once: as
+    /// `insert_placed`, then [`ConnTable::set_input_only`] with
+    /// `input_only`, then [`ConnTable::on_packet`] of `first` in the
+    /// original direction, with the same conn, state, timer and transition
+    /// as those three calls (the timer armed once, at the state's timeout,
+    /// where the three arm it at NONE's and push it later).
+    pub fn insert_placed_first(
+        &mut self,
+        c: NewConn,
+        place: KeyPlace,
+        input_only: bool,
+        first: TcpFlags,
+        now_ms: u64,
+    ) -> Result<(ConnId, Transition), TableFull> {
+        let (state, bits) = if c.original.proto != PROTO_TCP {
+            (TcpState::Udp, if input_only { BIT_INPUT_ONLY } else { 0 })
+        } else if input_only {
+            let s = tcp::next_state(self.secure_tcp, TcpDir::InputOnly, first, TcpState::None);
+            (s, BIT_INPUT_ONLY)
+        } else {
+            let s = tcp::next_state(self.secure_tcp, TcpDir::Input, first, TcpState::None);
+            (s, 0)
+        };
+        let was = if c.original.proto == PROTO_TCP {
+            TcpState::None
+        } else {
+            TcpState::Udp
+        };
+        let id = self.insert_in_state(c, place, now_ms, state, bits)?;
+        Ok((
+            id,
+            Transition {
+                was_active: was.is_active(),
+                is_active: state.is_active(),
+                state,
+                changed: state != was,
+            },
+        ))
+    }
+
+    /// The insert: the conn in `state`, with `bits` (besides the live and
+    /// family bits), its timer armed at that state's timeout.
+    #[inline(always)]
+    fn insert_in_state(
+        &mut self,
+        c: NewConn,
+        place: KeyPlace,
+        now_ms: u64,
+        state: TcpState,
+        bits: u8,
+    ) -> Result<ConnId, TableFull> {
         let i = self.free_head;
         if i == NIL {
             return Err(TableFull);
@@ -650,11 +727,6 @@ impl ConnTable {
             let (w, bit) = filter_bit(h);
             self.inserted[w] |= bit;
         }
-        let state = if c.original.proto == PROTO_TCP {
-            TcpState::None
-        } else {
-            TcpState::Udp
-        };
         let slot = &mut self.slab[i as usize];
         self.free_head = slot.link.next;
         *slot = Conn {
@@ -678,7 +750,7 @@ impl ConnTable {
             proto: c.original.proto,
             flags: c.flags,
             state,
-            bits: BIT_LIVE | ok.fam | (rk.fam << 2),
+            bits: BIT_LIVE | ok.fam | (rk.fam << 2) | bits,
         };
         slot.expires_at_ms = timeout_ms(now_ms, slot.timeout_s(&self.timeouts));
         self.wheel.arm(&mut self.slab, i);
@@ -849,7 +921,11 @@ impl ConnTable {
         })
     }
 
-    fn free(&mut self, i: u32) -> Conn {
+    /// Unindex, unlink and free slot `i`. Only the live bit and the free
+    /// chain are written: a free slot is never read (lookups reach slots
+    /// through the index, the rest through the live bit) and `insert`
+    /// writes every field.
+    fn free(&mut self, i: u32) {
         self.wheel.cancel(&mut self.slab, i);
         let (ok, rk) = {
             let c = &self.slab[i as usize];
@@ -859,17 +935,17 @@ impl ConnTable {
         self.index.remove(oh, i << 1);
         self.index.remove(rh, i << 1 | 1);
         let slot = &mut self.slab[i as usize];
-        let old = core::mem::replace(slot, Conn::FREE);
+        slot.bits = 0;
         slot.link.next = self.free_head;
         self.free_head = i;
         self.len -= 1;
-        old
     }
 
     /// Forget a conn now (both directions); `None` if `id` is not a live conn.
     pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
-        self.live(id)?;
-        Some(self.free(id.0))
+        let old = self.live(id)?.clone();
+        self.free(id.0);
+        Some(old)
     }
 
     /// Expire conns whose timer fired by `now_ms`, at most `budget` of them, calling

@@ -81,6 +81,7 @@ impl Wheel {
     }
 
     /// Unlink node `i`; a no-op if it is not linked.
+    #[inline(always)]
     pub(crate) fn cancel<N: TimerNode>(&mut self, nodes: &mut [N], i: u32) {
         let l = nodes[i as usize].link();
         if l.prev == NIL {
@@ -117,6 +118,7 @@ impl Wheel {
     /// The next node whose expiry is <= `now_ms`, already unlinked, or `None` when
     /// none is due or `work` (nodes examined) ran out. Nodes found not yet due are
     /// relinked where they belong.
+    #[inline(always)]
     pub(crate) fn next_expired<N: TimerNode>(
         &mut self,
         nodes: &mut [N],

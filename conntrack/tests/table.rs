@@ -401,3 +401,63 @@ fn a_conn_inserted_at_its_noted_place_is_found_both_ways() {
     assert_eq!(ct.lookup(&nat(5).original), None);
     assert_eq!(ct.lookup(&nat(5).reply), None);
 }
+
+/// `insert_placed_first` leaves the same conn, state, expiry and
+/// transition as `insert_placed`, `set_input_only` and the first
+/// `on_packet`, for every flag byte, both state tables, TCP and UDP, with
+/// and without the INPUT-ONLY mark and a timeout override; and the conn
+/// expires at the same time.
+#[test]
+fn insert_placed_first_is_insert_then_first_packet() {
+    use std::net::{IpAddr, Ipv4Addr};
+    let a = |n: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | n));
+    for secure in [false, true] {
+        for proto in [6u8, 17] {
+            for input_only in [false, true] {
+                for ovr in [None, Some(7)] {
+                    for f in 0..=255u8 {
+                        let c = NewConn {
+                            original: Tuple::new(proto, a(1), 1000, a(2), 80),
+                            reply: Tuple::new(proto, a(3), 8080, a(1), 1000),
+                            service: 1,
+                            dest: 2,
+                            flags: 3,
+                            timeout_override_s: ovr,
+                        };
+                        let flags = TcpFlags::from_bits(f);
+                        let mut t1 = ConnTable::new(8, 5, Timeouts::default());
+                        let mut t2 = ConnTable::new(8, 5, Timeouts::default());
+                        t1.set_secure_tcp(secure);
+                        t2.set_secure_tcp(secure);
+                        let p1 = t1.place_of(&c.original);
+                        let id1 = t1.insert_placed(c, p1, 1000).unwrap();
+                        if input_only {
+                            t1.set_input_only(id1, true);
+                        }
+                        let tr1 = t1.on_packet(id1, Direction::Original, flags, 1000);
+                        let p2 = t2.place_of(&c.original);
+                        let (id2, tr2) = t2
+                            .insert_placed_first(c, p2, input_only, flags, 1000)
+                            .unwrap();
+                        assert_eq!(
+                            (id1, tr1),
+                            (id2, tr2),
+                            "{secure} {proto} {input_only} {f:#x}"
+                        );
+                        let (c1, c2) = (t1.get(id1).unwrap(), t2.get(id2).unwrap());
+                        assert_eq!(format!("{c1:?}"), format!("{c2:?}"));
+                        assert_eq!(c1.is_input_only(), c2.is_input_only());
+                        assert_eq!(t2.lookup(&c.original), Some((id2, Direction::Original)));
+                        assert_eq!(t2.lookup(&c.reply), Some((id2, Direction::Reply)));
+                        let exp = c1.expires_at_ms();
+                        for t in [&mut t1, &mut t2] {
+                            assert_eq!(t.expire(exp - 1, 64, |_| {}), 0);
+                            assert_eq!(t.expire(exp + 100, 64, |_| {}), 1);
+                            assert!(t.is_empty());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

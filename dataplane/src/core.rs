@@ -100,7 +100,7 @@ pub struct Core<I: Io> {
     pub conns: ConnTable,
     pub persist: PersistTable,
     /// Per service id: the table this worker's cursor runs over, and the cursor.
-    pub scheds: FastMap<u32, SchedCursor>,
+    pub scheds: crate::laddr::ConfigMap<u32, SchedCursor>,
     /// Snapshot generation `scheds` was pruned at.
     scheds_gen: u64,
     /// Scheduler tables this thread had built before this core started
@@ -180,7 +180,7 @@ impl<I: Io> Core<I> {
                 cfg.hash_seed ^ 0x5bd1_e995,
                 &cfg.advise,
             ),
-            scheds: FastMap::default(),
+            scheds: Default::default(),
             scheds_gen: 0,
             tables_built_before: sched::tables_built_on_this_thread(),
             pending: PendingQueue::default(),
@@ -718,15 +718,11 @@ impl<I: Io> Core<I> {
                 return self.count_drop(DropReason::BadTcpFlags);
             }
         }
-        let Some(id) = self.open_conn(snap, meta, tuple, place, svc) else {
+        // Created with its first packet's state (`on_packet` folded in).
+        let first = Some(conntrack_flags(meta.tcp_flags));
+        let Some((id, tr)) = self.open_conn_with(snap, meta, tuple, place, svc, first) else {
             return;
         };
-        let tr = self.conns.on_packet(
-            id,
-            Direction::Original,
-            conntrack_flags(meta.tcp_flags),
-            self.now_ms,
-        );
         let Some(f) = self.conns.get(id).map(Flow::of) else {
             return self.count_drop(DropReason::NoConnection);
         };
@@ -755,6 +751,24 @@ impl<I: Io> Core<I> {
         place: conntrack::KeyPlace,
         svc: &Arc<Service>,
     ) -> Option<ConnId> {
+        self.open_conn_with(snap, meta, tuple, place, svc, None)
+            .map(|(id, _)| id)
+    }
+
+    /// [`Core::open_conn`]; with `first`, the connection is created as
+    /// `ConnTable::on_packet` of its first packet (TCP flags `first`, the
+    /// original direction) would leave it, and that packet's transition
+    /// is returned (else a NONE -> NONE one, the packet not counted).
+    #[inline(always)]
+    fn open_conn_with(
+        &mut self,
+        snap: &Snapshot,
+        meta: &IpMeta,
+        tuple: Tuple,
+        place: conntrack::KeyPlace,
+        svc: &Arc<Service>,
+        first: Option<conntrack::TcpFlags>,
+    ) -> Option<(ConnId, Transition)> {
         if self.over_conn_limit(svc) {
             return None;
         }
@@ -804,8 +818,22 @@ impl<I: Io> Core<I> {
             flags: mode_to_flags(dm.mode),
             timeout_override_s: ops_timeout(meta, svc.ops, svc.conn_timeout_s),
         };
-        let id = match self.conns.insert_placed(new, place, self.now_ms) {
-            Ok(id) => id,
+        // Replies bypass the director: IPVS's INPUT-ONLY state rows.
+        let input_only = matches!(dm.mode, ForwardMode::Dr | ForwardMode::Tun);
+        let got = match first {
+            Some(flags) => {
+                self.conns
+                    .insert_placed_first(new, place, input_only, flags, self.now_ms)
+            }
+            None => self.conns.insert_placed(new, place, self.now_ms).map(|id| {
+                if input_only {
+                    self.conns.set_input_only(id, true);
+                }
+                (id, Transition::NONE)
+            }),
+        };
+        let (id, tr) = match got {
+            Ok(got) => got,
             Err(_) => {
                 if dm.mode == ForwardMode::FullNat {
                     self.lports.release(reply_dst, reply_dport);
@@ -814,14 +842,10 @@ impl<I: Io> Core<I> {
                 return None;
             }
         };
-        if matches!(dm.mode, ForwardMode::Dr | ForwardMode::Tun) {
-            // Replies bypass the director: IPVS's INPUT-ONLY state rows.
-            self.conns.set_input_only(id, true);
-        }
         dest.counters.inactive.fetch_add(1, Ordering::Relaxed);
         svc.traffic.conn(self.index);
         dm.traffic.conn(self.index);
-        Some(id)
+        Some((id, tr))
     }
 
     /// `--conn-limit`: whether `svc` refuses a new connection now; the
@@ -1165,7 +1189,7 @@ fn uncount(snap: &Snapshot, c: &conntrack::Conn) {
 /// What a connection gives back when it goes: its FULLNAT local port.
 pub fn release_conn(lports: &mut crate::laddr::LocalPorts, c: &conntrack::Conn) {
     if mode_from_flags(c.flags()) == ForwardMode::FullNat {
-        let r = c.reply();
-        lports.release(r.dst, r.dport);
+        let (lip, lport) = c.reply_dst();
+        lports.release(lip, lport);
     }
 }

@@ -55,8 +55,28 @@ pub fn contains(prefix: IpAddr, len: u8, addr: IpAddr) -> bool {
 
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
-    /// Sorted by prefix length, longest first.
-    routes: Vec<Route>,
+    /// Sorted by prefix length, longest first; each with its prefix as
+    /// address bits, mask and family, so a lookup compares integers
+    /// ([`contains`] worked out once). One list, as the table was: the
+    /// snapshot's layout, and the code reading it, stay the same.
+    routes: Vec<(RouteKey, Route)>,
+}
+
+/// A route's prefix in [`addr_bits`] form.
+#[derive(Debug, Clone, Copy)]
+struct RouteKey {
+    v6: bool,
+    mask: u128,
+    net: u128,
+}
+
+/// An address as bits (IPv4 in the low 32) and whether it is IPv6.
+#[inline]
+fn addr_bits(a: IpAddr) -> (bool, u128) {
+    match a {
+        IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (true, u128::from(a)),
+    }
 }
 
 impl RouteTable {
@@ -65,21 +85,39 @@ impl RouteTable {
             r.prefix = mask(r.prefix, r.prefix_len);
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix_len));
+        let routes = routes
+            .into_iter()
+            .map(|r| {
+                let (v6, net) = addr_bits(r.prefix);
+                let width: u32 = if v6 { 128 } else { 32 };
+                let len = u32::from(r.prefix_len).min(width);
+                let ones = u128::MAX >> (128 - width);
+                let mask = if len == 0 {
+                    0
+                } else {
+                    (ones << (width - len)) & ones
+                };
+                (RouteKey { v6, mask, net }, r)
+            })
+            .collect();
         RouteTable { routes }
     }
 
+    /// The longest prefix holding `dst` (as [`contains`] decides).
     pub fn lookup(&self, dst: IpAddr) -> Option<NextHop> {
+        let (v6, a) = addr_bits(dst);
         self.routes
             .iter()
-            .find(|r| contains(r.prefix, r.prefix_len, dst))
-            .map(|r| NextHop {
+            .find(|(k, _)| k.v6 == v6 && a & k.mask == k.net)
+            .map(|(_, r)| NextHop {
                 port: r.port,
                 gateway: r.via.unwrap_or(dst),
             })
     }
 
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
+    /// The routes, longest prefix first.
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter().map(|(_, r)| r)
     }
 }
 
@@ -135,6 +173,55 @@ mod tests {
             })
         );
         assert_eq!(t.lookup(ip("2001:db8::1")), None);
+    }
+
+    /// The integer compare finds what `contains` over the sorted list finds.
+    #[test]
+    fn lookup_is_the_first_containing_route() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut routes = Vec::new();
+        for i in 0..40 {
+            let r = next();
+            let prefix = if i % 3 == 0 {
+                IpAddr::V6(std::net::Ipv6Addr::from(
+                    u128::from(r) << 64 | u128::from(next()),
+                ))
+            } else {
+                IpAddr::V4(std::net::Ipv4Addr::from(r as u32 & 0x0f0f_ffff))
+            };
+            let len = (next() % 140) as u8;
+            routes.push(Route {
+                prefix,
+                prefix_len: len,
+                via: None,
+                port: i,
+            });
+        }
+        let t = RouteTable::new(routes);
+        for _ in 0..20_000 {
+            let r = next();
+            let dst = if r % 3 == 0 {
+                IpAddr::V6(std::net::Ipv6Addr::from(
+                    u128::from(next()) << 64 | u128::from(next()),
+                ))
+            } else {
+                IpAddr::V4(std::net::Ipv4Addr::from(next() as u32 & 0x0f0f_ffff))
+            };
+            let want = t
+                .routes()
+                .find(|r| contains(r.prefix, r.prefix_len, dst))
+                .map(|r| NextHop {
+                    port: r.port,
+                    gateway: r.via.unwrap_or(dst),
+                });
+            assert_eq!(t.lookup(dst), want, "{dst}");
+        }
     }
 
     #[test]

@@ -100,11 +100,17 @@ pub struct DestRef {
 pub struct Snapshot {
     pub generation: u64,
     pub ports: Vec<PortInfo>,
-    pub services: FastMap<(u8, IpAddr, u16), Arc<Service>>,
+    /// By (protocol, VIP, vport). Unkeyed (`ConfigMap`): its entries come
+    /// from the configuration, so a packet's key can only probe, never
+    /// lengthen, their chains; every new connection looks one up.
+    pub services: crate::laddr::ConfigMap<(u8, IpAddr, u16), Arc<Service>>,
     pub services_by_id: FastMap<u32, Arc<Service>>,
     pub local: FastMap<IpAddr, LocalAddr>,
     pub routes: RouteTable,
-    pub dests: FastMap<u32, DestRef>,
+    /// By dest id: ids are the compiler's, never a packet's, so the
+    /// unkeyed `ConfigMap` (a state change, an expiry and the burst's
+    /// traffic flush each look one up).
+    pub dests: crate::laddr::ConfigMap<u32, DestRef>,
     /// NAT real servers (proto, RIP, rport) whose services key connections
     /// by the client's net (persistence): what a NAT reply's owner is keyed
     /// by. Absent: by client address and port.
@@ -167,11 +173,11 @@ impl Snapshot {
         Snapshot {
             generation: 0,
             ports,
-            services: FastMap::default(),
+            services: Default::default(),
             services_by_id: FastMap::default(),
             local: FastMap::default(),
             routes: RouteTable::default(),
-            dests: FastMap::default(),
+            dests: Default::default(),
             nat_owner_keys: FastMap::default(),
             ops_nat: FastMap::default(),
             desc: ConfigDesc::default(),
@@ -394,10 +400,10 @@ impl Compiler {
             }
         }
         let (owner_keys, nat_owner_keys) = owner_keys(desc);
-        let mut services = FastMap::default();
+        let mut services = crate::laddr::ConfigMap::default();
         let mut services_by_id = FastMap::default();
         let mut ops_nat = FastMap::default();
-        let mut dest_refs = FastMap::default();
+        let mut dest_refs = crate::laddr::ConfigMap::default();
         let mut live_services = std::collections::HashSet::new();
         let mut live_dests = std::collections::HashSet::new();
         for s in &desc.services {

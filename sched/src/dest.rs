@@ -113,10 +113,15 @@ impl Dest {
     /// `u_threshold`. Without thresholds a dest is never overloaded. Updates the
     /// shared flag (only when it changes, to keep the cache line quiet).
     pub fn is_overloaded(&self) -> bool {
-        let total = u64::from(self.active_conns()) + u64::from(self.inactive_conns());
         let upper = u64::from(self.u_threshold);
-        let lower = u64::from(self.l_threshold);
         let was = self.counters.overloaded.load(Relaxed);
+        if upper == 0 && !was {
+            // No upper threshold and not flagged: it stays so (what the
+            // rule below gives), without reading the connection counts.
+            return false;
+        }
+        let total = u64::from(self.active_conns()) + u64::from(self.inactive_conns());
+        let lower = u64::from(self.l_threshold);
         let now = if upper != 0 && total >= upper {
             true
         } else if !was {

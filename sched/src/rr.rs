@@ -59,12 +59,20 @@ impl Scheduler for RoundRobin {
         if n == 0 {
             return None;
         }
-        let start = self.last.map_or(0, |l| (l + 1) % n);
-        for k in 0..n {
-            let i = (start + k) % n;
+        let mut i = self.last.map_or(0, |l| l + 1);
+        if i >= n {
+            // Past the end (`last` was the last dest, or the list shrank).
+            i %= n;
+        }
+        for _ in 0..n {
             if dests[i].is_available() {
                 self.last = Some(i);
                 return Some(i);
+            }
+            // The wrap is a compare, not a division per dest.
+            i += 1;
+            if i == n {
+                i = 0;
             }
         }
         None
