@@ -100,7 +100,7 @@ pub struct Core<I: Io> {
     pub conns: ConnTable,
     pub persist: PersistTable,
     /// Per service id: the table this worker's cursor runs over, and the cursor.
-    pub scheds: crate::laddr::ConfigMap<u32, SchedCursor>,
+    pub scheds: crate::snapshot::ConfigMap<u32, SchedCursor>,
     /// Snapshot generation `scheds` was pruned at.
     scheds_gen: u64,
     /// Scheduler tables this thread had built before this core started

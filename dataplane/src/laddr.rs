@@ -20,8 +20,9 @@
 //!
 //! Nothing here touches packets or the configuration snapshot.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
+
+use crate::snapshot::ConfigMap;
 use std::net::IpAddr;
 
 use crate::rss::{ReplyBase, RssSteer};
@@ -72,72 +73,6 @@ impl Pool {
         } else {
             *w &= !(1 << (p % 64));
         }
-    }
-}
-
-/// Hashes a key of the configuration, never one a packet chose: a LIP (the
-/// key of a worker's pools), a service id (`Core::scheds`), a dest id
-/// (`Snapshot::dests`), a service's (protocol, VIP, vport)
-/// (`Snapshot::services`: a packet's key only probes the configuration's
-/// entries, it cannot add colliding ones). So an unkeyed multiply per word
-/// (FxHash's) does, where the keyed ahash costs some 25 to 50 instructions
-/// more per lookup.
-#[derive(Default)]
-pub struct ConfigKeyHasher(u64);
-
-/// A map keyed by the configuration ([`ConfigKeyHasher`]).
-pub type ConfigMap<K, V> = HashMap<K, V, BuildHasherDefault<ConfigKeyHasher>>;
-
-impl ConfigKeyHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl Hasher for ConfigKeyHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u16(&mut self, i: u16) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_u128(&mut self, i: u128) {
-        self.add(i as u64);
-        self.add((i >> 64) as u64);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn write_isize(&mut self, i: isize) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        // The table takes its bucket from the low bits: bring the
-        // multiply's well-mixed high bits down.
-        self.0.rotate_left(26)
     }
 }
 

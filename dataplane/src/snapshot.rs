@@ -6,6 +6,7 @@
 //! through an `ArcSwap`; writers never block them.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -18,6 +19,72 @@ use crate::owner::OwnerKey;
 use crate::route::{Route, RouteTable};
 
 pub type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+/// Hashes a key of the configuration, never one a packet chose: a LIP (the
+/// key of a worker's pools), a service id (`Core::scheds`), a dest id
+/// (`Snapshot::dests`), a service's (protocol, VIP, vport)
+/// (`Snapshot::services`: a packet's key only probes the configuration's
+/// entries, it cannot add colliding ones). So an unkeyed multiply per word
+/// (FxHash's) does, where the keyed ahash costs some 25 to 50 instructions
+/// more per lookup.
+#[derive(Default)]
+pub struct ConfigKeyHasher(u64);
+
+/// A map keyed by the configuration ([`ConfigKeyHasher`]).
+pub type ConfigMap<K, V> = HashMap<K, V, BuildHasherDefault<ConfigKeyHasher>>;
+
+impl ConfigKeyHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for ConfigKeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_u128(&mut self, i: u128) {
+        self.add(i as u64);
+        self.add((i >> 64) as u64);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_isize(&mut self, i: isize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        // The table takes its bucket from the low bits: bring the
+        // multiply's well-mixed high bits down.
+        self.0.rotate_left(26)
+    }
+}
 
 /// One port as workers see it.
 #[derive(Debug, Clone)]
@@ -103,14 +170,14 @@ pub struct Snapshot {
     /// By (protocol, VIP, vport). Unkeyed (`ConfigMap`): its entries come
     /// from the configuration, so a packet's key can only probe, never
     /// lengthen, their chains; every new connection looks one up.
-    pub services: crate::laddr::ConfigMap<(u8, IpAddr, u16), Arc<Service>>,
+    pub services: crate::snapshot::ConfigMap<(u8, IpAddr, u16), Arc<Service>>,
     pub services_by_id: FastMap<u32, Arc<Service>>,
     pub local: FastMap<IpAddr, LocalAddr>,
     pub routes: RouteTable,
     /// By dest id: ids are the compiler's, never a packet's, so the
     /// unkeyed `ConfigMap` (a state change, an expiry and the burst's
     /// traffic flush each look one up).
-    pub dests: crate::laddr::ConfigMap<u32, DestRef>,
+    pub dests: crate::snapshot::ConfigMap<u32, DestRef>,
     /// NAT real servers (proto, RIP, rport) whose services key connections
     /// by the client's net (persistence): what a NAT reply's owner is keyed
     /// by. Absent: by client address and port.
@@ -400,10 +467,10 @@ impl Compiler {
             }
         }
         let (owner_keys, nat_owner_keys) = owner_keys(desc);
-        let mut services = crate::laddr::ConfigMap::default();
+        let mut services = crate::snapshot::ConfigMap::default();
         let mut services_by_id = FastMap::default();
         let mut ops_nat = FastMap::default();
-        let mut dest_refs = crate::laddr::ConfigMap::default();
+        let mut dest_refs = crate::snapshot::ConfigMap::default();
         let mut live_services = std::collections::HashSet::new();
         let mut live_dests = std::collections::HashSet::new();
         for s in &desc.services {
