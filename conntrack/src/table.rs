@@ -14,7 +14,7 @@ use crate::tcp::{self, TcpDir, TcpFlags, TcpState};
 use crate::timeouts::Timeouts;
 use crate::timer::{Link, TimerNode, Wheel, NIL};
 use crate::tuple::{
-    bits_addr, random_state, Direction, Key, Tuple, FAM_DST_V6, FAM_SRC_V6, PROTO_TCP,
+    bits_addr, Direction, Key, KeyHasher, Tuple, FAM_DST_V6, FAM_SRC_V6, PROTO_TCP,
 };
 
 /// Largest supported capacity: index values are `conn index << 1 | direction`.
@@ -371,7 +371,7 @@ pub struct ConnTable {
     len: u32,
     index: Index,
     wheel: Wheel,
-    hasher: ahash::RandomState,
+    hasher: KeyHasher,
     timeouts: Timeouts,
     secure_tcp: bool,
     /// Keys inserted since [`ConnTable::mark_inserts`]: a 256-bit filter of
@@ -417,7 +417,7 @@ impl ConnTable {
             len: 0,
             index: Index::new(2 * cap as usize, hash_seed.rotate_left(29), advise),
             wheel: Wheel::new(),
-            hasher: random_state(hash_seed),
+            hasher: KeyHasher::new(hash_seed),
             timeouts,
             secure_tcp: false,
             inserted: [0; 4],

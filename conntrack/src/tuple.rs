@@ -6,7 +6,6 @@
 //! share one layout and comparisons are plain byte compares. This module owns
 //! that packing and the keyed hash; it knows nothing about tables or time.
 
-use core::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// IP protocol number of TCP.
@@ -210,40 +209,91 @@ impl Key {
     }
 
     /// Keyed hash: the seed is per process, so a remote sender cannot aim
-    /// many flows at one bucket (the table faces the internet).
+    /// many flows at one bucket (the table faces the internet). See
+    /// [`KeyHasher`].
     #[inline]
-    pub(crate) fn hash(&self, rs: &ahash::RandomState) -> u64 {
-        let mut h = rs.build_hasher();
+    pub(crate) fn hash(&self, kh: &KeyHasher) -> u64 {
         let rest = (u64::from(self.sport) << 32)
             | (u64::from(self.dport) << 16)
             | (u64::from(self.proto) << 8)
             | u64::from(self.fam);
-        if self.fam == 0 {
+        let k = &kh.k;
+        let h = if self.fam == 0 {
             // Both ends IPv4: each address fits in 32 bits, so the whole key
-            // is one 128-bit word (one round of the hasher instead of three).
-            h.write_u128(self.src | self.dst << 32 | u128::from(rest) << 64);
+            // is two 64-bit words: one keyed multiply.
+            fold_mul((self.src | self.dst << 32) as u64 ^ k[0], rest ^ k[1])
         } else {
-            h.write_u128(self.src);
-            h.write_u128(self.dst);
-            h.write_u64(rest);
-        }
-        h.finish()
+            let s = fold_mul(self.src as u64 ^ k[0], (self.src >> 64) as u64 ^ k[1]);
+            let d = fold_mul(self.dst as u64 ^ k[2], (self.dst >> 64) as u64 ^ k[3]);
+            fold_mul(s ^ rest ^ k[1], d ^ k[0])
+        };
+        fold_mul(h ^ k[2], k[3])
     }
 }
 
-/// Derive the four ahash keys from the one per-process seed.
+/// The 128-bit product of `a` and `b`, its halves xored (the "folded
+/// multiply" of ahash's fallback, wyhash and rapidhash).
+#[inline]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// The connection table's keyed hash of a [`Key`]: four 64-bit secrets
+/// derived from the per-process seed; the key's words are xored with two of
+/// them and multiplied as 64 x 64 -> 128 bits, the product's halves folded
+/// (two such multiplies, one per address, and a third joining them for
+/// IPv6), then one more keyed multiply spreads the result over all 64 bits
+/// (the index takes its tag from the low half and the bucket from the high
+/// half). This is the construction of wyhash/rapidhash and of ahash's own
+/// fallback (what the table used before), without ahash's buffer, pad and
+/// rotation bookkeeping.
+///
+/// Why it is fit for a table whose keys an attacker chooses: every word a
+/// packet controls enters a multiply only after being xored with a secret,
+/// so which keys collide depends on secrets the sender never sees (the hash
+/// is not output anywhere: the index is per worker and never exposed; a
+/// timing probe learns at most a bucket's fullness, not the product). A
+/// multiplier chosen to be zero (`word == secret`, the folded multiply's
+/// known weak point) needs the secret: a chance of 2^-64 per guess. The
+/// table does not rely on the hash alone either: the cuckoo index keeps
+/// every bucket at 8 slots (a flood of colliding keys fails its inserts,
+/// it cannot grow a chain that lookups walk) and the full key is compared.
+pub(crate) struct KeyHasher {
+    k: [u64; 4],
+}
+
+impl KeyHasher {
+    /// The four secrets from the one per-process seed (each an odd word:
+    /// never a zero multiplier in the final round).
+    pub(crate) fn new(seed: u64) -> KeyHasher {
+        KeyHasher {
+            k: [
+                seed_mix(seed, 0x243f_6a88_85a3_08d3),
+                seed_mix(seed, 0x1319_8a2e_0370_7344),
+                seed_mix(seed, 0xa409_3822_299f_31d0),
+                seed_mix(seed, 0x082e_fa98_ec4e_6c89) | 1,
+            ],
+        }
+    }
+}
+
+/// splitmix64's finalizer of `x ^ k`: one seed, several independent words.
+fn seed_mix(x: u64, k: u64) -> u64 {
+    let mut z = x ^ k;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Derive the four ahash keys from the one per-process seed (the
+/// persistence templates' hasher).
 pub(crate) fn random_state(seed: u64) -> ahash::RandomState {
-    let mix = |x: u64, k: u64| {
-        let mut z = x ^ k;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
     ahash::RandomState::with_seeds(
-        mix(seed, 0x243f_6a88_85a3_08d3),
-        mix(seed, 0x1319_8a2e_0370_7344),
-        mix(seed, 0xa409_3822_299f_31d0),
-        mix(seed, 0x082e_fa98_ec4e_6c89),
+        seed_mix(seed, 0x243f_6a88_85a3_08d3),
+        seed_mix(seed, 0x1319_8a2e_0370_7344),
+        seed_mix(seed, 0xa409_3822_299f_31d0),
+        seed_mix(seed, 0x082e_fa98_ec4e_6c89),
     )
 }
 
@@ -356,9 +406,53 @@ mod tests {
             "10.0.0.2".parse().unwrap(),
             2,
         ));
-        let a = random_state(1);
-        let b = random_state(2);
-        assert_eq!(k.hash(&a), k.hash(&random_state(1)));
+        let a = KeyHasher::new(1);
+        let b = KeyHasher::new(2);
+        assert_eq!(k.hash(&a), k.hash(&KeyHasher::new(1)));
         assert_ne!(k.hash(&a), k.hash(&b));
+        let mut k6 = k;
+        k6.fam = FAM_SRC_V6 | FAM_DST_V6;
+        assert_ne!(k.hash(&a), k6.hash(&a));
+    }
+
+    /// Keys that differ in one field only (the client's address or port:
+    /// what a sender varies) spread evenly over both halves of the hash
+    /// (the index's bucket from the high half, its tag from the low).
+    #[test]
+    fn keyed_hash_spreads_sequential_keys() {
+        let kh = KeyHasher::new(0x1234_5678);
+        for v6 in [false, true] {
+            const N: usize = 1 << 16;
+            const B: usize = 1 << 10;
+            let mut hi = vec![0u32; B];
+            let mut lo = vec![0u32; B];
+            for i in 0..N {
+                let src: IpAddr = if v6 {
+                    IpAddr::V6(Ipv6Addr::from(0x2001_0db8_u128 << 96 | (i as u128 >> 4)))
+                } else {
+                    IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i as u32 >> 4)))
+                };
+                let t = Tuple::tcp(
+                    src,
+                    1024 + (i as u16 & 15),
+                    "10.0.0.100".parse().unwrap(),
+                    80,
+                );
+                let h = Key::from_tuple(&t).hash(&kh);
+                hi[((h >> 32) as usize * B) >> 32] += 1;
+                lo[h as usize & (B - 1)] += 1;
+            }
+            // Expected 64 a bucket; a uniform hash's max over 1 024 is ~95.
+            assert!(
+                hi.iter().all(|&c| (24..=112).contains(&c)),
+                "{v6} {:?}",
+                hi.iter().max()
+            );
+            assert!(
+                lo.iter().all(|&c| (24..=112).contains(&c)),
+                "{v6} {:?}",
+                lo.iter().max()
+            );
+        }
     }
 }
