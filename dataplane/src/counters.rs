@@ -172,16 +172,31 @@ pub struct BatchEntry {
 #[derive(Default)]
 pub struct TrafficBatch {
     entries: arrayvec::ArrayVec<BatchEntry, 32>,
+    /// Where a dest's entry was last put, by the dest id's low bits: a
+    /// hint, confirmed against the entry (stale after a drain, or another
+    /// dest's when two share the bits: then the entries are searched).
+    hint: [u8; HINTS],
 }
+
+/// Hint slots of a [`TrafficBatch`].
+const HINTS: usize = 32;
 
 impl TrafficBatch {
     /// Count a packet of `bytes` (IP length) in or out. `false` when the
     /// batch is full of other dests: flush it first.
     #[inline]
     pub fn add(&mut self, dest: u32, service: u32, inbound: bool, bytes: usize) -> bool {
-        let e = match self.entries.iter_mut().find(|e| e.dest == dest) {
-            Some(e) => e,
+        let h = dest as usize % HINTS;
+        let at = usize::from(self.hint[h]);
+        let found = if self.entries.get(at).is_some_and(|e| e.dest == dest) {
+            Some(at)
+        } else {
+            self.entries.iter().position(|e| e.dest == dest)
+        };
+        let e = match found {
+            Some(i) => &mut self.entries[i],
             None => {
+                self.hint[h] = self.entries.len() as u8;
                 let fresh = BatchEntry {
                     dest,
                     service,
@@ -308,6 +323,25 @@ mod tests {
         }
         assert!(!b.add(99, 1, true, 1), "full of other dests");
         assert!(b.add(3, 1, true, 1), "a dest it holds still counts");
+    }
+
+    /// Dests sharing a hint slot, and hints left stale by a drain, still
+    /// count each dest in its own entry.
+    #[test]
+    fn a_batch_hint_is_only_a_hint() {
+        let mut b = TrafficBatch::default();
+        for round in 0..3u64 {
+            for d in [1, 33, 65, 1, 2, 33] {
+                assert!(b.add(d, 9, true, 10));
+            }
+            let mut got: Vec<_> = b.drain().map(|e| (e.dest, e.inpkts, e.inbytes)).collect();
+            got.sort();
+            assert_eq!(
+                got,
+                [(1, 2, 20), (2, 1, 10), (33, 2, 20), (65, 1, 10)],
+                "{round}"
+            );
+        }
     }
 
     #[test]
