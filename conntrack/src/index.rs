@@ -102,10 +102,18 @@ impl Index {
 
     #[inline]
     fn scan_bucket(b: &Bucket, tag: u32, eq: &mut impl FnMut(u32) -> bool) -> Option<u32> {
-        let mut m: u32 = 0;
-        for i in 0..SLOTS {
-            m |= u32::from(b.tags[i] == tag) << i;
-        }
+        // Two halves of four tags each (one 128-bit vector compare and
+        // mask each: the compiler does not split eight at once itself).
+        let half = |t: &[u32; 4]| {
+            let mut m = 0u32;
+            for (i, &x) in t.iter().enumerate() {
+                m |= u32::from(x == tag) << i;
+            }
+            m
+        };
+        const { assert!(SLOTS == 8) };
+        let (q, _) = b.tags.as_chunks::<4>();
+        let mut m = half(&q[0]) | half(&q[1]) << 4;
         while m != 0 {
             let i = m.trailing_zeros() as usize;
             m &= m - 1;
