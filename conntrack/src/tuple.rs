@@ -78,6 +78,7 @@ pub(crate) const FAM_DST_V6: u8 = 2;
 /// bytes and hashed and compared in registers. The packet path uses it
 /// instead of [`Tuple`]; `Tuple` is the readable form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Key {
     pub(crate) src: u128,
     pub(crate) dst: u128,
@@ -213,10 +214,12 @@ impl Key {
     /// [`KeyHasher`].
     #[inline]
     pub(crate) fn hash(&self, kh: &KeyHasher) -> u64 {
-        let rest = (u64::from(self.sport) << 32)
+        // In the fields' memory order (`repr(C)`), so the compiler may
+        // load them at once.
+        let rest = u64::from(self.sport)
             | (u64::from(self.dport) << 16)
-            | (u64::from(self.proto) << 8)
-            | u64::from(self.fam);
+            | (u64::from(self.proto) << 32)
+            | (u64::from(self.fam) << 40);
         let k = &kh.k;
         let h = if self.fam == 0 {
             // Both ends IPv4: each address fits in 32 bits, so the whole key
