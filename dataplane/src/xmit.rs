@@ -257,7 +257,7 @@ impl<I: Io> Core<I> {
                 let done = match reply.v4_octets() {
                     // IPv4 keys: their wire bytes, no `IpAddr`.
                     Some((r4, _)) if meta.family == IpFamily::V4 => {
-                        nat::rewrite_fwd_v4_dst(ip, meta, (r4, reply.sport()))
+                        nat::rewrite_fwd_v4_dst_classified(ip, meta, (r4, reply.sport()))
                     }
                     _ => nat::rewrite_fwd(ip, meta, None, Some((reply.src(), reply.sport()))),
                 };
@@ -270,7 +270,7 @@ impl<I: Io> Core<I> {
                 let ip = &mut m.data_mut()[meta.l3_off..];
                 let done = match orig.v4_octets() {
                     Some((_, v4)) if meta.family == IpFamily::V4 => {
-                        nat::rewrite_fwd_v4_src(ip, meta, (v4, orig.dport()))
+                        nat::rewrite_fwd_v4_src_classified(ip, meta, (v4, orig.dport()))
                     }
                     _ => nat::rewrite_fwd(ip, meta, Some((orig.dst(), orig.dport())), None),
                 };

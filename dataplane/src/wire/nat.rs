@@ -99,7 +99,7 @@ pub fn rewrite_fwd(
 /// built, no per-change family check). The same bytes and errors as
 /// `rewrite_fwd(ip_packet, meta, Some(src), Some(dst))` with those
 /// addresses; an IPv6 packet is `Unsupported`, as there.
-#[inline]
+#[inline(always)]
 pub fn rewrite_fwd_v4(
     ip_packet: &mut [u8],
     meta: &IpMeta,
@@ -129,6 +129,52 @@ pub fn rewrite_fwd_v4_dst(
     dst: ([u8; 4], u16),
 ) -> Result<(), DropReason> {
     fwd_v4(ip_packet, meta, &[(End::Dst, dst.0, dst.1)])
+}
+
+/// The packet path's [`rewrite_fwd_v4_dst`]: `meta` is
+/// [`classify`](super::classify)'s for these bytes, so the checks it made
+/// (the TCP header length, the UDP length against the IP payload) are not
+/// made again. The same bytes and errors as `rewrite_fwd_v4_dst` for such a
+/// meta; for one that does not fit the bytes the result is unspecified but
+/// never a panic (the header, ports and checksum are still taken
+/// bounds-checked).
+pub fn rewrite_fwd_v4_dst_classified(
+    ip_packet: &mut [u8],
+    meta: &IpMeta,
+    dst: ([u8; 4], u16),
+) -> Result<(), DropReason> {
+    fwd_v4_classified(ip_packet, meta, &[(End::Dst, dst.0, dst.1)])
+}
+
+/// The packet path's [`rewrite_fwd_v4_src`]; see
+/// [`rewrite_fwd_v4_dst_classified`].
+pub fn rewrite_fwd_v4_src_classified(
+    ip_packet: &mut [u8],
+    meta: &IpMeta,
+    src: ([u8; 4], u16),
+) -> Result<(), DropReason> {
+    fwd_v4_classified(ip_packet, meta, &[(End::Src, src.0, src.1)])
+}
+
+/// [`fwd_v4`] trusting the classifier's L4 checks: IPv4 TCP/UDP straight
+/// to [`rewrite_v4_views`], anything else through the checked `fwd_v4`.
+#[inline(always)]
+fn fwd_v4_classified(
+    ip_packet: &mut [u8],
+    meta: &IpMeta,
+    changes: &[(End, [u8; 4], u16)],
+) -> Result<(), DropReason> {
+    if meta.family == IpFamily::V4
+        && meta.has_l4()
+        && matches!(meta.proto, ip_proto::TCP | ip_proto::UDP)
+    {
+        let l4_rel = meta.l4_off.wrapping_sub(meta.l3_off);
+        let (hdr, seg) = ip_packet
+            .split_at_mut_checked(l4_rel)
+            .ok_or(DropReason::BadIpv4)?;
+        return rewrite_v4_views(hdr, seg, meta.proto, changes, true);
+    }
+    fwd_v4(ip_packet, meta, changes)
 }
 
 /// The wire-form entries: IPv4 TCP/UDP in one pass, anything else through
@@ -295,17 +341,34 @@ fn rewrite_v4(
     ttl: bool,
 ) -> Result<(), DropReason> {
     // Validate the L4 header before touching anything.
-    let csum_at = if proto == ip_proto::TCP {
+    if proto == ip_proto::TCP {
         TcpPacket::new_checked(&*seg)?;
-        16
     } else {
         udp_view(&*seg, whole)?;
-        6
-    };
-    // Fixed-size views of the header's 20 bytes and the ports (both checked
-    // above), so no index below needs a bounds check.
+    }
+    rewrite_v4_views(hdr, seg, proto, changes, ttl)
+}
+
+/// The arithmetic of [`rewrite_v4`], its L4 header validated by the caller
+/// (or by the classifier: [`fwd_v4_classified`]). `hdr`: the IP header;
+/// `seg`: the TCP/UDP segment from its header on (`proto` says which).
+/// Taking a view out of range is `BadIpv4` / `BadL4`, nothing changed.
+#[inline(always)]
+fn rewrite_v4_views(
+    hdr: &mut [u8],
+    seg: &mut [u8],
+    proto: u8,
+    changes: &[(End, [u8; 4], u16)],
+    ttl: bool,
+) -> Result<(), DropReason> {
+    let csum_at = if proto == ip_proto::TCP { 16 } else { 6 };
+    // Fixed-size views of the header's 20 bytes, the ports and the L4
+    // checksum, all taken before anything changes, so no index below needs
+    // a bounds check.
     let h: &mut [u8; 20] = hdr.first_chunk_mut().ok_or(DropReason::BadIpv4)?;
-    let ports: &mut [u8; 4] = seg.first_chunk_mut().ok_or(DropReason::BadL4)?;
+    let l4 = seg.get_mut(..csum_at + 2).ok_or(DropReason::BadL4)?;
+    let (ports, rest) = l4.split_first_chunk_mut::<4>().ok_or(DropReason::BadL4)?;
+    let c: &mut [u8; 2] = rest.last_chunk_mut().ok_or(DropReason::BadL4)?;
     let ttl_d = if ttl {
         if h[8] <= 1 {
             return Err(DropReason::TtlExceeded);
@@ -323,7 +386,6 @@ fn rewrite_v4(
     // sums commute with the byte swap (RFC 1071), so no swap per word.
     let ipc = apply_delta(u16::from_le_bytes([h[10], h[11]]), ip_d);
     h[10..12].copy_from_slice(&ipc.to_le_bytes());
-    let c = &mut seg[csum_at..csum_at + 2];
     let new = l4_csum(proto, u16::from_le_bytes([c[0], c[1]]), l4_d);
     c.copy_from_slice(&new.to_le_bytes());
     Ok(())
@@ -708,6 +770,20 @@ mod tests {
                 let b = rewrite_fwd(&mut two[14..], &meta, None, v4p(d));
                 assert_eq!(a, b);
                 assert_eq!(one, two);
+                // The packet path's entries, for a meta that fits the bytes
+                // (all but `short`): the same as the checked ones.
+                if meta.l4_len == m.l4_len {
+                    let (mut one, mut two) = (frame.clone(), frame.clone());
+                    let a = rewrite_fwd_v4_src_classified(&mut one[14..], &meta, s);
+                    let b = rewrite_fwd_v4_src(&mut two[14..], &meta, s);
+                    assert_eq!(a, b);
+                    assert_eq!(one, two);
+                    let (mut one, mut two) = (frame.clone(), frame.clone());
+                    let a = rewrite_fwd_v4_dst_classified(&mut one[14..], &meta, d);
+                    let b = rewrite_fwd_v4_dst(&mut two[14..], &meta, d);
+                    assert_eq!(a, b);
+                    assert_eq!(one, two);
+                }
             }
             if m.family == IpFamily::V4 {
                 assert_eq!(rewrite_fwd_v4(&mut f.clone()[14..], &m, s, d), Ok(()));
@@ -828,7 +904,7 @@ mod tests {
         fn inconsistent_meta_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..120),
                                           l3 in 0usize..80, l4 in 0usize..140, len in 0usize..140,
                                           proto in prop_oneof![Just(6u8), Just(17), Just(58), Just(1)],
-                                          six in any::<bool>(), which in 0u8..4,
+                                          six in any::<bool>(), which in 0u8..6,
                                           frag in prop_oneof![Just(None), Just(Some(Frag::First(1))), Just(Some(Frag::Rest(1)))]) {
             let (family, a) = if six { (IpFamily::V6, v6([1; 16])) } else { (IpFamily::V4, v4([1; 4])) };
             let m = IpMeta {
@@ -841,6 +917,8 @@ mod tests {
                 0 => rewrite_dst(&mut b, &m, a, 1),
                 1 => rewrite_src(&mut b, &m, a, 1),
                 2 => rewrite_both(&mut b, &m, a, 1, a, 2),
+                3 => rewrite_fwd_v4_dst_classified(&mut b, &m, ([1; 4], 1)),
+                4 => rewrite_fwd_v4_src_classified(&mut b, &m, ([1; 4], 1)),
                 _ => dec_ttl(&mut b, &m),
             };
         }
