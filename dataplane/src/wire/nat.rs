@@ -143,7 +143,9 @@ pub fn rewrite_fwd_v4_dst_classified(
     meta: &IpMeta,
     dst: ([u8; 4], u16),
 ) -> Result<(), DropReason> {
-    fwd_v4_classified(ip_packet, meta, &[(End::Dst, dst.0, dst.1)])
+    fwd_v4_classified(ip_packet, meta, &[(End::Dst, dst.0, dst.1)], |ip, m| {
+        rewrite_fwd_v4_dst(ip, m, dst)
+    })
 }
 
 /// The packet path's [`rewrite_fwd_v4_src`]; see
@@ -153,16 +155,20 @@ pub fn rewrite_fwd_v4_src_classified(
     meta: &IpMeta,
     src: ([u8; 4], u16),
 ) -> Result<(), DropReason> {
-    fwd_v4_classified(ip_packet, meta, &[(End::Src, src.0, src.1)])
+    fwd_v4_classified(ip_packet, meta, &[(End::Src, src.0, src.1)], |ip, m| {
+        rewrite_fwd_v4_src(ip, m, src)
+    })
 }
 
 /// [`fwd_v4`] trusting the classifier's L4 checks: IPv4 TCP/UDP straight
-/// to [`rewrite_v4_views`], anything else through the checked `fwd_v4`.
+/// to [`rewrite_v4_views`], anything else through `checked` (the checked
+/// entry of the same changes, called rather than inlined here).
 #[inline(always)]
 fn fwd_v4_classified(
     ip_packet: &mut [u8],
     meta: &IpMeta,
     changes: &[(End, [u8; 4], u16)],
+    checked: impl FnOnce(&mut [u8], &IpMeta) -> Result<(), DropReason>,
 ) -> Result<(), DropReason> {
     if meta.family == IpFamily::V4
         && meta.has_l4()
@@ -174,7 +180,7 @@ fn fwd_v4_classified(
             .ok_or(DropReason::BadIpv4)?;
         return rewrite_v4_views(hdr, seg, meta.proto, changes, true);
     }
-    fwd_v4(ip_packet, meta, changes)
+    checked(ip_packet, meta)
 }
 
 /// The wire-form entries: IPv4 TCP/UDP in one pass, anything else through
