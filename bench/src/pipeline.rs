@@ -575,10 +575,22 @@ pub fn server_seg(
     ack: u32,
     payload: usize,
 ) -> Seg {
-    let (rip, rport, pip, pport, mac) = *v;
+    server_seg_to(r.mac[1], v, flags, seq, ack, payload)
+}
+
+/// [`server_seg`] toward the director's MAC `mac` (its real-server side).
+pub fn server_seg_to(
+    mac: [u8; 6],
+    v: &ServerView,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: usize,
+) -> Seg {
+    let (rip, rport, pip, pport, rs_mac) = *v;
     Seg {
-        src_mac: mac,
-        dst_mac: r.mac[1],
+        src_mac: rs_mac,
+        dst_mac: mac,
         src: rip,
         sport: rport,
         dst: pip,

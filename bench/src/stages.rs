@@ -194,19 +194,7 @@ fn whole_wave(core: &mut Core<StageIo>, snap: &Snapshot, base: u32, w: u32) -> R
         Ok(())
     })?;
     let s = |i: usize, flags, seq, ack, pl| {
-        let (rip, rport, pip, pport, mac) = views[i];
-        Seg {
-            src_mac: mac,
-            dst_mac: MAC[1],
-            src: rip,
-            sport: rport,
-            dst: pip,
-            dport: pport,
-            flags,
-            seq,
-            ack,
-            payload: pl,
-        }
+        pipeline::server_seg_to(MAC[1], &views[i], flags, seq, ack, pl)
     };
     let to_server = |k: usize, b: &[u8]| -> Result<(), String> {
         let q = frames::quick(b).ok_or("request out: not TCP/IPv4")?;
