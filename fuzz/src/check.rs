@@ -304,7 +304,12 @@ fn net_facts(p: &SlicedPacket) -> Option<IpFacts> {
             Some(IpFacts {
                 hop: h.hop_limit(),
                 proto: pl.ip_number.0,
-                l4_ok: (!pl.fragmented)
+                // A payload length of 0 is read by etherparse as a jumbogram
+                // running to the end of the frame; the director (no Jumbo
+                // Payload option, RFC 2675) reads it as no payload, so there
+                // is no L4 checksum for it to keep (found by the wire
+                // target: AH then TCP after a payload length of 0).
+                l4_ok: (!pl.fragmented && h.payload_length() != 0)
                     .then(|| l4_ok(&h.source(), &h.destination(), pl.ip_number.0, pl.payload))
                     .flatten(),
                 ip_csum_ok: true,
