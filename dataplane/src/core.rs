@@ -876,7 +876,7 @@ impl<I: Io> Core<I> {
         {
             return;
         }
-        let Some(d) = snap.dests.get(&c.dest()) else {
+        let Some(d) = snap.dest_ids.get(&c.dest()) else {
             return;
         };
         let syn = flags & tcp_flag::SYN != 0;
@@ -993,7 +993,7 @@ impl<I: Io> Core<I> {
         if tr.was_active == tr.is_active {
             return;
         }
-        if let Some(d) = snap.dests.get(&dest_id) {
+        if let Some(d) = snap.dest_ids.get(&dest_id) {
             let (from, to) = if tr.is_active {
                 (&d.counters.inactive, &d.counters.active)
             } else {
@@ -1174,7 +1174,7 @@ fn for_mac(frame: &[u8], mac: &[u8; 6]) -> bool {
 
 /// Takes a leaving connection out of its dest's ActiveConn / InActConn.
 fn uncount(snap: &Snapshot, c: &conntrack::Conn) {
-    if let Some(d) = snap.dests.get(&c.dest()) {
+    if let Some(d) = snap.dest_ids.get(&c.dest()) {
         let ctr = if c.is_active() {
             &d.counters.active
         } else {

@@ -86,6 +86,96 @@ impl Hasher for ConfigKeyHasher {
     }
 }
 
+/// A map keyed by the compiler's ids (`Compiler::id`: small, distinct,
+/// handed out in sequence, never a packet's): open addressing over a
+/// power-of-two table at most half full, the id's low bits its first slot,
+/// so a lookup is an index and one compare in the usual case (sequential ids
+/// take sequential slots) where the general `ConfigMap` hashes and probes
+/// a control group: `Snapshot::dests`, which a connection's state changes,
+/// its expiry and every burst's traffic flush look up.
+pub struct IdMap<V> {
+    slots: Vec<Option<(u32, V)>>,
+    len: usize,
+}
+
+impl<V> Default for IdMap<V> {
+    fn default() -> IdMap<V> {
+        IdMap {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<V> IdMap<V> {
+    /// The value of `id`, if present.
+    /// Out of line: its callers (a state change's accounting, inlined
+    /// into the burst loop) stay small.
+    #[inline(never)]
+    pub fn get(&self, id: &u32) -> Option<&V> {
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut i = *id as usize & mask;
+        loop {
+            match self.slots.get(i)? {
+                Some((k, v)) if *k == *id => return Some(v),
+                Some(_) => i = (i + 1) & mask,
+                None => return None,
+            }
+        }
+    }
+
+    pub fn contains_key(&self, id: &u32) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Insert or replace; the value replaced, if any.
+    pub fn insert(&mut self, id: u32, v: V) -> Option<V> {
+        if (self.len + 1) * 2 > self.slots.len() {
+            let cap = ((self.len + 1) * 2).next_power_of_two().max(8);
+            let old = std::mem::take(&mut self.slots);
+            self.slots = (0..cap).map(|_| None).collect();
+            self.len = 0;
+            for (k, v) in old.into_iter().flatten() {
+                self.put(k, v);
+            }
+        }
+        self.put(id, v)
+    }
+
+    fn put(&mut self, id: u32, v: V) -> Option<V> {
+        let mask = self.slots.len() - 1;
+        let mut i = id as usize & mask;
+        loop {
+            match &mut self.slots[i] {
+                Some((k, old)) if *k == id => return Some(std::mem::replace(old, v)),
+                Some(_) => i = (i + 1) & mask,
+                empty @ None => {
+                    *empty = Some((id, v));
+                    self.len += 1;
+                    return None;
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Entries in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&u32, &V)> {
+        self.slots.iter().flatten().map(|(k, v)| (k, v))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.iter().map(|(_, v)| v)
+    }
+}
+
 /// One port as workers see it.
 #[derive(Debug, Clone)]
 pub struct PortInfo {
@@ -175,9 +265,13 @@ pub struct Snapshot {
     pub local: FastMap<IpAddr, LocalAddr>,
     pub routes: RouteTable,
     /// By dest id: ids are the compiler's, never a packet's, so the
-    /// unkeyed `ConfigMap` (a state change, an expiry and the burst's
+    /// unhashed [`IdMap`] (a state change, an expiry and the burst's
     /// traffic flush each look one up).
     pub dests: crate::snapshot::ConfigMap<u32, DestRef>,
+    /// `dests` again, in an [`IdMap`]: what the connections' own paths
+    /// (a state change's ActiveConn/InActConn move, the passive check's
+    /// evidence, an expiry) look their dest up in.
+    pub dest_ids: IdMap<DestRef>,
     /// NAT real servers (proto, RIP, rport) whose services key connections
     /// by the client's net (persistence): what a NAT reply's owner is keyed
     /// by. Absent: by client address and port.
@@ -245,6 +339,7 @@ impl Snapshot {
             local: FastMap::default(),
             routes: RouteTable::default(),
             dests: Default::default(),
+            dest_ids: Default::default(),
             nat_owner_keys: FastMap::default(),
             ops_nat: FastMap::default(),
             desc: ConfigDesc::default(),
@@ -471,6 +566,7 @@ impl Compiler {
         let mut services_by_id = FastMap::default();
         let mut ops_nat = FastMap::default();
         let mut dest_refs = crate::snapshot::ConfigMap::default();
+        let mut dest_ids = IdMap::default();
         let mut live_services = std::collections::HashSet::new();
         let mut live_dests = std::collections::HashSet::new();
         for s in &desc.services {
@@ -559,15 +655,14 @@ impl Compiler {
                     mode: d.mode,
                     traffic: e.traffic.clone(),
                 });
-                dest_refs.insert(
-                    e.id,
-                    DestRef {
-                        counters: e.counters.clone(),
-                        traffic: e.traffic.clone(),
-                        service: sid,
-                        service_traffic: straffic.clone(),
-                    },
-                );
+                let r = DestRef {
+                    counters: e.counters.clone(),
+                    traffic: e.traffic.clone(),
+                    service: sid,
+                    service_traffic: straffic.clone(),
+                };
+                dest_ids.insert(e.id, r.clone());
+                dest_refs.insert(e.id, r);
             }
             let input = SchedInput::new(name, &flags, &dests);
             let table = match self.tables.get(&s.key) {
@@ -650,6 +745,7 @@ impl Compiler {
             local,
             routes: RouteTable::new(routes),
             dests: dest_refs,
+            dest_ids,
             nat_owner_keys,
             ops_nat,
             desc: desc.clone(),
@@ -763,4 +859,61 @@ pub(crate) fn compile_for_test(desc: &ConfigDesc, ext: &ExtDesc) -> Snapshot {
     Compiler::default()
         .compile_ext(desc, ext, &ports)
         .expect("test configuration compiles")
+}
+
+#[cfg(test)]
+mod id_map_tests {
+    use super::IdMap;
+    use std::collections::HashMap;
+
+    /// `IdMap` answers as a `HashMap` does, for sequential ids (the
+    /// compiler's), spread ones (after many applies) and colliding ones.
+    #[test]
+    fn id_map_answers_as_a_hash_map() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..200 {
+            let mut m = IdMap::default();
+            let mut h = HashMap::new();
+            assert_eq!(m.get(&0), None);
+            assert_eq!(m.get(&7), None);
+            let n = (next() % 300) as usize;
+            let mut id = (next() % 50) as u32;
+            for _ in 0..n {
+                id = match round % 3 {
+                    0 => id + 1,
+                    1 => id + 1 + (next() % 1000) as u32,
+                    _ => (next() % 64) as u32 * 1024,
+                };
+                let v = next();
+                assert_eq!(m.insert(id, v), h.insert(id, v));
+                assert_eq!(m.len(), h.len());
+            }
+            for _ in 0..2000 {
+                let q = match next() % 3 {
+                    0 => (next() % 70_000) as u32,
+                    1 => next() as u32,
+                    _ => h
+                        .keys()
+                        .nth((next() % (h.len() as u64 + 1)) as usize)
+                        .copied()
+                        .unwrap_or(0),
+                };
+                assert_eq!(m.get(&q), h.get(&q), "{q}");
+                assert_eq!(m.contains_key(&q), h.contains_key(&q));
+            }
+            let mut a: Vec<(u32, u64)> = m.iter().map(|(k, v)| (*k, *v)).collect();
+            let mut b: Vec<(u32, u64)> = h.iter().map(|(k, v)| (*k, *v)).collect();
+            a.sort();
+            b.sort();
+            assert_eq!(a, b);
+            assert_eq!(m.values().count(), h.len());
+            assert_eq!(m.is_empty(), h.is_empty());
+        }
+    }
 }
