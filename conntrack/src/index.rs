@@ -175,6 +175,10 @@ impl Index {
         Index::scan_bucket(&self.buckets[b1], tag, &mut |_| true)
     }
 
+    /// Into the first empty slot of bucket `b`, if it has one (a walk that
+    /// stops there: at the table's usual load a bucket's first slots are
+    /// the free ones, where a whole-bucket compare costs more).
+    #[inline]
     fn put(&mut self, b: usize, tag: u32, val: u32) -> bool {
         let bk = &mut self.buckets[b];
         for i in 0..SLOTS {
@@ -188,10 +192,26 @@ impl Index {
     }
 
     /// Insert `val` under `h`. False (and nothing changed) if no room was found.
+    /// The usual case inline (a free slot in the primary bucket: the
+    /// alternate is not even worked out), the rest out of line.
+    #[inline]
     pub(crate) fn insert(&mut self, h: u64, val: u32) -> bool {
         debug_assert!(val != EMPTY);
+        let nb = self.buckets.len() as u64;
+        let b1 = (((h >> 32) * nb) >> 32) as usize;
+        if self.put(b1, h as u32, val) {
+            self.len += 1;
+            return true;
+        }
+        self.insert_alt(h, val)
+    }
+
+    /// [`Index::insert`] once the primary bucket is full: the alternate
+    /// bucket, then the displacement walk.
+    #[inline(never)]
+    fn insert_alt(&mut self, h: u64, val: u32) -> bool {
         let (b1, b2, tag) = self.place(h);
-        if self.put(b1, tag, val) || self.put(b2, tag, val) {
+        if self.put(b2, tag, val) {
             self.len += 1;
             return true;
         }
@@ -225,17 +245,29 @@ impl Index {
     }
 
     /// Remove the entry holding exactly `val` under `h`. False if absent.
+    /// The alternate bucket is worked out only when the primary one does
+    /// not hold it.
+    #[inline]
     pub(crate) fn remove(&mut self, h: u64, val: u32) -> bool {
-        let (b1, b2, _) = self.place(h);
-        for b in [b1, b2] {
-            let bk = &mut self.buckets[b];
-            for i in 0..SLOTS {
-                if bk.vals[i] == val {
-                    bk.vals[i] = EMPTY;
-                    bk.tags[i] = 0;
-                    self.len -= 1;
-                    return true;
-                }
+        let nb = self.buckets.len() as u64;
+        let b1 = (((h >> 32) * nb) >> 32) as usize;
+        if self.take(b1, val) {
+            return true;
+        }
+        let b2 = self.alt(b1, h as u32);
+        self.take(b2, val)
+    }
+
+    /// Empty the first slot of bucket `b` holding `val`, if any.
+    #[inline]
+    fn take(&mut self, b: usize, val: u32) -> bool {
+        let bk = &mut self.buckets[b];
+        for i in 0..SLOTS {
+            if bk.vals[i] == val {
+                bk.vals[i] = EMPTY;
+                bk.tags[i] = 0;
+                self.len -= 1;
+                return true;
             }
         }
         false
@@ -278,6 +310,116 @@ mod tests {
         }
         assert_eq!(ix.len(), 0);
         assert_eq!(ix.find(mix(3), |_| true), None);
+    }
+
+    /// The insert and remove before their fast paths (slot by slot, both
+    /// buckets' places worked out first), kept as the reference.
+    fn put_ref(ix: &mut Index, b: usize, tag: u32, val: u32) -> bool {
+        let bk = &mut ix.buckets[b];
+        for i in 0..SLOTS {
+            if bk.vals[i] == EMPTY {
+                bk.tags[i] = tag;
+                bk.vals[i] = val;
+                return true;
+            }
+        }
+        false
+    }
+
+    fn insert_ref(ix: &mut Index, h: u64, val: u32) -> bool {
+        let (b1, b2, tag) = ix.place(h);
+        if put_ref(ix, b1, tag, val) || put_ref(ix, b2, tag, val) {
+            ix.len += 1;
+            return true;
+        }
+        let mut path = [(0u32, 0u8); MAX_KICKS];
+        let mut n = 0;
+        let (mut ctag, mut cval) = (tag, val);
+        let mut b = if ix.next_rand() & 1 == 0 { b1 } else { b2 };
+        while n < MAX_KICKS {
+            let slot = (ix.next_rand() % SLOTS as u64) as usize;
+            let bk = &mut ix.buckets[b];
+            core::mem::swap(&mut ctag, &mut bk.tags[slot]);
+            core::mem::swap(&mut cval, &mut bk.vals[slot]);
+            path[n] = (b as u32, slot as u8);
+            n += 1;
+            let nb = ix.alt(b, ctag);
+            if put_ref(ix, nb, ctag, cval) {
+                ix.len += 1;
+                return true;
+            }
+            b = nb;
+        }
+        while n > 0 {
+            n -= 1;
+            let (b, slot) = path[n];
+            let bk = &mut ix.buckets[b as usize];
+            core::mem::swap(&mut ctag, &mut bk.tags[slot as usize]);
+            core::mem::swap(&mut cval, &mut bk.vals[slot as usize]);
+        }
+        false
+    }
+
+    fn remove_ref(ix: &mut Index, h: u64, val: u32) -> bool {
+        let (b1, b2, _) = ix.place(h);
+        for b in [b1, b2] {
+            let bk = &mut ix.buckets[b];
+            for i in 0..SLOTS {
+                if bk.vals[i] == val {
+                    bk.vals[i] = EMPTY;
+                    bk.tags[i] = 0;
+                    ix.len -= 1;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Random inserts and removes, up to and past the provisioned load
+    /// (displacement walks, failed inserts), leave every bucket exactly
+    /// as the reference leaves it, with the same answers.
+    #[test]
+    fn fast_paths_match_the_reference() {
+        for (max, seed) in [(64usize, 1u64), (1000, 2), (5000, 3), (1, 4)] {
+            let mut a = Index::new(max, seed, &crate::mem::no_advice);
+            let mut b = Index::new(max, seed, &crate::mem::no_advice);
+            let mut live: Vec<(u64, u32)> = Vec::new();
+            let mut r = seed;
+            let mut next = || {
+                r = mix(r);
+                r
+            };
+            for step in 0..40_000u32 {
+                let grow = live.len() < max + max / 4 && next() % 3 != 0;
+                if grow || live.is_empty() {
+                    let h = next();
+                    let ok = a.insert(h, step);
+                    assert_eq!(ok, insert_ref(&mut b, h, step));
+                    if ok {
+                        live.push((h, step));
+                    }
+                } else {
+                    let k = (next() % live.len() as u64) as usize;
+                    let (h, v) = live.swap_remove(k);
+                    assert!(a.remove(h, v));
+                    assert!(remove_ref(&mut b, h, v));
+                    // Absent: both say so and change nothing.
+                    assert!(!a.remove(h, v));
+                    assert!(!remove_ref(&mut b, h, v));
+                }
+                assert_eq!(a.len, b.len);
+                assert_eq!(a.rng, b.rng);
+                if step % 97 == 0 {
+                    for (x, y) in a.buckets.iter().zip(b.buckets.iter()) {
+                        assert_eq!((x.tags, x.vals), (y.tags, y.vals));
+                    }
+                }
+            }
+            for (x, y) in a.buckets.iter().zip(b.buckets.iter()) {
+                assert_eq!((x.tags, x.vals), (y.tags, y.vals));
+            }
+        }
     }
 
     #[test]
