@@ -213,26 +213,64 @@ pub fn flag_row(flags: TcpFlags) -> Option<usize> {
     }
 }
 
+/// [`flag_row`] of every combination of the low five flag bits (FIN SYN
+/// RST PSH ACK; the higher ones choose no row), row 4 for none.
+const ROW_OF: [u8; 32] = {
+    let mut r = [4u8; 32];
+    let mut b = 0;
+    while b < 32 {
+        r[b] = if b & 0x04 != 0 {
+            3
+        } else if b & 0x02 != 0 {
+            0
+        } else if b & 0x01 != 0 {
+            1
+        } else if b & 0x10 != 0 {
+            2
+        } else {
+            4
+        };
+        b += 1;
+    }
+    r
+};
+
+/// Both tables, each direction's rows plus row 4 (no flag: CLOSE), each row
+/// with a twelfth column for `Udp` (not a TCP state: CLOSE), so
+/// [`next_state`] is one index per level, nothing to check.
+type Wide = [[[TcpState; 12]; 5]; 3];
+
+const fn widen(t: &[Rows; 3]) -> Wide {
+    let mut w = [[[TcpState::Close; 12]; 5]; 3];
+    let mut d = 0;
+    while d < 3 {
+        let mut r = 0;
+        while r < 4 {
+            let mut c = 0;
+            while c < 11 {
+                w[d][r][c] = t[d][r][c];
+                c += 1;
+            }
+            r += 1;
+        }
+        d += 1;
+    }
+    w
+}
+
+static NEXT: [Wide; 2] = [widen(&TCP_STATES), widen(&TCP_STATES_DOS)];
+
 /// `set_tcp_state`'s lookup: the next state for a segment with `flags` seen in `dir`.
 /// A segment without RST/SYN/FIN/ACK moves to CLOSE (kernel behaviour).
+#[inline]
 pub fn next_state(secure_tcp: bool, dir: TcpDir, flags: TcpFlags, cur: TcpState) -> TcpState {
-    let table = if secure_tcp {
-        &TCP_STATES_DOS
-    } else {
-        &TCP_STATES
-    };
     let half = match dir {
         TcpDir::Input => 0,
         TcpDir::Output => 1,
         TcpDir::InputOnly => 2,
     };
-    match flag_row(flags) {
-        Some(row) => table[half][row]
-            .get(cur as usize)
-            .copied()
-            .unwrap_or(TcpState::Close),
-        None => TcpState::Close,
-    }
+    let row = ROW_OF[usize::from(flags.bits() & 0x1f)];
+    NEXT[usize::from(secure_tcp)][half][usize::from(row)][cur as usize]
 }
 
 #[cfg(test)]
@@ -272,6 +310,48 @@ mod tests {
         assert_eq!(flag_row(TcpFlags::FIN | TcpFlags::ACK), Some(1));
         assert_eq!(flag_row(TcpFlags::ACK | TcpFlags::PSH), Some(2));
         assert_eq!(flag_row(TcpFlags::PSH), None);
+    }
+
+    /// The lookup before its flattened table, kept as the reference.
+    fn next_state_ref(secure_tcp: bool, dir: TcpDir, flags: TcpFlags, cur: TcpState) -> TcpState {
+        let table = if secure_tcp {
+            &TCP_STATES_DOS
+        } else {
+            &TCP_STATES
+        };
+        let half = match dir {
+            TcpDir::Input => 0,
+            TcpDir::Output => 1,
+            TcpDir::InputOnly => 2,
+        };
+        match flag_row(flags) {
+            Some(row) => table[half][row]
+                .get(cur as usize)
+                .copied()
+                .unwrap_or(TcpState::Close),
+            None => TcpState::Close,
+        }
+    }
+
+    /// Every table, direction, flag byte and state: the same next state.
+    #[test]
+    fn next_state_matches_the_reference_everywhere() {
+        let mut states = TcpState::TCP_ALL.to_vec();
+        states.push(TcpState::Udp);
+        for secure in [false, true] {
+            for dir in [TcpDir::Input, TcpDir::Output, TcpDir::InputOnly] {
+                for b in 0..=255u8 {
+                    for &cur in &states {
+                        let f = TcpFlags::from_bits(b);
+                        assert_eq!(
+                            next_state(secure, dir, f, cur),
+                            next_state_ref(secure, dir, f, cur),
+                            "{secure} {dir:?} {b:#x} {cur:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
