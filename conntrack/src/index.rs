@@ -247,7 +247,7 @@ impl Index {
     /// Remove the entry holding exactly `val` under `h`. False if absent.
     /// The alternate bucket is worked out only when the primary one does
     /// not hold it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn remove(&mut self, h: u64, val: u32) -> bool {
         let nb = self.buckets.len() as u64;
         let b1 = (((h >> 32) * nb) >> 32) as usize;

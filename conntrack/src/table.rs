@@ -927,6 +927,13 @@ impl ConnTable {
     /// writes every field.
     fn free(&mut self, i: u32) {
         self.wheel.cancel(&mut self.slab, i);
+        self.free_unlinked(i);
+    }
+
+    /// [`ConnTable::free`] of a slot its timer no longer links (what the
+    /// wheel hands out as expired).
+    #[inline(always)]
+    fn free_unlinked(&mut self, i: u32) {
         let (ok, rk) = {
             let c = &self.slab[i as usize];
             (c.key(Direction::Original), c.key(Direction::Reply))
@@ -961,7 +968,7 @@ impl ConnTable {
                 break;
             };
             f(&self.slab[i as usize]);
-            self.free(i);
+            self.free_unlinked(i);
             n += 1;
         }
         n
