@@ -595,11 +595,44 @@ impl<I: Io> Core<I> {
     /// (always, for IPv6) the client gets ICMP fragmentation-needed / ICMPv6
     /// packet-too-big with the MTU that fits; either way the packet is dropped
     /// (`frag_needed`; no fragmentation here).
+    ///
+    /// The common packet in one pass ([`ipip::encap_ipip_v4`]): IPv4 to an
+    /// IPv4 real server whose DIP the connection noted, within the MTU;
+    /// anything else through [`Core::xmit_tun_other`].
     #[inline(never)]
     fn xmit_tun(&mut self, snap: &Snapshot, mut m: I::Buf, meta: &IpMeta, id: ConnId, f: &Flow) {
+        let len = m.len();
+        let mut done = false;
+        if let Some(&(IpAddr::V4(dip), mtu)) = f
+            .tun_route(self.hops_epoch)
+            .and_then(|i| self.tun_dips.get(i))
+        {
+            if let Some((rip, _)) = self.conns.key(id, Direction::Reply).v4_octets() {
+                done = ipip::encap_ipip_v4(&mut m, meta, dip.octets(), rip, mtu).is_some();
+            }
+        }
+        if !done && !self.xmit_tun_other(snap, &mut m, meta, id, f) {
+            return;
+        }
+        self.count_traffic(snap, f, Direction::Original, len - ETH_HLEN);
+        self.output_conn(snap, m, false, id, Direction::Original, f);
+    }
+
+    /// [`Core::xmit_tun`] in general. `true`: encapsulated, for the caller
+    /// to count and send; `false`: to be dropped (counted).
+    #[inline(never)]
+    fn xmit_tun_other(
+        &mut self,
+        snap: &Snapshot,
+        m: &mut I::Buf,
+        meta: &IpMeta,
+        id: ConnId,
+        f: &Flow,
+    ) -> bool {
         let rip = self.conns.key(id, Direction::Reply).src();
         let Some((dip, mtu)) = self.tun_route(snap, id, f, rip) else {
-            return self.count_drop(DropReason::NoRoute);
+            self.count_drop(DropReason::NoRoute);
+            return false;
         };
         let (df, ident) = match meta.family {
             crate::wire::IpFamily::V4 => {
@@ -615,21 +648,21 @@ impl<I: Io> Core<I> {
         };
         if meta.ip_len() + overhead > mtu {
             if df {
-                self.send_frag_needed(snap, &m, meta, mtu.saturating_sub(overhead) as u16);
+                self.send_frag_needed(snap, m, meta, mtu.saturating_sub(overhead) as u16);
             }
-            return self.count_drop(DropReason::FragNeeded);
+            self.count_drop(DropReason::FragNeeded);
+            return false;
         }
-        let len = m.len();
         let done = match (dip, rip) {
-            (IpAddr::V4(d), IpAddr::V4(r)) => ipip::encap_ipip(&mut m, meta, d, r, ident),
-            (IpAddr::V6(d), IpAddr::V6(r)) => ipip::encap_ip6(&mut m, meta, d, r),
+            (IpAddr::V4(d), IpAddr::V4(r)) => ipip::encap_ipip(m, meta, d, r, ident),
+            (IpAddr::V6(d), IpAddr::V6(r)) => ipip::encap_ip6(m, meta, d, r),
             _ => Err(DropReason::Unsupported),
         };
         if let Err(r) = done {
-            return self.count_drop(r);
+            self.count_drop(r);
+            return false;
         }
-        self.count_traffic(snap, f, Direction::Original, len - ETH_HLEN);
-        self.output_conn(snap, m, false, id, Direction::Original, f);
+        true
     }
 
     /// TUN: the DIP (source of the outer header) and the egress MTU toward
