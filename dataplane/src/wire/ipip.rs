@@ -8,6 +8,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::checksum;
 use super::classify::{IpFamily, IpMeta};
 use super::ethernet::{EtherType, EthernetFrame, HEADER_LEN as ETH_LEN};
 use super::ip_proto;
@@ -120,17 +121,18 @@ pub fn encap_ipip_v4<B: PacketBuf + ?Sized>(
     let h = buf.data_mut().first_chunk_mut::<{ L3 + OVERHEAD }>()?;
     h.copy_within(OVERHEAD.., 0);
     h[12..14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
-    let repr = Ipv4Repr {
-        src: outer_src.into(),
-        dst: outer_dst.into(),
-        proto: ip_proto::IPIP,
-        ttl: ipv4::DEFAULT_TTL,
-        ident,
-        dont_frag,
-        dscp_ecn,
-        payload_len: inner_len as u16,
-    };
-    repr.emit(&mut h[L3..]);
+    // `Ipv4Repr::emit`'s words, written here so that they are inlined:
+    // five 32-bit words, the checksum from their sum folded.
+    let total = (inner_len + OVERHEAD) as u32;
+    let w0 = 0x4500_0000 | u32::from(dscp_ecn) << 16 | total;
+    let w1 = u32::from(ident) << 16 | if dont_frag { 0x4000 } else { 0 };
+    let w2 = u32::from(ipv4::DEFAULT_TTL) << 24 | u32::from(ip_proto::IPIP) << 16;
+    let (src, dst) = (u32::from_be_bytes(outer_src), u32::from_be_bytes(outer_dst));
+    let sum = [w0, w1, w2, src, dst].map(u64::from).iter().sum::<u64>();
+    let w2 = w2 | u32::from(!checksum::fold64(sum));
+    for (i, w) in [w0, w1, w2, src, dst].into_iter().enumerate() {
+        h[L3 + 4 * i..L3 + 4 * i + 4].copy_from_slice(&w.to_be_bytes());
+    }
     Some(())
 }
 
