@@ -325,8 +325,9 @@ impl<I: Io> Core<I> {
     ) {
         let len = m.len();
         let mut fast = None;
+        let mut hop = f.hop(dir, self.hops_epoch);
         if meta.tcp_flags & tcp_flag::SYN == 0 && f.seq.pp_len() == 0 {
-            if let Some((port, _)) = f.hop(dir, self.hops_epoch) {
+            if let Some((port, _)) = hop {
                 let (orig, reply) = self.conns.keys(id);
                 if let (Some((c4, v4)), Some((r4, l4))) = (orig.v4_octets(), reply.v4_octets()) {
                     let (first, src, dst) = match dir {
@@ -352,9 +353,15 @@ impl<I: Io> Core<I> {
                 if !self.xmit_fnat_other(snap, &mut m, *meta, id, dir, f) {
                     return;
                 }
+                hop = f.hop(dir, self.hops_epoch);
             }
         }
-        self.xmit_out(snap, m, meta, false, len, id, dir, f)
+        // `output_conn` with the next hop read once.
+        self.count_traffic(snap, f, dir, len - ETH_HLEN);
+        match hop {
+            Some((port, mac)) => self.send_to(snap, m, port, mac),
+            None => self.output_conn_resolve(snap, m, false, id, dir, f.dest),
+        }
     }
 
     /// [`Core::xmit_fnat`] in general: the segment may change shape (TOA,
