@@ -198,7 +198,7 @@ impl<I: Io> Core<I> {
         }
         match (f.mode, dir) {
             (ForwardMode::Nat, _) => self.xmit_nat(snap, m, meta, id, dir, f),
-            (ForwardMode::FullNat, _) => self.xmit_fnat(snap, m, *meta, id, dir, f),
+            (ForwardMode::FullNat, _) => self.xmit_fnat(snap, m, meta, id, dir, f),
             // DR: the frame goes to the real server unchanged but for its MAC.
             (ForwardMode::Dr, Direction::Original) => {
                 let len = m.len();
@@ -307,19 +307,77 @@ impl<I: Io> Core<I> {
         self.output_conn(snap, m, f.mode == ForwardMode::Dr, id, dir, f);
     }
 
-    /// FULLNAT, either direction: the segment may change shape (TOA, Proxy
-    /// Protocol, NAT64), so it works on its own copy of the metadata.
+    /// FULLNAT, either direction. The common segment in one pass
+    /// ([`nat::fnat_v4`]): IPv4 TCP with IPv4 keys, not a SYN, no Proxy
+    /// Protocol, the connection's next hop that way known; TOA in it if due.
+    /// Anything else (or that segment when the one pass declines it: TCP
+    /// options or no room with TOA due, TTL expiring, ...) takes
+    /// [`Core::xmit_fnat_other`].
     #[inline(never)]
     fn xmit_fnat(
         &mut self,
         snap: &Snapshot,
         mut m: I::Buf,
-        mut meta: IpMeta,
+        meta: &IpMeta,
         id: ConnId,
         dir: Direction,
         f: &Flow,
     ) {
         let len = m.len();
+        let mut fast = None;
+        let mut hop = f.hop(dir, self.hops_epoch);
+        if meta.tcp_flags & tcp_flag::SYN == 0 && f.seq.pp_len() == 0 {
+            if let Some((port, _)) = hop {
+                let (orig, reply) = self.conns.keys(id);
+                if let (Some((c4, v4)), Some((r4, l4))) = (orig.v4_octets(), reply.v4_octets()) {
+                    let (first, src, dst) = match dir {
+                        Direction::Original => (
+                            f.seq
+                                .first_seq()
+                                .filter(|_| meta.tcp_flags & tcp_flag::RST == 0),
+                            (l4, reply.dport()),
+                            (r4, reply.sport()),
+                        ),
+                        Direction::Reply => (None, (v4, orig.dport()), (c4, orig.sport())),
+                    };
+                    let mtu = snap.ports.get(port).map_or(1500, |p| usize::from(p.mtu));
+                    let client = (c4, orig.sport());
+                    fast = nat::fnat_v4(&mut m, meta, first, client, src, dst, mtu);
+                }
+            }
+        }
+        match fast {
+            Some(nat::FnatIn::Toa) => self.shared.events[self.index].bump(Event::ToaInserted),
+            Some(nat::FnatIn::Rewritten) => {}
+            None => {
+                if !self.xmit_fnat_other(snap, &mut m, *meta, id, dir, f) {
+                    return;
+                }
+                hop = f.hop(dir, self.hops_epoch);
+            }
+        }
+        // `output_conn` with the next hop read once.
+        self.count_traffic(snap, f, dir, len - ETH_HLEN);
+        match hop {
+            Some((port, mac)) => self.send_to(snap, m, port, mac),
+            None => self.output_conn_resolve(snap, m, false, id, dir, f.dest),
+        }
+    }
+
+    /// [`Core::xmit_fnat`] in general: the segment may change shape (TOA,
+    /// Proxy Protocol, NAT64), so it works on its own copy of the metadata.
+    /// `true`: rewritten, its TTL decremented, for the caller to count and
+    /// send; `false`: to be dropped (counted).
+    #[inline(never)]
+    fn xmit_fnat_other(
+        &mut self,
+        snap: &Snapshot,
+        m: &mut I::Buf,
+        mut meta: IpMeta,
+        id: ConnId,
+        dir: Direction,
+        f: &Flow,
+    ) -> bool {
         // `dec_ttl`: the TTL still to decrement (NAT64; the same-family
         // rewrite did it). Each direction reads the key it rewrites with
         // (the other end's); a request's TCP extras read the original key
@@ -328,8 +386,9 @@ impl<I: Io> Core<I> {
             Direction::Original => {
                 let reply = self.conns.key(id, Direction::Reply);
                 if meta.proto == ip_proto::TCP && meta.has_l4() {
-                    if let Err(r) = self.fnat_tcp_in(snap, &mut m, &mut meta, f, id, &reply) {
-                        return self.count_drop(r);
+                    if let Err(r) = self.fnat_tcp_in(snap, m, &mut meta, f, id, &reply) {
+                        self.count_drop(r);
+                        return false;
                     }
                 }
                 let done = match reply.v4_octets() {
@@ -339,17 +398,20 @@ impl<I: Io> Core<I> {
                         let (lip, rip) = ((l4, reply.dport()), (r4, reply.sport()));
                         nat::rewrite_fwd_v4(ip, &meta, lip, rip).map(|()| false)
                     }
-                    _ => self.fnat_in_other(&mut m, &mut meta, &reply),
+                    _ => self.fnat_in_other(m, &mut meta, &reply),
                 };
                 match done {
                     Ok(dec_ttl) => dec_ttl,
-                    Err(e) => return self.count_drop(e),
+                    Err(e) => {
+                        self.count_drop(e);
+                        return false;
+                    }
                 }
             }
             Direction::Reply => {
                 let orig = self.conns.key(id, Direction::Original);
                 if meta.proto == ip_proto::TCP && meta.has_l4() {
-                    self.fnat_tcp_out(&mut m, &meta, f, id, &orig);
+                    self.fnat_tcp_out(m, &meta, f, id, &orig);
                 }
                 let done = match orig.v4_octets() {
                     Some((c4, v4)) if meta.family == IpFamily::V4 => {
@@ -357,15 +419,24 @@ impl<I: Io> Core<I> {
                         let (vip, cip) = ((v4, orig.dport()), (c4, orig.sport()));
                         nat::rewrite_fwd_v4(ip, &meta, vip, cip).map(|()| false)
                     }
-                    _ => self.fnat_out_other(snap, &mut m, &mut meta, &orig),
+                    _ => self.fnat_out_other(snap, m, &mut meta, &orig),
                 };
                 match done {
                     Ok(dec_ttl) => dec_ttl,
-                    Err(e) => return self.count_drop(e),
+                    Err(e) => {
+                        self.count_drop(e);
+                        return false;
+                    }
                 }
             }
         };
-        self.xmit_out(snap, m, &meta, dec_ttl, len, id, dir, f)
+        if dec_ttl {
+            if let Err(r) = nat::dec_ttl(&mut m.data_mut()[meta.l3_off..], &meta) {
+                self.count_drop(r);
+                return false;
+            }
+        }
+        true
     }
 
     /// [`Core::xmit_fnat`]'s request rewrite when the packet or a key is
@@ -531,11 +602,44 @@ impl<I: Io> Core<I> {
     /// (always, for IPv6) the client gets ICMP fragmentation-needed / ICMPv6
     /// packet-too-big with the MTU that fits; either way the packet is dropped
     /// (`frag_needed`; no fragmentation here).
+    ///
+    /// The common packet in one pass ([`ipip::encap_ipip_v4`]): IPv4 to an
+    /// IPv4 real server whose DIP the connection noted, within the MTU;
+    /// anything else through [`Core::xmit_tun_other`].
     #[inline(never)]
     fn xmit_tun(&mut self, snap: &Snapshot, mut m: I::Buf, meta: &IpMeta, id: ConnId, f: &Flow) {
+        let len = m.len();
+        let mut done = false;
+        if let Some(&(IpAddr::V4(dip), mtu)) = f
+            .tun_route(self.hops_epoch)
+            .and_then(|i| self.tun_dips.get(i))
+        {
+            if let Some((rip, _)) = self.conns.key(id, Direction::Reply).v4_octets() {
+                done = ipip::encap_ipip_v4(&mut m, meta, dip.octets(), rip, mtu).is_some();
+            }
+        }
+        if !done && !self.xmit_tun_other(snap, &mut m, meta, id, f) {
+            return;
+        }
+        self.count_traffic(snap, f, Direction::Original, len - ETH_HLEN);
+        self.output_conn(snap, m, false, id, Direction::Original, f);
+    }
+
+    /// [`Core::xmit_tun`] in general. `true`: encapsulated, for the caller
+    /// to count and send; `false`: to be dropped (counted).
+    #[inline(never)]
+    fn xmit_tun_other(
+        &mut self,
+        snap: &Snapshot,
+        m: &mut I::Buf,
+        meta: &IpMeta,
+        id: ConnId,
+        f: &Flow,
+    ) -> bool {
         let rip = self.conns.key(id, Direction::Reply).src();
         let Some((dip, mtu)) = self.tun_route(snap, id, f, rip) else {
-            return self.count_drop(DropReason::NoRoute);
+            self.count_drop(DropReason::NoRoute);
+            return false;
         };
         let (df, ident) = match meta.family {
             crate::wire::IpFamily::V4 => {
@@ -551,21 +655,21 @@ impl<I: Io> Core<I> {
         };
         if meta.ip_len() + overhead > mtu {
             if df {
-                self.send_frag_needed(snap, &m, meta, mtu.saturating_sub(overhead) as u16);
+                self.send_frag_needed(snap, m, meta, mtu.saturating_sub(overhead) as u16);
             }
-            return self.count_drop(DropReason::FragNeeded);
+            self.count_drop(DropReason::FragNeeded);
+            return false;
         }
-        let len = m.len();
         let done = match (dip, rip) {
-            (IpAddr::V4(d), IpAddr::V4(r)) => ipip::encap_ipip(&mut m, meta, d, r, ident),
-            (IpAddr::V6(d), IpAddr::V6(r)) => ipip::encap_ip6(&mut m, meta, d, r),
+            (IpAddr::V4(d), IpAddr::V4(r)) => ipip::encap_ipip(m, meta, d, r, ident),
+            (IpAddr::V6(d), IpAddr::V6(r)) => ipip::encap_ip6(m, meta, d, r),
             _ => Err(DropReason::Unsupported),
         };
         if let Err(r) = done {
-            return self.count_drop(r);
+            self.count_drop(r);
+            return false;
         }
-        self.count_traffic(snap, f, Direction::Original, len - ETH_HLEN);
-        self.output_conn(snap, m, false, id, Direction::Original, f);
+        true
     }
 
     /// TUN: the DIP (source of the outer header) and the egress MTU toward

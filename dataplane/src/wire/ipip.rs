@@ -8,6 +8,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::checksum;
 use super::classify::{IpFamily, IpMeta};
 use super::ethernet::{EtherType, EthernetFrame, HEADER_LEN as ETH_LEN};
 use super::ip_proto;
@@ -83,6 +84,58 @@ pub fn encap_ipip<B: PacketBuf + ?Sized>(
     Ok(())
 }
 
+/// [`encap_ipip`] with the caller's MTU check in one pass for the common
+/// frame: untagged (the IPv4 packet at offset 14), the outer header from
+/// the inner one's DSCP/ECN, DF and identification (what TUN gives
+/// `encap_ipip`), the outer packet within `mtu` (and 65535) bytes, the
+/// 14-byte link header moved as a fixed-size block. `outer_src`,
+/// `outer_dst`: wire-order addresses. The same bytes as `encap_ipip`;
+/// `None`: not that case (an IPv6 or tagged packet, one too big for `mtu`,
+/// no headroom, ...), nothing changed.
+pub fn encap_ipip_v4<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    meta: &IpMeta,
+    outer_src: [u8; 4],
+    outer_dst: [u8; 4],
+    mtu: usize,
+) -> Option<()> {
+    const L3: usize = ETH_LEN;
+    if meta.family != IpFamily::V4 || meta.l3_off != L3 {
+        return None;
+    }
+    let end = meta.l3_end();
+    let inner_len = end.checked_sub(L3)?;
+    if inner_len + OVERHEAD > mtu.min(usize::from(u16::MAX)) {
+        return None;
+    }
+    let h = buf
+        .data()
+        .get(..end)?
+        .first_chunk::<{ L3 + ipv4::MIN_HEADER_LEN }>()?;
+    let ip = &h[L3..];
+    let (dscp_ecn, ident, dont_frag) =
+        (ip[1], u16::from_be_bytes([ip[4], ip[5]]), ip[6] & 0x40 != 0);
+    let pad = buf.len() - end;
+    buf.prepend(OVERHEAD)?;
+    let _ = buf.trim(pad);
+    let h = buf.data_mut().first_chunk_mut::<{ L3 + OVERHEAD }>()?;
+    h.copy_within(OVERHEAD.., 0);
+    h[12..14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+    // `Ipv4Repr::emit`'s words, written here so that they are inlined:
+    // five 32-bit words, the checksum from their sum folded.
+    let total = (inner_len + OVERHEAD) as u32;
+    let w0 = 0x4500_0000 | u32::from(dscp_ecn) << 16 | total;
+    let w1 = u32::from(ident) << 16 | if dont_frag { 0x4000 } else { 0 };
+    let w2 = u32::from(ipv4::DEFAULT_TTL) << 24 | u32::from(ip_proto::IPIP) << 16;
+    let (src, dst) = (u32::from_be_bytes(outer_src), u32::from_be_bytes(outer_dst));
+    let sum = [w0, w1, w2, src, dst].map(u64::from).iter().sum::<u64>();
+    let w2 = w2 | u32::from(!checksum::fold64(sum));
+    for (i, w) in [w0, w1, w2, src, dst].into_iter().enumerate() {
+        h[L3 + 4 * i..L3 + 4 * i + 4].copy_from_slice(&w.to_be_bytes());
+    }
+    Some(())
+}
+
 /// Wraps the IP packet `meta` describes in an outer IPv6 header `outer_src ->
 /// outer_dst` (RFC 2473), like [`encap_ipip`]: link header kept in front
 /// (EtherType set to IPv6), padding dropped, next header 41 (IPv6 inner) or 4
@@ -151,6 +204,52 @@ mod tests {
             Ok(Packet::Ip(m)) => m,
             o => panic!("{o:?}"),
         }
+    }
+
+    /// [`encap_ipip_v4`] against what it stands for (the MTU check, then
+    /// [`encap_ipip`] with the inner identification) on random packets:
+    /// DSCP/ECN, DF, identification, TTL, length, padding, the MTU and the
+    /// headroom. Where it takes the packet, the same bytes; where it
+    /// declines, nothing changed.
+    #[test]
+    fn one_pass_ipip_is_encap_ipip() {
+        use proptest::prelude::*;
+        let case = (
+            (any::<u8>(), any::<u16>(), any::<bool>(), any::<u8>()),
+            (0usize..64, any::<bool>(), 0usize..200, 0usize..40),
+        );
+        proptest!(|(((tos, ident, df, ttl), (plen, pad, mtu, headroom)) in case)| {
+            let mut f = Vec::new();
+            let payload: Vec<u8> = (0..plen).map(|i| i as u8).collect();
+            PacketBuilder::ethernet2(MAC, MAC)
+                .ipv4([198, 51, 100, 7], [203, 0, 113, 10], ttl.max(1))
+                .tcp(40000, 80, 1, 1000)
+                .write(&mut f, &payload)
+                .unwrap();
+            f[15] = tos;
+            f[18..20].copy_from_slice(&ident.to_be_bytes());
+            f[20] = if df { 0x40 } else { 0 };
+            Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+            if pad && f.len() < 60 {
+                f.resize(60, 0xee);
+            }
+            let m = meta(&f);
+            let mut got = VecBuf::with_headroom(&f, headroom);
+            let done = encap_ipip_v4(&mut got, &m, DIP.octets(), RIP.octets(), mtu);
+            let fits = m.ip_len() + OVERHEAD <= mtu;
+            let mut want = VecBuf::with_headroom(&f, headroom);
+            let encapped = fits && encap_ipip(&mut want, &m, DIP, RIP, ident).is_ok();
+            match done {
+                Some(()) => {
+                    prop_assert!(encapped);
+                    prop_assert_eq!(got.data(), want.data());
+                }
+                None => {
+                    prop_assert!(!encapped);
+                    prop_assert_eq!(got.data(), &f[..]);
+                }
+            }
+        });
     }
 
     #[test]

@@ -21,6 +21,7 @@ use super::ipv4::{self, Ipv4Packet};
 use super::ipv6::{self, Ipv6Packet};
 use super::tcp::TcpPacket;
 use super::udp::UdpPacket;
+use super::{tcp, toa, PacketBuf};
 use crate::stats::DropReason;
 
 /// Which end of the packet a rewrite changes.
@@ -395,6 +396,147 @@ fn rewrite_v4_views(
     let new = l4_csum(proto, u16::from_le_bytes([c[0], c[1]]), l4_d);
     c.copy_from_slice(&new.to_le_bytes());
     Ok(())
+}
+
+/// FULLNAT's rewrite of both ends of an IPv4 TCP segment, the TTL
+/// decremented, over fixed views: `ip` the 20-byte IP header (no options),
+/// `tcp` the TCP header's first 20 bytes. The caller checked the TTL (2 or
+/// more) and the header lengths. `ip_extra` / `tcp_extra`: RFC 1624 sums of
+/// other changes the caller made to either header (words read
+/// little-endian, as [`rewrite_v4_views`]), joined to the same single
+/// update of each checksum: the bytes of those changes' own updates
+/// followed by [`rewrite_fwd_v4`]'s.
+#[inline(always)]
+pub(super) fn fnat_v4_fixed(
+    ip: &mut [u8; 20],
+    tcp: &mut [u8; 20],
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    ip_extra: u64,
+    tcp_extra: u64,
+) {
+    // The TTL shares its word with the protocol byte.
+    let old = u16::from_le_bytes([ip[8], ip[9]]);
+    ip[8] = ip[8].wrapping_sub(1);
+    let ttl_d = u64::from(!old) + u64::from(u16::from_le_bytes([ip[8], ip[9]]));
+    let (ports, _) = tcp.split_first_chunk_mut::<4>().expect("20 > 4");
+    let (ip_d, l4_d) = v4_deltas(
+        ip,
+        ports,
+        &[(End::Src, src.0, src.1), (End::Dst, dst.0, dst.1)],
+    );
+    let ipc = apply_delta(
+        u16::from_le_bytes([ip[10], ip[11]]),
+        ip_d + ttl_d + ip_extra,
+    );
+    ip[10..12].copy_from_slice(&ipc.to_le_bytes());
+    let c = apply_delta(u16::from_le_bytes([tcp[16], tcp[17]]), l4_d + tcp_extra);
+    tcp[16..18].copy_from_slice(&c.to_le_bytes());
+}
+
+/// What [`fnat_v4`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FnatIn {
+    /// TOA inserted (8 bytes: the segment grew by that much) and the
+    /// segment rewritten.
+    Toa,
+    /// The segment rewritten (no TOA due).
+    Rewritten,
+}
+
+/// A FULLNAT TCP segment's rewrite in one pass for the common frame: IPv4
+/// at fixed offsets (untagged, no IP options, as the classifier's fast case
+/// saw it), whole, TTL above 1. If its sequence number is `first` (a
+/// request with the client's first data sequence number: TOA is due) the
+/// TCP header must have no options and the packet room within `mtu` for the
+/// 8-byte TOA of `client` (wire-order address, port); then the option goes
+/// in as [`toa::insert`] puts it. Either way both ends are rewritten (`src`,
+/// `dst`: wire-order address and port) and the TTL decremented as
+/// [`rewrite_fwd_v4`] does, every change
+/// in one update of each checksum: the same bytes as `toa::insert` then
+/// `rewrite_fwd_v4`. `meta` is not updated (the caller does not read it
+/// again). `None`: not that case (or no headroom), nothing changed.
+pub fn fnat_v4<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    meta: &IpMeta,
+    first: Option<u32>,
+    client: ([u8; 4], u16),
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    mtu: usize,
+) -> Option<FnatIn> {
+    const D: usize = toa::LEN_V4;
+    const L3: usize = 14;
+    const L4: usize = L3 + 20;
+    if meta.family != IpFamily::V4
+        || meta.proto != ip_proto::TCP
+        || meta.frag.is_some()
+        || meta.l3_off != L3
+        || meta.l4_off != L4
+    {
+        return None;
+    }
+    let (end, seg_len) = (meta.l3_end(), meta.l4_len);
+    let h = buf.data().get(..end)?.first_chunk::<{ toa::FIXED_V4 }>()?;
+    // What `TcpPacket::new_checked` and the TTL check of the rewrite ask.
+    let hl = usize::from(h[L4 + 12] >> 4) * 4;
+    if hl < tcp::MIN_HEADER_LEN || hl > seg_len || h[L3 + 8] <= 1 {
+        return None;
+    }
+    let seq = u32::from_be_bytes([h[L4 + 4], h[L4 + 5], h[L4 + 6], h[L4 + 7]]);
+    if first != Some(seq) {
+        let h = buf.data_mut().first_chunk_mut::<{ toa::FIXED_V4 }>()?;
+        let (ip, tcp) = fixed_views(h);
+        fnat_v4_fixed(ip, tcp, src, dst, 0, 0);
+        return Some(FnatIn::Rewritten);
+    }
+    if hl != tcp::MIN_HEADER_LEN || meta.ip_len() + D > mtu.min(usize::from(u16::MAX)) {
+        return None;
+    }
+    let pad = buf.len() - end;
+    buf.prepend(D)?;
+    let _ = buf.trim(pad);
+    // The frame is `end + D` bytes now.
+    let h = buf.data_mut().first_chunk_mut::<{ toa::FIXED_V4 + D }>()?;
+    h.copy_within(D.., 0);
+    let toa = toa::option_v4(client.0.into(), client.1);
+    h[toa::FIXED_V4..].copy_from_slice(&toa);
+    let w = |b: &[u8], i: usize| u64::from(u16::from_le_bytes([b[i], b[i + 1]]));
+    let wire = |n: usize| u64::from((n as u16).swap_bytes());
+    let (ip, tcp) = fixed_views(h);
+    // The IP total length (in wire order), grown by the option.
+    let total = u16::from_le_bytes([ip[2], ip[3]]);
+    let grown = total.swap_bytes().wrapping_add(D as u16).swap_bytes();
+    ip[2..4].copy_from_slice(&grown.to_le_bytes());
+    let ip_d = u64::from(!total) + u64::from(grown);
+    // The data offset (the high nibble of byte 12, the low byte of the
+    // word read little-endian), the option's words, the pseudo header's
+    // length.
+    let w12_old = w(tcp, 12);
+    let w12_new = (((tcp::MIN_HEADER_LEN + D) / 4) as u64) << 4 | (w12_old & 0xff0f);
+    tcp[12..14].copy_from_slice(&(w12_new as u16).to_le_bytes());
+    let tcp_d = w(&toa, 0)
+        + w(&toa, 2)
+        + w(&toa, 4)
+        + w(&toa, 6)
+        + (!w12_old & 0xffff)
+        + w12_new
+        + (!wire(seg_len) & 0xffff)
+        + wire(seg_len + D);
+    fnat_v4_fixed(ip, tcp, src, dst, ip_d, tcp_d);
+    Some(FnatIn::Toa)
+}
+
+/// The IP header and the TCP header's first 20 bytes of an untagged frame
+/// with an option-less IPv4 header.
+#[inline(always)]
+fn fixed_views<const N: usize>(h: &mut [u8; N]) -> (&mut [u8; 20], &mut [u8; 20]) {
+    let (_, rest) = h.split_at_mut(14);
+    let (ip, rest) = rest.split_at_mut(20);
+    (
+        ip.try_into().expect("N >= 54"),
+        rest.first_chunk_mut::<20>().expect("N >= 54"),
+    )
 }
 
 /// Writes every change into the header and the ports; the RFC 1624 sums

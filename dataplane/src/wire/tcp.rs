@@ -73,6 +73,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         u16::from_be_bytes([b[0], b[1]])
     }
 
+    #[inline(always)]
     fn u32_at(&self, r: std::ops::Range<usize>) -> u32 {
         let b = &self.buffer.as_ref()[r];
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])

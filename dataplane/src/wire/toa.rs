@@ -255,7 +255,7 @@ fn insert_v4_plain<B: PacketBuf + ?Sized>(
 }
 
 /// The 8-byte TOA option for an IPv4 client.
-fn option_v4(client: std::net::Ipv4Addr, port: u16) -> [u8; LEN_V4] {
+pub(super) fn option_v4(client: std::net::Ipv4Addr, port: u16) -> [u8; LEN_V4] {
     let (c, p) = (client.octets(), port.to_be_bytes());
     [KIND, LEN_V4 as u8, p[0], p[1], c[0], c[1], c[2], c[3]]
 }
@@ -283,7 +283,7 @@ fn plain_v4_sums(tcp: &[u8; MIN_HEADER_LEN], toa: &[u8; LEN_V4], seg_len: usize)
 
 /// The first bytes of an untagged frame with an option-less IPv4 header and
 /// an option-less TCP header: what the common case moves by the option.
-const FIXED_V4: usize = 14 + 20 + MIN_HEADER_LEN;
+pub(super) const FIXED_V4: usize = 14 + 20 + MIN_HEADER_LEN;
 
 /// [`insert_v4_plain`] over fixed offsets, for the frames the classifier's
 /// fast case sees (untagged, IPv4 header without options) with a TCP header
@@ -664,6 +664,67 @@ mod tests {
             }
             let mut g = f.clone();
             let _ = clamp_mss(&mut g[34..], 8);
+        });
+    }
+
+    /// [`fnat_v4`] against what it stands for: [`insert`] when TOA is due,
+    /// then [`rewrite_fwd_v4`](crate::wire::nat::rewrite_fwd_v4), on random
+    /// segments (options or not, payload, padding, TTL, checksums good or
+    /// bad, the MTU, the headroom, TOA due or not). Where it takes the
+    /// segment, the same bytes; where it declines, nothing changed.
+    #[test]
+    fn one_pass_fnat_is_insert_then_rewrite() {
+        use crate::wire::nat::{self, fnat_v4, FnatIn};
+        use proptest::prelude::*;
+        let case = (
+            (0usize..4, 0usize..48, any::<bool>(), 0usize..20),
+            (any::<u8>(), any::<[u8; 2]>(), any::<[u8; 2]>()),
+            (
+                any::<[u8; 4]>(),
+                any::<u16>(),
+                any::<[u8; 4]>(),
+                any::<u16>(),
+            ),
+            (any::<[u8; 4]>(), any::<u16>(), 0u8..3, 0usize..1600),
+        );
+        proptest!(|(((nops, plen, pad, headroom), (ttl, ipc, tcpc), (s4, sp, d4, dp), (c4, cp, due, mtu)) in case)| {
+            let opts = vec![TcpOptionElement::Noop; nops * 4];
+            let payload: Vec<u8> = (0..plen).map(|i| i as u8).collect();
+            let mut f = frame(&opts, &payload, if pad { 60 } else { 0 });
+            let m = meta(&f);
+            f[14 + 8] = ttl;
+            f[14 + 10..14 + 12].copy_from_slice(&ipc);
+            f[34 + 16..34 + 18].copy_from_slice(&tcpc);
+            let seq = u32::from_be_bytes(f[38..42].try_into().unwrap());
+            let first = match due {
+                0 => None,
+                1 => Some(seq),
+                _ => Some(seq.wrapping_add(1)),
+            };
+            let (src, dst, client) = ((s4, sp), (d4, dp), (c4, cp));
+            let mut got = VecBuf::with_headroom(&f, headroom);
+            let done = fnat_v4(&mut got, &m, first, client, src, dst, mtu);
+            let mut want = VecBuf::with_headroom(&f, headroom);
+            let mut wm = m;
+            let toa = first == Some(seq);
+            let inserted = toa
+                && insert(&mut want, &mut wm, IpAddr::V4(c4.into()), cp, mtu) == Outcome::Inserted(8);
+            let rewritten = nat::rewrite_fwd_v4(&mut want.data_mut()[14..], &wm, src, dst);
+            match done {
+                Some(FnatIn::Toa) => {
+                    prop_assert!(toa && inserted && rewritten.is_ok());
+                    prop_assert_eq!(got.data(), want.data());
+                }
+                Some(FnatIn::Rewritten) => {
+                    prop_assert!(!toa && rewritten.is_ok());
+                    prop_assert_eq!(got.data(), want.data());
+                }
+                None => {
+                    prop_assert_eq!(got.data(), &f[..]);
+                    // Declined only for what it does not do in one pass.
+                    prop_assert!(ttl <= 1 || (toa && (nops != 0 || !inserted)));
+                }
+            }
         });
     }
 
