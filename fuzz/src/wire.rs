@@ -86,6 +86,9 @@ pub fn run(data: &[u8]) {
                     still_valid(&f, "toa::clamp_mss");
                 }
             }
+            if let (IpAddr::V4(s4), IpAddr::V4(d4)) = (src, dst) {
+                fnat_one_pass(frame, &meta, (s4, d4, port), mtu, &still_valid);
+            }
         }
         ip_proto::ICMP | ip_proto::ICMPV6 => icmp(frame, &meta, (src, dst, port), &still_valid),
         _ => {}
@@ -109,9 +112,68 @@ pub fn run(data: &[u8]) {
             "ipip: outer header"
         );
     }
+    // TUN's one pass: the same bytes as the checked encapsulation (the
+    // outer identification from the inner header), or nothing changed.
+    let mut buf = VecBuf::new(frame);
+    if ipip::encap_ipip_v4(&mut buf, &meta, v4.0.octets(), v4.1.octets(), mtu).is_some() {
+        let ident = u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]);
+        let mut want = VecBuf::new(frame);
+        assert!(
+            ipip::encap_ipip(&mut want, &meta, v4.0, v4.1, ident).is_ok(),
+            "ipip::encap_ipip_v4 took a packet encap_ipip refuses"
+        );
+        assert_eq!(buf.data(), want.data(), "ipip::encap_ipip_v4");
+    } else {
+        assert_eq!(
+            buf.data(),
+            frame,
+            "ipip::encap_ipip_v4 declined but changed"
+        );
+    }
     let mut buf = VecBuf::new(frame);
     if ipip::encap_ip6(&mut buf, &meta, v6.0, v6.1).is_ok() {
         assert!(facts(buf.data()).is_some(), "ip6 tunnel: outer header");
+    }
+}
+
+/// FULLNAT's one pass (`nat::fnat_v4`), with TOA due and not: the same
+/// bytes as `toa::insert` (when due) then `nat::rewrite_fwd_v4`, or nothing
+/// changed.
+fn fnat_one_pass(
+    frame: &[u8],
+    meta: &IpMeta,
+    (s4, d4, port): (Ipv4Addr, Ipv4Addr, u16),
+    mtu: usize,
+    still_valid: &dyn Fn(&[u8], &str),
+) {
+    let Some(seq) = frame
+        .get(meta.l4_off + 4..meta.l4_off + 8)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    else {
+        return;
+    };
+    let (src, dst) = ((s4.octets(), port), (d4.octets(), port.wrapping_add(1)));
+    let client = (V4[0].octets(), port);
+    for first in [None, Some(seq)] {
+        let mut got = VecBuf::new(frame);
+        let done = nat::fnat_v4(&mut got, meta, first, client, src, dst, mtu);
+        let Some(done) = done else {
+            assert_eq!(got.data(), frame, "nat::fnat_v4 declined but changed");
+            continue;
+        };
+        still_valid(got.data(), "nat::fnat_v4");
+        let mut want = VecBuf::new(frame);
+        let mut m = *meta;
+        if done == nat::FnatIn::Toa {
+            let ins = toa::insert(&mut want, &mut m, IpAddr::V4(V4[0]), port, mtu);
+            assert_eq!(ins, toa::Outcome::Inserted(8), "nat::fnat_v4: TOA");
+        }
+        let l3 = m.l3_off;
+        assert!(
+            nat::rewrite_fwd_v4(&mut want.data_mut()[l3..], &m, src, dst).is_ok(),
+            "nat::fnat_v4 took a segment rewrite_fwd_v4 refuses"
+        );
+        assert_eq!(got.data(), want.data(), "nat::fnat_v4 ({done:?})");
     }
 }
 
