@@ -354,8 +354,18 @@ impl TimerNode for Conn {
     }
 }
 
-fn timeout_ms(now_ms: u64, s: u32) -> u64 {
-    now_ms.saturating_add(u64::from(s) * 1000)
+/// When `c` expires in the state it has now, from `now_ms`: its own
+/// timeout for ESTABLISHED and UDP when it has one, else its state's from
+/// `by_state` ([`Timeouts::ms_by_state`]); [`Conn::timeout_s`] in ms.
+#[inline(always)]
+fn expiry_ms(by_state: &[u64; TcpState::COUNT], c: &Conn, now_ms: u64) -> u64 {
+    let ms = match c.state {
+        TcpState::Established | TcpState::Udp if c.timeout_override_s != 0 => {
+            u64::from(c.timeout_override_s) * 1000
+        }
+        s => by_state[s as usize],
+    };
+    now_ms.saturating_add(ms)
 }
 
 /// Where a key sits in a table's index (its keyed hash), noted by
@@ -373,6 +383,8 @@ pub struct ConnTable {
     wheel: Wheel,
     hasher: KeyHasher,
     timeouts: Timeouts,
+    /// `timeouts` in milliseconds by state ([`Timeouts::ms_by_state`]).
+    timeout_ms: [u64; TcpState::COUNT],
     secure_tcp: bool,
     /// Keys inserted since [`ConnTable::mark_inserts`]: a 256-bit filter of
     /// their hashes (no false negatives).
@@ -419,6 +431,7 @@ impl ConnTable {
             wheel: Wheel::new(),
             hasher: KeyHasher::new(hash_seed),
             timeouts,
+            timeout_ms: timeouts.ms_by_state(),
             secure_tcp: false,
             inserted: [0; 4],
         }
@@ -450,6 +463,7 @@ impl ConnTable {
     /// New timeouts apply to each conn at its next packet (as in IPVS).
     pub fn set_timeouts(&mut self, t: Timeouts) {
         self.timeouts = t;
+        self.timeout_ms = t.ms_by_state();
     }
     /// IPVS `secure_tcp` defense: use the kernel's `tcp_states_dos` table.
     pub fn set_secure_tcp(&mut self, on: bool) {
@@ -752,7 +766,7 @@ impl ConnTable {
             state,
             bits: BIT_LIVE | ok.fam | (rk.fam << 2) | bits,
         };
-        slot.expires_at_ms = timeout_ms(now_ms, slot.timeout_s(&self.timeouts));
+        slot.expires_at_ms = expiry_ms(&self.timeout_ms, slot, now_ms);
         self.wheel.arm(&mut self.slab, i);
         self.len += 1;
         Ok(ConnId(i))
@@ -848,7 +862,7 @@ impl ConnTable {
                 changed: false,
             };
         };
-        let timeouts = &self.timeouts;
+        let timeouts = &self.timeout_ms;
         let was = c.state;
         c.bits &= !BIT_SYNCED;
         const STATE_FLAGS: u8 = TcpFlags::ACK.bits()
@@ -866,7 +880,7 @@ impl ConnTable {
                 c.bits &= !BIT_INPUT_ONLY;
             }
             let old_exp = c.expires_at_ms;
-            c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(timeouts));
+            c.expires_at_ms = expiry_ms(timeouts, c, now_ms);
             self.wheel.rearm(&mut self.slab, id.0, old_exp);
             return Transition {
                 was_active: true,
@@ -887,7 +901,7 @@ impl ConnTable {
             c.state = tcp::next_state(secure, tdir, flags, was);
         }
         let old_exp = c.expires_at_ms;
-        c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(timeouts));
+        c.expires_at_ms = expiry_ms(timeouts, c, now_ms);
         let state = c.state;
         self.wheel.rearm(&mut self.slab, id.0, old_exp);
         Transition {
@@ -903,7 +917,7 @@ impl ConnTable {
     /// tests. `Udp` is refused for TCP conns and only `Udp` is accepted for others
     /// (returns `None` then, as for an unknown id).
     pub fn force_state(&mut self, id: ConnId, state: TcpState, now_ms: u64) -> Option<Transition> {
-        let timeouts = self.timeouts;
+        let timeouts = self.timeout_ms;
         let c = self.get_mut(id)?;
         if (c.proto == PROTO_TCP) == (state == TcpState::Udp) {
             return None;
@@ -911,7 +925,7 @@ impl ConnTable {
         let was = c.state;
         c.state = state;
         let old_exp = c.expires_at_ms;
-        c.expires_at_ms = timeout_ms(now_ms, c.timeout_s(&timeouts));
+        c.expires_at_ms = expiry_ms(&timeouts, c, now_ms);
         self.wheel.rearm(&mut self.slab, id.0, old_exp);
         Some(Transition {
             was_active: was.is_active(),
@@ -1021,5 +1035,29 @@ impl fmt::Debug for ConnTable {
             .field("timeouts", &self.timeouts)
             .field("secure_tcp", &self.secure_tcp)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The timer's expiry is [`Conn::timeout_s`] from now, in every state,
+    /// with and without a per-service timeout.
+    #[test]
+    fn expiry_is_timeout_s_from_now() {
+        let t = Timeouts::default().with_ipvsadm(7200, 33, 61);
+        let by_state = t.ms_by_state();
+        for state in TcpState::ALL {
+            for timeout_override_s in [0, 5] {
+                let c = Conn {
+                    state,
+                    timeout_override_s,
+                    ..Conn::FREE
+                };
+                let want = 1_000 + u64::from(c.timeout_s(&t)) * 1000;
+                assert_eq!(expiry_ms(&by_state, &c, 1_000), want, "{state:?}");
+            }
+        }
     }
 }

@@ -50,6 +50,25 @@ impl TcpState {
         TcpState::SynAck,
     ];
 
+    /// How many states there are (`Udp` included).
+    pub const COUNT: usize = 12;
+
+    /// Every state, in discriminant order (`TcpState::ALL[s as usize] == s`).
+    pub const ALL: [TcpState; TcpState::COUNT] = [
+        TcpState::None,
+        TcpState::Established,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::FinWait,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::Listen,
+        TcpState::SynAck,
+        TcpState::Udp,
+    ];
+
     /// The name `ipvsadm -Lnc` prints.
     pub fn name(self) -> &'static str {
         match self {

@@ -64,6 +64,17 @@ impl Timeouts {
         }
     }
 
+    /// Every state's timeout in milliseconds, indexed by `TcpState as usize`:
+    /// what the table adds to the clock when it (re)arms a timer, read with
+    /// one index instead of [`Timeouts::for_state`]'s match and a multiply.
+    pub fn ms_by_state(&self) -> [u64; TcpState::COUNT] {
+        let mut ms = [0; TcpState::COUNT];
+        for (i, m) in ms.iter_mut().enumerate() {
+            *m = u64::from(self.for_state(TcpState::ALL[i])) * 1000;
+        }
+        ms
+    }
+
     /// `ipvsadm --set tcp tcpfin udp`: ESTABLISHED, FIN_WAIT and UDP timeouts in
     /// seconds; 0 leaves a value unchanged, as ipvsadm does.
     pub fn set_ipvsadm(&mut self, tcp: u32, tcpfin: u32, udp: u32) {
@@ -100,6 +111,15 @@ mod tests {
         assert_eq!(t.ipvsadm(), (900, 120, 300));
         assert_eq!(t.for_state(TcpState::Close), 10);
         assert_eq!(t.for_state(TcpState::SynRecv), 30);
+    }
+
+    #[test]
+    fn ms_by_state_is_for_state_in_ms() {
+        let t = Timeouts::default().with_ipvsadm(7200, 33, 61);
+        let ms = t.ms_by_state();
+        for s in TcpState::ALL {
+            assert_eq!(ms[s as usize], u64::from(t.for_state(s)) * 1000, "{s:?}");
+        }
     }
 
     #[test]
