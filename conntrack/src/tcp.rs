@@ -35,20 +35,17 @@ pub enum TcpState {
 pub type ConnState = TcpState;
 
 impl TcpState {
-    /// Every TCP state, in the kernel's column order (not `Udp`).
-    pub const TCP_ALL: [TcpState; 11] = [
-        TcpState::None,
-        TcpState::Established,
-        TcpState::SynSent,
-        TcpState::SynRecv,
-        TcpState::FinWait,
-        TcpState::TimeWait,
-        TcpState::Close,
-        TcpState::CloseWait,
-        TcpState::LastAck,
-        TcpState::Listen,
-        TcpState::SynAck,
-    ];
+    /// Every TCP state, in the kernel's column order (not `Udp`): the
+    /// first of [`TcpState::ALL`].
+    pub const TCP_ALL: [TcpState; 11] = {
+        let mut a = [TcpState::None; 11];
+        let mut i = 0;
+        while i < a.len() {
+            a[i] = TcpState::ALL[i];
+            i += 1;
+        }
+        a
+    };
 
     /// How many states there are (`Udp` included).
     pub const COUNT: usize = 12;
@@ -295,6 +292,15 @@ pub fn next_state(secure_tcp: bool, dir: TcpDir, flags: TcpFlags, cur: TcpState)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_states_in_discriminant_order() {
+        for (i, s) in TcpState::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i);
+        }
+        assert_eq!(TcpState::TCP_ALL[..], TcpState::ALL[..11]);
+        assert_eq!(TcpState::ALL[11], TcpState::Udp);
+    }
 
     #[test]
     fn names_match_ipvsadm() {
