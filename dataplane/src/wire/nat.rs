@@ -501,29 +501,17 @@ pub fn fnat_v4<B: PacketBuf + ?Sized>(
     h.copy_within(D.., 0);
     let toa = toa::option_v4(client.0.into(), client.1);
     h[toa::FIXED_V4..].copy_from_slice(&toa);
-    let w = |b: &[u8], i: usize| u64::from(u16::from_le_bytes([b[i], b[i + 1]]));
-    let wire = |n: usize| u64::from((n as u16).swap_bytes());
     let (ip, tcp) = fixed_views(h);
     // The IP total length (in wire order), grown by the option.
     let total = u16::from_le_bytes([ip[2], ip[3]]);
     let grown = total.swap_bytes().wrapping_add(D as u16).swap_bytes();
     ip[2..4].copy_from_slice(&grown.to_le_bytes());
     let ip_d = u64::from(!total) + u64::from(grown);
-    // The data offset (the high nibble of byte 12, the low byte of the
-    // word read little-endian), the option's words, the pseudo header's
-    // length.
-    let w12_old = w(tcp, 12);
-    let w12_new = (((tcp::MIN_HEADER_LEN + D) / 4) as u64) << 4 | (w12_old & 0xff0f);
-    tcp[12..14].copy_from_slice(&(w12_new as u16).to_le_bytes());
-    let tcp_d = w(&toa, 0)
-        + w(&toa, 2)
-        + w(&toa, 4)
-        + w(&toa, 6)
-        + (!w12_old & 0xffff)
-        + w12_new
-        + (!wire(seg_len) & 0xffff)
-        + wire(seg_len + D);
-    fnat_v4_fixed(ip, tcp, src, dst, ip_d, tcp_d);
+    // The data offset, the option's words, the pseudo header's length.
+    let (w12_new, tcp_d) =
+        toa::plain_v4_delta(u16::from_le_bytes([tcp[12], tcp[13]]), &toa, seg_len);
+    tcp[12..14].copy_from_slice(&w12_new.to_le_bytes());
+    fnat_v4_fixed(ip, tcp, src, dst, ip_d, u64::from(tcp_d));
     Some(FnatIn::Toa)
 }
 

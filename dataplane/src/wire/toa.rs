@@ -261,24 +261,41 @@ pub(super) fn option_v4(client: std::net::Ipv4Addr, port: u16) -> [u8; LEN_V4] {
 }
 
 /// For `toa` put after the option-less TCP header `tcp` of a `seg_len`-byte
-/// segment: the new data offset word and TCP checksum, from the option's
-/// words, the data offset word and the pseudo header's length, each `!old +
-/// new` (RFC 1624). Every word read little-endian and both results in that
-/// form (write them with `to_le_bytes`): one's complement sums commute with
-/// the byte swap (RFC 1071), so no swap per word; only the length, an
-/// integer, is swapped into wire order.
+/// segment: the new data offset word and TCP checksum (see
+/// [`plain_v4_delta`]), both little-endian (write them with `to_le_bytes`).
 #[inline(always)]
 fn plain_v4_sums(tcp: &[u8; MIN_HEADER_LEN], toa: &[u8; LEN_V4], seg_len: usize) -> (u16, u16) {
-    let w = |b: &[u8], i: usize| u32::from(u16::from_le_bytes([b[i], b[i + 1]]));
-    let w12_old = w(tcp, 12);
+    let w12_old = u16::from_le_bytes([tcp[12], tcp[13]]);
+    let (w12_new, delta) = plain_v4_delta(w12_old, toa, seg_len);
+    let sum = u32::from(!u16::from_le_bytes([tcp[16], tcp[17]])) + delta;
+    (w12_new, !checksum::fold(sum))
+}
+
+/// For `toa` put after an option-less TCP header whose data offset word
+/// (bytes 12-13, read little-endian) is `w12_old`, in a `seg_len`-byte
+/// segment: the new data offset word, and the TCP checksum's sum of `!old +
+/// new` (RFC 1624) over the option's words, the data offset word and the
+/// pseudo header's length, to add to the complemented old checksum. Every
+/// word read little-endian and the results in that form: one's complement
+/// sums commute with the byte swap (RFC 1071), so no swap per word; only
+/// the length, an integer, is swapped into wire order. Shared by TOA's
+/// insertion and FULLNAT's one pass (`nat::fnat_v4`).
+#[inline(always)]
+pub(super) fn plain_v4_delta(w12_old: u16, toa: &[u8; LEN_V4], seg_len: usize) -> (u16, u32) {
+    let w = |i: usize| u32::from(u16::from_le_bytes([toa[i], toa[i + 1]]));
+    let w12_old = u32::from(w12_old);
     // The data offset is the high nibble of byte 12, the low byte here.
     let w12_new = (((MIN_HEADER_LEN + LEN_V4) / 4) as u32) << 4 | (w12_old & 0xff0f);
     let wire = |n: usize| u32::from((n as u16).swap_bytes());
-    let mut sum = u32::from(!(w(tcp, 16) as u16));
-    sum += w(toa, 0) + w(toa, 2) + w(toa, 4) + w(toa, 6);
-    sum += (!w12_old & 0xffff) + w12_new;
-    sum += (!wire(seg_len) & 0xffff) + wire(seg_len + LEN_V4);
-    (w12_new as u16, !checksum::fold(sum))
+    let delta = w(0)
+        + w(2)
+        + w(4)
+        + w(6)
+        + (!w12_old & 0xffff)
+        + w12_new
+        + (!wire(seg_len) & 0xffff)
+        + wire(seg_len + LEN_V4);
+    (w12_new as u16, delta)
 }
 
 /// The first bytes of an untagged frame with an option-less IPv4 header and
