@@ -87,6 +87,10 @@ enum Cmd {
         /// reply, FIN, FIN, ACK) and freed by expiry; NAT and FULLNAT.
         #[arg(long, conflicts_with_all = ["new_only", "established_only"])]
         whole_conns: bool,
+        /// The established packets are the handshake's ACK replayed (FULLNAT:
+        /// TOA in every packet) instead of segments past the first data.
+        #[arg(long, conflicts_with_all = ["new_only", "whole_conns"])]
+        toa_every_packet: bool,
     },
     /// Only the dpdk-testpmd baseline.
     Testpmd {
@@ -294,6 +298,7 @@ fn stages_only(
     new_only: bool,
     established_only: bool,
     whole_conns: bool,
+    toa_every: bool,
 ) -> Result<(), String> {
     let mut plan = Plan::new(quick, 2);
     if let Some(p) = packets {
@@ -333,7 +338,13 @@ fn stages_only(
             );
             continue;
         }
-        let mut s = stages::measure(mode, 1000, plan.packets, plan.repeats, None)?;
+        // One kind of established packet per run (callgrind counts the
+        // whole run): segments past the first data, or with
+        // `--toa-every-packet` the handshake's ACK.
+        let mut s = stages::measure_seg(mode, 1000, plan.packets, plan.repeats, None, toa_every)?;
+        if toa_every {
+            s.toa_core_ns = s.core_ns;
+        }
         if !established_only {
             s.new_conn_ns = Some(stages::new_conns(mode, plan.packets, plan.repeats)?);
         }
@@ -538,6 +549,7 @@ fn main() {
             new_only,
             established_only,
             whole_conns,
+            toa_every_packet,
         } => stages_only(
             quick,
             mode,
@@ -545,6 +557,7 @@ fn main() {
             new_only,
             established_only,
             whole_conns,
+            toa_every_packet,
         ),
         Cmd::Testpmd { seconds } => {
             for mode in ["5tswap", "macswap"] {

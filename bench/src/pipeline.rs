@@ -209,6 +209,16 @@ pub fn start_spec(
     Ok(Running { dp, mac, mode })
 }
 
+/// The client's first data sequence number in the benches' flows (their
+/// SYN's ISN is 1000): FULLNAT puts TOA on the segment carrying it (the
+/// handshake's ACK, its retransmissions, or the first data).
+pub const FIRST_DATA_SEQ: u32 = 1001;
+/// What the established runs replay, per flow: the client's ACK after a
+/// 16-byte request (sequence 1001..1017) and a 16-byte reply (5001..5017),
+/// as the bulk of a connection's packets (no TOA: past the first data).
+pub const STEADY_SEQ: u32 = FIRST_DATA_SEQ + 16;
+pub const STEADY_ACK: u32 = 5017;
+
 pub fn client_seg(r: &Running, i: u32, flags: u8, seq: u32, ack: u32, payload: usize) -> Seg {
     client_seg_to(r.mac[0], i, flags, seq, ack, payload)
 }
@@ -286,6 +296,8 @@ pub fn expect_reply(r: &Running) -> Expect {
 pub struct Sampler {
     pub every: u64,
     pub expect: Expect,
+    /// No TOA option may be on the frames (segments past the first data).
+    pub no_toa: bool,
     rs_mac: HashMap<[u8; 6], usize>,
     flow_rs: HashMap<u32, usize>,
     pub checked: u64,
@@ -297,6 +309,7 @@ impl Sampler {
         Sampler {
             every,
             expect: expect_request(r),
+            no_toa: false,
             rs_mac: (0..NRS).map(|i| (frames::rs(i).1, i)).collect(),
             flow_rs: HashMap::new(),
             checked: 0,
@@ -310,6 +323,9 @@ impl Sampler {
         }
         self.checked += 1;
         let mut err = frames::check(f, &self.expect).err();
+        if err.is_none() && self.no_toa && frames::toa(f).is_some() {
+            err = Some("a TOA option past the first data".into());
+        }
         if err.is_none() {
             let mac: [u8; 6] = f[0..6].try_into().unwrap_or_default();
             match (self.rs_mac.get(&mac), frames::quick(f)) {
@@ -420,12 +436,31 @@ pub fn established(
     if flows >= 100_000 {
         res.syn_rate = Some(p.recv as f64 / p.elapsed.as_secs_f64());
     }
-    let ack = Frames::build(flows as usize, |i| {
-        client_seg(&r, i as u32, flag::ACK, 1001, 5001, 0)
+    // The handshake's ACK, once per flow: it carries the client's first
+    // data sequence number (ISN + 1), so FULLNAT puts the TOA option on it.
+    let first = Frames::build(flows as usize, |i| {
+        client_seg(&r, i as u32, flag::ACK, FIRST_DATA_SEQ, 5001, 0)
     });
-    // These ACKs carry the client's first data sequence number (ISN + 1), so
-    // each one gets the TOA option, as DPVS does until data flows.
     s.expect.toa = mode == ForwardMode::FullNat;
+    s.every = 61;
+    let p = env.pump(
+        &first,
+        0,
+        CLIENT,
+        SERVER,
+        u64::from(flows),
+        Duration::from_secs(20),
+        Duration::from_millis(300),
+        |i, f| s.see(i, f),
+    );
+    check_loss(&r, &format!("{} handshake ACK phase", res.mode), &p)?;
+    // Then the bulk of an established connection: segments past the first
+    // data, which no mode grows.
+    let ack = Frames::build(flows as usize, |i| {
+        client_seg(&r, i as u32, flag::ACK, STEADY_SEQ, STEADY_ACK, 0)
+    });
+    s.expect.toa = false;
+    s.no_toa = true;
     s.every = 1021;
     // Warm-up pass (caches, branch predictors), then timed runs.
     let warm = env.pump(

@@ -427,10 +427,10 @@ impl Report {
         }
         if !self.stages.is_empty() {
             s.push_str("\n#### Where an established packet's time goes (ns/packet, 1000 flows; the core timed without EAL on byte buffers, output = pipeline - core)\n\n");
-            s.push_str("| mode | classify | lookup | rewrite (state, rewrite, checksums, next hop, counters) | core | output (PMD rx/tx, mbufs, worker loop) | pipeline | new connection (core) |\n|---|---|---|---|---|---|---|---|\n");
+            s.push_str("| mode | classify | lookup | rewrite (state, rewrite, checksums, next hop, counters) | core | output (PMD rx/tx, mbufs, worker loop) | pipeline | new connection (core) | core, TOA in every packet |\n|---|---|---|---|---|---|---|---|---|\n");
             for g in &self.stages {
                 s.push_str(&format!(
-                    "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     g.mode.to_uppercase(),
                     opt(g.classify_ns, 1),
                     opt(g.lookup_ns, 1),
@@ -439,6 +439,7 @@ impl Report {
                     opt(g.output_ns, 1),
                     opt(g.pipeline_ns, 1),
                     opt(g.new_conn_ns, 1),
+                    opt(g.toa_core_ns, 1),
                 ));
             }
         }
@@ -786,11 +787,12 @@ impl Report {
         }
         let f = self.stage("fullnat");
         line.push_str(&format!(
-            " fullnat_classify_ns={} fullnat_lookup_ns={} fullnat_rewrite_ns={} fullnat_output_ns={}",
+            " fullnat_classify_ns={} fullnat_lookup_ns={} fullnat_rewrite_ns={} fullnat_output_ns={} fullnat_toa_core_ns={}",
             ns(f.and_then(|g| g.classify_ns)),
             ns(f.and_then(|g| g.lookup_ns)),
             ns(f.and_then(|g| g.rewrite_ns)),
             ns(f.and_then(|g| g.output_ns)),
+            ns(f.and_then(|g| g.toa_core_ns)),
         ));
         // Runs with more workers (`--workers N` on a larger machine).
         let mut more: Vec<usize> = self
@@ -1012,7 +1014,7 @@ mod tests {
         );
         assert!(
             old.line()
-                .ends_with(" harness_ceiling_mpps=NA nat_core_ns=NA fullnat_core_ns=NA dr_core_ns=NA tun_core_ns=NA nat_new_conn_ns=NA fullnat_new_conn_ns=NA fullnat_classify_ns=NA fullnat_lookup_ns=NA fullnat_rewrite_ns=NA fullnat_output_ns=NA"),
+                .ends_with(" harness_ceiling_mpps=NA nat_core_ns=NA fullnat_core_ns=NA dr_core_ns=NA tun_core_ns=NA nat_new_conn_ns=NA fullnat_new_conn_ns=NA fullnat_classify_ns=NA fullnat_lookup_ns=NA fullnat_rewrite_ns=NA fullnat_output_ns=NA fullnat_toa_core_ns=NA"),
             "{}",
             old.line()
         );
@@ -1043,6 +1045,7 @@ mod tests {
             pipeline_ns: Some(100.0),
             output_ns: Some(37.5),
             new_conn_ns: Some(250.0),
+            toa_core_ns: Some(75.0),
             note: String::new(),
         });
         let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
@@ -1052,14 +1055,14 @@ mod tests {
             " fullnat_core_ns=62.5 ",
             " nat_core_ns=NA ",
             " fullnat_new_conn_ns=250.0 ",
-            " fullnat_classify_ns=10.0 fullnat_lookup_ns=12.5 fullnat_rewrite_ns=40.0 fullnat_output_ns=37.5",
+            " fullnat_classify_ns=10.0 fullnat_lookup_ns=12.5 fullnat_rewrite_ns=40.0 fullnat_output_ns=37.5 fullnat_toa_core_ns=75.0",
         ] {
             assert!(line.contains(kv), "{kv} in {line}");
         }
         let md = back.markdown();
         for row in [
             "| harness ceiling: the same generator and rings, a worker that only swaps MACs, 1000 flows | 20.00 Mpps (50 ns/pkt) | 0.50 |",
-            "| FULLNAT | 10.0 | 12.5 | 40.0 | 62.5 | 37.5 | 100.0 | 250.0 |",
+            "| FULLNAT | 10.0 | 12.5 | 40.0 | 62.5 | 37.5 | 100.0 | 250.0 | 75.0 |",
         ] {
             assert!(md.contains(row), "{row} in {md}");
         }

@@ -19,6 +19,7 @@ use std::time::Instant;
 use arrayvec::ArrayVec;
 use conntrack::Tuple;
 use dataplane::core::{Arrival, Core, CoreConfig, BURST};
+use dataplane::events::Event;
 use dataplane::io::Io;
 use dataplane::owner::{Owners, PortSteer};
 use dataplane::shared::Shared;
@@ -48,6 +49,10 @@ pub struct Stages {
     /// A SYN of a flow the table has not seen: scheduled, both tuples
     /// inserted, forwarded (the core alone, as `core_ns`).
     pub new_conn_ns: Option<f64>,
+    /// FULLNAT: the core with the handshake's ACK replayed, TOA inserted
+    /// in every packet (the other figures replay segments past the first
+    /// data, which carry none).
+    pub toa_core_ns: Option<f64>,
     pub note: String,
 }
 
@@ -377,12 +382,31 @@ fn best(repeats: usize, mut f: impl FnMut() -> f64) -> f64 {
 
 /// Stage figures of `mode` with `flows` established flows, `packets` per
 /// timed run (best of `repeats`); `pipeline_ns` from the pipeline's run.
+/// FULLNAT also times the core with TOA on every packet (`toa_core_ns`).
 pub fn measure(
     mode: ForwardMode,
     flows: u32,
     packets: u64,
     repeats: usize,
     pipeline_ns: Option<f64>,
+) -> Result<Stages, String> {
+    let mut res = measure_seg(mode, flows, packets, repeats, pipeline_ns, false)?;
+    if mode == ForwardMode::FullNat {
+        res.toa_core_ns = measure_seg(mode, flows, packets, repeats, None, true)?.core_ns;
+    }
+    Ok(res)
+}
+
+/// [`measure`] with the established packets either past the first data
+/// (`toa_every` false: what every figure but `toa_core_ns` replays) or the
+/// handshake's ACK again and again (FULLNAT: TOA on every packet).
+pub fn measure_seg(
+    mode: ForwardMode,
+    flows: u32,
+    packets: u64,
+    repeats: usize,
+    pipeline_ns: Option<f64>,
+    toa_every: bool,
 ) -> Result<Stages, String> {
     let mut res = Stages {
         mode: mode_name(mode).into(),
@@ -400,15 +424,49 @@ pub fn measure(
             core.conns.len()
         ));
     }
-    let ack = Frames::build(flows as usize, |i| seg(i as u32, flag::ACK, 1001, 5001));
-    // Warm-up, and every ACK must come out.
+    // The handshake's ACK once per flow (FULLNAT: TOA on each), then the
+    // replayed segment: past the first data as the pipeline's established
+    // runs (`pipeline::STEADY_SEQ`), or with `toa_every` the handshake's
+    // ACK again (FULLNAT: TOA on every packet, the worst case).
+    let first = Frames::build(flows as usize, |i| {
+        seg(i as u32, flag::ACK, pipeline::FIRST_DATA_SEQ, 5001)
+    });
     core.io.sent = 0;
+    rounds(&mut core, &snap, &first, u64::from(flows), true);
+    let ack = if toa_every {
+        first
+    } else {
+        Frames::build(flows as usize, |i| {
+            seg(
+                i as u32,
+                flag::ACK,
+                pipeline::STEADY_SEQ,
+                pipeline::STEADY_ACK,
+            )
+        })
+    };
+    // Warm-up, and every ACK must come out (with TOA exactly when replayed
+    // at the first data sequence number).
+    core.io.sent = 0;
+    let toa_before = core.shared.events[0].get(Event::ToaInserted);
     let warm = u64::from(flows).max(100_000).next_multiple_of(BURST as u64);
     rounds(&mut core, &snap, &ack, warm, true);
     if core.io.sent != warm {
         return Err(format!(
             "{}: {} of {warm} established packets forwarded",
             res.mode, core.io.sent
+        ));
+    }
+    let toas = core.shared.events[0].get(Event::ToaInserted) - toa_before;
+    let want = if toa_every && mode == ForwardMode::FullNat {
+        warm
+    } else {
+        0
+    };
+    if toas != want {
+        return Err(format!(
+            "{}: {toas} TOA options inserted in {warm} established packets, {want} expected",
+            res.mode
         ));
     }
     let refill = best(repeats, || rounds(&mut core, &snap, &ack, packets, false));
@@ -462,7 +520,7 @@ pub fn measure(
 pub fn line(s: &Stages) -> String {
     let f = |v: Option<f64>| v.map_or("NA".into(), |x| format!("{x:.1}"));
     format!(
-        "stages {} {} flows: classify {} + lookup {} + rewrite {} = core {} ns/pkt; output {} (pipeline {}); new connection {} ns",
+        "stages {} {} flows: classify {} + lookup {} + rewrite {} = core {} ns/pkt; output {} (pipeline {}); new connection {} ns{}",
         s.mode,
         s.flows,
         f(s.classify_ns),
@@ -471,6 +529,10 @@ pub fn line(s: &Stages) -> String {
         f(s.core_ns),
         f(s.output_ns),
         f(s.pipeline_ns),
-        f(s.new_conn_ns)
+        f(s.new_conn_ns),
+        match s.toa_core_ns {
+            Some(t) => format!("; core with TOA in every packet {t:.1} ns"),
+            None => String::new(),
+        }
     )
 }
