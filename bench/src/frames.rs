@@ -173,6 +173,21 @@ impl Frames {
         Frames { buf, flen }
     }
 
+    /// `n` frames of `flen` bytes, all zero, to write with [`Frames::set`].
+    pub fn zeroed(n: usize, flen: usize) -> Frames {
+        Frames {
+            buf: vec![0u8; n * flen],
+            flen,
+        }
+    }
+
+    /// Write `s` as frame `i`; `s` must make frames of this set's length.
+    pub fn set(&mut self, i: usize, s: &Seg) {
+        debug_assert_eq!(frame_len(s), self.flen);
+        let flen = self.flen;
+        write(s, &mut self.buf[i * flen..(i + 1) * flen]);
+    }
+
     pub fn len(&self) -> usize {
         self.buf.len() / self.flen.max(1)
     }

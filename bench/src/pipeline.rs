@@ -570,12 +570,13 @@ pub fn cps(env: &mut Env, mode: ForwardMode, conns: u32, repeats: usize) -> Resu
     }
     for rep in 0..repeats {
         let r = start(env, mode, conns + conns / 2 + 4096, false)?;
+        let cf = ClientFrames::build(&r, conns);
         let t0 = Instant::now();
         let wave = 2048u32;
         let mut base = 0u32;
         while base < conns {
             let n = wave.min(conns - base);
-            one_wave(env, &r, base, n).map_err(|e| {
+            one_wave(env, &r, &cf, base, n).map_err(|e| {
                 format!(
                     "{} cps wave at {base}: {e}; drops {:?}",
                     res.mode,
@@ -637,27 +638,72 @@ pub fn server_seg_to(
     }
 }
 
-fn one_wave(env: &mut Env, r: &Running, base: u32, n: u32) -> Result<(), String> {
-    const REQ: usize = 16;
-    let c = |i: usize, flags, seq, ack, pl| client_seg(r, base + i as u32, flags, seq, ack, pl);
+/// Bytes of the request and of the reply of the whole-connection runs.
+const REQ: usize = 16;
+
+/// The client's five frames of every connection of a cps run (SYN, ACK,
+/// request, FIN, last ACK), built before its clock starts, as a traffic
+/// generator's templates: nothing of them depends on what the director does.
+struct ClientFrames {
+    syn: Frames,
+    ack: Frames,
+    req: Frames,
+    fin: Frames,
+    last: Frames,
+}
+
+impl ClientFrames {
+    fn build(r: &Running, conns: u32) -> ClientFrames {
+        let n = conns as usize;
+        let c = |flags, seq, ack, pl| {
+            Frames::build(n, move |i| client_seg(r, i as u32, flags, seq, ack, pl))
+        };
+        ClientFrames {
+            syn: c(flag::SYN, 1000, 0, 0),
+            ack: c(flag::ACK, 1001, 5001, 0),
+            req: c(flag::PSH | flag::ACK, 1001, 5001, REQ),
+            fin: c(flag::FIN | flag::ACK, 1017, 5017, 0),
+            last: c(flag::ACK, 1018, 5018, 0),
+        }
+    }
+}
+
+/// What a cps step does with its `k`-th output.
+type StepCheck<'a> = &'a mut dyn FnMut(usize, &[u8]) -> Result<(), String>;
+
+/// One wave of `n` connections (flows `base..base + n`). The server's three
+/// frames of each connection depend on what its SYN came out as (the real
+/// server, FULLNAT's local address and port), so they are written while an
+/// earlier step's outputs arrive, the generator's work overlapping the
+/// worker's: the SYN-ACK as the SYN comes out, the reply as the ACK does,
+/// the server's FIN as the request does (one worker keeps the order: the
+/// k-th output of a step is the k-th connection).
+fn one_wave(
+    env: &mut Env,
+    r: &Running,
+    cf: &ClientFrames,
+    base: u32,
+    n: u32,
+) -> Result<(), String> {
     let step = |env: &mut Env,
                 frames: &Frames,
+                first: usize,
                 in_port: usize,
                 out_port: usize,
-                f: &mut dyn FnMut(&[u8]) -> Result<(), String>|
+                f: StepCheck<'_>|
      -> Result<(), String> {
         let mut err = None;
         let p = env.pump(
             frames,
-            0,
+            first,
             in_port,
             out_port,
             u64::from(n),
             Duration::from_secs(5),
             Duration::from_millis(300),
-            |_, b| {
+            |i, b| {
                 if err.is_none() {
-                    err = f(b).err();
+                    err = f(i as usize, b).err();
                 }
             },
         );
@@ -670,22 +716,28 @@ fn one_wave(env: &mut Env, r: &Running, base: u32, n: u32) -> Result<(), String>
         Ok(())
     };
     let n_us = n as usize;
+    let at = base as usize;
     let expect_req = expect_request(r);
     let vip_expect = expect_reply(r);
     // 1. SYN: learn each connection's server view from what the RS receives.
     let mut views: Vec<Option<ServerView>> = vec![None; n_us];
     let mac_of: HashMap<[u8; 4], [u8; 6]> = (0..NRS).map(frames::rs).collect();
     let fullnat = r.mode == ForwardMode::FullNat;
-    let syn = Frames::build(n_us, |i| c(i, flag::SYN, 1000, 0, 0));
+    // Frames of the server's segments' lengths, written as outputs arrive.
+    let server = |pl| {
+        let none: ServerView = ([0; 4], 0, [0; 4], 0, [0; 6]);
+        Frames::zeroed(n_us, frames::frame_len(&server_seg(r, &none, 0, 0, 0, pl)))
+    };
+    let mut synack = server(0);
+    let mut reply = server(REQ);
+    let mut sfin = server(0);
     let mut checked = 0u32;
     // FULLNAT hides the client (TOA only comes with the first ACK): one worker
     // forwards in order, so the k-th SYN out is the k-th SYN in.
-    let mut order = 0usize;
-    step(env, &syn, CLIENT, SERVER, &mut |b| {
+    step(env, &cf.syn, at, CLIENT, SERVER, &mut |k, b| {
         let q = frames::quick(b).ok_or("SYN out: not TCP/IPv4")?;
         let idx = if fullnat {
-            order += 1;
-            order - 1
+            k
         } else {
             let flow = frames::flow_of(q.src, q.sport).ok_or("SYN out: unknown client")?;
             flow.checked_sub(base)
@@ -696,21 +748,22 @@ fn one_wave(env: &mut Env, r: &Running, base: u32, n: u32) -> Result<(), String>
             checked += 1;
         }
         let mac = *mac_of.get(&q.dst).ok_or("SYN out: not to a real server")?;
-        *views.get_mut(idx).ok_or("SYN out: flow out of range")? =
-            Some((q.dst, q.dport, q.src, q.sport, mac));
+        let v = (q.dst, q.dport, q.src, q.sport, mac);
+        *views.get_mut(idx).ok_or("SYN out: flow out of range")? = Some(v);
+        synack.set(
+            idx,
+            &server_seg(r, &v, flag::SYN | flag::ACK, 5000, 1001, 0),
+        );
         Ok(())
     })?;
     let views: Vec<ServerView> = views
         .into_iter()
         .collect::<Option<Vec<_>>>()
         .ok_or("a SYN came out twice, another never")?;
-    let s = |i: usize, flags, seq, ack, pl| server_seg(r, &views[i], flags, seq, ack, pl);
-    let check_some = |every: u32, e: &Expect| {
-        let mut k = 0u32;
+    let check_some = |every: usize, e: &Expect| {
         let e = e.clone();
-        move |b: &[u8]| {
-            k += 1;
-            if k % every == 1 {
+        move |k: usize, b: &[u8]| {
+            if k.is_multiple_of(every) {
                 frames::check(b, &e)
             } else {
                 Ok(())
@@ -718,23 +771,62 @@ fn one_wave(env: &mut Env, r: &Running, base: u32, n: u32) -> Result<(), String>
         }
     };
     // 2. SYN-ACK from the RS, back to the client from the VIP.
-    let f = Frames::build(n_us, |i| s(i, flag::SYN | flag::ACK, 5000, 1001, 0));
-    step(env, &f, SERVER, CLIENT, &mut check_some(97, &vip_expect))?;
-    // 3. ACK, 4. request.
-    let f = Frames::build(n_us, |i| c(i, flag::ACK, 1001, 5001, 0));
-    step(env, &f, CLIENT, SERVER, &mut check_some(97, &expect_req))?;
-    let f = Frames::build(n_us, |i| c(i, flag::PSH | flag::ACK, 1001, 5001, REQ));
-    step(env, &f, CLIENT, SERVER, &mut check_some(97, &expect_req))?;
+    step(
+        env,
+        &synack,
+        0,
+        SERVER,
+        CLIENT,
+        &mut check_some(97, &vip_expect),
+    )?;
+    // 3. ACK (the reply written meanwhile), 4. request (the server's FIN).
+    let chk = check_some(97, &expect_req);
+    step(env, &cf.ack, at, CLIENT, SERVER, &mut |k, b| {
+        chk(k, b)?;
+        let v = views.get(k).ok_or("ACK out: one too many")?;
+        reply.set(k, &server_seg(r, v, flag::PSH | flag::ACK, 5001, 1017, REQ));
+        Ok(())
+    })?;
+    step(env, &cf.req, at, CLIENT, SERVER, &mut |k, b| {
+        chk(k, b)?;
+        let v = views.get(k).ok_or("request out: one too many")?;
+        sfin.set(k, &server_seg(r, v, flag::FIN | flag::ACK, 5017, 1018, 0));
+        Ok(())
+    })?;
     // 5. reply.
-    let f = Frames::build(n_us, |i| s(i, flag::PSH | flag::ACK, 5001, 1017, REQ));
-    step(env, &f, SERVER, CLIENT, &mut check_some(97, &vip_expect))?;
+    step(
+        env,
+        &reply,
+        0,
+        SERVER,
+        CLIENT,
+        &mut check_some(97, &vip_expect),
+    )?;
     // 6. client FIN, 7. server FIN, 8. last ACK.
-    let f = Frames::build(n_us, |i| c(i, flag::FIN | flag::ACK, 1017, 5017, 0));
-    step(env, &f, CLIENT, SERVER, &mut check_some(97, &expect_req))?;
-    let f = Frames::build(n_us, |i| s(i, flag::FIN | flag::ACK, 5017, 1018, 0));
-    step(env, &f, SERVER, CLIENT, &mut check_some(97, &vip_expect))?;
-    let f = Frames::build(n_us, |i| c(i, flag::ACK, 1018, 5018, 0));
-    step(env, &f, CLIENT, SERVER, &mut check_some(97, &expect_req))?;
+    step(
+        env,
+        &cf.fin,
+        at,
+        CLIENT,
+        SERVER,
+        &mut check_some(97, &expect_req),
+    )?;
+    step(
+        env,
+        &sfin,
+        0,
+        SERVER,
+        CLIENT,
+        &mut check_some(97, &vip_expect),
+    )?;
+    step(
+        env,
+        &cf.last,
+        at,
+        CLIENT,
+        SERVER,
+        &mut check_some(97, &expect_req),
+    )?;
     Ok(())
 }
 
