@@ -453,7 +453,8 @@ impl Env {
             .map(|(f, _)| match (load.queue, self.rss()) {
                 (Some(q), _) => vec![q as u8; f.len()],
                 (None, Some(rss)) => (0..f.len()).map(|i| rss.queue(f.get(i)) as u8).collect(),
-                (None, None) => vec![0; f.len()],
+                // One queue: nothing to work out (an empty list is queue 0).
+                (None, None) => Vec::new(),
             })
             .collect();
         let window = if nq > 1 { WINDOW_WORKERS } else { WINDOW };
@@ -497,7 +498,8 @@ impl Env {
                     } else {
                         m.write_from(f);
                     }
-                    bursts[port * nq + usize::from(lanes[input][k])].push(m);
+                    let lane = lanes[input].get(k).map_or(0, |&q| usize::from(q));
+                    bursts[port * nq + lane].push(m);
                     pending += 1;
                 }
             }
