@@ -812,7 +812,7 @@ impl<I: Io> Core<I> {
                     .services_by_id
                     .get(&f.service)
                     .and_then(|s| s.proxy_protocol);
-                seq = SeqState::on_client_syn(isn, pp, &orig.to_tuple());
+                seq = SeqState::on_client_syn_with(isn, pp, || orig.to_tuple());
                 if seq != f.seq {
                     self.set_seq(id, seq);
                 }
