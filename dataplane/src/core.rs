@@ -133,7 +133,8 @@ pub struct Core<I: Io> {
     pub(crate) tun_routes_epoch: u32,
     /// Per real server (direct-mapped by dest id): the next hop requests
     /// take, valid for the hops epoch it was resolved in (`xmit::DestHop`).
-    pub(crate) dest_hops: Box<[crate::xmit::DestHop; crate::xmit::DEST_HOPS]>,
+    /// The last slot: the last gateway resolved (`xmit::GATEWAY_HOP`).
+    pub(crate) dest_hops: Box<[crate::xmit::DestHop; crate::xmit::DEST_HOPS + 1]>,
     /// When `expire` last ran, and whether it left due entries behind.
     expired_at_ms: u64,
     expire_backlog: bool,
@@ -199,7 +200,7 @@ impl<I: Io> Core<I> {
             ),
             tun_dips: Vec::with_capacity(crate::xmit::TUN_ROUTES_MAX),
             tun_routes_epoch: 0,
-            dest_hops: Box::new([crate::xmit::DestHop::NONE; crate::xmit::DEST_HOPS]),
+            dest_hops: Box::new([crate::xmit::DestHop::NONE; crate::xmit::DEST_HOPS + 1]),
             expired_at_ms: 0,
             expire_backlog: false,
             acl_gen: 0,

@@ -64,9 +64,20 @@ impl SeqState {
     /// (every SYN restarts it, as DPVS's `tcp_in_init_seq`), carrying a
     /// `pp` header for connection `orig` if the service has one.
     pub fn on_client_syn(isn: u32, pp: Option<ProxyProtocol>, orig: &Tuple) -> SeqState {
+        SeqState::on_client_syn_with(isn, pp, || *orig)
+    }
+
+    /// [`SeqState::on_client_syn`] with the connection's tuple built only
+    /// when the service has Proxy Protocol (the header's length needs it).
+    #[inline]
+    pub fn on_client_syn_with(
+        isn: u32,
+        pp: Option<ProxyProtocol>,
+        orig: impl FnOnce() -> Tuple,
+    ) -> SeqState {
         let s = SeqState(SEQ_KNOWN | u64::from(isn.wrapping_add(1)));
         match pp {
-            Some(v) => s.with_proxy_protocol(v, orig),
+            Some(v) => s.with_proxy_protocol(v, &orig()),
             None => s,
         }
     }

@@ -261,8 +261,12 @@ pub struct Snapshot {
     /// from the configuration, so a packet's key can only probe, never
     /// lengthen, their chains; every new connection looks one up.
     pub services: crate::snapshot::ConfigMap<(u8, IpAddr, u16), Arc<Service>>,
-    pub services_by_id: FastMap<u32, Arc<Service>>,
-    pub local: FastMap<IpAddr, LocalAddr>,
+    /// By service id, and the director's own addresses: both keyed by the
+    /// configuration (`ConfigMap`; a packet's address only probes `local`).
+    /// A FULLNAT SYN looks up both (its service's Proxy Protocol, its
+    /// LIP's port).
+    pub services_by_id: ConfigMap<u32, Arc<Service>>,
+    pub local: ConfigMap<IpAddr, LocalAddr>,
     pub routes: RouteTable,
     /// By dest id: ids are the compiler's, never a packet's, so the
     /// unhashed [`IdMap`] (a state change, an expiry and the burst's
@@ -335,8 +339,8 @@ impl Snapshot {
             generation: 0,
             ports,
             services: Default::default(),
-            services_by_id: FastMap::default(),
-            local: FastMap::default(),
+            services_by_id: ConfigMap::default(),
+            local: ConfigMap::default(),
             routes: RouteTable::default(),
             dests: Default::default(),
             dest_ids: Default::default(),
@@ -446,7 +450,7 @@ impl Compiler {
     ) -> Result<Snapshot, String> {
         let port_idx = |name: &str| ports.iter().position(|p| p.name == name);
 
-        let mut local = FastMap::default();
+        let mut local = ConfigMap::default();
         let mut routes = Vec::new();
         for a in &desc.addrs {
             let port = port_idx(&a.port)
@@ -563,7 +567,7 @@ impl Compiler {
         }
         let (owner_keys, nat_owner_keys) = owner_keys(desc);
         let mut services = crate::snapshot::ConfigMap::default();
-        let mut services_by_id = FastMap::default();
+        let mut services_by_id = ConfigMap::default();
         let mut ops_nat = FastMap::default();
         let mut dest_refs = crate::snapshot::ConfigMap::default();
         let mut dest_ids = IdMap::default();

@@ -50,6 +50,14 @@ const TUN_ROUTE: u64 = 1 << 62;
 /// Slots of `Core::dest_hops` (direct-mapped by dest id).
 pub(crate) const DEST_HOPS: usize = 64;
 
+/// The slot of `Core::dest_hops` after the dests' (`DEST_HOPS` of them):
+/// the last gateway a connection's first packet resolved a MAC for, keyed
+/// by (port, gateway) under the hops epoch (`DestHop::dest` holds the port,
+/// `rip` the gateway). A connection's first reply goes to its client, most
+/// often through the same gateway as the last one's: its route is looked up
+/// (the client's address), the gateway's neighbour entry not again.
+pub(crate) const GATEWAY_HOP: usize = DEST_HOPS;
+
 /// A request's next hop toward a real server, shared by every connection
 /// to it: resolved by the first connection, reused by the next ones while
 /// routes and neighbours are unchanged (`epoch`, the hops epoch), so a new
@@ -566,10 +574,29 @@ impl<I: Io> Core<I> {
                 if connected_only && !connected {
                     return self.count_drop(DropReason::NoRoute);
                 }
-                let Some(mac) = self.neigh.lookup(&self.shared.neigh, hop.port, hop.gateway) else {
-                    return self.output_via(snap, m, hop);
+                // The neighbour table is unchanged within the epoch: the
+                // gateway's MAC as the last resolution found it.
+                let gw =
+                    self.dest_hops[GATEWAY_HOP].get(hop.port as u32, hop.gateway, epoch, false);
+                let w = match gw {
+                    Some(w) => w,
+                    None => {
+                        let Some(mac) =
+                            self.neigh.lookup(&self.shared.neigh, hop.port, hop.gateway)
+                        else {
+                            return self.output_via(snap, m, hop);
+                        };
+                        let w = pack_hop(hop.port, mac);
+                        self.dest_hops[GATEWAY_HOP] = DestHop {
+                            dest: hop.port as u32,
+                            epoch,
+                            hop: w,
+                            rip: hop.gateway,
+                            connected: true,
+                        };
+                        w
+                    }
                 };
-                let w = pack_hop(hop.port, mac);
                 if dir == Direction::Original {
                     self.dest_hops[slot] = DestHop {
                         dest,
@@ -812,7 +839,7 @@ impl<I: Io> Core<I> {
                     .services_by_id
                     .get(&f.service)
                     .and_then(|s| s.proxy_protocol);
-                seq = SeqState::on_client_syn(isn, pp, &orig.to_tuple());
+                seq = SeqState::on_client_syn_with(isn, pp, || orig.to_tuple());
                 if seq != f.seq {
                     self.set_seq(id, seq);
                 }

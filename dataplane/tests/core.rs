@@ -678,6 +678,27 @@ fn a_new_connection_to_a_known_real_server_follows_a_neighbour_change() {
 }
 
 #[test]
+fn a_new_connection_s_first_reply_follows_a_neighbour_change() {
+    let mut lab = Lab::new(ForwardMode::Nat, Proto::Tcp);
+    let first_reply = |lab: &mut Lab, sport: u16| {
+        lab.rx(
+            0,
+            &[tcp(CLIENT_MAC, MAC0, CIP, sport, VIP, 80, "S", 1, b"")],
+        );
+        let out = lab.rx(1, &[tcp(RS_MAC, MAC1, RIP, 8080, CIP, sport, "SA", 9, b"")]);
+        (out[0].0, seen(&out[0].1).dmac)
+    };
+    assert_eq!(first_reply(&mut lab, 40000), (0, CLIENT_MAC));
+    // A second connection's first reply: the hop the first one resolved.
+    assert_eq!(first_reply(&mut lab, 40001), (0, CLIENT_MAC));
+    // The client's (here: the reply's next hop's) MAC changes: the next
+    // connection's first reply goes to the new one.
+    let moved = [0x02, 0, 0, 0, 8, 8];
+    lab.core.shared.neigh.learn(0, ip(CIP), moved, 2000);
+    assert_eq!(first_reply(&mut lab, 40002), (0, moved));
+}
+
+#[test]
 fn connections_expire_and_a_mass_expiry_continues_every_loop() {
     let mut lab = Lab::new(ForwardMode::Nat, Proto::Udp);
     lab.udp_flows(300);
