@@ -82,6 +82,11 @@ enum Cmd {
         /// Without the new-connection figure.
         #[arg(long, conflicts_with = "new_only")]
         established_only: bool,
+        /// Established flows of the per-stage figures (default 1000; e.g.
+        /// 1000000 for the connection table out of cache, as the
+        /// pipeline's 1 M-flow runs).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4_000_000))]
+        flows: Option<u32>,
         /// Only the whole-connection figure: `--packets` connections each
         /// through the pipeline's cps exchange (SYN, SYN-ACK, ACK, request,
         /// reply, FIN, FIN, ACK) and freed by expiry; NAT and FULLNAT.
@@ -294,6 +299,7 @@ fn stages_only(
     new_only: bool,
     established_only: bool,
     whole_conns: bool,
+    flows: Option<u32>,
 ) -> Result<(), String> {
     let mut plan = Plan::new(quick, 2);
     if let Some(p) = packets {
@@ -333,7 +339,13 @@ fn stages_only(
             );
             continue;
         }
-        let mut s = stages::measure(mode, 1000, plan.packets, plan.repeats, None)?;
+        let mut s = stages::measure(
+            mode,
+            flows.unwrap_or(1000),
+            plan.packets,
+            plan.repeats,
+            None,
+        )?;
         if !established_only {
             s.new_conn_ns = Some(stages::new_conns(mode, plan.packets, plan.repeats)?);
         }
@@ -538,6 +550,7 @@ fn main() {
             new_only,
             established_only,
             whole_conns,
+            flows,
         } => stages_only(
             quick,
             mode,
@@ -545,6 +558,7 @@ fn main() {
             new_only,
             established_only,
             whole_conns,
+            flows,
         ),
         Cmd::Testpmd { seconds } => {
             for mode in ["5tswap", "macswap"] {

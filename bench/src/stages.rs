@@ -324,7 +324,9 @@ fn core(mode: ForwardMode, flows: u32) -> Result<(Core<StageIo>, Arc<Snapshot>),
         index: 0,
         conn_capacity: flows * 2 + 4096,
         hash_seed: 0x9e37_79b9,
-        advise: conntrack::no_advice,
+        // As a worker's (huge pages where the table is 2 MiB or more: at
+        // `--flows 1000000`, not at 1 k).
+        advise: dataplane::dpdk::advise_hugepages,
     };
     let snap = shared.snapshot.load_full();
     let mut core = Core::new(cfg, shared, StageIo::default());
