@@ -154,6 +154,12 @@ impl Index {
         self.buckets[b1].vals[0] ^ self.buckets[b2].vals[0]
     }
 
+    /// The address of bucket `b` (one cache line), for a prefetch hint.
+    #[inline]
+    pub(crate) fn bucket_addr(&self, b: usize) -> *const u8 {
+        (&raw const self.buckets[b]).cast()
+    }
+
     /// [`Index::find_at`] in the alternate bucket only (none when it is the
     /// primary one).
     #[inline]

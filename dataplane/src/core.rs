@@ -443,8 +443,12 @@ impl<I: Io> Core<I> {
         let mut found = [None; BURST];
         let mut places = [conntrack::KeyPlace::default(); BURST];
         self.conns.mark_inserts();
-        self.conns
-            .lookup_burst_placed(&keys, &mut found[..keys.len()], &mut places);
+        self.conns.lookup_burst_prefetched(
+            &keys,
+            &mut found[..keys.len()],
+            &mut places,
+            crate::dpdk::prefetch,
+        );
         for (i, m) in rx.drain(..).enumerate() {
             let c = &class[i];
             let at = match arrival {
