@@ -94,10 +94,15 @@ impl Index {
     /// (primary bucket, alternate bucket, tag) of a hash.
     #[inline]
     pub(crate) fn place(&self, h: u64) -> (usize, usize, u32) {
+        let b1 = self.primary(h);
+        (b1, self.alt(b1, h as u32), h as u32)
+    }
+
+    /// The primary bucket of a hash.
+    #[inline]
+    pub(crate) fn primary(&self, h: u64) -> usize {
         let nb = self.buckets.len() as u64;
-        let tag = h as u32;
-        let b1 = (((h >> 32) * nb) >> 32) as usize;
-        (b1, self.alt(b1, tag), tag)
+        (((h >> 32) * nb) >> 32) as usize
     }
 
     #[inline]

@@ -556,7 +556,7 @@ impl ConnTable {
             }
         }
         core::hint::black_box(acc);
-        self.compare_burst(&keys[..n], &mut out[..n], &at[..n], &cand[..n]);
+        self.compare_burst(&keys[..n], &mut out[..n], &places[..n], &cand[..n]);
     }
 
     /// [`ConnTable::lookup_burst_placed`] with `prefetch` called to hint
@@ -565,13 +565,9 @@ impl ConnTable {
     /// core's window; a prefetch instruction does not wait): `prefetch(p)`
     /// should start fetching the cache line at `p` and nothing else (the
     /// dataplane passes `dpdk::prefetch`; any address may be given, none
-    /// is read through). The order keeps each prefetch as far as it can
-    /// from the first read of its line: every key hashed and its primary
-    /// bucket hinted; then every bucket's tags scanned and the candidate
-    /// conn's whole slot hinted (all three of its lines: the compare reads
-    /// the key, the packet path the rest), or, with no tag in the primary
-    /// bucket, the alternate bucket hinted; then every compare. Same
-    /// answers and places as [`ConnTable::lookup_burst_placed`].
+    /// is read through). [`ConnTable::place_hinted`] of every key, then
+    /// [`ConnTable::lookup_burst_hinted`]. Same answers and places as
+    /// [`ConnTable::lookup_burst_placed`].
     #[inline]
     pub fn lookup_burst_prefetched(
         &self,
@@ -580,18 +576,51 @@ impl ConnTable {
         places: &mut [KeyPlace; 32],
         prefetch: impl Fn(*const u8),
     ) {
-        const MAX: usize = 32;
-        let n = keys.len().min(out.len()).min(MAX);
-        let mut at = [(0usize, 0usize, 0u32); MAX];
+        let n = keys.len().min(out.len()).min(32);
         for j in 0..n {
-            let h = self.hash(&keys[j]);
-            places[j] = KeyPlace(h);
-            at[j] = self.index.place(h);
-            prefetch(self.index.bucket_addr(at[j].0));
+            places[j] = self.place_hinted(&keys[j], &prefetch);
         }
+        self.lookup_burst_hinted(&keys[..n], &places[..n], &mut out[..n], prefetch);
+    }
+
+    /// The first stage of a prefetching burst lookup, one key at a time
+    /// (the dataplane calls it as it builds each key, so the line is
+    /// fetched while the rest of the burst is parsed): where `k` sits in
+    /// the index, its primary bucket hinted with `prefetch` (see
+    /// [`ConnTable::lookup_burst_prefetched`]).
+    #[inline]
+    pub fn place_hinted(&self, k: &Key, prefetch: impl Fn(*const u8)) -> KeyPlace {
+        let h = self.hash(k);
+        prefetch(self.index.bucket_addr(self.index.primary(h)));
+        KeyPlace(h)
+    }
+
+    /// The rest of a prefetching burst lookup, keys whose
+    /// [`ConnTable::place_hinted`] gave `places` (`out[i]` for `keys[i]`,
+    /// up to 32): every primary bucket's tags scanned and the candidate
+    /// conn's whole slot hinted (all three of its lines: the compare reads
+    /// the key, the packet path the rest), or, with no tag in the primary
+    /// bucket, the alternate bucket hinted; then every compare, each as
+    /// far as can be from its prefetch. With another key's place an
+    /// answer is still never a wrong connection (the full compare), only
+    /// possibly a miss.
+    #[inline]
+    pub fn lookup_burst_hinted(
+        &self,
+        keys: &[Key],
+        places: &[KeyPlace],
+        out: &mut [Option<(ConnId, Direction)>],
+        prefetch: impl Fn(*const u8),
+    ) {
+        const MAX: usize = 32;
+        let n = keys.len().min(places.len()).min(out.len()).min(MAX);
         let mut cand = [None; MAX];
         for j in 0..n {
-            cand[j] = self.index.first_in_primary(at[j]);
+            // The alternate bucket is worked out only when needed.
+            let h = places[j].0;
+            cand[j] = self
+                .index
+                .first_in_primary((self.index.primary(h), 0, h as u32));
             match cand[j] {
                 Some(v) => {
                     // A slot starts at most 56 bytes into a line (it is
@@ -605,10 +634,10 @@ impl ConnTable {
                     prefetch(p.wrapping_add(64));
                     prefetch(p.wrapping_add(128));
                 }
-                None => prefetch(self.index.bucket_addr(at[j].1)),
+                None => prefetch(self.index.bucket_addr(self.index.place(h).1)),
             }
         }
-        self.compare_burst(&keys[..n], &mut out[..n], &at, &cand);
+        self.compare_burst(&keys[..n], &mut out[..n], &places[..n], &cand[..n]);
     }
 
     /// The last stage of a burst's lookup: each key's candidate confirmed
@@ -618,7 +647,7 @@ impl ConnTable {
         &self,
         keys: &[Key],
         out: &mut [Option<(ConnId, Direction)>],
-        at: &[(usize, usize, u32)],
+        places: &[KeyPlace],
         cand: &[Option<u32>],
     ) {
         for (j, (k, o)) in keys.iter().zip(out.iter_mut()).enumerate() {
@@ -628,8 +657,8 @@ impl ConnTable {
                 }
                 // No tag of the primary bucket matched: only the
                 // alternate one can hold the key (a new flow's usual case).
-                None => self.lookup_alt(k, at[j]),
-                Some(_) => self.lookup_at(k, at[j]),
+                None => self.lookup_alt(k, self.index.place(places[j].0)),
+                Some(_) => self.lookup_key(k, places[j].0),
             };
         }
     }
