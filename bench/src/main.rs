@@ -82,6 +82,11 @@ enum Cmd {
         /// Without the new-connection figure.
         #[arg(long, conflicts_with = "new_only")]
         established_only: bool,
+        /// Established flows of the per-stage figures (default 1000; e.g.
+        /// 1000000 for the connection table out of cache, as the
+        /// pipeline's 1 M-flow runs).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4_000_000))]
+        flows: Option<u32>,
         /// Only the whole-connection figure: `--packets` connections each
         /// through the pipeline's cps exchange (SYN, SYN-ACK, ACK, request,
         /// reply, FIN, FIN, ACK) and freed by expiry; NAT and FULLNAT.
@@ -291,7 +296,8 @@ const MODES: [ForwardMode; 4] = [
 ];
 
 /// The stage figures alone.
-fn stages_only(
+/// What `dpvs-bench stages` was asked for.
+struct StageArgs {
     quick: bool,
     only: Option<String>,
     packets: Option<u64>,
@@ -299,7 +305,20 @@ fn stages_only(
     established_only: bool,
     whole_conns: bool,
     toa_every: bool,
-) -> Result<(), String> {
+    flows: Option<u32>,
+}
+
+fn stages_only(a: StageArgs) -> Result<(), String> {
+    let StageArgs {
+        quick,
+        only,
+        packets,
+        new_only,
+        established_only,
+        whole_conns,
+        toa_every,
+        flows,
+    } = a;
     let mut plan = Plan::new(quick, 2);
     if let Some(p) = packets {
         plan.packets = p.max(32);
@@ -341,7 +360,14 @@ fn stages_only(
         // One kind of established packet per run (callgrind counts the
         // whole run): segments past the first data, or with
         // `--toa-every-packet` the handshake's ACK.
-        let mut s = stages::measure_seg(mode, 1000, plan.packets, plan.repeats, None, toa_every)?;
+        let mut s = stages::measure_seg(
+            mode,
+            flows.unwrap_or(1000),
+            plan.packets,
+            plan.repeats,
+            None,
+            toa_every,
+        )?;
         if toa_every {
             s.toa_core_ns = s.core_ns;
         }
@@ -550,15 +576,17 @@ fn main() {
             established_only,
             whole_conns,
             toa_every_packet,
-        } => stages_only(
+            flows,
+        } => stages_only(StageArgs {
             quick,
-            mode,
+            only: mode,
             packets,
             new_only,
             established_only,
             whole_conns,
-            toa_every_packet,
-        ),
+            toa_every: toa_every_packet,
+            flows,
+        }),
         Cmd::Testpmd { seconds } => {
             for mode in ["5tswap", "macswap"] {
                 let r = baseline::run(mode, seconds);

@@ -94,10 +94,15 @@ impl Index {
     /// (primary bucket, alternate bucket, tag) of a hash.
     #[inline]
     pub(crate) fn place(&self, h: u64) -> (usize, usize, u32) {
+        let b1 = self.primary(h);
+        (b1, self.alt(b1, h as u32), h as u32)
+    }
+
+    /// The primary bucket of a hash.
+    #[inline]
+    pub(crate) fn primary(&self, h: u64) -> usize {
         let nb = self.buckets.len() as u64;
-        let tag = h as u32;
-        let b1 = (((h >> 32) * nb) >> 32) as usize;
-        (b1, self.alt(b1, tag), tag)
+        (((h >> 32) * nb) >> 32) as usize
     }
 
     #[inline]
@@ -152,6 +157,12 @@ impl Index {
     #[inline]
     pub(crate) fn touch_at(&self, (b1, b2, _): (usize, usize, u32)) -> u32 {
         self.buckets[b1].vals[0] ^ self.buckets[b2].vals[0]
+    }
+
+    /// The address of bucket `b` (one cache line), for a prefetch hint.
+    #[inline]
+    pub(crate) fn bucket_addr(&self, b: usize) -> *const u8 {
+        (&raw const self.buckets[b]).cast()
     }
 
     /// [`Index::find_at`] in the alternate bucket only (none when it is the

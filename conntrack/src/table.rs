@@ -556,16 +556,109 @@ impl ConnTable {
             }
         }
         core::hint::black_box(acc);
+        self.compare_burst(&keys[..n], &mut out[..n], &places[..n], &cand[..n]);
+    }
+
+    /// [`ConnTable::lookup_burst_placed`] with `prefetch` called to hint
+    /// the lines it and the packet path will read, where the plain one
+    /// loads them (a load waits for its line, and 32 of them fill the
+    /// core's window; a prefetch instruction does not wait): `prefetch(p)`
+    /// should start fetching the cache line at `p` and nothing else (the
+    /// dataplane passes `dpdk::prefetch`; any address may be given, none
+    /// is read through). [`ConnTable::place_hinted`] of every key, then
+    /// [`ConnTable::lookup_burst_hinted`]. Same answers and places as
+    /// [`ConnTable::lookup_burst_placed`].
+    #[inline]
+    pub fn lookup_burst_prefetched(
+        &self,
+        keys: &[Key],
+        out: &mut [Option<(ConnId, Direction)>],
+        places: &mut [KeyPlace; 32],
+        prefetch: impl Fn(*const u8),
+    ) {
+        let n = keys.len().min(out.len()).min(32);
         for j in 0..n {
-            let k = &keys[j];
-            out[j] = match cand[j] {
+            places[j] = self.place_hinted(&keys[j], &prefetch);
+        }
+        self.lookup_burst_hinted(&keys[..n], &places[..n], &mut out[..n], prefetch);
+    }
+
+    /// The first stage of a prefetching burst lookup, one key at a time
+    /// (the dataplane calls it as it builds each key, so the line is
+    /// fetched while the rest of the burst is parsed): where `k` sits in
+    /// the index, its primary bucket hinted with `prefetch` (see
+    /// [`ConnTable::lookup_burst_prefetched`]).
+    #[inline]
+    pub fn place_hinted(&self, k: &Key, prefetch: impl Fn(*const u8)) -> KeyPlace {
+        let h = self.hash(k);
+        prefetch(self.index.bucket_addr(self.index.primary(h)));
+        KeyPlace(h)
+    }
+
+    /// The rest of a prefetching burst lookup, keys whose
+    /// [`ConnTable::place_hinted`] gave `places` (`out[i]` for `keys[i]`,
+    /// up to 32): every primary bucket's tags scanned and the candidate
+    /// conn's whole slot hinted (all three of its lines: the compare reads
+    /// the key, the packet path the rest), or, with no tag in the primary
+    /// bucket, the alternate bucket hinted; then every compare, each as
+    /// far as can be from its prefetch. With another key's place an
+    /// answer is still never a wrong connection (the full compare), only
+    /// possibly a miss.
+    #[inline]
+    pub fn lookup_burst_hinted(
+        &self,
+        keys: &[Key],
+        places: &[KeyPlace],
+        out: &mut [Option<(ConnId, Direction)>],
+        prefetch: impl Fn(*const u8),
+    ) {
+        const MAX: usize = 32;
+        let n = keys.len().min(places.len()).min(out.len()).min(MAX);
+        let mut cand = [None; MAX];
+        for j in 0..n {
+            // The alternate bucket is worked out only when needed.
+            let h = places[j].0;
+            cand[j] = self
+                .index
+                .first_in_primary((self.index.primary(h), 0, h as u32));
+            match cand[j] {
+                Some(v) => {
+                    // A slot starts at most 56 bytes into a line (it is
+                    // 8-aligned) and 56 + 136 <= 3 * 64: three lines.
+                    const _: () = assert!(
+                        core::mem::align_of::<Conn>() >= 8
+                            && 56 + core::mem::size_of::<Conn>() <= 3 * 64
+                    );
+                    let p: *const u8 = (&raw const self.slab[(v >> 1) as usize]).cast();
+                    prefetch(p);
+                    prefetch(p.wrapping_add(64));
+                    prefetch(p.wrapping_add(128));
+                }
+                None => prefetch(self.index.bucket_addr(self.index.place(h).1)),
+            }
+        }
+        self.compare_burst(&keys[..n], &mut out[..n], &places[..n], &cand[..n]);
+    }
+
+    /// The last stage of a burst's lookup: each key's candidate confirmed
+    /// by the full compare, or the rest of its buckets searched.
+    #[inline(always)]
+    fn compare_burst(
+        &self,
+        keys: &[Key],
+        out: &mut [Option<(ConnId, Direction)>],
+        places: &[KeyPlace],
+        cand: &[Option<u32>],
+    ) {
+        for (j, (k, o)) in keys.iter().zip(out.iter_mut()).enumerate() {
+            *o = match cand[j] {
                 Some(v) if self.slab[(v >> 1) as usize].matches(k, Direction::from_bit(v)) => {
                     Some((ConnId(v >> 1), Direction::from_bit(v)))
                 }
                 // No tag of the primary bucket matched: only the
                 // alternate one can hold the key (a new flow's usual case).
-                None => self.lookup_alt(k, at[j]),
-                Some(_) => self.lookup_at(k, at[j]),
+                None => self.lookup_alt(k, self.index.place(places[j].0)),
+                Some(_) => self.lookup_key(k, places[j].0),
             };
         }
     }
@@ -1058,6 +1151,76 @@ mod tests {
                 let want = 1_000 + u64::from(c.timeout_s(&t)) * 1000;
                 assert_eq!(expiry_ms(&by_state, &c, 1_000), want, "{state:?}");
             }
+        }
+    }
+
+    /// The prefetching burst lookup answers as the touching one, notes the
+    /// same places, and hints only lines of the index and the slab: each
+    /// key's primary bucket, then its candidate's three lines or its
+    /// alternate bucket.
+    #[test]
+    fn a_prefetched_burst_lookup_answers_as_the_plain_one() {
+        use std::net::{IpAddr, Ipv4Addr};
+        let v4 = |a: u32| IpAddr::V4(Ipv4Addr::from(a));
+        let new = |n: u32| {
+            let cip = v4(0x6440_0000 | (n >> 16));
+            let cport = (n & 0xffff) as u16;
+            NewConn {
+                original: Tuple::tcp(cip, cport, v4(0xc000_020a), 80),
+                reply: Tuple::tcp(v4(0x0a00_0005), 8080, cip, cport),
+                service: 1,
+                dest: n % 7,
+                flags: 0,
+                timeout_override_s: None,
+            }
+        };
+        let mut ct = ConnTable::new(4096, 0x5eed, Timeouts::default());
+        for n in 0..3000 {
+            ct.insert(new(n), 0).unwrap();
+        }
+        let slab = ct.slab.as_ptr_range();
+        let (slab, slab_end) = (slab.start as usize, slab.end as usize);
+        let ix = ct.index.bucket_addr(0) as usize;
+        let ix_end = ix + ct.index.memory_bytes();
+        // Both directions, hits and misses (flows 3000.. were never
+        // inserted), in bursts of 32 and a short one.
+        let keys: Vec<Key> = (2900..3100)
+            .flat_map(|n| {
+                [
+                    Key::from_tuple(&new(n).original),
+                    Key::from_tuple(&new(n).reply),
+                ]
+            })
+            .collect();
+        for kc in keys.chunks(32).chain([&keys[..5]]) {
+            let (mut want, mut got) = ([None; 32], [None; 32]);
+            let (mut wp, mut gp) = ([KeyPlace::default(); 32], [KeyPlace::default(); 32]);
+            ct.lookup_burst_placed(kc, &mut want, &mut wp);
+            let hints = core::cell::RefCell::new(Vec::new());
+            ct.lookup_burst_prefetched(kc, &mut got, &mut gp, |p| {
+                hints.borrow_mut().push(p as usize)
+            });
+            assert_eq!(want, got);
+            assert!((0..kc.len()).all(|j| wp[j].0 == gp[j].0));
+            let hints = hints.into_inner();
+            let in_ix = |a: usize| (ix..ix_end).contains(&a) && (a - ix).is_multiple_of(64);
+            assert!(hints[..kc.len()].iter().all(|&a| in_ix(a)));
+            // Then one group per key: an alternate bucket, or a slot's
+            // three lines.
+            let rest = &hints[kc.len()..];
+            let (mut i, mut groups) = (0, 0);
+            while i < rest.len() {
+                groups += 1;
+                if in_ix(rest[i]) {
+                    i += 1;
+                } else {
+                    let c = rest[i];
+                    assert!((slab..slab_end).contains(&c) && (c - slab).is_multiple_of(136));
+                    assert_eq!(rest[i + 1..i + 3], [c + 64, c + 128]);
+                    i += 3;
+                }
+            }
+            assert_eq!(groups, kc.len());
         }
     }
 }

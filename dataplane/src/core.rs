@@ -396,9 +396,11 @@ impl<I: Io> Core<I> {
     }
 
     /// A burst (`arrival` says from where): classify every frame, look up
-    /// the connections of all TCP/UDP packets together (`lookup_burst` overlaps
-    /// their cache misses, which is what large tables are bound by), then
-    /// handle the frames in order. Handed-over packets are never handed on.
+    /// the connections of all TCP/UDP packets together (prefetching: each
+    /// key's index bucket as it is built, then every candidate conn, so the
+    /// burst's cache misses overlap, which is what large tables are bound
+    /// by), then handle the frames in order. Handed-over packets are never
+    /// handed on.
     pub fn handle_burst(
         &mut self,
         snap: &Snapshot,
@@ -419,6 +421,7 @@ impl<I: Io> Core<I> {
         // frames' metadata stays here and is lent to the handlers.
         let mut class: ArrayVec<Classified, BURST> = ArrayVec::new();
         let mut keys: ArrayVec<FlowKey, BURST> = ArrayVec::new();
+        let mut places = [conntrack::KeyPlace::default(); BURST];
         // From a NIC: only frames for the port's MAC or a group address.
         let own = match arrival {
             Arrival::Port(p) => snap.ports.get(p).map(|i| i.mac),
@@ -434,18 +437,26 @@ impl<I: Io> Core<I> {
                 Ok(Packet::Ip(meta))
                     if matches!(meta.proto, ip_proto::TCP | ip_proto::UDP) && meta.has_l4() =>
                 {
-                    keys.push(key_of(frame, meta));
+                    // The key's index bucket fetched while the rest of the
+                    // burst is parsed.
+                    let k = key_of(frame, meta);
+                    places[keys.len()] = self.conns.place_hinted(&k, crate::dpdk::prefetch);
+                    keys.push(k);
                     Some(keys.len() - 1)
                 }
                 _ => None,
             };
             class.push(Classified { pkt, tuple });
         }
+        // Then every bucket's candidate conn fetched, and the compares.
         let mut found = [None; BURST];
-        let mut places = [conntrack::KeyPlace::default(); BURST];
         self.conns.mark_inserts();
-        self.conns
-            .lookup_burst_placed(&keys, &mut found[..keys.len()], &mut places);
+        self.conns.lookup_burst_hinted(
+            &keys,
+            &places[..keys.len()],
+            &mut found[..keys.len()],
+            crate::dpdk::prefetch,
+        );
         for (i, m) in rx.drain(..).enumerate() {
             let c = &class[i];
             let at = match arrival {
