@@ -413,16 +413,7 @@ pub fn established(
     // TOA rides on the client's first ACK/data segment, never on the SYN.
     let mut s = Sampler::new(&r, 61);
     s.expect.toa = false;
-    let p = env.pump(
-        &syn,
-        0,
-        CLIENT,
-        SERVER,
-        u64::from(flows),
-        Duration::from_secs(20),
-        Duration::from_millis(300),
-        |i, f| s.see(i, f),
-    );
+    let p = pass_once(env, &syn, &mut s);
     if p.recv != u64::from(flows) {
         return Err(format!(
             "{} SYN phase: {} of {} forwarded; drops {:?}",
@@ -443,16 +434,7 @@ pub fn established(
     });
     s.expect.toa = mode == ForwardMode::FullNat;
     s.every = 61;
-    let p = env.pump(
-        &first,
-        0,
-        CLIENT,
-        SERVER,
-        u64::from(flows),
-        Duration::from_secs(20),
-        Duration::from_millis(300),
-        |i, f| s.see(i, f),
-    );
+    let p = pass_once(env, &first, &mut s);
     check_loss(&r, &format!("{} handshake ACK phase", res.mode), &p)?;
     // Then the bulk of an established connection: segments past the first
     // data, which no mode grows.
@@ -499,6 +481,20 @@ pub fn established(
     res.ns_per_packet = Some(1000.0 / best);
     res.sampled = s.checked;
     Ok(res)
+}
+
+/// Each of `frames` once, client to server (20 s at most), sampled by `s`.
+fn pass_once(env: &mut Env, frames: &Frames, s: &mut Sampler) -> Pumped {
+    env.pump(
+        frames,
+        0,
+        CLIENT,
+        SERVER,
+        frames.len() as u64,
+        Duration::from_secs(20),
+        Duration::from_millis(300),
+        |i, f| s.see(i, f),
+    )
 }
 
 /// A SYN for each of `flows` client flows (opening their connections), every
