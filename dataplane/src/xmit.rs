@@ -336,21 +336,8 @@ impl<I: Io> Core<I> {
         let mut hop = f.hop(dir, self.hops_epoch);
         if meta.tcp_flags & tcp_flag::SYN == 0 && f.seq.pp_len() == 0 {
             if let Some((port, _)) = hop {
-                let (orig, reply) = self.conns.keys(id);
-                if let (Some((c4, v4)), Some((r4, l4))) = (orig.v4_octets(), reply.v4_octets()) {
-                    let (first, src, dst) = match dir {
-                        Direction::Original => (
-                            f.seq
-                                .first_seq()
-                                .filter(|_| meta.tcp_flags & tcp_flag::RST == 0),
-                            (l4, reply.dport()),
-                            (r4, reply.sport()),
-                        ),
-                        Direction::Reply => (None, (v4, orig.dport()), (c4, orig.sport())),
-                    };
-                    let mtu = snap.ports.get(port).map_or(1500, |p| usize::from(p.mtu));
-                    let client = (c4, orig.sport());
-                    fast = nat::fnat_v4(&mut m, meta, first, client, src, dst, mtu);
+                if let Some(p) = snap.ports.get(port) {
+                    fast = self.fnat_one_pass(&mut m, meta, id, dir, f, p);
                 }
             }
         }
@@ -370,6 +357,37 @@ impl<I: Io> Core<I> {
             Some((port, mac)) => self.send_to(snap, m, port, mac),
             None => self.output_conn_resolve(snap, m, false, id, dir, f.dest),
         }
+    }
+
+    /// [`Core::xmit_fnat`]'s one pass ([`nat::fnat_v4_with`]) with the
+    /// connection's keys as wire bytes, to the next hop `port`'s `mac`
+    /// (the link header written in the pass); `None`: not its case (IPv6
+    /// keys, or the one pass declined), nothing changed.
+    #[inline(always)]
+    fn fnat_one_pass(
+        &mut self,
+        m: &mut I::Buf,
+        meta: &IpMeta,
+        id: ConnId,
+        dir: Direction,
+        f: &Flow,
+        p: &crate::snapshot::PortInfo,
+    ) -> Option<nat::FnatIn> {
+        let (orig, reply) = self.conns.keys(id);
+        let ((c4, v4), (r4, l4)) = (orig.v4_octets()?, reply.v4_octets()?);
+        let (first, src, dst) = match dir {
+            Direction::Original => (
+                f.seq
+                    .first_seq()
+                    .filter(|_| meta.tcp_flags & tcp_flag::RST == 0),
+                (l4, reply.dport()),
+                (r4, reply.sport()),
+            ),
+            Direction::Reply => (None, (v4, orig.dport()), (c4, orig.sport())),
+        };
+        let client = (c4, orig.sport());
+        let mtu = || usize::from(p.mtu);
+        nat::fnat_v4_with(m, meta, first, client, src, dst, mtu, None)
     }
 
     /// [`Core::xmit_fnat`] in general: the segment may change shape (TOA,
