@@ -475,22 +475,35 @@ pub fn fnat_v4<B: PacketBuf + ?Sized>(
     dst: ([u8; 4], u16),
     mtu: usize,
 ) -> Option<FnatIn> {
-    fnat_v4_with(buf, meta, first, client, src, dst, || mtu, None)
+    let ends = FnatEnds {
+        first,
+        client,
+        src,
+        dst,
+    };
+    fnat_v4_with(buf, meta, ends, || mtu, None)
+}
+
+/// [`fnat_v4`]'s view of the connection: the client's first data sequence
+/// number if TOA may be due, the client (for TOA) and the new ends, as wire
+/// bytes (address, port).
+#[derive(Debug, Clone, Copy)]
+pub struct FnatEnds {
+    pub first: Option<u32>,
+    pub client: ([u8; 4], u16),
+    pub src: ([u8; 4], u16),
+    pub dst: ([u8; 4], u16),
 }
 
 /// [`fnat_v4`] as the dataplane calls it: the MTU asked for only when TOA
-/// is due, and with `macs` (destination, source) the link header's
-/// addresses written too (what sending to the next hop writes), in the
-/// same pass over the frame.
-#[allow(clippy::too_many_arguments)]
+/// is due, and with `macs`
+/// (destination, source) the link header's addresses written too (what
+/// sending to the next hop writes), in the same pass over the frame.
 #[inline(always)]
 pub fn fnat_v4_with<B: PacketBuf + ?Sized>(
     buf: &mut B,
     meta: &IpMeta,
-    first: Option<u32>,
-    client: ([u8; 4], u16),
-    src: ([u8; 4], u16),
-    dst: ([u8; 4], u16),
+    ends: FnatEnds,
     mtu: impl FnOnce() -> usize,
     macs: Option<([u8; 6], [u8; 6])>,
 ) -> Option<FnatIn> {
@@ -516,6 +529,12 @@ pub fn fnat_v4_with<B: PacketBuf + ?Sized>(
     if hl < tcp::MIN_HEADER_LEN || hl > seg_len || h[L3 + 8] <= 1 {
         return None;
     }
+    let FnatEnds {
+        first,
+        client,
+        src,
+        dst,
+    } = ends;
     let seq = u32::from_be_bytes([h[L4 + 4], h[L4 + 5], h[L4 + 6], h[L4 + 7]]);
     if first != Some(seq) {
         if let Some((to, from)) = macs {
