@@ -103,6 +103,15 @@ impl SeqState {
         (self.0 & SEQ_KNOWN != 0).then_some(self.0 as u32)
     }
 
+    /// No header length noted: then [`SeqState::pp_len`] is 0 (a length is
+    /// only ever noted with the first sequence number; a word that has one
+    /// without it, which a peer's sync could bring, answers `false` here and
+    /// 0 there). One test of the word, for the established path's check.
+    #[inline]
+    pub fn no_pp(self) -> bool {
+        self.0 & LEN_MASK == 0
+    }
+
     /// Header length of the connection; 0 = no Proxy Protocol, no shifting.
     #[inline]
     pub fn pp_len(self) -> usize {

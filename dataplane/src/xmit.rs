@@ -183,6 +183,38 @@ impl Flow {
     }
 }
 
+/// What [`Core::xmit_fnat`]'s one pass needs of the connection's keys, as
+/// wire bytes ([`FnatKeys::ends`]; `None`: a key is IPv6).
+struct FnatKeys<'a> {
+    conns: &'a conntrack::ConnTable,
+    id: ConnId,
+    dir: Direction,
+    seq: SeqState,
+    rst: bool,
+}
+
+impl FnatKeys<'_> {
+    #[inline(always)]
+    fn ends(self) -> Option<nat::FnatEnds> {
+        let (orig, reply) = self.conns.keys(self.id);
+        let ((c4, v4), (r4, l4)) = (orig.v4_octets()?, reply.v4_octets()?);
+        let (first, src, dst) = match self.dir {
+            Direction::Original => (
+                self.seq.first_seq().filter(|_| !self.rst),
+                (l4, reply.dport()),
+                (r4, reply.sport()),
+            ),
+            Direction::Reply => (None, (v4, orig.dport()), (c4, orig.sport())),
+        };
+        Some(nat::FnatEnds {
+            first,
+            client: (c4, orig.sport()),
+            src,
+            dst,
+        })
+    }
+}
+
 impl<I: Io> Core<I> {
     /// Forward a packet of tracked connection `id` in direction `dir`; `f` is
     /// what the connection holds (`Flow::of`). Inlined where it is called
@@ -333,43 +365,73 @@ impl<I: Io> Core<I> {
     ) {
         let len = m.len();
         let mut fast = None;
-        let mut hop = f.hop(dir, self.hops_epoch);
-        if meta.tcp_flags & tcp_flag::SYN == 0 && f.seq.pp_len() == 0 {
-            if let Some((port, _)) = hop {
-                let (orig, reply) = self.conns.keys(id);
-                if let (Some((c4, v4)), Some((r4, l4))) = (orig.v4_octets(), reply.v4_octets()) {
-                    let (first, src, dst) = match dir {
-                        Direction::Original => (
-                            f.seq
-                                .first_seq()
-                                .filter(|_| meta.tcp_flags & tcp_flag::RST == 0),
-                            (l4, reply.dport()),
-                            (r4, reply.sport()),
-                        ),
-                        Direction::Reply => (None, (v4, orig.dport()), (c4, orig.sport())),
-                    };
-                    let mtu = snap.ports.get(port).map_or(1500, |p| usize::from(p.mtu));
-                    let client = (c4, orig.sport());
-                    fast = nat::fnat_v4(&mut m, meta, first, client, src, dst, mtu);
+        let hop = f.hop(dir, self.hops_epoch);
+        if meta.tcp_flags & tcp_flag::SYN == 0 && f.seq.no_pp() {
+            if let Some((port, mac)) = hop {
+                if let Some(p) = snap.ports.get(port) {
+                    fast = self
+                        .fnat_one_pass(&mut m, meta, id, dir, f, (p, mac))
+                        .map(|done| (done, port, p));
                 }
             }
         }
-        match fast {
-            Some(nat::FnatIn::Toa) => self.shared.events[self.index].bump(Event::ToaInserted),
-            Some(nat::FnatIn::Rewritten) => {}
+        // `output_conn` (`send_to`) with the next hop read once: the one
+        // pass wrote the link header.
+        let (port, p) = match fast {
+            Some((done, port, p)) => {
+                if done == nat::FnatIn::Toa {
+                    self.shared.events[self.index].bump(Event::ToaInserted);
+                }
+                (port, p)
+            }
             None => {
                 if !self.xmit_fnat_other(snap, &mut m, *meta, id, dir, f) {
                     return;
                 }
-                hop = f.hop(dir, self.hops_epoch);
+                let Some((port, mac)) = f.hop(dir, self.hops_epoch) else {
+                    self.count_traffic(snap, f, dir, len - ETH_HLEN);
+                    return self.output_conn_resolve(snap, m, false, id, dir, f.dest);
+                };
+                let p = &snap.ports[port];
+                if let Some(h) = m.data_mut().first_chunk_mut::<12>() {
+                    h[..6].copy_from_slice(&mac);
+                    h[6..].copy_from_slice(&p.mac);
+                }
+                (port, p)
             }
-        }
-        // `output_conn` with the next hop read once.
+        };
         self.count_traffic(snap, f, dir, len - ETH_HLEN);
-        match hop {
-            Some((port, mac)) => self.send_to(snap, m, port, mac),
-            None => self.output_conn_resolve(snap, m, false, id, dir, f.dest),
+        if m.len() > usize::from(p.mtu) + ETH_HLEN {
+            // It came in on a port with a larger MTU; no fragmenting here.
+            return self.count_drop(DropReason::OverMtu);
         }
+        self.io.send(port, m);
+    }
+
+    /// [`Core::xmit_fnat`]'s one pass ([`nat::fnat_v4_with`]) with the
+    /// connection's keys as wire bytes, to the next hop `port`'s `mac`
+    /// (the link header written in the pass); `None`: not its case (IPv6
+    /// keys, or the one pass declined), nothing changed.
+    #[inline(always)]
+    fn fnat_one_pass(
+        &mut self,
+        m: &mut I::Buf,
+        meta: &IpMeta,
+        id: ConnId,
+        dir: Direction,
+        f: &Flow,
+        (p, mac): (&crate::snapshot::PortInfo, [u8; 6]),
+    ) -> Option<nat::FnatIn> {
+        let ends = FnatKeys {
+            conns: &self.conns,
+            id,
+            dir,
+            seq: f.seq,
+            rst: meta.tcp_flags & tcp_flag::RST != 0,
+        };
+        let ends = ends.ends()?;
+        let mtu = || usize::from(p.mtu);
+        nat::fnat_v4_with(m, meta, ends, mtu, Some((mac, p.mac)))
     }
 
     /// [`Core::xmit_fnat`] in general: the segment may change shape (TOA,

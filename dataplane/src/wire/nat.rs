@@ -415,22 +415,32 @@ pub(super) fn fnat_v4_fixed(
     ip_extra: u64,
     tcp_extra: u64,
 ) {
-    // The TTL shares its word with the protocol byte.
-    let old = u16::from_le_bytes([ip[8], ip[9]]);
+    // The TTL shares its word with the protocol byte; read little-endian
+    // the TTL is the word's low byte, 2 or more: the word goes down by
+    // exactly 1, and `!old + (old - 1)` is 0xfffe whatever the word.
     ip[8] = ip[8].wrapping_sub(1);
-    let ttl_d = u64::from(!old) + u64::from(u16::from_le_bytes([ip[8], ip[9]]));
-    let (ports, _) = tcp.split_first_chunk_mut::<4>().expect("20 > 4");
-    let (ip_d, l4_d) = v4_deltas(
-        ip,
-        ports,
-        &[(End::Src, src.0, src.1), (End::Dst, dst.0, dst.1)],
-    );
+    const TTL_D: u64 = 0xfffe;
+    // Both addresses (`!old + new` of a 32-bit word is its two halves'
+    // at once: 2^16 is 1 in one's complement); `w32`: `!old`.
+    let w32 = |b: &[u8]| u64::from(!u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let (old_s, old_d) = (w32(&ip[12..16]), w32(&ip[16..20]));
+    let (new_s, new_d) = (u32::from_le_bytes(src.0), u32::from_le_bytes(dst.0));
+    ip[12..16].copy_from_slice(&src.0);
+    ip[16..20].copy_from_slice(&dst.0);
+    let addr_d = old_s + old_d + u64::from(new_s) + u64::from(new_d);
+    // Both ports as one 32-bit word, in wire order.
+    let old_p = w32(&tcp[..4]);
+    let new_p = u32::from(src.1.swap_bytes()) | u32::from(dst.1.swap_bytes()) << 16;
+    tcp[..4].copy_from_slice(&new_p.to_le_bytes());
     let ipc = apply_delta(
         u16::from_le_bytes([ip[10], ip[11]]),
-        ip_d + ttl_d + ip_extra,
+        addr_d + TTL_D + ip_extra,
     );
     ip[10..12].copy_from_slice(&ipc.to_le_bytes());
-    let c = apply_delta(u16::from_le_bytes([tcp[16], tcp[17]]), l4_d + tcp_extra);
+    let c = apply_delta(
+        u16::from_le_bytes([tcp[16], tcp[17]]),
+        addr_d + old_p + u64::from(new_p) + tcp_extra,
+    );
     tcp[16..18].copy_from_slice(&c.to_le_bytes());
 }
 
@@ -465,6 +475,38 @@ pub fn fnat_v4<B: PacketBuf + ?Sized>(
     dst: ([u8; 4], u16),
     mtu: usize,
 ) -> Option<FnatIn> {
+    let ends = FnatEnds {
+        first,
+        client,
+        src,
+        dst,
+    };
+    fnat_v4_with(buf, meta, ends, || mtu, None)
+}
+
+/// [`fnat_v4`]'s view of the connection: the client's first data sequence
+/// number if TOA may be due, the client (for TOA) and the new ends, as wire
+/// bytes (address, port).
+#[derive(Debug, Clone, Copy)]
+pub struct FnatEnds {
+    pub first: Option<u32>,
+    pub client: ([u8; 4], u16),
+    pub src: ([u8; 4], u16),
+    pub dst: ([u8; 4], u16),
+}
+
+/// [`fnat_v4`] as the dataplane calls it: the MTU asked for only when TOA
+/// is due, and with `macs`
+/// (destination, source) the link header's addresses written too (what
+/// sending to the next hop writes), in the same pass over the frame.
+#[inline(always)]
+pub fn fnat_v4_with<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    meta: &IpMeta,
+    ends: FnatEnds,
+    mtu: impl FnOnce() -> usize,
+    macs: Option<([u8; 6], [u8; 6])>,
+) -> Option<FnatIn> {
     const D: usize = toa::LEN_V4;
     const L3: usize = 14;
     const L4: usize = L3 + 20;
@@ -477,20 +519,33 @@ pub fn fnat_v4<B: PacketBuf + ?Sized>(
         return None;
     }
     let (end, seg_len) = (meta.l3_end(), meta.l4_len);
-    let h = buf.data().get(..end)?.first_chunk::<{ toa::FIXED_V4 }>()?;
+    // One borrow of the frame for the checks and the common rewrite.
+    let h = buf
+        .data_mut()
+        .get_mut(..end)?
+        .first_chunk_mut::<{ toa::FIXED_V4 }>()?;
     // What `TcpPacket::new_checked` and the TTL check of the rewrite ask.
     let hl = usize::from(h[L4 + 12] >> 4) * 4;
     if hl < tcp::MIN_HEADER_LEN || hl > seg_len || h[L3 + 8] <= 1 {
         return None;
     }
+    let FnatEnds {
+        first,
+        client,
+        src,
+        dst,
+    } = ends;
     let seq = u32::from_be_bytes([h[L4 + 4], h[L4 + 5], h[L4 + 6], h[L4 + 7]]);
     if first != Some(seq) {
-        let h = buf.data_mut().first_chunk_mut::<{ toa::FIXED_V4 }>()?;
+        if let Some((to, from)) = macs {
+            h[..6].copy_from_slice(&to);
+            h[6..12].copy_from_slice(&from);
+        }
         let (ip, tcp) = fixed_views(h);
         fnat_v4_fixed(ip, tcp, src, dst, 0, 0);
         return Some(FnatIn::Rewritten);
     }
-    if hl != tcp::MIN_HEADER_LEN || meta.ip_len() + D > mtu.min(usize::from(u16::MAX)) {
+    if hl != tcp::MIN_HEADER_LEN || meta.ip_len() + D > mtu().min(usize::from(u16::MAX)) {
         return None;
     }
     let pad = buf.len() - end;
@@ -499,6 +554,10 @@ pub fn fnat_v4<B: PacketBuf + ?Sized>(
     // The frame is `end + D` bytes now.
     let h = buf.data_mut().first_chunk_mut::<{ toa::FIXED_V4 + D }>()?;
     h.copy_within(D.., 0);
+    if let Some((to, from)) = macs {
+        h[..6].copy_from_slice(&to);
+        h[6..12].copy_from_slice(&from);
+    }
     let toa = toa::option_v4(client.0.into(), client.1);
     h[toa::FIXED_V4..].copy_from_slice(&toa);
     let (ip, tcp) = fixed_views(h);

@@ -688,7 +688,9 @@ mod tests {
     /// then [`rewrite_fwd_v4`](crate::wire::nat::rewrite_fwd_v4), on random
     /// segments (options or not, payload, padding, TTL, checksums good or
     /// bad, the MTU, the headroom, TOA due or not). Where it takes the
-    /// segment, the same bytes; where it declines, nothing changed.
+    /// segment, the same bytes; where it declines, nothing changed. And
+    /// [`nat::fnat_v4_with`] with the link header's addresses: the same bytes
+    /// but those.
     #[test]
     fn one_pass_fnat_is_insert_then_rewrite() {
         use crate::wire::nat::{self, fnat_v4, FnatIn};
@@ -721,6 +723,18 @@ mod tests {
             let (src, dst, client) = ((s4, sp), (d4, dp), (c4, cp));
             let mut got = VecBuf::with_headroom(&f, headroom);
             let done = fnat_v4(&mut got, &m, first, client, src, dst, mtu);
+            // The dataplane's form: the same, the link header's addresses
+            // written too (where it takes the segment).
+            let macs = ([0xa0 ^ ttl; 6], [0x5c ^ ipc[0]; 6]);
+            let ends = nat::FnatEnds { first, client, src, dst };
+            let mut with = VecBuf::with_headroom(&f, headroom);
+            prop_assert_eq!(nat::fnat_v4_with(&mut with, &m, ends, || mtu, Some(macs)), done);
+            let mut linked = got.data().to_vec();
+            if done.is_some() {
+                linked[..6].copy_from_slice(&macs.0);
+                linked[6..12].copy_from_slice(&macs.1);
+            }
+            prop_assert_eq!(with.data(), &linked[..]);
             let mut want = VecBuf::with_headroom(&f, headroom);
             let mut wm = m;
             let toa = first == Some(seq);
