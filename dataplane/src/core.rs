@@ -75,7 +75,8 @@ pub fn mode_from_flags(f: u8) -> ForwardMode {
 struct Classified {
     pkt: Result<Packet, DropReason>,
     /// Index into the burst's tuples (TCP/UDP only).
-    tuple: Option<usize>,
+    /// (A byte: a burst's index fits, and the record is copied per frame.)
+    tuple: Option<u8>,
 }
 
 /// Settings of one worker's core.
@@ -448,7 +449,7 @@ impl<I: Io> Core<I> {
                 keys.push(k);
                 class.push(Classified {
                     pkt: Ok(Packet::Ip(meta)),
-                    tuple: Some(keys.len() - 1),
+                    tuple: Some((keys.len() - 1) as u8),
                 });
                 continue;
             }
@@ -460,7 +461,7 @@ impl<I: Io> Core<I> {
                     let k = key_of(frame, meta);
                     places[keys.len()] = self.conns.place_hinted(&k, crate::dpdk::prefetch);
                     keys.push(k);
-                    Some(keys.len() - 1)
+                    Some((keys.len() - 1) as u8)
                 }
                 _ => None,
             };
@@ -484,7 +485,7 @@ impl<I: Io> Core<I> {
             // The established case first: a whole TCP/UDP datagram (a key
             // was built for it) whose connection the burst's lookup found.
             if let (Ok(Packet::Ip(meta)), Some(t)) = (&c.pkt, c.tuple) {
-                if let (Some((id, dir)), None) = (found[t], meta.frag) {
+                if let (Some((id, dir)), None) = (found[usize::from(t)], meta.frag) {
                     self.handle_tracked(snap, m, at, meta, id, dir);
                     continue;
                 }
@@ -499,7 +500,7 @@ impl<I: Io> Core<I> {
             match pkt {
                 Packet::Arp => self.handle_arp(snap, m, at.port()),
                 Packet::Ip(meta) => {
-                    let lookup = match c.tuple {
+                    let lookup = match c.tuple.map(usize::from) {
                         Some(i) => match found[i] {
                             Some((id, dir)) => Lookup::Hit(id, dir),
                             // A miss is stale once this burst created a conn
