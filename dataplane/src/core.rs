@@ -27,7 +27,8 @@ use crate::route::mask;
 use crate::shared::Shared;
 use crate::snapshot::{FastMap, Service, Snapshot};
 use crate::stats::{ConnEntry, DropReason};
-use crate::wire::{classify_rx, ip_proto, IpFamily, IpMeta, Packet, PacketBuf};
+use crate::wire::classify::{classify_rx_other, fast_v4};
+use crate::wire::{ip_proto, IpFamily, IpMeta, Packet, PacketBuf};
 use crate::xmit::Flow;
 
 /// Packets per rx/tx burst.
@@ -74,7 +75,8 @@ pub fn mode_from_flags(f: u8) -> ForwardMode {
 struct Classified {
     pkt: Result<Packet, DropReason>,
     /// Index into the burst's tuples (TCP/UDP only).
-    tuple: Option<usize>,
+    /// (A byte: a burst's index fits, and the record is copied per frame.)
+    tuple: Option<u8>,
 }
 
 /// Settings of one worker's core.
@@ -429,20 +431,37 @@ impl<I: Io> Core<I> {
         };
         for m in rx.iter() {
             let frame = m.data();
-            let pkt = match own {
-                Some(mac) if !for_mac(frame, &mac) => Err(DropReason::OtherMac),
-                _ => classify_rx(frame, m.ip_csum_good()),
-            };
+            // `classify_rx` in its two parts: its fast case (always TCP or
+            // UDP, whole, so always keyed) tested here, not through the
+            // `Result`.
+            if own.is_some_and(|mac| !for_mac(frame, &mac)) {
+                class.push(Classified {
+                    pkt: Err(DropReason::OtherMac),
+                    tuple: None,
+                });
+                continue;
+            }
+            if let Some(meta) = fast_v4(frame, m.ip_csum_good()) {
+                // The key's index bucket fetched while the rest of the
+                // burst is parsed.
+                let k = key_of(frame, &meta);
+                places[keys.len()] = self.conns.place_hinted(&k, crate::dpdk::prefetch);
+                keys.push(k);
+                class.push(Classified {
+                    pkt: Ok(Packet::Ip(meta)),
+                    tuple: Some((keys.len() - 1) as u8),
+                });
+                continue;
+            }
+            let pkt = classify_rx_other(frame, m.ip_csum_good());
             let tuple = match &pkt {
                 Ok(Packet::Ip(meta))
                     if matches!(meta.proto, ip_proto::TCP | ip_proto::UDP) && meta.has_l4() =>
                 {
-                    // The key's index bucket fetched while the rest of the
-                    // burst is parsed.
                     let k = key_of(frame, meta);
                     places[keys.len()] = self.conns.place_hinted(&k, crate::dpdk::prefetch);
                     keys.push(k);
-                    Some(keys.len() - 1)
+                    Some((keys.len() - 1) as u8)
                 }
                 _ => None,
             };
@@ -466,7 +485,7 @@ impl<I: Io> Core<I> {
             // The established case first: a whole TCP/UDP datagram (a key
             // was built for it) whose connection the burst's lookup found.
             if let (Ok(Packet::Ip(meta)), Some(t)) = (&c.pkt, c.tuple) {
-                if let (Some((id, dir)), None) = (found[t], meta.frag) {
+                if let (Some((id, dir)), None) = (found[usize::from(t)], meta.frag) {
                     self.handle_tracked(snap, m, at, meta, id, dir);
                     continue;
                 }
@@ -481,7 +500,7 @@ impl<I: Io> Core<I> {
             match pkt {
                 Packet::Arp => self.handle_arp(snap, m, at.port()),
                 Packet::Ip(meta) => {
-                    let lookup = match c.tuple {
+                    let lookup = match c.tuple.map(usize::from) {
                         Some(i) => match found[i] {
                             Some((id, dir)) => Lookup::Hit(id, dir),
                             // A miss is stale once this burst created a conn

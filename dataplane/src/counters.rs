@@ -166,6 +166,20 @@ pub struct BatchEntry {
     pub outbytes: u64,
 }
 
+impl BatchEntry {
+    /// One packet of `bytes` in or out.
+    #[inline(always)]
+    fn count(&mut self, inbound: bool, bytes: usize) {
+        if inbound {
+            self.inpkts += 1;
+            self.inbytes += bytes as u64;
+        } else {
+            self.outpkts += 1;
+            self.outbytes += bytes as u64;
+        }
+    }
+}
+
 /// Traffic of one burst per (dest, service), added to the shared `--stats`
 /// counters once per burst and dest instead of once per packet (one hash
 /// lookup per dest, not per packet).
@@ -191,12 +205,27 @@ impl TrafficBatch {
     pub fn add(&mut self, dest: u32, service: u32, inbound: bool, bytes: usize) -> bool {
         let h = dest as usize % HINTS;
         let at = usize::from(self.hint[h]);
-        let found = if self.entries.get(at).is_some_and(|e| e.dest == dest) {
-            Some(at)
-        } else {
-            self.entries.iter().position(|e| e.dest == dest)
-        };
-        let e = match found {
+        // The common case: the hinted entry is the dest's (one bounds check,
+        // one compare); else the search, out of line.
+        if let Some(e) = self.entries.get_mut(at).filter(|e| e.dest == dest) {
+            e.count(inbound, bytes);
+            return true;
+        }
+        self.add_unhinted(h, dest, service, inbound, bytes)
+    }
+
+    /// [`TrafficBatch::add`] when the hint does not name `dest`'s entry:
+    /// the entries searched, a new one made if `dest` has none.
+    #[inline(never)]
+    fn add_unhinted(
+        &mut self,
+        h: usize,
+        dest: u32,
+        service: u32,
+        inbound: bool,
+        bytes: usize,
+    ) -> bool {
+        let e = match self.entries.iter().position(|e| e.dest == dest) {
             Some(i) => &mut self.entries[i],
             None => {
                 self.hint[h] = self.entries.len() as u8;
@@ -211,13 +240,7 @@ impl TrafficBatch {
                 self.entries.last_mut().expect("just pushed")
             }
         };
-        if inbound {
-            e.inpkts += 1;
-            e.inbytes += bytes as u64;
-        } else {
-            e.outpkts += 1;
-            e.outbytes += bytes as u64;
-        }
+        e.count(inbound, bytes);
         true
     }
 
