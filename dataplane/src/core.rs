@@ -33,6 +33,9 @@ use crate::xmit::Flow;
 
 /// Packets per rx/tx burst.
 pub const BURST: usize = 32;
+
+// A burst record keeps its key's index as a byte (`Classified::tuple`).
+const _: () = assert!(BURST <= u8::MAX as usize + 1);
 /// Expired connections handled per call at most: a mass expiry never stalls forwarding.
 const EXPIRE_BUDGET: usize = 128;
 /// Connections the access-list sweep looks at per call at most (and it
