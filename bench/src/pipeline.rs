@@ -17,7 +17,7 @@ use dataplane::*;
 use serde::{Deserialize, Serialize};
 
 use crate::env::{Env, Pumped, CLIENT, SERVER};
-use crate::frames::{self, flag, Expect, Frames, Seg};
+use crate::frames::{self, flag, Addrs, Expect, Frames, Seg, Template};
 
 /// Real servers behind the service under test.
 pub const NRS: usize = 4;
@@ -567,12 +567,13 @@ pub fn cps(env: &mut Env, mode: ForwardMode, conns: u32, repeats: usize) -> Resu
     for rep in 0..repeats {
         let r = start(env, mode, conns + conns / 2 + 4096, false)?;
         let cf = ClientFrames::build(&r, conns);
-        let t0 = Instant::now();
         let wave = 2048u32;
+        let mut sf = ServerFrames::new(&r, wave as usize);
+        let t0 = Instant::now();
         let mut base = 0u32;
         while base < conns {
             let n = wave.min(conns - base);
-            one_wave(env, &r, &cf, base, n).map_err(|e| {
+            one_wave(env, &r, &cf, &mut sf, base, n).map_err(|e| {
                 format!(
                     "{} cps wave at {base}: {e}; drops {:?}",
                     res.mode,
@@ -664,6 +665,58 @@ impl ClientFrames {
     }
 }
 
+/// The server's three frames of every connection of a cps wave (SYN-ACK,
+/// reply, FIN), written as the client's frames come out (they depend on the
+/// real server and, with FULLNAT, the local address and port the director
+/// chose): from templates, as a traffic generator does, into buffers
+/// allocated once per run, so the generator's share of a connection stays
+/// small beside the director's.
+struct ServerFrames {
+    synack: Frames,
+    reply: Frames,
+    fin: Frames,
+    t_synack: Template,
+    t_reply: Template,
+    t_fin: Template,
+    /// Each connection's server view, learnt from its SYN.
+    views: Vec<Option<ServerView>>,
+}
+
+impl ServerFrames {
+    fn new(r: &Running, n: usize) -> ServerFrames {
+        let none: ServerView = ([0; 4], 0, [0; 4], 0, [0; 6]);
+        let t = |flags, seq, ack, pl| Template::new(&server_seg(r, &none, flags, seq, ack, pl));
+        let (t_synack, t_reply, t_fin) = (
+            t(flag::SYN | flag::ACK, 5000, 1001, 0),
+            t(flag::PSH | flag::ACK, 5001, 1017, REQ),
+            t(flag::FIN | flag::ACK, 5017, 1018, 0),
+        );
+        let frames = |t: &Template| Frames::zeroed(n, t.len());
+        ServerFrames {
+            synack: frames(&t_synack),
+            reply: frames(&t_reply),
+            fin: frames(&t_fin),
+            t_synack,
+            t_reply,
+            t_fin,
+            views: vec![None; n],
+        }
+    }
+}
+
+/// The fields of a server frame of view `v` toward the director's `mac`.
+fn server_addrs(mac: [u8; 6], v: &ServerView) -> Addrs {
+    let (rip, rport, pip, pport, rs_mac) = *v;
+    Addrs {
+        src_mac: rs_mac,
+        dst_mac: mac,
+        src: rip,
+        sport: rport,
+        dst: pip,
+        dport: pport,
+    }
+}
+
 /// What a cps step does with its `k`-th output.
 type StepCheck<'a> = &'a mut dyn FnMut(usize, &[u8]) -> Result<(), String>;
 
@@ -678,6 +731,7 @@ fn one_wave(
     env: &mut Env,
     r: &Running,
     cf: &ClientFrames,
+    sf: &mut ServerFrames,
     base: u32,
     n: u32,
 ) -> Result<(), String> {
@@ -716,18 +770,20 @@ fn one_wave(
     let expect_req = expect_request(r);
     let vip_expect = expect_reply(r);
     // 1. SYN: learn each connection's server view from what the RS receives.
-    let mut views: Vec<Option<ServerView>> = vec![None; n_us];
+    sf.views[..n_us].fill(None);
     let mac_of: HashMap<[u8; 4], [u8; 6]> = (0..NRS).map(frames::rs).collect();
     let fullnat = r.mode == ForwardMode::FullNat;
-    // Frames of the server's segments' lengths, written as outputs arrive.
-    let server = |pl| {
-        let none: ServerView = ([0; 4], 0, [0; 4], 0, [0; 6]);
-        Frames::zeroed(n_us, frames::frame_len(&server_seg(r, &none, 0, 0, 0, pl)))
-    };
-    let mut synack = server(0);
-    let mut reply = server(REQ);
-    let mut sfin = server(0);
+    let dmac = r.mac[1];
     let mut checked = 0u32;
+    let ServerFrames {
+        synack,
+        reply,
+        fin: sfin,
+        t_synack,
+        t_reply,
+        t_fin,
+        views,
+    } = sf;
     // FULLNAT hides the client (TOA only comes with the first ACK): one worker
     // forwards in order, so the k-th SYN out is the k-th SYN in.
     step(env, &cf.syn, at, CLIENT, SERVER, &mut |k, b| {
@@ -745,15 +801,18 @@ fn one_wave(
         }
         let mac = *mac_of.get(&q.dst).ok_or("SYN out: not to a real server")?;
         let v = (q.dst, q.dport, q.src, q.sport, mac);
-        *views.get_mut(idx).ok_or("SYN out: flow out of range")? = Some(v);
-        synack.set(
-            idx,
-            &server_seg(r, &v, flag::SYN | flag::ACK, 5000, 1001, 0),
-        );
+        let slot = views[..n_us]
+            .get_mut(idx)
+            .ok_or("SYN out: flow out of range")?;
+        if slot.replace(v).is_some() {
+            return Err("SYN out: a connection came out twice".into());
+        }
+        synack.set_from(idx, t_synack, &server_addrs(dmac, &v));
         Ok(())
     })?;
-    let views: Vec<ServerView> = views
-        .into_iter()
+    let views: Vec<ServerView> = views[..n_us]
+        .iter()
+        .copied()
         .collect::<Option<Vec<_>>>()
         .ok_or("a SYN came out twice, another never")?;
     let check_some = |every: usize, e: &Expect| {
@@ -769,7 +828,7 @@ fn one_wave(
     // 2. SYN-ACK from the RS, back to the client from the VIP.
     step(
         env,
-        &synack,
+        synack,
         0,
         SERVER,
         CLIENT,
@@ -780,19 +839,19 @@ fn one_wave(
     step(env, &cf.ack, at, CLIENT, SERVER, &mut |k, b| {
         chk(k, b)?;
         let v = views.get(k).ok_or("ACK out: one too many")?;
-        reply.set(k, &server_seg(r, v, flag::PSH | flag::ACK, 5001, 1017, REQ));
+        reply.set_from(k, t_reply, &server_addrs(dmac, v));
         Ok(())
     })?;
     step(env, &cf.req, at, CLIENT, SERVER, &mut |k, b| {
         chk(k, b)?;
         let v = views.get(k).ok_or("request out: one too many")?;
-        sfin.set(k, &server_seg(r, v, flag::FIN | flag::ACK, 5017, 1018, 0));
+        sfin.set_from(k, t_fin, &server_addrs(dmac, v));
         Ok(())
     })?;
     // 5. reply.
     step(
         env,
-        &reply,
+        reply,
         0,
         SERVER,
         CLIENT,
@@ -809,7 +868,7 @@ fn one_wave(
     )?;
     step(
         env,
-        &sfin,
+        sfin,
         0,
         SERVER,
         CLIENT,
