@@ -341,8 +341,8 @@ fn a_burst_of_new_flows_opens_one_connection_per_flow() {
     dp.stop();
 }
 
-/// The mbuf's own headroom and trimming (prepend/adj in Rust, append/trim
-/// through DPDK) behave as the byte buffer the core is tested on, and as
+/// The mbuf's own headroom and tailroom (prepend/adj/append/trim in Rust
+/// for a single segment) behave as the byte buffer the core is tested on, and as
 /// DPDK's: the packet length follows, a request beyond the room changes nothing.
 #[test]
 fn mbuf_grows_and_shrinks_at_both_ends_like_a_byte_buffer() {
@@ -374,9 +374,18 @@ fn mbuf_grows_and_shrinks_at_both_ends_like_a_byte_buffer() {
         assert!(v.adj(cut));
         assert_eq!(m.data(), v.data());
     }
+    for (grow, cut) in [(8usize, 0usize), (2, 6), (0, 10)] {
+        m.append(grow).unwrap().fill(0xbb);
+        v.append(grow).unwrap().fill(0xbb);
+        assert!(m.trim(cut));
+        assert!(v.trim(cut));
+        assert_eq!(m.data(), v.data());
+    }
     let before = m.data().to_vec();
     assert!(m.prepend(4096).is_none());
     assert!(!m.adj(m.len() + 1));
+    assert!(m.append(65_535).is_none());
+    assert!(!m.trim(m.len() + 1));
     assert_eq!(m.data(), &before[..], "refused requests change nothing");
     // The packet length (what tx_burst sends) follows the data length.
     assert_eq!(m.pkt_len() as usize, m.len());

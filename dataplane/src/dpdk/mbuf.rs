@@ -145,23 +145,58 @@ impl PacketBuf for Mbuf {
         true
     }
 
+    /// As `rte_pktmbuf_append`, in Rust for a single segment (TOA's
+    /// insertion grows the handshake's ACK at its end); DPDK's out-of-line
+    /// wrapper for a chain.
+    #[inline]
     fn append(&mut self, n: usize) -> Option<&mut [u8]> {
         let n16 = u16::try_from(n).ok()?;
-        // SAFETY: valid owned mbuf; returns NULL when tailroom is insufficient.
-        let p = unsafe { dpdk_sys::rte_pktmbuf_append(self.raw.as_ptr(), n16) };
-        if p.is_null() {
+        if self.m().nb_segs != 1 {
+            // SAFETY: valid owned mbuf; returns NULL when tailroom is insufficient.
+            let p = unsafe { dpdk_sys::rte_pktmbuf_append(self.raw.as_ptr(), n16) };
+            if p.is_null() {
+                return None;
+            }
+            // SAFETY: the n bytes at p were just added to the data area.
+            return Some(unsafe { std::slice::from_raw_parts_mut(p as *mut u8, n) });
+        }
+        // SAFETY: we own the mbuf exclusively; only its plain length fields
+        // change.
+        let m = unsafe { self.raw.as_mut() };
+        let tail = u32::from(m.data_off) + u32::from(m.data_len);
+        if tail + u32::from(n16) > u32::from(m.buf_len) {
             return None;
         }
-        // SAFETY: the n bytes at p were just added to the data area.
-        Some(unsafe { std::slice::from_raw_parts_mut(p as *mut u8, n) })
+        m.data_len += n16;
+        m.pkt_len += u32::from(n16);
+        // SAFETY: data_off + data_len + n stays within buf_len (checked): the
+        // n bytes from the old end are tailroom just given to the data area,
+        // ours alone.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut((m.buf_addr as *mut u8).add(tail as usize), n)
+        })
     }
 
+    /// As `rte_pktmbuf_trim`, in Rust for a single segment (every TOA
+    /// insertion drops the padding); DPDK's out-of-line wrapper for a chain.
+    #[inline]
     fn trim(&mut self, n: usize) -> bool {
         let Ok(n16) = u16::try_from(n) else {
             return false;
         };
-        // SAFETY: valid owned mbuf; returns -1 when n > data_len.
-        unsafe { dpdk_sys::rte_pktmbuf_trim(self.raw.as_ptr(), n16) == 0 }
+        if self.m().nb_segs != 1 {
+            // SAFETY: valid owned mbuf; returns -1 when n > data_len.
+            return unsafe { dpdk_sys::rte_pktmbuf_trim(self.raw.as_ptr(), n16) == 0 };
+        }
+        // SAFETY: we own the mbuf exclusively; only its plain length fields
+        // change.
+        let m = unsafe { self.raw.as_mut() };
+        if n16 > m.data_len {
+            return false;
+        }
+        m.data_len -= n16;
+        m.pkt_len -= u32::from(n16);
+        true
     }
 
     #[inline]

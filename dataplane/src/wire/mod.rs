@@ -121,8 +121,14 @@ impl VecBuf {
         VecBuf::with_headroom(data, Self::DEFAULT_HEADROOM)
     }
 
+    /// Room after the headroom, as an mbuf of DPDK's default data room
+    /// (`RTE_MBUF_DEFAULT_DATAROOM`) has: a frame grows at its end without
+    /// a reallocation.
+    pub const DEFAULT_DATA_ROOM: usize = 2048;
+
     pub fn with_headroom(data: &[u8], headroom: usize) -> VecBuf {
-        let mut buf = vec![0u8; headroom];
+        let mut buf = Vec::with_capacity(headroom + data.len().max(Self::DEFAULT_DATA_ROOM));
+        buf.resize(headroom, 0);
         buf.extend_from_slice(data);
         VecBuf {
             buf,
@@ -190,7 +196,14 @@ impl PacketBuf for VecBuf {
     #[inline]
     fn append(&mut self, n: usize) -> Option<&mut [u8]> {
         let old_end = self.buf.len();
-        self.buf.resize(old_end.checked_add(n)?, 0);
+        if n <= 16 {
+            // A few zeros pushed: cheaper than `resize`'s fill (a call).
+            for _ in 0..n {
+                self.buf.push(0);
+            }
+        } else {
+            self.buf.resize(old_end.checked_add(n)?, 0);
+        }
         self.buf.get_mut(old_end..)
     }
 

@@ -548,12 +548,11 @@ pub fn fnat_v4_with<B: PacketBuf + ?Sized>(
     if hl != tcp::MIN_HEADER_LEN || meta.ip_len() + D > mtu().min(usize::from(u16::MAX)) {
         return None;
     }
-    let pad = buf.len() - end;
-    buf.prepend(D)?;
-    let _ = buf.trim(pad);
+    if !toa::open_gap(buf, toa::FIXED_V4, end, D) {
+        return None;
+    }
     // The frame is `end + D` bytes now.
     let h = buf.data_mut().first_chunk_mut::<{ toa::FIXED_V4 + D }>()?;
-    h.copy_within(D.., 0);
     if let Some((to, from)) = macs {
         h[..6].copy_from_slice(&to);
         h[6..12].copy_from_slice(&from);

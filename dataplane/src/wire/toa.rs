@@ -238,20 +238,59 @@ fn insert_v4_plain<B: PacketBuf + ?Sized>(
     const D: usize = LEN_V4;
     let (l4, end) = (meta.l4_off, meta.l3_end());
     let toa = option_v4(client, port);
-    let pad = buf.len() - end;
-    if buf.prepend(D).is_none() {
+    let fixed = l4 + MIN_HEADER_LEN; // Ethernet, IP and the fixed TCP header
+    if !open_gap(buf, fixed, end, D) {
         return Outcome::NoRoom;
     }
-    let _ = buf.trim(pad);
     let data = buf.data_mut();
-    let fixed = l4 + MIN_HEADER_LEN; // Ethernet, IP and the fixed TCP header
-    data.copy_within(D..D + fixed, 0);
     data[fixed..fixed + D].copy_from_slice(&toa);
     let Some(tcp) = data[l4..].first_chunk::<MIN_HEADER_LEN>() else {
         return Outcome::NoRoom; // never: the segment had a whole header
     };
     let (w12, csum) = plain_v4_sums(tcp, &toa, meta.l4_len);
     finish(data, meta, w12.swap_bytes(), csum.swap_bytes(), D as isize)
+}
+
+/// Longest tail [`open_gap`] moves up (a longer one stays put and the bytes
+/// before the gap move back instead).
+const GAP_TAIL_MAX: usize = 64;
+
+/// Open a `d`-byte gap at `at` in a frame whose packet ends at `end` (the
+/// Ethernet padding past it dropped): the frame becomes `end + d` bytes,
+/// `at..at + d` the gap (its content unspecified), what was before `at`
+/// and from `at` on unchanged around it. A short tail (none in the
+/// handshake's ACK, which takes TOA) moves up into the padding and the
+/// tailroom, and the headers stay; otherwise the headers move back into the
+/// headroom, whose cache line nothing has touched yet (the moved headers'
+/// stores wait for it, and every load of them behind). `false`, and the
+/// frame unchanged, if neither has room.
+#[inline(always)]
+pub(super) fn open_gap<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    at: usize,
+    end: usize,
+    d: usize,
+) -> bool {
+    let (len, want) = (buf.len(), end + d);
+    if end - at <= GAP_TAIL_MAX {
+        let grown = if len >= want {
+            buf.trim(len - want)
+        } else {
+            buf.append(want - len).is_some()
+        };
+        if grown {
+            if end > at {
+                buf.data_mut().copy_within(at..end, at + d);
+            }
+            return true;
+        }
+    }
+    if buf.prepend(d).is_none() {
+        return false;
+    }
+    let _ = buf.trim(len - end);
+    buf.data_mut().copy_within(d..d + at, 0);
+    true
 }
 
 /// The 8-byte TOA option for an IPv4 client.
@@ -327,14 +366,11 @@ fn insert_v4_fixed<B: PacketBuf + ?Sized>(
     {
         return None;
     }
-    let pad = buf.len() - end;
-    if buf.prepend(D).is_none() {
+    if !open_gap(buf, FIXED_V4, end, D) {
         return Some(Outcome::NoRoom);
     }
-    let _ = buf.trim(pad);
     // The frame is `end + D` bytes now.
     let h = buf.data_mut().first_chunk_mut::<{ FIXED_V4 + D }>()?;
-    h.copy_within(D.., 0);
     let toa = option_v4(client, port);
     h[FIXED_V4..].copy_from_slice(&toa);
     let tcp: [u8; MIN_HEADER_LEN] = h[L4..FIXED_V4].try_into().ok()?;
@@ -632,8 +668,8 @@ mod tests {
         );
         assert_eq!(b.data(), &f[..]);
 
-        // No headroom.
-        let f = frame(&[], b"x", 0);
+        // No headroom, and a payload too long to move up instead.
+        let f = frame(&[], &[7u8; 65], 0);
         let mut m = meta(&f);
         let mut b = VecBuf::with_headroom(&f, 4);
         assert_eq!(
@@ -641,6 +677,33 @@ mod tests {
             Outcome::NoRoom
         );
         assert_eq!(b.data(), &f[..]);
+    }
+
+    /// A short payload moves up and the headers stay (no headroom needed); a
+    /// longer one stays and the headers move back: the same bytes either way.
+    #[test]
+    fn short_payloads_move_up_long_ones_stay() {
+        for (plen, pad) in [(0, 60), (0, 0), (1, 60), (64, 0), (65, 0), (300, 0)] {
+            let payload: Vec<u8> = (0..plen).map(|i| i as u8).collect();
+            let f = frame(&[], &payload, pad);
+            let mut m = meta(&f);
+            let mut b = VecBuf::new(&f);
+            let out = insert(&mut b, &mut m, IpAddr::V4(CIP.into()), 40000, 1500);
+            assert_eq!(out, Outcome::Inserted(8), "payload {plen}");
+            let (o, p) = verify(b.data());
+            assert_eq!(&o[..], &option_v4(CIP.into(), 40000)[..], "payload {plen}");
+            assert_eq!(p, payload, "payload {plen}");
+            assert_eq!(b.len(), 54 + 8 + plen, "padding dropped, payload {plen}");
+            // Without headroom: only a short payload can move up.
+            let mut m = meta(&f);
+            let mut tight = VecBuf::with_headroom(&f, 0);
+            let out = insert(&mut tight, &mut m, IpAddr::V4(CIP.into()), 40000, 1500);
+            if plen <= 64 {
+                assert_eq!(tight.data(), b.data(), "payload {plen}");
+            } else {
+                assert_eq!(out, Outcome::NoRoom, "payload {plen}");
+            }
+        }
     }
 
     #[test]
@@ -696,7 +759,7 @@ mod tests {
         use crate::wire::nat::{self, fnat_v4, FnatIn};
         use proptest::prelude::*;
         let case = (
-            (0usize..4, 0usize..48, any::<bool>(), 0usize..20),
+            (0usize..4, 0usize..100, any::<bool>(), 0usize..20),
             (any::<u8>(), any::<[u8; 2]>(), any::<[u8; 2]>()),
             (
                 any::<[u8; 4]>(),
