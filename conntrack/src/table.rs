@@ -776,6 +776,7 @@ impl ConnTable {
         input_only: bool,
         first: TcpFlags,
         now_ms: u64,
+        prefetch: impl Fn(*const u8),
     ) -> Result<(ConnId, Transition), TableFull> {
         let (state, bits) = if c.original.proto != PROTO_TCP {
             (TcpState::Udp, if input_only { BIT_INPUT_ONLY } else { 0 })
@@ -791,7 +792,7 @@ impl ConnTable {
         } else {
             TcpState::Udp
         };
-        let id = self.insert_in_state(c, place, now_ms, state, bits)?;
+        let id = self.insert_in_state_hinted(c, place, now_ms, state, bits, prefetch)?;
         Ok((
             id,
             Transition {
@@ -814,6 +815,25 @@ impl ConnTable {
         state: TcpState,
         bits: u8,
     ) -> Result<ConnId, TableFull> {
+        self.insert_in_state_hinted(c, place, now_ms, state, bits, |_| {})
+    }
+
+    /// [`ConnTable::insert_in_state`] with `prefetch` hinting the lines a
+    /// new connection's insert misses on: the reply key's bucket (a random
+    /// one; the original key's was hinted when the packet was classified)
+    /// first and written last, the slot and the original key's entry in
+    /// between; and, once the slot is taken, the next free slot (the next
+    /// connection's, written whole).
+    #[inline(always)]
+    fn insert_in_state_hinted(
+        &mut self,
+        c: NewConn,
+        place: KeyPlace,
+        now_ms: u64,
+        state: TcpState,
+        bits: u8,
+        prefetch: impl Fn(*const u8),
+    ) -> Result<ConnId, TableFull> {
         let i = self.free_head;
         if i == NIL {
             return Err(TableFull);
@@ -823,20 +843,12 @@ impl ConnTable {
         let oh = place.0;
         debug_assert_eq!(oh, self.hash(&ok), "a place noted for another key");
         let rh = self.hash(&rk);
+        prefetch(self.index.bucket_addr(self.index.primary(rh)));
         if !self.index.insert(oh, i << 1) {
             return Err(TableFull);
         }
-        if !self.index.insert(rh, i << 1 | 1) {
-            self.index.remove(oh, i << 1);
-            return Err(TableFull);
-        }
-        for h in [oh, rh] {
-            let (w, bit) = filter_bit(h);
-            self.inserted[w] |= bit;
-        }
-        let slot = &mut self.slab[i as usize];
-        self.free_head = slot.link.next;
-        *slot = Conn {
+        let next = self.slab[i as usize].link.next;
+        self.slab[i as usize] = Conn {
             o_src: ok.src.to_le_bytes(),
             o_dst: ok.dst.to_le_bytes(),
             r_src: rk.src.to_le_bytes(),
@@ -859,6 +871,25 @@ impl ConnTable {
             state,
             bits: BIT_LIVE | ok.fam | (rk.fam << 2) | bits,
         };
+        if !self.index.insert(rh, i << 1 | 1) {
+            self.index.remove(oh, i << 1);
+            let slot = &mut self.slab[i as usize];
+            *slot = Conn::FREE;
+            slot.link.next = next;
+            return Err(TableFull);
+        }
+        for h in [oh, rh] {
+            let (w, bit) = filter_bit(h);
+            self.inserted[w] |= bit;
+        }
+        self.free_head = next;
+        if let Some(n) = self.slab.get(next as usize) {
+            let p: *const u8 = (&raw const *n).cast();
+            prefetch(p);
+            prefetch(p.wrapping_add(64));
+            prefetch(p.wrapping_add(128));
+        }
+        let slot = &mut self.slab[i as usize];
         slot.expires_at_ms = expiry_ms(&self.timeout_ms, slot, now_ms);
         self.wheel.arm(&mut self.slab, i);
         self.len += 1;

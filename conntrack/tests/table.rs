@@ -437,7 +437,7 @@ fn insert_placed_first_is_insert_then_first_packet() {
                         let tr1 = t1.on_packet(id1, Direction::Original, flags, 1000);
                         let p2 = t2.place_of(&c.original);
                         let (id2, tr2) = t2
-                            .insert_placed_first(c, p2, input_only, flags, 1000)
+                            .insert_placed_first(c, p2, input_only, flags, 1000, |_| {})
                             .unwrap();
                         assert_eq!(
                             (id1, tr1),

@@ -855,10 +855,14 @@ impl<I: Io> Core<I> {
         // Replies bypass the director: IPVS's INPUT-ONLY state rows.
         let input_only = matches!(dm.mode, ForwardMode::Dr | ForwardMode::Tun);
         let got = match first {
-            Some(flags) => {
-                self.conns
-                    .insert_placed_first(new, place, input_only, flags, self.now_ms)
-            }
+            Some(flags) => self.conns.insert_placed_first(
+                new,
+                place,
+                input_only,
+                flags,
+                self.now_ms,
+                crate::dpdk::prefetch,
+            ),
             None => self.conns.insert_placed(new, place, self.now_ms).map(|id| {
                 if input_only {
                     self.conns.set_input_only(id, true);
