@@ -880,7 +880,7 @@ impl<I: Io> Core<I> {
                 return None;
             }
         };
-        dest.counters.inactive.fetch_add(1, Ordering::Relaxed);
+        dest.counters.add(0, 1);
         svc.traffic.conn(self.index);
         dm.traffic.conn(self.index);
         Some((id, tr))
@@ -963,7 +963,7 @@ impl<I: Io> Core<I> {
         // It expires like any connection, which takes it out of its dest's
         // InActConn: count it there meanwhile.
         if let Some(d) = snap.dests.get(&dest) {
-            d.counters.inactive.fetch_add(1, Ordering::Relaxed);
+            d.counters.add(0, 1);
         }
     }
 
@@ -1032,15 +1032,12 @@ impl<I: Io> Core<I> {
             return;
         }
         if let Some(d) = snap.dest_ids.get(&dest_id) {
-            let (from, to) = if tr.is_active {
-                (&d.counters.inactive, &d.counters.active)
+            // One count up, the other down: one atomic add.
+            if tr.is_active {
+                d.counters.add(1, -1);
             } else {
-                (&d.counters.active, &d.counters.inactive)
-            };
-            let _ = from.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(1))
-            });
-            to.fetch_add(1, Ordering::Relaxed);
+                d.counters.add(-1, 1);
+            }
         }
     }
 
@@ -1213,14 +1210,11 @@ fn for_mac(frame: &[u8], mac: &[u8; 6]) -> bool {
 /// Takes a leaving connection out of its dest's ActiveConn / InActConn.
 fn uncount(snap: &Snapshot, c: &conntrack::Conn) {
     if let Some(d) = snap.dest_ids.get(&c.dest()) {
-        let ctr = if c.is_active() {
-            &d.counters.active
+        if c.is_active() {
+            d.counters.add(-1, 0);
         } else {
-            &d.counters.inactive
-        };
-        let _ = ctr.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-            Some(v.saturating_sub(1))
-        });
+            d.counters.add(0, -1);
+        }
     }
 }
 

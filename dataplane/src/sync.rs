@@ -360,10 +360,7 @@ impl<I: Io> Core<I> {
             self.conns.set_input_only(id, true);
         }
         self.conns.set_synced(id);
-        svc.dests[idx]
-            .counters
-            .inactive
-            .fetch_add(1, Ordering::Relaxed);
+        svc.dests[idx].counters.add(0, 1);
         self.shared.events[self.index].bump(Event::SyncInstalled);
         self.sync_update(snap, id, c)
     }

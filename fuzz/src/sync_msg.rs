@@ -7,7 +7,6 @@
 //! its real server's ActiveConn / InActConn exactly once, and once they
 //! have all timed out the table and those counters are empty again.
 
-use std::sync::atomic::Ordering;
 
 use control::sync::wire;
 
@@ -32,8 +31,8 @@ pub fn run(data: &[u8]) {
         snap.dests
             .values()
             .map(|d| {
-                u64::from(d.counters.active.load(Ordering::Relaxed))
-                    + u64::from(d.counters.inactive.load(Ordering::Relaxed))
+                let (active, inactive) = d.counters.conns();
+                u64::from(active) + u64::from(inactive)
             })
             .sum()
     };

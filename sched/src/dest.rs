@@ -13,10 +13,13 @@ use std::sync::Arc;
 /// Connection counters of one dest, shared by all workers (Relaxed atomics).
 #[derive(Debug, Default)]
 pub struct DestCounters {
-    /// Established (or otherwise "active") connections, IPVS `activeconns`.
-    pub active: AtomicU32,
-    /// Other connections (SYN_RECV, FIN_WAIT, UDP ...), IPVS `inactconns`.
-    pub inactive: AtomicU32,
+    /// IPVS `activeconns` (established, or otherwise "active") and
+    /// `inactconns` (SYN_RECV, FIN_WAIT, UDP ...) in one word, `active *
+    /// 2^32 + inactive`, each half a signed 32-bit count: a state change
+    /// (one up, the other down) is one atomic add, not two read-modify-
+    /// writes; a count taken below zero (counters reset under live
+    /// connections) borrows and reads as 0 until given back.
+    conns: AtomicU64,
     /// Persistence templates pointing at this dest, IPVS `persistconns`.
     pub persistent: AtomicU32,
     /// Sticky overload flag with hysteresis, maintained by [`Dest::is_overloaded`].
@@ -35,11 +38,35 @@ impl DestCounters {
         DestCounters::default()
     }
 
-    /// Set the active and inactive counts (tests, and resynchronisation after a sum).
+    /// Set the active and inactive counts (tests, and resynchronisation
+    /// after a sum); each at most `i32::MAX`.
     pub fn set(&self, active: u32, inactive: u32) {
-        self.active.store(active, Relaxed);
-        self.inactive.store(inactive, Relaxed);
+        let c = |n: u32| n.min(i32::MAX as u32) as i32;
+        self.conns.store(pack(c(active), c(inactive)), Relaxed);
     }
+
+    /// Add `active` to the active count and `inactive` to the inactive one,
+    /// in one atomic add.
+    #[inline]
+    pub fn add(&self, active: i32, inactive: i32) {
+        self.conns.fetch_add(pack(active, inactive), Relaxed);
+    }
+
+    /// The (active, inactive) counts, each read as 0 while below zero.
+    #[inline]
+    pub fn conns(&self) -> (u32, u32) {
+        let v = self.conns.load(Relaxed) as i64;
+        let inactive = v as i32;
+        let active = (v.wrapping_sub(i64::from(inactive)) >> 32) as i32;
+        (active.max(0) as u32, inactive.max(0) as u32)
+    }
+}
+
+/// `active * 2^32 + inactive`, wrapping: the sum of two packed pairs is
+/// the packed sum of the pairs.
+#[inline]
+fn pack(active: i32, inactive: i32) -> u64 {
+    (i64::from(active) << 32).wrapping_add(i64::from(inactive)) as u64
 }
 
 /// One real server as a scheduler sees it.
@@ -86,11 +113,11 @@ impl Dest {
     }
 
     pub fn active_conns(&self) -> u32 {
-        self.counters.active.load(Relaxed)
+        self.counters.conns().0
     }
 
     pub fn inactive_conns(&self) -> u32 {
-        self.counters.inactive.load(Relaxed)
+        self.counters.conns().1
     }
 
     pub fn persistent_conns(&self) -> u32 {
@@ -120,7 +147,8 @@ impl Dest {
             // rule below gives), without reading the connection counts.
             return false;
         }
-        let total = u64::from(self.active_conns()) + u64::from(self.inactive_conns());
+        let (active, inactive) = self.counters.conns();
+        let total = u64::from(active) + u64::from(inactive);
         let lower = u64::from(self.l_threshold);
         let now = if upper != 0 && total >= upper {
             true
@@ -146,7 +174,8 @@ impl Dest {
 
     /// IPVS `ip_vs_dest_conn_overhead`: `active * 256 + inactive` (u64, no overflow).
     pub fn conn_overhead(&self) -> u64 {
-        (u64::from(self.active_conns()) << 8) + u64::from(self.inactive_conns())
+        let (active, inactive) = self.counters.conns();
+        (u64::from(active) << 8) + u64::from(inactive)
     }
 }
 
@@ -195,6 +224,32 @@ mod tests {
         d.counters.set(u32::MAX, u32::MAX);
         assert!(!d.is_overloaded());
         assert!(!d.counters.overloaded.load(Relaxed));
+    }
+
+    #[test]
+    fn counts_move_in_one_add_and_read_zero_below_zero() {
+        let c = DestCounters::new();
+        c.add(0, 1);
+        c.add(0, 1);
+        assert_eq!(c.conns(), (0, 2));
+        c.add(1, -1);
+        assert_eq!(c.conns(), (1, 1));
+        c.add(-1, 1);
+        c.add(0, -1);
+        assert_eq!(c.conns(), (0, 1));
+        // Below zero: read as 0, and the borrow is given back.
+        c.add(-1, 0);
+        c.add(0, -2);
+        assert_eq!(c.conns(), (0, 0));
+        c.add(1, 1);
+        assert_eq!(c.conns(), (0, 0));
+        c.add(1, 1);
+        assert_eq!(c.conns(), (1, 1));
+        c.set(u32::MAX, 7);
+        assert_eq!(c.conns(), (i32::MAX as u32, 7));
+        c.add(0, -7);
+        c.add(-(i32::MAX), 3);
+        assert_eq!(c.conns(), (0, 3));
     }
 
     #[test]

@@ -432,9 +432,8 @@ fn one_packet_scheduling_keeps_a_fragmented_datagrams_connection_briefly() {
     lab.core.expire(&snap);
     assert_eq!(lab.core.conns.len(), 0);
     for d in lab.snap.dests.values() {
-        use std::sync::atomic::Ordering::Relaxed;
         let c = &d.counters;
-        assert_eq!((c.active.load(Relaxed), c.inactive.load(Relaxed)), (0, 0));
+        assert_eq!(c.conns(), (0, 0));
     }
     assert_eq!(lab.all_drops(), 0);
 }
