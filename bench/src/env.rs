@@ -147,8 +147,10 @@ pub struct Env {
     pub lcores: String,
     /// The CPU of each lcore.
     cpus: Vec<u32>,
-    /// Spare mbufs the generator reuses (outputs of the right length).
+    /// Spare mbufs the generator reuses (outputs whose start did not move).
     stash: Vec<Mbuf>,
+    /// The headroom of a fresh mbuf of `pool`.
+    headroom: u16,
     prefix: String,
     _eal: Eal,
 }
@@ -233,8 +235,11 @@ impl Env {
                 return Err(e);
             }
         };
+        // A fresh mbuf's headroom: what a reusable output still has.
+        let headroom = pool.alloc().map_or(128, |m| m.headroom());
         Ok(Env {
             pool,
+            headroom,
             sets: vec![one],
             cur: 0,
             max_workers,
@@ -390,13 +395,14 @@ impl Env {
         n
     }
 
-    /// An mbuf for a frame of `flen` bytes: a spare output of that length
-    /// (overwritten in place) or a fresh one. Outputs of another length are
-    /// freed: a rewrite that grew the frame (TOA, IPIP) moved its start into
-    /// the headroom, which reusing it would lose a little more each round.
+    /// An mbuf for a frame of `flen` bytes: a spare output (overwritten in
+    /// place; the pump rewrites its length when it differs) or a fresh one.
+    /// Outputs whose start moved are freed: a rewrite that grew the frame at
+    /// its front (IPIP, TOA before a long payload) moved it into the
+    /// headroom, which reusing it would lose a little more each round.
     fn take_mbuf(&mut self, flen: usize) -> Option<Mbuf> {
         while let Some(m) = self.stash.pop() {
-            if m.len() == flen || m.is_empty() {
+            if m.len() == flen || m.is_empty() || m.headroom() == self.headroom {
                 return Some(m);
             }
         }

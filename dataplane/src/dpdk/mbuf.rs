@@ -52,6 +52,13 @@ impl Mbuf {
         self.m().pkt_len
     }
 
+    /// Bytes in front of the data (`data_off`; `RTE_PKTMBUF_HEADROOM` in a
+    /// fresh mbuf).
+    #[inline]
+    pub fn headroom(&self) -> u16 {
+        self.m().data_off
+    }
+
     /// Port the mbuf was received on.
     #[inline]
     pub fn port(&self) -> u16 {
