@@ -23,9 +23,23 @@ TABLE=dpvs_klb
 
 nsx() { ip netns exec "$NS" "$@"; }
 
+# The policy of topology.sh's ingress chains on lb0/lb1 (table netdev
+# dpvs_owned), when they exist.
+ingress_policy() {
+  local ifc
+  nsx nft list table netdev dpvs_owned >/dev/null 2>&1 || return 0
+  for ifc in lb0 lb1; do
+    nsx nft "chain netdev dpvs_owned $ifc { policy $1 ; }"
+  done
+}
+
 up() {
   command -v nft >/dev/null || { echo "kernel-lb: 'nft' missing (apt-get install nftables)" >&2; exit 1; }
   ip netns list | awk '{print $1}' | grep -qxF "$NS" || { echo "kernel-lb: no namespace $NS (topology.sh up $P first)" >&2; exit 1; }
+  # topology.sh drops everything arriving on lb0/lb1 at ingress (the
+  # director's kernel must not see dpvsd's traffic); here the kernel is the
+  # director: let it in, until `down`.
+  ingress_policy accept
   nsx ip addr replace 10.0.0.1/24 dev lb0
   nsx ip addr replace "$VIP/32" dev lb0
   nsx ip addr replace 192.168.0.1/24 dev lb1
@@ -49,6 +63,7 @@ down() {
   nsx sysctl -qw net.ipv4.ip_forward=0 || true
   nsx ip addr flush dev lb0 2>/dev/null || true
   nsx ip addr flush dev lb1 2>/dev/null || true
+  ingress_policy drop
   # conntrack entries would keep mapping old flows; they die with the namespace
   # or time out, and new flows after `up` are scheduled afresh.
   return 0
