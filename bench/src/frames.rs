@@ -75,6 +75,20 @@ pub struct Seg {
     pub payload: usize,
 }
 
+impl Seg {
+    /// The fields a [`Template`] leaves out.
+    pub fn addrs(&self) -> Addrs {
+        Addrs {
+            src_mac: self.src_mac,
+            dst_mac: self.dst_mac,
+            src: self.src,
+            sport: self.sport,
+            dst: self.dst,
+            dport: self.dport,
+        }
+    }
+}
+
 /// Minimum Ethernet frame without FCS: a "64-byte" frame on the wire.
 pub const ETH_MIN: usize = 60;
 
@@ -511,14 +525,7 @@ mod tests {
             };
             let mut want = vec![0u8; frame_len(&s)];
             write(&s, &mut want);
-            let a = Addrs {
-                src_mac: s.src_mac,
-                dst_mac: s.dst_mac,
-                src: s.src,
-                sport: s.sport,
-                dst: s.dst,
-                dport: s.dport,
-            };
+            let a = s.addrs();
             // Built from a segment of other addresses: they are left out.
             let t = Template::new(&Seg {
                 src: [9; 4],

@@ -706,15 +706,7 @@ impl ServerFrames {
 
 /// The fields of a server frame of view `v` toward the director's `mac`.
 fn server_addrs(mac: [u8; 6], v: &ServerView) -> Addrs {
-    let (rip, rport, pip, pport, rs_mac) = *v;
-    Addrs {
-        src_mac: rs_mac,
-        dst_mac: mac,
-        src: rip,
-        sport: rport,
-        dst: pip,
-        dport: pport,
-    }
+    server_seg_to(mac, v, 0, 0, 0, 0).addrs()
 }
 
 /// What a cps step does with its `k`-th output.

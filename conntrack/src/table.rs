@@ -760,7 +760,7 @@ impl ConnTable {
         } else {
             TcpState::Udp
         };
-        self.insert_in_state(c, place, now_ms, state, 0)
+        self.insert_in_state(c, place, now_ms, state, 0, |_| {})
     }
 
     /// [`ConnTable::insert_placed`] and the conn's first packet at once: as
@@ -792,7 +792,7 @@ impl ConnTable {
         } else {
             TcpState::Udp
         };
-        let id = self.insert_in_state_hinted(c, place, now_ms, state, bits, prefetch)?;
+        let id = self.insert_in_state(c, place, now_ms, state, bits, prefetch)?;
         Ok((
             id,
             Transition {
@@ -805,27 +805,14 @@ impl ConnTable {
     }
 
     /// The insert: the conn in `state`, with `bits` (besides the live and
-    /// family bits), its timer armed at that state's timeout.
-    #[inline(always)]
-    fn insert_in_state(
-        &mut self,
-        c: NewConn,
-        place: KeyPlace,
-        now_ms: u64,
-        state: TcpState,
-        bits: u8,
-    ) -> Result<ConnId, TableFull> {
-        self.insert_in_state_hinted(c, place, now_ms, state, bits, |_| {})
-    }
-
-    /// [`ConnTable::insert_in_state`] with `prefetch` hinting the lines a
-    /// new connection's insert misses on: the reply key's bucket (a random
+    /// family bits), its timer armed at that state's timeout; `prefetch`
+    /// hints the lines a new connection's insert misses on: the reply key's bucket (a random
     /// one; the original key's was hinted when the packet was classified)
     /// first and written last, the slot and the original key's entry in
     /// between; and, once the slot is taken, the next free slot (the next
     /// connection's, written whole).
     #[inline(always)]
-    fn insert_in_state_hinted(
+    fn insert_in_state(
         &mut self,
         c: NewConn,
         place: KeyPlace,
