@@ -263,7 +263,8 @@ const GAP_TAIL_MAX: usize = 64;
 /// tailroom, and the headers stay; otherwise the headers move back into the
 /// headroom, whose cache line nothing has touched yet (the moved headers'
 /// stores wait for it, and every load of them behind). `false`, and the
-/// frame unchanged, if neither has room.
+/// frame unchanged, if neither has room. The caller checked `at <= end <=
+/// buf.len()` (a whole TCP header inside the packet, inside the frame).
 #[inline(always)]
 pub(super) fn open_gap<B: PacketBuf + ?Sized>(
     buf: &mut B,
@@ -272,6 +273,10 @@ pub(super) fn open_gap<B: PacketBuf + ?Sized>(
     d: usize,
 ) -> bool {
     let (len, want) = (buf.len(), end + d);
+    debug_assert!(
+        at <= end && end <= len,
+        "open_gap({at}, {end}) in {len} bytes"
+    );
     if end - at <= GAP_TAIL_MAX {
         let grown = if len >= want {
             buf.trim(len - want)
