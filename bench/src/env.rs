@@ -395,14 +395,14 @@ impl Env {
         n
     }
 
-    /// An mbuf for a frame of `flen` bytes: a spare output (overwritten in
-    /// place; the pump rewrites its length when it differs) or a fresh one.
-    /// Outputs whose start moved are freed: a rewrite that grew the frame at
-    /// its front (IPIP, TOA before a long payload) moved it into the
-    /// headroom, which reusing it would lose a little more each round.
-    fn take_mbuf(&mut self, flen: usize) -> Option<Mbuf> {
+    /// An mbuf for a frame: a spare output (overwritten in place; the pump
+    /// rewrites its length when it differs) or a fresh one. Outputs whose
+    /// start moved are freed: a rewrite that grew the frame at its front
+    /// (IPIP, TOA before a long payload) moved it into the headroom, which
+    /// reusing it would lose a little more each round.
+    fn take_mbuf(&mut self) -> Option<Mbuf> {
         while let Some(m) = self.stash.pop() {
-            if m.len() == flen || m.is_empty() || m.headroom() == self.headroom {
+            if m.headroom() == self.headroom {
                 return Some(m);
             }
         }
@@ -465,7 +465,6 @@ impl Env {
             .collect();
         let window = if nq > 1 { WINDOW_WORKERS } else { WINDOW };
         let t0 = Instant::now();
-        let flen = load.inputs.first().map_or(0, |(f, _)| f.get(0).len());
         let mut next: Vec<usize> = load
             .inputs
             .iter()
@@ -487,7 +486,7 @@ impl Env {
                     .min(GEN_BURST as u64)
                     .min(window - sent.saturating_sub(recv)) as usize;
                 for _ in 0..want {
-                    let Some(mut m) = self.take_mbuf(flen) else {
+                    let Some(mut m) = self.take_mbuf() else {
                         break;
                     };
                     let input = usize::from(load.pattern[slot]);

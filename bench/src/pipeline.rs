@@ -678,8 +678,6 @@ struct ServerFrames {
     t_synack: Template,
     t_reply: Template,
     t_fin: Template,
-    /// Each connection's server view, learnt from its SYN.
-    views: Vec<Option<ServerView>>,
 }
 
 impl ServerFrames {
@@ -699,7 +697,6 @@ impl ServerFrames {
             t_synack,
             t_reply,
             t_fin,
-            views: vec![None; n],
         }
     }
 }
@@ -762,7 +759,7 @@ fn one_wave(
     let expect_req = expect_request(r);
     let vip_expect = expect_reply(r);
     // 1. SYN: learn each connection's server view from what the RS receives.
-    sf.views[..n_us].fill(None);
+    let mut views: Vec<Option<ServerView>> = vec![None; n_us];
     let mac_of: HashMap<[u8; 4], [u8; 6]> = (0..NRS).map(frames::rs).collect();
     let fullnat = r.mode == ForwardMode::FullNat;
     let dmac = r.mac[1];
@@ -774,7 +771,6 @@ fn one_wave(
         t_synack,
         t_reply,
         t_fin,
-        views,
     } = sf;
     // FULLNAT hides the client (TOA only comes with the first ACK): one worker
     // forwards in order, so the k-th SYN out is the k-th SYN in.
@@ -793,18 +789,12 @@ fn one_wave(
         }
         let mac = *mac_of.get(&q.dst).ok_or("SYN out: not to a real server")?;
         let v = (q.dst, q.dport, q.src, q.sport, mac);
-        let slot = views[..n_us]
-            .get_mut(idx)
-            .ok_or("SYN out: flow out of range")?;
-        if slot.replace(v).is_some() {
-            return Err("SYN out: a connection came out twice".into());
-        }
+        *views.get_mut(idx).ok_or("SYN out: flow out of range")? = Some(v);
         synack.set_from(idx, t_synack, &server_addrs(dmac, &v));
         Ok(())
     })?;
-    let views: Vec<ServerView> = views[..n_us]
-        .iter()
-        .copied()
+    let views: Vec<ServerView> = views
+        .into_iter()
         .collect::<Option<Vec<_>>>()
         .ok_or("a SYN came out twice, another never")?;
     let check_some = |every: usize, e: &Expect| {

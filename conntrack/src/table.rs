@@ -622,22 +622,26 @@ impl ConnTable {
                 .index
                 .first_in_primary((self.index.primary(h), 0, h as u32));
             match cand[j] {
-                Some(v) => {
-                    // A slot starts at most 56 bytes into a line (it is
-                    // 8-aligned) and 56 + 136 <= 3 * 64: three lines.
-                    const _: () = assert!(
-                        core::mem::align_of::<Conn>() >= 8
-                            && 56 + core::mem::size_of::<Conn>() <= 3 * 64
-                    );
-                    let p: *const u8 = (&raw const self.slab[(v >> 1) as usize]).cast();
-                    prefetch(p);
-                    prefetch(p.wrapping_add(64));
-                    prefetch(p.wrapping_add(128));
-                }
+                Some(v) => self.hint_slot((v >> 1) as usize, &prefetch),
                 None => prefetch(self.index.bucket_addr(self.index.place(h).1)),
             }
         }
         self.compare_burst(&keys[..n], &mut out[..n], &places[..n], &cand[..n]);
+    }
+
+    /// Hint slot `i`'s three lines (none past the slab): a slot starts at
+    /// most 56 bytes into a line (it is 8-aligned) and 56 + 136 <= 3 * 64.
+    #[inline(always)]
+    fn hint_slot(&self, i: usize, prefetch: &impl Fn(*const u8)) {
+        const _: () = assert!(
+            core::mem::align_of::<Conn>() >= 8 && 56 + core::mem::size_of::<Conn>() <= 3 * 64
+        );
+        if let Some(c) = self.slab.get(i) {
+            let p: *const u8 = (&raw const *c).cast();
+            prefetch(p);
+            prefetch(p.wrapping_add(64));
+            prefetch(p.wrapping_add(128));
+        }
     }
 
     /// The last stage of a burst's lookup: each key's candidate confirmed
@@ -805,12 +809,12 @@ impl ConnTable {
     }
 
     /// The insert: the conn in `state`, with `bits` (besides the live and
-    /// family bits), its timer armed at that state's timeout; `prefetch`
-    /// hints the lines a new connection's insert misses on: the reply key's bucket (a random
-    /// one; the original key's was hinted when the packet was classified)
-    /// first and written last, the slot and the original key's entry in
-    /// between; and, once the slot is taken, the next free slot (the next
-    /// connection's, written whole).
+    /// family bits), its timer armed at that state's timeout. `prefetch`
+    /// hints the lines a new connection's insert misses on: the reply key's
+    /// bucket (a random one; the original key's was hinted when the packet
+    /// was classified) first and written last, the slot and the original
+    /// key's entry in between; and, once the slot is taken, the next free
+    /// slot (the next connection's, written whole).
     #[inline(always)]
     fn insert_in_state(
         &mut self,
@@ -870,12 +874,7 @@ impl ConnTable {
             self.inserted[w] |= bit;
         }
         self.free_head = next;
-        if let Some(n) = self.slab.get(next as usize) {
-            let p: *const u8 = (&raw const *n).cast();
-            prefetch(p);
-            prefetch(p.wrapping_add(64));
-            prefetch(p.wrapping_add(128));
-        }
+        self.hint_slot(next as usize, &prefetch);
         let slot = &mut self.slab[i as usize];
         slot.expires_at_ms = expiry_ms(&self.timeout_ms, slot, now_ms);
         self.wheel.arm(&mut self.slab, i);
